@@ -1,0 +1,161 @@
+# weft — the one build. `make` builds the libraries; `make check` runs the
+# tests (plain, then ASan+UBSan); `make check-tsan` runs the threaded tests
+# under ThreadSanitizer; `make bench` runs the benchmark report.
+#
+# O=DIR puts every output under DIR instead of build/ (parallel work trees).
+# T=name runs one test suite (tests/test_<name>.c); BENCH=name one benchmark.
+
+CC      ?= cc
+O       ?= build
+PREFIX  ?= /usr/local
+LIBDIR  ?= $(PREFIX)/lib
+INCDIR  ?= $(PREFIX)/include
+DESTDIR ?=
+WERROR  ?= -Werror
+
+VERSION := 0.1.0
+SOMAJOR := 0
+
+WARN    := -Wall -Wextra $(WERROR) -Wshadow -Wstrict-prototypes -Wmissing-prototypes \
+           -Wno-missing-field-initializers
+BASE_CFLAGS := -std=c11 -D_GNU_SOURCE -fPIC -fvisibility=hidden -Iinclude -I. $(WARN)
+OPT     ?= -O2 -g
+DEP_LIBS := -lev -lcares -lpthread -lm
+
+LIB_DIRS := core timers promises io
+LIB_SRCS := $(sort $(wildcard $(addsuffix /*.c,$(LIB_DIRS))))
+TEST_SRCS := $(sort $(wildcard tests/test_*.c))
+TEST_NAMES := $(patsubst tests/test_%.c,%,$(TEST_SRCS))
+TEST_SUPPORT := $(sort $(wildcard tests/support/*.c))
+BENCH_SRCS := $(sort $(wildcard bench/bench_*.c))
+BENCH_SUPPORT := $(sort $(wildcard bench/support/*.c))
+EXAMPLE_SRCS := $(sort $(wildcard examples/*.c))
+HEADERS := $(wildcard include/*.h include/weft/*.h)
+
+# Suites run under ThreadSanitizer (the ones that touch threads).
+TSAN_TESTS ?= $(filter loop future sync pool fs,$(TEST_NAMES))
+
+DEPS_STAMP := build/.deps-stamp
+
+# ---- variants: $(O) plain, $(O)/asan, $(O)/tsan -------------------------
+define variant
+$(1)_DIR    := $(2)
+$(1)_CFLAGS := $(BASE_CFLAGS) $(3)
+$(1)_LDFLAGS := $(4)
+$(1)_OBJS   := $$(patsubst %.c,$(2)/obj/%.o,$$(LIB_SRCS))
+$(2)/obj/%.o: %.c $$(HEADERS) $$(wildcard */internal.h core/list.h) | $(DEPS_STAMP)
+	@mkdir -p $$(@D)
+	$$(CC) $$($(1)_CFLAGS) -c $$< -o $$@
+$(2)/libweft.a: $$($(1)_OBJS)
+	@rm -f $$@
+	ar rcs $$@ $$^
+endef
+
+SAN_ASAN := -fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer
+SAN_TSAN := -fsanitize=thread -fno-omit-frame-pointer
+
+$(eval $(call variant,PLAIN,$(O),$(OPT),))
+$(eval $(call variant,ASAN,$(O)/asan,-O1 -g $(SAN_ASAN),$(SAN_ASAN)))
+$(eval $(call variant,TSAN,$(O)/tsan,-O1 -g $(SAN_TSAN) -DWEFT_TSAN,$(SAN_TSAN)))
+
+.PHONY: all lib check check-plain check-asan check-tsan test bench examples \
+        benches install uninstall clean format compile_commands deps tidy
+
+all: lib
+lib: $(O)/libweft.a $(O)/libweft.so
+
+$(DEPS_STAMP): scripts/deps.sh
+	@mkdir -p $(@D)
+	@scripts/deps.sh
+	@touch $@
+deps: $(DEPS_STAMP)
+
+$(O)/libweft.so: $(PLAIN_OBJS)
+	$(CC) -shared -Wl,-soname,libweft.so.$(SOMAJOR) -o $(O)/libweft.so.$(VERSION) $^ $(DEP_LIBS)
+	ln -sf libweft.so.$(VERSION) $(O)/libweft.so.$(SOMAJOR)
+	ln -sf libweft.so.$(SOMAJOR) $@
+
+# ---- tests ----------------------------------------------------------------
+# Each suite links the static library; Criterion runs its tests in parallel
+# worker processes, each with its own timeout.
+define test_variant
+$(2)/tests/test_%: tests/test_%.c $(2)/libweft.a $$(TEST_SUPPORT) tests/support/*.h
+	@mkdir -p $$(@D)
+	$$(CC) $$($(1)_CFLAGS) -Itests -o $$@ $$< $$(TEST_SUPPORT) $(2)/libweft.a $$($(1)_LDFLAGS) -lcriterion $(DEP_LIBS)
+endef
+$(eval $(call test_variant,PLAIN,$(O)))
+$(eval $(call test_variant,ASAN,$(O)/asan))
+
+# ThreadSanitizer cannot run Criterion (its arena setup aborts), so the same
+# sources are built against tests/support/plainrun.h, a small fork-per-test
+# runner with the same Test()/cr_assert* surface.
+$(O)/tsan/tests/test_%: tests/test_%.c $(O)/tsan/libweft.a $(TEST_SUPPORT) tests/support/*.h
+	@mkdir -p $(@D)
+	$(CC) $(TSAN_CFLAGS) -DWEFT_PLAINRUN -Itests -o $@ $< $(TEST_SUPPORT) $(O)/tsan/libweft.a $(TSAN_LDFLAGS) $(DEP_LIBS)
+
+RUN_NAMES := $(if $(T),$(T),$(TEST_NAMES))
+ASAN_ENV := ASAN_OPTIONS=halt_on_error=1:detect_leaks=1:abort_on_error=1 \
+            UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1
+TSAN_ENV := TSAN_OPTIONS=halt_on_error=1:second_deadlock_stack=1
+
+check: check-plain check-asan
+	@echo "make check: all suites passed (plain and ASan+UBSan)"
+
+check-plain: $(addprefix $(O)/tests/test_,$(RUN_NAMES)) lib
+	@scripts/run-tests.sh "plain" $(addprefix $(O)/tests/test_,$(RUN_NAMES))
+	@$(if $(T),true,O=$(O) CC=$(CC) scripts/test-install.sh)
+
+check-asan: $(addprefix $(O)/asan/tests/test_,$(RUN_NAMES))
+	@env $(ASAN_ENV) scripts/run-tests.sh "asan+ubsan" $^
+
+check-tsan: $(addprefix $(O)/tsan/tests/test_,$(if $(T),$(T),$(TSAN_TESTS)))
+	@env $(TSAN_ENV) scripts/run-tests.sh "tsan" $^
+
+test: check-plain
+
+# ---- benchmarks and examples --------------------------------------------
+BENCH_BINS := $(patsubst bench/%.c,$(O)/bench/%,$(BENCH_SRCS))
+EXAMPLE_BINS := $(patsubst examples/%.c,$(O)/examples/%,$(EXAMPLE_SRCS))
+BENCH_LIBS := $(shell pkg-config --libs libuv 2>/dev/null || echo -luv)
+
+$(O)/bench/%: bench/%.c $(O)/libweft.a $(BENCH_SUPPORT) bench/support/*.h
+	@mkdir -p $(@D)
+	$(CC) -std=c11 -D_GNU_SOURCE -O2 -g $(WARN) -Iinclude -Ibench -o $@ $< $(BENCH_SUPPORT) $(O)/libweft.a $(BENCH_LIBS) $(DEP_LIBS)
+
+$(O)/examples/%: examples/%.c $(O)/libweft.a
+	@mkdir -p $(@D)
+	$(CC) -std=c11 -D_GNU_SOURCE -O2 -g $(WARN) -Iinclude -o $@ $< $(O)/libweft.a $(DEP_LIBS)
+
+benches: $(BENCH_BINS)
+examples: $(EXAMPLE_BINS)
+
+bench: benches
+	@O=$(O) scripts/bench.sh $(BENCH)
+
+# ---- install --------------------------------------------------------------
+install: lib
+	install -d $(DESTDIR)$(INCDIR)/weft $(DESTDIR)$(LIBDIR)/pkgconfig
+	install -m 644 include/weft.h $(DESTDIR)$(INCDIR)/
+	install -m 644 include/weft/*.h $(DESTDIR)$(INCDIR)/weft/
+	install -m 644 $(O)/libweft.a $(DESTDIR)$(LIBDIR)/
+	install -m 755 $(O)/libweft.so.$(VERSION) $(DESTDIR)$(LIBDIR)/
+	ln -sf libweft.so.$(VERSION) $(DESTDIR)$(LIBDIR)/libweft.so.$(SOMAJOR)
+	ln -sf libweft.so.$(SOMAJOR) $(DESTDIR)$(LIBDIR)/libweft.so
+	sed -e 's|@PREFIX@|$(PREFIX)|; s|@LIBDIR@|$(LIBDIR)|; s|@INCDIR@|$(INCDIR)|; s|@VERSION@|$(VERSION)|' \
+	    weft.pc.in > $(DESTDIR)$(LIBDIR)/pkgconfig/weft.pc
+
+uninstall:
+	rm -f $(DESTDIR)$(INCDIR)/weft.h $(DESTDIR)$(LIBDIR)/pkgconfig/weft.pc
+	rm -rf $(DESTDIR)$(INCDIR)/weft
+	rm -f $(DESTDIR)$(LIBDIR)/libweft.a $(DESTDIR)$(LIBDIR)/libweft.so \
+	      $(DESTDIR)$(LIBDIR)/libweft.so.$(SOMAJOR) $(DESTDIR)$(LIBDIR)/libweft.so.$(VERSION)
+
+# ---- tooling --------------------------------------------------------------
+format:
+	clang-format -i $(LIB_SRCS) $(HEADERS) $(wildcard */*.h) $(TEST_SRCS) $(BENCH_SRCS) $(EXAMPLE_SRCS)
+
+compile_commands:
+	$(MAKE) clean && bear -- $(MAKE) lib
+
+clean:
+	rm -rf $(O)/obj $(O)/asan $(O)/tsan $(O)/tests $(O)/bench $(O)/examples $(O)/libweft.*

@@ -1,0 +1,102 @@
+/* weft — the handle base: registration, active/ref accounting, two-phase
+ * close and walking.
+ *
+ * Lifecycle (docs/handles.md): init -> [active <-> inactive] -> closing ->
+ * closed. weft_close() stops the handle at once and queues it; the loop's
+ * close phase runs the type's finish hook (failing pending requests with
+ * -ECANCELED), unlinks the handle, then calls the close callback. */
+#include "internal.h"
+
+void weft__handle_init(weft_loop *loop, weft_handle *h,
+                       const weft__handle_ops *ops) {
+  void *data = h->data;
+  *h = (weft_handle){0};
+  h->data = data;
+  h->loop = loop;
+  h->ops = ops;
+  h->all_prev = loop->all_tail;
+  if (loop->all_tail) loop->all_tail->all_next = h;
+  else loop->all_head = h;
+  loop->all_tail = h;
+  loop->handle_count++;
+}
+
+void weft__handle_start(weft_handle *h) {
+  if (h->flags & WEFT__H_ACTIVE) return;
+  h->flags |= WEFT__H_ACTIVE;
+  if (!(h->flags & WEFT__H_UNREF)) weft__alive_add(h->loop, 1);
+}
+
+void weft__handle_stop(weft_handle *h) {
+  if (!(h->flags & WEFT__H_ACTIVE)) return;
+  h->flags &= ~WEFT__H_ACTIVE;
+  if (!(h->flags & WEFT__H_UNREF)) weft__alive_add(h->loop, -1);
+}
+
+int weft_close(weft_handle *h, weft_close_cb cb) {
+  if (h == NULL || h->ops == NULL || h->loop == NULL) return -EINVAL;
+  if (h->flags & (WEFT__H_CLOSING | WEFT__H_CLOSED)) return -EALREADY;
+  weft_loop *loop = h->loop;
+  h->flags |= WEFT__H_CLOSING;
+  h->close_cb = cb;
+  h->ops->close(h);
+  weft__handle_stop(h);
+  h->closing_next = NULL;
+  if (loop->closing_tail) loop->closing_tail->closing_next = h;
+  else loop->closing_head = h;
+  loop->closing_tail = h;
+  weft__alive_add(loop, 1); /* until the close callback has run */
+  weft__loop_want_turn(loop);
+  return 0;
+}
+
+weft_loop *weft_handle_loop(const weft_handle *h) { return h ? h->loop : NULL; }
+
+weft_handle_type weft_handle_get_type(const weft_handle *h) {
+  return h && h->ops ? h->ops->type : WEFT_HANDLE_UNKNOWN;
+}
+
+const char *weft_handle_type_name(weft_handle_type type) {
+  static const char *const names[WEFT_HANDLE_TYPE_MAX] = {
+      [WEFT_HANDLE_UNKNOWN] = "unknown", [WEFT_HANDLE_TIMER] = "timer",
+      [WEFT_HANDLE_SIGNAL] = "signal",   [WEFT_HANDLE_TCP] = "tcp",
+      [WEFT_HANDLE_PIPE] = "pipe",       [WEFT_HANDLE_UDP] = "udp",
+      [WEFT_HANDLE_PROCESS] = "process", [WEFT_HANDLE_POLL] = "poll",
+  };
+  if ((unsigned)type >= WEFT_HANDLE_TYPE_MAX) return "unknown";
+  return names[type];
+}
+
+bool weft_is_active(const weft_handle *h) {
+  return h != NULL && (h->flags & WEFT__H_ACTIVE) != 0;
+}
+
+bool weft_is_closing(const weft_handle *h) {
+  return h != NULL && (h->flags & (WEFT__H_CLOSING | WEFT__H_CLOSED)) != 0;
+}
+
+void weft_ref(weft_handle *h) {
+  if (h == NULL || !(h->flags & WEFT__H_UNREF)) return;
+  h->flags &= ~WEFT__H_UNREF;
+  if (h->flags & WEFT__H_ACTIVE) weft__alive_add(h->loop, 1);
+}
+
+void weft_unref(weft_handle *h) {
+  if (h == NULL || (h->flags & WEFT__H_UNREF)) return;
+  h->flags |= WEFT__H_UNREF;
+  if (h->flags & WEFT__H_ACTIVE) weft__alive_add(h->loop, -1);
+}
+
+bool weft_has_ref(const weft_handle *h) {
+  return h != NULL && !(h->flags & WEFT__H_UNREF);
+}
+
+void weft_walk(weft_loop *loop, weft_walk_cb cb, void *arg) {
+  if (loop == NULL || cb == NULL) return;
+  /* the callback may close its handle, which stays linked until the close
+   * phase, so taking `next` first is safe */
+  for (weft_handle *h = loop->all_head, *next; h != NULL; h = next) {
+    next = h->all_next;
+    cb(h, arg);
+  }
+}

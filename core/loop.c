@@ -1,0 +1,435 @@
+/* weft — the loop: creation, running, aliveness, time, the deferred queue,
+ * cross-thread posts and the close phase.
+ *
+ * weft's own work hangs on libev watchers so that a turn behaves the same
+ * whether weft_loop_run() drives libev or a host runs ev_run() itself:
+ *   time_check (check, max priority)  refresh the cached time after polling
+ *   timer_watcher (max priority)      run due timers
+ *   [I/O watchers, priority 0]        streams, async (cross-thread posts)
+ *   check (min priority)              drain call_soon, finish closes, stop
+ *   prepare                           arm timer_watcher for the next poll
+ *   idle                              keep the poll non-blocking while queued
+ */
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "internal.h"
+
+#define CS_INITIAL 256u
+#define CS_BUDGET_DEFAULT 4096u
+
+_Static_assert(sizeof(ev_io) <= sizeof(((weft_signal *)0)->watcher) ||
+                   sizeof(ev_signal) <= sizeof(((weft_signal *)0)->watcher),
+               "watcher storage too small");
+
+/* ---- time -------------------------------------------------------------- */
+
+static uint64_t clock_ms(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+}
+
+uint64_t weft_now(const weft_loop *loop) { return loop ? loop->now : 0; }
+
+void weft_update_time(weft_loop *loop) {
+  if (loop != NULL) loop->now = clock_ms();
+}
+
+/* ---- aliveness --------------------------------------------------------- */
+
+void weft__alive_add(weft_loop *loop, int delta) {
+  unsigned before = loop->alive;
+  loop->alive = (unsigned)((int)before + delta);
+  if (before == 0 && loop->alive != 0)
+    ev_ref(loop->ev);
+  else if (before != 0 && loop->alive == 0)
+    ev_unref(loop->ev);
+}
+
+bool weft_loop_alive(const weft_loop *loop) {
+  return loop != NULL && loop->alive != 0;
+}
+
+void weft_loop_ref(weft_loop *loop) {
+  if (loop == NULL) return;
+  loop->user_refs++;
+  weft__alive_add(loop, 1);
+}
+
+void weft_loop_unref(weft_loop *loop) {
+  if (loop == NULL || loop->user_refs == 0) return;
+  loop->user_refs--;
+  weft__alive_add(loop, -1);
+}
+
+/* Internal watchers must not keep libev alive on their own. */
+#define START_UNREF(kind, loop, w)                                             \
+  do {                                                                         \
+    ev_##kind##_start((loop)->ev, (w));                                        \
+    ev_unref((loop)->ev);                                                      \
+  } while (0)
+#define STOP_UNREF(kind, loop, w)                                              \
+  do {                                                                         \
+    if (ev_is_active(w)) {                                                     \
+      ev_ref((loop)->ev);                                                      \
+      ev_##kind##_stop((loop)->ev, (w));                                       \
+    }                                                                          \
+  } while (0)
+
+void weft__io_start(weft_loop *loop, ev_io *w) {
+  loop->fd_dirty = true;
+  if (!ev_is_active(w)) START_UNREF(io, loop, w);
+}
+
+void weft__io_stop(weft_loop *loop, ev_io *w) {
+  loop->fd_dirty = true;
+  STOP_UNREF(io, loop, w);
+}
+
+void weft__loop_want_turn(weft_loop *loop) {
+  if (!ev_is_active(&loop->idle)) START_UNREF(idle, loop, &loop->idle);
+}
+
+static void maybe_stop_idle(weft_loop *loop) {
+  if (loop->cs_count == 0 && loop->closing_head == NULL)
+    STOP_UNREF(idle, loop, &loop->idle);
+}
+
+/* ---- call_soon --------------------------------------------------------- */
+
+static int cs_grow(weft_loop *loop) {
+  uint32_t cap = loop->cs_mask + 1;
+  if (cap > UINT32_MAX / 2) return -ENOMEM;
+  weft__task *ring = weft__malloc(sizeof *ring * cap * 2);
+  if (ring == NULL) return -ENOMEM;
+  /* unwrap the ring into the new buffer, oldest first */
+  for (uint32_t i = 0; i < loop->cs_count; i++)
+    ring[i] = loop->cs_ring[(loop->cs_head + i) & loop->cs_mask];
+  weft__free(loop->cs_ring);
+  loop->cs_ring = ring;
+  loop->cs_head = 0;
+  loop->cs_mask = cap * 2 - 1;
+  return 0;
+}
+
+int weft_call_soon(weft_loop *loop, weft_cb cb, void *arg) {
+  if (WEFT__UNLIKELY(loop == NULL || cb == NULL)) return -EINVAL;
+  if (WEFT__UNLIKELY(loop->cs_count > loop->cs_mask)) {
+    int err = cs_grow(loop);
+    if (err != 0) return err;
+  }
+  weft__task *slot = &loop->cs_ring[(loop->cs_head + loop->cs_count) & loop->cs_mask];
+  slot->cb = cb;
+  slot->arg = arg;
+  loop->cs_count++;
+  if (WEFT__UNLIKELY(!loop->cs_alive)) {
+    loop->cs_alive = true;
+    weft__alive_add(loop, 1);
+    weft__loop_want_turn(loop);
+  }
+  return 0;
+}
+
+/* Runs queued callbacks, including ones they queue, until the queue is
+ * empty or the budget is spent; what is left runs next turn, after a
+ * non-blocking poll, so a self-reposting callback cannot starve I/O. */
+static void cs_drain(weft_loop *loop) {
+  unsigned budget = loop->cs_budget;
+  while (loop->cs_count != 0 && budget-- != 0) {
+    weft__task t = loop->cs_ring[loop->cs_head];
+    loop->cs_head = (loop->cs_head + 1) & loop->cs_mask;
+    loop->cs_count--;
+    t.cb(t.arg);
+  }
+  if (loop->cs_count == 0 && loop->cs_alive) {
+    loop->cs_alive = false;
+    weft__alive_add(loop, -1);
+  }
+}
+
+/* ---- call_soon_threadsafe ---------------------------------------------- */
+
+int weft_call_soon_threadsafe(weft_loop *loop, weft_cb cb, void *arg) {
+  if (loop == NULL || cb == NULL) return -EINVAL;
+  pthread_mutex_lock(&loop->ts_lock);
+  if (loop->ts_closed) {
+    pthread_mutex_unlock(&loop->ts_lock);
+    return -ESHUTDOWN;
+  }
+  if (loop->ts_len == loop->ts_cap) {
+    size_t cap = loop->ts_cap ? loop->ts_cap * 2 : 64;
+    weft__task *buf = weft__realloc(loop->ts_buf, cap * sizeof *buf);
+    if (buf == NULL) {
+      pthread_mutex_unlock(&loop->ts_lock);
+      return -ENOMEM;
+    }
+    loop->ts_buf = buf;
+    loop->ts_cap = cap;
+  }
+  loop->ts_buf[loop->ts_len++] = (weft__task){cb, arg};
+  bool wake = loop->ts_len == 1; /* the loop has seen every earlier post */
+  pthread_mutex_unlock(&loop->ts_lock);
+  if (wake) ev_async_send(loop->ev, &loop->async);
+  return 0;
+}
+
+/* Swaps the posted batch out under the lock and runs it outside it. */
+static size_t ts_drain(weft_loop *loop) {
+  pthread_mutex_lock(&loop->ts_lock);
+  weft__task *batch = loop->ts_buf;
+  size_t n = loop->ts_len, cap = loop->ts_cap;
+  loop->ts_buf = loop->ts_spare;
+  loop->ts_cap = loop->ts_spare_cap;
+  loop->ts_len = 0;
+  pthread_mutex_unlock(&loop->ts_lock);
+  for (size_t i = 0; i < n; i++) batch[i].cb(batch[i].arg);
+  /* hand the buffer back as the spare; the lock orders it with producers */
+  pthread_mutex_lock(&loop->ts_lock);
+  loop->ts_spare = batch;
+  loop->ts_spare_cap = cap;
+  pthread_mutex_unlock(&loop->ts_lock);
+  return n;
+}
+
+/* ---- watchers ---------------------------------------------------------- */
+
+static void on_time_check(struct ev_loop *ev, ev_check *w, int revents) {
+  WEFT__UNUSED(revents);
+  weft_loop *loop = w->data;
+  WEFT__UNUSED(ev);
+  loop->now = clock_ms();
+}
+
+static void on_timer(struct ev_loop *ev, ev_timer *w, int revents) {
+  WEFT__UNUSED(revents);
+  weft_loop *loop = w->data;
+  /* a one-shot ev_timer stops itself on firing: give back the reference
+   * that START_UNREF took away */
+  ev_ref(ev);
+  loop->timer_armed = false;
+  weft__timers_run(loop);
+}
+
+static void on_async(struct ev_loop *ev, ev_async *w, int revents) {
+  WEFT__UNUSED(ev);
+  WEFT__UNUSED(revents);
+  ts_drain(w->data);
+}
+
+static void finish_closing(weft_loop *loop) {
+  /* closes requested by close callbacks finish next turn */
+  weft_handle *h = loop->closing_head;
+  loop->closing_head = loop->closing_tail = NULL;
+  while (h != NULL) {
+    weft_handle *next = h->closing_next;
+    h->closing_next = NULL;
+    if (h->ops->finish != NULL) h->ops->finish(h);
+    h->flags = (h->flags & ~WEFT__H_CLOSING) | WEFT__H_CLOSED;
+    /* unlink from the loop's handle list */
+    if (h->all_prev) h->all_prev->all_next = h->all_next;
+    else loop->all_head = h->all_next;
+    if (h->all_next) h->all_next->all_prev = h->all_prev;
+    else loop->all_tail = h->all_prev;
+    h->all_prev = h->all_next = NULL;
+    loop->handle_count--;
+    weft__alive_add(loop, -1); /* the close in progress */
+    if (h->close_cb != NULL) h->close_cb(h); /* may free h */
+    h = next;
+  }
+}
+
+static void on_check(struct ev_loop *ev, ev_check *w, int revents) {
+  WEFT__UNUSED(revents);
+  weft_loop *loop = w->data;
+  cs_drain(loop);
+  if (loop->closing_head != NULL) finish_closing(loop);
+  maybe_stop_idle(loop);
+  if (atomic_load_explicit(&loop->stop_flag, memory_order_relaxed))
+    ev_break(ev, EVBREAK_ONE);
+}
+
+static void on_prepare(struct ev_loop *ev, ev_prepare *w, int revents) {
+  WEFT__UNUSED(revents);
+  weft_loop *loop = w->data;
+  loop->fd_dirty = false;
+  if (loop->heap_len == 0) {
+    if (loop->timer_armed) {
+      STOP_UNREF(timer, loop, &loop->timer_watcher);
+      loop->timer_armed = false;
+    }
+    return;
+  }
+  uint64_t deadline = loop->heap[0].deadline;
+  if (loop->timer_armed && loop->armed_deadline == deadline) return;
+  STOP_UNREF(timer, loop, &loop->timer_watcher);
+  uint64_t wait = deadline > loop->now ? deadline - loop->now : 0;
+  ev_timer_set(&loop->timer_watcher, weft__ms_to_ev(wait), 0.);
+  START_UNREF(timer, loop, &loop->timer_watcher);
+  loop->timer_armed = true;
+  loop->armed_deadline = deadline;
+  WEFT__UNUSED(ev);
+}
+
+static void on_idle(struct ev_loop *ev, ev_idle *w, int revents) {
+  WEFT__UNUSED(ev);
+  WEFT__UNUSED(w);
+  WEFT__UNUSED(revents);
+}
+
+/* ---- create / free ----------------------------------------------------- */
+
+static int loop_init(weft_loop **out, struct ev_loop *ev, bool own,
+                     const weft_loop_options *opts) {
+  weft_loop *loop = weft__calloc(1, sizeof *loop);
+  if (loop == NULL) return -ENOMEM;
+  loop->cs_ring = weft__malloc(sizeof *loop->cs_ring * CS_INITIAL);
+  if (loop->cs_ring == NULL) {
+    weft__free(loop);
+    return -ENOMEM;
+  }
+  int err = pthread_mutex_init(&loop->ts_lock, NULL);
+  if (err != 0) {
+    weft__free(loop->cs_ring);
+    weft__free(loop);
+    return -err;
+  }
+  loop->cs_mask = CS_INITIAL - 1;
+  loop->cs_budget = opts && opts->call_soon_budget ? opts->call_soon_budget
+                                                   : CS_BUDGET_DEFAULT;
+  loop->ev = ev;
+  loop->own_ev = own;
+  atomic_init(&loop->stop_flag, false);
+  loop->now = clock_ms();
+
+  ev_check_init(&loop->time_check, on_time_check);
+  ev_set_priority(&loop->time_check, EV_MAXPRI);
+  ev_timer_init(&loop->timer_watcher, on_timer, 0., 0.);
+  ev_set_priority(&loop->timer_watcher, EV_MAXPRI);
+  ev_check_init(&loop->check, on_check);
+  ev_set_priority(&loop->check, EV_MINPRI);
+  ev_prepare_init(&loop->prepare, on_prepare);
+  ev_idle_init(&loop->idle, on_idle);
+  ev_set_priority(&loop->idle, EV_MINPRI);
+  ev_async_init(&loop->async, on_async);
+  loop->time_check.data = loop->timer_watcher.data = loop->check.data =
+      loop->prepare.data = loop->idle.data = loop->async.data = loop;
+  START_UNREF(check, loop, &loop->time_check);
+  START_UNREF(check, loop, &loop->check);
+  START_UNREF(prepare, loop, &loop->prepare);
+  START_UNREF(async, loop, &loop->async);
+  *out = loop;
+  return 0;
+}
+
+int weft_loop_new(weft_loop **out, const weft_loop_options *opts) {
+  if (out == NULL) return -EINVAL;
+  unsigned flags = opts && opts->ev_flags ? opts->ev_flags : EVFLAG_AUTO;
+  int backend_fd;
+  struct ev_loop *ev = weft__ev_loop_new(flags, &backend_fd);
+  if (ev == NULL) return opts && opts->ev_flags ? -EINVAL : -ENOMEM;
+  int err = loop_init(out, ev, true, opts);
+  if (err != 0) ev_loop_destroy(ev);
+  else (*out)->backend_fd = backend_fd;
+  return err;
+}
+
+int weft_loop_from_ev(weft_loop **out, struct ev_loop *ev,
+                      const weft_loop_options *opts) {
+  if (out == NULL || ev == NULL) return -EINVAL;
+  int err = loop_init(out, ev, false, opts);
+  if (err == 0) (*out)->backend_fd = -ENOTSUP; /* the host owns the poll */
+  return err;
+}
+
+static bool loop_busy(weft_loop *loop) {
+  return loop->handle_count != 0 || loop->cs_count != 0 ||
+         loop->alive != loop->user_refs || loop->running;
+}
+
+int weft_loop_free(weft_loop *loop) {
+  if (loop == NULL) return -EINVAL;
+  pthread_mutex_lock(&loop->ts_lock);
+  bool busy = loop->ts_len != 0 || loop_busy(loop);
+  loop->ts_closed = !busy;
+  pthread_mutex_unlock(&loop->ts_lock);
+  if (busy) return -EBUSY;
+
+  for (int id = WEFT__MOD_MAX - 1; id >= 0; id--)
+    if (loop->modules[id].teardown != NULL)
+      loop->modules[id].teardown(loop, loop->modules[id].state);
+  while (loop->user_refs) weft_loop_unref(loop);
+  STOP_UNREF(check, loop, &loop->time_check);
+  STOP_UNREF(check, loop, &loop->check);
+  STOP_UNREF(prepare, loop, &loop->prepare);
+  STOP_UNREF(async, loop, &loop->async);
+  STOP_UNREF(idle, loop, &loop->idle);
+  STOP_UNREF(timer, loop, &loop->timer_watcher);
+  if (loop->own_ev) ev_loop_destroy(loop->ev);
+  pthread_mutex_destroy(&loop->ts_lock);
+  weft__free(loop->ts_buf);
+  weft__free(loop->ts_spare);
+  weft__free(loop->cs_ring);
+  weft__free(loop->heap);
+  weft__free(loop);
+  return 0;
+}
+
+void weft__module_set(weft_loop *loop, weft__module_id id, void *state,
+                      void (*teardown)(weft_loop *, void *)) {
+  loop->modules[id].state = state;
+  loop->modules[id].teardown = teardown;
+}
+
+struct ev_loop *weft_loop_ev(weft_loop *loop) { return loop ? loop->ev : NULL; }
+void *weft_loop_get_data(const weft_loop *loop) { return loop ? loop->data : NULL; }
+void weft_loop_set_data(weft_loop *loop, void *data) {
+  if (loop != NULL) loop->data = data;
+}
+size_t weft_loop_size(void) { return sizeof(weft_loop); }
+
+/* ---- run / stop -------------------------------------------------------- */
+
+int weft_loop_run(weft_loop *loop, weft_run_mode mode) {
+  if (loop == NULL) return -EINVAL;
+  int flags;
+  switch (mode) {
+  case WEFT_RUN_DEFAULT: flags = 0; break;
+  case WEFT_RUN_ONCE: flags = EVRUN_ONCE; break;
+  case WEFT_RUN_NOWAIT: flags = EVRUN_NOWAIT; break;
+  default: return -EINVAL;
+  }
+  if (loop->running) return -EBUSY;
+  loop->running = 1;
+  loop->now = clock_ms();
+  /* libev's ev_run always makes one pass; a DEFAULT run of a dead loop
+   * returns at once, as a libuv user expects. */
+  if (mode != WEFT_RUN_DEFAULT || loop->alive != 0 || !loop->own_ev)
+    ev_run(loop->ev, flags);
+  atomic_store(&loop->stop_flag, false);
+  loop->running = 0;
+  return loop->alive != 0;
+}
+
+void weft_loop_stop(weft_loop *loop) {
+  if (loop == NULL) return;
+  atomic_store(&loop->stop_flag, true);
+  ev_async_send(loop->ev, &loop->async); /* wakes a blocked poll */
+}
+
+/* ---- embedding --------------------------------------------------------- */
+
+int weft_loop_backend_fd(const weft_loop *loop) {
+  return loop ? loop->backend_fd : -EINVAL;
+}
+
+int weft_loop_backend_timeout(const weft_loop *loop) {
+  if (loop == NULL) return -1;
+  if (loop->cs_count || loop->closing_head || loop->fd_dirty ||
+      ev_pending_count(loop->ev))
+    return 0;
+  int64_t ms = weft__timers_next(loop);
+  if (ms > INT32_MAX) return INT32_MAX;
+  return (int)ms;
+}

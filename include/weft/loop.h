@@ -1,0 +1,219 @@
+/* weft — the loop, the handle base, deferred and cross-thread callbacks.
+ *
+ * One thread runs one loop. A loop and everything attached to it is used
+ * from the thread that runs it, except the functions whose name ends in
+ * _threadsafe and weft_loop_stop(), which any thread may call.
+ *
+ * One turn of the loop: due timers fire; I/O callbacks run; the deferred
+ * (call_soon) queue drains until empty or until the per-turn budget is
+ * spent; handles whose close was requested finish closing and their close
+ * callbacks run; the loop blocks in the kernel only when nothing is queued.
+ * No callback ever runs from inside the call that registered it. */
+#ifndef WEFT_LOOP_H
+#define WEFT_LOOP_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "common.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+struct ev_loop;
+typedef struct weft_loop weft_loop;
+
+/** A deferred callback: runs once on the loop's thread with `arg`. */
+typedef void (*weft_cb)(void *arg);
+
+/** Options for weft_loop_new() and weft_loop_from_ev(). Zero-initialise,
+ * then set what you need; 0 in a field means "the default". */
+typedef struct weft_loop_options {
+  /** Deferred callbacks run per turn before I/O is polled again
+   * (default 4096). Bounds how long a self-reposting callback can keep the
+   * loop from I/O and timers. */
+  unsigned call_soon_budget;
+  /** Worker threads for this loop's share of the thread pool (default:
+   * $WEFT_POOL_SIZE, else the number of CPUs). */
+  unsigned pool_size;
+  /** libev backend flags for weft_loop_new() (EVBACKEND_*; default: libev's
+   * choice, epoll on Linux). Ignored by weft_loop_from_ev(). */
+  unsigned ev_flags;
+} weft_loop_options;
+
+/** How weft_loop_run() runs. */
+typedef enum weft_run_mode {
+  WEFT_RUN_DEFAULT = 0, /**< until nothing keeps the loop alive, or stop */
+  WEFT_RUN_ONCE = 1,    /**< one turn, blocking for events if none are due */
+  WEFT_RUN_NOWAIT = 2   /**< one turn, never blocking */
+} weft_run_mode;
+
+/** Creates a loop with its own libev loop. `opts` may be NULL. On success
+ * stores it in *out and returns 0; -EINVAL for a NULL out or bad options,
+ * -ENOMEM, or a negative errno from the kernel. Free with weft_loop_free(). */
+WEFT_API int weft_loop_new(weft_loop **out, const weft_loop_options *opts);
+
+/** Wraps an existing libev loop (which the caller keeps owning and may run
+ * itself with ev_run()). weft's internal watchers do not keep the host's
+ * ev_run() alive; weft's live handles and queued work do. weft_loop_free()
+ * leaves the libev loop intact. Same errors as weft_loop_new(). */
+WEFT_API int weft_loop_from_ev(weft_loop **out, struct ev_loop *ev,
+                               const weft_loop_options *opts);
+
+/** Frees a loop. Returns -EBUSY (changing nothing; the loop stays usable)
+ * while handles are open (not yet fully closed), deferred or cross-thread
+ * callbacks are queued, or requests (pool work, DNS, ...) are outstanding;
+ * -EINVAL for NULL. After it returns 0, posts from other threads must have
+ * stopped: while it runs they fail with -ESHUTDOWN. */
+WEFT_API int weft_loop_free(weft_loop *loop);
+
+/** The libev loop underneath. */
+WEFT_API struct ev_loop *weft_loop_ev(weft_loop *loop);
+
+/** Runs the loop in `mode`. Returns 1 if the loop is still alive (handles
+ * or work remain), 0 if not, -EINVAL for a NULL loop or bad mode, -EBUSY
+ * if called recursively from one of the loop's own callbacks. */
+WEFT_API int weft_loop_run(weft_loop *loop, weft_run_mode mode);
+
+/** Makes the current (or next) weft_loop_run() return after the turn in
+ * progress. Callable from any thread. */
+WEFT_API void weft_loop_stop(weft_loop *loop);
+
+/** True if something keeps the loop alive: an active, referenced handle,
+ * an outstanding request, a queued callback, a handle being closed, or a
+ * weft_loop_ref(). */
+WEFT_API bool weft_loop_alive(const weft_loop *loop);
+
+/** Keeps the loop alive without a handle, e.g. while other threads will
+ * post work with weft_call_soon_threadsafe(). Counted: each weft_loop_ref()
+ * needs one weft_loop_unref(). Loop thread only. */
+WEFT_API void weft_loop_ref(weft_loop *loop);
+/** Drops one weft_loop_ref(). Extra calls are ignored. */
+WEFT_API void weft_loop_unref(weft_loop *loop);
+
+/** The loop's cached time in milliseconds (monotonic clock, arbitrary
+ * origin), refreshed once per turn right after polling. */
+WEFT_API uint64_t weft_now(const weft_loop *loop);
+
+/** Refreshes the cached time now (e.g. after a long computation). */
+WEFT_API void weft_update_time(weft_loop *loop);
+
+/** For embedding in a foreign loop: an fd that becomes readable when the
+ * loop has events. Poll it, then call weft_loop_run(loop, WEFT_RUN_NOWAIT).
+ * Returns the fd; -EINVAL for NULL; -ENOTSUP for a loop made by
+ * weft_loop_from_ev() (its host polls libev itself) or when the fd could
+ * not be identified (another thread created an epoll instance at the same
+ * moment as this loop). */
+WEFT_API int weft_loop_backend_fd(const weft_loop *loop);
+
+/** For embedding: how long a host may block before calling
+ * weft_loop_run(NOWAIT): -1 no deadline, 0 work is pending, else the
+ * milliseconds until the next timer. -EINVAL is never returned: a NULL loop
+ * gives -1. */
+WEFT_API int weft_loop_backend_timeout(const weft_loop *loop);
+
+/** User data pointer of the loop. */
+WEFT_API void *weft_loop_get_data(const weft_loop *loop);
+/** Sets the loop's user data pointer. */
+WEFT_API void weft_loop_set_data(weft_loop *loop, void *data);
+
+/** Bytes of one weft_loop (for reports). */
+WEFT_API size_t weft_loop_size(void);
+
+/* ---- deferred callbacks ------------------------------------------------ */
+
+/** Queues cb(arg) to run once on the loop's thread, after the current
+ * callback returns, in FIFO order. Returns 0, -EINVAL (NULL loop or cb),
+ * or -ENOMEM when the queue had to grow and could not (the callback is then
+ * not queued). The queue never shrinks, so steady state allocates nothing.
+ * Loop thread only. */
+WEFT_API int weft_call_soon(weft_loop *loop, weft_cb cb, void *arg);
+
+/** Like weft_call_soon() but callable from any thread; the loop is woken
+ * once per batch. Every accepted post runs exactly once, in order per
+ * posting thread. Returns 0, -EINVAL, -ENOMEM, or -ESHUTDOWN when the loop
+ * is being freed (the callback is then not queued). Posting alone does not
+ * keep the loop alive: see weft_loop_ref(). */
+WEFT_API int weft_call_soon_threadsafe(weft_loop *loop, weft_cb cb, void *arg);
+
+/* ---- handles ------------------------------------------------------------ */
+
+/** Every handle type. */
+typedef enum weft_handle_type {
+  WEFT_HANDLE_UNKNOWN = 0,
+  WEFT_HANDLE_TIMER,
+  WEFT_HANDLE_SIGNAL,
+  WEFT_HANDLE_TCP,
+  WEFT_HANDLE_PIPE, /**< Unix-domain sockets, pipes and other fds */
+  WEFT_HANDLE_UDP,
+  WEFT_HANDLE_PROCESS,
+  WEFT_HANDLE_POLL,
+  WEFT_HANDLE_TYPE_MAX
+} weft_handle_type;
+
+typedef struct weft_handle weft_handle;
+struct weft__handle_ops;
+
+/* private: room for one libev watcher inside a public struct, so handles
+ * embed their watchers without users needing <ev.h>. The sources check the
+ * size with a static assertion. */
+#define WEFT__EV_STORAGE(name)                                                 \
+  union {                                                                      \
+    void *p_[8];                                                               \
+    uint64_t u_[8];                                                            \
+  } name
+
+/** Runs once a handle has finished closing; the handle may be freed here. */
+typedef void (*weft_close_cb)(weft_handle *handle);
+
+/** The base of every handle; each handle struct starts with one, named
+ * `base`, so `&timer->base` is a weft_handle *. Users read and write `data`;
+ * every other field is private. */
+struct weft_handle {
+  void *data; /**< yours */
+  /* private */
+  weft_loop *loop;
+  const struct weft__handle_ops *ops;
+  weft_close_cb close_cb;
+  struct weft_handle *all_prev, *all_next; /* the loop's list of handles */
+  struct weft_handle *closing_next;        /* the loop's closing queue */
+  unsigned flags;
+};
+
+/** Starts closing `h`: its watchers stop at once, pending operations fail
+ * with -ECANCELED, and `cb` (may be NULL) runs later in this turn's close
+ * phase, never inline; freeing the handle is allowed from `cb`. Returns 0,
+ * -EINVAL for NULL or an uninitialised handle, -EALREADY if it is already
+ * closing or closed. */
+WEFT_API int weft_close(weft_handle *h, weft_close_cb cb);
+
+/** The loop a handle belongs to. */
+WEFT_API weft_loop *weft_handle_loop(const weft_handle *h);
+/** The handle's type (WEFT_HANDLE_UNKNOWN for NULL). */
+WEFT_API weft_handle_type weft_handle_get_type(const weft_handle *h);
+/** A static name for a handle type ("timer", "tcp", ...). */
+WEFT_API const char *weft_handle_type_name(weft_handle_type type);
+/** True while the handle is doing something (a started timer, a reading
+ * stream, a listening server, ...). False for NULL. */
+WEFT_API bool weft_is_active(const weft_handle *h);
+/** True from weft_close() on. */
+WEFT_API bool weft_is_closing(const weft_handle *h);
+/** Lets the loop keep running because of this handle while it is active
+ * (the default). */
+WEFT_API void weft_ref(weft_handle *h);
+/** An unreferenced handle does not keep weft_loop_run() alive. */
+WEFT_API void weft_unref(weft_handle *h);
+/** True if the handle is referenced. */
+WEFT_API bool weft_has_ref(const weft_handle *h);
+
+/** Visitor for weft_walk(). */
+typedef void (*weft_walk_cb)(weft_handle *h, void *arg);
+/** Calls cb for every handle of the loop that is not yet fully closed, in
+ * creation order. cb may close the handle it is given. */
+WEFT_API void weft_walk(weft_loop *loop, weft_walk_cb cb, void *arg);
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* WEFT_LOOP_H */

@@ -33,7 +33,7 @@ EXAMPLE_SRCS := $(sort $(wildcard examples/*.c))
 HEADERS := $(wildcard include/*.h include/weft/*.h)
 
 # Suites run under ThreadSanitizer (the ones that touch threads).
-TSAN_TESTS ?= $(filter loop future sync pool fs,$(TEST_NAMES))
+TSAN_TESTS ?= $(filter loop future sync pool fs kvd,$(TEST_NAMES))
 
 DEPS_STAMP := build/.deps-stamp
 
@@ -43,7 +43,7 @@ $(1)_DIR    := $(2)
 $(1)_CFLAGS := $(BASE_CFLAGS) $(3)
 $(1)_LDFLAGS := $(4)
 $(1)_OBJS   := $$(patsubst %.c,$(2)/obj/%.o,$$(LIB_SRCS))
-$(2)/obj/%.o: %.c $$(HEADERS) $$(wildcard */internal.h core/list.h) | $(DEPS_STAMP)
+$(2)/obj/%.o: %.c $$(HEADERS) $$(wildcard */*internal.h core/list.h) | $(DEPS_STAMP)
 	@mkdir -p $$(@D)
 	$$(CC) $$($(1)_CFLAGS) -c $$< -o $$@
 $(2)/libweft.a: $$($(1)_OBJS)
@@ -124,7 +124,35 @@ $(O)/bench/%: bench/%.c $(O)/libweft.a $(BENCH_SUPPORT) bench/support/*.h
 
 $(O)/examples/%: examples/%.c $(O)/libweft.a
 	@mkdir -p $(@D)
-	$(CC) -std=c11 -D_GNU_SOURCE -O2 -g $(WARN) -Iinclude -o $@ $< $(O)/libweft.a $(DEP_LIBS)
+	$(CC) -std=c11 -D_GNU_SOURCE -O2 -g $(WARN) -Iinclude -o $@ $< $(EXAMPLE_SRCS_$*) $(O)/libweft.a $(DEP_LIBS) $(EXAMPLE_LIBS_$*)
+
+# Extra sources (examples/NAME/*.c) and libraries per example; test suites
+# that run an example need it built.
+EXAMPLE_SRCS_httpd := $(wildcard examples/httpd/*.c)
+EXAMPLE_LIBS_httpd := -lhttp_parser
+$(O)/examples/httpd: $(EXAMPLE_SRCS_httpd) examples/httpd/httpd.h
+$(O)/tests/test_httpd $(O)/tsan/tests/test_httpd: $(O)/examples/httpd
+# The ASan suite runs an ASan+UBSan server (found first, next to its tests).
+$(O)/asan/tests/test_httpd: $(O)/asan/examples/httpd
+$(O)/bench/bench_httpd: $(O)/examples/httpd
+$(O)/asan/examples/httpd: examples/httpd.c $(EXAMPLE_SRCS_httpd) examples/httpd/httpd.h $(O)/asan/libweft.a
+	@mkdir -p $(@D)
+	$(CC) $(ASAN_CFLAGS) -o $@ $< $(EXAMPLE_SRCS_httpd) $(O)/asan/libweft.a $(ASAN_LDFLAGS) $(DEP_LIBS) $(EXAMPLE_LIBS_httpd)
+
+# kvd: examples/kvd.c plus examples/kvd/*.c; its suite (with an ASan+UBSan
+# server for the ASan run) and its benchmark start the server binary.
+EXAMPLE_SRCS_kvd := $(wildcard examples/kvd/*.c)
+$(O)/examples/kvd: $(EXAMPLE_SRCS_kvd) examples/kvd/kvd.h
+$(O)/tests/test_kvd $(O)/bench/bench_kvd: $(O)/examples/kvd
+$(O)/asan/tests/test_kvd: $(O)/asan/examples/kvd
+$(O)/asan/examples/kvd: examples/kvd.c $(EXAMPLE_SRCS_kvd) examples/kvd/kvd.h $(O)/asan/libweft.a
+	@mkdir -p $(@D)
+	$(CC) $(ASAN_CFLAGS) -o $@ $< $(EXAMPLE_SRCS_kvd) $(O)/asan/libweft.a $(ASAN_LDFLAGS) $(DEP_LIBS)
+# --loops N is threaded: the TSan suite runs a TSan server.
+$(O)/tsan/tests/test_kvd: $(O)/tsan/examples/kvd
+$(O)/tsan/examples/kvd: examples/kvd.c $(EXAMPLE_SRCS_kvd) examples/kvd/kvd.h $(O)/tsan/libweft.a
+	@mkdir -p $(@D)
+	$(CC) $(TSAN_CFLAGS) -o $@ $< $(EXAMPLE_SRCS_kvd) $(O)/tsan/libweft.a $(TSAN_LDFLAGS) $(DEP_LIBS)
 
 benches: $(BENCH_BINS)
 examples: $(EXAMPLE_BINS)

@@ -97,16 +97,37 @@ typedef struct weft__module {
 
 /* ---- the loop ---------------------------------------------------------- */
 
+typedef struct weft__xring weft__xring;
+
 typedef struct weft__task {
   weft_cb cb;
   void *arg;
 } weft__task;
 
-typedef struct weft__timer_entry {
+/* Timers (timers/timer.c): one bucket per distinct deadline holds its
+ * timers in start order; a min-heap orders the buckets and a hash finds the
+ * bucket of a deadline. */
+typedef struct weft__tbucket weft__tbucket;
+typedef struct weft__theap_entry {
   uint64_t deadline;
-  uint64_t seq;
-  weft_timer *t;
-} weft__timer_entry;
+  weft__tbucket *b;
+} weft__theap_entry;
+
+typedef struct weft__timers {
+  weft__theap_entry *heap; /* 4-ary min-heap of buckets */
+  uint32_t heap_len, heap_cap;
+  weft__tbucket **hash; /* deadline -> bucket, chained */
+  uint32_t hash_mask, bucket_count;
+  weft__tbucket *free_buckets; /* recycled buckets */
+  void *slabs;                 /* bucket slabs, newest first */
+  weft__tbucket *bump, *bump_end; /* never-used room in the newest slab */
+  size_t capacity;             /* buckets in all slabs */
+  size_t linked;               /* timers in buckets (active timers) */
+  size_t repeating;            /* of those, the ones with a repeat */
+  weft__tbucket *last;         /* the bucket used last (equal timeouts) */
+  weft__tbucket *firing;       /* the bucket weft__timers_run is firing */
+  uint32_t gen;                /* weft__timers_run generation */
+} weft__timers;
 
 struct weft_loop {
   struct ev_loop *ev;
@@ -126,12 +147,12 @@ struct weft_loop {
   unsigned cs_budget;
   bool cs_alive; /* the nonempty queue is counted in `alive` */
 
-  /* call_soon_threadsafe: producers append under the lock; the loop swaps
-   * the buffer out and runs it outside the lock. */
-  pthread_mutex_t ts_lock;
-  weft__task *ts_buf, *ts_spare;
-  size_t ts_len, ts_cap, ts_spare_cap;
-  bool ts_closed;
+  /* call_soon_threadsafe (core/xpost.c): one ring per posting thread */
+  pthread_mutex_t x_lock; /* the registry of rings */
+  _Atomic(weft__xring *) x_rings;
+  uint64_t x_id;          /* creation id, for the threads' ring caches */
+  atomic_bool x_sleeping; /* the loop may block: producers must wake it */
+  atomic_bool x_closed;   /* weft_loop_free() has begun */
   atomic_bool stop_flag;
 
   /* handles: every open handle, and the queue of those finishing close */
@@ -139,21 +160,20 @@ struct weft_loop {
   size_t handle_count;
   weft_handle *closing_head, *closing_tail;
 
-  /* timers: a 4-ary min-heap on (deadline, seq) */
-  weft__timer_entry *heap;
-  uint32_t heap_len, heap_cap;
-  uint64_t timer_seq;
+  weft__timers timers;
   uint64_t armed_deadline; /* deadline the ev_timer is armed for */
   bool timer_armed;
 
   weft__module modules[WEFT__MOD_MAX];
+  unsigned pool_size; /* weft_loop_options.pool_size (core/pool.c) */
 
   ev_prepare prepare;   /* arms the timer watcher before polling */
   ev_check time_check;  /* max priority: refreshes `now` after polling */
   ev_check check;       /* min priority: drains, closes, stops */
   ev_idle idle;         /* makes the poll non-blocking while work queued */
   ev_timer timer_watcher;
-  ev_async async;       /* cross-thread posts and stop */
+  ev_io wake_io;        /* wake_fd readable: cross-thread posts, stop */
+  int wake_fd;          /* an eventfd (see weft__loop_wake) */
 };
 
 /* Module slots. get returns NULL if none yet. */
@@ -169,11 +189,38 @@ struct ev_loop *weft__ev_loop_new(unsigned flags, int *backend_fd);
 /* The one place where milliseconds become libev's seconds. */
 static inline double weft__ms_to_ev(uint64_t ms) { return (double)ms / 1e3; }
 
+/* Cross-thread posts (core/xpost.c). */
+int weft__xpost_init(weft_loop *loop);
+void weft__xpost_drain(weft_loop *loop);
+bool weft__xpost_pending(weft_loop *loop);
+int weft__xpost_close(weft_loop *loop); /* -EBUSY while posts are queued */
+void weft__xpost_free(weft_loop *loop);
+
 /* Makes sure the next poll does not block (deferred work is queued). */
 void weft__loop_want_turn(weft_loop *loop);
 
+/* Wakes the loop from any thread (async-signal-safe): its next poll, or a
+ * host's poll of the backend fd, returns and drains cross-thread posts. */
+void weft__loop_wake(weft_loop *loop);
+
+/* ---- thread pool (core/pool.c) ------------------------------------------ */
+/* Called first thing by weft_loop_free(): if pool jobs are the loop's only
+ * outstanding requests, cancels the queued ones, waits for the running ones
+ * and runs their done callbacks, so that the free can go ahead. */
+void weft__pool_before_free(weft_loop *loop);
+
+/* ---- signals (core/signal.c) ------------------------------------------- */
+/* Claims `signum` for `loop` (-EBUSY if another loop watches it); each claim
+ * needs one release. For a module's own ev_signal. */
+int weft__signal_claim(weft_loop *loop, int signum);
+void weft__signal_release(int signum);
+
 /* ---- timers (timers/timer.c) ------------------------------------------- */
 void weft__timers_run(weft_loop *loop);
+/* The earliest deadline, if any timer is active. */
+bool weft__timers_earliest(const weft_loop *loop, uint64_t *deadline);
+/* Frees the timer structures (weft_loop_free). */
+void weft__timers_free(weft_loop *loop);
 /* ms until the earliest timer (0 if due), or -1 if none. */
 int64_t weft__timers_next(const weft_loop *loop);
 

@@ -5,12 +5,13 @@
  * whether weft_loop_run() drives libev or a host runs ev_run() itself:
  *   time_check (check, max priority)  refresh the cached time after polling
  *   timer_watcher (max priority)      run due timers
- *   [I/O watchers, priority 0]        streams, async (cross-thread posts)
+ *   [I/O watchers, priority 0]        streams, wake_io (cross-thread posts)
  *   check (min priority)              drain call_soon, finish closes, stop
  *   prepare                           arm timer_watcher for the next poll
  *   idle                              keep the poll non-blocking while queued
  */
 #include <string.h>
+#include <sys/eventfd.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -149,50 +150,6 @@ static void cs_drain(weft_loop *loop) {
   }
 }
 
-/* ---- call_soon_threadsafe ---------------------------------------------- */
-
-int weft_call_soon_threadsafe(weft_loop *loop, weft_cb cb, void *arg) {
-  if (loop == NULL || cb == NULL) return -EINVAL;
-  pthread_mutex_lock(&loop->ts_lock);
-  if (loop->ts_closed) {
-    pthread_mutex_unlock(&loop->ts_lock);
-    return -ESHUTDOWN;
-  }
-  if (loop->ts_len == loop->ts_cap) {
-    size_t cap = loop->ts_cap ? loop->ts_cap * 2 : 64;
-    weft__task *buf = weft__realloc(loop->ts_buf, cap * sizeof *buf);
-    if (buf == NULL) {
-      pthread_mutex_unlock(&loop->ts_lock);
-      return -ENOMEM;
-    }
-    loop->ts_buf = buf;
-    loop->ts_cap = cap;
-  }
-  loop->ts_buf[loop->ts_len++] = (weft__task){cb, arg};
-  bool wake = loop->ts_len == 1; /* the loop has seen every earlier post */
-  pthread_mutex_unlock(&loop->ts_lock);
-  if (wake) ev_async_send(loop->ev, &loop->async);
-  return 0;
-}
-
-/* Swaps the posted batch out under the lock and runs it outside it. */
-static size_t ts_drain(weft_loop *loop) {
-  pthread_mutex_lock(&loop->ts_lock);
-  weft__task *batch = loop->ts_buf;
-  size_t n = loop->ts_len, cap = loop->ts_cap;
-  loop->ts_buf = loop->ts_spare;
-  loop->ts_cap = loop->ts_spare_cap;
-  loop->ts_len = 0;
-  pthread_mutex_unlock(&loop->ts_lock);
-  for (size_t i = 0; i < n; i++) batch[i].cb(batch[i].arg);
-  /* hand the buffer back as the spare; the lock orders it with producers */
-  pthread_mutex_lock(&loop->ts_lock);
-  loop->ts_spare = batch;
-  loop->ts_spare_cap = cap;
-  pthread_mutex_unlock(&loop->ts_lock);
-  return n;
-}
-
 /* ---- watchers ---------------------------------------------------------- */
 
 static void on_time_check(struct ev_loop *ev, ev_check *w, int revents) {
@@ -212,10 +169,24 @@ static void on_timer(struct ev_loop *ev, ev_timer *w, int revents) {
   weft__timers_run(loop);
 }
 
-static void on_async(struct ev_loop *ev, ev_async *w, int revents) {
+/* libev's ev_async writes libev's wake-up pipe only while ev_run() is
+ * polling, so a host that polls the backend fd itself (weft only runs
+ * NOWAIT turns) would sleep through it. weft wakes through its own eventfd,
+ * which sits in the backend's fd set like any other I/O. */
+void weft__loop_wake(weft_loop *loop) {
+  uint64_t one = 1;
+  ssize_t n = write(loop->wake_fd, &one, sizeof one);
+  WEFT__UNUSED(n); /* EAGAIN: the counter is saturated, the fd readable */
+}
+
+static void on_wake(struct ev_loop *ev, ev_io *w, int revents) {
   WEFT__UNUSED(ev);
   WEFT__UNUSED(revents);
-  ts_drain(w->data);
+  weft_loop *loop = w->data;
+  uint64_t count; /* reset before draining: later posts wake again */
+  ssize_t n = read(loop->wake_fd, &count, sizeof count);
+  WEFT__UNUSED(n);
+  weft__xpost_drain(loop);
 }
 
 static void finish_closing(weft_loop *loop) {
@@ -254,22 +225,25 @@ static void on_prepare(struct ev_loop *ev, ev_prepare *w, int revents) {
   WEFT__UNUSED(revents);
   weft_loop *loop = w->data;
   loop->fd_dirty = false;
-  if (loop->heap_len == 0) {
+  uint64_t deadline;
+  if (!weft__timers_earliest(loop, &deadline)) {
     if (loop->timer_armed) {
       STOP_UNREF(timer, loop, &loop->timer_watcher);
       loop->timer_armed = false;
     }
     return;
   }
-  uint64_t deadline = loop->heap[0].deadline;
   if (loop->timer_armed && loop->armed_deadline == deadline) return;
   STOP_UNREF(timer, loop, &loop->timer_watcher);
   uint64_t wait = deadline > loop->now ? deadline - loop->now : 0;
+  /* libev measures `wait` from its own cached time, which can be older than
+   * weft's: refresh it, or the watcher fires before weft's clock reaches the
+   * deadline and a ONCE run returns without running the timer. */
+  ev_now_update(ev);
   ev_timer_set(&loop->timer_watcher, weft__ms_to_ev(wait), 0.);
   START_UNREF(timer, loop, &loop->timer_watcher);
   loop->timer_armed = true;
   loop->armed_deadline = deadline;
-  WEFT__UNUSED(ev);
 }
 
 static void on_idle(struct ev_loop *ev, ev_idle *w, int revents) {
@@ -289,17 +263,29 @@ static int loop_init(weft_loop **out, struct ev_loop *ev, bool own,
     weft__free(loop);
     return -ENOMEM;
   }
-  int err = pthread_mutex_init(&loop->ts_lock, NULL);
+  int err = weft__xpost_init(loop);
   if (err != 0) {
     weft__free(loop->cs_ring);
     weft__free(loop);
-    return -err;
+    return err;
+  }
+  loop->wake_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+  if (loop->wake_fd < 0) {
+    err = -errno;
+    weft__xpost_free(loop);
+    weft__free(loop->cs_ring);
+    weft__free(loop);
+    return err;
   }
   loop->cs_mask = CS_INITIAL - 1;
+  loop->pool_size = opts ? opts->pool_size : 0;
   loop->cs_budget = opts && opts->call_soon_budget ? opts->call_soon_budget
                                                    : CS_BUDGET_DEFAULT;
   loop->ev = ev;
   loop->own_ev = own;
+  /* libev registers its wake-up fd with epoll on the first poll: until
+   * then weft_loop_backend_timeout() must say "run me now" */
+  loop->fd_dirty = true;
   atomic_init(&loop->stop_flag, false);
   loop->now = clock_ms();
 
@@ -312,13 +298,13 @@ static int loop_init(weft_loop **out, struct ev_loop *ev, bool own,
   ev_prepare_init(&loop->prepare, on_prepare);
   ev_idle_init(&loop->idle, on_idle);
   ev_set_priority(&loop->idle, EV_MINPRI);
-  ev_async_init(&loop->async, on_async);
+  ev_io_init(&loop->wake_io, on_wake, loop->wake_fd, EV_READ);
   loop->time_check.data = loop->timer_watcher.data = loop->check.data =
-      loop->prepare.data = loop->idle.data = loop->async.data = loop;
+      loop->prepare.data = loop->idle.data = loop->wake_io.data = loop;
   START_UNREF(check, loop, &loop->time_check);
   START_UNREF(check, loop, &loop->check);
   START_UNREF(prepare, loop, &loop->prepare);
-  START_UNREF(async, loop, &loop->async);
+  START_UNREF(io, loop, &loop->wake_io);
   *out = loop;
   return 0;
 }
@@ -350,11 +336,8 @@ static bool loop_busy(weft_loop *loop) {
 
 int weft_loop_free(weft_loop *loop) {
   if (loop == NULL) return -EINVAL;
-  pthread_mutex_lock(&loop->ts_lock);
-  bool busy = loop->ts_len != 0 || loop_busy(loop);
-  loop->ts_closed = !busy;
-  pthread_mutex_unlock(&loop->ts_lock);
-  if (busy) return -EBUSY;
+  weft__pool_before_free(loop);
+  if (loop_busy(loop) || weft__xpost_close(loop) != 0) return -EBUSY;
 
   for (int id = WEFT__MOD_MAX - 1; id >= 0; id--)
     if (loop->modules[id].teardown != NULL)
@@ -363,15 +346,14 @@ int weft_loop_free(weft_loop *loop) {
   STOP_UNREF(check, loop, &loop->time_check);
   STOP_UNREF(check, loop, &loop->check);
   STOP_UNREF(prepare, loop, &loop->prepare);
-  STOP_UNREF(async, loop, &loop->async);
+  STOP_UNREF(io, loop, &loop->wake_io);
   STOP_UNREF(idle, loop, &loop->idle);
   STOP_UNREF(timer, loop, &loop->timer_watcher);
   if (loop->own_ev) ev_loop_destroy(loop->ev);
-  pthread_mutex_destroy(&loop->ts_lock);
-  weft__free(loop->ts_buf);
-  weft__free(loop->ts_spare);
+  close(loop->wake_fd);
+  weft__xpost_free(loop);
   weft__free(loop->cs_ring);
-  weft__free(loop->heap);
+  weft__timers_free(loop);
   weft__free(loop);
   return 0;
 }
@@ -415,7 +397,7 @@ int weft_loop_run(weft_loop *loop, weft_run_mode mode) {
 void weft_loop_stop(weft_loop *loop) {
   if (loop == NULL) return;
   atomic_store(&loop->stop_flag, true);
-  ev_async_send(loop->ev, &loop->async); /* wakes a blocked poll */
+  weft__loop_wake(loop); /* wakes a blocked poll */
 }
 
 /* ---- embedding --------------------------------------------------------- */

@@ -4,6 +4,7 @@
  * tries. weft keeps a process-wide table of which loop owns each signal so
  * that a second loop gets -EBUSY instead. */
 #include <signal.h>
+#include <unistd.h>
 
 #include "internal.h"
 
@@ -16,7 +17,41 @@ static struct {
   unsigned count;
 } owners[NSIG];
 
+/* The wake fd (+1, so that 0 means none) of the loop that owns each signal
+ * through a weft_signal handle, for on_os_signal(). */
+static atomic_int wake_fds[NSIG];
+
 static ev_signal *watcher(weft_signal *s) { return (ev_signal *)(void *)&s->watcher; }
+
+/* libev's handler records the signal but writes libev's wake-up pipe only
+ * while ev_run() is polling, so a host that polls the backend fd itself
+ * would sleep through the signal. weft's handler does what libev's does
+ * (ev_feed_signal) and also wakes the owning loop. Async-signal-safe. */
+static void on_os_signal(int signum) {
+  int saved = errno;
+  ev_feed_signal(signum);
+  int fd = atomic_load_explicit(&wake_fds[signum], memory_order_relaxed) - 1;
+  if (fd >= 0) {
+    uint64_t one = 1;
+    ssize_t n = write(fd, &one, sizeof one);
+    WEFT__UNUSED(n);
+  }
+  errno = saved;
+}
+
+/* After ev_signal_start(): replaces libev's handler by on_os_signal(),
+ * keeping its mask and flags. Not when libev reads a signalfd instead (no
+ * handler installed): that fd wakes a host by itself. */
+static void wrap_handler(weft_loop *loop, int signum) {
+  struct sigaction sa;
+  if (sigaction(signum, NULL, &sa) != 0 || (sa.sa_flags & SA_SIGINFO) ||
+      sa.sa_handler == SIG_DFL || sa.sa_handler == SIG_IGN ||
+      sa.sa_handler == on_os_signal)
+    return;
+  atomic_store(&wake_fds[signum], loop->wake_fd + 1);
+  sa.sa_handler = on_os_signal;
+  sigaction(signum, &sa, NULL);
+}
 
 static int claim(weft_loop *loop, int signum) {
   int err = 0;
@@ -33,7 +68,10 @@ static int claim(weft_loop *loop, int signum) {
 
 static void release(int signum) {
   pthread_mutex_lock(&owners_lock);
-  if (--owners[signum].count == 0) owners[signum].loop = NULL;
+  if (--owners[signum].count == 0) {
+    owners[signum].loop = NULL;
+    atomic_store(&wake_fds[signum], 0);
+  }
   pthread_mutex_unlock(&owners_lock);
 }
 
@@ -66,17 +104,24 @@ static int start(weft_signal *s, weft_signal_cb cb, int signum, bool oneshot) {
       s->base.ops != &signal_ops || signum <= 0 || signum >= NSIG ||
       signum == SIGKILL || signum == SIGSTOP)
     return -EINVAL;
-  s->cb = cb;
-  s->oneshot = oneshot;
-  if (weft_is_active(&s->base) && s->signum == signum) return 0;
+  if (weft_is_active(&s->base) && s->signum == signum) {
+    s->cb = cb;
+    s->oneshot = oneshot;
+    return 0;
+  }
+  /* claim first: a failed start leaves the handle exactly as it was */
   int err = claim(s->base.loop, signum);
   if (err != 0) return err;
   weft_signal_stop(s);
+  s->cb = cb;
+  s->oneshot = oneshot;
   weft_loop *loop = s->base.loop;
+  loop->fd_dirty = true; /* with EVFLAG_SIGNALFD libev adds an fd */
   s->signum = signum;
   ev_signal_set(watcher(s), signum);
   ev_signal_start(loop->ev, watcher(s));
   ev_unref(loop->ev);
+  wrap_handler(loop, signum);
   weft__handle_start(&s->base);
   return 0;
 }
@@ -99,3 +144,8 @@ int weft_signal_stop(weft_signal *s) {
   weft__handle_stop(&s->base);
   return 0;
 }
+
+/* For modules that watch a signal with their own ev_signal (the process
+ * module's SIGCHLD fallback): the same one-loop-per-signal bookkeeping. */
+int weft__signal_claim(weft_loop *loop, int signum) { return claim(loop, signum); }
+void weft__signal_release(int signum) { release(signum); }

@@ -4,8 +4,18 @@
 #define WEFT_H
 
 #include "weft/common.h"
+#include "weft/future.h"
 #include "weft/loop.h"
+#include "weft/pool.h"
+#include "weft/fs.h"
 #include "weft/signal.h"
+#include "weft/sync.h"
 #include "weft/timer.h"
+#include "weft/stream.h"
+#include "weft/tcp.h"
+#include "weft/pipe.h"
+#include "weft/udp.h"
+#include "weft/dns.h"
+#include "weft/process.h"
 
 #endif /* WEFT_H */

@@ -9,6 +9,11 @@ set -euo pipefail
 PKGS=(libev-dev libc-ares-dev libcriterion-dev pkg-config)
 # benchmarks' peers and the servers tests start
 PKGS+=(libuv1-dev dnsmasq-base)
+# examples/httpd, its tests (curl) and its benchmark (wrk, nginx)
+PKGS+=(libhttp-parser-dev curl wrk nginx-light)
+# examples/kvd: its tests (redis-cli) and its benchmark (redis-benchmark,
+# redis-server)
+PKGS+=(redis-tools redis-server)
 
 missing=()
 for p in "${PKGS[@]}"; do

@@ -1,116 +1,306 @@
-/* weft — timers on a 4-ary min-heap ordered by (deadline, start sequence).
+/* weft — timers: one bucket per distinct deadline, buckets on a min-heap.
  *
- * The heap array holds the keys inline (like libev's cached `at`), so a sift
- * touches the array, not the timers. The sequence number makes equal
- * deadlines fire in start order, and it is also what keeps a timer restarted
- * at 0 ms from firing twice in one turn: weft__timers_run() only pops
- * entries started before it began. The array only grows, so restarting a
- * timer never allocates once the heap has reached its working size. */
+ * Timers started with the same deadline share a bucket and sit in it in
+ * start order, so equal deadlines fire first-in-first-out without a
+ * tie-breaking key, and starting or firing such a timer is O(1). Servers
+ * start many timers with the same timeout in the same millisecond (idle
+ * and request timeouts), so buckets are usually few and the heap small.
+ * A hash maps a deadline to its bucket; `last` short-cuts the lookup for a
+ * run of equal timeouts.
+ *
+ * Firing takes a due bucket off the heap and the hash before any of its
+ * timers runs. A timer started from a callback with a 0 ms timeout lands
+ * in a new bucket, which is marked with this run's generation and waits
+ * for the next turn: a callback that restarts itself cannot spin the loop.
+ *
+ * Buckets come from slabs and are recycled; slabs, heap and hash only
+ * grow, so restarting timers allocates nothing in steady state. */
 #include "core/internal.h"
 
-#define NONE UINT32_MAX
+#define SLAB_MIN 64u
 #define HEAP_INITIAL 64u
+#define HASH_INITIAL 64u
+#define NONE UINT32_MAX
+
+struct weft__tbucket {
+  uint64_t deadline;
+  weft_timer *head, *tail;
+  weft__tbucket *hnext; /* hash chain, or free list */
+  uint32_t heap_index;
+  uint32_t gen; /* the run generation that created it */
+};
+
+typedef struct slab {
+  struct slab *next;
+  size_t n;
+  weft__tbucket *spill, *spill_end; /* the previous slab's uncarved room */
+  weft__tbucket b[];
+} slab;
 
 static const weft__handle_ops timer_ops;
 
-static inline bool before(const weft__timer_entry *a, const weft__timer_entry *b) {
-  return a->deadline < b->deadline ||
-         (a->deadline == b->deadline && a->seq < b->seq);
+/* ---- the heap of buckets ------------------------------------------------ */
+
+static inline void place(weft__timers *ts, uint32_t i, weft__theap_entry e) {
+  ts->heap[i] = e;
+  e.b->heap_index = i;
 }
 
-static inline void place(weft_loop *loop, uint32_t i, weft__timer_entry e) {
-  loop->heap[i] = e;
-  e.t->heap_index = i;
-}
-
-static void sift_up(weft_loop *loop, uint32_t i, weft__timer_entry e) {
+static void sift_up(weft__timers *ts, uint32_t i, weft__theap_entry e) {
   while (i > 0) {
     uint32_t parent = (i - 1) / 4;
-    if (!before(&e, &loop->heap[parent])) break;
-    place(loop, i, loop->heap[parent]);
+    if (ts->heap[parent].deadline <= e.deadline) break;
+    place(ts, i, ts->heap[parent]);
     i = parent;
   }
-  place(loop, i, e);
+  place(ts, i, e);
 }
 
-static void sift_down(weft_loop *loop, uint32_t i, weft__timer_entry e) {
-  uint32_t n = loop->heap_len;
+static void sift_down(weft__timers *ts, uint32_t i, weft__theap_entry e) {
+  uint32_t n = ts->heap_len;
   for (;;) {
     uint32_t first = 4 * i + 1;
     if (first >= n) break;
-    uint32_t best = first, last = first + 4 < n ? first + 4 : n;
-    for (uint32_t c = first + 1; c < last; c++)
-      if (before(&loop->heap[c], &loop->heap[best])) best = c;
-    if (!before(&loop->heap[best], &e)) break;
-    place(loop, i, loop->heap[best]);
+    uint32_t best = first, end = first + 4 < n ? first + 4 : n;
+    for (uint32_t c = first + 1; c < end; c++)
+      if (ts->heap[c].deadline < ts->heap[best].deadline) best = c;
+    if (ts->heap[best].deadline >= e.deadline) break;
+    place(ts, i, ts->heap[best]);
     i = best;
   }
-  place(loop, i, e);
+  place(ts, i, e);
 }
 
-static void heap_remove(weft_loop *loop, weft_timer *t) {
-  uint32_t i = t->heap_index;
-  t->heap_index = NONE;
-  weft__timer_entry last = loop->heap[--loop->heap_len];
-  if (i == loop->heap_len) return;
-  if (i > 0 && before(&last, &loop->heap[(i - 1) / 4]))
-    sift_up(loop, i, last);
+static void heap_remove(weft__timers *ts, weft__tbucket *b) {
+  uint32_t i = b->heap_index;
+  b->heap_index = NONE;
+  weft__theap_entry last = ts->heap[--ts->heap_len];
+  if (i == ts->heap_len) return;
+  if (i > 0 && last.deadline < ts->heap[(i - 1) / 4].deadline)
+    sift_up(ts, i, last);
   else
-    sift_down(loop, i, last);
+    sift_down(ts, i, last);
 }
 
-static int heap_reserve(weft_loop *loop) {
-  if (loop->heap_len < loop->heap_cap) return 0;
-  uint32_t cap = loop->heap_cap ? loop->heap_cap * 2 : HEAP_INITIAL;
-  if (cap <= loop->heap_cap) return -ENOMEM;
-  weft__timer_entry *heap = weft__realloc(loop->heap, (size_t)cap * sizeof *heap);
-  if (heap == NULL) return -ENOMEM;
-  loop->heap = heap;
-  loop->heap_cap = cap;
+/* ---- the hash of buckets ------------------------------------------------ */
+
+static inline uint32_t hash_of(const weft__timers *ts, uint64_t deadline) {
+  return (uint32_t)((deadline * 0x9E3779B97F4A7C15ull) >> 32) & ts->hash_mask;
+}
+
+static weft__tbucket *hash_find(const weft__timers *ts, uint64_t deadline) {
+  if (ts->hash == NULL) return NULL;
+  weft__tbucket *b = ts->hash[hash_of(ts, deadline)];
+  while (b != NULL && b->deadline != deadline) b = b->hnext;
+  return b;
+}
+
+static void hash_unlink(weft__timers *ts, weft__tbucket *b) {
+  weft__tbucket **p = &ts->hash[hash_of(ts, b->deadline)];
+  while (*p != b) p = &(*p)->hnext;
+  *p = b->hnext;
+  b->hnext = NULL;
+}
+
+static int hash_grow(weft__timers *ts) {
+  uint32_t cap = ts->hash ? (ts->hash_mask + 1) * 2 : HASH_INITIAL;
+  weft__tbucket **table = weft__calloc(cap, sizeof *table);
+  if (table == NULL) return -ENOMEM;
+  weft__tbucket **old = ts->hash;
+  uint32_t old_cap = old ? ts->hash_mask + 1 : 0;
+  ts->hash = table;
+  ts->hash_mask = cap - 1;
+  for (uint32_t i = 0; i < old_cap; i++)
+    for (weft__tbucket *b = old[i], *next; b != NULL; b = next) {
+      next = b->hnext;
+      uint32_t h = hash_of(ts, b->deadline);
+      b->hnext = table[h];
+      table[h] = b;
+    }
+  weft__free(old);
   return 0;
 }
 
-/* Puts an active timer at (deadline, fresh seq); its slot is reused. */
-static void heap_schedule(weft_loop *loop, weft_timer *t, uint64_t deadline) {
-  weft__timer_entry e = {deadline, loop->timer_seq++, t};
-  t->deadline = deadline;
-  t->seq = e.seq;
-  if (t->heap_index == NONE) {
-    sift_up(loop, loop->heap_len++, e);
-    return;
+/* ---- buckets ------------------------------------------------------------ */
+
+/* Every bucket in use holds at least one timer. Buckets are created by
+ * starts (at most one each) and by repeating timers rescheduled while
+ * firing (at most one each, and only repeating timers can be in buckets
+ * that hold no other kind). So room for the buckets in use, plus one, plus
+ * one per repeating timer, lets a rescheduled repeat never allocate: that
+ * is what weft_timer_start() and weft_timer_set_repeat() reserve. Slabs
+ * double in size and are carved lazily; the heap holds one entry per
+ * bucket. The hash is best effort: if it cannot grow, chains get longer. */
+static int reserve(weft__timers *ts, size_t need) {
+  if (ts->capacity < need) {
+    size_t n = ts->capacity < SLAB_MIN ? SLAB_MIN : ts->capacity;
+    slab *s = weft__malloc(sizeof *s + n * sizeof(weft__tbucket));
+    if (s == NULL) return -ENOMEM;
+    s->next = ts->slabs;
+    s->n = n;
+    ts->slabs = s;
+    ts->capacity += n;
+    /* the old slab's uncarved room stays reachable through the spill list */
+    s->spill = ts->bump;
+    s->spill_end = ts->bump_end;
+    ts->bump = s->b;
+    ts->bump_end = s->b + n;
   }
-  uint32_t i = t->heap_index;
-  if (i > 0 && before(&e, &loop->heap[(i - 1) / 4]))
-    sift_up(loop, i, e);
-  else
-    sift_down(loop, i, e);
+  if (ts->heap_cap < need) {
+    size_t cap = ts->heap_cap ? (size_t)ts->heap_cap * 2 : HEAP_INITIAL;
+    while (cap < need) cap *= 2;
+    if (cap > UINT32_MAX) return -ENOMEM;
+    weft__theap_entry *heap = weft__realloc(ts->heap, cap * sizeof *heap);
+    if (heap == NULL) return -ENOMEM;
+    ts->heap = heap;
+    ts->heap_cap = (uint32_t)cap;
+  }
+  if (ts->hash == NULL) return hash_grow(ts);
+  if (ts->bucket_count > ts->hash_mask) (void)hash_grow(ts);
+  return 0;
 }
 
-void weft__timers_run(weft_loop *loop) {
-  uint64_t now = loop->now, limit = loop->timer_seq;
-  while (loop->heap_len != 0) {
-    weft__timer_entry top = loop->heap[0];
-    if (top.deadline > now || top.seq >= limit) break;
-    weft_timer *t = top.t;
-    if (t->repeat != 0) {
-      heap_schedule(loop, t, now + t->repeat); /* reuses its slot */
-    } else {
-      heap_remove(loop, t);
-      weft__handle_stop(&t->base);
-    }
+/* Room for one more bucket from a start, and for every repeating timer
+ * (plus `more_repeat`) to be rescheduled into a bucket of its own. */
+static size_t room_needed(const weft__timers *ts, bool more_repeat) {
+  return ts->bucket_count + (ts->firing != NULL) + 1 + ts->repeating +
+         (more_repeat ? 1 : 0);
+}
+
+static weft__tbucket *bucket_alloc(weft__timers *ts) {
+  weft__tbucket *b = ts->free_buckets;
+  if (b != NULL) {
+    ts->free_buckets = b->hnext;
+    return b;
+  }
+  if (ts->bump == ts->bump_end) {
+    /* the newest slab is carved out: continue in an older one's room */
+    for (slab *s = ts->slabs; s != NULL; s = s->next)
+      if (s->spill != s->spill_end) {
+        ts->bump = s->spill;
+        ts->bump_end = s->spill_end;
+        s->spill = s->spill_end = NULL;
+        break;
+      }
+  }
+  return ts->bump++;
+}
+
+static weft__tbucket *bucket_new(weft__timers *ts, uint64_t deadline) {
+  weft__tbucket *b = bucket_alloc(ts);
+  b->deadline = deadline;
+  b->head = b->tail = NULL;
+  b->gen = ts->gen;
+  uint32_t h = hash_of(ts, deadline);
+  b->hnext = ts->hash[h];
+  ts->hash[h] = b;
+  ts->bucket_count++;
+  sift_up(ts, ts->heap_len++, (weft__theap_entry){deadline, b});
+  return b;
+}
+
+/* A bucket leaves the heap and the hash when it empties or starts firing. */
+static void bucket_detach(weft__timers *ts, weft__tbucket *b) {
+  heap_remove(ts, b);
+  hash_unlink(ts, b);
+  ts->bucket_count--;
+  if (ts->last == b) ts->last = NULL;
+}
+
+static void bucket_free(weft__timers *ts, weft__tbucket *b) {
+  b->hnext = ts->free_buckets;
+  ts->free_buckets = b;
+}
+
+static void timer_unlink(weft__timers *ts, weft_timer *t) {
+  weft__tbucket *b = t->bucket;
+  if (t->prev) t->prev->next = t->next;
+  else b->head = t->next;
+  if (t->next) t->next->prev = t->prev;
+  else b->tail = t->prev;
+  t->prev = t->next = NULL;
+  t->bucket = NULL;
+  ts->linked--;
+  if (t->repeat != 0) ts->repeating--;
+  if (b->head != NULL) return;
+  if (b == ts->firing) ts->firing = NULL; /* already detached */
+  else bucket_detach(ts, b);
+  bucket_free(ts, b);
+}
+
+static void timer_link(weft__timers *ts, weft_timer *t, uint64_t deadline) {
+  weft__tbucket *b = ts->last;
+  if (b == NULL || b->deadline != deadline) {
+    b = hash_find(ts, deadline);
+    if (b == NULL) b = bucket_new(ts, deadline);
+    ts->last = b;
+  }
+  t->deadline = deadline;
+  t->bucket = b;
+  t->next = NULL;
+  t->prev = b->tail;
+  if (b->tail) b->tail->next = t;
+  else b->head = t;
+  b->tail = t;
+  ts->linked++;
+  if (t->repeat != 0) ts->repeating++;
+}
+
+/* ---- running ------------------------------------------------------------ */
+
+/* Fires a detached bucket in start order. Callbacks may stop, restart or
+ * close any timer, including the rest of this bucket; the bucket is freed
+ * by timer_unlink the moment it empties, and `firing` says whether it is
+ * still there. */
+static void fire_bucket(weft_loop *loop, weft__tbucket *b) {
+  weft__timers *ts = &loop->timers;
+  ts->firing = b;
+  while (ts->firing == b) {
+    weft_timer *t = b->head;
+    timer_unlink(ts, t);
+    if (t->repeat != 0) timer_link(ts, t, loop->now + t->repeat);
+    else weft__handle_stop(&t->base);
     t->cb(t);
   }
 }
 
+void weft__timers_run(weft_loop *loop) {
+  weft__timers *ts = &loop->timers;
+  uint32_t gen = ++ts->gen;
+  while (ts->heap_len != 0) {
+    weft__tbucket *b = ts->heap[0].b;
+    if (b->deadline > loop->now || b->gen == gen) break;
+    bucket_detach(ts, b);
+    fire_bucket(loop, b);
+  }
+}
+
+bool weft__timers_earliest(const weft_loop *loop, uint64_t *deadline) {
+  if (loop->timers.heap_len == 0) return false;
+  *deadline = loop->timers.heap[0].deadline;
+  return true;
+}
+
 int64_t weft__timers_next(const weft_loop *loop) {
-  if (loop->heap_len == 0) return -1;
-  uint64_t d = loop->heap[0].deadline;
+  uint64_t d;
+  if (!weft__timers_earliest(loop, &d)) return -1;
   return d > loop->now ? (int64_t)(d - loop->now) : 0;
 }
 
-static void timer_close(weft_handle *h) {
-  weft_timer_stop((weft_timer *)h);
+void weft__timers_free(weft_loop *loop) {
+  weft__timers *ts = &loop->timers;
+  for (slab *s = ts->slabs, *next; s != NULL; s = next) {
+    next = s->next;
+    weft__free(s);
+  }
+  weft__free(ts->heap);
+  weft__free(ts->hash);
+  *ts = (weft__timers){0};
 }
+
+/* ---- the public API ------------------------------------------------------ */
+
+static void timer_close(weft_handle *h) { weft_timer_stop((weft_timer *)h); }
 
 static const weft__handle_ops timer_ops = {WEFT_HANDLE_TIMER, timer_close, NULL};
 
@@ -118,8 +308,9 @@ int weft_timer_init(weft_loop *loop, weft_timer *t) {
   if (loop == NULL || t == NULL) return -EINVAL;
   weft__handle_init(loop, &t->base, &timer_ops);
   t->cb = NULL;
-  t->deadline = t->repeat = t->seq = 0;
-  t->heap_index = NONE;
+  t->deadline = t->repeat = 0;
+  t->prev = t->next = NULL;
+  t->bucket = NULL;
   return 0;
 }
 
@@ -130,20 +321,22 @@ int weft_timer_start(weft_timer *t, weft_timer_cb cb, uint64_t timeout_ms,
       repeat_ms > WEFT_TIMEOUT_MAX)
     return -EINVAL;
   weft_loop *loop = t->base.loop;
-  if (t->heap_index == NONE) {
-    int err = heap_reserve(loop);
-    if (err != 0) return err;
-  }
+  weft__timers *ts = &loop->timers;
+  /* reserve first, so that a failure changes nothing */
+  bool was_rep = t->bucket != NULL && t->repeat != 0;
+  int err = reserve(ts, room_needed(ts, repeat_ms != 0 && !was_rep));
+  if (err != 0) return err;
+  if (t->bucket != NULL) timer_unlink(ts, t);
   t->cb = cb;
   t->repeat = repeat_ms;
-  heap_schedule(loop, t, loop->now + timeout_ms);
+  timer_link(ts, t, loop->now + timeout_ms);
   weft__handle_start(&t->base);
   return 0;
 }
 
 int weft_timer_stop(weft_timer *t) {
   if (t == NULL || t->base.ops != &timer_ops) return -EINVAL;
-  if (t->heap_index != NONE) heap_remove(t->base.loop, t);
+  if (t->bucket != NULL) timer_unlink(&t->base.loop->timers, t);
   weft__handle_stop(&t->base);
   return 0;
 }
@@ -157,6 +350,16 @@ int weft_timer_again(weft_timer *t) {
 int weft_timer_set_repeat(weft_timer *t, uint64_t repeat_ms) {
   if (t == NULL || t->base.ops != &timer_ops || repeat_ms > WEFT_TIMEOUT_MAX)
     return -EINVAL;
+  weft__timers *ts = &t->base.loop->timers;
+  if (t->bucket != NULL && (t->repeat != 0) != (repeat_ms != 0)) {
+    if (repeat_ms != 0) {
+      int err = reserve(ts, room_needed(ts, true));
+      if (err != 0) return err;
+      ts->repeating++;
+    } else {
+      ts->repeating--;
+    }
+  }
   t->repeat = repeat_ms;
   return 0;
 }
@@ -164,7 +367,7 @@ int weft_timer_set_repeat(weft_timer *t, uint64_t repeat_ms) {
 uint64_t weft_timer_get_repeat(const weft_timer *t) { return t ? t->repeat : 0; }
 
 uint64_t weft_timer_due_in(const weft_timer *t) {
-  if (t == NULL || t->heap_index == NONE) return 0;
+  if (t == NULL || t->bucket == NULL) return 0;
   uint64_t now = t->base.loop->now;
   return t->deadline > now ? t->deadline - now : 0;
 }

@@ -46,7 +46,7 @@ WEFT_API const char *weft_version(void);
   X(WEFT_ELIMIT, WEFT__ERR_BASE - 5, "output limit exceeded")                  \
   X(WEFT_EUNOBSERVED, WEFT__ERR_BASE - 6, "rejection never observed")          \
   X(WEFT_EDNS_NODATA, WEFT__DNS_BASE - 1, "DNS: no data of the requested type") \
-  X(WEFT_EDNS_FORMERR, WEFT__DNS_BASE - 2, "DNS: malformed query")             \
+  X(WEFT_EDNS_FORMERR, WEFT__DNS_BASE - 2, "DNS: query format error")          \
   X(WEFT_EDNS_SERVFAIL, WEFT__DNS_BASE - 3, "DNS: server failure")             \
   X(WEFT_EDNS_NOTFOUND, WEFT__DNS_BASE - 4, "DNS: name not found")             \
   X(WEFT_EDNS_NOTIMP, WEFT__DNS_BASE - 5, "DNS: not implemented by server")    \

@@ -65,7 +65,10 @@ WEFT_API int weft_loop_from_ev(weft_loop **out, struct ev_loop *ev,
  * while handles are open (not yet fully closed), deferred or cross-thread
  * callbacks are queued, or requests (pool work, DNS, ...) are outstanding;
  * -EINVAL for NULL. After it returns 0, posts from other threads must have
- * stopped: while it runs they fail with -ESHUTDOWN. */
+ * stopped: while it runs they fail with -ESHUTDOWN. Pool jobs are the one
+ * exception: when they are all that is outstanding, queued ones are
+ * cancelled, running ones waited for, and their done callbacks run (here,
+ * on this thread) before the loop is freed (see weft/pool.h). */
 WEFT_API int weft_loop_free(weft_loop *loop);
 
 /** The libev loop underneath. */
@@ -100,16 +103,21 @@ WEFT_API uint64_t weft_now(const weft_loop *loop);
 WEFT_API void weft_update_time(weft_loop *loop);
 
 /** For embedding in a foreign loop: an fd that becomes readable when the
- * loop has events. Poll it, then call weft_loop_run(loop, WEFT_RUN_NOWAIT).
+ * loop has events (I/O, posts from other threads, weft_loop_stop(), watched
+ * signals). Poll it for reading, at most weft_loop_backend_timeout() ms,
+ * then call weft_loop_run(loop, WEFT_RUN_NOWAIT).
  * Returns the fd; -EINVAL for NULL; -ENOTSUP for a loop made by
- * weft_loop_from_ev() (its host polls libev itself) or when the fd could
+ * weft_loop_from_ev() (its host polls libev itself), for a libev backend
+ * other than epoll (weft_loop_options.ev_flags), or when the fd could
  * not be identified (another thread created an epoll instance at the same
  * moment as this loop). */
 WEFT_API int weft_loop_backend_fd(const weft_loop *loop);
 
 /** For embedding: how long a host may block before calling
- * weft_loop_run(NOWAIT): -1 no deadline, 0 work is pending, else the
- * milliseconds until the next timer. -EINVAL is never returned: a NULL loop
+ * weft_loop_run(NOWAIT): -1 no deadline, 0 work is pending (also before
+ * the loop's first turn, and after watchers changed, until a turn has
+ * registered them with the backend), else the milliseconds until the next
+ * timer (at most INT32_MAX). -EINVAL is never returned: a NULL loop
  * gives -1. */
 WEFT_API int weft_loop_backend_timeout(const weft_loop *loop);
 
@@ -132,8 +140,10 @@ WEFT_API int weft_call_soon(weft_loop *loop, weft_cb cb, void *arg);
 
 /** Like weft_call_soon() but callable from any thread; the loop is woken
  * once per batch. Every accepted post runs exactly once, in order per
- * posting thread. Returns 0, -EINVAL, -ENOMEM, or -ESHUTDOWN when the loop
- * is being freed (the callback is then not queued). Posting alone does not
+ * posting thread: a post that races with weft_loop_free() is either
+ * accepted (and the free returns -EBUSY) or rejected. Returns 0, -EINVAL,
+ * -ENOMEM, or -ESHUTDOWN while weft_loop_free() runs, even one that then
+ * returns -EBUSY (the callback is then not queued). Posting alone does not
  * keep the loop alive: see weft_loop_ref(). */
 WEFT_API int weft_call_soon_threadsafe(weft_loop *loop, weft_cb cb, void *arg);
 
@@ -171,7 +181,7 @@ typedef void (*weft_close_cb)(weft_handle *handle);
  * `base`, so `&timer->base` is a weft_handle *. Users read and write `data`;
  * every other field is private. */
 struct weft_handle {
-  void *data; /**< yours */
+  void *data; /**< yours; the init functions leave it untouched */
   /* private */
   weft_loop *loop;
   const struct weft__handle_ops *ops;

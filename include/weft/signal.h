@@ -34,7 +34,8 @@ WEFT_API int weft_signal_init(weft_loop *loop, weft_signal *s);
 /** Starts watching `signum`; `cb` runs each time it arrives. Restarting
  * with another signal moves the handle. Returns 0; -EINVAL for NULL, a
  * closing handle, or an invalid signal (0, SIGKILL, SIGSTOP, >= NSIG);
- * -EBUSY if another loop watches that signal. */
+ * -EBUSY if another loop watches that signal. A failed start leaves the
+ * handle as it was (still watching its previous signal, if any). */
 WEFT_API int weft_signal_start(weft_signal *s, weft_signal_cb cb, int signum);
 
 /** Like weft_signal_start() but stops itself before `cb` runs once. */

@@ -1,4 +1,4 @@
-/* weft — timers. Milliseconds on the surface; one heap per loop.
+/* weft — timers. Milliseconds on the surface.
  *
  * Timers whose deadlines are equal fire in the order they were started.
  * Expired timers are collected before any of them runs, so a callback that
@@ -27,8 +27,8 @@ struct weft_timer {
   weft_timer_cb cb;
   uint64_t deadline;
   uint64_t repeat;
-  uint64_t seq;       /* start order, for equal deadlines */
-  uint32_t heap_index; /* position in the loop's heap, UINT32_MAX if none */
+  weft_timer *prev, *next; /* in its deadline's bucket, start order */
+  void *bucket;            /* NULL while stopped */
 };
 
 /** Initialises `t` on `loop` (inactive). Returns 0 or -EINVAL. The handle

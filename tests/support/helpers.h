@@ -18,7 +18,9 @@ size_t th_alloc_failed(void);  /* how many calls were made to fail */
 /* A loop created with default options; asserts success. */
 weft_loop *th_loop(void);
 /* Closes every handle left on the loop, runs it until the closes finish,
- * frees it, and asserts that weft holds no memory afterwards. */
+ * and frees it (asserting success). For tests with several loops. */
+void th_loop_close(weft_loop *loop);
+/* th_loop_close(), then asserts that weft holds no memory afterwards. */
 void th_loop_finish(weft_loop *loop);
 
 #endif

@@ -1,0 +1,149 @@
+/* examples/kvd against redis-server, both driven by redis-benchmark:
+ * PING_INLINE, SET and GET, 50 clients, without and with -P 16
+ * pipelining, in requests per second. One kvd loop against one
+ * redis-server (persistence off), each started fresh per run and stopped
+ * after it; runs alternate (bench_group_run), medians of BENCH_RUNS
+ * (default 3 here). BENCH_QUICK=1: 10,000 requests per test instead of
+ * 100,000. Needs redis-server and redis-benchmark (scripts/deps.sh). */
+#include <libgen.h>
+#include <limits.h>
+#include <math.h>
+#include <netinet/in.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "support/bench.h"
+
+enum { PING, SET, GET, NTESTS };
+static const char *const test_names[NTESTS] = {"PING_INLINE", "SET", "GET"};
+static size_t n_requests;
+
+typedef struct server {
+  pid_t pid;
+  int port;
+} server;
+
+/* Starts argv with stdout on a pipe and reads lines until one contains
+ * `ready`; `port_prefix` (or NULL) names the text after which the line
+ * gives the port. */
+static server spawn(char *const *argv, const char *ready,
+                    const char *port_prefix) {
+  int o[2];
+  BENCH_CHECK(pipe(o) == 0, "pipe");
+  server s = {fork(), 0};
+  BENCH_CHECK(s.pid >= 0, "fork");
+  if (s.pid == 0) {
+    prctl(PR_SET_PDEATHSIG, SIGTERM); /* bench_fail() exits: the server too */
+    dup2(o[1], 1);
+    close(o[0]), close(o[1]);
+    execvp(argv[0], argv);
+    _exit(127);
+  }
+  close(o[1]);
+  FILE *f = fdopen(o[0], "r");
+  char line[1024];
+  while (fgets(line, sizeof line, f)) {
+    if (!strstr(line, ready)) continue;
+    if (port_prefix)
+      s.port = atoi(strstr(line, port_prefix) + strlen(port_prefix));
+    fclose(f); /* the server's later output goes nowhere (EPIPE is harmless) */
+    return s;
+  }
+  bench_fail("%s exited before it was ready", argv[0]);
+}
+
+static void stop(server s) {
+  int st;
+  kill(s.pid, SIGTERM);
+  BENCH_CHECK(waitpid(s.pid, &st, 0) == s.pid, "waitpid");
+}
+
+/* A port free right now (redis-server cannot be told to pick one). */
+static int free_port(void) {
+  int fd = socket(AF_INET, SOCK_STREAM, 0);
+  struct sockaddr_in a = {.sin_family = AF_INET,
+                          .sin_addr = {htonl(INADDR_LOOPBACK)}};
+  socklen_t len = sizeof a;
+  BENCH_CHECK(fd >= 0 && bind(fd, (struct sockaddr *)&a, sizeof a) == 0 &&
+                  getsockname(fd, (struct sockaddr *)&a, &len) == 0,
+              "free port");
+  close(fd);
+  return ntohs(a.sin_port);
+}
+
+/* Runs redis-benchmark --csv and stores each test's requests/s in rps[]. */
+static void run_benchmark(int port, int pipeline, double *rps) {
+  char cmd[256], line[512];
+  snprintf(cmd, sizeof cmd,
+           "redis-benchmark -h 127.0.0.1 -p %d -c 50 -n %zu -P %d -t "
+           "ping_inline,set,get "
+           "--csv 2>/dev/null",
+           port, n_requests, pipeline);
+  FILE *p = popen(cmd, "r");
+  BENCH_CHECK(p != NULL, "popen redis-benchmark");
+  for (int i = 0; i < NTESTS; i++)
+    rps[i] = NAN;
+  while (fgets(line, sizeof line, p)) {
+    for (int i = 0; i < NTESTS; i++) {
+      char want[32];
+      snprintf(want, sizeof want, "\"%s\",\"", test_names[i]);
+      if (strncmp(line, want, strlen(want)) == 0)
+        rps[i] = atof(line + strlen(want));
+    }
+  }
+  BENCH_CHECK(pclose(p) == 0, "redis-benchmark failed on port %d", port);
+  for (int i = 0; i < NTESTS; i++)
+    BENCH_CHECK(rps[i] > 0, "no %s result from redis-benchmark", test_names[i]);
+}
+
+/* values: the 3 tests without pipelining, then the 3 with -P 16. */
+static void measure(server s, double *values) {
+  run_benchmark(s.port, 1, values);
+  run_benchmark(s.port, 16, values + NTESTS);
+  stop(s);
+}
+
+static void run_kvd(double *values, void *arg) {
+  (void)arg;
+  char self[PATH_MAX], path[PATH_MAX + 32];
+  ssize_t n = readlink("/proc/self/exe", self, sizeof self - 1);
+  BENCH_CHECK(n > 0, "readlink");
+  self[n] = '\0';
+  snprintf(path, sizeof path, "%s/../examples/kvd", dirname(self));
+  char *argv[] = {path, "--port", "0", NULL};
+  measure(spawn(argv, "listening on ", "listening on "), values);
+}
+
+static void run_redis(double *values, void *arg) {
+  (void)arg;
+  char port[16];
+  snprintf(port, sizeof port, "%d", free_port());
+  char *argv[] = {"redis-server", "--port", port, "--bind",
+                  "127.0.0.1",    "--save", "",   "--appendonly",
+                  "no",           NULL};
+  server s = spawn(argv, "Ready to accept connections", NULL);
+  s.port = atoi(port);
+  measure(s, values);
+}
+
+static const bench_metric metrics[] = {
+    {"kvd_ping_inline", "req/s", true}, {"kvd_set", "req/s", true},
+    {"kvd_get", "req/s", true},         {"kvd_ping_inline_p16", "req/s", true},
+    {"kvd_set_p16", "req/s", true},     {"kvd_get_p16", "req/s", true}};
+static const bench_impl impls[] = {{"weft", run_kvd, NULL},
+                                   {"redis-server", run_redis, NULL}};
+static const bench_group groups[] = {
+    {"kvd", metrics, BENCH_LEN(metrics), impls, BENCH_LEN(impls)}};
+
+int main(int argc, char **argv) {
+  setenv("BENCH_RUNS", "3", 0); /* each run is seconds long: 3 by default */
+  signal(SIGPIPE, SIG_IGN);
+  n_requests = bench_n(100000, 10000);
+  return bench_main(argc, argv, groups, BENCH_LEN(groups));
+}

@@ -1,0 +1,549 @@
+/* weft — the shared thread pool.
+ *
+ * One process-wide pool (g_pool), created when the first loop submits,
+ * reference-counted by the loops that use it, and joined and freed when the
+ * last of them is freed. Two lanes (cpu, io), each with its own queue, lock
+ * and threads, so a saturated cpu lane never holds up file I/O.
+ *
+ * Hand-offs are where a 2-core VM loses its time (about 5 us per wake-up of
+ * an idle thread), so both directions are batched:
+ *  - submit wakes a worker only when none is spinning and no wake-up is
+ *    already on its way; a woken worker that leaves work behind wakes the
+ *    next one (a chain, never a thundering herd); a worker that runs dry
+ *    spins briefly before sleeping, so a serial submitter finds it awake;
+ *  - a worker takes several jobs per lock when the queue is long and pushes
+ *    their completions to each loop's completion queue in one go; the loop
+ *    is woken with one ev_async per batch and none while a wake-up is
+ *    pending or the loop is still draining.
+ *
+ * Job states: IDLE -> QUEUED -> RUNNING -> DONE, or QUEUED -> CANCELLED.
+ * The QUEUED -> RUNNING / QUEUED -> CANCELLED compare-and-swap decides a
+ * race between a worker and weft_work_cancel().
+ *
+ * Lock order: g_lock, then a lane's lock, then a loop's completion lock. A
+ * worker holds no lane lock while it pushes completions. */
+#include <signal.h>
+#include <stdlib.h>
+#include <unistd.h>
+
+#include "internal.h"
+#include "pool_internal.h"
+#include "weft/pool.h"
+
+#define BATCH_MAX 16
+#define SPIN_ROUNDS 1000
+#define DRAIN_ROUNDS 4
+
+enum { W_IDLE = 0, W_QUEUED, W_RUNNING, W_CANCELLED, W_DONE };
+enum { SLOT_EMPTY = 0, SLOT_LIVE, SLOT_EXITED };
+
+typedef struct lane lane;
+typedef struct slot {
+  pthread_t tid;
+  lane *l;
+  int state; /* lane lock */
+} slot;
+
+struct lane {
+  pthread_mutex_t lock;
+  pthread_cond_t cond;
+  weft_work *qhead, *qtail;
+  size_t qlen;
+  atomic_size_t qlen_hint; /* qlen, for spinning workers (no lock) */
+  unsigned target, nthreads, nidle, nspin;
+  bool waking, shutdown;
+  atomic_ullong running, done; /* updated before completions are pushed */
+  slot *slots; /* WEFT_POOL_MAX, allocated when the lane first starts */
+};
+
+typedef struct pool {
+  lane lanes[WEFT_LANE_COUNT];
+  unsigned refs; /* loops using the pool (g_lock) */
+} pool;
+
+static pthread_mutex_t g_lock = PTHREAD_MUTEX_INITIALIZER;
+static pool *g_pool;
+static pthread_once_t g_once = PTHREAD_ONCE_INIT;
+static unsigned g_default_size;
+static _Thread_local weft_work *t_current;
+
+static void default_size_init(void) {
+  const char *env = getenv("WEFT_POOL_SIZE");
+  long n = env ? strtol(env, NULL, 10) : 0;
+  if (n <= 0) n = sysconf(_SC_NPROCESSORS_ONLN);
+  if (n <= 0) n = 4;
+  g_default_size = n > WEFT_POOL_MAX ? WEFT_POOL_MAX : (unsigned)n;
+}
+
+/* ---- workers ------------------------------------------------------------ */
+
+static void push_completions(weft_work **batch, int n);
+
+/* Runs (or skips, if cancelled meanwhile) one job taken off the queue. */
+static void run_job(weft_work *w) {
+  int expected = W_QUEUED;
+  if (atomic_compare_exchange_strong(&w->state, &expected, W_RUNNING)) {
+    t_current = w;
+    w->work_fn(w);
+    t_current = NULL;
+    w->status = 0;
+    atomic_store_explicit(&w->state, W_DONE, memory_order_release);
+  } else {
+    w->status = -ECANCELED;
+  }
+}
+
+static int take_batch(lane *l, weft_work **batch) {
+  size_t per = l->qlen / (2u * (l->nthreads ? l->nthreads : 1));
+  int n = per < 1 ? 1 : per > BATCH_MAX ? BATCH_MAX : (int)per;
+  int i = 0;
+  while (i < n && l->qhead != NULL) {
+    weft_work *w = l->qhead;
+    l->qhead = w->next;
+    w->queued = 0;
+    w->next = w->prev = NULL;
+    batch[i++] = w;
+  }
+  if (l->qhead == NULL) l->qtail = NULL;
+  else l->qhead->prev = NULL;
+  l->qlen -= (size_t)i;
+  atomic_store_explicit(&l->qlen_hint, l->qlen, memory_order_relaxed);
+  atomic_fetch_add_explicit(&l->running, (unsigned long long)i, memory_order_relaxed);
+  return i;
+}
+
+/* Spins a little, without the lock, hoping for work; returns with the lock
+ * held. A serial submitter then needs no wake-up at all. */
+static void spin_for_work(lane *l) {
+  l->nspin++;
+  pthread_mutex_unlock(&l->lock);
+  for (int i = 0; i < SPIN_ROUNDS; i++) {
+    if (atomic_load_explicit(&l->qlen_hint, memory_order_relaxed) != 0) break;
+#if defined(__x86_64__) || defined(__i386__)
+    __builtin_ia32_pause();
+#endif
+  }
+  pthread_mutex_lock(&l->lock);
+  l->nspin--;
+}
+
+static void *worker_main(void *arg) {
+  slot *s = arg;
+  lane *l = s->l;
+  weft_work *batch[BATCH_MAX];
+  pthread_mutex_lock(&l->lock);
+  for (;;) {
+    if (l->shutdown || l->nthreads > l->target) break;
+    if (l->qhead == NULL && l->nspin == 0) {
+      /* one spinner per lane: more would steal the CPUs that the loop
+       * thread and the busy workers need (2 cores) */
+      spin_for_work(l); /* drops the lock: look at everything again */
+      if (l->shutdown || l->nthreads > l->target) break;
+    }
+    if (l->qhead == NULL) {
+      l->nidle++;
+      pthread_cond_wait(&l->cond, &l->lock);
+      l->nidle--;
+      l->waking = false;
+      continue;
+    }
+    int n = take_batch(l, batch);
+    if (l->qhead != NULL && l->nidle > 0 && !l->waking) {
+      l->waking = true; /* chain: pass the rest on */
+      pthread_cond_signal(&l->cond);
+    }
+    pthread_mutex_unlock(&l->lock);
+    for (int i = 0; i < n; i++) run_job(batch[i]);
+    atomic_fetch_sub_explicit(&l->running, (unsigned long long)n, memory_order_relaxed);
+    atomic_fetch_add_explicit(&l->done, (unsigned long long)n, memory_order_relaxed);
+    push_completions(batch, n);
+    pthread_mutex_lock(&l->lock);
+  }
+  l->nthreads--;
+  s->state = SLOT_EXITED;
+  pthread_mutex_unlock(&l->lock);
+  return NULL;
+}
+
+/* Starts threads until the lane has its target. Lane lock held. Returns 0,
+ * or -EAGAIN if none could be started and the lane has none. */
+static int lane_spawn(lane *l) {
+  if (l->slots == NULL) {
+    l->slots = weft__calloc(WEFT_POOL_MAX, sizeof *l->slots);
+    if (l->slots == NULL) return -ENOMEM;
+  }
+  sigset_t all, old;
+  sigfillset(&all);
+  /* workers never take signals: those belong to the loops' threads */
+  pthread_sigmask(SIG_SETMASK, &all, &old);
+  int err = 0;
+  for (int i = 0; i < WEFT_POOL_MAX && l->nthreads < l->target; i++) {
+    slot *s = &l->slots[i];
+    if (s->state == SLOT_LIVE) continue;
+    if (s->state == SLOT_EXITED) pthread_join(s->tid, NULL);
+    s->state = SLOT_EMPTY;
+    s->l = l;
+    err = pthread_create(&s->tid, NULL, worker_main, s);
+    if (err != 0) break;
+    s->state = SLOT_LIVE;
+    l->nthreads++;
+  }
+  pthread_sigmask(SIG_SETMASK, &old, NULL);
+  return l->nthreads == 0 ? (err ? -err : -EAGAIN) : 0;
+}
+
+/* Lane lock held. Never called after shutdown. */
+static void lane_wake_one(lane *l) {
+  if (l->nspin == 0 && l->nidle > 0 && !l->waking) {
+    l->waking = true;
+    pthread_cond_signal(&l->cond);
+  }
+}
+
+static void lane_init(lane *l, unsigned size) {
+  pthread_mutex_init(&l->lock, NULL);
+  pthread_cond_init(&l->cond, NULL);
+  atomic_init(&l->qlen_hint, 0);
+  atomic_init(&l->running, 0);
+  atomic_init(&l->done, 0);
+  l->target = size;
+}
+
+/* Stops and joins every thread of the lane; its queue is empty by now
+ * (each loop's teardown has delivered all its jobs). */
+static void lane_destroy(lane *l) {
+  pthread_mutex_lock(&l->lock);
+  l->shutdown = true;
+  pthread_cond_broadcast(&l->cond);
+  for (int i = 0; l->slots != NULL && i < WEFT_POOL_MAX; i++) {
+    if (l->slots[i].state == SLOT_EMPTY) continue;
+    pthread_t tid = l->slots[i].tid;
+    l->slots[i].state = SLOT_EMPTY;
+    pthread_mutex_unlock(&l->lock); /* the thread needs it to exit */
+    pthread_join(tid, NULL);
+    pthread_mutex_lock(&l->lock);
+  }
+  pthread_mutex_unlock(&l->lock);
+  weft__free(l->slots);
+  pthread_cond_destroy(&l->cond);
+  pthread_mutex_destroy(&l->lock);
+}
+
+/* ---- the process-wide pool ---------------------------------------------- */
+
+static int pool_acquire(unsigned want) {
+  pthread_once(&g_once, default_size_init);
+  if (want > WEFT_POOL_MAX) want = WEFT_POOL_MAX;
+  pthread_mutex_lock(&g_lock);
+  if (g_pool == NULL) {
+    g_pool = weft__calloc(1, sizeof *g_pool);
+    if (g_pool == NULL) {
+      pthread_mutex_unlock(&g_lock);
+      return -ENOMEM;
+    }
+    unsigned size = want ? want : g_default_size;
+    for (int i = 0; i < WEFT_LANE_COUNT; i++) lane_init(&g_pool->lanes[i], size);
+  } else if (want != 0) {
+    /* a loop asking for more threads grows the shared pool */
+    for (int i = 0; i < WEFT_LANE_COUNT; i++) {
+      lane *l = &g_pool->lanes[i];
+      pthread_mutex_lock(&l->lock);
+      if (l->target < want) l->target = want;
+      pthread_mutex_unlock(&l->lock);
+    }
+  }
+  g_pool->refs++;
+  pthread_mutex_unlock(&g_lock);
+  return 0;
+}
+
+static void pool_release(void) {
+  pthread_mutex_lock(&g_lock);
+  if (--g_pool->refs == 0) {
+    for (int i = 0; i < WEFT_LANE_COUNT; i++) lane_destroy(&g_pool->lanes[i]);
+    weft__free(g_pool);
+    g_pool = NULL;
+  }
+  pthread_mutex_unlock(&g_lock);
+}
+
+/* ---- per-loop state: the completion queue -------------------------------- */
+
+static void on_completions(struct ev_loop *ev, ev_async *a, int revents);
+
+static void lstate_teardown(weft_loop *loop, void *arg) {
+  weft__pool_state *st = arg;
+  if (ev_is_active(&st->async)) {
+    ev_ref(loop->ev);
+    ev_async_stop(loop->ev, &st->async);
+  }
+  weft__pool_jobs_free(st);
+  pthread_cond_destroy(&st->cond);
+  pthread_mutex_destroy(&st->lock);
+  weft__free(st);
+  pool_release();
+}
+
+weft__pool_state *weft__pool_state_get(weft_loop *loop, int *err) {
+  weft__pool_state *st = weft__module_get(loop, WEFT__MOD_POOL);
+  if (WEFT__LIKELY(st != NULL)) return st;
+  st = weft__calloc(1, sizeof *st);
+  if (st == NULL) {
+    *err = -ENOMEM;
+    return NULL;
+  }
+  *err = pool_acquire(loop->pool_size);
+  if (*err != 0) {
+    weft__free(st);
+    return NULL;
+  }
+  st->loop = loop;
+  pthread_mutex_init(&st->lock, NULL);
+  pthread_cond_init(&st->cond, NULL);
+  ev_async_init(&st->async, on_completions);
+  st->async.data = st;
+  ev_async_start(loop->ev, &st->async);
+  ev_unref(loop->ev); /* outstanding jobs keep the loop alive, not this */
+  weft__module_set(loop, WEFT__MOD_POOL, st, lstate_teardown);
+  return st;
+}
+
+/* Appends a chain of completed jobs (all of `st`'s loop) and wakes the loop
+ * unless a wake-up is already pending. The ev_async_send happens under the
+ * lock so that the loop cannot be freed between the push and the send. */
+static void cq_push(weft__pool_state *st, weft_work *first, weft_work *last) {
+  last->next = NULL;
+  pthread_mutex_lock(&st->lock);
+  if (st->cq_tail) st->cq_tail->next = first;
+  else st->cq_head = first;
+  st->cq_tail = last;
+  if (st->waiter) pthread_cond_signal(&st->cond);
+  if (!st->armed) {
+    st->armed = true;
+    ev_async_send(st->loop->ev, &st->async);
+  }
+  pthread_mutex_unlock(&st->lock);
+}
+
+/* Groups a worker's batch by loop (order kept per loop) and pushes each
+ * group with one lock. */
+static void push_completions(weft_work **batch, int n) {
+  for (int i = 0; i < n; i++) {
+    if (batch[i] == NULL) continue;
+    weft__pool_state *st = weft__module_get(batch[i]->loop, WEFT__MOD_POOL);
+    weft_work *first = batch[i], *last = first;
+    for (int j = i + 1; j < n; j++) {
+      if (batch[j] != NULL && batch[j]->loop == first->loop) {
+        last->next = batch[j];
+        last = batch[j];
+        batch[j] = NULL;
+      }
+    }
+    cq_push(st, first, last);
+  }
+}
+
+static void deliver(weft__pool_state *st, weft_work *w) {
+  while (w != NULL) {
+    weft_work *next = w->next;
+    if (w->lprev) w->lprev->lnext = w->lnext;
+    else st->out_head = w->lnext;
+    if (w->lnext) w->lnext->lprev = w->lprev;
+    w->lprev = w->lnext = w->next = NULL;
+    st->outstanding--;
+    weft__req_done(st->loop);
+    w->done_cb(w, w->status); /* may free or resubmit w */
+    w = next;
+  }
+}
+
+static weft_work *cq_take(weft__pool_state *st) {
+  pthread_mutex_lock(&st->lock);
+  weft_work *w = st->cq_head;
+  st->cq_head = st->cq_tail = NULL;
+  pthread_mutex_unlock(&st->lock);
+  return w;
+}
+
+/* Drains whole batches; completions that arrive meanwhile are picked up
+ * without another wake-up (armed stays set). After a few rounds it yields
+ * to the rest of the loop and re-arms itself. */
+static void on_completions(struct ev_loop *ev, ev_async *a, int revents) {
+  WEFT__UNUSED(ev);
+  WEFT__UNUSED(revents);
+  weft__pool_state *st = a->data;
+  for (int round = 0; round < DRAIN_ROUNDS; round++) {
+    weft_work *w = cq_take(st);
+    if (w == NULL) break;
+    deliver(st, w);
+  }
+  pthread_mutex_lock(&st->lock);
+  if (st->cq_head != NULL) ev_async_send(st->loop->ev, &st->async);
+  else st->armed = false;
+  pthread_mutex_unlock(&st->lock);
+}
+
+/* ---- submit / cancel ------------------------------------------------------ */
+
+int weft_work_submit(weft_loop *loop, weft_work *w, weft_pool_lane lane_id,
+                     weft_work_fn work_fn, weft_work_done_cb done_cb) {
+  if (loop == NULL || w == NULL || work_fn == NULL || done_cb == NULL ||
+      (unsigned)lane_id >= WEFT_LANE_COUNT)
+    return -EINVAL;
+  int err = 0;
+  weft__pool_state *st = weft__pool_state_get(loop, &err);
+  if (st == NULL) return err;
+  if (st->closing) return -ESHUTDOWN;
+  lane *l = &g_pool->lanes[lane_id];
+  w->loop = loop;
+  w->work_fn = work_fn;
+  w->done_cb = done_cb;
+  w->lane = (unsigned char)lane_id;
+  w->status = 0;
+  w->next = NULL;
+  atomic_store_explicit(&w->cancel, false, memory_order_relaxed);
+  atomic_store_explicit(&w->state, W_QUEUED, memory_order_relaxed);
+  pthread_mutex_lock(&l->lock);
+  if (WEFT__UNLIKELY(l->nthreads < l->target)) {
+    err = lane_spawn(l);
+    if (err != 0) {
+      pthread_mutex_unlock(&l->lock);
+      atomic_store(&w->state, W_IDLE);
+      return err;
+    }
+  }
+  w->prev = l->qtail;
+  if (l->qtail) l->qtail->next = w;
+  else l->qhead = w;
+  l->qtail = w;
+  w->queued = 1;
+  l->qlen++;
+  atomic_store_explicit(&l->qlen_hint, l->qlen, memory_order_relaxed);
+  lane_wake_one(l);
+  pthread_mutex_unlock(&l->lock);
+  /* the loop's list of outstanding jobs: loop thread only */
+  w->lprev = NULL;
+  w->lnext = st->out_head;
+  if (st->out_head) st->out_head->lprev = w;
+  st->out_head = w;
+  st->outstanding++;
+  weft__req_start(loop);
+  return 0;
+}
+
+/* Cancels one outstanding job (see weft_work_cancel()). */
+static int cancel_job(weft__pool_state *st, weft_work *w) {
+  lane *l = &g_pool->lanes[w->lane];
+  pthread_mutex_lock(&l->lock);
+  if (w->queued) {
+    if (w->prev) w->prev->next = w->next;
+    else l->qhead = w->next;
+    if (w->next) w->next->prev = w->prev;
+    else l->qtail = w->prev;
+    w->queued = 0;
+    w->prev = NULL;
+    l->qlen--;
+    atomic_fetch_add_explicit(&l->done, 1, memory_order_relaxed);
+    atomic_store_explicit(&l->qlen_hint, l->qlen, memory_order_relaxed);
+    atomic_store(&w->state, W_CANCELLED);
+    pthread_mutex_unlock(&l->lock);
+    w->status = -ECANCELED;
+    cq_push(st, w, w);
+    return 0;
+  }
+  pthread_mutex_unlock(&l->lock);
+  int expected = W_QUEUED; /* taken by a worker that has not started it */
+  if (atomic_compare_exchange_strong(&w->state, &expected, W_CANCELLED))
+    return 0;
+  if (expected == W_RUNNING) {
+    atomic_store(&w->cancel, true);
+    /* it may have finished meanwhile: then the flag is moot */
+    return atomic_load(&w->state) == W_RUNNING ? -EBUSY : -EALREADY;
+  }
+  return -EALREADY;
+}
+
+int weft_work_cancel(weft_work *w) {
+  if (w == NULL || w->loop == NULL) return -EINVAL;
+  int state = atomic_load(&w->state);
+  if (state == W_IDLE) return -EINVAL;
+  if (state == W_DONE || state == W_CANCELLED) return -EALREADY;
+  weft__pool_state *st = weft__module_get(w->loop, WEFT__MOD_POOL);
+  return cancel_job(st, w);
+}
+
+bool weft_work_cancelled(void) {
+  return t_current != NULL && atomic_load_explicit(&t_current->cancel,
+                                                   memory_order_relaxed);
+}
+
+/* ---- loop teardown -------------------------------------------------------- */
+
+void weft__pool_before_free(weft_loop *loop) {
+  weft__pool_state *st = weft__module_get(loop, WEFT__MOD_POOL);
+  if (st == NULL || st->outstanding == 0) return;
+  /* only when pool jobs are all that keeps the free from going ahead */
+  if (loop->handle_count != 0 || loop->cs_count != 0 || loop->running ||
+      loop->alive - loop->user_refs != st->outstanding)
+    return;
+  st->closing = true;
+  for (weft_work *w = st->out_head; w != NULL; w = w->lnext) cancel_job(st, w);
+  while (st->outstanding != 0) {
+    pthread_mutex_lock(&st->lock);
+    while (st->cq_head == NULL) {
+      st->waiter = true;
+      pthread_cond_wait(&st->cond, &st->lock);
+    }
+    st->waiter = false;
+    weft_work *w = st->cq_head;
+    st->cq_head = st->cq_tail = NULL;
+    pthread_mutex_unlock(&st->lock);
+    deliver(st, w);
+  }
+  st->closing = false;
+}
+
+/* ---- size and stats --------------------------------------------------------- */
+
+static int lane_resize(lane *l, unsigned n) {
+  pthread_mutex_lock(&l->lock);
+  unsigned old = l->target;
+  l->target = n;
+  int err = 0;
+  if (n > l->nthreads && l->nthreads != 0) {
+    err = lane_spawn(l);
+    if (l->nthreads < n) {
+      l->target = l->nthreads > old ? l->nthreads : old;
+      if (err == 0) err = -EAGAIN;
+    }
+  } else if (n < l->nthreads) {
+    pthread_cond_broadcast(&l->cond); /* the extra ones exit */
+  }
+  pthread_mutex_unlock(&l->lock);
+  return err;
+}
+
+int weft_pool_resize(weft_loop *loop, unsigned cpu, unsigned io) {
+  if (loop == NULL || cpu > WEFT_POOL_MAX || io > WEFT_POOL_MAX) return -EINVAL;
+  int err = 0;
+  if (weft__pool_state_get(loop, &err) == NULL) return err;
+  if (cpu != 0) err = lane_resize(&g_pool->lanes[WEFT_LANE_CPU], cpu);
+  if (err == 0 && io != 0) err = lane_resize(&g_pool->lanes[WEFT_LANE_IO], io);
+  return err;
+}
+
+int weft_pool_stats_get(weft_loop *loop, weft_pool_lane lane_id,
+                        weft_pool_stats *out) {
+  if (loop == NULL || out == NULL || (unsigned)lane_id >= WEFT_LANE_COUNT)
+    return -EINVAL;
+  int err = 0;
+  if (weft__pool_state_get(loop, &err) == NULL) return err;
+  lane *l = &g_pool->lanes[lane_id];
+  pthread_mutex_lock(&l->lock);
+  out->queued = l->qlen;
+  out->running = atomic_load(&l->running);
+  out->done = atomic_load(&l->done);
+  out->threads = l->target;
+  pthread_mutex_unlock(&l->lock);
+  return 0;
+}

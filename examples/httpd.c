@@ -1,0 +1,688 @@
+/* httpd --port P --root DIR [--loops N] [--host ADDR]
+ *       [--idle-ms MS] [--header-ms MS] [--send-ms MS]
+ * — an HTTP/1.1 static file server on weft.
+ *
+ * GET and HEAD of regular files under DIR (a path ending in "/" serves its
+ * index.html), with keep-alive and pipelining, Content-Length,
+ * Last-Modified / If-Modified-Since (304), one byte range per request (206,
+ * 416), and the error replies 400 (malformed), 403 (path traversal), 404,
+ * 405 (other methods), 413 (request body over 1 MiB), 414 (URL over 8000
+ * bytes), 431 (header fields over 8 KiB), 505 (not HTTP/1.x). Requests are parsed by
+ * libhttp-parser. Files are opened and fstat'ed with weft's asynchronous
+ * file I/O (on the thread pool, so a slow disk never blocks the loop), and
+ * bodies go out with a non-blocking sendfile(2) loop on the socket, driven
+ * by writability (see docs/httpd.md for why not weft_fs_sendfile).
+ *
+ * N loops run on N threads, each with its own listening socket on the same
+ * port (SO_REUSEPORT: the kernel spreads connections). Port 0 picks a free
+ * port; the server prints "listening on PORT" once it accepts connections.
+ * SIGTERM or SIGINT stops it cleanly (exit status 0).
+ *
+ * Timeouts, on weft timers: a keep-alive connection idle for --idle-ms
+ * (default 15000) is closed; a request whose header has not fully arrived
+ * --header-ms (default 10000) after its first byte is closed (slow
+ * clients); a reply that makes no progress for --send-ms (default 30000)
+ * is abandoned. */
+#include <ctype.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/sendfile.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <ev.h>
+#include <http_parser.h>
+#include <weft.h>
+
+#include "httpd/httpd.h"
+
+#define IN_MAX 16384          /* per-connection input buffer */
+#define URL_MAX 8000          /* longer request targets get 414 */
+#define HEADERS_MAX 8192      /* more header bytes get 431 */
+#define BODY_MAX (1u << 20)   /* larger request bodies get 413 */
+#define SEND_CAP (1u << 20)   /* body bytes per connection per turn (fairness) */
+#define LINGER_MS 2000        /* how long to drain input after an error reply */
+#define VAL_MAX 64            /* kept header values (Range, If-Modified-Since) */
+
+typedef struct options {
+  const char *host, *root;
+  unsigned port, loops;
+  uint64_t idle_ms, header_ms, send_ms, cache_ms;
+} options;
+
+typedef struct server {
+  weft_loop *loop;
+  weft_tcp listener;
+  const options *opt;
+  pthread_t thread;
+  fcache cache;    /* open files, trusted for --cache-ms */
+  time_t date_sec; /* the cached Date header value is for this second */
+  char date[40];
+} server;
+
+enum hdr_kind { H_OTHER, H_IMS, H_RANGE };
+
+typedef struct conn {
+  weft_tcp tcp;
+  weft_timer timer;
+  ev_io wio; /* writability, while a body waits for socket space */
+  server *srv;
+  http_parser parser;
+  int refs; /* tcp handle + timer handle + fs request in flight */
+  bool closing, serving, peer_eof, keep_alive, lingering, in_value;
+  int reject; /* an error status found while parsing (414, 431, 413) */
+  size_t in_len, url_len, header_bytes, field_len;
+  uint64_t body_bytes;
+  enum hdr_kind hdr;
+  int ims_len, range_len; /* -1: the value was too long to keep */
+  char field[24], ims[VAL_MAX], range[VAL_MAX];
+  int fd;           /* the file being served, or -1 */
+  fcache_entry *entry; /* the cache entry that owns fd, or NULL */
+  const struct stat *st;
+  off_t off, end;   /* body bytes [off, end) still to send */
+  weft_fs_req fs;
+  weft_write_req wreq;
+  weft_shutdown_req sreq;
+  char head[768];
+  char url[URL_MAX + 1];
+  char path[PATH_MAX];
+  char in[IN_MAX];
+} conn;
+
+static http_parser_settings settings;
+
+/* ---- connection lifetime ------------------------------------------------ */
+
+static void release_file(conn *c);
+
+static void conn_unref(conn *c) {
+  if (--c->refs > 0) return;
+  release_file(c);
+  free(c);
+}
+
+static void on_handle_closed(weft_handle *h) { conn_unref(h->data); }
+
+/* Closes the connection; the memory goes once the socket, the timer and
+ * any file request in flight have all finished. */
+static void conn_close(conn *c) {
+  if (c->closing) return;
+  c->closing = true;
+  ev_io_stop(weft_loop_ev(c->srv->loop), &c->wio);
+  weft_close(&c->timer.base, on_handle_closed);
+  weft_close(&c->tcp.stream.base, on_handle_closed);
+}
+
+static void on_timeout(weft_timer *t) { conn_close(t->base.data); }
+
+static void arm(conn *c, uint64_t ms) { weft_timer_start(&c->timer, on_timeout, ms, 0); }
+
+/* ---- request parsing (libhttp-parser callbacks) --------------------------- */
+
+static int on_message_begin(http_parser *p) {
+  conn *c = p->data;
+  /* Slow-client limit: the whole header must arrive within header_ms of
+   * its first byte, however slowly the bytes trickle in. */
+  if (!c->serving) arm(c, c->srv->opt->header_ms);
+  return 0;
+}
+
+static int on_url(http_parser *p, const char *at, size_t len) {
+  conn *c = p->data;
+  if (len > URL_MAX - c->url_len) {
+    c->reject = 414;
+    return -1;
+  }
+  memcpy(c->url + c->url_len, at, len);
+  c->url_len += len;
+  return 0;
+}
+
+static int count_header(conn *c, size_t len) {
+  c->header_bytes += len;
+  if (c->header_bytes <= HEADERS_MAX) return 0;
+  c->reject = 431;
+  return -1;
+}
+
+static int on_header_field(http_parser *p, const char *at, size_t len) {
+  conn *c = p->data;
+  if (count_header(c, len)) return -1;
+  if (c->in_value) c->field_len = 0; /* a new field starts */
+  c->in_value = false;
+  size_t room = sizeof c->field - c->field_len;
+  size_t take = len < room ? len : room; /* a longer name is none of ours */
+  memcpy(c->field + c->field_len, at, take);
+  c->field_len += take;
+  return 0;
+}
+
+static void keep_value(char *dst, int *dlen, const char *at, size_t len) {
+  if (*dlen < 0) return;
+  if (len >= (size_t)(VAL_MAX - *dlen)) {
+    *dlen = -1; /* too long to be valid: ignored, as the RFC allows */
+    return;
+  }
+  memcpy(dst + *dlen, at, len);
+  *dlen += (int)len;
+  dst[*dlen] = '\0';
+}
+
+static bool field_is(const conn *c, const char *name) {
+  return c->field_len == strlen(name) && strncasecmp(c->field, name, c->field_len) == 0;
+}
+
+static int on_header_value(http_parser *p, const char *at, size_t len) {
+  conn *c = p->data;
+  if (count_header(c, len)) return -1;
+  if (!c->in_value) {
+    c->hdr = field_is(c, "if-modified-since") ? H_IMS
+             : field_is(c, "range")           ? H_RANGE
+                                              : H_OTHER;
+    if (c->hdr == H_IMS) c->ims_len = 0;
+    if (c->hdr == H_RANGE) c->range_len = 0;
+  }
+  c->in_value = true;
+  if (c->hdr == H_IMS) keep_value(c->ims, &c->ims_len, at, len);
+  if (c->hdr == H_RANGE) keep_value(c->range, &c->range_len, at, len);
+  return 0;
+}
+
+static int on_headers_complete(http_parser *p) {
+  conn *c = p->data;
+  if (p->content_length != ULLONG_MAX && p->content_length > BODY_MAX) {
+    c->reject = 413;
+    return -1;
+  }
+  return 0;
+}
+
+static int on_body(http_parser *p, const char *at, size_t len) {
+  conn *c = p->data;
+  (void)at; /* a GET or HEAD has no use for a body: it is skipped */
+  c->body_bytes += len;
+  if (c->body_bytes <= BODY_MAX) return 0;
+  c->reject = 413;
+  return -1;
+}
+
+static int on_message_complete(http_parser *p) {
+  /* One request at a time: pipelined ones wait, unparsed, in the input
+   * buffer until this one's reply has gone out. */
+  http_parser_pause(p, 1);
+  return 0;
+}
+
+static void reset_request(conn *c) {
+  c->reject = 0;
+  c->url_len = c->header_bytes = c->field_len = 0;
+  c->body_bytes = 0;
+  c->in_value = false;
+  c->hdr = H_OTHER;
+  c->ims_len = c->range_len = -1; /* absent */
+  c->off = c->end = 0;
+}
+
+/* ---- replies ---------------------------------------------------------------- */
+
+static const char *http_date(server *s) {
+  time_t now = time(NULL);
+  if (now != s->date_sec) { /* formatted once per second per loop */
+    httpd_format_date(now, s->date, sizeof s->date);
+    s->date_sec = now;
+  }
+  return s->date;
+}
+
+/* Starts the reply head: status line, Date, Server, Connection. */
+static size_t head_begin(conn *c, int status) {
+  const char *conn_hdr = !c->keep_alive                              ? "Connection: close\r\n"
+                         : c->parser.http_minor == 0 ? "Connection: keep-alive\r\n"
+                                                     : "";
+  return (size_t)snprintf(c->head, sizeof c->head,
+                          "HTTP/1.1 %d %s\r\nServer: weft-httpd\r\nDate: %s\r\n%s", status,
+                          httpd_status_text(status), http_date(c->srv), conn_hdr);
+}
+
+static void head_add(conn *c, size_t *len, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+static void head_add(conn *c, size_t *len, const char *fmt, ...) {
+  va_list ap;
+  va_start(ap, fmt);
+  if (*len < sizeof c->head)
+    *len += (size_t)vsnprintf(c->head + *len, sizeof c->head - *len, fmt, ap);
+  va_end(ap);
+}
+
+static void finish_request(conn *c);
+static void send_body(conn *c);
+static int start_reading(conn *c);
+
+static void on_shutdown(weft_shutdown_req *req, int status) {
+  if (status < 0) conn_close(req->data);
+}
+
+/* After an error reply the connection ends, but closing at once would
+ * make the kernel answer the client's unread bytes with a reset that can
+ * destroy the reply in flight; so the write side is shut and the input
+ * drained (and dropped) until EOF or LINGER_MS. */
+static void linger(conn *c) {
+  c->lingering = true;
+  c->in_len = 0;
+  c->sreq.data = c;
+  if (c->peer_eof || weft_stream_shutdown(&c->sreq, &c->tcp.stream, on_shutdown) < 0) {
+    conn_close(c);
+    return;
+  }
+  arm(c, LINGER_MS);
+  if (!weft_stream_is_reading(&c->tcp.stream) && start_reading(c) < 0) conn_close(c);
+}
+
+static void on_head_written(weft_write_req *req, int status) {
+  conn *c = req->data;
+  if (c->closing) return;
+  if (status < 0) conn_close(c);
+  else if (c->off < c->end) send_body(c);
+  else finish_request(c);
+}
+
+static void write_head(conn *c, size_t len) {
+  if (len >= sizeof c->head) len = sizeof c->head - 1; /* cannot happen */
+  weft_buf b = weft_buf_init(c->head, len);
+  c->wreq.data = c;
+  arm(c, c->srv->opt->send_ms);
+  if (weft_stream_write(&c->wreq, &c->tcp.stream, &b, 1, on_head_written) < 0)
+    conn_close(c);
+}
+
+/* A reply without a file: a short text body naming the status. */
+static void send_simple(conn *c, int status) {
+  if (status >= 400 && status != 404 && status != 403 && status != 405) c->keep_alive = false;
+  size_t len = head_begin(c, status);
+  const char *text = httpd_status_text(status);
+  if (status == 405) head_add(c, &len, "Allow: GET, HEAD\r\n");
+  head_add(c, &len, "Content-Type: text/plain\r\nContent-Length: %zu\r\n\r\n",
+           strlen(text) + 1);
+  if (c->parser.method != HTTP_HEAD || c->reject) head_add(c, &len, "%s\n", text);
+  write_head(c, len);
+}
+
+/* The file is open and stat'ed: pick the status and send the head. */
+static void respond_file(conn *c) {
+  const struct stat *st = c->st;
+  char lm[40];
+  httpd_format_date(st->st_mtime, lm, sizeof lm);
+  time_t ims;
+  bool fresh = c->ims_len > 0 && httpd_parse_date(c->ims, &ims) && st->st_mtime <= ims;
+  off_t from = 0, to = st->st_size;
+  int rs = c->range_len > 0 && !fresh ? httpd_parse_range(c->range, st->st_size, &from, &to) : -1;
+  int status = fresh ? 304 : rs == 0 ? 206 : rs == 416 ? 416 : 200;
+  if (status == 416) {
+    size_t len = head_begin(c, 416);
+    head_add(c, &len, "Content-Range: bytes */%lld\r\nContent-Length: 0\r\n\r\n",
+             (long long)st->st_size);
+    write_head(c, len);
+    return;
+  }
+  size_t len = head_begin(c, status);
+  head_add(c, &len, "Last-Modified: %s\r\nAccept-Ranges: bytes\r\n", lm);
+  if (status == 304) {
+    head_add(c, &len, "\r\n");
+    write_head(c, len);
+    return;
+  }
+  if (status == 206)
+    head_add(c, &len, "Content-Range: bytes %lld-%lld/%lld\r\n", (long long)from,
+             (long long)to - 1, (long long)st->st_size);
+  head_add(c, &len, "Content-Type: %s\r\nContent-Length: %lld\r\n\r\n", httpd_content_type(c->path),
+           (long long)(to - from));
+  if (c->parser.method == HTTP_GET) {
+    c->off = from;
+    c->end = to;
+  }
+  write_head(c, len);
+}
+
+/* ---- the file: open, fstat, sendfile -------------------------------------- */
+
+/* The reply uses the cache's fd, which it must not close. */
+static void use_entry(conn *c, fcache_entry *e) {
+  c->entry = e;
+  c->fd = e->fd;
+  c->st = &e->st;
+}
+
+/* The reply no longer needs its file. */
+static void release_file(conn *c) {
+  if (c->entry != NULL) fcache_release(c->entry);
+  else if (c->fd >= 0) close(c->fd);
+  c->entry = NULL;
+  c->fd = -1;
+}
+
+static int fs_error_status(int64_t err) {
+  return err == -ENOENT || err == -ENOTDIR || err == -ENAMETOOLONG ? 404
+         : err == -EACCES || err == -ELOOP                         ? 403
+                                                                    : 500;
+}
+
+static void on_fstat(weft_fs_req *req) {
+  conn *c = req->data;
+  if (c->closing) {
+    conn_unref(c);
+    return;
+  }
+  c->refs--;
+  if (req->result < 0) send_simple(c, 500);
+  else if (S_ISDIR(req->statbuf.st_mode)) send_simple(c, 404);
+  else if (!S_ISREG(req->statbuf.st_mode)) send_simple(c, 403);
+  else {
+    c->st = &req->statbuf;
+    fcache_entry *e = fcache_put(&c->srv->cache, c->path, c->fd, &req->statbuf,
+                                 weft_now(c->srv->loop));
+    if (e != NULL) use_entry(c, e);
+    respond_file(c);
+  }
+}
+
+static void on_open(weft_fs_req *req) {
+  conn *c = req->data;
+  if (req->result >= 0) c->fd = (int)req->result; /* closed by whoever ends */
+  if (c->closing) {
+    conn_unref(c);
+    return;
+  }
+  if (req->result < 0) {
+    c->refs--;
+    send_simple(c, fs_error_status(req->result));
+  } else if (weft_fs_fstat(c->srv->loop, &c->fs, c->fd, on_fstat) < 0) {
+    c->refs--;
+    send_simple(c, 500);
+  }
+}
+
+/* Sends the body straight from the page cache. The socket is non-blocking:
+ * when it is full, the writability watcher calls back. At most SEND_CAP
+ * bytes per turn, so one fast reader of a large file cannot starve the
+ * other connections of this loop. */
+static void send_body(conn *c) {
+  size_t budget = SEND_CAP;
+  int sock = weft_stream_fileno(&c->tcp.stream);
+  while (c->off < c->end && budget > 0) {
+    size_t want = (size_t)(c->end - c->off) < budget ? (size_t)(c->end - c->off) : budget;
+    ssize_t n = sendfile(sock, c->fd, &c->off, want);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0 && errno == EAGAIN) break;
+    if (n <= 0) { /* an error, or the file shrank under us */
+      conn_close(c);
+      return;
+    }
+    budget -= (size_t)n;
+    arm(c, c->srv->opt->send_ms);
+  }
+  if (c->off < c->end) {
+    ev_io_start(weft_loop_ev(c->srv->loop), &c->wio);
+    return;
+  }
+  ev_io_stop(weft_loop_ev(c->srv->loop), &c->wio);
+  finish_request(c);
+}
+
+static void on_writable(struct ev_loop *ev, ev_io *w, int revents) {
+  (void)ev;
+  (void)revents;
+  send_body(w->data);
+}
+
+/* A complete request is parsed: answer it. */
+static void start_request(conn *c) {
+  c->serving = true;
+  c->keep_alive = http_should_keep_alive(&c->parser) && !c->parser.upgrade;
+  if (c->parser.http_major != 1) {
+    send_simple(c, 505);
+    return;
+  }
+  if (c->parser.method != HTTP_GET && c->parser.method != HTTP_HEAD) {
+    send_simple(c, 405);
+    return;
+  }
+  int status = httpd_map_path(c->url, c->url_len, c->srv->opt->root, c->path, sizeof c->path);
+  if (status != 0) {
+    send_simple(c, status);
+    return;
+  }
+  fcache_entry *e = fcache_get(&c->srv->cache, c->path, weft_now(c->srv->loop));
+  if (e != NULL) { /* a hot file: no trip to the pool */
+    use_entry(c, e);
+    respond_file(c);
+    return;
+  }
+  c->fs.data = c;
+  arm(c, c->srv->opt->send_ms);
+  if (weft_fs_open(c->srv->loop, &c->fs, c->path, O_RDONLY | O_CLOEXEC, 0, on_open) < 0)
+    send_simple(c, 500);
+  else c->refs++;
+}
+
+/* Parses buffered input until a request is complete, the input runs out
+ * or it is malformed. */
+static void process_input(conn *c) {
+  if (c->serving || c->closing || c->lingering || c->in_len == 0) return;
+  size_t n = http_parser_execute(&c->parser, &settings, c->in, c->in_len);
+  memmove(c->in, c->in + n, c->in_len - n);
+  c->in_len -= n;
+  enum http_errno err = HTTP_PARSER_ERRNO(&c->parser);
+  if (err == HPE_PAUSED) {
+    start_request(c);
+  } else if (err != HPE_OK) {
+    c->serving = true;
+    c->keep_alive = false;
+    c->in_len = 0;
+    send_simple(c, c->reject ? c->reject : err == HPE_HEADER_OVERFLOW ? 431 : 400);
+  }
+}
+
+/* The reply is out: close, or go on with the next (maybe pipelined) one. */
+static void finish_request(conn *c) {
+  release_file(c);
+  c->serving = false;
+  if (!c->keep_alive) {
+    linger(c);
+    return;
+  }
+  http_parser_pause(&c->parser, 0);
+  reset_request(c);
+  if (c->peer_eof && c->in_len == 0) {
+    conn_close(c);
+    return;
+  }
+  arm(c, c->srv->opt->idle_ms);
+  process_input(c);
+  if (c->serving || c->closing || c->lingering) return;
+  if (c->peer_eof) conn_close(c); /* a partial request that cannot complete */
+  else if (!weft_stream_is_reading(&c->tcp.stream) && start_reading(c) < 0) conn_close(c);
+}
+
+/* ---- socket input ---------------------------------------------------------- */
+
+static void on_alloc(weft_stream *s, size_t suggested, weft_buf *buf) {
+  conn *c = s->base.data;
+  (void)suggested;
+  if (c->lingering) c->in_len = 0; /* drained input is dropped */
+  *buf = weft_buf_init(c->in + c->in_len, IN_MAX - c->in_len);
+}
+
+static void on_read(weft_stream *s, ssize_t nread, const weft_buf *buf) {
+  conn *c = s->base.data;
+  (void)buf;
+  if (nread < 0) {
+    weft_stream_read_stop(s);
+    c->peer_eof = true;
+    if (nread != WEFT_EOF || c->lingering || !c->serving) conn_close(c);
+    return;
+  }
+  c->in_len += (size_t)nread;
+  if (c->lingering) return;
+  if (c->in_len == IN_MAX) weft_stream_read_stop(s); /* resumes after this reply */
+  process_input(c);
+}
+
+static int start_reading(conn *c) {
+  return weft_stream_read_start(&c->tcp.stream, on_alloc, on_read);
+}
+
+static void on_connection(weft_stream *listener, int status) {
+  server *s = listener->base.data;
+  if (status < 0) return; /* fd exhaustion is handled by weft; others: skip */
+  conn *c = calloc(1, sizeof *c);
+  if (c == NULL) return; /* the pending connection stays in the backlog */
+  c->srv = s;
+  c->fd = -1;
+  c->refs = 2;
+  weft_tcp_init(s->loop, &c->tcp);
+  weft_timer_init(s->loop, &c->timer);
+  c->tcp.stream.base.data = c->timer.base.data = c;
+  ev_io_init(&c->wio, on_writable, 0, EV_WRITE);
+  c->wio.data = c;
+  http_parser_init(&c->parser, HTTP_REQUEST);
+  c->parser.data = c;
+  reset_request(c);
+  if (weft_stream_accept(listener, &c->tcp.stream) < 0) {
+    conn_close(c);
+    return;
+  }
+  ev_io_set(&c->wio, weft_stream_fileno(&c->tcp.stream), EV_WRITE);
+  weft_tcp_nodelay(&c->tcp, true); /* head and body are separate sends */
+  arm(c, s->opt->idle_ms);
+  if (start_reading(c) < 0) conn_close(c);
+}
+
+/* ---- servers, threads, main ------------------------------------------------- */
+
+static void close_any(weft_handle *h, void *arg) {
+  server *s = arg;
+  if (h == &s->listener.stream.base) weft_close(h, NULL);
+  else if (weft_handle_get_type(h) == WEFT_HANDLE_TCP) conn_close(h->data);
+}
+
+/* Runs one loop until the main thread stops it, then closes every
+ * connection, lets file requests in flight finish, and frees the loop. */
+static void *run_server(void *arg) {
+  server *s = arg;
+  weft_loop_run(s->loop, WEFT_RUN_DEFAULT);
+  weft_walk(s->loop, close_any, s);
+  while (weft_loop_run(s->loop, WEFT_RUN_DEFAULT) > 0) {
+  }
+  fcache_clear(&s->cache);
+  if (weft_loop_free(s->loop) < 0) fprintf(stderr, "httpd: loop still busy at exit\n");
+  return NULL;
+}
+
+static int listen_on(server *s, const options *o, unsigned port) {
+  struct sockaddr_storage ss;
+  int err = strchr(o->host, ':') ? weft_ip6_addr(o->host, port, (struct sockaddr_in6 *)&ss)
+                                 : weft_ip4_addr(o->host, port, (struct sockaddr_in *)&ss);
+  if (err < 0) return err;
+  s->opt = o;
+  s->cache.valid_ms = o->cache_ms;
+  if ((err = weft_loop_new(&s->loop, NULL)) < 0) return err;
+  weft_tcp_init(s->loop, &s->listener);
+  s->listener.stream.base.data = s;
+  err = weft_tcp_bind(&s->listener, (struct sockaddr *)&ss, o->loops > 1 ? WEFT_TCP_REUSEPORT : 0);
+  if (err == 0) err = weft_tcp_listen(&s->listener, 1024, on_connection);
+  return err;
+}
+
+static int bound_port(server *s) {
+  struct sockaddr_storage ss;
+  socklen_t len = sizeof ss;
+  int err = weft_tcp_getsockname(&s->listener, (struct sockaddr *)&ss, &len);
+  return err < 0 ? err : weft_sockaddr_port((struct sockaddr *)&ss);
+}
+
+static int usage(void) {
+  fprintf(stderr, "usage: httpd --port P --root DIR [--loops N] [--host ADDR]\n"
+                  "             [--idle-ms MS] [--header-ms MS] [--send-ms MS] [--cache-ms MS]\n");
+  return 2;
+}
+
+static int parse_args(int argc, char **argv, options *o, char *root) {
+  *o = (options){.host = "127.0.0.1", .loops = 1, .port = 65536,
+                 .idle_ms = 15000, .header_ms = 10000, .send_ms = 30000, .cache_ms = 1000};
+  const char *dir = NULL;
+  for (int i = 1; i + 1 < argc; i += 2) {
+    const char *k = argv[i], *v = argv[i + 1];
+    unsigned long long n = 0;
+    bool num = httpd_parse_uint(v, WEFT_TIMEOUT_MAX, &n);
+    if (strcmp(k, "--root") == 0) dir = v;
+    else if (strcmp(k, "--host") == 0) o->host = v;
+    else if (strcmp(k, "--port") == 0 && num && n <= 65535) o->port = (unsigned)n;
+    else if (strcmp(k, "--loops") == 0 && num && n >= 1 && n <= 256) o->loops = (unsigned)n;
+    else if (strcmp(k, "--idle-ms") == 0 && num && n > 0) o->idle_ms = n;
+    else if (strcmp(k, "--header-ms") == 0 && num && n > 0) o->header_ms = n;
+    else if (strcmp(k, "--send-ms") == 0 && num && n > 0) o->send_ms = n;
+    else if (strcmp(k, "--cache-ms") == 0 && num) o->cache_ms = n;
+    else return usage();
+  }
+  if (argc % 2 == 0 || dir == NULL || o->port > 65535) return usage();
+  /* Requests are mapped under the canonical root (no trailing slash). */
+  if (realpath(dir, root) == NULL) {
+    perror(dir);
+    return 2;
+  }
+  if (strcmp(root, "/") == 0) root[0] = '\0';
+  o->root = root;
+  return 0;
+}
+
+/* Sets up every loop (the first picks the port when 0 was asked for). */
+static int start_servers(server *srv, options *o) {
+  for (unsigned i = 0; i < o->loops; i++) {
+    int err = listen_on(&srv[i], o, o->port);
+    if (err < 0) {
+      fprintf(stderr, "httpd: listen on %s:%u: %s\n", o->host, o->port, weft_strerror(err));
+      return err;
+    }
+    if (o->port == 0) o->port = (unsigned)bound_port(&srv[0]);
+  }
+  return 0;
+}
+
+int main(int argc, char **argv) {
+  options o;
+  static char root[PATH_MAX];
+  int rc = parse_args(argc, argv, &o, root);
+  if (rc != 0) return rc;
+  settings = (http_parser_settings){
+      .on_message_begin = on_message_begin, .on_url = on_url,
+      .on_header_field = on_header_field, .on_header_value = on_header_value,
+      .on_headers_complete = on_headers_complete, .on_body = on_body,
+      .on_message_complete = on_message_complete};
+  /* sendfile(2) to a reset socket raises SIGPIPE; the error return is
+   * what we want. SIGTERM and SIGINT are taken by sigwait() below, so
+   * every thread (loops and weft's pool) starts with them blocked. */
+  signal(SIGPIPE, SIG_IGN);
+  sigset_t stop;
+  sigemptyset(&stop);
+  sigaddset(&stop, SIGTERM);
+  sigaddset(&stop, SIGINT);
+  pthread_sigmask(SIG_BLOCK, &stop, NULL);
+  server *srv = calloc(o.loops, sizeof *srv);
+  if (srv == NULL || start_servers(srv, &o) < 0) return 1;
+  printf("listening on %u\n", o.port);
+  fflush(stdout);
+  for (unsigned i = 0; i < o.loops; i++)
+    if (pthread_create(&srv[i].thread, NULL, run_server, &srv[i]) != 0) return 1;
+  int sig;
+  sigwait(&stop, &sig);
+  for (unsigned i = 0; i < o.loops; i++) weft_loop_stop(srv[i].loop);
+  for (unsigned i = 0; i < o.loops; i++) pthread_join(srv[i].thread, NULL);
+  free(srv);
+  return 0;
+}

@@ -1,0 +1,290 @@
+/* kvd — the store: sharded chained hash tables, one min-heap of expiry
+ * times per shard (for the active expiry timers), and glob matching. */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "kvd.h"
+
+#define HEAP_NONE ((size_t)-1)
+
+int64_t kvd_clock_ms(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* FNV-1a, then a final mix so that both the shard (low bits) and the
+ * bucket (high bits) get well-spread bits. */
+uint64_t kvd_hash(const char *p, size_t n) {
+  uint64_t h = 1469598103934665603ull;
+  for (size_t i = 0; i < n; i++)
+    h = (h ^ (unsigned char)p[i]) * 1099511628211ull;
+  h ^= h >> 33;
+  h *= 0xff51afd7ed558ccdull;
+  h ^= h >> 33;
+  return h;
+}
+
+int kvd_store_init(kvd_store *st, bool locking) {
+  memset(st, 0, sizeof *st);
+  st->locking = locking;
+  for (size_t i = 0; i < KVD_SHARDS; i++) {
+    kvd_shard *sh = &st->shards[i];
+    pthread_mutex_init(&sh->lock, NULL);
+    sh->nbuckets = 256;
+    sh->buckets = calloc(sh->nbuckets, sizeof *sh->buckets);
+    if (!sh->buckets) {
+      kvd_store_destroy(st);
+      return -ENOMEM;
+    }
+  }
+  return 0;
+}
+
+void kvd_store_destroy(kvd_store *st) {
+  for (size_t i = 0; i < KVD_SHARDS; i++) {
+    kvd_shard *sh = &st->shards[i];
+    if (sh->buckets) kvd_shard_clear(sh);
+    free(sh->buckets);
+    free(sh->heap);
+    pthread_mutex_destroy(&sh->lock);
+  }
+}
+
+kvd_shard *kvd_shard_of(kvd_store *st, uint64_t hash) {
+  return &st->shards[hash % KVD_SHARDS];
+}
+
+size_t kvd_shard_index(const kvd_store *st, const kvd_shard *sh) {
+  return (size_t)(sh - st->shards);
+}
+
+void kvd_shard_lock(kvd_store *st, kvd_shard *sh) {
+  if (st->locking) pthread_mutex_lock(&sh->lock);
+}
+
+void kvd_shard_unlock(kvd_store *st, kvd_shard *sh) {
+  if (st->locking) pthread_mutex_unlock(&sh->lock);
+}
+
+static size_t bucket_of(const kvd_shard *sh, uint64_t h) {
+  return (size_t)(h >> 20) & (sh->nbuckets - 1);
+}
+
+/* ---- the expiry heap --------------------------------------------------- */
+
+static void heap_swap(kvd_shard *sh, size_t a, size_t b) {
+  kvd_entry *t = sh->heap[a];
+  sh->heap[a] = sh->heap[b];
+  sh->heap[b] = t;
+  sh->heap[a]->heap_idx = a;
+  sh->heap[b]->heap_idx = b;
+}
+
+static void heap_up(kvd_shard *sh, size_t i) {
+  while (i > 0 && sh->heap[(i - 1) / 2]->expire_at > sh->heap[i]->expire_at) {
+    heap_swap(sh, i, (i - 1) / 2);
+    i = (i - 1) / 2;
+  }
+}
+
+static void heap_down(kvd_shard *sh, size_t i) {
+  for (;;) {
+    size_t l = 2 * i + 1, r = l + 1, m = i;
+    if (l < sh->heap_len && sh->heap[l]->expire_at < sh->heap[m]->expire_at)
+      m = l;
+    if (r < sh->heap_len && sh->heap[r]->expire_at < sh->heap[m]->expire_at)
+      m = r;
+    if (m == i) return;
+    heap_swap(sh, i, m);
+    i = m;
+  }
+}
+
+static void heap_remove(kvd_shard *sh, kvd_entry *e) {
+  size_t i = e->heap_idx, last = --sh->heap_len;
+  e->heap_idx = HEAP_NONE;
+  if (i == last) return;
+  sh->heap[i] = sh->heap[last];
+  sh->heap[i]->heap_idx = i;
+  heap_up(sh, i);
+  heap_down(sh, sh->heap[i]->heap_idx);
+}
+
+int kvd_reserve_heap(kvd_shard *sh) {
+  if (sh->heap_len < sh->heap_cap) return 0;
+  size_t cap = sh->heap_cap ? sh->heap_cap * 2 : 64;
+  kvd_entry **h = realloc(sh->heap, cap * sizeof *h);
+  if (!h) return -ENOMEM;
+  sh->heap = h;
+  sh->heap_cap = cap;
+  return 0;
+}
+
+bool kvd_set_expire(kvd_shard *sh, kvd_entry *e, int64_t at) {
+  int64_t old_min = sh->heap_len ? sh->heap[0]->expire_at : INT64_MAX;
+  if (e->heap_idx != HEAP_NONE) heap_remove(sh, e);
+  e->expire_at = at;
+  if (at == 0) return false;
+  e->heap_idx = sh->heap_len;
+  sh->heap[sh->heap_len++] = e;
+  heap_up(sh, e->heap_idx);
+  return at < old_min;
+}
+
+/* ---- entries ----------------------------------------------------------- */
+
+static void free_entry(kvd_entry *e) {
+  for (size_t i = 0; i < e->nitems; i++)
+    free((void *)e->items[e->first + i].p);
+  free(e->items);
+  free(e->val);
+  free(e);
+}
+
+void kvd_delete(kvd_shard *sh, kvd_entry *e) {
+  kvd_entry **pp = &sh->buckets[bucket_of(sh, e->hash)];
+  while (*pp != e)
+    pp = &(*pp)->next;
+  *pp = e->next;
+  if (e->heap_idx != HEAP_NONE) heap_remove(sh, e);
+  sh->count--;
+  free_entry(e);
+}
+
+kvd_entry *kvd_find(kvd_shard *sh, uint64_t h, kvd_str key, int64_t *now) {
+  kvd_entry *e = sh->buckets[bucket_of(sh, h)];
+  while (e && !(e->hash == h && e->klen == key.n &&
+                memcmp(e->key, key.p, key.n) == 0))
+    e = e->next;
+  if (!e || !e->expire_at) return e;
+  if (!*now) *now = kvd_clock_ms();
+  if (e->expire_at > *now) return e;
+  kvd_delete(sh, e); /* lazily expired, as Redis does on access */
+  return NULL;
+}
+
+/* Doubles the table when it averages more than one key per bucket; a
+ * failed grow only costs speed. */
+static void maybe_grow(kvd_shard *sh) {
+  if (sh->count < sh->nbuckets) return;
+  size_t n = sh->nbuckets * 2;
+  kvd_entry **nb = calloc(n, sizeof *nb);
+  if (!nb) return;
+  kvd_entry **old = sh->buckets;
+  size_t oldn = sh->nbuckets;
+  sh->buckets = nb;
+  sh->nbuckets = n;
+  for (size_t i = 0; i < oldn; i++) {
+    for (kvd_entry *e = old[i], *next; e; e = next) {
+      next = e->next;
+      size_t b = bucket_of(sh, e->hash);
+      e->next = nb[b];
+      nb[b] = e;
+    }
+  }
+  free(old);
+}
+
+kvd_entry *kvd_insert(kvd_shard *sh, uint64_t h, kvd_str key, int type) {
+  kvd_entry *e = calloc(1, sizeof *e + key.n);
+  if (!e) return NULL;
+  memcpy(e->key, key.p, key.n);
+  e->klen = key.n;
+  e->hash = h;
+  e->type = type;
+  e->heap_idx = HEAP_NONE;
+  maybe_grow(sh);
+  size_t b = bucket_of(sh, h);
+  e->next = sh->buckets[b];
+  sh->buckets[b] = e;
+  sh->count++;
+  return e;
+}
+
+int kvd_set_value(kvd_entry *e, const char *p, size_t n) {
+  char *v = e->val;
+  if (!v || e->vlen < n || e->vlen > 2 * n + 64) { /* reuse when it fits */
+    v = malloc(n ? n : 1);
+    if (!v) return -ENOMEM;
+    free(e->val);
+  }
+  memcpy(v, p, n);
+  e->val = v;
+  e->vlen = n;
+  return 0;
+}
+
+int64_t kvd_expire_due(kvd_shard *sh, int64_t now, size_t max) {
+  while (sh->heap_len && sh->heap[0]->expire_at <= now && max--)
+    kvd_delete(sh, sh->heap[0]);
+  return sh->heap_len ? sh->heap[0]->expire_at : INT64_MAX;
+}
+
+void kvd_shard_clear(kvd_shard *sh) {
+  for (size_t i = 0; i < sh->nbuckets; i++) {
+    for (kvd_entry *e = sh->buckets[i], *next; e; e = next) {
+      next = e->next;
+      free_entry(e);
+    }
+    sh->buckets[i] = NULL;
+  }
+  sh->count = 0;
+  sh->heap_len = 0;
+}
+
+/* ---- glob -------------------------------------------------------------- */
+
+/* Matches one [...] class at pat (just after '['); advances *pp past ']'. */
+static bool class_match(const char **pp, const char *end, char c) {
+  const char *p = *pp;
+  bool neg = p < end && *p == '^', hit = false;
+  if (neg) p++;
+  while (p < end && *p != ']') {
+    if (*p == '\\' && p + 1 < end) {
+      p++;
+      hit |= *p == c;
+    } else if (p + 2 < end && p[1] == '-' && p[2] != ']') {
+      char lo = p[0] < p[2] ? p[0] : p[2], hi = p[0] < p[2] ? p[2] : p[0];
+      hit |= c >= lo && c <= hi;
+      p += 2;
+    } else {
+      hit |= *p == c;
+    }
+    p++;
+  }
+  *pp = p < end ? p + 1 : p;
+  return neg ? !hit : hit;
+}
+
+bool kvd_glob(const char *pat, size_t plen, const char *s, size_t slen) {
+  const char *p = pat, *pend = pat + plen, *send = s + slen;
+  while (p < pend) {
+    if (*p == '*') {
+      while (p + 1 < pend && p[1] == '*')
+        p++;
+      if (p + 1 == pend) return true;
+      for (const char *t = s; t <= send; t++)
+        if (kvd_glob(p + 1, (size_t)(pend - p - 1), t, (size_t)(send - t)))
+          return true;
+      return false;
+    }
+    if (s == send) return false;
+    if (*p == '?') {
+      p++;
+    } else if (*p == '[') {
+      p++;
+      if (!class_match(&p, pend, *s)) return false;
+      s++;
+      continue;
+    } else {
+      if (*p == '\\' && p + 1 < pend) p++;
+      if (*p != *s) return false;
+      p++;
+    }
+    s++;
+  }
+  return s == send;
+}

@@ -1,0 +1,221 @@
+/* pcopy — copy a directory tree with asynchronous file I/O.
+ *
+ * usage: pcopy [-j N] SRC DST
+ *
+ * Every file-system call runs on weft's thread pool; the loop thread only
+ * decides what to do next. Up to N operations (default 16) are in flight.
+ * Each directory is created, then listed; each regular file is stat'ed,
+ * copied (copy_file_range, with a read/write fallback) and its copy stat'ed
+ * to verify the size; each symbolic link is recreated. A progress bar is
+ * drawn on a terminal, plain progress lines otherwise. Errors name the path
+ * and the reason; the copy goes on with the rest and exits 1 at the end. */
+#include <dirent.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include <weft.h>
+
+enum kind { K_DIR, K_FILE, K_LINK };
+
+typedef struct task {
+  weft_fs_req req; /* one operation at a time per task */
+  enum kind kind;
+  int step;
+  char *src, *dst;
+  off_t size;
+  struct task *next;
+} task;
+
+static struct {
+  weft_loop *loop;
+  int max_inflight, inflight;
+  task *head, *tail; /* waiting to start */
+  size_t seen, done, failed;
+  unsigned long long bytes;
+  bool tty;
+} S;
+
+static void task_step(weft_fs_req *req);
+
+static char *join(const char *a, const char *b) {
+  size_t n = strlen(a) + strlen(b) + 2;
+  char *p = malloc(n);
+  if (p == NULL) {
+    fprintf(stderr, "pcopy: out of memory\n");
+    exit(1);
+  }
+  snprintf(p, n, "%s/%s", a, b);
+  return p;
+}
+
+static void progress(bool last) {
+  if (S.tty) {
+    int width = 30, fill = S.seen ? (int)(width * S.done / S.seen) : 0;
+    printf("\r[%.*s%*s] %zu/%zu files, %.1f MB%s", fill,
+           "##############################", width - fill, "", S.done, S.seen,
+           (double)S.bytes / 1e6, last ? "\n" : "");
+    fflush(stdout);
+  } else if (last || S.done % 1000 == 0) {
+    printf("%zu/%zu files, %.1f MB\n", S.done, S.seen, (double)S.bytes / 1e6);
+  }
+}
+
+static void add_task(enum kind kind, char *src, char *dst) {
+  task *t = calloc(1, sizeof *t);
+  if (t == NULL) {
+    fprintf(stderr, "pcopy: out of memory\n");
+    exit(1);
+  }
+  t->kind = kind;
+  t->src = src;
+  t->dst = dst;
+  t->req.data = t;
+  if (S.tail) S.tail->next = t;
+  else S.head = t;
+  S.tail = t;
+  if (kind != K_DIR) S.seen++;
+}
+
+static void start_more(void);
+
+/* Ends a task; a negative `err` is reported as "<what> '<path>': <why>". */
+static void finish(task *t, const char *what, const char *path, int64_t err) {
+  if (err < 0) {
+    fprintf(stderr, "%spcopy: %s '%s': %s\n", S.tty ? "\n" : "", what, path,
+            weft_strerror((int)err));
+    S.failed++;
+  }
+  if (t->kind != K_DIR) {
+    S.done++;
+    progress(false);
+  }
+  weft_fs_req_cleanup(&t->req);
+  free(t->src);
+  free(t->dst);
+  free(t);
+  S.inflight--;
+  start_more();
+}
+
+/* A listed directory: queue its entries. */
+static void dir_listed(task *t) {
+  weft_fs_dir *d = t->req.ptr;
+  for (size_t i = 0; i < d->count; i++) {
+    const weft_dirent *e = &d->entries[i];
+    enum kind k = e->type == DT_DIR ? K_DIR : e->type == DT_LNK ? K_LINK : K_FILE;
+    if (e->type != DT_DIR && e->type != DT_LNK && e->type != DT_REG) {
+      fprintf(stderr, "pcopy: skipping special file '%s/%s'\n", t->src, e->name);
+      continue;
+    }
+    add_task(k, join(t->src, e->name), join(t->dst, e->name));
+  }
+}
+
+/* Each task is a small state machine; `step` says which operation just
+ * completed. */
+static int dir_step(task *t, int64_t res) {
+  switch (t->step++) {
+  case 0: return weft_fs_mkdir(S.loop, &t->req, t->dst, 0755, task_step);
+  case 1:
+    if (res < 0 && res != -EEXIST)
+      return finish(t, "cannot create directory", t->dst, res), 0;
+    return weft_fs_scandir(S.loop, &t->req, t->src, task_step);
+  default:
+    if (res >= 0) dir_listed(t);
+    return finish(t, "cannot list directory", t->src, res), 0;
+  }
+}
+
+static int file_step(task *t, int64_t res) {
+  switch (t->step++) {
+  case 0: return weft_fs_stat(S.loop, &t->req, t->src, task_step);
+  case 1:
+    if (res < 0) return finish(t, "cannot read", t->src, res), 0;
+    t->size = t->req.statbuf.st_size;
+    return weft_fs_copyfile(S.loop, &t->req, t->src, t->dst, 0, task_step);
+  case 2:
+    if (res < 0) return finish(t, "cannot copy to", t->dst, res), 0;
+    return weft_fs_stat(S.loop, &t->req, t->dst, task_step);
+  default:
+    if (res == 0 && t->req.statbuf.st_size != t->size) res = -EIO;
+    if (res == 0) S.bytes += (unsigned long long)t->size;
+    return finish(t, "size check failed for", t->dst, res), 0;
+  }
+}
+
+static int link_step(task *t, int64_t res) {
+  switch (t->step++) {
+  case 0: return weft_fs_readlink(S.loop, &t->req, t->src, task_step);
+  case 1: {
+    if (res < 0) return finish(t, "cannot read link", t->src, res), 0;
+    /* the next request resets req: keep the target in a request of its own,
+     * freed once weft_fs_symlink() has copied it */
+    weft_fs_req target = {.ptr = t->req.ptr};
+    t->req.ptr = NULL;
+    int err = weft_fs_symlink(S.loop, &t->req, target.ptr, t->dst, task_step);
+    weft_fs_req_cleanup(&target);
+    return err;
+  }
+  default: return finish(t, "cannot create link", t->dst, res), 0;
+  }
+}
+
+static void run_step(task *t, int64_t res) {
+  int err = t->kind == K_DIR ? dir_step(t, res)
+            : t->kind == K_FILE ? file_step(t, res)
+                                : link_step(t, res);
+  if (err != 0) finish(t, "cannot start an operation on", t->src, err);
+}
+
+static void task_step(weft_fs_req *req) { run_step(req->data, req->result); }
+
+static void start_more(void) {
+  while (S.inflight < S.max_inflight && S.head != NULL) {
+    task *t = S.head;
+    S.head = t->next;
+    if (S.head == NULL) S.tail = NULL;
+    S.inflight++;
+    run_step(t, 0);
+  }
+}
+
+static void probe_done(weft_fs_req *req) { (void)req; }
+
+static int usage(const char *argv0) {
+  fprintf(stderr, "usage: %s [-j N] SRC DST\n", argv0);
+  return 2;
+}
+
+int main(int argc, char **argv) {
+  int opt;
+  S.max_inflight = 16;
+  while ((opt = getopt(argc, argv, "j:")) != -1) {
+    if (opt != 'j' || (S.max_inflight = atoi(optarg)) <= 0) return usage(argv[0]);
+  }
+  if (argc - optind != 2) return usage(argv[0]);
+  const char *src = argv[optind], *dst = argv[optind + 1];
+  S.tty = isatty(STDOUT_FILENO);
+  int err = weft_loop_new(&S.loop, NULL);
+  if (err != 0) {
+    fprintf(stderr, "pcopy: %s\n", weft_strerror(err));
+    return 1;
+  }
+  /* the source must exist; its type decides the first task */
+  weft_fs_req probe = {0};
+  err = weft_fs_stat(S.loop, &probe, src, probe_done);
+  if (err == 0) err = weft_loop_run(S.loop, WEFT_RUN_DEFAULT);
+  if (err < 0 || probe.result < 0) {
+    fprintf(stderr, "pcopy: cannot read source '%s': %s\n", src,
+            weft_strerror(err < 0 ? err : (int)probe.result));
+    weft_loop_free(S.loop);
+    return 1;
+  }
+  add_task(S_ISDIR(probe.statbuf.st_mode) ? K_DIR : K_FILE, strdup(src), strdup(dst));
+  start_more();
+  weft_loop_run(S.loop, WEFT_RUN_DEFAULT);
+  progress(true);
+  weft_loop_free(S.loop);
+  if (S.failed) fprintf(stderr, "pcopy: %zu error(s)\n", S.failed);
+  return S.failed ? 1 : 0;
+}

@@ -1,0 +1,287 @@
+/* weft — asynchronous file-system operations on the pool's io lane.
+ *
+ * Every operation has two forms:
+ *  - callback: weft_fs_X(loop, req, ..., cb) fills a caller-owned
+ *    weft_fs_req (embed it anywhere; keep it alive until cb has run) and
+ *    calls cb(req) on the loop's thread, never inline, exactly once, with
+ *    req->result >= 0 on success or a negative errno (-ECANCELED if the
+ *    request was cancelled with weft_fs_cancel() or by loop teardown);
+ *  - future: weft_fs_X_future(loop, ..., &f) gives a future that fulfils
+ *    with the result (an int64, or a pointer the future owns, as noted) or
+ *    rejects with the negative errno. Cancelling the future cancels a
+ *    queued operation (a running one finishes; its result is dropped).
+ * Start calls return 0, or an error without calling back: -EINVAL (NULL
+ * loop, req, cb, out or path, bad arguments), -ENOMEM, and the errors of
+ * weft_work_submit(). Paths are copied; data buffers and iovec arrays must
+ * stay valid until completion. Loop thread only. */
+#ifndef WEFT_FS_H
+#define WEFT_FS_H
+
+#include <stdint.h>
+#include <sys/stat.h>
+#include <sys/uio.h>
+
+#include "future.h"
+#include "pool.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct weft_fs_req weft_fs_req;
+/** Runs on the loop's thread when a request completes. */
+typedef void (*weft_fs_cb)(weft_fs_req *req);
+
+/** One directory entry of weft_fs_scandir(). */
+typedef struct weft_dirent {
+  const char *name;   /**< the entry's name (not "." or "..") */
+  unsigned char type; /**< DT_REG, DT_DIR, DT_LNK, ... or DT_UNKNOWN */
+} weft_dirent;
+
+/** The result of weft_fs_scandir(): entries sorted by name. */
+typedef struct weft_fs_dir {
+  size_t count;
+  weft_dirent entries[]; /**< names point into the same block */
+} weft_fs_dir;
+
+/** The result of weft_fs_read_file(): the whole file, NUL-terminated
+ * (the NUL is not counted in len). */
+typedef struct weft_fs_buf {
+  size_t len;
+  char data[];
+} weft_fs_buf;
+
+/** Flag for weft_fs_copyfile(): fail with -EEXIST if dst exists. */
+#define WEFT_FS_COPY_EXCL 1
+
+/** A file-system request. Read `data`, `result`, `statbuf` and `ptr`;
+ * everything else is private. */
+struct weft_fs_req {
+  weft_work work; /* private: the pool job */
+  void *data;     /**< yours */
+  int64_t result; /**< >= 0 (fd, bytes, count, 0) or a negative errno */
+  struct stat statbuf; /**< stat, fstat, lstat */
+  /** readlink, realpath, mkdtemp: char *; scandir: weft_fs_dir *;
+   * read_file: weft_fs_buf *. Owned by the request: free it with
+   * weft_fs_req_cleanup(). */
+  void *ptr;
+  /* private */
+  weft_fs_cb cb;
+  int op;
+  char *path, *path2;
+  int fd, fd2, flags;
+  unsigned mode;
+  const struct iovec *iov;
+  unsigned nbufs;
+  int64_t offset;
+  uint64_t len;
+  const void *buf;
+  double atime, mtime;
+  void *chunks;     /* read_file of a large file: its chunk jobs */
+  unsigned pending; /* chunk jobs not yet completed */
+};
+
+/** Frees what a completed request owns (req->ptr). Safe to call twice;
+ * NULL is ignored. */
+WEFT_API void weft_fs_req_cleanup(weft_fs_req *req);
+
+/** Cancels a request: 0 if it was queued (cb gets -ECANCELED), -EBUSY if
+ * it is running (it completes normally), -EALREADY if it has finished,
+ * -EINVAL for NULL or a request never started. */
+WEFT_API int weft_fs_cancel(weft_fs_req *req);
+
+/** open(2): result is the new fd. */
+WEFT_API int weft_fs_open(weft_loop *loop, weft_fs_req *req, const char *path,
+                          int flags, unsigned mode, weft_fs_cb cb);
+/** Future form of weft_fs_open(): int64 fd. */
+WEFT_API int weft_fs_open_future(weft_loop *loop, const char *path, int flags,
+                                 unsigned mode, weft_future **out);
+
+/** close(2): result 0. */
+WEFT_API int weft_fs_close(weft_loop *loop, weft_fs_req *req, int fd, weft_fs_cb cb);
+/** Future form of weft_fs_close(): int64 0. */
+WEFT_API int weft_fs_close_future(weft_loop *loop, int fd, weft_future **out);
+
+/** Reads into `nbufs` buffers (at most IOV_MAX) at `offset`, or at the
+ * file position if offset < 0 (preadv/readv): result is the byte count,
+ * 0 at end of file. */
+WEFT_API int weft_fs_read(weft_loop *loop, weft_fs_req *req, int fd,
+                          const struct iovec *iov, unsigned nbufs, int64_t offset,
+                          weft_fs_cb cb);
+/** Future form of weft_fs_read(): int64 bytes read. */
+WEFT_API int weft_fs_read_future(weft_loop *loop, int fd, const struct iovec *iov,
+                                 unsigned nbufs, int64_t offset, weft_future **out);
+
+/** Writes `nbufs` buffers at `offset` (pwritev), or at the file position if
+ * offset < 0 (writev): result is the byte count. */
+WEFT_API int weft_fs_write(weft_loop *loop, weft_fs_req *req, int fd,
+                           const struct iovec *iov, unsigned nbufs, int64_t offset,
+                           weft_fs_cb cb);
+/** Future form of weft_fs_write(): int64 bytes written. */
+WEFT_API int weft_fs_write_future(weft_loop *loop, int fd, const struct iovec *iov,
+                                  unsigned nbufs, int64_t offset, weft_future **out);
+
+/** stat(2) into req->statbuf: result 0. */
+WEFT_API int weft_fs_stat(weft_loop *loop, weft_fs_req *req, const char *path,
+                          weft_fs_cb cb);
+/** Future form of weft_fs_stat(): a struct stat * the future owns. */
+WEFT_API int weft_fs_stat_future(weft_loop *loop, const char *path, weft_future **out);
+/** lstat(2) into req->statbuf: result 0. */
+WEFT_API int weft_fs_lstat(weft_loop *loop, weft_fs_req *req, const char *path,
+                           weft_fs_cb cb);
+/** Future form of weft_fs_lstat(): a struct stat * the future owns. */
+WEFT_API int weft_fs_lstat_future(weft_loop *loop, const char *path, weft_future **out);
+/** fstat(2) into req->statbuf: result 0. */
+WEFT_API int weft_fs_fstat(weft_loop *loop, weft_fs_req *req, int fd, weft_fs_cb cb);
+/** Future form of weft_fs_fstat(): a struct stat * the future owns. */
+WEFT_API int weft_fs_fstat_future(weft_loop *loop, int fd, weft_future **out);
+
+/** unlink(2): result 0. */
+WEFT_API int weft_fs_unlink(weft_loop *loop, weft_fs_req *req, const char *path,
+                            weft_fs_cb cb);
+/** Future form of weft_fs_unlink(): int64 0. */
+WEFT_API int weft_fs_unlink_future(weft_loop *loop, const char *path, weft_future **out);
+
+/** rename(2): result 0. */
+WEFT_API int weft_fs_rename(weft_loop *loop, weft_fs_req *req, const char *from,
+                            const char *to, weft_fs_cb cb);
+/** Future form of weft_fs_rename(): int64 0. */
+WEFT_API int weft_fs_rename_future(weft_loop *loop, const char *from, const char *to,
+                                   weft_future **out);
+
+/** mkdir(2): result 0. */
+WEFT_API int weft_fs_mkdir(weft_loop *loop, weft_fs_req *req, const char *path,
+                           unsigned mode, weft_fs_cb cb);
+/** Future form of weft_fs_mkdir(): int64 0. */
+WEFT_API int weft_fs_mkdir_future(weft_loop *loop, const char *path, unsigned mode,
+                                  weft_future **out);
+
+/** mkdtemp(3) on a template ending in "XXXXXX": req->ptr is the new
+ * directory's path (char *), result 0. */
+WEFT_API int weft_fs_mkdtemp(weft_loop *loop, weft_fs_req *req, const char *tmpl,
+                             weft_fs_cb cb);
+/** Future form of weft_fs_mkdtemp(): the path (char *) the future owns. */
+WEFT_API int weft_fs_mkdtemp_future(weft_loop *loop, const char *tmpl, weft_future **out);
+
+/** rmdir(2): result 0. */
+WEFT_API int weft_fs_rmdir(weft_loop *loop, weft_fs_req *req, const char *path,
+                           weft_fs_cb cb);
+/** Future form of weft_fs_rmdir(): int64 0. */
+WEFT_API int weft_fs_rmdir_future(weft_loop *loop, const char *path, weft_future **out);
+
+/** Lists a directory: req->ptr is a weft_fs_dir * (names and types, sorted,
+ * without "." and ".."), result the entry count. */
+WEFT_API int weft_fs_scandir(weft_loop *loop, weft_fs_req *req, const char *path,
+                             weft_fs_cb cb);
+/** Future form of weft_fs_scandir(): a weft_fs_dir * the future owns. */
+WEFT_API int weft_fs_scandir_future(weft_loop *loop, const char *path, weft_future **out);
+
+/** fsync(2): result 0. */
+WEFT_API int weft_fs_fsync(weft_loop *loop, weft_fs_req *req, int fd, weft_fs_cb cb);
+/** Future form of weft_fs_fsync(): int64 0. */
+WEFT_API int weft_fs_fsync_future(weft_loop *loop, int fd, weft_future **out);
+/** fdatasync(2): result 0. */
+WEFT_API int weft_fs_fdatasync(weft_loop *loop, weft_fs_req *req, int fd, weft_fs_cb cb);
+/** Future form of weft_fs_fdatasync(): int64 0. */
+WEFT_API int weft_fs_fdatasync_future(weft_loop *loop, int fd, weft_future **out);
+
+/** ftruncate(2) to `len` bytes (at most INT64_MAX): result 0. */
+WEFT_API int weft_fs_ftruncate(weft_loop *loop, weft_fs_req *req, int fd, uint64_t len,
+                               weft_fs_cb cb);
+/** Future form of weft_fs_ftruncate(): int64 0. */
+WEFT_API int weft_fs_ftruncate_future(weft_loop *loop, int fd, uint64_t len,
+                                      weft_future **out);
+
+/** Copies up to `len` bytes from in_fd at `offset` to out_fd (a socket or
+ * a file) with sendfile(2), looping until len bytes or end of file:
+ * result is the byte count. */
+WEFT_API int weft_fs_sendfile(weft_loop *loop, weft_fs_req *req, int out_fd, int in_fd,
+                              int64_t offset, uint64_t len, weft_fs_cb cb);
+/** Future form of weft_fs_sendfile(): int64 bytes sent. */
+WEFT_API int weft_fs_sendfile_future(weft_loop *loop, int out_fd, int in_fd,
+                                     int64_t offset, uint64_t len, weft_future **out);
+
+/** Copies file `src` to `dst` (created or truncated, with src's mode;
+ * flags 0 or WEFT_FS_COPY_EXCL) with copy_file_range(2), falling back to
+ * read/write across file systems: result 0. */
+WEFT_API int weft_fs_copyfile(weft_loop *loop, weft_fs_req *req, const char *src,
+                              const char *dst, int flags, weft_fs_cb cb);
+/** Future form of weft_fs_copyfile(): int64 0. */
+WEFT_API int weft_fs_copyfile_future(weft_loop *loop, const char *src, const char *dst,
+                                     int flags, weft_future **out);
+
+/** realpath(3): req->ptr is the canonical path (char *), result 0. */
+WEFT_API int weft_fs_realpath(weft_loop *loop, weft_fs_req *req, const char *path,
+                              weft_fs_cb cb);
+/** Future form of weft_fs_realpath(): the path (char *) the future owns. */
+WEFT_API int weft_fs_realpath_future(weft_loop *loop, const char *path, weft_future **out);
+
+/** access(2) with mode F_OK or R_OK|W_OK|X_OK: result 0. */
+WEFT_API int weft_fs_access(weft_loop *loop, weft_fs_req *req, const char *path,
+                            int mode, weft_fs_cb cb);
+/** Future form of weft_fs_access(): int64 0. */
+WEFT_API int weft_fs_access_future(weft_loop *loop, const char *path, int mode,
+                                   weft_future **out);
+
+/** chmod(2): result 0. */
+WEFT_API int weft_fs_chmod(weft_loop *loop, weft_fs_req *req, const char *path,
+                           unsigned mode, weft_fs_cb cb);
+/** Future form of weft_fs_chmod(): int64 0. */
+WEFT_API int weft_fs_chmod_future(weft_loop *loop, const char *path, unsigned mode,
+                                  weft_future **out);
+
+/** link(2) (hard link `path` to existing `target`): result 0. */
+WEFT_API int weft_fs_link(weft_loop *loop, weft_fs_req *req, const char *target,
+                          const char *path, weft_fs_cb cb);
+/** Future form of weft_fs_link(): int64 0. */
+WEFT_API int weft_fs_link_future(weft_loop *loop, const char *target, const char *path,
+                                 weft_future **out);
+
+/** symlink(2) (`path` pointing to `target`): result 0. */
+WEFT_API int weft_fs_symlink(weft_loop *loop, weft_fs_req *req, const char *target,
+                             const char *path, weft_fs_cb cb);
+/** Future form of weft_fs_symlink(): int64 0. */
+WEFT_API int weft_fs_symlink_future(weft_loop *loop, const char *target,
+                                    const char *path, weft_future **out);
+
+/** readlink(2): req->ptr is the target (char *, NUL-terminated), result
+ * its length. */
+WEFT_API int weft_fs_readlink(weft_loop *loop, weft_fs_req *req, const char *path,
+                              weft_fs_cb cb);
+/** Future form of weft_fs_readlink(): the target (char *) the future owns. */
+WEFT_API int weft_fs_readlink_future(weft_loop *loop, const char *path, weft_future **out);
+
+/** Sets access and modification times (seconds since the epoch, with
+ * fractions; utimensat(2)): result 0. */
+WEFT_API int weft_fs_utime(weft_loop *loop, weft_fs_req *req, const char *path,
+                           double atime, double mtime, weft_fs_cb cb);
+/** Future form of weft_fs_utime(): int64 0. */
+WEFT_API int weft_fs_utime_future(weft_loop *loop, const char *path, double atime,
+                                  double mtime, weft_future **out);
+
+/** Reads a whole regular file: req->ptr is a weft_fs_buf *, result its
+ * length. A large file (4 MiB and up) is read by several jobs at once, 1 MiB
+ * chunks at distinct offsets. -EISDIR for a directory, -EFBIG above
+ * SIZE_MAX / 2. */
+WEFT_API int weft_fs_read_file(weft_loop *loop, weft_fs_req *req, const char *path,
+                               weft_fs_cb cb);
+/** Future form of weft_fs_read_file(): a weft_fs_buf * the future owns. */
+WEFT_API int weft_fs_read_file_future(weft_loop *loop, const char *path,
+                                      weft_future **out);
+
+/** Replaces `path` atomically with `len` bytes of `data`: writes a
+ * temporary file beside it, fsyncs it and renames it over `path` (mode
+ * `mode` for a new file); readers see the old or the new content, never a
+ * mix. result 0. */
+WEFT_API int weft_fs_write_file(weft_loop *loop, weft_fs_req *req, const char *path,
+                                const void *data, size_t len, unsigned mode,
+                                weft_fs_cb cb);
+/** Future form of weft_fs_write_file(): int64 0. */
+WEFT_API int weft_fs_write_file_future(weft_loop *loop, const char *path,
+                                       const void *data, size_t len, unsigned mode,
+                                       weft_future **out);
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* WEFT_FS_H */

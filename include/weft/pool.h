@@ -1,0 +1,127 @@
+/* weft — the shared thread pool: blocking work off the loop.
+ *
+ * One process-wide pool, created on first use, shared by every loop that
+ * submits to it and torn down (threads joined) when the last such loop is
+ * freed. It has two lanes, each with its own queue and its own worker
+ * threads, so long CPU jobs on the cpu lane cannot starve file I/O on the
+ * io lane. A job runs on a worker thread; workers never touch a loop: the
+ * completion is queued on the submitting loop and its callback runs on the
+ * loop's thread, many completions per wake-up.
+ *
+ * Size: weft_loop_options.pool_size, else $WEFT_POOL_SIZE, else the number
+ * of CPUs, per lane; weft_pool_resize() changes it at run time. Threads
+ * start on the first job of their lane.
+ *
+ * Cancel: a queued job completes with -ECANCELED without running; a running
+ * job sees weft_work_cancelled() turn true and finishes as it chooses.
+ * weft_loop_free() on a loop whose only outstanding requests are pool jobs
+ * cancels the queued ones, waits for the running ones, runs every done
+ * callback (cancelled ones with -ECANCELED) and only then frees the loop. */
+#ifndef WEFT_POOL_H
+#define WEFT_POOL_H
+
+#include <stdatomic.h>
+#include <stdbool.h>
+
+#include "future.h"
+#include "loop.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/** The pool's lanes. */
+typedef enum weft_pool_lane {
+  WEFT_LANE_CPU = 0, /**< computation */
+  WEFT_LANE_IO = 1,  /**< blocking I/O (every weft_fs_* operation) */
+  WEFT_LANE_COUNT
+} weft_pool_lane;
+
+/** Largest number of threads per lane. */
+#define WEFT_POOL_MAX 256
+
+typedef struct weft_work weft_work;
+/** Runs on a worker thread. Must not touch any loop. */
+typedef void (*weft_work_fn)(weft_work *w);
+/** Runs on the loop's thread once the job is over: status 0 if work_fn
+ * ran, -ECANCELED if the job was cancelled before it started. */
+typedef void (*weft_work_done_cb)(weft_work *w, int status);
+
+/** A pool job for the callback form; embed it anywhere and keep it alive
+ * until its done callback has run. Only `data` is yours. */
+struct weft_work {
+  void *data; /**< yours */
+  /* private */
+  weft_loop *loop;
+  weft_work_fn work_fn;
+  weft_work_done_cb done_cb;
+  struct weft_work *prev, *next; /* lane queue, then completion queue */
+  struct weft_work *lprev, *lnext; /* the loop's outstanding jobs */
+  atomic_int state;
+  atomic_bool cancel;
+  int status;
+  unsigned char lane;
+  unsigned char queued; /* linked in the lane queue (pool lock) */
+};
+
+/** Submits `w` to `lane`: work_fn(w) runs on a worker, then done_cb(w,
+ * status) on the loop's thread (never inline). `w` must not be in flight.
+ * Returns 0, -EINVAL (NULL loop, w, work_fn or done_cb, bad lane),
+ * -ENOMEM (first use only: the pool or this loop's state), -EAGAIN (no
+ * thread could be started), -ESHUTDOWN (the loop is being freed).
+ * Loop thread only. Steady-state submits allocate nothing. */
+WEFT_API int weft_work_submit(weft_loop *loop, weft_work *w, weft_pool_lane lane,
+                              weft_work_fn work_fn, weft_work_done_cb done_cb);
+
+/** Cancels `w`. Returns 0 if it was still queued: it will complete with
+ * -ECANCELED without running. -EBUSY if it is running: its cancel flag is
+ * set (see weft_work_cancelled()) and it completes with status 0 when it
+ * returns. -EALREADY if it has finished or was already cancelled,
+ * -EINVAL for NULL or a job never submitted. Loop thread only. */
+WEFT_API int weft_work_cancel(weft_work *w);
+
+/** From inside a work function: true once the running job has been asked
+ * to stop (weft_work_cancel(), a cancelled future, loop teardown). False
+ * outside a work function. */
+WEFT_API bool weft_work_cancelled(void);
+
+/** Work for the future form: runs on a worker thread with `arg` and
+ * returns the future's value. To reject instead, store a negative error
+ * code in *err (the return value is then ignored). */
+typedef void *(*weft_pool_fn)(void *arg, int *err);
+
+/** Future form of weft_work_submit(): runs fn(arg, &err) on `lane` and
+ * fulfils *out with its return value, which the future then owns (dtor,
+ * may be NULL, frees it), or rejects it with err. Cancelling the future
+ * cancels a queued job (it never runs) and raises the cancel flag of a
+ * running one (its value is then passed to dtor). *out holds the caller's
+ * reference. Returns 0, -EINVAL (NULL loop, fn or out, bad lane), -ENOMEM,
+ * -EAGAIN, -ESHUTDOWN (as weft_work_submit()). Loop thread only. */
+WEFT_API int weft_pool_submit_future(weft_loop *loop, weft_pool_lane lane,
+                                     weft_pool_fn fn, void *arg, weft_dtor dtor,
+                                     weft_future **out);
+
+/** Resizes the pool: `cpu` and `io` threads per lane (0 keeps a lane as
+ * it is). Extra threads finish their current job and exit; new ones start
+ * at once if the lane is in use. Returns 0, -EINVAL (NULL loop, above
+ * WEFT_POOL_MAX), -ENOMEM, -EAGAIN (a thread could not be started; the
+ * lane keeps the threads it has). Loop thread only (any loop). */
+WEFT_API int weft_pool_resize(weft_loop *loop, unsigned cpu, unsigned io);
+
+/** A lane's counters. */
+typedef struct weft_pool_stats {
+  uint64_t queued;  /**< waiting for a worker, now */
+  uint64_t running; /**< on a worker, now */
+  uint64_t done;    /**< finished or cancelled since the pool started */
+  unsigned threads; /**< the lane's size */
+} weft_pool_stats;
+
+/** Fills *out with `lane`'s counters (process-wide). Returns 0, -EINVAL
+ * (NULL, bad lane), -ENOMEM (first use: the pool could not be created). */
+WEFT_API int weft_pool_stats_get(weft_loop *loop, weft_pool_lane lane,
+                                 weft_pool_stats *out);
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* WEFT_POOL_H */

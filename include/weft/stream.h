@@ -1,0 +1,237 @@
+/* weft — streams: one mechanism for TCP, Unix sockets, pipes and any fd.
+ *
+ * A stream reads into buffers the caller chooses (an alloc callback) or
+ * into a loop-provided 64 KiB buffer (no allocation per read), writes
+ * without copying user data (the caller keeps buffers alive until the write
+ * callback), tries every write at once and queues only what the kernel did
+ * not take, and half-closes after queued writes drain. End of file is its
+ * own code, WEFT_EOF, given to the read callback.
+ *
+ * Completions never run inline: a write the kernel took at once still
+ * completes later, from the loop. Closing a stream fails its queued writes,
+ * pending connect and shutdown with -ECANCELED before the close callback.
+ *
+ * Fairness: per turn, a stream reads at most WEFT_STREAM_READ_CAP bytes and
+ * writes at most WEFT_STREAM_WRITE_CAP bytes before yielding to the rest of
+ * the loop, so one busy peer cannot starve the others.
+ *
+ * SIGPIPE: sockets are written with MSG_NOSIGNAL. For other fds (pipes),
+ * the first weft_pipe_open() sets SIGPIPE to SIG_IGN if, and only if, its
+ * disposition is still the default (which would kill the process); a
+ * handler the program installed is left alone. Writes then fail with
+ * -EPIPE. Loop thread only. */
+#ifndef WEFT_STREAM_H
+#define WEFT_STREAM_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <sys/types.h>
+
+#include "loop.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct weft_future weft_future;
+
+/** Bytes a stream reads per loop turn before yielding (fairness cap). */
+#define WEFT_STREAM_READ_CAP (1u << 20)
+/** Bytes a stream writes per loop turn before yielding (fairness cap). */
+#define WEFT_STREAM_WRITE_CAP (1u << 20)
+/** Size of the loop-provided read buffer. */
+#define WEFT_STREAM_SLAB_SIZE (64u * 1024u)
+
+/** A buffer: `base` and `len`, laid out like struct iovec. */
+typedef struct weft_buf {
+  char *base;
+  size_t len;
+} weft_buf;
+
+/** Makes a weft_buf. */
+static inline weft_buf weft_buf_init(void *base, size_t len) {
+  weft_buf b = {(char *)base, len};
+  return b;
+}
+
+typedef struct weft_stream weft_stream;
+typedef struct weft_write_req weft_write_req;
+typedef struct weft_connect_req weft_connect_req;
+typedef struct weft_shutdown_req weft_shutdown_req;
+
+/** Asked for a buffer before each read: fill `*buf` (suggested size is a
+ * hint). A zero-length buffer makes the read callback get -ENOBUFS. */
+typedef void (*weft_alloc_cb)(weft_stream *s, size_t suggested, weft_buf *buf);
+
+/** Data arrived: `nread` > 0 bytes are at buf->base. `nread` < 0 is an
+ * error: WEFT_EOF at end of file, else a negative errno (-ECONNRESET, ...);
+ * reading has then stopped. `nread` == 0 means nothing was read (the
+ * kernel had no data): it only hands back a buffer from the alloc
+ * callback. `buf` is the buffer the alloc callback gave (yours to free,
+ * also on errors), or the loop's buffer (valid during the callback only). */
+typedef void (*weft_read_cb)(weft_stream *s, ssize_t nread, const weft_buf *buf);
+
+/** A write finished: `status` 0 (every byte handed to the kernel), a
+ * negative errno (-EPIPE, -ECONNRESET, ...), or -ECANCELED (close). */
+typedef void (*weft_write_cb)(weft_write_req *req, int status);
+
+/** A connect finished: 0, a negative errno, or -ECANCELED. */
+typedef void (*weft_connect_cb)(weft_connect_req *req, int status);
+
+/** A shutdown (half-close) finished: 0, a negative errno, or -ECANCELED. */
+typedef void (*weft_shutdown_cb)(weft_shutdown_req *req, int status);
+
+/** A listening stream has a connection to accept (status 0; call
+ * weft_stream_accept()) or an accept error (negative status). */
+typedef void (*weft_connection_cb)(weft_stream *server, int status);
+
+/** Which watermark was crossed. */
+typedef enum weft_watermark {
+  WEFT_WATERMARK_HIGH = 1, /**< queue grew above high: pause producing */
+  WEFT_WATERMARK_LOW = 2   /**< queue drained to low or below: resume */
+} weft_watermark;
+
+/** Told when the write queue crosses a watermark. */
+typedef void (*weft_watermark_cb)(weft_stream *s, weft_watermark which);
+
+#define WEFT__WRITE_INLINE_BUFS 4
+
+/** A write request; embed it anywhere. Keep it and the buffers alive until
+ * its callback runs. `data` is yours; the rest is private. */
+struct weft_write_req {
+  void *data;
+  /* private */
+  weft_write_req *next;
+  weft_stream *stream;
+  weft_write_cb cb;
+  weft_future *future;
+  weft_buf *bufs;
+  unsigned nbufs, idx;
+  int status;
+  weft_buf inline_bufs[WEFT__WRITE_INLINE_BUFS];
+};
+
+/** A connect request; embed it anywhere. `data` is yours. */
+struct weft_connect_req {
+  void *data;
+  /* private */
+  weft_stream *stream;
+  weft_connect_cb cb;
+  weft_future *future;
+  int status;
+};
+
+/** A shutdown request; embed it anywhere. `data` is yours. */
+struct weft_shutdown_req {
+  void *data;
+  /* private */
+  weft_stream *stream;
+  weft_shutdown_cb cb;
+  int status;
+};
+
+/** The stream part of weft_tcp and weft_pipe (never used alone). All
+ * fields after `base` are private. */
+struct weft_stream {
+  weft_handle base;
+  /* private */
+  struct {
+    void *p_[2];
+  } pend; /* the loop's list of streams with completions to deliver */
+  union {
+    void *p_[6];
+    uint64_t u_[6];
+  } io; /* struct ev_io */
+  union {
+    struct {
+      weft_alloc_cb alloc_cb;
+      weft_read_cb read_cb;
+    } r;
+    weft_connection_cb connection_cb;
+  } u;
+  weft_write_req *wq_head, *wq_tail;     /* not yet fully written */
+  weft_write_req *done_head, *done_tail; /* written, callback not yet run */
+  size_t wq_size;
+  uint32_t high_wm, low_wm;
+  weft_watermark_cb wm_cb;
+  weft_connect_req *connect_req;
+  weft_shutdown_req *shutdown_req;
+  unsigned flags;
+  int accepted_fd;
+};
+
+/** Starts reading: `read_cb` runs for each chunk of data, at EOF and on
+ * errors. `alloc_cb` NULL uses the loop's buffer (valid only during
+ * `read_cb`). Restarting replaces the callbacks. Returns 0; -EINVAL for
+ * NULL, a closing or listening stream; -ENOTCONN if the stream has no
+ * connection yet; -ENOMEM if the loop's buffer could not be made. */
+WEFT_API int weft_stream_read_start(weft_stream *s, weft_alloc_cb alloc_cb,
+                                    weft_read_cb read_cb);
+
+/** Stops reading (no callback). Idempotent. Returns 0 or -EINVAL. */
+WEFT_API int weft_stream_read_stop(weft_stream *s);
+
+/** True while the stream reads. */
+WEFT_API bool weft_stream_is_reading(const weft_stream *s);
+
+/** Writes `nbufs` buffers in order. Tries at once and queues only what the
+ * kernel did not take; the buffers are not copied, so keep them (and
+ * `req`) alive until `cb` (may be NULL) runs, later, exactly once with 0,
+ * a negative errno or -ECANCELED. Writes issued while a connect is pending
+ * start once it succeeds. Returns 0 if accepted; -EINVAL for NULL
+ * arguments, nbufs 0, a closing or listening stream; -ENOTCONN without a
+ * connection; -EPIPE after a shutdown; -ENOMEM if more than
+ * 4 buffers had to be copied and could not. If the queue grows above the
+ * high watermark, the watermark callback runs before this returns. */
+WEFT_API int weft_stream_write(weft_write_req *req, weft_stream *s,
+                               const weft_buf *bufs, unsigned nbufs,
+                               weft_write_cb cb);
+
+/** Write, future form: like weft_stream_write() without a request (weft
+ * draws one from a per-loop free list). Stores in *out a future (the
+ * caller holds one reference) that fulfils with the number of bytes
+ * written (an int64) or rejects with the write error or -ECANCELED.
+ * Cancelling the future takes a write that has no byte on the wire yet out
+ * of the queue; a partly written one finishes, to keep the byte stream
+ * whole. Errors as weft_stream_write(), plus -EINVAL for NULL out. */
+WEFT_API int weft_stream_write_future(weft_stream *s, const weft_buf *bufs,
+                                      unsigned nbufs, weft_future **out);
+
+/** Bytes accepted by weft_stream_write() but not yet handed to the kernel
+ * (0 for NULL). */
+WEFT_API size_t weft_stream_write_queue_size(const weft_stream *s);
+
+/** Sets watermarks on the write-queue size: `cb` gets WEFT_WATERMARK_HIGH
+ * (from inside weft_stream_write()) when the queue grows above `high`,
+ * and later WEFT_WATERMARK_LOW (from the loop) once it drains to `low` or
+ * below. `cb` NULL removes them. Returns 0; -EINVAL for NULL stream, or
+ * low > high, or a value above UINT32_MAX. */
+WEFT_API int weft_stream_set_watermarks(weft_stream *s, size_t high, size_t low,
+                                        weft_watermark_cb cb);
+
+/** Half-closes: once every queued write is written, the write side is shut
+ * (the peer reads EOF); reading goes on. `cb` (may be NULL) runs later,
+ * once, with 0, a negative errno, or -ECANCELED. Later writes fail with
+ * -EPIPE. Returns 0; -EINVAL for NULL or a closing stream; -ENOTCONN;
+ * -EALREADY if a shutdown was already requested. For a non-socket fd the
+ * shutdown closes a write-only fd (a pipe's write end); any other fd gives
+ * -ENOTSOCK. */
+WEFT_API int weft_stream_shutdown(weft_shutdown_req *req, weft_stream *s,
+                                  weft_shutdown_cb cb);
+
+/** Accepts a pending connection of `server` (call from its connection
+ * callback) into `client`, an initialised, unused handle of the same kind
+ * (weft_tcp for TCP, weft_pipe for Unix sockets). Returns 0; -EINVAL for
+ * NULL, mismatched kinds or a used client; -EAGAIN if none is pending. */
+WEFT_API int weft_stream_accept(weft_stream *server, weft_stream *client);
+
+/** The stream's fd, or -EBADF if it has none (-EINVAL for NULL). */
+WEFT_API int weft_stream_fileno(const weft_stream *s);
+
+/** True if a write could be queued (connected and not shut down). */
+WEFT_API bool weft_stream_is_writable(const weft_stream *s);
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* WEFT_STREAM_H */

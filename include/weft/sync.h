@@ -1,0 +1,146 @@
+/* weft — async primitives on futures, after asyncio's set: event, lock,
+ * semaphore, condition, bounded queue.
+ *
+ * Every primitive belongs to one loop and is used from its thread, except
+ * weft_queue_put_threadsafe(). A waiting operation returns a future (the
+ * caller holds one reference) that settles when the wait is over; waiters
+ * are served first come, first served. Cancelling a waiting future
+ * (weft_future_cancel) removes it from the wait list without disturbing the
+ * others. Freeing or closing a primitive rejects its waiters with
+ * WEFT_ECLOSED. */
+#ifndef WEFT_SYNC_H
+#define WEFT_SYNC_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#include "future.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* ---- event ---------------------------------------------------------------- */
+
+/** A flag that futures can wait for (asyncio.Event). */
+typedef struct weft_event weft_event;
+
+/** Creates a cleared event. Returns 0, -EINVAL, -ENOMEM. */
+WEFT_API int weft_event_new(weft_loop *loop, weft_event **out);
+/** Frees the event; waiters are rejected with WEFT_ECLOSED. -EINVAL for
+ * NULL. */
+WEFT_API int weft_event_free(weft_event *ev);
+/** Sets the flag and fulfils (int64 0) every waiter. Returns 0, -EINVAL. */
+WEFT_API int weft_event_set(weft_event *ev);
+/** Clears the flag. Returns 0, -EINVAL. */
+WEFT_API int weft_event_clear(weft_event *ev);
+/** True if set (false for NULL). */
+WEFT_API bool weft_event_is_set(const weft_event *ev);
+/** *out: a future fulfilled (int64 0) once the flag is set (already
+ * fulfilled if it is). Returns 0, -EINVAL, -ENOMEM. */
+WEFT_API int weft_event_wait(weft_event *ev, weft_future **out);
+
+/* ---- lock --------------------------------------------------------------- */
+
+/** A mutual-exclusion lock for tasks on one loop (asyncio.Lock), FIFO fair:
+ * release hands the lock straight to the oldest waiter. */
+typedef struct weft_lock weft_lock;
+
+/** Creates an unlocked lock. Returns 0, -EINVAL, -ENOMEM. */
+WEFT_API int weft_lock_new(weft_loop *loop, weft_lock **out);
+/** Frees the lock (free conditions on it first); waiters are rejected with
+ * WEFT_ECLOSED. -EINVAL for NULL. */
+WEFT_API int weft_lock_free(weft_lock *lock);
+/** *out: a future fulfilled (int64 0) when the caller holds the lock
+ * (already fulfilled if it was free and nobody waited). The holder must
+ * call weft_lock_release(). A cancelled acquire never holds the lock.
+ * Returns 0, -EINVAL, -ENOMEM. */
+WEFT_API int weft_lock_acquire(weft_lock *lock, weft_future **out);
+/** Releases the lock, handing it to the oldest waiter if any. Returns 0,
+ * -EINVAL, -EPERM if it is not locked. */
+WEFT_API int weft_lock_release(weft_lock *lock);
+/** True while held (false for NULL). */
+WEFT_API bool weft_lock_locked(const weft_lock *lock);
+
+/* ---- semaphore ---------------------------------------------------------- */
+
+/** A counting semaphore (asyncio.Semaphore), FIFO fair. */
+typedef struct weft_semaphore weft_semaphore;
+
+/** Creates a semaphore with `value` permits. Returns 0, -EINVAL, -ENOMEM. */
+WEFT_API int weft_semaphore_new(weft_loop *loop, unsigned value,
+                                weft_semaphore **out);
+/** Frees it; waiters are rejected with WEFT_ECLOSED. -EINVAL for NULL. */
+WEFT_API int weft_semaphore_free(weft_semaphore *sem);
+/** *out: a future fulfilled (int64 0) once a permit is taken. Returns 0,
+ * -EINVAL, -ENOMEM. */
+WEFT_API int weft_semaphore_acquire(weft_semaphore *sem, weft_future **out);
+/** Gives a permit back, to the oldest waiter if any. Returns 0, -EINVAL,
+ * -EOVERFLOW if the count would exceed UINT_MAX. */
+WEFT_API int weft_semaphore_release(weft_semaphore *sem);
+/** Permits available now (0 for NULL). */
+WEFT_API unsigned weft_semaphore_value(const weft_semaphore *sem);
+
+/* ---- condition ------------------------------------------------------------ */
+
+/** A condition variable bound to a weft_lock (asyncio.Condition). */
+typedef struct weft_condition weft_condition;
+
+/** Creates a condition on `lock`. Returns 0, -EINVAL, -ENOMEM. */
+WEFT_API int weft_condition_new(weft_lock *lock, weft_condition **out);
+/** Frees it; waiters are rejected with WEFT_ECLOSED. -EINVAL for NULL. */
+WEFT_API int weft_condition_free(weft_condition *cond);
+/** The caller must hold the lock. Releases it and returns in *out a future
+ * fulfilled (int64 0) once notified AND the lock is held again. A wait
+ * cancelled before that does not hold the lock. Returns 0, -EINVAL,
+ * -EPERM (lock not held), -ENOMEM (the lock is then still held). */
+WEFT_API int weft_condition_wait(weft_condition *cond, weft_future **out);
+/** Wakes up to n waiters, oldest first (each then queues for the lock).
+ * Returns how many were woken, or -EINVAL. */
+WEFT_API int weft_condition_notify(weft_condition *cond, unsigned n);
+/** Wakes every waiter. Returns how many, or -EINVAL. */
+WEFT_API int weft_condition_notify_all(weft_condition *cond);
+
+/* ---- bounded queue ---------------------------------------------------------- */
+
+/** A bounded FIFO of void * (asyncio.Queue), which other threads can feed
+ * with weft_queue_put_threadsafe(). Items are owned by the queue while in
+ * it and by whoever gets them. */
+typedef struct weft_queue weft_queue;
+
+/** Creates a queue holding up to `capacity` (>= 1) items; `dtor` (may be
+ * NULL) frees items still inside when the queue is freed. Returns 0,
+ * -EINVAL, -ENOMEM. */
+WEFT_API int weft_queue_new(weft_loop *loop, size_t capacity, weft_dtor dtor,
+                            weft_queue **out);
+/** Closes (if not yet), frees the items left (dtor) and the queue. Returns
+ * 0, -EINVAL, -EBUSY while items from weft_queue_put_threadsafe() are still
+ * on their way (run the loop, then retry). */
+WEFT_API int weft_queue_free(weft_queue *q);
+/** *out: a future fulfilled (int64 0) once `item` is in the queue (at once
+ * if there is room), waiting while the queue is full. If the put is
+ * cancelled or the queue closed first, the item stays the caller's.
+ * Returns 0, -EINVAL, -ENOMEM, WEFT_ECLOSED. */
+WEFT_API int weft_queue_put(weft_queue *q, void *item, weft_future **out);
+/** *out: a future fulfilled with the oldest item (a pointer value with no
+ * dtor: the getter owns the item), waiting while the queue is empty.
+ * Returns 0, -EINVAL, -ENOMEM, WEFT_ECLOSED (closed and empty). */
+WEFT_API int weft_queue_get(weft_queue *q, weft_future **out);
+/** Any thread: puts `item`, blocking the calling thread while the queue
+ * (counting items still on their way) is full; the item reaches the queue
+ * on the loop thread, in order per thread. Returns 0; -EINVAL; -ENOMEM or
+ * -ESHUTDOWN (the item stays the caller's); WEFT_ECLOSED once closed. Do
+ * not call it from the loop thread while the queue is full (it would wait
+ * for the loop forever). */
+WEFT_API int weft_queue_put_threadsafe(weft_queue *q, void *item);
+/** Closes the queue: waiting puts and gets are rejected with WEFT_ECLOSED,
+ * blocked threads return WEFT_ECLOSED; items inside can still be got.
+ * Returns 0, -EINVAL, -EALREADY. */
+WEFT_API int weft_queue_close(weft_queue *q);
+/** Items in the queue now (0 for NULL). */
+WEFT_API size_t weft_queue_len(const weft_queue *q);
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* WEFT_SYNC_H */

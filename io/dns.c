@@ -1,0 +1,457 @@
+/* weft — asynchronous DNS through c-ares: one channel per loop.
+ *
+ * The channel is created on first use. c-ares tells us which sockets it
+ * wants watched through its socket-state callback: each becomes an ev_io.
+ * Its retransmission deadlines become one weft timer re-armed from
+ * ares_timeout() after every call into c-ares (a weft timer, so that hosts
+ * embedding the loop see it in weft_loop_backend_timeout()).
+ *
+ * A query has up to two owners: c-ares (until its callback, which it
+ * always makes exactly once, also on ares_destroy) and a queued deferred
+ * delivery. c-ares 1.18 cannot cancel one query, so a cancelled query is
+ * completed at once with -ECANCELED and the late c-ares callback is
+ * ignored; the query is freed when both owners are done. c-ares may also
+ * call back from inside the start call (/etc/hosts, numeric addresses):
+ * that answer is delivered through weft_call_soon(), never inline. */
+#include <ares.h>
+#include <limits.h>
+#include <string.h>
+
+#include "core/internal.h"
+#include "io/dns_internal.h"
+
+#define DEFAULT_TIMEOUT_MS 2000
+#define DEFAULT_TRIES 3
+#define SPARE_SOCKS 4 /* recycled watchers: a query often opens one socket */
+
+typedef struct dns_sock {
+  weft__list node;
+  ev_io io;
+  dns_state *st;
+} dns_sock;
+
+static pthread_once_t ares_once = PTHREAD_ONCE_INIT;
+static int ares_init_status;
+
+static void ares_global_init(void) {
+  ares_init_status = ares_library_init(ARES_LIB_INIT_ALL);
+}
+
+int weft__dns_status(int ares_status) {
+  switch (ares_status) {
+  case ARES_SUCCESS: return 0;
+  case ARES_ENOMEM: return -ENOMEM;
+  case ARES_ECANCELLED: return -ECANCELED;
+  case ARES_ESERVICE: return WEFT_EDNS_NONAME; /* unknown service name */
+  default: return WEFT__DNS_BASE - ares_status;
+  }
+}
+
+/* ---- the deadline timer ------------------------------------------------------ */
+
+/* The timer is a handle, and an open handle keeps weft_loop_free() at
+ * -EBUSY: so it is unreferenced, open only while some query waits for its
+ * answer, and closed when the last one has been answered (idle_check).
+ * Cancelled queries c-ares still holds need no deadline: destroying the
+ * channel reaps them. */
+static void process(dns_state *st, int rfd, int wfd);
+
+static void on_timer(weft_timer *t) {
+  process(t->base.data, ARES_SOCKET_BAD, ARES_SOCKET_BAD);
+}
+
+static void on_timer_closed(weft_handle *h) {
+  weft__dns_rearm(h->data); /* a query may have started meanwhile */
+}
+
+/* True once the timer is open (re-opened if it was closed); false while
+ * it is still closing (on_timer_closed re-arms it then). */
+static bool timer_ready(dns_state *st) {
+  weft_handle *h = &st->timer.base;
+  if (weft__handle_usable(h)) return true;
+  if (h->ops != NULL && !(h->flags & WEFT__H_CLOSED)) return false;
+  weft_timer_init(st->loop, &st->timer);
+  h->data = st;
+  weft_unref(h);
+  return true;
+}
+
+/* Called after every call into c-ares: its next deadline may have moved.
+ * If the timer heap cannot grow (-ENOMEM) the query keeps no deadline of
+ * its own until the next call into c-ares. */
+void weft__dns_rearm(dns_state *st) {
+  if (weft__list_empty(&st->queries) || st->ch == NULL || !timer_ready(st))
+    return;
+  struct timeval tv, *next = ares_timeout(st->ch, NULL, &tv);
+  if (next == NULL) {
+    weft_timer_stop(&st->timer);
+    return;
+  }
+  /* c-ares truncates the time left to whole milliseconds, so up to 1 ms
+   * before its deadline it already reports 0 without treating the query
+   * as due: +1 ms, or the loop would spin through that last millisecond */
+  uint64_t ms = (uint64_t)next->tv_sec * 1000u + (uint64_t)next->tv_usec / 1000u + 1u;
+  weft_timer_start(&st->timer, on_timer, ms, 0);
+}
+
+static void idle_check(dns_state *st) {
+  if (weft__list_empty(&st->queries) && weft__handle_usable(&st->timer.base))
+    weft_close(&st->timer.base, on_timer_closed);
+}
+
+/* ---- sockets ---------------------------------------------------------------- */
+
+/* Answers are delivered from inside ares_process_fd, where c-ares forbids
+ * destroying the channel: `processing` makes the settings calls (which
+ * replace the channel) return -EBUSY from DNS callbacks. */
+static void process(dns_state *st, int rfd, int wfd) {
+  st->processing++;
+  ares_process_fd(st->ch, rfd, wfd);
+  st->processing--;
+  weft__dns_rearm(st);
+}
+
+static void on_io(struct ev_loop *ev, ev_io *w, int revents) {
+  WEFT__UNUSED(ev);
+  dns_sock *s = w->data;
+  int fd = w->fd; /* s may be freed inside ares_process_fd */
+  process(s->st, (revents & EV_READ) ? fd : ARES_SOCKET_BAD,
+          (revents & EV_WRITE) ? fd : ARES_SOCKET_BAD);
+}
+
+static dns_sock *sock_find(dns_state *st, int fd) {
+  WEFT__LIST_FOREACH(it, &st->socks) {
+    dns_sock *s = WEFT__CONTAINER_OF(it, dns_sock, node);
+    if (s->io.fd == fd) return s;
+  }
+  return NULL;
+}
+
+static void sock_release(dns_state *st, dns_sock *s) {
+  weft__io_stop(st->loop, &s->io);
+  weft__list_unlink(&s->node);
+  if (st->n_spare < SPARE_SOCKS) {
+    weft__list_push_back(&st->spare, &s->node);
+    st->n_spare++;
+  } else {
+    weft__free(s);
+  }
+}
+
+static dns_sock *sock_take(dns_state *st) {
+  weft__list *n = weft__list_pop_front(&st->spare);
+  if (n != NULL) {
+    st->n_spare--;
+    return WEFT__CONTAINER_OF(n, dns_sock, node);
+  }
+  return weft__malloc(sizeof(dns_sock));
+}
+
+/* c-ares' socket-state callback. If no watcher can be allocated the socket
+ * goes unwatched and its query ends by c-ares' timeout (WEFT_EDNS_TIMEOUT):
+ * degraded, never hung. reserve_sock() keeps a spare so that starting
+ * a query never depends on this. */
+static void on_sock_state(void *data, ares_socket_t fd, int readable,
+                          int writable) {
+  dns_state *st = data;
+  dns_sock *s = sock_find(st, fd);
+  if (!readable && !writable) {
+    if (s != NULL) sock_release(st, s);
+    return;
+  }
+  int events = (readable ? EV_READ : 0) | (writable ? EV_WRITE : 0);
+  if (s == NULL) {
+    if ((s = sock_take(st)) == NULL) return;
+    s->st = st;
+    ev_io_init(&s->io, on_io, fd, events);
+    s->io.data = s;
+    weft__list_push_back(&st->socks, &s->node);
+  } else if (s->io.events == events) {
+    return;
+  } else {
+    weft__io_stop(st->loop, &s->io);
+    ev_io_set(&s->io, fd, events);
+  }
+  weft__io_start(st->loop, &s->io);
+}
+
+static int reserve_sock(dns_state *st) {
+  if (st->n_spare != 0) return 0;
+  dns_sock *s = weft__malloc(sizeof *s);
+  if (s == NULL) return -ENOMEM;
+  weft__list_push_back(&st->spare, &s->node);
+  st->n_spare++;
+  return 0;
+}
+
+/* ---- the channel and the per-loop state ------------------------------------ */
+
+static int channel_open(dns_state *st) {
+  static char lookups[] = "fb"; /* /etc/hosts, then DNS */
+  struct ares_options o;
+  memset(&o, 0, sizeof o);
+  o.sock_state_cb = on_sock_state;
+  o.sock_state_cb_data = st;
+  o.timeout = st->timeout_ms;
+  o.tries = st->tries;
+  o.lookups = lookups;
+  int mask = ARES_OPT_SOCK_STATE_CB | ARES_OPT_TIMEOUTMS | ARES_OPT_TRIES |
+             ARES_OPT_LOOKUPS;
+  ares_channel ch;
+  int s = ares_init_options(&ch, &o, mask);
+  if (s != ARES_SUCCESS) return weft__dns_status(s);
+  if (st->servers != NULL &&
+      (s = ares_set_servers_ports_csv(ch, st->servers)) != ARES_SUCCESS) {
+    ares_destroy(ch);
+    return s == ARES_ENOMEM ? -ENOMEM : -EINVAL;
+  }
+  st->ch = ch;
+  return 0;
+}
+
+/* Destroying the channel makes c-ares call back every query it still holds
+ * (ARES_EDESTRUCTION, ignored: they were all cancelled) and close its
+ * sockets through on_sock_state. */
+static void channel_close(dns_state *st) {
+  if (st->ch == NULL) return;
+  ares_destroy(st->ch);
+  st->ch = NULL;
+  while (!weft__list_empty(&st->socks))
+    sock_release(st, WEFT__CONTAINER_OF(st->socks.next, dns_sock, node));
+  if (weft__handle_usable(&st->timer.base)) weft_timer_stop(&st->timer);
+}
+
+static void dns_teardown(weft_loop *loop, void *state) {
+  WEFT__UNUSED(loop);
+  dns_state *st = state;
+  channel_close(st);
+  weft__list *n;
+  while ((n = weft__list_pop_front(&st->spare)) != NULL)
+    weft__free(WEFT__CONTAINER_OF(n, dns_sock, node));
+  weft__free(st->servers);
+  weft__free(st);
+}
+
+/* The loop's DNS state with an open channel, created on first use. */
+int weft__dns_state(weft_loop *loop, dns_state **out) {
+  pthread_once(&ares_once, ares_global_init);
+  if (ares_init_status != ARES_SUCCESS) return weft__dns_status(ares_init_status);
+  dns_state *st = weft__module_get(loop, WEFT__MOD_DNS);
+  if (st == NULL) {
+    if ((st = weft__calloc(1, sizeof *st)) == NULL) return -ENOMEM;
+    st->loop = loop;
+    st->timeout_ms = DEFAULT_TIMEOUT_MS;
+    st->tries = DEFAULT_TRIES;
+    weft__list_init(&st->socks);
+    weft__list_init(&st->spare);
+    weft__list_init(&st->queries);
+    weft__list_init(&st->cancelled);
+    weft__module_set(loop, WEFT__MOD_DNS, st, dns_teardown);
+  }
+  *out = st;
+  return st->ch != NULL ? 0 : channel_open(st);
+}
+
+/* c-ares 1.18 reads options only at init (no ares_reinit) and refuses new
+ * servers while it holds queries, so new settings take a fresh channel. It
+ * is opened first, so that a failure leaves the old one in place.
+ * Destroying the old one reaps the cancelled queries it still held. */
+static int channel_reopen(dns_state *st) {
+  ares_channel old = st->ch;
+  st->ch = NULL;
+  int err = channel_open(st);
+  ares_channel fresh = st->ch;
+  st->ch = old;
+  if (err != 0) return err;
+  channel_close(st);
+  st->ch = fresh;
+  return 0;
+}
+
+/* The state, if no query is waiting for its answer and c-ares is not
+ * delivering answers (the caller is not a DNS callback). */
+static int settings_state(weft_loop *loop, dns_state **out) {
+  int err = weft__dns_state(loop, out);
+  if (err == 0 && ((*out)->processing || !weft__list_empty(&(*out)->queries)))
+    err = -EBUSY;
+  return err;
+}
+
+int weft_dns_set_servers(weft_loop *loop, const char *servers) {
+  if (loop == NULL || servers == NULL || servers[0] == '\0') return -EINVAL;
+  dns_state *st;
+  int err = settings_state(loop, &st);
+  if (err != 0) return err;
+  char *old = st->servers;
+  if ((st->servers = weft__strdup(servers)) == NULL) {
+    st->servers = old;
+    return -ENOMEM;
+  }
+  err = channel_reopen(st);
+  char *drop = err == 0 ? old : st->servers;
+  if (err != 0) st->servers = old;
+  weft__free(drop);
+  return err;
+}
+
+int weft_dns_set_options(weft_loop *loop, uint64_t timeout_ms, unsigned tries) {
+  if (loop == NULL || timeout_ms > INT32_MAX || tries > INT32_MAX) return -EINVAL;
+  dns_state *st;
+  int err = settings_state(loop, &st);
+  if (err != 0) return err;
+  int old_timeout = st->timeout_ms, old_tries = st->tries;
+  if (timeout_ms != 0) st->timeout_ms = (int)timeout_ms;
+  if (tries != 0) st->tries = (int)tries;
+  if ((err = channel_reopen(st)) != 0) {
+    st->timeout_ms = old_timeout;
+    st->tries = old_tries;
+  }
+  return err;
+}
+
+/* ---- queries ----------------------------------------------------------------- */
+
+static void query_maybe_free(dns_query *q) {
+  if (!q->done || q->in_ares || q->queued || q->in_cancel) return;
+  weft_freeaddrinfo(q->res);
+  weft__free(q->names);
+  weft__free(q);
+}
+
+/* Hands the answer to its owner (callback or future) and drops the
+ * query's hold on the loop. */
+static void query_finish(dns_query *q) {
+  dns_state *st = q->st;
+  weft__list_unlink(&q->node);
+  q->done = true;
+  weft_addrinfo *res = q->res;
+  weft_nameinfo *names = q->names;
+  q->res = NULL;
+  q->names = NULL;
+  weft__req_done(q->st->loop);
+  if (q->fut != NULL)
+    weft__dns_settle(q, q->status, res, names);
+  else if (q->kind == DNS_ADDR)
+    q->cb.addr(q->status, res, q->arg);
+  else {
+    q->cb.name(q->status, names ? names->host : NULL,
+               names ? names->service : NULL, q->arg);
+    weft__free(names);
+  }
+  query_maybe_free(q);
+  idle_check(st);
+}
+
+/* From c-ares, exactly once per started query. */
+void weft__dns_answered(dns_query *q, int status) {
+  q->in_ares = false;
+  q->st->in_ares--;
+  q->status = status;
+  if (q->done) { /* cancelled meanwhile: nobody wants the answer */
+    query_maybe_free(q);
+    return;
+  }
+  if (!q->starting) query_finish(q);
+}
+
+static void deferred_finish(void *arg) {
+  dns_query *q = arg;
+  q->queued = false;
+  if (q->done) query_maybe_free(q); /* cancelled while queued */
+  else query_finish(q);
+}
+
+dns_query *weft__dns_query_new(dns_state *st, dns_kind kind) {
+  if (reserve_sock(st) != 0) return NULL;
+  dns_query *q = weft__calloc(1, sizeof *q);
+  if (q == NULL) return NULL;
+  q->st = st;
+  q->kind = kind;
+  weft__list_init(&q->node);
+  q->in_ares = true;
+  q->starting = true;
+  st->in_ares++;
+  return q;
+}
+
+/* Frees a query that was never handed to c-ares. */
+void weft__dns_query_discard(dns_query *q) {
+  q->st->in_ares--;
+  weft__free(q);
+}
+
+/* After the ares_* start call has returned: accept the query, deferring an
+ * answer c-ares gave inline. Returns 0, or -ENOMEM when that deferral could
+ * not be queued (the query is then freed and never completes). */
+int weft__dns_query_accept(dns_query *q) {
+  dns_state *st = q->st;
+  q->starting = false;
+  if (!q->in_ares) {
+    if (weft_call_soon(st->loop, deferred_finish, q) != 0) {
+      q->done = true;
+      query_maybe_free(q);
+      return -ENOMEM;
+    }
+    q->queued = true;
+  }
+  weft__list_push_back(&st->queries, &q->node);
+  weft__req_start(st->loop);
+  weft__dns_rearm(st);
+  return 0;
+}
+
+/* ---- cancellation -------------------------------------------------------------- */
+
+static void deliver_cancelled(void *arg) {
+  dns_state *st = arg;
+  st->cancel_queued = false;
+  weft__list *n;
+  while ((n = weft__list_pop_front(&st->cancelled)) != NULL) {
+    dns_query *q = WEFT__CONTAINER_OF(n, dns_query, node);
+    q->in_cancel = false;
+    weft__req_done(st->loop);
+    if (q->kind == DNS_ADDR) q->cb.addr(-ECANCELED, NULL, q->arg);
+    else q->cb.name(-ECANCELED, NULL, NULL, q->arg);
+    query_maybe_free(q);
+  }
+  idle_check(st);
+}
+
+/* Future form: the future is already cancelled; stop caring. */
+void weft__dns_query_cancel(dns_query *q) {
+  if (q->done) return;
+  weft__list_unlink(&q->node);
+  q->done = true;
+  q->fut = NULL;
+  dns_state *st = q->st;
+  weft__req_done(st->loop);
+  query_maybe_free(q);
+  idle_check(st);
+}
+
+int weft_dns_cancel_all(weft_loop *loop) {
+  if (loop == NULL) return -EINVAL;
+  dns_state *st = weft__module_get(loop, WEFT__MOD_DNS);
+  if (st == NULL || weft__list_empty(&st->queries)) return 0;
+  if (!st->cancel_queued) {
+    if (weft_call_soon(loop, deliver_cancelled, st) != 0) return -ENOMEM;
+    st->cancel_queued = true;
+  }
+  int count = 0;
+  weft__list *n;
+  while ((n = weft__list_pop_front(&st->queries)) != NULL) {
+    dns_query *q = WEFT__CONTAINER_OF(n, dns_query, node);
+    count++;
+    if (q->fut != NULL) {
+      weft__list_push_back(&st->queries, &q->node); /* the hook unlinks it */
+      weft__dns_future_cancel(q); /* unlinks q */
+      continue;
+    }
+    /* the query keeps the loop alive until its -ECANCELED is delivered */
+    q->done = true;
+    q->in_cancel = true;
+    weft__list_push_back(&st->cancelled, &q->node);
+  }
+  idle_check(st);
+  return count;
+}

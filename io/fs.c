@@ -1,0 +1,406 @@
+/* weft — asynchronous file-system operations: the API, the callback form
+ * and the future form. The work itself is in io/fs_ops.c.
+ *
+ * Every operation is an io-lane pool job embedded in its weft_fs_req. Each
+ * one has a `prep_X` that validates and copies its arguments into the
+ * request; FS_PAIR then generates both public forms from it, so the two
+ * cannot drift apart. Future-form requests come from a per-loop free list
+ * (WEFT__MOD_FS). */
+#include <limits.h>
+#include <string.h>
+
+#include <unistd.h>
+
+#include "fs_internal.h"
+
+/* A future-form request: the request, then the future it settles. */
+typedef struct fs_fut {
+  weft_fs_req req;
+  weft_future *f;
+  struct fs_fut *free_next;
+} fs_fut;
+
+typedef struct fs_state {
+  fs_fut *free;
+} fs_state;
+
+/* ---- request lifecycle ------------------------------------------------------ */
+
+static void free_paths(weft_fs_req *req) {
+  weft__free(req->path);
+  weft__free(req->path2);
+  req->path = req->path2 = NULL;
+}
+
+void weft_fs_req_cleanup(weft_fs_req *req) {
+  if (req == NULL) return;
+  free_paths(req);
+  weft__free(req->ptr);
+  req->ptr = NULL;
+}
+
+int weft_fs_cancel(weft_fs_req *req) {
+  if (req == NULL) return -EINVAL;
+  if (req->op == FS_CLOSE_KEEP) return -EBUSY; /* only the close is left */
+  if (req->chunks == NULL) return weft_work_cancel(&req->work);
+  weft__fs_chunk *cs = req->chunks;
+  int res = -EBUSY;
+  for (unsigned i = 0; i < req->nbufs; i++)
+    if (weft_work_cancel(&cs[i].w) == 0) res = 0;
+  return res;
+}
+
+static void fs_done(weft_work *w, int status);
+
+/* Delivers a finished request to its owner. */
+static void fs_complete(weft_fs_req *req) {
+  if (req->op == FS_READ_FILE_REST || req->op == FS_CLOSE_KEEP) req->op = FS_READ_FILE;
+  if (req->result < 0 && req->op == FS_READ_FILE) {
+    weft__free(req->ptr);
+    req->ptr = NULL;
+  }
+  free_paths(req);
+  req->cb(req);
+}
+
+/* A large read_file's next step runs as req's own job again; if it cannot
+ * be queued (the loop is being freed) the fd is closed here. */
+static void resubmit(weft_fs_req *req, int op) {
+  req->op = op;
+  if (weft_work_submit(req->work.loop, &req->work, WEFT_LANE_IO, weft__fs_run,
+                       fs_done) == 0)
+    return;
+  close(req->fd2);
+  req->result = -ECANCELED;
+  fs_complete(req);
+}
+
+/* Every chunk job is over: the result, then the close. */
+static void chunks_finish(weft_fs_req *req) {
+  weft__fs_chunk *cs = req->chunks;
+  weft_fs_buf *b = req->ptr;
+  int64_t res = (int64_t)b->len;
+  for (unsigned i = 0; i < req->nbufs; i++) {
+    if (cs[i].err < 0 && res >= 0) res = cs[i].err;
+    if (cs[i].short_at >= 0 && cs[i].short_at < (int64_t)b->len) b->len = (size_t)cs[i].short_at;
+  }
+  if (res >= 0) {
+    b->data[b->len] = '\0';
+    res = (int64_t)b->len;
+  }
+  weft__free(cs);
+  req->chunks = NULL;
+  req->result = res;
+  resubmit(req, FS_CLOSE_KEEP);
+}
+
+static void chunk_done(weft_work *w, int status) {
+  weft__fs_chunk *c = (weft__fs_chunk *)w;
+  if (status != 0) c->err = status;
+  if (--c->req->pending == 0) chunks_finish(c->req);
+}
+
+/* The file is open and its buffer allocated: read it with up to
+ * WEFT__FS_CHUNK_JOBS jobs at once, or with one job if they cannot be set
+ * up. */
+static void chunks_start(weft_fs_req *req) {
+  size_t size = ((weft_fs_buf *)req->ptr)->len;
+  size_t regions = (size + WEFT__FS_CHUNK - 1) / WEFT__FS_CHUNK;
+  unsigned n = regions < WEFT__FS_CHUNK_JOBS ? (unsigned)regions : WEFT__FS_CHUNK_JOBS;
+  weft__fs_chunk *cs = weft__calloc(n, sizeof *cs);
+  if (cs == NULL) {
+    resubmit(req, FS_READ_FILE_REST);
+    return;
+  }
+  req->chunks = cs;
+  req->nbufs = n;
+  req->pending = 0;
+  for (unsigned i = 0; i < n; i++) {
+    cs[i].req = req;
+    cs[i].idx = i;
+    cs[i].short_at = -1;
+    int err = weft_work_submit(req->work.loop, &cs[i].w, WEFT_LANE_IO,
+                               weft__fs_chunk_run, chunk_done);
+    if (err != 0) cs[i].err = err; /* never queued: the worker cannot race */
+    else req->pending++;
+  }
+  if (req->pending == 0) chunks_finish(req);
+}
+
+static void fs_done(weft_work *w, int status) {
+  weft_fs_req *req = (weft_fs_req *)w;
+  if (status != 0) req->result = status; /* cancelled before it ran */
+  if (req->fd2 >= 0 && req->op == FS_READ_FILE && req->result >= 0) {
+    if (atomic_load(&w->cancel)) { /* cancelled while it opened the file */
+      req->result = -ECANCELED;
+      resubmit(req, FS_CLOSE_KEEP);
+    } else {
+      chunks_start(req);
+    }
+    return;
+  }
+  if (status != 0 && (req->op == FS_READ_FILE_REST || req->op == FS_CLOSE_KEEP))
+    close(req->fd2); /* loop teardown cancelled the step that would close it */
+  fs_complete(req);
+}
+
+/* Resets everything but the user's data pointer. */
+static void req_reset(weft_fs_req *req, weft_fs_cb cb, int op) {
+  void *data = req->data;
+  memset(req, 0, sizeof *req);
+  req->data = data;
+  req->cb = cb;
+  req->op = op;
+  req->fd = req->fd2 = -1;
+}
+
+static int req_submit(weft_loop *loop, weft_fs_req *req, int err) {
+  if (err == 0)
+    err = weft_work_submit(loop, &req->work, WEFT_LANE_IO, weft__fs_run, fs_done);
+  if (err != 0) free_paths(req);
+  return err;
+}
+
+static int set_path(char **dst, const char *src) {
+  if (src == NULL) return -EINVAL;
+  *dst = weft__strdup(src);
+  return *dst == NULL ? -ENOMEM : 0;
+}
+
+/* ---- the future form ----------------------------------------------------------- */
+
+static void fs_state_teardown(weft_loop *loop, void *arg) {
+  WEFT__UNUSED(loop);
+  fs_state *st = arg;
+  while (st->free != NULL) {
+    fs_fut *ff = st->free;
+    st->free = ff->free_next;
+    weft__free(ff);
+  }
+  weft__free(st);
+}
+
+static fs_fut *fut_get(weft_loop *loop) {
+  fs_state *st = weft__module_get(loop, WEFT__MOD_FS);
+  if (st == NULL) {
+    st = weft__calloc(1, sizeof *st);
+    if (st == NULL) return NULL;
+    weft__module_set(loop, WEFT__MOD_FS, st, fs_state_teardown);
+  }
+  fs_fut *ff = st->free;
+  if (ff != NULL) st->free = ff->free_next;
+  else ff = weft__calloc(1, sizeof *ff);
+  return ff;
+}
+
+static void fut_put(weft_loop *loop, fs_fut *ff) {
+  fs_state *st = weft__module_get(loop, WEFT__MOD_FS);
+  weft_fs_req_cleanup(&ff->req);
+  ff->f = NULL;
+  ff->free_next = st->free;
+  st->free = ff;
+}
+
+static bool is_stat(int op) { return op == FS_STAT || op == FS_LSTAT || op == FS_FSTAT; }
+static bool has_ptr(int op) {
+  return op == FS_MKDTEMP || op == FS_SCANDIR || op == FS_REALPATH ||
+         op == FS_READLINK || op == FS_READ_FILE;
+}
+
+/* Settles the future from a finished request; pointer results move to the
+ * future (its dtor frees them). */
+static void settle(weft_future *f, weft_fs_req *req) {
+  if (req->result == -ECANCELED) {
+    weft_future_cancel(f); /* loop teardown; -EALREADY if the future did it */
+  } else if (req->result < 0) {
+    weft_future_reject(f, (int)req->result);
+  } else if (is_stat(req->op)) {
+    struct stat *s = weft__malloc(sizeof *s);
+    if (s == NULL) weft_future_reject(f, -ENOMEM);
+    else if (*s = req->statbuf, weft_future_resolve(f, s, weft__free) != 0)
+      weft__free(s);
+  } else if (has_ptr(req->op)) {
+    if (weft_future_resolve(f, req->ptr, weft__free) == 0) req->ptr = NULL;
+  } else {
+    weft_future_resolve_i64(f, req->result);
+  }
+}
+
+static void fut_done(weft_fs_req *req) {
+  fs_fut *ff = (fs_fut *)req;
+  weft_future *f = ff->f;
+  settle(f, req);
+  fut_put(weft_future_loop(f), ff);
+  weft_future_unref(f);
+}
+
+static void fut_cancel(weft_future *f, void *arg) {
+  WEFT__UNUSED(f);
+  weft_fs_cancel(arg);
+}
+
+static int fut_begin(weft_loop *loop, weft_future **out, int op, weft_fs_req **reqp) {
+  if (loop == NULL || out == NULL) return -EINVAL;
+  fs_fut *ff = fut_get(loop);
+  if (ff == NULL) return -ENOMEM;
+  req_reset(&ff->req, fut_done, op);
+  *reqp = &ff->req;
+  return 0;
+}
+
+static int fut_submit(weft_loop *loop, weft_fs_req *req, weft_future **out, int err) {
+  fs_fut *ff = (fs_fut *)req;
+  if (err == 0) err = weft_future_new(loop, &ff->f);
+  if (err == 0) err = weft_future_on_cancel(ff->f, fut_cancel, req);
+  if (err == 0) err = req_submit(loop, req, 0);
+  if (err != 0) {
+    weft_future_unref(ff->f);
+    fut_put(loop, ff);
+    return err;
+  }
+  *out = weft_future_ref(ff->f); /* the caller's; the request keeps one */
+  return 0;
+}
+
+/* ---- the operations ------------------------------------------------------------- */
+
+#define UNPACK(...) __VA_ARGS__
+/* Both public forms of operation `name`, from prep_##name(req, ARGS). */
+#define FS_PAIR(name, OP, PARAMS, ARGS)                                          \
+  int weft_fs_##name(weft_loop *loop, weft_fs_req *req, UNPACK PARAMS,          \
+                     weft_fs_cb cb) {                                           \
+    if (loop == NULL || req == NULL || cb == NULL) return -EINVAL;              \
+    req_reset(req, cb, OP);                                                     \
+    return req_submit(loop, req, prep_##name(req, UNPACK ARGS));                \
+  }                                                                             \
+  int weft_fs_##name##_future(weft_loop *loop, UNPACK PARAMS, weft_future **out) { \
+    weft_fs_req *req = NULL;                                                    \
+    int err = fut_begin(loop, out, OP, &req);                                   \
+    if (err != 0) return err;                                                   \
+    return fut_submit(loop, req, out, prep_##name(req, UNPACK ARGS));           \
+  }
+
+static int prep_path(weft_fs_req *req, const char *path) {
+  return set_path(&req->path, path);
+}
+static int prep_path_mode(weft_fs_req *req, const char *path, unsigned mode) {
+  req->mode = mode;
+  return set_path(&req->path, path);
+}
+static int prep_two_paths(weft_fs_req *req, const char *a, const char *b) {
+  int err = set_path(&req->path, a);
+  return err ? err : set_path(&req->path2, b);
+}
+static int prep_fd(weft_fs_req *req, int fd) {
+  req->fd = fd;
+  return 0;
+}
+
+static int prep_open(weft_fs_req *req, const char *path, int flags, unsigned mode) {
+  req->flags = flags;
+  return prep_path_mode(req, path, mode);
+}
+static int prep_rw(weft_fs_req *req, int fd, const struct iovec *iov, unsigned n,
+                   int64_t offset) {
+  if ((iov == NULL && n != 0) || n > IOV_MAX) return -EINVAL;
+  req->fd = fd;
+  req->iov = iov;
+  req->nbufs = n;
+  req->offset = offset < 0 ? -1 : offset;
+  return 0;
+}
+static int prep_ftruncate(weft_fs_req *req, int fd, uint64_t len) {
+  if (len > INT64_MAX) return -EINVAL;
+  req->len = len;
+  return prep_fd(req, fd);
+}
+static int prep_sendfile(weft_fs_req *req, int out_fd, int in_fd, int64_t offset,
+                         uint64_t len) {
+  req->fd = out_fd;
+  req->fd2 = in_fd;
+  req->offset = offset < 0 ? -1 : offset;
+  req->len = len;
+  return 0;
+}
+static int prep_copyfile(weft_fs_req *req, const char *src, const char *dst, int flags) {
+  if (flags & ~WEFT_FS_COPY_EXCL) return -EINVAL;
+  req->flags = flags;
+  return prep_two_paths(req, src, dst);
+}
+static int prep_access(weft_fs_req *req, const char *path, int mode) {
+  if (mode & ~(F_OK | R_OK | W_OK | X_OK)) return -EINVAL;
+  req->flags = mode;
+  return prep_path(req, path);
+}
+static int prep_mkdtemp(weft_fs_req *req, const char *tmpl) {
+  size_t n = tmpl ? strlen(tmpl) : 0;
+  if (n < 6 || strcmp(tmpl + n - 6, "XXXXXX") != 0) return -EINVAL;
+  return prep_path(req, tmpl);
+}
+static int prep_utime(weft_fs_req *req, const char *path, double atime, double mtime) {
+  req->atime = atime;
+  req->mtime = mtime;
+  return prep_path(req, path);
+}
+static int prep_write_file(weft_fs_req *req, const char *path, const void *data,
+                           size_t len, unsigned mode) {
+  if (data == NULL && len != 0) return -EINVAL;
+  req->buf = data;
+  req->len = len;
+  return prep_path_mode(req, path, mode);
+}
+
+#define prep_close prep_fd
+#define prep_read prep_rw
+#define prep_write prep_rw
+#define prep_stat prep_path
+#define prep_lstat prep_path
+#define prep_fstat prep_fd
+#define prep_unlink prep_path
+#define prep_rename prep_two_paths
+#define prep_mkdir prep_path_mode
+#define prep_rmdir prep_path
+#define prep_scandir prep_path
+#define prep_fsync prep_fd
+#define prep_fdatasync prep_fd
+#define prep_realpath prep_path
+#define prep_chmod prep_path_mode
+#define prep_link prep_two_paths
+#define prep_symlink prep_two_paths
+#define prep_readlink prep_path
+#define prep_read_file prep_path
+
+FS_PAIR(open, FS_OPEN, (const char *path, int flags, unsigned mode), (path, flags, mode))
+FS_PAIR(close, FS_CLOSE, (int fd), (fd))
+FS_PAIR(read, FS_READ, (int fd, const struct iovec *iov, unsigned nbufs, int64_t offset),
+        (fd, iov, nbufs, offset))
+FS_PAIR(write, FS_WRITE, (int fd, const struct iovec *iov, unsigned nbufs, int64_t offset),
+        (fd, iov, nbufs, offset))
+FS_PAIR(stat, FS_STAT, (const char *path), (path))
+FS_PAIR(lstat, FS_LSTAT, (const char *path), (path))
+FS_PAIR(fstat, FS_FSTAT, (int fd), (fd))
+FS_PAIR(unlink, FS_UNLINK, (const char *path), (path))
+FS_PAIR(rename, FS_RENAME, (const char *from, const char *to), (from, to))
+FS_PAIR(mkdir, FS_MKDIR, (const char *path, unsigned mode), (path, mode))
+FS_PAIR(mkdtemp, FS_MKDTEMP, (const char *tmpl), (tmpl))
+FS_PAIR(rmdir, FS_RMDIR, (const char *path), (path))
+FS_PAIR(scandir, FS_SCANDIR, (const char *path), (path))
+FS_PAIR(fsync, FS_FSYNC, (int fd), (fd))
+FS_PAIR(fdatasync, FS_FDATASYNC, (int fd), (fd))
+FS_PAIR(ftruncate, FS_FTRUNCATE, (int fd, uint64_t len), (fd, len))
+FS_PAIR(sendfile, FS_SENDFILE, (int out_fd, int in_fd, int64_t offset, uint64_t len),
+        (out_fd, in_fd, offset, len))
+FS_PAIR(copyfile, FS_COPYFILE, (const char *src, const char *dst, int flags),
+        (src, dst, flags))
+FS_PAIR(realpath, FS_REALPATH, (const char *path), (path))
+FS_PAIR(access, FS_ACCESS, (const char *path, int mode), (path, mode))
+FS_PAIR(chmod, FS_CHMOD, (const char *path, unsigned mode), (path, mode))
+FS_PAIR(link, FS_LINK, (const char *target, const char *path), (target, path))
+FS_PAIR(symlink, FS_SYMLINK, (const char *target, const char *path), (target, path))
+FS_PAIR(readlink, FS_READLINK, (const char *path), (path))
+FS_PAIR(utime, FS_UTIME, (const char *path, double atime, double mtime),
+        (path, atime, mtime))
+FS_PAIR(read_file, FS_READ_FILE, (const char *path), (path))
+FS_PAIR(write_file, FS_WRITE_FILE,
+        (const char *path, const void *data, size_t len, unsigned mode),
+        (path, data, len, mode))

@@ -1,0 +1,357 @@
+/* weft — the file-system operations themselves, run on io-lane workers.
+ *
+ * Each returns the request's result: >= 0, or a negative errno. They touch
+ * only the request, never a loop. Results that need memory (paths, listings,
+ * file contents) are built in one weft__malloc block so that one free (by
+ * weft_fs_req_cleanup() or the future's dtor) releases everything. */
+#include <dirent.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/sendfile.h>
+#include <unistd.h>
+
+#include "fs_internal.h"
+
+/* A syscall's return value as a result: evaluates `rc` once. */
+static inline int64_t ERR(int64_t rc) { return rc < 0 ? -errno : rc; }
+
+static int64_t do_rw(weft_fs_req *r, bool write) {
+  ssize_t n;
+  int iovcnt = (int)r->nbufs;
+  do {
+    if (write)
+      n = r->offset < 0 ? writev(r->fd, r->iov, iovcnt)
+                        : pwritev(r->fd, r->iov, iovcnt, (off_t)r->offset);
+    else
+      n = r->offset < 0 ? readv(r->fd, r->iov, iovcnt)
+                        : preadv(r->fd, r->iov, iovcnt, (off_t)r->offset);
+  } while (n < 0 && errno == EINTR);
+  return ERR(n);
+}
+
+static int64_t do_dup_string(weft_fs_req *r, const char *s, size_t len) {
+  char *p = weft__malloc(len + 1);
+  if (p == NULL) return -ENOMEM;
+  memcpy(p, s, len);
+  p[len] = '\0';
+  r->ptr = p;
+  return (int64_t)len;
+}
+
+static int64_t do_realpath(weft_fs_req *r) {
+  char *p = realpath(r->path, NULL);
+  if (p == NULL) return -errno;
+  int64_t res = do_dup_string(r, p, strlen(p));
+  free(p); /* from libc, not ours */
+  return res < 0 ? res : 0;
+}
+
+static int64_t do_readlink(weft_fs_req *r) {
+  char buf[PATH_MAX];
+  ssize_t n = readlink(r->path, buf, sizeof buf);
+  if (n < 0) return -errno;
+  if ((size_t)n == sizeof buf) return -ENAMETOOLONG;
+  return do_dup_string(r, buf, (size_t)n);
+}
+
+static int64_t do_mkdtemp(weft_fs_req *r) {
+  if (mkdtemp(r->path) == NULL) return -errno;
+  int64_t res = do_dup_string(r, r->path, strlen(r->path));
+  return res < 0 ? res : 0;
+}
+
+static int cmp_dirent(const void *a, const void *b) {
+  return strcmp(((const weft_dirent *)a)->name, ((const weft_dirent *)b)->name);
+}
+
+/* Two passes over the directory would race with changes; instead names
+ * are gathered into a growing buffer and packed into one block at the end. */
+static int64_t do_scandir(weft_fs_req *r) {
+  DIR *d = opendir(r->path);
+  if (d == NULL) return -errno;
+  size_t count = 0, cap = 0, bytes = 0, bcap = 0;
+  unsigned char *types = NULL;
+  char *names = NULL;
+  int64_t err = 0;
+  struct dirent *e;
+  while (err == 0 && (errno = 0, e = readdir(d)) != NULL) {
+    if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0) continue;
+    size_t n = strlen(e->d_name) + 1;
+    if (count == cap) {
+      cap = cap ? cap * 2 : 32;
+      unsigned char *t = weft__realloc(types, cap);
+      if (t == NULL) err = -ENOMEM;
+      else types = t;
+    }
+    if (err == 0 && bytes + n > bcap) {
+      bcap = (bytes + n) * 2;
+      char *b = weft__realloc(names, bcap);
+      if (b == NULL) err = -ENOMEM;
+      else names = b;
+    }
+    if (err != 0) break;
+    memcpy(names + bytes, e->d_name, n);
+    bytes += n;
+    types[count++] = e->d_type;
+  }
+  if (err == 0 && errno != 0) err = -errno;
+  closedir(d);
+  weft_fs_dir *dir = NULL;
+  if (err == 0) {
+    dir = weft__malloc(sizeof *dir + count * sizeof(weft_dirent) + bytes);
+    if (dir == NULL) err = -ENOMEM;
+  }
+  if (err == 0) {
+    char *store = (char *)&dir->entries[count];
+    if (bytes) memcpy(store, names, bytes);
+    dir->count = count;
+    for (size_t i = 0, off = 0; i < count; i++) {
+      dir->entries[i] = (weft_dirent){store + off, types[i]};
+      off += strlen(store + off) + 1;
+    }
+    qsort(dir->entries, count, sizeof(weft_dirent), cmp_dirent);
+    r->ptr = dir;
+  }
+  weft__free(types);
+  weft__free(names);
+  return err < 0 ? err : (int64_t)count;
+}
+
+static int64_t do_sendfile(weft_fs_req *r) {
+  off_t off = (off_t)r->offset;
+  uint64_t total = 0;
+  while (total < r->len) {
+    size_t chunk = r->len - total > (1u << 30) ? (1u << 30) : (size_t)(r->len - total);
+    ssize_t n = sendfile(r->fd, r->fd2, r->offset < 0 ? NULL : &off, chunk);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) return total ? (int64_t)total : -errno;
+    if (n == 0) break;
+    total += (uint64_t)n;
+  }
+  return (int64_t)total;
+}
+
+static int64_t copy_fallback(int in, int out) {
+  char buf[64 * 1024];
+  for (;;) {
+    ssize_t n = read(in, buf, sizeof buf);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) return n < 0 ? -errno : 0;
+    for (ssize_t done = 0; done < n;) {
+      ssize_t m = write(out, buf + done, (size_t)(n - done));
+      if (m < 0 && errno == EINTR) continue;
+      if (m < 0) return -errno;
+      done += m;
+    }
+  }
+}
+
+static int64_t copy_fds(int in, int out) {
+  for (;;) {
+    ssize_t n = copy_file_range(in, NULL, out, NULL, 1u << 30, 0);
+    if (n > 0) continue;
+    if (n == 0) return 0;
+    if (errno == EINTR) continue;
+    /* not supported here (old kernel, cross-device, special files) */
+    if (errno == EXDEV || errno == ENOSYS || errno == EINVAL || errno == EOPNOTSUPP)
+      return copy_fallback(in, out);
+    return -errno;
+  }
+}
+
+static int64_t do_copyfile(weft_fs_req *r) {
+  int in = open(r->path, O_RDONLY | O_CLOEXEC);
+  if (in < 0) return -errno;
+  struct stat st;
+  int64_t err = fstat(in, &st) < 0 ? -errno : 0;
+  if (err == 0 && S_ISDIR(st.st_mode)) err = -EISDIR;
+  int out = -1;
+  if (err == 0) {
+    int fl = O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC;
+    if (r->flags & WEFT_FS_COPY_EXCL) fl |= O_EXCL;
+    out = open(r->path2, fl, st.st_mode & 07777);
+    if (out < 0) err = -errno;
+  }
+  if (err == 0) err = copy_fds(in, out);
+  if (err == 0 && fchmod(out, st.st_mode & 07777) < 0) err = -errno;
+  if (out >= 0 && close(out) < 0 && err == 0) err = -errno;
+  close(in);
+  return err;
+}
+
+static int64_t read_all(int fd, weft_fs_buf *b, size_t want) {
+  size_t got = 0;
+  while (got < want) {
+    ssize_t n = read(fd, b->data + got, want - got);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) return -errno;
+    if (n == 0) break; /* shrank meanwhile */
+    got += (size_t)n;
+  }
+  b->len = got;
+  b->data[got] = '\0';
+  return (int64_t)got;
+}
+
+/* Reads the region [off, off + want) of a large file into its buffer;
+ * records where the file ended if it shrank meanwhile. */
+static int64_t read_region(weft_fs_req *r, size_t off, size_t want, int64_t *short_at) {
+  weft_fs_buf *b = r->ptr;
+  for (size_t got = 0; got < want;) {
+    ssize_t n = pread(r->fd2, b->data + off + got, want - got, (off_t)(off + got));
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) return -errno;
+    if (n == 0) {
+      *short_at = (int64_t)(off + got);
+      return 0;
+    }
+    got += (size_t)n;
+  }
+  return 0;
+}
+
+void weft__fs_chunk_run(weft_work *w) {
+  weft__fs_chunk *c = (weft__fs_chunk *)w;
+  weft_fs_req *r = c->req;
+  size_t size = ((weft_fs_buf *)r->ptr)->len, stride = (size_t)r->nbufs * WEFT__FS_CHUNK;
+  for (size_t off = (size_t)c->idx * WEFT__FS_CHUNK; off < size; off += stride) {
+    if (weft_work_cancelled()) {
+      c->err = -ECANCELED;
+      return;
+    }
+    size_t want = size - off < WEFT__FS_CHUNK ? size - off : WEFT__FS_CHUNK;
+    c->err = read_region(r, off, want, &c->short_at);
+    if (c->err != 0 || c->short_at >= 0) return;
+  }
+}
+
+/* The fallback when chunk jobs could not be set up: the whole file in this
+ * job, then the close. */
+static int64_t do_read_rest(weft_fs_req *r) {
+  weft_fs_buf *b = r->ptr;
+  int64_t short_at = -1;
+  int64_t res = read_region(r, 0, b->len, &short_at);
+  close(r->fd2);
+  if (res == 0 && short_at >= 0) b->len = (size_t)short_at;
+  if (res == 0) b->data[b->len] = '\0';
+  return res < 0 ? res : (int64_t)b->len;
+}
+
+static int64_t do_read_file(weft_fs_req *r) {
+  int fd = open(r->path, O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return -errno;
+  struct stat st;
+  int64_t res = fstat(fd, &st) < 0 ? -errno : 0;
+  if (res == 0 && S_ISDIR(st.st_mode)) res = -EISDIR;
+  if (res == 0 && (uint64_t)st.st_size > SIZE_MAX / 2) res = -EFBIG;
+  weft_fs_buf *b = NULL;
+  if (res == 0) {
+    b = weft__malloc(sizeof *b + (size_t)st.st_size + 1);
+    if (b == NULL) res = -ENOMEM;
+  }
+  if (res == 0 && (size_t)st.st_size >= WEFT__FS_CHUNKED_MIN) {
+    /* large: the loop starts chunk jobs on the open fd (see io/fs.c) */
+    b->len = (size_t)st.st_size;
+    r->ptr = b;
+    r->fd2 = fd;
+    return (int64_t)b->len;
+  }
+  if (res == 0) res = read_all(fd, b, (size_t)st.st_size);
+  close(fd);
+  if (res < 0) weft__free(b);
+  else r->ptr = b;
+  return res;
+}
+
+static int64_t write_all(int fd, const char *p, uint64_t len) {
+  while (len > 0) {
+    ssize_t n = write(fd, p, len > (1u << 30) ? (1u << 30) : (size_t)len);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) return -errno;
+    p += n;
+    len -= (uint64_t)n;
+  }
+  return 0;
+}
+
+/* Temporary file beside the target (same file system, so rename is
+ * atomic), fsync before rename so a crash never leaves a short file. */
+static int64_t do_write_file(weft_fs_req *r) {
+  size_t n = strlen(r->path);
+  char tmp[PATH_MAX];
+  if (n + sizeof ".weft-XXXXXX" > sizeof tmp) return -ENAMETOOLONG;
+  memcpy(tmp, r->path, n);
+  memcpy(tmp + n, ".weft-XXXXXX", sizeof ".weft-XXXXXX");
+  int fd = mkostemp(tmp, O_CLOEXEC);
+  if (fd < 0) return -errno;
+  int64_t err = write_all(fd, r->buf, r->len);
+  if (err == 0 && fchmod(fd, r->mode & 07777) < 0) err = -errno;
+  if (err == 0 && fsync(fd) < 0) err = -errno;
+  if (close(fd) < 0 && err == 0) err = -errno;
+  if (err == 0 && rename(tmp, r->path) < 0) err = -errno;
+  if (err != 0) unlink(tmp);
+  return err;
+}
+
+static int64_t do_utime(weft_fs_req *r) {
+  struct timespec ts[2];
+  double t[2] = {r->atime, r->mtime};
+  for (int i = 0; i < 2; i++) {
+    ts[i].tv_sec = (time_t)t[i];
+    ts[i].tv_nsec = (long)((t[i] - (double)ts[i].tv_sec) * 1e9);
+    if (ts[i].tv_nsec < 0) {
+      ts[i].tv_sec--;
+      ts[i].tv_nsec += 1000000000L;
+    }
+  }
+  return ERR(utimensat(AT_FDCWD, r->path, ts, 0));
+}
+
+static int64_t do_close(int fd) {
+  /* Linux closes the fd even when close() reports EINTR: never retry */
+  int rc = close(fd);
+  return rc < 0 && errno != EINTR ? -errno : 0;
+}
+
+static int64_t run_op(weft_fs_req *r) {
+  switch (r->op) {
+  case FS_OPEN: return ERR(open(r->path, r->flags | O_CLOEXEC, r->mode));
+  case FS_CLOSE: return do_close(r->fd);
+  case FS_READ: return do_rw(r, false);
+  case FS_WRITE: return do_rw(r, true);
+  case FS_STAT: return ERR(stat(r->path, &r->statbuf));
+  case FS_LSTAT: return ERR(lstat(r->path, &r->statbuf));
+  case FS_FSTAT: return ERR(fstat(r->fd, &r->statbuf));
+  case FS_UNLINK: return ERR(unlink(r->path));
+  case FS_RENAME: return ERR(rename(r->path, r->path2));
+  case FS_MKDIR: return ERR(mkdir(r->path, r->mode));
+  case FS_MKDTEMP: return do_mkdtemp(r);
+  case FS_RMDIR: return ERR(rmdir(r->path));
+  case FS_SCANDIR: return do_scandir(r);
+  case FS_FSYNC: return ERR(fsync(r->fd));
+  case FS_FDATASYNC: return ERR(fdatasync(r->fd));
+  case FS_FTRUNCATE: return ERR(ftruncate(r->fd, (off_t)r->len));
+  case FS_SENDFILE: return do_sendfile(r);
+  case FS_COPYFILE: return do_copyfile(r);
+  case FS_REALPATH: return do_realpath(r);
+  case FS_ACCESS: return ERR(access(r->path, r->flags));
+  case FS_CHMOD: return ERR(chmod(r->path, r->mode));
+  case FS_LINK: return ERR(link(r->path, r->path2));
+  case FS_SYMLINK: return ERR(symlink(r->path, r->path2));
+  case FS_READLINK: return do_readlink(r);
+  case FS_UTIME: return do_utime(r);
+  case FS_READ_FILE: return do_read_file(r);
+  case FS_WRITE_FILE: return do_write_file(r);
+  case FS_READ_FILE_REST: return do_read_rest(r);
+  case FS_CLOSE_KEEP: close(r->fd2); return r->result;
+  default: return -EINVAL;
+  }
+}
+
+void weft__fs_run(weft_work *w) {
+  weft_fs_req *r = (weft_fs_req *)w;
+  r->result = run_op(r);
+}

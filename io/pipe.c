@@ -1,0 +1,158 @@
+/* weft — pipe handles: Unix stream sockets and any fd as a stream. */
+#include <fcntl.h>
+#include <pthread.h>
+#include <signal.h>
+#include <string.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include "internal.h"
+
+static const weft__handle_ops pipe_ops = {WEFT_HANDLE_PIPE, weft__stream_close,
+                                          weft__stream_finish};
+
+static pthread_once_t sigpipe_once = PTHREAD_ONCE_INIT;
+
+/* Writing a pipe whose reader is gone raises SIGPIPE, which by default
+ * kills the process; a library cannot write pipes with MSG_NOSIGNAL, so it
+ * ignores SIGPIPE once, unless the program chose a disposition itself. */
+static void sigpipe_ignore(void) {
+  struct sigaction sa;
+  if (sigaction(SIGPIPE, NULL, &sa) == 0 && sa.sa_handler == SIG_DFL &&
+      !(sa.sa_flags & SA_SIGINFO)) {
+    sa.sa_handler = SIG_IGN;
+    sigaction(SIGPIPE, &sa, NULL);
+  }
+}
+
+static bool usable(const weft_pipe *p) {
+  return p != NULL && p->stream.base.ops == &pipe_ops &&
+         weft__handle_usable(&p->stream.base);
+}
+
+int weft_pipe_init(weft_loop *loop, weft_pipe *p) {
+  if (loop == NULL || p == NULL) return -EINVAL;
+  weft__stream_init(loop, &p->stream, &pipe_ops);
+  return 0;
+}
+
+int weft_pipe_open(weft_pipe *p, int fd) {
+  if (!usable(p) || fd < 0 || weft__stream_fd(&p->stream) >= 0) return -EINVAL;
+  int type;
+  socklen_t len = sizeof type;
+  unsigned flags = S_CONNECTED;
+  if (getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &len) == 0) flags |= S_SOCKET;
+  else if (errno != ENOTSOCK) return -errno;
+  pthread_once(&sigpipe_once, sigpipe_ignore);
+  return weft__stream_set_fd(&p->stream, fd, flags);
+}
+
+/* Fills a sockaddr_un; returns its length or a negative error. */
+static int make_addr(struct sockaddr_un *sun, const char *name, size_t len) {
+  if (name == NULL) return -EINVAL;
+  if (len == 0) len = strlen(name);
+  if (len == 0) return -EINVAL;
+  if (len > sizeof sun->sun_path - (name[0] != '\0')) return -ENAMETOOLONG;
+  memset(sun, 0, sizeof *sun);
+  sun->sun_family = AF_UNIX;
+  memcpy(sun->sun_path, name, len);
+  /* a path is NUL-terminated; an abstract name is exactly its bytes */
+  return (int)(offsetof(struct sockaddr_un, sun_path) + len +
+               (name[0] != '\0'));
+}
+
+static int new_socket(weft_pipe *p) {
+  int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+  if (fd < 0) return -errno;
+  int err = weft__stream_set_fd(&p->stream, fd, S_SOCKET);
+  if (err != 0) close(fd);
+  return err;
+}
+
+int weft_pipe_bind(weft_pipe *p, const char *name, size_t len) {
+  if (!usable(p) || weft__stream_fd(&p->stream) >= 0) return -EINVAL;
+  struct sockaddr_un sun;
+  int alen = make_addr(&sun, name, len);
+  if (alen < 0) return alen;
+  int err = new_socket(p);
+  if (err != 0) return err;
+  if (bind(weft__stream_fd(&p->stream), (struct sockaddr *)&sun,
+           (socklen_t)alen) < 0) {
+    err = -errno;
+    weft__stream_reset(&p->stream);
+  }
+  return err;
+}
+
+int weft_pipe_listen(weft_pipe *p, int backlog, weft_connection_cb cb) {
+  if (!usable(p)) return -EINVAL;
+  return weft__stream_listen(&p->stream, backlog, cb);
+}
+
+int weft_pipe_connect(weft_connect_req *req, weft_pipe *p, const char *name,
+                      size_t len, weft_connect_cb cb) {
+  if (req == NULL || !usable(p) || weft__stream_fd(&p->stream) >= 0)
+    return -EINVAL;
+  struct sockaddr_un sun;
+  int alen = make_addr(&sun, name, len);
+  if (alen < 0) return alen;
+  weft__net *net = weft__net_get(p->stream.base.loop);
+  if (net == NULL) return -ENOMEM;
+  int err = weft__net_reserve(net);
+  if (err == 0) err = new_socket(p);
+  if (err != 0) return err;
+  int r;
+  do r = connect(weft__stream_fd(&p->stream), (struct sockaddr *)&sun,
+                 (socklen_t)alen);
+  while (r < 0 && errno == EINTR);
+  if (r < 0 && errno != EINPROGRESS) {
+    err = -errno;
+    weft__stream_reset(&p->stream);
+    return err;
+  }
+  req->future = NULL;
+  return weft__stream_connect(&p->stream, req, cb, r < 0);
+}
+
+static int name_of(const weft_pipe *p, char *buf, size_t *len,
+                   int (*fn)(int, struct sockaddr *, socklen_t *)) {
+  if (p == NULL || p->stream.base.ops != &pipe_ops || buf == NULL ||
+      len == NULL || !(p->stream.flags & S_SOCKET) ||
+      weft__stream_fd(&p->stream) < 0)
+    return -EINVAL;
+  struct sockaddr_un sun;
+  socklen_t alen = sizeof sun;
+  memset(&sun, 0, sizeof sun);
+  if (fn(weft__stream_fd(&p->stream), (struct sockaddr *)&sun, &alen) < 0)
+    return -errno;
+  size_t n = alen > offsetof(struct sockaddr_un, sun_path)
+                 ? alen - offsetof(struct sockaddr_un, sun_path)
+                 : 0;
+  if (n > 0 && sun.sun_path[0] != '\0') n = strnlen(sun.sun_path, n);
+  if (n > *len) return -ENOBUFS;
+  memcpy(buf, sun.sun_path, n);
+  if (n < *len) buf[n] = '\0';
+  *len = n;
+  return 0;
+}
+
+int weft_pipe_getsockname(const weft_pipe *p, char *buf, size_t *len) {
+  return name_of(p, buf, len, getsockname);
+}
+
+int weft_pipe_getpeername(const weft_pipe *p, char *buf, size_t *len) {
+  return name_of(p, buf, len, getpeername);
+}
+
+int weft_pipe_pair(weft_loop *loop, weft_pipe *a, weft_pipe *b) {
+  if (loop == NULL || !usable(a) || !usable(b) || a == b ||
+      a->stream.base.loop != loop || b->stream.base.loop != loop ||
+      weft__stream_fd(&a->stream) >= 0 || weft__stream_fd(&b->stream) >= 0)
+    return -EINVAL;
+  int fds[2];
+  if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, fds) < 0)
+    return -errno;
+  weft__stream_set_fd(&a->stream, fds[0], S_SOCKET | S_CONNECTED);
+  weft__stream_set_fd(&b->stream, fds[1], S_SOCKET | S_CONNECTED);
+  return 0;
+}

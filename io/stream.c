@@ -1,0 +1,687 @@
+/* weft — streams: reading, writing with backpressure, half-close, accept.
+ *
+ * State (docs/streams.md): a stream has an fd or not; it is connecting,
+ * connected or listening; reading is on or off; writes sit in `wq` until
+ * the kernel took every byte, then in `done` until their callback runs.
+ * The ev_io watcher asks for EV_READ while reading or listening (and no
+ * accepted connection is waiting) and EV_WRITE while writes are queued or a
+ * connect is in progress. The handle is active (keeps the loop alive) while
+ * it reads, listens, or has a write, connect or shutdown outstanding.
+ *
+ * Completions that happen inside a start call (a write the kernel took at
+ * once, an immediate connect, a shutdown with nothing queued) are delivered
+ * from the net module's deferred run, never inline; completions found by
+ * the I/O callback run right there, after the I/O work of the turn. */
+#include <fcntl.h>
+#include <limits.h>
+#include <string.h>
+#include <sys/uio.h>
+#include <unistd.h>
+
+#include "internal.h"
+
+_Static_assert(sizeof(ev_io) <= sizeof(((weft_stream *)0)->io),
+               "ev_io storage too small");
+_Static_assert(sizeof(weft_buf) == sizeof(struct iovec) &&
+                   offsetof(weft_buf, base) == offsetof(struct iovec, iov_base) &&
+                   offsetof(weft_buf, len) == offsetof(struct iovec, iov_len),
+               "weft_buf must match struct iovec");
+_Static_assert(offsetof(weft_stream, pend) == sizeof(weft_handle) &&
+                   sizeof(((weft_stream *)0)->pend) == sizeof(weft__list),
+               "pending node must follow the handle base");
+
+#define ACCEPT_CAP 128 /* connections accepted per turn per listener */
+
+static inline ev_io *IO(weft_stream *s) { return (ev_io *)(void *)&s->io; }
+
+static void on_io(struct ev_loop *ev, ev_io *w, int revents);
+
+void weft__stream_init(weft_loop *loop, weft_stream *s,
+                       const weft__handle_ops *ops) {
+  weft__handle_init(loop, &s->base, ops);
+  weft__list_init(weft__pend_node(&s->base));
+  memset(&s->io, 0, sizeof s->io);
+  ev_io_init(IO(s), on_io, -1, 0);
+  IO(s)->data = s;
+  memset(&s->u, 0, sizeof s->u);
+  s->wq_head = s->wq_tail = s->done_head = s->done_tail = NULL;
+  s->wq_size = 0;
+  s->high_wm = s->low_wm = 0;
+  s->wm_cb = NULL;
+  s->connect_req = NULL;
+  s->shutdown_req = NULL;
+  s->flags = 0;
+  s->accepted_fd = -1;
+}
+
+/* Which events the watcher should ask for, given the state. */
+static int wanted_events(const weft_stream *s) {
+  int ev = 0;
+  if (((s->flags & S_READING) && (s->flags & S_CONNECTED)) ||
+      ((s->flags & S_LISTENING) &&
+       !(s->flags & (S_ACCEPT_WAIT | S_ACCEPT_PAUSED))))
+    ev |= EV_READ;
+  if ((s->flags & S_CONNECTING) ||
+      (s->wq_head != NULL && (s->flags & S_CONNECTED)))
+    ev |= EV_WRITE;
+  return ev;
+}
+
+/* Brings the watcher and the active state in line with the flags. */
+static void update(weft_stream *s) {
+  ev_io *w = IO(s);
+  int want = w->fd >= 0 ? wanted_events(s) : 0;
+  if (want != (ev_is_active(w) ? (w->events & (EV_READ | EV_WRITE)) : 0)) {
+    weft__io_stop(s->base.loop, w);
+    if (want != 0) {
+      ev_io_set(w, w->fd, want);
+      weft__io_start(s->base.loop, w);
+    }
+  }
+  bool busy = (s->flags & (S_READING | S_LISTENING | S_CONNECTING)) ||
+              s->wq_head || s->done_head || s->connect_req || s->shutdown_req;
+  if (weft__handle_usable(&s->base) && busy) weft__handle_start(&s->base);
+  else weft__handle_stop(&s->base);
+}
+
+int weft__stream_set_fd(weft_stream *s, int fd, unsigned flags) {
+  int fl = fcntl(fd, F_GETFL);
+  if (fl < 0) return -errno;
+  if (!(fl & O_NONBLOCK) && fcntl(fd, F_SETFL, fl | O_NONBLOCK) < 0)
+    return -errno;
+  ev_io_set(IO(s), fd, 0);
+  s->flags |= flags;
+  return 0;
+}
+
+void weft__stream_reset(weft_stream *s) {
+  ev_io *w = IO(s);
+  weft__io_stop(s->base.loop, w);
+  if (w->fd >= 0) {
+    close(w->fd);
+    weft__net_fd_freed(s->base.loop);
+  }
+  ev_io_set(w, -1, 0);
+  s->flags &= ~(S_CONNECTED | S_CONNECTING | S_SOCKET | S_SHUT_REQ |
+                S_SHUT_DONE | S_OWN_SOCKET | S_READING);
+  update(s);
+}
+
+/* ---- completions ---------------------------------------------------------- */
+
+static size_t req_remaining(const weft_write_req *req) {
+  size_t n = 0;
+  for (unsigned i = req->idx; i < req->nbufs; i++) n += req->bufs[i].len;
+  return n;
+}
+
+static void done_push(weft_stream *s, weft_write_req *req, int status) {
+  req->status = status;
+  req->next = NULL;
+  if (s->done_tail) s->done_tail->next = req;
+  else s->done_head = req;
+  s->done_tail = req;
+}
+
+static void write_release(weft_write_req *req) {
+  if (req->bufs != req->inline_bufs) weft__free(req->bufs);
+  req->bufs = NULL;
+}
+
+/* Runs a write's completion: its callback, or its future's settle. */
+static void write_complete(weft_write_req *req, int status) {
+  write_release(req);
+  weft_future *f = req->future;
+  if (f == NULL) {
+    if (req->cb) req->cb(req, status);
+    return;
+  }
+  weft__net *net = weft__net_get(weft_future_loop(f));
+  if (status == 0) weft_future_resolve_i64(f, (int64_t)(uintptr_t)req->data);
+  else weft_future_reject(f, status);
+  req->future = NULL;
+  req->next = net->free_wreqs;
+  net->free_wreqs = req;
+  weft_future_unref(f);
+}
+
+static void connect_complete(weft_stream *s) {
+  weft_connect_req *req = s->connect_req;
+  s->connect_req = NULL;
+  s->flags &= ~S_CONNECT_DONE;
+  update(s);
+  if (req->future != NULL) weft__connect_settle(req, req->status);
+  else if (req->cb) req->cb(req, req->status);
+}
+
+static void shutdown_complete(weft_stream *s) {
+  weft_shutdown_req *req = s->shutdown_req;
+  s->shutdown_req = NULL;
+  update(s);
+  if (req->cb) req->cb(req, req->status);
+}
+
+/* Runs the callbacks of finished work, stopping if one closes the stream
+ * (the finish hook then delivers the rest). */
+void weft__stream_deliver(weft_stream *s) {
+  if (s->connect_req && (s->flags & S_CONNECT_DONE)) connect_complete(s);
+  while (s->done_head != NULL && !weft_is_closing(&s->base)) {
+    weft_write_req *req = s->done_head;
+    s->done_head = req->next;
+    if (s->done_head == NULL) s->done_tail = NULL;
+    update(s);
+    write_complete(req, req->status);
+  }
+  if (weft_is_closing(&s->base)) return;
+  if (s->shutdown_req && (s->flags & S_SHUT_DONE)) shutdown_complete(s);
+}
+
+/* ---- writing -------------------------------------------------------------- */
+
+static ssize_t sys_writev(weft_stream *s, weft_buf *bufs, unsigned n) {
+  int fd = weft__stream_fd(s);
+  if (n > IOV_MAX) n = IOV_MAX;
+  if (s->flags & S_SOCKET) {
+    struct msghdr msg = {0};
+    msg.msg_iov = (struct iovec *)(void *)bufs;
+    msg.msg_iovlen = n;
+    return sendmsg(fd, &msg, MSG_NOSIGNAL);
+  }
+  return writev(fd, (struct iovec *)(void *)bufs, (int)n);
+}
+
+/* Consumes `n` written bytes from the front of the request. */
+static void req_advance(weft_write_req *req, size_t n) {
+  while (n > 0) {
+    weft_buf *b = &req->bufs[req->idx];
+    size_t take = n < b->len ? n : b->len;
+    b->base += take;
+    b->len -= take;
+    n -= take;
+    if (b->len == 0) req->idx++;
+  }
+  while (req->idx < req->nbufs && req->bufs[req->idx].len == 0) req->idx++;
+}
+
+/* Writes what the kernel takes, within *budget. 0: done, 1: more to do,
+ * < 0: error. `queued` says whether the bytes count in wq_size. */
+static int req_write(weft_stream *s, weft_write_req *req, size_t *budget,
+                     bool queued) {
+  while (req->idx < req->nbufs) {
+    if (*budget == 0) return 1;
+    ssize_t n = sys_writev(s, req->bufs + req->idx, req->nbufs - req->idx);
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      if (errno == EAGAIN || errno == EWOULDBLOCK) return 1;
+      return -errno;
+    }
+    req_advance(req, (size_t)n);
+    req->status = 1; /* bytes are on the wire: no longer cancellable */
+    if (queued) s->wq_size -= (size_t)n;
+    *budget = (size_t)n >= *budget ? 0 : *budget - (size_t)n;
+  }
+  return 0;
+}
+
+static void do_shutdown(weft_stream *s) {
+  weft_shutdown_req *req = s->shutdown_req;
+  int fd = weft__stream_fd(s);
+  if (s->flags & S_SOCKET) {
+    req->status = shutdown(fd, SHUT_WR) == 0 ? 0 : -errno;
+  } else { /* a write-only pipe end: closing it is the half-close */
+    weft__io_stop(s->base.loop, IO(s));
+    close(fd);
+    ev_io_set(IO(s), -1, 0);
+    s->flags &= ~S_CONNECTED;
+    req->status = 0;
+  }
+  s->flags |= S_SHUT_DONE;
+}
+
+static void check_low(weft_stream *s) {
+  if ((s->flags & S_WM_ABOVE) && s->wq_size <= s->low_wm) {
+    s->flags &= ~S_WM_ABOVE;
+    if (s->wm_cb) s->wm_cb(s, WEFT_WATERMARK_LOW);
+  }
+}
+
+/* EV_WRITE: drain the queue within the fairness cap. */
+static void on_writable(weft_stream *s) {
+  size_t budget = WEFT_STREAM_WRITE_CAP;
+  weft_write_req *req;
+  while ((req = s->wq_head) != NULL) {
+    int r = req_write(s, req, &budget, true);
+    if (r == 1) break;
+    s->wq_head = req->next;
+    if (s->wq_head == NULL) s->wq_tail = NULL;
+    s->wq_size -= req_remaining(req);
+    done_push(s, req, r);
+  }
+  if (s->wq_head == NULL && s->shutdown_req && !(s->flags & S_SHUT_DONE))
+    do_shutdown(s);
+  update(s);
+  weft__stream_deliver(s);
+  if (!weft_is_closing(&s->base)) check_low(s);
+}
+
+static int req_setup(weft_write_req *req, weft_stream *s, const weft_buf *bufs,
+                     unsigned nbufs) {
+  req->bufs = req->inline_bufs;
+  if (nbufs > WEFT__WRITE_INLINE_BUFS) {
+    req->bufs = weft__malloc(sizeof *bufs * nbufs);
+    if (req->bufs == NULL) return -ENOMEM;
+  }
+  memcpy(req->bufs, bufs, sizeof *bufs * nbufs);
+  req->nbufs = nbufs;
+  req->idx = 0;
+  req->status = 0;
+  req->stream = s;
+  req->next = NULL;
+  while (req->idx < nbufs && req->bufs[req->idx].len == 0) req->idx++;
+  return 0;
+}
+
+static int write_check(weft_stream *s, const weft_buf *bufs, unsigned nbufs) {
+  if (s == NULL || bufs == NULL || nbufs == 0 || !weft__handle_usable(&s->base) ||
+      (s->flags & S_LISTENING))
+    return -EINVAL;
+  if (s->flags & S_SHUT_REQ) return -EPIPE;
+  if (!(s->flags & (S_CONNECTED | S_CONNECTING))) return -ENOTCONN;
+  return 0;
+}
+
+static int stream_write(weft_write_req *req, weft_stream *s,
+                        const weft_buf *bufs, unsigned nbufs) {
+  weft__net *net = weft__net_get(s->base.loop);
+  if (net == NULL) return -ENOMEM;
+  int err = weft__net_reserve(net);
+  if (err == 0) err = req_setup(req, s, bufs, nbufs);
+  if (err != 0) return err;
+  if (s->wq_head == NULL && (s->flags & S_CONNECTED)) {
+    size_t budget = WEFT_STREAM_WRITE_CAP;
+    int r = req_write(s, req, &budget, false);
+    if (r <= 0) { /* all written, or failed: complete from the loop */
+      done_push(s, req, r);
+      weft__net_schedule(net, &s->base);
+      update(s);
+      return 0;
+    }
+  }
+  if (s->wq_tail) s->wq_tail->next = req;
+  else s->wq_head = req;
+  s->wq_tail = req;
+  s->wq_size += req_remaining(req);
+  update(s);
+  if (s->wm_cb && !(s->flags & S_WM_ABOVE) && s->wq_size > s->high_wm) {
+    s->flags |= S_WM_ABOVE;
+    s->wm_cb(s, WEFT_WATERMARK_HIGH);
+  }
+  return 0;
+}
+
+int weft_stream_write(weft_write_req *req, weft_stream *s, const weft_buf *bufs,
+                      unsigned nbufs, weft_write_cb cb) {
+  if (req == NULL) return -EINVAL;
+  int err = write_check(s, bufs, nbufs);
+  if (err != 0) return err;
+  req->cb = cb;
+  req->future = NULL;
+  return stream_write(req, s, bufs, nbufs);
+}
+
+/* A write future's cancel hook: a request with no byte on the wire leaves
+ * the queue; one partly written finishes (to keep the byte stream whole),
+ * its settle then failing harmlessly. */
+static void write_cancel(weft_future *f, void *arg) {
+  weft_write_req *req = arg, *prev = NULL, *it;
+  weft_stream *s = req->stream;
+  if (req->status != 0) return;
+  for (it = s->wq_head; it != NULL && it != req; it = it->next) prev = it;
+  if (it == NULL) return; /* already written: in `done` */
+  if (prev) prev->next = req->next;
+  else s->wq_head = req->next;
+  if (s->wq_tail == req) s->wq_tail = prev;
+  s->wq_size -= req_remaining(req);
+  update(s);
+  req->future = NULL;
+  write_release(req);
+  weft__net *net = weft__net_get(s->base.loop);
+  req->next = net->free_wreqs;
+  net->free_wreqs = req;
+  weft_future_unref(f);
+  check_low(s);
+}
+
+int weft_stream_write_future(weft_stream *s, const weft_buf *bufs,
+                             unsigned nbufs, weft_future **out) {
+  if (out == NULL) return -EINVAL;
+  int err = write_check(s, bufs, nbufs);
+  if (err != 0) return err;
+  weft__net *net = weft__net_get(s->base.loop);
+  if (net == NULL) return -ENOMEM;
+  weft_write_req *req = net->free_wreqs;
+  if (req == NULL && (req = weft__malloc(sizeof *req)) == NULL) return -ENOMEM;
+  else if (req == net->free_wreqs) net->free_wreqs = req->next;
+  weft_future *f;
+  err = weft_future_new(s->base.loop, &f);
+  if (err != 0) goto fail;
+  size_t total = 0;
+  for (unsigned i = 0; i < nbufs; i++) total += bufs[i].len;
+  req->data = (void *)(uintptr_t)total;
+  req->cb = NULL;
+  req->future = f;
+  err = stream_write(req, s, bufs, nbufs);
+  if (err != 0) {
+    weft_future_unref(f);
+    goto fail;
+  }
+  weft_future_on_cancel(f, write_cancel, req);
+  *out = weft_future_ref(f); /* one for the caller, one for the request */
+  return 0;
+fail:
+  req->next = net->free_wreqs;
+  net->free_wreqs = req;
+  return err;
+}
+
+size_t weft_stream_write_queue_size(const weft_stream *s) {
+  return s ? s->wq_size : 0;
+}
+
+int weft_stream_set_watermarks(weft_stream *s, size_t high, size_t low,
+                               weft_watermark_cb cb) {
+  if (s == NULL || s->base.ops == NULL || low > high || high > UINT32_MAX)
+    return -EINVAL;
+  s->high_wm = (uint32_t)high;
+  s->low_wm = (uint32_t)low;
+  s->wm_cb = cb;
+  if (cb == NULL) s->flags &= ~S_WM_ABOVE;
+  return 0;
+}
+
+bool weft_stream_is_writable(const weft_stream *s) {
+  return s != NULL && weft__handle_usable(&s->base) &&
+         (s->flags & (S_CONNECTED | S_CONNECTING)) && !(s->flags & S_SHUT_REQ);
+}
+
+int weft_stream_shutdown(weft_shutdown_req *req, weft_stream *s,
+                         weft_shutdown_cb cb) {
+  if (req == NULL || s == NULL || !weft__handle_usable(&s->base)) return -EINVAL;
+  if (!(s->flags & (S_CONNECTED | S_CONNECTING))) return -ENOTCONN;
+  if (s->flags & S_SHUT_REQ) return -EALREADY;
+  if (!(s->flags & S_SOCKET)) {
+    int fl = fcntl(weft__stream_fd(s), F_GETFL);
+    if (fl < 0 || (fl & O_ACCMODE) != O_WRONLY) return -ENOTSOCK;
+  }
+  weft__net *net = weft__net_get(s->base.loop);
+  if (net == NULL) return -ENOMEM;
+  int err = weft__net_reserve(net);
+  if (err != 0) return err;
+  req->stream = s;
+  req->cb = cb;
+  req->status = 0;
+  s->shutdown_req = req;
+  s->flags |= S_SHUT_REQ;
+  if (s->wq_head == NULL && (s->flags & S_CONNECTED)) {
+    do_shutdown(s);
+    weft__net_schedule(net, &s->base);
+  }
+  update(s);
+  return 0;
+}
+
+/* ---- reading -------------------------------------------------------------- */
+
+static void read_error(weft_stream *s, ssize_t err, const weft_buf *buf) {
+  s->flags &= ~S_READING;
+  update(s);
+  s->u.r.read_cb(s, err, buf);
+}
+
+/* EV_READ on a connected stream: read until the kernel runs dry, the cap
+ * is reached or the user stops. */
+static void on_readable(weft_stream *s) {
+  weft__net *net = weft__net_get(s->base.loop);
+  size_t budget = WEFT_STREAM_READ_CAP;
+  int fd = weft__stream_fd(s);
+  while ((s->flags & S_READING) && budget > 0) {
+    weft_buf buf = {net->slab, WEFT_STREAM_SLAB_SIZE};
+    if (s->u.r.alloc_cb) {
+      buf = (weft_buf){NULL, 0};
+      s->u.r.alloc_cb(s, WEFT_STREAM_SLAB_SIZE, &buf);
+      if (!(s->flags & S_READING)) return; /* stopped in alloc_cb */
+      if (buf.base == NULL || buf.len == 0) {
+        s->u.r.read_cb(s, -ENOBUFS, &buf);
+        return;
+      }
+    }
+    ssize_t n = (s->flags & S_SOCKET) ? recv(fd, buf.base, buf.len, 0)
+                                      : read(fd, buf.base, buf.len);
+    if (n > 0) {
+      budget = (size_t)n >= budget ? 0 : budget - (size_t)n;
+      s->u.r.read_cb(s, n, &buf);
+      if ((size_t)n < buf.len) return; /* drained: skip the EAGAIN read */
+    } else if (n == 0) {
+      read_error(s, WEFT_EOF, &buf);
+    } else if (errno == EAGAIN || errno == EWOULDBLOCK) {
+      if (s->u.r.alloc_cb) s->u.r.read_cb(s, 0, &buf); /* buffer back */
+      return;
+    } else if (errno != EINTR) {
+      read_error(s, -errno, &buf);
+    }
+  }
+}
+
+int weft_stream_read_start(weft_stream *s, weft_alloc_cb alloc_cb,
+                           weft_read_cb read_cb) {
+  if (s == NULL || read_cb == NULL || !weft__handle_usable(&s->base) ||
+      (s->flags & S_LISTENING))
+    return -EINVAL;
+  if (!(s->flags & (S_CONNECTED | S_CONNECTING)) || weft__stream_fd(s) < 0)
+    return -ENOTCONN;
+  weft__net *net = weft__net_get(s->base.loop);
+  if (net == NULL) return -ENOMEM;
+  if (net->slab == NULL && alloc_cb == NULL) {
+    net->slab = weft__malloc(WEFT_STREAM_SLAB_SIZE);
+    if (net->slab == NULL) return -ENOMEM;
+  }
+  s->u.r.alloc_cb = alloc_cb;
+  s->u.r.read_cb = read_cb;
+  s->flags |= S_READING;
+  update(s);
+  return 0;
+}
+
+int weft_stream_read_stop(weft_stream *s) {
+  if (s == NULL || s->base.ops == NULL) return -EINVAL;
+  if (!(s->flags & S_READING)) return 0;
+  s->flags &= ~S_READING;
+  update(s);
+  return 0;
+}
+
+bool weft_stream_is_reading(const weft_stream *s) {
+  return s != NULL && (s->flags & S_READING) != 0;
+}
+
+int weft_stream_fileno(const weft_stream *s) {
+  if (s == NULL || s->base.ops == NULL) return -EINVAL;
+  int fd = weft__stream_fd(s);
+  return fd >= 0 ? fd : -EBADF;
+}
+
+/* ---- connecting ------------------------------------------------------------ */
+
+int weft__stream_connect(weft_stream *s, weft_connect_req *req,
+                         weft_connect_cb cb, bool in_progress) {
+  req->stream = s;
+  req->cb = cb;
+  req->status = 0;
+  s->connect_req = req;
+  if (in_progress) {
+    s->flags |= S_CONNECTING;
+  } else {
+    s->flags |= S_CONNECTED | S_CONNECT_DONE;
+    weft__net_schedule(weft__net_get(s->base.loop), &s->base);
+  }
+  update(s);
+  return 0;
+}
+
+void weft__stream_abort_writes(weft_stream *s, int status) {
+  for (weft_write_req *r; (r = s->wq_head) != NULL;) {
+    s->wq_head = r->next;
+    done_push(s, r, status);
+  }
+  s->wq_tail = NULL;
+  s->wq_size = 0;
+  if (s->done_head == NULL) return;
+  weft__net *net = weft__net_get(s->base.loop);
+  if (weft__net_reserve(net) == 0) weft__net_schedule(net, &s->base);
+  /* else they are delivered by the next run or the close */
+}
+
+/* The socket became writable while connecting: the connect is settled. */
+static void on_connected(weft_stream *s) {
+  int err = 0;
+  socklen_t len = sizeof err;
+  if (getsockopt(weft__stream_fd(s), SOL_SOCKET, SO_ERROR, &err, &len) < 0)
+    err = errno;
+  if (err == EINPROGRESS) return;
+  s->flags &= ~S_CONNECTING;
+  s->connect_req->status = -err;
+  s->flags |= S_CONNECT_DONE;
+  if (err == 0) {
+    s->flags |= S_CONNECTED;
+  } else { /* writes queued behind the connect fail with its error */
+    weft__stream_abort_writes(s, -err);
+    weft__stream_reset(s);
+  }
+  update(s);
+  weft__stream_deliver(s);
+}
+
+/* ---- listening and accepting ----------------------------------------------- */
+
+int weft__stream_listen(weft_stream *s, int backlog, weft_connection_cb cb) {
+  if (s == NULL || cb == NULL || !weft__handle_usable(&s->base) ||
+      weft__stream_fd(s) < 0 ||
+      (s->flags & (S_LISTENING | S_READING | S_CONNECTED | S_CONNECTING)))
+    return -EINVAL;
+  if (weft__net_get(s->base.loop) == NULL) return -ENOMEM;
+  if (listen(weft__stream_fd(s), backlog > 0 ? backlog : SOMAXCONN) < 0)
+    return -errno;
+  s->u.connection_cb = cb;
+  s->flags |= S_LISTENING;
+  update(s);
+  return 0;
+}
+
+static void accept_pause(weft_stream *s) {
+  weft__net *net = weft__net_get(s->base.loop);
+  s->flags |= S_ACCEPT_PAUSED;
+  weft__list_push_back(&net->paused, weft__pend_node(&s->base));
+  if (!ev_is_active(&net->accept_timer)) {
+    ev_timer_set(&net->accept_timer, WEFT__ACCEPT_RETRY_S, 0.);
+    ev_timer_start(s->base.loop->ev, &net->accept_timer);
+    ev_unref(s->base.loop->ev);
+  }
+}
+
+static void on_acceptable(weft_stream *s) {
+  int fd = weft__stream_fd(s);
+  for (int i = 0; i < ACCEPT_CAP && (s->flags & S_LISTENING) &&
+                  !(s->flags & S_ACCEPT_WAIT);
+       i++) {
+    int c = accept4(fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+    if (c < 0) {
+      if (errno == EAGAIN || errno == EWOULDBLOCK) break;
+      if (errno == EINTR || errno == ECONNABORTED) continue;
+      if (errno == EMFILE || errno == ENFILE) {
+        accept_pause(s);
+        break;
+      }
+      s->u.connection_cb(s, -errno);
+      continue;
+    }
+    s->accepted_fd = c;
+    s->flags |= S_ACCEPT_WAIT;
+    s->u.connection_cb(s, 0);
+  }
+  update(s);
+}
+
+void weft__stream_accept_resume(weft_stream *s) {
+  s->flags &= ~S_ACCEPT_PAUSED;
+  on_acceptable(s);
+}
+
+int weft_stream_accept(weft_stream *server, weft_stream *client) {
+  if (server == NULL || client == NULL || !weft__handle_usable(&server->base) ||
+      !weft__handle_usable(&client->base) ||
+      server->base.ops != client->base.ops || !(server->flags & S_LISTENING) ||
+      weft__stream_fd(client) >= 0)
+    return -EINVAL;
+  if (!(server->flags & S_ACCEPT_WAIT)) return -EAGAIN;
+  int err = weft__stream_set_fd(client, server->accepted_fd,
+                                S_SOCKET | S_CONNECTED);
+  if (err != 0) return err;
+  server->accepted_fd = -1;
+  server->flags &= ~S_ACCEPT_WAIT;
+  update(server);
+  return 0;
+}
+
+/* ---- the watcher and closing ------------------------------------------------ */
+
+static void on_io(struct ev_loop *ev, ev_io *w, int revents) {
+  WEFT__UNUSED(ev);
+  weft_stream *s = w->data;
+  if (s->flags & S_LISTENING) {
+    on_acceptable(s);
+    return;
+  }
+  if ((revents & EV_WRITE) && (s->flags & S_CONNECTING)) on_connected(s);
+  else if (revents & EV_WRITE) on_writable(s);
+  if ((revents & EV_READ) && (s->flags & S_READING)) on_readable(s);
+}
+
+void weft__stream_close(weft_handle *h) {
+  weft_stream *s = (weft_stream *)h;
+  weft__io_stop(h->loop, IO(s));
+  s->flags &= ~(S_READING | S_LISTENING);
+  if (s->accepted_fd >= 0) close(s->accepted_fd);
+  s->accepted_fd = -1;
+  if (IO(s)->fd >= 0) close(IO(s)->fd);
+  ev_io_set(IO(s), -1, 0);
+  weft__list *node = weft__pend_node(h);
+  if (s->flags & S_ACCEPT_PAUSED) weft__list_unlink(node);
+  s->flags &= ~S_ACCEPT_PAUSED;
+  weft__net_fd_freed(h->loop);
+}
+
+/* Close phase: finished work gets its real status, the rest -ECANCELED,
+ * all before the close callback. */
+void weft__stream_finish(weft_handle *h) {
+  weft_stream *s = (weft_stream *)h;
+  weft__list *node = weft__pend_node(h);
+  if (weft__list_linked(node)) weft__list_unlink(node);
+  if (s->connect_req && !(s->flags & S_CONNECT_DONE))
+    s->connect_req->status = -ECANCELED;
+  for (weft_write_req *r; (r = s->wq_head) != NULL;) {
+    s->wq_head = r->next;
+    done_push(s, r, -ECANCELED);
+  }
+  s->wq_tail = NULL;
+  s->wq_size = 0;
+  if (s->shutdown_req && !(s->flags & S_SHUT_DONE))
+    s->shutdown_req->status = -ECANCELED;
+  s->flags |= S_CONNECT_DONE | S_SHUT_DONE;
+  if (s->connect_req) connect_complete(s);
+  for (weft_write_req *r; (r = s->done_head) != NULL;) {
+    s->done_head = r->next;
+    write_complete(r, r->status);
+  }
+  s->done_tail = NULL;
+  if (s->shutdown_req) shutdown_complete(s);
+}

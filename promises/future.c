@@ -1,0 +1,474 @@
+/* weft — the future: states, references, the free list, the ready queue.
+ *
+ * Every future, and every internal continuation node, is one 64-byte struct
+ * drawn from a per-loop free list refilled in slabs, so steady state never
+ * allocates. A settled future's continuations move, in registration order,
+ * onto the loop's ready queue (an intrusive list through `next`), which one
+ * weft_call_soon() task drains: settling never allocates and never runs a
+ * continuation inline. Continuation lists are kept newest-first (one pointer
+ * per future) and reversed when they move. */
+#include <stdio.h>
+
+#include "internal.h"
+
+#define SLAB_N 63u          /* futures per slab (one block of ~4 KiB) */
+#define DRAIN_BUDGET 4096u  /* continuations per drain task, then requeue */
+
+_Static_assert(sizeof(weft_future) <= 64, "a future must fit in 64 bytes");
+
+typedef struct slab {
+  struct slab *next;
+  weft_future f[SLAB_N];
+} slab;
+
+typedef weft__fmod fmod;
+
+static void teardown(weft_loop *loop, void *state) {
+  WEFT__UNUSED(loop);
+  fmod *m = state;
+  while (m->slabs != NULL) {
+    slab *s = m->slabs;
+    m->slabs = s->next;
+    weft__free(s);
+  }
+  /* every holder, idle or not: by now their timers are closed (a loop is
+   * freed only once its handles are), whoever closed them */
+  while (m->timers != NULL) {
+    void *t = m->timers;
+    m->timers = *(void **)t;
+    weft__free(t);
+  }
+  weft__free(m);
+}
+
+static fmod *mod_get(weft_loop *loop) {
+  fmod *m = weft__module_get(loop, WEFT__MOD_FUTURE);
+  if (m != NULL) return m;
+  m = weft__calloc(1, sizeof *m);
+  if (m == NULL) return NULL;
+  m->loop = loop;
+  weft__module_set(loop, WEFT__MOD_FUTURE, m, teardown);
+  return m;
+}
+
+static int refill(fmod *m) {
+  slab *s = weft__malloc(sizeof *s);
+  if (s == NULL) return -ENOMEM;
+  s->next = m->slabs;
+  m->slabs = s;
+  for (unsigned i = SLAB_N; i-- > 0;) {
+    s->f[i].next = m->free;
+    m->free = &s->f[i];
+  }
+  return 0;
+}
+
+int weft__future_alloc_slow(weft_loop *loop, uint8_t kind, weft_future **out) {
+  fmod *m = mod_get(loop);
+  if (m == NULL) return -ENOMEM;
+  if (m->free == NULL && refill(m) != 0) return -ENOMEM;
+  return weft__future_alloc(loop, kind, out);
+}
+
+int weft_future_new(weft_loop *loop, weft_future **out) {
+  if (loop == NULL || out == NULL) return -EINVAL;
+  return weft__future_alloc(loop, K_PLAIN, out);
+}
+
+size_t weft_future_size(void) { return sizeof(weft_future); }
+
+weft_future *weft_future_ref(weft_future *f) {
+  if (f != NULL) f->refs++;
+  return f;
+}
+
+/* ---- freeing ------------------------------------------------------------- */
+
+static void default_unhandled(weft_loop *loop, int err, void *arg) {
+  WEFT__UNUSED(loop);
+  WEFT__UNUSED(arg);
+  fprintf(stderr, "weft: a future was rejected and nobody observed it: %s (%s)\n",
+          weft_strerror(err), weft_err_name(err));
+}
+
+int weft_future_set_unhandled_hook(weft_loop *loop, weft_unhandled_cb cb,
+                                   void *arg) {
+  if (loop == NULL) return -EINVAL;
+  fmod *m = mod_get(loop);
+  if (m == NULL) return -ENOMEM;
+  m->unhandled = cb;
+  m->unhandled_arg = arg;
+  return 0;
+}
+
+static inline bool is_derived(uint8_t kind) {
+  return kind >= K_THEN && kind <= K_ADOPT;
+}
+static inline bool is_agg(uint8_t kind) {
+  return kind >= K_ALL && kind <= K_TIMEOUT;
+}
+
+/* Drops a reference; a future reaching 0 joins `todo` (linked by `next`,
+ * which no list uses any more: every list holds a reference). */
+static inline void drop(weft_future *f, weft_future **todo) {
+  if (f != NULL && --f->refs == 0) {
+    f->next = *todo;
+    *todo = f;
+  }
+}
+
+static void release_one(weft_future *f, weft_future **todo) {
+  fmod *m = weft__module_get(f->loop, WEFT__MOD_FUTURE);
+  if (f->state == WEFT_FUTURE_REJECTED && !(f->flags & F_OBSERVED)) {
+    if (m->unhandled != NULL)
+      m->unhandled(f->loop, (int)f->v.i, m->unhandled_arg);
+    else
+      default_unhandled(f->loop, (int)f->v.i, NULL);
+  }
+  if (f->state == WEFT_FUTURE_FULFILLED && (f->flags & F_PTR) &&
+      f->u.dtor != NULL)
+    f->u.dtor(f->v.p);
+  if (is_agg(f->kind)) {
+    /* detach the nodes: they may outlive us in their inputs' lists */
+    for (weft_future *n = f->src, *nx; n != NULL; n = nx) {
+      nx = n->waiters;
+      n->waiters = NULL;
+      n->u.h.arg = NULL;
+      drop(n, todo);
+    }
+  } else {
+    drop(f->src, todo);
+  }
+  f->next = m->free;
+  m->free = f;
+}
+
+/* Iterative, so that freeing the end of a long chain cannot overflow the
+ * stack. */
+static void release(weft_future *f) {
+  weft_future *todo = f;
+  f->next = NULL;
+  while (todo != NULL) {
+    weft_future *x = todo;
+    todo = x->next;
+    release_one(x, &todo);
+  }
+}
+
+/* The common case, a future with nothing to report, destroy or let go of,
+ * goes straight back to the free list. */
+static inline void unref(weft_future *f) {
+  if (--f->refs != 0) return;
+  if (f->src == NULL && f->state != WEFT_FUTURE_REJECTED &&
+      !(f->flags & F_PTR) && !is_agg(f->kind)) {
+    fmod *m = weft__module_get(f->loop, WEFT__MOD_FUTURE);
+    f->next = m->free;
+    m->free = f;
+    return;
+  }
+  release(f);
+}
+
+void weft_future_unref(weft_future *f) {
+  if (f != NULL) unref(f);
+}
+
+/* ---- the ready queue ------------------------------------------------------ */
+
+static void drain(void *arg);
+
+static void schedule(fmod *m) {
+  /* weft_call_soon only fails if its ring must grow and cannot; the next
+   * enqueue retries */
+  if (!m->scheduled && weft_call_soon(m->loop, drain, m) == 0)
+    m->scheduled = true;
+}
+
+/* Appends a newest-first list (not empty), in registration order. */
+static void enqueue_list(weft_loop *loop, weft_future *list) {
+  fmod *m = weft__module_get(loop, WEFT__MOD_FUTURE);
+  weft_future *rev = list, *last = list;
+  if (list->next != NULL) { /* the common case is one continuation */
+    rev = NULL;
+    while (list != NULL) {
+      weft_future *nx = list->next;
+      list->next = rev;
+      rev = list;
+      list = nx;
+    }
+  }
+  if (m->rq_tail != NULL) m->rq_tail->next = rev;
+  else m->rq_head = rev;
+  m->rq_tail = last;
+  schedule(m);
+}
+
+void weft__future_enqueue(weft_future *f, weft_future *w) {
+  w->next = NULL;
+  enqueue_list(f->loop, w);
+}
+
+bool weft__future_unwait(weft_future *f, weft_future *w) {
+  for (weft_future **p = &f->waiters; *p != NULL; p = &(*p)->next) {
+    if (*p == w) {
+      *p = w->next;
+      w->next = NULL;
+      weft_future_unref(w);
+      return true;
+    }
+  }
+  return false;
+}
+
+void weft__future_settle(weft_future *f, uint8_t state) {
+  f->state = state;
+  weft_future *list = f->waiters;
+  if (list == NULL) return;
+  f->waiters = NULL;
+  enqueue_list(f->loop, list);
+}
+
+void weft__future_pass(weft_future *f, weft_future *src) {
+  src->flags |= F_OBSERVED;
+  f->v = src->v;
+  f->flags = (uint8_t)((f->flags & ~F_VALUE) | (src->flags & F_VALUE));
+  if (src->state == WEFT_FUTURE_FULFILLED) f->u.dtor = NULL; /* borrowed */
+  weft__future_settle(f, src->state);
+}
+
+/* A derived future no longer needs its input once settled, unless it
+ * borrows the input's pointer value. */
+static void drop_src(weft_future *w) {
+  weft_future *s = w->src;
+  if (s == NULL || !is_derived(w->kind) || w->state == WEFT_FUTURE_PENDING)
+    return; /* pending: it adopted s */
+  if (w->state == WEFT_FUTURE_FULFILLED && (w->flags & F_PTR) &&
+      s->state == WEFT_FUTURE_FULFILLED && s->v.p == w->v.p)
+    return;
+  w->src = NULL;
+  unref(s);
+}
+
+/* Runs a derived future's continuation. The future's reference to its
+ * input moves into `in` for the call (so `in` stays valid even if the
+ * continuation adopts another future), and afterwards is kept only if the
+ * future borrows the input's pointer value. */
+static void fire_derived(weft_future *w) {
+  weft_future *in = w->src;
+  if (w->state != WEFT_FUTURE_PENDING || in == NULL) return;
+  in->flags |= F_OBSERVED;
+  if (w->kind == K_ADOPT) {
+    weft__future_pass(w, in);
+    drop_src(w);
+    return;
+  }
+  bool ok = in->state == WEFT_FUTURE_FULFILLED;
+  weft_then_fn fn;
+  switch (w->kind) {
+  case K_THEN: fn = ok ? (weft_then_fn)w->u.h.fn : NULL; break;
+  case K_CATCH: fn = ok ? NULL : (weft_then_fn)w->u.h.fn; break;
+  case K_BOTH: fn = ok ? (weft_then_fn)w->u.h.fn : w->v.fn2; break;
+  default: fn = (weft_then_fn)w->u.h.fn; break;
+  }
+  int rc = 0;
+  if (fn != NULL) {
+    w->src = NULL;
+    w->flags |= F_RUNNING;
+    rc = fn(in, w->kind == K_FINALLY ? NULL : w, w->u.h.arg);
+    w->flags &= (uint8_t)~F_RUNNING;
+    if (w->kind == K_ADOPT) { /* it holds the adopted future instead */
+      unref(in);
+      return;
+    }
+    w->src = in;
+    if (w->state != WEFT_FUTURE_PENDING) { /* settled by the continuation */
+      drop_src(w);
+      return;
+    }
+  }
+  if (rc < 0) {
+    w->v.i = rc;
+    w->flags &= (uint8_t)~F_VALUE;
+    weft__future_settle(w, WEFT_FUTURE_REJECTED);
+  } else {
+    weft__future_pass(w, in);
+  }
+  drop_src(w);
+}
+
+static void fire(weft_future *w) {
+  if (w->kind == K_CB) {
+    if (!(w->flags & F_REMOVED))
+      ((weft_future_cb)w->u.h.fn)(w->src, w->u.h.arg);
+  } else if (w->kind == K_NODE) {
+    weft__agg_fire(w);
+  } else {
+    fire_derived(w);
+  }
+}
+
+static void drain(void *arg) {
+  fmod *m = arg;
+  m->scheduled = false;
+  for (unsigned budget = DRAIN_BUDGET; m->rq_head != NULL && budget-- != 0;) {
+    weft_future *w = m->rq_head;
+    m->rq_head = w->next;
+    if (m->rq_head == NULL) m->rq_tail = NULL;
+    w->next = NULL;
+    fire(w);
+    unref(w); /* the queue's reference */
+  }
+  if (m->rq_head != NULL) schedule(m);
+}
+
+/* ---- producer side ----------------------------------------------------- */
+
+static int settle_check(const weft_future *f) {
+  if (f == NULL) return -EINVAL;
+  if (f->state != WEFT_FUTURE_PENDING) return -EALREADY;
+  if (f->kind == K_PLAIN) return 0;
+  /* a derived future is decided by its continuation, while it runs */
+  if (is_derived(f->kind) && f->kind != K_ADOPT && (f->flags & F_RUNNING))
+    return 0;
+  return -EBUSY;
+}
+
+
+int weft_future_resolve(weft_future *f, void *value, weft_dtor dtor) {
+  int err = settle_check(f);
+  if (err != 0) return err;
+  f->v.p = value;
+  f->flags = (uint8_t)((f->flags & ~F_VALUE) | F_PTR);
+  f->u.dtor = dtor;
+  weft__future_settle(f, WEFT_FUTURE_FULFILLED);
+  return 0;
+}
+
+int weft_future_resolve_i64(weft_future *f, int64_t v) {
+  int err = settle_check(f);
+  if (err != 0) return err;
+  f->v.i = v;
+  f->flags &= (uint8_t)~F_VALUE;
+  f->u.dtor = NULL;
+  weft__future_settle(f, WEFT_FUTURE_FULFILLED);
+  return 0;
+}
+
+int weft_future_resolve_f64(weft_future *f, double v) {
+  int err = settle_check(f);
+  if (err != 0) return err;
+  f->v.d = v;
+  f->flags = (uint8_t)((f->flags & ~F_VALUE) | F_F64);
+  f->u.dtor = NULL;
+  weft__future_settle(f, WEFT_FUTURE_FULFILLED);
+  return 0;
+}
+
+int weft_future_reject(weft_future *f, int err) {
+  if (f == NULL || err >= 0) return -EINVAL;
+  int rc = settle_check(f);
+  if (rc != 0) return rc;
+  f->v.i = err;
+  f->flags &= (uint8_t)~F_VALUE;
+  weft__future_settle(f, WEFT_FUTURE_REJECTED);
+  return 0;
+}
+
+/* Cancels f; returns the source to cancel next (with a reference), if f is
+ * a derived future and was its source's only consumer. */
+static weft_future *cancel_one(weft_future *f) {
+  uint8_t kind = f->kind;
+  weft__fn hook = f->u.h.fn;
+  void *harg = f->u.h.arg;
+  weft_future *next = NULL;
+  if (is_derived(kind) && f->src != NULL) {
+    weft_future *s = f->src;
+    f->src = NULL;
+    if (s->state == WEFT_FUTURE_PENDING) {
+      bool sole = weft__future_sole(s, f);
+      weft__future_unwait(s, f); /* the caller still holds f */
+      if (sole) next = weft_future_ref(s);
+    }
+    weft_future_unref(s);
+  }
+  f->v.i = -ECANCELED;
+  f->flags &= (uint8_t)~F_VALUE;
+  weft__future_settle(f, WEFT_FUTURE_CANCELLED);
+  if (kind == K_PLAIN && hook != NULL)
+    ((weft_future_cancel_cb)hook)(f, harg);
+  else if (kind == K_SLEEP || kind == K_TIMEOUT)
+    weft__timed_cancel(f);
+  if (is_agg(kind)) weft__agg_cancel(f);
+  return next;
+}
+
+int weft_future_cancel(weft_future *f) {
+  if (f == NULL) return -EINVAL;
+  if (f->state != WEFT_FUTURE_PENDING) return -EALREADY;
+  weft_future_ref(f);
+  /* iterative along a chain of sole consumers */
+  for (weft_future *x = f; x != NULL;) {
+    weft_future *next = cancel_one(x);
+    weft_future_unref(x);
+    x = next;
+    if (x != NULL && x->state != WEFT_FUTURE_PENDING) {
+      weft_future_unref(x);
+      x = NULL;
+    }
+  }
+  return 0;
+}
+
+int weft_future_on_cancel(weft_future *f, weft_future_cancel_cb cb, void *arg) {
+  if (f == NULL || cb == NULL) return -EINVAL;
+  if (f->state != WEFT_FUTURE_PENDING) return -EALREADY;
+  if (f->kind != K_PLAIN) return -EBUSY;
+  f->u.h.fn = (weft__fn)cb;
+  f->u.h.arg = arg;
+  return 0;
+}
+
+/* ---- inspection ------------------------------------------------------------ */
+
+weft_future_state weft_future_state_get(const weft_future *f) {
+  return f ? (weft_future_state)f->state : WEFT_FUTURE_PENDING;
+}
+
+int weft_future_error(const weft_future *f) {
+  if (f == NULL) return -EINVAL;
+  if (f->state == WEFT_FUTURE_PENDING || f->state == WEFT_FUTURE_FULFILLED)
+    return 0;
+  ((weft_future *)f)->flags |= F_OBSERVED;
+  return (int)f->v.i;
+}
+
+void *weft_future_value(const weft_future *f) {
+  return f && f->state == WEFT_FUTURE_FULFILLED && (f->flags & F_PTR)
+             ? f->v.p : NULL;
+}
+
+int64_t weft_future_value_i64(const weft_future *f) {
+  return f && f->state == WEFT_FUTURE_FULFILLED && !(f->flags & F_VALUE)
+             ? f->v.i : 0;
+}
+
+double weft_future_value_f64(const weft_future *f) {
+  return f && f->state == WEFT_FUTURE_FULFILLED && (f->flags & F_F64)
+             ? f->v.d : 0.0;
+}
+
+weft_loop *weft_future_loop(const weft_future *f) { return f ? f->loop : NULL; }
+
+/* on_settled nodes of f already in the ready queue are marked, not moved. */
+int weft__ready_mark_removed(weft_future *f, weft_future_cb cb, void *arg) {
+  fmod *m = weft__module_get(f->loop, WEFT__MOD_FUTURE);
+  int n = 0;
+  for (weft_future *w = m ? m->rq_head : NULL; w != NULL; w = w->next) {
+    if (w->kind == K_CB && w->src == f && !(w->flags & F_REMOVED) &&
+        w->u.h.fn == (weft__fn)cb && w->u.h.arg == arg) {
+      w->flags |= F_REMOVED;
+      n++;
+    }
+  }
+  return n;
+}

@@ -1,0 +1,209 @@
+/* weft — a bounded queue of void * between futures-driven tasks, which
+ * worker threads can feed.
+ *
+ * The loop side is a ring plus two wait lists (getters while empty,
+ * putters while full). Threads reserve a slot under `mu` (blocking on
+ * `space` while the queue and the items already on their way fill it),
+ * then post the item to the loop, where it lands in the reserved slot or
+ * goes straight to a waiting getter. `len` and `reserved` change only
+ * under `mu`, so a thread's room check sees what the loop sees. */
+#include <pthread.h>
+
+#include "internal.h"
+
+struct weft_queue {
+  weft_loop *loop;
+  void **ring;
+  size_t cap, head;
+  weft_dtor dtor;
+  weft__waitq getters, putters;
+  pthread_mutex_t mu;
+  pthread_cond_t space;
+  size_t len;      /* items in the ring (under mu) */
+  size_t reserved; /* thread items on their way (under mu) */
+  bool closed;     /* (under mu) */
+};
+
+typedef struct ts_item {
+  weft_queue *q;
+  void *item;
+} ts_item;
+
+int weft_queue_new(weft_loop *loop, size_t capacity, weft_dtor dtor,
+                   weft_queue **out) {
+  if (loop == NULL || out == NULL || capacity == 0 ||
+      capacity > SIZE_MAX / sizeof(void *))
+    return -EINVAL;
+  weft_queue *q = weft__calloc(1, sizeof *q);
+  if (q == NULL) return -ENOMEM;
+  q->ring = weft__malloc(capacity * sizeof *q->ring);
+  if (q->ring == NULL) {
+    weft__free(q);
+    return -ENOMEM;
+  }
+  pthread_mutex_init(&q->mu, NULL);
+  pthread_cond_init(&q->space, NULL);
+  q->loop = loop;
+  q->cap = capacity;
+  q->dtor = dtor;
+  *out = q;
+  return 0;
+}
+
+static void ring_push(weft_queue *q, void *item) {
+  q->ring[(q->head + q->len) % q->cap] = item;
+  q->len++;
+}
+
+static void *ring_pop(weft_queue *q) {
+  void *item = q->ring[q->head];
+  q->head = (q->head + 1) % q->cap;
+  q->len--;
+  return item;
+}
+
+/* Gives item to the oldest pending getter; false if there is none. */
+static bool hand_to_getter(weft_queue *q, void *item) {
+  for (weft_future *g; (g = weft__waitq_pop(&q->getters)) != NULL;) {
+    int err = weft_future_resolve(g, item, NULL);
+    weft_future_unref(g);
+    if (err == 0) return true;
+  }
+  return false;
+}
+
+/* The future is drawn first, so that a failure leaves the item with the
+ * caller and the queue untouched. */
+int weft_queue_put(weft_queue *q, void *item, weft_future **out) {
+  if (q == NULL || out == NULL) return -EINVAL;
+  weft_future *f;
+  int err = weft__future_alloc(q->loop, K_PLAIN, &f);
+  if (err != 0) return err;
+  pthread_mutex_lock(&q->mu);
+  if (q->closed) {
+    err = WEFT_ECLOSED;
+  } else if (hand_to_getter(q, item)) {
+    weft_future_resolve_i64(f, 0);
+  } else if (q->len + q->reserved < q->cap) {
+    ring_push(q, item);
+    weft_future_resolve_i64(f, 0);
+  } else {
+    f->v.p = item; /* a pending future's value field is free */
+    weft__waitq_push(&q->putters, weft_future_ref(f));
+  }
+  pthread_mutex_unlock(&q->mu);
+  if (err != 0) weft_future_unref(f);
+  else *out = f;
+  return err;
+}
+
+/* A slot was freed: the oldest waiting putter takes it, else a thread. */
+static void refill(weft_queue *q) {
+  for (weft_future *p; (p = weft__waitq_pop(&q->putters)) != NULL;) {
+    void *item = p->v.p;
+    int err = weft_future_resolve_i64(p, 0);
+    weft_future_unref(p);
+    if (err == 0) {
+      ring_push(q, item);
+      return;
+    }
+  }
+  pthread_cond_signal(&q->space);
+}
+
+int weft_queue_get(weft_queue *q, weft_future **out) {
+  if (q == NULL || out == NULL) return -EINVAL;
+  weft_future *f;
+  int err = weft__future_alloc(q->loop, K_PLAIN, &f);
+  if (err != 0) return err;
+  pthread_mutex_lock(&q->mu);
+  if (q->len != 0) {
+    weft_future_resolve(f, ring_pop(q), NULL);
+    refill(q);
+  } else if (q->closed) {
+    err = WEFT_ECLOSED;
+  } else {
+    weft__waitq_push(&q->getters, weft_future_ref(f));
+  }
+  pthread_mutex_unlock(&q->mu);
+  if (err != 0) weft_future_unref(f);
+  else *out = f;
+  return err;
+}
+
+static void ts_arrive(void *arg) {
+  ts_item *m = arg;
+  weft_queue *q = m->q;
+  pthread_mutex_lock(&q->mu);
+  q->reserved--;
+  if (hand_to_getter(q, m->item)) pthread_cond_signal(&q->space);
+  else ring_push(q, m->item); /* its slot was reserved */
+  pthread_mutex_unlock(&q->mu);
+  weft__free(m);
+}
+
+static void unreserve(weft_queue *q) {
+  pthread_mutex_lock(&q->mu);
+  q->reserved--;
+  pthread_cond_signal(&q->space);
+  pthread_mutex_unlock(&q->mu);
+}
+
+int weft_queue_put_threadsafe(weft_queue *q, void *item) {
+  if (q == NULL) return -EINVAL;
+  ts_item *m = weft__malloc(sizeof *m);
+  if (m == NULL) return -ENOMEM;
+  m->q = q;
+  m->item = item;
+  pthread_mutex_lock(&q->mu);
+  while (!q->closed && q->len + q->reserved >= q->cap)
+    pthread_cond_wait(&q->space, &q->mu);
+  bool closed = q->closed;
+  if (!closed) q->reserved++;
+  pthread_mutex_unlock(&q->mu);
+  int err = closed ? WEFT_ECLOSED : weft_call_soon_threadsafe(q->loop, ts_arrive, m);
+  if (err != 0) {
+    if (!closed) unreserve(q);
+    weft__free(m);
+  }
+  return err;
+}
+
+int weft_queue_close(weft_queue *q) {
+  if (q == NULL) return -EINVAL;
+  pthread_mutex_lock(&q->mu);
+  bool was = q->closed;
+  q->closed = true;
+  pthread_cond_broadcast(&q->space);
+  pthread_mutex_unlock(&q->mu);
+  if (was) return -EALREADY;
+  weft__waitq_fail_all(&q->getters, WEFT_ECLOSED);
+  weft__waitq_fail_all(&q->putters, WEFT_ECLOSED);
+  return 0;
+}
+
+int weft_queue_free(weft_queue *q) {
+  if (q == NULL) return -EINVAL;
+  pthread_mutex_lock(&q->mu);
+  size_t on_way = q->reserved;
+  pthread_mutex_unlock(&q->mu);
+  if (on_way != 0) return -EBUSY;
+  weft_queue_close(q);
+  while (q->len != 0) {
+    void *item = ring_pop(q);
+    if (q->dtor != NULL) q->dtor(item);
+  }
+  pthread_mutex_destroy(&q->mu);
+  pthread_cond_destroy(&q->space);
+  weft__free(q->ring);
+  weft__free(q);
+  return 0;
+}
+
+size_t weft_queue_len(const weft_queue *q) {
+  if (q == NULL) return 0;
+  pthread_mutex_lock((pthread_mutex_t *)&q->mu);
+  size_t n = q->len;
+  pthread_mutex_unlock((pthread_mutex_t *)&q->mu);
+  return n;
+}

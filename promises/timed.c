@@ -1,0 +1,122 @@
+/* weft — sleep and timeout: futures settled by a weft timer.
+ *
+ * Each timed future owns one timer holder while it is pending; the holder
+ * keeps a reference to the future until the timer fires or is stopped, then
+ * its timer is closed and the holder goes back to the loop's idle list when
+ * the close completes (so steady state allocates nothing). Every holder is
+ * also on the loop's list of all holders, which the loop's teardown frees:
+ * a pending sleep whose timer someone else closed (a loop shut down with
+ * weft_walk + weft_close) leaks nothing. */
+#include "internal.h"
+
+typedef struct holder {
+  struct holder *all_next; /* first: teardown frees through it */
+  struct holder *next;     /* the idle list */
+  weft_timer t;
+  weft_future *f;
+} holder;
+
+static int holder_get(weft_loop *loop, holder **out) {
+  weft__fmod *m = weft__fmod_get(loop);
+  holder *h = m->timers_free;
+  if (h != NULL) {
+    m->timers_free = h->next;
+  } else {
+    if ((h = weft__malloc(sizeof *h)) == NULL) return -ENOMEM;
+    h->all_next = m->timers;
+    m->timers = h;
+  }
+  h->next = NULL;
+  h->f = NULL;
+  weft_timer_init(loop, &h->t);
+  h->t.base.data = h;
+  *out = h;
+  return 0;
+}
+
+static void holder_closed(weft_handle *base) {
+  holder *h = base->data;
+  weft__fmod *m = weft__fmod_get(base->loop);
+  h->next = m->timers_free;
+  m->timers_free = h;
+}
+
+/* Detaches f's holder (if any): stops and closes its timer and drops the
+ * holder's reference to f. Also how sleep and timeout are cancelled. */
+void weft__timed_cancel(weft_future *f) {
+  holder *h = f->u.h.arg;
+  if (h == NULL) return;
+  f->u.h.arg = NULL;
+  h->f = NULL;
+  weft_close(&h->t.base, holder_closed);
+  weft_future_unref(f);
+}
+
+static int holder_start(weft_future *f, uint64_t ms, weft_timer_cb cb) {
+  holder *h;
+  int err = holder_get(f->loop, &h);
+  if (err != 0) return err;
+  err = weft_timer_start(&h->t, cb, ms, 0);
+  if (err != 0) {
+    weft_close(&h->t.base, holder_closed);
+    return err;
+  }
+  h->f = weft_future_ref(f);
+  f->u.h.arg = h;
+  return 0;
+}
+
+static void on_sleep(weft_timer *t) {
+  holder *h = t->base.data;
+  weft_future *f = h->f;
+  weft_future_ref(f);
+  weft__timed_cancel(f);
+  f->v.i = 0;
+  f->flags &= (uint8_t)~F_VALUE;
+  weft__future_settle(f, WEFT_FUTURE_FULFILLED);
+  weft_future_unref(f);
+}
+
+int weft_sleep(weft_loop *loop, uint64_t ms, weft_future **out) {
+  if (loop == NULL || out == NULL || ms > WEFT_TIMEOUT_MAX) return -EINVAL;
+  weft_future *f;
+  int err = weft__future_alloc(loop, K_SLEEP, &f);
+  if (err != 0) return err;
+  err = holder_start(f, ms, on_sleep);
+  if (err != 0) {
+    weft_future_unref(f);
+    return err;
+  }
+  *out = f;
+  return 0;
+}
+
+static void on_timeout(weft_timer *t) {
+  holder *h = t->base.data;
+  weft_future *agg = h->f, *inner = agg->src->src;
+  weft_future_ref(agg);
+  weft__timed_cancel(agg);
+  agg->v.i = -ETIMEDOUT;
+  agg->flags &= (uint8_t)~F_VALUE;
+  weft__future_settle(agg, WEFT_FUTURE_REJECTED);
+  weft__agg_detach(agg);
+  if (inner->state == WEFT_FUTURE_PENDING) weft_future_cancel(inner);
+  weft_future_unref(agg);
+}
+
+int weft_future_timeout(weft_future *f, uint64_t ms, weft_future **out) {
+  if (f == NULL || out == NULL || ms > WEFT_TIMEOUT_MAX) return -EINVAL;
+  weft_future *agg;
+  int err = weft__gather(f->loop, &f, 1, K_TIMEOUT, &agg);
+  if (err != 0) return err;
+  agg->u.h.arg = NULL; /* gather's input count is not needed here */
+  err = holder_start(agg, ms, on_timeout);
+  if (err != 0) {
+    /* take the node back out of f's continuations */
+    if (f->state == WEFT_FUTURE_PENDING) weft__future_unwait(f, agg->src);
+    weft_future_unref(agg);
+    return err;
+  }
+  *out = agg;
+  return 0;
+}

@@ -1,0 +1,123 @@
+#!/usr/bin/env bash
+# Runs weft's benchmark programs and prints a comparison table.
+#
+# Usage: O=build scripts/bench.sh [NAME]      (normally via `make bench`)
+#   NAME   run only $O/bench/bench_NAME (e.g. timers); default: all of them.
+# Environment: BENCH_RUNS (repetitions, default 5), BENCH_QUICK=1 (small N).
+#
+# Every program prints one JSON line per (benchmark, impl) on stdout; they
+# all go to bench/results/latest.jsonl (rewritten each run), after one
+# {"meta":...} line describing the machine. A program that fails its own
+# verification exits non-zero: it is reported, the others still run, and
+# this script exits 1.
+set -uo pipefail
+
+root=$(cd "$(dirname "$0")/.." && pwd)
+O=${O:-build}
+case $O in /*) ;; *) O=$root/$O ;; esac
+results=$root/bench/results
+out=$results/latest.jsonl
+
+if [ $# -gt 0 ] && [ -n "$1" ]; then
+  bins=("$O/bench/bench_$1")
+else
+  bins=("$O"/bench/bench_*)
+fi
+for b in "${bins[@]}"; do
+  if [ ! -x "$b" ]; then
+    echo "bench: no benchmark program $b (run 'make O=... benches')" >&2
+    exit 2
+  fi
+done
+
+json_str() { printf '"%s"' "$(printf '%s' "$1" | sed 's/\\/\\\\/g; s/"/\\"/g')"; }
+
+ev_version() {
+  local h=/usr/include/ev.h
+  [ -r "$h" ] || { echo unknown; return; }
+  awk '/define EV_VERSION_MAJOR/ {M=$3} /define EV_VERSION_MINOR/ {m=$3}
+       END {print M "." m}' "$h"
+}
+
+meta() {
+  local cpu
+  cpu=$(awk -F': ' '/^model name/ {print $2; exit}' /proc/cpuinfo 2>/dev/null)
+  printf '{"meta":{"date":%s,"host":%s,"nproc":%s,"cpu":%s,"kernel":%s,' \
+    "$(json_str "$(date -u +%Y-%m-%dT%H:%M:%SZ)")" "$(json_str "$(hostname)")" \
+    "$(nproc)" "$(json_str "${cpu:-unknown}")" "$(json_str "$(uname -r)")"
+  printf '"libuv":%s,"libev":%s,"weft_commit":%s,"runs":%s,"quick":%s}}\n' \
+    "$(json_str "$(pkg-config --modversion libuv 2>/dev/null || echo unknown)")" \
+    "$(json_str "$(ev_version)")" \
+    "$(json_str "$(git -C "$root" rev-parse --short HEAD 2>/dev/null || echo unknown)")" \
+    "${BENCH_RUNS:-5}" "$([ -n "${BENCH_QUICK:-}" ] && [ "${BENCH_QUICK}" != 0 ] && echo true || echo false)"
+}
+
+mkdir -p "$results"
+meta >"$out"
+
+status=0
+i=0
+for b in "${bins[@]}"; do
+  i=$((i + 1))
+  name=${b##*/bench_}
+  echo "bench: [$i/${#bins[@]}] $name (runs=${BENCH_RUNS:-5}${BENCH_QUICK:+, quick})" >&2
+  start=$(date +%s)
+  if "$b" >>"$out"; then
+    echo "bench: [$i/${#bins[@]}] $name done in $(($(date +%s) - start)) s" >&2
+  else
+    echo "bench: [$i/${#bins[@]}] $name FAILED (exit $?)" >&2
+    status=1
+  fi
+done
+
+# The table: per benchmark, each impl's median and its ratio to weft,
+# oriented so that >1 always means weft is better.
+awk '
+function field(line, key,    re, v) {
+  re = "\"" key "\":(\"[^\"]*\"|[^,}]*)"
+  if (!match(line, re)) return ""
+  v = substr(line, RSTART + length(key) + 3, RLENGTH - length(key) - 3)
+  gsub(/"/, "", v)
+  return v
+}
+function human(v, unit,    s) {
+  if (unit == "s") {
+    if (v < 1e-3) return sprintf("%.1f us", v * 1e6)
+    if (v < 1) return sprintf("%.2f ms", v * 1e3)
+    return sprintf("%.3f s", v)
+  }
+  if (v >= 1e9) return sprintf("%.2f G%s", v / 1e9, unit)
+  if (v >= 1e6) return sprintf("%.2f M%s", v / 1e6, unit)
+  if (v >= 1e3) return sprintf("%.2f k%s", v / 1e3, unit)
+  return sprintf("%.3g %s", v, unit)
+}
+/^\{"meta"/ { next }
+/^\{"bench"/ {
+  b = field($0, "bench"); im = field($0, "impl")
+  if (!(b in seen)) { seen[b] = 1; order[++nb] = b }
+  key = b SUBSEP im
+  if (!(key in val)) impls[b] = impls[b] " " im
+  val[key] = field($0, "value") + 0
+  unit[b] = field($0, "unit"); better[b] = field($0, "better")
+  runs[key] = field($0, "runs")
+}
+END {
+  if (nb == 0) { print "bench: no results"; exit }
+  printf "\n%-36s %-6s %16s  %s\n", "benchmark", "impl", "median", \
+         "vs weft (>1 = weft better)"
+  for (k = 1; k <= nb; k++) {
+    b = order[k]
+    n = split(impls[b], list, " ")
+    w = (b SUBSEP "weft") in val ? val[b SUBSEP "weft"] : ""
+    for (j = 1; j <= n; j++) {
+      im = list[j]; v = val[b SUBSEP im]
+      if (im == "weft" || w == "" || v == 0 || w == 0) r = (im == "weft") ? "1.00" : "-"
+      else if (better[b] == "lower") r = sprintf("%.2f", v / w)
+      else r = sprintf("%.2f", w / v)
+      printf "%-36s %-6s %16s  %s\n", (j == 1 ? b : ""), im, \
+             human(v, unit[b]), r
+    }
+  }
+}' "$out"
+echo "bench: results in ${out#"$root"/}" >&2
+exit $status

@@ -1,0 +1,804 @@
+/* Futures: producer and consumer sides, cancellation, the unobserved-error
+ * hook, threadsafe settles, allocation behaviour, combinators and timers. */
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "support/test.h"
+
+static void run(weft_loop *loop) { weft_loop_run(loop, WEFT_RUN_DEFAULT); }
+
+static int frees;
+static void count_free(void *p) {
+  frees++;
+  free(p);
+}
+
+static int hooks;
+static void on_cancel_count(weft_future *f, void *arg) {
+  (void)f;
+  (void)arg;
+  hooks++;
+}
+
+/* ---- producer side ----------------------------------------------------- */
+
+Test(future, settles_once_and_reports_state, .timeout = 10) {
+  weft_loop *loop = th_loop();
+  weft_future *f;
+  cr_assert_eq(weft_future_new(loop, &f), 0);
+  cr_assert_eq(weft_future_state_get(f), WEFT_FUTURE_PENDING);
+  cr_assert_eq(weft_future_error(f), 0);
+  cr_assert_eq(weft_future_loop(f), loop);
+  cr_assert_eq(weft_future_resolve_i64(f, 42), 0);
+  cr_assert_eq(weft_future_state_get(f), WEFT_FUTURE_FULFILLED);
+  cr_assert_eq(weft_future_value_i64(f), 42);
+  cr_assert_eq(weft_future_resolve_i64(f, 7), -EALREADY);
+  cr_assert_eq(weft_future_reject(f, -EIO), -EALREADY);
+  cr_assert_eq(weft_future_cancel(f), -EALREADY);
+  cr_assert_eq(weft_future_value_i64(f), 42);
+  cr_assert_null(weft_future_value(f));
+  weft_future_unref(f);
+  th_loop_finish(loop);
+}
+
+Test(future, pointer_value_owned_and_not_consumed_on_failure, .timeout = 10) {
+  weft_loop *loop = th_loop();
+  weft_future *f;
+  frees = 0;
+  cr_assert_eq(weft_future_new(loop, &f), 0);
+  char *a = malloc(8), *b = malloc(8);
+  cr_assert_eq(weft_future_resolve(f, a, count_free), 0);
+  cr_assert_eq(weft_future_resolve(f, b, count_free), -EALREADY);
+  cr_assert_eq(weft_future_value(f), a);
+  free(b); /* the failed resolve left it with us */
+  weft_future_ref(f);
+  weft_future_unref(f);
+  cr_assert_eq(frees, 0);
+  weft_future_unref(f);
+  cr_assert_eq(frees, 1);
+  th_loop_finish(loop);
+}
+
+Test(future, double_and_rejection_values, .timeout = 10) {
+  weft_loop *loop = th_loop();
+  weft_future *f, *g;
+  cr_assert_eq(weft_future_new(loop, &f), 0);
+  cr_assert_eq(weft_future_new(loop, &g), 0);
+  cr_assert_eq(weft_future_resolve_f64(f, 2.5), 0);
+  cr_assert_float_eq(weft_future_value_f64(f), 2.5, 1e-12);
+  cr_assert_eq(weft_future_value_i64(f), 0);
+  cr_assert_eq(weft_future_reject(g, -EPIPE), 0);
+  cr_assert_eq(weft_future_state_get(g), WEFT_FUTURE_REJECTED);
+  cr_assert_eq(weft_future_error(g), -EPIPE);
+  cr_assert_eq(weft_future_value_i64(g), 0);
+  weft_future_unref(f);
+  weft_future_unref(g);
+  th_loop_finish(loop);
+}
+
+Test(future, bad_inputs_are_rejected, .timeout = 10) {
+  weft_loop *loop = th_loop();
+  weft_future *f;
+  cr_assert_eq(weft_future_new(NULL, &f), -EINVAL);
+  cr_assert_eq(weft_future_new(loop, NULL), -EINVAL);
+  cr_assert_eq(weft_future_resolve(NULL, NULL, NULL), -EINVAL);
+  cr_assert_eq(weft_future_resolve_i64(NULL, 1), -EINVAL);
+  cr_assert_eq(weft_future_resolve_f64(NULL, 1), -EINVAL);
+  cr_assert_eq(weft_future_reject(NULL, -EIO), -EINVAL);
+  cr_assert_eq(weft_future_cancel(NULL), -EINVAL);
+  cr_assert_eq(weft_future_on_cancel(NULL, on_cancel_count, NULL), -EINVAL);
+  cr_assert_eq(weft_future_error(NULL), -EINVAL);
+  cr_assert_eq(weft_future_state_get(NULL), WEFT_FUTURE_PENDING);
+  cr_assert_null(weft_future_loop(NULL));
+  cr_assert_null(weft_future_value(NULL));
+  cr_assert_eq(weft_future_value_i64(NULL), 0);
+  cr_assert_float_eq(weft_future_value_f64(NULL), 0.0, 1e-12);
+  cr_assert_eq(weft_future_resolve_i64_threadsafe(NULL, 1), -EINVAL);
+  cr_assert_null(weft_future_ref(NULL));
+  weft_future_unref(NULL);
+  cr_assert_eq(weft_future_new(loop, &f), 0);
+  cr_assert_eq(weft_future_reject(f, 0), -EINVAL);
+  cr_assert_eq(weft_future_reject(f, 5), -EINVAL);
+  cr_assert_eq(weft_future_on_cancel(f, NULL, NULL), -EINVAL);
+  cr_assert_eq(weft_future_then(NULL, NULL, NULL, NULL), -EINVAL);
+  cr_assert_eq(weft_future_then(f, NULL, NULL, NULL), -EINVAL);
+  cr_assert_eq(weft_future_catch(f, NULL, NULL, NULL), -EINVAL);
+  cr_assert_eq(weft_future_finally(f, NULL, NULL, NULL), -EINVAL);
+  cr_assert_eq(weft_future_then2(f, NULL, NULL, NULL, NULL), -EINVAL);
+  cr_assert_eq(weft_future_on_settled(f, NULL, NULL), -EINVAL);
+  cr_assert_eq(weft_future_off_settled(NULL, NULL, NULL), -EINVAL);
+  cr_assert_eq(weft_future_resolve_threadsafe(NULL, NULL, NULL), -EINVAL);
+  cr_assert_eq(weft_future_reject_threadsafe(f, 1), -EINVAL);
+  cr_assert_eq(weft_future_set_unhandled_hook(NULL, NULL, NULL), -EINVAL);
+  cr_assert_eq(weft_future_adopt(NULL, NULL), -EINVAL);
+  cr_assert_eq(weft_future_state_get(f), WEFT_FUTURE_PENDING);
+  cr_assert_eq(weft_future_resolve_i64(f, 1), 0); /* still usable */
+  cr_assert_eq(weft_future_on_cancel(f, on_cancel_count, NULL), -EALREADY);
+  weft_future_unref(f);
+  th_loop_finish(loop);
+}
+
+Test(future, is_at_most_64_bytes, .timeout = 10) {
+  cr_assert_leq(weft_future_size(), 64);
+}
+
+/* ---- cancellation ------------------------------------------------------ */
+
+Test(future, cancel_runs_the_hook_once, .timeout = 10) {
+  weft_loop *loop = th_loop();
+  weft_future *f;
+  hooks = 0;
+  cr_assert_eq(weft_future_new(loop, &f), 0);
+  cr_assert_eq(weft_future_on_cancel(f, on_cancel_count, NULL), 0);
+  cr_assert_eq(weft_future_cancel(f), 0);
+  cr_assert_eq(hooks, 1);
+  cr_assert_eq(weft_future_state_get(f), WEFT_FUTURE_CANCELLED);
+  cr_assert_eq(weft_future_error(f), -ECANCELED);
+  cr_assert_eq(weft_future_cancel(f), -EALREADY);
+  cr_assert_eq(weft_future_resolve_i64(f, 1), -EALREADY);
+  cr_assert_eq(hooks, 1);
+  weft_future_unref(f);
+  th_loop_finish(loop);
+}
+
+Test(future, hook_does_not_run_when_settled_normally, .timeout = 10) {
+  weft_loop *loop = th_loop();
+  weft_future *f;
+  hooks = 0;
+  cr_assert_eq(weft_future_new(loop, &f), 0);
+  cr_assert_eq(weft_future_on_cancel(f, on_cancel_count, NULL), 0);
+  cr_assert_eq(weft_future_resolve_i64(f, 1), 0);
+  cr_assert_eq(weft_future_cancel(f), -EALREADY);
+  weft_future_unref(f);
+  cr_assert_eq(hooks, 0);
+  th_loop_finish(loop);
+}
+
+static int never(weft_future *in, weft_future *out, void *arg) {
+  (void)in;
+  (void)out;
+  (*(int *)arg)++;
+  return 0;
+}
+
+Test(future, cancelling_derived_cancels_sole_source, .timeout = 10) {
+  weft_loop *loop = th_loop();
+  weft_future *src, *d1, *d2;
+  int calls = 0;
+  hooks = 0;
+  cr_assert_eq(weft_future_new(loop, &src), 0);
+  cr_assert_eq(weft_future_on_cancel(src, on_cancel_count, NULL), 0);
+  cr_assert_eq(weft_future_then(src, never, &calls, &d1), 0);
+  cr_assert_eq(weft_future_then(d1, never, &calls, &d2), 0);
+  cr_assert_eq(weft_future_cancel(d2), 0);
+  cr_assert_eq(weft_future_state_get(d1), WEFT_FUTURE_CANCELLED);
+  cr_assert_eq(weft_future_state_get(src), WEFT_FUTURE_CANCELLED);
+  cr_assert_eq(hooks, 1);
+  run(loop);
+  cr_assert_eq(calls, 0);
+  weft_future_unref(d1);
+  weft_future_unref(d2);
+  weft_future_unref(src);
+  th_loop_finish(loop);
+}
+
+Test(future, cancelling_one_of_two_consumers_spares_source, .timeout = 10) {
+  weft_loop *loop = th_loop();
+  weft_future *src, *a, *b;
+  int calls = 0;
+  hooks = 0;
+  cr_assert_eq(weft_future_new(loop, &src), 0);
+  cr_assert_eq(weft_future_on_cancel(src, on_cancel_count, NULL), 0);
+  cr_assert_eq(weft_future_then(src, never, &calls, &a), 0);
+  cr_assert_eq(weft_future_then(src, never, &calls, &b), 0);
+  cr_assert_eq(weft_future_cancel(a), 0);
+  cr_assert_eq(weft_future_state_get(src), WEFT_FUTURE_PENDING);
+  cr_assert_eq(hooks, 0);
+  cr_assert_eq(weft_future_resolve_i64(src, 3), 0);
+  run(loop);
+  cr_assert_eq(calls, 1); /* b ran, a did not */
+  cr_assert_eq(weft_future_state_get(b), WEFT_FUTURE_FULFILLED);
+  weft_future_unref(a);
+  weft_future_unref(b);
+  weft_future_unref(src);
+  th_loop_finish(loop);
+}
+
+static int adopt_running(weft_future *in, weft_future *out, void *arg) {
+  (void)in;
+  weft_future *g = arg;
+  cr_assert_eq(weft_future_adopt(out, weft_future_ref(g)), 0);
+  cr_assert_eq(weft_future_adopt(out, weft_future_ref(g)), -EBUSY);
+  cr_assert_eq(weft_future_resolve_i64(out, 1), -EBUSY); /* decided by g */
+  return -EIO; /* ignored: out already adopts g */
+}
+
+Test(future, adopt_and_settle_rules, .timeout = 10) {
+  weft_loop *loop = th_loop(), *other = th_loop();
+  weft_future *f, *g, *d, *x, *done;
+  cr_assert_eq(weft_future_new(loop, &f), 0);
+  cr_assert_eq(weft_future_new(loop, &g), 0);
+  cr_assert_eq(weft_future_new(other, &x), 0);
+  cr_assert_eq(weft_future_new(loop, &done), 0);
+  cr_assert_eq(weft_future_resolve_i64(done, 1), 0);
+  cr_assert_eq(weft_future_then(f, adopt_running, g, &d), 0);
+  /* outside its continuation a derived future is not the caller's */
+  cr_assert_eq(weft_future_resolve_i64(d, 1), -EBUSY);
+  cr_assert_eq(weft_future_reject(d, -EIO), -EBUSY);
+  cr_assert_eq(weft_future_on_cancel(d, on_cancel_count, NULL), -EBUSY);
+  cr_assert_eq(weft_future_adopt(d, weft_future_ref(g)), -EBUSY);
+  cr_assert_eq(weft_future_adopt(f, weft_future_ref(x)), -EINVAL); /* loops */
+  cr_assert_eq(weft_future_adopt(done, weft_future_ref(g)), -EALREADY);
+  cr_assert_eq(weft_future_adopt(NULL, weft_future_ref(g)), -EINVAL);
+  cr_assert_eq(weft_future_on_cancel(g, on_cancel_count, NULL), 0);
+  cr_assert_eq(weft_future_adopt(g, weft_future_ref(done)), -EBUSY); /* hook */
+  cr_assert_eq(weft_future_resolve_i64(f, 0), 0);
+  run(loop);
+  cr_assert_eq(weft_future_state_get(d), WEFT_FUTURE_PENDING); /* waits on g */
+  cr_assert_eq(weft_future_resolve_f64(g, 0.5), 0);
+  run(loop);
+  cr_assert_float_eq(weft_future_value_f64(d), 0.5, 1e-12);
+  weft_future *all[] = {f, g, d, x, done};
+  for (int i = 0; i < 5; i++) weft_future_unref(all[i]);
+  cr_assert_eq(weft_loop_free(other), 0);
+  th_loop_finish(loop);
+}
+
+Test(future, threadsafe_settle_fails_cleanly_without_memory, .timeout = 20) {
+  for (size_t n = 1;; n++) {
+    th_alloc_install(n);
+    weft_loop *loop;
+    if (weft_loop_new(&loop, NULL) != 0) {
+      th_alloc_restore();
+      continue;
+    }
+    weft_future *f = NULL;
+    int err = weft_future_new(loop, &f);
+    if (err == 0) {
+      weft_future_ref(f); /* for the settle */
+      err = weft_future_resolve_i64_threadsafe(f, 5);
+      if (err != 0) weft_future_unref(f); /* not consumed */
+    }
+    bool clean = th_alloc_failed() == 0;
+    if (err != 0) cr_assert_eq(err, -ENOMEM);
+    while (err == 0 && weft_future_state_get(f) == WEFT_FUTURE_PENDING)
+      weft_loop_run(loop, WEFT_RUN_NOWAIT);
+    if (err == 0) cr_assert_eq(weft_future_value_i64(f), 5);
+    weft_future_unref(f);
+    th_loop_finish(loop);
+    th_alloc_restore();
+    if (err == 0 && clean) break;
+  }
+}
+
+/* ---- unobserved rejections --------------------------------------------- */
+
+static int unhandled, unhandled_err;
+static void on_unhandled(weft_loop *loop, int err, void *arg) {
+  (void)loop;
+  (void)arg;
+  unhandled++;
+  unhandled_err = err;
+}
+
+Test(future, unobserved_rejection_is_reported_once, .timeout = 10) {
+  weft_loop *loop = th_loop();
+  weft_future *f, *g, *c;
+  unhandled = 0;
+  cr_assert_eq(weft_future_set_unhandled_hook(loop, on_unhandled, NULL), 0);
+  cr_assert_eq(weft_future_new(loop, &f), 0);
+  cr_assert_eq(weft_future_new(loop, &g), 0);
+  cr_assert_eq(weft_future_new(loop, &c), 0);
+  cr_assert_eq(weft_future_reject(f, -EIO), 0);
+  cr_assert_eq(weft_future_reject(g, -EPIPE), 0);
+  cr_assert_eq(weft_future_error(g), -EPIPE); /* observed */
+  cr_assert_eq(weft_future_cancel(c), 0);     /* cancellation is no error */
+  weft_future_unref(f);
+  weft_future_unref(g);
+  weft_future_unref(c);
+  cr_assert_eq(unhandled, 1);
+  cr_assert_eq(unhandled_err, -EIO);
+  th_loop_finish(loop);
+}
+
+/* ---- callback style -------------------------------------------------- */
+
+static int settled_calls;
+static void on_settled(weft_future *f, void *arg) {
+  settled_calls++;
+  *(int64_t *)arg = weft_future_value_i64(f);
+}
+
+Test(future, on_settled_runs_deferred_and_can_be_removed, .timeout = 10) {
+  weft_loop *loop = th_loop();
+  weft_future *f;
+  int64_t got = 0, other = 0;
+  settled_calls = 0;
+  cr_assert_eq(weft_future_new(loop, &f), 0);
+  cr_assert_eq(weft_future_on_settled(f, on_settled, &got), 0);
+  cr_assert_eq(weft_future_on_settled(f, on_settled, &other), 0);
+  cr_assert_eq(weft_future_off_settled(f, on_settled, &other), 1);
+  cr_assert_eq(weft_future_off_settled(f, on_settled, &other), 0);
+  cr_assert_eq(weft_future_resolve_i64(f, 9), 0);
+  cr_assert_eq(settled_calls, 0); /* never inline */
+  cr_assert_eq(weft_future_on_settled(f, on_settled, &other), 0);
+  cr_assert_eq(weft_future_off_settled(f, on_settled, &other), 1);
+  run(loop);
+  cr_assert_eq(settled_calls, 1);
+  cr_assert_eq(got, 9);
+  cr_assert_eq(other, 0);
+  weft_future_unref(f);
+  th_loop_finish(loop);
+}
+
+/* ---- threads ------------------------------------------------------------ */
+
+#define NTHREADS 8
+#define PER_THREAD 200
+
+static weft_future *ts_futs[NTHREADS][PER_THREAD];
+
+static void *ts_worker(void *arg) {
+  intptr_t t = (intptr_t)arg;
+  for (int i = 0; i < PER_THREAD; i++) {
+    weft_future *f = ts_futs[t][i];
+    int err = (i % 3 == 2) ? weft_future_reject_threadsafe(f, -EIO)
+              : (i % 3 == 1) ? weft_future_resolve_threadsafe(f, malloc(4), count_free)
+                             : weft_future_resolve_i64_threadsafe(f, t * 1000 + i);
+    if (err != 0) abort();
+  }
+  return NULL;
+}
+
+static int ts_done;
+static void ts_settled(weft_future *f, void *arg) {
+  (void)f;
+  if (++ts_done == NTHREADS * PER_THREAD) weft_loop_unref(arg);
+}
+
+Test(future, threadsafe_settles_from_eight_threads, .timeout = 30) {
+  weft_loop *loop = th_loop();
+  frees = ts_done = 0;
+  for (int t = 0; t < NTHREADS; t++)
+    for (int i = 0; i < PER_THREAD; i++) {
+      cr_assert_eq(weft_future_new(loop, &ts_futs[t][i]), 0);
+      cr_assert_eq(weft_future_on_settled(ts_futs[t][i], ts_settled, loop), 0);
+      weft_future_ref(ts_futs[t][i]); /* handed to the worker */
+    }
+  weft_loop_ref(loop);
+  pthread_t th[NTHREADS];
+  for (intptr_t t = 0; t < NTHREADS; t++)
+    cr_assert_eq(pthread_create(&th[t], NULL, ts_worker, (void *)t), 0);
+  run(loop);
+  for (int t = 0; t < NTHREADS; t++) pthread_join(th[t], NULL);
+  cr_assert_eq(ts_done, NTHREADS * PER_THREAD);
+  int ptrs = 0;
+  for (int t = 0; t < NTHREADS; t++)
+    for (int i = 0; i < PER_THREAD; i++) {
+      weft_future *f = ts_futs[t][i];
+      if (i % 3 == 0) cr_assert_eq(weft_future_value_i64(f), t * 1000 + i);
+      else if (i % 3 == 2) cr_assert_eq(weft_future_error(f), -EIO);
+      else ptrs++;
+      weft_future_unref(f);
+    }
+  cr_assert_eq(frees, ptrs);
+  cr_assert_eq(ptrs, NTHREADS * 67);
+  th_loop_finish(loop);
+}
+
+static weft_loop *late_loop;
+static void late_free(void *p) {
+  frees++;
+  free(p);
+  weft_loop_unref(late_loop); /* runs on the loop thread */
+}
+
+static void *late_worker(void *arg) {
+  if (weft_future_resolve_threadsafe(arg, malloc(4), late_free) != 0) abort();
+  return NULL;
+}
+
+Test(future, threadsafe_settle_after_cancel_frees_value, .timeout = 10) {
+  weft_loop *loop = late_loop = th_loop();
+  weft_future *f;
+  frees = 0;
+  cr_assert_eq(weft_future_new(loop, &f), 0);
+  cr_assert_eq(weft_future_cancel(f), 0);
+  weft_loop_ref(loop);
+  pthread_t th;
+  cr_assert_eq(pthread_create(&th, NULL, late_worker, weft_future_ref(f)), 0);
+  run(loop);
+  pthread_join(th, NULL);
+  cr_assert_eq(frees, 1); /* the late value was destroyed on the loop */
+  cr_assert_eq(weft_future_state_get(f), WEFT_FUTURE_CANCELLED);
+  weft_future_unref(f);
+  th_loop_finish(loop);
+}
+
+static void late_settled(weft_future *f, void *arg) {
+  (void)f;
+  weft_loop_unref(arg);
+}
+
+/* ---- allocation ------------------------------------------------------ */
+
+static int plus_one(weft_future *in, weft_future *out, void *arg) {
+  (void)arg;
+  return weft_future_resolve_i64(out, weft_future_value_i64(in) + 1);
+}
+
+static void churn(weft_loop *loop, int n) {
+  for (int i = 0; i < n; i++) {
+    weft_future *f, *d;
+    cr_assert_eq(weft_future_new(loop, &f), 0);
+    cr_assert_eq(weft_future_then(f, plus_one, NULL, &d), 0);
+    cr_assert_eq(weft_future_resolve_i64(f, i), 0);
+    run(loop);
+    cr_assert_eq(weft_future_value_i64(d), i + 1);
+    weft_future_unref(f);
+    weft_future_unref(d);
+  }
+}
+
+Test(future, steady_state_allocates_nothing, .timeout = 10) {
+  th_alloc_install(0);
+  weft_loop *loop = th_loop();
+  churn(loop, 10); /* warm the free lists */
+  size_t before = th_alloc_calls();
+  churn(loop, 1000);
+  cr_assert_eq(th_alloc_calls(), before);
+  th_loop_finish(loop);
+  th_alloc_restore();
+}
+
+Test(future, then_and_on_settled_fail_cleanly_without_memory, .timeout = 20) {
+  for (size_t n = 1;; n++) {
+    th_alloc_install(n);
+    weft_loop *loop;
+    if (weft_loop_new(&loop, NULL) != 0) {
+      th_alloc_restore();
+      continue;
+    }
+    weft_future *f = NULL, *d = NULL;
+    int err = weft_future_new(loop, &f);
+    if (err == 0) err = weft_future_then(f, plus_one, NULL, &d);
+    if (err == 0) err = weft_future_on_settled(d, late_settled, loop);
+    if (err == 0) cr_assert_eq(weft_future_resolve_i64(f, 1), 0);
+    weft_loop_ref(loop); /* late_settled drops it */
+    if (err != 0) weft_loop_unref(loop);
+    else run(loop);
+    bool clean = th_alloc_failed() == 0;
+    if (err != 0) cr_assert_eq(err, -ENOMEM);
+    else cr_assert_eq(weft_future_value_i64(d), 2);
+    weft_future_unref(d);
+    weft_future_unref(f);
+    th_loop_finish(loop);
+    th_alloc_restore();
+    if (err == 0 && clean) break;
+  }
+}
+
+/* ---- combinators ------------------------------------------------------- */
+
+static void make_n(weft_loop *loop, weft_future **fs, int n) {
+  for (int i = 0; i < n; i++) cr_assert_eq(weft_future_new(loop, &fs[i]), 0);
+}
+static void unref_n(weft_future **fs, int n) {
+  for (int i = 0; i < n; i++) weft_future_unref(fs[i]);
+}
+
+Test(future, all_fulfils_with_count_when_every_input_does, .timeout = 10) {
+  weft_loop *loop = th_loop();
+  weft_future *fs[3], *all;
+  make_n(loop, fs, 3);
+  cr_assert_eq(weft_future_resolve_i64(fs[1], 1), 0);
+  cr_assert_eq(weft_future_all(loop, fs, 3, &all), 0);
+  cr_assert_eq(weft_future_resolve_i64(fs[0], 0), 0);
+  run(loop);
+  cr_assert_eq(weft_future_state_get(all), WEFT_FUTURE_PENDING);
+  cr_assert_eq(weft_future_resolve_i64(fs[2], 2), 0);
+  run(loop);
+  cr_assert_eq(weft_future_value_i64(all), 3);
+  unref_n(fs, 3);
+  weft_future_unref(all);
+  th_loop_finish(loop);
+}
+
+Test(future, all_rejects_on_first_error_and_cancels_the_rest, .timeout = 10) {
+  weft_loop *loop = th_loop();
+  weft_future *fs[3], *all;
+  hooks = 0;
+  make_n(loop, fs, 3);
+  cr_assert_eq(weft_future_on_cancel(fs[2], on_cancel_count, NULL), 0);
+  cr_assert_eq(weft_future_all(loop, fs, 3, &all), 0);
+  cr_assert_eq(weft_future_resolve_i64(fs[0], 0), 0);
+  cr_assert_eq(weft_future_reject(fs[1], -EIO), 0);
+  run(loop);
+  cr_assert_eq(weft_future_error(all), -EIO);
+  cr_assert_eq(weft_future_state_get(fs[2]), WEFT_FUTURE_CANCELLED);
+  cr_assert_eq(hooks, 1);
+  unref_n(fs, 3);
+  weft_future_unref(all);
+  th_loop_finish(loop);
+}
+
+Test(future, all_settled_waits_for_every_outcome, .timeout = 10) {
+  weft_loop *loop = th_loop();
+  weft_future *fs[3], *all;
+  make_n(loop, fs, 3);
+  cr_assert_eq(weft_future_all_settled(loop, fs, 3, &all), 0);
+  cr_assert_eq(weft_future_reject(fs[0], -EIO), 0);
+  cr_assert_eq(weft_future_cancel(fs[1]), 0);
+  run(loop);
+  cr_assert_eq(weft_future_state_get(all), WEFT_FUTURE_PENDING);
+  cr_assert_eq(weft_future_resolve_i64(fs[2], 5), 0);
+  run(loop);
+  cr_assert_eq(weft_future_value_i64(all), 3);
+  unref_n(fs, 3);
+  weft_future_unref(all);
+  th_loop_finish(loop);
+}
+
+Test(future, any_takes_first_success_and_cancels_others, .timeout = 10) {
+  weft_loop *loop = th_loop();
+  weft_future *fs[3], *any;
+  make_n(loop, fs, 3);
+  char *v = malloc(4);
+  frees = 0;
+  cr_assert_eq(weft_future_any(loop, fs, 3, &any), 0);
+  cr_assert_eq(weft_future_reject(fs[0], -EIO), 0);
+  cr_assert_eq(weft_future_resolve(fs[1], v, count_free), 0);
+  run(loop);
+  cr_assert_eq(weft_future_value(any), v);
+  cr_assert_eq(weft_future_state_get(fs[2]), WEFT_FUTURE_CANCELLED);
+  unref_n(fs, 3);
+  cr_assert_eq(frees, 0); /* any borrows the winner's value */
+  cr_assert_eq(weft_future_value(any), v);
+  weft_future_unref(any);
+  cr_assert_eq(frees, 1);
+  th_loop_finish(loop);
+}
+
+Test(future, any_rejects_with_aggregate_when_all_fail, .timeout = 10) {
+  weft_loop *loop = th_loop();
+  weft_future *fs[2], *any;
+  make_n(loop, fs, 2);
+  cr_assert_eq(weft_future_any(loop, fs, 2, &any), 0);
+  cr_assert_eq(weft_future_reject(fs[0], -EIO), 0);
+  cr_assert_eq(weft_future_reject(fs[1], -EPIPE), 0);
+  run(loop);
+  cr_assert_eq(weft_future_error(any), WEFT_EAGGREGATE);
+  unref_n(fs, 2);
+  weft_future_unref(any);
+  th_loop_finish(loop);
+}
+
+Test(future, race_takes_first_settled_outcome, .timeout = 10) {
+  weft_loop *loop = th_loop();
+  weft_future *fs[2], *race;
+  make_n(loop, fs, 2);
+  cr_assert_eq(weft_future_race(loop, fs, 2, &race), 0);
+  cr_assert_eq(weft_future_reject(fs[1], -EPIPE), 0);
+  cr_assert_eq(weft_future_resolve_i64(fs[0], 1), 0);
+  run(loop);
+  cr_assert_eq(weft_future_error(race), -EPIPE);
+  cr_assert_eq(weft_future_value_i64(fs[0]), 1); /* not cancelled */
+  unref_n(fs, 2);
+  weft_future_unref(race);
+  th_loop_finish(loop);
+}
+
+Test(future, settled_aggregate_stops_counting_as_consumer, .timeout = 10) {
+  weft_loop *loop = th_loop();
+  weft_future *fs[2], *race, *d;
+  int calls = 0;
+  hooks = 0;
+  make_n(loop, fs, 2);
+  cr_assert_eq(weft_future_on_cancel(fs[1], on_cancel_count, NULL), 0);
+  cr_assert_eq(weft_future_race(loop, fs, 2, &race), 0);
+  cr_assert_eq(weft_future_resolve_i64(fs[0], 1), 0);
+  run(loop);
+  cr_assert_eq(weft_future_value_i64(race), 1);
+  cr_assert_eq(weft_future_then(fs[1], never, &calls, &d), 0);
+  cr_assert_eq(weft_future_cancel(d), 0); /* d is fs[1]'s only consumer now */
+  cr_assert_eq(weft_future_state_get(fs[1]), WEFT_FUTURE_CANCELLED);
+  cr_assert_eq(hooks, 1);
+  run(loop);
+  cr_assert_eq(calls, 0);
+  unref_n(fs, 2);
+  weft_future_unref(race);
+  weft_future_unref(d);
+  th_loop_finish(loop);
+}
+
+Test(future, empty_inputs_have_defined_results, .timeout = 10) {
+  weft_loop *loop = th_loop();
+  weft_future *a, *s, *y, *r;
+  cr_assert_eq(weft_future_all(loop, NULL, 0, &a), 0);
+  cr_assert_eq(weft_future_all_settled(loop, NULL, 0, &s), 0);
+  cr_assert_eq(weft_future_any(loop, NULL, 0, &y), 0);
+  cr_assert_eq(weft_future_race(loop, NULL, 0, &r), 0);
+  cr_assert_eq(weft_future_value_i64(a), 0);
+  cr_assert_eq(weft_future_state_get(a), WEFT_FUTURE_FULFILLED);
+  cr_assert_eq(weft_future_state_get(s), WEFT_FUTURE_FULFILLED);
+  cr_assert_eq(weft_future_error(y), WEFT_EAGGREGATE);
+  cr_assert_eq(weft_future_state_get(r), WEFT_FUTURE_PENDING);
+  cr_assert_eq(weft_future_cancel(r), 0);
+  weft_future_unref(a);
+  weft_future_unref(s);
+  weft_future_unref(y);
+  weft_future_unref(r);
+  th_loop_finish(loop);
+}
+
+Test(future, combinators_reject_bad_input, .timeout = 10) {
+  weft_loop *loop = th_loop(), *other = th_loop();
+  weft_future *fs[2] = {NULL, NULL}, *out = NULL;
+  cr_assert_eq(weft_future_all(NULL, fs, 0, &out), -EINVAL);
+  cr_assert_eq(weft_future_all(loop, NULL, 2, &out), -EINVAL);
+  cr_assert_eq(weft_future_any(loop, fs, 0, NULL), -EINVAL);
+  cr_assert_eq(weft_future_race(loop, fs, 2, &out), -EINVAL); /* NULL input */
+  cr_assert_eq(weft_future_new(loop, &fs[0]), 0);
+  cr_assert_eq(weft_future_new(other, &fs[1]), 0);
+  cr_assert_eq(weft_future_all_settled(loop, fs, 2, &out), -EINVAL);
+  cr_assert_null(out);
+  cr_assert_eq(weft_future_timeout(NULL, 1, &out), -EINVAL);
+  cr_assert_eq(weft_future_timeout(fs[0], 1, NULL), -EINVAL);
+  cr_assert_eq(weft_future_timeout(fs[0], WEFT_TIMEOUT_MAX + 1, &out), -EINVAL);
+  cr_assert_eq(weft_sleep(NULL, 1, &out), -EINVAL);
+  cr_assert_eq(weft_sleep(loop, 1, NULL), -EINVAL);
+  cr_assert_eq(weft_sleep(loop, WEFT_TIMEOUT_MAX + 1, &out), -EINVAL);
+  unref_n(fs, 2);
+  cr_assert_eq(weft_loop_free(other), 0);
+  th_loop_finish(loop);
+}
+
+Test(future, cancelling_an_aggregate_cancels_its_sole_inputs, .timeout = 10) {
+  weft_loop *loop = th_loop();
+  weft_future *fs[2], *all, *d;
+  int calls = 0;
+  make_n(loop, fs, 2);
+  cr_assert_eq(weft_future_then(fs[1], never, &calls, &d), 0); /* 2nd consumer */
+  cr_assert_eq(weft_future_all(loop, fs, 2, &all), 0);
+  cr_assert_eq(weft_future_cancel(all), 0);
+  cr_assert_eq(weft_future_state_get(fs[0]), WEFT_FUTURE_CANCELLED);
+  cr_assert_eq(weft_future_state_get(fs[1]), WEFT_FUTURE_PENDING);
+  cr_assert_eq(weft_future_resolve_i64(fs[1], 1), 0);
+  run(loop);
+  cr_assert_eq(calls, 1);
+  unref_n(fs, 2);
+  weft_future_unref(all);
+  weft_future_unref(d);
+  th_loop_finish(loop);
+}
+
+Test(future, combinators_fail_cleanly_without_memory, .timeout = 30) {
+  for (size_t n = 1;; n++) {
+    th_alloc_install(n);
+    weft_loop *loop;
+    if (weft_loop_new(&loop, NULL) != 0) {
+      th_alloc_restore();
+      continue;
+    }
+    weft_future *fs[70] = {0}, *all = NULL, *to = NULL;
+    int err = 0, made = 0;
+    for (; made < 70 && err == 0; made++) err = weft_future_new(loop, &fs[made]);
+    if (err != 0) made--;
+    if (err == 0) err = weft_future_all(loop, fs, 70, &all);
+    if (err == 0) err = weft_future_timeout(fs[0], 1000, &to);
+    bool clean = th_alloc_failed() == 0;
+    if (err != 0) {
+      cr_assert_eq(err, -ENOMEM);
+    } else {
+      for (int i = 0; i < 70; i++) weft_future_resolve_i64(fs[i], i);
+      run(loop);
+      cr_assert_eq(weft_future_value_i64(all), 70);
+      cr_assert_eq(weft_future_value_i64(to), 0);
+    }
+    unref_n(fs, made);
+    weft_future_unref(all);
+    weft_future_unref(to);
+    th_loop_finish(loop);
+    th_alloc_restore();
+    if (err == 0 && clean) break;
+  }
+}
+
+/* ---- sleep and timeout --------------------------------------------------- */
+
+Test(future, sleep_fulfils_after_its_delay, .timeout = 10) {
+  weft_loop *loop = th_loop();
+  weft_future *s;
+  uint64_t t0 = weft_now(loop);
+  cr_assert_eq(weft_sleep(loop, 20, &s), 0);
+  run(loop);
+  cr_assert_eq(weft_future_state_get(s), WEFT_FUTURE_FULFILLED);
+  cr_assert_geq(weft_now(loop) - t0, 20);
+  weft_future_unref(s);
+  th_loop_finish(loop);
+}
+
+Test(future, cancelled_sleep_stops_its_timer, .timeout = 10) {
+  weft_loop *loop = th_loop();
+  weft_future *s;
+  cr_assert_eq(weft_sleep(loop, 60000, &s), 0);
+  cr_assert_eq(weft_future_cancel(s), 0);
+  run(loop); /* returns at once: nothing keeps the loop alive */
+  cr_assert_eq(weft_future_error(s), -ECANCELED);
+  cr_assert_eq(weft_loop_alive(loop), false);
+  weft_future_unref(s);
+  th_loop_finish(loop);
+}
+
+Test(future, timeout_rejects_and_cancels_inner_work, .timeout = 10) {
+  weft_loop *loop = th_loop();
+  weft_future *f, *t;
+  hooks = 0;
+  cr_assert_eq(weft_future_new(loop, &f), 0);
+  cr_assert_eq(weft_future_on_cancel(f, on_cancel_count, NULL), 0);
+  cr_assert_eq(weft_future_timeout(f, 10, &t), 0);
+  run(loop);
+  cr_assert_eq(weft_future_error(t), -ETIMEDOUT);
+  cr_assert_eq(weft_future_state_get(f), WEFT_FUTURE_CANCELLED);
+  cr_assert_eq(hooks, 1);
+  weft_future_unref(f);
+  weft_future_unref(t);
+  th_loop_finish(loop);
+}
+
+Test(future, timeout_passes_inner_value_and_stops_timer, .timeout = 10) {
+  weft_loop *loop = th_loop();
+  weft_future *s, *t;
+  cr_assert_eq(weft_sleep(loop, 5, &s), 0);
+  cr_assert_eq(weft_future_timeout(s, 60000, &t), 0);
+  run(loop); /* returns once the sleep is done: the timeout timer stopped */
+  cr_assert_eq(weft_future_state_get(t), WEFT_FUTURE_FULFILLED);
+  cr_assert_eq(weft_future_value_i64(t), 0);
+  weft_future_unref(s);
+  weft_future_unref(t);
+  th_loop_finish(loop);
+}
+
+Test(future, cancelling_timeout_cancels_timer_and_inner, .timeout = 10) {
+  weft_loop *loop = th_loop();
+  weft_future *s, *t;
+  cr_assert_eq(weft_sleep(loop, 60000, &s), 0);
+  cr_assert_eq(weft_future_timeout(s, 60000, &t), 0);
+  cr_assert_eq(weft_future_cancel(t), 0);
+  run(loop);
+  cr_assert_eq(weft_future_state_get(s), WEFT_FUTURE_CANCELLED);
+  cr_assert_eq(weft_loop_alive(loop), false);
+  weft_future_unref(s);
+  weft_future_unref(t);
+  th_loop_finish(loop);
+}
+
+Test(future, loop_teardown_reclaims_pending_sleep, .timeout = 10) {
+  weft_loop *loop = th_loop();
+  weft_future *s;
+  cr_assert_eq(weft_sleep(loop, 60000, &s), 0);
+  weft_future_unref(s);
+  th_loop_finish(loop); /* closes the timer behind weft's back */
+}
+
+Test(future, sleep_fails_cleanly_without_memory, .timeout = 20) {
+  for (size_t n = 1;; n++) {
+    th_alloc_install(n);
+    weft_loop *loop;
+    if (weft_loop_new(&loop, NULL) != 0) {
+      th_alloc_restore();
+      continue;
+    }
+    weft_future *s = NULL;
+    int err = weft_sleep(loop, 1, &s);
+    bool clean = th_alloc_failed() == 0;
+    if (err != 0) cr_assert_eq(err, -ENOMEM);
+    else run(loop);
+    if (err == 0) cr_assert_eq(weft_future_state_get(s), WEFT_FUTURE_FULFILLED);
+    weft_future_unref(s);
+    th_loop_finish(loop);
+    th_alloc_restore();
+    if (err == 0 && clean) break;
+  }
+}

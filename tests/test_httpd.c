@@ -1,0 +1,541 @@
+/* examples/httpd against curl (run through weft_process_run) and raw
+ * sockets: status codes, bytes identical to the files, ranges, HEAD,
+ * keep-alive reuse, pipelining, traversal, malformed and oversized
+ * requests, 404, 405, If-Modified-Since, idle and slow-client timeouts,
+ * several loops, bad command lines. Each test starts its own server on a
+ * free loopback port (--port 0) and stops it with SIGTERM. */
+#include "support/test.h"
+
+#include <arpa/inet.h>
+#include <fcntl.h>
+#include <libgen.h>
+#include <limits.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/time.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#define BIG_SIZE ((1u << 20) + 7) /* not a multiple of any buffer size */
+#define MTIME 1000000000          /* Sun, 09 Sep 2001 01:46:40 GMT */
+
+typedef struct fixture {
+  char dir[64];       /* the temp dir; the root is dir/root */
+  char root[96];
+  pid_t pid;
+  unsigned port;
+  weft_loop *loop;
+} fixture;
+
+/* The server binary: $(O)/examples/httpd, next to the tests' directory
+ * (or two levels up from $(O)/asan/tests). */
+static void server_path(char *out, size_t size) {
+  char self[PATH_MAX];
+  ssize_t n = readlink("/proc/self/exe", self, sizeof self - 1);
+  cr_assert_gt(n, 0);
+  self[n] = '\0';
+  char *dir = dirname(self);
+  snprintf(out, size, "%s/../examples/httpd", dir);
+  if (access(out, X_OK) != 0) snprintf(out, size, "%s/../../examples/httpd", dir);
+  cr_assert_eq(access(out, X_OK), 0, "httpd not built at %s", out);
+}
+
+static void write_file(const char *dir, const char *name, const void *data, size_t len) {
+  char p[256];
+  snprintf(p, sizeof p, "%s/%s", dir, name);
+  int fd = open(p, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+  cr_assert_geq(fd, 0);
+  cr_assert_eq(write(fd, data, len), (ssize_t)len);
+  close(fd);
+  struct timespec ts[2] = {{MTIME, 0}, {MTIME, 0}};
+  cr_assert_eq(utimensat(AT_FDCWD, p, ts, 0), 0);
+}
+
+static unsigned char *big_data(void) {
+  unsigned char *b = malloc(BIG_SIZE);
+  cr_assert_not_null(b);
+  for (size_t i = 0; i < BIG_SIZE; i++) b[i] = (unsigned char)(i * 7 + i / 251);
+  return b;
+}
+
+static void make_tree(fixture *f) {
+  snprintf(f->dir, sizeof f->dir, "/tmp/weft-httpd-XXXXXX");
+  cr_assert_not_null(mkdtemp(f->dir));
+  snprintf(f->root, sizeof f->root, "%s/root", f->dir);
+  char sub[128];
+  snprintf(sub, sizeof sub, "%s/sub", f->root);
+  cr_assert_eq(mkdir(f->root, 0755), 0);
+  cr_assert_eq(mkdir(sub, 0755), 0);
+  snprintf(sub, sizeof sub, "%s/empty", f->root);
+  cr_assert_eq(mkdir(sub, 0755), 0);
+  write_file(f->root, "small.txt", "hello\n", 6);
+  write_file(f->root, "sub/index.html", "<p>index</p>\n", 13);
+  write_file(f->dir, "secret", "secret\n", 7);
+  unsigned char *b = big_data();
+  write_file(f->root, "big.bin", b, BIG_SIZE);
+  free(b);
+}
+
+/* Starts httpd with `extra` arguments (NULL-terminated) and reads the
+ * port from its "listening on PORT" line. */
+static void start(fixture *f, const char *const *extra) {
+  memset(f, 0, sizeof *f);
+  make_tree(f);
+  char bin[PATH_MAX];
+  server_path(bin, sizeof bin);
+  const char *argv[16] = {bin, "--port", "0", "--root", f->root, "--host", "127.0.0.1"};
+  int argc = 7;
+  for (; extra != NULL && *extra != NULL; extra++) argv[argc++] = *extra;
+  int p[2];
+  cr_assert_eq(pipe(p), 0);
+  f->pid = fork();
+  cr_assert_geq(f->pid, 0);
+  if (f->pid == 0) {
+    dup2(p[1], 1);
+    close(p[0]);
+    close(p[1]);
+    execv(bin, (char *const *)argv);
+    _exit(127);
+  }
+  close(p[1]);
+  FILE *out = fdopen(p[0], "r");
+  cr_assert_not_null(out);
+  cr_assert_eq(fscanf(out, "listening on %u", &f->port), 1);
+  fclose(out);
+  cr_assert_gt(f->port, 0);
+  f->loop = th_loop();
+}
+
+static void rm_tree(const fixture *f) {
+  char cmd[128];
+  snprintf(cmd, sizeof cmd, "rm -rf '%s'", f->dir);
+  cr_assert_eq(system(cmd), 0);
+}
+
+/* SIGTERM; the server must exit cleanly with status 0. */
+static void stop(fixture *f) {
+  int status = -1;
+  cr_assert_eq(kill(f->pid, SIGTERM), 0);
+  cr_assert_eq(waitpid(f->pid, &status, 0), f->pid);
+  cr_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0, "httpd status %d", status);
+  rm_tree(f);
+  th_loop_finish(f->loop);
+}
+
+/* Runs curl with `args` (NULL-terminated) through weft_process_run and
+ * returns its stdout (static buffer); asserts curl exited 0. */
+static const char *curl(fixture *f, const char *const *args) {
+  static char out[4096];
+  const char *argv[32] = {"curl", "-s", "-S", "--max-time", "20"};
+  int argc = 5;
+  for (; *args != NULL; args++) argv[argc++] = *args;
+  weft_run_options o = {.proc = {.argv = (char *const *)argv}};
+  weft_future *fut = NULL;
+  cr_assert_eq(weft_process_run(f->loop, &o, &fut), 0);
+  weft_loop_run(f->loop, WEFT_RUN_DEFAULT);
+  cr_assert_eq(weft_future_state_get(fut), WEFT_FUTURE_FULFILLED);
+  const weft_run_result *r = weft_future_value(fut);
+  cr_assert_eq(r->status, 0, "curl failed: %s", r->err);
+  snprintf(out, sizeof out, "%s", r->out);
+  weft_future_unref(fut);
+  return out;
+}
+
+static char *url(const fixture *f, const char *path) {
+  static char bufs[4][512];
+  static int next;
+  char *u = bufs[next++ % 4];
+  snprintf(u, sizeof bufs[0], "http://127.0.0.1:%u%s", f->port, path);
+  return u;
+}
+
+static char *tmp(const fixture *f, const char *name) {
+  static char bufs[4][160];
+  static int next;
+  char *p = bufs[next++ % 4];
+  snprintf(p, sizeof bufs[0], "%s/%s", f->dir, name);
+  return p;
+}
+
+/* The whole content of a file, and its length. */
+static char *slurp(const char *path, size_t *len) {
+  FILE *in = fopen(path, "rb");
+  cr_assert_not_null(in, "%s", path);
+  char *buf = malloc(BIG_SIZE + 1);
+  *len = fread(buf, 1, BIG_SIZE + 1, in);
+  fclose(in);
+  return buf;
+}
+
+static void assert_file_is(const char *path, const void *want, size_t want_len) {
+  size_t len;
+  char *got = slurp(path, &len);
+  cr_assert_eq(len, want_len);
+  cr_assert_eq(memcmp(got, want, len), 0);
+  free(got);
+}
+
+/* Raw socket: sends `req` (len bytes), reads until EOF into a static
+ * buffer (NUL-terminated), returns it. */
+static const char *raw(const fixture *f, const char *req, size_t len) {
+  static char buf[65536];
+  int s = socket(AF_INET, SOCK_STREAM, 0);
+  cr_assert_geq(s, 0);
+  struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)f->port)};
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  cr_assert_eq(connect(s, (struct sockaddr *)&a, sizeof a), 0);
+  for (size_t off = 0; off < len;) {
+    ssize_t n = send(s, req + off, len - off, MSG_NOSIGNAL);
+    if (n < 0) break; /* the server may reply and stop reading early */
+    off += (size_t)n;
+  }
+  size_t got = 0;
+  ssize_t n;
+  while (got < sizeof buf - 1 && (n = recv(s, buf + got, sizeof buf - 1 - got, 0)) > 0)
+    got += (size_t)n;
+  buf[got] = '\0';
+  close(s);
+  return buf;
+}
+
+static int count(const char *hay, const char *needle) {
+  int n = 0;
+  for (const char *p = hay; (p = strstr(p, needle)) != NULL; p += strlen(needle)) n++;
+  return n;
+}
+
+/* ---- tests ---------------------------------------------------------------- */
+
+Test(httpd, get_small_file_exact_bytes, .timeout = 30) {
+  fixture f;
+  start(&f, NULL);
+  const char *w = curl(&f, (const char *[]){"-o", tmp(&f, "out"), "-w", "%{http_code} %{size_download} %{content_type}",
+                                             url(&f, "/small.txt"), NULL});
+  cr_assert_str_eq(w, "200 6 text/plain");
+  assert_file_is(tmp(&f, "out"), "hello\n", 6);
+  stop(&f);
+}
+
+Test(httpd, get_large_file_identical, .timeout = 30) {
+  fixture f;
+  start(&f, NULL);
+  const char *w = curl(&f, (const char *[]){"-o", tmp(&f, "out"), "-w", "%{http_code} %{size_download}",
+                                             url(&f, "/big.bin"), NULL});
+  cr_assert_str_eq(w, "200 1048583");
+  unsigned char *b = big_data();
+  assert_file_is(tmp(&f, "out"), b, BIG_SIZE);
+  free(b);
+  stop(&f);
+}
+
+Test(httpd, directory_slash_serves_index, .timeout = 30) {
+  fixture f;
+  start(&f, NULL);
+  const char *w = curl(&f, (const char *[]){"-o", tmp(&f, "out"), "-w", "%{http_code} %{content_type}",
+                                             url(&f, "/sub/"), NULL});
+  cr_assert_str_eq(w, "200 text/html");
+  assert_file_is(tmp(&f, "out"), "<p>index</p>\n", 13);
+  stop(&f);
+}
+
+Test(httpd, head_sends_headers_only, .timeout = 30) {
+  fixture f;
+  start(&f, NULL);
+  const char *w = curl(&f, (const char *[]){"-I", "-o", tmp(&f, "hdr"), "-o", "/dev/null", "-w", "%{http_code} %{num_connects}",
+                                             url(&f, "/big.bin"), url(&f, "/big.bin"), NULL});
+  /* The second HEAD reuses the connection: no body was left unsent. */
+  cr_assert_str_eq(w, "200 1200 0");
+  size_t len;
+  char *h = slurp(tmp(&f, "hdr"), &len);
+  h[len] = '\0';
+  cr_assert_not_null(strstr(h, "Content-Length: 1048583\r\n"));
+  cr_assert_not_null(strstr(h, "Last-Modified: Sun, 09 Sep 2001 01:46:40 GMT\r\n"));
+  free(h);
+  stop(&f);
+}
+
+Test(httpd, single_ranges_give_206_with_exact_bytes, .timeout = 30) {
+  fixture f;
+  start(&f, NULL);
+  unsigned char *b = big_data();
+  const char *w = curl(&f, (const char *[]){"-r", "10-19", "-o", tmp(&f, "r1"), "-w", "%{http_code}",
+                                             url(&f, "/big.bin"), NULL});
+  cr_assert_str_eq(w, "206");
+  assert_file_is(tmp(&f, "r1"), b + 10, 10);
+  w = curl(&f, (const char *[]){"-r", "-5", "-o", tmp(&f, "r2"), "-w", "%{http_code}",
+                                url(&f, "/big.bin"), NULL});
+  cr_assert_str_eq(w, "206");
+  assert_file_is(tmp(&f, "r2"), b + BIG_SIZE - 5, 5);
+  w = curl(&f, (const char *[]){"-r", "1048000-", "-D", tmp(&f, "h3"), "-o", tmp(&f, "r3"), "-w",
+                                "%{http_code}", url(&f, "/big.bin"), NULL});
+  cr_assert_str_eq(w, "206");
+  assert_file_is(tmp(&f, "r3"), b + 1048000, BIG_SIZE - 1048000);
+  size_t len;
+  char *h = slurp(tmp(&f, "h3"), &len);
+  h[len] = '\0';
+  cr_assert_not_null(strstr(h, "Content-Range: bytes 1048000-1048582/1048583\r\n"));
+  free(h);
+  free(b);
+  stop(&f);
+}
+
+Test(httpd, unsatisfiable_range_gives_416, .timeout = 30) {
+  fixture f;
+  start(&f, NULL);
+  const char *w = curl(&f, (const char *[]){"-r", "6-", "-D", tmp(&f, "h"), "-o", "/dev/null", "-w",
+                                             "%{http_code}", url(&f, "/small.txt"), NULL});
+  cr_assert_str_eq(w, "416");
+  size_t len;
+  char *h = slurp(tmp(&f, "h"), &len);
+  h[len] = '\0';
+  cr_assert_not_null(strstr(h, "Content-Range: bytes */6\r\n"));
+  free(h);
+  /* Several ranges are not served as multipart: the whole file, 200. */
+  w = curl(&f, (const char *[]){"-r", "0-1,3-4", "-o", tmp(&f, "all"), "-w", "%{http_code}",
+                                url(&f, "/small.txt"), NULL});
+  cr_assert_str_eq(w, "200");
+  assert_file_is(tmp(&f, "all"), "hello\n", 6);
+  stop(&f);
+}
+
+Test(httpd, keep_alive_reuses_one_connection, .timeout = 30) {
+  fixture f;
+  start(&f, NULL);
+  const char *w = curl(&f, (const char *[]){"-o", "/dev/null", "-o", "/dev/null", "-o", "/dev/null",
+                                             "-w", "%{http_code}:%{num_connects} ",
+                                             url(&f, "/small.txt"), url(&f, "/big.bin"),
+                                             url(&f, "/nope"), NULL});
+  cr_assert_str_eq(w, "200:1 200:0 404:0 ");
+  stop(&f);
+}
+
+Test(httpd, pipelined_requests_answered_in_order, .timeout = 30) {
+  fixture f;
+  start(&f, NULL);
+  const char req[] = "GET /small.txt HTTP/1.1\r\nHost: a\r\n\r\n"
+                     "HEAD /sub/ HTTP/1.1\r\nHost: a\r\n\r\n"
+                     "GET /missing HTTP/1.1\r\nHost: a\r\n\r\n"
+                     "GET /sub/index.html HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n";
+  const char *r = raw(&f, req, sizeof req - 1);
+  const char *a = strstr(r, "HTTP/1.1 200 OK"), *b = a ? strstr(a + 1, "HTTP/1.1 200 OK") : NULL;
+  const char *c = b ? strstr(b, "HTTP/1.1 404 Not Found") : NULL;
+  const char *d = c ? strstr(c, "HTTP/1.1 200 OK") : NULL;
+  cr_assert(a == r && b && c && d, "reply: %s", r);
+  cr_assert_eq(count(r, "HTTP/1.1 "), 4);
+  cr_assert_eq(count(r, "hello\n"), 1);
+  cr_assert_eq(count(r, "<p>index</p>\n"), 1); /* HEAD sent none */
+  cr_assert_not_null(strstr(d, "Connection: close\r\n"));
+  cr_assert_eq(strcmp(r + strlen(r) - 13, "<p>index</p>\n"), 0);
+  stop(&f);
+}
+
+Test(httpd, traversal_is_refused, .timeout = 30) {
+  fixture f;
+  start(&f, NULL);
+  const char *paths[] = {"/../secret", "/%2e%2e/secret", "/sub/../../secret", "/sub/%2E%2E/%2e%2e/secret",
+                         "/..", NULL};
+  for (const char **p = paths; *p != NULL; p++) {
+    const char *w = curl(&f, (const char *[]){"--path-as-is", "-o", tmp(&f, "out"), "-w", "%{http_code}",
+                                               url(&f, *p), NULL});
+    cr_assert_str_eq(w, "403", "%s", *p);
+    assert_file_is(tmp(&f, "out"), "Forbidden\n", 10);
+  }
+  stop(&f);
+}
+
+Test(httpd, missing_files_give_404, .timeout = 30) {
+  fixture f;
+  start(&f, NULL);
+  const char *w = curl(&f, (const char *[]){"-o", "/dev/null", "-o", "/dev/null", "-o", "/dev/null",
+                                             "-w", "%{http_code} ", url(&f, "/nope.txt"),
+                                             url(&f, "/empty/"), url(&f, "/small.txt/x"), NULL});
+  cr_assert_str_eq(w, "404 404 404 ");
+  stop(&f);
+}
+
+Test(httpd, other_methods_give_405, .timeout = 30) {
+  fixture f;
+  start(&f, NULL);
+  const char *w = curl(&f, (const char *[]){"-X", "POST", "-d", "abc", "-D", tmp(&f, "h"), "-o", "/dev/null",
+                                             "-w", "%{http_code} %{num_connects}", url(&f, "/small.txt"),
+                                             NULL});
+  cr_assert_str_eq(w, "405 1");
+  size_t len;
+  char *h = slurp(tmp(&f, "h"), &len);
+  h[len] = '\0';
+  cr_assert_not_null(strstr(h, "Allow: GET, HEAD\r\n"));
+  free(h);
+  w = curl(&f, (const char *[]){"-X", "DELETE", "-o", "/dev/null", "-w", "%{http_code}",
+                                url(&f, "/small.txt"), NULL});
+  cr_assert_str_eq(w, "405");
+  stop(&f);
+}
+
+Test(httpd, if_modified_since_gives_304, .timeout = 30) {
+  fixture f;
+  start(&f, NULL);
+  const char *w = curl(&f, (const char *[]){"-H", "If-Modified-Since: Sun, 09 Sep 2001 01:46:40 GMT", "-o",
+                                             tmp(&f, "out"), "-w", "%{http_code} %{size_download}",
+                                             url(&f, "/small.txt"), NULL});
+  cr_assert_str_eq(w, "304 0");
+  w = curl(&f, (const char *[]){"-H", "If-Modified-Since: Sat, 08 Sep 2001 01:46:40 GMT", "-o",
+                                tmp(&f, "out"), "-w", "%{http_code} %{size_download}",
+                                url(&f, "/small.txt"), NULL});
+  cr_assert_str_eq(w, "200 6");
+  assert_file_is(tmp(&f, "out"), "hello\n", 6);
+  /* An unparsable date is ignored. */
+  w = curl(&f, (const char *[]){"-H", "If-Modified-Since: yesterday", "-o", "/dev/null", "-w",
+                                "%{http_code}", url(&f, "/small.txt"), NULL});
+  cr_assert_str_eq(w, "200");
+  stop(&f);
+}
+
+Test(httpd, malformed_requests_give_400, .timeout = 30) {
+  fixture f;
+  start(&f, NULL);
+  const char *bad[] = {"GARBAGE\r\n\r\n", "GET / HTTP/1.1\r\nNo colon here\r\n\r\n",
+                       "GET /%zz HTTP/1.1\r\nHost: a\r\n\r\n", "GET /a%00b HTTP/1.1\r\nHost: a\r\n\r\n",
+                       "GET / HTTP/1.1\r\nContent-Length: 1x\r\n\r\n", NULL};
+  for (const char **b = bad; *b != NULL; b++) {
+    const char *r = raw(&f, *b, strlen(*b));
+    cr_assert_eq(strncmp(r, "HTTP/1.1 400 Bad Request\r\n", 26), 0, "%s -> %s", *b, r);
+    cr_assert_not_null(strstr(r, "Connection: close\r\n"));
+    cr_assert_eq(count(r, "HTTP/1.1 "), 1);
+  }
+  stop(&f);
+}
+
+Test(httpd, oversized_requests_give_414_431_413, .timeout = 30) {
+  fixture f;
+  start(&f, NULL);
+  static char req[40000];
+  int n = snprintf(req, sizeof req, "GET /%09000d HTTP/1.1\r\nHost: a\r\n\r\n", 0);
+  cr_assert_eq(strncmp(raw(&f, req, (size_t)n), "HTTP/1.1 414 URI Too Long\r\n", 27), 0);
+  n = snprintf(req, sizeof req, "GET / HTTP/1.1\r\nHost: a\r\nX-Big: %020000d\r\n\r\n", 0);
+  cr_assert_eq(strncmp(raw(&f, req, (size_t)n), "HTTP/1.1 431 Request Header Fields Too Large\r\n", 46), 0);
+  n = snprintf(req, sizeof req, "GET / HTTP/1.1\r\nHost: a\r\n");
+  for (int i = 0; i < 400; i++) n += snprintf(req + n, sizeof req - (size_t)n, "X-%03d: abcdefghijklmnop\r\n", i);
+  n += snprintf(req + n, sizeof req - (size_t)n, "\r\n");
+  cr_assert_eq(strncmp(raw(&f, req, (size_t)n), "HTTP/1.1 431 ", 13), 0); /* many small fields */
+  n = snprintf(req, sizeof req, "POST /small.txt HTTP/1.1\r\nHost: a\r\nContent-Length: 2000000\r\n\r\nabc");
+  cr_assert_eq(strncmp(raw(&f, req, (size_t)n), "HTTP/1.1 413 Content Too Large\r\n", 32), 0);
+  /* The server is still fine. */
+  cr_assert_str_eq(curl(&f, (const char *[]){"-o", "/dev/null", "-w", "%{http_code}", url(&f, "/small.txt"), NULL}),
+                   "200");
+  stop(&f);
+}
+
+Test(httpd, unknown_http_version_gives_505, .timeout = 30) {
+  fixture f;
+  start(&f, NULL);
+  const char *r = raw(&f, "GET /small.txt HTTP/2.0\r\n\r\n", 27);
+  cr_assert_eq(strncmp(r, "HTTP/1.1 505 HTTP Version Not Supported\r\n", 41), 0, "%s", r);
+  cr_assert_not_null(strstr(r, "Connection: close\r\n"));
+  stop(&f);
+}
+
+Test(httpd, http10_closes_unless_keep_alive, .timeout = 30) {
+  fixture f;
+  start(&f, NULL);
+  const char *r = raw(&f, "GET /small.txt HTTP/1.0\r\n\r\n", 27);
+  cr_assert_eq(strncmp(r, "HTTP/1.1 200 OK\r\n", 17), 0);
+  cr_assert_not_null(strstr(r, "Connection: close\r\n"));
+  cr_assert_eq(strcmp(r + strlen(r) - 10, "\r\n\r\nhello\n"), 0);
+  stop(&f);
+}
+
+Test(httpd, idle_connection_times_out, .timeout = 30) {
+  fixture f;
+  start(&f, (const char *[]){"--idle-ms", "200", NULL});
+  /* Nothing sent: the server closes after 200 ms; recv sees EOF. */
+  const char *r = raw(&f, "", 0);
+  cr_assert_str_eq(r, "");
+  /* After a reply, an idle keep-alive connection closes as well. */
+  r = raw(&f, "GET /small.txt HTTP/1.1\r\nHost: a\r\n\r\n", 36);
+  cr_assert_eq(strncmp(r, "HTTP/1.1 200 OK\r\n", 17), 0);
+  cr_assert_eq(strcmp(r + strlen(r) - 6, "hello\n"), 0);
+  stop(&f);
+}
+
+Test(httpd, slow_header_times_out, .timeout = 30) {
+  fixture f;
+  start(&f, (const char *[]){"--header-ms", "200", NULL});
+  /* Half a header that never completes: closed without a reply. */
+  cr_assert_str_eq(raw(&f, "GET /small.txt HTTP/1.1\r\nHo", 27), "");
+  stop(&f);
+}
+
+Test(httpd, several_loops_share_the_port, .timeout = 30) {
+  fixture f;
+  start(&f, (const char *[]){"--loops", "2", NULL});
+  for (int i = 0; i < 4; i++) {
+    const char *w = curl(&f, (const char *[]){"-o", tmp(&f, "out"), "-w", "%{http_code}",
+                                               url(&f, "/big.bin"), NULL});
+    cr_assert_str_eq(w, "200");
+  }
+  unsigned char *b = big_data();
+  assert_file_is(tmp(&f, "out"), b, BIG_SIZE);
+  free(b);
+  stop(&f);
+}
+
+Test(httpd, cached_file_served_repeatedly, .timeout = 30) {
+  fixture f;
+  start(&f, (const char *[]){"--cache-ms", "600000", NULL});
+  const char *w = curl(&f, (const char *[]){"-o", tmp(&f, "a"), "-o", tmp(&f, "b"), "-r", "2-4", "-o", tmp(&f, "c"),
+                                             "-w", "%{http_code} ", url(&f, "/small.txt"), url(&f, "/small.txt"),
+                                             url(&f, "/small.txt"), NULL});
+  cr_assert_str_eq(w, "200 200 206 ");
+  assert_file_is(tmp(&f, "a"), "hello\n", 6);
+  assert_file_is(tmp(&f, "b"), "hello\n", 6);
+  assert_file_is(tmp(&f, "c"), "llo", 3);
+  stop(&f);
+}
+
+Test(httpd, cache_off_sees_changes_at_once, .timeout = 30) {
+  fixture f;
+  start(&f, (const char *[]){"--cache-ms", "0", NULL});
+  cr_assert_str_eq(curl(&f, (const char *[]){"-o", tmp(&f, "a"), "-w", "%{http_code}", url(&f, "/small.txt"), NULL}),
+                   "200");
+  assert_file_is(tmp(&f, "a"), "hello\n", 6);
+  write_file(f.root, "small.txt", "changed!\n", 9);
+  cr_assert_str_eq(curl(&f, (const char *[]){"-o", tmp(&f, "b"), "-w", "%{http_code}", url(&f, "/small.txt"), NULL}),
+                   "200");
+  assert_file_is(tmp(&f, "b"), "changed!\n", 9);
+  stop(&f);
+}
+
+/* Bad command lines: usage, exit status 2, nothing served. */
+static int run_bad(const char *const *args) {
+  char bin[PATH_MAX];
+  server_path(bin, sizeof bin);
+  const char *argv[12] = {bin};
+  int argc = 1;
+  for (; *args != NULL; args++) argv[argc++] = *args;
+  weft_loop *loop = th_loop();
+  weft_run_options o = {.proc = {.argv = (char *const *)argv}};
+  weft_future *fut = NULL;
+  cr_assert_eq(weft_process_run(loop, &o, &fut), 0);
+  weft_loop_run(loop, WEFT_RUN_DEFAULT);
+  const weft_run_result *r = weft_future_value(fut);
+  int status = (int)r->status;
+  cr_assert_eq(r->out_len, 0);
+  weft_future_unref(fut);
+  th_loop_finish(loop);
+  return status;
+}
+
+Test(httpd, bad_command_lines_exit_2, .timeout = 30) {
+  cr_assert_eq(run_bad((const char *[]){"--port", "0", NULL}), 2);
+  cr_assert_eq(run_bad((const char *[]){"--port", "x", "--root", "/tmp", NULL}), 2);
+  cr_assert_eq(run_bad((const char *[]){"--port", "70000", "--root", "/tmp", NULL}), 2);
+  cr_assert_eq(run_bad((const char *[]){"--port", "0", "--root", "/nonexistent/dir", NULL}), 2);
+  cr_assert_eq(run_bad((const char *[]){"--port", "0", "--root", "/tmp", "--loops", "0", NULL}), 2);
+  cr_assert_eq(run_bad((const char *[]){"--port", "0", "--root", "/tmp", "--bogus", "1", NULL}), 2);
+  cr_assert_eq(run_bad((const char *[]){"--port", "0", "--root", NULL}), 2);
+  cr_assert_eq(run_bad((const char *[]){"--port", "0", "--root", "/tmp", "--cache-ms", "-1", NULL}), 2);
+}

@@ -1,0 +1,185 @@
+/* Signal handles. libev restores the default action when the last watcher
+ * of a signal stops, so every test raises a signal only while some handle
+ * still watches it. */
+#include "support/test.h"
+
+#include <signal.h>
+#include <stdlib.h>
+
+typedef struct sig {
+  weft_signal s;
+  int calls, last_signum;
+  int raise_until; /* raise the signal again until this many calls */
+} sig;
+
+static void on_sig(weft_signal *s, int signum) {
+  sig *x = (sig *)s;
+  x->calls++;
+  x->last_signum = signum;
+  if (x->calls < x->raise_until) raise(signum);
+  else if (x->raise_until) cr_assert_eq(weft_signal_stop(s), 0);
+}
+
+static void not_called(weft_signal *s, int signum) {
+  cr_assert_fail("callback of a failed start ran (%p, %d)", (void *)s, signum);
+}
+
+static void raise_arg(void *arg) { raise(*(int *)arg); }
+
+Test(signal, bad_input_is_rejected, .timeout = 5) {
+  weft_loop *loop = th_loop();
+  weft_signal s, zeroed = {0};
+  cr_assert_eq(weft_signal_init(NULL, &s), -EINVAL);
+  cr_assert_eq(weft_signal_init(loop, NULL), -EINVAL);
+  cr_assert_eq(weft_signal_init(loop, &s), 0);
+  const int bad[] = {0, -1, SIGKILL, SIGSTOP, NSIG, NSIG + 1, 1000};
+  for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+    cr_assert_eq(weft_signal_start(&s, on_sig, bad[i]), -EINVAL, "signum %d", bad[i]);
+    cr_assert_eq(weft_signal_start_oneshot(&s, on_sig, bad[i]), -EINVAL);
+  }
+  cr_assert_eq(weft_signal_start(NULL, on_sig, SIGUSR1), -EINVAL);
+  cr_assert_eq(weft_signal_start(&s, NULL, SIGUSR1), -EINVAL);
+  cr_assert_eq(weft_signal_start(&zeroed, on_sig, SIGUSR1), -EINVAL);
+  cr_assert(!weft_is_active(&s.base));
+  cr_assert_eq(weft_signal_stop(NULL), -EINVAL);
+  cr_assert_eq(weft_signal_stop(&s), 0, "stopping an inactive handle");
+  /* a timer is not a signal handle */
+  weft_timer t;
+  weft_timer_init(loop, &t);
+  cr_assert_eq(weft_signal_start((weft_signal *)(void *)&t, on_sig, SIGUSR1), -EINVAL);
+  cr_assert_eq(weft_signal_stop((weft_signal *)(void *)&t), -EINVAL);
+  cr_assert_eq(weft_close(&s.base, NULL), 0);
+  cr_assert_eq(weft_signal_start(&s, on_sig, SIGUSR1), -EINVAL, "closing");
+  th_loop_finish(loop);
+}
+
+Test(signal, start_fires_each_time_the_signal_arrives, .timeout = 5) {
+  weft_loop *loop = th_loop();
+  sig x = {.raise_until = 3};
+  int signum = SIGUSR1;
+  weft_signal_init(loop, &x.s);
+  cr_assert_eq(weft_signal_start(&x.s, on_sig, SIGUSR1), 0);
+  cr_assert(weft_is_active(&x.s.base));
+  weft_call_soon(loop, raise_arg, &signum);
+  cr_assert_eq(weft_loop_run(loop, WEFT_RUN_DEFAULT), 0);
+  cr_assert_eq(x.calls, 3);
+  cr_assert_eq(x.last_signum, SIGUSR1);
+  cr_assert(!weft_is_active(&x.s.base));
+  th_loop_finish(loop);
+}
+
+Test(signal, oneshot_stops_before_its_callback, .timeout = 5) {
+  weft_loop *loop = th_loop();
+  sig once = {0}, keep = {.raise_until = 2};
+  int signum = SIGUSR2;
+  weft_signal_init(loop, &once.s);
+  weft_signal_init(loop, &keep.s);
+  cr_assert_eq(weft_signal_start_oneshot(&once.s, on_sig, SIGUSR2), 0);
+  cr_assert_eq(weft_signal_start(&keep.s, on_sig, SIGUSR2), 0);
+  weft_call_soon(loop, raise_arg, &signum);
+  cr_assert_eq(weft_loop_run(loop, WEFT_RUN_DEFAULT), 0);
+  cr_assert_eq(once.calls, 1);
+  cr_assert_eq(once.last_signum, SIGUSR2);
+  cr_assert_eq(keep.calls, 2);
+  cr_assert(!weft_is_active(&once.s.base));
+  th_loop_finish(loop);
+}
+
+Test(signal, several_handles_watch_one_signal, .timeout = 5) {
+  weft_loop *loop = th_loop();
+  sig x[3] = {{.raise_until = 0}, {.raise_until = 0}, {.raise_until = 2}};
+  int signum = SIGUSR1;
+  for (int i = 0; i < 3; i++) {
+    weft_signal_init(loop, &x[i].s);
+    cr_assert_eq(weft_signal_start(&x[i].s, on_sig, SIGUSR1), 0);
+  }
+  /* the last handle raises the second signal, then stops; the first two are
+   * unreferenced so that the loop ends with it */
+  weft_unref(&x[0].s.base);
+  weft_unref(&x[1].s.base);
+  weft_call_soon(loop, raise_arg, &signum);
+  cr_assert_eq(weft_loop_run(loop, WEFT_RUN_DEFAULT), 0);
+  for (int i = 0; i < 3; i++) cr_assert_eq(x[i].calls, 2, "handle %d", i);
+  th_loop_finish(loop);
+}
+
+Test(signal, second_loop_gets_ebusy, .timeout = 5) {
+  weft_loop *a = th_loop(), *b = th_loop();
+  sig sa = {0}, sb = {.raise_until = 1};
+  int signum = SIGUSR2;
+  weft_signal_init(a, &sa.s);
+  weft_signal_init(b, &sb.s);
+  cr_assert_eq(weft_signal_start(&sa.s, on_sig, SIGUSR1), 0);
+  cr_assert_eq(weft_signal_start(&sb.s, on_sig, SIGUSR1), -EBUSY);
+  cr_assert_eq(weft_signal_start_oneshot(&sb.s, on_sig, SIGUSR1), -EBUSY);
+  cr_assert(!weft_is_active(&sb.s.base));
+  /* b's handle is still usable for another signal */
+  cr_assert_eq(weft_signal_start(&sb.s, on_sig, SIGUSR2), 0);
+  /* a failed move leaves the handle watching its old signal */
+  cr_assert_eq(weft_signal_start_oneshot(&sb.s, not_called, SIGUSR1), -EBUSY);
+  cr_assert(weft_is_active(&sb.s.base));
+  weft_call_soon(b, raise_arg, &signum);
+  cr_assert_eq(weft_loop_run(b, WEFT_RUN_DEFAULT), 0);
+  cr_assert_eq(sb.calls, 1);
+  cr_assert_eq(sb.last_signum, SIGUSR2);
+  /* once a lets go, b may take the signal */
+  cr_assert_eq(weft_signal_stop(&sa.s), 0);
+  cr_assert_eq(weft_signal_start(&sb.s, on_sig, SIGUSR1), 0);
+  cr_assert_eq(weft_signal_start(&sa.s, on_sig, SIGUSR1), -EBUSY);
+  th_loop_close(a);
+  th_loop_finish(b);
+}
+
+Test(signal, restart_with_another_signal_moves_the_handle, .timeout = 5) {
+  weft_loop *a = th_loop(), *b = th_loop();
+  sig x = {.raise_until = 1}, y = {0};
+  int signum = SIGUSR2;
+  weft_signal_init(a, &x.s);
+  weft_signal_init(b, &y.s);
+  cr_assert_eq(weft_signal_start(&x.s, on_sig, SIGUSR1), 0);
+  cr_assert_eq(weft_signal_start(&x.s, on_sig, SIGUSR2), 0);
+  /* SIGUSR1 was released */
+  cr_assert_eq(weft_signal_start(&y.s, on_sig, SIGUSR1), 0);
+  weft_call_soon(a, raise_arg, &signum);
+  cr_assert_eq(weft_loop_run(a, WEFT_RUN_DEFAULT), 0);
+  cr_assert_eq(x.calls, 1);
+  cr_assert_eq(x.last_signum, SIGUSR2);
+  cr_assert_eq(y.calls, 0);
+  th_loop_close(a);
+  th_loop_finish(b);
+}
+
+Test(signal, unreferenced_handle_does_not_keep_the_loop_alive, .timeout = 5) {
+  weft_loop *loop = th_loop();
+  weft_signal s;
+  weft_signal_init(loop, &s);
+  weft_signal_start(&s, on_sig, SIGUSR1);
+  cr_assert(weft_loop_alive(loop));
+  weft_unref(&s.base);
+  cr_assert(!weft_loop_alive(loop));
+  cr_assert(weft_is_active(&s.base));
+  cr_assert_eq(weft_loop_run(loop, WEFT_RUN_DEFAULT), 0);
+  th_loop_finish(loop);
+}
+
+static void freeing_close(weft_handle *h) {
+  ++*(int *)h->data;
+  free(h);
+}
+
+Test(signal, close_releases_the_signal, .timeout = 5) {
+  weft_loop *a = th_loop(), *b = th_loop();
+  weft_signal *s = malloc(sizeof *s), other;
+  int closed = 0;
+  weft_signal_init(a, s);
+  s->base.data = &closed;
+  weft_signal_init(b, &other);
+  cr_assert_eq(weft_signal_start(s, on_sig, SIGUSR1), 0);
+  cr_assert_eq(weft_close(&s->base, freeing_close), 0);
+  cr_assert_eq(closed, 0, "close callback ran inline");
+  cr_assert_eq(weft_signal_start(&other, on_sig, SIGUSR1), 0);
+  cr_assert_eq(weft_loop_run(a, WEFT_RUN_DEFAULT), 0);
+  cr_assert_eq(closed, 1);
+  th_loop_close(a);
+  th_loop_finish(b);
+}

@@ -1,0 +1,484 @@
+/* Streams: completions never inline, backpressure with watermarks (64 MiB
+ * through a slow reader), half-close both ways, close cancelling queued
+ * writes before the close callback, the per-turn fairness cap, buffers
+ * from the caller, write futures and their cancellation. */
+#include "support/test.h"
+
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+/* A connected TCP pair on one loop. */
+typedef struct tpair {
+  weft_tcp listener, a, b;
+  weft_connect_req cr;
+  int connected, accepted;
+} tpair;
+
+static void tp_connected(weft_connect_req *req, int status) {
+  cr_assert_eq(status, 0);
+  ((tpair *)req->data)->connected++;
+}
+
+static void tp_accept(weft_stream *s, int status) {
+  cr_assert_eq(status, 0);
+  tpair *p = (tpair *)s;
+  cr_assert_eq(weft_stream_accept(s, &p->b.stream), 0);
+  p->accepted++;
+}
+
+static void tpair_open(weft_loop *loop, tpair *p) {
+  memset(p, 0, sizeof *p);
+  struct sockaddr_in a;
+  weft_ip4_addr("127.0.0.1", 0, &a);
+  cr_assert_eq(weft_tcp_init(loop, &p->listener), 0);
+  cr_assert_eq(weft_tcp_bind(&p->listener, (struct sockaddr *)&a, 0), 0);
+  cr_assert_eq(weft_tcp_listen(&p->listener, 1, tp_accept), 0);
+  socklen_t len = sizeof a;
+  cr_assert_eq(weft_tcp_getsockname(&p->listener, (struct sockaddr *)&a, &len), 0);
+  cr_assert_eq(weft_tcp_init(loop, &p->a), 0);
+  cr_assert_eq(weft_tcp_init(loop, &p->b), 0);
+  p->cr.data = p;
+  cr_assert_eq(weft_tcp_connect(&p->cr, &p->a, (struct sockaddr *)&a, tp_connected), 0);
+  while (!p->connected || !p->accepted) weft_loop_run(loop, WEFT_RUN_ONCE);
+  weft_close(&p->listener.stream.base, NULL);
+}
+
+/* ---- completions are never inline ---------------------------------------- */
+
+static void count_write(weft_write_req *req, int status) {
+  int *c = req->data;
+  c[0]++;
+  c[1] = status;
+}
+
+Test(stream, write_completes_later_never_inline, .timeout = 10) {
+  weft_loop *loop = th_loop();
+  weft_pipe a, b;
+  cr_assert_eq(weft_pipe_init(loop, &a), 0);
+  cr_assert_eq(weft_pipe_init(loop, &b), 0);
+  cr_assert_eq(weft_pipe_pair(loop, &a, &b), 0);
+  int c[2] = {0, -1};
+  weft_write_req w;
+  w.data = c;
+  weft_buf buf = weft_buf_init("hello", 5);
+  cr_assert_eq(weft_stream_write(&w, &a.stream, &buf, 1, count_write), 0);
+  cr_assert_eq(c[0], 0);
+  cr_assert_eq(weft_stream_write_queue_size(&a.stream), 0); /* kernel took it */
+  cr_assert(weft_is_active(&a.stream.base)); /* completion outstanding */
+  weft_loop_run(loop, WEFT_RUN_NOWAIT);
+  cr_assert_eq(c[0], 1);
+  cr_assert_eq(c[1], 0);
+  cr_assert(!weft_is_active(&a.stream.base));
+  char got[8];
+  cr_assert_eq(read(weft_stream_fileno(&b.stream), got, sizeof got), 5);
+  cr_assert_eq(memcmp(got, "hello", 5), 0);
+  th_loop_finish(loop);
+}
+
+/* ---- 64 MiB through a slow reader ---------------------------------------- */
+
+#define TOTAL (64u << 20)
+#define CHUNK (64u << 10)
+#define HIGH (1u << 20)
+
+typedef struct pump {
+  weft_stream *w, *r;
+  weft_write_req reqs[64];
+  int free_reqs[64], nfree;
+  char *data;
+  size_t sent, received, max_queue;
+  int highs, lows, writes_done;
+  bool paused;
+  weft_timer slow;
+  size_t since_pause;
+} pump;
+
+static void pump_fill(pump *p);
+
+static void pump_written(weft_write_req *req, int status) {
+  pump *p = req->data;
+  cr_assert_eq(status, 0);
+  p->writes_done++;
+  p->free_reqs[p->nfree++] = (int)(req - p->reqs);
+  pump_fill(p); /* a request is free again */
+}
+
+static void pump_mark(weft_stream *s, weft_watermark which) {
+  pump *p = s->base.data;
+  if (which == WEFT_WATERMARK_HIGH) {
+    p->highs++;
+    p->paused = true;
+  } else {
+    p->lows++;
+    p->paused = false;
+    pump_fill(p);
+  }
+}
+
+/* Writes 64 KiB chunks until paused by the high watermark. */
+static void pump_fill(pump *p) {
+  while (!p->paused && p->sent < TOTAL && p->nfree > 0) {
+    weft_write_req *req = &p->reqs[p->free_reqs[--p->nfree]];
+    req->data = p;
+    weft_buf b = weft_buf_init(p->data + p->sent % (1u << 20), CHUNK);
+    cr_assert_eq(weft_stream_write(req, p->w, &b, 1, pump_written), 0);
+    p->sent += CHUNK;
+    size_t q = weft_stream_write_queue_size(p->w);
+    if (q > p->max_queue) p->max_queue = q;
+  }
+}
+
+static void slow_resume(weft_timer *t);
+
+static void pump_read(weft_stream *s, ssize_t n, const weft_buf *buf) {
+  pump *p = s->base.data;
+  cr_assert_gt(n, 0);
+  for (ssize_t i = 0; i < n; i += 4093)
+    cr_assert_eq(buf->base[i], p->data[(p->received + (size_t)i) % (1u << 20)]);
+  p->received += (size_t)n;
+  p->since_pause += (size_t)n;
+  if (p->since_pause >= (4u << 20)) { /* slow: pause 1 ms every 4 MiB */
+    p->since_pause = 0;
+    weft_stream_read_stop(s);
+    cr_assert_eq(weft_timer_start(&p->slow, slow_resume, 1, 0), 0);
+  }
+}
+
+static void slow_resume(weft_timer *t) {
+  pump *p = t->base.data;
+  cr_assert_eq(weft_stream_read_start(p->r, NULL, pump_read), 0);
+}
+
+Test(stream, slow_reader_64mib_queue_stays_under_high_watermark, .timeout = 60) {
+  weft_loop *loop = th_loop();
+  tpair tp;
+  tpair_open(loop, &tp);
+  pump *p = calloc(1, sizeof *p);
+  p->data = malloc(1u << 20);
+  for (size_t i = 0; i < (1u << 20); i++) p->data[i] = (char)(i * 131 + (i >> 11));
+  for (int i = 0; i < 64; i++) p->free_reqs[p->nfree++] = i;
+  p->w = &tp.a.stream;
+  p->r = &tp.b.stream;
+  tp.a.stream.base.data = tp.b.stream.base.data = p;
+  cr_assert_eq(weft_timer_init(loop, &p->slow), 0);
+  p->slow.base.data = p;
+  cr_assert_eq(weft_stream_set_watermarks(p->w, HIGH, HIGH / 4, pump_mark), 0);
+  cr_assert_eq(weft_stream_read_start(p->r, NULL, pump_read), 0);
+  pump_fill(p);
+  while (p->received < TOTAL) weft_loop_run(loop, WEFT_RUN_ONCE);
+  cr_assert_eq(p->sent, TOTAL);
+  cr_assert_eq(p->received, TOTAL);
+  cr_assert_leq(p->max_queue, HIGH + CHUNK);
+  cr_assert_gt(p->highs, 0);
+  cr_assert(p->lows == p->highs || p->lows == p->highs - 1);
+  while (p->writes_done < (int)(TOTAL / CHUNK)) weft_loop_run(loop, WEFT_RUN_ONCE);
+  th_loop_finish(loop); /* before freeing the timer inside p */
+  free(p->data);
+  free(p);
+}
+
+/* ---- half-close ------------------------------------------------------------ */
+
+typedef struct hc {
+  int eof, shut, shut_status;
+  size_t bytes;
+} hc;
+
+static void hc_read(weft_stream *s, ssize_t n, const weft_buf *buf) {
+  (void)buf;
+  hc *h = s->base.data;
+  if (n == WEFT_EOF) h->eof++;
+  else if (n > 0) h->bytes += (size_t)n;
+  else cr_assert_fail("read error %zd", n);
+}
+
+static void hc_shut(weft_shutdown_req *req, int status) {
+  hc *h = req->data;
+  h->shut++;
+  h->shut_status = status;
+}
+
+Test(stream, half_close_both_ways, .timeout = 10) {
+  weft_loop *loop = th_loop();
+  tpair tp;
+  tpair_open(loop, &tp);
+  hc ha = {0}, hb = {0};
+  tp.a.stream.base.data = &ha;
+  tp.b.stream.base.data = &hb;
+  cr_assert_eq(weft_stream_read_start(&tp.a.stream, NULL, hc_read), 0);
+  cr_assert_eq(weft_stream_read_start(&tp.b.stream, NULL, hc_read), 0);
+  /* a writes, then shuts down: b reads everything, then EOF */
+  static char big[300000];
+  weft_write_req w1, w2;
+  int c1[2] = {0, 0}, c2[2] = {0, 0};
+  w1.data = c1;
+  w2.data = c2;
+  weft_buf b = weft_buf_init(big, sizeof big);
+  cr_assert_eq(weft_stream_write(&w1, &tp.a.stream, &b, 1, count_write), 0);
+  weft_shutdown_req sa, sb;
+  sa.data = &ha;
+  cr_assert_eq(weft_stream_shutdown(&sa, &tp.a.stream, hc_shut), 0);
+  cr_assert_eq(weft_stream_shutdown(&sa, &tp.a.stream, hc_shut), -EALREADY);
+  cr_assert_eq(weft_stream_write(&w2, &tp.a.stream, &b, 1, count_write), -EPIPE);
+  cr_assert(!weft_stream_is_writable(&tp.a.stream));
+  while (hb.eof == 0 || ha.shut == 0) weft_loop_run(loop, WEFT_RUN_ONCE);
+  cr_assert_eq(hb.bytes, sizeof big);
+  cr_assert_eq(c1[0], 1);
+  cr_assert_eq(c1[1], 0);
+  cr_assert_eq(ha.shut_status, 0);
+  cr_assert_eq(ha.eof, 0);
+  /* the other way: b still writes to a, then shuts down */
+  weft_buf small = weft_buf_init("late reply", 10);
+  cr_assert_eq(weft_stream_write(&w2, &tp.b.stream, &small, 1, count_write), 0);
+  sb.data = &hb;
+  cr_assert_eq(weft_stream_shutdown(&sb, &tp.b.stream, hc_shut), 0);
+  while (ha.eof == 0 || hb.shut == 0) weft_loop_run(loop, WEFT_RUN_ONCE);
+  cr_assert_eq(ha.bytes, 10);
+  cr_assert_eq(ha.eof, 1);
+  cr_assert_eq(hb.eof, 1);
+  cr_assert_eq(hb.shut, 1);
+  cr_assert_eq(c2[0], 1);
+  th_loop_finish(loop);
+}
+
+/* ---- close cancels queued writes before the close callback ------------------ */
+
+static int order[8], norder;
+
+static void order_write(weft_write_req *req, int status) {
+  order[norder++] = status == -ECANCELED ? 2 : (status == 0 ? 1 : 3);
+  (void)req;
+}
+
+static void order_close(weft_handle *h) {
+  (void)h;
+  order[norder++] = 9;
+}
+
+Test(stream, close_cancels_queued_writes_before_close_cb, .timeout = 10) {
+  weft_loop *loop = th_loop();
+  weft_pipe a, b;
+  weft_pipe_init(loop, &a);
+  weft_pipe_init(loop, &b);
+  cr_assert_eq(weft_pipe_pair(loop, &a, &b), 0);
+  static char big[8 << 20]; /* more than the socket buffer */
+  weft_write_req w[3];
+  weft_buf bb = weft_buf_init(big, sizeof big);
+  for (int i = 0; i < 3; i++)
+    cr_assert_eq(weft_stream_write(&w[i], &a.stream, &bb, 1, order_write), 0);
+  cr_assert_gt(weft_stream_write_queue_size(&a.stream), 2 * sizeof big);
+  cr_assert_eq(weft_close(&a.stream.base, order_close), 0);
+  cr_assert_eq(norder, 0);
+  weft_loop_run(loop, WEFT_RUN_NOWAIT);
+  cr_assert_eq(norder, 4);
+  cr_assert_eq(order[0], 2); /* the partly written one too: cancelled */
+  cr_assert_eq(order[1], 2);
+  cr_assert_eq(order[2], 2);
+  cr_assert_eq(order[3], 9);
+  th_loop_finish(loop);
+}
+
+/* ---- fairness ---------------------------------------------------------------- */
+
+typedef struct fair {
+  size_t a_bytes, b_bytes;
+  int b_calls;
+} fair;
+
+static void fair_read_a(weft_stream *s, ssize_t n, const weft_buf *buf) {
+  (void)buf;
+  cr_assert_gt(n, 0);
+  ((fair *)s->base.data)->a_bytes += (size_t)n;
+}
+
+static void fair_read_b(weft_stream *s, ssize_t n, const weft_buf *buf) {
+  (void)buf;
+  cr_assert_gt(n, 0);
+  fair *f = s->base.data;
+  f->b_bytes += (size_t)n;
+  f->b_calls++;
+}
+
+Test(stream, busy_peer_is_capped_per_turn, .timeout = 20) {
+  weft_loop *loop = th_loop();
+  tpair busy, quiet;
+  tpair_open(loop, &busy);
+  tpair_open(loop, &quiet);
+  /* let the kernel hold several MiB for the busy reader */
+  int big = 8 << 20;
+  setsockopt(weft_stream_fileno(&busy.b.stream), SOL_SOCKET, SO_RCVBUFFORCE, &big, sizeof big);
+  setsockopt(weft_stream_fileno(&busy.a.stream), SOL_SOCKET, SO_SNDBUFFORCE, &big, sizeof big);
+  static char data[1 << 20];
+  size_t pushed = 0;
+  for (;;) {
+    ssize_t n = send(weft_stream_fileno(&busy.a.stream), data, sizeof data, MSG_DONTWAIT);
+    if (n <= 0) break;
+    pushed += (size_t)n;
+    if (pushed >= (6u << 20)) break;
+  }
+  cr_assert_gt(pushed, 2 * WEFT_STREAM_READ_CAP);
+  cr_assert_eq(send(weft_stream_fileno(&quiet.a.stream), "q", 1, 0), 1);
+  fair f = {0};
+  busy.b.stream.base.data = quiet.b.stream.base.data = &f;
+  cr_assert_eq(weft_stream_read_start(&busy.b.stream, NULL, fair_read_a), 0);
+  cr_assert_eq(weft_stream_read_start(&quiet.b.stream, NULL, fair_read_b), 0);
+  weft_loop_run(loop, WEFT_RUN_ONCE);
+  /* one turn: the busy stream stopped at the cap, the quiet one was served */
+  cr_assert_gt(f.a_bytes, 0);
+  cr_assert_leq(f.a_bytes, WEFT_STREAM_READ_CAP + WEFT_STREAM_SLAB_SIZE);
+  cr_assert_eq(f.b_calls, 1);
+  while (f.a_bytes < pushed) weft_loop_run(loop, WEFT_RUN_ONCE);
+  cr_assert_eq(f.a_bytes, pushed);
+  th_loop_finish(loop);
+}
+
+/* ---- the caller's buffers ------------------------------------------------------ */
+
+typedef struct own {
+  char buf[3];
+  int calls, nobufs, zero, eof;
+  size_t bytes;
+  bool give_none;
+} own;
+
+static void own_alloc(weft_stream *s, size_t suggested, weft_buf *buf) {
+  own *o = s->base.data;
+  cr_assert_eq(suggested, WEFT_STREAM_SLAB_SIZE);
+  if (!o->give_none) *buf = weft_buf_init(o->buf, sizeof o->buf);
+}
+
+static void own_read(weft_stream *s, ssize_t n, const weft_buf *buf) {
+  own *o = s->base.data;
+  o->calls++;
+  if (n == -ENOBUFS) {
+    o->nobufs++;
+    o->give_none = false;
+    return;
+  }
+  if (n == 0) {
+    o->zero++;
+    return;
+  }
+  if (n == WEFT_EOF) {
+    o->eof++;
+    return;
+  }
+  cr_assert_gt(n, 0);
+  cr_assert_eq(buf->base, o->buf);
+  o->bytes += (size_t)n;
+}
+
+Test(stream, reads_into_caller_buffers_and_reports_nobufs, .timeout = 10) {
+  weft_loop *loop = th_loop();
+  weft_pipe a, b;
+  weft_pipe_init(loop, &a);
+  weft_pipe_init(loop, &b);
+  cr_assert_eq(weft_pipe_pair(loop, &a, &b), 0);
+  own o = {.give_none = true};
+  b.stream.base.data = &o;
+  cr_assert_eq(write(weft_stream_fileno(&a.stream), "0123456789", 10), 10);
+  cr_assert_eq(weft_stream_read_start(&b.stream, own_alloc, own_read), 0);
+  cr_assert(weft_stream_is_reading(&b.stream));
+  weft_loop_run(loop, WEFT_RUN_NOWAIT);
+  cr_assert_eq(o.nobufs, 1);
+  while (o.bytes < 10) weft_loop_run(loop, WEFT_RUN_ONCE);
+  cr_assert_eq(o.bytes, 10);
+  close(weft_stream_fileno(&a.stream)); /* peer gone: EOF */
+  while (o.eof == 0) weft_loop_run(loop, WEFT_RUN_ONCE);
+  cr_assert_eq(o.eof, 1);
+  cr_assert(!weft_stream_is_reading(&b.stream));
+  th_loop_finish(loop);
+}
+
+/* ---- futures and many buffers ---------------------------------------------------- */
+
+Test(stream, write_future_and_cancel_of_a_queued_write, .timeout = 10) {
+  weft_loop *loop = th_loop();
+  weft_pipe a, b;
+  weft_pipe_init(loop, &a);
+  weft_pipe_init(loop, &b);
+  cr_assert_eq(weft_pipe_pair(loop, &a, &b), 0);
+  static char big[8 << 20];
+  weft_buf bb = weft_buf_init(big, sizeof big);
+  weft_future *f1, *f2, *f3;
+  cr_assert_eq(weft_stream_write_future(&a.stream, &bb, 1, &f1), 0); /* partly written */
+  cr_assert_eq(weft_stream_write_future(&a.stream, &bb, 1, &f2), 0); /* untouched */
+  size_t q = weft_stream_write_queue_size(&a.stream);
+  cr_assert_eq(weft_future_cancel(f2), 0);
+  cr_assert_eq(weft_stream_write_queue_size(&a.stream), q - sizeof big);
+  cr_assert_eq(weft_future_error(f2), -ECANCELED);
+  weft_buf tail = weft_buf_init("end", 3);
+  cr_assert_eq(weft_stream_write_future(&a.stream, &tail, 1, &f3), 0);
+  cr_assert_eq(weft_future_cancel(f1), 0); /* on the wire: finishes anyway */
+  size_t got = 0;
+  static char sink[1 << 16];
+  int fd = weft_stream_fileno(&b.stream);
+  while (weft_future_state_get(f3) == WEFT_FUTURE_PENDING) {
+    ssize_t n = read(fd, sink, sizeof sink);
+    if (n > 0) got += (size_t)n;
+    weft_loop_run(loop, WEFT_RUN_NOWAIT);
+  }
+  for (ssize_t n; (n = read(fd, sink, sizeof sink)) > 0;) got += (size_t)n;
+  cr_assert_eq(got, sizeof big + 3); /* f1 whole, f2 never, f3 whole */
+  cr_assert_eq(weft_future_value_i64(f3), 3);
+  weft_future_unref(f1);
+  weft_future_unref(f2);
+  weft_future_unref(f3);
+  th_loop_finish(loop);
+}
+
+Test(stream, writev_of_many_buffers_keeps_order, .timeout = 10) {
+  weft_loop *loop = th_loop();
+  weft_pipe a, b;
+  weft_pipe_init(loop, &a);
+  weft_pipe_init(loop, &b);
+  cr_assert_eq(weft_pipe_pair(loop, &a, &b), 0);
+  enum { N = 3000 }; /* more than IOV_MAX */
+  static weft_buf bufs[N];
+  static char bytes[N];
+  for (int i = 0; i < N; i++) {
+    bytes[i] = (char)(i % 251);
+    bufs[i] = weft_buf_init(&bytes[i], i % 7 == 3 ? 0 : 1); /* some empty */
+  }
+  weft_write_req w;
+  int c[2] = {0, -1};
+  w.data = c;
+  cr_assert_eq(weft_stream_write(&w, &a.stream, bufs, N, count_write), 0);
+  for (int i = 0; i < N; i++) bufs[i].len = 99; /* the request keeps its copy */
+  while (c[0] == 0) weft_loop_run(loop, WEFT_RUN_ONCE);
+  cr_assert_eq(c[1], 0);
+  static char got[N];
+  ssize_t n = read(weft_stream_fileno(&b.stream), got, sizeof got);
+  int k = 0;
+  for (int i = 0; i < N; i++)
+    if (i % 7 != 3) cr_assert_eq(got[k++], bytes[i]);
+  cr_assert_eq(n, k);
+  th_loop_finish(loop);
+}
+
+static void noop_mark(weft_stream *s, weft_watermark w) { (void)s, (void)w; }
+
+Test(stream, bad_input, .timeout = 10) {
+  weft_loop *loop = th_loop();
+  weft_pipe a;
+  weft_pipe_init(loop, &a);
+  weft_future *f;
+  weft_buf b = weft_buf_init("x", 1);
+  cr_assert_eq(weft_stream_set_watermarks(NULL, 1, 0, noop_mark), -EINVAL);
+  cr_assert_eq(weft_stream_set_watermarks(&a.stream, 1, 2, noop_mark), -EINVAL);
+  cr_assert_eq(weft_stream_set_watermarks(&a.stream, (size_t)1 << 33, 0, noop_mark), -EINVAL);
+  cr_assert_eq(weft_stream_set_watermarks(&a.stream, 2, 1, noop_mark), 0);
+  cr_assert_eq(weft_stream_write_future(&a.stream, &b, 1, NULL), -EINVAL);
+  cr_assert_eq(weft_stream_write_future(&a.stream, &b, 1, &f), -ENOTCONN);
+  cr_assert_eq(weft_stream_read_stop(NULL), -EINVAL);
+  cr_assert_eq(weft_stream_read_stop(&a.stream), 0);
+  cr_assert_eq(weft_stream_fileno(NULL), -EINVAL);
+  cr_assert_eq(weft_stream_fileno(&a.stream), -EBADF);
+  cr_assert_eq(weft_stream_write_queue_size(NULL), 0);
+  cr_assert(!weft_stream_is_reading(NULL));
+  cr_assert(!weft_stream_is_writable(&a.stream));
+  cr_assert_eq(weft_stream_shutdown(NULL, &a.stream, NULL), -EINVAL);
+  th_loop_finish(loop);
+}

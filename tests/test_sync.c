@@ -1,0 +1,478 @@
+/* Async primitives: event, lock, semaphore, condition, bounded queue. */
+#include <limits.h>
+#include <pthread.h>
+#include <stdlib.h>
+
+#include "support/test.h"
+
+static void run(weft_loop *loop) { weft_loop_run(loop, WEFT_RUN_DEFAULT); }
+
+static weft_future_state st(weft_future *f) { return weft_future_state_get(f); }
+
+static void unref_all(weft_future **fs, int n) {
+  for (int i = 0; i < n; i++) {
+    weft_future_error(fs[i]); /* looked at: not an unobserved rejection */
+    weft_future_unref(fs[i]);
+  }
+}
+
+/* ---- event ------------------------------------------------------------------ */
+
+Test(sync, event_wakes_every_waiter_on_set, .timeout = 10) {
+  weft_loop *loop = th_loop();
+  weft_event *ev;
+  weft_future *w[3];
+  cr_assert_eq(weft_event_new(loop, &ev), 0);
+  cr_assert_eq(weft_event_is_set(ev), false);
+  cr_assert_eq(weft_event_wait(ev, &w[0]), 0);
+  cr_assert_eq(weft_event_wait(ev, &w[1]), 0);
+  cr_assert_eq(weft_future_cancel(w[0]), 0); /* leaves w[1] waiting */
+  cr_assert_eq(st(w[1]), WEFT_FUTURE_PENDING);
+  cr_assert_eq(weft_event_set(ev), 0);
+  cr_assert_eq(st(w[1]), WEFT_FUTURE_FULFILLED);
+  cr_assert_eq(weft_event_wait(ev, &w[2]), 0); /* already set */
+  cr_assert_eq(st(w[2]), WEFT_FUTURE_FULFILLED);
+  cr_assert_eq(weft_event_clear(ev), 0);
+  cr_assert_eq(weft_event_is_set(ev), false);
+  unref_all(w, 3);
+  weft_future *late;
+  cr_assert_eq(weft_event_wait(ev, &late), 0);
+  cr_assert_eq(weft_event_free(ev), 0);
+  cr_assert_eq(weft_future_error(late), WEFT_ECLOSED);
+  weft_future_unref(late);
+  run(loop);
+  th_loop_finish(loop);
+}
+
+Test(sync, bad_inputs_are_rejected, .timeout = 10) {
+  weft_loop *loop = th_loop();
+  weft_future *f;
+  weft_lock *lock;
+  cr_assert_eq(weft_event_new(NULL, NULL), -EINVAL);
+  cr_assert_eq(weft_event_free(NULL), -EINVAL);
+  cr_assert_eq(weft_event_set(NULL), -EINVAL);
+  cr_assert_eq(weft_event_clear(NULL), -EINVAL);
+  cr_assert_eq(weft_event_wait(NULL, &f), -EINVAL);
+  cr_assert_eq(weft_event_is_set(NULL), false);
+  cr_assert_eq(weft_lock_new(loop, NULL), -EINVAL);
+  cr_assert_eq(weft_lock_free(NULL), -EINVAL);
+  cr_assert_eq(weft_lock_acquire(NULL, &f), -EINVAL);
+  cr_assert_eq(weft_lock_release(NULL), -EINVAL);
+  cr_assert_eq(weft_lock_locked(NULL), false);
+  cr_assert_eq(weft_semaphore_new(NULL, 1, NULL), -EINVAL);
+  cr_assert_eq(weft_semaphore_free(NULL), -EINVAL);
+  cr_assert_eq(weft_semaphore_acquire(NULL, &f), -EINVAL);
+  cr_assert_eq(weft_semaphore_release(NULL), -EINVAL);
+  cr_assert_eq(weft_semaphore_value(NULL), 0);
+  cr_assert_eq(weft_condition_new(NULL, NULL), -EINVAL);
+  cr_assert_eq(weft_condition_free(NULL), -EINVAL);
+  cr_assert_eq(weft_condition_wait(NULL, &f), -EINVAL);
+  cr_assert_eq(weft_condition_notify(NULL, 1), -EINVAL);
+  cr_assert_eq(weft_condition_notify_all(NULL), -EINVAL);
+  weft_queue *q;
+  cr_assert_eq(weft_queue_new(loop, 0, NULL, &q), -EINVAL);
+  cr_assert_eq(weft_queue_new(NULL, 1, NULL, &q), -EINVAL);
+  cr_assert_eq(weft_queue_free(NULL), -EINVAL);
+  cr_assert_eq(weft_queue_put(NULL, NULL, &f), -EINVAL);
+  cr_assert_eq(weft_queue_get(NULL, &f), -EINVAL);
+  cr_assert_eq(weft_queue_put_threadsafe(NULL, NULL), -EINVAL);
+  cr_assert_eq(weft_queue_close(NULL), -EINVAL);
+  cr_assert_eq(weft_queue_len(NULL), 0);
+  /* still usable */
+  cr_assert_eq(weft_lock_new(loop, &lock), 0);
+  cr_assert_eq(weft_lock_release(lock), -EPERM);
+  cr_assert_eq(weft_lock_acquire(lock, &f), 0);
+  cr_assert_eq(weft_lock_locked(lock), true);
+  weft_future_unref(f);
+  cr_assert_eq(weft_lock_free(lock), 0);
+  th_loop_finish(loop);
+}
+
+/* ---- lock ----------------------------------------------------------------- */
+
+Test(sync, lock_is_fifo_and_cancelled_waiter_is_skipped, .timeout = 10) {
+  weft_loop *loop = th_loop();
+  weft_lock *lock;
+  weft_future *a[4];
+  cr_assert_eq(weft_lock_new(loop, &lock), 0);
+  for (int i = 0; i < 4; i++) cr_assert_eq(weft_lock_acquire(lock, &a[i]), 0);
+  cr_assert_eq(st(a[0]), WEFT_FUTURE_FULFILLED);
+  cr_assert_eq(st(a[1]), WEFT_FUTURE_PENDING);
+  cr_assert_eq(weft_future_cancel(a[2]), 0);
+  cr_assert_eq(weft_lock_release(lock), 0);
+  cr_assert_eq(st(a[1]), WEFT_FUTURE_FULFILLED);
+  cr_assert_eq(st(a[3]), WEFT_FUTURE_PENDING);
+  cr_assert_eq(weft_lock_release(lock), 0);
+  cr_assert_eq(st(a[3]), WEFT_FUTURE_FULFILLED);
+  cr_assert_eq(weft_lock_locked(lock), true);
+  cr_assert_eq(weft_lock_release(lock), 0);
+  cr_assert_eq(weft_lock_locked(lock), false);
+  cr_assert_eq(weft_lock_release(lock), -EPERM);
+  unref_all(a, 4);
+  cr_assert_eq(weft_lock_free(lock), 0);
+  run(loop);
+  th_loop_finish(loop);
+}
+
+/* Tasks that read, yield (sleep 0) and write back a shared counter: with the
+ * lock around it no increment is lost. */
+typedef struct task {
+  weft_lock *lock;
+  int *counter, seen, left;
+} task;
+
+static void task_step(task *t);
+
+static int task_write(weft_future *in, weft_future *out, void *arg) {
+  (void)in;
+  (void)out;
+  task *t = arg;
+  *t->counter = t->seen + 1;
+  weft_lock_release(t->lock);
+  if (--t->left > 0) task_step(t);
+  return 0;
+}
+
+static int task_read(weft_future *in, weft_future *out, void *arg) {
+  (void)in;
+  task *t = arg;
+  t->seen = *t->counter;
+  weft_future *s;
+  cr_assert_eq(weft_sleep(weft_future_loop(out), 0, &s), 0);
+  cr_assert_eq(weft_future_then(s, task_write, t, NULL), 0);
+  weft_future_unref(s);
+  return 0;
+}
+
+static void task_step(task *t) {
+  weft_future *f;
+  cr_assert_eq(weft_lock_acquire(t->lock, &f), 0);
+  cr_assert_eq(weft_future_then(f, task_read, t, NULL), 0);
+  weft_future_unref(f);
+}
+
+Test(sync, lock_serialises_read_yield_write_tasks, .timeout = 10) {
+  weft_loop *loop = th_loop();
+  weft_lock *lock;
+  int counter = 0;
+  task ts[5];
+  cr_assert_eq(weft_lock_new(loop, &lock), 0);
+  for (int i = 0; i < 5; i++) {
+    ts[i] = (task){lock, &counter, 0, 20};
+    task_step(&ts[i]);
+  }
+  run(loop);
+  cr_assert_eq(counter, 100);
+  cr_assert_eq(weft_lock_locked(lock), false);
+  cr_assert_eq(weft_lock_free(lock), 0);
+  th_loop_finish(loop);
+}
+
+/* ---- semaphore -------------------------------------------------------------- */
+
+Test(sync, semaphore_counts_and_serves_in_order, .timeout = 10) {
+  weft_loop *loop = th_loop();
+  weft_semaphore *s;
+  weft_future *a[5];
+  cr_assert_eq(weft_semaphore_new(loop, 2, &s), 0);
+  for (int i = 0; i < 5; i++) cr_assert_eq(weft_semaphore_acquire(s, &a[i]), 0);
+  cr_assert_eq(weft_semaphore_value(s), 0);
+  cr_assert_eq(st(a[1]), WEFT_FUTURE_FULFILLED);
+  cr_assert_eq(st(a[2]), WEFT_FUTURE_PENDING);
+  cr_assert_eq(weft_future_cancel(a[3]), 0);
+  cr_assert_eq(weft_semaphore_release(s), 0);
+  cr_assert_eq(st(a[2]), WEFT_FUTURE_FULFILLED);
+  cr_assert_eq(st(a[4]), WEFT_FUTURE_PENDING);
+  cr_assert_eq(weft_semaphore_release(s), 0);
+  cr_assert_eq(st(a[4]), WEFT_FUTURE_FULFILLED);
+  cr_assert_eq(weft_semaphore_release(s), 0);
+  cr_assert_eq(weft_semaphore_value(s), 1);
+  weft_future *late;
+  cr_assert_eq(weft_semaphore_acquire(s, &late), 0);
+  cr_assert_eq(weft_semaphore_acquire(s, &a[3]), 0); /* reuse the slot */
+  cr_assert_eq(weft_semaphore_free(s), 0);
+  cr_assert_eq(weft_future_error(a[3]), WEFT_ECLOSED);
+  unref_all(a, 5);
+  weft_future_unref(late);
+  run(loop);
+  th_loop_finish(loop);
+}
+
+/* ---- condition ------------------------------------------------------------ */
+
+Test(sync, condition_wait_releases_and_reacquires_the_lock, .timeout = 10) {
+  weft_loop *loop = th_loop();
+  weft_lock *lock;
+  weft_condition *c;
+  weft_future *held, *w[3];
+  cr_assert_eq(weft_lock_new(loop, &lock), 0);
+  cr_assert_eq(weft_condition_new(lock, &c), 0);
+  cr_assert_eq(weft_condition_wait(c, &w[0]), -EPERM);
+  cr_assert_eq(weft_lock_acquire(lock, &held), 0);
+  weft_future_unref(held);
+  cr_assert_eq(weft_condition_wait(c, &w[0]), 0);
+  cr_assert_eq(weft_lock_locked(lock), false); /* released by wait */
+  for (int i = 1; i < 3; i++) {
+    cr_assert_eq(weft_lock_acquire(lock, &held), 0);
+    weft_future_unref(held);
+    cr_assert_eq(weft_condition_wait(c, &w[i]), 0);
+  }
+  cr_assert_eq(weft_future_cancel(w[1]), 0);
+  cr_assert_eq(weft_lock_acquire(lock, &held), 0); /* the notifier */
+  cr_assert_eq(weft_condition_notify(c, 1), 1);
+  cr_assert_eq(st(w[0]), WEFT_FUTURE_PENDING); /* needs the lock first */
+  cr_assert_eq(weft_lock_release(lock), 0);
+  cr_assert_eq(st(w[0]), WEFT_FUTURE_FULFILLED);
+  cr_assert_eq(weft_lock_locked(lock), true); /* w[0] holds it */
+  cr_assert_eq(weft_condition_notify_all(c), 1);
+  cr_assert_eq(weft_condition_notify_all(c), 0);
+  cr_assert_eq(weft_lock_release(lock), 0);
+  cr_assert_eq(st(w[2]), WEFT_FUTURE_FULFILLED);
+  cr_assert_eq(weft_lock_release(lock), 0);
+  cr_assert_eq(weft_lock_locked(lock), false);
+  unref_all(w, 3);
+  weft_future_unref(held);
+  cr_assert_eq(weft_condition_free(c), 0);
+  cr_assert_eq(weft_lock_free(lock), 0);
+  run(loop);
+  th_loop_finish(loop);
+}
+
+Test(sync, freeing_a_lock_or_condition_rejects_waiters, .timeout = 10) {
+  weft_loop *loop = th_loop();
+  weft_lock *lock;
+  weft_condition *c;
+  weft_semaphore *s;
+  weft_future *held, *w, *cw, *other;
+  cr_assert_eq(weft_lock_new(loop, &lock), 0);
+  cr_assert_eq(weft_condition_new(lock, &c), 0);
+  cr_assert_eq(weft_lock_acquire(lock, &held), 0);
+  cr_assert_eq(weft_condition_wait(c, &cw), 0);
+  cr_assert_eq(weft_lock_acquire(lock, &held), 0);
+  cr_assert_eq(weft_lock_acquire(lock, &w), 0);
+  cr_assert_eq(weft_condition_free(c), 0);
+  cr_assert_eq(weft_future_error(cw), WEFT_ECLOSED);
+  cr_assert_eq(weft_lock_free(lock), 0);
+  cr_assert_eq(weft_future_error(w), WEFT_ECLOSED);
+  cr_assert_eq(weft_semaphore_new(loop, UINT_MAX, &s), 0);
+  cr_assert_eq(weft_semaphore_release(s), -EOVERFLOW);
+  cr_assert_eq(weft_semaphore_acquire(s, &other), 0);
+  cr_assert_eq(weft_semaphore_value(s), UINT_MAX - 1);
+  cr_assert_eq(weft_semaphore_free(s), 0);
+  weft_future *all[] = {held, w, cw, other};
+  unref_all(all, 4);
+  run(loop);
+  th_loop_finish(loop);
+}
+
+/* ---- queue --------------------------------------------------------------------- */
+
+static int item_frees;
+static void free_item(void *p) {
+  item_frees++;
+  free(p);
+}
+
+Test(sync, queue_is_fifo_and_bounded, .timeout = 10) {
+  weft_loop *loop = th_loop();
+  weft_queue *q;
+  weft_future *p[3], *g[3];
+  int v[3] = {1, 2, 3};
+  cr_assert_eq(weft_queue_new(loop, 2, NULL, &q), 0);
+  for (int i = 0; i < 3; i++) cr_assert_eq(weft_queue_put(q, &v[i], &p[i]), 0);
+  cr_assert_eq(st(p[1]), WEFT_FUTURE_FULFILLED);
+  cr_assert_eq(st(p[2]), WEFT_FUTURE_PENDING); /* full */
+  cr_assert_eq(weft_queue_len(q), 2);
+  for (int i = 0; i < 3; i++) cr_assert_eq(weft_queue_get(q, &g[i]), 0);
+  cr_assert_eq(st(p[2]), WEFT_FUTURE_FULFILLED);
+  for (int i = 0; i < 3; i++) cr_assert_eq(weft_future_value(g[i]), &v[i]);
+  cr_assert_eq(weft_queue_len(q), 0);
+  unref_all(p, 3);
+  unref_all(g, 3);
+  cr_assert_eq(weft_queue_free(q), 0);
+  run(loop);
+  th_loop_finish(loop);
+}
+
+Test(sync, queue_getters_wait_and_cancel_independently, .timeout = 10) {
+  weft_loop *loop = th_loop();
+  weft_queue *q;
+  weft_future *g[3], *p;
+  int a = 1, b = 2;
+  cr_assert_eq(weft_queue_new(loop, 1, NULL, &q), 0);
+  for (int i = 0; i < 3; i++) cr_assert_eq(weft_queue_get(q, &g[i]), 0);
+  cr_assert_eq(weft_future_cancel(g[0]), 0);
+  cr_assert_eq(weft_queue_put(q, &a, &p), 0);
+  weft_future_unref(p);
+  cr_assert_eq(weft_future_value(g[1]), &a); /* handed over directly */
+  cr_assert_eq(weft_queue_put(q, &b, &p), 0);
+  weft_future_unref(p);
+  cr_assert_eq(weft_future_value(g[2]), &b);
+  unref_all(g, 3);
+  cr_assert_eq(weft_queue_free(q), 0);
+  th_loop_finish(loop);
+}
+
+Test(sync, queue_close_wakes_every_waiter_with_an_error, .timeout = 10) {
+  weft_loop *loop = th_loop();
+  weft_queue *q, *q2;
+  weft_future *g, *p1, *p2, *f;
+  int x = 1;
+  item_frees = 0;
+  cr_assert_eq(weft_queue_new(loop, 1, NULL, &q), 0);
+  cr_assert_eq(weft_queue_new(loop, 1, free_item, &q2), 0);
+  cr_assert_eq(weft_queue_get(q, &g), 0);
+  cr_assert_eq(weft_queue_put(q2, malloc(4), &p1), 0);
+  cr_assert_eq(weft_queue_put(q2, &x, &p2), 0); /* waits: full */
+  cr_assert_eq(weft_queue_close(q), 0);
+  cr_assert_eq(weft_queue_close(q), -EALREADY);
+  cr_assert_eq(weft_queue_close(q2), 0);
+  cr_assert_eq(weft_future_error(g), WEFT_ECLOSED);
+  cr_assert_eq(weft_future_error(p2), WEFT_ECLOSED);
+  cr_assert_eq(weft_queue_get(q, &f), WEFT_ECLOSED);
+  cr_assert_eq(weft_queue_put(q, &x, &f), WEFT_ECLOSED);
+  cr_assert_eq(weft_queue_len(q2), 1);
+  cr_assert_eq(weft_queue_free(q2), 0); /* frees the item left inside */
+  cr_assert_eq(item_frees, 1);
+  cr_assert_eq(weft_queue_free(q), 0);
+  weft_future_unref(g);
+  weft_future_unref(p1);
+  weft_future_unref(p2);
+  th_loop_finish(loop);
+}
+
+/* 8 threads feed a small queue; the loop consumes with a chain of gets. */
+#define FEEDERS 8
+#define PER_FEEDER 500
+
+typedef struct consumer {
+  weft_queue *q;
+  weft_loop *loop;
+  long sum;
+  int got;
+} consumer;
+
+static void *feeder(void *arg) {
+  weft_queue *q = arg;
+  for (int i = 1; i <= PER_FEEDER; i++) {
+    int *v = malloc(sizeof *v);
+    *v = i;
+    if (weft_queue_put_threadsafe(q, v) != 0) abort();
+  }
+  return NULL;
+}
+
+static void consume(weft_future *f, void *arg);
+
+static void get_next(consumer *c) {
+  weft_future *g;
+  cr_assert_eq(weft_queue_get(c->q, &g), 0);
+  cr_assert_eq(weft_future_on_settled(g, consume, c), 0);
+  weft_future_unref(g);
+}
+
+static void consume(weft_future *f, void *arg) {
+  consumer *c = arg;
+  int *v = weft_future_value(f);
+  c->sum += *v;
+  free(v);
+  if (++c->got == FEEDERS * PER_FEEDER) weft_loop_unref(c->loop);
+  else get_next(c);
+}
+
+Test(sync, queue_fed_by_eight_threads, .timeout = 30) {
+  weft_loop *loop = th_loop();
+  consumer c = {NULL, loop, 0, 0};
+  cr_assert_eq(weft_queue_new(loop, 4, NULL, &c.q), 0);
+  weft_loop_ref(loop);
+  get_next(&c);
+  pthread_t th[FEEDERS];
+  for (int i = 0; i < FEEDERS; i++)
+    cr_assert_eq(pthread_create(&th[i], NULL, feeder, c.q), 0);
+  run(loop);
+  for (int i = 0; i < FEEDERS; i++) pthread_join(th[i], NULL);
+  cr_assert_eq(c.got, FEEDERS * PER_FEEDER);
+  cr_assert_eq(c.sum, (long)FEEDERS * PER_FEEDER * (PER_FEEDER + 1) / 2);
+  cr_assert_eq(weft_queue_free(c.q), 0);
+  th_loop_finish(loop);
+}
+
+static void *blocked_feeder(void *arg) {
+  static int x;
+  weft_queue *q = arg;
+  int err = 0;
+  while (err == 0) err = weft_queue_put_threadsafe(q, &x);
+  return (void *)(intptr_t)err;
+}
+
+static void close_later(weft_timer *t) {
+  weft_queue_close(t->base.data);
+  weft_close(&t->base, NULL);
+}
+
+Test(sync, queue_close_releases_blocked_threads, .timeout = 10) {
+  weft_loop *loop = th_loop();
+  weft_queue *q;
+  weft_timer t;
+  cr_assert_eq(weft_queue_new(loop, 2, NULL, &q), 0);
+  cr_assert_eq(weft_timer_init(loop, &t), 0);
+  t.base.data = q;
+  cr_assert_eq(weft_timer_start(&t, close_later, 20, 0), 0);
+  pthread_t th;
+  cr_assert_eq(pthread_create(&th, NULL, blocked_feeder, q), 0);
+  run(loop);
+  void *ret;
+  pthread_join(th, &ret);
+  cr_assert_eq((int)(intptr_t)ret, WEFT_ECLOSED);
+  while (weft_queue_free(q) == -EBUSY) weft_loop_run(loop, WEFT_RUN_ONCE);
+  th_loop_finish(loop);
+}
+
+/* ---- allocation failure ------------------------------------------------------ */
+
+Test(sync, primitives_fail_cleanly_without_memory, .timeout = 30) {
+  for (size_t n = 1;; n++) {
+    th_alloc_install(n);
+    weft_loop *loop;
+    if (weft_loop_new(&loop, NULL) != 0) {
+      th_alloc_restore();
+      continue;
+    }
+    weft_event *ev = NULL;
+    weft_lock *lock = NULL;
+    weft_condition *c = NULL;
+    weft_semaphore *s = NULL;
+    weft_queue *q = NULL;
+    weft_future *f[7] = {0};
+    int first = 1;
+    int err = weft_event_new(loop, &ev);
+    if (err == 0) err = weft_event_wait(ev, &f[0]);
+    if (err == 0) err = weft_lock_new(loop, &lock);
+    if (err == 0) err = weft_lock_acquire(lock, &f[1]);
+    if (err == 0) err = weft_condition_new(lock, &c);
+    if (err == 0) err = weft_semaphore_new(loop, 0, &s);
+    if (err == 0) err = weft_semaphore_acquire(s, &f[2]);
+    if (err == 0) err = weft_queue_new(loop, 1, NULL, &q);
+    if (err == 0) err = weft_queue_put(q, &first, &f[5]);
+    if (err == 0) err = weft_queue_get(q, &f[6]);
+    if (err == 0) err = weft_queue_get(q, &f[3]);
+    if (err == 0) err = weft_queue_put_threadsafe(q, &err);
+    if (err == 0) err = weft_condition_wait(c, &f[4]);
+    bool clean = th_alloc_failed() == 0;
+    if (err != 0) cr_assert_eq(err, -ENOMEM);
+    /* the threadsafe put is on its way until the loop has turned */
+    while (q != NULL && weft_queue_free(q) == -EBUSY)
+      weft_loop_run(loop, WEFT_RUN_NOWAIT);
+    if (err == 0) cr_assert_eq(weft_future_value(f[6]), &first);
+    if (err == 0) cr_assert_eq(weft_future_value(f[3]), &err);
+    weft_event_free(ev);
+    weft_condition_free(c);
+    weft_lock_free(lock);
+    weft_semaphore_free(s);
+    run(loop);
+    unref_all(f, 7);
+    th_loop_finish(loop);
+    th_alloc_restore();
+    if (err == 0 && clean) break;
+  }
+}

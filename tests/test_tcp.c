@@ -1,0 +1,689 @@
+/* TCP: echo over IPv4 and IPv6, 1,000 concurrent connections, accept under
+ * fd exhaustion, connect errors, cancellation and futures, socket options,
+ * peer reset mid-write, and bad input to every call. */
+#include "support/test.h"
+
+#include <arpa/inet.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <unistd.h>
+
+/* ---- an echo server ------------------------------------------------------ */
+
+typedef struct server {
+  weft_tcp tcp;
+  int accepted, closed;
+  unsigned bind_flags;
+} server;
+
+typedef struct conn {
+  weft_tcp tcp;
+  weft_write_req wr;
+  server *srv;
+  char buf[16384];
+} conn;
+
+static void conn_closed(weft_handle *h) {
+  conn *c = (conn *)h;
+  c->srv->closed++;
+  free(c);
+}
+
+static void echo_alloc(weft_stream *s, size_t suggested, weft_buf *buf) {
+  (void)suggested;
+  conn *c = (conn *)s;
+  *buf = weft_buf_init(c->buf, sizeof c->buf);
+}
+
+static void echo_read(weft_stream *s, ssize_t n, const weft_buf *buf);
+
+static void echo_written(weft_write_req *req, int status) {
+  conn *c = req->data;
+  if (status != 0) {
+    weft_close(&c->tcp.stream.base, conn_closed);
+    return;
+  }
+  cr_assert_eq(weft_stream_read_start(&c->tcp.stream, echo_alloc, echo_read), 0);
+}
+
+/* Echo one chunk at a time: stop reading until it is written back. */
+static void echo_read(weft_stream *s, ssize_t n, const weft_buf *buf) {
+  conn *c = (conn *)s;
+  if (n == 0) return;
+  if (n < 0) {
+    weft_close(&s->base, conn_closed);
+    return;
+  }
+  weft_stream_read_stop(s);
+  c->wr.data = c;
+  weft_buf out = weft_buf_init(buf->base, (size_t)n);
+  cr_assert_eq(weft_stream_write(&c->wr, s, &out, 1, echo_written), 0);
+}
+
+static void on_connection(weft_stream *server_s, int status) {
+  cr_assert_eq(status, 0);
+  server *srv = (server *)server_s;
+  conn *c = calloc(1, sizeof *c);
+  c->srv = srv;
+  cr_assert_eq(weft_tcp_init(weft_handle_loop(&server_s->base), &c->tcp), 0);
+  cr_assert_eq(weft_stream_accept(server_s, &c->tcp.stream), 0);
+  srv->accepted++;
+  cr_assert_eq(weft_stream_read_start(&c->tcp.stream, echo_alloc, echo_read), 0);
+}
+
+/* Starts an echo server on `ip` port 0; returns its address in *addr. */
+static void server_start(weft_loop *loop, server *srv, const char *ip,
+                         struct sockaddr_storage *addr) {
+  unsigned flags = srv->bind_flags;
+  memset(srv, 0, sizeof *srv);
+  srv->bind_flags = flags;
+  cr_assert_eq(weft_tcp_init(loop, &srv->tcp), 0);
+  if (strchr(ip, ':'))
+    cr_assert_eq(weft_ip6_addr(ip, 0, (struct sockaddr_in6 *)addr), 0);
+  else
+    cr_assert_eq(weft_ip4_addr(ip, 0, (struct sockaddr_in *)addr), 0);
+  cr_assert_eq(weft_tcp_bind(&srv->tcp, (struct sockaddr *)addr, srv->bind_flags), 0);
+  cr_assert_eq(weft_tcp_listen(&srv->tcp, 0, on_connection), 0);
+  socklen_t len = sizeof *addr;
+  cr_assert_eq(weft_tcp_getsockname(&srv->tcp, (struct sockaddr *)addr, &len), 0);
+  cr_assert_gt(weft_sockaddr_port((struct sockaddr *)addr), 0);
+}
+
+/* ---- an echo client -------------------------------------------------------- */
+
+typedef struct client {
+  weft_tcp tcp;
+  weft_connect_req cr;
+  weft_write_req wr;
+  size_t len, got;
+  unsigned seed;
+  int connected, written, closed, errors;
+  char *out;
+  char in[16384];
+  int *done; /* counts finished clients */
+} client;
+
+static void client_alloc(weft_stream *s, size_t suggested, weft_buf *buf) {
+  (void)suggested;
+  client *c = (client *)s;
+  *buf = weft_buf_init(c->in, sizeof c->in);
+}
+
+static void client_closed(weft_handle *h) {
+  client *c = (client *)h;
+  c->closed++;
+  (*c->done)++;
+}
+
+static void client_read(weft_stream *s, ssize_t n, const weft_buf *buf) {
+  client *c = (client *)s;
+  if (n == 0) return;
+  if (n < 0) {
+    c->errors++;
+    weft_close(&s->base, client_closed);
+    return;
+  }
+  cr_assert_leq(c->got + (size_t)n, c->len);
+  cr_assert_eq(memcmp(buf->base, c->out + c->got, (size_t)n), 0);
+  c->got += (size_t)n;
+  if (c->got == c->len) weft_close(&s->base, client_closed);
+}
+
+static void client_written(weft_write_req *req, int status) {
+  client *c = req->data;
+  cr_assert_eq(status, 0);
+  c->written++;
+}
+
+static void client_connected(weft_connect_req *req, int status) {
+  client *c = req->data;
+  cr_assert_eq(status, 0, "connect: %s", weft_strerror(status));
+  c->connected++;
+  c->wr.data = c;
+  weft_buf b = weft_buf_init(c->out, c->len);
+  cr_assert_eq(weft_stream_write(&c->wr, &c->tcp.stream, &b, 1, client_written), 0);
+  cr_assert_eq(weft_stream_read_start(&c->tcp.stream, client_alloc, client_read), 0);
+}
+
+static void client_start(weft_loop *loop, client *c, const struct sockaddr_storage *addr,
+                         size_t len, unsigned seed, int *done) {
+  memset(c, 0, sizeof *c);
+  c->len = len;
+  c->seed = seed;
+  c->done = done;
+  c->out = malloc(len);
+  for (size_t i = 0; i < len; i++) c->out[i] = (char)(seed * 31 + i * 7);
+  cr_assert_eq(weft_tcp_init(loop, &c->tcp), 0);
+  c->cr.data = c;
+  cr_assert_eq(weft_tcp_connect(&c->cr, &c->tcp, (const struct sockaddr *)addr,
+                                client_connected), 0);
+}
+
+static void run_until(weft_loop *loop, const int *counter, int target) {
+  while (*counter < target) cr_assert_neq(weft_loop_run(loop, WEFT_RUN_ONCE), -EINVAL);
+}
+
+/* Closes the listener and waits until every accepted connection (whose
+ * client is gone) has seen EOF and freed itself. */
+static void server_finish(weft_loop *loop, server *srv) {
+  weft_close(&srv->tcp.stream.base, NULL);
+  while (srv->closed < srv->accepted) weft_loop_run(loop, WEFT_RUN_ONCE);
+}
+
+static void echo_once(const char *ip, size_t len) {
+  weft_loop *loop = th_loop();
+  server srv = {0};
+  struct sockaddr_storage addr;
+  server_start(loop, &srv, ip, &addr);
+  client c;
+  int done = 0;
+  client_start(loop, &c, &addr, len, 1, &done);
+  run_until(loop, &done, 1);
+  cr_assert_eq(c.connected, 1);
+  cr_assert_eq(c.written, 1);
+  cr_assert_eq(c.got, len);
+  cr_assert_eq(c.errors, 0);
+  cr_assert_eq(srv.accepted, 1);
+  free(c.out);
+  run_until(loop, &srv.closed, 1); /* the server side sees EOF and closes */
+  weft_close(&srv.tcp.stream.base, NULL);
+  th_loop_finish(loop);
+}
+
+Test(tcp, echo_ipv4, .timeout = 10) { echo_once("127.0.0.1", 100000); }
+
+Test(tcp, echo_ipv6, .timeout = 10) { echo_once("::1", 100000); }
+
+Test(tcp, echo_1000_concurrent_connections, .timeout = 60) {
+  struct rlimit rl;
+  cr_assert_eq(getrlimit(RLIMIT_NOFILE, &rl), 0);
+  if (rl.rlim_cur < 2100 && rl.rlim_max >= 2100) {
+    rl.rlim_cur = rl.rlim_max;
+    cr_assert_eq(setrlimit(RLIMIT_NOFILE, &rl), 0);
+  }
+  weft_loop *loop = th_loop();
+  server srv = {0};
+  struct sockaddr_storage addr;
+  server_start(loop, &srv, "127.0.0.1", &addr);
+  enum { N = 1000 };
+  client *cs = calloc(N, sizeof *cs);
+  int done = 0;
+  for (int i = 0; i < N; i++) client_start(loop, &cs[i], &addr, 3000 + (size_t)i, (unsigned)i, &done);
+  run_until(loop, &done, N);
+  size_t bytes = 0;
+  for (int i = 0; i < N; i++) {
+    cr_assert_eq(cs[i].connected, 1);
+    cr_assert_eq(cs[i].got, 3000 + (size_t)i);
+    cr_assert_eq(cs[i].errors, 0);
+    bytes += cs[i].got;
+    free(cs[i].out);
+  }
+  cr_assert_eq(bytes, (size_t)N * 3000 + (size_t)N * (N - 1) / 2);
+  cr_assert_eq(srv.accepted, N);
+  run_until(loop, &srv.closed, N);
+  weft_close(&srv.tcp.stream.base, NULL);
+  th_loop_finish(loop);
+  free(cs);
+}
+
+/* ---- accept under fd exhaustion -------------------------------------------- */
+
+Test(tcp, accept_survives_emfile_and_recovers, .timeout = 20) {
+  weft_loop *loop = th_loop();
+  server srv = {0};
+  struct sockaddr_storage addr;
+  server_start(loop, &srv, "127.0.0.1", &addr);
+  int done = 0;
+  client c1;
+  client_start(loop, &c1, &addr, 1000, 1, &done);
+  run_until(loop, &done, 1); /* everything set up, sockets work */
+  run_until(loop, &srv.closed, 1);
+  free(c1.out);
+  /* a client socket made before the limit drops */
+  client c2;
+  client_start(loop, &c2, &addr, 5000, 2, &done);
+  /* exhaust the fds: lower the limit to just above the highest fd in use */
+  int probe = dup(0);
+  cr_assert_geq(probe, 0);
+  struct rlimit old, rl;
+  cr_assert_eq(getrlimit(RLIMIT_NOFILE, &old), 0);
+  rl = old;
+  rl.rlim_cur = (rlim_t)probe + 1;
+  close(probe);
+  cr_assert_eq(setrlimit(RLIMIT_NOFILE, &rl), 0);
+  int filler = dup(0); /* takes the last free fd */
+  cr_assert_geq(filler, 0);
+  cr_assert_eq(dup(0), -1);
+  cr_assert_eq(errno, EMFILE);
+  /* the connect completes in the kernel; accept fails with EMFILE */
+  for (int i = 0; i < 20 && c2.connected == 0; i++) weft_loop_run(loop, WEFT_RUN_ONCE);
+  cr_assert_eq(c2.connected, 1);
+  for (int i = 0; i < 10; i++) weft_loop_run(loop, WEFT_RUN_NOWAIT);
+  cr_assert_eq(srv.accepted, 1); /* not the second one: no fd */
+  cr_assert(weft_is_active(&srv.tcp.stream.base)); /* still listening */
+  /* free an fd: the listener picks the connection up and serves it */
+  close(filler);
+  run_until(loop, &done, 2);
+  cr_assert_eq(srv.accepted, 2);
+  cr_assert_eq(c2.got, 5000);
+  free(c2.out);
+  cr_assert_eq(setrlimit(RLIMIT_NOFILE, &old), 0);
+  /* and the server keeps serving */
+  client c3;
+  client_start(loop, &c3, &addr, 7000, 3, &done);
+  run_until(loop, &done, 3);
+  cr_assert_eq(c3.got, 7000);
+  free(c3.out);
+  run_until(loop, &srv.closed, 3);
+  weft_close(&srv.tcp.stream.base, NULL);
+  th_loop_finish(loop);
+}
+
+/* ---- connect ----------------------------------------------------------------- */
+
+static void count_status(weft_connect_req *req, int status) {
+  int *st = req->data;
+  st[0]++;
+  st[1] = status;
+}
+
+static unsigned free_port(void) {
+  /* bind and close: the port is free right after (SO_REUSEADDR not set) */
+  int fd = socket(AF_INET, SOCK_STREAM, 0);
+  struct sockaddr_in a;
+  weft_ip4_addr("127.0.0.1", 0, &a);
+  cr_assert_eq(bind(fd, (struct sockaddr *)&a, sizeof a), 0);
+  socklen_t len = sizeof a;
+  getsockname(fd, (struct sockaddr *)&a, &len);
+  close(fd);
+  return ntohs(a.sin_port);
+}
+
+Test(tcp, connect_refused_then_retry_on_same_handle, .timeout = 10) {
+  weft_loop *loop = th_loop();
+  weft_tcp t;
+  cr_assert_eq(weft_tcp_init(loop, &t), 0);
+  struct sockaddr_in a;
+  cr_assert_eq(weft_ip4_addr("127.0.0.1", free_port(), &a), 0);
+  weft_connect_req req;
+  int st[2] = {0, 0};
+  req.data = st;
+  cr_assert_eq(weft_tcp_connect(&req, &t, (struct sockaddr *)&a, count_status), 0);
+  cr_assert_eq(st[0], 0); /* never inline */
+  cr_assert_eq(weft_tcp_connect(&req, &t, (struct sockaddr *)&a, count_status), -EALREADY);
+  while (st[0] == 0) weft_loop_run(loop, WEFT_RUN_ONCE);
+  cr_assert_eq(st[0], 1);
+  cr_assert_eq(st[1], -ECONNREFUSED);
+  cr_assert_eq(weft_stream_fileno(&t.stream), -EBADF); /* back to fresh */
+  /* the same handle connects again, this time to a server */
+  server srv = {0};
+  struct sockaddr_storage addr;
+  server_start(loop, &srv, "127.0.0.1", &addr);
+  cr_assert_eq(weft_tcp_connect(&req, &t, (struct sockaddr *)&addr, count_status), 0);
+  while (st[0] == 1) weft_loop_run(loop, WEFT_RUN_ONCE);
+  cr_assert_eq(st[1], 0);
+  weft_close(&t.stream.base, NULL);
+  server_finish(loop, &srv);
+  th_loop_finish(loop);
+}
+
+Test(tcp, close_cancels_pending_connect_and_writes, .timeout = 10) {
+  weft_loop *loop = th_loop();
+  server srv = {0};
+  struct sockaddr_storage addr;
+  server_start(loop, &srv, "127.0.0.1", &addr);
+  weft_tcp t;
+  cr_assert_eq(weft_tcp_init(loop, &t), 0);
+  weft_connect_req req;
+  int st[2] = {0, 0};
+  req.data = st;
+  cr_assert_eq(weft_tcp_connect(&req, &t, (struct sockaddr *)&addr, count_status), 0);
+  weft_write_req w;
+  int wst[2] = {0, 0};
+  w.data = wst;
+  weft_buf b = weft_buf_init("x", 1);
+  cr_assert_eq(weft_stream_write(&w, &t.stream, &b, 1,
+                                 (weft_write_cb)(void (*)(void))count_status), 0);
+  cr_assert_eq(weft_close(&t.stream.base, NULL), 0);
+  cr_assert_eq(st[0], 0);
+  weft_loop_run(loop, WEFT_RUN_NOWAIT);
+  cr_assert_eq(st[0], 1);
+  cr_assert_eq(st[1], -ECANCELED);
+  cr_assert_eq(wst[0], 1);
+  cr_assert_eq(wst[1], -ECANCELED);
+  server_finish(loop, &srv);
+  th_loop_finish(loop);
+}
+
+Test(tcp, connect_future_fulfils, .timeout = 10) {
+  weft_loop *loop = th_loop();
+  server srv = {0};
+  struct sockaddr_storage addr;
+  server_start(loop, &srv, "::1", &addr);
+  weft_tcp t;
+  cr_assert_eq(weft_tcp_init(loop, &t), 0);
+  weft_future *f = NULL;
+  cr_assert_eq(weft_tcp_connect_future(&t, (struct sockaddr *)&addr, &f), 0);
+  cr_assert_eq(weft_future_state_get(f), WEFT_FUTURE_PENDING);
+  while (weft_future_state_get(f) == WEFT_FUTURE_PENDING) weft_loop_run(loop, WEFT_RUN_ONCE);
+  cr_assert_eq(weft_future_state_get(f), WEFT_FUTURE_FULFILLED);
+  weft_future_unref(f);
+  /* a second connect on a connected handle is refused */
+  cr_assert_eq(weft_tcp_connect_future(&t, (struct sockaddr *)&addr, &f), -EINVAL);
+  weft_close(&t.stream.base, NULL);
+  server_finish(loop, &srv);
+  th_loop_finish(loop);
+}
+
+Test(tcp, connect_future_rejects_and_cancel_aborts, .timeout = 10) {
+  weft_loop *loop = th_loop();
+  weft_tcp t;
+  cr_assert_eq(weft_tcp_init(loop, &t), 0);
+  struct sockaddr_in a;
+  cr_assert_eq(weft_ip4_addr("127.0.0.1", free_port(), &a), 0);
+  weft_future *f = NULL;
+  cr_assert_eq(weft_tcp_connect_future(&t, (struct sockaddr *)&a, &f), 0);
+  while (weft_future_state_get(f) == WEFT_FUTURE_PENDING) weft_loop_run(loop, WEFT_RUN_ONCE);
+  cr_assert_eq(weft_future_error(f), -ECONNREFUSED);
+  weft_future_unref(f);
+  /* cancel: the socket closes at once, the handle can be reused */
+  cr_assert_eq(weft_tcp_connect_future(&t, (struct sockaddr *)&a, &f), 0);
+  cr_assert_eq(weft_future_cancel(f), 0);
+  cr_assert_eq(weft_future_error(f), -ECANCELED);
+  cr_assert_eq(weft_stream_fileno(&t.stream), -EBADF);
+  cr_assert(!weft_is_active(&t.stream.base));
+  weft_future_unref(f);
+  th_loop_finish(loop);
+}
+
+Test(tcp, connect_with_timeout_is_cancelled, .timeout = 10) {
+  weft_loop *loop = th_loop();
+  /* a listener whose backlog is full never completes the handshake, and
+   * 192.0.2.1 (TEST-NET) may be unreachable: use a full backlog */
+  int lfd = socket(AF_INET, SOCK_STREAM, 0);
+  struct sockaddr_in a;
+  weft_ip4_addr("127.0.0.1", 0, &a);
+  cr_assert_eq(bind(lfd, (struct sockaddr *)&a, sizeof a), 0);
+  cr_assert_eq(listen(lfd, 0), 0);
+  socklen_t len = sizeof a;
+  getsockname(lfd, (struct sockaddr *)&a, &len);
+  enum { N = 8 };
+  weft_tcp ts[N];
+  weft_future *fs[N], *tos[N];
+  for (int i = 0; i < N; i++) {
+    cr_assert_eq(weft_tcp_init(loop, &ts[i]), 0);
+    cr_assert_eq(weft_tcp_connect_future(&ts[i], (struct sockaddr *)&a, &fs[i]), 0);
+    cr_assert_eq(weft_future_timeout(fs[i], 200, &tos[i]), 0);
+  }
+  int timed_out = 0, settled = 0;
+  for (int i = 0; i < N; i++) {
+    while (weft_future_state_get(tos[i]) == WEFT_FUTURE_PENDING)
+      weft_loop_run(loop, WEFT_RUN_ONCE);
+    settled++;
+    if (weft_future_error(tos[i]) != 0) {
+      timed_out++;
+      cr_assert_eq(weft_future_state_get(fs[i]), WEFT_FUTURE_CANCELLED);
+      cr_assert_eq(weft_stream_fileno(&ts[i].stream), -EBADF);
+    }
+    weft_future_unref(tos[i]);
+    weft_future_unref(fs[i]);
+  }
+  cr_assert_eq(settled, N);
+  cr_assert_gt(timed_out, 0); /* the backlog holds at most a couple */
+  close(lfd);
+  th_loop_finish(loop);
+}
+
+/* ---- peer reset ------------------------------------------------------------- */
+
+typedef struct resetter {
+  weft_tcp tcp;
+  weft_tcp peer;
+  int accepted;
+} resetter;
+
+static void reset_on_accept(weft_stream *s, int status) {
+  cr_assert_eq(status, 0);
+  resetter *r = (resetter *)s;
+  cr_assert_eq(weft_tcp_init(weft_handle_loop(&s->base), &r->peer), 0);
+  cr_assert_eq(weft_stream_accept(s, &r->peer.stream), 0);
+  r->accepted++;
+  cr_assert_eq(weft_tcp_close_reset(&r->peer, NULL), 0);
+}
+
+typedef struct writer {
+  weft_tcp tcp;
+  weft_connect_req cr;
+  weft_write_req w[64];
+  char *data;
+  int done, errors, last;
+} writer;
+
+static void writer_done(weft_write_req *req, int status) {
+  writer *w = req->data;
+  w->done++;
+  if (status != 0) {
+    w->errors++;
+    w->last = status;
+  }
+}
+
+static void writer_connected(weft_connect_req *req, int status) {
+  writer *w = req->data;
+  cr_assert_eq(status, 0);
+  for (int i = 0; i < 64; i++) {
+    w->w[i].data = w;
+    weft_buf b = weft_buf_init(w->data, 1 << 20);
+    int err = weft_stream_write(&w->w[i], &w->tcp.stream, &b, 1, writer_done);
+    cr_assert(err == 0 || err == -EPIPE);
+    if (err != 0) w->done++, w->errors++, w->last = -EPIPE;
+  }
+}
+
+Test(tcp, peer_reset_mid_write_fails_writes_without_sigpipe, .timeout = 20) {
+  signal(SIGPIPE, SIG_DFL); /* a SIGPIPE would kill the test */
+  weft_loop *loop = th_loop();
+  resetter r = {0};
+  struct sockaddr_in a;
+  weft_ip4_addr("127.0.0.1", 0, &a);
+  cr_assert_eq(weft_tcp_init(loop, &r.tcp), 0);
+  cr_assert_eq(weft_tcp_bind(&r.tcp, (struct sockaddr *)&a, 0), 0);
+  cr_assert_eq(weft_tcp_listen(&r.tcp, 1, reset_on_accept), 0);
+  socklen_t len = sizeof a;
+  weft_tcp_getsockname(&r.tcp, (struct sockaddr *)&a, &len);
+  writer w = {0};
+  w.data = calloc(1, 1 << 20);
+  cr_assert_eq(weft_tcp_init(loop, &w.tcp), 0);
+  w.cr.data = &w;
+  cr_assert_eq(weft_tcp_connect(&w.cr, &w.tcp, (struct sockaddr *)&a, writer_connected), 0);
+  while (w.done < 64) weft_loop_run(loop, WEFT_RUN_ONCE);
+  cr_assert_eq(r.accepted, 1);
+  cr_assert_gt(w.errors, 0);
+  cr_assert(w.last == -ECONNRESET || w.last == -EPIPE, "%s", weft_err_name(w.last));
+  free(w.data);
+  th_loop_finish(loop);
+}
+
+/* ---- options, names, adoption ------------------------------------------------ */
+
+Test(tcp, options_names_and_open, .timeout = 10) {
+  weft_loop *loop = th_loop();
+  server srv = {0};
+  struct sockaddr_storage addr;
+  server_start(loop, &srv, "127.0.0.1", &addr);
+  int fd = socket(AF_INET, SOCK_STREAM, 0);
+  cr_assert_eq(connect(fd, (struct sockaddr *)&addr, sizeof(struct sockaddr_in)), 0);
+  weft_tcp t;
+  cr_assert_eq(weft_tcp_init(loop, &t), 0);
+  cr_assert_eq(weft_tcp_open(&t, fd), 0);
+  cr_assert_eq(weft_tcp_open(&t, fd), -EINVAL);
+  cr_assert_eq(weft_stream_fileno(&t.stream), fd);
+  cr_assert_eq(weft_tcp_nodelay(&t, true), 0);
+  cr_assert_eq(weft_tcp_keepalive(&t, true, 60), 0);
+  cr_assert_eq(weft_tcp_keepalive(&t, true, 0), -EINVAL);
+  cr_assert_eq(weft_tcp_keepalive(&t, false, 0), 0);
+  struct sockaddr_storage peer;
+  socklen_t len = sizeof peer;
+  cr_assert_eq(weft_tcp_getpeername(&t, (struct sockaddr *)&peer, &len), 0);
+  cr_assert_eq(weft_sockaddr_port((struct sockaddr *)&peer),
+               weft_sockaddr_port((struct sockaddr *)&addr));
+  char name[64];
+  cr_assert_eq(weft_ip_name((struct sockaddr *)&peer, name, sizeof name), 0);
+  cr_assert_str_eq(name, "127.0.0.1");
+  cr_assert_eq(weft_ip_name((struct sockaddr *)&peer, name, 3), -ENOSPC);
+  cr_assert(weft_stream_is_writable(&t.stream));
+  cr_assert_leq(weft_tcp_handle_size(), 248);
+  cr_assert_eq(weft_handle_get_type(&t.stream.base), WEFT_HANDLE_TCP);
+  weft_close(&t.stream.base, NULL);
+  run_until(loop, &srv.accepted, 1);
+  server_finish(loop, &srv);
+  th_loop_finish(loop);
+}
+
+Test(tcp, reuseport_lets_two_listeners_share_a_port, .timeout = 10) {
+  weft_loop *loop = th_loop();
+  server a, b;
+  struct sockaddr_storage addr;
+  memset(&a, 0, sizeof a);
+  a.bind_flags = WEFT_TCP_REUSEPORT;
+  server_start(loop, &a, "127.0.0.1", &addr);
+  memset(&b, 0, sizeof b);
+  cr_assert_eq(weft_tcp_init(loop, &b.tcp), 0);
+  cr_assert_eq(weft_tcp_bind(&b.tcp, (struct sockaddr *)&addr, WEFT_TCP_REUSEPORT), 0);
+  cr_assert_eq(weft_tcp_listen(&b.tcp, 0, on_connection), 0);
+  /* without the flag the port is taken */
+  weft_tcp c;
+  cr_assert_eq(weft_tcp_init(loop, &c), 0);
+  cr_assert_eq(weft_tcp_bind(&c, (struct sockaddr *)&addr, 0), -EADDRINUSE);
+  cr_assert_eq(weft_stream_fileno(&c.stream), -EBADF); /* nothing left open */
+  th_loop_finish(loop);
+}
+
+/* ---- bad input ---------------------------------------------------------------- */
+
+static void no_conn(weft_stream *s, int status) { (void)s, (void)status; }
+
+Test(tcp, bad_input_is_rejected_cleanly, .timeout = 10) {
+  weft_loop *loop = th_loop();
+  weft_tcp t;
+  struct sockaddr_in a;
+  struct sockaddr_in6 a6;
+  cr_assert_eq(weft_tcp_init(NULL, &t), -EINVAL);
+  cr_assert_eq(weft_tcp_init(loop, NULL), -EINVAL);
+  cr_assert_eq(weft_ip4_addr("300.1.1.1", 0, &a), -EINVAL);
+  cr_assert_eq(weft_ip4_addr("127.0.0.1", 70000, &a), -EINVAL);
+  cr_assert_eq(weft_ip4_addr(NULL, 0, &a), -EINVAL);
+  cr_assert_eq(weft_ip6_addr("::g", 0, &a6), -EINVAL);
+  cr_assert_eq(weft_ip6_addr("::1%nosuchif0", 0, &a6), -EINVAL);
+  cr_assert_eq(weft_ip6_addr("::1%1", 80, &a6), 0);
+  cr_assert_eq(weft_sockaddr_port(NULL), -EINVAL);
+  cr_assert_eq(weft_sockaddr_len(NULL), 0);
+  cr_assert_eq(weft_tcp_init(loop, &t), 0);
+  struct sockaddr bad = {.sa_family = AF_UNIX};
+  weft_ip4_addr("127.0.0.1", 0, &a);
+  cr_assert_eq(weft_tcp_bind(NULL, (struct sockaddr *)&a, 0), -EINVAL);
+  cr_assert_eq(weft_tcp_bind(&t, NULL, 0), -EINVAL);
+  cr_assert_eq(weft_tcp_bind(&t, &bad, 0), -EINVAL);
+  cr_assert_eq(weft_tcp_bind(&t, (struct sockaddr *)&a, 0x100), -EINVAL);
+  cr_assert_eq(weft_tcp_bind(&t, (struct sockaddr *)&a, WEFT_TCP_IPV6ONLY), -EINVAL);
+  cr_assert_eq(weft_tcp_listen(&t, 0, no_conn), -EINVAL); /* not bound */
+  cr_assert_eq(weft_tcp_nodelay(&t, true), -EINVAL);       /* no socket */
+  weft_connect_req req;
+  weft_write_req w;
+  weft_shutdown_req sr;
+  weft_buf b = weft_buf_init("x", 1);
+  cr_assert_eq(weft_tcp_connect(NULL, &t, (struct sockaddr *)&a, NULL), -EINVAL);
+  cr_assert_eq(weft_tcp_connect(&req, &t, &bad, NULL), -EINVAL);
+  cr_assert_eq(weft_stream_write(&w, &t.stream, &b, 1, NULL), -ENOTCONN);
+  cr_assert_eq(weft_stream_write(&w, &t.stream, &b, 0, NULL), -EINVAL);
+  cr_assert_eq(weft_stream_write(&w, &t.stream, NULL, 1, NULL), -EINVAL);
+  cr_assert_eq(weft_stream_read_start(&t.stream, NULL, NULL), -EINVAL);
+  cr_assert_eq(weft_stream_shutdown(&sr, &t.stream, NULL), -ENOTCONN);
+  cr_assert_eq(weft_stream_accept(&t.stream, &t.stream), -EINVAL);
+  cr_assert_eq(weft_tcp_getsockname(&t, (struct sockaddr *)&a, NULL), -EINVAL);
+  /* listen twice; a listener does not read, write or connect */
+  cr_assert_eq(weft_tcp_bind(&t, (struct sockaddr *)&a, 0), 0);
+  cr_assert_eq(weft_tcp_bind(&t, (struct sockaddr *)&a, 0), -EINVAL);
+  cr_assert_eq(weft_tcp_listen(&t, 0, NULL), -EINVAL);
+  cr_assert_eq(weft_tcp_listen(&t, 0, no_conn), 0);
+  cr_assert_eq(weft_tcp_listen(&t, 0, no_conn), -EINVAL);
+  cr_assert_eq(weft_stream_write(&w, &t.stream, &b, 1, NULL), -EINVAL);
+  cr_assert_eq(weft_stream_read_start(&t.stream, NULL, (weft_read_cb)1), -EINVAL);
+  cr_assert_eq(weft_tcp_connect(&req, &t, (struct sockaddr *)&a, NULL), -EINVAL);
+  weft_tcp other;
+  cr_assert_eq(weft_tcp_init(loop, &other), 0);
+  cr_assert_eq(weft_stream_accept(&t.stream, &other.stream), -EAGAIN);
+  /* closed handles */
+  cr_assert_eq(weft_close(&t.stream.base, NULL), 0);
+  cr_assert_eq(weft_close(&t.stream.base, NULL), -EALREADY);
+  cr_assert_eq(weft_tcp_bind(&t, (struct sockaddr *)&a, 0), -EINVAL);
+  cr_assert_eq(weft_stream_write(&w, &t.stream, &b, 1, NULL), -EINVAL);
+  cr_assert_eq(weft_tcp_open(&t, 0), -EINVAL);
+  cr_assert_eq(weft_tcp_open(&other, -1), -EINVAL);
+  int ufd = socket(AF_INET, SOCK_DGRAM, 0);
+  cr_assert_eq(weft_tcp_open(&other, ufd), -EINVAL); /* not a stream */
+  close(ufd);
+  weft_loop_run(loop, WEFT_RUN_NOWAIT);
+  /* the loop is still usable */
+  weft_tcp again;
+  cr_assert_eq(weft_tcp_init(loop, &again), 0);
+  th_loop_finish(loop);
+}
+
+/* A plain kernel listener (no weft allocation): its backlog completes
+ * handshakes and buffers what clients write. */
+static int raw_listener(struct sockaddr_in *a) {
+  int fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK, 0);
+  weft_ip4_addr("127.0.0.1", 0, a);
+  cr_assert_eq(bind(fd, (struct sockaddr *)a, sizeof *a), 0);
+  cr_assert_eq(listen(fd, 16), 0);
+  socklen_t len = sizeof *a;
+  getsockname(fd, (struct sockaddr *)a, &len);
+  return fd;
+}
+
+static bool connect_and_write(weft_loop *loop, weft_tcp *t,
+                              const struct sockaddr_in *a, int *err) {
+  cr_assert_eq(weft_tcp_init(loop, t), 0);
+  weft_future *f = NULL;
+  *err = weft_tcp_connect_future(t, (const struct sockaddr *)a, &f);
+  if (*err != 0) return false;
+  while (weft_future_state_get(f) == WEFT_FUTURE_PENDING) weft_loop_run(loop, WEFT_RUN_ONCE);
+  cr_assert_eq(weft_future_error(f), 0);
+  weft_future_unref(f);
+  weft_buf bufs[6]; /* more than fit inline: the iovec array is copied */
+  for (int i = 0; i < 6; i++) bufs[i] = weft_buf_init("abc", 3);
+  *err = weft_stream_write_future(&t->stream, bufs, 6, &f);
+  if (*err != 0) return false;
+  while (weft_future_state_get(f) == WEFT_FUTURE_PENDING) weft_loop_run(loop, WEFT_RUN_ONCE);
+  cr_assert_eq(weft_future_value_i64(f), 18);
+  weft_future_unref(f);
+  return true;
+}
+
+Test(tcp, allocation_failures_are_clean, .timeout = 20) {
+  struct sockaddr_in a;
+  int lfd = raw_listener(&a);
+  for (size_t n = 1;; n++) {
+    cr_assert_lt(n, 200);
+    th_alloc_install(n);
+    weft_loop *loop = NULL;
+    if (weft_loop_new(&loop, NULL) != 0) {
+      th_alloc_restore();
+      continue;
+    }
+    int err = 0;
+    weft_tcp t;
+    bool ok = connect_and_write(loop, &t, &a, &err);
+    if (!ok) cr_assert_eq(err, -ENOMEM, "%s", weft_err_name(err));
+    th_loop_finish(loop);
+    size_t failed = th_alloc_failed();
+    th_alloc_restore();
+    if (ok && failed == 0) break;
+    /* drain what the kernel queued */
+    for (int c; (c = accept4(lfd, NULL, NULL, SOCK_NONBLOCK)) >= 0;) close(c);
+  }
+  close(lfd);
+}

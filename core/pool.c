@@ -34,7 +34,6 @@
 #define SPIN_ROUNDS 1000
 #define DRAIN_ROUNDS 4
 
-enum { W_IDLE = 0, W_QUEUED, W_RUNNING, W_CANCELLED, W_DONE };
 enum { SLOT_EMPTY = 0, SLOT_LIVE, SLOT_EXITED };
 
 typedef struct lane lane;
@@ -321,6 +320,9 @@ static void cq_push(weft__pool_state *st, weft_work *first, weft_work *last) {
   if (!st->armed) {
     st->armed = true;
     ev_async_send(st->loop->ev, &st->async);
+    /* libev writes its wake-up pipe only while ev_run() polls: a host that
+     * polls the backend fd itself is woken through weft's own fd */
+    weft__loop_wake(st->loop);
   }
   pthread_mutex_unlock(&st->lock);
 }
@@ -378,8 +380,12 @@ static void on_completions(struct ev_loop *ev, ev_async *a, int revents) {
     deliver(st, w);
   }
   pthread_mutex_lock(&st->lock);
-  if (st->cq_head != NULL) ev_async_send(st->loop->ev, &st->async);
-  else st->armed = false;
+  if (st->cq_head != NULL) {
+    ev_async_send(st->loop->ev, &st->async);
+    weft__loop_wake(st->loop); /* see cq_push */
+  } else {
+    st->armed = false;
+  }
   pthread_mutex_unlock(&st->lock);
 }
 

@@ -6,6 +6,9 @@
 #include "internal.h"
 #include "weft/pool.h"
 
+/* A job's state (weft_work.state). */
+enum { W_IDLE = 0, W_QUEUED, W_RUNNING, W_CANCELLED, W_DONE };
+
 /* One per loop that uses the pool (WEFT__MOD_POOL slot). */
 typedef struct weft__pool_state {
   weft_loop *loop;

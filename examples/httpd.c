@@ -1,17 +1,19 @@
 /* httpd --port P --root DIR [--loops N] [--host ADDR]
- *       [--idle-ms MS] [--header-ms MS] [--send-ms MS]
- * — an HTTP/1.1 static file server on weft.
+ *       [--idle-ms MS] [--header-ms MS] [--send-ms MS] [--cache-ms MS]
+ * — an HTTP/1.1 static file server on weft (docs/httpd.md).
  *
  * GET and HEAD of regular files under DIR (a path ending in "/" serves its
  * index.html), with keep-alive and pipelining, Content-Length,
  * Last-Modified / If-Modified-Since (304), one byte range per request (206,
  * 416), and the error replies 400 (malformed), 403 (path traversal), 404,
  * 405 (other methods), 413 (request body over 1 MiB), 414 (URL over 8000
- * bytes), 431 (header fields over 8 KiB), 505 (not HTTP/1.x). Requests are parsed by
- * libhttp-parser. Files are opened and fstat'ed with weft's asynchronous
- * file I/O (on the thread pool, so a slow disk never blocks the loop), and
- * bodies go out with a non-blocking sendfile(2) loop on the socket, driven
- * by writability (see docs/httpd.md for why not weft_fs_sendfile).
+ * bytes), 431 (header fields over 8 KiB), 505 (not HTTP/1.x). Requests
+ * are parsed by libhttp-parser. Files are opened and fstat'ed with weft's
+ * asynchronous file I/O (on the thread pool, so a slow disk never blocks
+ * the loop) and kept open for --cache-ms (default 1000; 0: off) in a
+ * per-loop cache (httpd/fcache.c), and bodies go out with a non-blocking
+ * sendfile(2) loop on the socket, driven by writability (see
+ * docs/httpd.md for why not weft_fs_sendfile).
  *
  * N loops run on N threads, each with its own listening socket on the same
  * port (SO_REUSEPORT: the kernel spreads connections). Port 0 picks a free
@@ -23,7 +25,6 @@
  * --header-ms (default 10000) after its first byte is closed (slow
  * clients); a reply that makes no progress for --send-ms (default 30000)
  * is abandoned. */
-#include <ctype.h>
 #include <fcntl.h>
 #include <limits.h>
 #include <pthread.h>
@@ -32,7 +33,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/sendfile.h>
+#include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -313,6 +316,26 @@ static void send_simple(conn *c, int status) {
   write_head(c, len);
 }
 
+/* A head followed by a body: while the stream's queue is empty, the head
+ * goes straight to the socket with MSG_MORE, so that the kernel sends it
+ * in one segment with the start of the body (a small file's whole reply is
+ * then one packet, not two), and the body follows at once. What the
+ * socket does not take goes through the stream, which also reports any
+ * error. */
+static void write_head_and_body(conn *c, size_t len) {
+  ssize_t n = -1;
+  if (c->off < c->end && weft_stream_write_queue_size(&c->tcp.stream) == 0)
+    n = send(weft_stream_fileno(&c->tcp.stream), c->head, len, MSG_MORE | MSG_NOSIGNAL | MSG_DONTWAIT);
+  if (n == (ssize_t)len) {
+    arm(c, c->srv->opt->send_ms);
+    send_body(c);
+    return;
+  }
+  size_t done = n > 0 ? (size_t)n : 0;
+  memmove(c->head, c->head + done, len - done);
+  write_head(c, len - done);
+}
+
 /* The file is open and stat'ed: pick the status and send the head. */
 static void respond_file(conn *c) {
   const struct stat *st = c->st;
@@ -346,7 +369,7 @@ static void respond_file(conn *c) {
     c->off = from;
     c->end = to;
   }
-  write_head(c, len);
+  write_head_and_body(c, len);
 }
 
 /* ---- the file: open, fstat, sendfile -------------------------------------- */

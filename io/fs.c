@@ -11,6 +11,9 @@
 
 #include <unistd.h>
 
+#include <sys/uio.h>
+
+#include "core/pool_internal.h"
 #include "fs_internal.h"
 
 /* A future-form request: the request, then the future it settles. */
@@ -154,7 +157,31 @@ static void req_reset(weft_fs_req *req, weft_fs_cb cb, int op) {
   req->fd = req->fd2 = -1;
 }
 
+static void cached_done(void *arg) { fs_complete(arg); }
+
+/* A positioned read of data that is already in the page cache cannot
+ * block, so preadv2(RWF_NOWAIT) does it on the loop's thread and the
+ * completion comes from the deferred queue, never inline, just as it would
+ * from the pool: with a warm cache the hand-off to a worker and back costs
+ * more than copying the data. Anything else (data not cached, a short read,
+ * a file position read, a pipe, any error) goes to the pool as before. A
+ * read done here has finished: weft_fs_cancel() then says -EALREADY. */
+static bool cached_read(weft_loop *loop, weft_fs_req *req) {
+  if (req->offset < 0 || req->nbufs == 0) return false;
+  size_t want = 0;
+  for (unsigned i = 0; i < req->nbufs; i++) want += req->iov[i].iov_len;
+  ssize_t n = preadv2(req->fd, req->iov, (int)req->nbufs, (off_t)req->offset,
+                      RWF_NOWAIT);
+  if (n < 0 || (n != 0 && (size_t)n != want)) return false;
+  if (weft_call_soon(loop, cached_done, req) != 0) return false;
+  req->result = n;
+  req->work.loop = loop;
+  atomic_store(&req->work.state, W_DONE);
+  return true;
+}
+
 static int req_submit(weft_loop *loop, weft_fs_req *req, int err) {
+  if (err == 0 && req->op == FS_READ && cached_read(loop, req)) return 0;
   if (err == 0)
     err = weft_work_submit(loop, &req->work, WEFT_LANE_IO, weft__fs_run, fs_done);
   if (err != 0) free_paths(req);

@@ -36,6 +36,7 @@ typedef struct weft__net {
   char *slab;            /* the loop-provided read buffer */
   weft__list pending;    /* handles with completions to deliver */
   bool scheduled;        /* a delivery run is queued with call_soon */
+  unsigned in_io;        /* inside a stream/UDP I/O callback */
   weft_write_req *free_wreqs;       /* for the future forms */
   weft_connect_req *free_creqs;
   weft_udp_send_req *free_sreqs;
@@ -50,6 +51,12 @@ weft__net *weft__net_get(weft_loop *loop);
  * that may complete synchronously, so that its completion can always be
  * delivered later (no -ENOMEM after the fact). */
 int weft__net_reserve(weft__net *net);
+
+/* Brackets an I/O callback. Completions scheduled inside it are delivered
+ * when it ends (the start calls have returned by then), without a
+ * deferred run: the ping-pong fast path. */
+static inline void weft__net_io_enter(weft__net *net) { net->in_io++; }
+void weft__net_io_leave(weft__net *net);
 
 /* Queues `h` (a stream or UDP handle) for delivery of its completions in
  * the run reserved with weft__net_reserve(). */
@@ -86,6 +93,9 @@ int weft__stream_connect(weft_stream *s, weft_connect_req *req,
                          weft_connect_cb cb, bool in_progress);
 /* Fails every queued write with `status` (delivered from the loop). */
 void weft__stream_abort_writes(weft_stream *s, int status);
+/* A connect failed or was cancelled: queued writes and a pending shutdown
+ * fail with `status`, the socket closes, the handle is back to INIT. */
+void weft__stream_abort(weft_stream *s, int status);
 /* Takes a listener out of its EMFILE pause and accepts what it can. */
 void weft__stream_accept_resume(weft_stream *s);
 /* Resumes listeners paused on EMFILE (an fd was just freed). */

@@ -66,10 +66,8 @@ weft__net *weft__net_get(weft_loop *loop) {
   return net;
 }
 
-static void net_run(void *arg) {
-  weft__net *net = arg;
+static void deliver_pending(weft__net *net) {
   weft__list batch;
-  net->scheduled = false;
   weft__list_init(&batch);
   /* take the batch: what its callbacks schedule goes in a new run */
   if (!weft__list_empty(&net->pending)) {
@@ -86,8 +84,19 @@ static void net_run(void *arg) {
   }
 }
 
+static void net_run(void *arg) {
+  weft__net *net = arg;
+  net->scheduled = false;
+  deliver_pending(net);
+}
+
+void weft__net_io_leave(weft__net *net) {
+  if (--net->in_io == 0 && !weft__list_empty(&net->pending))
+    deliver_pending(net);
+}
+
 int weft__net_reserve(weft__net *net) {
-  if (net->scheduled) return 0;
+  if (net->scheduled || net->in_io) return 0;
   int err = weft_call_soon(net->loop, net_run, net);
   if (err == 0) net->scheduled = true;
   return err;

@@ -74,7 +74,9 @@ static void update(weft_stream *s) {
   if (want != (ev_is_active(w) ? (w->events & (EV_READ | EV_WRITE)) : 0)) {
     weft__io_stop(s->base.loop, w);
     if (want != 0) {
-      ev_io_set(w, w->fd, want);
+      /* same fd: modify, not set, so libev skips epoll_ctl when the
+       * mask ends up unchanged (read_stop then read_start in one turn) */
+      ev_io_modify(w, want);
       weft__io_start(s->base.loop, w);
     }
   }
@@ -157,6 +159,7 @@ static void connect_complete(weft_stream *s) {
 static void shutdown_complete(weft_stream *s) {
   weft_shutdown_req *req = s->shutdown_req;
   s->shutdown_req = NULL;
+  if (!(s->flags & S_SHUT_REQ)) s->flags &= ~S_SHUT_DONE; /* aborted */
   update(s);
   if (req->cb) req->cb(req, req->status);
 }
@@ -541,6 +544,18 @@ void weft__stream_abort_writes(weft_stream *s, int status) {
   /* else they are delivered by the next run or the close */
 }
 
+void weft__stream_abort(weft_stream *s, int status) {
+  weft__stream_abort_writes(s, status);
+  weft__stream_reset(s);
+  if (s->shutdown_req) { /* reset cleared the shutdown flags */
+    s->shutdown_req->status = status;
+    s->flags |= S_SHUT_DONE; /* no S_SHUT_REQ: the handle may connect again */
+    weft__net *net = weft__net_get(s->base.loop);
+    if (weft__net_reserve(net) == 0) weft__net_schedule(net, &s->base);
+  }
+  update(s);
+}
+
 /* The socket became writable while connecting: the connect is settled. */
 static void on_connected(weft_stream *s) {
   int err = 0;
@@ -553,9 +568,9 @@ static void on_connected(weft_stream *s) {
   s->flags |= S_CONNECT_DONE;
   if (err == 0) {
     s->flags |= S_CONNECTED;
-  } else { /* writes queued behind the connect fail with its error */
-    weft__stream_abort_writes(s, -err);
-    weft__stream_reset(s);
+    if (s->shutdown_req && s->wq_head == NULL) do_shutdown(s);
+  } else {
+    weft__stream_abort(s, -err);
   }
   update(s);
   weft__stream_deliver(s);
@@ -637,13 +652,16 @@ int weft_stream_accept(weft_stream *server, weft_stream *client) {
 static void on_io(struct ev_loop *ev, ev_io *w, int revents) {
   WEFT__UNUSED(ev);
   weft_stream *s = w->data;
+  weft__net *net = weft__net_get(s->base.loop); /* exists: a watcher runs */
+  weft__net_io_enter(net);
   if (s->flags & S_LISTENING) {
     on_acceptable(s);
-    return;
+  } else {
+    if ((revents & EV_WRITE) && (s->flags & S_CONNECTING)) on_connected(s);
+    else if (revents & EV_WRITE) on_writable(s);
+    if ((revents & EV_READ) && (s->flags & S_READING)) on_readable(s);
   }
-  if ((revents & EV_WRITE) && (s->flags & S_CONNECTING)) on_connected(s);
-  else if (revents & EV_WRITE) on_writable(s);
-  if ((revents & EV_READ) && (s->flags & S_READING)) on_readable(s);
+  weft__net_io_leave(net);
 }
 
 void weft__stream_close(weft_handle *h) {

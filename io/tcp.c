@@ -110,15 +110,17 @@ static int tcp_connect(weft_connect_req *req, weft_tcp *t,
                        weft_connect_cb cb) {
   weft__net *net = weft__net_get(t->stream.base.loop);
   if (net == NULL) return -ENOMEM;
-  int err = weft__net_reserve(net);
-  if (err == 0) err = ensure_socket(t, addr->sa_family);
+  int err = ensure_socket(t, addr->sa_family);
   if (err != 0) return err;
   int r;
   do r = connect(weft__stream_fd(&t->stream), addr, len);
   while (r < 0 && errno == EINTR);
-  if (r < 0 && errno != EINPROGRESS) {
-    err = -errno;
-    undo_socket(t);
+  if (r < 0 && errno != EINPROGRESS) err = -errno;
+  /* a connect that completed at once is delivered by a deferred run:
+   * reserve it (TCP connects almost always go on in the background) */
+  else if (r == 0) err = weft__net_reserve(net);
+  if (err != 0) {
+    weft__stream_reset(&t->stream); /* closes the socket made or bound */
     return err;
   }
   t->stream.flags &= ~S_OWN_SOCKET;
@@ -183,8 +185,7 @@ void weft__future_cancel_connect(weft_future *f, void *arg) {
   weft_stream *s = req->stream;
   if (s->connect_req != req || (s->flags & S_CONNECT_DONE)) return;
   s->connect_req = NULL;
-  weft__stream_abort_writes(s, -ECANCELED);
-  weft__stream_reset(s);
+  weft__stream_abort(s, -ECANCELED);
   weft__connect_settle(req, -ECANCELED); /* only recycles: f is settled */
 }
 

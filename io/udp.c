@@ -47,7 +47,7 @@ int weft_udp_init(weft_loop *loop, weft_udp *u) {
   u->sq_head = u->sq_tail = u->done_head = u->done_tail = NULL;
   u->sq_count = 0;
   u->flags = 0;
-  u->batch = BATCH_DEFAULT;
+  u->batch = u->vlen = BATCH_DEFAULT;
   return 0;
 }
 
@@ -61,7 +61,9 @@ static void update(weft_udp *u) {
   if (want != (ev_is_active(w) ? (w->events & (EV_READ | EV_WRITE)) : 0)) {
     weft__io_stop(u->base.loop, w);
     if (want) {
-      ev_io_set(w, w->fd, want);
+      /* same fd: modify, not set, so libev skips epoll_ctl when the
+       * mask ends up unchanged (read_stop then read_start in one turn) */
+      ev_io_modify(w, want);
       weft__io_start(u->base.loop, w);
     }
   }
@@ -300,14 +302,19 @@ size_t weft_udp_send_queue_count(const weft_udp *u) { return u ? u->sq_count : 0
 
 /* ---- receiving ------------------------------------------------------------- */
 
+/* recvmmsg asks for `vlen` datagrams, which adapts: it doubles (up to the
+ * batch) while calls come back full and drops to what arrived otherwise.
+ * A request-reply peer thus makes one recvmmsg of 1 per datagram, while a
+ * flood gets full batches; the watcher is level-triggered, so returning
+ * after a call that was not a full batch loses nothing. */
 static void on_readable(weft_udp *u) {
   weft__net *net = weft__net_get(u->base.loop);
-  unsigned n = u->batch;
-  size_t slot = WEFT_STREAM_SLAB_SIZE / n;
+  size_t slot = WEFT_STREAM_SLAB_SIZE / u->batch;
   struct mmsghdr msgs[BATCH_MAX];
   struct iovec iov[BATCH_MAX];
   struct sockaddr_storage addrs[BATCH_MAX];
   for (int round = 0; round < RECV_ROUNDS && (u->flags & U_RECEIVING); round++) {
+    unsigned n = u->vlen;
     memset(msgs, 0, sizeof msgs[0] * n);
     for (unsigned i = 0; i < n; i++) {
       iov[i] = (struct iovec){net->slab + i * slot, slot};
@@ -329,7 +336,9 @@ static void on_readable(weft_udp *u) {
       u->recv_cb(u, (ssize_t)msgs[i].msg_len, &b,
                  (const struct sockaddr *)&addrs[i], fl);
     }
-    if ((unsigned)r < n) return;
+    u->vlen = (unsigned)r < n ? (r > 0 ? (unsigned)r : 1)
+                              : (n * 2 < u->batch ? n * 2 : u->batch);
+    if ((unsigned)r < n || n < u->batch) return;
   }
 }
 
@@ -356,15 +365,18 @@ int weft_udp_recv_stop(weft_udp *u) {
 int weft_udp_set_batch(weft_udp *u, unsigned batch) {
   if (u == NULL || u->base.ops != &udp_ops || batch == 0 || batch > BATCH_MAX)
     return -EINVAL;
-  u->batch = batch;
+  u->batch = u->vlen = batch;
   return 0;
 }
 
 static void on_io(struct ev_loop *ev, ev_io *w, int revents) {
   WEFT__UNUSED(ev);
   weft_udp *u = w->data;
+  weft__net *net = weft__net_get(u->base.loop);
+  weft__net_io_enter(net);
   if (revents & EV_WRITE) on_writable(u);
   if ((revents & EV_READ) && (u->flags & U_RECEIVING)) on_readable(u);
+  weft__net_io_leave(net);
 }
 
 static void udp_close(weft_handle *h) {

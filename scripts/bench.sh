@@ -120,4 +120,5 @@ END {
   }
 }' "$out"
 echo "bench: results in ${out#"$root"/}" >&2
+"$root/scripts/bench-report.sh" "$results" || status=1
 exit $status

@@ -14,6 +14,8 @@ PKGS+=(libhttp-parser-dev curl wrk nginx-light)
 # examples/kvd: its tests (redis-cli) and its benchmark (redis-benchmark,
 # redis-server)
 PKGS+=(redis-tools redis-server)
+# the benchmark report's charts
+PKGS+=(gnuplot-nox)
 
 missing=()
 for p in "${PKGS[@]}"; do

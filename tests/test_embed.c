@@ -42,8 +42,22 @@ Test(embed, bad_input_is_rejected, .timeout = 5) {
 typedef struct guest {
   weft_loop *loop;
   weft_timer once, rep;
-  int once_fired, rep_fired, soon_ran, host_fired;
+  int once_fired, rep_fired, soon_ran, host_fired, posted;
 } guest;
+
+#define GUEST_POSTS 100
+
+static void guest_post(void *arg) {
+  guest *g = arg;
+  if (++g->posted == GUEST_POSTS) weft_loop_unref(g->loop);
+}
+
+static void *guest_thread(void *arg) {
+  long errors = 0;
+  for (int i = 0; i < GUEST_POSTS; i++)
+    errors += weft_call_soon_threadsafe(((guest *)arg)->loop, guest_post, arg) != 0;
+  return (void *)errors;
+}
 
 static void guest_soon(void *arg) {
   guest *g = arg;
@@ -84,7 +98,14 @@ Test(embed, host_ev_run_drives_weft_and_ends_with_its_work, .timeout = 10) {
   ev_timer_init(&host, host_timer, 0.001, 0.);
   host.data = &g.host_fired;
   ev_timer_start(ev, &host);
+  weft_loop_ref(g.loop); /* until the other thread's posts have run */
+  pthread_t th;
+  cr_assert_eq(pthread_create(&th, NULL, guest_thread, &g), 0);
   ev_run(ev, 0); /* returns once both weft's and the host's work is done */
+  void *errors;
+  pthread_join(th, &errors);
+  cr_assert_null(errors);
+  cr_assert_eq(g.posted, GUEST_POSTS);
   cr_assert_eq(g.once_fired, 1);
   cr_assert_eq(g.rep_fired, 3);
   cr_assert_eq(g.soon_ran, 10);
@@ -324,6 +345,33 @@ Test(embed, signal_wakes_a_host_blocked_on_the_backend_fd, .timeout = 10) {
   pthread_join(th, &err);
   cr_assert_null(err);
   cr_assert_eq(fired, 1);
+  close(ep);
+  th_loop_finish(loop);
+}
+
+/* Likewise for a thread-pool job that completes while the host blocks. */
+static void pool_work(weft_work *w) { (void)w; }
+static void pool_done(weft_work *w, int status) {
+  cr_assert_eq(status, 0);
+  ++*(int *)w->data;
+}
+
+Test(embed, pool_completion_wakes_a_host_blocked_on_the_backend_fd, .timeout = 10) {
+  weft_loop *loop = th_loop();
+  int ep = epoll_create1(EPOLL_CLOEXEC);
+  struct epoll_event e = {.events = EPOLLIN};
+  epoll_ctl(ep, EPOLL_CTL_ADD, weft_loop_backend_fd(loop), &e);
+  while (weft_loop_backend_timeout(loop) == 0) weft_loop_run(loop, WEFT_RUN_NOWAIT);
+  static weft_work w;
+  int done = 0;
+  w.data = &done;
+  cr_assert_eq(weft_work_submit(loop, &w, WEFT_LANE_CPU, pool_work, pool_done), 0);
+  while (done == 0) {
+    cr_assert_eq(weft_loop_backend_timeout(loop), -1, "nothing but the job");
+    cr_assert_eq(host_wait(ep, -1), 1);
+    weft_loop_run(loop, WEFT_RUN_NOWAIT);
+  }
+  cr_assert_eq(done, 1);
   close(ep);
   th_loop_finish(loop);
 }

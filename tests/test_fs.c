@@ -699,3 +699,48 @@ Test(fs, loop_free_during_large_read_file, .timeout = 30) {
   cr_assert_eq(weft_alloc_live(), 0);
   rm_tree(dir);
 }
+
+/* A positioned read of cached data is done on the loop's thread (no pool
+ * hop), but still completes later, exactly once; cancelling it then says
+ * it already finished. A read of uncached data or at the file position
+ * takes the pool path with the same results. */
+Test(fs, cached_read_completes_deferred_exactly_once, .timeout = 20) {
+  make_dir();
+  put_file(path("warm"), "hello, page cache");
+  weft_loop *loop = th_loop();
+  int fd = open(path("warm"), O_RDONLY);
+  cr_assert_geq(fd, 0);
+  char buf[64] = {0};
+  struct iovec iov = {buf, 5};
+  weft_fs_req r;
+  calls = 0;
+  cr_assert_eq(weft_fs_read(loop, &r, fd, &iov, 1, 7, on_done), 0);
+  cr_assert_eq(calls, 0, "never inline");
+  int c = weft_fs_cancel(&r);
+  cr_assert(c == -EALREADY || c == 0 || c == -EBUSY, "cancel gave %d", c);
+  weft_loop_run(loop, WEFT_RUN_DEFAULT);
+  cr_assert_eq(calls, 1);
+  if (c == 0) {
+    cr_assert_eq(last, -ECANCELED);
+  } else {
+    cr_assert_eq(last, 5);
+    cr_assert_str_eq(buf, "page ");
+  }
+  /* past the end: 0 bytes, also exactly once */
+  cr_assert_eq(RUN(loop, weft_fs_read(loop, &r, fd, &iov, 1, 1000, on_done)), 0);
+  /* the file position form */
+  memset(buf, 0, sizeof buf);
+  cr_assert_eq(RUN(loop, weft_fs_read(loop, &r, fd, &iov, 1, -1, on_done)), 5);
+  cr_assert_str_eq(buf, "hello");
+  /* the future form */
+  weft_future *f;
+  memset(buf, 0, sizeof buf);
+  cr_assert_eq(weft_fs_read_future(loop, fd, &iov, 1, 0, &f), 0);
+  cr_assert_eq(weft_future_state_get(f), WEFT_FUTURE_PENDING);
+  weft_loop_run(loop, WEFT_RUN_DEFAULT);
+  cr_assert_eq(weft_future_value_i64(f), 5);
+  weft_future_unref(f);
+  close(fd);
+  th_loop_finish(loop);
+  rm_tree(dir);
+}

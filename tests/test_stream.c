@@ -77,6 +77,51 @@ Test(stream, write_completes_later_never_inline, .timeout = 10) {
   th_loop_finish(loop);
 }
 
+/* A write issued from a read callback completes after that callback has
+ * returned (in the same turn), never from inside weft_stream_write(). */
+typedef struct inio {
+  weft_write_req w;
+  int wrote, in_read, cb_in_read;
+} inio;
+
+static void inio_written(weft_write_req *req, int status) {
+  inio *x = req->data;
+  cr_assert_eq(status, 0);
+  x->wrote++;
+  if (x->in_read) x->cb_in_read++;
+}
+
+static void inio_read(weft_stream *s, ssize_t n, const weft_buf *buf) {
+  (void)buf;
+  inio *x = s->base.data;
+  cr_assert_eq(n, 4);
+  x->in_read = 1;
+  x->w.data = x;
+  weft_buf b = weft_buf_init("pong", 4);
+  cr_assert_eq(weft_stream_write(&x->w, s, &b, 1, inio_written), 0);
+  cr_assert_eq(x->wrote, 0);
+  x->in_read = 0;
+}
+
+Test(stream, write_from_read_callback_completes_after_it_returns, .timeout = 10) {
+  weft_loop *loop = th_loop();
+  weft_pipe a, b;
+  weft_pipe_init(loop, &a);
+  weft_pipe_init(loop, &b);
+  cr_assert_eq(weft_pipe_pair(loop, &a, &b), 0);
+  inio x = {0};
+  b.stream.base.data = &x;
+  cr_assert_eq(weft_stream_read_start(&b.stream, NULL, inio_read), 0);
+  cr_assert_eq(write(weft_stream_fileno(&a.stream), "ping", 4), 4);
+  while (x.wrote == 0) weft_loop_run(loop, WEFT_RUN_ONCE);
+  cr_assert_eq(x.wrote, 1);
+  cr_assert_eq(x.cb_in_read, 0);
+  char got[4];
+  cr_assert_eq(read(weft_stream_fileno(&a.stream), got, 4), 4);
+  cr_assert_eq(memcmp(got, "pong", 4), 0);
+  th_loop_finish(loop);
+}
+
 /* ---- 64 MiB through a slow reader ---------------------------------------- */
 
 #define TOTAL (64u << 20)

@@ -687,3 +687,82 @@ Test(tcp, allocation_failures_are_clean, .timeout = 20) {
   }
   close(lfd);
 }
+
+Test(tcp, more_bad_input, .timeout = 10) {
+  weft_loop *loop = th_loop();
+  weft_tcp t;
+  cr_assert_eq(weft_tcp_init(loop, &t), 0);
+  struct sockaddr_storage ss;
+  socklen_t len = sizeof ss;
+  struct sockaddr bad = {.sa_family = AF_UNIX};
+  char name[64];
+  cr_assert_eq(weft_tcp_close_reset(NULL, NULL), -EINVAL);
+  cr_assert_eq(weft_stream_accept(NULL, &t.stream), -EINVAL);
+  cr_assert_eq(weft_tcp_getpeername(&t, (struct sockaddr *)&ss, &len), -EINVAL); /* no socket */
+  cr_assert_eq(weft_tcp_keepalive(NULL, true, 1), -EINVAL);
+  cr_assert_eq(weft_tcp_nodelay(NULL, true), -EINVAL);
+  cr_assert_eq(weft_ip_name(&bad, name, sizeof name), -EINVAL);
+  cr_assert_eq(weft_ip_name(NULL, name, sizeof name), -EINVAL);
+  cr_assert_eq(weft_sockaddr_port(&bad), -EINVAL);
+  cr_assert_eq(weft_tcp_connect_future(NULL, &bad, NULL), -EINVAL);
+  weft_future *f;
+  cr_assert_eq(weft_tcp_connect_future(&t, &bad, &f), -EINVAL);
+  /* a bound socket that is not connected has no peer */
+  struct sockaddr_in a;
+  weft_ip4_addr("127.0.0.1", 0, &a);
+  cr_assert_eq(weft_tcp_bind(&t, (struct sockaddr *)&a, 0), 0);
+  len = sizeof ss;
+  cr_assert_eq(weft_tcp_getpeername(&t, (struct sockaddr *)&ss, &len), -ENOTCONN);
+  cr_assert_eq(weft_tcp_close_reset(&t, NULL), 0);
+  cr_assert_eq(weft_tcp_close_reset(&t, NULL), -EINVAL); /* closing */
+  th_loop_finish(loop);
+}
+
+static void shut_status(weft_shutdown_req *req, int status) {
+  int *st = req->data;
+  st[0]++;
+  st[1] = status;
+}
+
+static void eof_count(weft_stream *s, ssize_t n, const weft_buf *b) {
+  (void)b;
+  if (n == WEFT_EOF) (*(int *)s->base.data)++;
+}
+
+Test(tcp, shutdown_while_connecting, .timeout = 10) {
+  weft_loop *loop = th_loop();
+  /* refused: the shutdown fails with the connect's error */
+  weft_tcp t;
+  cr_assert_eq(weft_tcp_init(loop, &t), 0);
+  struct sockaddr_in a;
+  cr_assert_eq(weft_ip4_addr("127.0.0.1", free_port(), &a), 0);
+  weft_connect_req cr;
+  weft_shutdown_req sr;
+  int cst[2] = {0, 0}, sst[2] = {0, 0};
+  cr.data = cst;
+  sr.data = sst;
+  cr_assert_eq(weft_tcp_connect(&cr, &t, (struct sockaddr *)&a, count_status), 0);
+  cr_assert_eq(weft_stream_shutdown(&sr, &t.stream, shut_status), 0);
+  while (sst[0] == 0) weft_loop_run(loop, WEFT_RUN_ONCE);
+  cr_assert_eq(cst[1], -ECONNREFUSED);
+  cr_assert_eq(sst[1], -ECONNREFUSED);
+  /* the handle is fresh again: connect to a server, shut down at once;
+   * the shutdown happens once connected and the peer reads EOF */
+  server srv = {0};
+  struct sockaddr_storage addr;
+  server_start(loop, &srv, "127.0.0.1", &addr);
+  cr_assert_eq(weft_tcp_connect(&cr, &t, (struct sockaddr *)&addr, count_status), 0);
+  cr_assert_eq(weft_stream_shutdown(&sr, &t.stream, shut_status), 0);
+  int eofs = 0;
+  t.stream.base.data = &eofs;
+  cr_assert_eq(weft_stream_read_start(&t.stream, NULL, eof_count), 0);
+  /* the echo server sees EOF and closes: we read EOF too */
+  while (sst[0] < 2 || eofs == 0) weft_loop_run(loop, WEFT_RUN_ONCE);
+  cr_assert_eq(cst[0], 2);
+  cr_assert_eq(cst[1], 0);
+  cr_assert_eq(sst[1], 0);
+  cr_assert_eq(eofs, 1);
+  weft_close(&t.stream.base, NULL);
+  server_finish(loop, &srv);
+  th_loop_finish(loop);
+}

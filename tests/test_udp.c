@@ -97,8 +97,14 @@ Test(udp, batch_receives_all_and_flags_truncation, .timeout = 10) {
   cr_assert_eq(weft_udp_set_batch(&srv.u, 16), 0); /* 4 KiB slots */
   static char big[5000];
   memset(big, 'z', sizeof big);
-  weft_udp_send_req reqs[40];
+  weft_udp_send_req reqs[41];
   int c[2] = {0, 0};
+  /* one lone datagram first: the receiver then asks for 1 at a time and
+   * must grow back to full batches for the flood below */
+  weft_buf one = weft_buf_init(big, 10);
+  cr_assert_eq(weft_udp_send(&reqs[40], &cli.u, &one, 1, (struct sockaddr *)&sa, NULL), 0);
+  while (srv.got < 1) weft_loop_run(loop, WEFT_RUN_ONCE);
+  srv.got = 0;
   for (int i = 0; i < 40; i++) {
     reqs[i].data = c;
     weft_buf b = weft_buf_init(big, i == 39 ? sizeof big : 100);
@@ -245,4 +251,44 @@ Test(udp, bad_input_and_close_after_sends, .timeout = 10) {
   cr_assert_eq(c[1], 0);
   cr_assert_eq(closed, 1);
   th_loop_finish(loop);
+}
+
+/* bind, recv_start (the loop's buffer), and a send future with more
+ * buffers than fit inline: every allocation fails in turn, cleanly */
+static bool udp_alloc_round(weft_loop *loop, weft_udp *u, int *err) {
+  struct sockaddr_in a;
+  weft_ip4_addr("127.0.0.1", 0, &a);
+  cr_assert_eq(weft_udp_init(loop, u), 0);
+  cr_assert_eq(weft_udp_bind(u, (struct sockaddr *)&a, 0), 0);
+  socklen_t len = sizeof a;
+  weft_udp_getsockname(u, (struct sockaddr *)&a, &len);
+  if ((*err = weft_udp_recv_start(u, never_recv)) != 0) return false;
+  weft_buf bufs[6];
+  for (int i = 0; i < 6; i++) bufs[i] = weft_buf_init("ab", 2);
+  weft_future *f;
+  if ((*err = weft_udp_send_future(u, bufs, 6, (struct sockaddr *)&a, &f)) != 0) return false;
+  while (weft_future_state_get(f) == WEFT_FUTURE_PENDING) weft_loop_run(loop, WEFT_RUN_ONCE);
+  cr_assert_eq(weft_future_value_i64(f), 12);
+  weft_future_unref(f);
+  return true;
+}
+
+Test(udp, allocation_failures_are_clean, .timeout = 20) {
+  for (size_t n = 1;; n++) {
+    cr_assert_lt(n, 200);
+    th_alloc_install(n);
+    weft_loop *loop = NULL;
+    if (weft_loop_new(&loop, NULL) != 0) {
+      th_alloc_restore();
+      continue;
+    }
+    weft_udp u;
+    int err = 0;
+    bool ok = udp_alloc_round(loop, &u, &err);
+    if (!ok) cr_assert_eq(err, -ENOMEM, "%s", weft_err_name(err));
+    th_loop_finish(loop);
+    size_t failed = th_alloc_failed();
+    th_alloc_restore();
+    if (ok && failed == 0) break;
+  }
 }

@@ -180,9 +180,10 @@ WEFT_API bool weft_stream_is_reading(const weft_stream *s);
  * a negative errno or -ECANCELED. Writes issued while a connect is pending
  * start once it succeeds. Returns 0 if accepted; -EINVAL for NULL
  * arguments, nbufs 0, a closing or listening stream; -ENOTCONN without a
- * connection; -EPIPE after a shutdown; -ENOMEM if more than
- * 4 buffers had to be copied and could not. If the queue grows above the
- * high watermark, the watermark callback runs before this returns. */
+ * connection; -EPIPE after a shutdown; -ENOMEM (the array of more than
+ * 4 buffers could not be copied, or the loop's delivery queue could not
+ * grow): then nothing was written. If the queue grows above the high
+ * watermark, the watermark callback runs before this returns. */
 WEFT_API int weft_stream_write(weft_write_req *req, weft_stream *s,
                                const weft_buf *bufs, unsigned nbufs,
                                weft_write_cb cb);

@@ -56,7 +56,8 @@ WEFT_API int weft_tcp_bind(weft_tcp *t, const struct sockaddr *addr,
 
 /** Listens; `cb` runs on the loop for each connection to accept (call
  * weft_stream_accept() there) or with a negative status on accept errors
- * other than fd exhaustion. `backlog` <= 0 means SOMAXCONN. Returns 0;
+ * other than fd exhaustion. A connection the callback leaves unaccepted
+ * waits: the listener accepts nothing more until weft_stream_accept(). `backlog` <= 0 means SOMAXCONN. Returns 0;
  * -EINVAL for NULL cb, a closing, reading, connected or already listening
  * handle or one without a bound socket; errors of listen(2). */
 WEFT_API int weft_tcp_listen(weft_tcp *t, int backlog, weft_connection_cb cb);
@@ -67,8 +68,9 @@ WEFT_API int weft_tcp_listen(weft_tcp *t, int backlog, weft_connection_cb cb);
  * and the handle is back to its initial state, so it may connect again
  * (a previous bind is lost). Keep `req` alive until `cb`. Returns 0;
  * -EINVAL (NULL t/req/addr, bad family, a closing, listening or connected
- * handle); -EALREADY if a connect is in progress; immediate kernel errors
- * (-ENETUNREACH, ...), in which case `cb` never runs. */
+ * handle); -EALREADY if a connect is in progress; -ENOMEM; immediate
+ * kernel errors (-ENETUNREACH, ...). On an error `cb` never runs; after
+ * -ENOMEM or a kernel error the socket is closed (initial state). */
 WEFT_API int weft_tcp_connect(weft_connect_req *req, weft_tcp *t,
                               const struct sockaddr *addr, weft_connect_cb cb);
 

@@ -39,7 +39,7 @@ enum {
 /** A datagram arrived: `nread` >= 0 bytes at buf->base (0 is an empty
  * datagram) from `addr`, with `flags` (WEFT_UDP_TRUNCATED). `nread` < 0 is
  * a receive error (e.g. -ECONNREFUSED after sending to a closed port on a
- * connected socket), `addr` NULL; receiving goes on. */
+ * connected socket), with `buf` and `addr` NULL; receiving goes on. */
 typedef void (*weft_udp_recv_cb)(weft_udp *u, ssize_t nread, const weft_buf *buf,
                                  const struct sockaddr *addr, unsigned flags);
 
@@ -80,6 +80,7 @@ struct weft_udp {
   size_t sq_count;
   unsigned flags;
   unsigned batch;
+  unsigned vlen; /* datagrams asked of the next recvmmsg (adapts) */
 };
 
 /** Initialises `u` on `loop`, without a socket. Returns 0 or -EINVAL. */

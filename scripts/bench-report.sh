@@ -1,0 +1,107 @@
+#!/usr/bin/env bash
+# Turns bench/results/latest.jsonl into bench/results/REPORT.md (a table per
+# area: weft, each peer, the ratio) and one PNG chart of the ratios per area
+# (gnuplot; skipped with a note when gnuplot is missing).
+# Usage: scripts/bench-report.sh [RESULTS_DIR]
+set -euo pipefail
+root=$(cd "$(dirname "$0")/.." && pwd)
+dir=${1:-$root/bench/results}
+in=$dir/latest.jsonl
+[ -s "$in" ] || { echo "bench-report: no $in" >&2; exit 1; }
+rm -f "$dir"/ratios_*.png "$dir"/ratios_*.dat
+
+# One pass: REPORT.md, and per area a data file "label ratio" for gnuplot.
+awk -v dir="$dir" '
+function field(line, key,    re, v) {
+  re = "\"" key "\":(\"[^\"]*\"|[^,}]*)"
+  if (!match(line, re)) return ""
+  v = substr(line, RSTART + length(key) + 3, RLENGTH - length(key) - 3)
+  gsub(/"/, "", v)
+  return v
+}
+function human(v, unit) {
+  if (unit == "s") {
+    if (v < 1e-3) return sprintf("%.1f us", v * 1e6)
+    if (v < 1) return sprintf("%.2f ms", v * 1e3)
+    return sprintf("%.3f s", v)
+  }
+  if (v >= 1e9) return sprintf("%.2f G%s", v / 1e9, unit)
+  if (v >= 1e6) return sprintf("%.2f M%s", v / 1e6, unit)
+  if (v >= 1e3) return sprintf("%.2f k%s", v / 1e3, unit)
+  return sprintf("%.3g %s", v, unit)
+}
+/^\{"meta"/ {
+  meta = sprintf("%s, %s CPUs (%s), kernel %s, libuv %s, libev %s, weft %s, runs %s%s",
+    field($0, "date"), field($0, "nproc"), field($0, "cpu"), field($0, "kernel"),
+    field($0, "libuv"), field($0, "libev"), field($0, "weft_commit"), field($0, "runs"),
+    field($0, "quick") == "true" ? " (quick)" : "")
+  next
+}
+/^\{"bench"/ {
+  b = field($0, "bench"); im = field($0, "impl")
+  area = b; sub(/_.*/, "", area)
+  if (!(area in aseen)) { aseen[area] = 1; areas[++na] = area }
+  if (!(b in seen)) { seen[b] = 1; border[area] = border[area] " " b }
+  key = b SUBSEP im
+  if (!(key in val)) impls[b] = impls[b] " " im
+  val[key] = field($0, "value") + 0
+  unit[b] = field($0, "unit"); better[b] = field($0, "better")
+}
+END {
+  md = dir "/REPORT.md"
+  print "# weft benchmark report\n" > md
+  print "Machine: " meta "  " > md
+  print "Reproduce: `make bench` (`BENCH_RUNS=N`, `BENCH=name` for one program)." > md
+  print "Values are medians; **ratio** compares weft with each peer so that" > md
+  print "**> 1 means weft is better** (faster, or less time).\n" > md
+  for (a = 1; a <= na; a++) {
+    area = areas[a]
+    printf "## %s\n\n![%s ratios](ratios_%s.png)\n\n", area, area, area > md
+    print "| benchmark | impl | median | ratio vs weft |" > md
+    print "|---|---|---:|---:|" > md
+    nbs = split(border[area], bl, " ")
+    dat = dir "/ratios_" area ".dat"
+    for (k = 1; k <= nbs; k++) {
+      b = bl[k]
+      n = split(impls[b], list, " ")
+      w = (b SUBSEP "weft") in val ? val[b SUBSEP "weft"] : ""
+      for (j = 1; j <= n; j++) {
+        im = list[j]; v = val[b SUBSEP im]; r = "-"
+        if (im == "weft") r = "1.00"
+        else if (w != "" && v != 0 && w != 0) {
+          r = sprintf("%.2f", better[b] == "lower" ? v / w : w / v)
+          lbl = b; sub("^" area "_", "", lbl)
+          printf "\"%s\\n%s\" %s\n", lbl, im, r > dat
+        }
+        printf "| %s | %s | %s | %s |\n", (j == 1 ? b : ""), im, human(v, unit[b]), r > md
+      }
+    }
+    print "" > md
+  }
+}' "$in"
+
+if command -v gnuplot >/dev/null 2>&1; then
+  for dat in "$dir"/ratios_*.dat; do
+    [ -s "$dat" ] || continue
+    area=$(basename "$dat" .dat); area=${area#ratios_}
+    n=$(wc -l <"$dat")
+    width=$((300 + n * 70)); [ "$width" -gt 2400 ] && width=2400
+    gnuplot <<GP
+set terminal pngcairo size $width,480 font ",9" noenhanced
+set output "$dir/ratios_$area.png"
+set title "weft vs peers: $area (ratio > 1: weft better; log scale)"
+set style fill solid 0.8
+set boxwidth 0.6
+set logscale y 2
+set grid ytics
+set xtics rotate by -40 scale 0
+set ylabel "ratio"
+set key off
+plot "$dat" using 0:2:xtic(1) with boxes lc rgb "#3a7bd5", 1 with lines lc rgb "#d04040" lw 2
+GP
+  done
+else
+  echo "bench-report: gnuplot missing, no charts" >&2
+fi
+rm -f "$dir"/ratios_*.dat
+echo "bench-report: wrote ${dir#"$root"/}/REPORT.md" >&2

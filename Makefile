@@ -32,8 +32,9 @@ BENCH_SUPPORT := $(sort $(wildcard bench/support/*.c))
 EXAMPLE_SRCS := $(sort $(wildcard examples/*.c))
 HEADERS := $(wildcard include/*.h include/weft/*.h)
 
-# Suites run under ThreadSanitizer (the ones that touch threads).
-TSAN_TESTS ?= $(filter loop future sync pool fs kvd,$(TEST_NAMES))
+# Suites run under ThreadSanitizer: all of them (the pool, every _threadsafe
+# path and the servers' threads included); the runner forks per test.
+TSAN_TESTS ?= $(TEST_NAMES)
 
 DEPS_STAMP := build/.deps-stamp
 

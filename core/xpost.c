@@ -36,11 +36,15 @@ struct weft__xring {
   uint64_t pcount;
   atomic_uint_fast64_t published;
   atomic_bool posting; /* a post is between its `closed` check and its end */
+  xseg *pfree; /* drained segments the producer has taken back */
   /* loop's line */
   _Alignas(64) xseg *chead;
   uint32_t cidx;
   uint64_t consumed;
-  _Atomic(xseg *) spare; /* a drained segment handed back to the producer */
+  /* Drained segments handed back to the producer: the loop pushes, the
+   * producer takes the whole chain at once, so the producer never
+   * allocates once the ring has grown to its backlog. */
+  _Atomic(xseg *) spare;
   pthread_t owner;
   struct weft__xring *next; /* registry */
 };
@@ -109,8 +113,11 @@ static weft__xring *my_ring(weft_loop *loop) {
 /* Publishes one post on the calling thread's ring `r`. */
 static int post(weft_loop *loop, weft__xring *r, weft_cb cb, void *arg) {
   if (r->pidx == SEG_SLOTS) {
-    xseg *s = atomic_exchange_explicit(&r->spare, NULL, memory_order_acquire);
-    if (s == NULL && (s = weft__malloc(sizeof *s)) == NULL) return -ENOMEM;
+    if (r->pfree == NULL)
+      r->pfree = atomic_exchange_explicit(&r->spare, NULL, memory_order_acquire);
+    xseg *s = r->pfree;
+    if (s != NULL) r->pfree = s->next;
+    else if ((s = weft__malloc(sizeof *s)) == NULL) return -ENOMEM;
     s->next = NULL;
     r->ptail->next = s; /* published by the release store below */
     r->ptail = s;
@@ -153,8 +160,13 @@ static size_t ring_drain(weft__xring *r, size_t budget) {
       xseg *done = r->chead;
       r->chead = done->next;
       r->cidx = 0;
-      xseg *old = atomic_exchange_explicit(&r->spare, done, memory_order_acq_rel);
-      weft__free(old);
+      /* only this thread pushes and the producer only takes the whole
+       * chain, so the compare-and-swap cannot suffer ABA */
+      xseg *head = atomic_load_explicit(&r->spare, memory_order_relaxed);
+      do done->next = head;
+      while (!atomic_compare_exchange_weak_explicit(&r->spare, &head, done,
+                                                     memory_order_release,
+                                                     memory_order_relaxed));
     }
     weft__task t = r->chead->slot[r->cidx++];
     r->consumed++;
@@ -218,7 +230,11 @@ void weft__xpost_free(weft_loop *loop) {
       sn = s->next;
       weft__free(s);
     }
-    weft__free(atomic_load(&r->spare));
+    for (int chain = 0; chain < 2; chain++)
+      for (xseg *s = chain ? r->pfree : atomic_load(&r->spare), *sn; s != NULL; s = sn) {
+        sn = s->next;
+        weft__free(s);
+      }
     weft__free(r);
     r = next;
   }

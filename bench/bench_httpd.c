@@ -12,7 +12,16 @@
  * file cache trusted for 1 s, like httpd's default --cache-ms 1000, so
  * both skip open/fstat for hot files alike. A run fails
  * its verification if wrk reports non-2xx replies, socket errors or no
- * requests at all. */
+ * requests at all.
+ *
+ * The second table (groups "httpd2_1k", "httpd2_1m", issue 7) runs the same
+ * workloads against httpd --loops 2 and nginx with `worker_processes 2;`,
+ * otherwise configured alike. All four servers stay up for the whole
+ * program; only the pair being measured is under load. The machine has 2
+ * cores and wrk shares them with the server, so neither server gets two
+ * cores to itself: the wrk settings (-t2 -c100, same duration) are the same
+ * for both impls and both tables, which keeps the comparison fair but
+ * caps what a second loop or worker can gain. */
 #include <arpa/inet.h>
 #include <libgen.h>
 #include <limits.h>
@@ -34,8 +43,10 @@ typedef struct target {
 } target;
 
 static char dir[64];
-static pid_t httpd_pid, nginx_pid;
-static target targets[4]; /* weft 1k, nginx 1k, weft 1m, nginx 1m */
+static pid_t httpd_pid[2], nginx_pid[2]; /* [0]: 1 loop/worker, [1]: 2 */
+/* [0..3]: weft 1k, nginx 1k, weft 1m, nginx 1m with 1 loop/worker;
+ * [4..7]: the same with 2 loops/workers. */
+static target targets[8];
 
 static void write_file(const char *name, size_t len) {
   char path[128];
@@ -76,17 +87,18 @@ static pid_t spawn(char *const *argv, FILE **out) {
   return pid;
 }
 
-static unsigned start_httpd(void) {
-  char self[PATH_MAX], bin[PATH_MAX + 32], root[128];
+static unsigned start_httpd(unsigned loops) {
+  char self[PATH_MAX], bin[PATH_MAX + 32], root[128], nloops[16];
   ssize_t n = readlink("/proc/self/exe", self, sizeof self - 1);
   BENCH_CHECK(n > 0, "readlink\n");
   self[n] = '\0';
   snprintf(bin, sizeof bin, "%s/../examples/httpd", dirname(self));
   snprintf(root, sizeof root, "%s/www", dir);
-  char *argv[] = {bin, "--port", "0", "--root", root, "--loops", "1", NULL};
+  snprintf(nloops, sizeof nloops, "%u", loops);
+  char *argv[] = {bin, "--port", "0", "--root", root, "--loops", nloops, NULL};
   FILE *out;
   unsigned port = 0;
-  httpd_pid = spawn(argv, &out);
+  httpd_pid[loops - 1] = spawn(argv, &out);
   BENCH_CHECK(fscanf(out, "listening on %u", &port) == 1, "httpd did not start (%s)\n", bin);
   fclose(out);
   return port;
@@ -94,15 +106,15 @@ static unsigned start_httpd(void) {
 
 /* nginx cannot report a port it picked, so it gets one that was free a
  * moment ago; the bench waits until it accepts connections. */
-static unsigned start_nginx(void) {
+static unsigned start_nginx(unsigned workers) {
   unsigned port = free_port();
   char conf[160], errlog[160];
-  snprintf(conf, sizeof conf, "%s/nginx.conf", dir);
-  snprintf(errlog, sizeof errlog, "%s/error.log", dir);
+  snprintf(conf, sizeof conf, "%s/nginx%u.conf", dir, workers);
+  snprintf(errlog, sizeof errlog, "%s/error%u.log", dir, workers);
   FILE *c = fopen(conf, "w");
   BENCH_CHECK(c != NULL, "cannot write %s\n", conf);
   fprintf(c,
-          "%sworker_processes 1;\ndaemon off;\npid %s/nginx.pid;\nerror_log %s;\n"
+          "%sworker_processes %u;\ndaemon off;\npid %s/nginx%u.pid;\nerror_log %s;\n"
           "events { worker_connections 4096; }\n"
           "http {\n  access_log off;\n  sendfile on;\n  tcp_nopush off;\n"
           "  keepalive_timeout 65;\n  keepalive_requests 100000000;\n"
@@ -110,11 +122,12 @@ static unsigned start_nginx(void) {
           "  client_body_temp_path %s;\n"
           "  default_type application/octet-stream;\n"
           "  server { listen 127.0.0.1:%u; root %s/www; }\n}\n",
-          geteuid() == 0 ? "user root;\n" : "", dir, errlog, dir, port, dir);
+          geteuid() == 0 ? "user root;\n" : "", workers, dir, workers, errlog, dir, port,
+          dir);
   fclose(c);
   char *argv[] = {"nginx", "-p", dir, "-e", errlog, "-c", conf, NULL};
   FILE *out;
-  nginx_pid = spawn(argv, &out);
+  nginx_pid[workers - 1] = spawn(argv, &out);
   fclose(out);
   for (int i = 0; i < 500; i++) { /* up to 5 s for nginx to listen */
     int s = socket(AF_INET, SOCK_STREAM, 0);
@@ -170,9 +183,11 @@ static void stop(pid_t pid, int sig) {
 }
 
 static void cleanup(void) {
-  stop(httpd_pid, SIGTERM);
-  stop(nginx_pid, SIGQUIT); /* graceful: the worker exits, then the master */
-  httpd_pid = nginx_pid = 0;
+  for (int i = 0; i < 2; i++) {
+    stop(httpd_pid[i], SIGTERM);
+    stop(nginx_pid[i], SIGQUIT); /* graceful: the workers exit, then the master */
+    httpd_pid[i] = nginx_pid[i] = 0;
+  }
   char cmd[96];
   snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
   if (dir[0] != '\0' && system(cmd) != 0) fprintf(stderr, "bench_httpd: cannot remove %s\n", dir);
@@ -182,9 +197,17 @@ static const bench_metric m1k[] = {{"httpd_1k_rps", "req/s", true}, {"httpd_1k_p
 static const bench_metric m1m[] = {{"httpd_1m_rps", "req/s", true}, {"httpd_1m_p99", "ms", false}};
 static const bench_impl i1k[] = {{"weft", run_wrk, &targets[0]}, {"nginx", run_wrk, &targets[1]}};
 static const bench_impl i1m[] = {{"weft", run_wrk, &targets[2]}, {"nginx", run_wrk, &targets[3]}};
+static const bench_metric m2_1k[] = {{"httpd2_1k_rps", "req/s", true},
+                                     {"httpd2_1k_p99", "ms", false}};
+static const bench_metric m2_1m[] = {{"httpd2_1m_rps", "req/s", true},
+                                     {"httpd2_1m_p99", "ms", false}};
+static const bench_impl i2_1k[] = {{"weft", run_wrk, &targets[4]}, {"nginx", run_wrk, &targets[5]}};
+static const bench_impl i2_1m[] = {{"weft", run_wrk, &targets[6]}, {"nginx", run_wrk, &targets[7]}};
 static const bench_group groups[] = {
     {"httpd_1k", m1k, BENCH_LEN(m1k), i1k, BENCH_LEN(i1k)},
     {"httpd_1m", m1m, BENCH_LEN(m1m), i1m, BENCH_LEN(i1m)},
+    {"httpd2_1k", m2_1k, BENCH_LEN(m2_1k), i2_1k, BENCH_LEN(i2_1k)},
+    {"httpd2_1m", m2_1m, BENCH_LEN(m2_1m), i2_1m, BENCH_LEN(i2_1m)},
 };
 
 int main(int argc, char **argv) {
@@ -199,10 +222,12 @@ int main(int argc, char **argv) {
   chmod(dir, 0755);
   write_file("1k.bin", 1024);
   write_file("1m.bin", 1u << 20);
-  unsigned wp = start_httpd(), np = start_nginx();
-  targets[0] = (target){wp, "/1k.bin"};
-  targets[1] = (target){np, "/1k.bin"};
-  targets[2] = (target){wp, "/1m.bin"};
-  targets[3] = (target){np, "/1m.bin"};
+  for (unsigned n = 1; n <= 2; n++) { /* n loops for httpd, n nginx workers */
+    unsigned wp = start_httpd(n), np = start_nginx(n), t = 4 * (n - 1);
+    targets[t + 0] = (target){wp, "/1k.bin"};
+    targets[t + 1] = (target){np, "/1k.bin"};
+    targets[t + 2] = (target){wp, "/1m.bin"};
+    targets[t + 3] = (target){np, "/1m.bin"};
+  }
   return bench_main(argc, argv, groups, BENCH_LEN(groups));
 }

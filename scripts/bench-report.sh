@@ -11,25 +11,7 @@ in=$dir/latest.jsonl
 rm -f "$dir"/ratios_*.png "$dir"/ratios_*.dat
 
 # One pass: REPORT.md, and per area a data file "label ratio" for gnuplot.
-awk -v dir="$dir" '
-function field(line, key,    re, v) {
-  re = "\"" key "\":(\"[^\"]*\"|[^,}]*)"
-  if (!match(line, re)) return ""
-  v = substr(line, RSTART + length(key) + 3, RLENGTH - length(key) - 3)
-  gsub(/"/, "", v)
-  return v
-}
-function human(v, unit) {
-  if (unit == "s") {
-    if (v < 1e-3) return sprintf("%.1f us", v * 1e6)
-    if (v < 1) return sprintf("%.2f ms", v * 1e3)
-    return sprintf("%.3f s", v)
-  }
-  if (v >= 1e9) return sprintf("%.2f G%s", v / 1e9, unit)
-  if (v >= 1e6) return sprintf("%.2f M%s", v / 1e6, unit)
-  if (v >= 1e3) return sprintf("%.2f k%s", v / 1e3, unit)
-  return sprintf("%.3g %s", v, unit)
-}
+awk -v dir="$dir" -f "$root/scripts/bench-lib.awk" -f /dev/stdin "$in" <<'AWK'
 /^\{"meta"/ {
   meta = sprintf("%s, %s CPUs (%s), kernel %s, libuv %s, libev %s, weft %s, runs %s%s",
     field($0, "date"), field($0, "nproc"), field($0, "cpu"), field($0, "kernel"),
@@ -78,7 +60,8 @@ END {
     }
     print "" > md
   }
-}' "$in"
+}
+AWK
 
 if command -v gnuplot >/dev/null 2>&1; then
   for dat in "$dir"/ratios_*.dat; do

@@ -72,25 +72,7 @@ done
 
 # The table: per benchmark, each impl's median and its ratio to weft,
 # oriented so that >1 always means weft is better.
-awk '
-function field(line, key,    re, v) {
-  re = "\"" key "\":(\"[^\"]*\"|[^,}]*)"
-  if (!match(line, re)) return ""
-  v = substr(line, RSTART + length(key) + 3, RLENGTH - length(key) - 3)
-  gsub(/"/, "", v)
-  return v
-}
-function human(v, unit,    s) {
-  if (unit == "s") {
-    if (v < 1e-3) return sprintf("%.1f us", v * 1e6)
-    if (v < 1) return sprintf("%.2f ms", v * 1e3)
-    return sprintf("%.3f s", v)
-  }
-  if (v >= 1e9) return sprintf("%.2f G%s", v / 1e9, unit)
-  if (v >= 1e6) return sprintf("%.2f M%s", v / 1e6, unit)
-  if (v >= 1e3) return sprintf("%.2f k%s", v / 1e3, unit)
-  return sprintf("%.3g %s", v, unit)
-}
+awk -f "$root/scripts/bench-lib.awk" -f /dev/stdin "$out" <<'AWK'
 /^\{"meta"/ { next }
 /^\{"bench"/ {
   b = field($0, "bench"); im = field($0, "impl")
@@ -118,7 +100,8 @@ END {
              human(v, unit[b]), r
     }
   }
-}' "$out"
+}
+AWK
 echo "bench: results in ${out#"$root"/}" >&2
 "$root/scripts/bench-report.sh" "$results" || status=1
 exit $status

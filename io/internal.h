@@ -46,6 +46,9 @@ typedef struct weft__net {
 
 /* The state of `loop`, created on first use; NULL if out of memory. */
 weft__net *weft__net_get(weft_loop *loop);
+/* Settles a write or send request's future (the byte count it carried in
+ * `data`, or the error) and drops the request's reference. */
+void weft__net_settle(weft_future *f, int status, void *data);
 
 /* Makes sure a delivery run is queued: call before accepting an operation
  * that may complete synchronously, so that its completion can always be

@@ -119,3 +119,9 @@ void weft__net_fd_freed(weft_loop *loop) {
   ev_timer_start(loop->ev, &net->accept_timer);
   ev_unref(loop->ev);
 }
+
+void weft__net_settle(weft_future *f, int status, void *data) {
+  if (status == 0) weft_future_resolve_i64(f, (int64_t)(uintptr_t)data);
+  else weft_future_reject(f, status);
+  weft_future_unref(f);
+}

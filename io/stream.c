@@ -139,12 +139,10 @@ static void write_complete(weft_write_req *req, int status) {
     return;
   }
   weft__net *net = weft__net_get(weft_future_loop(f));
-  if (status == 0) weft_future_resolve_i64(f, (int64_t)(uintptr_t)req->data);
-  else weft_future_reject(f, status);
   req->future = NULL;
   req->next = net->free_wreqs;
   net->free_wreqs = req;
-  weft_future_unref(f);
+  weft__net_settle(f, status, req->data);
 }
 
 static void connect_complete(weft_stream *s) {

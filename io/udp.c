@@ -169,12 +169,10 @@ static void send_complete(weft_udp_send_req *req, int status) {
     return;
   }
   weft__net *net = weft__net_get(weft_future_loop(f));
-  if (status == 0) weft_future_resolve_i64(f, (int64_t)(uintptr_t)req->data);
-  else weft_future_reject(f, status);
   req->future = NULL;
   req->next = net->free_sreqs;
   net->free_sreqs = req;
-  weft_future_unref(f);
+  weft__net_settle(f, status, req->data);
 }
 
 void weft__udp_deliver(weft_udp *u) {

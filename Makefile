@@ -60,7 +60,7 @@ $(eval $(call variant,ASAN,$(O)/asan,-O1 -g $(SAN_ASAN),$(SAN_ASAN)))
 $(eval $(call variant,TSAN,$(O)/tsan,-O1 -g $(SAN_TSAN) -DWEFT_TSAN,$(SAN_TSAN)))
 
 .PHONY: all lib check check-plain check-asan check-tsan test bench examples \
-        benches install uninstall clean format compile_commands deps tidy
+        benches install uninstall clean format compile_commands deps tidy fuzz
 
 all: lib
 lib: $(O)/libweft.a $(O)/libweft.so
@@ -160,6 +160,11 @@ examples: $(EXAMPLE_BINS)
 
 bench: benches
 	@O=$(O) scripts/bench.sh $(BENCH)
+
+# Fuzzers and differential testers (scripts/fuzz-*.sh), each bounded by
+# FUZZ_SECONDS; they build what they run through this Makefile.
+fuzz: lib
+	@O=$(O) scripts/fuzz.sh
 
 # ---- install --------------------------------------------------------------
 install: lib

@@ -60,7 +60,7 @@ $(eval $(call variant,ASAN,$(O)/asan,-O1 -g $(SAN_ASAN),$(SAN_ASAN)))
 $(eval $(call variant,TSAN,$(O)/tsan,-O1 -g $(SAN_TSAN) -DWEFT_TSAN,$(SAN_TSAN)))
 
 .PHONY: all lib check check-plain check-asan check-tsan test bench examples \
-        benches install uninstall clean format compile_commands deps tidy fuzz
+        benches install uninstall clean format compile_commands deps tidy fuzz check-layers
 
 all: lib
 lib: $(O)/libweft.a $(O)/libweft.so
@@ -113,6 +113,10 @@ check-tsan: $(addprefix $(O)/tsan/tests/test_,$(if $(T),$(T),$(TSAN_TESTS)))
 	@env $(TSAN_ENV) scripts/run-tests.sh "tsan" $^
 
 test: check-plain
+
+# Calls only go down the layers of DESIGN.md (the table is in the script).
+check-layers: $(PLAIN_OBJS)
+	@scripts/check-layers.sh $(O)/obj
 
 # ---- benchmarks and examples --------------------------------------------
 BENCH_BINS := $(patsubst bench/%.c,$(O)/bench/%,$(BENCH_SRCS))

@@ -481,9 +481,10 @@ static void cmd_persist(kvd_conn *c, kvd_str *argv, size_t argc) {
  * records; false on -ENOMEM. Lock held. */
 static bool keys_collect(kvd_shard *sh, kvd_str pat, char **buf, size_t *len,
                          size_t *cap, size_t *count) {
+  bool all = pat.n == 1 && pat.p[0] == '*'; /* Redis: lists "" too */
   for (size_t b = 0; b < sh->nbuckets; b++) {
     for (kvd_entry *e = sh->buckets[b]; e; e = e->next) {
-      if (!kvd_glob(pat.p, pat.n, e->key, e->klen)) continue;
+      if (!all && !kvd_glob(pat.p, pat.n, e->key, e->klen)) continue;
       size_t need = *len + sizeof(size_t) + e->klen;
       if (need > *cap) {
         size_t ncap = need * 2;

@@ -237,54 +237,77 @@ void kvd_shard_clear(kvd_shard *sh) {
 
 /* ---- glob -------------------------------------------------------------- */
 
-/* Matches one [...] class at pat (just after '['); advances *pp past ']'. */
-static bool class_match(const char **pp, const char *end, char c) {
-  const char *p = *pp;
-  bool neg = p < end && *p == '^', hit = false;
+/* Redis's stringmatchlen() semantics, without its recursion: the pattern
+ * is a sequence of tokens (a run of '*', or one token matching one byte:
+ * '?', a [...] class, a \-escaped or a plain byte), and where each token
+ * ends depends on the pattern alone. Matching keeps only the last star
+ * seen: on a mismatch, that star takes one more byte and the tokens after
+ * it are tried again. Each retry starts one byte further on, so the work
+ * is O(pattern x string) and the stack use is constant (Redis recurses once
+ * per star and backtracks, which is why it also caps nesting at 1000). */
+
+/* Whether `c` is in the class at pat[*i] (just after '['); moves *i past
+ * the class. As in Redis: a backslash escapes the next byte, "x-y" is a
+ * range (either order, bytes compared as signed char, and ']' may end
+ * one), and an unterminated class runs to the end of the pattern. */
+static bool class_match(const char *pat, size_t plen, size_t *i, char c) {
+  size_t p = *i;
+  bool neg = p < plen && pat[p] == '^', hit = false;
   if (neg) p++;
-  while (p < end && *p != ']') {
-    if (*p == '\\' && p + 1 < end) {
-      p++;
-      hit |= *p == c;
-    } else if (p + 2 < end && p[1] == '-' && p[2] != ']') {
-      char lo = p[0] < p[2] ? p[0] : p[2], hi = p[0] < p[2] ? p[2] : p[0];
-      hit |= c >= lo && c <= hi;
+  for (; p < plen && pat[p] != ']'; p++) {
+    if (pat[p] == '\\' && plen - p >= 2) {
+      hit |= pat[++p] == c;
+    } else if (plen - p >= 3 && pat[p + 1] == '-') {
+      int lo = (signed char)pat[p], hi = (signed char)pat[p + 2];
+      int ch = (signed char)c;
+      if (lo > hi) {
+        int t = lo;
+        lo = hi;
+        hi = t;
+      }
+      hit |= ch >= lo && ch <= hi;
       p += 2;
     } else {
-      hit |= *p == c;
+      hit |= pat[p] == c;
     }
-    p++;
   }
-  *pp = p < end ? p + 1 : p;
+  *i = p < plen ? p + 1 : p;
   return neg ? !hit : hit;
 }
 
+/* Whether the one-byte token at pat[*i] matches `c`; moves *i past it. */
+static bool token_match(const char *pat, size_t plen, size_t *i, char c) {
+  char t = pat[(*i)++];
+  if (t == '?') return true;
+  if (t == '[') return class_match(pat, plen, i, c);
+  if (t == '\\' && *i < plen) t = pat[(*i)++];
+  return t == c;
+}
+
 bool kvd_glob(const char *pat, size_t plen, const char *s, size_t slen) {
-  const char *p = pat, *pend = pat + plen, *send = s + slen;
-  while (p < pend) {
-    if (*p == '*') {
-      while (p + 1 < pend && p[1] == '*')
+  if (slen == 0) return plen == 0; /* Redis: "*" does not match "" either */
+  size_t p = 0, i = 0, star_p = SIZE_MAX, star_i = 0;
+  while (i < slen) {
+    if (p < plen && pat[p] == '*') {
+      while (p < plen && pat[p] == '*')
         p++;
-      if (p + 1 == pend) return true;
-      for (const char *t = s; t <= send; t++)
-        if (kvd_glob(p + 1, (size_t)(pend - p - 1), t, (size_t)(send - t)))
-          return true;
-      return false;
-    }
-    if (s == send) return false;
-    if (*p == '?') {
-      p++;
-    } else if (*p == '[') {
-      p++;
-      if (!class_match(&p, pend, *s)) return false;
-      s++;
+      if (p == plen) return true;
+      star_p = p; /* the tokens after the star, tried at star_i first */
+      star_i = i;
       continue;
-    } else {
-      if (*p == '\\' && p + 1 < pend) p++;
-      if (*p != *s) return false;
-      p++;
     }
-    s++;
+    size_t next = p;
+    if (p < plen && token_match(pat, plen, &next, s[i])) {
+      p = next;
+      i++;
+    } else if (star_p == SIZE_MAX) {
+      return false;
+    } else {
+      p = star_p; /* the last star takes one more byte */
+      i = ++star_i;
+    }
   }
-  return s == send;
+  while (p < plen && pat[p] == '*')
+    p++;
+  return p == plen;
 }

@@ -1,7 +1,7 @@
 /* kvd — an in-memory key-value server speaking the Redis protocol (RESP2
  * and inline commands, pipelining) on weft's TCP streams and timers.
  *
- *   kvd --port P [--loops N] [--bind ADDR]
+ *   kvd --port P [--loops N] [--bind ADDR] [--proto-max-bulk-len BYTES]
  *
  * Prints "listening on PORT" once it accepts connections (--port 0 picks a
  * free port), and exits cleanly on SIGTERM or SIGINT. With --loops N, N
@@ -624,7 +624,7 @@ static int parse_addr(const char *host, unsigned port,
 }
 
 static int usage(void) {
-  fprintf(stderr, "usage: kvd --port P [--loops N] [--bind ADDR]\n");
+  fprintf(stderr, "usage: kvd --port P [--loops N] [--bind ADDR] [--proto-max-bulk-len BYTES]\n");
   return 2;
 }
 
@@ -674,6 +674,9 @@ int main(int argc, char **argv) {
       port = v;
     else if (strcmp(argv[i], "--loops") == 0)
       loops = v;
+    else if (strcmp(argv[i], "--proto-max-bulk-len") == 0 &&
+             v >= (long)KVD_MAX_BULK_MIN)
+      kvd_max_bulk = (size_t)v; /* like CONFIG SET: at least 1 MiB */
     else
       return usage();
   }

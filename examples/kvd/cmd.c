@@ -23,12 +23,12 @@ typedef struct cmd {
   int first, last, step; /* key positions, for COMMAND */
 } cmd;
 
-static bool arg_is(kvd_str a, const char *word) {
+bool kvd_arg_is(kvd_str a, const char *word) {
   return a.n == strlen(word) && strncasecmp(a.p, word, a.n) == 0;
 }
 
 /* Redis's string2ll: strict decimal, no spaces, no '+', no leading zeros. */
-static bool parse_ll(kvd_str s, long long *out) {
+bool kvd_parse_ll(kvd_str s, long long *out) {
   const char *p = s.p;
   size_t n = s.n;
   if (n == 0 || n > 20) return false;
@@ -53,7 +53,7 @@ static bool parse_ll(kvd_str s, long long *out) {
 }
 
 static bool arg_ll(kvd_conn *c, kvd_str s, long long *out) {
-  if (parse_ll(s, out)) return true;
+  if (kvd_parse_ll(s, out)) return true;
   kvd_reply_error(c, "ERR " NOT_INT);
   return false;
 }
@@ -93,15 +93,20 @@ static void slot_close_moved(slot *s, int64_t moved) {
 
 static void reply_oom(kvd_conn *c) { kvd_reply_error(c, "ERR out of memory"); }
 
+/* Unix time in ms, which EXAT, PXAT, EXPIREAT and PEXPIREAT count in. */
+static long long unix_ms(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_REALTIME, &ts);
+  return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
 /* Whether a relative expiry of `ms` overflows where Redis's does: Redis
  * adds it to the Unix time in ms, so the same limit is checked here even
  * though deadlines are kept on the monotonic clock. */
 static bool expire_overflows(long long ms) {
-  struct timespec ts;
-  clock_gettime(CLOCK_REALTIME, &ts);
-  long long unix_ms = (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+  long long wall = unix_ms();
   int64_t mono = kvd_clock_ms();
-  long long base = unix_ms > mono ? unix_ms : mono;
+  long long base = wall > mono ? wall : mono;
   return ms > 0 && ms > LLONG_MAX - base;
 }
 
@@ -150,42 +155,72 @@ enum {
   SET_EX = 4,
   SET_PX = 8,
   SET_KEEPTTL = 16,
-  SET_GET = 32
+  SET_GET = 32,
+  SET_EXAT = 64,
+  SET_PXAT = 128
 };
+#define SET_TTL (SET_EX | SET_PX | SET_EXAT | SET_PXAT)
 
-/* Parses SET's options; returns false after replying an error. */
+static unsigned set_ttl_option(kvd_str a) {
+  return kvd_arg_is(a, "ex")     ? SET_EX
+         : kvd_arg_is(a, "px")   ? SET_PX
+         : kvd_arg_is(a, "exat") ? SET_EXAT
+         : kvd_arg_is(a, "pxat") ? SET_PXAT
+                                 : 0;
+}
+
+/* A deadline on kvd_clock_ms() for the Unix time `ms`; one already past
+ * gives 1, which is due at once (0 would mean no expiry). */
+static int64_t deadline_of_unix(long long ms, int64_t now) {
+  long long d = ms - unix_ms();
+  if (d <= 0) return 1;
+  return d > INT64_MAX - now ? INT64_MAX : now + d;
+}
+
+/* Parses SET's options as Redis 7 does: an expiry option may repeat (the
+ * last one wins) but not mix with another kind, and its value is checked
+ * only once every option is read. Sets *ttl to the expiry's argument (NULL:
+ * none) and returns false after replying an error. */
 static bool set_options(kvd_conn *c, kvd_str *argv, size_t argc, unsigned *fl,
-                        int64_t *ms) {
-  kvd_str *ttl = NULL;
+                        kvd_str **ttl) {
   for (size_t j = 3; j < argc; j++) {
     kvd_str a = argv[j];
-    bool next = j + 1 < argc;
-    if (arg_is(a, "nx") && !(*fl & SET_XX)) {
+    unsigned t = set_ttl_option(a);
+    if (kvd_arg_is(a, "nx") && !(*fl & SET_XX)) {
       *fl |= SET_NX;
-    } else if (arg_is(a, "xx") && !(*fl & SET_NX)) {
+    } else if (kvd_arg_is(a, "xx") && !(*fl & SET_NX)) {
       *fl |= SET_XX;
-    } else if (arg_is(a, "get")) {
+    } else if (kvd_arg_is(a, "get")) {
       *fl |= SET_GET;
-    } else if (arg_is(a, "keepttl") && !(*fl & (SET_EX | SET_PX))) {
+    } else if (kvd_arg_is(a, "keepttl") && !(*fl & SET_TTL)) {
       *fl |= SET_KEEPTTL;
-    } else if ((arg_is(a, "ex") || arg_is(a, "px")) && next &&
-               !(*fl & (SET_KEEPTTL | SET_EX | SET_PX))) {
-      *fl |= arg_is(a, "ex") ? SET_EX : SET_PX;
-      ttl = &argv[++j];
+    } else if (t && j + 1 < argc && !(*fl & (SET_KEEPTTL | (SET_TTL & ~t)))) {
+      *fl |= t;
+      *ttl = &argv[++j];
     } else {
       kvd_reply_error(c, "ERR syntax error");
       return false;
     }
   }
-  if (!ttl) return true;
+  return true;
+}
+
+/* SET's expiry as a deadline on kvd_clock_ms(), 0 for none; false after
+ * replying Redis's error for a bad value. */
+static bool set_deadline(kvd_conn *c, const kvd_str *ttl, unsigned fl,
+                         int64_t now, int64_t *at) {
   long long v;
+  bool secs = fl & (SET_EX | SET_EXAT), rel = fl & (SET_EX | SET_PX);
+  *at = 0;
+  if (!ttl) return true;
   if (!arg_ll(c, *ttl, &v)) return false;
-  if (v <= 0 || ((*fl & SET_EX) && v > LLONG_MAX / 1000) ||
-      expire_overflows((*fl & SET_EX) ? v * 1000 : v)) {
+  if (v <= 0 || (secs && v > LLONG_MAX / 1000) ||
+      (rel && expire_overflows(secs ? v * 1000 : v))) {
     kvd_reply_error(c, "ERR invalid expire time in 'set' command");
     return false;
   }
-  *ms = (*fl & SET_EX) ? v * 1000 : v;
+  long long ms = secs ? v * 1000 : v;
+  *at = rel ? now + ms : deadline_of_unix(ms, now);
   return true;
 }
 
@@ -220,8 +255,11 @@ static kvd_entry *store_string(slot *s, kvd_entry *e, kvd_str v) {
 
 static void cmd_set(kvd_conn *c, kvd_str *argv, size_t argc) {
   unsigned fl = 0;
-  int64_t ms = 0, moved = 0;
-  if (!set_options(c, argv, argc, &fl, &ms)) return;
+  int64_t at, moved = 0;
+  kvd_str *ttl = NULL;
+  if (!set_options(c, argv, argc, &fl, &ttl) ||
+      !set_deadline(c, ttl, fl, kvd_clock_ms(), &at))
+    return;
   slot s;
   kvd_entry *e = slot_open(c, &s, argv[1]);
   if ((fl & SET_GET) && e && e->type != KVD_STRING) {
@@ -234,9 +272,8 @@ static void cmd_set(kvd_conn *c, kvd_str *argv, size_t argc) {
   char *old = NULL;
   size_t oldn = 0;
   bool oom = ((fl & SET_GET) && e && !(old = malloc(e->vlen + 1))) ||
-             (go && ms && kvd_reserve_heap(s.sh) < 0);
+             (go && at && kvd_reserve_heap(s.sh) < 0);
   if (old) memcpy(old, e->val, oldn = e->vlen);
-  int64_t at = ms ? (s.now ? s.now : kvd_clock_ms()) + ms : 0;
   kvd_entry *n = go && !oom ? store_string(&s, e, argv[2]) : NULL;
   if (n && !(fl & SET_KEEPTTL)) slot_expire(&s, n, at, &moved);
   slot_close_moved(&s, moved);
@@ -254,7 +291,7 @@ static void incr_by(kvd_conn *c, kvd_str key, long long by) {
   char buf[32];
   if (e && e->type != KVD_STRING) {
     kvd_reply_error(c, WRONGTYPE);
-  } else if (e && !parse_ll((kvd_str){e->val, e->vlen}, &v)) {
+  } else if (e && !kvd_parse_ll((kvd_str){e->val, e->vlen}, &v)) {
     kvd_reply_error(c, "ERR " NOT_INT);
   } else if ((by < 0 && v < 0 && by < LLONG_MIN - v) ||
              (by > 0 && v > 0 && by > LLONG_MAX - v)) {
@@ -368,13 +405,13 @@ enum { EXP_NX = 1, EXP_XX = 2, EXP_GT = 4, EXP_LT = 8 };
 static bool expire_flags(kvd_conn *c, kvd_str *argv, size_t argc,
                          unsigned *fl) {
   for (size_t j = 3; j < argc; j++) {
-    if (arg_is(argv[j], "nx"))
+    if (kvd_arg_is(argv[j], "nx"))
       *fl |= EXP_NX;
-    else if (arg_is(argv[j], "xx"))
+    else if (kvd_arg_is(argv[j], "xx"))
       *fl |= EXP_XX;
-    else if (arg_is(argv[j], "gt"))
+    else if (kvd_arg_is(argv[j], "gt"))
       *fl |= EXP_GT;
-    else if (arg_is(argv[j], "lt"))
+    else if (kvd_arg_is(argv[j], "lt"))
       *fl |= EXP_LT;
     else {
       kvd_reply_error(c, "ERR Unsupported option %.*s", (int)argv[j].n,
@@ -405,18 +442,20 @@ static bool expire_allowed(const kvd_entry *e, unsigned fl, int64_t at) {
   return true;
 }
 
+/* EXPIRE and co., checking as Redis 7 does: the options first, then the
+ * number, then its range. `absolute`: the number is a Unix time (EXPIREAT). */
 static void expire_generic(kvd_conn *c, kvd_str *argv, size_t argc,
-                           long long unit, const char *name) {
+                           long long unit, bool absolute, const char *name) {
   long long v;
   unsigned fl = 0;
-  if (!arg_ll(c, argv[2], &v) || !expire_flags(c, argv, argc, &fl)) return;
+  if (!expire_flags(c, argv, argc, &fl) || !arg_ll(c, argv[2], &v)) return;
   int64_t now = kvd_clock_ms(), moved = 0;
   if (v > LLONG_MAX / unit || v < LLONG_MIN / unit ||
-      expire_overflows(v * unit)) {
+      (!absolute && expire_overflows(v * unit))) {
     kvd_reply_error(c, "ERR invalid expire time in '%s' command", name);
     return;
   }
-  int64_t at = now + v * unit;
+  int64_t at = absolute ? deadline_of_unix(v * unit, now) : now + v * unit;
   slot s;
   kvd_entry *e = slot_open(c, &s, argv[1]);
   int r = 0;
@@ -435,11 +474,19 @@ static void expire_generic(kvd_conn *c, kvd_str *argv, size_t argc,
 }
 
 static void cmd_expire(kvd_conn *c, kvd_str *argv, size_t argc) {
-  expire_generic(c, argv, argc, 1000, "expire");
+  expire_generic(c, argv, argc, 1000, false, "expire");
 }
 
 static void cmd_pexpire(kvd_conn *c, kvd_str *argv, size_t argc) {
-  expire_generic(c, argv, argc, 1, "pexpire");
+  expire_generic(c, argv, argc, 1, false, "pexpire");
+}
+
+static void cmd_expireat(kvd_conn *c, kvd_str *argv, size_t argc) {
+  expire_generic(c, argv, argc, 1000, true, "expireat");
+}
+
+static void cmd_pexpireat(kvd_conn *c, kvd_str *argv, size_t argc) {
+  expire_generic(c, argv, argc, 1, true, "pexpireat");
 }
 
 static void ttl_generic(kvd_conn *c, kvd_str key, bool ms) {
@@ -542,21 +589,6 @@ static void cmd_dbsize(kvd_conn *c, kvd_str *argv, size_t argc) {
     kvd_shard_unlock(st, &st->shards[i]);
   }
   kvd_reply_int(c, (long long)n);
-}
-
-static void cmd_flushall(kvd_conn *c, kvd_str *argv, size_t argc) {
-  if (argc > 2 ||
-      (argc == 2 && !arg_is(argv[1], "sync") && !arg_is(argv[1], "async"))) {
-    kvd_reply_error(c, "ERR syntax error");
-    return;
-  }
-  kvd_store *st = kvd_conn_store(c);
-  for (size_t i = 0; i < KVD_SHARDS; i++) {
-    kvd_shard_lock(st, &st->shards[i]);
-    kvd_shard_clear(&st->shards[i]);
-    kvd_shard_unlock(st, &st->shards[i]);
-  }
-  kvd_reply_status(c, "OK");
 }
 
 /* ---- lists (enough to own a second type: WRONGTYPE is reachable) -------- */
@@ -683,7 +715,14 @@ static const cmd commands[] = {
     {"persist", 2, cmd_persist, 1, 1, 1},
     {"keys", 2, cmd_keys, 0, 0, 0},
     {"dbsize", 1, cmd_dbsize, 0, 0, 0},
-    {"flushall", -1, cmd_flushall, 0, 0, 0},
+    {"flushall", -1, kvd_cmd_flush, 0, 0, 0},
+    {"flushdb", -1, kvd_cmd_flush, 0, 0, 0},
+    {"select", 2, kvd_cmd_select, 0, 0, 0},
+    {"function", -2, kvd_cmd_function, 0, 0, 0},
+    {"config", -2, kvd_cmd_config, 0, 0, 0},
+    {"info", -1, kvd_cmd_info, 0, 0, 0},
+    {"expireat", -3, cmd_expireat, 1, 1, 1},
+    {"pexpireat", -3, cmd_pexpireat, 1, 1, 1},
     {"quit", -1, cmd_quit, 0, 0, 0},
     {"command", -1, cmd_command, 0, 0, 0},
     {"type", 2, cmd_type, 1, 1, 1},
@@ -696,7 +735,7 @@ static const cmd commands[] = {
 
 static const cmd *lookup(kvd_str name) {
   for (size_t i = 0; i < NCOMMANDS; i++)
-    if (arg_is(name, commands[i].name)) return &commands[i];
+    if (kvd_arg_is(name, commands[i].name)) return &commands[i];
   return NULL;
 }
 
@@ -716,9 +755,9 @@ static void cmd_command(kvd_conn *c, kvd_str *argv, size_t argc) {
     kvd_reply_array(c, NCOMMANDS);
     for (size_t i = 0; i < NCOMMANDS; i++)
       command_info(c, &commands[i]);
-  } else if (arg_is(argv[1], "count") && argc == 2) {
+  } else if (kvd_arg_is(argv[1], "count") && argc == 2) {
     kvd_reply_int(c, (long long)NCOMMANDS);
-  } else if (arg_is(argv[1], "help") && argc == 2) {
+  } else if (kvd_arg_is(argv[1], "help") && argc == 2) {
     static const char *const help[] = {
         "COMMAND <subcommand> [<arg> [value] [opt] ...]. Subcommands are:",
         "(no subcommand)",
@@ -734,9 +773,9 @@ static void cmd_command(kvd_conn *c, kvd_str *argv, size_t argc) {
     kvd_reply_array(c, sizeof help / sizeof help[0]);
     for (size_t i = 0; i < sizeof help / sizeof help[0]; i++)
       kvd_reply_status(c, help[i]);
-  } else if (arg_is(argv[1], "docs")) {
+  } else if (kvd_arg_is(argv[1], "docs")) {
     kvd_reply_array(c, 0); /* no documentation: clients fall back to none */
-  } else if (arg_is(argv[1], "info")) {
+  } else if (kvd_arg_is(argv[1], "info")) {
     kvd_reply_array(c, argc - 2);
     for (size_t i = 2; i < argc; i++) {
       const cmd *k = lookup(argv[i]);

@@ -21,10 +21,18 @@
 #include <weft.h>
 
 #define KVD_SHARDS 64
-#define KVD_MAX_BULK (512u * 1024u)        /* largest argument accepted */
-#define KVD_MAX_INLINE (64u * 1024u)       /* longest inline command line */
-#define KVD_MAX_ARGS (64u * 1024u)         /* most arguments in one command */
-#define KVD_MAX_QUERY (4u * 1024u * 1024u) /* most bytes of one request */
+#define KVD_MAX_INLINE (64u * 1024u) /* longest inline command line */
+#define KVD_MAX_ARGS (64u * 1024u)   /* most arguments in one command */
+
+/* proto-max-bulk-len, the largest argument accepted: Redis's default and
+ * lower bound. --proto-max-bulk-len and CONFIG SET change it at any time,
+ * from any loop; KVD_MAX_BULK reads it. A whole request may hold one
+ * argument that large plus 4 MiB (KVD_MAX_QUERY). */
+#define KVD_MAX_BULK_DEFAULT (512ull * 1024 * 1024)
+#define KVD_MAX_BULK_MIN (1024ull * 1024)
+extern _Atomic size_t kvd_max_bulk;
+#define KVD_MAX_BULK atomic_load_explicit(&kvd_max_bulk, memory_order_relaxed)
+#define KVD_MAX_QUERY (KVD_MAX_BULK + 4u * 1024u * 1024u)
 
 /* ---- values and entries -------------------------------------------------- */
 
@@ -123,5 +131,16 @@ void kvd_expiry_moved(kvd_store *st, kvd_shard *sh, int64_t at);
 
 /** Runs one command (argv[0] is its name) and appends its reply. */
 void kvd_dispatch(kvd_conn *c, kvd_str *argv, size_t argc);
+bool kvd_arg_is(kvd_str a, const char *word);
+/** Redis's string2ll: strict decimal, no spaces, no '+', no leading 0s. */
+bool kvd_parse_ll(kvd_str s, long long *out);
+
+/* ---- admin.c: the server's commands (one database, CONFIG, INFO) ------- */
+
+void kvd_cmd_select(kvd_conn *c, kvd_str *argv, size_t argc);
+void kvd_cmd_flush(kvd_conn *c, kvd_str *argv, size_t argc);
+void kvd_cmd_function(kvd_conn *c, kvd_str *argv, size_t argc);
+void kvd_cmd_config(kvd_conn *c, kvd_str *argv, size_t argc);
+void kvd_cmd_info(kvd_conn *c, kvd_str *argv, size_t argc);
 
 #endif

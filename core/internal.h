@@ -221,7 +221,9 @@ void weft__timers_run(weft_loop *loop);
 bool weft__timers_earliest(const weft_loop *loop, uint64_t *deadline);
 /* Frees the timer structures (weft_loop_free). */
 void weft__timers_free(weft_loop *loop);
-/* ms until the earliest timer (0 if due), or -1 if none. */
+/* For weft_loop_backend_timeout() (core/backend.c): the ms a host may
+ * sleep, from now, after which the earliest timer fires on its next run
+ * (rounded up; 0 if due), or -1 if no timer is active. */
 int64_t weft__timers_next(const weft_loop *loop);
 
 

@@ -281,12 +281,6 @@ bool weft__timers_earliest(const weft_loop *loop, uint64_t *deadline) {
   return true;
 }
 
-int64_t weft__timers_next(const weft_loop *loop) {
-  uint64_t d;
-  if (!weft__timers_earliest(loop, &d)) return -1;
-  return d > loop->now ? (int64_t)(d - loop->now) : 0;
-}
-
 void weft__timers_free(weft_loop *loop) {
   weft__timers *ts = &loop->timers;
   for (slab *s = ts->slabs, *next; s != NULL; s = next) {

@@ -116,9 +116,11 @@ WEFT_API int weft_loop_backend_fd(const weft_loop *loop);
 /** For embedding: how long a host may block before calling
  * weft_loop_run(NOWAIT): -1 no deadline, 0 work is pending (also before
  * the loop's first turn, and after watchers changed, until a turn has
- * registered them with the backend), else the milliseconds until the next
- * timer (at most INT32_MAX). -EINVAL is never returned: a NULL loop
- * gives -1. */
+ * registered them with the backend), else the milliseconds from now until
+ * the next timer is due, rounded up (at most INT32_MAX): a host that sleeps
+ * that long finds the timer due on its next NOWAIT run, so it neither
+ * spins nor oversleeps by more than the rounding. -EINVAL is never
+ * returned: a NULL loop gives -1. */
 WEFT_API int weft_loop_backend_timeout(const weft_loop *loop);
 
 /** User data pointer of the loop. */

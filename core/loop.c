@@ -254,6 +254,31 @@ static void on_idle(struct ev_loop *ev, ev_idle *w, int revents) {
 
 /* ---- create / free ----------------------------------------------------- */
 
+static void on_probe_async(struct ev_loop *ev, ev_async *w, int revents) {
+  WEFT__UNUSED(ev);
+  WEFT__UNUSED(w);
+  WEFT__UNUSED(revents);
+}
+
+/* libev makes its own wake-up fd (an eventfd, else a pipe) the first time a
+ * loop starts an ev_async or an ev_signal, and abort()s if it cannot: with
+ * the fds used up, the first pool job or signal handle would kill the
+ * process. So it is made here, where a failure is still an error code: an
+ * eventfd is opened and closed first, so that libev's own attempt finds the
+ * fd free, then an ev_async started and stopped makes libev create its fd,
+ * which lives as long as the libev loop. (Another thread taking that fd in
+ * between is the one window left.) */
+static int ev_wakeup_fd_make(struct ev_loop *ev) {
+  int probe = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+  if (probe < 0) return -errno;
+  close(probe);
+  ev_async a;
+  ev_async_init(&a, on_probe_async);
+  ev_async_start(ev, &a);
+  ev_async_stop(ev, &a);
+  return 0;
+}
+
 static int loop_init(weft_loop **out, struct ev_loop *ev, bool own,
                      const weft_loop_options *opts) {
   weft_loop *loop = weft__calloc(1, sizeof *loop);
@@ -270,8 +295,9 @@ static int loop_init(weft_loop **out, struct ev_loop *ev, bool own,
     return err;
   }
   loop->wake_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
-  if (loop->wake_fd < 0) {
-    err = -errno;
+  err = loop->wake_fd < 0 ? -errno : ev_wakeup_fd_make(ev);
+  if (err != 0) {
+    if (loop->wake_fd >= 0) close(loop->wake_fd);
     weft__xpost_free(loop);
     weft__free(loop->cs_ring);
     weft__free(loop);
@@ -309,12 +335,22 @@ static int loop_init(weft_loop **out, struct ev_loop *ev, bool own,
   return 0;
 }
 
+/* ev_loop_new() said NULL: the backend asked for could not be made. With
+ * libev's choice (EVFLAG_AUTO) it falls back to poll(), which needs no fd,
+ * so only an explicit backend fails on fd exhaustion; other failures of an
+ * explicit backend mean it is not available (bad flags). */
+static int loop_new_error(int e, bool explicit_flags) {
+  if (e == EMFILE || e == ENFILE || e == ENOMEM) return -e;
+  return explicit_flags ? -EINVAL : -ENOMEM;
+}
+
 int weft_loop_new(weft_loop **out, const weft_loop_options *opts) {
   if (out == NULL) return -EINVAL;
   unsigned flags = opts && opts->ev_flags ? opts->ev_flags : EVFLAG_AUTO;
   int backend_fd;
+  errno = 0;
   struct ev_loop *ev = weft__ev_loop_new(flags, &backend_fd);
-  if (ev == NULL) return opts && opts->ev_flags ? -EINVAL : -ENOMEM;
+  if (ev == NULL) return loop_new_error(errno, opts && opts->ev_flags);
   int err = loop_init(out, ev, true, opts);
   if (err != 0) ev_loop_destroy(ev);
   else (*out)->backend_fd = backend_fd;

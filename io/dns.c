@@ -11,8 +11,9 @@
  * delivery. c-ares 1.18 cannot cancel one query, so a cancelled query is
  * completed at once with -ECANCELED and the late c-ares callback is
  * ignored; the query is freed when both owners are done. c-ares may also
- * call back from inside the start call (/etc/hosts, numeric addresses):
- * that answer is delivered through weft_call_soon(), never inline. */
+ * call back from inside the start call (/etc/hosts, numeric getnameinfo),
+ * and weft answers numeric hosts itself (io/dns_query.c) the same way:
+ * such an answer is delivered through weft_call_soon(), never inline. */
 #include <ares.h>
 #include <limits.h>
 #include <string.h>
@@ -187,14 +188,14 @@ static int reserve_sock(dns_state *st) {
 /* ---- the channel and the per-loop state ------------------------------------ */
 
 static int channel_open(dns_state *st) {
-  static char lookups[] = "fb"; /* /etc/hosts, then DNS */
+  static char files_then_dns[] = "fb", dns_only[] = "b";
   struct ares_options o;
   memset(&o, 0, sizeof o);
   o.sock_state_cb = on_sock_state;
   o.sock_state_cb_data = st;
   o.timeout = st->timeout_ms;
   o.tries = st->tries;
-  o.lookups = lookups;
+  o.lookups = st->no_hosts_file ? dns_only : files_then_dns;
   int mask = ARES_OPT_SOCK_STATE_CB | ARES_OPT_TIMEOUTMS | ARES_OPT_TRIES |
              ARES_OPT_LOOKUPS;
   ares_channel ch;
@@ -306,6 +307,17 @@ int weft_dns_set_options(weft_loop *loop, uint64_t timeout_ms, unsigned tries) {
     st->timeout_ms = old_timeout;
     st->tries = old_tries;
   }
+  return err;
+}
+
+int weft_dns_use_hosts_file(weft_loop *loop, bool use) {
+  if (loop == NULL) return -EINVAL;
+  dns_state *st;
+  int err = settings_state(loop, &st);
+  if (err != 0) return err;
+  bool old = st->no_hosts_file;
+  st->no_hosts_file = !use;
+  if ((err = channel_reopen(st)) != 0) st->no_hosts_file = old;
   return err;
 }
 

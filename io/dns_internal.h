@@ -22,6 +22,7 @@ typedef struct dns_state {
   unsigned in_ares;    /* queries c-ares still holds */
   unsigned processing; /* inside ares_process_fd (see process()) */
   int timeout_ms, tries;
+  bool no_hosts_file;  /* weft_dns_use_hosts_file(loop, false): DNS only */
   char *servers;       /* as given to weft_dns_set_servers(), or NULL */
 } dns_state;
 

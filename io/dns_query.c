@@ -3,6 +3,8 @@
  * answers, cancellation) lives in io/dns.c; this file validates input,
  * starts c-ares and copies its answers into weft-owned memory. */
 #include <arpa/inet.h>
+#include <net/if.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "io/dns_internal.h"
@@ -173,12 +175,118 @@ static int check_sockaddr(const struct sockaddr *sa, socklen_t len) {
   return -EINVAL;
 }
 
-/* ---- starting ---------------------------------------------------------------- */
+/* ---- numeric hosts ------------------------------------------------------------ */
+
+/* c-ares 1.18 answers a numeric host itself only when the hints name its
+ * family, and ignores ARES_AI_NUMERICHOST: "127.0.0.1" with AF_UNSPEC
+ * becomes a DNS query that waits for the name server. So weft answers
+ * numeric hosts before c-ares, and AI_NUMERICHOST with a name fails here. */
 
 typedef struct gai_args {
   const char *host, *service;
   struct ares_addrinfo_hints hints;
+  bool numeric;   /* answered by weft (numeric_list), not c-ares */
+  int status;     /* for a numeric answer: 0 or the error to deliver */
+  addr_entry one; /* the numeric answer, when status is 0 */
 } gai_args;
+
+/* The scope of "fe80::1%lo" or "fe80::1%2": an index, or 0 if unknown. */
+static unsigned scope_id(const char *s) {
+  if (*s >= '0' && *s <= '9') {
+    char *end;
+    unsigned long v = strtoul(s, &end, 10);
+    return *end == '\0' && v <= UINT32_MAX ? (unsigned)v : 0;
+  }
+  return if_nametoindex(s);
+}
+
+/* Parses an IPv4 or IPv6 literal (an IPv6 one with an optional %scope)
+ * into e->u. 1 when numeric, 0 when not, WEFT_EDNS_NONAME for an unknown
+ * scope. */
+static int parse_numeric(const char *host, addr_entry *e) {
+  if (inet_pton(AF_INET, host, &e->u.in.sin_addr) == 1) {
+    e->u.in.sin_family = AF_INET;
+    return 1;
+  }
+  char buf[INET6_ADDRSTRLEN];
+  const char *pct = strchr(host, '%');
+  size_t len = pct ? (size_t)(pct - host) : strlen(host);
+  if (len >= sizeof buf) return 0;
+  memcpy(buf, host, len);
+  buf[len] = '\0';
+  if (inet_pton(AF_INET6, buf, &e->u.in6.sin6_addr) != 1) return 0;
+  e->u.in6.sin6_family = AF_INET6;
+  if (pct != NULL && (e->u.in6.sin6_scope_id = scope_id(pct + 1)) == 0)
+    return WEFT_EDNS_NONAME;
+  return 1;
+}
+
+/* The asked family: an IPv4 address asked as AF_INET6 is mapped with
+ * AI_V4MAPPED; any other mismatch has no address (WEFT_EDNS_NODATA). */
+static int fit_family(addr_entry *e, int family, int flags) {
+  if (family == AF_UNSPEC || family == e->u.sa.sa_family) return 0;
+  if (family == AF_INET || !(flags & ARES_AI_V4MAPPED)) return WEFT_EDNS_NODATA;
+  struct in_addr v4 = e->u.in.sin_addr;
+  memset(&e->u, 0, sizeof e->u);
+  e->u.in6.sin6_family = AF_INET6;
+  e->u.in6.sin6_addr.s6_addr[10] = e->u.in6.sin6_addr.s6_addr[11] = 0xff;
+  memcpy(&e->u.in6.sin6_addr.s6_addr[12], &v4, 4);
+  return 0;
+}
+
+/* The port of `service` (NULL: 0; a number; a name from /etc/services, as
+ * c-ares would look it up); WEFT_EDNS_NONAME if unknown. */
+static int service_port(const char *service, const struct ares_addrinfo_hints *h,
+                        uint16_t *port) {
+  *port = 0;
+  if (service == NULL || service[0] == '\0') return 0;
+  char *end;
+  unsigned long v = strtoul(service, &end, 10);
+  if (service[0] >= '0' && service[0] <= '9' && *end == '\0')
+    return v <= 65535 ? (*port = htons((uint16_t)v), 0) : WEFT_EDNS_NONAME;
+  if (h->ai_flags & ARES_AI_NUMERICSERV) return WEFT_EDNS_NONAME;
+  struct servent se, *found = NULL;
+  char buf[1024];
+  const char *proto = h->ai_socktype == SOCK_DGRAM ? "udp" : "tcp";
+  if (getservbyname_r(service, proto, &se, buf, sizeof buf, &found) != 0 ||
+      found == NULL)
+    return WEFT_EDNS_NONAME;
+  *port = (uint16_t)found->s_port;
+  return 0;
+}
+
+/* Decides whether weft answers a->host itself; fills a->numeric, status
+ * and one. No allocation: the list is made when the query starts. */
+static void numeric_prepare(gai_args *a) {
+  addr_entry *e = &a->one;
+  memset(e, 0, sizeof *e);
+  int n = parse_numeric(a->host, e);
+  a->numeric = n != 0 || (a->hints.ai_flags & ARES_AI_NUMERICHOST);
+  if (!a->numeric) return;
+  a->status = n < 0 ? n : n == 0 ? WEFT_EDNS_NONAME : 0;
+  if (a->status == 0) a->status = fit_family(e, a->hints.ai_family, a->hints.ai_flags);
+  uint16_t port;
+  if (a->status == 0) a->status = service_port(a->service, &a->hints, &port);
+  if (a->status != 0) return;
+  if (e->u.sa.sa_family == AF_INET) e->u.in.sin_port = port;
+  else e->u.in6.sin6_port = port;
+  e->ai.family = e->u.sa.sa_family;
+  e->ai.socktype = a->hints.ai_socktype;
+  e->ai.protocol = a->hints.ai_protocol;
+  e->ai.addrlen = e->ai.family == AF_INET ? sizeof e->u.in : sizeof e->u.in6;
+}
+
+/* The one-entry list of a numeric answer; NULL on -ENOMEM. */
+static weft_addrinfo *numeric_list(const gai_args *a) {
+  addr_entry *e = weft__malloc(sizeof *e);
+  if (e == NULL) return NULL;
+  *e = a->one;
+  e->ai.next = NULL;
+  e->ai.addr = &e->u.sa;
+  return &e->ai;
+}
+
+/* ---- starting ---------------------------------------------------------------- */
 
 typedef struct gni_args {
   struct sockaddr_in6 sa; /* big enough for both families */
@@ -190,7 +298,14 @@ typedef struct gni_args {
 static int start_query(dns_query *q, const void *args) {
   if (q->kind == DNS_ADDR) {
     const gai_args *a = args;
-    ares_getaddrinfo(q->st->ch, a->host, a->service, &a->hints, on_addrinfo, q);
+    if (!a->numeric) {
+      ares_getaddrinfo(q->st->ch, a->host, a->service, &a->hints, on_addrinfo, q);
+    } else if (a->status == 0 && (q->res = numeric_list(a)) == NULL) {
+      weft__dns_query_discard(q);
+      return -ENOMEM;
+    } else {
+      weft__dns_answered(q, a->status); /* delivered later, like c-ares' */
+    }
   } else {
     const gni_args *a = args;
     ares_getnameinfo(q->st->ch, (const struct sockaddr *)&a->sa,
@@ -265,7 +380,9 @@ static int gai_prepare(const char *host, const char *service,
   if (host == NULL) return -EINVAL;
   a->host = host;
   a->service = service;
-  return convert_hints(hints, &a->hints);
+  int err = convert_hints(hints, &a->hints);
+  if (err == 0) numeric_prepare(a);
+  return err;
 }
 
 int weft_getaddrinfo(weft_loop *loop, const char *host, const char *service,

@@ -1,6 +1,10 @@
 /* DNS through c-ares, against a real dnsmasq that each test starts on its
- * own port (tests run in parallel processes). */
+ * own port (tests run in parallel processes). Tests that use dnsmasq turn
+ * the resolver's /etc/hosts step off (weft_dns_use_hosts_file), and no
+ * test looks up "localhost": none depends on the machine's /etc/hosts
+ * (absent on a fresh root, ::1 first on Debian's stock one). */
 #include <arpa/inet.h>
+#include <net/if.h>
 #include <poll.h>
 #include <stdio.h>
 #include <string.h>
@@ -11,6 +15,7 @@
 #include "weft/future.h"
 
 #define HOSTS                                                                  \
+  "127.0.0.1 localhost\n" /* for PTR 127.0.0.1 */                            \
   "127.0.0.2 a.test\n"                                                         \
   "127.0.0.3 both.test\n"                                                      \
   "fd00::3 both.test\n"                                                        \
@@ -23,6 +28,8 @@ typedef struct result {
   char first[64];     /* first address, numeric */
   int first_family;
   int first_port;
+  unsigned first_scope; /* sin6_scope_id of an IPv6 first address */
+  int first_socktype;
   char host[256], service[64];
 } result;
 
@@ -39,6 +46,9 @@ static void record_list(result *r, const weft_addrinfo *res) {
   addr_text(res->addr, r->first, sizeof r->first);
   r->first_family = res->family;
   r->first_port = ntohs(((const struct sockaddr_in *)res->addr)->sin_port);
+  r->first_socktype = res->socktype;
+  if (res->family == AF_INET6)
+    r->first_scope = ((const struct sockaddr_in6 *)res->addr)->sin6_scope_id;
 }
 
 static void on_addr(int status, weft_addrinfo *res, void *arg) {
@@ -67,9 +77,17 @@ static struct addrinfo hints_for(int family) {
   return h;
 }
 
+/* Points `loop` at dnsmasq `d`, DNS only (no /etc/hosts). */
+static void use_dnsmasq(const th_dnsmasq *d, weft_loop *loop) {
+  int err = weft_dns_set_servers(loop, d->server);
+  cr_assert_eq(err, 0, "%s", weft_err_name(err));
+  err = weft_dns_use_hosts_file(loop, false);
+  cr_assert_eq(err, 0, "%s", weft_err_name(err));
+}
+
 static void start_dnsmasq(th_dnsmasq *d, weft_loop *loop) {
   cr_assert_eq(th_dnsmasq_start(d, HOSTS), 0, "dnsmasq did not start");
-  cr_assert_eq(weft_dns_set_servers(loop, d->server), 0);
+  use_dnsmasq(d, loop);
 }
 
 static void run(weft_loop *loop) {
@@ -78,18 +96,50 @@ static void run(weft_loop *loop) {
 
 /* ---- answers --------------------------------------------------------------- */
 
-Test(dns, localhost_comes_from_etc_hosts, .timeout = 10) {
+/* With the hosts file off, names come from the name server (dnsmasq's
+ * list); "localhost", which c-ares 1.18 never sends to a name server
+ * (RFC 6761), then has no source and fails at once. */
+Test(dns, hosts_file_off_asks_the_name_server, .timeout = 10) {
   weft_loop *loop = th_loop();
-  result r = {0};
-  struct addrinfo h = hints_for(AF_INET);
-  cr_assert_eq(weft_getaddrinfo(loop, "localhost", "80", &h, on_addr, &r), 0);
-  cr_assert_eq(r.calls, 0, "answered inline");
+  th_dnsmasq d;
+  start_dnsmasq(&d, loop);
+  result r = {0}, lo = {0};
+  cr_assert_eq(weft_getaddrinfo(loop, "a.test", "80", NULL, on_addr, &r), 0);
+  cr_assert_eq(weft_getaddrinfo(loop, "localhost", "80", NULL, on_addr, &lo), 0);
+  cr_assert_eq(r.calls + lo.calls, 0, "answered inline");
   run(loop);
   cr_assert_eq(r.calls, 1);
-  cr_assert_eq(r.status, 0);
-  cr_assert_str_eq(r.first, "127.0.0.1");
-  cr_assert_eq(r.first_family, AF_INET);
+  cr_assert_eq(r.status, 0, "%s", weft_err_name(r.status));
+  cr_assert_eq(r.count, 1);
+  cr_assert_str_eq(r.first, "127.0.0.2");
   cr_assert_eq(r.first_port, 80);
+  cr_assert_eq(lo.calls, 1);
+  cr_assert_eq(lo.status, WEFT_EDNS_CONNREFUSED, "%s", weft_err_name(lo.status));
+  th_dnsmasq_stop(&d);
+  th_loop_finish(loop);
+}
+
+Test(dns, use_hosts_file_bad_input_and_busy, .timeout = 10) {
+  weft_loop *loop = th_loop();
+  cr_assert_eq(weft_dns_use_hosts_file(NULL, false), -EINVAL);
+  unsigned port;
+  int fd = th_silent_udp(&port);
+  cr_assert_geq(fd, 0);
+  char server[32];
+  snprintf(server, sizeof server, "127.0.0.1:%u", port);
+  cr_assert_eq(weft_dns_set_servers(loop, server), 0);
+  cr_assert_eq(weft_dns_use_hosts_file(loop, false), 0);
+  weft_future *f = NULL;
+  cr_assert_eq(weft_getaddrinfo_future(loop, "x.test", NULL, NULL, &f), 0);
+  int err = weft_dns_use_hosts_file(loop, true);
+  cr_assert_eq(err, -EBUSY, "%s", weft_err_name(err));
+  cr_assert_eq(weft_future_cancel(f), 0);
+  err = weft_dns_use_hosts_file(loop, true);
+  cr_assert_eq(err, 0, "%s", weft_err_name(err));
+  run(loop);
+  cr_assert_eq(weft_future_error(f), -ECANCELED);
+  weft_future_unref(f);
+  close(fd);
   th_loop_finish(loop);
 }
 
@@ -177,8 +227,10 @@ Test(dns, many_concurrent_queries, .timeout = 10) {
 
 Test(dns, unknown_service_and_bad_name, .timeout = 10) {
   weft_loop *loop = th_loop();
+  th_dnsmasq d;
+  start_dnsmasq(&d, loop);
   result r[2] = {{0}};
-  cr_assert_eq(weft_getaddrinfo(loop, "localhost", "no-such-service", NULL,
+  cr_assert_eq(weft_getaddrinfo(loop, "a.test", "no-such-service", NULL,
                                 on_addr, &r[0]), 0);
   cr_assert_eq(weft_getaddrinfo(loop, "bad..name", NULL, NULL, on_addr, &r[1]), 0);
   run(loop);
@@ -186,6 +238,7 @@ Test(dns, unknown_service_and_bad_name, .timeout = 10) {
   cr_assert_eq(r[0].status, WEFT_EDNS_NONAME, "%s", weft_err_name(r[0].status));
   cr_assert_eq(r[1].calls, 1);
   cr_assert_eq(r[1].status, WEFT_EDNS_BADNAME, "%s", weft_err_name(r[1].status));
+  th_dnsmasq_stop(&d);
   th_loop_finish(loop);
 }
 
@@ -204,8 +257,103 @@ Test(dns, numeric_host_answers_without_a_server, .timeout = 10) {
   th_loop_finish(loop);
 }
 
+/* Numeric hosts are answered by weft, not by a DNS query: against a name
+ * server that never answers (60 s per try), every lookup below completes
+ * in the first turns, once, never inline, with the right address. c-ares
+ * 1.18 alone sent "127.0.0.1" with AF_UNSPEC, and anything with
+ * AI_NUMERICHOST, to the server and waited. */
+typedef struct numeric_case {
+  const char *host, *service;
+  int family, flags;
+  int status;          /* expected */
+  const char *addr;    /* expected first address (status 0) */
+  int addr_family;
+  int port;
+  unsigned scope;
+} numeric_case;
+
+static int silent_server(weft_loop *loop, uint64_t timeout_ms);
+
+Test(dns, numeric_hosts_skip_the_name_server, .timeout = 10) {
+  unsigned lo = if_nametoindex("lo");
+  cr_assert_neq(lo, 0u);
+  const numeric_case c[] = {
+      {"127.0.0.1", "80", AF_UNSPEC, 0, 0, "127.0.0.1", AF_INET, 80, 0},
+      {"::1", NULL, AF_UNSPEC, 0, 0, "::1", AF_INET6, 0, 0},
+      {"10.1.2.3", "65535", AF_INET, 0, 0, "10.1.2.3", AF_INET, 65535, 0},
+      {"fe80::1%lo", "7", AF_UNSPEC, 0, 0, "fe80::1", AF_INET6, 7, lo},
+      {"fe80::2%1", "7", AF_INET6, 0, 0, "fe80::2", AF_INET6, 7, 1},
+      {"127.0.0.1", "1", AF_INET6, AI_V4MAPPED, 0, "::ffff:127.0.0.1", AF_INET6, 1, 0},
+      {"127.0.0.1", NULL, AF_INET6, 0, WEFT_EDNS_NODATA, NULL, 0, 0, 0},
+      {"::1", NULL, AF_INET, 0, WEFT_EDNS_NODATA, NULL, 0, 0, 0},
+      {"a.test", NULL, AF_UNSPEC, AI_NUMERICHOST, WEFT_EDNS_NONAME, NULL, 0, 0, 0},
+      {"fe80::1%no-such-if0", NULL, AF_UNSPEC, 0, WEFT_EDNS_NONAME, NULL, 0, 0, 0},
+      {"127.0.0.1", "65536", AF_UNSPEC, 0, WEFT_EDNS_NONAME, NULL, 0, 0, 0},
+      {"127.0.0.1", "x", AF_UNSPEC, AI_NUMERICSERV, WEFT_EDNS_NONAME, NULL, 0, 0, 0},
+  };
+  enum { N = sizeof c / sizeof c[0] };
+  weft_loop *loop = th_loop();
+  int fd = silent_server(loop, 60000);
+  result r[N];
+  memset(r, 0, sizeof r);
+  uint64_t t0 = weft_now(loop);
+  for (int i = 0; i < N; i++) {
+    struct addrinfo h = hints_for(c[i].family);
+    h.ai_flags = c[i].flags;
+    int err = weft_getaddrinfo(loop, c[i].host, c[i].service, &h, on_addr, &r[i]);
+    cr_assert_eq(err, 0, "%s: %s", c[i].host, weft_err_name(err));
+  }
+  for (int i = 0; i < N; i++) cr_assert_eq(r[i].calls, 0, "answered inline");
+  run(loop);
+  cr_assert_lt(weft_now(loop) - t0, 1000u, "waited for the name server");
+  for (int i = 0; i < N; i++) {
+    cr_assert_eq(r[i].calls, 1, "%d %s", i, c[i].host);
+    cr_assert_eq(r[i].status, c[i].status, "%d %s: %s", i, c[i].host,
+                 weft_err_name(r[i].status));
+    if (c[i].status != 0) continue;
+    cr_assert_eq(r[i].count, 1, "%s", c[i].host);
+    cr_assert_str_eq(r[i].first, c[i].addr);
+    cr_assert_eq(r[i].first_family, c[i].addr_family);
+    cr_assert_eq(r[i].first_port, c[i].port);
+    cr_assert_eq(r[i].first_socktype, SOCK_STREAM);
+    if (c[i].addr_family == AF_INET6) cr_assert_eq(r[i].first_scope, c[i].scope);
+  }
+  close(fd);
+  th_loop_finish(loop);
+}
+
+/* The future form of a numeric lookup, and its cancellation before the
+ * deferred answer is delivered. */
+Test(dns, numeric_host_future_and_cancel, .timeout = 10) {
+  weft_loop *loop = th_loop();
+  int fd = silent_server(loop, 60000);
+  weft_future *f = NULL, *g = NULL;
+  cr_assert_eq(weft_getaddrinfo_future(loop, "127.0.0.1", "5", NULL, &f), 0);
+  cr_assert_eq(weft_getaddrinfo_future(loop, "::1", "5", NULL, &g), 0);
+  cr_assert_eq(weft_future_state_get(f), WEFT_FUTURE_PENDING);
+  cr_assert_eq(weft_future_cancel(g), 0);
+  uint64_t t0 = weft_now(loop);
+  run(loop);
+  cr_assert_lt(weft_now(loop) - t0, 1000u);
+  cr_assert_eq(weft_future_state_get(f), WEFT_FUTURE_FULFILLED, "%s",
+               weft_err_name(weft_future_error(f)));
+  const weft_addrinfo *ai = weft_future_value(f);
+  cr_assert_eq(ai->family, AF_INET);
+  cr_assert_null(ai->next);
+  const struct sockaddr_in *in = (const struct sockaddr_in *)ai->addr;
+  cr_assert_eq(in->sin_addr.s_addr, htonl(INADDR_LOOPBACK));
+  cr_assert_eq(ntohs(in->sin_port), 5);
+  cr_assert_eq(weft_future_error(g), -ECANCELED);
+  weft_future_unref(f);
+  weft_future_unref(g);
+  close(fd);
+  th_loop_finish(loop);
+}
+
 Test(dns, getnameinfo_of_loopback, .timeout = 10) {
   weft_loop *loop = th_loop();
+  th_dnsmasq d;
+  start_dnsmasq(&d, loop);
   result r = {0};
   struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons(8080)};
   sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
@@ -217,6 +365,7 @@ Test(dns, getnameinfo_of_loopback, .timeout = 10) {
   cr_assert_eq(r.status, 0, "%s", weft_err_name(r.status));
   cr_assert_str_eq(r.host, "localhost");
   cr_assert_str_eq(r.service, "8080");
+  th_dnsmasq_stop(&d);
   th_loop_finish(loop);
 }
 
@@ -346,6 +495,8 @@ Test(dns, future_rejects_with_dns_code, .timeout = 10) {
 
 Test(dns, future_getnameinfo, .timeout = 10) {
   weft_loop *loop = th_loop();
+  th_dnsmasq d;
+  start_dnsmasq(&d, loop);
   weft_future *f = NULL;
   struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons(9)};
   sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
@@ -357,6 +508,7 @@ Test(dns, future_getnameinfo, .timeout = 10) {
   cr_assert_str_eq(ni->host, "localhost");
   cr_assert_str_eq(ni->service, "9");
   weft_future_unref(f);
+  th_dnsmasq_stop(&d);
   th_loop_finish(loop);
 }
 
@@ -425,14 +577,14 @@ Test(dns, cancel_future_mid_query, .timeout = 10) {
   th_loop_finish(loop); /* the channel's teardown reaps the c-ares query */
 }
 
-/* /etc/hosts answers come inside the start call and wait in the deferred
- * queue: cancelling then still wins, exactly once. */
+/* Numeric answers (like /etc/hosts ones) are ready inside the start call
+ * and wait in the deferred queue: cancelling then still wins, exactly once. */
 Test(dns, cancel_before_an_inline_answer_is_delivered, .timeout = 10) {
   weft_loop *loop = th_loop();
   result r = {0};
   weft_future *f = NULL;
-  cr_assert_eq(weft_getaddrinfo_future(loop, "localhost", NULL, NULL, &f), 0);
-  cr_assert_eq(weft_getaddrinfo(loop, "localhost", NULL, NULL, on_addr, &r), 0);
+  cr_assert_eq(weft_getaddrinfo_future(loop, "127.0.0.1", NULL, NULL, &f), 0);
+  cr_assert_eq(weft_getaddrinfo(loop, "::1", NULL, NULL, on_addr, &r), 0);
   cr_assert_eq(weft_future_cancel(f), 0);
   cr_assert_eq(weft_dns_cancel_all(loop), 1);
   run(loop);
@@ -543,10 +695,10 @@ Test(dns, bad_input_is_rejected_and_the_loop_stays_usable, .timeout = 10) {
   cr_assert_eq(weft_loop_alive(loop), false);
   cr_assert_eq(r.calls, 0);
   /* still usable */
-  cr_assert_eq(weft_getaddrinfo(loop, "localhost", NULL, NULL, on_addr, &r), 0);
+  cr_assert_eq(weft_getaddrinfo(loop, "127.0.0.1", NULL, NULL, on_addr, &r), 0);
   run(loop);
   cr_assert_eq(r.calls, 1);
-  cr_assert_eq(r.status, 0);
+  cr_assert_eq(r.status, 0, "%s", weft_err_name(r.status));
   th_loop_finish(loop);
 }
 
@@ -584,9 +736,17 @@ Test(dns, freeaddrinfo_null_is_ignored, .timeout = 10) {
 
 /* ---- allocation failure ------------------------------------------------------------- */
 
-static size_t loop_allocs(void) {
-  th_alloc_install(0);
+/* A loop, pointed at dnsmasq `d` (DNS only) when `d` is not NULL. */
+static weft_loop *sweep_loop(const th_dnsmasq *d) {
   weft_loop *loop = th_loop();
+  if (d != NULL) use_dnsmasq(d, loop);
+  return loop;
+}
+
+/* Allocations made by sweep_loop(d). */
+static size_t loop_allocs(const th_dnsmasq *d) {
+  th_alloc_install(0);
+  weft_loop *loop = sweep_loop(d);
   size_t n = th_alloc_calls();
   th_loop_finish(loop);
   th_alloc_restore();
@@ -595,13 +755,16 @@ static size_t loop_allocs(void) {
 
 /* Every allocation on the way can fail: the start returns -ENOMEM (never
  * calling back) or, for a failure after c-ares accepted the query, the
- * callback reports -ENOMEM once; nothing leaks either way. */
+ * callback reports -ENOMEM once (or success, when the failure cost only a
+ * deadline); nothing leaks either way. Kinds 0-2 go through dnsmasq, 3 is
+ * a numeric host that weft answers itself. */
 static int start_kind(weft_loop *loop, int kind, result *r, weft_future **f) {
   struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons(1)};
   sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
   switch (kind) {
-  case 0: return weft_getaddrinfo(loop, "localhost", "1", NULL, on_addr, r);
-  case 1: return weft_getaddrinfo_future(loop, "localhost", "1", NULL, f);
+  case 0: return weft_getaddrinfo(loop, "a.test", "1", NULL, on_addr, r);
+  case 1: return weft_getaddrinfo_future(loop, "a.test", "1", NULL, f);
+  case 3: return weft_getaddrinfo(loop, "127.0.0.1", "1", NULL, on_addr, r);
   default:
     return weft_getnameinfo(loop, (struct sockaddr *)&sa, sizeof sa,
                             NI_NUMERICSERV, on_name, r);
@@ -610,11 +773,13 @@ static int start_kind(weft_loop *loop, int kind, result *r, weft_future **f) {
 
 static void alloc_failures(int kind) {
   bool future = kind == 1;
-  size_t base = loop_allocs();
+  th_dnsmasq d;
+  cr_assert_eq(th_dnsmasq_start(&d, HOSTS), 0, "dnsmasq did not start");
+  size_t base = loop_allocs(&d);
   for (size_t n = base + 1;; n++) {
     cr_assert_lt(n, base + 100, "never succeeded");
     th_alloc_install(n);
-    weft_loop *loop = th_loop();
+    weft_loop *loop = sweep_loop(&d);
     result r = {0};
     weft_future *f = NULL;
     int rc = start_kind(loop, kind, &r, &f);
@@ -628,16 +793,20 @@ static void alloc_failures(int kind) {
     int status = future && f ? weft_future_error(f) : r.status;
     if (rc == 0) {
       cr_assert_eq(future ? 0 : r.calls, future ? 0 : 1);
-      cr_assert_eq(status, th_alloc_failed() ? -ENOMEM : 0);
+      /* through DNS a failed allocation may also be absorbed (the timer
+       * heap not growing costs only a deadline the answer beats) */
+      if (th_alloc_failed() == 0)
+        cr_assert_eq(status, 0, "%s", weft_err_name(status));
+      else
+        cr_assert(status == -ENOMEM || (status == 0 && kind != 3), "%s",
+                  weft_err_name(status));
     }
     if (f != NULL) weft_future_unref(f);
     th_loop_finish(loop);
     th_alloc_restore();
-    if (rc == 0 && status == 0) {
-      cr_assert_eq(failed, false);
-      break;
-    }
+    if (rc == 0 && status == 0 && !failed) break;
   }
+  th_dnsmasq_stop(&d);
 }
 
 Test(dns, allocation_failure_on_query_start, .timeout = 20) {
@@ -652,23 +821,28 @@ Test(dns, allocation_failure_on_getnameinfo, .timeout = 20) {
   alloc_failures(2);
 }
 
+Test(dns, allocation_failure_on_numeric_host, .timeout = 20) {
+  alloc_failures(3);
+}
+
 /* The settings keep the old channel and values when memory runs out. */
 Test(dns, allocation_failure_on_settings, .timeout = 20) {
-  size_t base = loop_allocs();
+  size_t base = loop_allocs(NULL);
   for (size_t n = base + 1;; n++) {
     cr_assert_lt(n, base + 100, "never succeeded");
     th_alloc_install(n);
     weft_loop *loop = th_loop();
     int rc = weft_dns_set_servers(loop, "127.0.0.1:9");
     if (rc == 0) rc = weft_dns_set_options(loop, 100, 1);
+    if (rc == 0) rc = weft_dns_use_hosts_file(loop, false);
     bool failed = th_alloc_failed() != 0;
-    cr_assert_eq(rc, failed ? -ENOMEM : 0);
+    cr_assert_eq(rc, failed ? -ENOMEM : 0, "%s", weft_err_name(rc));
     if (failed) { /* still usable: only the one allocation failed */
       result r = {0};
-      cr_assert_eq(weft_getaddrinfo(loop, "localhost", NULL, NULL, on_addr, &r), 0);
+      cr_assert_eq(weft_getaddrinfo(loop, "127.0.0.1", NULL, NULL, on_addr, &r), 0);
       run(loop);
       cr_assert_eq(r.calls, 1);
-      cr_assert_eq(r.status, 0);
+      cr_assert_eq(r.status, 0, "%s", weft_err_name(r.status));
     }
     th_loop_finish(loop);
     th_alloc_restore();

@@ -5,8 +5,11 @@
  * name server never blocks the loop or the thread pool. That timer is an
  * internal, unreferenced handle, open only while a query waits for its
  * answer: weft_walk() shows it then, and it finishes closing in the close
- * phase of the turn in which the last answer was delivered. Names are looked up
- * in /etc/hosts first, then through DNS. Results are weft-owned lists of
+ * phase of the turn in which the last answer was delivered. Numeric hosts
+ * ("127.0.0.1", "::1", "fe80::1%lo") are answered by weft itself, without
+ * a name server, still never inline. Names are looked up in /etc/hosts
+ * first, then through DNS (weft_dns_use_hosts_file() can turn the first
+ * step off). Results are weft-owned lists of
  * socket addresses. Failures are negative codes: -EINVAL and -ENOMEM as
  * usual, -ECANCELED for cancelled queries, and WEFT_EDNS_* (see common.h)
  * for what the resolver reports (WEFT_EDNS_NOTFOUND, WEFT_EDNS_TIMEOUT, ...).
@@ -62,7 +65,16 @@ typedef void (*weft_getnameinfo_cb)(int status, const char *host,
  * getaddrinfo(3). `hints` may be NULL; weft reads ai_family (AF_UNSPEC,
  * AF_INET, AF_INET6), ai_socktype, ai_protocol and ai_flags (AI_PASSIVE,
  * AI_CANONNAME, AI_NUMERICHOST, AI_NUMERICSERV, AI_V4MAPPED, AI_ALL,
- * AI_ADDRCONFIG), and nothing else. `cb(status, res, arg)` runs later, once.
+ * AI_ADDRCONFIG), and nothing else. A numeric `host` (an IPv4 literal
+ * "a.b.c.d", or an IPv6 literal without brackets, optionally with a
+ * "%scope" given as an interface name or index) is answered without
+ * asking a name server: one address, with the hints' socktype and
+ * protocol; an IPv4 literal asked as AF_INET6 is mapped with AI_V4MAPPED,
+ * otherwise a literal of the other family fails with WEFT_EDNS_NODATA, and
+ * an unknown scope with WEFT_EDNS_NONAME. With AI_NUMERICHOST a `host` that
+ * is not numeric fails with WEFT_EDNS_NONAME, also without a name server.
+ * An unknown service fails with WEFT_EDNS_NONAME. `cb(status, res, arg)`
+ * runs later, once (also for numeric answers and those errors).
  * Returns 0 when the query was accepted; -EINVAL for a NULL loop, host or
  * cb, or unsupported hints; -ENOMEM (then cb never runs). */
 WEFT_API int weft_getaddrinfo(weft_loop *loop, const char *host,
@@ -118,6 +130,17 @@ WEFT_API int weft_dns_set_servers(weft_loop *loop, const char *servers);
 WEFT_API int weft_dns_set_options(weft_loop *loop, uint64_t timeout_ms,
                                   unsigned tries);
 
+/** Chooses whether `loop`'s resolver looks names up in /etc/hosts before
+ * asking DNS (`use` true, the default) or asks DNS only (`use` false:
+ * for tests and programs that must not depend on the machine's
+ * /etc/hosts; c-ares 1.18 never sends "localhost" to a name server, so
+ * it then fails with WEFT_EDNS_CONNREFUSED: use 127.0.0.1). Numeric
+ * hosts are answered by weft either way. Applies to queries started
+ * afterwards; like weft_dns_set_options() it re-creates the channel,
+ * keeping the servers and options set before. Returns 0; -EINVAL for a
+ * NULL loop; -EBUSY as weft_dns_set_servers(); -ENOMEM. */
+WEFT_API int weft_dns_use_hosts_file(weft_loop *loop, bool use);
+
 /** Completes every outstanding query of `loop` with -ECANCELED (callbacks
  * run later, in this turn's deferred phase; futures are cancelled at once).
  * Returns the number of queries cancelled, -EINVAL for NULL, -ENOMEM if
@@ -131,7 +154,9 @@ WEFT_API int weft_dns_cancel_all(weft_loop *loop);
  * -ECANCELED if `t` was closed meanwhile. */
 typedef void (*weft_connect_host_cb)(weft_tcp *t, int status, void *arg);
 
-/** Resolves `host` (name or numeric address; /etc/hosts first) and connects
+/** Resolves `host` (name or numeric address, the latter without a name
+ * server; /etc/hosts first unless turned off with weft_dns_use_hosts_file())
+ * and connects
  * `t` (initialised, without a socket) to each address in turn, in the
  * resolver's order, until one accepts; an attempt still pending after 1 s
  * is abandoned for the next address (the last one gets the kernel's own

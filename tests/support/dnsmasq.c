@@ -69,7 +69,7 @@ static pid_t spawn(const th_dnsmasq *d) {
   const char *root = geteuid() == 0 ? "--user=root" : "--conf-file=/dev/null";
   execl(DNSMASQ, DNSMASQ, "--no-daemon", port, "--listen-address=127.0.0.1",
         "--bind-interfaces", "--no-resolv", "--no-hosts", hosts,
-        "--local=/test/", "--pid-file=", "--conf-file=/dev/null", root,
+        "--local=/test/", "--local=/localhost/", "--pid-file=", "--conf-file=/dev/null", root,
         (char *)NULL);
   _exit(127);
 }

@@ -2,7 +2,9 @@
  *
  * th_dnsmasq_start() writes `hosts` (hosts-file text) to a private
  * directory and starts Debian's dnsmasq on 127.0.0.1 and a free UDP port,
- * serving only those names; unknown names under .test get NXDOMAIN. It
+ * serving only those names; unknown names under .test and .localhost (and
+ * "localhost" itself, unless listed) get NXDOMAIN or no data, never a
+ * forward. It
  * returns once dnsmasq answers a query (no fixed sleep), retrying on a new
  * port if the chosen one was taken meanwhile. dnsmasq dies with the test
  * process (PR_SET_PDEATHSIG) even if the test fails before stopping it.

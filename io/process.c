@@ -194,10 +194,17 @@ static int plan_make(plan *pl, const weft_process_options *o, weft_loop *loop) {
 
 /* ---- posix_spawn ---------------------------------------------------------------- */
 
+/* glibc's sigfillset() leaves out its internal signals (32 and 33), and its
+ * posix_spawn child sets those to SIG_IGN unless the default set names
+ * them, so an exec'd program would start with them ignored. On Linux a
+ * sigset_t is a plain bit mask: every bit set names every signal, and the
+ * child (all signals blocked until exec) then resets them to SIG_DFL. */
+static void every_signal(sigset_t *set) { memset(set, 0xff, sizeof *set); }
+
 static int spawn_attrs(posix_spawnattr_t *a, unsigned flags) {
   sigset_t none, all;
   sigemptyset(&none);
-  sigfillset(&all);
+  every_signal(&all);
   short f = POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF;
   if (flags & WEFT_PROCESS_NEW_PGROUP) f |= POSIX_SPAWN_SETPGROUP;
   if (flags & (WEFT_PROCESS_NEW_SESSION | WEFT_PROCESS_DETACHED))
@@ -249,6 +256,16 @@ static int spawn_posix(const weft_process_options *o, const plan *pl, pid_t *pid
 
 /* ---- fork (uid / gid) -------------------------------------------------------------- */
 
+/* glibc's sigaction() refuses its internal signals (32, 33), so the raw
+ * system call resets every one. An all-zero kernel sigaction is SIG_DFL
+ * with no flags and an empty mask whatever the architecture's field
+ * order; SIGKILL and SIGSTOP just fail. Async-signal-safe. */
+static void reset_all_signals(void) {
+  unsigned long dfl[8] = {0};
+  for (int sig = 1; sig < NSIG; sig++)
+    syscall(SYS_rt_sigaction, sig, dfl, NULL, (NSIG - 1) / 8);
+}
+
 /* In the forked child: only async-signal-safe calls. Returns errno. */
 static int child_setup(const weft_process_options *o, const plan *pl) {
   if ((o->flags & WEFT_PROCESS_SETGID) &&
@@ -268,10 +285,7 @@ static int child_setup(const weft_process_options *o, const plan *pl) {
   /* close-on-exec, not closed: the error pipe must stay open until exec */
   syscall(SYS_close_range, pl->n, ~0u, CLOSE_RANGE_CLOEXEC);
   if (o->cwd != NULL && chdir(o->cwd) < 0) return errno;
-  struct sigaction sa;
-  memset(&sa, 0, sizeof sa);
-  sa.sa_handler = SIG_DFL;
-  for (int sig = 1; sig < NSIG; sig++) sigaction(sig, &sa, NULL);
+  reset_all_signals();
   sigset_t none;
   sigemptyset(&none);
   sigprocmask(SIG_SETMASK, &none, NULL);

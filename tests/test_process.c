@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -463,6 +464,58 @@ Test(process, signal_mask_and_dispositions_reset, .timeout = 10) {
   sigaction(SIGINT, &old_int, NULL);
   cr_assert_eq(e1.sig, SIGTERM);
   cr_assert_eq(e2.sig, SIGINT);
+  th_loop_finish(loop);
+}
+
+/* The status line `key` of a /proc/<pid>/status text, as a string. */
+static const char *status_field(const char *text, const char *key, char *out, size_t n) {
+  const char *at = strstr(text, key);
+  cr_assert_not_null(at, "%s missing", key);
+  at += strlen(key);
+  while (*at == ' ' || *at == '\t') at++;
+  size_t len = strcspn(at, "\n");
+  cr_assert_lt(len, n);
+  memcpy(out, at, len);
+  out[len] = '\0';
+  return out;
+}
+
+/* Every signal, glibc's internal 32 and 33 included, is at its default in
+ * the child and none is blocked, on both spawn paths (posix_spawn, and
+ * fork when a uid is asked for). cat reads its own status. */
+Test(process, every_signal_default_and_unblocked_in_the_child, .timeout = 10) {
+  weft_loop *loop = th_loop();
+  /* the parent ignores 32 and 33 itself (glibc's sigaction refuses them) */
+  unsigned long ign[8] = {(unsigned long)SIG_IGN}, old[2][8];
+  for (int i = 0; i < 2; i++)
+    cr_assert_eq(syscall(SYS_rt_sigaction, 32 + i, ign, old[i], (NSIG - 1) / 8), 0);
+  for (int path = 0; path < 2; path++) {
+    weft_process p;
+    exits e = {0};
+    sink out = {0};
+    cr_assert_eq(weft_pipe_init(loop, &out.pipe), 0);
+    weft_stdio st[2] = {{WEFT_STDIO_IGNORE}, {WEFT_STDIO_PIPE, -1, &out.pipe}};
+    weft_process_options o = {.argv = (char *const[]){"cat", "/proc/self/status", NULL},
+                              .stdio = st, .stdio_count = 2, .exit_cb = on_exit_count};
+    if (path == 1) {
+      o.flags = WEFT_PROCESS_SETUID;
+      o.uid = geteuid();
+    }
+    p.base.data = &e;
+    int err = weft_spawn(loop, &p, &o);
+    cr_assert_eq(err, 0, "%s", weft_err_name(err));
+    sink_start(&out);
+    weft_loop_run(loop, WEFT_RUN_DEFAULT);
+    cr_assert_eq(e.calls, 1);
+    cr_assert_eq(e.status, 0);
+    char v[64];
+    cr_assert_str_eq(status_field(out.buf, "SigIgn:", v, sizeof v), "0000000000000000",
+                     "path %d", path);
+    cr_assert_str_eq(status_field(out.buf, "SigBlk:", v, sizeof v), "0000000000000000",
+                     "path %d", path);
+    free(out.buf);
+  }
+  for (int i = 0; i < 2; i++) syscall(SYS_rt_sigaction, 32 + i, old[i], NULL, (NSIG - 1) / 8);
   th_loop_finish(loop);
 }
 

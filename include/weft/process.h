@@ -25,7 +25,8 @@
  * once this program exits). Kill it first if it must not outlive you.
  *
  * Signals in the child: the signal mask is emptied and every signal's
- * disposition reset to the default before exec. Every fd weft opens is
+ * disposition (1 to SIGRTMAX, glibc's internal 32 and 33 included) reset
+ * to the default before exec. Every fd weft opens is
  * close-on-exec, so children inherit only the stdio slots asked for.
  * Loop thread only. */
 #ifndef WEFT_PROCESS_H

@@ -5,14 +5,20 @@
  * Every file-system call runs on weft's thread pool; the loop thread only
  * decides what to do next. Up to N operations (default 16) are in flight.
  * Each directory is created, then listed; each regular file is stat'ed,
- * copied (copy_file_range, with a read/write fallback) and its copy stat'ed
- * to verify the size; each symbolic link is recreated. A progress bar is
- * drawn on a terminal, plain progress lines otherwise. Errors name the path
- * and the reason; the copy goes on with the rest and exits 1 at the end. */
+ * copied (copy_file_range, with a read/write fallback; holes are kept) and
+ * its copy stat'ed to verify the size; each symbolic link is recreated. A
+ * destination file that already exists is replaced: it is removed first
+ * (never when it is the source itself) and the copy made with
+ * WEFT_FS_COPY_EXCL, so a copy that fails leaves no partial file behind
+ * (weft removes a destination it created), nor does a failed size check.
+ * A progress bar is drawn on a terminal, plain progress lines otherwise.
+ * Errors name the path and the reason; the copy goes on with the rest, and
+ * at the end the failed paths are listed again and pcopy exits 1. */
 #include <dirent.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 #include <weft.h>
 
@@ -24,8 +30,17 @@ typedef struct task {
   int step;
   char *src, *dst;
   off_t size;
+  dev_t dev; /* the source file's identity */
+  ino_t ino;
+  int64_t err; /* a failure to report once the copy is removed */
   struct task *next;
 } task;
+
+/* A failed path, kept for the summary. */
+typedef struct failure {
+  struct failure *next;
+  char path[];
+} failure;
 
 static struct {
   weft_loop *loop;
@@ -34,6 +49,7 @@ static struct {
   size_t seen, done, failed;
   unsigned long long bytes;
   bool tty;
+  failure *failures, **failures_tail;
 } S;
 
 static void task_step(weft_fs_req *req);
@@ -85,6 +101,13 @@ static void finish(task *t, const char *what, const char *path, int64_t err) {
     fprintf(stderr, "%spcopy: %s '%s': %s\n", S.tty ? "\n" : "", what, path,
             weft_strerror((int)err));
     S.failed++;
+    failure *f = malloc(sizeof *f + strlen(path) + 1);
+    if (f != NULL) {
+      strcpy(f->path, path);
+      f->next = NULL;
+      *S.failures_tail = f;
+      S.failures_tail = &f->next;
+    }
   }
   if (t->kind != K_DIR) {
     S.done++;
@@ -114,6 +137,11 @@ static void dir_listed(task *t) {
 
 /* Each task is a small state machine; `step` says which operation just
  * completed. */
+static int run_step_copy(task *t) {
+  t->step = 4;
+  return weft_fs_copyfile(S.loop, &t->req, t->src, t->dst, WEFT_FS_COPY_EXCL, task_step);
+}
+
 static int dir_step(task *t, int64_t res) {
   switch (t->step++) {
   case 0: return weft_fs_mkdir(S.loop, &t->req, t->dst, 0755, task_step);
@@ -127,20 +155,38 @@ static int dir_step(task *t, int64_t res) {
   }
 }
 
+/* stat src; lstat dst: the source itself is refused, another existing file
+ * is unlinked; copy with EXCL; stat the copy, and unlink it if its size is
+ * wrong. */
 static int file_step(task *t, int64_t res) {
   switch (t->step++) {
   case 0: return weft_fs_stat(S.loop, &t->req, t->src, task_step);
   case 1:
     if (res < 0) return finish(t, "cannot read", t->src, res), 0;
     t->size = t->req.statbuf.st_size;
-    return weft_fs_copyfile(S.loop, &t->req, t->src, t->dst, 0, task_step);
+    t->dev = t->req.statbuf.st_dev;
+    t->ino = t->req.statbuf.st_ino;
+    return weft_fs_lstat(S.loop, &t->req, t->dst, task_step);
   case 2:
+    if (res == -ENOENT) return run_step_copy(t);
+    if (res < 0) return finish(t, "cannot check", t->dst, res), 0;
+    if (t->req.statbuf.st_dev == t->dev && t->req.statbuf.st_ino == t->ino)
+      return finish(t, "source and destination are one file:", t->dst, -EINVAL), 0;
+    return weft_fs_unlink(S.loop, &t->req, t->dst, task_step);
+  case 3:
+    if (res < 0) return finish(t, "cannot replace", t->dst, res), 0;
+    return run_step_copy(t);
+  case 4:
     if (res < 0) return finish(t, "cannot copy to", t->dst, res), 0;
     return weft_fs_stat(S.loop, &t->req, t->dst, task_step);
-  default:
-    if (res == 0 && t->req.statbuf.st_size != t->size) res = -EIO;
-    if (res == 0) S.bytes += (unsigned long long)t->size;
-    return finish(t, "size check failed for", t->dst, res), 0;
+  case 5:
+    if (res == 0 && t->req.statbuf.st_size == t->size) {
+      S.bytes += (unsigned long long)t->size;
+      return finish(t, NULL, t->dst, 0), 0;
+    }
+    t->err = res < 0 ? res : -EIO;
+    return weft_fs_unlink(S.loop, &t->req, t->dst, task_step);
+  default: return finish(t, "size check failed for", t->dst, t->err), 0;
   }
 }
 
@@ -190,6 +236,7 @@ static int usage(const char *argv0) {
 int main(int argc, char **argv) {
   int opt;
   S.max_inflight = 16;
+  S.failures_tail = &S.failures;
   while ((opt = getopt(argc, argv, "j:")) != -1) {
     if (opt != 'j' || (S.max_inflight = atoi(optarg)) <= 0) return usage(argv[0]);
   }
@@ -216,6 +263,11 @@ int main(int argc, char **argv) {
   weft_loop_run(S.loop, WEFT_RUN_DEFAULT);
   progress(true);
   weft_loop_free(S.loop);
-  if (S.failed) fprintf(stderr, "pcopy: %zu error(s)\n", S.failed);
+  if (S.failed) fprintf(stderr, "pcopy: %zu error(s); not copied:\n", S.failed);
+  for (failure *f = S.failures, *next; f != NULL; f = next) {
+    next = f->next;
+    fprintf(stderr, "  %s\n", f->path);
+    free(f);
+  }
   return S.failed ? 1 : 0;
 }

@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/sendfile.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "fs_internal.h"
@@ -134,32 +135,135 @@ static int64_t do_sendfile(weft_fs_req *r) {
   return (int64_t)total;
 }
 
-static int64_t copy_fallback(int in, int out) {
+static int64_t write_all(int fd, const char *p, uint64_t len) {
+  while (len > 0) {
+    ssize_t n = write(fd, p, len > (1u << 30) ? (1u << 30) : (size_t)len);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) return -errno;
+    p += n;
+    len -= (uint64_t)n;
+  }
+  return 0;
+}
+
+/* ---- copyfile ---------------------------------------------------------------- */
+
+/* Copies [*pos, end) with pread/pwrite where copy_file_range cannot;
+ * advances *pos. Stops early (leaving *pos short) at end of file. */
+static int64_t copy_rw(int in, int out, off_t *pos, off_t end) {
   char buf[64 * 1024];
-  for (;;) {
-    ssize_t n = read(in, buf, sizeof buf);
+  while (*pos < end) {
+    size_t want = end - *pos < (off_t)sizeof buf ? (size_t)(end - *pos) : sizeof buf;
+    ssize_t n = pread(in, buf, want, *pos);
     if (n < 0 && errno == EINTR) continue;
     if (n <= 0) return n < 0 ? -errno : 0;
     for (ssize_t done = 0; done < n;) {
-      ssize_t m = write(out, buf + done, (size_t)(n - done));
+      ssize_t m = pwrite(out, buf + done, (size_t)(n - done), *pos + done);
       if (m < 0 && errno == EINTR) continue;
       if (m < 0) return -errno;
       done += m;
     }
+    *pos += n;
   }
+  return 0;
 }
 
-static int64_t copy_fds(int in, int out) {
+/* copy_file_range is not available: old kernel, across file systems,
+ * special files. */
+static bool no_cfr(int e) {
+  return e == EXDEV || e == ENOSYS || e == EINVAL || e == EOPNOTSUPP;
+}
+
+/* Copies the data extent [*pos, end) to the same offsets in out; *use_cfr
+ * drops to false (for the rest of the file) when copy_file_range fails
+ * as unsupported. *pos stops short at an early end of file. */
+static int64_t copy_extent(int in, int out, off_t *pos, off_t end, bool *use_cfr) {
+  while (*use_cfr && *pos < end) {
+    loff_t from = *pos, to = *pos;
+    size_t want = end - *pos > (1 << 30) ? (1u << 30) : (size_t)(end - *pos);
+    ssize_t n = copy_file_range(in, &from, out, &to, want, 0);
+    if (n > 0) *pos += n;
+    else if (n == 0) return 0;
+    else if (errno == EINTR) continue;
+    else if (no_cfr(errno)) *use_cfr = false;
+    else return -errno;
+  }
+  return copy_rw(in, out, pos, end);
+}
+
+/* The next data extent at or after pos: [*data, *hole). Without
+ * SEEK_DATA support the rest of the file is one extent. Returns 1 when
+ * only a hole is left. */
+static int next_extent(int in, off_t pos, off_t size, off_t *data, off_t *hole) {
+  *data = lseek(in, pos, SEEK_DATA);
+  if (*data < 0 && errno == ENXIO) return 1;
+  if (*data < 0) {
+    *data = pos;
+    *hole = size;
+    return 0;
+  }
+  *hole = lseek(in, *data, SEEK_HOLE);
+  if (*hole < 0 || *hole > size) *hole = size;
+  return 0;
+}
+
+/* Copies only the data extents of a regular file, then sets the size, so
+ * holes stay holes. A file that shrinks meanwhile is copied up to where it
+ * ended. */
+static int64_t copy_sparse(int in, int out, off_t size) {
+  bool use_cfr = true;
+  off_t pos = 0, data, hole;
+  while (pos < size) {
+    if (next_extent(in, pos, size, &data, &hole) != 0) break;
+    pos = data;
+    int64_t err = copy_extent(in, out, &pos, hole, &use_cfr);
+    if (err != 0) return err;
+    if (pos < hole) {
+      size = pos; /* ended early */
+      break;
+    }
+  }
+  return ftruncate(out, size) < 0 ? -errno : 0;
+}
+
+/* A file whose size says nothing (procfs, sysfs: st_size 0; a FIFO or a
+ * device) is copied sequentially until end of file. */
+static int64_t copy_stream(int in, int out) {
   for (;;) {
     ssize_t n = copy_file_range(in, NULL, out, NULL, 1u << 30, 0);
     if (n > 0) continue;
     if (n == 0) return 0;
     if (errno == EINTR) continue;
-    /* not supported here (old kernel, cross-device, special files) */
-    if (errno == EXDEV || errno == ENOSYS || errno == EINVAL || errno == EOPNOTSUPP)
-      return copy_fallback(in, out);
-    return -errno;
+    if (!no_cfr(errno)) return -errno;
+    break;
   }
+  char buf[64 * 1024];
+  for (;;) {
+    ssize_t n = read(in, buf, sizeof buf);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) return n < 0 ? -errno : 0;
+    int64_t err = write_all(out, buf, (uint64_t)n);
+    if (err != 0) return err;
+  }
+}
+
+/* Opens dst: created (and then *created) unless it exists and EXCL was not
+ * asked for; an existing one is truncated only once it is known not to be
+ * src itself. */
+static int open_dst(const weft_fs_req *r, const struct stat *st, bool *created) {
+  int out = open(r->path2, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, st->st_mode & 07777);
+  if (out >= 0 || errno != EEXIST || (r->flags & WEFT_FS_COPY_EXCL)) {
+    *created = out >= 0;
+    return out < 0 ? -errno : out;
+  }
+  out = open(r->path2, O_WRONLY | O_CREAT | O_CLOEXEC, st->st_mode & 07777);
+  if (out < 0) return -errno;
+  struct stat ds;
+  int err = fstat(out, &ds) < 0 ? -errno : 0;
+  if (err == 0 && ds.st_dev == st->st_dev && ds.st_ino == st->st_ino) err = -EINVAL;
+  if (err == 0 && ftruncate(out, 0) < 0) err = -errno;
+  if (err != 0) close(out);
+  return err != 0 ? err : out;
 }
 
 static int64_t do_copyfile(weft_fs_req *r) {
@@ -168,17 +272,17 @@ static int64_t do_copyfile(weft_fs_req *r) {
   struct stat st;
   int64_t err = fstat(in, &st) < 0 ? -errno : 0;
   if (err == 0 && S_ISDIR(st.st_mode)) err = -EISDIR;
+  bool created = false;
   int out = -1;
-  if (err == 0) {
-    int fl = O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC;
-    if (r->flags & WEFT_FS_COPY_EXCL) fl |= O_EXCL;
-    out = open(r->path2, fl, st.st_mode & 07777);
-    if (out < 0) err = -errno;
-  }
-  if (err == 0) err = copy_fds(in, out);
+  if (err == 0 && (out = open_dst(r, &st, &created)) < 0) err = out;
+  if (err == 0)
+    err = S_ISREG(st.st_mode) && st.st_size > 0 ? copy_sparse(in, out, st.st_size)
+                                                : copy_stream(in, out);
   if (err == 0 && fchmod(out, st.st_mode & 07777) < 0) err = -errno;
   if (out >= 0 && close(out) < 0 && err == 0) err = -errno;
   close(in);
+  /* what this call created goes again; an existing dst keeps what it got */
+  if (err != 0 && created) unlink(r->path2);
   return err;
 }
 
@@ -266,29 +370,46 @@ static int64_t do_read_file(weft_fs_req *r) {
   return res;
 }
 
-static int64_t write_all(int fd, const char *p, uint64_t len) {
-  while (len > 0) {
-    ssize_t n = write(fd, p, len > (1u << 30) ? (1u << 30) : (size_t)len);
-    if (n < 0 && errno == EINTR) continue;
-    if (n < 0) return -errno;
-    p += n;
-    len -= (uint64_t)n;
+/* A new file beside `path`, "<path>.weft-XXXXXX", created with `mode` by
+ * open(2) itself so that the umask (and a default ACL) applies as it would
+ * to `path`; mkostemp() would force 0600. */
+static int make_temp(char *tmp, size_t cap, const char *path, unsigned mode) {
+  static _Atomic unsigned long seq;
+  size_t n = strlen(path);
+  if (n + sizeof ".weft-XXXXXXXX" > cap) return -ENAMETOOLONG;
+  for (int tries = 0; tries < 100; tries++) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    unsigned long x = (unsigned long)ts.tv_nsec ^ ((unsigned long)getpid() << 20) ^
+                      (seq++ * 0x9e3779b97f4a7c15ul);
+    snprintf(tmp, cap, "%s.weft-%08lx", path, x & 0xfffffffful);
+    int fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, mode & 07777);
+    if (fd >= 0 || errno != EEXIST) return fd < 0 ? -errno : fd;
   }
-  return 0;
+  return -EEXIST;
+}
+
+/* As with open(2), an existing file keeps its mode (and, where this
+ * process may set them, its owner and group); `mode` is for a new one. */
+static int64_t keep_attrs(int fd, const struct stat *st) {
+  if ((st->st_uid != geteuid() || st->st_gid != getegid()) &&
+      fchown(fd, st->st_uid, st->st_gid) < 0 && errno != EPERM)
+    return -errno;
+  return fchmod(fd, st->st_mode & 07777) < 0 ? -errno : 0;
 }
 
 /* Temporary file beside the target (same file system, so rename is
- * atomic), fsync before rename so a crash never leaves a short file. */
+ * atomic), fsync before rename so a crash never leaves a short file. The
+ * temporary copy of an existing file is private (0600) until it has the
+ * old file's mode. */
 static int64_t do_write_file(weft_fs_req *r) {
-  size_t n = strlen(r->path);
+  struct stat st;
+  bool exists = stat(r->path, &st) == 0 && S_ISREG(st.st_mode);
   char tmp[PATH_MAX];
-  if (n + sizeof ".weft-XXXXXX" > sizeof tmp) return -ENAMETOOLONG;
-  memcpy(tmp, r->path, n);
-  memcpy(tmp + n, ".weft-XXXXXX", sizeof ".weft-XXXXXX");
-  int fd = mkostemp(tmp, O_CLOEXEC);
-  if (fd < 0) return -errno;
+  int fd = make_temp(tmp, sizeof tmp, r->path, exists ? 0600 : r->mode);
+  if (fd < 0) return fd;
   int64_t err = write_all(fd, r->buf, r->len);
-  if (err == 0 && fchmod(fd, r->mode & 07777) < 0) err = -errno;
+  if (err == 0 && exists) err = keep_attrs(fd, &st);
   if (err == 0 && fsync(fd) < 0) err = -errno;
   if (close(fd) < 0 && err == 0) err = -errno;
   if (err == 0 && rename(tmp, r->path) < 0) err = -errno;

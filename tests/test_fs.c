@@ -7,6 +7,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <signal.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -290,6 +292,218 @@ Test(fs, copyfile_and_sendfile, .timeout = 20) {
   cr_assert_eq(st.st_size, 4);
   rm_tree(dir);
   th_loop_finish(loop);
+}
+
+/* open(2)'s rule: `mode` is for a new file, less the umask; an existing
+ * file keeps its mode. */
+Test(fs, write_file_mode_is_for_a_new_file_less_the_umask, .timeout = 20) {
+  weft_loop *loop = th_loop();
+  make_dir();
+  mode_t old_mask = umask(027);
+  weft_fs_req r = {0};
+  char f[256];
+  strcpy(f, path("new"));
+  cr_assert_eq(RUN(loop, weft_fs_write_file(loop, &r, f, "abc", 3, 0666, on_done)), 0);
+  struct stat st;
+  cr_assert_eq(stat(f, &st), 0);
+  cr_assert_eq(st.st_mode & 07777, 0640, "got %o", (unsigned)(st.st_mode & 07777));
+  /* an existing file keeps its mode, whatever `mode` says */
+  cr_assert_eq(chmod(f, 0604), 0);
+  cr_assert_eq(RUN(loop, weft_fs_write_file(loop, &r, f, "defg", 4, 0600, on_done)), 0);
+  cr_assert_eq(stat(f, &st), 0);
+  cr_assert_eq(st.st_mode & 07777, 0604, "got %o", (unsigned)(st.st_mode & 07777));
+  cr_assert_eq(st.st_size, 4);
+  umask(0);
+  cr_assert_eq(RUN(loop, weft_fs_write_file(loop, &r, path("open"), "x", 1, 0666, on_done)), 0);
+  cr_assert_eq(stat(path("open"), &st), 0);
+  cr_assert_eq(st.st_mode & 07777, 0666, "got %o", (unsigned)(st.st_mode & 07777));
+  umask(old_mask);
+  cr_assert_eq(RUN(loop, weft_fs_scandir(loop, &r, dir, on_done)), 2, "no temporary left");
+  weft_fs_req_cleanup(&r);
+  rm_tree(dir);
+  th_loop_finish(loop);
+}
+
+static void write_at(int fd, char c, off_t off, size_t n) {
+  char buf[8192];
+  cr_assert_leq(n, sizeof buf);
+  memset(buf, c, n);
+  cr_assert_eq(pwrite(fd, buf, n, off), (ssize_t)n);
+}
+
+static void assert_same_content(const char *a, const char *b) {
+  int fa = open(a, O_RDONLY), fb = open(b, O_RDONLY);
+  cr_assert(fa >= 0 && fb >= 0);
+  static char ba[1 << 20], bb[1 << 20];
+  for (;;) {
+    ssize_t na = read(fa, ba, sizeof ba), nb = read(fb, bb, sizeof bb);
+    cr_assert_eq(na, nb);
+    cr_assert_geq(na, 0);
+    if (na == 0) break;
+    cr_assert_eq(memcmp(ba, bb, (size_t)na), 0);
+  }
+  close(fa);
+  close(fb);
+}
+
+#define MiB (1024 * 1024)
+
+/* A 64 MiB file with three 8 KiB data extents copies as 64 MiB with about
+ * 24 KiB allocated, not 64 MiB; once ending in a hole, once in data, and
+ * once from tmpfs (/dev/shm) to /tmp, where copy_file_range says EXDEV
+ * and the data extents go through read/write. */
+Test(fs, copyfile_keeps_holes, .timeout = 30) {
+  weft_loop *loop = th_loop();
+  make_dir();
+  char src[256], dst[256], shm[64] = "/dev/shm/weft-fs-XXXXXX";
+  strcpy(dst, path("copy"));
+  struct stat sh;
+  bool have_shm = stat("/dev/shm", &sh) == 0 && S_ISDIR(sh.st_mode);
+  for (int tail_data = 0; tail_data < 2 + have_shm; tail_data++) {
+    if (tail_data == 2) {
+      cr_assert_not_null(mkdtemp(shm));
+      snprintf(src, sizeof src, "%s/sparse", shm);
+    } else {
+      strcpy(src, path("sparse"));
+    }
+    unlink(src);
+    unlink(dst);
+    int fd = open(src, O_RDWR | O_CREAT | O_TRUNC, 0644);
+    cr_assert_geq(fd, 0);
+    write_at(fd, 'a', 0, 8192);
+    write_at(fd, 'b', 20 * MiB, 8192);
+    if (tail_data) write_at(fd, 'c', 64 * MiB - 8192, 8192);
+    else {
+      write_at(fd, 'c', 40 * MiB + 100, 8192);
+      cr_assert_eq(ftruncate(fd, 64 * MiB), 0);
+    }
+    close(fd);
+    struct stat ss, ds;
+    cr_assert_eq(stat(src, &ss), 0);
+    cr_assert_eq(ss.st_size, 64 * MiB);
+    cr_assert_lt(ss.st_blocks * 512, MiB, "this file system keeps holes");
+    weft_fs_req r = {0};
+    int64_t res = RUN(loop, weft_fs_copyfile(loop, &r, src, dst, 0, on_done));
+    cr_assert_eq(res, 0, "%s", weft_err_name((int)res));
+    cr_assert_eq(stat(dst, &ds), 0);
+    cr_assert_eq(ds.st_size, ss.st_size);
+    cr_assert_leq(ds.st_blocks, ss.st_blocks + 64, "src %lld blocks, copy %lld",
+                  (long long)ss.st_blocks, (long long)ds.st_blocks);
+    assert_same_content(src, dst);
+  }
+  if (have_shm) rm_tree(shm);
+  rm_tree(dir);
+  th_loop_finish(loop);
+}
+
+/* A copy that fails part-way (a file-size limit: EFBIG from the write, or
+ * from the final ftruncate of a sparse file) removes the destination it
+ * created; one that existed before is left in place. */
+Test(fs, failed_copy_removes_what_it_created, .timeout = 30) {
+  weft_loop *loop = th_loop();
+  make_dir();
+  char src[256], sparse[256], dst[256];
+  strcpy(src, path("src"));
+  strcpy(sparse, path("sparse"));
+  strcpy(dst, path("dst"));
+  int fd = open(src, O_RDWR | O_CREAT | O_TRUNC, 0644);
+  for (int i = 0; i < 32; i++) write_at(fd, 'x', i * 8192, 8192);
+  close(fd);
+  fd = open(sparse, O_RDWR | O_CREAT | O_TRUNC, 0644);
+  write_at(fd, 'y', 0, 4096);
+  cr_assert_eq(ftruncate(fd, MiB), 0);
+  close(fd);
+  struct sigaction ign = {.sa_handler = SIG_IGN}, old_xfsz;
+  sigaction(SIGXFSZ, &ign, &old_xfsz);
+  struct rlimit old_lim, lim;
+  cr_assert_eq(getrlimit(RLIMIT_FSIZE, &old_lim), 0);
+  lim = old_lim;
+  lim.rlim_cur = 64 * 1024;
+  cr_assert_eq(setrlimit(RLIMIT_FSIZE, &lim), 0);
+  weft_fs_req r = {0};
+  const char *srcs[2] = {src, sparse};
+  for (int i = 0; i < 2; i++)
+    for (int flags = 0; flags <= WEFT_FS_COPY_EXCL; flags++) {
+      int64_t res = RUN(loop, weft_fs_copyfile(loop, &r, srcs[i], dst, flags, on_done));
+      cr_assert_eq(res, -EFBIG, "%s", weft_err_name((int)res));
+      cr_assert_eq(access(dst, F_OK), -1, "no partial copy of %s", srcs[i]);
+      cr_assert_eq(errno, ENOENT);
+    }
+  /* an existing destination is not removed */
+  put_file(dst, "old");
+  cr_assert_eq(RUN(loop, weft_fs_copyfile(loop, &r, src, dst, 0, on_done)), -EFBIG);
+  cr_assert_eq(access(dst, F_OK), 0);
+  cr_assert_eq(setrlimit(RLIMIT_FSIZE, &old_lim), 0);
+  sigaction(SIGXFSZ, &old_xfsz, NULL);
+  /* the loop is still usable, and the same copy now succeeds */
+  cr_assert_eq(RUN(loop, weft_fs_copyfile(loop, &r, src, dst, 0, on_done)), 0);
+  assert_same_content(src, dst);
+  rm_tree(dir);
+  th_loop_finish(loop);
+}
+
+/* A file copied onto itself is refused, not truncated to nothing. */
+Test(fs, copyfile_onto_itself_is_refused, .timeout = 20) {
+  weft_loop *loop = th_loop();
+  make_dir();
+  char src[256];
+  strcpy(src, path("self"));
+  put_file(src, "keep me");
+  cr_assert_eq(symlink(src, path("alias")), 0);
+  weft_fs_req r = {0};
+  cr_assert_eq(RUN(loop, weft_fs_copyfile(loop, &r, src, src, 0, on_done)), -EINVAL);
+  cr_assert_eq(RUN(loop, weft_fs_copyfile(loop, &r, src, path("alias"), 0, on_done)),
+               -EINVAL);
+  cr_assert_eq(RUN(loop, weft_fs_read_file(loop, &r, src, on_done)), 7);
+  cr_assert_str_eq(((weft_fs_buf *)r.ptr)->data, "keep me");
+  weft_fs_req_cleanup(&r);
+  rm_tree(dir);
+  th_loop_finish(loop);
+}
+
+/* Each allocation of a copy, in both forms, may fail: the start call
+ * returns -ENOMEM and nothing is created. */
+Test(fs, copyfile_allocation_failures_create_nothing, .timeout = 30) {
+  make_dir();
+  char src[256], dst[256];
+  strcpy(src, path("src"));
+  strcpy(dst, path("dst"));
+  put_file(src, "payload");
+  for (int form = 0; form < 2; form++)
+    for (size_t n = 1;; n++) {
+      th_alloc_install(n);
+      weft_loop *loop = NULL;
+      int err = weft_loop_new(&loop, NULL);
+      if (err != 0) {
+        cr_assert_eq(err, -ENOMEM, "%s", weft_err_name(err));
+        th_alloc_restore();
+        continue;
+      }
+      weft_fs_req r = {0};
+      weft_future *f = NULL;
+      calls = 0;
+      err = form == 0 ? weft_fs_copyfile(loop, &r, src, dst, 0, on_done)
+                      : weft_fs_copyfile_future(loop, src, dst, 0, &f);
+      if (err != 0) {
+        cr_assert_eq(err, -ENOMEM, "%s", weft_err_name(err));
+        cr_assert_null(f);
+        cr_assert_eq(access(dst, F_OK), -1, "nothing created");
+      }
+      weft_loop_run(loop, WEFT_RUN_DEFAULT);
+      if (err == 0) {
+        cr_assert_eq(form == 0 ? calls : 1, 1);
+        cr_assert_eq(form == 0 ? last : weft_future_error(f), 0);
+        assert_same_content(src, dst);
+        unlink(dst);
+      }
+      weft_future_unref(f);
+      th_loop_finish(loop);
+      size_t failed = th_alloc_failed();
+      th_alloc_restore();
+      if (err == 0 && failed == 0) break;
+      cr_assert_lt(n, 100);
+    }
+  rm_tree(dir);
 }
 
 Test(fs, bad_arguments, .timeout = 20) {

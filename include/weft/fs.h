@@ -201,9 +201,16 @@ WEFT_API int weft_fs_sendfile(weft_loop *loop, weft_fs_req *req, int out_fd, int
 WEFT_API int weft_fs_sendfile_future(weft_loop *loop, int out_fd, int in_fd,
                                      int64_t offset, uint64_t len, weft_future **out);
 
-/** Copies file `src` to `dst` (created or truncated, with src's mode;
- * flags 0 or WEFT_FS_COPY_EXCL) with copy_file_range(2), falling back to
- * read/write across file systems: result 0. */
+/** Copies file `src` to `dst` (flags 0 or WEFT_FS_COPY_EXCL): result 0.
+ * dst is created, or with flags 0 an existing dst is truncated; either way
+ * it gets src's permission bits. Holes stay holes: only src's data extents
+ * (SEEK_DATA/SEEK_HOLE) are copied, with copy_file_range(2) or, where that
+ * is unsupported (EXDEV, ENOSYS, ...), read/write, and dst is then sized
+ * with ftruncate. A src with st_size 0 (procfs, a FIFO) is copied until end
+ * of file. On failure a dst this call created is removed; an existing one
+ * is kept and may hold part of the copy. -EEXIST (EXCL and dst exists),
+ * -EISDIR (src is a directory), -EINVAL (dst is src itself, or bad flags),
+ * or the errno of the failing call. */
 WEFT_API int weft_fs_copyfile(weft_loop *loop, weft_fs_req *req, const char *src,
                               const char *dst, int flags, weft_fs_cb cb);
 /** Future form of weft_fs_copyfile(): int64 0. */
@@ -270,9 +277,12 @@ WEFT_API int weft_fs_read_file_future(weft_loop *loop, const char *path,
                                       weft_future **out);
 
 /** Replaces `path` atomically with `len` bytes of `data`: writes a
- * temporary file beside it, fsyncs it and renames it over `path` (mode
- * `mode` for a new file); readers see the old or the new content, never a
- * mix. result 0. */
+ * temporary file beside it, fsyncs it and renames it over `path`; readers
+ * see the old or the new content, never a mix. As with open(2), `mode` is
+ * for a new file and the umask applies (mode & ~umask); an existing regular
+ * file keeps its mode (and its owner and group where the process may set
+ * them). On failure `path` is untouched and the temporary file removed.
+ * result 0. */
 WEFT_API int weft_fs_write_file(weft_loop *loop, weft_fs_req *req, const char *path,
                                 const void *data, size_t len, unsigned mode,
                                 weft_fs_cb cb);

@@ -301,6 +301,7 @@ weft__pool_state *weft__pool_state_get(weft_loop *loop, int *err) {
   pthread_cond_init(&st->cond, NULL);
   ev_async_init(&st->async, on_completions);
   st->async.data = st;
+  /* needs no fd: libev's wake-up fd was made with the loop (core/loop.c) */
   ev_async_start(loop->ev, &st->async);
   ev_unref(loop->ev); /* outstanding jobs keep the loop alive, not this */
   weft__module_set(loop, WEFT__MOD_POOL, st, lstate_teardown);
@@ -549,7 +550,8 @@ int weft_pool_stats_get(weft_loop *loop, weft_pool_lane lane_id,
   out->queued = l->qlen;
   out->running = atomic_load(&l->running);
   out->done = atomic_load(&l->done);
-  out->threads = l->target;
+  out->threads = l->nthreads;
+  out->target = l->target;
   pthread_mutex_unlock(&l->lock);
   return 0;
 }

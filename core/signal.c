@@ -119,6 +119,8 @@ static int start(weft_signal *s, weft_signal_cb cb, int signum, bool oneshot) {
   loop->fd_dirty = true; /* with EVFLAG_SIGNALFD libev adds an fd */
   s->signum = signum;
   ev_signal_set(watcher(s), signum);
+  /* needs no fd: libev's wake-up fd was made with the loop (core/loop.c);
+   * a signalfd libev fails to make falls back to it */
   ev_signal_start(loop->ev, watcher(s));
   ev_unref(loop->ev);
   wrap_handler(loop, signum);

@@ -149,6 +149,7 @@ Test(pool, cancel_queued_and_running, .timeout = 30) {
   cr_assert_eq(s.queued, 25);
   cr_assert_eq(s.running, 1);
   cr_assert_eq(s.threads, 1);
+  cr_assert_eq(s.target, 1);
   cr_assert_eq(weft_work_cancel(&gate), -EBUSY);
   weft_loop_run(loop, WEFT_RUN_DEFAULT);
   cr_assert_eq(atomic_load(&gate_saw_cancel), 1);
@@ -195,7 +196,7 @@ static void resize_done(weft_work *w, int status) {
   if (C.ok == 1500) {
     weft_pool_stats s;
     cr_assert_eq(weft_pool_stats_get(w->loop, WEFT_LANE_CPU, &s), 0);
-    resize_seen = (int)s.threads;
+    resize_seen = (int)s.target;
   }
 }
 
@@ -281,27 +282,73 @@ Test(pool, two_loops_share_the_pool, .timeout = 20) {
   th_loop_finish(loop);
 }
 
-Test(pool, pool_size_option_sets_threads, .timeout = 20) {
+/* pool_size sets the process-wide lanes' size (target); threads start on
+ * a lane's first job, and only on that lane. */
+Test(pool, pool_size_option_sets_the_lanes_size, .timeout = 20) {
   weft_loop *loop = NULL;
   weft_loop_options o = {.pool_size = 3};
   cr_assert_eq(weft_loop_new(&loop, &o), 0);
+  reset(loop);
   weft_pool_stats s;
   cr_assert_eq(weft_pool_stats_get(loop, WEFT_LANE_IO, &s), 0);
-  cr_assert_eq(s.threads, 3);
+  cr_assert_eq(s.target, 3);
+  cr_assert_eq(s.threads, 0, "no thread before the lane's first job");
+  weft_work w;
+  cr_assert_eq(weft_work_submit(loop, &w, WEFT_LANE_IO, count_work, count_done), 0);
+  weft_loop_run(loop, WEFT_RUN_DEFAULT);
+  cr_assert_eq(C.ok, 1);
+  cr_assert_eq(weft_pool_stats_get(loop, WEFT_LANE_IO, &s), 0);
+  cr_assert_eq(s.threads, 3, "the lane starts up to its size");
+  cr_assert_eq(s.target, 3);
+  cr_assert_eq(weft_pool_stats_get(loop, WEFT_LANE_CPU, &s), 0);
+  cr_assert_eq(s.threads, 0, "the other lane has had no job");
+  cr_assert_eq(s.target, 3);
+  th_loop_finish(loop);
+}
+
+/* `threads` counts live workers: after a shrink it falls to the new size
+ * as the extra threads exit. */
+Test(pool, stats_threads_are_the_live_workers, .timeout = 20) {
+  weft_loop *loop = NULL;
+  weft_loop_options o = {.pool_size = 4};
+  cr_assert_eq(weft_loop_new(&loop, &o), 0);
+  reset(loop);
+  weft_work w;
+  cr_assert_eq(weft_work_submit(loop, &w, WEFT_LANE_CPU, count_work, count_done), 0);
+  weft_loop_run(loop, WEFT_RUN_DEFAULT);
+  weft_pool_stats s;
+  cr_assert_eq(weft_pool_stats_get(loop, WEFT_LANE_CPU, &s), 0);
+  cr_assert_eq(s.threads, 4);
+  cr_assert_eq(weft_pool_resize(loop, 1, 0), 0);
+  cr_assert_eq(weft_pool_stats_get(loop, WEFT_LANE_CPU, &s), 0);
+  cr_assert_eq(s.target, 1);
+  while (s.threads != 1) { /* the extra threads exit on their own */
+    cr_assert_gt(s.threads, 1);
+    sched_yield();
+    cr_assert_eq(weft_pool_stats_get(loop, WEFT_LANE_CPU, &s), 0);
+  }
+  cr_assert_eq(weft_pool_stats_get(loop, WEFT_LANE_IO, &s), 0);
+  cr_assert_eq(s.target, 4, "resize 0 keeps a lane as it is");
   th_loop_finish(loop);
 }
 
 Test(pool, a_loop_asking_for_more_threads_grows_the_shared_pool, .timeout = 20) {
-  weft_loop *a = th_loop(), *b = NULL;
+  weft_loop *a = th_loop(), *b = NULL, *c = NULL;
   weft_pool_stats s;
   cr_assert_eq(weft_pool_stats_get(a, WEFT_LANE_CPU, &s), 0);
-  unsigned before = s.threads;
+  unsigned before = s.target;
   weft_loop_options o = {.pool_size = before + 2};
   cr_assert_eq(weft_loop_new(&b, &o), 0);
   cr_assert_eq(weft_pool_stats_get(b, WEFT_LANE_CPU, &s), 0);
-  cr_assert_eq(s.threads, before + 2);
+  cr_assert_eq(s.target, before + 2);
   cr_assert_eq(weft_pool_stats_get(a, WEFT_LANE_IO, &s), 0);
-  cr_assert_eq(s.threads, before + 2, "one pool, both lanes");
+  cr_assert_eq(s.target, before + 2, "one pool, both lanes");
+  /* a smaller pool_size leaves the shared pool as it is */
+  weft_loop_options small = {.pool_size = 1};
+  cr_assert_eq(weft_loop_new(&c, &small), 0);
+  cr_assert_eq(weft_pool_stats_get(c, WEFT_LANE_CPU, &s), 0);
+  cr_assert_eq(s.target, before + 2, "pool_size never shrinks the pool");
+  cr_assert_eq(weft_loop_free(c), 0);
   cr_assert_eq(weft_loop_free(b), 0);
   th_loop_finish(a);
 }

@@ -34,8 +34,14 @@ typedef struct weft_loop_options {
    * (default 4096). Bounds how long a self-reposting callback can keep the
    * loop from I/O and timers. */
   unsigned call_soon_budget;
-  /** Worker threads for this loop's share of the thread pool (default:
-   * $WEFT_POOL_SIZE, else the number of CPUs). */
+  /** Threads per lane of the process-wide thread pool, which every loop
+   * shares (weft/pool.h); not a per-loop share. Applied when this loop
+   * first uses the pool (its first job or fs call, weft_pool_resize(),
+   * weft_pool_stats_get()): a pool that does not exist yet is created
+   * with this size; an existing smaller one grows to it (both lanes); a
+   * larger one is left as it is. Capped at WEFT_POOL_MAX. 0: the pool's
+   * current size, or for a new pool $WEFT_POOL_SIZE, else the number of
+   * CPUs. */
   unsigned pool_size;
   /** libev backend flags for weft_loop_new() (EVBACKEND_*; default: libev's
    * choice, epoll on Linux). Ignored by weft_loop_from_ev(). */
@@ -51,13 +57,20 @@ typedef enum weft_run_mode {
 
 /** Creates a loop with its own libev loop. `opts` may be NULL. On success
  * stores it in *out and returns 0; -EINVAL for a NULL out or bad options,
- * -ENOMEM, or a negative errno from the kernel. Free with weft_loop_free(). */
+ * -ENOMEM, -EMFILE or -ENFILE (fewer than three fds free: libev's epoll
+ * fd, libev's wake-up fd and weft's), or another negative errno from the
+ * kernel; a failure leaves nothing behind. Free with weft_loop_free().
+ * A loop needs no further fd for pool jobs (so fs calls), signal handles,
+ * timers or cross-thread posts: those work with the fd table full. */
 WEFT_API int weft_loop_new(weft_loop **out, const weft_loop_options *opts);
 
 /** Wraps an existing libev loop (which the caller keeps owning and may run
  * itself with ev_run()). weft's internal watchers do not keep the host's
  * ev_run() alive; weft's live handles and queued work do. weft_loop_free()
- * leaves the libev loop intact. Same errors as weft_loop_new(). */
+ * leaves the libev loop intact. Same errors as weft_loop_new(); it needs
+ * two free fds (weft's wake-up fd, and libev's, which weft makes now if
+ * the libev loop has none yet: libev would abort() if it could not make
+ * it later). */
 WEFT_API int weft_loop_from_ev(weft_loop **out, struct ev_loop *ev,
                                const weft_loop_options *opts);
 

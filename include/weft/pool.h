@@ -8,9 +8,11 @@
  * completion is queued on the submitting loop and its callback runs on the
  * loop's thread, many completions per wake-up.
  *
- * Size: weft_loop_options.pool_size, else $WEFT_POOL_SIZE, else the number
- * of CPUs, per lane; weft_pool_resize() changes it at run time. Threads
- * start on the first job of their lane.
+ * Size, per lane and process-wide: set when the pool is created by the
+ * creating loop's weft_loop_options.pool_size, else $WEFT_POOL_SIZE, else
+ * the number of CPUs; a later loop with a larger pool_size grows both
+ * lanes; weft_pool_resize() sets either lane at run time. Threads start on
+ * the first job of their lane.
  *
  * Cancel: a queued job completes with -ECANCELED without running; a running
  * job sees weft_work_cancelled() turn true and finishes as it chooses.
@@ -113,7 +115,13 @@ typedef struct weft_pool_stats {
   uint64_t queued;  /**< waiting for a worker, now */
   uint64_t running; /**< on a worker, now */
   uint64_t done;    /**< finished or cancelled since the pool started */
-  unsigned threads; /**< the lane's size */
+  /** Worker threads alive now: 0 until the lane's first job; after a
+   * shrink, above `target` until the extra threads finish their current
+   * job and exit. */
+  unsigned threads;
+  /** The lane's size: how many threads it starts, up to, when it has work
+   * (set by pool_size, $WEFT_POOL_SIZE, weft_pool_resize()). */
+  unsigned target;
 } weft_pool_stats;
 
 /** Fills *out with `lane`'s counters (process-wide). Returns 0, -EINVAL

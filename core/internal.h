@@ -125,8 +125,8 @@ typedef struct weft__timers {
   size_t linked;               /* timers in buckets (active timers) */
   size_t repeating;            /* of those, the ones with a repeat */
   weft__tbucket *last;         /* the bucket used last (equal timeouts) */
-  weft__tbucket *firing;       /* the bucket weft__timers_run is firing */
-  uint32_t gen;                /* weft__timers_run generation */
+  weft__tbucket *due_head, *due_tail; /* collected by weft__timers_run */
+  size_t due_count;            /* buckets on that list */
 } weft__timers;
 
 struct weft_loop {
@@ -216,6 +216,8 @@ int weft__signal_claim(weft_loop *loop, int signum);
 void weft__signal_release(int signum);
 
 /* ---- timers (timers/timer.c) ------------------------------------------- */
+/* Fires the timers due at loop->now, all collected before any runs; timers
+ * (re)started meanwhile wait for the next run, even at 0 ms. */
 void weft__timers_run(weft_loop *loop);
 /* The earliest deadline, if any timer is active. */
 bool weft__timers_earliest(const weft_loop *loop, uint64_t *deadline);

@@ -235,8 +235,9 @@ static void pair_cb(weft_timer *t) {
   p->other->other = NULL;
 }
 
-/* a stops (0), closes (1) or restarts at 0 ms (2) b, due in the same batch */
-static void same_batch(int mode, int b_fired) {
+/* a stops (0), closes (1) or restarts at 0 ms (2) b, due in the same batch,
+ * with the same deadline as a or (b_later) a later one */
+static void same_batch(int mode, int b_fired, bool b_later) {
   weft_loop *loop = th_loop();
   pair a = {.mode = mode}, b = {.mode = mode};
   a.other = &b;
@@ -244,7 +245,10 @@ static void same_batch(int mode, int b_fired) {
   weft_timer_init(loop, &a.t);
   weft_timer_init(loop, &b.t);
   weft_timer_start(&a.t, pair_cb, 1, 0);
-  weft_timer_start(&b.t, pair_cb, 1, 0);
+  weft_timer_start(&b.t, pair_cb, b_later ? 2 : 1, 0);
+  uint64_t b_deadline = weft_now(loop) + weft_timer_due_in(&b.t);
+  do weft_update_time(loop); /* both are due when the turn begins */
+  while (weft_now(loop) < b_deadline);
   cr_assert_eq(weft_loop_run(loop, WEFT_RUN_ONCE), mode == 2);
   cr_assert_eq(a.fired, 1);
   cr_assert_eq(b.fired, 0, "b ran in the batch that stopped or restarted it");
@@ -254,9 +258,102 @@ static void same_batch(int mode, int b_fired) {
   th_loop_finish(loop);
 }
 
-Test(timer, stop_from_another_callback_in_same_batch, .timeout = 5) { same_batch(0, 0); }
-Test(timer, close_from_another_callback_in_same_batch, .timeout = 5) { same_batch(1, 0); }
-Test(timer, restart_at_zero_in_same_batch_waits_a_turn, .timeout = 5) { same_batch(2, 1); }
+Test(timer, stop_from_another_callback_in_same_batch, .timeout = 5) { same_batch(0, 0, false); }
+Test(timer, close_from_another_callback_in_same_batch, .timeout = 5) { same_batch(1, 0, false); }
+Test(timer, restart_at_zero_in_same_batch_waits_a_turn, .timeout = 5) { same_batch(2, 1, false); }
+Test(timer, stop_of_a_later_deadline_in_same_batch, .timeout = 5) { same_batch(0, 0, true); }
+Test(timer, close_of_a_later_deadline_in_same_batch, .timeout = 5) { same_batch(1, 0, true); }
+Test(timer, restart_of_a_later_deadline_in_same_batch_waits_a_turn, .timeout = 5) {
+  same_batch(2, 1, true);
+}
+
+/* ---- a batch is collected before any of it runs ----------------------- */
+
+typedef struct joiner {
+  weft_timer early, late; /* both due; late's deadline is the batch's now */
+  weft_loop *loop;
+  uint64_t late_deadline;
+  int early_fired, late_fired;
+  bool now_was_late_deadline;
+} joiner;
+
+static void joiner_late(weft_timer *t) {
+  ((joiner *)t->base.data)->late_fired++;
+}
+
+static void joiner_early(weft_timer *t) {
+  joiner *j = t->base.data;
+  j->now_was_late_deadline = weft_now(j->loop) == j->late_deadline;
+  /* at 0 ms its deadline is now: the deadline of the due `late` */
+  if (++j->early_fired == 1) cr_assert_eq(weft_timer_start(t, joiner_early, 0, 0), 0);
+}
+
+/* Two due groups, the later one's deadline equal to the batch's `now`: the
+ * earlier group's callback restarts itself at 0 ms, which lands on that
+ * deadline, and still waits for the next turn. */
+Test(timer, zero_restart_does_not_join_a_due_group_at_now, .timeout = 10) {
+  weft_loop *loop = th_loop();
+  static joiner j;
+  int tries = 0;
+  do {
+    j = (joiner){.loop = loop};
+    weft_timer_init(loop, &j.early);
+    weft_timer_init(loop, &j.late);
+    j.early.base.data = j.late.base.data = &j;
+    weft_update_time(loop);
+    j.late_deadline = weft_now(loop) + 1;
+    weft_timer_start(&j.early, joiner_early, 0, 0);
+    weft_timer_start(&j.late, joiner_late, 1, 0);
+    /* the turn runs in the millisecond of late's deadline (retried when a
+     * millisecond boundary falls inside it) */
+    do weft_update_time(loop);
+    while (weft_now(loop) < j.late_deadline);
+    int alive = weft_loop_run(loop, WEFT_RUN_NOWAIT);
+    cr_assert_eq(j.early_fired, 1, "the restarted timer ran in its own batch");
+    cr_assert_eq(alive, 1, "early was restarted");
+    cr_assert_eq(j.late_fired, 1);
+    cr_assert_eq(weft_loop_run(loop, WEFT_RUN_DEFAULT), 0);
+    cr_assert_eq(j.early_fired, 2);
+    cr_assert_eq(j.late_fired, 1);
+    weft_close(&j.early.base, NULL);
+    weft_close(&j.late.base, NULL);
+    cr_assert_eq(weft_loop_run(loop, WEFT_RUN_DEFAULT), 0);
+  } while (!j.now_was_late_deadline && ++tries < 100);
+  cr_assert(j.now_was_late_deadline, "no turn ran at late's deadline");
+  th_loop_finish(loop);
+}
+
+/* The batch is what was due when it began: a callback that moves weft's
+ * clock past another timer's deadline does not add that timer to it. */
+static void advance_clock(weft_timer *t) {
+  weft_timer *later = t->base.data;
+  ++*(int *)weft_loop_get_data(t->base.loop);
+  uint64_t deadline = weft_now(t->base.loop) + weft_timer_due_in(later);
+  do weft_update_time(t->base.loop);
+  while (weft_now(t->base.loop) < deadline);
+  cr_assert_eq(weft_timer_due_in(later), 0);
+}
+
+Test(timer, batch_is_what_was_due_when_it_began, .timeout = 5) {
+  weft_loop *loop = th_loop();
+  weft_timer first, later;
+  int n = 0;
+  weft_loop_set_data(loop, &n);
+  weft_timer_init(loop, &first);
+  weft_timer_init(loop, &later);
+  first.base.data = &later;
+  later.base.data = &n;
+  weft_timer_start(&first, advance_clock, 0, 0);
+  weft_timer_start(&later, count, 2, 0);
+  int alive = weft_loop_run(loop, WEFT_RUN_NOWAIT);
+  cr_assert_eq(n, 1, "later joined the batch it was not due in");
+  cr_assert_eq(alive, 1);
+  cr_assert_eq(weft_loop_run(loop, WEFT_RUN_DEFAULT), 0);
+  cr_assert_eq(n, 2);
+  weft_close(&first.base, NULL);
+  weft_close(&later.base, NULL);
+  th_loop_finish(loop);
+}
 
 static void freeing_close(weft_handle *h) {
   ++*(int *)h->data;

@@ -8,10 +8,14 @@
  * A hash maps a deadline to its bucket; `last` short-cuts the lookup for a
  * run of equal timeouts.
  *
- * Firing takes a due bucket off the heap and the hash before any of its
- * timers runs. A timer started from a callback with a 0 ms timeout lands
- * in a new bucket, which is marked with this run's generation and waits
- * for the next turn: a callback that restarts itself cannot spin the loop.
+ * A run first collects every due bucket: off the heap and the hash, onto
+ * the due list, in deadline order. Only then do callbacks run, and only
+ * the timers of that list fire. A timer (re)started by a callback, even at
+ * 0 ms and even on the deadline of a collected bucket, lands in a bucket
+ * on the heap and waits for the next run, as does a timer that a callback
+ * makes due by moving the clock (weft_update_time): a callback that
+ * restarts itself cannot spin the loop (libuv's uv__run_timers and libev
+ * collect first too).
  *
  * Buckets come from slabs and are recycled; slabs, heap and hash only
  * grow, so restarting timers allocates nothing in steady state. */
@@ -25,9 +29,9 @@
 struct weft__tbucket {
   uint64_t deadline;
   weft_timer *head, *tail;
-  weft__tbucket *hnext; /* hash chain, or free list */
-  uint32_t heap_index;
-  uint32_t gen; /* the run generation that created it */
+  weft__tbucket *hnext; /* hash chain, due list, or free list */
+  weft__tbucket *due_prev; /* on the due list */
+  uint32_t heap_index;     /* NONE while on the due list */
 };
 
 typedef struct slab {
@@ -123,10 +127,10 @@ static int hash_grow(weft__timers *ts) {
 
 /* ---- buckets ------------------------------------------------------------ */
 
-/* Every bucket in use holds at least one timer. Buckets are created by
- * starts (at most one each) and by repeating timers rescheduled while
- * firing (at most one each, and only repeating timers can be in buckets
- * that hold no other kind). So room for the buckets in use, plus one, plus
+/* Every bucket in use, on the heap or the due list, holds at least one
+ * timer. Buckets are created by starts (at most one each) and by repeating
+ * timers rescheduled while firing (at most one each, and only repeating
+ * timers can be in buckets that hold no other kind). So room for the buckets in use, plus one, plus
  * one per repeating timer, lets a rescheduled repeat never allocate: that
  * is what weft_timer_start() and weft_timer_set_repeat() reserve. Slabs
  * double in size and are carved lazily; the heap holds one entry per
@@ -163,7 +167,7 @@ static int reserve(weft__timers *ts, size_t need) {
 /* Room for one more bucket from a start, and for every repeating timer
  * (plus `more_repeat`) to be rescheduled into a bucket of its own. */
 static size_t room_needed(const weft__timers *ts, bool more_repeat) {
-  return ts->bucket_count + (ts->firing != NULL) + 1 + ts->repeating +
+  return ts->bucket_count + ts->due_count + 1 + ts->repeating +
          (more_repeat ? 1 : 0);
 }
 
@@ -190,7 +194,7 @@ static weft__tbucket *bucket_new(weft__timers *ts, uint64_t deadline) {
   weft__tbucket *b = bucket_alloc(ts);
   b->deadline = deadline;
   b->head = b->tail = NULL;
-  b->gen = ts->gen;
+  b->due_prev = NULL;
   uint32_t h = hash_of(ts, deadline);
   b->hnext = ts->hash[h];
   ts->hash[h] = b;
@@ -199,12 +203,32 @@ static weft__tbucket *bucket_new(weft__timers *ts, uint64_t deadline) {
   return b;
 }
 
-/* A bucket leaves the heap and the hash when it empties or starts firing. */
+/* A bucket leaves the heap and the hash when it empties or is collected. */
 static void bucket_detach(weft__timers *ts, weft__tbucket *b) {
   heap_remove(ts, b);
   hash_unlink(ts, b);
   ts->bucket_count--;
   if (ts->last == b) ts->last = NULL;
+}
+
+/* The due list: collected buckets, in deadline order, each still holding
+ * at least one timer (a bucket that empties leaves it at once). */
+static void due_append(weft__timers *ts, weft__tbucket *b) {
+  b->hnext = NULL;
+  b->due_prev = ts->due_tail;
+  if (ts->due_tail) ts->due_tail->hnext = b;
+  else ts->due_head = b;
+  ts->due_tail = b;
+  ts->due_count++;
+}
+
+static void due_unlink(weft__timers *ts, weft__tbucket *b) {
+  if (b->due_prev) b->due_prev->hnext = b->hnext;
+  else ts->due_head = b->hnext;
+  if (b->hnext) b->hnext->due_prev = b->due_prev;
+  else ts->due_tail = b->due_prev;
+  b->hnext = b->due_prev = NULL;
+  ts->due_count--;
 }
 
 static void bucket_free(weft__timers *ts, weft__tbucket *b) {
@@ -223,7 +247,7 @@ static void timer_unlink(weft__timers *ts, weft_timer *t) {
   ts->linked--;
   if (t->repeat != 0) ts->repeating--;
   if (b->head != NULL) return;
-  if (b == ts->firing) ts->firing = NULL; /* already detached */
+  if (b->heap_index == NONE) due_unlink(ts, b); /* collected */
   else bucket_detach(ts, b);
   bucket_free(ts, b);
 }
@@ -248,30 +272,24 @@ static void timer_link(weft__timers *ts, weft_timer *t, uint64_t deadline) {
 
 /* ---- running ------------------------------------------------------------ */
 
-/* Fires a detached bucket in start order. Callbacks may stop, restart or
- * close any timer, including the rest of this bucket; the bucket is freed
- * by timer_unlink the moment it empties, and `firing` says whether it is
- * still there. */
-static void fire_bucket(weft_loop *loop, weft__tbucket *b) {
+/* Collects every bucket due at `now`, then fires the due list's timers in
+ * (deadline, start) order. Callbacks may stop, restart or close any timer,
+ * collected ones included: timer_unlink takes it off its bucket, and the
+ * bucket off the due list the moment it empties. A nested run (a callback
+ * running the loop) appends what is due by then and drains the same list. */
+void weft__timers_run(weft_loop *loop) {
   weft__timers *ts = &loop->timers;
-  ts->firing = b;
-  while (ts->firing == b) {
-    weft_timer *t = b->head;
+  while (ts->heap_len != 0 && ts->heap[0].deadline <= loop->now) {
+    weft__tbucket *b = ts->heap[0].b;
+    bucket_detach(ts, b);
+    due_append(ts, b);
+  }
+  while (ts->due_head != NULL) {
+    weft_timer *t = ts->due_head->head;
     timer_unlink(ts, t);
     if (t->repeat != 0) timer_link(ts, t, loop->now + t->repeat);
     else weft__handle_stop(&t->base);
     t->cb(t);
-  }
-}
-
-void weft__timers_run(weft_loop *loop) {
-  weft__timers *ts = &loop->timers;
-  uint32_t gen = ++ts->gen;
-  while (ts->heap_len != 0) {
-    weft__tbucket *b = ts->heap[0].b;
-    if (b->deadline > loop->now || b->gen == gen) break;
-    bucket_detach(ts, b);
-    fire_bucket(loop, b);
   }
 }
 

@@ -3,7 +3,10 @@
  * Timers whose deadlines are equal fire in the order they were started.
  * Expired timers are collected before any of them runs, so a callback that
  * restarts its own timer with a 0 ms timeout fires again on the next turn,
- * never in a spin within this one. */
+ * never in a spin within this one. Likewise any timer started during the
+ * batch, even on the deadline of a timer in the batch, or made due in it by
+ * weft_update_time(), waits for the next turn; one stopped or closed by an
+ * earlier callback of the batch does not fire. */
 #ifndef WEFT_TIMER_H
 #define WEFT_TIMER_H
 

@@ -107,6 +107,14 @@ Test(rlimit, explicit_backend_reports_emfile, .timeout = 10) {
   th_loop_finish(loop);
 }
 
+static int from_ev_done;
+static void noop_work(weft_work *w) { (void)w; }
+static void note_done(weft_work *w, int status) {
+  (void)w;
+  cr_assert_eq(status, 0, "%s", NAME(status));
+  from_ev_done++;
+}
+
 Test(rlimit, loop_from_ev_reports_emfile, .timeout = 10) {
   struct ev_loop *ev = ev_loop_new(EVFLAG_AUTO);
   cr_assert_not_null(ev);
@@ -121,6 +129,12 @@ Test(rlimit, loop_from_ev_reports_emfile, .timeout = 10) {
   }
   cr_assert_eq(err, 0, "%s", NAME(err));
   cr_assert_eq(failures, 2, "weft's eventfd and libev's");
+  /* no fd left, and the wrapped loop's first pool job needs none */
+  weft_work w;
+  from_ev_done = 0;
+  cr_assert_eq(weft_work_submit(loop, &w, WEFT_LANE_CPU, noop_work, note_done), 0);
+  weft_loop_run(loop, WEFT_RUN_DEFAULT);
+  cr_assert_eq(from_ev_done, 1);
   unfill();
   th_loop_finish(loop);
   ev_loop_destroy(ev);
@@ -336,6 +350,25 @@ Test(rlimit, spawn_reports_emfile, .timeout = 20) {
   cr_assert_eq(exit_status, 0);
   unfill();
   th_loop_finish(loop);
+}
+
+/* Without pidfds (forced) a child is watched through SIGCHLD: the first
+ * spawn starts an ev_signal, which needs no fd either. */
+Test(rlimit, spawn_without_pidfd_needs_no_fd, .timeout = 20) {
+  cr_assert_eq(setenv("WEFT_PROCESS_NO_PIDFD", "1", 1), 0);
+  weft_loop *loop = th_loop();
+  exits = 0;
+  exit_status = -1;
+  weft_process p;
+  fill();
+  int err = spawn_true(loop, &p, NULL, 0);
+  cr_assert_eq(err, 0, "%s", NAME(err));
+  weft_loop_run(loop, WEFT_RUN_DEFAULT);
+  cr_assert_eq(exits, 1);
+  cr_assert_eq(exit_status, 0);
+  unfill();
+  th_loop_finish(loop);
+  unsetenv("WEFT_PROCESS_NO_PIDFD");
 }
 
 static int connects;

@@ -407,7 +407,7 @@ Test(kvd, lists_and_wrongtype, .timeout = 20) {
 
 Test(kvd, command_minimal, .timeout = 20) {
   server s = start();
-  EXPECT(s, "(integer) 27\n", "COMMAND", "COUNT");
+  EXPECT(s, "(integer) 34\n", "COMMAND", "COUNT");
   EXPECT(s,
          "1) 1) \"get\"\n   2) (integer) 2\n   3) (empty array)\n   4) "
          "(integer) 1\n"
@@ -529,7 +529,9 @@ Test(kvd, oversized_requests_are_refused, .timeout = 20) {
   fd = raw_connect(s);
   raw_expect(fd, big, "-ERR Protocol error: too big inline request\r\n");
   raw_expect_eof(fd);
-  /* many large arguments: each is legal, the request as a whole is not */
+  /* many large arguments: each is legal, the request as a whole (over
+   * proto-max-bulk-len + 4 MiB) is not */
+  EXPECT(s, "OK\n", "CONFIG", "SET", "proto-max-bulk-len", "1mb");
   fd = raw_connect(s);
   static char arg[400 * 1024 + 64];
   int n = sprintf(arg, "$%d\r\n", 400 * 1024);
@@ -688,7 +690,8 @@ Test(kvd, bad_command_lines, .timeout = 20) {
   };
   for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
     cr_assert_eq(run(bad[i], NULL, out, sizeof out), 2, "case %zu", i);
-    cr_assert_str_eq(out, "usage: kvd --port P [--loops N] [--bind ADDR]\n");
+    cr_assert_eq(strncmp(out, "usage: kvd --port P [--loops N] [--bind ADDR]",
+                         45), 0, "%s", out);
   }
   server s = start(); /* a port in use fails cleanly */
   char port[16];
@@ -697,4 +700,279 @@ Test(kvd, bad_command_lines, .timeout = 20) {
   cr_assert_eq(run(busy, NULL, out, sizeof out), 1);
   cr_assert_str_eq(out, "kvd: address already in use\n");
   stop(s);
+}
+
+/* ---- glob, the server's commands, the bulk limit (Redis 7.0.15's answers,
+ * compared reply by reply) ------------------------------------------------ */
+
+/* The matcher itself, compiled into this suite. */
+#include "../examples/kvd/store.c"
+
+static bool glob_s(const char *pat, const char *s) {
+  return kvd_glob(pat, strlen(pat), s, strlen(s));
+}
+
+/* Each answer is redis-server 7.0.15's, from KEYS over the same keys. */
+Test(kvd, glob_matches_as_redis_does, .timeout = 10) {
+  static const struct {
+    const char *pat, *s;
+    bool hit;
+  } cases[] = {
+      {"*", "", false}, /* KEYS * lists "" only by its shortcut */
+      {"", "", true},     {"*", "a", true},      {"**", "", false},
+      {"a*", "a", true},  {"*a", "ba", true},    {"?", "", false},
+      {"?*", "ab", true}, {"a?c", "abc", true},  {"a?c", "ac", false},
+      {"a\\*c", "a*c", true}, {"a\\*c", "abc", false},
+      {"[ab]", "b", true},    {"[^ab]", "b", false}, {"[^ab]", "c", true},
+      {"[b-a]", "a", true},   /* a reversed range */
+      {"[a-]", "]", true},    /* Redis: "a-]" is a range up to ']' */
+      {"[-a]", "-", true},    {"[]]", "]", false},   {"[\\]]", "]", true},
+      {"[", "[", false},      {"[^", "x", true},     {"[a", "a", true},
+      {"\\", "\\", true},     {"a\\", "a\\", true},  {"a\\\\b", "a\\b", true},
+      {"h[ae]llo", "hallo", true}, {"h[^e]llo", "hello", false},
+      {"[a-\xff]", "b", false}, /* bytes compare as signed char */
+      {"[\x80-\xff]", "\xff", true}, {"*a*a*b", "aaab", true},
+      {"*a*a*b", "aab", true},  {"*a*a*b", "ab", false},
+      {"a*b*c", "axxbyyc", true}, {"a*b*c", "axxbyyd", false},
+  };
+  for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++)
+    cr_assert_eq(glob_s(cases[i].pat, cases[i].s), cases[i].hit,
+                 "'%s' on '%s'", cases[i].pat, cases[i].s);
+}
+
+/* A 1 MB pattern against a 1 MB string: no recursion (the old matcher
+ * recursed once per star), and retries only from the last star. */
+Test(kvd, glob_huge_inputs_use_bounded_stack, .timeout = 10) {
+  size_t n = 1 << 20;
+  char *pat = malloc(n + 2), *s = malloc(n + 1);
+  cr_assert(pat && s);
+  for (size_t i = 0; i < n; i += 2)
+    pat[i] = '*', pat[i + 1] = 'a';
+  memset(s, 'a', n);
+  cr_assert(kvd_glob(pat, n, s, n));
+  pat[n] = 'b'; /* now it cannot match: every star would have to retry */
+  cr_assert(!kvd_glob(pat, n + 1, s, n));
+  free(pat);
+  free(s);
+}
+
+/* Sends one command as RESP and returns the reply's first `want` bytes. */
+static void raw_cmd(int fd, const char *const *args, size_t nargs,
+                    const char *want) {
+  char head[64];
+  raw_send(fd, head, (size_t)sprintf(head, "*%zu\r\n", nargs));
+  for (size_t i = 0; i < nargs; i++) {
+    size_t n = strlen(args[i]);
+    raw_send(fd, head, (size_t)sprintf(head, "$%zu\r\n", n));
+    raw_send(fd, args[i], n);
+    raw_send(fd, "\r\n", 2);
+  }
+  static char buf[1 << 16];
+  raw_recv(fd, buf, strlen(want));
+  cr_assert_str_eq(buf, want);
+}
+
+Test(kvd, keys_long_and_exponential_patterns_return_at_once, .timeout = 10) {
+  server s = start();
+  char key[61];
+  memset(key, 'a', 60);
+  key[60] = '\0';
+  EXPECT(s, "OK\n", "SET", key, "1");
+  /* 12 s of backtracking before, for this one key */
+  EXPECT(s, "(empty array)\n", "KEYS", "*a*a*a*a*a*a*a*b");
+  EXPECT(s, "1) \"aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\"\n",
+         "KEYS", "*a*a*a*a*a*a*a*");
+  static char pat[100001]; /* 100 KB: "*a" 50,000 times */
+  for (size_t i = 0; i < 100000; i += 2)
+    pat[i] = '*', pat[i + 1] = 'a';
+  int fd = raw_connect(s);
+  raw_cmd(fd, (const char *const[]){"KEYS", pat}, 2, "*0\r\n");
+  pat[99999] = '*'; /* "*a" x 49,999 then "**": needs 49,999 a's */
+  raw_cmd(fd, (const char *const[]){"KEYS", pat}, 2, "*0\r\n");
+  memset(pat, '*', 100000);
+  raw_cmd(fd, (const char *const[]){"KEYS", pat}, 2, "*1\r\n$60\r\n");
+  close(fd);
+  stop(s);
+}
+
+/* The commands Redis's test suite runs before each unit (external-server
+ * mode, --singledb): the replies are redis-server 7.0.15's. */
+Test(kvd, server_commands_reply_as_redis, .timeout = 20) {
+  server s = start();
+  EXPECT(s, "OK\n", "SELECT", "0");
+  EXPECT(s, "(error) ERR DB index is out of range\n", "SELECT", "1");
+  EXPECT(s, "(error) ERR value is not an integer or out of range\n", "SELECT",
+         "x");
+  EXPECT(s, "(error) ERR wrong number of arguments for 'select' command\n",
+         "SELECT");
+  EXPECT(s, "OK\n", "MSET", "a", "1", "b", "2");
+  EXPECT(s, "OK\n", "SET", "c", "3", "EX", "100");
+  int fd = raw_connect(s);
+  raw_cmd(fd, (const char *const[]){"INFO", "keyspace"}, 2,
+          "$44\r\n# Keyspace\r\ndb0:keys=3,expires=1,avg_ttl=0\r\n\r\n");
+  raw_cmd(fd, (const char *const[]){"INFO", "nosuch"}, 2, "$0\r\n\r\n");
+  cr_assert_not_null(strstr(CLI(s, "INFO"), "redis_version:"));
+  EXPECT(s, "(error) ERR syntax error\n", "FLUSHDB", "x");
+  EXPECT(s, "OK\n", "FLUSHDB");
+  EXPECT(s, "(integer) 0\n", "DBSIZE");
+  raw_cmd(fd, (const char *const[]){"INFO", "KEYSPACE"}, 2,
+          "$12\r\n# Keyspace\r\n\r\n");
+  close(fd);
+  EXPECT(s, "OK\n", "FLUSHDB", "ASYNC");
+  EXPECT(s, "OK\n", "FUNCTION", "FLUSH");
+  EXPECT(s, "OK\n", "FUNCTION", "FLUSH", "SYNC");
+  EXPECT(s, "(error) ERR FUNCTION FLUSH only supports SYNC|ASYNC option\n",
+         "FUNCTION", "FLUSH", "x");
+  EXPECT(s,
+         "(error) ERR unknown subcommand or wrong number of arguments for "
+         "'FLUSH'. Try FUNCTION HELP.\n",
+         "FUNCTION", "FLUSH", "SYNC", "ASYNC");
+  EXPECT(s, "(error) ERR unknown subcommand 'FOO'. Try FUNCTION HELP.\n",
+         "FUNCTION", "FOO");
+  EXPECT(s, "1) \"proto-max-bulk-len\"\n2) \"536870912\"\n", "CONFIG", "GET",
+         "proto-max-bulk-len");
+  EXPECT(s, "1) \"PROTO-max-bulk-len\"\n2) \"536870912\"\n", "CONFIG", "GET",
+         "PROTO-max-bulk-len");
+  EXPECT(s, "(empty array)\n", "CONFIG", "GET", "nosuch");
+  EXPECT(s, "1) \"proto-max-bulk-len\"\n2) \"536870912\"\n", "CONFIG", "GET",
+         "proto*", "*bulk*");
+  EXPECT(s, "OK\n", "CONFIG", "SET", "proto-max-bulk-len", "2mb");
+  EXPECT(s, "1) \"proto-max-bulk-len\"\n2) \"2097152\"\n", "CONFIG", "GET",
+         "proto-max-bulk-len");
+  EXPECT(s,
+         "(error) ERR CONFIG SET failed (possibly related to argument "
+         "'proto-max-bulk-len') - argument must be between 1048576 and "
+         "9223372036854775807 inclusive\n",
+         "CONFIG", "SET", "proto-max-bulk-len", "1k");
+  EXPECT(s,
+         "(error) ERR CONFIG SET failed (possibly related to argument "
+         "'proto-max-bulk-len') - argument must be a memory value\n",
+         "CONFIG", "SET", "proto-max-bulk-len", "-1");
+  EXPECT(s,
+         "(error) ERR CONFIG SET failed (possibly related to argument "
+         "'proto-max-bulk-len') - duplicate parameter\n",
+         "CONFIG", "SET", "proto-max-bulk-len", "2mb", "proto-max-bulk-len",
+         "3mb");
+  EXPECT(s,
+         "(error) ERR Unknown option or number of arguments for CONFIG SET - "
+         "'nosuch'\n",
+         "CONFIG", "SET", "nosuch", "1");
+  EXPECT(s,
+         "(error) ERR CONFIG SET failed (possibly related to argument "
+         "'databases') - can't set immutable config\n",
+         "CONFIG", "SET", "databases", "2");
+  EXPECT(s, "(error) ERR wrong number of arguments for 'config|set' command\n",
+         "CONFIG", "SET", "proto-max-bulk-len");
+  EXPECT(s, "(error) ERR wrong number of arguments for 'config|get' command\n",
+         "CONFIG", "GET");
+  EXPECT(s, "(error) ERR unknown subcommand 'FOO'. Try CONFIG HELP.\n",
+         "CONFIG", "FOO");
+  EXPECT(s, "1) \"proto-max-bulk-len\"\n2) \"2097152\"\n", "CONFIG", "GET",
+         "proto-max-bulk-len"); /* the failed SETs changed nothing */
+  stop(s);
+}
+
+Test(kvd, set_repeated_expiry_last_wins, .timeout = 20) {
+  server s = start();
+  EXPECT(s, "OK\n", "SET", "k", "v", "EX", "10", "EX", "200");
+  EXPECT(s, "(integer) 200\n", "TTL", "k");
+  EXPECT(s, "OK\n", "SET", "k", "v", "PX", "10000", "PX", "300000");
+  EXPECT(s, "(integer) 300\n", "TTL", "k");
+  EXPECT(s, "OK\n", "SET", "k", "v", "EX", "abc", "EX", "400");
+  EXPECT(s, "(integer) 400\n", "TTL", "k");
+  EXPECT(s, "(error) ERR value is not an integer or out of range\n", "SET", "k",
+         "v", "EX", "1", "EX", "abc");
+  EXPECT(s, "(error) ERR syntax error\n", "SET", "k", "v", "EX", "10", "PX",
+         "20");
+  EXPECT(s, "(error) ERR syntax error\n", "SET", "k", "v", "EX", "10",
+         "KEEPTTL");
+  EXPECT(s, "(error) ERR syntax error\n", "SET", "k", "v", "EX", "abc", "PX");
+  EXPECT(s, "OK\n", "SET", "k", "v", "EXAT", "4102444800"); /* 2100 */
+  long long ttl = 0;
+  cr_assert_eq(sscanf(CLI(s, "TTL", "k"), "(integer) %lld", &ttl), 1);
+  cr_assert(ttl > 1000000000, "ttl %lld", ttl);
+  EXPECT(s, "OK\n", "SET", "k", "v", "PXAT", "100"); /* 1970: gone at once */
+  EXPECT(s, "(integer) -2\n", "TTL", "k");
+  stop(s);
+}
+
+Test(kvd, expire_checks_options_first, .timeout = 20) {
+  server s = start();
+  EXPECT(s, "OK\n", "SET", "k", "v");
+  EXPECT(s, "(error) ERR Unsupported option foo\n", "EXPIRE", "k", "abc",
+         "foo");
+  EXPECT(s,
+         "(error) ERR NX and XX, GT or LT options at the same time are not "
+         "compatible\n",
+         "EXPIRE", "k", "abc", "NX", "XX");
+  EXPECT(s,
+         "(error) ERR GT and LT options at the same time are not compatible\n",
+         "PEXPIRE", "k", "abc", "GT", "LT");
+  EXPECT(s, "(error) ERR value is not an integer or out of range\n", "EXPIRE",
+         "k", "abc", "NX");
+  EXPECT(s, "(error) ERR invalid expire time in 'expire' command\n", "EXPIRE",
+         "k", "9223372036854775807", "NX");
+  EXPECT(s, "(integer) 1\n", "EXPIREAT", "k", "4102444800");
+  EXPECT(s, "(integer) 0\n", "EXPIREAT", "k", "4102444801", "NX");
+  EXPECT(s, "(integer) 1\n", "PEXPIREAT", "k", "100", "LT"); /* past */
+  EXPECT(s, "(integer) 0\n", "EXISTS", "k");
+  stop(s);
+}
+
+static server start_opt(const char *name, const char *value) {
+  char path[PATH_MAX];
+  kvd_path(path, sizeof path);
+  int o[2];
+  cr_assert_eq(pipe(o), 0);
+  server s;
+  s.pid = fork();
+  cr_assert_geq(s.pid, 0);
+  if (s.pid == 0) {
+    prctl(PR_SET_PDEATHSIG, SIGTERM);
+    dup2(o[1], 1);
+    close(o[0]), close(o[1]);
+    execl(path, path, "--port", "0", name, value, (char *)NULL);
+    _exit(127);
+  }
+  close(o[1]);
+  char line[64] = "";
+  cr_assert_gt(read(o[0], line, sizeof line - 1), 0);
+  close(o[0]);
+  cr_assert_eq(sscanf(line, "listening on %d", &s.port), 1, "got '%s'", line);
+  return s;
+}
+
+/* A 4 MB SET was refused at 512 KiB; the limit is now Redis's 512 MB by
+ * default, --proto-max-bulk-len or CONFIG SET proto-max-bulk-len. */
+Test(kvd, bulk_limit_is_an_option, .timeout = 30) {
+  server s = start();
+  static char big[4000001];
+  memset(big, 'x', 4000000);
+  int fd = raw_connect(s);
+  raw_cmd(fd, (const char *const[]){"SET", "big", big}, 3, "+OK\r\n");
+  raw_cmd(fd, (const char *const[]){"STRLEN", "big"}, 2, "-ERR unknown");
+  close(fd);
+  EXPECT(s, "OK\n", "CONFIG", "SET", "proto-max-bulk-len", "1048576");
+  fd = raw_connect(s);
+  raw_expect(fd, "*1\r\n$1048577\r\n",
+             "-ERR Protocol error: invalid bulk length\r\n");
+  raw_expect_eof(fd);
+  stop(s);
+
+  s = start_opt("--proto-max-bulk-len", "2000000");
+  EXPECT(s, "1) \"proto-max-bulk-len\"\n2) \"2000000\"\n", "CONFIG", "GET",
+         "proto-max-bulk-len");
+  fd = raw_connect(s);
+  raw_expect(fd, "*1\r\n$2000001\r\n",
+             "-ERR Protocol error: invalid bulk length\r\n");
+  raw_expect_eof(fd);
+  stop(s);
+
+  char path[PATH_MAX];
+  kvd_path(path, sizeof path);
+  static char out[4096];
+  cr_assert_eq(run((const char *const[]){path, "--port", "0",
+                                         "--proto-max-bulk-len", "1000", NULL},
+                   NULL, out, sizeof out),
+               2, "%s", out); /* below Redis's 1 MiB minimum */
 }

@@ -484,7 +484,7 @@ static void on_addrinfo(int status, weft_addrinfo *res, void *arg) {
   weft_freeaddrinfo(res);
 }
 
-/* The channel's first use and a numeric lookup need no fd. A query that
+/* The channel's creation and a numeric lookup need no fd. A query that
  * needs a socket fails through its callback: c-ares reports socket()
  * failing as "no server reachable" (io/dns.c does not see the errno, see
  * the report of this change), never an abort; once an fd is back the same
@@ -495,10 +495,12 @@ Test(rlimit, dns_with_no_fd_left, .timeout = 20) {
   cr_assert_eq(err, 0, "dnsmasq: %s", NAME(err));
   weft_loop *loop = th_loop();
   dns_calls = 0;
-  cr_assert_eq(weft_dns_set_servers(loop, d.server), 0);
   struct addrinfo numeric = {.ai_family = AF_INET, .ai_flags = AI_NUMERICHOST};
   struct addrinfo by_name = {.ai_family = AF_INET, .ai_socktype = SOCK_STREAM};
   fill();
+  /* the loop's first DNS call: the channel is made with no fd left */
+  err = weft_dns_set_servers(loop, d.server);
+  cr_assert_eq(err, 0, "%s", NAME(err));
   err = weft_getaddrinfo(loop, "127.0.0.1", "80", &numeric, on_addrinfo, NULL);
   cr_assert_eq(err, 0, "%s", NAME(err));
   weft_loop_run(loop, WEFT_RUN_DEFAULT);

@@ -267,6 +267,70 @@ Test(timer, restart_of_a_later_deadline_in_same_batch_waits_a_turn, .timeout = 5
   same_batch(2, 1, true);
 }
 
+/* ---- a failed start or set_repeat changes nothing ---------------------- */
+
+#define FULL_ROOM 64 /* the first slab's buckets, heap entries and hash */
+
+typedef enum { ROOM_RESTART, ROOM_SET_REPEAT } room_op;
+
+static void count_100(weft_timer *t) { *(int *)t->base.data += 100; }
+
+/* Fills the first slab with FULL_ROOM active timers on distinct deadlines,
+ * then restarts the last one (with another callback) or makes it
+ * repeating: either needs a new slab. Allocation `fail_at` fails (0: none).
+ * Returns the operation's status, having checked that a failure left the
+ * timer as it was; stores the allocations made before the operation. */
+static int op_needing_room(room_op op, size_t fail_at, size_t *calls_before) {
+  static weft_timer t[FULL_ROOM];
+  th_alloc_install(fail_at);
+  weft_loop *loop = th_loop();
+  int fired = 0;
+  for (int i = 0; i < FULL_ROOM; i++) {
+    cr_assert_eq(weft_timer_init(loop, &t[i]), 0);
+    t[i].base.data = &fired;
+    cr_assert_eq(weft_timer_start(&t[i], count, 10 + (uint64_t)i, 0), 0);
+  }
+  weft_timer *last = &t[FULL_ROOM - 1];
+  uint64_t due = weft_timer_due_in(last);
+  *calls_before = th_alloc_calls();
+  int e = op == ROOM_RESTART ? weft_timer_start(last, count_100, 5, 0)
+                             : weft_timer_set_repeat(last, 7);
+  if (e != 0) {
+    cr_assert_eq(e, -ENOMEM, "%s", weft_err_name(e));
+    cr_assert(weft_is_active(&last->base), "a failed call stopped the timer");
+    cr_assert_eq(weft_timer_due_in(last), due, "a failed call moved the timer");
+    cr_assert_eq(weft_timer_get_repeat(last), 0);
+  } else {
+    cr_assert_eq(weft_timer_due_in(last), op == ROOM_RESTART ? 5 : due);
+    cr_assert_eq(weft_timer_get_repeat(last), op == ROOM_RESTART ? 0 : 7);
+    if (op == ROOM_SET_REPEAT) cr_assert_eq(weft_timer_set_repeat(last, 0), 0);
+  }
+  /* the loop still works (only one allocation fails): every timer fires
+   * once, `last` with the callback it was left with */
+  cr_assert_eq(weft_loop_run(loop, WEFT_RUN_DEFAULT), 0);
+  bool moved = op == ROOM_RESTART && e == 0;
+  cr_assert_eq(fired, moved ? FULL_ROOM - 1 + 100 : FULL_ROOM);
+  th_loop_finish(loop);
+  th_alloc_restore();
+  return e;
+}
+
+static void room_case(room_op op) {
+  size_t before, unused;
+  cr_assert_eq(op_needing_room(op, 0, &before), 0);
+  cr_assert_gt(th_alloc_calls(), before, "the operation allocated nothing");
+  cr_assert_eq(op_needing_room(op, before + 1, &unused), -ENOMEM);
+  cr_assert_eq(th_alloc_failed(), 1);
+}
+
+Test(timer, restart_that_cannot_grow_leaves_the_timer_as_it_was, .timeout = 10) {
+  room_case(ROOM_RESTART);
+}
+
+Test(timer, set_repeat_that_cannot_grow_leaves_the_timer_as_it_was, .timeout = 10) {
+  room_case(ROOM_SET_REPEAT);
+}
+
 /* ---- a batch is collected before any of it runs ----------------------- */
 
 typedef struct joiner {

@@ -42,8 +42,9 @@ WEFT_API int weft_timer_init(weft_loop *loop, weft_timer *t);
  * `repeat_ms` if that is nonzero. Restarting an active timer moves it.
  * Returns 0; -EINVAL for NULL, a closing handle, or a timeout or repeat
  * above WEFT_TIMEOUT_MAX (negative values cast to uint64_t land there);
- * -ENOMEM if the heap had to grow and could not (the timer is then left
- * stopped). */
+ * -ENOMEM if the timer structures had to grow and could not; nothing then
+ * changes (a stopped timer stays stopped, an active one keeps its
+ * deadline, callback and repeat). */
 WEFT_API int weft_timer_start(weft_timer *t, weft_timer_cb cb,
                               uint64_t timeout_ms, uint64_t repeat_ms);
 
@@ -56,7 +57,10 @@ WEFT_API int weft_timer_stop(weft_timer *t);
  * callback), -ENOMEM as weft_timer_start(). */
 WEFT_API int weft_timer_again(weft_timer *t);
 
-/** Sets the repeat used from the next expiry on. -EINVAL above the max. */
+/** Sets the repeat used from the next expiry on. Returns 0; -EINVAL for
+ * NULL or above WEFT_TIMEOUT_MAX; -ENOMEM if an active timer becomes
+ * repeating and the room for rescheduling it could not be reserved (the
+ * repeat is then unchanged). */
 WEFT_API int weft_timer_set_repeat(weft_timer *t, uint64_t repeat_ms);
 
 /** The repeat interval in ms (0 for NULL). */

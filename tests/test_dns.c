@@ -55,7 +55,7 @@ static void on_addr(int status, weft_addrinfo *res, void *arg) {
   result *r = arg;
   r->calls++;
   r->status = status;
-  cr_assert_eq(status == 0, res != NULL);
+  cr_assert_eq(status == 0, res != NULL, "%s", weft_err_name(status));
   record_list(r, res);
   weft_freeaddrinfo(res);
 }
@@ -64,7 +64,8 @@ static void on_name(int status, const char *host, const char *service, void *arg
   result *r = arg;
   r->calls++;
   r->status = status;
-  cr_assert_eq(status == 0, host != NULL && service != NULL);
+  cr_assert_eq(status == 0, host != NULL && service != NULL, "%s",
+               weft_err_name(status));
   if (host) snprintf(r->host, sizeof r->host, "%s", host);
   if (service) snprintf(r->service, sizeof r->service, "%s", service);
 }
@@ -137,7 +138,18 @@ Test(dns, use_hosts_file_bad_input_and_busy, .timeout = 10) {
   err = weft_dns_use_hosts_file(loop, true);
   cr_assert_eq(err, 0, "%s", weft_err_name(err));
   run(loop);
-  cr_assert_eq(weft_future_error(f), -ECANCELED);
+  cr_assert_eq(weft_future_error(f), -ECANCELED, "%s",
+               weft_err_name(weft_future_error(f)));
+  /* the servers and options survive it: the silent server, 100 ms, 1 try */
+  cr_assert_eq(weft_dns_set_options(loop, 100, 1), 0);
+  cr_assert_eq(weft_dns_use_hosts_file(loop, false), 0);
+  result r = {0};
+  uint64_t t0 = weft_now(loop);
+  cr_assert_eq(weft_getaddrinfo(loop, "y.test", NULL, NULL, on_addr, &r), 0);
+  run(loop);
+  cr_assert_eq(r.calls, 1);
+  cr_assert_eq(r.status, WEFT_EDNS_TIMEOUT, "%s", weft_err_name(r.status));
+  cr_assert_lt(weft_now(loop) - t0, 1000u);
   weft_future_unref(f);
   close(fd);
   th_loop_finish(loop);
@@ -219,7 +231,7 @@ Test(dns, many_concurrent_queries, .timeout = 10) {
   run(loop);
   for (int i = 0; i < N; i++) {
     cr_assert_eq(r[i].calls, 1);
-    cr_assert_eq(r[i].status, i % 2 ? 0 : WEFT_EDNS_NOTFOUND);
+    cr_assert_eq(r[i].status, i % 2 ? 0 : WEFT_EDNS_NOTFOUND, "%s", weft_err_name(r[i].status));
   }
   th_dnsmasq_stop(&d);
   th_loop_finish(loop);
@@ -251,7 +263,7 @@ Test(dns, numeric_host_answers_without_a_server, .timeout = 10) {
   cr_assert_eq(r.calls, 0);
   run(loop);
   cr_assert_eq(r.calls, 1);
-  cr_assert_eq(r.status, 0);
+  cr_assert_eq(r.status, 0, "%s", weft_err_name(r.status));
   cr_assert_str_eq(r.first, "::1");
   cr_assert_eq(r.first_port, 443);
   th_loop_finish(loop);
@@ -343,7 +355,8 @@ Test(dns, numeric_host_future_and_cancel, .timeout = 10) {
   const struct sockaddr_in *in = (const struct sockaddr_in *)ai->addr;
   cr_assert_eq(in->sin_addr.s_addr, htonl(INADDR_LOOPBACK));
   cr_assert_eq(ntohs(in->sin_port), 5);
-  cr_assert_eq(weft_future_error(g), -ECANCELED);
+  cr_assert_eq(weft_future_error(g), -ECANCELED, "%s",
+               weft_err_name(weft_future_error(g)));
   weft_future_unref(f);
   weft_future_unref(g);
   close(fd);
@@ -397,7 +410,7 @@ Test(dns, getnameinfo_numeric, .timeout = 10) {
                                 NI_NUMERICHOST | NI_NUMERICSERV, on_name, &r), 0);
   run(loop);
   cr_assert_eq(r.calls, 1);
-  cr_assert_eq(r.status, 0);
+  cr_assert_eq(r.status, 0, "%s", weft_err_name(r.status));
   cr_assert_str_eq(r.host, "::1");
   cr_assert_str_eq(r.service, "53");
   th_loop_finish(loop);
@@ -430,15 +443,16 @@ Test(dns, addresses_sorted_by_precedence, .timeout = 10) {
 
 typedef struct chain {
   weft_loop *loop;
-  int done, settings_rc;
+  int done, settings_rc, hosts_rc;
 } chain;
 
 static void on_chain(int status, weft_addrinfo *res, void *arg) {
   chain *c = arg;
-  cr_assert_eq(status, 0);
+  cr_assert_eq(status, 0, "%s", weft_err_name(status));
   weft_freeaddrinfo(res);
   /* inside c-ares' processing: replacing the channel is refused */
   c->settings_rc = weft_dns_set_options(c->loop, 500, 2);
+  c->hosts_rc = weft_dns_use_hosts_file(c->loop, true);
   if (++c->done < 5)
     cr_assert_eq(weft_getaddrinfo(c->loop, "a.test", NULL, NULL, on_chain, c), 0);
 }
@@ -447,11 +461,12 @@ Test(dns, lookups_started_from_callbacks, .timeout = 10) {
   weft_loop *loop = th_loop();
   th_dnsmasq d;
   start_dnsmasq(&d, loop);
-  chain c = {loop, 0, 1};
+  chain c = {loop, 0, 1, 1};
   cr_assert_eq(weft_getaddrinfo(loop, "a.test", NULL, NULL, on_chain, &c), 0);
   run(loop);
   cr_assert_eq(c.done, 5);
   cr_assert_eq(c.settings_rc, -EBUSY);
+  cr_assert_eq(c.hosts_rc, -EBUSY, "%s", weft_err_name(c.hosts_rc));
   cr_assert_eq(weft_dns_set_options(loop, 500, 2), 0);
   th_dnsmasq_stop(&d);
   th_loop_finish(loop);
@@ -487,7 +502,8 @@ Test(dns, future_rejects_with_dns_code, .timeout = 10) {
   cr_assert_eq(weft_getaddrinfo_future(loop, "nope.test", NULL, NULL, &f), 0);
   run(loop);
   cr_assert_eq(weft_future_state_get(f), WEFT_FUTURE_REJECTED);
-  cr_assert_eq(weft_future_error(f), WEFT_EDNS_NOTFOUND);
+  cr_assert_eq(weft_future_error(f), WEFT_EDNS_NOTFOUND, "%s",
+               weft_err_name(weft_future_error(f)));
   weft_future_unref(f);
   th_dnsmasq_stop(&d);
   th_loop_finish(loop);
@@ -556,7 +572,7 @@ Test(dns, embedded_loop_sees_dns_deadlines, .timeout = 10) {
     poll(&p, 1, ms);
     weft_loop_run(loop, WEFT_RUN_NOWAIT);
   }
-  cr_assert_eq(r.status, WEFT_EDNS_TIMEOUT);
+  cr_assert_eq(r.status, WEFT_EDNS_TIMEOUT, "%s", weft_err_name(r.status));
   close(fd);
   th_loop_finish(loop);
 }
@@ -569,7 +585,8 @@ Test(dns, cancel_future_mid_query, .timeout = 10) {
   cr_assert_eq(weft_loop_run(loop, WEFT_RUN_NOWAIT), 1); /* query sent */
   cr_assert_eq(weft_future_cancel(f), 0);
   cr_assert_eq(weft_future_state_get(f), WEFT_FUTURE_CANCELLED);
-  cr_assert_eq(weft_future_error(f), -ECANCELED);
+  cr_assert_eq(weft_future_error(f), -ECANCELED, "%s",
+               weft_err_name(weft_future_error(f)));
   cr_assert_eq(weft_future_cancel(f), -EALREADY);
   run(loop); /* returns at once: the abandoned query holds nothing */
   weft_future_unref(f);
@@ -588,9 +605,10 @@ Test(dns, cancel_before_an_inline_answer_is_delivered, .timeout = 10) {
   cr_assert_eq(weft_future_cancel(f), 0);
   cr_assert_eq(weft_dns_cancel_all(loop), 1);
   run(loop);
-  cr_assert_eq(weft_future_error(f), -ECANCELED);
+  cr_assert_eq(weft_future_error(f), -ECANCELED, "%s",
+               weft_err_name(weft_future_error(f)));
   cr_assert_eq(r.calls, 1);
-  cr_assert_eq(r.status, -ECANCELED);
+  cr_assert_eq(r.status, -ECANCELED, "%s", weft_err_name(r.status));
   weft_future_unref(f);
   th_loop_finish(loop);
 }
@@ -627,12 +645,13 @@ Test(dns, cancel_all_completes_callbacks_once, .timeout = 10) {
   cr_assert_eq(weft_loop_run(loop, WEFT_RUN_NOWAIT), 1);
   cr_assert_eq(weft_dns_cancel_all(loop), 3);
   cr_assert_eq(r[0].calls + r[1].calls, 0, "cancel completed inline");
-  cr_assert_eq(weft_future_error(f), -ECANCELED);
+  cr_assert_eq(weft_future_error(f), -ECANCELED, "%s",
+               weft_err_name(weft_future_error(f)));
   cr_assert_eq(weft_dns_cancel_all(loop), 0);
   run(loop);
   for (int i = 0; i < 2; i++) {
     cr_assert_eq(r[i].calls, 1);
-    cr_assert_eq(r[i].status, -ECANCELED);
+    cr_assert_eq(r[i].status, -ECANCELED, "%s", weft_err_name(r[i].status));
   }
   weft_future_unref(f);
   close(fd);
@@ -651,7 +670,7 @@ Test(dns, loop_free_with_query_outstanding, .timeout = 10) {
   cr_assert_eq(weft_dns_cancel_all(loop), 1);
   run(loop);
   cr_assert_eq(r.calls, 1);
-  cr_assert_eq(r.status, -ECANCELED);
+  cr_assert_eq(r.status, -ECANCELED, "%s", weft_err_name(r.status));
   /* c-ares still holds the abandoned query; freeing the loop destroys the
    * channel, which reaps it without any callback */
   cr_assert_eq(weft_loop_free(loop), 0);
@@ -717,7 +736,7 @@ Test(dns, settings_change_after_cancel, .timeout = 10) {
   cr_assert_eq(weft_getaddrinfo(loop, "y.test", NULL, NULL, on_addr, &r), 0);
   run(loop);
   cr_assert_eq(r.calls, 1);
-  cr_assert_eq(r.status, WEFT_EDNS_TIMEOUT);
+  cr_assert_eq(r.status, WEFT_EDNS_TIMEOUT, "%s", weft_err_name(r.status));
   weft_future_unref(f);
   close(fd);
   th_loop_finish(loop);
@@ -785,7 +804,7 @@ static void alloc_failures(int kind) {
     int rc = start_kind(loop, kind, &r, &f);
     bool failed = th_alloc_failed() != 0;
     if (rc != 0) {
-      cr_assert_eq(rc, -ENOMEM);
+      cr_assert_eq(rc, -ENOMEM, "%s", weft_err_name(rc));
       cr_assert(failed);
       cr_assert_null(f);
     }

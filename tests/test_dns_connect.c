@@ -47,7 +47,7 @@ typedef struct server {
 
 static void on_connection(weft_stream *s, int status) {
   server *sv = s->base.data;
-  cr_assert_eq(status, 0);
+  cr_assert_eq(status, 0, "%s", weft_err_name(status));
   cr_assert_eq(weft_tcp_init(weft_handle_loop(&s->base), &sv->peer), 0);
   cr_assert_eq(weft_stream_accept(s, &sv->peer.stream), 0);
   sv->accepted++;
@@ -198,7 +198,7 @@ Test(connect_host, refused_and_notfound, .timeout = 10) {
   cr_assert_eq(r[0].calls, 1);
   cr_assert_eq(r[0].status, -ECONNREFUSED, "%s", weft_err_name(r[0].status));
   cr_assert_eq(r[1].calls, 1);
-  cr_assert_eq(r[1].status, WEFT_EDNS_NOTFOUND);
+  cr_assert_eq(r[1].status, WEFT_EDNS_NOTFOUND, "%s", weft_err_name(r[1].status));
   th_dnsmasq_stop(&d);
   th_loop_finish(loop);
 }
@@ -212,7 +212,8 @@ Test(connect_host, cancel_during_lookup, .timeout = 10) {
   cr_assert_eq(weft_tcp_connect_host_future(&t, "x.test", 80, &f), 0);
   cr_assert_eq(weft_loop_run(loop, WEFT_RUN_NOWAIT), 1);
   cr_assert_eq(weft_future_cancel(f), 0);
-  cr_assert_eq(weft_future_error(f), -ECANCELED);
+  cr_assert_eq(weft_future_error(f), -ECANCELED, "%s",
+               weft_err_name(weft_future_error(f)));
   weft_close(&t.stream.base, NULL);
   run(loop);
   weft_future_unref(f);
@@ -238,7 +239,7 @@ Test(connect_host, handle_closed_during_lookup, .timeout = 10) {
   cr_assert_eq(weft_close(&t.stream.base, NULL), 0);
   run(loop);
   cr_assert_eq(r.calls, 1);
-  cr_assert_eq(r.status, -ECANCELED);
+  cr_assert_eq(r.status, -ECANCELED, "%s", weft_err_name(r.status));
   th_dnsmasq_stop(&d);
   th_loop_finish(loop);
 }

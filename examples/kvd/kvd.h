@@ -3,6 +3,7 @@
  * kvd.c      the server: loops, listeners, connections, RESP parsing
  * store.c    the store: sharded hash tables, expiry heaps, glob matching
  * cmd.c      the commands: argument checks and RESP replies
+ * admin.c    the server's commands: SELECT, FLUSHDB, CONFIG, INFO, ...
  *
  * The store is shared by every loop (--loops N): keys are spread over
  * KVD_SHARDS shards by hash, each with its own mutex, so commands on one

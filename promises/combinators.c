@@ -1,24 +1,20 @@
 /* weft — all, all_settled, any, race (and the node machinery timeout uses).
  *
  * An aggregate registers one node per input: a small future (K_NODE) in the
- * input's list of continuations, holding a reference to the input and a
- * plain pointer back to the aggregate. The aggregate keeps its nodes in a
- * chain (through the nodes' `waiters` field) and cuts the back pointers
- * when it is freed, so nodes that outlive it do nothing when they fire.
+ * input's list of continuations, holding a reference to the input (`src`)
+ * and a plain pointer back to the aggregate (u.node.agg). The aggregate
+ * keeps its nodes in a chain (its `src`, then u.node.chain), counts inputs
+ * still to come in v.remaining, and cuts the back pointers when it is
+ * freed, so nodes that outlive it do nothing when they fire. A node firing
+ * hands the input to its aggregate's kind (`propagate`), which decides.
  * Nodes are all drawn before any is registered: a failure leaves nothing
  * behind. */
 #include "internal.h"
 
-static void agg_finish(weft_future *a, uint8_t state, int64_t v) {
-  a->v.i = v;
-  a->flags &= (uint8_t)~F_VALUE;
-  weft__future_settle(a, state);
-}
-
 static void free_chain(weft_future *n) {
   while (n != NULL) {
-    weft_future *nx = n->waiters;
-    n->waiters = NULL;
+    weft_future *nx = n->u.node.chain;
+    n->u.node.chain = NULL;
     weft_future_unref(n);
     n = nx;
   }
@@ -41,18 +37,17 @@ int weft__gather(weft_loop *loop, weft_future *const *fs, size_t n,
       weft_future_unref(agg);
       return err;
     }
-    if (tail != NULL) tail->waiters = node;
+    if (tail != NULL) tail->u.node.chain = node;
     else head = node;
     tail = node;
   }
   agg->src = head;
-  agg->v.i = (int64_t)n;              /* inputs still to come */
-  agg->u.h.arg = (void *)(uintptr_t)n; /* input count */
+  agg->v.remaining = (int64_t)n;
+  agg->u.agg.count = n;
   size_t i = 0;
-  for (weft_future *node = head; node != NULL; node = node->waiters, i++) {
+  for (weft_future *node = head; node != NULL; node = node->u.node.chain, i++) {
     node->src = weft_future_ref(fs[i]);
-    node->u.h.arg = agg;
-    node->v.i = (int64_t)i;
+    node->u.node.agg = agg;
     weft__future_wait(fs[i], weft_future_ref(node)); /* + the chain's */
   }
   *out = agg;
@@ -63,7 +58,7 @@ int weft__gather(weft_loop *loop, weft_future *const *fs, size_t n,
  * taken out of those inputs' continuations: they no longer count as
  * consumers (see weft__future_sole) and will not fire for nothing. */
 void weft__agg_detach(weft_future *agg) {
-  for (weft_future *n = agg->src; n != NULL; n = n->waiters)
+  for (weft_future *n = agg->src; n != NULL; n = n->u.node.chain)
     if (n->src->state == WEFT_FUTURE_PENDING) weft__future_unwait(n->src, n);
 }
 
@@ -71,68 +66,91 @@ void weft__agg_detach(weft_future *agg) {
 static void cancel_rest(weft_future *agg) {
   weft_future_ref(agg);
   weft__agg_detach(agg);
-  for (weft_future *n = agg->src; n != NULL; n = n->waiters)
+  for (weft_future *n = agg->src; n != NULL; n = n->u.node.chain)
     if (n->src->state == WEFT_FUTURE_PENDING) weft_future_cancel(n->src);
   weft_future_unref(agg);
 }
 
-void weft__agg_cancel(weft_future *agg) {
-  for (weft_future *n = agg->src; n != NULL; n = n->waiters) {
+weft_future *weft__agg_cancel(weft_future *agg) {
+  for (weft_future *n = agg->src; n != NULL; n = n->u.node.chain) {
     weft_future *in = n->src;
     if (in->state != WEFT_FUTURE_PENDING) continue;
     bool sole = weft__future_sole(in, n);
     weft__future_unwait(in, n);
     if (sole) weft_future_cancel(in);
   }
+  return NULL;
 }
 
-void weft__agg_fire(weft_future *node) {
-  weft_future *agg = node->u.h.arg, *in = node->src;
-  if (agg == NULL || agg->state != WEFT_FUTURE_PENDING) return;
-  bool ok = in->state == WEFT_FUTURE_FULFILLED;
-  int64_t count = (int64_t)(uintptr_t)agg->u.h.arg;
-  switch (agg->kind) {
-  case K_ALL:
-    if (!ok) {
-      agg_finish(agg, WEFT_FUTURE_REJECTED, in->v.i);
-      cancel_rest(agg);
-    } else if (--agg->v.i == 0) {
-      agg_finish(agg, WEFT_FUTURE_FULFILLED, count);
-    }
-    break;
-  case K_ALL_SETTLED:
-    if (--agg->v.i == 0) agg_finish(agg, WEFT_FUTURE_FULFILLED, count);
-    break;
-  case K_ANY:
-    if (ok) {
-      weft__future_pass(agg, in);
-      cancel_rest(agg);
-    } else if (--agg->v.i == 0) {
-      agg_finish(agg, WEFT_FUTURE_REJECTED, WEFT_EAGGREGATE);
-    }
-    break;
-  case K_TIMEOUT:
-    weft__timed_cancel(agg); /* stop the timer first: pass reuses u */
-    weft__future_pass(agg, in);
-    break;
-  default: /* K_RACE */
-    weft__future_pass(agg, in);
-    break;
+/* Detaches the nodes: they may outlive the aggregate in their inputs'
+ * lists. */
+void weft__agg_release(weft_future *agg, weft_future **todo) {
+  for (weft_future *n = agg->src, *nx; n != NULL; n = nx) {
+    nx = n->u.node.chain;
+    n->u.node.chain = NULL;
+    n->u.node.agg = NULL;
+    weft__future_drop(n, todo);
   }
+}
+
+static void node_fire(weft_future *node) {
+  weft_future *agg = node->u.node.agg;
+  if (agg == NULL || agg->state != WEFT_FUTURE_PENDING) return;
+  weft__kind_of(agg)->propagate(agg, node->src);
   if (agg->state != WEFT_FUTURE_PENDING) weft__agg_detach(agg);
 }
+
+static void all_propagate(weft_future *agg, weft_future *in) {
+  if (in->state != WEFT_FUTURE_FULFILLED) {
+    weft__future_finish(agg, WEFT_FUTURE_REJECTED, in->v.i);
+    cancel_rest(agg);
+  } else if (--agg->v.remaining == 0) {
+    weft__future_finish(agg, WEFT_FUTURE_FULFILLED, (int64_t)agg->u.agg.count);
+  }
+}
+
+static void all_settled_propagate(weft_future *agg, weft_future *in) {
+  WEFT__UNUSED(in);
+  if (--agg->v.remaining == 0)
+    weft__future_finish(agg, WEFT_FUTURE_FULFILLED, (int64_t)agg->u.agg.count);
+}
+
+static void any_propagate(weft_future *agg, weft_future *in) {
+  if (in->state == WEFT_FUTURE_FULFILLED) {
+    weft__future_pass(agg, in);
+    cancel_rest(agg);
+  } else if (--agg->v.remaining == 0) {
+    weft__future_finish(agg, WEFT_FUTURE_REJECTED, WEFT_EAGGREGATE);
+  }
+}
+
+static void race_propagate(weft_future *agg, weft_future *in) {
+  weft__future_pass(agg, in);
+}
+
+#define AGG_KIND(kname, prop)                                                \
+  {.name = kname, .propagate = prop, .cancel = weft__agg_cancel,            \
+   .release = weft__agg_release}
+
+/* a node is nobody's to settle or cancel: only its aggregate sees it */
+const weft__kind weft__node_kind = {.name = "node", .fire = node_fire};
+const weft__kind weft__all_kind = AGG_KIND("all", all_propagate);
+const weft__kind weft__all_settled_kind =
+    AGG_KIND("all_settled", all_settled_propagate);
+const weft__kind weft__any_kind = AGG_KIND("any", any_propagate);
+const weft__kind weft__race_kind = AGG_KIND("race", race_propagate);
 
 int weft_future_all(weft_loop *loop, weft_future *const *fs, size_t n,
                     weft_future **out) {
   int err = weft__gather(loop, fs, n, K_ALL, out);
-  if (err == 0 && n == 0) agg_finish(*out, WEFT_FUTURE_FULFILLED, 0);
+  if (err == 0 && n == 0) weft__future_finish(*out, WEFT_FUTURE_FULFILLED, 0);
   return err;
 }
 
 int weft_future_all_settled(weft_loop *loop, weft_future *const *fs, size_t n,
                             weft_future **out) {
   int err = weft__gather(loop, fs, n, K_ALL_SETTLED, out);
-  if (err == 0 && n == 0) agg_finish(*out, WEFT_FUTURE_FULFILLED, 0);
+  if (err == 0 && n == 0) weft__future_finish(*out, WEFT_FUTURE_FULFILLED, 0);
   return err;
 }
 
@@ -140,7 +158,7 @@ int weft_future_any(weft_loop *loop, weft_future *const *fs, size_t n,
                     weft_future **out) {
   int err = weft__gather(loop, fs, n, K_ANY, out);
   if (err == 0 && n == 0)
-    agg_finish(*out, WEFT_FUTURE_REJECTED, WEFT_EAGGREGATE);
+    weft__future_finish(*out, WEFT_FUTURE_REJECTED, WEFT_EAGGREGATE);
   return err;
 }
 

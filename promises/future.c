@@ -31,13 +31,7 @@ static void teardown(weft_loop *loop, void *state) {
     m->slabs = s->next;
     weft__free(s);
   }
-  /* every holder, idle or not: by now their timers are closed (a loop is
-   * freed only once its handles are), whoever closed them */
-  while (m->timers != NULL) {
-    void *t = m->timers;
-    m->timers = *(void **)t;
-    weft__free(t);
-  }
+  if (m->timers_teardown != NULL) m->timers_teardown(m); /* timed.c's */
   weft__free(m);
 }
 
@@ -101,23 +95,8 @@ int weft_future_set_unhandled_hook(weft_loop *loop, weft_unhandled_cb cb,
   return 0;
 }
 
-static inline bool is_derived(uint8_t kind) {
-  return kind >= K_THEN && kind <= K_ADOPT;
-}
-static inline bool is_agg(uint8_t kind) {
-  return kind >= K_ALL && kind <= K_TIMEOUT;
-}
-
-/* Drops a reference; a future reaching 0 joins `todo` (linked by `next`,
- * which no list uses any more: every list holds a reference). */
-static inline void drop(weft_future *f, weft_future **todo) {
-  if (f != NULL && --f->refs == 0) {
-    f->next = *todo;
-    *todo = f;
-  }
-}
-
 static void release_one(weft_future *f, weft_future **todo) {
+  const weft__kind *k = weft__kind_of(f);
   fmod *m = weft__module_get(f->loop, WEFT__MOD_FUTURE);
   if (f->state == WEFT_FUTURE_REJECTED && !(f->flags & F_OBSERVED)) {
     if (m->unhandled != NULL)
@@ -128,17 +107,8 @@ static void release_one(weft_future *f, weft_future **todo) {
   if (f->state == WEFT_FUTURE_FULFILLED && (f->flags & F_PTR) &&
       f->u.dtor != NULL)
     f->u.dtor(f->v.p);
-  if (is_agg(f->kind)) {
-    /* detach the nodes: they may outlive us in their inputs' lists */
-    for (weft_future *n = f->src, *nx; n != NULL; n = nx) {
-      nx = n->waiters;
-      n->waiters = NULL;
-      n->u.h.arg = NULL;
-      drop(n, todo);
-    }
-  } else {
-    drop(f->src, todo);
-  }
+  if (k->release != NULL) k->release(f, todo);
+  else weft__future_drop(f->src, todo);
   f->next = m->free;
   m->free = f;
 }
@@ -160,7 +130,7 @@ static void release(weft_future *f) {
 static inline void unref(weft_future *f) {
   if (--f->refs != 0) return;
   if (f->src == NULL && f->state != WEFT_FUTURE_REJECTED &&
-      !(f->flags & F_PTR) && !is_agg(f->kind)) {
+      !(f->flags & F_PTR) && weft__kind_of(f)->release == NULL) {
     fmod *m = weft__module_get(f->loop, WEFT__MOD_FUTURE);
     f->next = m->free;
     m->free = f;
@@ -228,83 +198,18 @@ void weft__future_settle(weft_future *f, uint8_t state) {
   enqueue_list(f->loop, list);
 }
 
+void weft__future_finish(weft_future *f, uint8_t state, int64_t v) {
+  f->v.i = v;
+  f->flags &= (uint8_t)~F_VALUE;
+  weft__future_settle(f, state);
+}
+
 void weft__future_pass(weft_future *f, weft_future *src) {
   src->flags |= F_OBSERVED;
   f->v = src->v;
   f->flags = (uint8_t)((f->flags & ~F_VALUE) | (src->flags & F_VALUE));
   if (src->state == WEFT_FUTURE_FULFILLED) f->u.dtor = NULL; /* borrowed */
   weft__future_settle(f, src->state);
-}
-
-/* A derived future no longer needs its input once settled, unless it
- * borrows the input's pointer value. */
-static void drop_src(weft_future *w) {
-  weft_future *s = w->src;
-  if (s == NULL || !is_derived(w->kind) || w->state == WEFT_FUTURE_PENDING)
-    return; /* pending: it adopted s */
-  if (w->state == WEFT_FUTURE_FULFILLED && (w->flags & F_PTR) &&
-      s->state == WEFT_FUTURE_FULFILLED && s->v.p == w->v.p)
-    return;
-  w->src = NULL;
-  unref(s);
-}
-
-/* Runs a derived future's continuation. The future's reference to its
- * input moves into `in` for the call (so `in` stays valid even if the
- * continuation adopts another future), and afterwards is kept only if the
- * future borrows the input's pointer value. */
-static void fire_derived(weft_future *w) {
-  weft_future *in = w->src;
-  if (w->state != WEFT_FUTURE_PENDING || in == NULL) return;
-  in->flags |= F_OBSERVED;
-  if (w->kind == K_ADOPT) {
-    weft__future_pass(w, in);
-    drop_src(w);
-    return;
-  }
-  bool ok = in->state == WEFT_FUTURE_FULFILLED;
-  weft_then_fn fn;
-  switch (w->kind) {
-  case K_THEN: fn = ok ? (weft_then_fn)w->u.h.fn : NULL; break;
-  case K_CATCH: fn = ok ? NULL : (weft_then_fn)w->u.h.fn; break;
-  case K_BOTH: fn = ok ? (weft_then_fn)w->u.h.fn : w->v.fn2; break;
-  default: fn = (weft_then_fn)w->u.h.fn; break;
-  }
-  int rc = 0;
-  if (fn != NULL) {
-    w->src = NULL;
-    w->flags |= F_RUNNING;
-    rc = fn(in, w->kind == K_FINALLY ? NULL : w, w->u.h.arg);
-    w->flags &= (uint8_t)~F_RUNNING;
-    if (w->kind == K_ADOPT) { /* it holds the adopted future instead */
-      unref(in);
-      return;
-    }
-    w->src = in;
-    if (w->state != WEFT_FUTURE_PENDING) { /* settled by the continuation */
-      drop_src(w);
-      return;
-    }
-  }
-  if (rc < 0) {
-    w->v.i = rc;
-    w->flags &= (uint8_t)~F_VALUE;
-    weft__future_settle(w, WEFT_FUTURE_REJECTED);
-  } else {
-    weft__future_pass(w, in);
-  }
-  drop_src(w);
-}
-
-static void fire(weft_future *w) {
-  if (w->kind == K_CB) {
-    if (!(w->flags & F_REMOVED))
-      ((weft_future_cb)w->u.h.fn)(w->src, w->u.h.arg);
-  } else if (w->kind == K_NODE) {
-    weft__agg_fire(w);
-  } else {
-    fire_derived(w);
-  }
 }
 
 static void drain(void *arg) {
@@ -315,7 +220,7 @@ static void drain(void *arg) {
     m->rq_head = w->next;
     if (m->rq_head == NULL) m->rq_tail = NULL;
     w->next = NULL;
-    fire(w);
+    weft__kind_of(w)->fire(w);
     unref(w); /* the queue's reference */
   }
   if (m->rq_head != NULL) schedule(m);
@@ -326,13 +231,9 @@ static void drain(void *arg) {
 static int settle_check(const weft_future *f) {
   if (f == NULL) return -EINVAL;
   if (f->state != WEFT_FUTURE_PENDING) return -EALREADY;
-  if (f->kind == K_PLAIN) return 0;
-  /* a derived future is decided by its continuation, while it runs */
-  if (is_derived(f->kind) && f->kind != K_ADOPT && (f->flags & F_RUNNING))
-    return 0;
-  return -EBUSY;
+  const weft__kind *k = weft__kind_of(f);
+  return k->claim != NULL ? k->claim(f, false) : -EBUSY;
 }
-
 
 int weft_future_resolve(weft_future *f, void *value, weft_dtor dtor) {
   int err = settle_check(f);
@@ -374,32 +275,12 @@ int weft_future_reject(weft_future *f, int err) {
   return 0;
 }
 
-/* Cancels f; returns the source to cancel next (with a reference), if f is
- * a derived future and was its source's only consumer. */
+/* Cancels f; returns what its kind says to cancel next (with a
+ * reference), if anything. */
 static weft_future *cancel_one(weft_future *f) {
-  uint8_t kind = f->kind;
-  weft__fn hook = f->u.h.fn;
-  void *harg = f->u.h.arg;
-  weft_future *next = NULL;
-  if (is_derived(kind) && f->src != NULL) {
-    weft_future *s = f->src;
-    f->src = NULL;
-    if (s->state == WEFT_FUTURE_PENDING) {
-      bool sole = weft__future_sole(s, f);
-      weft__future_unwait(s, f); /* the caller still holds f */
-      if (sole) next = weft_future_ref(s);
-    }
-    weft_future_unref(s);
-  }
-  f->v.i = -ECANCELED;
-  f->flags &= (uint8_t)~F_VALUE;
-  weft__future_settle(f, WEFT_FUTURE_CANCELLED);
-  if (kind == K_PLAIN && hook != NULL)
-    ((weft_future_cancel_cb)hook)(f, harg);
-  else if (kind == K_SLEEP || kind == K_TIMEOUT)
-    weft__timed_cancel(f);
-  if (is_agg(kind)) weft__agg_cancel(f);
-  return next;
+  weft__future_finish(f, WEFT_FUTURE_CANCELLED, -ECANCELED);
+  const weft__kind *k = weft__kind_of(f);
+  return k->cancel != NULL ? k->cancel(f) : NULL;
 }
 
 int weft_future_cancel(weft_future *f) {
@@ -423,8 +304,8 @@ int weft_future_on_cancel(weft_future *f, weft_future_cancel_cb cb, void *arg) {
   if (f == NULL || cb == NULL) return -EINVAL;
   if (f->state != WEFT_FUTURE_PENDING) return -EALREADY;
   if (f->kind != K_PLAIN) return -EBUSY;
-  f->u.h.fn = (weft__fn)cb;
-  f->u.h.arg = arg;
+  f->u.hook.fn = cb;
+  f->u.hook.arg = arg;
   return 0;
 }
 
@@ -459,16 +340,37 @@ double weft_future_value_f64(const weft_future *f) {
 
 weft_loop *weft_future_loop(const weft_future *f) { return f ? f->loop : NULL; }
 
-/* on_settled nodes of f already in the ready queue are marked, not moved. */
-int weft__ready_mark_removed(weft_future *f, weft_future_cb cb, void *arg) {
-  fmod *m = weft__module_get(f->loop, WEFT__MOD_FUTURE);
-  int n = 0;
-  for (weft_future *w = m ? m->rq_head : NULL; w != NULL; w = w->next) {
-    if (w->kind == K_CB && w->src == f && !(w->flags & F_REMOVED) &&
-        w->u.h.fn == (weft__fn)cb && w->u.h.arg == arg) {
-      w->flags |= F_REMOVED;
-      n++;
-    }
-  }
-  return n;
+/* ---- the plain kind --------------------------------------------------------
+ * Settled by its producer through weft_future_resolve / reject; cancelling
+ * runs the producer's hook (weft_future_on_cancel), which is how wait lists
+ * (sync.c), io requests and pool jobs stop their work: they need no kind of
+ * their own. A plain future with a hook belongs to its producer and cannot
+ * adopt another future. */
+static int plain_claim(const weft_future *f, bool adopt) {
+  return adopt && f->u.hook.fn != NULL ? -EBUSY : 0;
 }
+
+static weft_future *plain_cancel(weft_future *f) {
+  if (f->u.hook.fn != NULL) f->u.hook.fn(f, f->u.hook.arg);
+  return NULL;
+}
+
+const weft__kind weft__plain_kind = {
+    .name = "plain", .cancel = plain_cancel, .claim = plain_claim};
+
+const weft__kind *const weft__kinds[K_COUNT] = {
+    [K_PLAIN] = &weft__plain_kind,
+    [K_THEN] = &weft__then_kind,
+    [K_CATCH] = &weft__catch_kind,
+    [K_FINALLY] = &weft__finally_kind,
+    [K_BOTH] = &weft__both_kind,
+    [K_ADOPT] = &weft__adopt_kind,
+    [K_CB] = &weft__cb_kind,
+    [K_NODE] = &weft__node_kind,
+    [K_ALL] = &weft__all_kind,
+    [K_ALL_SETTLED] = &weft__all_settled_kind,
+    [K_ANY] = &weft__any_kind,
+    [K_RACE] = &weft__race_kind,
+    [K_TIMEOUT] = &weft__timeout_kind,
+    [K_SLEEP] = &weft__sleep_kind,
+};

@@ -6,25 +6,59 @@
 #include "weft/future.h"
 #include "weft/sync.h"
 
-/* What a future is, which decides how its fields are read (see future.c). */
+/* ---- kinds ------------------------------------------------------------------
+ * What a future is decides how it fires, cancels and lets go of what it
+ * holds. Each kind is a small table of functions (weft__kind) defined in the
+ * file that implements the kind; `kind` is that table's index in
+ * weft__kinds[] (future.c), a byte rather than a pointer so that a future
+ * stays 64 bytes. A new kind adds one line here, one line to weft__kinds[]
+ * and its own table: no switch anywhere. See docs/futures.md, "Future
+ * kinds". */
 enum {
-  K_PLAIN = 0, /* made by weft_future_new: u.h = producer's cancel hook */
-  K_THEN,      /* derived: src = input, u.h = (fn, arg) */
+  K_PLAIN = 0,   /* future.c: weft_future_new, wait lists, io, the pool */
+  K_THEN,        /* then.c: derived futures */
   K_CATCH,
   K_FINALLY,
-  K_BOTH,      /* as K_THEN, v.fn2 = the error handler while pending */
-  K_ADOPT,     /* waits on src and takes its outcome */
-  K_CB,        /* on_settled node: src = watched future, u.h = (cb, arg) */
-  K_NODE,      /* combinator input node: src = input, u.h.arg = aggregate,
-                  waiters = next node of the aggregate's chain */
-  K_ALL,       /* aggregates: src = chain of K_NODE, v.i = remaining,
-                  u.h.arg = input count */
+  K_BOTH,
+  K_ADOPT,       /* then.c: waits on src and takes its outcome */
+  K_CB,          /* then.c: an on_settled node */
+  K_NODE,        /* combinators.c: one input of an aggregate */
+  K_ALL,         /* combinators.c: aggregates */
   K_ALL_SETTLED,
   K_ANY,
   K_RACE,
-  K_TIMEOUT,   /* aggregate of one node; u.h.arg = its timer */
-  K_SLEEP,     /* u.h.arg = its timer */
+  K_TIMEOUT,     /* timed.c: an aggregate of one node, plus a timer */
+  K_SLEEP,       /* timed.c */
+  K_COUNT
 };
+
+typedef struct weft__kind {
+  const char *name;
+  /* w came off the ready queue: the future it waits on settled. NULL for
+   * kinds that are never anyone's continuation. */
+  void (*fire)(weft_future *w);
+  /* An input of the aggregate f settled (a node of f fired); f is pending. */
+  void (*propagate)(weft_future *f, weft_future *in);
+  /* f was just cancelled (its state is CANCELLED, its continuations are
+   * queued): stop the work behind it. Returns a future to cancel next, with
+   * a reference, or NULL (weft_future_cancel walks such chains without
+   * recursing). NULL: nothing to stop. */
+  weft_future *(*cancel)(weft_future *f);
+  /* f's last reference went: hand what f holds to weft__future_drop(.., todo)
+   * (freeing is iterative). NULL: f holds only `src`, which is dropped. */
+  void (*release)(weft_future *f, weft_future **todo);
+  /* May weft_future_resolve / reject (adopt: weft_future_adopt) settle the
+   * pending f by hand? 0 or -EBUSY. NULL: never (-EBUSY). */
+  int (*claim)(const weft_future *f, bool adopt);
+} weft__kind;
+
+extern const weft__kind weft__plain_kind;                    /* future.c */
+extern const weft__kind weft__then_kind, weft__catch_kind,   /* then.c */
+    weft__finally_kind, weft__both_kind, weft__adopt_kind, weft__cb_kind;
+extern const weft__kind weft__node_kind, weft__all_kind,     /* combinators.c */
+    weft__all_settled_kind, weft__any_kind, weft__race_kind;
+extern const weft__kind weft__timeout_kind, weft__sleep_kind; /* timed.c */
+extern const weft__kind *const weft__kinds[K_COUNT];
 
 enum {
   F_PTR = 1u << 0,      /* the value is a pointer */
@@ -36,31 +70,52 @@ enum {
 };
 
 typedef void (*weft__fn)(void);
+struct weft__timer_holder; /* timed.c */
 
 struct weft_future {
   weft_loop *loop;
   struct weft_future *next;    /* in a waiter list, ready queue, free list,
                                   or a primitive's wait list */
   struct weft_future *waiters; /* continuations, newest first (pending) */
-  struct weft_future *src;     /* see the kinds above; a reference */
+  struct weft_future *src;     /* what this future waits on, a reference:
+                                  derived/cb/node: the input; aggregate: its
+                                  first node; plain/sleep: NULL */
   union {
     void *p;
     int64_t i;
-    double d;
-    weft_then_fn fn2;
+    double d;            /* the outcome once settled (a rejection: i) */
+    weft_then_fn fn2;    /* K_BOTH while pending: the error handler */
+    int64_t remaining;   /* aggregate while pending: inputs still to come */
   } v;
   union {
+    weft_dtor dtor;      /* once fulfilled with a pointer, any kind */
     struct {
-      weft__fn fn;
+      weft_future_cancel_cb fn;
       void *arg;
-    } h;             /* while pending */
-    weft_dtor dtor;  /* once fulfilled with a pointer */
+    } hook;              /* K_PLAIN: the producer's cancel hook */
+    struct {
+      weft__fn fn; /* derived: a weft_then_fn; K_CB: a weft_future_cb */
+      void *arg;
+    } call;
+    struct {
+      struct weft_future *agg;   /* a plain pointer; NULL once agg is freed */
+      struct weft_future *chain; /* the aggregate's next node */
+    } node;              /* K_NODE */
+    struct {
+      size_t count;                     /* inputs */
+      struct weft__timer_holder *timer; /* timeout, while pending */
+    } agg;               /* aggregates */
+    struct weft__timer_holder *timer; /* K_SLEEP while pending */
   } u;
   uint32_t refs;
   uint8_t state; /* weft_future_state; a rejection's code lives in v.i */
-  uint8_t kind;
+  uint8_t kind;  /* index into weft__kinds[] */
   uint8_t flags;
 };
+
+static inline const weft__kind *weft__kind_of(const weft_future *f) {
+  return weft__kinds[f->kind];
+}
 
 /* The loop's futures state (future.c): the free list, the ready queue. */
 typedef struct weft__fmod {
@@ -69,11 +124,13 @@ typedef struct weft__fmod {
   void *slabs;                    /* slabs of futures, freed at teardown */
   weft_future *rq_head, *rq_tail; /* ready continuations */
   bool scheduled;                 /* a drain task is queued */
-  void *timers;                   /* timed.c: every timer holder */
-  void *timers_free;              /* timed.c: the idle ones */
+  struct weft__timer_holder *timers;      /* timed.c: every timer holder */
+  struct weft__timer_holder *timers_free; /* timed.c: the idle ones */
+  void (*timers_teardown)(struct weft__fmod *m); /* timed.c frees them */
   weft_unhandled_cb unhandled;
   void *unhandled_arg;
 } weft__fmod;
+
 
 /* Draws a zeroed pending future of `kind` with one reference; the slow
  * path creates the module state or refills the free list. */
@@ -89,8 +146,19 @@ static inline int weft__future_alloc(weft_loop *loop, uint8_t kind,
   *out = f;
   return 0;
 }
+/* Drops a reference; a future reaching 0 joins `todo` (linked by `next`,
+ * which no list uses any more: every list holds a reference), for a kind's
+ * release hook. */
+static inline void weft__future_drop(weft_future *f, weft_future **todo) {
+  if (f != NULL && --f->refs == 0) {
+    f->next = *todo;
+    *todo = f;
+  }
+}
 /* Settles f (pending) with (state, value) and queues its continuations. */
 void weft__future_settle(weft_future *f, uint8_t state);
+/* Settles f (pending) as rejected with err, or fulfilled with int64 v. */
+void weft__future_finish(weft_future *f, uint8_t state, int64_t v);
 /* f takes src's outcome (src settled). */
 void weft__future_pass(weft_future *f, weft_future *src);
 /* Queues w (one reference given) to run soon: f has settled. */
@@ -111,12 +179,12 @@ bool weft__future_unwait(weft_future *f, weft_future *w);
 static inline bool weft__future_sole(const weft_future *f, const weft_future *w) {
   return f->waiters == w && w->next == NULL;
 }
-/* Called by future.c when an aggregate node fires / an aggregate cancels. */
-int weft__ready_mark_removed(weft_future *f, weft_future_cb cb, void *arg);
-void weft__agg_fire(weft_future *node);
-void weft__agg_cancel(weft_future *agg);
+/* combinators.c, for timed.c's timeout: the aggregate's nodes leave their
+ * inputs' continuations once it settled; cancelling it cancels the inputs
+ * it was the sole consumer of; its release cuts the nodes' back pointers. */
 void weft__agg_detach(weft_future *agg);
-void weft__timed_cancel(weft_future *f);
+weft_future *weft__agg_cancel(weft_future *agg);
+void weft__agg_release(weft_future *agg, weft_future **todo);
 /* Builds an aggregate of `kind` over fs (see combinators.c). */
 int weft__gather(weft_loop *loop, weft_future *const *fs, size_t n,
                  uint8_t kind, weft_future **out);

@@ -27,8 +27,8 @@ static void waitq_remove(weft_future *f, void *arg) {
 }
 
 void weft__waitq_push(weft__waitq *q, weft_future *f) {
-  f->u.h.fn = (weft__fn)waitq_remove;
-  f->u.h.arg = q;
+  f->u.hook.fn = waitq_remove;
+  f->u.hook.arg = q;
   f->next = NULL;
   if (q->tail != NULL) q->tail->next = f;
   else q->head = f;
@@ -50,7 +50,7 @@ weft_future *weft__waitq_pop(weft__waitq *q) {
   q->head = f->next;
   if (q->head == NULL) q->tail = NULL;
   f->next = NULL;
-  f->u.h.fn = NULL; /* no longer listed: nothing to unlink on cancel */
+  f->u.hook.fn = NULL; /* no longer listed: nothing to unlink on cancel */
   return f;
 }
 

@@ -1,9 +1,135 @@
-/* weft — the consumer side: then, catch, finally, then2, adopt, on_settled.
+/* weft — the consumer side: then, catch, finally, then2, adopt, on_settled,
+ * and the kinds behind them.
  *
  * A derived future is itself the continuation node: it sits in its input's
  * list of continuations (which holds a reference to it) and holds a
- * reference to its input (see internal.h for which field means what). */
+ * reference to its input in `src`; u.call is its (fn, arg), and v.fn2 the
+ * error handler of then2 while pending. An on_settled node (K_CB) is the
+ * same, with a weft_future_cb. */
 #include "internal.h"
+
+/* ---- firing ---------------------------------------------------------------- */
+
+/* A derived future no longer needs its input once settled, unless it
+ * borrows the input's pointer value. */
+static void drop_src(weft_future *w) {
+  weft_future *s = w->src;
+  if (s == NULL || w->state == WEFT_FUTURE_PENDING)
+    return; /* pending: it adopted s */
+  if (w->state == WEFT_FUTURE_FULFILLED && (w->flags & F_PTR) &&
+      s->state == WEFT_FUTURE_FULFILLED && s->v.p == w->v.p)
+    return;
+  w->src = NULL;
+  weft_future_unref(s);
+}
+
+/* True if w (off the ready queue) is still to be decided by its input. */
+static bool ready(weft_future *w) {
+  if (w->state != WEFT_FUTURE_PENDING || w->src == NULL) return false;
+  w->src->flags |= F_OBSERVED;
+  return true;
+}
+
+static bool input_ok(const weft_future *w) {
+  return w->src->state == WEFT_FUTURE_FULFILLED;
+}
+
+static weft_then_fn fn_of(const weft_future *w) {
+  return (weft_then_fn)w->u.call.fn;
+}
+
+/* Runs fn (if any) on w's input, then settles w as fn said (unless fn did,
+ * or adopted a future). The future's reference to its input moves into `in`
+ * for the call (so `in` stays valid even if the continuation adopts another
+ * future), and afterwards is kept only if the future borrows the input's
+ * pointer value. */
+static void react(weft_future *w, weft_then_fn fn, weft_future *out) {
+  weft_future *in = w->src;
+  int rc = 0;
+  if (fn != NULL) {
+    w->src = NULL;
+    w->flags |= F_RUNNING;
+    rc = fn(in, out, w->u.call.arg);
+    w->flags &= (uint8_t)~F_RUNNING;
+    if (w->kind == K_ADOPT) { /* it holds the adopted future instead */
+      weft_future_unref(in);
+      return;
+    }
+    w->src = in;
+    if (w->state != WEFT_FUTURE_PENDING) { /* settled by the continuation */
+      drop_src(w);
+      return;
+    }
+  }
+  if (rc < 0) weft__future_finish(w, WEFT_FUTURE_REJECTED, rc);
+  else weft__future_pass(w, in);
+  drop_src(w);
+}
+
+static void then_fire(weft_future *w) {
+  if (ready(w)) react(w, input_ok(w) ? fn_of(w) : NULL, w);
+}
+
+static void catch_fire(weft_future *w) {
+  if (ready(w)) react(w, input_ok(w) ? NULL : fn_of(w), w);
+}
+
+static void finally_fire(weft_future *w) {
+  if (ready(w)) react(w, fn_of(w), NULL);
+}
+
+static void both_fire(weft_future *w) {
+  if (ready(w)) react(w, input_ok(w) ? fn_of(w) : w->v.fn2, w);
+}
+
+static void adopt_fire(weft_future *w) {
+  if (!ready(w)) return;
+  weft__future_pass(w, w->src);
+  drop_src(w);
+}
+
+static void cb_fire(weft_future *w) {
+  if (!(w->flags & F_REMOVED))
+    ((weft_future_cb)w->u.call.fn)(w->src, w->u.call.arg);
+}
+
+/* ---- cancelling ------------------------------------------------------------ */
+
+/* A cancelled derived future lets go of its input; the input is cancelled
+ * next (returned with a reference) if w was its only consumer. */
+static weft_future *derived_cancel(weft_future *w) {
+  weft_future *s = w->src, *next = NULL;
+  if (s == NULL) return NULL;
+  w->src = NULL;
+  if (s->state == WEFT_FUTURE_PENDING) {
+    bool sole = weft__future_sole(s, w);
+    weft__future_unwait(s, w); /* the caller still holds w */
+    if (sole) next = weft_future_ref(s);
+  }
+  weft_future_unref(s);
+  return next;
+}
+
+/* A derived future is decided by its continuation, while it runs. */
+static int derived_claim(const weft_future *w, bool adopt) {
+  WEFT__UNUSED(adopt);
+  return (w->flags & F_RUNNING) ? 0 : -EBUSY;
+}
+
+#define DERIVED_KIND(kname, fire_fn)                                         \
+  {.name = kname, .fire = fire_fn, .cancel = derived_cancel,               \
+   .claim = derived_claim}
+
+const weft__kind weft__then_kind = DERIVED_KIND("then", then_fire);
+const weft__kind weft__catch_kind = DERIVED_KIND("catch", catch_fire);
+const weft__kind weft__finally_kind = DERIVED_KIND("finally", finally_fire);
+const weft__kind weft__both_kind = DERIVED_KIND("then2", both_fire);
+/* adopting: only its source decides it */
+const weft__kind weft__adopt_kind = {
+    .name = "adopt", .fire = adopt_fire, .cancel = derived_cancel};
+const weft__kind weft__cb_kind = {.name = "on_settled", .fire = cb_fire};
+
+/* ---- the API --------------------------------------------------------------- */
 
 static int derive(weft_future *f, uint8_t kind, weft_then_fn fn,
                   weft_then_fn fn2, void *arg, weft_future **out) {
@@ -13,8 +139,8 @@ static int derive(weft_future *f, uint8_t kind, weft_then_fn fn,
   if (err != 0) return err;
   f->refs++;
   d->src = f;
-  d->u.h.fn = (weft__fn)fn;
-  d->u.h.arg = arg;
+  d->u.call.fn = (weft__fn)fn;
+  d->u.call.arg = arg;
   d->v.fn2 = fn2;
   if (out != NULL) { /* the caller's reference; the list has the first */
     d->refs++;
@@ -51,11 +177,8 @@ int weft_future_then2(weft_future *f, weft_then_fn on_ok, weft_then_fn on_err,
 static int adopt_check(weft_future *out, weft_future *src) {
   if (out == NULL || src == NULL || out->loop != src->loop) return -EINVAL;
   if (out->state != WEFT_FUTURE_PENDING) return -EALREADY;
-  /* a future with a cancel hook belongs to its producer */
-  if (out->kind == K_PLAIN) return out->u.h.fn == NULL ? 0 : -EBUSY;
-  if (out->kind >= K_THEN && out->kind <= K_BOTH && (out->flags & F_RUNNING))
-    return 0;
-  return -EBUSY;
+  const weft__kind *k = weft__kind_of(out);
+  return k->claim != NULL ? k->claim(out, true) : -EBUSY;
 }
 
 int weft_future_adopt(weft_future *out, weft_future *src) {
@@ -83,10 +206,24 @@ int weft_future_on_settled(weft_future *f, weft_future_cb cb, void *arg) {
   int err = weft__future_alloc(f->loop, K_CB, &n);
   if (err != 0) return err;
   n->src = weft_future_ref(f);
-  n->u.h.fn = (weft__fn)cb;
-  n->u.h.arg = arg;
+  n->u.call.fn = (weft__fn)cb;
+  n->u.call.arg = arg;
   weft__future_wait(f, n);
   return 0;
+}
+
+/* on_settled nodes of f already in the ready queue are marked, not moved. */
+static int mark_removed(weft_future *f, weft_future_cb cb, void *arg) {
+  weft__fmod *m = weft__fmod_get(f->loop);
+  int n = 0;
+  for (weft_future *w = m->rq_head; w != NULL; w = w->next) {
+    if (w->kind == K_CB && w->src == f && !(w->flags & F_REMOVED) &&
+        w->u.call.fn == (weft__fn)cb && w->u.call.arg == arg) {
+      w->flags |= F_REMOVED;
+      n++;
+    }
+  }
+  return n;
 }
 
 int weft_future_off_settled(weft_future *f, weft_future_cb cb, void *arg) {
@@ -94,7 +231,8 @@ int weft_future_off_settled(weft_future *f, weft_future_cb cb, void *arg) {
   int n = 0;
   for (weft_future **p = &f->waiters; *p != NULL;) {
     weft_future *w = *p;
-    if (w->kind == K_CB && w->u.h.fn == (weft__fn)cb && w->u.h.arg == arg) {
+    if (w->kind == K_CB && w->u.call.fn == (weft__fn)cb &&
+        w->u.call.arg == arg) {
       *p = w->next;
       w->next = NULL;
       weft_future_unref(w);
@@ -103,5 +241,5 @@ int weft_future_off_settled(weft_future *f, weft_future_cb cb, void *arg) {
       p = &w->next;
     }
   }
-  return n + weft__ready_mark_removed(f, cb, arg);
+  return n + mark_removed(f, cb, arg);
 }

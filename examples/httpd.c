@@ -40,18 +40,15 @@
 #include <unistd.h>
 
 #include <ev.h>
-#include <http_parser.h>
 #include <weft.h>
 
 #include "httpd/httpd.h"
 
-#define IN_MAX 16384          /* per-connection input buffer */
-#define URL_MAX 8000          /* longer request targets get 414 */
-#define HEADERS_MAX 8192      /* more header bytes get 431 */
-#define BODY_MAX (1u << 20)   /* larger request bodies get 413 */
+#define IN_MAX 16384          /* per-connection input buffer: > any line accepted */
 #define SEND_CAP (1u << 20)   /* body bytes per connection per turn (fairness) */
 #define LINGER_MS 2000        /* how long to drain input after an error reply */
-#define VAL_MAX 64            /* kept header values (Range, If-Modified-Since) */
+
+_Static_assert(IN_MAX > HTTPD_URL_MAX + 32 && IN_MAX > HTTPD_LINE_MAX, "a line must fit");
 
 typedef struct options {
   const char *host, *root;
@@ -69,36 +66,29 @@ typedef struct server {
   char date[40];
 } server;
 
-enum hdr_kind { H_OTHER, H_IMS, H_RANGE };
-
 typedef struct conn {
   weft_tcp tcp;
   weft_timer timer;
   ev_io wio; /* writability, while a body waits for socket space */
   server *srv;
-  http_parser parser;
   int refs; /* tcp handle + timer handle + fs request in flight */
-  bool closing, serving, peer_eof, keep_alive, lingering, in_value;
-  int reject; /* an error status found while parsing (414, 431, 413) */
-  size_t in_len, url_len, header_bytes, field_len;
-  uint64_t body_bytes;
-  enum hdr_kind hdr;
-  int ims_len, range_len; /* -1: the value was too long to keep */
-  char field[24], ims[VAL_MAX], range[VAL_MAX];
+  bool closing, serving, peer_eof, keep_alive, lingering, started, index;
+  int reject;       /* the parser's error status, once the reply is due */
+  size_t in_len;
   int fd;           /* the file being served, or -1 */
   fcache_entry *entry; /* the cache entry that owns fd, or NULL */
   const struct stat *st;
   off_t off, end;   /* body bytes [off, end) still to send */
   weft_fs_req fs;
-  weft_write_req wreq;
+  weft_write_req wreq, creq; /* the reply; a 100 Continue */
   weft_shutdown_req sreq;
-  char head[768];
-  char url[URL_MAX + 1];
+  httpd_req req;
+  char head[1024];
   char path[PATH_MAX];
   char in[IN_MAX];
 } conn;
 
-static http_parser_settings settings;
+
 
 /* ---- connection lifetime ------------------------------------------------ */
 
@@ -126,110 +116,13 @@ static void on_timeout(weft_timer *t) { conn_close(t->base.data); }
 
 static void arm(conn *c, uint64_t ms) { weft_timer_start(&c->timer, on_timeout, ms, 0); }
 
-/* ---- request parsing (libhttp-parser callbacks) --------------------------- */
-
-static int on_message_begin(http_parser *p) {
-  conn *c = p->data;
-  /* Slow-client limit: the whole header must arrive within header_ms of
-   * its first byte, however slowly the bytes trickle in. */
-  if (!c->serving) arm(c, c->srv->opt->header_ms);
-  return 0;
-}
-
-static int on_url(http_parser *p, const char *at, size_t len) {
-  conn *c = p->data;
-  if (len > URL_MAX - c->url_len) {
-    c->reject = 414;
-    return -1;
-  }
-  memcpy(c->url + c->url_len, at, len);
-  c->url_len += len;
-  return 0;
-}
-
-static int count_header(conn *c, size_t len) {
-  c->header_bytes += len;
-  if (c->header_bytes <= HEADERS_MAX) return 0;
-  c->reject = 431;
-  return -1;
-}
-
-static int on_header_field(http_parser *p, const char *at, size_t len) {
-  conn *c = p->data;
-  if (count_header(c, len)) return -1;
-  if (c->in_value) c->field_len = 0; /* a new field starts */
-  c->in_value = false;
-  size_t room = sizeof c->field - c->field_len;
-  size_t take = len < room ? len : room; /* a longer name is none of ours */
-  memcpy(c->field + c->field_len, at, take);
-  c->field_len += take;
-  return 0;
-}
-
-static void keep_value(char *dst, int *dlen, const char *at, size_t len) {
-  if (*dlen < 0) return;
-  if (len >= (size_t)(VAL_MAX - *dlen)) {
-    *dlen = -1; /* too long to be valid: ignored, as the RFC allows */
-    return;
-  }
-  memcpy(dst + *dlen, at, len);
-  *dlen += (int)len;
-  dst[*dlen] = '\0';
-}
-
-static bool field_is(const conn *c, const char *name) {
-  return c->field_len == strlen(name) && strncasecmp(c->field, name, c->field_len) == 0;
-}
-
-static int on_header_value(http_parser *p, const char *at, size_t len) {
-  conn *c = p->data;
-  if (count_header(c, len)) return -1;
-  if (!c->in_value) {
-    c->hdr = field_is(c, "if-modified-since") ? H_IMS
-             : field_is(c, "range")           ? H_RANGE
-                                              : H_OTHER;
-    if (c->hdr == H_IMS) c->ims_len = 0;
-    if (c->hdr == H_RANGE) c->range_len = 0;
-  }
-  c->in_value = true;
-  if (c->hdr == H_IMS) keep_value(c->ims, &c->ims_len, at, len);
-  if (c->hdr == H_RANGE) keep_value(c->range, &c->range_len, at, len);
-  return 0;
-}
-
-static int on_headers_complete(http_parser *p) {
-  conn *c = p->data;
-  if (p->content_length != ULLONG_MAX && p->content_length > BODY_MAX) {
-    c->reject = 413;
-    return -1;
-  }
-  return 0;
-}
-
-static int on_body(http_parser *p, const char *at, size_t len) {
-  conn *c = p->data;
-  (void)at; /* a GET or HEAD has no use for a body: it is skipped */
-  c->body_bytes += len;
-  if (c->body_bytes <= BODY_MAX) return 0;
-  c->reject = 413;
-  return -1;
-}
-
-static int on_message_complete(http_parser *p) {
-  /* One request at a time: pipelined ones wait, unparsed, in the input
-   * buffer until this one's reply has gone out. */
-  http_parser_pause(p, 1);
-  return 0;
-}
+/* ---- requests ----------------------------------------------------------------- */
 
 static void reset_request(conn *c) {
   c->reject = 0;
-  c->url_len = c->header_bytes = c->field_len = 0;
-  c->body_bytes = 0;
-  c->in_value = false;
-  c->hdr = H_OTHER;
-  c->ims_len = c->range_len = -1; /* absent */
+  c->started = c->index = false;
   c->off = c->end = 0;
+  httpd_req_init(&c->req);
 }
 
 /* ---- replies ---------------------------------------------------------------- */
@@ -246,7 +139,7 @@ static const char *http_date(server *s) {
 /* Starts the reply head: status line, Date, Server, Connection. */
 static size_t head_begin(conn *c, int status) {
   const char *conn_hdr = !c->keep_alive                              ? "Connection: close\r\n"
-                         : c->parser.http_minor == 0 ? "Connection: keep-alive\r\n"
+                         : c->req.minor == 0 ? "Connection: keep-alive\r\n"
                                                      : "";
   return (size_t)snprintf(c->head, sizeof c->head,
                           "HTTP/1.1 %d %s\r\nServer: weft-httpd\r\nDate: %s\r\n%s", status,
@@ -304,15 +197,17 @@ static void write_head(conn *c, size_t len) {
     conn_close(c);
 }
 
-/* A reply without a file: a short text body naming the status. */
-static void send_simple(conn *c, int status) {
-  if (status >= 400 && status != 404 && status != 403 && status != 405) c->keep_alive = false;
+/* A reply without a file: a short text body naming the status, and one
+ * more header line (`extra`, "" if none). A parse error ends the
+ * connection; other errors leave it usable. */
+static void send_simple(conn *c, int status, const char *extra) {
+  if (c->reject || status == 400 || status == 500) c->keep_alive = false;
   size_t len = head_begin(c, status);
   const char *text = httpd_status_text(status);
   if (status == 405) head_add(c, &len, "Allow: GET, HEAD\r\n");
-  head_add(c, &len, "Content-Type: text/plain\r\nContent-Length: %zu\r\n\r\n",
+  head_add(c, &len, "%sContent-Type: text/plain\r\nContent-Length: %zu\r\n\r\n", extra,
            strlen(text) + 1);
-  if (c->parser.method != HTTP_HEAD || c->reject) head_add(c, &len, "%s\n", text);
+  if (c->req.method != HTTPD_HEAD || c->reject) head_add(c, &len, "%s\n", text);
   write_head(c, len);
 }
 
@@ -336,25 +231,45 @@ static void write_head_and_body(conn *c, size_t len) {
   write_head(c, len - done);
 }
 
+/* The status for a file: preconditions first (RFC 9110 13.2.2), then a
+ * Range, which only a GET honours, and only if If-Range allows. */
+static int file_status(conn *c, const char *etag, off_t *from, off_t *to) {
+  const struct stat *st = c->st;
+  int pre = httpd_preconditions(&c->req, etag, st->st_mtime);
+  if (pre != 0) return pre;
+  *from = 0;
+  *to = st->st_size;
+  if (c->req.method != HTTPD_GET || c->req.vlen[HTTPD_F_RANGE] < 0 ||
+      !httpd_if_range_ok(&c->req, etag, st->st_mtime))
+    return 200;
+  int rs = httpd_parse_range(c->req.val[HTTPD_F_RANGE], st->st_size, from, to);
+  return rs == 0 ? 206 : rs == 416 ? 416 : 200;
+}
+
 /* The file is open and stat'ed: pick the status and send the head. */
 static void respond_file(conn *c) {
   const struct stat *st = c->st;
-  char lm[40];
+  if (c->req.method == HTTPD_POST) {
+    send_simple(c, 405, "");
+    return;
+  }
+  char lm[40], etag[48];
   httpd_format_date(st->st_mtime, lm, sizeof lm);
-  time_t ims;
-  bool fresh = c->ims_len > 0 && httpd_parse_date(c->ims, &ims) && st->st_mtime <= ims;
-  off_t from = 0, to = st->st_size;
-  int rs = c->range_len > 0 && !fresh ? httpd_parse_range(c->range, st->st_size, &from, &to) : -1;
-  int status = fresh ? 304 : rs == 0 ? 206 : rs == 416 ? 416 : 200;
+  httpd_format_etag(st, etag, sizeof etag);
+  off_t from = 0, to = 0;
+  int status = file_status(c, etag, &from, &to);
+  if (status == 412) {
+    send_simple(c, 412, "");
+    return;
+  }
+  size_t len = head_begin(c, status);
   if (status == 416) {
-    size_t len = head_begin(c, 416);
     head_add(c, &len, "Content-Range: bytes */%lld\r\nContent-Length: 0\r\n\r\n",
              (long long)st->st_size);
     write_head(c, len);
     return;
   }
-  size_t len = head_begin(c, status);
-  head_add(c, &len, "Last-Modified: %s\r\nAccept-Ranges: bytes\r\n", lm);
+  head_add(c, &len, "Last-Modified: %s\r\nETag: %s\r\nAccept-Ranges: bytes\r\n", lm, etag);
   if (status == 304) {
     head_add(c, &len, "\r\n");
     write_head(c, len);
@@ -365,7 +280,7 @@ static void respond_file(conn *c) {
              (long long)to - 1, (long long)st->st_size);
   head_add(c, &len, "Content-Type: %s\r\nContent-Length: %lld\r\n\r\n", httpd_content_type(c->path),
            (long long)(to - from));
-  if (c->parser.method == HTTP_GET) {
+  if (c->req.method == HTTPD_GET) {
     c->off = from;
     c->end = to;
   }
@@ -395,6 +310,18 @@ static int fs_error_status(int64_t err) {
                                                                     : 500;
 }
 
+/* A directory named without its trailing slash: redirected to it, as
+ * nginx does (a relative Location, RFC 9110 10.2.2). */
+static void redirect_dir(conn *c) {
+  char loc[HTTPD_URL_MAX + 16], extra[sizeof loc + 16];
+  if (!httpd_dir_location(c->req.url, c->req.url_len, loc, sizeof loc)) {
+    send_simple(c, 414, "");
+    return;
+  }
+  snprintf(extra, sizeof extra, "Location: %s\r\n", loc);
+  send_simple(c, 301, extra);
+}
+
 static void on_fstat(weft_fs_req *req) {
   conn *c = req->data;
   if (c->closing) {
@@ -402,9 +329,9 @@ static void on_fstat(weft_fs_req *req) {
     return;
   }
   c->refs--;
-  if (req->result < 0) send_simple(c, 500);
-  else if (S_ISDIR(req->statbuf.st_mode)) send_simple(c, 404);
-  else if (!S_ISREG(req->statbuf.st_mode)) send_simple(c, 403);
+  if (req->result < 0) send_simple(c, 500, "");
+  else if (S_ISDIR(req->statbuf.st_mode)) c->index ? send_simple(c, 403, "") : redirect_dir(c);
+  else if (!S_ISREG(req->statbuf.st_mode)) send_simple(c, 403, "");
   else {
     c->st = &req->statbuf;
     fcache_entry *e = fcache_put(&c->srv->cache, c->path, c->fd, &req->statbuf,
@@ -414,6 +341,18 @@ static void on_fstat(weft_fs_req *req) {
   }
 }
 
+/* A directory without an index file is refused (403), like nginx without
+ * autoindex; a missing one is 404. */
+static void on_dir_stat(weft_fs_req *req) {
+  conn *c = req->data;
+  if (c->closing) {
+    conn_unref(c);
+    return;
+  }
+  c->refs--;
+  send_simple(c, req->result == 0 && S_ISDIR(req->statbuf.st_mode) ? 403 : 404, "");
+}
+
 static void on_open(weft_fs_req *req) {
   conn *c = req->data;
   if (req->result >= 0) c->fd = (int)req->result; /* closed by whoever ends */
@@ -421,12 +360,16 @@ static void on_open(weft_fs_req *req) {
     conn_unref(c);
     return;
   }
+  if (req->result == -ENOENT && c->index) {
+    c->path[strlen(c->path) - strlen("index.html")] = '\0';
+    if (weft_fs_stat(c->srv->loop, &c->fs, c->path, on_dir_stat) == 0) return;
+  }
   if (req->result < 0) {
     c->refs--;
-    send_simple(c, fs_error_status(req->result));
+    send_simple(c, fs_error_status(req->result), "");
   } else if (weft_fs_fstat(c->srv->loop, &c->fs, c->fd, on_fstat) < 0) {
     c->refs--;
-    send_simple(c, 500);
+    send_simple(c, 500, "");
   }
 }
 
@@ -466,20 +409,19 @@ static void on_writable(struct ev_loop *ev, ev_io *w, int revents) {
 /* A complete request is parsed: answer it. */
 static void start_request(conn *c) {
   c->serving = true;
-  c->keep_alive = http_should_keep_alive(&c->parser) && !c->parser.upgrade;
-  if (c->parser.http_major != 1) {
-    send_simple(c, 505);
+  c->keep_alive = c->req.keep_alive;
+  /* POST is looked up as nginx does: 405 only for a file that exists. */
+  if (c->req.method == HTTPD_OTHER) {
+    send_simple(c, 405, "");
     return;
   }
-  if (c->parser.method != HTTP_GET && c->parser.method != HTTP_HEAD) {
-    send_simple(c, 405);
-    return;
-  }
-  int status = httpd_map_path(c->url, c->url_len, c->srv->opt->root, c->path, sizeof c->path);
+  int status = httpd_map_path(c->req.url, c->req.url_len, c->srv->opt->root, c->path, sizeof c->path);
   if (status != 0) {
-    send_simple(c, status);
+    send_simple(c, status, "");
     return;
   }
+  c->index = c->req.url_len > 0 && strcmp(c->path + strlen(c->path) - strlen("/index.html"), "/index.html") == 0 &&
+             c->path[strlen(c->path) - strlen("/index.html")] != '\0';
   fcache_entry *e = fcache_get(&c->srv->cache, c->path, weft_now(c->srv->loop));
   if (e != NULL) { /* a hot file: no trip to the pool */
     use_entry(c, e);
@@ -489,25 +431,51 @@ static void start_request(conn *c) {
   c->fs.data = c;
   arm(c, c->srv->opt->send_ms);
   if (weft_fs_open(c->srv->loop, &c->fs, c->path, O_RDONLY | O_CLOEXEC, 0, on_open) < 0)
-    send_simple(c, 500);
+    send_simple(c, 500, "");
   else c->refs++;
 }
 
+static void on_continue_written(weft_write_req *req, int status) {
+  conn *c = req->data;
+  if (status < 0 && !c->closing) conn_close(c);
+}
+
+/* The head is complete and a body follows: a client waiting for
+ * "100 Continue" (RFC 9110 10.1.1; never sent to HTTP/1.0) gets it, since
+ * the body is read (and skipped) before the final reply. */
+static void on_head(conn *c) {
+  static const char msg[] = "HTTP/1.1 100 Continue\r\n\r\n";
+  if (!c->req.has_body || !c->req.expect_continue || c->req.minor == 0) return;
+  weft_buf b = weft_buf_init((char *)msg, sizeof msg - 1);
+  c->creq.data = c;
+  if (weft_stream_write(&c->creq, &c->tcp.stream, &b, 1, on_continue_written) < 0) conn_close(c);
+}
+
 /* Parses buffered input until a request is complete, the input runs out
- * or it is malformed. */
+ * or it is malformed. One request at a time: pipelined ones wait,
+ * unparsed, in the input buffer until this one's reply has gone out. */
 static void process_input(conn *c) {
-  if (c->serving || c->closing || c->lingering || c->in_len == 0) return;
-  size_t n = http_parser_execute(&c->parser, &settings, c->in, c->in_len);
-  memmove(c->in, c->in + n, c->in_len - n);
-  c->in_len -= n;
-  enum http_errno err = HTTP_PARSER_ERRNO(&c->parser);
-  if (err == HPE_PAUSED) {
-    start_request(c);
-  } else if (err != HPE_OK) {
-    c->serving = true;
-    c->keep_alive = false;
-    c->in_len = 0;
-    send_simple(c, c->reject ? c->reject : err == HPE_HEADER_OVERFLOW ? 431 : 400);
+  enum httpd_event ev = HTTPD_EV_MORE;
+  /* After the head, the parser is asked again even without input: a
+   * request without a body is complete. */
+  while (!c->serving && !c->closing && !c->lingering && (c->in_len > 0 || ev == HTTPD_EV_HEAD)) {
+    if (!c->started) { /* slow clients: the request must arrive within header_ms */
+      c->started = true;
+      arm(c, c->srv->opt->header_ms);
+    }
+    size_t n = 0;
+    ev = httpd_req_feed(&c->req, c->in, c->in_len, &n);
+    memmove(c->in, c->in + n, c->in_len - n);
+    c->in_len -= n;
+    if (ev == HTTPD_EV_HEAD) on_head(c);
+    else if (ev == HTTPD_EV_DONE) start_request(c);
+    else if (ev == HTTPD_EV_ERROR) {
+      c->serving = true;
+      c->reject = c->req.status;
+      c->keep_alive = false;
+      c->in_len = 0;
+      send_simple(c, c->reject, "");
+    } else break;
   }
 }
 
@@ -519,7 +487,6 @@ static void finish_request(conn *c) {
     linger(c);
     return;
   }
-  http_parser_pause(&c->parser, 0);
   reset_request(c);
   if (c->peer_eof && c->in_len == 0) {
     conn_close(c);
@@ -552,8 +519,11 @@ static void on_read(weft_stream *s, ssize_t nread, const weft_buf *buf) {
   }
   c->in_len += (size_t)nread;
   if (c->lingering) return;
-  if (c->in_len == IN_MAX) weft_stream_read_stop(s); /* resumes after this reply */
   process_input(c);
+  /* Only a reply in progress leaves the buffer full (the parser takes
+   * every complete line and fails on a longer one): finish_request()
+   * resumes reading. */
+  if (!c->closing && c->in_len == IN_MAX) weft_stream_read_stop(s);
 }
 
 static int start_reading(conn *c) {
@@ -573,8 +543,6 @@ static void on_connection(weft_stream *listener, int status) {
   c->tcp.stream.base.data = c->timer.base.data = c;
   ev_io_init(&c->wio, on_writable, 0, EV_WRITE);
   c->wio.data = c;
-  http_parser_init(&c->parser, HTTP_REQUEST);
-  c->parser.data = c;
   reset_request(c);
   if (weft_stream_accept(listener, &c->tcp.stream) < 0) {
     conn_close(c);
@@ -682,11 +650,6 @@ int main(int argc, char **argv) {
   static char root[PATH_MAX];
   int rc = parse_args(argc, argv, &o, root);
   if (rc != 0) return rc;
-  settings = (http_parser_settings){
-      .on_message_begin = on_message_begin, .on_url = on_url,
-      .on_header_field = on_header_field, .on_header_value = on_header_value,
-      .on_headers_complete = on_headers_complete, .on_body = on_body,
-      .on_message_complete = on_message_complete};
   /* sendfile(2) to a reset socket raises SIGPIPE; the error return is
    * what we want. SIGTERM and SIGINT are taken by sigwait() below, so
    * every thread (loops and weft's pool) starts with them blocked. */

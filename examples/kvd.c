@@ -1,7 +1,7 @@
 /* kvd — an in-memory key-value server speaking the Redis protocol (RESP2
  * and inline commands, pipelining) on weft's TCP streams and timers.
  *
- *   kvd --port P [--loops N] [--bind ADDR] [--proto-max-bulk-len BYTES]
+ *   kvd --port P [--loops N] [--bind ADDR] [--proto-max-bulk-len BYTES] [--stats]
  *
  * Prints "listening on PORT" once it accepts connections (--port 0 picks a
  * free port), and exits cleanly on SIGTERM or SIGINT. With --loops N, N
@@ -15,6 +15,7 @@
  * on. Keys with a TTL expire lazily on access and actively on a weft timer
  * per loop, armed at the earliest deadline of the shards that loop owns. */
 #include <errno.h>
+#include <limits.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -23,7 +24,8 @@
 
 #include "kvd/kvd.h"
 
-#define OUT_HIGH (1u << 20) /* pause reading while more replies wait */
+#define OUT_HIGH (1u << 20) /* pause parsing while more replies wait */
+#define OUT_KEEP (64u * 1024u) /* larger drained buffers are freed */
 #define READ_MIN (16u * 1024u)
 #define EXPIRE_BUDGET 200 /* keys deleted per shard per expiry run */
 #define LINGER_MS 1000    /* a closing client's time to read its last reply */
@@ -51,13 +53,21 @@ typedef struct kvd_server {
 struct kvd_conn {
   weft_tcp tcp;
   kvd_loop *kl;
-  char *ibuf; /* input: [ipos, ilen) not yet parsed */
+  char *ibuf; /* input: [ipos, ilen) not yet run */
   size_t ilen, icap, ipos;
+  /* the request at ipos, parsed so far (offsets from ipos) */
+  size_t ppos;      /* where parsing resumes */
+  size_t lscan;     /* where the search for the current line's end resumes */
+  long long mb_left; /* arguments still to read; -1: "*N" line not read */
+  long long bulk;    /* length of the argument being read; -1: not known */
+  size_t nargs;      /* arguments read */
+  bool stuck;        /* a NUL hides the line end (see find_term) */
   char *obuf; /* replies being gathered */
   size_t olen, ocap;
   char *wbuf; /* replies being written */
-  size_t wcap;
+  size_t wlen, wcap;
   kvd_str *argv;
+  size_t *argoff; /* argv[i] is at ibuf + ipos + argoff[i] */
   size_t argcap;
   weft_write_req wreq;
   weft_shutdown_req sreq;
@@ -68,6 +78,14 @@ struct kvd_conn {
 
 static _Thread_local kvd_loop *cur_loop;
 
+/* Counters printed at exit with --stats (the suite's window into the
+ * server: bytes the parser scanned for line ends, the largest reply
+ * buffers one client ever held, clients dropped for their output). */
+static struct {
+  atomic_size_t scanned, out_peak, out_dropped;
+} stats;
+static bool print_stats;
+
 static void conn_close(kvd_conn *c);
 static void conn_flush(kvd_conn *c);
 static void conn_process(kvd_conn *c);
@@ -77,8 +95,17 @@ static void conn_process(kvd_conn *c);
 kvd_store *kvd_conn_store(kvd_conn *c) { return &c->kl->srv->store; }
 
 static bool out_reserve(kvd_conn *c, size_t n) {
-  if (c->olen + n <= c->ocap) return true;
   if (c->failed) return false;
+  if (c->olen + c->wlen > KVD_MAX_OUTPUT) {
+    /* more replies wait than the hard limit allows, and one more comes:
+     * drop the client, as Redis's client-output-buffer-limit does. Parsing
+     * pauses at OUT_HIGH, so only one command's huge reply (MGET of many
+     * large values) gets here; one value of any size still passes. */
+    atomic_fetch_add_explicit(&stats.out_dropped, 1, memory_order_relaxed);
+    c->failed = true;
+    return false;
+  }
+  if (c->olen + n <= c->ocap) return true;
   size_t cap = c->ocap ? c->ocap : 16384;
   while (cap < c->olen + n)
     cap *= 2;
@@ -89,6 +116,12 @@ static bool out_reserve(kvd_conn *c, size_t n) {
   }
   c->obuf = p;
   c->ocap = cap;
+  size_t held = c->ocap + c->wcap,
+         peak = atomic_load_explicit(&stats.out_peak, memory_order_relaxed);
+  while (held > peak && !atomic_compare_exchange_weak_explicit(
+                            &stats.out_peak, &peak, held,
+                            memory_order_relaxed, memory_order_relaxed)) {
+  }
   return true;
 }
 
@@ -127,6 +160,8 @@ void kvd_reply_error(kvd_conn *c, const char *fmt, ...) {
   va_end(ap);
   if (n < 0) n = 0;
   if ((size_t)n > sizeof buf - 4) n = (int)(sizeof buf - 4);
+  while (n > 0 && (buf[n] == '\r' || buf[n] == '\n'))
+    n--; /* as Redis's sdstrim(): no line end at the end */
   buf[0] = '-';
   for (int i = 1; i <= n; i++) /* an error is one line: no CR/LF inside */
     if (buf[i] == '\r' || buf[i] == '\n') buf[i] = ' ';
@@ -213,6 +248,14 @@ void kvd_expiry_moved(kvd_store *st, kvd_shard *sh, int64_t at) {
 
 /* ---- parsing ------------------------------------------------------------ */
 
+/* Requests are parsed as Redis 7.0's processMultibulkBuffer and
+ * processInlineBuffer do, byte for byte in their outcome, but
+ * incrementally: the state of a partly received request (c->mb_left,
+ * c->bulk, c->ppos, c->lscan) survives from one read to the next, so no
+ * byte is scanned twice however the request is split. The arguments are
+ * kept as offsets from the request's start (c->ipos), because the input
+ * buffer may move when it grows. */
+
 static bool argv_reserve(kvd_conn *c, size_t n) {
   if (n <= c->argcap) return true;
   size_t cap = c->argcap ? c->argcap : 16;
@@ -221,65 +264,148 @@ static bool argv_reserve(kvd_conn *c, size_t n) {
   kvd_str *a = realloc(c->argv, cap * sizeof *a);
   if (!a) return false;
   c->argv = a;
+  size_t *o = realloc(c->argoff, cap * sizeof *o);
+  if (!o) return false;
+  c->argoff = o;
   c->argcap = cap;
   return true;
 }
 
-/* Reads the decimal number of a "*N\r\n" or "$N\r\n" line at `p`. Returns
- * 1 and moves *p past the line, 0 if the line is incomplete, -1 if it is
- * not a number or too long. */
-static int read_count(kvd_conn *c, size_t *p, long long *out) {
-  char *start = c->ibuf + *p + 1, *end = c->ibuf + c->ilen;
-  char *cr = memchr(start, '\r', (size_t)(end - start));
-  if (!cr || cr + 1 >= end)
-    return (size_t)(end - start) > KVD_MAX_INLINE ? -1 : 0;
-  long long v = 0;
-  bool neg = *start == '-', any = false;
-  for (char *q = start + neg; q < cr; q++) {
-    if (*q < '0' || *q > '9' || v > 1000000000000LL) return -1;
-    v = v * 10 + (*q - '0');
-    any = true;
+/* The offset (from c->ipos) of the first `term` at or after `from`, or -1
+ * if it has not arrived. Redis finds line ends with strchr(), which stops
+ * at a NUL byte: a NUL before the line end hides it for good, and the
+ * request then waits until it is too big (c->stuck). */
+static ssize_t find_term(kvd_conn *c, size_t from, char term) {
+  if (c->stuck) return -1;
+  char *base = c->ibuf + c->ipos;
+  size_t avail = c->ilen - c->ipos, s = c->lscan > from ? c->lscan : from;
+  if (s >= avail) return -1;
+  char *t = memchr(base + s, term, avail - s);
+  char *stop = t ? t : base + avail;
+  atomic_fetch_add_explicit(&stats.scanned, (size_t)(stop - (base + s)),
+                            memory_order_relaxed);
+  if (memchr(base + s, '\0', (size_t)(stop - (base + s)))) {
+    c->stuck = true;
+    return -1;
   }
-  if (!any) return -1;
-  *out = neg ? -v : v;
-  *p = (size_t)(cr + 2 - c->ibuf);
+  if (!t) {
+    c->lscan = avail;
+    return -1;
+  }
+  c->lscan = 0;
+  return t - base;
+}
+
+/* Redis's string2ll(): no spaces, no '+', no leading zeros, no "-0". */
+static bool parse_ll(const char *p, size_t n, long long *out) {
+  if (n == 0 || n >= 21) return false;
+  if (n == 1 && p[0] == '0') {
+    *out = 0;
+    return true;
+  }
+  bool neg = p[0] == '-';
+  size_t i = neg;
+  if (i == n || p[i] < '1' || p[i] > '9') return false;
+  unsigned long long v = 0;
+  for (; i < n; i++) {
+    if (p[i] < '0' || p[i] > '9') return false;
+    unsigned d = (unsigned)(p[i] - '0');
+    if (v > (ULLONG_MAX - d) / 10) return false;
+    v = v * 10 + d;
+  }
+  if (neg) {
+    if (v > (unsigned long long)LLONG_MAX + 1) return false;
+    *out = v == (unsigned long long)LLONG_MAX + 1 ? LLONG_MIN : -(long long)v;
+  } else {
+    if (v > (unsigned long long)LLONG_MAX) return false;
+    *out = (long long)v;
+  }
+  return true;
+}
+
+/* The "*N" or "$N" line (`want`) starting at c->ppos: 1 with its number in *out
+ * (*number: whether it parsed) and c->ppos past the line, 0 if incomplete,
+ * -1 after the error reply `big` when it has waited too long for its end.
+ * Like Redis, the byte after CR is skipped whatever it is. */
+static int read_count_line(kvd_conn *c, char want, long long *out,
+                           bool *number, const char *big) {
+  ssize_t cr = find_term(c, c->ppos, '\r');
+  size_t avail = c->ilen - c->ipos;
+  if (cr < 0) {
+    if (avail - c->ppos > KVD_MAX_INLINE) {
+      protocol_error(c, big);
+      return -1;
+    }
+    return 0;
+  }
+  if ((size_t)cr + 1 >= avail) {
+    c->lscan = (size_t)cr; /* the line end is known: rescan nothing */
+    return 0;
+  }
+  const char *line = c->ibuf + c->ipos + c->ppos;
+  if (line[0] != want) { /* only for '$': '*' chose this parser */
+    char what[64];
+    snprintf(what, sizeof what, "expected '$', got '%c'", line[0]);
+    protocol_error(c, what);
+    return -1;
+  }
+  *number = parse_ll(line + 1, (size_t)cr - c->ppos - 1, out);
+  c->ppos = (size_t)cr + 2;
   return 1;
 }
 
-/* One "*N" request. Returns 1 with the arguments in c->argv (*argc), 0 if
- * incomplete, -1 after a protocol error reply. */
+/* The rest of a "*N" request. Returns 1 when complete (arguments in
+ * c->argv, *argc of them), 0 if incomplete, -1 after an error. */
 static int parse_multibulk(kvd_conn *c, size_t *argc) {
-  size_t p = c->ipos;
-  long long n, len;
-  int r = read_count(c, &p, &n);
-  if (r == 0) return 0;
-  if (r < 0 || n > (long long)KVD_MAX_ARGS) {
-    protocol_error(c, "invalid multibulk length");
-    return -1;
-  }
-  if (n > 0 && !argv_reserve(c, (size_t)n)) {
-    c->failed = true;
-    return -1;
-  }
-  for (long long i = 0; i < n; i++) {
-    if (p >= c->ilen) return 0;
-    if (c->ibuf[p] != '$') {
-      char what[64];
-      snprintf(what, sizeof what, "expected '$', got '%c'", c->ibuf[p]);
-      protocol_error(c, what);
+  long long v = 0;
+  bool ok = false;
+  int r;
+  if (c->mb_left < 0) {
+    if ((r = read_count_line(c, '*', &v, &ok,
+                             "too big mbulk count string")) <= 0)
+      return r;
+    if (!ok || v > INT_MAX) {
+      protocol_error(c, "invalid multibulk length");
       return -1;
     }
-    if ((r = read_count(c, &p, &len)) == 0) return 0;
-    if (r < 0 || len < 0 || len > (long long)KVD_MAX_BULK) {
-      protocol_error(c, "invalid bulk length");
+    if (v <= 0) { /* "*0", "*-1": nothing to run */
+      *argc = 0;
+      return 1;
+    }
+    /* no more room than the arguments that arrive: the request bound
+     * (KVD_MAX_QUERY) limits them */
+    if (!argv_reserve(c, v < 1024 ? (size_t)v : 1024)) {
+      c->failed = true;
       return -1;
     }
-    if (c->ilen - p < (size_t)len + 2) return 0;
-    c->argv[i] = (kvd_str){c->ibuf + p, (size_t)len};
-    p += (size_t)len + 2;
+    c->mb_left = v;
+    c->nargs = 0;
+    c->bulk = -1;
   }
-  *argc = n > 0 ? (size_t)n : 0;
-  c->ipos = p;
+  while (c->mb_left > 0) {
+    if (c->bulk < 0) {
+      if (c->ppos >= c->ilen - c->ipos) return 0;
+      if ((r = read_count_line(c, '$', &v, &ok,
+                             "too big bulk count string")) <= 0)
+        return r;
+      if (!ok || v < 0 || v > (long long)KVD_MAX_BULK) {
+        protocol_error(c, "invalid bulk length");
+        return -1;
+      }
+      c->bulk = v;
+    }
+    if (c->ilen - c->ipos - c->ppos < (size_t)c->bulk + 2) return 0;
+    if (!argv_reserve(c, c->nargs + 1)) {
+      c->failed = true;
+      return -1;
+    }
+    c->argoff[c->nargs] = c->ppos;
+    c->argv[c->nargs++].n = (size_t)c->bulk;
+    c->ppos += (size_t)c->bulk + 2;
+    c->bulk = -1;
+    c->mb_left--;
+  }
+  *argc = c->nargs;
   return 1;
 }
 
@@ -290,15 +416,12 @@ static int hexval(char ch) {
   return -1;
 }
 
-/* The escape after a backslash inside double quotes; advances *q. */
-static char unescape(char **q, const char *end) {
-  char ch = **q;
-  if (ch == 'x' && *q + 2 < end && hexval((*q)[1]) >= 0 &&
-      hexval((*q)[2]) >= 0) {
-    ch = (char)(hexval((*q)[1]) * 16 + hexval((*q)[2]));
-    *q += 2;
-    return ch;
-  }
+static bool is_space(char ch) { /* isspace() in the C locale */
+  return ch == ' ' || ch == '\t' || ch == '\n' || ch == '\r' || ch == '\v' ||
+         ch == '\f';
+}
+
+static char unescape(char ch) {
   switch (ch) {
   case 'n':
     return '\n';
@@ -315,46 +438,74 @@ static char unescape(char **q, const char *end) {
   }
 }
 
-/* One inline token at *q, unquoted in place (the result is never longer
- * than the input), as Redis's sdssplitargs does. Returns its end, or NULL
- * for unbalanced quotes. */
+/* One inline token at *q (not blank), unquoted in place (the result is
+ * never longer than the input), exactly as Redis's sdssplitargs() does:
+ * blanks between tokens are isspace() bytes, but only space, tab, CR and
+ * LF end an unquoted token; a closing quote must be followed by a blank
+ * or the end. Returns the token's end, or NULL for unbalanced quotes. */
 static char *inline_token(char **q, char *end) {
-  char *w = *q, quote = 0;
-  for (char *r = *q; r < end; r++) {
-    if (!quote && (*r == ' ' || *r == '\t')) {
-      *q = r;
-      return w;
-    }
-    if (!quote && (*r == '"' || *r == '\'')) {
-      quote = *r;
-    } else if (quote && *r == quote) {
-      if (r + 1 < end && r[1] != ' ' && r[1] != '\t') return NULL;
-      quote = 0;
-    } else if (quote && *r == '\\' && r + 1 < end &&
-               (quote == '"' || r[1] == '\'')) {
-      r++;
-      *w++ = quote == '"' ? unescape(&r, end) : *r;
+  char *p = *q, *w = *q;
+  bool inq = false, insq = false, done = false;
+  while (!done) {
+    if (inq) {
+      if (p + 3 < end && p[0] == '\\' && p[1] == 'x' && hexval(p[2]) >= 0 &&
+          hexval(p[3]) >= 0) {
+        *w++ = (char)(hexval(p[2]) * 16 + hexval(p[3]));
+        p += 3;
+      } else if (p + 1 < end && p[0] == '\\') {
+        p++;
+        *w++ = unescape(*p);
+      } else if (p < end && *p == '"') {
+        if (p + 1 < end && !is_space(p[1])) return NULL;
+        done = true;
+      } else if (p == end) {
+        return NULL;
+      } else {
+        *w++ = *p;
+      }
+    } else if (insq) {
+      if (p + 1 < end && p[0] == '\\' && p[1] == '\'') {
+        p++;
+        *w++ = '\'';
+      } else if (p < end && *p == '\'') {
+        if (p + 1 < end && !is_space(p[1])) return NULL;
+        done = true;
+      } else if (p == end) {
+        return NULL;
+      } else {
+        *w++ = *p;
+      }
+    } else if (p == end || *p == ' ' || *p == '\t' || *p == '\r' ||
+               *p == '\n') {
+      done = true;
+    } else if (*p == '"') {
+      inq = true;
+    } else if (*p == '\'') {
+      insq = true;
     } else {
-      *w++ = *r;
+      *w++ = *p;
     }
+    if (p < end) p++;
   }
-  *q = end;
-  return quote ? NULL : w;
+  *q = p;
+  return w;
 }
 
 /* One inline command line (telnet-style clients, PING_INLINE). */
 static int parse_inline(kvd_conn *c, size_t *argc) {
-  char *start = c->ibuf + c->ipos, *end = c->ibuf + c->ilen;
-  char *nl = memchr(start, '\n', (size_t)(end - start));
-  if (!nl) {
-    if ((size_t)(end - start) <= KVD_MAX_INLINE) return 0;
+  ssize_t off = find_term(c, 0, '\n');
+  if (off < 0) {
+    if (c->ilen - c->ipos <= KVD_MAX_INLINE) return 0;
     protocol_error(c, "too big inline request");
     return -1;
   }
+  char *start = c->ibuf + c->ipos, *nl = start + off;
   char *le = nl > start && nl[-1] == '\r' ? nl - 1 : nl, *q = start;
+  atomic_fetch_add_explicit(&stats.scanned, (size_t)(le - start),
+                            memory_order_relaxed);
   size_t n = 0;
   for (;;) {
-    while (q < le && (*q == ' ' || *q == '\t'))
+    while (q < le && is_space(*q))
       q++;
     if (q == le) break;
     char *tok = q, *tend = inline_token(&q, le);
@@ -366,11 +517,27 @@ static int parse_inline(kvd_conn *c, size_t *argc) {
       c->failed = true;
       return -1;
     }
-    c->argv[n++] = (kvd_str){tok, (size_t)(tend - tok)};
+    c->argoff[n] = (size_t)(tok - start);
+    c->argv[n++].n = (size_t)(tend - tok);
   }
   *argc = n;
-  c->ipos = (size_t)(nl + 1 - c->ibuf);
+  c->ppos = (size_t)off + 1;
   return 1;
+}
+
+/* Parses on from where the last read left the request at c->ipos. */
+static int parse_request(kvd_conn *c, size_t *argc) {
+  int r = c->ibuf[c->ipos] == '*' ? parse_multibulk(c, argc)
+                                  : parse_inline(c, argc);
+  if (r == 1) {
+    for (size_t i = 0; i < *argc; i++)
+      c->argv[i].p = c->ibuf + c->ipos + c->argoff[i];
+    c->ipos += c->ppos; /* the next request starts afresh */
+    c->ppos = c->lscan = 0;
+    c->mb_left = c->bulk = -1;
+    c->stuck = false;
+  }
+  return r;
 }
 
 /* ---- connections -------------------------------------------------------- */
@@ -378,18 +545,24 @@ static int parse_inline(kvd_conn *c, size_t *argc) {
 static void on_read(weft_stream *s, ssize_t nread, const weft_buf *buf);
 static void on_alloc(weft_stream *s, size_t suggested, weft_buf *buf);
 
-/* Runs every complete command in the input buffer, unless too many
- * replies are already waiting (then reading pauses until they drain). */
+/* Runs every complete command in the input buffer. Once OUT_HIGH bytes
+ * of replies are gathered they are written; if a write is already in
+ * flight, parsing and reading pause until it completes. A client that
+ * pipelines requests without reading its replies so holds at most two
+ * buffers of about OUT_HIGH (plus one reply). */
 static void conn_process(kvd_conn *c) {
   while (!c->close_after && !c->failed && c->ipos < c->ilen) {
-    if (c->olen >= OUT_HIGH && c->writing) {
-      c->paused = true;
-      weft_stream_read_stop(&c->tcp.stream);
-      break;
+    if (c->olen >= OUT_HIGH) {
+      if (c->writing) {
+        c->paused = true;
+        weft_stream_read_stop(&c->tcp.stream);
+        break;
+      }
+      conn_flush(c);
+      if (c->closing) return;
     }
     size_t argc = 0;
-    int r = c->ibuf[c->ipos] == '*' ? parse_multibulk(c, &argc)
-                                    : parse_inline(c, &argc);
+    int r = parse_request(c, &argc);
     if (r <= 0) break;
     if (argc > 0) kvd_dispatch(c, c->argv, argc);
   }
@@ -397,6 +570,13 @@ static void conn_process(kvd_conn *c) {
     memmove(c->ibuf, c->ibuf + c->ipos, c->ilen - c->ipos);
     c->ilen -= c->ipos;
     c->ipos = 0;
+  }
+  if (c->icap > 4 * READ_MIN && c->ilen <= READ_MIN) { /* drained: shrink */
+    char *p = realloc(c->ibuf, 2 * READ_MIN);
+    if (p) {
+      c->ibuf = p;
+      c->icap = 2 * READ_MIN;
+    }
   }
   if (!c->close_after && c->ilen >= KVD_MAX_QUERY)
     protocol_error(c, "request too large");
@@ -414,6 +594,7 @@ static void on_conn_closed(weft_handle *h) {
   free(c->obuf);
   free(c->wbuf);
   free(c->argv);
+  free(c->argoff);
   free(c);
 }
 
@@ -463,6 +644,7 @@ static void conn_flush(kvd_conn *c) {
   c->obuf = b;
   c->ocap = cap;
   weft_buf buf = weft_buf_init(c->wbuf, c->olen);
+  c->wlen = c->olen;
   c->olen = 0;
   if (weft_stream_write(&c->wreq, &c->tcp.stream, &buf, 1, on_write) < 0) {
     conn_close(c);
@@ -474,6 +656,12 @@ static void conn_flush(kvd_conn *c) {
 static void on_write(weft_write_req *req, int status) {
   kvd_conn *c = req->data;
   c->writing = false;
+  c->wlen = 0;
+  if (c->wcap > OUT_KEEP) { /* drained: a big buffer is not kept */
+    free(c->wbuf);
+    c->wbuf = NULL;
+    c->wcap = 0;
+  }
   if (c->closing) return;
   if (status < 0) {
     conn_close(c);
@@ -495,7 +683,7 @@ static void on_write(weft_write_req *req, int status) {
 static void on_alloc(weft_stream *s, size_t suggested, weft_buf *buf) {
   kvd_conn *c = s->base.data;
   (void)suggested;
-  if (c->close_after) c->ilen = 0; /* discarding input until EOF */
+  if (c->close_after) c->ilen = c->ipos = 0; /* discarding input until EOF */
   if (c->icap - c->ilen < READ_MIN && c->icap < KVD_MAX_QUERY + READ_MIN) {
     size_t cap = c->icap ? c->icap * 2 : READ_MIN * 2;
     char *p = realloc(c->ibuf, cap);
@@ -524,6 +712,7 @@ static void on_connection(weft_stream *server, int status) {
   kvd_conn *c = calloc(1, sizeof *c);
   if (!c) return; /* the client waits in the backlog for the next try */
   c->kl = kl;
+  c->mb_left = c->bulk = -1;
   c->wreq.data = c;
   c->sreq.data = c;
   weft_tcp_init(kl->loop, &c->tcp);
@@ -624,7 +813,7 @@ static int parse_addr(const char *host, unsigned port,
 }
 
 static int usage(void) {
-  fprintf(stderr, "usage: kvd --port P [--loops N] [--bind ADDR] [--proto-max-bulk-len BYTES]\n");
+  fprintf(stderr, "usage: kvd --port P [--loops N] [--bind ADDR] [--proto-max-bulk-len BYTES] [--stats]\n");
   return 2;
 }
 
@@ -663,6 +852,10 @@ static int serve(kvd_server *srv, struct sockaddr_storage *addr) {
 int main(int argc, char **argv) {
   long port = -1, loops = 1;
   const char *host = "127.0.0.1";
+  if (argc > 1 && strcmp(argv[argc - 1], "--stats") == 0) {
+    print_stats = true;
+    argc--;
+  }
   for (int i = 1; i + 1 < argc; i += 2) {
     char *end;
     long v = strtol(argv[i + 1], &end, 10);
@@ -696,5 +889,9 @@ int main(int argc, char **argv) {
   kvd_store_destroy(&srv.store);
   free(srv.loops);
   if (r < 0) fprintf(stderr, "kvd: %s\n", weft_strerror(r));
+  if (print_stats)
+    fprintf(stderr, "kvd stats: scanned %zu out_peak %zu out_dropped %zu\n",
+            atomic_load(&stats.scanned), atomic_load(&stats.out_peak),
+            atomic_load(&stats.out_dropped));
   return r < 0 ? 1 : 0;
 }

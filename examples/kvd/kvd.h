@@ -23,7 +23,6 @@
 
 #define KVD_SHARDS 64
 #define KVD_MAX_INLINE (64u * 1024u) /* longest inline command line */
-#define KVD_MAX_ARGS (64u * 1024u)   /* most arguments in one command */
 
 /* proto-max-bulk-len, the largest argument accepted: Redis's default and
  * lower bound. --proto-max-bulk-len and CONFIG SET change it at any time,
@@ -34,6 +33,7 @@
 extern _Atomic size_t kvd_max_bulk;
 #define KVD_MAX_BULK atomic_load_explicit(&kvd_max_bulk, memory_order_relaxed)
 #define KVD_MAX_QUERY (KVD_MAX_BULK + 4u * 1024u * 1024u)
+#define KVD_MAX_OUTPUT (64u * 1024u * 1024u) /* most reply bytes per client */
 
 /* ---- values and entries -------------------------------------------------- */
 

@@ -128,7 +128,8 @@ static void config_get(kvd_conn *c, kvd_str *pats, size_t n) {
 }
 
 /* Redis's memtoull(): digits, then an optional unit b, k, kb, m, mb, g or
- * gb in any case (k = 1000, kb = 1024, and so on). */
+ * gb in any case (k = 1000, kb = 1024, and so on). A number too large for
+ * 64 bits gives ULLONG_MAX, which is out of range, as in Redis. */
 static bool parse_memory(kvd_str s, unsigned long long *out) {
   static const struct {
     const char *unit;
@@ -144,15 +145,16 @@ static bool parse_memory(kvd_str s, unsigned long long *out) {
   size_t d = 0;
   while (d < s.n && s.p[d] >= '0' && s.p[d] <= '9')
     d++;
-  if (d == 0 || d > 19) return false;
+  if (d == 0) return false;
   unsigned long long v = 0;
-  for (size_t i = 0; i < d; i++)
-    v = v * 10 + (unsigned)(s.p[i] - '0');
+  for (size_t i = 0; i < d; i++) {
+    unsigned dig = (unsigned)(s.p[i] - '0');
+    v = v > (ULLONG_MAX - dig) / 10 ? ULLONG_MAX : v * 10 + dig;
+  }
   kvd_str unit = {s.p + d, s.n - d};
   for (size_t i = 0; i < sizeof units / sizeof units[0]; i++) {
     if (!kvd_arg_is(unit, units[i].unit)) continue;
-    if (v > ULLONG_MAX / units[i].mul) return false;
-    *out = v * units[i].mul;
+    *out = v > ULLONG_MAX / units[i].mul ? ULLONG_MAX : v * units[i].mul;
     return true;
   }
   return false;
@@ -211,8 +213,23 @@ void kvd_cmd_config(kvd_conn *c, kvd_str *argv, size_t argc) {
     config_set(c, argv + 2, argc - 2);
   } else if (kvd_arg_is(sub, "resetstat") && argc == 2) {
     kvd_reply_status(c, "OK"); /* kvd keeps no statistics */
+  } else if (kvd_arg_is(sub, "help") && argc == 2) {
+    static const char *const help[] = {
+        "CONFIG <subcommand> [<arg> [value] [opt] ...]. Subcommands are:",
+        "GET <pattern>",
+        "    Return parameters matching the glob-like <pattern> and their "
+        "values.",
+        "SET <directive> <value>",
+        "    Set the configuration <directive> to <value>.",
+        "RESETSTAT",
+        "    Reset statistics reported by the INFO command.",
+        "HELP",
+        "    Prints this help."}; /* Redis's text, REWRITE left out */
+    kvd_reply_array(c, sizeof help / sizeof help[0]);
+    for (size_t i = 0; i < sizeof help / sizeof help[0]; i++)
+      kvd_reply_status(c, help[i]);
   } else if (kvd_arg_is(sub, "get") || kvd_arg_is(sub, "set") ||
-             kvd_arg_is(sub, "resetstat")) {
+             kvd_arg_is(sub, "resetstat") || kvd_arg_is(sub, "help")) {
     char name[16];
     for (size_t i = 0; i <= sub.n; i++)
       name[i] = i < sub.n ? (char)tolower((unsigned char)sub.p[i]) : '\0';

@@ -775,6 +775,11 @@ static void cmd_command(kvd_conn *c, kvd_str *argv, size_t argc) {
       kvd_reply_status(c, help[i]);
   } else if (kvd_arg_is(argv[1], "docs")) {
     kvd_reply_array(c, 0); /* no documentation: clients fall back to none */
+  } else if (kvd_arg_is(argv[1], "count") || kvd_arg_is(argv[1], "help")) {
+    kvd_reply_error(c, "ERR wrong number of arguments for 'command|%s' command",
+                    kvd_arg_is(argv[1], "count") ? "count" : "help");
+  } else if (kvd_arg_is(argv[1], "info") && argc == 2) {
+    cmd_command(c, argv, 1); /* no names: every command, as Redis 7 does */
   } else if (kvd_arg_is(argv[1], "info")) {
     kvd_reply_array(c, argc - 2);
     for (size_t i = 2; i < argc; i++) {

@@ -11,6 +11,7 @@
 #include <libgen.h>
 #include <limits.h>
 #include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <poll.h>
 #include <signal.h>
 #include <stdio.h>
@@ -521,7 +522,7 @@ Test(kvd, oversized_requests_are_refused, .timeout = 20) {
              "-ERR Protocol error: invalid bulk length\r\n");
   raw_expect_eof(fd);
   fd = raw_connect(s);
-  raw_expect(fd, "*99999999\r\n",
+  raw_expect(fd, "*2147483648\r\n",
              "-ERR Protocol error: invalid multibulk length\r\n");
   raw_expect_eof(fd);
   static char big[200000];
@@ -592,6 +593,251 @@ Test(kvd, quit_replies_then_closes, .timeout = 20) {
   raw_expect(fd, "PING\r\nQUIT\r\nPING\r\n", "+PONG\r\n+OK\r\n");
   raw_expect_eof(fd);
   EXPECT(s, "OK\n", "QUIT");
+  stop(s);
+}
+
+/* ---- limits and parsing, as redis-server 7.0 (see also `make fuzz`) ----- */
+
+/* A server started with --stats, which prints its counters on stderr at
+ * exit: "kvd stats: scanned N out_peak N out_dropped N". */
+typedef struct stats_server {
+  server s;
+  int err; /* the read end of its stderr */
+} stats_server;
+
+static stats_server start_stats(void) {
+  char path[PATH_MAX];
+  kvd_path(path, sizeof path);
+  int o[2], e[2];
+  cr_assert_eq(pipe(o), 0);
+  cr_assert_eq(pipe(e), 0);
+  stats_server ss;
+  ss.s.pid = fork();
+  cr_assert_geq(ss.s.pid, 0);
+  if (ss.s.pid == 0) {
+    prctl(PR_SET_PDEATHSIG, SIGTERM);
+    dup2(o[1], 1);
+    dup2(e[1], 2);
+    close(o[0]), close(o[1]), close(e[0]), close(e[1]);
+    execl(path, path, "--port", "0", "--stats", (char *)NULL);
+    _exit(127);
+  }
+  close(o[1]);
+  close(e[1]);
+  char line[64];
+  size_t len = 0;
+  while (len < sizeof line - 1 && read(o[0], line + len, 1) == 1 &&
+         line[len] != '\n')
+    len++;
+  line[len] = '\0';
+  close(o[0]);
+  cr_assert_eq(sscanf(line, "listening on %d", &ss.s.port), 1, "got '%s'",
+               line);
+  ss.err = e[0];
+  return ss;
+}
+
+typedef struct kvd_stats {
+  size_t scanned, out_peak, out_dropped;
+} kvd_stats;
+
+/* Stops the server and returns its counters. */
+static kvd_stats stop_stats(stats_server ss) {
+  stop(ss.s);
+  static char buf[1 << 16];
+  size_t len = 0;
+  ssize_t r;
+  while ((r = read(ss.err, buf + len, sizeof buf - 1 - len)) > 0)
+    len += (size_t)r;
+  buf[len] = '\0';
+  close(ss.err);
+  kvd_stats st;
+  const char *p = strstr(buf, "kvd stats: ");
+  cr_assert_not_null(p, "stderr: %s", buf);
+  cr_assert_eq(sscanf(p, "kvd stats: scanned %zu out_peak %zu out_dropped %zu",
+                      &st.scanned, &st.out_peak, &st.out_dropped),
+               3, "%s", p);
+  return st;
+}
+
+/* "SET big <512 KiB of 'v'>" on fd. */
+static void set_big(int fd) {
+  static char req[600 * 1024];
+  int n = sprintf(req, "*3\r\n$3\r\nSET\r\n$3\r\nbig\r\n$%d\r\n", 512 * 1024);
+  memset(req + n, 'v', 512 * 1024);
+  memcpy(req + n + 512 * 1024, "\r\n", 2);
+  raw_send(fd, req, (size_t)n + 512 * 1024 + 2);
+  raw_expect(fd, "", "+OK\r\n");
+}
+
+/* Reads from fd until `n` bytes arrived, or EOF/reset; returns the count. */
+static size_t drain(int fd, size_t n) {
+  static char buf[1 << 16];
+  size_t got = 0;
+  while (got < n) {
+    ssize_t r = read(fd, buf, sizeof buf);
+    if (r <= 0) break;
+    got += (size_t)r;
+  }
+  return got;
+}
+
+/* 3.6 KB of pipelined GETs of a 512 KiB value is 200 MB of replies: the
+ * server gathers at most about 1 MiB more while a write is in flight, and
+ * the rest waits in the input buffer until the client reads. */
+Test(kvd, pipelined_output_is_bounded, .timeout = 60) {
+  stats_server ss = start_stats();
+  int fd = raw_connect(ss.s);
+  set_big(fd);
+  enum { NCLIENT = 3, NGET = 400 };
+  static char req[NGET * 9 + 1];
+  for (int i = 0; i < NGET; i++)
+    memcpy(req + i * 9, "GET big\r\n", 9);
+  int fds[NCLIENT];
+  for (int i = 0; i < NCLIENT; i++) {
+    fds[i] = raw_connect(ss.s);
+    raw_send(fds[i], req, NGET * 9);
+  }
+  raw_expect(fd, "PING\r\n", "+PONG\r\n"); /* the others wait, not this */
+  size_t one = strlen("$524288\r\n") + 512 * 1024 + 2;
+  for (int i = 0; i < NCLIENT; i++) {
+    cr_assert_eq(drain(fds[i], NGET * one), NGET * one, "client %d", i);
+    raw_expect(fds[i], "PING\r\n", "+PONG\r\n");
+    close(fds[i]);
+  }
+  close(fd);
+  kvd_stats st = stop_stats(ss);
+  cr_assert_leq(st.out_peak, 8u << 20, "peak reply buffers %zu bytes",
+                st.out_peak);
+  cr_assert_eq(st.out_dropped, 0);
+}
+
+/* One reply past the hard limit (64 MiB waiting) drops that client only. */
+Test(kvd, output_limit_drops_the_client, .timeout = 60) {
+  stats_server ss = start_stats();
+  int fd = raw_connect(ss.s);
+  set_big(fd);
+  enum { NKEYS = 200 }; /* 100 MiB of reply */
+  static char req[NKEYS * 13 + 32];
+  size_t n = (size_t)sprintf(req, "*%d\r\n$4\r\nMGET\r\n", NKEYS + 1);
+  for (int i = 0; i < NKEYS; i++)
+    n += (size_t)sprintf(req + n, "$3\r\nbig\r\n");
+  int victim = raw_connect(ss.s);
+  raw_send(victim, req, n);
+  size_t full = 6 + NKEYS * (strlen("$524288\r\n") + 512 * 1024 + 2);
+  cr_assert_lt(drain(victim, full), full); /* closed before the end */
+  close(victim);
+  raw_expect(fd, "EXISTS big\r\n", ":1\r\n");
+  raw_expect(fd, "MGET big big\r\n",
+             "*2\r\n$524288\r\n"); /* a smaller reply is fine */
+  cr_assert_eq(drain(fd, 2 * (512 * 1024 + 2) + 9 - 0),
+               2 * (512 * 1024 + 2) + 9);
+  close(fd);
+  kvd_stats st = stop_stats(ss);
+  cr_assert_eq(st.out_dropped, 1);
+}
+
+/* A 4 MB request in 256-byte writes: each byte is scanned for a line end
+ * once, not once per read (the parse is incremental). */
+Test(kvd, split_request_is_parsed_incrementally, .timeout = 60) {
+  stats_server ss = start_stats();
+  enum { NKEYS = 65000, KEYLEN = 56 };
+  size_t cap = 32 + (size_t)NKEYS * (KEYLEN + 8);
+  char *req = malloc(cap);
+  cr_assert_not_null(req);
+  size_t n = (size_t)sprintf(req, "*%d\r\n$3\r\nDEL\r\n", NKEYS + 1);
+  for (int i = 0; i < NKEYS; i++)
+    n += (size_t)sprintf(req + n, "$%d\r\n%0*d\r\n", KEYLEN, KEYLEN, i);
+  cr_assert_gt(n, 4000000);
+  int fd = raw_connect(ss.s);
+  int one = 1;
+  setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+  for (size_t off = 0; off < n; off += 256)
+    raw_send(fd, req + off, n - off < 256 ? n - off : 256);
+  raw_expect(fd, "", ":0\r\n");
+  raw_expect(fd, "PING\r\n", "+PONG\r\n");
+  close(fd);
+  free(req);
+  kvd_stats st = stop_stats(ss);
+  /* the line ends of 65,002 lines: far less than the request itself */
+  cr_assert_leq(st.scanned, n, "scanned %zu bytes of a %zu-byte request",
+                st.scanned, n);
+}
+
+/* Redis's parser, byte for byte (each answer is redis-server 7.0.15's). */
+Test(kvd, parsing_matches_redis, .timeout = 20) {
+  server s = start();
+  static const struct {
+    const char *req, *want;
+    bool closes;
+  } cases[] = {
+      /* count and length lines are string2ll numbers */
+      {"*01\r\n$4\r\nPING\r\n",
+       "-ERR Protocol error: invalid multibulk length\r\n", true},
+      {"*-0\r\n", "-ERR Protocol error: invalid multibulk length\r\n", true},
+      {"*+1\r\n", "-ERR Protocol error: invalid multibulk length\r\n", true},
+      {"*2147483648\r\n", "-ERR Protocol error: invalid multibulk length\r\n",
+       true},
+      {"*1\r\n$-0\r\n", "-ERR Protocol error: invalid bulk length\r\n", true},
+      {"*1\r\n$04\r\nPING\r\n", "-ERR Protocol error: invalid bulk length\r\n",
+       true},
+      {"*-5\r\n*0\r\nPING\r\n", "+PONG\r\n", false},
+      /* the byte after CR and the two after an argument are not checked */
+      {"*1\rx$4\ryPING\r\n", "+PONG\r\n", false},
+      {"*2\r\n$4\r\nECHO\r\n$1\r\naXY", "$1\r\na\r\n", false},
+      {"*1\r\n\r\n", "-ERR Protocol error: expected '$', got ' '\r\n", true},
+      /* inline: blanks are isspace(), but only SP, TAB, CR, LF end a token */
+      {"ECHO a\rb\r\n",
+       "-ERR wrong number of arguments for 'echo' command\r\n", false},
+      {"ECHO \v\"a\"\f\r\n", "$1\r\na\r\n", false},
+      {"ECHO a\vb\r\n", "$3\r\na\vb\r\n", false},
+      {"ECHO 'a'\v\r\n", "$1\r\na\r\n", false},
+      {"ECHO \"a\"b\r\n", "-ERR Protocol error: unbalanced quotes in request\r\n",
+       true},
+      {"ECHO 'it\\'s' \r\n", "$4\r\nit's\r\n", false},
+      {"ECHO \"\\x41\\x4g\\q\"\r\n", "$5\r\nAx4gq\r\n", false},
+      {"ECHO \"a\\\r\n", "-ERR Protocol error: unbalanced quotes in request\r\n",
+       true},
+  };
+  for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+    int fd = raw_connect(s);
+    raw_expect(fd, cases[i].req, cases[i].want);
+    if (cases[i].closes)
+      raw_expect_eof(fd);
+    else
+      close(fd);
+  }
+  /* a count line without CR: Redis's own error text past 64 KiB */
+  static char big[70016];
+  memset(big, '1', sizeof big - 1);
+  int fd = raw_connect(s);
+  big[0] = '*';
+  raw_expect(fd, big, "-ERR Protocol error: too big mbulk count string\r\n");
+  raw_expect_eof(fd);
+  fd = raw_connect(s);
+  memcpy(big, "*1\r\n$", 5);
+  raw_expect(fd, big, "-ERR Protocol error: too big bulk count string\r\n");
+  raw_expect_eof(fd);
+  /* a NUL hides the line end from Redis's strchr(): nothing runs */
+  fd = raw_connect(s);
+  raw_send(fd, "ECHO a\0b\r\nPING\r\n", 16);
+  memset(big, 'x', sizeof big - 1);
+  raw_expect(fd, big, "-ERR Protocol error: too big inline request\r\n");
+  raw_expect_eof(fd);
+  fd = raw_connect(s);
+  raw_send(fd, "*1\r\n$4\0\r\nPING\r\n", 15);
+  raw_expect(fd, big, "-ERR Protocol error: too big bulk count string\r\n");
+  raw_expect_eof(fd);
+  /* more than 65,536 arguments are fine (the 4 MiB request bound holds) */
+  enum { NARGS = 70000 };
+  static char many[NARGS * 7 + 64];
+  size_t n = (size_t)sprintf(many, "*%d\r\n$4\r\nECHO\r\n", NARGS + 1);
+  for (int i = 0; i < NARGS; i++)
+    n += (size_t)sprintf(many + n, "$1\r\nx\r\n");
+  fd = raw_connect(s);
+  raw_send(fd, many, n);
+  raw_expect(fd, "", "-ERR wrong number of arguments for 'echo' command\r\n");
+  close(fd);
   stop(s);
 }
 

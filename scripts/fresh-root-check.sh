@@ -10,8 +10,9 @@
 #   --keep  leave the root in place afterwards (default: delete it)
 #   --dir   where to build the root (default: a new directory under /tmp)
 # Environment: MIRROR (a Debian mirror URL for mmdebstrap, default its own),
-# MAKE_J (the -j for the build steps, default 2; the tests run as
-# `make check`, as CI runs them).
+# MAKE_J (the -j for the build step, default 2; the tests run as
+# `make -k check`: CI's `make check`, carrying on to the ASan+UBSan run
+# when the plain one fails, so that one run shows every failure).
 #
 # The root is `mmdebstrap --variant=apt --include=ca-certificates,git,make,
 # gcc,libc6-dev bookworm`; everything else the build and tests need must be
@@ -105,15 +106,22 @@ printf '#!/bin/sh\nexit 101\n' >"$dir/usr/sbin/policy-rc.d"
 chmod +x "$dir/usr/sbin/policy-rc.d"
 step "clone, mounts"
 
-inroot() { chroot "$dir" /usr/bin/env -i HOME=/root PATH=/usr/sbin:/usr/bin:/sbin:/bin \
-  LANG=C.UTF-8 /bin/bash -c "cd /root/weft && $1"; }
+# A clean environment, and no file descriptors but 0-2 from the caller
+# (a CI runner's or a terminal's), as on a freshly booted machine.
+inroot() (
+  for fd in $(ls /proc/$BASHPID/fd); do
+    if [ "$fd" -gt 2 ] && [ "$fd" != 255 ]; then eval "exec $fd>&-"; fi
+  done
+  exec chroot "$dir" /usr/bin/env -i HOME=/root PATH=/usr/sbin:/usr/bin:/sbin:/bin \
+    LANG=C.UTF-8 /bin/bash -c "cd /root/weft && $1" 255>&-
+)
 
 inroot "make -j${MAKE_J:-2} lib" || exit 2
 step "deps and build (make lib)"
 
 status=0
 rm -f "$dir/etc/hosts"
-if inroot "make check"; then r1=passed; else r1=FAILED; status=1; fi
+if inroot "make -k check"; then r1=passed; else r1=FAILED; status=1; fi
 step "make check, no /etc/hosts: $r1"
 
 cat >"$dir/etc/hosts" <<'EOF'
@@ -125,7 +133,7 @@ cat >"$dir/etc/hosts" <<'EOF'
 ff02::1 ip6-allnodes
 ff02::2 ip6-allrouters
 EOF
-if inroot "make check"; then r2=passed; else r2=FAILED; status=1; fi
+if inroot "make -k check"; then r2=passed; else r2=FAILED; status=1; fi
 step "make check, stock /etc/hosts: $r2"
 
 echo "fresh-root-check: no /etc/hosts: $r1; stock /etc/hosts: $r2"

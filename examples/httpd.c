@@ -3,12 +3,17 @@
  * — an HTTP/1.1 static file server on weft (docs/httpd.md).
  *
  * GET and HEAD of regular files under DIR (a path ending in "/" serves its
- * index.html), with keep-alive and pipelining, Content-Length,
- * Last-Modified / If-Modified-Since (304), one byte range per request (206,
- * 416), and the error replies 400 (malformed), 403 (path traversal), 404,
- * 405 (other methods), 413 (request body over 1 MiB), 414 (URL over 8000
- * bytes), 431 (header fields over 8 KiB), 505 (not HTTP/1.x). Requests
- * are parsed by libhttp-parser. Files are opened and fstat'ed with weft's
+ * index.html; a directory without the "/" is redirected, 301), with
+ * keep-alive and pipelining, Content-Length, Last-Modified and ETag, the
+ * conditionals of RFC 9110 13 (If-Match, If-Unmodified-Since: 412;
+ * If-None-Match, If-Modified-Since: 304; If-Range), one byte range per GET
+ * (206, 416), 100 Continue, and the error replies 400 (malformed, see
+ * httpd/http_req.c), 403 (path traversal, directory without index), 404,
+ * 405 (POST to a file, other registered methods), 413 (request body over
+ * 1 MiB), 414 (URL over 8000 bytes), 431 (a header line over 8 KiB or 32
+ * KiB in all), 501 (unknown method or transfer coding), 505 (not
+ * HTTP/1.x). Requests are parsed by httpd/http_req.c, strictly where RFC
+ * 9112 says MUST. Files are opened and fstat'ed with weft's
  * asynchronous file I/O (on the thread pool, so a slow disk never blocks
  * the loop) and kept open for --cache-ms (default 1000; 0: off) in a
  * per-loop cache (httpd/fcache.c), and bodies go out with a non-blocking
@@ -21,8 +26,8 @@
  * SIGTERM or SIGINT stops it cleanly (exit status 0).
  *
  * Timeouts, on weft timers: a keep-alive connection idle for --idle-ms
- * (default 15000) is closed; a request whose header has not fully arrived
- * --header-ms (default 10000) after its first byte is closed (slow
+ * (default 15000) is closed; a request (head and body) that has not fully
+ * arrived --header-ms (default 10000) after its first byte is closed (slow
  * clients); a reply that makes no progress for --send-ms (default 30000)
  * is abandoned. */
 #include <fcntl.h>
@@ -83,7 +88,7 @@ typedef struct conn {
   weft_write_req wreq, creq; /* the reply; a 100 Continue */
   weft_shutdown_req sreq;
   httpd_req req;
-  char head[1024];
+  char head[HTTPD_URL_MAX + 1024]; /* room for a Location as long as a target */
   char path[PATH_MAX];
   char in[IN_MAX];
 } conn;
@@ -313,7 +318,9 @@ static int fs_error_status(int64_t err) {
 /* A directory named without its trailing slash: redirected to it, as
  * nginx does (a relative Location, RFC 9110 10.2.2). */
 static void redirect_dir(conn *c) {
-  char loc[HTTPD_URL_MAX + 16], extra[sizeof loc + 16];
+  /* The head buffer holds the Location with room for the other fields;
+   * a longer one is refused rather than truncated. */
+  char loc[sizeof c->head - 256], extra[sizeof loc + 16];
   if (!httpd_dir_location(c->req.url, c->req.url_len, loc, sizeof loc)) {
     send_simple(c, 414, "");
     return;
@@ -415,13 +422,12 @@ static void start_request(conn *c) {
     send_simple(c, 405, "");
     return;
   }
-  int status = httpd_map_path(c->req.url, c->req.url_len, c->srv->opt->root, c->path, sizeof c->path);
+  int status = httpd_map_path(c->req.url, c->req.url_len, c->srv->opt->root, c->path,
+                              sizeof c->path, &c->index);
   if (status != 0) {
     send_simple(c, status, "");
     return;
   }
-  c->index = c->req.url_len > 0 && strcmp(c->path + strlen(c->path) - strlen("/index.html"), "/index.html") == 0 &&
-             c->path[strlen(c->path) - strlen("/index.html")] != '\0';
   fcache_entry *e = fcache_get(&c->srv->cache, c->path, weft_now(c->srv->loop));
   if (e != NULL) { /* a hot file: no trip to the pool */
     use_entry(c, e);

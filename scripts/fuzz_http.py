@@ -191,7 +191,9 @@ def crafted():
          ("root-index", R("GET / HTTP/1.1")), ("dir-redirect", R("GET /sub HTTP/1.1")),
          ("dir-redirect-query", R("GET /sub?x=1 HTTP/1.1")), ("dir-noindex", R("GET /empty/ HTTP/1.1")),
          ("dir-noindex-redirect", R("GET /empty HTTP/1.1")), ("missing", R("GET /nope HTTP/1.1")),
-         ("missing-dir", R("GET /nope/ HTTP/1.1")), ("file-slash", R("GET /small.txt/ HTTP/1.1")),
+         ("missing-dir", R("GET /nope/ HTTP/1.1")),
+         ("noindex-explicit", R("GET /empty/index.html HTTP/1.1")),
+         ("dir-redirect-long", R("GET /sub?" + "q" * 900 + " HTTP/1.1")), ("file-slash", R("GET /small.txt/ HTTP/1.1")),
          ("http10", R("GET /small.txt HTTP/1.0", host=False)),
          ("http10-ka", R("GET /small.txt HTTP/1.0", "Connection: keep-alive", host=False)),
          ("close", R("GET /small.txt HTTP/1.1", "Connection: close")),
@@ -310,7 +312,8 @@ def key(rep, closed):
     if rep.status in (200, 206, 304):
         k["etag"] = rep.h("etag") is not None
     if rep.status in (301, 302):
-        k["location"] = rep.h("location")
+        loc = rep.h("location") or ""
+        k["location"] = loc if len(loc) < 80 else "%s...(%d bytes)" % (loc[:60], len(loc))
     k["close"] = "close" in (rep.h("connection") or "").lower()
     return tuple(sorted(k.items()))
 
@@ -351,7 +354,7 @@ def classify(req, n, h):
         return "no-host"
     if hs == 400 and re.search(rb"HTTX|HTTP\\", line):
         return "strict-request-line"
-    if b"If-None-Match" in head and b"If-Modified-Since" in head and hs == 304 and ns in (200, 206):
+    if b"If-None-Match" in head and b"If-Modified-Since" in head and hs == 304 and ns in (200, 206, 416):
         return "ims-with-inm"
     if line.startswith(b"HEAD ") and b"Range:" in head and hs == 200 and ns in (206, 416):
         return "head-range"
@@ -414,8 +417,12 @@ def run_diff(args, nport, hport, rng, deadline):
             if bad > 15:
                 continue
             print(f"  DIFFERENCE [{cid or 'unclassified'}] {name}: nginx {dict(kn)} httpd {dict(kh)}\n"
-                  f"    repro: python3 -c 'import socket;s=socket.create_connection((\"127.0.0.1\",PORT));"
-                  f"s.sendall({req[:400]!r});print(s.recv(65536))'")
+                  f"    request: {req[:300]!r}{'...' if len(req) > 300 else ''}\n"
+                  f"    repro: python3 -c \"import socket,sys;s=socket.create_connection(('127.0.0.1',"
+                  f"int(sys.argv[1])));s.sendall(bytes.fromhex('{req.hex()}'));print(s.recv(65536))\" PORT"
+                  if len(req) <= 2000 else
+                  f"  DIFFERENCE [{cid or 'unclassified'}] {name}: nginx {dict(kn)} httpd {dict(kh)}\n"
+                  f"    request ({len(req)} bytes): {req[:300]!r}...")
     print(f"http-diff: {n_cases} cases, {diffs} differences ({bad} not listed in {args.doc})")
     return bad == 0
 

@@ -779,5 +779,14 @@ Test(httpd, directories_redirected_or_refused, .timeout = 30) {
   cr_assert_str_eq(status_of(&f, "GET /empty/ HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n"), "HTTP/1.1 403 Forbidden");
   cr_assert_str_eq(status_of(&f, "GET /empty HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n"),
                    "HTTP/1.1 301 Moved Permanently");
+  cr_assert_str_eq(status_of(&f, "GET /empty/index.html HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n"),
+                   "HTTP/1.1 404 Not Found");
+  static char req[2048];
+  snprintf(req, sizeof req, "GET /sub?%0900d HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n", 0);
+  r = raw_str(&f, req);
+  cr_assert_eq(strncmp(r, "HTTP/1.1 301 ", 13), 0, "%.40s", r); /* the whole Location, not truncated */
+  cr_assert_not_null(strstr(r, "\r\nLocation: /sub/?0000"));
+  cr_assert_not_null(strstr(r, "0000\r\n"));
+  cr_assert_not_null(strstr(r, "\r\n\r\nMoved Permanently\n"));
   stop(&f);
 }

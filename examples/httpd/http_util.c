@@ -207,7 +207,9 @@ static int decode(const char *src, size_t n, char *path, size_t root, size_t siz
   return 0;
 }
 
-int httpd_map_path(const char *url, size_t len, const char *root, char *path, size_t size) {
+int httpd_map_path(const char *url, size_t len, const char *root, char *path, size_t size,
+                   bool *index) {
+  *index = false;
   struct http_parser_url u;
   http_parser_url_init(&u);
   if (http_parser_parse_url(url, len, 0, &u) != 0 || !(u.field_set & (1 << UF_PATH))) return 400;
@@ -222,7 +224,10 @@ int httpd_map_path(const char *url, size_t len, const char *root, char *path, si
   for (const char *s = path + rlen; (s = strstr(s, "/..")) != NULL; s += 3)
     if (s[3] == '/' || s[3] == '\0') return 403;
   size_t end = strlen(path);
-  if (path[end - 1] == '/') memcpy(path + end, "index.html", sizeof "index.html");
+  if (path[end - 1] == '/') {
+    memcpy(path + end, "index.html", sizeof "index.html");
+    *index = true;
+  }
   return 0;
 }
 

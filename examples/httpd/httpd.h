@@ -45,9 +45,11 @@ void httpd_format_date(time_t t, char *dst, size_t size);
 
 /** Maps the request target url[0..len) to a file under `root` (canonical,
  * without a trailing slash) into path[0..size): percent-decoded, index.html
- * appended to a trailing "/". Returns 0, or the status to answer: 400 (not
- * a path, bad escape, %00), 403 (a ".." segment), 414 (too long). */
-int httpd_map_path(const char *url, size_t len, const char *root, char *path, size_t size);
+ * appended to a trailing "/" (then *index is set). Returns 0, or the
+ * status to answer: 400 (not a path, bad escape, %00), 403 (a ".."
+ * segment), 414 (too long). */
+int httpd_map_path(const char *url, size_t len, const char *root, char *path, size_t size,
+                   bool *index);
 
 /** The Location of the redirect from a directory named without its
  * trailing slash: the target's path with "/" appended, then its query.

@@ -2,7 +2,11 @@
  * sockets: status codes, bytes identical to the files, ranges, HEAD,
  * keep-alive reuse, pipelining, traversal, malformed and oversized
  * requests, 404, 405, If-Modified-Since, idle and slow-client timeouts,
- * several loops, bad command lines. Each test starts its own server on a
+ * several loops, bad command lines; then requests larger than the input
+ * buffer, and the RFC 9110/9112 MUSTs: Host, field syntax, versions, 501,
+ * ETag and the conditionals (412, 304, If-Range), obsolete date forms,
+ * 100 Continue, directory redirects. scripts/fuzz-http.sh compares httpd
+ * with nginx and fuzzes it. Each test starts its own server on a
  * free loopback port (--port 0) and stops it with SIGTERM. */
 #include "support/test.h"
 

@@ -386,6 +386,14 @@ Test(process, fd_in_its_own_slot_loses_cloexec, .timeout = 10) {
   /* fd 15: high enough not to be the test runner's own */
   int fds[2];
   cr_assert_eq(pipe2(fds, O_CLOEXEC), 0);
+  /* both ends above 15 (a loop's fds can push them onto it), so that
+   * fd 15 is only the copy made next */
+  for (int i = 0; i < 2; i++) {
+    int up = fcntl(fds[i], F_DUPFD_CLOEXEC, 16);
+    cr_assert_geq(up, 16);
+    close(fds[i]);
+    fds[i] = up;
+  }
   cr_assert_eq(dup3(fds[1], 15, O_CLOEXEC), 15);
   close(fds[1]);
   weft_stdio st[16];

@@ -6,7 +6,12 @@
  * onto the loop's ready queue (an intrusive list through `next`), which one
  * weft_call_soon() task drains: settling never allocates and never runs a
  * continuation inline. Continuation lists are kept newest-first (one pointer
- * per future) and reversed when they move. */
+ * per future) and reversed when they move.
+ *
+ * What a future does when it fires, is cancelled, is settled by hand or is
+ * freed belongs to its kind (a weft__kind table in the kind's own file, see
+ * internal.h): this file only dispatches through weft__kinds[]. It defines
+ * one kind itself, the plain future. */
 #include <stdio.h>
 
 #include "internal.h"
@@ -231,8 +236,7 @@ static void drain(void *arg) {
 static int settle_check(const weft_future *f) {
   if (f == NULL) return -EINVAL;
   if (f->state != WEFT_FUTURE_PENDING) return -EALREADY;
-  const weft__kind *k = weft__kind_of(f);
-  return k->claim != NULL ? k->claim(f, false) : -EBUSY;
+  return weft__settle_by_hand(f);
 }
 
 int weft_future_resolve(weft_future *f, void *value, weft_dtor dtor) {
@@ -346,17 +350,13 @@ weft_loop *weft_future_loop(const weft_future *f) { return f ? f->loop : NULL; }
  * (sync.c), io requests and pool jobs stop their work: they need no kind of
  * their own. A plain future with a hook belongs to its producer and cannot
  * adopt another future. */
-static int plain_claim(const weft_future *f, bool adopt) {
-  return adopt && f->u.hook.fn != NULL ? -EBUSY : 0;
-}
-
 static weft_future *plain_cancel(weft_future *f) {
   if (f->u.hook.fn != NULL) f->u.hook.fn(f, f->u.hook.arg);
   return NULL;
 }
 
 const weft__kind weft__plain_kind = {
-    .name = "plain", .cancel = plain_cancel, .claim = plain_claim};
+    .name = "plain", .cancel = plain_cancel, .by_hand = WEFT__BY_PRODUCER};
 
 const weft__kind *const weft__kinds[K_COUNT] = {
     [K_PLAIN] = &weft__plain_kind,

@@ -47,10 +47,16 @@ typedef struct weft__kind {
   /* f's last reference went: hand what f holds to weft__future_drop(.., todo)
    * (freeing is iterative). NULL: f holds only `src`, which is dropped. */
   void (*release)(weft_future *f, weft_future **todo);
-  /* May weft_future_resolve / reject (adopt: weft_future_adopt) settle the
-   * pending f by hand? 0 or -EBUSY. NULL: never (-EBUSY). */
-  int (*claim)(const weft_future *f, bool adopt);
+  /* Who may settle a pending future of this kind by hand (weft_future_
+   * resolve / reject / adopt): WEFT__BY_PRODUCER (anyone holding it, plain
+   * futures; adopting needs no cancel hook registered, as a hooked future
+   * belongs to its producer), WEFT__BY_CONTINUATION (only while its
+   * continuation runs, F_RUNNING) or 0, nobody (-EBUSY). Data, not a hook:
+   * it is read on every settle. */
+  uint8_t by_hand;
 } weft__kind;
+
+enum { WEFT__BY_PRODUCER = 1, WEFT__BY_CONTINUATION = 2 };
 
 extern const weft__kind weft__plain_kind;                    /* future.c */
 extern const weft__kind weft__then_kind, weft__catch_kind,   /* then.c */
@@ -115,6 +121,15 @@ struct weft_future {
 
 static inline const weft__kind *weft__kind_of(const weft_future *f) {
   return weft__kinds[f->kind];
+}
+
+/* 0 if weft_future_resolve / reject may settle the pending f now, else
+ * -EBUSY (see weft__kind.by_hand). */
+static inline int weft__settle_by_hand(const weft_future *f) {
+  uint8_t by = weft__kind_of(f)->by_hand;
+  if (by == WEFT__BY_PRODUCER) return 0;
+  if (by == WEFT__BY_CONTINUATION && (f->flags & F_RUNNING)) return 0;
+  return -EBUSY;
 }
 
 /* The loop's futures state (future.c): the free list, the ready queue. */

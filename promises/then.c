@@ -110,15 +110,11 @@ static weft_future *derived_cancel(weft_future *w) {
   return next;
 }
 
-/* A derived future is decided by its continuation, while it runs. */
-static int derived_claim(const weft_future *w, bool adopt) {
-  WEFT__UNUSED(adopt);
-  return (w->flags & F_RUNNING) ? 0 : -EBUSY;
-}
-
+/* a derived future is decided by its continuation, which may also settle
+ * it by hand while it runs */
 #define DERIVED_KIND(kname, fire_fn)                                         \
   {.name = kname, .fire = fire_fn, .cancel = derived_cancel,               \
-   .claim = derived_claim}
+   .by_hand = WEFT__BY_CONTINUATION}
 
 const weft__kind weft__then_kind = DERIVED_KIND("then", then_fire);
 const weft__kind weft__catch_kind = DERIVED_KIND("catch", catch_fire);
@@ -177,8 +173,11 @@ int weft_future_then2(weft_future *f, weft_then_fn on_ok, weft_then_fn on_err,
 static int adopt_check(weft_future *out, weft_future *src) {
   if (out == NULL || src == NULL || out->loop != src->loop) return -EINVAL;
   if (out->state != WEFT_FUTURE_PENDING) return -EALREADY;
-  const weft__kind *k = weft__kind_of(out);
-  return k->claim != NULL ? k->claim(out, true) : -EBUSY;
+  /* a future with a cancel hook belongs to its producer */
+  if (weft__kind_of(out)->by_hand == WEFT__BY_PRODUCER &&
+      out->u.hook.fn != NULL)
+    return -EBUSY;
+  return weft__settle_by_hand(out);
 }
 
 int weft_future_adopt(weft_future *out, weft_future *src) {

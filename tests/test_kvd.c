@@ -1172,6 +1172,9 @@ Test(kvd, expire_checks_options_first, .timeout = 20) {
   EXPECT(s, "(integer) 0\n", "EXPIREAT", "k", "4102444801", "NX");
   EXPECT(s, "(integer) 1\n", "PEXPIREAT", "k", "100", "LT"); /* past */
   EXPECT(s, "(integer) 0\n", "EXISTS", "k");
+  EXPECT(s, "OK\n", "SET", "k", "v"); /* Redis's suite: a huge negative time */
+  EXPECT(s, "(integer) 1\n", "PEXPIREAT", "k", "-9223372036854770000");
+  EXPECT(s, "(integer) -2\n", "TTL", "k");
   stop(s);
 }
 

@@ -172,8 +172,9 @@ static unsigned set_ttl_option(kvd_str a) {
 /* A deadline on kvd_clock_ms() for the Unix time `ms`; one already past
  * gives 1, which is due at once (0 would mean no expiry). */
 static int64_t deadline_of_unix(long long ms, int64_t now) {
-  long long d = ms - unix_ms();
-  if (d <= 0) return 1;
+  long long wall = unix_ms();
+  if (ms <= wall) return 1; /* (ms - wall could overflow for ms < 0) */
+  long long d = ms - wall;
   return d > INT64_MAX - now ? INT64_MAX : now + d;
 }
 

@@ -56,8 +56,9 @@ SAN_ASAN := -fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-fra
 SAN_TSAN := -fsanitize=thread -fno-omit-frame-pointer
 
 $(eval $(call variant,PLAIN,$(O),$(OPT),))
-$(eval $(call variant,ASAN,$(O)/asan,-O1 -g $(SAN_ASAN),$(SAN_ASAN)))
-$(eval $(call variant,TSAN,$(O)/tsan,-O1 -g $(SAN_TSAN) -DWEFT_TSAN,$(SAN_TSAN)))
+# WEFT_DEBUG turns on WEFT__ASSERT (core/debug_internal.h) in the sanitizer builds.
+$(eval $(call variant,ASAN,$(O)/asan,-O1 -g $(SAN_ASAN) -DWEFT_DEBUG,$(SAN_ASAN)))
+$(eval $(call variant,TSAN,$(O)/tsan,-O1 -g $(SAN_TSAN) -DWEFT_TSAN -DWEFT_DEBUG,$(SAN_TSAN)))
 
 .PHONY: all lib check check-plain check-asan check-tsan test bench examples \
         benches install uninstall clean format compile_commands deps tidy fuzz check-layers

@@ -573,7 +573,8 @@ def main():
         crashes = 1 if (crashed or rc != 0 or sanitizer) else 0
         if crashes:
             print(f"  httpd exit {rc}; log:\n{errs[-4000:]}")
-        print(f"http-fuzz: {n} cases, {crashes} crashes, {failures} connections without reply or close")
+        print(f"http-fuzz: {n} cases, {crashes} crashes, {failures} connections without reply or close "
+              f"({time.time() - t0:.0f} s in all)")
         ok = ok and crashes == 0 and failures == 0
     finally:
         if hp.poll() is None:

@@ -152,14 +152,27 @@ void kvd_reply_status(kvd_conn *c, const char *s) {
   kvd_reply_raw(c, "\r\n", 2);
 }
 
+/* "-<text>\r\n" as Redis's addReplyErrorFormat(): any length, CR and LF
+ * trimmed from the end, and the others inside turned into spaces. */
 void kvd_reply_error(kvd_conn *c, const char *fmt, ...) {
-  char buf[512];
-  va_list ap;
+  char stack[512], *buf = stack;
+  va_list ap, ap2;
   va_start(ap, fmt);
-  int n = vsnprintf(buf + 1, sizeof buf - 3, fmt, ap);
+  va_copy(ap2, ap);
+  int n = vsnprintf(buf + 1, sizeof stack - 3, fmt, ap);
   va_end(ap);
   if (n < 0) n = 0;
-  if ((size_t)n > sizeof buf - 4) n = (int)(sizeof buf - 4);
+  if ((size_t)n > sizeof stack - 4) {
+    char *big = malloc((size_t)n + 4);
+    if (big) {
+      buf = big;
+      n = vsnprintf(buf + 1, (size_t)n + 1, fmt, ap2);
+      if (n < 0) n = 0;
+    } else {
+      n = (int)(sizeof stack - 4); /* out of memory: the text cut short */
+    }
+  }
+  va_end(ap2);
   while (n > 0 && (buf[n] == '\r' || buf[n] == '\n'))
     n--; /* as Redis's sdstrim(): no line end at the end */
   buf[0] = '-';
@@ -167,6 +180,7 @@ void kvd_reply_error(kvd_conn *c, const char *fmt, ...) {
     if (buf[i] == '\r' || buf[i] == '\n') buf[i] = ' ';
   memcpy(buf + 1 + n, "\r\n", 2);
   kvd_reply_raw(c, buf, (size_t)n + 3);
+  if (buf != stack) free(buf);
 }
 
 void kvd_reply_int(kvd_conn *c, long long v) { reply_num(c, ':', v); }

@@ -828,9 +828,20 @@ Test(kvd, parsing_matches_redis, .timeout = 20) {
   raw_send(fd, "*1\r\n$4\0\r\nPING\r\n", 15);
   raw_expect(fd, big, "-ERR Protocol error: too big bulk count string\r\n");
   raw_expect_eof(fd);
-  /* more than 65,536 arguments are fine (the 4 MiB request bound holds) */
   enum { NARGS = 70000 };
   static char many[NARGS * 7 + 64];
+  /* error texts: any length; CR/LF trimmed at the end, spaces inside */
+  static char opt[700], want[800];
+  memset(opt, 'o', 600);
+  snprintf(want, sizeof want, "-ERR Unsupported option %.600s\r\n", opt);
+  char *req = many; /* reused below */
+  sprintf(req, "EXPIRE k 100 %.600s\r\n", opt);
+  fd = raw_connect(s);
+  raw_expect(fd, req, want);
+  raw_expect(fd, "*4\r\n$6\r\nEXPIRE\r\n$1\r\nk\r\n$1\r\n1\r\n$4\r\na\rb\n\r\n",
+             "-ERR Unsupported option a b\r\n");
+  close(fd);
+  /* more than 65,536 arguments are fine (the 4 MiB request bound holds) */
   size_t n = (size_t)sprintf(many, "*%d\r\n$4\r\nECHO\r\n", NARGS + 1);
   for (int i = 0; i < NARGS; i++)
     n += (size_t)sprintf(many + n, "$1\r\nx\r\n");

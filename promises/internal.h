@@ -11,8 +11,8 @@
  * holds. Each kind is a small table of functions (weft__kind) defined in the
  * file that implements the kind; `kind` is that table's index in
  * weft__kinds[] (future.c), a byte rather than a pointer so that a future
- * stays 64 bytes. A new kind adds one line here, one line to weft__kinds[]
- * and its own table: no switch anywhere. See docs/futures.md, "Future
+ * stays 64 bytes. A new kind adds an enumerator and an extern here, one
+ * line to weft__kinds[] and its own table: no switch anywhere. See docs/futures.md, "Future
  * kinds". */
 enum {
   K_PLAIN = 0,   /* future.c: weft_future_new, wait lists, io, the pool */
@@ -33,7 +33,7 @@ enum {
 };
 
 typedef struct weft__kind {
-  const char *name;
+  const char *name; /* "then", "sleep", ...: for a debugger or a log line */
   /* w came off the ready queue: the future it waits on settled. NULL for
    * kinds that are never anyone's continuation. */
   void (*fire)(weft_future *w);

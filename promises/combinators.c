@@ -133,12 +133,17 @@ static void race_propagate(weft_future *agg, weft_future *in) {
    .release = weft__agg_release}
 
 /* a node is nobody's to settle or cancel: only its aggregate sees it */
-const weft__kind weft__node_kind = {.name = "node", .fire = node_fire};
-const weft__kind weft__all_kind = AGG_KIND("all", all_propagate);
-const weft__kind weft__all_settled_kind =
+static const weft__kind node_kind = {.name = "node", .fire = node_fire};
+static const weft__kind all_kind = AGG_KIND("all", all_propagate);
+static const weft__kind all_settled_kind =
     AGG_KIND("all_settled", all_settled_propagate);
-const weft__kind weft__any_kind = AGG_KIND("any", any_propagate);
-const weft__kind weft__race_kind = AGG_KIND("race", race_propagate);
+static const weft__kind any_kind = AGG_KIND("any", any_propagate);
+static const weft__kind race_kind = AGG_KIND("race", race_propagate);
+WEFT__KIND(K_NODE, node_kind)
+WEFT__KIND(K_ALL, all_kind)
+WEFT__KIND(K_ALL_SETTLED, all_settled_kind)
+WEFT__KIND(K_ANY, any_kind)
+WEFT__KIND(K_RACE, race_kind)
 
 int weft_future_all(weft_loop *loop, weft_future *const *fs, size_t n,
                     weft_future **out) {

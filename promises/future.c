@@ -355,22 +355,14 @@ static weft_future *plain_cancel(weft_future *f) {
   return NULL;
 }
 
-const weft__kind weft__plain_kind = {
+static const weft__kind plain_kind = {
     .name = "plain", .cancel = plain_cancel, .by_hand = WEFT__BY_PRODUCER};
 
-const weft__kind *const weft__kinds[K_COUNT] = {
-    [K_PLAIN] = &weft__plain_kind,
-    [K_THEN] = &weft__then_kind,
-    [K_CATCH] = &weft__catch_kind,
-    [K_FINALLY] = &weft__finally_kind,
-    [K_BOTH] = &weft__both_kind,
-    [K_ADOPT] = &weft__adopt_kind,
-    [K_CB] = &weft__cb_kind,
-    [K_NODE] = &weft__node_kind,
-    [K_ALL] = &weft__all_kind,
-    [K_ALL_SETTLED] = &weft__all_settled_kind,
-    [K_ANY] = &weft__any_kind,
-    [K_RACE] = &weft__race_kind,
-    [K_TIMEOUT] = &weft__timeout_kind,
-    [K_SLEEP] = &weft__sleep_kind,
-};
+const weft__kind *weft__kinds[K_COUNT];
+
+void weft__kind_register(unsigned id, const weft__kind *k) {
+  WEFT__ASSERT(id < K_COUNT && weft__kinds[id] == NULL);
+  weft__kinds[id] = k;
+}
+
+WEFT__KIND(K_PLAIN, plain_kind)

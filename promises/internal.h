@@ -2,6 +2,7 @@
 #ifndef WEFT_PROMISES_INTERNAL_H
 #define WEFT_PROMISES_INTERNAL_H
 
+#include "core/debug_internal.h"
 #include "core/internal.h"
 #include "weft/future.h"
 #include "weft/sync.h"
@@ -9,11 +10,12 @@
 /* ---- kinds ------------------------------------------------------------------
  * What a future is decides how it fires, cancels and lets go of what it
  * holds. Each kind is a small table of functions (weft__kind) defined in the
- * file that implements the kind; `kind` is that table's index in
- * weft__kinds[] (future.c), a byte rather than a pointer so that a future
- * stays 64 bytes. A new kind adds an enumerator and an extern here, one
- * line to weft__kinds[] and its own table: no switch anywhere. See docs/futures.md, "Future
- * kinds". */
+ * file that implements the kind, which registers it under its number with
+ * WEFT__KIND(id, table) when the program loads; `kind` is that number, a
+ * byte rather than a pointer so that a future stays 64 bytes. future.c never
+ * names a kind but its own: it dispatches through weft__kinds[]. A new kind
+ * adds an enumerator here and its own file: no switch anywhere. See
+ * docs/futures.md, "Future kinds". */
 enum {
   K_PLAIN = 0,   /* future.c: weft_future_new, wait lists, io, the pool */
   K_THEN,        /* then.c: derived futures */
@@ -58,13 +60,18 @@ typedef struct weft__kind {
 
 enum { WEFT__BY_PRODUCER = 1, WEFT__BY_CONTINUATION = 2 };
 
-extern const weft__kind weft__plain_kind;                    /* future.c */
-extern const weft__kind weft__then_kind, weft__catch_kind,   /* then.c */
-    weft__finally_kind, weft__both_kind, weft__adopt_kind, weft__cb_kind;
-extern const weft__kind weft__node_kind, weft__all_kind,     /* combinators.c */
-    weft__all_settled_kind, weft__any_kind, weft__race_kind;
-extern const weft__kind weft__timeout_kind, weft__sleep_kind; /* timed.c */
-extern const weft__kind *const weft__kinds[K_COUNT];
+/* The table of every kind linked into the program, filled before main()
+ * runs (a kind's file is linked only if something makes its futures) and
+ * read-only afterwards, so any thread may read it. */
+extern const weft__kind *weft__kinds[K_COUNT];
+void weft__kind_register(unsigned id, const weft__kind *k);
+
+/* Registers `table` (a const weft__kind) as kind `id` when the program
+ * loads: one line under the table in the kind's own file. */
+#define WEFT__KIND(id, table)                                             \
+  __attribute__((constructor)) static void weft__register_##table(void) { \
+    weft__kind_register(id, &table);                                      \
+  }
 
 enum {
   F_PTR = 1u << 0,      /* the value is a pointer */

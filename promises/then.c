@@ -116,14 +116,20 @@ static weft_future *derived_cancel(weft_future *w) {
   {.name = kname, .fire = fire_fn, .cancel = derived_cancel,               \
    .by_hand = WEFT__BY_CONTINUATION}
 
-const weft__kind weft__then_kind = DERIVED_KIND("then", then_fire);
-const weft__kind weft__catch_kind = DERIVED_KIND("catch", catch_fire);
-const weft__kind weft__finally_kind = DERIVED_KIND("finally", finally_fire);
-const weft__kind weft__both_kind = DERIVED_KIND("then2", both_fire);
+static const weft__kind then_kind = DERIVED_KIND("then", then_fire);
+static const weft__kind catch_kind = DERIVED_KIND("catch", catch_fire);
+static const weft__kind finally_kind = DERIVED_KIND("finally", finally_fire);
+static const weft__kind both_kind = DERIVED_KIND("then2", both_fire);
 /* adopting: only its source decides it */
-const weft__kind weft__adopt_kind = {
+static const weft__kind adopt_kind = {
     .name = "adopt", .fire = adopt_fire, .cancel = derived_cancel};
-const weft__kind weft__cb_kind = {.name = "on_settled", .fire = cb_fire};
+static const weft__kind cb_kind = {.name = "on_settled", .fire = cb_fire};
+WEFT__KIND(K_THEN, then_kind)
+WEFT__KIND(K_CATCH, catch_kind)
+WEFT__KIND(K_FINALLY, finally_kind)
+WEFT__KIND(K_BOTH, both_kind)
+WEFT__KIND(K_ADOPT, adopt_kind)
+WEFT__KIND(K_CB, cb_kind)
 
 /* ---- the API --------------------------------------------------------------- */
 

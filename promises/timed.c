@@ -94,7 +94,8 @@ static weft_future *sleep_cancel(weft_future *f) {
 }
 
 /* settled by its timer only */
-const weft__kind weft__sleep_kind = {.name = "sleep", .cancel = sleep_cancel};
+static const weft__kind sleep_kind = {.name = "sleep", .cancel = sleep_cancel};
+WEFT__KIND(K_SLEEP, sleep_kind)
 
 int weft_sleep(weft_loop *loop, uint64_t ms, weft_future **out) {
   if (loop == NULL || out == NULL || ms > WEFT_TIMEOUT_MAX) return -EINVAL;
@@ -133,10 +134,11 @@ static weft_future *timeout_cancel(weft_future *agg) {
 }
 
 /* an aggregate of one input, racing a timer */
-const weft__kind weft__timeout_kind = {.name = "timeout",
-                                       .propagate = timeout_propagate,
-                                       .cancel = timeout_cancel,
-                                       .release = weft__agg_release};
+static const weft__kind timeout_kind = {.name = "timeout",
+                                        .propagate = timeout_propagate,
+                                        .cancel = timeout_cancel,
+                                        .release = weft__agg_release};
+WEFT__KIND(K_TIMEOUT, timeout_kind)
 
 int weft_future_timeout(weft_future *f, uint64_t ms, weft_future **out) {
   if (f == NULL || out == NULL || ms > WEFT_TIMEOUT_MAX) return -EINVAL;

@@ -14,10 +14,7 @@ void weft__handle_init(weft_loop *loop, weft_handle *h,
   h->data = data;
   h->loop = loop;
   h->ops = ops;
-  h->all_prev = loop->all_tail;
-  if (loop->all_tail) loop->all_tail->all_next = h;
-  else loop->all_head = h;
-  loop->all_tail = h;
+  weft__list_insert(&loop->handles, &h->all);
   loop->handle_count++;
 }
 
@@ -41,10 +38,7 @@ int weft_close(weft_handle *h, weft_close_cb cb) {
   h->close_cb = cb;
   h->ops->close(h);
   weft__handle_stop(h);
-  h->closing_next = NULL;
-  if (loop->closing_tail) loop->closing_tail->closing_next = h;
-  else loop->closing_head = h;
-  loop->closing_tail = h;
+  weft__list_insert(&loop->closing, &h->closing);
   weft__alive_add(loop, 1); /* until the close callback has run */
   weft__loop_want_turn(loop);
   return 0;
@@ -95,8 +89,6 @@ void weft_walk(weft_loop *loop, weft_walk_cb cb, void *arg) {
   if (loop == NULL || cb == NULL) return;
   /* the callback may close its handle, which stays linked until the close
    * phase, so taking `next` first is safe */
-  for (weft_handle *h = loop->all_head, *next; h != NULL; h = next) {
-    next = h->all_next;
-    cb(h, arg);
-  }
+  WEFT__LIST_FOREACH_SAFE(it, next, &loop->handles)
+    cb(WEFT__CONTAINER_OF(it, weft_handle, all), arg);
 }

@@ -104,30 +104,7 @@ typedef struct weft__task {
   void *arg;
 } weft__task;
 
-/* Timers (timers/timer.c): one bucket per distinct deadline holds its
- * timers in start order; a min-heap orders the buckets and a hash finds the
- * bucket of a deadline. */
-typedef struct weft__tbucket weft__tbucket;
-typedef struct weft__theap_entry {
-  uint64_t deadline;
-  weft__tbucket *b;
-} weft__theap_entry;
-
-typedef struct weft__timers {
-  weft__theap_entry *heap; /* 4-ary min-heap of buckets */
-  uint32_t heap_len, heap_cap;
-  weft__tbucket **hash; /* deadline -> bucket, chained */
-  uint32_t hash_mask, bucket_count;
-  weft__tbucket *free_buckets; /* recycled buckets */
-  void *slabs;                 /* bucket slabs, newest first */
-  weft__tbucket *bump, *bump_end; /* never-used room in the newest slab */
-  size_t capacity;             /* buckets in all slabs */
-  size_t linked;               /* timers in buckets (active timers) */
-  size_t repeating;            /* of those, the ones with a repeat */
-  weft__tbucket *last;         /* the bucket used last (equal timeouts) */
-  weft__tbucket *due_head, *due_tail; /* collected by weft__timers_run */
-  size_t due_count;            /* buckets on that list */
-} weft__timers;
+#include "timer_internal.h" /* weft__timers, part of the loop core */
 
 struct weft_loop {
   struct ev_loop *ev;
@@ -155,10 +132,11 @@ struct weft_loop {
   atomic_bool x_closed;   /* weft_loop_free() has begun */
   atomic_bool stop_flag;
 
-  /* handles: every open handle, and the queue of those finishing close */
-  weft_handle *all_head, *all_tail;
+  /* handles: every open handle (weft_handle.all), and the queue of those
+   * finishing close (weft_handle.closing), both in order */
+  weft__list handles;
   size_t handle_count;
-  weft_handle *closing_head, *closing_tail;
+  weft__list closing;
 
   weft__timers timers;
   uint64_t armed_deadline; /* deadline the ev_timer is armed for */
@@ -215,18 +193,7 @@ void weft__pool_before_free(weft_loop *loop);
 int weft__signal_claim(weft_loop *loop, int signum);
 void weft__signal_release(int signum);
 
-/* ---- timers (timers/timer.c) ------------------------------------------- */
-/* Fires the timers due at loop->now, all collected before any runs; timers
- * (re)started meanwhile wait for the next run, even at 0 ms. */
-void weft__timers_run(weft_loop *loop);
-/* The earliest deadline, if any timer is active. */
-bool weft__timers_earliest(const weft_loop *loop, uint64_t *deadline);
-/* Frees the timer structures (weft_loop_free). */
-void weft__timers_free(weft_loop *loop);
-/* For weft_loop_backend_timeout() (core/backend.c): the ms a host may
- * sleep, from now, after which the earliest timer fires on its next run
- * (rounded up; 0 if due), or -1 if no timer is active. */
-int64_t weft__timers_next(const weft_loop *loop);
+/* ---- timers: see core/timer_internal.h --------------------------------- */
 
 
 #endif /* WEFT_CORE_INTERNAL_H */

@@ -13,10 +13,9 @@
 #include <stddef.h>
 
 #include "debug_internal.h"
+#include "weft/loop.h" /* struct weft__list, which public structs embed */
 
-typedef struct weft__list {
-  struct weft__list *prev, *next;
-} weft__list;
+typedef struct weft__list weft__list;
 
 /* The struct of type `type` whose member `member` is at `ptr`. */
 #define WEFT__CONTAINER_OF(ptr, type, member)                                  \

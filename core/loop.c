@@ -94,7 +94,7 @@ void weft__loop_want_turn(weft_loop *loop) {
 }
 
 static void maybe_stop_idle(weft_loop *loop) {
-  if (loop->cs_count == 0 && loop->closing_head == NULL)
+  if (loop->cs_count == 0 && weft__list_empty(&loop->closing))
     STOP_UNREF(idle, loop, &loop->idle);
 }
 
@@ -190,24 +190,19 @@ static void on_wake(struct ev_loop *ev, ev_io *w, int revents) {
 }
 
 static void finish_closing(weft_loop *loop) {
-  /* closes requested by close callbacks finish next turn */
-  weft_handle *h = loop->closing_head;
-  loop->closing_head = loop->closing_tail = NULL;
-  while (h != NULL) {
-    weft_handle *next = h->closing_next;
-    h->closing_next = NULL;
+  /* closes requested by close callbacks finish next turn: take the queue */
+  weft__list batch;
+  weft__list_init(&batch);
+  weft__list_splice_back(&batch, &loop->closing);
+  weft__list *n;
+  while ((n = weft__list_pop_front(&batch)) != NULL) {
+    weft_handle *h = WEFT__CONTAINER_OF(n, weft_handle, closing);
     if (h->ops->finish != NULL) h->ops->finish(h);
     h->flags = (h->flags & ~WEFT__H_CLOSING) | WEFT__H_CLOSED;
-    /* unlink from the loop's handle list */
-    if (h->all_prev) h->all_prev->all_next = h->all_next;
-    else loop->all_head = h->all_next;
-    if (h->all_next) h->all_next->all_prev = h->all_prev;
-    else loop->all_tail = h->all_prev;
-    h->all_prev = h->all_next = NULL;
+    weft__list_unlink(&h->all);
     loop->handle_count--;
     weft__alive_add(loop, -1); /* the close in progress */
     if (h->close_cb != NULL) h->close_cb(h); /* may free h */
-    h = next;
   }
 }
 
@@ -215,7 +210,7 @@ static void on_check(struct ev_loop *ev, ev_check *w, int revents) {
   WEFT__UNUSED(revents);
   weft_loop *loop = w->data;
   cs_drain(loop);
-  if (loop->closing_head != NULL) finish_closing(loop);
+  if (!weft__list_empty(&loop->closing)) finish_closing(loop);
   maybe_stop_idle(loop);
   if (atomic_load_explicit(&loop->stop_flag, memory_order_relaxed))
     ev_break(ev, EVBREAK_ONE);
@@ -304,6 +299,9 @@ static int loop_init(weft_loop **out, struct ev_loop *ev, bool own,
     return err;
   }
   loop->cs_mask = CS_INITIAL - 1;
+  weft__list_init(&loop->handles);
+  weft__list_init(&loop->closing);
+  weft__timers_init(loop);
   loop->pool_size = opts ? opts->pool_size : 0;
   loop->cs_budget = opts && opts->call_soon_budget ? opts->call_soon_budget
                                                    : CS_BUDGET_DEFAULT;
@@ -444,7 +442,7 @@ int weft_loop_backend_fd(const weft_loop *loop) {
 
 int weft_loop_backend_timeout(const weft_loop *loop) {
   if (loop == NULL) return -1;
-  if (loop->cs_count || loop->closing_head || loop->fd_dirty ||
+  if (loop->cs_count || !weft__list_empty(&loop->closing) || loop->fd_dirty ||
       ev_pending_count(loop->ev))
     return 0;
   int64_t ms = weft__timers_next(loop);

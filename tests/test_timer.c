@@ -4,6 +4,10 @@
 
 #include <stdlib.h>
 
+/* weft__timers_validate() and the timer structures, for the invariant
+ * tests at the end */
+#include "core/internal.h"
+
 typedef struct rec {
   weft_timer t;
   int id, fired;
@@ -563,4 +567,115 @@ Test(timer, heap_matches_reference_model, .timeout = 30) {
   th_loop_finish(M.loop);
   for (size_t b = 0; b < MODEL_BUCKETS; b++) free(M.bucket[b]);
   free(M.timers);
+}
+
+/* ---- invariants: weft__timers_validate after every step ----------------- */
+
+#define VAL_TIMERS 48
+#define VAL_STEPS 3000
+
+static struct {
+  weft_loop *loop;
+  weft_timer t[VAL_TIMERS];
+  uint64_t rng;
+  long fired, bad; /* callbacks, and validations failed inside them */
+} V;
+
+static uint64_t vrnd(void) { /* xorshift64: the same sequence every run */
+  V.rng ^= V.rng << 13;
+  V.rng ^= V.rng >> 7;
+  V.rng ^= V.rng << 17;
+  return V.rng;
+}
+
+/* Timeouts from a few values, so that buckets are shared, emptied and
+ * recycled; 0 ms lands on the deadline of buckets being collected. */
+static uint64_t vtimeout(void) {
+  static const uint64_t pick[] = {0, 0, 1, 1, 2, 3, 5, 8, 1000};
+  return pick[vrnd() % (sizeof pick / sizeof pick[0])];
+}
+
+static void val_cb(weft_timer *t);
+
+/* One random operation; returns what it returned (0, or -EINVAL for
+ * again on a timer never started). */
+static int val_op(void) {
+  weft_timer *t = &V.t[vrnd() % VAL_TIMERS];
+  switch (vrnd() % 6) {
+  case 0:
+  case 1: return weft_timer_start(t, val_cb, vtimeout(), 0);
+  case 2: return weft_timer_start(t, val_cb, vtimeout(), 1 + vrnd() % 3);
+  case 3: return weft_timer_stop(t);
+  case 4: return weft_timer_set_repeat(t, vrnd() % 2 ? 0 : 2);
+  default: return t->cb == NULL ? 0 : weft_timer_again(t);
+  }
+}
+
+/* Callbacks stop and restart others (collected ones included) and check
+ * the structures mid-run, where the due list is not empty. */
+static void val_cb(weft_timer *t) {
+  V.fired++;
+  if (!weft__timers_validate(V.loop)) V.bad++;
+  if (V.fired > 4 * VAL_STEPS) { /* bound the run: stop repeats */
+    weft_timer_stop(t);
+    return;
+  }
+  if (val_op() != 0) V.bad++;
+  if (!weft__timers_validate(V.loop)) V.bad++;
+}
+
+Test(timer, structures_stay_valid_through_random_start_stop_restart,
+     .timeout = 30) {
+  V.loop = th_loop();
+  V.rng = 0x2545f4914f6cdd1du;
+  V.fired = V.bad = 0;
+  cr_assert(weft__timers_validate(V.loop), "a new loop's timers are invalid");
+  for (int i = 0; i < VAL_TIMERS; i++) cr_assert_eq(weft_timer_init(V.loop, &V.t[i]), 0);
+  for (int step = 0; step < VAL_STEPS; step++) {
+    int err = val_op();
+    cr_assert_eq(err, 0, "step %d: %s", step, weft_err_name(err));
+    cr_assert(weft__timers_validate(V.loop), "invalid after step %d", step);
+    if (step % 16 == 15) {
+      weft_update_time(V.loop);
+      cr_assert_geq(weft_loop_run(V.loop, WEFT_RUN_NOWAIT), 0);
+      cr_assert(weft__timers_validate(V.loop), "invalid after the run of step %d",
+                step);
+    }
+  }
+  cr_assert_eq(V.bad, 0, "%ld failures inside %ld callbacks", V.bad, V.fired);
+  cr_assert_gt(V.fired, 0, "no timer fired");
+  for (int i = 0; i < VAL_TIMERS; i++) {
+    cr_assert_eq(weft_timer_stop(&V.t[i]), 0);
+    cr_assert(weft__timers_validate(V.loop), "invalid after stopping %d", i);
+  }
+  cr_assert_eq(V.loop->timers.linked, 0);
+  cr_assert_eq(V.loop->timers.bucket_count, 0);
+  th_loop_finish(V.loop);
+}
+
+Test(timer, validate_catches_a_broken_heap, .timeout = 5) {
+  weft_loop *loop = th_loop();
+  weft_timer a, b;
+  weft_timer_init(loop, &a);
+  weft_timer_init(loop, &b);
+  cr_assert_eq(weft_timer_start(&a, count, 10, 0), 0);
+  cr_assert_eq(weft_timer_start(&b, count, 20, 0), 0);
+  cr_assert(weft__timers_validate(loop));
+  weft__timers *ts = &loop->timers;
+  cr_assert_eq(ts->heap_len, 2);
+  /* the root's key above its child's: heap order is broken (the order is
+   * checked before keys are compared with their buckets) */
+  uint64_t saved = ts->heap[0].deadline;
+  ts->heap[0].deadline = ts->heap[1].deadline + 1;
+  cr_assert(!weft__timers_validate(loop), "a broken heap order passed");
+  ts->heap[0].deadline = saved;
+  cr_assert(weft__timers_validate(loop));
+  /* a count that disagrees with the buckets */
+  ts->linked++;
+  cr_assert(!weft__timers_validate(loop), "a wrong timer count passed");
+  ts->linked--;
+  cr_assert(weft__timers_validate(loop));
+  weft_close(&a.base, NULL);
+  weft_close(&b.base, NULL);
+  th_loop_finish(loop);
 }

@@ -189,6 +189,12 @@ struct weft__handle_ops;
     uint64_t u_[8];                                                            \
   } name
 
+/* private: the node of the library's one intrusive list (core/list.h),
+ * declared here so that public structs can embed it. */
+struct weft__list {
+  struct weft__list *prev, *next;
+};
+
 /** Runs once a handle has finished closing; the handle may be freed here. */
 typedef void (*weft_close_cb)(weft_handle *handle);
 
@@ -201,8 +207,8 @@ struct weft_handle {
   weft_loop *loop;
   const struct weft__handle_ops *ops;
   weft_close_cb close_cb;
-  struct weft_handle *all_prev, *all_next; /* the loop's list of handles */
-  struct weft_handle *closing_next;        /* the loop's closing queue */
+  struct weft__list all;     /* the loop's list of handles */
+  struct weft__list closing; /* the loop's closing queue */
   unsigned flags;
 };
 

@@ -30,7 +30,7 @@ struct weft_timer {
   weft_timer_cb cb;
   uint64_t deadline;
   uint64_t repeat;
-  weft_timer *prev, *next; /* in its deadline's bucket, start order */
+  struct weft__list node;  /* in its deadline's bucket, start order */
   void *bucket;            /* NULL while stopped */
 };
 

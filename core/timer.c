@@ -19,7 +19,9 @@
  *
  * Buckets come from slabs and are recycled; slabs, heap and hash only
  * grow, so restarting timers allocates nothing in steady state. */
-#include "core/internal.h"
+#include <stdio.h>
+
+#include "internal.h"
 
 #define SLAB_MIN 64u
 #define HEAP_INITIAL 64u
@@ -28,10 +30,10 @@
 
 struct weft__tbucket {
   uint64_t deadline;
-  weft_timer *head, *tail;
-  weft__tbucket *hnext; /* hash chain, due list, or free list */
-  weft__tbucket *due_prev; /* on the due list */
-  uint32_t heap_index;     /* NONE while on the due list */
+  weft__list timers;    /* weft_timer.node, in start order */
+  weft__tbucket *hnext; /* hash chain, or free list */
+  weft__list due;       /* on the due list (ts->due) */
+  uint32_t heap_index;  /* NONE while on the due list */
 };
 
 typedef struct slab {
@@ -193,8 +195,8 @@ static weft__tbucket *bucket_alloc(weft__timers *ts) {
 static weft__tbucket *bucket_new(weft__timers *ts, uint64_t deadline) {
   weft__tbucket *b = bucket_alloc(ts);
   b->deadline = deadline;
-  b->head = b->tail = NULL;
-  b->due_prev = NULL;
+  weft__list_init(&b->timers);
+  weft__list_init(&b->due);
   uint32_t h = hash_of(ts, deadline);
   b->hnext = ts->hash[h];
   ts->hash[h] = b;
@@ -214,20 +216,12 @@ static void bucket_detach(weft__timers *ts, weft__tbucket *b) {
 /* The due list: collected buckets, in deadline order, each still holding
  * at least one timer (a bucket that empties leaves it at once). */
 static void due_append(weft__timers *ts, weft__tbucket *b) {
-  b->hnext = NULL;
-  b->due_prev = ts->due_tail;
-  if (ts->due_tail) ts->due_tail->hnext = b;
-  else ts->due_head = b;
-  ts->due_tail = b;
+  weft__list_insert(&ts->due, &b->due);
   ts->due_count++;
 }
 
 static void due_unlink(weft__timers *ts, weft__tbucket *b) {
-  if (b->due_prev) b->due_prev->hnext = b->hnext;
-  else ts->due_head = b->hnext;
-  if (b->hnext) b->hnext->due_prev = b->due_prev;
-  else ts->due_tail = b->due_prev;
-  b->hnext = b->due_prev = NULL;
+  weft__list_unlink(&b->due);
   ts->due_count--;
 }
 
@@ -238,15 +232,11 @@ static void bucket_free(weft__timers *ts, weft__tbucket *b) {
 
 static void timer_unlink(weft__timers *ts, weft_timer *t) {
   weft__tbucket *b = t->bucket;
-  if (t->prev) t->prev->next = t->next;
-  else b->head = t->next;
-  if (t->next) t->next->prev = t->prev;
-  else b->tail = t->prev;
-  t->prev = t->next = NULL;
+  weft__list_unlink(&t->node);
   t->bucket = NULL;
   ts->linked--;
   if (t->repeat != 0) ts->repeating--;
-  if (b->head != NULL) return;
+  if (!weft__list_empty(&b->timers)) return;
   if (b->heap_index == NONE) due_unlink(ts, b); /* collected */
   else bucket_detach(ts, b);
   bucket_free(ts, b);
@@ -261,11 +251,7 @@ static void timer_link(weft__timers *ts, weft_timer *t, uint64_t deadline) {
   }
   t->deadline = deadline;
   t->bucket = b;
-  t->next = NULL;
-  t->prev = b->tail;
-  if (b->tail) b->tail->next = t;
-  else b->head = t;
-  b->tail = t;
+  weft__list_insert(&b->timers, &t->node);
   ts->linked++;
   if (t->repeat != 0) ts->repeating++;
 }
@@ -284,8 +270,10 @@ void weft__timers_run(weft_loop *loop) {
     bucket_detach(ts, b);
     due_append(ts, b);
   }
-  while (ts->due_head != NULL) {
-    weft_timer *t = ts->due_head->head;
+  weft__list *d;
+  while ((d = weft__list_front(&ts->due)) != NULL) {
+    weft__tbucket *b = WEFT__CONTAINER_OF(d, weft__tbucket, due);
+    weft_timer *t = WEFT__CONTAINER_OF(b->timers.next, weft_timer, node);
     timer_unlink(ts, t);
     if (t->repeat != 0) timer_link(ts, t, loop->now + t->repeat);
     else weft__handle_stop(&t->base);
@@ -299,6 +287,11 @@ bool weft__timers_earliest(const weft_loop *loop, uint64_t *deadline) {
   return true;
 }
 
+void weft__timers_init(weft_loop *loop) {
+  loop->timers = (weft__timers){0};
+  weft__list_init(&loop->timers.due);
+}
+
 void weft__timers_free(weft_loop *loop) {
   weft__timers *ts = &loop->timers;
   for (slab *s = ts->slabs, *next; s != NULL; s = next) {
@@ -307,8 +300,129 @@ void weft__timers_free(weft_loop *loop) {
   }
   weft__free(ts->heap);
   weft__free(ts->hash);
-  *ts = (weft__timers){0};
+  weft__timers_init(loop);
 }
+
+/* ---- validation (tests) -------------------------------------------------- */
+
+#define CHECK(cond, ...)                                                       \
+  do {                                                                         \
+    if (!(cond)) {                                                             \
+      fprintf(stderr, "weft__timers_validate: " __VA_ARGS__);                  \
+      fputc('\n', stderr);                                                     \
+      return false;                                                            \
+    }                                                                          \
+  } while (0)
+
+/* A bucket's timers: linked both ways, pointing back at it, on its deadline,
+ * at least one. Adds them to *timers and the repeating ones to *rep. */
+static bool check_bucket(const weft__tbucket *b, size_t *timers, size_t *rep) {
+  size_t n = 0;
+  CHECK(!weft__list_empty(&b->timers), "empty bucket %p in use", (void *)b);
+  for (const weft__list *it = b->timers.next; it != &b->timers; it = it->next) {
+    const weft_timer *t = WEFT__CONTAINER_OF(it, weft_timer, node);
+    CHECK(it->next->prev == it && it->prev->next == it, "broken bucket list");
+    CHECK(t->bucket == b, "timer %p not pointing at its bucket", (void *)t);
+    CHECK(t->deadline == b->deadline, "timer deadline %llu in bucket %llu",
+          (unsigned long long)t->deadline, (unsigned long long)b->deadline);
+    CHECK(weft__handle_usable(&t->base) && (t->base.flags & WEFT__H_ACTIVE),
+          "linked timer %p not active", (void *)t);
+    if (t->repeat != 0) (*rep)++;
+    if (++n > SIZE_MAX / 2) return false;
+  }
+  *timers += n;
+  return true;
+}
+
+static bool check_heap(const weft__timers *ts, size_t *timers, size_t *rep) {
+  CHECK(ts->heap_len <= ts->heap_cap, "heap_len %u > heap_cap %u",
+        ts->heap_len, ts->heap_cap);
+  CHECK(ts->heap_len == ts->bucket_count, "heap_len %u != bucket_count %u",
+        ts->heap_len, ts->bucket_count);
+  for (uint32_t i = 1; i < ts->heap_len; i++)
+    CHECK(ts->heap[(i - 1) / 4].deadline <= ts->heap[i].deadline,
+          "heap order broken at %u", i);
+  for (uint32_t i = 0; i < ts->heap_len; i++) {
+    const weft__theap_entry *e = &ts->heap[i];
+    CHECK(e->b->heap_index == i, "heap[%u] indexed as %u", i, e->b->heap_index);
+    CHECK(e->deadline == e->b->deadline, "heap[%u] key != bucket deadline", i);
+    CHECK(hash_find(ts, e->deadline) == e->b, "bucket of heap[%u] not hashed", i);
+    if (!check_bucket(e->b, timers, rep)) return false;
+  }
+  return true;
+}
+
+static bool check_hash(const weft__timers *ts) {
+  if (ts->hash == NULL) {
+    CHECK(ts->bucket_count == 0, "buckets but no hash");
+    return true;
+  }
+  size_t n = 0;
+  for (uint32_t h = 0; h <= ts->hash_mask; h++)
+    for (const weft__tbucket *b = ts->hash[h]; b != NULL; b = b->hnext) {
+      CHECK(hash_of(ts, b->deadline) == h, "bucket in the wrong chain");
+      CHECK(b->heap_index < ts->heap_len && ts->heap[b->heap_index].b == b,
+            "hashed bucket %p not on the heap", (void *)b);
+      CHECK(++n <= ts->bucket_count, "more hashed buckets than %u",
+            ts->bucket_count);
+    }
+  CHECK(n == ts->bucket_count, "%zu hashed buckets, count %u", n,
+        ts->bucket_count);
+  return true;
+}
+
+static bool check_due(const weft__timers *ts, size_t *timers, size_t *rep) {
+  size_t n = 0;
+  uint64_t prev = 0;
+  for (const weft__list *it = ts->due.next; it != &ts->due; it = it->next) {
+    const weft__tbucket *b = WEFT__CONTAINER_OF(it, weft__tbucket, due);
+    CHECK(it->next->prev == it && it->prev->next == it, "broken due list");
+    CHECK(b->heap_index == NONE, "due bucket %p still on the heap", (void *)b);
+    CHECK(b->deadline >= prev, "due list out of deadline order");
+    CHECK(b != ts->last, "due bucket is the `last` short-cut");
+    prev = b->deadline;
+    CHECK(++n <= ts->due_count, "due list longer than %zu", ts->due_count);
+    if (!check_bucket(b, timers, rep)) return false;
+  }
+  CHECK(n == ts->due_count, "due list of %zu, count %zu", n, ts->due_count);
+  return true;
+}
+
+/* Every bucket of the slabs is in use, on the free list, or uncarved. */
+static bool check_slabs(const weft__timers *ts) {
+  size_t cap = 0, room = (size_t)(ts->bump_end - ts->bump), free_n = 0;
+  for (const slab *s = ts->slabs; s != NULL; s = s->next) {
+    cap += s->n;
+    room += (size_t)(s->spill_end - s->spill);
+  }
+  CHECK(cap == ts->capacity, "slabs hold %zu buckets, capacity %zu", cap,
+        ts->capacity);
+  for (const weft__tbucket *b = ts->free_buckets; b != NULL; b = b->hnext)
+    CHECK(++free_n <= cap, "free bucket list longer than the slabs");
+  size_t used = ts->bucket_count + ts->due_count;
+  CHECK(used + free_n + room == cap,
+        "%zu in use + %zu free + %zu uncarved != capacity %zu", used, free_n,
+        room, cap);
+  CHECK(ts->bucket_count <= ts->heap_cap, "heap too small for the buckets");
+  return true;
+}
+
+bool weft__timers_validate(const weft_loop *loop) {
+  const weft__timers *ts = &loop->timers;
+  size_t timers = 0, rep = 0;
+  if (!check_heap(ts, &timers, &rep) || !check_hash(ts) ||
+      !check_due(ts, &timers, &rep) || !check_slabs(ts))
+    return false;
+  CHECK(timers == ts->linked, "%zu timers in buckets, linked %zu", timers,
+        ts->linked);
+  CHECK(rep == ts->repeating, "%zu repeating, count %zu", rep, ts->repeating);
+  CHECK(ts->last == NULL || (ts->last->heap_index < ts->heap_len &&
+                             ts->heap[ts->last->heap_index].b == ts->last),
+        "`last` is not a bucket on the heap");
+  return true;
+}
+
+#undef CHECK
 
 /* ---- the public API ------------------------------------------------------ */
 
@@ -321,7 +435,7 @@ int weft_timer_init(weft_loop *loop, weft_timer *t) {
   weft__handle_init(loop, &t->base, &timer_ops);
   t->cb = NULL;
   t->deadline = t->repeat = 0;
-  t->prev = t->next = NULL;
+  weft__list_init(&t->node);
   t->bucket = NULL;
   return 0;
 }

@@ -62,6 +62,36 @@ static int refill(fmod *m) {
   return 0;
 }
 
+/* The slab that holds f, or NULL if f is not one of its futures. */
+static const slab *slab_of(const fmod *m, const weft_future *f) {
+  for (const slab *s = m->slabs; s != NULL; s = s->next)
+    if (f >= s->f && f < s->f + SLAB_N) return s;
+  return NULL;
+}
+
+bool weft__future_slabs_validate(weft_loop *loop, size_t *in_use) {
+  const fmod *m = weft__module_get(loop, WEFT__MOD_FUTURE);
+  *in_use = 0;
+  if (m == NULL) return true;
+  size_t total = 0, free_n = 0;
+  for (const slab *s = m->slabs; s != NULL; s = s->next) total += SLAB_N;
+  for (const weft_future *f = m->free; f != NULL; f = f->next) {
+    const slab *s = slab_of(m, f);
+    if (s == NULL || (size_t)((const char *)f - (const char *)s->f) %
+                             sizeof *f != 0) {
+      fprintf(stderr, "weft__future_slabs_validate: free entry %p is not a "
+                      "future of a slab\n", (const void *)f);
+      return false;
+    }
+    if (++free_n > total) { /* a singly linked list repeats only in a cycle */
+      fprintf(stderr, "weft__future_slabs_validate: the free list loops\n");
+      return false;
+    }
+  }
+  *in_use = total - free_n;
+  return true;
+}
+
 int weft__future_alloc_slow(weft_loop *loop, uint8_t kind, weft_future **out) {
   fmod *m = mod_get(loop);
   if (m == NULL) return -ENOMEM;

@@ -154,6 +154,12 @@ typedef struct weft__fmod {
 } weft__fmod;
 
 
+/* Checks the loop's future slabs: every free-list entry is a future of one
+ * of the slabs, and the list ends (no entry twice). Sets *in_use to the
+ * futures drawn and not yet given back (0 before the first); returns true
+ * if the checks hold, else prints the first failure to stderr. For tests. */
+bool weft__future_slabs_validate(weft_loop *loop, size_t *in_use);
+
 /* Draws a zeroed pending future of `kind` with one reference; the slow
  * path creates the module state or refills the free list. */
 int weft__future_alloc_slow(weft_loop *loop, uint8_t kind, weft_future **out);

@@ -7,6 +7,9 @@
 
 #include "support/test.h"
 
+/* weft__future_slabs_validate and the module state, for the slab test */
+#include "promises/internal.h"
+
 static void run(weft_loop *loop) { weft_loop_run(loop, WEFT_RUN_DEFAULT); }
 
 static int frees;
@@ -478,4 +481,44 @@ Test(future, then_and_on_settled_fail_cleanly_without_memory, .timeout = 20) {
     th_alloc_restore();
     if (err == 0 && clean) break;
   }
+}
+
+/* ---- the slabs: weft__future_slabs_validate ------------------------------ */
+
+#define SLAB_FUTS 200 /* more than three slabs of 63 */
+
+Test(future, slabs_stay_valid_and_count_what_is_in_use, .timeout = 10) {
+  weft_loop *loop = th_loop();
+  size_t in_use = 1;
+  cr_assert(weft__future_slabs_validate(loop, &in_use));
+  cr_assert_eq(in_use, 0, "no future drawn yet");
+  static weft_future *fs[SLAB_FUTS];
+  for (int i = 0; i < SLAB_FUTS; i++) {
+    cr_assert_eq(weft_future_new(loop, &fs[i]), 0);
+    cr_assert(weft__future_slabs_validate(loop, &in_use), "after new %d", i);
+    cr_assert_eq(in_use, (size_t)i + 1);
+  }
+  /* every other one back: settled, rejected (observed) or left pending */
+  for (int i = 0; i < SLAB_FUTS; i += 2) {
+    if (i % 4 == 0) cr_assert_eq(weft_future_resolve_i64(fs[i], i), 0);
+    weft_future_unref(fs[i]);
+    cr_assert(weft__future_slabs_validate(loop, &in_use), "after unref %d", i);
+  }
+  cr_assert_eq(in_use, SLAB_FUTS / 2);
+  /* the freed ones are drawn again before any new slab */
+  for (int i = 0; i < SLAB_FUTS; i += 2) cr_assert_eq(weft_future_new(loop, &fs[i]), 0);
+  cr_assert(weft__future_slabs_validate(loop, &in_use));
+  cr_assert_eq(in_use, SLAB_FUTS);
+  for (int i = 0; i < SLAB_FUTS; i++) weft_future_unref(fs[i]);
+  cr_assert(weft__future_slabs_validate(loop, &in_use));
+  cr_assert_eq(in_use, 0, "%zu futures not given back", in_use);
+  /* a free entry that is no slab's future is caught */
+  weft__fmod *m = weft__fmod_get(loop);
+  weft_future stray = {.next = m->free};
+  weft_future *saved = m->free;
+  m->free = &stray;
+  cr_assert(!weft__future_slabs_validate(loop, &in_use), "a stray entry passed");
+  m->free = saved;
+  cr_assert(weft__future_slabs_validate(loop, &in_use));
+  th_loop_finish(loop);
 }

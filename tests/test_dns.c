@@ -87,7 +87,8 @@ static void use_dnsmasq(const th_dnsmasq *d, weft_loop *loop) {
 }
 
 static void start_dnsmasq(th_dnsmasq *d, weft_loop *loop) {
-  cr_assert_eq(th_dnsmasq_start(d, HOSTS), 0, "dnsmasq did not start");
+  int started = th_dnsmasq_start(d, HOSTS);
+  cr_assert_eq(started, 0, "dnsmasq did not start: %s", strerror(-started));
   use_dnsmasq(d, loop);
 }
 
@@ -793,7 +794,8 @@ static int start_kind(weft_loop *loop, int kind, result *r, weft_future **f) {
 static void alloc_failures(int kind) {
   bool future = kind == 1;
   th_dnsmasq d;
-  cr_assert_eq(th_dnsmasq_start(&d, HOSTS), 0, "dnsmasq did not start");
+  int started = th_dnsmasq_start(&d, HOSTS);
+  cr_assert_eq(started, 0, "dnsmasq did not start: %s", strerror(-started));
   size_t base = loop_allocs(&d);
   for (size_t n = base + 1;; n++) {
     cr_assert_lt(n, base + 100, "never succeeded");

@@ -23,7 +23,8 @@ static void use_dnsmasq(const th_dnsmasq *d, weft_loop *loop) {
 }
 
 static void start_dnsmasq(th_dnsmasq *d, weft_loop *loop, const char *hosts) {
-  cr_assert_eq(th_dnsmasq_start(d, hosts), 0, "dnsmasq did not start");
+  int started = th_dnsmasq_start(d, hosts);
+  cr_assert_eq(started, 0, "dnsmasq did not start: %s", strerror(-started));
   use_dnsmasq(d, loop);
 }
 
@@ -280,7 +281,8 @@ static size_t loop_and_server_allocs(const th_dnsmasq *d) {
 
 Test(connect_host, allocation_failure, .timeout = 20) {
   th_dnsmasq d; /* one IPv4 address: no fallback to hide a failure */
-  cr_assert_eq(th_dnsmasq_start(&d, "127.0.0.1 h.test\n"), 0, "dnsmasq did not start");
+  int started = th_dnsmasq_start(&d, "127.0.0.1 h.test\n");
+  cr_assert_eq(started, 0, "dnsmasq did not start: %s", strerror(-started));
   size_t base = loop_and_server_allocs(&d);
   for (size_t n = base + 1;; n++) {
     cr_assert_lt(n, base + 200, "never succeeded");

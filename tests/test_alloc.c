@@ -81,29 +81,15 @@ Test(alloc, swap_is_busy_while_memory_is_held, .timeout = 5) {
   th_alloc_restore();
 }
 
-/* Runs `op` with the nth allocation failing, for n = 1, 2, ... until it
- * succeeds with no failure injected. Each failing run must return -ENOMEM
- * and leave nothing allocated. Returns how many runs failed. */
-typedef int (*alloc_op)(void);
-static int fail_each_allocation(alloc_op op) {
-  int failures = 0;
-  for (size_t n = 1;; n++) {
-    cr_assert_lt(n, 10000, "never succeeded");
-    th_alloc_install(n);
-    int err = op();
-    size_t failed = th_alloc_failed();
-    cr_assert_eq(weft_alloc_live(), 0, "leak after failing allocation %zu", n);
-    th_alloc_restore();
-    if (failed == 0) {
-      cr_assert_eq(err, 0, "%s with no failure", weft_err_name(err));
-      return failures;
-    }
-    cr_assert_eq(err, -ENOMEM, "allocation %zu: %s", n, weft_err_name(err));
-    failures++;
-  }
+/* Loop creation itself under th_alloc_sweep_run(): .no_loop, and every
+ * injected failure must surface as -ENOMEM (.strict). Returns how many
+ * rounds failed. */
+static size_t fail_each_allocation(th_sweep_fn op) {
+  return th_alloc_sweep_run(&(th_sweep){.op = op, .strict = true, .no_loop = true});
 }
 
-static int op_loop_new(void) {
+static int op_loop_new(weft_loop *unused, void *arg) {
+  (void)unused, (void)arg;
   weft_loop *loop = NULL;
   int err = weft_loop_new(&loop, NULL);
   if (err != 0) {
@@ -120,7 +106,8 @@ Test(alloc, loop_new_fails_cleanly_at_each_allocation, .timeout = 10) {
 
 static struct ev_loop *host_ev;
 
-static int op_loop_from_ev(void) {
+static int op_loop_from_ev(weft_loop *unused, void *arg) {
+  (void)unused, (void)arg;
   weft_loop *loop = NULL;
   int err = weft_loop_from_ev(&loop, host_ev, NULL);
   if (err != 0) {
@@ -138,25 +125,13 @@ Test(alloc, loop_from_ev_fails_cleanly_at_each_allocation, .timeout = 10) {
   ev_loop_destroy(host_ev);
 }
 
-/* The operation under test runs on a loop created while nothing fails; an
- * injected failure during loop creation is skipped (covered above) by
- * counting creation's allocations first. */
-static size_t loop_allocs(void) {
-  th_alloc_install(0);
-  weft_loop *loop = th_loop();
-  size_t n = th_alloc_calls();
-  cr_assert_eq(weft_loop_free(loop), 0);
-  th_alloc_restore();
-  return n;
-}
-
 #define N_TIMERS 200 /* beyond the heap's initial 64 and its first doubling */
 
 /* Starts N_TIMERS timers; one start may fail with -ENOMEM, which must leave
  * that timer stopped and everything else intact; it is then retried. All
  * timers fire exactly once. */
-static int op_timers(void) {
-  weft_loop *loop = th_loop();
+static int op_timers(weft_loop *loop, void *arg) {
+  (void)arg;
   static weft_timer t[N_TIMERS];
   int fired = 0, err = 0;
   for (int i = 0; i < N_TIMERS; i++) {
@@ -173,7 +148,6 @@ static int op_timers(void) {
   }
   cr_assert_eq(weft_loop_run(loop, WEFT_RUN_DEFAULT), 0);
   cr_assert_eq(fired, N_TIMERS);
-  th_loop_finish(loop);
   return err;
 }
 
@@ -182,8 +156,7 @@ static int op_timers(void) {
 /* Posts CS_POSTS callbacks; a failed post returns -ENOMEM, queues nothing,
  * and the retry succeeds. Every queued callback runs exactly once, in
  * order. */
-static int op_posts(int (*post)(weft_loop *, weft_cb, void *)) {
-  weft_loop *loop = th_loop();
+static int op_posts(weft_loop *loop, int (*post)(weft_loop *, weft_cb, void *)) {
   static int order[CS_POSTS];
   int ran = 0, err = 0;
   for (int i = 0; i < CS_POSTS; i++) {
@@ -203,32 +176,22 @@ static int op_posts(int (*post)(weft_loop *, weft_cb, void *)) {
   }
   weft_loop_unref(loop);
   for (int i = 0; i < CS_POSTS; i++) cr_assert_eq(order[i], 0, "post %d", i);
-  th_loop_finish(loop);
   return err;
 }
 
-static int op_call_soon(void) { return op_posts(weft_call_soon); }
-static int op_threadsafe(void) { return op_posts(weft_call_soon_threadsafe); }
+static int op_call_soon(weft_loop *loop, void *arg) {
+  (void)arg;
+  return op_posts(loop, weft_call_soon);
+}
+static int op_threadsafe(weft_loop *loop, void *arg) {
+  (void)arg;
+  return op_posts(loop, weft_call_soon_threadsafe);
+}
 
-/* Like fail_each_allocation, but the loop's own allocations never fail:
- * the failure is placed at creation's count + n. */
-static int fail_each_after_loop(alloc_op op) {
-  size_t base = loop_allocs();
-  int failures = 0;
-  for (size_t n = 1;; n++) {
-    cr_assert_lt(n, 10000, "never succeeded");
-    th_alloc_install(base + n);
-    int err = op();
-    size_t failed = th_alloc_failed();
-    cr_assert_eq(weft_alloc_live(), 0);
-    th_alloc_restore();
-    if (failed == 0) {
-      cr_assert_eq(err, 0);
-      return failures;
-    }
-    cr_assert_eq(err, -ENOMEM, "allocation %zu: %s", base + n, weft_err_name(err));
-    failures++;
-  }
+/* The operation runs on the sweep's loop (made while nothing fails);
+ * every injected failure must surface as -ENOMEM. */
+static size_t fail_each_after_loop(th_sweep_fn op) {
+  return th_alloc_sweep_run(&(th_sweep){.op = op, .strict = true});
 }
 
 /* How many allocations each operation makes is the implementation's

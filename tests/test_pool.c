@@ -353,34 +353,23 @@ Test(pool, a_loop_asking_for_more_threads_grows_the_shared_pool, .timeout = 20) 
   th_loop_finish(a);
 }
 
-Test(pool, allocation_failure_on_submit, .timeout = 30) {
-  for (size_t n = 1;; n++) {
-    th_alloc_install(n);
-    weft_loop *loop = NULL;
-    int err = weft_loop_new(&loop, NULL);
-    if (err != 0) {
-      cr_assert_eq(err, -ENOMEM);
-      cr_assert_eq(weft_alloc_live(), 0);
-      th_alloc_restore();
-      continue;
-    }
-    reset(loop);
-    weft_work w;
-    err = weft_work_submit(loop, &w, WEFT_LANE_IO, count_work, count_done);
-    if (err != 0) {
-      cr_assert_eq(err, -ENOMEM);
-      cr_assert(!weft_loop_alive(loop));
-      cr_assert_eq(C.ok, 0);
-    } else {
-      weft_loop_run(loop, WEFT_RUN_DEFAULT);
-      cr_assert_eq(C.ok, 1);
-    }
-    th_loop_finish(loop);
-    size_t failed = th_alloc_failed();
-    th_alloc_restore();
-    if (err == 0 && failed == 0) break;
-    cr_assert_lt(n, 100);
+static int submit_round(weft_loop *loop, void *arg) {
+  (void)arg;
+  reset(loop);
+  weft_work w;
+  int err = weft_work_submit(loop, &w, WEFT_LANE_IO, count_work, count_done);
+  if (err != 0) {
+    cr_assert(!weft_loop_alive(loop));
+    cr_assert_eq(C.ok, 0);
+  } else {
+    weft_loop_run(loop, WEFT_RUN_DEFAULT);
+    cr_assert_eq(C.ok, 1);
   }
+  return err;
+}
+
+Test(pool, allocation_failure_on_submit, .timeout = 30) {
+  th_alloc_sweep_run(&(th_sweep){.op = submit_round, .max_rounds = 100});
 }
 
 /* ---- future form ---------------------------------------------------------- */
@@ -499,33 +488,22 @@ Test(pool, future_jobs_cancelled_by_loop_free, .timeout = 30) {
   cr_assert_eq(C.ok, 1);
 }
 
+static int submit_future_round(weft_loop *loop, void *arg) {
+  fut_reset();
+  weft_future *f = NULL;
+  int err = weft_pool_submit_future(loop, WEFT_LANE_CPU, make_int, arg, count_dtor, &f);
+  if (err != 0) {
+    cr_assert_null(f);
+    cr_assert(!weft_loop_alive(loop));
+  } else {
+    weft_loop_run(loop, WEFT_RUN_DEFAULT);
+    cr_assert_eq(*(int *)weft_future_value(f), 5);
+    weft_future_unref(f);
+  }
+  return err;
+}
+
 Test(pool, future_allocation_failure, .timeout = 30) {
   int v = 5;
-  for (size_t n = 1;; n++) {
-    th_alloc_install(n);
-    weft_loop *loop = NULL;
-    int err = weft_loop_new(&loop, NULL);
-    if (err != 0) {
-      cr_assert_eq(err, -ENOMEM);
-      th_alloc_restore();
-      continue;
-    }
-    fut_reset();
-    weft_future *f = NULL;
-    err = weft_pool_submit_future(loop, WEFT_LANE_CPU, make_int, &v, count_dtor, &f);
-    if (err != 0) {
-      cr_assert_eq(err, -ENOMEM);
-      cr_assert_null(f);
-      cr_assert(!weft_loop_alive(loop));
-    } else {
-      weft_loop_run(loop, WEFT_RUN_DEFAULT);
-      cr_assert_eq(*(int *)weft_future_value(f), 5);
-      weft_future_unref(f);
-    }
-    th_loop_finish(loop);
-    size_t failed = th_alloc_failed();
-    th_alloc_restore();
-    if (err == 0 && failed == 0) break;
-    cr_assert_lt(n, 100);
-  }
+  th_alloc_sweep_run(&(th_sweep){.op = submit_future_round, .arg = &v, .max_rounds = 100});
 }

@@ -134,36 +134,23 @@ Test(process_run, bad_input_and_exec_failure, .timeout = 10) {
   th_loop_finish(loop);
 }
 
-Test(process_run, allocation_failures_are_clean, .timeout = 60) {
-  for (size_t n = 1;; n++) {
-    th_alloc_install(n);
-    weft_loop *loop = NULL;
-    if (weft_loop_new(&loop, NULL) != 0) {
-      th_alloc_restore();
-      continue;
-    }
-    weft_run_options o = {.proc = {.argv = (char *const[]){"cat", NULL}},
-                          .input = "abc", .input_len = 3};
-    weft_future *f = NULL;
-    int err = weft_process_run(loop, &o, &f);
-    weft_loop_run(loop, WEFT_RUN_DEFAULT);
-    size_t failed = th_alloc_failed();
-    bool ok = false;
-    if (err != 0) {
-      cr_assert_eq(err, -ENOMEM);
-    } else if (weft_future_state_get(f) == WEFT_FUTURE_FULFILLED) {
-      const weft_run_result *r = weft_future_value(f);
-      cr_assert_str_eq(r->out, "abc");
-      ok = true;
-    } else {
-      int ferr = weft_future_error(f);
-      cr_assert_eq(ferr, -ENOMEM, "%s", weft_err_name(ferr)); /* output buffer */
-    }
-    weft_future_unref(f);
-    th_loop_close(loop);
-    cr_assert_eq(weft_alloc_live(), 0);
-    th_alloc_restore();
-    if (ok && failed == 0) break;
-    cr_assert_lt(n, 300);
+static int run_cat_round(weft_loop *loop, void *arg) {
+  (void)arg;
+  weft_run_options o = {.proc = {.argv = (char *const[]){"cat", NULL}},
+                        .input = "abc", .input_len = 3};
+  weft_future *f = NULL;
+  int err = weft_process_run(loop, &o, &f);
+  weft_loop_run(loop, WEFT_RUN_DEFAULT);
+  if (err == 0 && weft_future_state_get(f) == WEFT_FUTURE_FULFILLED) {
+    const weft_run_result *r = weft_future_value(f);
+    cr_assert_str_eq(r->out, "abc");
+  } else if (err == 0) {
+    err = weft_future_error(f); /* the output buffer: -ENOMEM */
   }
+  weft_future_unref(f);
+  return err;
+}
+
+Test(process_run, allocation_failures_are_clean, .timeout = 60) {
+  th_alloc_sweep_run(&(th_sweep){.op = run_cat_round, .max_rounds = 300});
 }

@@ -361,66 +361,56 @@ Test(procpool, worker_that_never_starts_rejects_jobs, .timeout = 30) {
   th_loop_finish(loop);
 }
 
-Test(procpool, allocation_failures_are_clean, .timeout = 60) {
-  for (size_t n = 1;; n++) {
-    th_alloc_install(n);
-    weft_loop *loop = NULL;
-    if (weft_loop_new(&loop, NULL) != 0) {
-      th_alloc_restore();
-      continue;
+static int procpool_round(weft_loop *loop, void *arg) {
+  (void)arg;
+  static char self[4096];
+  ssize_t len = readlink("/proc/self/exe", self, sizeof self - 1);
+  self[len] = '\0';
+  char *argv[] = {self, NULL};
+  weft_procpool_options o = {.argv = argv, .env = worker_env, .workers = 2};
+  weft_procpool *pool = NULL;
+  weft_future *f = NULL;
+  int err = weft_procpool_new(loop, &o, &pool);
+  if (err == 0) err = weft_procpool_submit(pool, "abc", 3, &f);
+  weft_future *mf[2] = {NULL, NULL}, *all = NULL;
+  weft_buf in[2] = {weft_buf_init("d", 1), weft_buf_init("e", 1)};
+  if (err == 0) {
+    int merr = weft_procpool_map(pool, in, 2, mf, &all);
+    if (merr != 0) {
+      cr_assert_eq(merr, -ENOMEM);
+      cr_assert_null(mf[0]); /* taken back */
+      cr_assert_null(mf[1]);
+      err = merr;
     }
-    static char self[4096];
-    ssize_t len = readlink("/proc/self/exe", self, sizeof self - 1);
-    self[len] = '\0';
-    char *argv[] = {self, NULL};
-    weft_procpool_options o = {.argv = argv, .env = worker_env, .workers = 2};
-    weft_procpool *pool = NULL;
-    weft_future *f = NULL;
-    int err = weft_procpool_new(loop, &o, &pool);
-    if (err == 0) err = weft_procpool_submit(pool, "abc", 3, &f);
-    weft_future *mf[2] = {NULL, NULL}, *all = NULL;
-    weft_buf in[2] = {weft_buf_init("d", 1), weft_buf_init("e", 1)};
-    if (err == 0) {
-      int merr = weft_procpool_map(pool, in, 2, mf, &all);
-      if (merr != 0) {
-        cr_assert_eq(merr, -ENOMEM);
-        cr_assert_null(mf[0]); /* taken back */
-        cr_assert_null(mf[1]);
-        err = merr;
-      }
-    }
-    bool ok = false;
-    if (err == 0) {
-      wait_for(loop, f);
-      wait_for(loop, all);
-      if (weft_future_state_get(f) == WEFT_FUTURE_FULFILLED &&
-          weft_future_state_get(all) == WEFT_FUTURE_FULFILLED) {
-        cr_assert_str_eq(reply(f), "ABC");
-        cr_assert_str_eq(reply(mf[1]), "E");
-        ok = true;
-      } else {
-        int e1 = weft_future_error(f), e2 = weft_future_error(all);
-        cr_assert(e1 == -ENOMEM || e2 == -ENOMEM, "%s %s", weft_err_name(e1),
-                  weft_err_name(e2));
-      }
-      weft_future_unref(f);
-      weft_future_unref(mf[0]);
-      weft_future_unref(mf[1]);
-      weft_future_unref(all);
-    } else {
-      if (f != NULL) {
-        wait_for(loop, f);
-        weft_future_unref(f);
-      }
-      cr_assert_eq(err, -ENOMEM, "%s", weft_err_name(err));
-    }
-    size_t failed = th_alloc_failed();
-    if (pool != NULL) weft_procpool_close(pool, NULL, NULL);
-    weft_loop_run(loop, WEFT_RUN_DEFAULT);
-    th_loop_close(loop);
-    cr_assert_eq(weft_alloc_live(), 0);
-    th_alloc_restore();
-    if (ok && failed == 0) break;
-    cr_assert_lt(n, 300);
   }
+  if (err == 0) {
+    wait_for(loop, f);
+    wait_for(loop, all);
+    if (weft_future_state_get(f) == WEFT_FUTURE_FULFILLED &&
+        weft_future_state_get(all) == WEFT_FUTURE_FULFILLED) {
+      cr_assert_str_eq(reply(f), "ABC");
+      cr_assert_str_eq(reply(mf[1]), "E");
+    } else {
+      int e1 = weft_future_error(f), e2 = weft_future_error(all);
+      cr_assert(e1 == -ENOMEM || e2 == -ENOMEM, "%s %s", weft_err_name(e1),
+                weft_err_name(e2));
+      err = -ENOMEM;
+    }
+    weft_future_unref(f);
+    weft_future_unref(mf[0]);
+    weft_future_unref(mf[1]);
+    weft_future_unref(all);
+  } else {
+    if (f != NULL) {
+      wait_for(loop, f);
+      weft_future_unref(f);
+    }
+  }
+  if (pool != NULL) weft_procpool_close(pool, NULL, NULL);
+  weft_loop_run(loop, WEFT_RUN_DEFAULT);
+  return err;
+}
+
+Test(procpool, allocation_failures_are_clean, .timeout = 60) {
+  th_alloc_sweep_run(&(th_sweep){.op = procpool_round, .max_rounds = 300});
 }

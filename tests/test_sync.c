@@ -5,7 +5,6 @@
 
 #include "support/test.h"
 
-static void run(weft_loop *loop) { weft_loop_run(loop, WEFT_RUN_DEFAULT); }
 
 static weft_future_state st(weft_future *f) { return weft_future_state_get(f); }
 
@@ -40,7 +39,7 @@ Test(sync, event_wakes_every_waiter_on_set, .timeout = 10) {
   cr_assert_eq(weft_event_free(ev), 0);
   cr_assert_eq(weft_future_error(late), WEFT_ECLOSED);
   weft_future_unref(late);
-  run(loop);
+  th_run(loop);
   th_loop_finish(loop);
 }
 
@@ -110,7 +109,7 @@ Test(sync, lock_is_fifo_and_cancelled_waiter_is_skipped, .timeout = 10) {
   cr_assert_eq(weft_lock_release(lock), -EPERM);
   unref_all(a, 4);
   cr_assert_eq(weft_lock_free(lock), 0);
-  run(loop);
+  th_run(loop);
   th_loop_finish(loop);
 }
 
@@ -161,7 +160,7 @@ Test(sync, lock_serialises_read_yield_write_tasks, .timeout = 10) {
     ts[i] = (task){lock, &counter, 0, 20};
     task_step(&ts[i]);
   }
-  run(loop);
+  th_run(loop);
   cr_assert_eq(counter, 100);
   cr_assert_eq(weft_lock_locked(lock), false);
   cr_assert_eq(weft_lock_free(lock), 0);
@@ -194,7 +193,7 @@ Test(sync, semaphore_counts_and_serves_in_order, .timeout = 10) {
   cr_assert_eq(weft_future_error(a[3]), WEFT_ECLOSED);
   unref_all(a, 5);
   weft_future_unref(late);
-  run(loop);
+  th_run(loop);
   th_loop_finish(loop);
 }
 
@@ -234,7 +233,7 @@ Test(sync, condition_wait_releases_and_reacquires_the_lock, .timeout = 10) {
   weft_future_unref(held);
   cr_assert_eq(weft_condition_free(c), 0);
   cr_assert_eq(weft_lock_free(lock), 0);
-  run(loop);
+  th_run(loop);
   th_loop_finish(loop);
 }
 
@@ -261,7 +260,7 @@ Test(sync, freeing_a_lock_or_condition_rejects_waiters, .timeout = 10) {
   cr_assert_eq(weft_semaphore_free(s), 0);
   weft_future *all[] = {held, w, cw, other};
   unref_all(all, 4);
-  run(loop);
+  th_run(loop);
   th_loop_finish(loop);
 }
 
@@ -290,7 +289,7 @@ Test(sync, queue_is_fifo_and_bounded, .timeout = 10) {
   unref_all(p, 3);
   unref_all(g, 3);
   cr_assert_eq(weft_queue_free(q), 0);
-  run(loop);
+  th_run(loop);
   th_loop_finish(loop);
 }
 
@@ -389,7 +388,7 @@ Test(sync, queue_fed_by_eight_threads, .timeout = 30) {
   pthread_t th[FEEDERS];
   for (int i = 0; i < FEEDERS; i++)
     cr_assert_eq(pthread_create(&th[i], NULL, feeder, c.q), 0);
-  run(loop);
+  th_run(loop);
   for (int i = 0; i < FEEDERS; i++) pthread_join(th[i], NULL);
   cr_assert_eq(c.got, FEEDERS * PER_FEEDER);
   cr_assert_eq(c.sum, (long)FEEDERS * PER_FEEDER * (PER_FEEDER + 1) / 2);
@@ -420,7 +419,7 @@ Test(sync, queue_close_releases_blocked_threads, .timeout = 10) {
   cr_assert_eq(weft_timer_start(&t, close_later, 20, 0), 0);
   pthread_t th;
   cr_assert_eq(pthread_create(&th, NULL, blocked_feeder, q), 0);
-  run(loop);
+  th_run(loop);
   void *ret;
   pthread_join(th, &ret);
   cr_assert_eq((int)(intptr_t)ret, WEFT_ECLOSED);
@@ -430,49 +429,42 @@ Test(sync, queue_close_releases_blocked_threads, .timeout = 10) {
 
 /* ---- allocation failure ------------------------------------------------------ */
 
+static int primitives_round(weft_loop *loop, void *arg) {
+  (void)arg;
+  weft_event *ev = NULL;
+  weft_lock *lock = NULL;
+  weft_condition *c = NULL;
+  weft_semaphore *s = NULL;
+  weft_queue *q = NULL;
+  weft_future *f[7] = {0};
+  int first = 1;
+  int err = weft_event_new(loop, &ev);
+  if (err == 0) err = weft_event_wait(ev, &f[0]);
+  if (err == 0) err = weft_lock_new(loop, &lock);
+  if (err == 0) err = weft_lock_acquire(lock, &f[1]);
+  if (err == 0) err = weft_condition_new(lock, &c);
+  if (err == 0) err = weft_semaphore_new(loop, 0, &s);
+  if (err == 0) err = weft_semaphore_acquire(s, &f[2]);
+  if (err == 0) err = weft_queue_new(loop, 1, NULL, &q);
+  if (err == 0) err = weft_queue_put(q, &first, &f[5]);
+  if (err == 0) err = weft_queue_get(q, &f[6]);
+  if (err == 0) err = weft_queue_get(q, &f[3]);
+  if (err == 0) err = weft_queue_put_threadsafe(q, &err);
+  if (err == 0) err = weft_condition_wait(c, &f[4]);
+  /* the threadsafe put is on its way until the loop has turned */
+  while (q != NULL && weft_queue_free(q) == -EBUSY)
+    weft_loop_run(loop, WEFT_RUN_NOWAIT);
+  if (err == 0) cr_assert_eq(weft_future_value(f[6]), &first);
+  if (err == 0) cr_assert_eq(weft_future_value(f[3]), &err);
+  weft_event_free(ev);
+  weft_condition_free(c);
+  weft_lock_free(lock);
+  weft_semaphore_free(s);
+  th_run(loop);
+  unref_all(f, 7);
+  return err;
+}
+
 Test(sync, primitives_fail_cleanly_without_memory, .timeout = 30) {
-  for (size_t n = 1;; n++) {
-    th_alloc_install(n);
-    weft_loop *loop;
-    if (weft_loop_new(&loop, NULL) != 0) {
-      th_alloc_restore();
-      continue;
-    }
-    weft_event *ev = NULL;
-    weft_lock *lock = NULL;
-    weft_condition *c = NULL;
-    weft_semaphore *s = NULL;
-    weft_queue *q = NULL;
-    weft_future *f[7] = {0};
-    int first = 1;
-    int err = weft_event_new(loop, &ev);
-    if (err == 0) err = weft_event_wait(ev, &f[0]);
-    if (err == 0) err = weft_lock_new(loop, &lock);
-    if (err == 0) err = weft_lock_acquire(lock, &f[1]);
-    if (err == 0) err = weft_condition_new(lock, &c);
-    if (err == 0) err = weft_semaphore_new(loop, 0, &s);
-    if (err == 0) err = weft_semaphore_acquire(s, &f[2]);
-    if (err == 0) err = weft_queue_new(loop, 1, NULL, &q);
-    if (err == 0) err = weft_queue_put(q, &first, &f[5]);
-    if (err == 0) err = weft_queue_get(q, &f[6]);
-    if (err == 0) err = weft_queue_get(q, &f[3]);
-    if (err == 0) err = weft_queue_put_threadsafe(q, &err);
-    if (err == 0) err = weft_condition_wait(c, &f[4]);
-    bool clean = th_alloc_failed() == 0;
-    if (err != 0) cr_assert_eq(err, -ENOMEM);
-    /* the threadsafe put is on its way until the loop has turned */
-    while (q != NULL && weft_queue_free(q) == -EBUSY)
-      weft_loop_run(loop, WEFT_RUN_NOWAIT);
-    if (err == 0) cr_assert_eq(weft_future_value(f[6]), &first);
-    if (err == 0) cr_assert_eq(weft_future_value(f[3]), &err);
-    weft_event_free(ev);
-    weft_condition_free(c);
-    weft_lock_free(lock);
-    weft_semaphore_free(s);
-    run(loop);
-    unref_all(f, 7);
-    th_loop_finish(loop);
-    th_alloc_restore();
-    if (err == 0 && clean) break;
-  }
+  th_alloc_sweep(primitives_round, NULL);
 }

@@ -255,40 +255,27 @@ Test(udp, bad_input_and_close_after_sends, .timeout = 10) {
 
 /* bind, recv_start (the loop's buffer), and a send future with more
  * buffers than fit inline: every allocation fails in turn, cleanly */
-static bool udp_alloc_round(weft_loop *loop, weft_udp *u, int *err) {
+static int udp_alloc_round(weft_loop *loop, void *arg) {
+  weft_udp *u = arg; /* outlives the op: closed by the sweep */
   struct sockaddr_in a;
   weft_ip4_addr("127.0.0.1", 0, &a);
   cr_assert_eq(weft_udp_init(loop, u), 0);
   cr_assert_eq(weft_udp_bind(u, (struct sockaddr *)&a, 0), 0);
   socklen_t len = sizeof a;
   weft_udp_getsockname(u, (struct sockaddr *)&a, &len);
-  if ((*err = weft_udp_recv_start(u, never_recv)) != 0) return false;
+  int err = weft_udp_recv_start(u, never_recv);
+  if (err != 0) return err;
   weft_buf bufs[6];
   for (int i = 0; i < 6; i++) bufs[i] = weft_buf_init("ab", 2);
   weft_future *f;
-  if ((*err = weft_udp_send_future(u, bufs, 6, (struct sockaddr *)&a, &f)) != 0) return false;
+  if ((err = weft_udp_send_future(u, bufs, 6, (struct sockaddr *)&a, &f)) != 0) return err;
   while (weft_future_state_get(f) == WEFT_FUTURE_PENDING) weft_loop_run(loop, WEFT_RUN_ONCE);
   cr_assert_eq(weft_future_value_i64(f), 12);
   weft_future_unref(f);
-  return true;
+  return 0;
 }
 
 Test(udp, allocation_failures_are_clean, .timeout = 20) {
-  for (size_t n = 1;; n++) {
-    cr_assert_lt(n, 200);
-    th_alloc_install(n);
-    weft_loop *loop = NULL;
-    if (weft_loop_new(&loop, NULL) != 0) {
-      th_alloc_restore();
-      continue;
-    }
-    weft_udp u;
-    int err = 0;
-    bool ok = udp_alloc_round(loop, &u, &err);
-    if (!ok) cr_assert_eq(err, -ENOMEM, "%s", weft_err_name(err));
-    th_loop_finish(loop);
-    size_t failed = th_alloc_failed();
-    th_alloc_restore();
-    if (ok && failed == 0) break;
-  }
+  weft_udp u;
+  th_alloc_sweep_run(&(th_sweep){.op = udp_alloc_round, .arg = &u, .max_rounds = 200});
 }

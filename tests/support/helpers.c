@@ -1,5 +1,6 @@
 #include "test.h"
 
+#include <errno.h>
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
@@ -44,6 +45,8 @@ void th_alloc_restore(void) {
   cr_assert_eq(weft_set_allocator(NULL), 0, "weft still holds memory");
 }
 
+void th_alloc_arm(size_t n) { atomic_store(&fail_at, n ? atomic_load(&calls) + n : 0); }
+
 size_t th_alloc_calls(void) { return atomic_load(&calls); }
 size_t th_alloc_failed(void) { return atomic_load(&failed); }
 
@@ -70,6 +73,69 @@ void th_loop_close(weft_loop *loop) {
 void th_loop_finish(weft_loop *loop) {
   th_loop_close(loop);
   cr_assert_eq(weft_alloc_live(), 0, "weft leaked %zu blocks", weft_alloc_live());
+}
+
+void th_run(weft_loop *loop) {
+  int rc = weft_loop_run(loop, WEFT_RUN_DEFAULT);
+  cr_assert_geq(rc, 0, "weft_loop_run: %s", weft_err_name(rc));
+}
+
+static void usable_closed(weft_handle *h) { *(int *)h->data += 10; }
+
+static void usable_tick(weft_timer *t) {
+  ++*(int *)t->base.data;
+  weft_close(&t->base, usable_closed);
+}
+
+void th_loop_usable(weft_loop *loop) {
+  weft_timer t;
+  int seen = 0; /* +1 fired, +10 closed */
+  cr_assert_eq(weft_timer_init(loop, &t), 0);
+  t.base.data = &seen;
+  int rc = weft_timer_start(&t, usable_tick, 0, 0);
+  cr_assert_eq(rc, 0, "timer start on the swept loop: %s", weft_err_name(rc));
+  for (int i = 0; i < 1000 && seen < 10; i++) weft_loop_run(loop, WEFT_RUN_ONCE);
+  cr_assert_eq(seen, 11, "the loop no longer runs a timer (%d)", seen);
+}
+
+/* One round of th_alloc_sweep_run(); returns the op's status, stores
+ * whether an allocation failed. */
+static int sweep_round(const th_sweep *s, size_t n, bool *any_failed) {
+  th_alloc_install(0);
+  weft_loop *loop = s->no_loop ? NULL : th_loop();
+  if (s->setup) cr_assert_eq(s->setup(loop, s->arg), 0, "sweep setup");
+  th_alloc_arm(n);
+  int rc = s->op(loop, s->arg);
+  *any_failed = th_alloc_failed() != 0;
+  th_alloc_arm(0);
+  if (rc != 0)
+    cr_assert(rc == -ENOMEM && *any_failed, "allocation %zu: %s", n, weft_err_name(rc));
+  if (s->strict && *any_failed)
+    cr_assert_eq(rc, -ENOMEM, "allocation %zu failed, yet %s", n, weft_err_name(rc));
+  if (loop != NULL) {
+    th_loop_usable(loop);
+    th_loop_close(loop);
+  }
+  cr_assert_eq(weft_alloc_live(), 0, "allocation %zu: weft leaked %zu blocks", n,
+               weft_alloc_live());
+  th_alloc_restore();
+  return rc;
+}
+
+size_t th_alloc_sweep_run(const th_sweep *s) {
+  size_t limit = s->max_rounds ? s->max_rounds : 10000, failures = 0;
+  for (size_t n = 1;; n++) {
+    cr_assert_lt(n, limit, "never succeeded in %zu rounds", limit);
+    bool any_failed;
+    int rc = sweep_round(s, n, &any_failed);
+    if (!any_failed) return failures;
+    failures += rc != 0;
+  }
+}
+
+size_t th_alloc_sweep(th_sweep_fn op, void *arg) {
+  th_sweep s = {.op = op, .arg = arg};
+  return th_alloc_sweep_run(&s);
 }
 
 /* LeakSanitizer reads this hook at exit. Criterion's runner process (not a

@@ -14,6 +14,32 @@ void th_alloc_install(size_t fail_at);
 void th_alloc_restore(void);
 size_t th_alloc_calls(void);   /* malloc+realloc calls since install */
 size_t th_alloc_failed(void);  /* how many calls were made to fail */
+/* Re-arms the installed allocator: the nth call from now fails (0: none). */
+void th_alloc_arm(size_t n);
+
+/* ---- allocation-failure sweeps (SQLite's model) ------------------------
+ * One round per allocation: round n runs `op` with the nth allocation it
+ * makes failing, for n = 1, 2, ... until a round in which nothing failed.
+ * Each round gets a fresh loop (made, and `setup` run, while nothing
+ * fails). `op` returns 0 when the operation completed, or the error it
+ * met; it closes or unrefs what it made that is not a handle. After each
+ * round the helper asserts: the status is 0 or -ENOMEM, -ENOMEM only when
+ * an allocation failed, 0 when none did (with .strict, every failure
+ * surfaces as -ENOMEM); the loop still runs a timer; and once its handles
+ * are closed and it is freed, weft holds no memory. */
+typedef int (*th_sweep_fn)(weft_loop *loop, void *arg);
+typedef struct th_sweep {
+  th_sweep_fn op;
+  void *arg;
+  th_sweep_fn setup;   /* optional; must return 0 */
+  size_t max_rounds;   /* "never succeeded" after this many (0: 10000) */
+  bool strict;         /* an injected failure may not be absorbed */
+  bool no_loop;        /* `op` gets NULL and makes its own loops */
+} th_sweep;
+/* Runs the sweep; returns how many rounds `op` returned -ENOMEM. */
+size_t th_alloc_sweep_run(const th_sweep *s);
+/* The common case: no setup, failures may be absorbed. */
+size_t th_alloc_sweep(th_sweep_fn op, void *arg);
 
 /* A loop created with default options; asserts success. */
 weft_loop *th_loop(void);
@@ -22,5 +48,9 @@ weft_loop *th_loop(void);
 void th_loop_close(weft_loop *loop);
 /* th_loop_close(), then asserts that weft holds no memory afterwards. */
 void th_loop_finish(weft_loop *loop);
+/* weft_loop_run(loop, WEFT_RUN_DEFAULT), asserting it returns >= 0. */
+void th_run(weft_loop *loop);
+/* Asserts that the loop still works: a 0 ms timer fires exactly once. */
+void th_loop_usable(weft_loop *loop);
 
 #endif

@@ -217,8 +217,7 @@ void kvd_cmd_config(kvd_conn *c, kvd_str *argv, size_t argc) {
     static const char *const help[] = {
         "CONFIG <subcommand> [<arg> [value] [opt] ...]. Subcommands are:",
         "GET <pattern>",
-        "    Return parameters matching the glob-like <pattern> and their "
-        "values.",
+        "    Return parameters matching the glob-like <pattern> and their values.",
         "SET <directive> <value>",
         "    Set the configuration <directive> to <value>.",
         "RESETSTAT",

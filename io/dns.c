@@ -15,8 +15,12 @@
  * and weft answers numeric hosts itself (io/dns_query.c) the same way:
  * such an answer is delivered through weft_call_soon(), never inline. */
 #include <ares.h>
+#include <errno.h>
 #include <limits.h>
 #include <string.h>
+#include <sys/socket.h>
+#include <sys/uio.h>
+#include <unistd.h>
 
 #include "core/internal.h"
 #include "io/dns_internal.h"
@@ -46,6 +50,12 @@ int weft__dns_status(int ares_status) {
   case ARES_ESERVICE: return WEFT_EDNS_NONAME; /* unknown service name */
   default: return WEFT__DNS_BASE - ares_status;
   }
+}
+
+int weft__dns_answer_status(const dns_state *st, int ares_status) {
+  if (ares_status == ARES_ECONNREFUSED && st->sock_errno != 0)
+    return -st->sock_errno;
+  return weft__dns_status(ares_status);
 }
 
 /* ---- the deadline timer ------------------------------------------------------ */
@@ -187,6 +197,43 @@ static int reserve_sock(dns_state *st) {
 
 /* ---- the channel and the per-loop state ------------------------------------ */
 
+/* c-ares' own sockets, made through these so that weft sees why socket()
+ * failed: c-ares reports every failure as "no server reachable", but fd
+ * exhaustion must reach the caller as -EMFILE (or -ENFILE). */
+static ares_socket_t sock_open(int domain, int type, int protocol, void *data) {
+  dns_state *st = data;
+  int fd = socket(domain, type | SOCK_CLOEXEC, protocol);
+  st->sock_errno = fd < 0 ? errno : 0;
+  return fd < 0 ? ARES_SOCKET_BAD : fd;
+}
+
+static int sock_close(ares_socket_t fd, void *data) {
+  WEFT__UNUSED(data);
+  return close(fd);
+}
+
+static int sock_connect(ares_socket_t fd, const struct sockaddr *sa,
+                        ares_socklen_t len, void *data) {
+  WEFT__UNUSED(data);
+  return connect(fd, sa, len);
+}
+
+static ares_ssize_t sock_recvfrom(ares_socket_t fd, void *buf, size_t n,
+                                  int flags, struct sockaddr *from,
+                                  ares_socklen_t *fromlen, void *data) {
+  WEFT__UNUSED(data);
+  return recvfrom(fd, buf, n, flags, from, fromlen);
+}
+
+static ares_ssize_t sock_sendv(ares_socket_t fd, const struct iovec *iov,
+                               int n, void *data) {
+  WEFT__UNUSED(data);
+  return writev(fd, iov, n);
+}
+
+static const struct ares_socket_functions sock_funcs = {
+    sock_open, sock_close, sock_connect, sock_recvfrom, sock_sendv};
+
 static int channel_open(dns_state *st) {
   static char files_then_dns[] = "fb", dns_only[] = "b";
   struct ares_options o;
@@ -206,6 +253,7 @@ static int channel_open(dns_state *st) {
     ares_destroy(ch);
     return s == ARES_ENOMEM ? -ENOMEM : -EINVAL;
   }
+  ares_set_socket_functions(ch, &sock_funcs, st);
   st->ch = ch;
   return 0;
 }

@@ -24,6 +24,7 @@ typedef struct dns_state {
   int timeout_ms, tries;
   bool no_hosts_file;  /* weft_dns_use_hosts_file(loop, false): DNS only */
   char *servers;       /* as given to weft_dns_set_servers(), or NULL */
+  int sock_errno;      /* why c-ares' last socket() failed, else 0 */
 } dns_state;
 
 typedef enum dns_kind { DNS_ADDR, DNS_NAME } dns_kind;
@@ -50,6 +51,9 @@ typedef struct dns_query {
 
 /* ares status -> weft code (0, -ENOMEM, -ECANCELED, WEFT_EDNS_*). */
 int weft__dns_status(int ares_status);
+/* weft__dns_status for a query's answer: a "no server reachable" that
+ * came from socket() failing (EMFILE, ENFILE, ...) is that errno. */
+int weft__dns_answer_status(const dns_state *st, int ares_status);
 /* The loop's state with an open channel, created on first use. */
 int weft__dns_state(weft_loop *loop, dns_state **out);
 /* Re-arms the deadline timer from ares_timeout(). */

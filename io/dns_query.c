@@ -86,7 +86,7 @@ static void on_addrinfo(void *arg, int status, int timeouts,
                         struct ares_addrinfo *res) {
   WEFT__UNUSED(timeouts);
   dns_query *q = arg;
-  int err = weft__dns_status(status);
+  int err = weft__dns_answer_status(q->st, status);
   if (err == 0 && !q->done)
     err = res != NULL ? copy_addrinfo(res, &q->res) : WEFT_EDNS_NODATA;
   if (res != NULL) ares_freeaddrinfo(res);
@@ -116,7 +116,7 @@ static void on_nameinfo(void *arg, int status, int timeouts, char *node,
                         char *service) {
   WEFT__UNUSED(timeouts);
   dns_query *q = arg;
-  int err = weft__dns_status(status);
+  int err = weft__dns_answer_status(q->st, status);
   if (err == 0 && !q->done) err = copy_names(node, service, &q->names);
   weft__dns_answered(q, err);
 }
@@ -296,6 +296,7 @@ typedef struct gni_args {
 
 /* Starts q in c-ares; 0 or -ENOMEM (q freed). */
 static int start_query(dns_query *q, const void *args) {
+  q->st->sock_errno = 0; /* a socket() failure is news only from here on */
   if (q->kind == DNS_ADDR) {
     const gai_args *a = args;
     if (!a->numeric) {

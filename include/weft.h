@@ -5,6 +5,7 @@
 
 #include "weft/common.h"
 #include "weft/future.h"
+#include "weft/group.h"
 #include "weft/loop.h"
 #include "weft/pool.h"
 #include "weft/fs.h"

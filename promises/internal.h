@@ -31,6 +31,10 @@ enum {
   K_RACE,
   K_TIMEOUT,     /* timed.c: an aggregate of one node, plus a timer */
   K_SLEEP,       /* timed.c */
+  K_GROUP_NODE,  /* group.c: one member of a group or a scope */
+  K_GROUP,       /* group.c */
+  K_SCOPE,       /* scope.c */
+  K_SCOPE_TIMER, /* scope.c: a scope's deadline, waiting on a sleep */
   K_COUNT
 };
 
@@ -119,6 +123,7 @@ struct weft_future {
       struct weft__timer_holder *timer; /* timeout, while pending */
     } agg;               /* aggregates */
     struct weft__timer_holder *timer; /* K_SLEEP while pending */
+    struct weft__group *group; /* K_GROUP, K_SCOPE: group_internal.h */
   } u;
   uint32_t refs;
   uint8_t state; /* weft_future_state; a rejection's code lives in v.i */

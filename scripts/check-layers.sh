@@ -28,6 +28,8 @@ table=$(cat <<'TABLE'
 22 promises/sync
 22 promises/queue
 22 promises/threadsafe
+22 promises/group
+22 promises/scope
 30 io/sockaddr
 30 io/fs_ops
 31 io/net

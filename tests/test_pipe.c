@@ -2,6 +2,7 @@
  * fds, the connected-pair helper, half-close of a pipe's write end, EPIPE
  * without SIGPIPE, names, and bad input. */
 #include "support/test.h"
+#include "support/echo.h"
 
 #include <fcntl.h>
 #include <signal.h>
@@ -9,63 +10,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
-
-/* ---- an echo server over Unix sockets ------------------------------------ */
-
-typedef struct userver {
-  weft_pipe p;
-  int accepted, closed;
-} userver;
-
-typedef struct uconn {
-  weft_pipe p;
-  weft_write_req wr;
-  userver *srv;
-  char buf[4096];
-} uconn;
-
-static void uconn_closed(weft_handle *h) {
-  uconn *c = (uconn *)h;
-  c->srv->closed++;
-  free(c);
-}
-
-static void u_alloc(weft_stream *s, size_t sz, weft_buf *buf) {
-  (void)sz;
-  *buf = weft_buf_init(((uconn *)s)->buf, sizeof ((uconn *)s)->buf);
-}
-
-static void u_read(weft_stream *s, ssize_t n, const weft_buf *buf);
-
-static void u_written(weft_write_req *req, int status) {
-  uconn *c = req->data;
-  cr_assert_eq(status, 0);
-  cr_assert_eq(weft_stream_read_start(&c->p.stream, u_alloc, u_read), 0);
-}
-
-static void u_read(weft_stream *s, ssize_t n, const weft_buf *buf) {
-  uconn *c = (uconn *)s;
-  if (n == 0) return;
-  if (n < 0) {
-    weft_close(&s->base, uconn_closed);
-    return;
-  }
-  weft_stream_read_stop(s);
-  c->wr.data = c;
-  weft_buf out = weft_buf_init(buf->base, (size_t)n);
-  cr_assert_eq(weft_stream_write(&c->wr, s, &out, 1, u_written), 0);
-}
-
-static void u_connection(weft_stream *s, int status) {
-  cr_assert_eq(status, 0);
-  userver *srv = (userver *)s;
-  uconn *c = calloc(1, sizeof *c);
-  c->srv = srv;
-  cr_assert_eq(weft_pipe_init(weft_handle_loop(&s->base), &c->p), 0);
-  cr_assert_eq(weft_stream_accept(s, &c->p.stream), 0);
-  srv->accepted++;
-  cr_assert_eq(weft_stream_read_start(&c->p.stream, u_alloc, u_read), 0);
-}
 
 /* ---- a client that writes a pattern and checks the echo ------------------ */
 
@@ -101,13 +45,14 @@ static void c_connected(weft_connect_req *req, int status) {
 
 static void unix_echo(const char *name, size_t len) {
   weft_loop *loop = th_loop();
-  userver srv = {0};
-  cr_assert_eq(weft_pipe_init(loop, &srv.p), 0);
-  cr_assert_eq(weft_pipe_bind(&srv.p, name, len), 0);
-  cr_assert_eq(weft_pipe_listen(&srv.p, 0, u_connection), 0);
+  weft_pipe srv;
+  th_echo echo;
+  cr_assert_eq(weft_pipe_init(loop, &srv), 0);
+  cr_assert_eq(weft_pipe_bind(&srv, name, len), 0);
+  th_echo_listen(&echo, &srv.stream);
   char got[128];
   size_t glen = sizeof got;
-  cr_assert_eq(weft_pipe_getsockname(&srv.p, got, &glen), 0);
+  cr_assert_eq(weft_pipe_getsockname(&srv, got, &glen), 0);
   cr_assert_eq(glen, len ? len : strlen(name));
   cr_assert_eq(memcmp(got, name, glen), 0);
   uclient *c = calloc(1, sizeof *c);
@@ -117,10 +62,11 @@ static void unix_echo(const char *name, size_t len) {
   c->cr.data = c;
   cr_assert_eq(weft_pipe_connect(&c->cr, &c->p, name, len, c_connected), 0);
   cr_assert_eq(c->connected, 0);
-  while (srv.closed == 0) weft_loop_run(loop, WEFT_RUN_ONCE);
+  while (echo.closed == 0) weft_loop_run(loop, WEFT_RUN_ONCE);
   cr_assert_eq(c->connected, 1);
   cr_assert_eq(c->got, sizeof c->out);
-  cr_assert_eq(srv.accepted, 1);
+  cr_assert_eq(echo.accepted, 1);
+  cr_assert_eq(echo.write_errors, 0);
   free(c);
   th_loop_finish(loop);
 }
@@ -301,6 +247,11 @@ Test(pipe, bad_input_and_immediate_connect_errors, .timeout = 10) {
 }
 
 /* connect and the loop buffer of read_start under allocation failure */
+static void never_accepts(weft_stream *s, int status) {
+  (void)s, (void)status;
+  cr_assert_fail("the round closes its listener before any connection");
+}
+
 typedef struct pipe_round {
   char name[64];
   int nlen;
@@ -313,7 +264,7 @@ static int pipe_alloc_round(weft_loop *loop, void *arg) {
   cr_assert_eq(weft_pipe_init(loop, &r->srv), 0);
   cr_assert_eq(weft_pipe_init(loop, &r->c), 0);
   cr_assert_eq(weft_pipe_bind(&r->srv, r->name, (size_t)r->nlen), 0);
-  int err = weft_pipe_listen(&r->srv, 0, u_connection);
+  int err = weft_pipe_listen(&r->srv, 0, never_accepts);
   if (err == 0) err = weft_pipe_connect(&r->req, &r->c, r->name, (size_t)r->nlen, NULL);
   if (err == 0) err = weft_stream_read_start(&r->c.stream, NULL, c_read);
   /* before any accept: nothing to free; the client too, so that the

@@ -2,6 +2,7 @@
  * fd exhaustion, connect errors, cancellation and futures, socket options,
  * peer reset mid-write, and bad input to every call. */
 #include "support/test.h"
+#include "support/echo.h"
 
 #include <arpa/inet.h>
 #include <signal.h>
@@ -10,68 +11,13 @@
 #include <sys/resource.h>
 #include <unistd.h>
 
-/* ---- an echo server ------------------------------------------------------ */
+/* ---- an echo server (tests/support/echo.c) ------------------------------- */
 
 typedef struct server {
   weft_tcp tcp;
-  int accepted, closed;
+  th_echo echo;
   unsigned bind_flags;
 } server;
-
-typedef struct conn {
-  weft_tcp tcp;
-  weft_write_req wr;
-  server *srv;
-  char buf[16384];
-} conn;
-
-static void conn_closed(weft_handle *h) {
-  conn *c = (conn *)h;
-  c->srv->closed++;
-  free(c);
-}
-
-static void echo_alloc(weft_stream *s, size_t suggested, weft_buf *buf) {
-  (void)suggested;
-  conn *c = (conn *)s;
-  *buf = weft_buf_init(c->buf, sizeof c->buf);
-}
-
-static void echo_read(weft_stream *s, ssize_t n, const weft_buf *buf);
-
-static void echo_written(weft_write_req *req, int status) {
-  conn *c = req->data;
-  if (status != 0) {
-    weft_close(&c->tcp.stream.base, conn_closed);
-    return;
-  }
-  cr_assert_eq(weft_stream_read_start(&c->tcp.stream, echo_alloc, echo_read), 0);
-}
-
-/* Echo one chunk at a time: stop reading until it is written back. */
-static void echo_read(weft_stream *s, ssize_t n, const weft_buf *buf) {
-  conn *c = (conn *)s;
-  if (n == 0) return;
-  if (n < 0) {
-    weft_close(&s->base, conn_closed);
-    return;
-  }
-  weft_stream_read_stop(s);
-  c->wr.data = c;
-  weft_buf out = weft_buf_init(buf->base, (size_t)n);
-  cr_assert_eq(weft_stream_write(&c->wr, s, &out, 1, echo_written), 0);
-}
-
-static void on_connection(weft_stream *server_s, int status) {
-  cr_assert_eq(status, 0);
-  server *srv = (server *)server_s;
-  conn *c = calloc(1, sizeof *c);
-  c->srv = srv;
-  cr_assert_eq(weft_tcp_init(weft_handle_loop(&server_s->base), &c->tcp), 0);
-  cr_assert_eq(weft_stream_accept(server_s, &c->tcp.stream), 0);
-  srv->accepted++;
-  cr_assert_eq(weft_stream_read_start(&c->tcp.stream, echo_alloc, echo_read), 0);
-}
 
 /* Starts an echo server on `ip` port 0; returns its address in *addr. */
 static void server_start(weft_loop *loop, server *srv, const char *ip,
@@ -85,7 +31,7 @@ static void server_start(weft_loop *loop, server *srv, const char *ip,
   else
     cr_assert_eq(weft_ip4_addr(ip, 0, (struct sockaddr_in *)addr), 0);
   cr_assert_eq(weft_tcp_bind(&srv->tcp, (struct sockaddr *)addr, srv->bind_flags), 0);
-  cr_assert_eq(weft_tcp_listen(&srv->tcp, 0, on_connection), 0);
+  th_echo_listen(&srv->echo, &srv->tcp.stream);
   socklen_t len = sizeof *addr;
   cr_assert_eq(weft_tcp_getsockname(&srv->tcp, (struct sockaddr *)addr, &len), 0);
   cr_assert_gt(weft_sockaddr_port((struct sockaddr *)addr), 0);
@@ -169,7 +115,7 @@ static void run_until(weft_loop *loop, const int *counter, int target) {
  * client is gone) has seen EOF and freed itself. */
 static void server_finish(weft_loop *loop, server *srv) {
   weft_close(&srv->tcp.stream.base, NULL);
-  while (srv->closed < srv->accepted) weft_loop_run(loop, WEFT_RUN_ONCE);
+  while (srv->echo.closed < srv->echo.accepted) weft_loop_run(loop, WEFT_RUN_ONCE);
 }
 
 static void echo_once(const char *ip, size_t len) {
@@ -185,9 +131,9 @@ static void echo_once(const char *ip, size_t len) {
   cr_assert_eq(c.written, 1);
   cr_assert_eq(c.got, len);
   cr_assert_eq(c.errors, 0);
-  cr_assert_eq(srv.accepted, 1);
+  cr_assert_eq(srv.echo.accepted, 1);
   free(c.out);
-  run_until(loop, &srv.closed, 1); /* the server side sees EOF and closes */
+  run_until(loop, &srv.echo.closed, 1); /* the server side sees EOF and closes */
   weft_close(&srv.tcp.stream.base, NULL);
   th_loop_finish(loop);
 }
@@ -221,8 +167,8 @@ Test(tcp, echo_1000_concurrent_connections, .timeout = 60) {
     free(cs[i].out);
   }
   cr_assert_eq(bytes, (size_t)N * 3000 + (size_t)N * (N - 1) / 2);
-  cr_assert_eq(srv.accepted, N);
-  run_until(loop, &srv.closed, N);
+  cr_assert_eq(srv.echo.accepted, N);
+  run_until(loop, &srv.echo.closed, N);
   weft_close(&srv.tcp.stream.base, NULL);
   th_loop_finish(loop);
   free(cs);
@@ -239,7 +185,7 @@ Test(tcp, accept_survives_emfile_and_recovers, .timeout = 20) {
   client c1;
   client_start(loop, &c1, &addr, 1000, 1, &done);
   run_until(loop, &done, 1); /* everything set up, sockets work */
-  run_until(loop, &srv.closed, 1);
+  run_until(loop, &srv.echo.closed, 1);
   free(c1.out);
   /* a client socket made before the limit drops */
   client c2;
@@ -261,12 +207,12 @@ Test(tcp, accept_survives_emfile_and_recovers, .timeout = 20) {
   for (int i = 0; i < 20 && c2.connected == 0; i++) weft_loop_run(loop, WEFT_RUN_ONCE);
   cr_assert_eq(c2.connected, 1);
   for (int i = 0; i < 10; i++) weft_loop_run(loop, WEFT_RUN_NOWAIT);
-  cr_assert_eq(srv.accepted, 1); /* not the second one: no fd */
+  cr_assert_eq(srv.echo.accepted, 1); /* not the second one: no fd */
   cr_assert(weft_is_active(&srv.tcp.stream.base)); /* still listening */
   /* free an fd: the listener picks the connection up and serves it */
   close(filler);
   run_until(loop, &done, 2);
-  cr_assert_eq(srv.accepted, 2);
+  cr_assert_eq(srv.echo.accepted, 2);
   cr_assert_eq(c2.got, 5000);
   free(c2.out);
   cr_assert_eq(setrlimit(RLIMIT_NOFILE, &old), 0);
@@ -276,7 +222,7 @@ Test(tcp, accept_survives_emfile_and_recovers, .timeout = 20) {
   run_until(loop, &done, 3);
   cr_assert_eq(c3.got, 7000);
   free(c3.out);
-  run_until(loop, &srv.closed, 3);
+  run_until(loop, &srv.echo.closed, 3);
   weft_close(&srv.tcp.stream.base, NULL);
   th_loop_finish(loop);
 }
@@ -537,7 +483,7 @@ Test(tcp, options_names_and_open, .timeout = 10) {
   cr_assert_leq(weft_tcp_handle_size(), 248);
   cr_assert_eq(weft_handle_get_type(&t.stream.base), WEFT_HANDLE_TCP);
   weft_close(&t.stream.base, NULL);
-  run_until(loop, &srv.accepted, 1);
+  run_until(loop, &srv.echo.accepted, 1);
   server_finish(loop, &srv);
   th_loop_finish(loop);
 }
@@ -552,7 +498,7 @@ Test(tcp, reuseport_lets_two_listeners_share_a_port, .timeout = 10) {
   memset(&b, 0, sizeof b);
   cr_assert_eq(weft_tcp_init(loop, &b.tcp), 0);
   cr_assert_eq(weft_tcp_bind(&b.tcp, (struct sockaddr *)&addr, WEFT_TCP_REUSEPORT), 0);
-  cr_assert_eq(weft_tcp_listen(&b.tcp, 0, on_connection), 0);
+  th_echo_listen(&b.echo, &b.tcp.stream);
   /* without the flag the port is taken */
   weft_tcp c;
   cr_assert_eq(weft_tcp_init(loop, &c), 0);

@@ -36,6 +36,9 @@ static void teardown(weft_loop *loop, void *state) {
     m->slabs = s->next;
     weft__free(s);
   }
+  if (m->waits_teardown != NULL) m->waits_teardown(m); /* wait.c's */
+  void (*ts)(weft__fmod *) = atomic_load(&m->ts_teardown);
+  if (ts != NULL) ts(m); /* threadsafe.c's */
   if (m->timers_teardown != NULL) m->timers_teardown(m); /* timed.c's */
   weft__free(m);
 }
@@ -46,6 +49,7 @@ static fmod *mod_get(weft_loop *loop) {
   m = weft__calloc(1, sizeof *m);
   if (m == NULL) return NULL;
   m->loop = loop;
+  m->owner = pthread_self();
   weft__module_set(loop, WEFT__MOD_FUTURE, m, teardown);
   return m;
 }
@@ -240,7 +244,7 @@ void weft__future_finish(weft_future *f, uint8_t state, int64_t v) {
 }
 
 void weft__future_pass(weft_future *f, weft_future *src) {
-  src->flags |= F_OBSERVED;
+  weft__observe(src);
   f->v = src->v;
   f->flags = (uint8_t)((f->flags & ~F_VALUE) | (src->flags & F_VALUE));
   if (src->state == WEFT_FUTURE_FULFILLED) f->u.dtor = NULL; /* borrowed */
@@ -353,7 +357,7 @@ int weft_future_error(const weft_future *f) {
   if (f == NULL) return -EINVAL;
   if (f->state == WEFT_FUTURE_PENDING || f->state == WEFT_FUTURE_FULFILLED)
     return 0;
-  ((weft_future *)f)->flags |= F_OBSERVED;
+  weft__observe((weft_future *)f);
   return (int)f->v.i;
 }
 

@@ -26,7 +26,7 @@ static void drop_src(weft_future *w) {
 /* True if w (off the ready queue) is still to be decided by its input. */
 static bool ready(weft_future *w) {
   if (w->state != WEFT_FUTURE_PENDING || w->src == NULL) return false;
-  w->src->flags |= F_OBSERVED;
+  weft__observe(w->src);
   return true;
 }
 

@@ -28,6 +28,7 @@ table=$(cat <<'TABLE'
 22 promises/sync
 22 promises/queue
 22 promises/threadsafe
+22 promises/wait
 22 promises/group
 22 promises/scope
 30 io/sockaddr

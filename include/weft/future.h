@@ -140,6 +140,41 @@ WEFT_API int weft_future_resolve_i64_threadsafe(weft_future *f, int64_t v);
  * (-EINVAL otherwise). */
 WEFT_API int weft_future_reject_threadsafe(weft_future *f, int err);
 
+/* ---- threads that wait for the loop (promises/wait.c) -------------------
+ * A non-loop thread may block until a future of a loop settles. The future
+ * stays the loop's: the waiting thread never touches it while it waits (it
+ * posts a request to the loop, which watches f and wakes the thread). */
+
+/** weft_future_wait(): no time limit. */
+#define WEFT_WAIT_FOREVER (-1)
+
+/** Any thread but the loop's: blocks the calling thread until f settles or
+ * `timeout_ms` milliseconds pass (WEFT_WAIT_FOREVER: no limit; 0: does not
+ * block, so it returns -ETIMEDOUT unless the loop answered at once: the
+ * loop must run to answer). The caller must hold a
+ * reference to f for the whole call (taken on the loop thread with
+ * weft_future_ref before handing f over; drop it later on the loop thread,
+ * or with weft_future_unref_threadsafe). Returns
+ *  - 0: f is settled. Its outcome is then fixed, the loop has marked it
+ *    observed, and this thread may read it with weft_future_state_get,
+ *    weft_future_error and weft_future_value / _i64 / _f64 (the loop wrote
+ *    it before waking the thread: the wake orders the reads after it).
+ *    Nothing else on f may be called from this thread.
+ *  - -ETIMEDOUT: still pending after timeout_ms; the loop forgets the wait.
+ *  - -ESHUTDOWN: the loop is being freed (weft_loop_free ran, or runs,
+ *    while the thread waits, or had begun): f is gone with the loop, do not
+ *    touch it.
+ *  - -EDEADLK at once on the loop's thread (the thread that made the loop's
+ *    first future), which would wait for itself.
+ *  - -EINVAL (NULL f, timeout_ms < -1), -ENOMEM (nothing waited). */
+WEFT_API int weft_future_wait(weft_future *f, int64_t timeout_ms);
+
+/** Any thread: drops a reference to f on the loop thread (the counterpart
+ * of a weft_future_ref handed to a thread). Returns 0, -EINVAL (NULL),
+ * -ENOMEM or -ESHUTDOWN (loop being freed; the reference is then not
+ * dropped). */
+WEFT_API int weft_future_unref_threadsafe(weft_future *f);
+
 /* ---- inspection --------------------------------------------------------- */
 
 /** The state (PENDING for NULL). */

@@ -1,0 +1,242 @@
+/* weft — a non-loop thread blocks until a future settles
+ * (weft_future_wait).
+ *
+ * The future belongs to its loop's thread, so the waiting thread never
+ * touches it while it waits. It fills a waiter and posts it to the loop
+ * (weft_call_soon_threadsafe); on the loop thread the waiter registers an
+ * on_settled callback on the future, which, when it runs, records the answer
+ * under the waiter's mutex and signals its condition variable.
+ *
+ * References to the waiter (an atomic count), and which thread owns each:
+ *  - the thread's own, from the call to its return;
+ *  - the loop's, from the post until the loop has answered or let go: it
+ *    travels register -> (on_settled registration) -> fire, withdraw or the
+ *    loop's teardown, all on the loop thread;
+ *  - a withdraw request's, from a timed-out thread's post until it ran.
+ * Whoever drops the last one frees the waiter (or, on the thread, keeps it
+ * in a one-entry thread-local cache for its next wait).
+ *
+ * A thread that times out marks its answer -ETIMEDOUT under the mutex (a
+ * late answer then changes nothing) and posts a withdraw, which removes the
+ * registration on the loop thread; its posts run in order, so the withdraw
+ * runs after the register. If the withdraw cannot be posted (-ENOMEM,
+ * -ESHUTDOWN) the registration stays until the future settles or the loop
+ * is freed, and then lets go of the waiter.
+ *
+ * Registered waiters are on a list of the loop's futures module, so that
+ * weft_loop_free() (the module's teardown) answers them -ESHUTDOWN. */
+#include <pthread.h>
+#include <stdlib.h>
+#include <time.h>
+
+#include "internal.h"
+
+#define W_PENDING 1 /* no answer yet (answers are 0 or negative) */
+
+typedef struct weft__waiter {
+  atomic_uint refs;
+  pthread_mutex_t mu;
+  pthread_cond_t cv;
+  int result;         /* under mu */
+  bool registered;    /* loop thread: an on_settled registration is live */
+  weft_future *f;     /* written before the post: the loop reads them */
+  weft__fmod *m;
+  struct weft__waiter *prev, *next; /* m->waiting, while registered */
+} weft__waiter;
+
+static pthread_once_t key_once = PTHREAD_ONCE_INIT;
+static pthread_key_t cache_key;
+static bool key_ok;
+
+static void w_destroy(weft__waiter *w) {
+  pthread_mutex_destroy(&w->mu);
+  pthread_cond_destroy(&w->cv);
+  weft__free(w);
+}
+
+static void cache_free(void *p) { w_destroy(p); }
+
+static void key_init(void) {
+  key_ok = pthread_key_create(&cache_key, cache_free) == 0;
+}
+
+/* A waiter for this thread: its cached one, else a new one. */
+static weft__waiter *w_get(void) {
+  pthread_once(&key_once, key_init);
+  if (key_ok) {
+    weft__waiter *w = pthread_getspecific(cache_key);
+    if (w != NULL) {
+      pthread_setspecific(cache_key, NULL);
+      return w;
+    }
+  }
+  weft__waiter *w = weft__malloc(sizeof *w);
+  if (w == NULL) return NULL;
+  pthread_condattr_t ca;
+  if (pthread_condattr_init(&ca) != 0) {
+    weft__free(w);
+    return NULL;
+  }
+  pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+  int e1 = pthread_cond_init(&w->cv, &ca);
+  pthread_condattr_destroy(&ca);
+  if (e1 != 0) {
+    weft__free(w);
+    return NULL;
+  }
+  if (pthread_mutex_init(&w->mu, NULL) != 0) {
+    pthread_cond_destroy(&w->cv);
+    weft__free(w);
+    return NULL;
+  }
+  return w;
+}
+
+/* The last reference went. On a thread that has no cached waiter it is
+ * kept for the next wait; elsewhere (the loop thread, or a full cache) it
+ * is freed. */
+static void w_last(weft__waiter *w, bool may_cache) {
+  if (may_cache && key_ok && pthread_getspecific(cache_key) == NULL &&
+      pthread_setspecific(cache_key, w) == 0)
+    return;
+  w_destroy(w);
+}
+
+static void w_drop(weft__waiter *w, bool may_cache) {
+  if (atomic_fetch_sub(&w->refs, 1) == 1) w_last(w, may_cache);
+}
+
+/* Loop thread: records rc (unless the thread has given up) and wakes the
+ * thread; consumes the loop's reference. The count drops under the mutex:
+ * the thread, which holds its own, cannot leave before we unlock. */
+static void answer(weft__waiter *w, int rc) {
+  pthread_mutex_lock(&w->mu);
+  if (w->result == W_PENDING) {
+    w->result = rc;
+    pthread_cond_signal(&w->cv);
+  }
+  bool last = atomic_fetch_sub(&w->refs, 1) == 1;
+  pthread_mutex_unlock(&w->mu);
+  if (last) w_destroy(w);
+}
+
+static void unlink_w(weft__waiter *w) {
+  if (w->prev != NULL) w->prev->next = w->next;
+  else w->m->waiting = w->next;
+  if (w->next != NULL) w->next->prev = w->prev;
+  w->prev = w->next = NULL;
+  w->registered = false;
+}
+
+/* The loop is being freed: every registered wait is answered -ESHUTDOWN
+ * (the futures go with the loop; the on_settled nodes with its slabs). */
+static void waits_teardown(weft__fmod *m) {
+  while (m->waiting != NULL) {
+    weft__waiter *w = m->waiting;
+    unlink_w(w);
+    answer(w, -ESHUTDOWN);
+  }
+}
+
+static void w_fire(weft_future *f, void *arg) {
+  weft__waiter *w = arg;
+  unlink_w(w);
+  weft__observe(f); /* before the wake: the thread may read f afterwards */
+  answer(w, 0);
+}
+
+static void w_register(void *arg) {
+  weft__waiter *w = arg;
+  weft__fmod *m = w->m;
+  weft_future *f = w->f;
+  m->waits_teardown = waits_teardown;
+  if (f->state != WEFT_FUTURE_PENDING) {
+    weft__observe(f);
+    answer(w, 0);
+    return;
+  }
+  int err = weft_future_on_settled(f, w_fire, w);
+  if (err != 0) {
+    answer(w, err);
+    return;
+  }
+  w->registered = true;
+  w->prev = NULL;
+  w->next = m->waiting;
+  if (m->waiting != NULL) m->waiting->prev = w;
+  m->waiting = w;
+}
+
+/* A timed-out thread's withdraw: holds its own reference. */
+static void w_withdraw(void *arg) {
+  weft__waiter *w = arg;
+  if (w->registered) {
+    weft_future_off_settled(w->f, w_fire, w);
+    unlink_w(w);
+    w_drop(w, false); /* the registration's (the loop's) */
+  }
+  w_drop(w, false);
+}
+
+static struct timespec deadline_of(int64_t ms) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  ts.tv_sec += (time_t)(ms / 1000);
+  ts.tv_nsec += (long)(ms % 1000) * 1000000L;
+  if (ts.tv_nsec >= 1000000000L) {
+    ts.tv_sec++;
+    ts.tv_nsec -= 1000000000L;
+  }
+  return ts;
+}
+
+int weft_future_wait(weft_future *f, int64_t timeout_ms) {
+  if (f == NULL || timeout_ms < -1) return -EINVAL;
+  /* f->loop and the module pointer were written on the loop thread before
+   * f was handed to this one */
+  weft_loop *loop = f->loop;
+  weft__fmod *m = weft__fmod_get(loop);
+  if (pthread_equal(m->owner, pthread_self())) return -EDEADLK;
+  weft__waiter *w = w_get();
+  if (w == NULL) return -ENOMEM;
+  w->f = f;
+  w->m = m;
+  w->result = W_PENDING;
+  w->registered = false;
+  w->prev = w->next = NULL;
+  atomic_store(&w->refs, 2); /* this thread's and the loop's */
+  int err = weft_call_soon_threadsafe(loop, w_register, w);
+  if (err != 0) {
+    atomic_store(&w->refs, 1);
+    w_drop(w, true);
+    return err;
+  }
+  struct timespec until = timeout_ms > 0 ? deadline_of(timeout_ms)
+                                         : (struct timespec){0};
+  pthread_mutex_lock(&w->mu);
+  while (w->result == W_PENDING) {
+    if (timeout_ms < 0) {
+      pthread_cond_wait(&w->cv, &w->mu);
+    } else if (timeout_ms == 0 ||
+               pthread_cond_timedwait(&w->cv, &w->mu, &until) == ETIMEDOUT) {
+      if (w->result == W_PENDING) w->result = -ETIMEDOUT;
+      break;
+    }
+  }
+  int rc = w->result;
+  pthread_mutex_unlock(&w->mu);
+  if (rc == -ETIMEDOUT) {
+    atomic_fetch_add(&w->refs, 1); /* the withdraw's */
+    if (weft_call_soon_threadsafe(loop, w_withdraw, w) != 0)
+      atomic_fetch_sub(&w->refs, 1); /* ours is still held: not the last */
+  }
+  w_drop(w, true);
+  return rc;
+}
+
+static void unref_cb(void *arg) { weft_future_unref(arg); }
+
+int weft_future_unref_threadsafe(weft_future *f) {
+  if (f == NULL) return -EINVAL;
+  return weft_call_soon_threadsafe(f->loop, unref_cb, f);
+}

@@ -1,0 +1,414 @@
+/* Threads and the loop, both ways: weft_future_wait from non-loop threads,
+ * settles from other threads (which allocate nothing in steady state). */
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include "support/test.h"
+
+#define NTHREADS 8
+
+static const char *en(int err) { return weft_err_name(err); }
+
+void th_alloc_arm(size_t n); /* tests/support/helpers.c */
+
+/* ---- helpers ------------------------------------------------------------- */
+
+/* Runs the loop (kept alive by weft_loop_ref) until *flag is set. */
+static void run_until(weft_loop *loop, atomic_int *flag, int want) {
+  while (atomic_load(flag) < want) weft_loop_run(loop, WEFT_RUN_ONCE);
+}
+
+static void count_cb(void *arg) { atomic_fetch_add((atomic_int *)arg, 1); }
+
+static int dtor_calls;
+static void count_dtor(void *p) {
+  (void)p;
+  dtor_calls++;
+}
+
+/* ---- wait: normal use ------------------------------------------------------ */
+
+typedef struct waiter {
+  weft_loop *loop;
+  weft_future *f;
+  int64_t timeout;
+  int rc;
+  weft_future_state state;
+  int error;
+  int64_t i64;
+  void *ptr;
+  double f64;
+  atomic_int *done;
+  atomic_int *ready;
+  pid_t tid;
+} waiter;
+
+static void *wait_thread(void *arg) {
+  waiter *w = arg;
+  w->tid = (pid_t)syscall(SYS_gettid);
+  if (w->ready != NULL)
+    cr_assert_eq(weft_call_soon_threadsafe(w->loop, count_cb, w->ready), 0);
+  w->rc = weft_future_wait(w->f, w->timeout);
+  if (w->rc == 0) {
+    w->state = weft_future_state_get(w->f);
+    w->error = weft_future_error(w->f);
+    w->i64 = weft_future_value_i64(w->f);
+    w->ptr = weft_future_value(w->f);
+    w->f64 = weft_future_value_f64(w->f);
+  }
+  if (w->rc != -ESHUTDOWN) {
+    cr_assert_eq(weft_future_unref_threadsafe(w->f), 0);
+    cr_assert_eq(weft_call_soon_threadsafe(w->loop, count_cb, w->done), 0);
+  }
+  return NULL;
+}
+
+Test(threads, wait_on_a_settled_future_returns_its_outcome, .timeout = 10) {
+  weft_loop *loop = th_loop();
+  weft_future *f;
+  atomic_int done = 0;
+  cr_assert_eq(weft_future_new(loop, &f), 0);
+  cr_assert_eq(weft_future_resolve_i64(f, 42), 0);
+  waiter w = {.loop = loop, .f = weft_future_ref(f),
+              .timeout = WEFT_WAIT_FOREVER, .done = &done};
+  weft_loop_ref(loop);
+  pthread_t t;
+  cr_assert_eq(pthread_create(&t, NULL, wait_thread, &w), 0);
+  run_until(loop, &done, 1);
+  pthread_join(t, NULL);
+  weft_loop_unref(loop);
+  cr_assert_eq(w.rc, 0, "wait: %s", en(w.rc));
+  cr_assert_eq(w.state, WEFT_FUTURE_FULFILLED);
+  cr_assert_eq(w.error, 0);
+  cr_assert_eq(w.i64, 42);
+  weft_future_unref(f);
+  th_loop_finish(loop);
+}
+
+/* Eight threads wait on eight pending futures with four kinds of outcome;
+ * the loop settles each once its thread has said it is about to wait. */
+
+Test(threads, eight_threads_wait_for_pending_futures, .timeout = 20) {
+  weft_loop *loop = th_loop();
+  weft_future *f[NTHREADS];
+  waiter w[NTHREADS];
+  pthread_t t[NTHREADS];
+  atomic_int done = 0, ready = 0;
+  static int payload[NTHREADS];
+  dtor_calls = 0;
+  weft_loop_ref(loop);
+  for (int i = 0; i < NTHREADS; i++) {
+    cr_assert_eq(weft_future_new(loop, &f[i]), 0);
+    w[i] = (waiter){.loop = loop, .f = weft_future_ref(f[i]),
+                    .timeout = i % 2 ? 10000 : WEFT_WAIT_FOREVER,
+                    .done = &done, .ready = &ready};
+    cr_assert_eq(pthread_create(&t[i], NULL, wait_thread, &w[i]), 0);
+  }
+  run_until(loop, &ready, NTHREADS);
+  for (int i = 0; i < NTHREADS; i++) {
+    switch (i % 4) {
+    case 0: cr_assert_eq(weft_future_resolve_i64(f[i], 1000 + i), 0); break;
+    case 1: cr_assert_eq(weft_future_resolve(f[i], &payload[i], count_dtor), 0); break;
+    case 2: cr_assert_eq(weft_future_reject(f[i], -EPIPE), 0); break;
+    default: cr_assert_eq(weft_future_cancel(f[i]), 0); break;
+    }
+  }
+  run_until(loop, &done, NTHREADS);
+  for (int i = 0; i < NTHREADS; i++) pthread_join(t[i], NULL);
+  weft_loop_unref(loop);
+  for (int i = 0; i < NTHREADS; i++) {
+    cr_assert_eq(w[i].rc, 0, "thread %d: %s", i, en(w[i].rc));
+    switch (i % 4) {
+    case 0:
+      cr_assert_eq(w[i].state, WEFT_FUTURE_FULFILLED);
+      cr_assert_eq(w[i].i64, 1000 + i);
+      break;
+    case 1:
+      cr_assert_eq(w[i].state, WEFT_FUTURE_FULFILLED);
+      cr_assert_eq(w[i].ptr, &payload[i]);
+      break;
+    case 2:
+      cr_assert_eq(w[i].state, WEFT_FUTURE_REJECTED);
+      cr_assert_eq(w[i].error, -EPIPE, "%s", en(w[i].error));
+      break;
+    default:
+      cr_assert_eq(w[i].state, WEFT_FUTURE_CANCELLED);
+      cr_assert_eq(w[i].error, -ECANCELED);
+      break;
+    }
+    weft_future_unref(f[i]);
+  }
+  cr_assert_eq(dtor_calls, 2);
+  th_loop_finish(loop);
+}
+
+/* ---- wait: bad inputs, the loop thread --------------------------------- */
+
+Test(threads, wait_bad_inputs_and_loop_thread, .timeout = 10) {
+  weft_loop *loop = th_loop();
+  weft_future *f;
+  dtor_calls = 0;
+  cr_assert_eq(weft_future_wait(NULL, 0), -EINVAL);
+  cr_assert_eq(weft_future_unref_threadsafe(NULL), -EINVAL);
+  cr_assert_eq(weft_future_new(loop, &f), 0);
+  cr_assert_eq(weft_future_wait(f, -2), -EINVAL);
+  /* on the loop's own thread: at once, pending or settled */
+  cr_assert_eq(weft_future_wait(f, WEFT_WAIT_FOREVER), -EDEADLK);
+  cr_assert_eq(weft_future_wait(f, 0), -EDEADLK);
+  cr_assert_eq(weft_future_resolve(f, &dtor_calls, count_dtor), 0);
+  cr_assert_eq(weft_future_wait(f, 10), -EDEADLK);
+  /* unref_threadsafe works from the loop thread too: the last reference
+   * goes on the loop's next turn, not inline */
+  cr_assert_eq(weft_future_unref_threadsafe(f), 0);
+  cr_assert_eq(dtor_calls, 0);
+  while (dtor_calls == 0) weft_loop_run(loop, WEFT_RUN_NOWAIT);
+  cr_assert_eq(dtor_calls, 1);
+  th_loop_finish(loop);
+}
+
+/* ---- wait: timeout, withdrawal ---------------------------------------------- */
+
+Test(threads, wait_times_out_and_withdraws, .timeout = 10) {
+  weft_loop *loop = th_loop();
+  weft_future *f;
+  atomic_int done = 0;
+  cr_assert_eq(weft_future_new(loop, &f), 0);
+  waiter w = {.loop = loop, .f = weft_future_ref(f), .timeout = 20,
+              .done = &done};
+  waiter w0 = {.loop = loop, .f = weft_future_ref(f), .timeout = 0,
+               .done = &done};
+  weft_loop_ref(loop);
+  pthread_t t, t0;
+  cr_assert_eq(pthread_create(&t, NULL, wait_thread, &w), 0);
+  cr_assert_eq(pthread_create(&t0, NULL, wait_thread, &w0), 0);
+  run_until(loop, &done, 2);
+  pthread_join(t, NULL);
+  pthread_join(t0, NULL);
+  weft_loop_unref(loop);
+  cr_assert_eq(w.rc, -ETIMEDOUT, "%s", en(w.rc));
+  cr_assert_eq(w0.rc, -ETIMEDOUT, "%s", en(w0.rc));
+  /* the withdraws ran before the threads' unrefs (posts keep their order):
+   * settling now wakes nobody and frees everything */
+  cr_assert_eq(weft_future_state_get(f), WEFT_FUTURE_PENDING);
+  cr_assert_eq(weft_future_resolve_i64(f, 7), 0);
+  cr_assert_eq(weft_loop_run(loop, WEFT_RUN_DEFAULT), 0);
+  weft_future_unref(f);
+  th_loop_finish(loop); /* asserts the waiters are freed */
+}
+
+/* ---- wait: the loop is freed while a thread waits ----------------------- */
+
+/* True once the thread sits in futex(2): it has posted its wait. */
+static bool in_futex(pid_t tid) {
+  char path[64], buf[64] = {0};
+  snprintf(path, sizeof path, "/proc/self/task/%d/syscall", (int)tid);
+  FILE *fp = fopen(path, "r");
+  if (fp == NULL) return false;
+  bool yes = fgets(buf, sizeof buf, fp) != NULL &&
+             strtol(buf, NULL, 10) == SYS_futex;
+  fclose(fp);
+  return yes;
+}
+
+Test(threads, loop_free_wakes_waiters_with_eshutdown, .timeout = 10) {
+  weft_loop *loop = th_loop();
+  weft_future *f[2];
+  waiter w[2];
+  pthread_t t[2];
+  atomic_int ready = 0, done = 0;
+  weft_loop_ref(loop);
+  for (int i = 0; i < 2; i++) {
+    cr_assert_eq(weft_future_new(loop, &f[i]), 0);
+    w[i] = (waiter){.loop = loop, .f = weft_future_ref(f[i]),
+                    .timeout = i ? 60000 : WEFT_WAIT_FOREVER, .done = &done,
+                    .ready = &ready};
+    cr_assert_eq(pthread_create(&t[i], NULL, wait_thread, &w[i]), 0);
+  }
+  run_until(loop, &ready, 2);
+  for (int i = 0; i < 2; i++)
+    while (!in_futex(w[i].tid)) weft_loop_run(loop, WEFT_RUN_NOWAIT);
+  weft_loop_unref(loop);
+  int err;
+  while ((err = weft_loop_free(loop)) == -EBUSY)
+    weft_loop_run(loop, WEFT_RUN_NOWAIT);
+  cr_assert_eq(err, 0, "free: %s", en(err));
+  for (int i = 0; i < 2; i++) {
+    pthread_join(t[i], NULL);
+    cr_assert_eq(w[i].rc, -ESHUTDOWN, "thread %d: %s", i, en(w[i].rc));
+  }
+  cr_assert_eq(weft_alloc_live(), 0);
+}
+
+/* ---- wait: allocation failure at each site ------------------------------- */
+
+typedef struct sweep_round {
+  weft_timer tm; /* first: the tick finds the round from its timer */
+  weft_future *f;
+  atomic_int finished;
+  waiter w;
+} sweep_round;
+
+static void *sweep_thread(void *arg) {
+  sweep_round *r = arg;
+  r->w.rc = weft_future_wait(r->f, WEFT_WAIT_FOREVER);
+  if (r->w.rc == 0) r->w.i64 = weft_future_value_i64(r->f);
+  atomic_store(&r->finished, 1);
+  return NULL;
+}
+
+static void sweep_tick(weft_timer *t) {
+  sweep_round *r = (sweep_round *)t;
+  if (weft_future_state_get(r->f) == WEFT_FUTURE_PENDING)
+    weft_future_resolve_i64(r->f, 5);
+  if (atomic_load(&r->finished)) weft_timer_stop(t);
+}
+
+Test(threads, wait_fails_cleanly_without_memory, .timeout = 60) {
+  size_t enomem = 0, n;
+  for (n = 1; n < 200; n++) {
+    th_alloc_install(0);
+    weft_loop *loop = th_loop();
+    sweep_round r = {0};
+    cr_assert_eq(weft_future_new(loop, &r.f), 0);
+    cr_assert_eq(weft_timer_init(loop, &r.tm), 0);
+    cr_assert_eq(weft_timer_start(&r.tm, sweep_tick, 1, 1), 0);
+    th_alloc_arm(n); /* the thread's waiter, its post ring, ... */
+    pthread_t t;
+    cr_assert_eq(pthread_create(&t, NULL, sweep_thread, &r), 0);
+    cr_assert_eq(weft_loop_run(loop, WEFT_RUN_DEFAULT), 0);
+    pthread_join(t, NULL);
+    size_t failed = th_alloc_failed();
+    th_alloc_arm(0);
+    if (r.w.rc == -ENOMEM) {
+      cr_assert_eq(failed, 1);
+      enomem++;
+    } else {
+      cr_assert_eq(r.w.rc, 0, "round %zu: %s", n, en(r.w.rc));
+      cr_assert_eq(r.w.i64, 5);
+    }
+    weft_future_unref(r.f);
+    weft_close(&r.tm.base, NULL);
+    th_loop_finish(loop);
+    th_alloc_restore();
+    if (failed == 0) break;
+  }
+  cr_assert_lt(n, 200, "never succeeded");
+  cr_assert_geq(enomem, 1);
+}
+
+/* ---- threadsafe settles: no allocation in steady state ------------------ */
+
+#define SETTLES 1000
+
+typedef struct settler {
+  weft_future **fs;
+  int from, to;
+  int errors;
+} settler;
+
+static void *settle_thread(void *arg) {
+  settler *s = arg;
+  for (int i = s->from; i < s->to; i++) {
+    int err;
+    switch (i % 3) {
+    case 0: err = weft_future_resolve_i64_threadsafe(s->fs[i], i); break;
+    case 1: err = weft_future_resolve_threadsafe(s->fs[i], s->fs, NULL); break;
+    default: err = weft_future_reject_threadsafe(s->fs[i], -EIO); break;
+    }
+    s->errors += err != 0;
+  }
+  return NULL;
+}
+
+/* One round: SETTLES futures settled by `threads` threads; checks every
+ * outcome. Returns malloc calls made during the round (counted from after
+ * the futures were drawn). */
+static size_t settle_round(weft_loop *loop, int threads) {
+  static weft_future *fs[SETTLES];
+  for (int i = 0; i < SETTLES; i++) {
+    cr_assert_eq(weft_future_new(loop, &fs[i]), 0);
+    weft_future_ref(fs[i]); /* the settle's */
+  }
+  size_t before = th_alloc_calls();
+  settler s[NTHREADS];
+  pthread_t t[NTHREADS];
+  int per = SETTLES / threads;
+  for (int k = 0; k < threads; k++) {
+    s[k] = (settler){.fs = fs, .from = k * per,
+                     .to = k == threads - 1 ? SETTLES : (k + 1) * per};
+    cr_assert_eq(pthread_create(&t[k], NULL, settle_thread, &s[k]), 0);
+  }
+  for (int k = 0; k < threads; k++) {
+    pthread_join(t[k], NULL);
+    cr_assert_eq(s[k].errors, 0);
+  }
+  for (int i = 0; i < SETTLES;) { /* every post was published: run until */
+    if (weft_future_state_get(fs[i]) != WEFT_FUTURE_PENDING) i++;
+    else weft_loop_run(loop, WEFT_RUN_NOWAIT);
+  }
+  size_t calls = th_alloc_calls() - before;
+  for (int i = 0; i < SETTLES; i++) {
+    switch (i % 3) {
+    case 0: cr_assert_eq(weft_future_value_i64(fs[i]), i); break;
+    case 1: cr_assert_eq(weft_future_value(fs[i]), fs); break;
+    default: cr_assert_eq(weft_future_error(fs[i]), -EIO); break;
+    }
+    weft_future_unref(fs[i]);
+  }
+  return calls;
+}
+
+Test(threads, threadsafe_settle_allocates_nothing_in_steady_state,
+     .timeout = 20) {
+  th_alloc_install(0);
+  weft_loop *loop = th_loop();
+  /* warm-up: the messages, the post ring's segments (a ring of 1024-slot
+   * segments needs a second one once posts cross a segment's end) */
+  size_t warm = settle_round(loop, 1);
+  cr_assert_geq(warm, SETTLES, "%zu", warm); /* all in flight at once */
+  settle_round(loop, 1);
+  for (int round = 0; round < 3; round++) {
+    size_t calls = settle_round(loop, 1);
+    cr_assert_eq(calls, 0, "round %d: %zu allocations for %d settles", round,
+                 calls, SETTLES);
+  }
+  th_loop_finish(loop);
+  th_alloc_restore();
+}
+
+Test(threads, eight_threads_settle_concurrently, .timeout = 30) {
+  th_alloc_install(0);
+  weft_loop *loop = th_loop();
+  for (int round = 0; round < 3; round++) settle_round(loop, NTHREADS);
+  th_loop_finish(loop);
+  th_alloc_restore();
+}
+
+/* A settle that meets an already settled future hands the value to its
+ * dtor on the loop thread, and a recycled message carries nothing over. */
+Test(threads, threadsafe_settle_of_settled_future_runs_dtor, .timeout = 10) {
+  weft_loop *loop = th_loop();
+  weft_future *f;
+  dtor_calls = 0;
+  cr_assert_eq(weft_future_new(loop, &f), 0);
+  cr_assert_eq(weft_future_resolve_i64(f, 3), 0);
+  for (int i = 0; i < 3; i++) {
+    weft_future_ref(f);
+    cr_assert_eq(weft_future_resolve_threadsafe(f, &dtor_calls, count_dtor), 0);
+    while (dtor_calls != i + 1) weft_loop_run(loop, WEFT_RUN_NOWAIT);
+  }
+  weft_future_ref(f);
+  cr_assert_eq(weft_future_resolve_i64_threadsafe(f, 9), 0);
+  cr_assert_eq(weft_future_reject_threadsafe(f, 0), -EINVAL);
+  cr_assert_eq(weft_future_resolve_i64_threadsafe(NULL, 9), -EINVAL);
+  for (int i = 0; i < 3; i++) weft_loop_run(loop, WEFT_RUN_NOWAIT);
+  cr_assert_eq(dtor_calls, 3);
+  cr_assert_eq(weft_future_value_i64(f), 3);
+  weft_future_unref(f);
+  th_loop_finish(loop);
+}

@@ -73,6 +73,31 @@ static inline void weft__req_done(weft_loop *loop) { weft__alive_add(loop, -1); 
 void weft__io_start(weft_loop *loop, ev_io *w);
 void weft__io_stop(weft_loop *loop, ev_io *w);
 
+/* The same for every other kind of libev watcher (`kind` is libev's: timer,
+ * signal, async, check, prepare, idle): WEFT__EV_START starts `w` if it is
+ * not active and drops the libev reference that took; WEFT__EV_STOP gives
+ * the reference back and stops `w` if it is active. A one-shot ev_timer
+ * stops itself when it fires: its callback calls weft__ev_fired() first.
+ * (A watcher that adds an fd, an ev_signal with EVFLAG_SIGNALFD, also sets
+ * loop->fd_dirty, as weft__io_start does.) */
+#define WEFT__EV_START(kind, loop, w)                                          \
+  do {                                                                         \
+    if (!ev_is_active(w)) {                                                    \
+      ev_##kind##_start((loop)->ev, (w));                                      \
+      ev_unref((loop)->ev);                                                    \
+    }                                                                          \
+  } while (0)
+#define WEFT__EV_STOP(kind, loop, w)                                           \
+  do {                                                                         \
+    if (ev_is_active(w)) {                                                     \
+      ev_ref((loop)->ev);                                                      \
+      ev_##kind##_stop((loop)->ev, (w));                                       \
+    }                                                                          \
+  } while (0)
+/* First thing in a one-shot ev_timer's callback (see WEFT__EV_START): the
+ * timer stopped itself, so the reference it dropped comes back. */
+static inline void weft__ev_fired(struct ev_loop *ev) { ev_ref(ev); }
+
 /* ---- per-loop module state -------------------------------------------- */
 
 /* Modules beyond the core (futures, pool, dns, ...) keep per-loop state in a
@@ -81,6 +106,7 @@ typedef enum weft__module_id {
   WEFT__MOD_FUTURE = 0,
   WEFT__MOD_SYNC,
   WEFT__MOD_POOL,
+  WEFT__MOD_POOL_FUTURE,
   WEFT__MOD_FS,
   WEFT__MOD_DNS,
   WEFT__MOD_NET,
@@ -93,6 +119,13 @@ typedef struct weft__module {
   /* Called by weft_loop_free() once nothing is outstanding, in reverse
    * module order. Must free `state`. */
   void (*teardown)(weft_loop *loop, void *state);
+  /* May be NULL. Called first thing by weft_loop_free(), in module order,
+   * when outstanding requests are all that keeps the loop from being freed
+   * (no open handle, nothing deferred, not running): `requests` is how many
+   * there are in all. A module whose own requests are all of them may
+   * finish them here (cancel, wait, run their callbacks), so that the free
+   * can go ahead. */
+  void (*before_free)(weft_loop *loop, void *state, unsigned requests);
 } weft__module;
 
 /* ---- the loop ---------------------------------------------------------- */
@@ -160,6 +193,10 @@ static inline void *weft__module_get(const weft_loop *loop, weft__module_id id) 
 }
 void weft__module_set(weft_loop *loop, weft__module_id id, void *state,
                       void (*teardown)(weft_loop *, void *));
+/* Registers the slot's before-free hook (see weft__module); call it after
+ * weft__module_set. */
+void weft__module_set_before_free(weft_loop *loop, weft__module_id id,
+                                  void (*before_free)(weft_loop *, void *, unsigned));
 
 /* Creates a libev loop and finds its epoll fd (core/backend.c). */
 struct ev_loop *weft__ev_loop_new(unsigned flags, int *backend_fd);
@@ -180,12 +217,6 @@ void weft__loop_want_turn(weft_loop *loop);
 /* Wakes the loop from any thread (async-signal-safe): its next poll, or a
  * host's poll of the backend fd, returns and drains cross-thread posts. */
 void weft__loop_wake(weft_loop *loop);
-
-/* ---- thread pool (core/pool.c) ------------------------------------------ */
-/* Called first thing by weft_loop_free(): if pool jobs are the loop's only
- * outstanding requests, cancels the queued ones, waits for the running ones
- * and runs their done callbacks, so that the free can go ahead. */
-void weft__pool_before_free(weft_loop *loop);
 
 /* ---- signals (core/signal.c) ------------------------------------------- */
 /* Claims `signum` for `loop` (-EBUSY if another loop watches it); each claim

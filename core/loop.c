@@ -65,37 +65,24 @@ void weft_loop_unref(weft_loop *loop) {
   weft__alive_add(loop, -1);
 }
 
-/* Internal watchers must not keep libev alive on their own. */
-#define START_UNREF(kind, loop, w)                                             \
-  do {                                                                         \
-    ev_##kind##_start((loop)->ev, (w));                                        \
-    ev_unref((loop)->ev);                                                      \
-  } while (0)
-#define STOP_UNREF(kind, loop, w)                                              \
-  do {                                                                         \
-    if (ev_is_active(w)) {                                                     \
-      ev_ref((loop)->ev);                                                      \
-      ev_##kind##_stop((loop)->ev, (w));                                       \
-    }                                                                          \
-  } while (0)
-
+/* Internal watchers must not keep libev alive on their own (core/internal.h). */
 void weft__io_start(weft_loop *loop, ev_io *w) {
   loop->fd_dirty = true;
-  if (!ev_is_active(w)) START_UNREF(io, loop, w);
+  WEFT__EV_START(io, loop, w);
 }
 
 void weft__io_stop(weft_loop *loop, ev_io *w) {
   loop->fd_dirty = true;
-  STOP_UNREF(io, loop, w);
+  WEFT__EV_STOP(io, loop, w);
 }
 
 void weft__loop_want_turn(weft_loop *loop) {
-  if (!ev_is_active(&loop->idle)) START_UNREF(idle, loop, &loop->idle);
+  WEFT__EV_START(idle, loop, &loop->idle);
 }
 
 static void maybe_stop_idle(weft_loop *loop) {
   if (loop->cs_count == 0 && weft__list_empty(&loop->closing))
-    STOP_UNREF(idle, loop, &loop->idle);
+    WEFT__EV_STOP(idle, loop, &loop->idle);
 }
 
 /* ---- call_soon --------------------------------------------------------- */
@@ -162,9 +149,7 @@ static void on_time_check(struct ev_loop *ev, ev_check *w, int revents) {
 static void on_timer(struct ev_loop *ev, ev_timer *w, int revents) {
   WEFT__UNUSED(revents);
   weft_loop *loop = w->data;
-  /* a one-shot ev_timer stops itself on firing: give back the reference
-   * that START_UNREF took away */
-  ev_ref(ev);
+  weft__ev_fired(ev); /* a one-shot ev_timer stopped itself */
   loop->timer_armed = false;
   weft__timers_run(loop);
 }
@@ -223,20 +208,20 @@ static void on_prepare(struct ev_loop *ev, ev_prepare *w, int revents) {
   uint64_t deadline;
   if (!weft__timers_earliest(loop, &deadline)) {
     if (loop->timer_armed) {
-      STOP_UNREF(timer, loop, &loop->timer_watcher);
+      WEFT__EV_STOP(timer, loop, &loop->timer_watcher);
       loop->timer_armed = false;
     }
     return;
   }
   if (loop->timer_armed && loop->armed_deadline == deadline) return;
-  STOP_UNREF(timer, loop, &loop->timer_watcher);
+  WEFT__EV_STOP(timer, loop, &loop->timer_watcher);
   uint64_t wait = deadline > loop->now ? deadline - loop->now : 0;
   /* libev measures `wait` from its own cached time, which can be older than
    * weft's: refresh it, or the watcher fires before weft's clock reaches the
    * deadline and a ONCE run returns without running the timer. */
   ev_now_update(ev);
   ev_timer_set(&loop->timer_watcher, weft__ms_to_ev(wait), 0.);
-  START_UNREF(timer, loop, &loop->timer_watcher);
+  WEFT__EV_START(timer, loop, &loop->timer_watcher);
   loop->timer_armed = true;
   loop->armed_deadline = deadline;
 }
@@ -325,10 +310,10 @@ static int loop_init(weft_loop **out, struct ev_loop *ev, bool own,
   ev_io_init(&loop->wake_io, on_wake, loop->wake_fd, EV_READ);
   loop->time_check.data = loop->timer_watcher.data = loop->check.data =
       loop->prepare.data = loop->idle.data = loop->wake_io.data = loop;
-  START_UNREF(check, loop, &loop->time_check);
-  START_UNREF(check, loop, &loop->check);
-  START_UNREF(prepare, loop, &loop->prepare);
-  START_UNREF(io, loop, &loop->wake_io);
+  WEFT__EV_START(check, loop, &loop->time_check);
+  WEFT__EV_START(check, loop, &loop->check);
+  WEFT__EV_START(prepare, loop, &loop->prepare);
+  WEFT__EV_START(io, loop, &loop->wake_io);
   *out = loop;
   return 0;
 }
@@ -368,21 +353,34 @@ static bool loop_busy(weft_loop *loop) {
          loop->alive != loop->user_refs || loop->running;
 }
 
+/* When outstanding requests are all that keeps the loop from being freed,
+ * the modules' before-free hooks may finish theirs (weft__module). */
+static void modules_before_free(weft_loop *loop) {
+  for (int id = 0; id < WEFT__MOD_MAX; id++) {
+    /* rechecked each time: a hook runs callbacks that may start more */
+    if (loop->handle_count != 0 || loop->cs_count != 0 || loop->running) return;
+    unsigned requests = loop->alive - loop->user_refs;
+    if (requests == 0) return;
+    if (loop->modules[id].before_free != NULL)
+      loop->modules[id].before_free(loop, loop->modules[id].state, requests);
+  }
+}
+
 int weft_loop_free(weft_loop *loop) {
   if (loop == NULL) return -EINVAL;
-  weft__pool_before_free(loop);
+  modules_before_free(loop);
   if (loop_busy(loop) || weft__xpost_close(loop) != 0) return -EBUSY;
 
   for (int id = WEFT__MOD_MAX - 1; id >= 0; id--)
     if (loop->modules[id].teardown != NULL)
       loop->modules[id].teardown(loop, loop->modules[id].state);
   while (loop->user_refs) weft_loop_unref(loop);
-  STOP_UNREF(check, loop, &loop->time_check);
-  STOP_UNREF(check, loop, &loop->check);
-  STOP_UNREF(prepare, loop, &loop->prepare);
-  STOP_UNREF(io, loop, &loop->wake_io);
-  STOP_UNREF(idle, loop, &loop->idle);
-  STOP_UNREF(timer, loop, &loop->timer_watcher);
+  WEFT__EV_STOP(check, loop, &loop->time_check);
+  WEFT__EV_STOP(check, loop, &loop->check);
+  WEFT__EV_STOP(prepare, loop, &loop->prepare);
+  WEFT__EV_STOP(io, loop, &loop->wake_io);
+  WEFT__EV_STOP(idle, loop, &loop->idle);
+  WEFT__EV_STOP(timer, loop, &loop->timer_watcher);
   if (loop->own_ev) ev_loop_destroy(loop->ev);
   close(loop->wake_fd);
   weft__xpost_free(loop);
@@ -396,6 +394,11 @@ void weft__module_set(weft_loop *loop, weft__module_id id, void *state,
                       void (*teardown)(weft_loop *, void *)) {
   loop->modules[id].state = state;
   loop->modules[id].teardown = teardown;
+}
+
+void weft__module_set_before_free(weft_loop *loop, weft__module_id id,
+                                  void (*before_free)(weft_loop *, void *, unsigned)) {
+  loop->modules[id].before_free = before_free;
 }
 
 struct ev_loop *weft_loop_ev(weft_loop *loop) { return loop ? loop->ev : NULL; }

@@ -21,7 +21,11 @@
  * race between a worker and weft_work_cancel().
  *
  * Lock order: g_lock, then a lane's lock, then a loop's completion lock. A
- * worker holds no lane lock while it pushes completions. */
+ * worker holds no lane lock while it pushes completions.
+ *
+ * The pool is ignorant of its users, as libuv's threadpool.c is: a job is a
+ * weft_work with two functions, whatever embeds it (the future form in
+ * promises/pool_future.c, file requests in io/fs.c) stays above. */
 #include <signal.h>
 #include <stdlib.h>
 #include <unistd.h>
@@ -29,6 +33,25 @@
 #include "internal.h"
 #include "pool_internal.h"
 #include "weft/pool.h"
+
+/* A job's state (weft_work.state). */
+enum { W_IDLE = 0, W_QUEUED, W_RUNNING, W_CANCELLED, W_DONE };
+
+/* One per loop that uses the pool (WEFT__MOD_POOL slot). */
+typedef struct pool_state {
+  weft_loop *loop;
+  ev_async async; /* one wake-up per batch of completions */
+  /* the completion queue: workers push, the loop takes it whole */
+  pthread_mutex_t lock;
+  pthread_cond_t cond; /* before_free waits here for running jobs */
+  weft_work *cq_head, *cq_tail;
+  bool armed;  /* a wake-up is pending or the loop is draining */
+  bool waiter; /* before_free is waiting on cond */
+  /* loop thread only */
+  weft_work *out_head; /* outstanding jobs (lprev/lnext) */
+  unsigned outstanding;
+  bool closing; /* weft_loop_free() is cancelling: no new submits */
+} pool_state;
 
 #define BATCH_MAX 16
 #define SPIN_ROUNDS 1000
@@ -270,21 +293,21 @@ static void pool_release(void) {
 
 static void on_completions(struct ev_loop *ev, ev_async *a, int revents);
 
+static void lstate_before_free(weft_loop *loop, void *arg, unsigned requests);
+
 static void lstate_teardown(weft_loop *loop, void *arg) {
-  weft__pool_state *st = arg;
-  if (ev_is_active(&st->async)) {
-    ev_ref(loop->ev);
-    ev_async_stop(loop->ev, &st->async);
-  }
-  weft__pool_jobs_free(st);
+  pool_state *st = arg;
+  WEFT__EV_STOP(async, loop, &st->async);
   pthread_cond_destroy(&st->cond);
   pthread_mutex_destroy(&st->lock);
   weft__free(st);
   pool_release();
 }
 
-weft__pool_state *weft__pool_state_get(weft_loop *loop, int *err) {
-  weft__pool_state *st = weft__module_get(loop, WEFT__MOD_POOL);
+/* This loop's pool state, created (and the pool acquired) on first use.
+ * NULL with *err = -ENOMEM (or the pool's error) on failure. */
+static pool_state *pool_state_get(weft_loop *loop, int *err) {
+  pool_state *st = weft__module_get(loop, WEFT__MOD_POOL);
   if (WEFT__LIKELY(st != NULL)) return st;
   st = weft__calloc(1, sizeof *st);
   if (st == NULL) {
@@ -302,16 +325,16 @@ weft__pool_state *weft__pool_state_get(weft_loop *loop, int *err) {
   ev_async_init(&st->async, on_completions);
   st->async.data = st;
   /* needs no fd: libev's wake-up fd was made with the loop (core/loop.c) */
-  ev_async_start(loop->ev, &st->async);
-  ev_unref(loop->ev); /* outstanding jobs keep the loop alive, not this */
+  WEFT__EV_START(async, loop, &st->async); /* outstanding jobs keep the loop alive */
   weft__module_set(loop, WEFT__MOD_POOL, st, lstate_teardown);
+  weft__module_set_before_free(loop, WEFT__MOD_POOL, lstate_before_free);
   return st;
 }
 
 /* Appends a chain of completed jobs (all of `st`'s loop) and wakes the loop
  * unless a wake-up is already pending. The ev_async_send happens under the
  * lock so that the loop cannot be freed between the push and the send. */
-static void cq_push(weft__pool_state *st, weft_work *first, weft_work *last) {
+static void cq_push(pool_state *st, weft_work *first, weft_work *last) {
   last->next = NULL;
   pthread_mutex_lock(&st->lock);
   if (st->cq_tail) st->cq_tail->next = first;
@@ -333,7 +356,7 @@ static void cq_push(weft__pool_state *st, weft_work *first, weft_work *last) {
 static void push_completions(weft_work **batch, int n) {
   for (int i = 0; i < n; i++) {
     if (batch[i] == NULL) continue;
-    weft__pool_state *st = weft__module_get(batch[i]->loop, WEFT__MOD_POOL);
+    pool_state *st = weft__module_get(batch[i]->loop, WEFT__MOD_POOL);
     weft_work *first = batch[i], *last = first;
     for (int j = i + 1; j < n; j++) {
       if (batch[j] != NULL && batch[j]->loop == first->loop) {
@@ -346,7 +369,7 @@ static void push_completions(weft_work **batch, int n) {
   }
 }
 
-static void deliver(weft__pool_state *st, weft_work *w) {
+static void deliver(pool_state *st, weft_work *w) {
   while (w != NULL) {
     weft_work *next = w->next;
     if (w->lprev) w->lprev->lnext = w->lnext;
@@ -360,7 +383,7 @@ static void deliver(weft__pool_state *st, weft_work *w) {
   }
 }
 
-static weft_work *cq_take(weft__pool_state *st) {
+static weft_work *cq_take(pool_state *st) {
   pthread_mutex_lock(&st->lock);
   weft_work *w = st->cq_head;
   st->cq_head = st->cq_tail = NULL;
@@ -374,7 +397,7 @@ static weft_work *cq_take(weft__pool_state *st) {
 static void on_completions(struct ev_loop *ev, ev_async *a, int revents) {
   WEFT__UNUSED(ev);
   WEFT__UNUSED(revents);
-  weft__pool_state *st = a->data;
+  pool_state *st = a->data;
   for (int round = 0; round < DRAIN_ROUNDS; round++) {
     weft_work *w = cq_take(st);
     if (w == NULL) break;
@@ -398,7 +421,7 @@ int weft_work_submit(weft_loop *loop, weft_work *w, weft_pool_lane lane_id,
       (unsigned)lane_id >= WEFT_LANE_COUNT)
     return -EINVAL;
   int err = 0;
-  weft__pool_state *st = weft__pool_state_get(loop, &err);
+  pool_state *st = pool_state_get(loop, &err);
   if (st == NULL) return err;
   if (st->closing) return -ESHUTDOWN;
   lane *l = &g_pool->lanes[lane_id];
@@ -439,7 +462,7 @@ int weft_work_submit(weft_loop *loop, weft_work *w, weft_pool_lane lane_id,
 }
 
 /* Cancels one outstanding job (see weft_work_cancel()). */
-static int cancel_job(weft__pool_state *st, weft_work *w) {
+static int cancel_job(pool_state *st, weft_work *w) {
   lane *l = &g_pool->lanes[w->lane];
   pthread_mutex_lock(&l->lock);
   if (w->queued) {
@@ -475,8 +498,23 @@ int weft_work_cancel(weft_work *w) {
   int state = atomic_load(&w->state);
   if (state == W_IDLE) return -EINVAL;
   if (state == W_DONE || state == W_CANCELLED) return -EALREADY;
-  weft__pool_state *st = weft__module_get(w->loop, WEFT__MOD_POOL);
+  pool_state *st = weft__module_get(w->loop, WEFT__MOD_POOL);
   return cancel_job(st, w);
+}
+
+static void complete_now(void *arg) {
+  weft_work *w = arg;
+  w->done_cb(w, w->status); /* may free or resubmit w */
+}
+
+int weft__work_complete(weft_loop *loop, weft_work *w, weft_work_done_cb done_cb) {
+  int err = weft_call_soon(loop, complete_now, w);
+  if (err != 0) return err;
+  w->loop = loop;
+  w->done_cb = done_cb;
+  w->status = 0;
+  atomic_store(&w->state, W_DONE);
+  return 0;
 }
 
 bool weft_work_cancelled(void) {
@@ -486,13 +524,13 @@ bool weft_work_cancelled(void) {
 
 /* ---- loop teardown -------------------------------------------------------- */
 
-void weft__pool_before_free(weft_loop *loop) {
-  weft__pool_state *st = weft__module_get(loop, WEFT__MOD_POOL);
-  if (st == NULL || st->outstanding == 0) return;
-  /* only when pool jobs are all that keeps the free from going ahead */
-  if (loop->handle_count != 0 || loop->cs_count != 0 || loop->running ||
-      loop->alive - loop->user_refs != st->outstanding)
-    return;
+/* The module's before-free hook (weft__module): when pool jobs are all the
+ * loop's outstanding requests, cancels the queued ones, waits for the
+ * running ones and runs every done callback. */
+static void lstate_before_free(weft_loop *loop, void *arg, unsigned requests) {
+  WEFT__UNUSED(loop);
+  pool_state *st = arg;
+  if (st->outstanding == 0 || st->outstanding != requests) return;
   st->closing = true;
   for (weft_work *w = st->out_head; w != NULL; w = w->lnext) cancel_job(st, w);
   while (st->outstanding != 0) {
@@ -533,7 +571,7 @@ static int lane_resize(lane *l, unsigned n) {
 int weft_pool_resize(weft_loop *loop, unsigned cpu, unsigned io) {
   if (loop == NULL || cpu > WEFT_POOL_MAX || io > WEFT_POOL_MAX) return -EINVAL;
   int err = 0;
-  if (weft__pool_state_get(loop, &err) == NULL) return err;
+  if (pool_state_get(loop, &err) == NULL) return err;
   if (cpu != 0) err = lane_resize(&g_pool->lanes[WEFT_LANE_CPU], cpu);
   if (err == 0 && io != 0) err = lane_resize(&g_pool->lanes[WEFT_LANE_IO], io);
   return err;
@@ -544,7 +582,7 @@ int weft_pool_stats_get(weft_loop *loop, weft_pool_lane lane_id,
   if (loop == NULL || out == NULL || (unsigned)lane_id >= WEFT_LANE_COUNT)
     return -EINVAL;
   int err = 0;
-  if (weft__pool_state_get(loop, &err) == NULL) return err;
+  if (pool_state_get(loop, &err) == NULL) return err;
   lane *l = &g_pool->lanes[lane_id];
   pthread_mutex_lock(&l->lock);
   out->queued = l->qlen;

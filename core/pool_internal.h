@@ -1,36 +1,17 @@
-/* weft — the thread pool's per-loop state, shared by core/pool.c and the
- * modules that run their jobs on it (io/fs.c). Never installed. */
+/* weft — what the thread pool offers the modules that run their jobs on it
+ * (io/fs.c) beyond the public API. Never installed. The pool knows nothing
+ * of its users: its per-loop state and job states stay in core/pool.c. */
 #ifndef WEFT_CORE_POOL_INTERNAL_H
 #define WEFT_CORE_POOL_INTERNAL_H
 
 #include "internal.h"
 #include "weft/pool.h"
 
-/* A job's state (weft_work.state). */
-enum { W_IDLE = 0, W_QUEUED, W_RUNNING, W_CANCELLED, W_DONE };
-
-/* One per loop that uses the pool (WEFT__MOD_POOL slot). */
-typedef struct weft__pool_state {
-  weft_loop *loop;
-  ev_async async; /* one wake-up per batch of completions */
-  /* the completion queue: workers push, the loop takes it whole */
-  pthread_mutex_t lock;
-  pthread_cond_t cond;    /* teardown waits here for running jobs */
-  weft_work *cq_head, *cq_tail;
-  bool armed;  /* a wake-up is pending or the loop is draining */
-  bool waiter; /* teardown is waiting on cond */
-  /* loop thread only */
-  weft_work *out_head; /* outstanding jobs (lprev/lnext) */
-  unsigned outstanding;
-  bool closing; /* weft_loop_free() is cancelling: no new submits */
-  struct weft__pool_job *job_free; /* future-form jobs, for reuse */
-} weft__pool_state;
-
-/* Frees the future-form jobs kept for reuse (module teardown). */
-void weft__pool_jobs_free(weft__pool_state *st);
-
-/* This loop's pool state, created (and the pool acquired) on first use.
- * NULL with *err = -ENOMEM (or the pool's error) on failure. */
-weft__pool_state *weft__pool_state_get(weft_loop *loop, int *err);
+/* Completes `w` without a worker, for a module that did the work itself on
+ * the loop's thread: `w` counts as finished at once (weft_work_cancel()
+ * says -EALREADY) and done_cb(w, 0) runs from the deferred queue, never
+ * inline. Returns 0, or weft_call_soon()'s error (then nothing happened and
+ * `w` may be submitted). Loop thread only. */
+int weft__work_complete(weft_loop *loop, weft_work *w, weft_work_done_cb done_cb);
 
 #endif

@@ -121,8 +121,7 @@ static int start(weft_signal *s, weft_signal_cb cb, int signum, bool oneshot) {
   ev_signal_set(watcher(s), signum);
   /* needs no fd: libev's wake-up fd was made with the loop (core/loop.c);
    * a signalfd libev fails to make falls back to it */
-  ev_signal_start(loop->ev, watcher(s));
-  ev_unref(loop->ev);
+  WEFT__EV_START(signal, loop, watcher(s));
   wrap_handler(loop, signum);
   weft__handle_start(&s->base);
   return 0;
@@ -140,8 +139,7 @@ int weft_signal_stop(weft_signal *s) {
   if (s == NULL || s->base.ops != &signal_ops) return -EINVAL;
   if (!weft_is_active(&s->base)) return 0;
   weft_loop *loop = s->base.loop;
-  ev_ref(loop->ev);
-  ev_signal_stop(loop->ev, watcher(s));
+  WEFT__EV_STOP(signal, loop, watcher(s));
   release(s->signum);
   weft__handle_stop(&s->base);
   return 0;

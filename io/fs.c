@@ -44,11 +44,11 @@ void weft_fs_req_cleanup(weft_fs_req *req) {
 
 int weft_fs_cancel(weft_fs_req *req) {
   if (req == NULL) return -EINVAL;
-  if (req->op == FS_CLOSE_KEEP) return -EBUSY; /* only the close is left */
+  if (req->step == FS_CLOSE_KEEP) return -EBUSY; /* only the close is left */
   if (req->chunks == NULL) return weft_work_cancel(&req->work);
   weft__fs_chunk *cs = req->chunks;
   int res = -EBUSY;
-  for (unsigned i = 0; i < req->nbufs; i++)
+  for (unsigned i = 0; i < req->nchunks; i++)
     if (weft_work_cancel(&cs[i].w) == 0) res = 0;
   return res;
 }
@@ -57,7 +57,7 @@ static void fs_done(weft_work *w, int status);
 
 /* Delivers a finished request to its owner. */
 static void fs_complete(weft_fs_req *req) {
-  if (req->op == FS_READ_FILE_REST || req->op == FS_CLOSE_KEEP) req->op = FS_READ_FILE;
+  req->step = 0;
   if (req->result < 0 && req->op == FS_READ_FILE) {
     weft__free(req->ptr);
     req->ptr = NULL;
@@ -68,8 +68,8 @@ static void fs_complete(weft_fs_req *req) {
 
 /* A large read_file's next step runs as req's own job again; if it cannot
  * be queued (the loop is being freed) the fd is closed here. */
-static void resubmit(weft_fs_req *req, int op) {
-  req->op = op;
+static void resubmit(weft_fs_req *req, int step) {
+  req->step = step;
   if (weft_work_submit(req->work.loop, &req->work, WEFT_LANE_IO, weft__fs_run,
                        fs_done) == 0)
     return;
@@ -83,7 +83,7 @@ static void chunks_finish(weft_fs_req *req) {
   weft__fs_chunk *cs = req->chunks;
   weft_fs_buf *b = req->ptr;
   int64_t res = (int64_t)b->len;
-  for (unsigned i = 0; i < req->nbufs; i++) {
+  for (unsigned i = 0; i < req->nchunks; i++) {
     if (cs[i].err < 0 && res >= 0) res = cs[i].err;
     if (cs[i].short_at >= 0 && cs[i].short_at < (int64_t)b->len) b->len = (size_t)cs[i].short_at;
   }
@@ -116,7 +116,7 @@ static void chunks_start(weft_fs_req *req) {
     return;
   }
   req->chunks = cs;
-  req->nbufs = n;
+  req->nchunks = n;
   req->pending = 0;
   for (unsigned i = 0; i < n; i++) {
     cs[i].req = req;
@@ -133,7 +133,7 @@ static void chunks_start(weft_fs_req *req) {
 static void fs_done(weft_work *w, int status) {
   weft_fs_req *req = (weft_fs_req *)w;
   if (status != 0) req->result = status; /* cancelled before it ran */
-  if (req->fd2 >= 0 && req->op == FS_READ_FILE && req->result >= 0) {
+  if (req->step == 0 && req->fd2 >= 0 && req->op == FS_READ_FILE && req->result >= 0) {
     if (atomic_load(&w->cancel)) { /* cancelled while it opened the file */
       req->result = -ECANCELED;
       resubmit(req, FS_CLOSE_KEEP);
@@ -142,7 +142,7 @@ static void fs_done(weft_work *w, int status) {
     }
     return;
   }
-  if (status != 0 && (req->op == FS_READ_FILE_REST || req->op == FS_CLOSE_KEEP))
+  if (status != 0 && req->step != 0)
     close(req->fd2); /* loop teardown cancelled the step that would close it */
   fs_complete(req);
 }
@@ -157,13 +157,11 @@ static void req_reset(weft_fs_req *req, weft_fs_cb cb, int op) {
   req->fd = req->fd2 = -1;
 }
 
-static void cached_done(void *arg) { fs_complete(arg); }
-
 /* A positioned read of data that is already in the page cache cannot
  * block, so preadv2(RWF_NOWAIT) does it on the loop's thread and the
- * completion comes from the deferred queue, never inline, just as it would
- * from the pool: with a warm cache the hand-off to a worker and back costs
- * more than copying the data. Anything else (data not cached, a short read,
+ * completion comes from the deferred queue (weft__work_complete), never
+ * inline, just as it would from the pool: with a warm cache the hand-off
+ * to a worker and back costs more than copying the data. Anything else (data not cached, a short read,
  * a file position read, a pipe, any error) goes to the pool as before. A
  * read done here has finished: weft_fs_cancel() then says -EALREADY. */
 static bool cached_read(weft_loop *loop, weft_fs_req *req) {
@@ -173,10 +171,8 @@ static bool cached_read(weft_loop *loop, weft_fs_req *req) {
   ssize_t n = preadv2(req->fd, req->iov, (int)req->nbufs, (off_t)req->offset,
                       RWF_NOWAIT);
   if (n < 0 || (n != 0 && (size_t)n != want)) return false;
-  if (weft_call_soon(loop, cached_done, req) != 0) return false;
+  if (weft__work_complete(loop, &req->work, fs_done) != 0) return false;
   req->result = n;
-  req->work.loop = loop;
-  atomic_store(&req->work.state, W_DONE);
   return true;
 }
 

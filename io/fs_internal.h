@@ -14,9 +14,10 @@ typedef enum weft__fs_op {
   FS_READ_FILE, FS_WRITE_FILE
 } weft__fs_op;
 
-/* Internal steps of read_file for a large file: several chunk jobs, or
- * (when they cannot be set up) one job reading the rest, then the close. */
-enum { FS_READ_FILE_REST = 100, FS_CLOSE_KEEP };
+/* Internal steps of read_file for a large file (weft_fs_req.step; 0 while
+ * the operation itself runs): several chunk jobs, or (when they cannot be
+ * set up) one job reading the rest, then the close. */
+enum { FS_READ_FILE_REST = 1, FS_CLOSE_KEEP };
 
 #define WEFT__FS_CHUNK (1u << 20)
 #define WEFT__FS_CHUNKED_MIN (4u << 20)

@@ -320,7 +320,7 @@ static int64_t read_region(weft_fs_req *r, size_t off, size_t want, int64_t *sho
 void weft__fs_chunk_run(weft_work *w) {
   weft__fs_chunk *c = (weft__fs_chunk *)w;
   weft_fs_req *r = c->req;
-  size_t size = ((weft_fs_buf *)r->ptr)->len, stride = (size_t)r->nbufs * WEFT__FS_CHUNK;
+  size_t size = ((weft_fs_buf *)r->ptr)->len, stride = (size_t)r->nchunks * WEFT__FS_CHUNK;
   for (size_t off = (size_t)c->idx * WEFT__FS_CHUNK; off < size; off += stride) {
     if (weft_work_cancelled()) {
       c->err = -ECANCELED;
@@ -438,6 +438,11 @@ static int64_t do_close(int fd) {
 }
 
 static int64_t run_op(weft_fs_req *r) {
+  if (r->step == FS_READ_FILE_REST) return do_read_rest(r);
+  if (r->step == FS_CLOSE_KEEP) {
+    close(r->fd2);
+    return r->result;
+  }
   switch (r->op) {
   case FS_OPEN: return ERR(open(r->path, r->flags | O_CLOEXEC, r->mode));
   case FS_CLOSE: return do_close(r->fd);
@@ -466,8 +471,6 @@ static int64_t run_op(weft_fs_req *r) {
   case FS_UTIME: return do_utime(r);
   case FS_READ_FILE: return do_read_file(r);
   case FS_WRITE_FILE: return do_write_file(r);
-  case FS_READ_FILE_REST: return do_read_rest(r);
-  case FS_CLOSE_KEEP: close(r->fd2); return r->result;
   default: return -EINVAL;
   }
 }

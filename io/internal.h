@@ -27,8 +27,8 @@ enum {
   S_OWN_SOCKET = 1u << 11,   /* socket created by this call (for undo) */
 };
 
-/* How often a listener paused by EMFILE tries again (seconds). */
-#define WEFT__ACCEPT_RETRY_S 0.02
+/* How often a listener paused by EMFILE tries again (ms). */
+#define WEFT__ACCEPT_RETRY_MS 20u
 
 /* The loop's net state (module slot WEFT__MOD_NET). */
 typedef struct weft__net {
@@ -41,7 +41,7 @@ typedef struct weft__net {
   weft_connect_req *free_creqs;
   weft_udp_send_req *free_sreqs;
   weft__list paused;     /* listeners paused by EMFILE */
-  ev_timer accept_timer; /* retries paused listeners */
+  weft_timer accept_timer; /* retries paused listeners (internal, unref'd) */
 } weft__net;
 
 /* The state of `loop`, created on first use; NULL if out of memory. */
@@ -101,6 +101,9 @@ void weft__stream_abort_writes(weft_stream *s, int status);
 void weft__stream_abort(weft_stream *s, int status);
 /* Takes a listener out of its EMFILE pause and accepts what it can. */
 void weft__stream_accept_resume(weft_stream *s);
+/* Pauses listener `h` (accept hit EMFILE): it is retried on the net
+ * state's timer, or at once when weft frees an fd (weft__net_fd_freed). */
+void weft__net_accept_pause(weft__net *net, weft_handle *h);
 /* Resumes listeners paused on EMFILE (an fd was just freed). */
 void weft__net_fd_freed(weft_loop *loop);
 void weft__udp_deliver(weft_udp *u);

@@ -2,6 +2,12 @@
  * completions that happened inside a start call, free lists for the future
  * forms, and the timer that retries listeners paused by fd exhaustion.
  *
+ * That timer is an internal, unreferenced weft timer (as DNS's is), so a
+ * host learns its deadline from weft_loop_backend_timeout(). It is open
+ * only while a listener is paused: weft_walk() shows it then, and it is
+ * closed once no listener is paused, so it never keeps weft_loop_free()
+ * waiting.
+ *
  * Deferred delivery: a start call that may complete synchronously first
  * reserves a delivery run (one weft_call_soon per batch), so that once the
  * operation is accepted its completion can always be delivered: there is
@@ -9,11 +15,8 @@
 #include "internal.h"
 
 static void net_teardown(weft_loop *loop, void *state) {
-  weft__net *net = state;
-  if (ev_is_active(&net->accept_timer)) {
-    ev_ref(loop->ev);
-    ev_timer_stop(loop->ev, &net->accept_timer);
-  }
+  WEFT__UNUSED(loop);
+  weft__net *net = state; /* the retry timer is closed: no handle is open */
   weft__free(net->slab);
   while (net->free_wreqs) {
     weft_write_req *r = net->free_wreqs;
@@ -33,12 +36,25 @@ static void net_teardown(weft_loop *loop, void *state) {
   weft__free(net);
 }
 
+static void retry_arm(weft__net *net, uint64_t ms);
+
+static void on_retry_closed(weft_handle *h) {
+  weft__net *net = h->data;
+  /* a listener paused while the timer was closing */
+  if (!weft__list_empty(&net->paused)) retry_arm(net, WEFT__ACCEPT_RETRY_MS);
+}
+
+/* Closes the retry timer once no listener is paused. */
+static void retry_idle(weft__net *net) {
+  weft_handle *h = &net->accept_timer.base;
+  if (weft__list_empty(&net->paused) && weft__handle_usable(h))
+    weft_close(h, on_retry_closed);
+}
+
 /* Retries paused listeners: each asks for EV_READ again and accepts what
  * it can; one that still finds no fd pauses again. */
-static void on_accept_timer(struct ev_loop *ev, ev_timer *w, int revents) {
-  WEFT__UNUSED(revents);
-  ev_ref(ev); /* a one-shot timer stopped itself: give back the unref */
-  weft__net *net = w->data;
+static void on_accept_timer(weft_timer *t) {
+  weft__net *net = t->base.data;
   weft__list paused;
   weft__list_init(&paused);
   while (!weft__list_empty(&net->paused)) {
@@ -50,6 +66,26 @@ static void on_accept_timer(struct ev_loop *ev, ev_timer *w, int revents) {
     weft_stream *s = (weft_stream *)(void *)((char *)n - sizeof(weft_handle));
     weft__stream_accept_resume(s);
   }
+  retry_idle(net);
+}
+
+/* (Re)arms the retry timer, opening it first if it is closed. While it is
+ * still closing, its close callback arms it. If the timer heap cannot grow
+ * the listeners stay paused until weft frees an fd (weft__net_fd_freed). */
+static void retry_arm(weft__net *net, uint64_t ms) {
+  weft_handle *h = &net->accept_timer.base;
+  if (!weft__handle_usable(h)) {
+    if (h->ops != NULL && !(h->flags & WEFT__H_CLOSED)) return;
+    weft_timer_init(net->loop, &net->accept_timer);
+    h->data = net;
+    weft_unref(h);
+  }
+  weft_timer_start(&net->accept_timer, on_accept_timer, ms, 0);
+}
+
+void weft__net_accept_pause(weft__net *net, weft_handle *h) {
+  weft__list_push_back(&net->paused, weft__pend_node(h));
+  if (!weft_is_active(&net->accept_timer.base)) retry_arm(net, WEFT__ACCEPT_RETRY_MS);
 }
 
 weft__net *weft__net_get(weft_loop *loop) {
@@ -60,8 +96,6 @@ weft__net *weft__net_get(weft_loop *loop) {
   net->loop = loop;
   weft__list_init(&net->pending);
   weft__list_init(&net->paused);
-  ev_timer_init(&net->accept_timer, on_accept_timer, WEFT__ACCEPT_RETRY_S, 0.);
-  net->accept_timer.data = net;
   weft__module_set(loop, WEFT__MOD_NET, net, net_teardown);
   return net;
 }
@@ -109,15 +143,10 @@ void weft__net_schedule(weft__net *net, weft_handle *h) {
 
 void weft__net_fd_freed(weft_loop *loop) {
   weft__net *net = weft__module_get(loop, WEFT__MOD_NET);
-  if (net == NULL || weft__list_empty(&net->paused)) return;
+  if (net == NULL) return;
   /* fire the retry now: the fd just closed may be the one it waits for */
-  if (ev_is_active(&net->accept_timer)) {
-    ev_ref(loop->ev);
-    ev_timer_stop(loop->ev, &net->accept_timer);
-  }
-  ev_timer_set(&net->accept_timer, 0., 0.);
-  ev_timer_start(loop->ev, &net->accept_timer);
-  ev_unref(loop->ev);
+  if (!weft__list_empty(&net->paused)) retry_arm(net, 0);
+  else retry_idle(net); /* the listener just closed was the last paused */
 }
 
 void weft__net_settle(weft_future *f, int status, void *data) {

@@ -45,8 +45,7 @@ static int sig_start(procmod *m) {
   ev_signal_init(&m->sigchld, on_sigchld, SIGCHLD);
   m->sigchld.data = m;
   m->loop->fd_dirty = true; /* with EVFLAG_SIGNALFD libev adds an fd */
-  ev_signal_start(m->loop->ev, &m->sigchld);
-  ev_unref(m->loop->ev); /* the process handles keep the loop alive */
+  WEFT__EV_START(signal, m->loop, &m->sigchld); /* the process handles keep the loop alive */
   m->sig_on = true;
   return 0;
 }
@@ -54,8 +53,7 @@ static int sig_start(procmod *m) {
 /* Stops watching SIGCHLD once no child needs it (other loops may then). */
 static void sig_maybe_stop(procmod *m) {
   if (!m->sig_on || !weft__list_empty(&m->swept) || m->prepared != 0) return;
-  ev_ref(m->loop->ev);
-  ev_signal_stop(m->loop->ev, &m->sigchld);
+  WEFT__EV_STOP(signal, m->loop, &m->sigchld);
   weft__signal_release(SIGCHLD);
   m->sig_on = false;
 }

@@ -593,12 +593,7 @@ int weft__stream_listen(weft_stream *s, int backlog, weft_connection_cb cb) {
 static void accept_pause(weft_stream *s) {
   weft__net *net = weft__net_get(s->base.loop);
   s->flags |= S_ACCEPT_PAUSED;
-  weft__list_push_back(&net->paused, weft__pend_node(&s->base));
-  if (!ev_is_active(&net->accept_timer)) {
-    ev_timer_set(&net->accept_timer, WEFT__ACCEPT_RETRY_S, 0.);
-    ev_timer_start(s->base.loop->ev, &net->accept_timer);
-    ev_unref(s->base.loop->ev);
-  }
+  weft__net_accept_pause(net, &s->base);
 }
 
 static void on_acceptable(weft_stream *s) {

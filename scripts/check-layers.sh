@@ -43,7 +43,7 @@ table=$(cat <<'TABLE'
 33 io/pipe
 34 io/process
 34 io/process_watch
-40 core/pool_future
+40 promises/pool_future
 40 io/connect_host
 40 io/process_run
 40 io/procpool

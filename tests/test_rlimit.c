@@ -471,6 +471,45 @@ Test(rlimit, accept_waits_for_a_free_fd, .timeout = 10) {
   th_loop_finish(loop);
 }
 
+/* The retry is a weft timer: a host that polls the backend fd itself learns
+ * from weft_loop_backend_timeout() when to run the loop again (it used to
+ * be a raw ev_timer that the function did not see: -1, sleep forever). */
+Test(rlimit, accept_retry_shows_in_backend_timeout, .timeout = 10) {
+  weft_loop *loop = th_loop();
+  conn_ok = conn_err = 0;
+  weft_tcp server, client;
+  accepted = &client;
+  struct sockaddr_in addr;
+  socklen_t len = sizeof addr;
+  cr_assert_eq(weft_ip4_addr("127.0.0.1", 0, &addr), 0);
+  cr_assert_eq(weft_tcp_init(loop, &server), 0);
+  cr_assert_eq(weft_tcp_bind(&server, (struct sockaddr *)&addr, 0), 0);
+  cr_assert_eq(weft_tcp_listen(&server, 16, on_connection), 0);
+  cr_assert_eq(weft_tcp_getsockname(&server, (struct sockaddr *)&addr, &len), 0);
+  cr_assert_eq(weft_loop_backend_timeout(loop), 0, "fd set changed: run now");
+  weft_loop_run(loop, WEFT_RUN_NOWAIT);
+  cr_assert_eq(weft_loop_backend_timeout(loop), -1, "nothing timed yet");
+  int peer = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  cr_assert_geq(peer, 0);
+  cr_assert_eq(connect(peer, (struct sockaddr *)&addr, sizeof addr), 0);
+  fill();
+  /* the first turn finds the listener readable, accept finds no fd and the
+   * listener pauses; the second settles the fd set */
+  weft_loop_run(loop, WEFT_RUN_NOWAIT);
+  weft_loop_run(loop, WEFT_RUN_NOWAIT);
+  cr_assert_eq(conn_ok, 0);
+  cr_assert_eq(conn_err, 0);
+  int ms = weft_loop_backend_timeout(loop);
+  cr_assert(ms >= 0 && ms <= 20, "backend timeout %d ms, the retry is due within 20", ms);
+  spare(1);
+  while (conn_ok == 0) weft_loop_run(loop, WEFT_RUN_ONCE);
+  cr_assert_eq(conn_ok, 1);
+  cr_assert_eq(conn_err, 0);
+  unfill();
+  close(peer);
+  th_loop_finish(loop);
+}
+
 /* ---- DNS ------------------------------------------------------------------------ */
 
 static int dns_calls, dns_status;

@@ -67,18 +67,20 @@ struct weft_fs_req {
   void *ptr;
   /* private */
   weft_fs_cb cb;
-  int op;
+  int op;   /* the operation asked for; never changes */
+  int step; /* read_file of a large file: its internal step, or 0 */
   char *path, *path2;
   int fd, fd2, flags;
   unsigned mode;
   const struct iovec *iov;
-  unsigned nbufs;
+  unsigned nbufs; /* read, write: iov's length */
   int64_t offset;
   uint64_t len;
   const void *buf;
   double atime, mtime;
   void *chunks;     /* read_file of a large file: its chunk jobs */
   unsigned pending; /* chunk jobs not yet completed */
+  unsigned nchunks; /* chunk jobs in `chunks` */
 };
 
 /** Frees what a completed request owns (req->ptr). Safe to call twice;

@@ -8,8 +8,16 @@
  * freed, so nodes that outlive it do nothing when they fire. A node firing
  * hands the input to its aggregate's kind (`propagate`), which decides.
  * Nodes are all drawn before any is registered: a failure leaves nothing
- * behind. */
+ * behind.
+ *
+ * race_index is race fulfilled with the winner's position. as_completed's
+ * driver (K_AS_COMPLETED) is an aggregate nobody sees: it holds itself
+ * until every input is in, its callback in u.call, and the drain's
+ * positions still to fill (K_SLOT futures, a reference each) as a list
+ * through their `next` from its `waiters` (the driver is never waited on
+ * and never settled, so neither field has another use). */
 #include "internal.h"
+#include "weft/group.h"
 
 static void free_chain(weft_future *n) {
   while (n != NULL) {
@@ -93,11 +101,15 @@ void weft__agg_release(weft_future *agg, weft_future **todo) {
   }
 }
 
+/* agg is held across propagate: as_completed's driver lets itself go
+ * there once its last input is in. */
 static void node_fire(weft_future *node) {
   weft_future *agg = node->u.node.agg;
   if (agg == NULL || agg->state != WEFT_FUTURE_PENDING) return;
+  agg->refs++;
   weft__kind_of(agg)->propagate(agg, node->src);
   if (agg->state != WEFT_FUTURE_PENDING) weft__agg_detach(agg);
+  weft_future_unref(agg);
 }
 
 static void all_propagate(weft_future *agg, weft_future *in) {
@@ -128,6 +140,40 @@ static void race_propagate(weft_future *agg, weft_future *in) {
   weft__future_pass(agg, in);
 }
 
+static void race_index_propagate(weft_future *agg, weft_future *in) {
+  int64_t i = 0;
+  for (weft_future *n = agg->src; n->src != in; n = n->u.node.chain) i++;
+  weft__future_finish(agg, WEFT_FUTURE_FULFILLED, i);
+}
+
+/* The next input is in: the callback sees it, the next position takes its
+ * outcome (keeping it alive: a pointer value is borrowed). */
+static void as_completed_propagate(weft_future *d, weft_future *in) {
+  weft_future *slot = d->waiters;
+  if (d->u.call.fn != NULL)
+    ((weft_future_cb)d->u.call.fn)(in, d->u.call.arg);
+  if (slot != NULL) {
+    d->waiters = slot->next;
+    slot->next = NULL;
+    if (slot->state == WEFT_FUTURE_PENDING) { /* not cancelled */
+      slot->src = weft_future_ref(in);
+      weft__future_pass(slot, in);
+    }
+    weft_future_unref(slot);
+  }
+  if (--d->v.remaining == 0) weft_future_unref(d); /* its own reference */
+}
+
+static void as_completed_release(weft_future *d, weft_future **todo) {
+  for (weft_future *s = d->waiters, *nx; s != NULL; s = nx) {
+    nx = s->next;
+    s->next = NULL;
+    weft__future_drop(s, todo);
+  }
+  d->waiters = NULL;
+  weft__agg_release(d, todo);
+}
+
 #define AGG_KIND(kname, prop)                                                \
   {.name = kname, .propagate = prop, .cancel = weft__agg_cancel,            \
    .release = weft__agg_release}
@@ -144,6 +190,17 @@ WEFT__KIND(K_ALL, all_kind)
 WEFT__KIND(K_ALL_SETTLED, all_settled_kind)
 WEFT__KIND(K_ANY, any_kind)
 WEFT__KIND(K_RACE, race_kind)
+static const weft__kind race_index_kind =
+    AGG_KIND("race_index", race_index_propagate);
+/* never settled, never cancelled: it goes once every input is in */
+static const weft__kind as_completed_kind = {.name = "as_completed",
+                                             .propagate = as_completed_propagate,
+                                             .release = as_completed_release};
+/* settled by the driver only; cancelling one gives up its position */
+static const weft__kind slot_kind = {.name = "as_completed_slot"};
+WEFT__KIND(K_RACE_INDEX, race_index_kind)
+WEFT__KIND(K_AS_COMPLETED, as_completed_kind)
+WEFT__KIND(K_SLOT, slot_kind)
 
 int weft_future_all(weft_loop *loop, weft_future *const *fs, size_t n,
                     weft_future **out) {
@@ -170,4 +227,45 @@ int weft_future_any(weft_loop *loop, weft_future *const *fs, size_t n,
 int weft_future_race(weft_loop *loop, weft_future *const *fs, size_t n,
                      weft_future **out) {
   return weft__gather(loop, fs, n, K_RACE, out);
+}
+
+int weft_future_race_index(weft_loop *loop, weft_future *const *fs, size_t n,
+                           weft_future **out) {
+  return weft__gather(loop, fs, n, K_RACE_INDEX, out);
+}
+
+static void slots_free(weft_future **slots, size_t n) {
+  for (size_t i = 0; i < n; i++) {
+    weft_future_unref(slots[i]);
+    slots[i] = NULL;
+  }
+}
+
+int weft_future_as_completed(weft_loop *loop, weft_future *const *fs, size_t n,
+                             weft_future_cb cb, void *arg,
+                             weft_future **outs) {
+  if (cb == NULL && outs == NULL) return -EINVAL;
+  if (n == 0) return loop == NULL ? -EINVAL : 0;
+  if (outs != NULL)
+    for (size_t i = 0; i < n; i++) outs[i] = NULL;
+  for (size_t i = 0; outs != NULL && i < n; i++) {
+    int err = loop == NULL ? -EINVAL : weft__future_alloc(loop, K_SLOT, &outs[i]);
+    if (err != 0) {
+      slots_free(outs, i);
+      return err;
+    }
+  }
+  weft_future *d;
+  int err = weft__gather(loop, fs, n, K_AS_COMPLETED, &d);
+  if (err != 0) {
+    if (outs != NULL) slots_free(outs, n);
+    return err;
+  }
+  d->u.call.fn = (weft__fn)cb;
+  d->u.call.arg = arg;
+  for (size_t i = n; outs != NULL && i-- > 0;) { /* the driver's references */
+    outs[i]->next = d->waiters;
+    d->waiters = weft_future_ref(outs[i]);
+  }
+  return 0; /* d keeps the gather's reference to itself */
 }

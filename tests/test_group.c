@@ -668,3 +668,189 @@ static int scope_round(weft_loop *loop, void *arg) {
 Test(scope, allocation_failure_at_each_site, .timeout = 30) {
   cr_assert_gt(th_alloc_sweep(scope_round, NULL), 0);
 }
+
+/* ---- race_index, as_completed, shield ------------------------------------ */
+
+Test(combine, race_index_tells_which_input_settled_first, .timeout = 10) {
+  weft_loop *loop = th_loop();
+  weft_future *fs[3], *r, *r2, *e;
+  make_n(loop, fs, 3);
+  EQ_ERR(weft_future_race_index(loop, fs, 3, &r), 0);
+  EQ_ERR(weft_future_reject(fs[2], -EIO), 0); /* an error wins too */
+  EQ_ERR(weft_future_resolve_i64(fs[0], 5), 0);
+  run(loop);
+  STATE(r, WEFT_FUTURE_FULFILLED);
+  cr_assert_eq(weft_future_value_i64(r), 2);
+  EQ_ERR(weft_future_error(fs[2]), -EIO);
+  STATE(fs[1], WEFT_FUTURE_PENDING); /* the others are left alone */
+  /* already settled inputs: the first in array order */
+  EQ_ERR(weft_future_race_index(loop, fs, 3, &r2), 0);
+  run(loop);
+  cr_assert_eq(weft_future_value_i64(r2), 0);
+  /* empty: pending until cancelled; cancelling cancels sole inputs */
+  EQ_ERR(weft_future_race_index(loop, NULL, 0, &e), 0);
+  STATE(e, WEFT_FUTURE_PENDING);
+  EQ_ERR(weft_future_cancel(e), 0);
+  weft_future_unref(e);
+  hooks = 0;
+  EQ_ERR(weft_future_on_cancel(fs[1], on_cancel_count, NULL), 0);
+  weft_future *only = fs[1];
+  EQ_ERR(weft_future_race_index(loop, &only, 1, &e), 0);
+  EQ_ERR(weft_future_cancel(e), 0);
+  cr_assert_eq(hooks, 1);
+  STATE(fs[1], WEFT_FUTURE_CANCELLED);
+  EQ_ERR(weft_future_race_index(NULL, fs, 3, &e), -EINVAL);
+  EQ_ERR(weft_future_race_index(loop, NULL, 3, &e), -EINVAL);
+  EQ_ERR(weft_future_race_index(loop, fs, 3, NULL), -EINVAL);
+  EQ_ERR(weft_future_resolve_i64(r, 1), -EALREADY);
+  run(loop);
+  weft_future_unref(e);
+  weft_future_unref(r2);
+  weft_future_unref(r);
+  unref_n(fs, 3);
+  th_loop_finish(loop);
+}
+
+static int order[8], norder;
+static void record(weft_future *in, void *arg) {
+  weft_future **fs = arg;
+  for (int i = 0; i < 8; i++)
+    if (fs[i] == in) order[norder++] = i;
+}
+
+Test(combine, as_completed_hands_inputs_out_in_settling_order, .timeout = 10) {
+  weft_loop *loop = th_loop();
+  weft_future *fs[8] = {0}, *outs[4];
+  make_n(loop, fs, 4);
+  norder = 0;
+  EQ_ERR(weft_future_resolve(fs[1], strdup("one"), free), 0); /* settled */
+  EQ_ERR(weft_future_as_completed(loop, fs, 4, record, fs, outs), 0);
+  EQ_ERR(weft_future_resolve_i64(outs[0], 1), -EBUSY);
+  run(loop);
+  EQ_ERR(weft_future_reject(fs[3], -EPIPE), 0);
+  run(loop);
+  EQ_ERR(weft_future_cancel(outs[2]), 0); /* gives up the third position */
+  EQ_ERR(weft_future_resolve_i64(fs[0], 10), 0);
+  EQ_ERR(weft_future_resolve_i64(fs[2], 20), 0);
+  run(loop);
+  cr_assert_eq(norder, 4);
+  cr_assert_eq(order[0], 1);
+  cr_assert_eq(order[1], 3);
+  cr_assert_eq(order[2], 0);
+  cr_assert_eq(order[3], 2);
+  cr_assert_str_eq(weft_future_value(outs[0]), "one"); /* borrowed */
+  EQ_ERR(weft_future_error(outs[1]), -EPIPE);
+  STATE(outs[2], WEFT_FUTURE_CANCELLED);
+  STATE(fs[0], WEFT_FUTURE_FULFILLED); /* not touched by the cancel */
+  cr_assert_eq(weft_future_value_i64(outs[3]), 20);
+  unref_n(fs, 4); /* outs[0] keeps fs[1]'s value alive */
+  cr_assert_str_eq(weft_future_value(outs[0]), "one");
+  unref_n(outs, 4);
+  th_loop_finish(loop);
+}
+
+Test(combine, as_completed_callback_only_and_drain_only, .timeout = 10) {
+  weft_loop *loop = th_loop();
+  weft_future *fs[8] = {0}, *outs[2];
+  make_n(loop, fs, 2);
+  norder = 0;
+  EQ_ERR(weft_future_as_completed(loop, fs, 2, record, fs, NULL), 0);
+  EQ_ERR(weft_future_as_completed(loop, fs, 2, NULL, NULL, outs), 0);
+  EQ_ERR(weft_future_resolve_i64(fs[1], 1), 0);
+  EQ_ERR(weft_future_cancel(fs[0]), 0);
+  run(loop);
+  cr_assert_eq(norder, 2);
+  cr_assert_eq(order[0], 1);
+  cr_assert_eq(order[1], 0);
+  cr_assert_eq(weft_future_value_i64(outs[0]), 1);
+  STATE(outs[1], WEFT_FUTURE_CANCELLED);
+  /* dropping the drain early, and inputs that never settle, leak nothing */
+  weft_future *p;
+  EQ_ERR(weft_future_new(loop, &p), 0);
+  EQ_ERR(weft_future_as_completed(loop, &p, 1, NULL, NULL, outs), 0);
+  weft_future_unref(outs[0]);
+  EQ_ERR(weft_future_as_completed(loop, NULL, 0, record, fs, NULL), 0);
+  EQ_ERR(weft_future_as_completed(loop, fs, 2, NULL, NULL, NULL), -EINVAL);
+  EQ_ERR(weft_future_as_completed(NULL, fs, 2, record, NULL, NULL), -EINVAL);
+  EQ_ERR(weft_future_as_completed(NULL, fs, 2, NULL, NULL, outs), -EINVAL);
+  cr_assert_null(outs[0]);
+  weft_future *bad[2] = {fs[0], NULL};
+  EQ_ERR(weft_future_as_completed(loop, bad, 2, NULL, NULL, outs), -EINVAL);
+  cr_assert_null(outs[0]);
+  cr_assert_null(outs[1]);
+  weft_future_unref(p);
+  unref_n(fs, 2);
+  th_loop_finish(loop);
+}
+
+Test(combine, shield_cancel_leaves_the_inner_work_running, .timeout = 10) {
+  weft_loop *loop = th_loop();
+  weft_future *sl, *sh, *sh2, *f;
+  EQ_ERR(weft_sleep(loop, 20, &sl), 0);
+  EQ_ERR(weft_future_shield(sl, &sh), 0);
+  EQ_ERR(weft_future_resolve_i64(sh, 1), -EBUSY);
+  EQ_ERR(weft_future_cancel(sh), 0); /* the sleep is not stopped */
+  STATE(sh, WEFT_FUTURE_CANCELLED);
+  STATE(sl, WEFT_FUTURE_PENDING);
+  EQ_ERR(weft_future_shield(sl, &sh2), 0);
+  run(loop);
+  STATE(sl, WEFT_FUTURE_FULFILLED);
+  STATE(sh2, WEFT_FUTURE_FULFILLED); /* a shield passes the outcome on */
+  /* a timeout over a shield: the timeout cancels the shield, not f */
+  hooks = 0;
+  weft_future *t;
+  EQ_ERR(weft_future_new(loop, &f), 0);
+  EQ_ERR(weft_future_on_cancel(f, on_cancel_count, NULL), 0);
+  weft_future_unref(sh);
+  EQ_ERR(weft_future_shield(f, &sh), 0);
+  EQ_ERR(weft_future_timeout(sh, 5, &t), 0);
+  run(loop);
+  EQ_ERR(weft_future_error(t), -ETIMEDOUT);
+  STATE(sh, WEFT_FUTURE_CANCELLED);
+  STATE(f, WEFT_FUTURE_PENDING);
+  cr_assert_eq(hooks, 0);
+  EQ_ERR(weft_future_resolve(f, strdup("v"), free), 0);
+  run(loop);
+  EQ_ERR(weft_future_shield(NULL, &sh2), -EINVAL);
+  EQ_ERR(weft_future_shield(f, NULL), -EINVAL);
+  weft_future_unref(sh2);
+  EQ_ERR(weft_future_shield(f, &sh2), 0); /* on a settled future */
+  weft_future_unref(f);
+  run(loop);
+  cr_assert_str_eq(weft_future_value(sh2), "v");
+  weft_future_unref(t);
+  weft_future_unref(sh2);
+  weft_future_unref(sh);
+  weft_future_unref(sl);
+  th_loop_finish(loop);
+}
+
+static int combine_round(weft_loop *loop, void *arg) {
+  (void)arg;
+  weft_future *fs[3] = {NULL, NULL, NULL}, *outs[3], *r = NULL, *sh = NULL;
+  int err = 0;
+  for (int i = 0; i < 3 && err == 0; i++) err = weft_future_new(loop, &fs[i]);
+  if (err == 0) err = weft_future_race_index(loop, fs, 3, &r);
+  if (err == 0) err = weft_future_as_completed(loop, fs, 3, NULL, NULL, outs);
+  bool drained = err == 0;
+  if (err == 0) err = weft_future_shield(fs[0], &sh);
+  for (int i = 0; i < 3; i++)
+    if (fs[i] != NULL) weft_future_resolve_i64(fs[i], i);
+  weft_loop_run(loop, WEFT_RUN_DEFAULT);
+  if (r != NULL) cr_assert_eq(weft_future_value_i64(r), 0);
+  if (drained) {
+    for (int i = 0; i < 3; i++) {
+      cr_assert_eq(weft_future_value_i64(outs[i]), i);
+      weft_future_unref(outs[i]);
+    }
+  }
+  if (sh != NULL) cr_assert_eq(weft_future_state_get(sh), WEFT_FUTURE_FULFILLED);
+  weft_future_unref(sh);
+  weft_future_unref(r);
+  for (int i = 0; i < 3; i++) weft_future_unref(fs[i]);
+  return err;
+}
+
+Test(combine, allocation_failure_at_each_site, .timeout = 30) {
+  cr_assert_gt(th_alloc_sweep(combine_round, NULL), 0);
+}

@@ -135,6 +135,39 @@ WEFT_API int weft_scope_deadline(const weft_future *s, uint64_t *at);
  * -EALREADY if already closed. Closing a settled scope returns 0. */
 WEFT_API int weft_scope_close(weft_future *s);
 
+/* ---- which input, in what order, and shielding --------------------------- */
+
+/** Like weft_future_race, but *out fulfils with the position (int64, from
+ * 0) of the first input to settle, whatever its outcome; read the outcome
+ * from fs[i] itself. Cancelling *out cancels the inputs it is the only
+ * consumer of. Empty input: stays pending until cancelled (as race).
+ * Returns 0, -EINVAL (NULL loop, out, fs with n > 0, a NULL input, an
+ * input of another loop), -ENOMEM (nothing registered). */
+WEFT_API int weft_future_race_index(weft_loop *loop, weft_future *const *fs,
+                                    size_t n, weft_future **out);
+
+/** Hands out the inputs in the order they settle (asyncio's as_completed):
+ *  - cb (may be NULL) runs once per input, as each settles, from the
+ *    loop's deferred queue: cb(input, arg), input valid during the call;
+ *  - outs (may be NULL, an array of n) gets n new futures (the caller holds
+ *    one reference to each): outs[k] takes the outcome of the k-th input to
+ *    settle, so draining outs[0], outs[1], ... waits for the inputs in
+ *    completion order. Cancelling outs[k] gives up position k only: the
+ *    inputs are not touched and the k-th outcome goes nowhere. outs cannot
+ *    be settled by hand (-EBUSY).
+ * The inputs are not cancelled by anything here. n == 0 does nothing.
+ * Returns 0, -EINVAL (cb and outs both NULL, as weft_future_race_index),
+ * -ENOMEM (nothing registered, outs all NULL). */
+WEFT_API int weft_future_as_completed(weft_loop *loop, weft_future *const *fs,
+                                      size_t n, weft_future_cb cb, void *arg,
+                                      weft_future **outs);
+
+/** asyncio.shield: *out (the caller's reference) takes f's outcome when f
+ * settles; cancelling *out settles it CANCELLED and leaves f, and the work
+ * behind it, running (f no longer counts *out as a consumer). *out cannot
+ * be settled by hand (-EBUSY). Returns 0, -EINVAL (NULL), -ENOMEM. */
+WEFT_API int weft_future_shield(weft_future *f, weft_future **out);
+
 #ifdef __cplusplus
 }
 #endif

@@ -160,7 +160,27 @@ typedef struct weft__fmod {
   void (*timers_teardown)(struct weft__fmod *m); /* timed.c frees them */
   weft_unhandled_cb unhandled;
   void *unhandled_arg;
+  /* The loop's thread: the one that made the loop's first future (written
+   * once, before any future exists, so other threads may read it). */
+  pthread_t owner;
+  /* wait.c: the waits registered on this loop's futures (loop thread) */
+  struct weft__waiter *waiting;
+  void (*waits_teardown)(struct weft__fmod *m); /* wakes them: -ESHUTDOWN */
+  /* threadsafe.c: settle messages handed back by the loop (any thread
+   * takes the whole stack), every message of this loop, and the hook that
+   * frees them (stored by the first thread that makes one) */
+  _Atomic(struct weft__tsnode *) ts_back;
+  _Atomic(struct weft__tsnode *) ts_all;
+  _Atomic(void (*)(struct weft__fmod *m)) ts_teardown;
 } weft__fmod;
+
+/* Marks f's outcome observed. Writes only when the flag is not yet set, so
+ * that once a thread has returned from weft_future_wait() (which sets it
+ * on the loop thread first) the loop only reads f's fields and that thread
+ * may read them too. */
+static inline void weft__observe(weft_future *f) {
+  if (!(f->flags & F_OBSERVED)) f->flags |= F_OBSERVED;
+}
 
 
 /* Checks the loop's future slabs: every free-list entry is a future of one
@@ -202,7 +222,7 @@ void weft__future_pass(weft_future *f, weft_future *src);
 void weft__future_enqueue(weft_future *f, weft_future *w);
 /* Registers w (one reference given) as a continuation of f. */
 static inline void weft__future_wait(weft_future *f, weft_future *w) {
-  f->flags |= F_OBSERVED;
+  weft__observe(f);
   if (f->state != WEFT_FUTURE_PENDING) {
     weft__future_enqueue(f, w);
     return;

@@ -28,6 +28,7 @@ table=$(cat <<'TABLE'
 22 promises/sync
 22 promises/queue
 22 promises/threadsafe
+22 promises/wait
 22 promises/group
 22 promises/scope
 22 promises/shield
@@ -43,7 +44,7 @@ table=$(cat <<'TABLE'
 33 io/pipe
 34 io/process
 34 io/process_watch
-40 core/pool_future
+40 promises/pool_future
 40 io/connect_host
 40 io/process_run
 40 io/procpool

@@ -6,8 +6,16 @@
  * `space` while the queue and the items already on their way fill it),
  * then post the item to the loop, where it lands in the reserved slot or
  * goes straight to a waiting getter. `len` and `reserved` change only
- * under `mu`, so a thread's room check sees what the loop sees. */
+ * under `mu`, so a thread's room check sees what the loop sees.
+ *
+ * Threads also take from it (weft_queue_get_threadsafe): under `mu` they
+ * pop the ring directly (blocking on `items` while it is empty) and post
+ * a refill to the loop, which moves the oldest waiting put's item into the
+ * freed slot (futures are settled on the loop thread only), or else wakes
+ * a thread blocked in put_threadsafe. Loop getters are served before
+ * blocked threads: an item put while a loop get waits goes to that get. */
 #include <pthread.h>
+#include <time.h>
 
 #include "internal.h"
 
@@ -19,8 +27,12 @@ struct weft_queue {
   weft__waitq getters, putters;
   pthread_mutex_t mu;
   pthread_cond_t space;
+  pthread_cond_t items; /* threads in weft_queue_get_threadsafe (monotonic) */
+  pthread_t owner;      /* the loop's thread: the one that made the queue */
   size_t len;      /* items in the ring (under mu) */
   size_t reserved; /* thread items on their way (under mu) */
+  size_t posts;    /* refills posted by thread gets, not yet run (under mu) */
+  size_t tgetters; /* threads blocked in get_threadsafe (under mu) */
   bool closed;     /* (under mu) */
 };
 
@@ -41,8 +53,14 @@ int weft_queue_new(weft_loop *loop, size_t capacity, weft_dtor dtor,
     weft__free(q);
     return -ENOMEM;
   }
+  pthread_condattr_t ca;
+  pthread_condattr_init(&ca);
+  pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
   pthread_mutex_init(&q->mu, NULL);
   pthread_cond_init(&q->space, NULL);
+  pthread_cond_init(&q->items, &ca);
+  pthread_condattr_destroy(&ca);
+  q->owner = pthread_self();
   q->loop = loop;
   q->cap = capacity;
   q->dtor = dtor;
@@ -50,9 +68,11 @@ int weft_queue_new(weft_loop *loop, size_t capacity, weft_dtor dtor,
   return 0;
 }
 
+/* Under mu: a thread blocked in get_threadsafe may take it. */
 static void ring_push(weft_queue *q, void *item) {
   q->ring[(q->head + q->len) % q->cap] = item;
   q->len++;
+  if (q->tgetters != 0) pthread_cond_signal(&q->items);
 }
 
 static void *ring_pop(weft_queue *q) {
@@ -175,6 +195,7 @@ int weft_queue_close(weft_queue *q) {
   bool was = q->closed;
   q->closed = true;
   pthread_cond_broadcast(&q->space);
+  pthread_cond_broadcast(&q->items);
   pthread_mutex_unlock(&q->mu);
   if (was) return -EALREADY;
   weft__waitq_fail_all(&q->getters, WEFT_ECLOSED);
@@ -185,7 +206,7 @@ int weft_queue_close(weft_queue *q) {
 int weft_queue_free(weft_queue *q) {
   if (q == NULL) return -EINVAL;
   pthread_mutex_lock(&q->mu);
-  size_t on_way = q->reserved;
+  size_t on_way = q->reserved + q->posts + q->tgetters;
   pthread_mutex_unlock(&q->mu);
   if (on_way != 0) return -EBUSY;
   weft_queue_close(q);
@@ -195,6 +216,7 @@ int weft_queue_free(weft_queue *q) {
   }
   pthread_mutex_destroy(&q->mu);
   pthread_cond_destroy(&q->space);
+  pthread_cond_destroy(&q->items);
   weft__free(q->ring);
   weft__free(q);
   return 0;
@@ -206,4 +228,86 @@ size_t weft_queue_len(const weft_queue *q) {
   size_t n = q->len;
   pthread_mutex_unlock((pthread_mutex_t *)&q->mu);
   return n;
+}
+
+/* Loop thread: a thread's get freed a slot. */
+static void refill_cb(void *arg) {
+  weft_queue *q = arg;
+  pthread_mutex_lock(&q->mu);
+  q->posts--;
+  if (q->len + q->reserved < q->cap) refill(q);
+  pthread_mutex_unlock(&q->mu);
+}
+
+static struct timespec deadline_of(int64_t ms) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  ts.tv_sec += (time_t)(ms / 1000);
+  ts.tv_nsec += (long)(ms % 1000) * 1000000L;
+  if (ts.tv_nsec >= 1000000000L) {
+    ts.tv_sec++;
+    ts.tv_nsec -= 1000000000L;
+  }
+  return ts;
+}
+
+int weft_queue_get_threadsafe(weft_queue *q, void **item, int64_t timeout_ms) {
+  if (q == NULL || item == NULL || timeout_ms < -1) return -EINVAL;
+  if (pthread_equal(q->owner, pthread_self())) return -EDEADLK;
+  struct timespec until = timeout_ms > 0 ? deadline_of(timeout_ms)
+                                         : (struct timespec){0};
+  int err;
+  bool timed_out = timeout_ms == 0;
+  pthread_mutex_lock(&q->mu);
+  for (;;) {
+    if (q->len != 0) {
+      /* the refill is posted first: if it cannot be, the item stays */
+      q->posts++;
+      err = weft_call_soon_threadsafe(q->loop, refill_cb, q);
+      if (err != 0) q->posts--;
+      else *item = ring_pop(q);
+      break;
+    }
+    if (q->closed) {
+      err = WEFT_ECLOSED;
+      break;
+    }
+    if (timed_out) {
+      err = -ETIMEDOUT;
+      break;
+    }
+    q->tgetters++;
+    if (timeout_ms < 0) pthread_cond_wait(&q->items, &q->mu);
+    else if (pthread_cond_timedwait(&q->items, &q->mu, &until) == ETIMEDOUT)
+      timed_out = true;
+    q->tgetters--;
+  }
+  pthread_mutex_unlock(&q->mu);
+  return err;
+}
+
+int weft_queue_try_put(weft_queue *q, void *item) {
+  if (q == NULL) return -EINVAL;
+  int err = 0;
+  pthread_mutex_lock(&q->mu);
+  if (q->closed) err = WEFT_ECLOSED;
+  else if (hand_to_getter(q, item)) err = 0;
+  else if (q->len + q->reserved < q->cap) ring_push(q, item);
+  else err = -EAGAIN;
+  pthread_mutex_unlock(&q->mu);
+  return err;
+}
+
+int weft_queue_try_get(weft_queue *q, void **item) {
+  if (q == NULL || item == NULL) return -EINVAL;
+  int err = 0;
+  pthread_mutex_lock(&q->mu);
+  if (q->len != 0) {
+    *item = ring_pop(q);
+    refill(q);
+  } else {
+    err = q->closed ? WEFT_ECLOSED : -EAGAIN;
+  }
+  pthread_mutex_unlock(&q->mu);
+  return err;
 }

@@ -1,6 +1,7 @@
 /* Threads and the loop, both ways: weft_future_wait from non-loop threads,
  * settles from other threads (which allocate nothing in steady state). */
 #include <pthread.h>
+#include <sched.h>
 #include <stdatomic.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -411,4 +412,229 @@ Test(threads, threadsafe_settle_of_settled_future_runs_dtor, .timeout = 10) {
   cr_assert_eq(weft_future_value_i64(f), 3);
   weft_future_unref(f);
   th_loop_finish(loop);
+}
+
+/* ---- the queue, thread side ------------------------------------------------- */
+
+typedef struct qthread {
+  weft_queue *q;
+  int64_t timeout;
+  int n;           /* gets to make (consumers) or items to put (producers) */
+  int rc;          /* the last result */
+  intptr_t got[8]; /* the first items got */
+  int count;
+  long long sum;
+  atomic_int tid;
+  atomic_int *consumed;
+} qthread;
+
+static void *get_thread(void *arg) {
+  qthread *c = arg;
+  atomic_store(&c->tid, (int)syscall(SYS_gettid));
+  for (int i = 0; c->n < 0 || i < c->n; i++) {
+    void *item;
+    c->rc = weft_queue_get_threadsafe(c->q, &item, c->timeout);
+    if (c->rc != 0) break;
+    if (c->count < 8) c->got[c->count] = (intptr_t)item;
+    c->count++;
+    c->sum += (intptr_t)item;
+    if (c->consumed != NULL) atomic_fetch_add(c->consumed, 1);
+  }
+  return NULL;
+}
+
+static void *put_thread(void *arg) {
+  qthread *p = arg;
+  for (int i = 1; i <= p->n; i++) {
+    p->rc = weft_queue_put_threadsafe(p->q, (void *)(intptr_t)i);
+    if (p->rc != 0) break;
+  }
+  return NULL;
+}
+
+static void queue_free_all(weft_loop *loop, weft_queue *q) {
+  int err;
+  while ((err = weft_queue_free(q)) == -EBUSY) weft_loop_run(loop, WEFT_RUN_NOWAIT);
+  cr_assert_eq(err, 0, "%s", en(err));
+}
+
+Test(threads, queue_get_threadsafe_takes_in_order_and_times_out, .timeout = 10) {
+  weft_loop *loop = th_loop();
+  weft_queue *q;
+  cr_assert_eq(weft_queue_new(loop, 4, NULL, &q), 0);
+  for (intptr_t i = 1; i <= 3; i++)
+    cr_assert_eq(weft_queue_try_put(q, (void *)i), 0);
+  qthread c = {.q = q, .timeout = WEFT_WAIT_FOREVER, .n = 3};
+  pthread_t t;
+  cr_assert_eq(pthread_create(&t, NULL, get_thread, &c), 0);
+  pthread_join(t, NULL);
+  cr_assert_eq(c.rc, 0, "%s", en(c.rc));
+  cr_assert_eq(c.count, 3);
+  cr_assert_eq(c.got[0], 1);
+  cr_assert_eq(c.got[1], 2);
+  cr_assert_eq(c.got[2], 3);
+  cr_assert_eq(weft_queue_len(q), 0);
+  c = (qthread){.q = q, .timeout = 20, .n = 1};
+  cr_assert_eq(pthread_create(&t, NULL, get_thread, &c), 0);
+  pthread_join(t, NULL);
+  cr_assert_eq(c.rc, -ETIMEDOUT, "%s", en(c.rc));
+  c = (qthread){.q = q, .timeout = 0, .n = 1};
+  cr_assert_eq(pthread_create(&t, NULL, get_thread, &c), 0);
+  pthread_join(t, NULL);
+  cr_assert_eq(c.rc, -ETIMEDOUT, "%s", en(c.rc));
+  queue_free_all(loop, q);
+  th_loop_finish(loop);
+}
+
+Test(threads, queue_thread_get_refills_a_waiting_put, .timeout = 10) {
+  weft_loop *loop = th_loop();
+  weft_queue *q;
+  weft_future *put;
+  int a, b;
+  cr_assert_eq(weft_queue_new(loop, 1, NULL, &q), 0);
+  cr_assert_eq(weft_queue_try_put(q, &a), 0);
+  cr_assert_eq(weft_queue_try_put(q, &b), -EAGAIN);
+  cr_assert_eq(weft_queue_put(q, &b, &put), 0);
+  cr_assert_eq(weft_future_state_get(put), WEFT_FUTURE_PENDING);
+  qthread c = {.q = q, .timeout = 5000, .n = 1};
+  pthread_t t;
+  cr_assert_eq(pthread_create(&t, NULL, get_thread, &c), 0);
+  pthread_join(t, NULL);
+  cr_assert_eq(c.rc, 0, "%s", en(c.rc));
+  cr_assert_eq(c.got[0], (intptr_t)&a);
+  while (weft_future_state_get(put) == WEFT_FUTURE_PENDING)
+    weft_loop_run(loop, WEFT_RUN_NOWAIT); /* the refill */
+  cr_assert_eq(weft_future_error(put), 0);
+  cr_assert_eq(weft_queue_len(q), 1);
+  void *item;
+  cr_assert_eq(weft_queue_try_get(q, &item), 0);
+  cr_assert_eq(item, &b);
+  cr_assert_eq(weft_queue_try_get(q, &item), -EAGAIN);
+  weft_future_unref(put);
+  queue_free_all(loop, q);
+  th_loop_finish(loop);
+}
+
+Test(threads, queue_close_wakes_blocked_threads, .timeout = 10) {
+  weft_loop *loop = th_loop();
+  weft_queue *q;
+  cr_assert_eq(weft_queue_new(loop, 2, NULL, &q), 0);
+  qthread c[2];
+  pthread_t t[2];
+  for (int i = 0; i < 2; i++) {
+    c[i] = (qthread){.q = q, .timeout = i ? 60000 : WEFT_WAIT_FOREVER, .n = 1};
+    cr_assert_eq(pthread_create(&t[i], NULL, get_thread, &c[i]), 0);
+  }
+  for (int i = 0; i < 2; i++)
+    while (atomic_load(&c[i].tid) == 0 || !in_futex(atomic_load(&c[i].tid)))
+      sched_yield();
+  cr_assert_eq(weft_queue_free(q), -EBUSY); /* threads are blocked in it */
+  cr_assert_eq(weft_queue_close(q), 0);
+  for (int i = 0; i < 2; i++) {
+    pthread_join(t[i], NULL);
+    cr_assert_eq(c[i].rc, WEFT_ECLOSED, "%s", en(c[i].rc));
+    cr_assert_eq(c[i].count, 0);
+  }
+  queue_free_all(loop, q);
+  th_loop_finish(loop);
+}
+
+Test(threads, queue_bad_inputs, .timeout = 10) {
+  weft_loop *loop = th_loop();
+  weft_queue *q;
+  void *item = &item;
+  cr_assert_eq(weft_queue_new(loop, 1, NULL, &q), 0);
+  cr_assert_eq(weft_queue_get_threadsafe(NULL, &item, 0), -EINVAL);
+  cr_assert_eq(weft_queue_get_threadsafe(q, NULL, 0), -EINVAL);
+  cr_assert_eq(weft_queue_get_threadsafe(q, &item, -2), -EINVAL);
+  cr_assert_eq(weft_queue_get_threadsafe(q, &item, WEFT_WAIT_FOREVER), -EDEADLK);
+  cr_assert_eq(weft_queue_try_put(NULL, item), -EINVAL);
+  cr_assert_eq(weft_queue_try_get(NULL, &item), -EINVAL);
+  cr_assert_eq(weft_queue_try_get(q, NULL), -EINVAL);
+  cr_assert_eq(weft_queue_try_get(q, &item), -EAGAIN);
+  cr_assert_eq(item, &item); /* untouched */
+  cr_assert_eq(weft_queue_try_put(q, &q), 0);
+  cr_assert_eq(weft_queue_close(q), 0);
+  cr_assert_eq(weft_queue_try_put(q, &q), WEFT_ECLOSED);
+  cr_assert_eq(weft_queue_try_get(q, &item), 0); /* items inside still come out */
+  cr_assert_eq(item, &q);
+  cr_assert_eq(weft_queue_try_get(q, &item), WEFT_ECLOSED);
+  qthread c = {.q = q, .timeout = WEFT_WAIT_FOREVER, .n = 1};
+  pthread_t t;
+  cr_assert_eq(pthread_create(&t, NULL, get_thread, &c), 0);
+  pthread_join(t, NULL);
+  cr_assert_eq(c.rc, WEFT_ECLOSED, "%s", en(c.rc));
+  queue_free_all(loop, q);
+  th_loop_finish(loop);
+}
+
+/* Four producer threads feed four consumer threads through a queue of 4
+ * that the loop runs in between (arrivals and refills). */
+#define QITEMS 2000
+
+Test(threads, queue_four_producers_four_consumers, .timeout = 60) {
+  weft_loop *loop = th_loop();
+  weft_queue *q;
+  atomic_int consumed = 0;
+  cr_assert_eq(weft_queue_new(loop, 4, NULL, &q), 0);
+  qthread p[4], c[4];
+  pthread_t tp[4], tc[4];
+  for (int i = 0; i < 4; i++) {
+    c[i] = (qthread){.q = q, .timeout = WEFT_WAIT_FOREVER, .n = -1,
+                     .consumed = &consumed};
+    p[i] = (qthread){.q = q, .n = QITEMS};
+    cr_assert_eq(pthread_create(&tc[i], NULL, get_thread, &c[i]), 0);
+    cr_assert_eq(pthread_create(&tp[i], NULL, put_thread, &p[i]), 0);
+  }
+  while (atomic_load(&consumed) < 4 * QITEMS) weft_loop_run(loop, WEFT_RUN_NOWAIT);
+  cr_assert_eq(weft_queue_close(q), 0);
+  long long sum = 0;
+  int count = 0;
+  for (int i = 0; i < 4; i++) {
+    pthread_join(tp[i], NULL);
+    pthread_join(tc[i], NULL);
+    cr_assert_eq(p[i].rc, 0, "%s", en(p[i].rc));
+    cr_assert_eq(c[i].rc, WEFT_ECLOSED, "%s", en(c[i].rc));
+    sum += c[i].sum;
+    count += c[i].count;
+  }
+  cr_assert_eq(count, 4 * QITEMS);
+  cr_assert_eq(sum, 4LL * QITEMS * (QITEMS + 1) / 2);
+  queue_free_all(loop, q);
+  th_loop_finish(loop);
+}
+
+/* The thread's first post needs its ring: when that allocation fails the
+ * get returns -ENOMEM and the item stays in the queue. */
+Test(threads, queue_get_threadsafe_fails_cleanly_without_memory, .timeout = 30) {
+  size_t n, enomem = 0;
+  for (n = 1; n < 100; n++) {
+    th_alloc_install(0);
+    weft_loop *loop = th_loop();
+    weft_queue *q;
+    int a;
+    cr_assert_eq(weft_queue_new(loop, 2, NULL, &q), 0);
+    cr_assert_eq(weft_queue_try_put(q, &a), 0);
+    th_alloc_arm(n);
+    qthread c = {.q = q, .timeout = 1000, .n = 1};
+    pthread_t t;
+    cr_assert_eq(pthread_create(&t, NULL, get_thread, &c), 0);
+    pthread_join(t, NULL);
+    size_t failed = th_alloc_failed();
+    th_alloc_arm(0);
+    if (c.rc == -ENOMEM) {
+      enomem++;
+      cr_assert_eq(weft_queue_len(q), 1);
+    } else {
+      cr_assert_eq(c.rc, 0, "round %zu: %s", n, en(c.rc));
+      cr_assert_eq(c.got[0], (intptr_t)&a);
+      cr_assert_eq(weft_queue_len(q), 0);
+    }
+    queue_free_all(loop, q);
+    th_loop_finish(loop);
+    th_alloc_restore();
+    if (failed == 0) break;
+  }
+  cr_assert_lt(n, 100);
+  cr_assert_geq(enomem, 1);
 }

@@ -2,7 +2,7 @@
  * semaphore, condition, bounded queue.
  *
  * Every primitive belongs to one loop and is used from its thread, except
- * weft_queue_put_threadsafe(). A waiting operation returns a future (the
+ * weft_queue_put_threadsafe() and weft_queue_get_threadsafe(). A waiting operation returns a future (the
  * caller holds one reference) that settles when the wait is over; waiters
  * are served first come, first served. Cancelling a waiting future
  * (weft_future_cancel) removes it from the wait list without disturbing the
@@ -81,6 +81,45 @@ WEFT_API int weft_semaphore_release(weft_semaphore *sem);
 /** Permits available now (0 for NULL). */
 WEFT_API unsigned weft_semaphore_value(const weft_semaphore *sem);
 
+/** A bounded semaphore (asyncio.BoundedSemaphore): as weft_semaphore_new,
+ * but weft_semaphore_release() beyond the initial `value` (with no permit
+ * taken to give back) fails with -EOVERFLOW and changes nothing. Free it
+ * with weft_semaphore_free. Returns 0, -EINVAL, -ENOMEM. */
+WEFT_API int weft_semaphore_new_bounded(weft_loop *loop, unsigned value,
+                                        weft_semaphore **out);
+
+/* ---- barrier -------------------------------------------------------------- */
+
+/** A reusable barrier of n parties (asyncio.Barrier, threading.Barrier). */
+typedef struct weft_barrier weft_barrier;
+
+/** Creates a barrier for `parties` (> 0) arrivals per cycle. Returns 0,
+ * -EINVAL (NULL, parties 0), -ENOMEM. */
+WEFT_API int weft_barrier_new(weft_loop *loop, unsigned parties,
+                              weft_barrier **out);
+/** Frees it; waiters are rejected with WEFT_ECLOSED. -EINVAL for NULL. */
+WEFT_API int weft_barrier_free(weft_barrier *b);
+/** Arrives: *out (the caller's reference) fulfils once `parties` arrivals
+ * of this cycle have been made, with this arrival's position (int64, 0 ..
+ * parties-1, in arrival order; the last arrival's future is fulfilled
+ * already, with parties-1). The barrier then starts a new cycle.
+ * Cancelling a waiting future takes that arrival back. Returns 0; -EINVAL;
+ * WEFT_EBROKEN (no future) while the barrier is broken (aborted and not
+ * reset); -ENOMEM. */
+WEFT_API int weft_barrier_wait(weft_barrier *b, weft_future **out);
+/** Breaks the barrier: the waiters are rejected with WEFT_EBROKEN, and so
+ * is every later wait until weft_barrier_reset. Returns 0, -EINVAL. */
+WEFT_API int weft_barrier_abort(weft_barrier *b);
+/** Rejects the waiters of the cycle under way with WEFT_EBROKEN and starts
+ * afresh, unbroken. Returns 0, -EINVAL. */
+WEFT_API int weft_barrier_reset(weft_barrier *b);
+/** Arrivals waiting in the cycle under way (0 for NULL). */
+WEFT_API unsigned weft_barrier_waiting(const weft_barrier *b);
+/** The number of parties (0 for NULL). */
+WEFT_API unsigned weft_barrier_parties(const weft_barrier *b);
+/** True once aborted, until reset (false for NULL). */
+WEFT_API bool weft_barrier_broken(const weft_barrier *b);
+
 /* ---- condition ------------------------------------------------------------ */
 
 /** A condition variable bound to a weft_lock (asyncio.Condition). */
@@ -133,6 +172,29 @@ WEFT_API int weft_queue_get(weft_queue *q, weft_future **out);
  * not call it from the loop thread while the queue is full (it would wait
  * for the loop forever). */
 WEFT_API int weft_queue_put_threadsafe(weft_queue *q, void *item);
+/** Any thread but the loop's: takes the oldest item into *item, blocking
+ * the calling thread while the queue is empty, for up to `timeout_ms`
+ * milliseconds (WEFT_WAIT_FOREVER: no limit; 0: does not block). The
+ * caller then owns the item. The freed slot is refilled on the loop thread
+ * (from the oldest waiting weft_queue_put, else a thread blocked in
+ * put_threadsafe). A weft_queue_get waiting on the loop is served before
+ * blocked threads. Returns 0; -ETIMEDOUT (still empty); WEFT_ECLOSED once
+ * the queue is closed and empty (closing wakes every blocked thread);
+ * -EDEADLK at once on the loop's thread (the one that made the queue);
+ * -EINVAL (NULL q or item, timeout_ms < -1); -ENOMEM or -ESHUTDOWN (the
+ * refill could not be posted: the item stays in the queue). Close the
+ * queue and let blocked threads return before weft_queue_free (it returns
+ * -EBUSY while a thread is blocked or a refill is on its way). */
+WEFT_API int weft_queue_get_threadsafe(weft_queue *q, void **item,
+                                       int64_t timeout_ms);
+/** Loop thread: puts `item` if there is room now (to a waiting get first),
+ * without waiting. Returns 0; -EAGAIN when full (the item stays the
+ * caller's); WEFT_ECLOSED; -EINVAL. */
+WEFT_API int weft_queue_try_put(weft_queue *q, void *item);
+/** Loop thread: takes the oldest item into *item without waiting (the
+ * caller owns it). Returns 0; -EAGAIN when empty; WEFT_ECLOSED when closed
+ * and empty; -EINVAL (NULL q or item). */
+WEFT_API int weft_queue_try_get(weft_queue *q, void **item);
 /** Closes the queue: waiting puts and gets are rejected with WEFT_ECLOSED,
  * blocked threads return WEFT_ECLOSED; items inside can still be got.
  * Returns 0, -EINVAL, -EALREADY. */

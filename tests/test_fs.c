@@ -463,46 +463,41 @@ Test(fs, copyfile_onto_itself_is_refused, .timeout = 20) {
 
 /* Each allocation of a copy, in both forms, may fail: the start call
  * returns -ENOMEM and nothing is created. */
+typedef struct copy_round {
+  int form; /* 0: callback, 1: future */
+  char src[256], dst[256];
+} copy_round;
+
+static int copyfile_round(weft_loop *loop, void *arg) {
+  copy_round *c = arg;
+  weft_fs_req r = {0};
+  weft_future *f = NULL;
+  calls = 0;
+  int err = c->form == 0 ? weft_fs_copyfile(loop, &r, c->src, c->dst, 0, on_done)
+                         : weft_fs_copyfile_future(loop, c->src, c->dst, 0, &f);
+  if (err != 0) {
+    cr_assert_null(f);
+    cr_assert_eq(access(c->dst, F_OK), -1, "nothing created");
+  }
+  weft_loop_run(loop, WEFT_RUN_DEFAULT);
+  if (err == 0) {
+    cr_assert_eq(c->form == 0 ? calls : 1, 1);
+    cr_assert_eq(c->form == 0 ? last : weft_future_error(f), 0);
+    assert_same_content(c->src, c->dst);
+    unlink(c->dst);
+  }
+  weft_future_unref(f);
+  return err;
+}
+
 Test(fs, copyfile_allocation_failures_create_nothing, .timeout = 30) {
   make_dir();
-  char src[256], dst[256];
-  strcpy(src, path("src"));
-  strcpy(dst, path("dst"));
-  put_file(src, "payload");
-  for (int form = 0; form < 2; form++)
-    for (size_t n = 1;; n++) {
-      th_alloc_install(n);
-      weft_loop *loop = NULL;
-      int err = weft_loop_new(&loop, NULL);
-      if (err != 0) {
-        cr_assert_eq(err, -ENOMEM, "%s", weft_err_name(err));
-        th_alloc_restore();
-        continue;
-      }
-      weft_fs_req r = {0};
-      weft_future *f = NULL;
-      calls = 0;
-      err = form == 0 ? weft_fs_copyfile(loop, &r, src, dst, 0, on_done)
-                      : weft_fs_copyfile_future(loop, src, dst, 0, &f);
-      if (err != 0) {
-        cr_assert_eq(err, -ENOMEM, "%s", weft_err_name(err));
-        cr_assert_null(f);
-        cr_assert_eq(access(dst, F_OK), -1, "nothing created");
-      }
-      weft_loop_run(loop, WEFT_RUN_DEFAULT);
-      if (err == 0) {
-        cr_assert_eq(form == 0 ? calls : 1, 1);
-        cr_assert_eq(form == 0 ? last : weft_future_error(f), 0);
-        assert_same_content(src, dst);
-        unlink(dst);
-      }
-      weft_future_unref(f);
-      th_loop_finish(loop);
-      size_t failed = th_alloc_failed();
-      th_alloc_restore();
-      if (err == 0 && failed == 0) break;
-      cr_assert_lt(n, 100);
-    }
+  copy_round c;
+  strcpy(c.src, path("src"));
+  strcpy(c.dst, path("dst"));
+  put_file(c.src, "payload");
+  for (c.form = 0; c.form < 2; c.form++)
+    th_alloc_sweep_run(&(th_sweep){.op = copyfile_round, .arg = &c, .max_rounds = 100});
   rm_tree(dir);
 }
 
@@ -636,42 +631,28 @@ Test(fs, loop_free_cancels_queued_operations, .timeout = 30) {
   cr_assert_eq(weft_alloc_live(), 0);
 }
 
-Test(fs, allocation_failure, .timeout = 30) {
-  for (size_t n = 1;; n++) {
-    th_alloc_install(n);
-    weft_loop *loop = NULL;
-    int err = weft_loop_new(&loop, NULL);
-    if (err != 0) {
-      cr_assert_eq(err, -ENOMEM);
-      th_alloc_restore();
-      continue;
-    }
-    weft_fs_req r = {0};
-    weft_future *f = NULL;
-    calls = 0;
-    err = weft_fs_stat(loop, &r, "/tmp", on_done);
-    if (err == 0) err = weft_fs_realpath_future(loop, "/tmp", &f);
-    if (err != 0) {
-      cr_assert_eq(err, -ENOMEM);
-      cr_assert_null(f);
-    }
-    weft_loop_run(loop, WEFT_RUN_DEFAULT);
-    if (err == 0) {
-      cr_assert_eq(calls, 1);
-      cr_assert(weft_future_state_get(f) != WEFT_FUTURE_PENDING);
-      int ferr = weft_future_error(f); /* a worker's allocation may fail too */
-      cr_assert(ferr == 0 || ferr == -ENOMEM);
-    }
-    weft_future_unref(f);
-    weft_fs_req_cleanup(&r);
-    th_loop_finish(loop);
-    size_t failed = th_alloc_failed();
-    th_alloc_restore();
-    if (err == 0 && failed == 0) {
-      break;
-    }
-    cr_assert_lt(n, 200);
+static int stat_realpath_round(weft_loop *loop, void *arg) {
+  (void)arg;
+  weft_fs_req r = {0};
+  weft_future *f = NULL;
+  calls = 0;
+  int err = weft_fs_stat(loop, &r, "/tmp", on_done);
+  if (err == 0) err = weft_fs_realpath_future(loop, "/tmp", &f);
+  if (err != 0) cr_assert_null(f);
+  weft_loop_run(loop, WEFT_RUN_DEFAULT);
+  if (err == 0) {
+    cr_assert_eq(calls, 1);
+    cr_assert(weft_future_state_get(f) != WEFT_FUTURE_PENDING);
+    int ferr = weft_future_error(f); /* a worker's allocation may fail too */
+    cr_assert(ferr == 0 || ferr == -ENOMEM);
   }
+  weft_future_unref(f);
+  weft_fs_req_cleanup(&r);
+  return err;
+}
+
+Test(fs, allocation_failure, .timeout = 30) {
+  th_alloc_sweep_run(&(th_sweep){.op = stat_realpath_round, .max_rounds = 200});
 }
 
 /* Every operation refuses a NULL loop, request, callback, path or out, and

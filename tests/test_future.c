@@ -10,7 +10,6 @@
 /* weft__future_slabs_validate and the module state, for the slab test */
 #include "promises/internal.h"
 
-static void run(weft_loop *loop) { weft_loop_run(loop, WEFT_RUN_DEFAULT); }
 
 static int frees;
 static void count_free(void *p) {
@@ -179,7 +178,7 @@ Test(future, cancelling_derived_cancels_sole_source, .timeout = 10) {
   cr_assert_eq(weft_future_state_get(d1), WEFT_FUTURE_CANCELLED);
   cr_assert_eq(weft_future_state_get(src), WEFT_FUTURE_CANCELLED);
   cr_assert_eq(hooks, 1);
-  run(loop);
+  th_run(loop);
   cr_assert_eq(calls, 0);
   weft_future_unref(d1);
   weft_future_unref(d2);
@@ -200,7 +199,7 @@ Test(future, cancelling_one_of_two_consumers_spares_source, .timeout = 10) {
   cr_assert_eq(weft_future_state_get(src), WEFT_FUTURE_PENDING);
   cr_assert_eq(hooks, 0);
   cr_assert_eq(weft_future_resolve_i64(src, 3), 0);
-  run(loop);
+  th_run(loop);
   cr_assert_eq(calls, 1); /* b ran, a did not */
   cr_assert_eq(weft_future_state_get(b), WEFT_FUTURE_FULFILLED);
   weft_future_unref(a);
@@ -238,10 +237,10 @@ Test(future, adopt_and_settle_rules, .timeout = 10) {
   cr_assert_eq(weft_future_on_cancel(g, on_cancel_count, NULL), 0);
   cr_assert_eq(weft_future_adopt(g, weft_future_ref(done)), -EBUSY); /* hook */
   cr_assert_eq(weft_future_resolve_i64(f, 0), 0);
-  run(loop);
+  th_run(loop);
   cr_assert_eq(weft_future_state_get(d), WEFT_FUTURE_PENDING); /* waits on g */
   cr_assert_eq(weft_future_resolve_f64(g, 0.5), 0);
-  run(loop);
+  th_run(loop);
   cr_assert_float_eq(weft_future_value_f64(d), 0.5, 1e-12);
   weft_future *all[] = {f, g, d, x, done};
   for (int i = 0; i < 5; i++) weft_future_unref(all[i]);
@@ -249,31 +248,24 @@ Test(future, adopt_and_settle_rules, .timeout = 10) {
   th_loop_finish(loop);
 }
 
-Test(future, threadsafe_settle_fails_cleanly_without_memory, .timeout = 20) {
-  for (size_t n = 1;; n++) {
-    th_alloc_install(n);
-    weft_loop *loop;
-    if (weft_loop_new(&loop, NULL) != 0) {
-      th_alloc_restore();
-      continue;
-    }
-    weft_future *f = NULL;
-    int err = weft_future_new(loop, &f);
-    if (err == 0) {
-      weft_future_ref(f); /* for the settle */
-      err = weft_future_resolve_i64_threadsafe(f, 5);
-      if (err != 0) weft_future_unref(f); /* not consumed */
-    }
-    bool clean = th_alloc_failed() == 0;
-    if (err != 0) cr_assert_eq(err, -ENOMEM);
-    while (err == 0 && weft_future_state_get(f) == WEFT_FUTURE_PENDING)
-      weft_loop_run(loop, WEFT_RUN_NOWAIT);
-    if (err == 0) cr_assert_eq(weft_future_value_i64(f), 5);
-    weft_future_unref(f);
-    th_loop_finish(loop);
-    th_alloc_restore();
-    if (err == 0 && clean) break;
+static int threadsafe_settle_round(weft_loop *loop, void *arg) {
+  (void)arg;
+  weft_future *f = NULL;
+  int err = weft_future_new(loop, &f);
+  if (err == 0) {
+    weft_future_ref(f); /* for the settle */
+    err = weft_future_resolve_i64_threadsafe(f, 5);
+    if (err != 0) weft_future_unref(f); /* not consumed */
   }
+  while (err == 0 && weft_future_state_get(f) == WEFT_FUTURE_PENDING)
+    weft_loop_run(loop, WEFT_RUN_NOWAIT);
+  if (err == 0) cr_assert_eq(weft_future_value_i64(f), 5);
+  weft_future_unref(f);
+  return err;
+}
+
+Test(future, threadsafe_settle_fails_cleanly_without_memory, .timeout = 20) {
+  th_alloc_sweep(threadsafe_settle_round, NULL);
 }
 
 /* ---- unobserved rejections --------------------------------------------- */
@@ -328,7 +320,7 @@ Test(future, on_settled_runs_deferred_and_can_be_removed, .timeout = 10) {
   cr_assert_eq(settled_calls, 0); /* never inline */
   cr_assert_eq(weft_future_on_settled(f, on_settled, &other), 0);
   cr_assert_eq(weft_future_off_settled(f, on_settled, &other), 1);
-  run(loop);
+  th_run(loop);
   cr_assert_eq(settled_calls, 1);
   cr_assert_eq(got, 9);
   cr_assert_eq(other, 0);
@@ -374,7 +366,7 @@ Test(future, threadsafe_settles_from_eight_threads, .timeout = 30) {
   pthread_t th[NTHREADS];
   for (intptr_t t = 0; t < NTHREADS; t++)
     cr_assert_eq(pthread_create(&th[t], NULL, ts_worker, (void *)t), 0);
-  run(loop);
+  th_run(loop);
   for (int t = 0; t < NTHREADS; t++) pthread_join(th[t], NULL);
   cr_assert_eq(ts_done, NTHREADS * PER_THREAD);
   int ptrs = 0;
@@ -412,7 +404,7 @@ Test(future, threadsafe_settle_after_cancel_frees_value, .timeout = 10) {
   weft_loop_ref(loop);
   pthread_t th;
   cr_assert_eq(pthread_create(&th, NULL, late_worker, weft_future_ref(f)), 0);
-  run(loop);
+  th_run(loop);
   pthread_join(th, NULL);
   cr_assert_eq(frees, 1); /* the late value was destroyed on the loop */
   cr_assert_eq(weft_future_state_get(f), WEFT_FUTURE_CANCELLED);
@@ -438,7 +430,7 @@ static void churn(weft_loop *loop, int n) {
     cr_assert_eq(weft_future_new(loop, &f), 0);
     cr_assert_eq(weft_future_then(f, plus_one, NULL, &d), 0);
     cr_assert_eq(weft_future_resolve_i64(f, i), 0);
-    run(loop);
+    th_run(loop);
     cr_assert_eq(weft_future_value_i64(d), i + 1);
     weft_future_unref(f);
     weft_future_unref(d);
@@ -456,31 +448,24 @@ Test(future, steady_state_allocates_nothing, .timeout = 10) {
   th_alloc_restore();
 }
 
+static int then_round(weft_loop *loop, void *arg) {
+  (void)arg;
+  weft_future *f = NULL, *d = NULL;
+  int err = weft_future_new(loop, &f);
+  if (err == 0) err = weft_future_then(f, plus_one, NULL, &d);
+  if (err == 0) err = weft_future_on_settled(d, late_settled, loop);
+  if (err == 0) cr_assert_eq(weft_future_resolve_i64(f, 1), 0);
+  weft_loop_ref(loop); /* late_settled drops it */
+  if (err != 0) weft_loop_unref(loop);
+  else th_run(loop);
+  if (err == 0) cr_assert_eq(weft_future_value_i64(d), 2);
+  weft_future_unref(d);
+  weft_future_unref(f);
+  return err;
+}
+
 Test(future, then_and_on_settled_fail_cleanly_without_memory, .timeout = 20) {
-  for (size_t n = 1;; n++) {
-    th_alloc_install(n);
-    weft_loop *loop;
-    if (weft_loop_new(&loop, NULL) != 0) {
-      th_alloc_restore();
-      continue;
-    }
-    weft_future *f = NULL, *d = NULL;
-    int err = weft_future_new(loop, &f);
-    if (err == 0) err = weft_future_then(f, plus_one, NULL, &d);
-    if (err == 0) err = weft_future_on_settled(d, late_settled, loop);
-    if (err == 0) cr_assert_eq(weft_future_resolve_i64(f, 1), 0);
-    weft_loop_ref(loop); /* late_settled drops it */
-    if (err != 0) weft_loop_unref(loop);
-    else run(loop);
-    bool clean = th_alloc_failed() == 0;
-    if (err != 0) cr_assert_eq(err, -ENOMEM);
-    else cr_assert_eq(weft_future_value_i64(d), 2);
-    weft_future_unref(d);
-    weft_future_unref(f);
-    th_loop_finish(loop);
-    th_alloc_restore();
-    if (err == 0 && clean) break;
-  }
+  th_alloc_sweep(then_round, NULL);
 }
 
 /* ---- the slabs: weft__future_slabs_validate ------------------------------ */

@@ -56,7 +56,6 @@ static weft_future *mk(weft_loop *loop, int mode, int64_t v, int err) {
   return f;
 }
 
-static void run(weft_loop *loop) { weft_loop_run(loop, WEFT_RUN_DEFAULT); }
 
 /* Derived futures nobody looks at are reported; keep the output quiet. */
 static int unobserved;
@@ -122,7 +121,7 @@ static int record(weft_future *in, weft_future *out, void *arg) {
 /* 2.1.2, 2.1.3: a settled future never changes state or value. */
 APLUS(settled_state_never_changes) {
   weft_future *a = mk(loop, mode, 7, 0), *b = mk(loop, mode, 0, -EIO);
-  run(loop);
+  th_run(loop);
   cr_assert_eq(weft_future_resolve_i64(a, 8), -EALREADY);
   cr_assert_eq(weft_future_reject(a, -EPIPE), -EALREADY);
   cr_assert_eq(weft_future_resolve_i64(b, 8), -EALREADY);
@@ -142,14 +141,14 @@ APLUS(handlers_run_once_with_outcome_never_inline) {
   cr_assert_eq(weft_future_then(a, record, &ok, NULL), 0);
   cr_assert_eq(weft_future_catch(a, record, &bad, NULL), 0);
   cr_assert_eq(r.n, 0);
-  run(loop);
+  th_run(loop);
   cr_assert_eq(r.n, 1);
   cr_assert_eq(r.log[0], 1);
   cr_assert_eq(r.seen, 5);
   cr_assert_eq(weft_future_then(b, record, &ok, NULL), 0);
   cr_assert_eq(weft_future_catch(b, record, &bad, NULL), 0);
   cr_assert_eq(r.n, 1); /* registered on a settled future: still deferred */
-  run(loop);
+  th_run(loop);
   cr_assert_eq(r.n, 2);
   cr_assert_eq(r.log[1], 2);
   cr_assert_eq(r.seen_err, -EIO);
@@ -167,14 +166,14 @@ APLUS(handlers_run_in_registration_order) {
   cr_assert_eq(weft_future_finally(a, record, &s[1], NULL), 0);
   cr_assert_eq(weft_future_then2(a, record, NULL, &s[2], NULL), 0);
   cr_assert_eq(weft_future_then(a, record, &s[3], NULL), 0);
-  run(loop);
+  th_run(loop);
   cr_assert_eq(r.n, 4);
   for (int i = 0; i < 4; i++) cr_assert_eq(r.log[i], i + 1);
   r.n = 0;
   cr_assert_eq(weft_future_catch(b, record, &s[0], NULL), 0);
   cr_assert_eq(weft_future_then2(b, NULL, record, &s[1], NULL), 0);
   cr_assert_eq(weft_future_catch(b, record, &s[2], NULL), 0);
-  run(loop);
+  th_run(loop);
   cr_assert_eq(r.n, 3);
   for (int i = 0; i < 3; i++) cr_assert_eq(r.log[i], i + 1);
   weft_future_unref(a);
@@ -189,7 +188,7 @@ APLUS(handler_result_decides_derived_future) {
   weft_future *a = mk(loop, mode, 1, 0), *d1, *d2;
   cr_assert_eq(weft_future_then(a, record, &val, &d1), 0);
   cr_assert_eq(weft_future_then(a, record, &err, &d2), 0);
-  run(loop);
+  th_run(loop);
   cr_assert_eq(weft_future_value_i64(d1), 42);
   cr_assert_eq(weft_future_error(d2), -EPIPE);
   weft_future_unref(a);
@@ -207,7 +206,7 @@ APLUS(missing_handler_passes_outcome_through) {
   cr_assert_eq(weft_future_catch(a, record, &s, &da), 0);
   cr_assert_eq(weft_future_then(b, record, &s, &db), 0);
   cr_assert_eq(weft_future_then(a, record, &keep, &dp), 0);
-  run(loop);
+  th_run(loop);
   cr_assert_eq(weft_future_value_i64(da), 9);
   cr_assert_eq(weft_future_error(db), -EIO);
   cr_assert_eq(weft_future_value_i64(dp), 9); /* returned 0, left out alone */
@@ -229,7 +228,7 @@ APLUS(rejection_propagates_to_first_catch) {
   cr_assert_eq(weft_future_then(d1, record, &t2, &d2), 0);
   cr_assert_eq(weft_future_catch(d2, record, &c, &d3), 0);
   cr_assert_eq(weft_future_then(d3, record, &t3, &d4), 0);
-  run(loop);
+  th_run(loop);
   cr_assert_eq(r.n, 2);
   cr_assert_eq(r.log[0], 3);
   cr_assert_eq(r.log[1], 4);
@@ -250,7 +249,7 @@ APLUS(finally_passes_input_through) {
   cr_assert_eq(weft_future_finally(a, record, &f1, &da), 0);
   cr_assert_eq(weft_future_finally(b, record, &f1, &db), 0);
   cr_assert_eq(weft_future_finally(a, record, &f2, &dc), 0);
-  run(loop);
+  th_run(loop);
   cr_assert_eq(r.n, 3);
   cr_assert_eq(weft_future_value_i64(da), 3);
   cr_assert_eq(weft_future_error(db), -EIO);
@@ -270,7 +269,7 @@ static int adopt_self(weft_future *in, weft_future *out, void *arg) {
 APLUS(self_adoption_is_an_error) {
   weft_future *a = mk(loop, mode, 1, 0), *d;
   cr_assert_eq(weft_future_then(a, adopt_self, NULL, &d), 0);
-  run(loop);
+  th_run(loop);
   cr_assert_eq(weft_future_error(d), -EDEADLK);
   weft_future_unref(a);
   weft_future_unref(d);
@@ -297,7 +296,7 @@ APLUS(returned_future_is_adopted) {
   cr_assert_eq(weft_future_then(a, adopt_other, &ok, &d1), 0);
   cr_assert_eq(weft_future_then(a, adopt_other, &bad, &d2), 0);
   cr_assert_eq(weft_future_then(d1, adopt_other, &ok, &d3), 0);
-  run(loop);
+  th_run(loop);
   cr_assert_eq(weft_future_value_i64(d1), 11);
   cr_assert_eq(weft_future_error(d2), -EXDEV);
   cr_assert_eq(weft_future_value_i64(d3), 11);
@@ -335,7 +334,7 @@ APLUS(pointer_value_passes_through_unchanged) {
   else cr_assert_eq(weft_call_soon(loop, resolve_ptr, pair), 0);
   cr_assert_eq(weft_future_then(a, check_ptr, v, &d1), 0);
   cr_assert_eq(weft_future_then(d1, check_ptr, v, &d2), 0);
-  run(loop);
+  th_run(loop);
   cr_assert_eq(weft_future_value(d2), v);
   weft_future_unref(a);
   weft_future_unref(d1);
@@ -382,14 +381,14 @@ Test(aplus, long_chains_cancel_and_free_iteratively, .timeout = 30) {
   cr_assert_eq(weft_future_cancel(tail), 0); /* reaches the root */
   cr_assert_eq(hook_calls, 1);
   cr_assert_eq(weft_future_state_get(root), WEFT_FUTURE_CANCELLED);
-  run(loop);
+  th_run(loop);
   weft_future_unref(tail);
   weft_future_unref(root);
   cr_assert_eq(weft_future_new(loop, &root), 0);
   tail = long_chain(root, 200000);
   cr_assert_eq(weft_future_resolve(root, &value, NULL), 0);
   weft_future_unref(root);
-  run(loop);
+  th_run(loop);
   cr_assert_eq(weft_future_value(tail), &value); /* borrowed all the way */
   weft_future_unref(tail); /* frees 200,001 borrowing futures */
   th_loop_finish(loop);

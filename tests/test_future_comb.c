@@ -6,7 +6,6 @@
 
 #include "support/test.h"
 
-static void run(weft_loop *loop) { weft_loop_run(loop, WEFT_RUN_DEFAULT); }
 
 static int frees;
 static void count_free(void *p) {
@@ -44,10 +43,10 @@ Test(future_comb, all_fulfils_with_count_when_every_input_does, .timeout = 10) {
   cr_assert_eq(weft_future_resolve_i64(fs[1], 1), 0);
   cr_assert_eq(weft_future_all(loop, fs, 3, &all), 0);
   cr_assert_eq(weft_future_resolve_i64(fs[0], 0), 0);
-  run(loop);
+  th_run(loop);
   cr_assert_eq(weft_future_state_get(all), WEFT_FUTURE_PENDING);
   cr_assert_eq(weft_future_resolve_i64(fs[2], 2), 0);
-  run(loop);
+  th_run(loop);
   cr_assert_eq(weft_future_value_i64(all), 3);
   unref_n(fs, 3);
   weft_future_unref(all);
@@ -63,7 +62,7 @@ Test(future_comb, all_rejects_on_first_error_and_cancels_the_rest, .timeout = 10
   cr_assert_eq(weft_future_all(loop, fs, 3, &all), 0);
   cr_assert_eq(weft_future_resolve_i64(fs[0], 0), 0);
   cr_assert_eq(weft_future_reject(fs[1], -EIO), 0);
-  run(loop);
+  th_run(loop);
   cr_assert_eq(weft_future_error(all), -EIO);
   cr_assert_eq(weft_future_state_get(fs[2]), WEFT_FUTURE_CANCELLED);
   cr_assert_eq(hooks, 1);
@@ -79,10 +78,10 @@ Test(future_comb, all_settled_waits_for_every_outcome, .timeout = 10) {
   cr_assert_eq(weft_future_all_settled(loop, fs, 3, &all), 0);
   cr_assert_eq(weft_future_reject(fs[0], -EIO), 0);
   cr_assert_eq(weft_future_cancel(fs[1]), 0);
-  run(loop);
+  th_run(loop);
   cr_assert_eq(weft_future_state_get(all), WEFT_FUTURE_PENDING);
   cr_assert_eq(weft_future_resolve_i64(fs[2], 5), 0);
-  run(loop);
+  th_run(loop);
   cr_assert_eq(weft_future_value_i64(all), 3);
   unref_n(fs, 3);
   weft_future_unref(all);
@@ -98,7 +97,7 @@ Test(future_comb, any_takes_first_success_and_cancels_others, .timeout = 10) {
   cr_assert_eq(weft_future_any(loop, fs, 3, &any), 0);
   cr_assert_eq(weft_future_reject(fs[0], -EIO), 0);
   cr_assert_eq(weft_future_resolve(fs[1], v, count_free), 0);
-  run(loop);
+  th_run(loop);
   cr_assert_eq(weft_future_value(any), v);
   cr_assert_eq(weft_future_state_get(fs[2]), WEFT_FUTURE_CANCELLED);
   unref_n(fs, 3);
@@ -116,7 +115,7 @@ Test(future_comb, any_rejects_with_aggregate_when_all_fail, .timeout = 10) {
   cr_assert_eq(weft_future_any(loop, fs, 2, &any), 0);
   cr_assert_eq(weft_future_reject(fs[0], -EIO), 0);
   cr_assert_eq(weft_future_reject(fs[1], -EPIPE), 0);
-  run(loop);
+  th_run(loop);
   cr_assert_eq(weft_future_error(any), WEFT_EAGGREGATE);
   unref_n(fs, 2);
   weft_future_unref(any);
@@ -130,7 +129,7 @@ Test(future_comb, race_takes_first_settled_outcome, .timeout = 10) {
   cr_assert_eq(weft_future_race(loop, fs, 2, &race), 0);
   cr_assert_eq(weft_future_reject(fs[1], -EPIPE), 0);
   cr_assert_eq(weft_future_resolve_i64(fs[0], 1), 0);
-  run(loop);
+  th_run(loop);
   cr_assert_eq(weft_future_error(race), -EPIPE);
   cr_assert_eq(weft_future_value_i64(fs[0]), 1); /* not cancelled */
   unref_n(fs, 2);
@@ -147,13 +146,13 @@ Test(future_comb, settled_aggregate_stops_counting_as_consumer, .timeout = 10) {
   cr_assert_eq(weft_future_on_cancel(fs[1], on_cancel_count, NULL), 0);
   cr_assert_eq(weft_future_race(loop, fs, 2, &race), 0);
   cr_assert_eq(weft_future_resolve_i64(fs[0], 1), 0);
-  run(loop);
+  th_run(loop);
   cr_assert_eq(weft_future_value_i64(race), 1);
   cr_assert_eq(weft_future_then(fs[1], never, &calls, &d), 0);
   cr_assert_eq(weft_future_cancel(d), 0); /* d is fs[1]'s only consumer now */
   cr_assert_eq(weft_future_state_get(fs[1]), WEFT_FUTURE_CANCELLED);
   cr_assert_eq(hooks, 1);
-  run(loop);
+  th_run(loop);
   cr_assert_eq(calls, 0);
   unref_n(fs, 2);
   weft_future_unref(race);
@@ -214,7 +213,7 @@ Test(future_comb, cancelling_an_aggregate_cancels_its_sole_inputs, .timeout = 10
   cr_assert_eq(weft_future_state_get(fs[0]), WEFT_FUTURE_CANCELLED);
   cr_assert_eq(weft_future_state_get(fs[1]), WEFT_FUTURE_PENDING);
   cr_assert_eq(weft_future_resolve_i64(fs[1], 1), 0);
-  run(loop);
+  th_run(loop);
   cr_assert_eq(calls, 1);
   unref_n(fs, 2);
   weft_future_unref(all);
@@ -222,36 +221,30 @@ Test(future_comb, cancelling_an_aggregate_cancels_its_sole_inputs, .timeout = 10
   th_loop_finish(loop);
 }
 
-Test(future_comb, combinators_fail_cleanly_without_memory, .timeout = 30) {
-  for (size_t n = 1;; n++) {
-    th_alloc_install(n);
-    weft_loop *loop;
-    if (weft_loop_new(&loop, NULL) != 0) {
-      th_alloc_restore();
-      continue;
-    }
-    weft_future *fs[70] = {0}, *all = NULL, *to = NULL;
-    int err = 0, made = 0;
-    for (; made < 70 && err == 0; made++) err = weft_future_new(loop, &fs[made]);
-    if (err != 0) made--;
-    if (err == 0) err = weft_future_all(loop, fs, 70, &all);
-    if (err == 0) err = weft_future_timeout(fs[0], 1000, &to);
-    bool clean = th_alloc_failed() == 0;
-    if (err != 0) {
-      cr_assert_eq(err, -ENOMEM);
-    } else {
-      for (int i = 0; i < 70; i++) weft_future_resolve_i64(fs[i], i);
-      run(loop);
-      cr_assert_eq(weft_future_value_i64(all), 70);
-      cr_assert_eq(weft_future_value_i64(to), 0);
-    }
-    unref_n(fs, made);
-    weft_future_unref(all);
-    weft_future_unref(to);
-    th_loop_finish(loop);
-    th_alloc_restore();
-    if (err == 0 && clean) break;
+static int combinators_round(weft_loop *loop, void *arg) {
+  (void)arg;
+  weft_future *fs[70] = {0}, *all = NULL, *to = NULL;
+  int err = 0, made = 0;
+  for (; made < 70 && err == 0; made++) err = weft_future_new(loop, &fs[made]);
+  if (err != 0) made--;
+  if (err == 0) err = weft_future_all(loop, fs, 70, &all);
+  if (err == 0) err = weft_future_timeout(fs[0], 1000, &to);
+  if (err != 0) {
+    cr_assert_eq(err, -ENOMEM);
+  } else {
+    for (int i = 0; i < 70; i++) weft_future_resolve_i64(fs[i], i);
+    th_run(loop);
+    cr_assert_eq(weft_future_value_i64(all), 70);
+    cr_assert_eq(weft_future_value_i64(to), 0);
   }
+  unref_n(fs, made);
+  weft_future_unref(all);
+  weft_future_unref(to);
+  return err;
+}
+
+Test(future_comb, combinators_fail_cleanly_without_memory, .timeout = 30) {
+  th_alloc_sweep(combinators_round, NULL);
 }
 
 /* ---- sleep and timeout --------------------------------------------------- */
@@ -261,7 +254,7 @@ Test(future_comb, sleep_fulfils_after_its_delay, .timeout = 10) {
   weft_future *s;
   uint64_t t0 = weft_now(loop);
   cr_assert_eq(weft_sleep(loop, 20, &s), 0);
-  run(loop);
+  th_run(loop);
   cr_assert_eq(weft_future_state_get(s), WEFT_FUTURE_FULFILLED);
   cr_assert_geq(weft_now(loop) - t0, 20);
   weft_future_unref(s);
@@ -273,7 +266,7 @@ Test(future_comb, cancelled_sleep_stops_its_timer, .timeout = 10) {
   weft_future *s;
   cr_assert_eq(weft_sleep(loop, 60000, &s), 0);
   cr_assert_eq(weft_future_cancel(s), 0);
-  run(loop); /* returns at once: nothing keeps the loop alive */
+  th_run(loop); /* returns at once: nothing keeps the loop alive */
   cr_assert_eq(weft_future_error(s), -ECANCELED);
   cr_assert_eq(weft_loop_alive(loop), false);
   weft_future_unref(s);
@@ -287,7 +280,7 @@ Test(future_comb, timeout_rejects_and_cancels_inner_work, .timeout = 10) {
   cr_assert_eq(weft_future_new(loop, &f), 0);
   cr_assert_eq(weft_future_on_cancel(f, on_cancel_count, NULL), 0);
   cr_assert_eq(weft_future_timeout(f, 10, &t), 0);
-  run(loop);
+  th_run(loop);
   cr_assert_eq(weft_future_error(t), -ETIMEDOUT);
   cr_assert_eq(weft_future_state_get(f), WEFT_FUTURE_CANCELLED);
   cr_assert_eq(hooks, 1);
@@ -301,7 +294,7 @@ Test(future_comb, timeout_passes_inner_value_and_stops_timer, .timeout = 10) {
   weft_future *s, *t;
   cr_assert_eq(weft_sleep(loop, 5, &s), 0);
   cr_assert_eq(weft_future_timeout(s, 60000, &t), 0);
-  run(loop); /* returns once the sleep is done: the timeout timer stopped */
+  th_run(loop); /* returns once the sleep is done: the timeout timer stopped */
   cr_assert_eq(weft_future_state_get(t), WEFT_FUTURE_FULFILLED);
   cr_assert_eq(weft_future_value_i64(t), 0);
   weft_future_unref(s);
@@ -315,7 +308,7 @@ Test(future_comb, cancelling_timeout_cancels_timer_and_inner, .timeout = 10) {
   cr_assert_eq(weft_sleep(loop, 60000, &s), 0);
   cr_assert_eq(weft_future_timeout(s, 60000, &t), 0);
   cr_assert_eq(weft_future_cancel(t), 0);
-  run(loop);
+  th_run(loop);
   cr_assert_eq(weft_future_state_get(s), WEFT_FUTURE_CANCELLED);
   cr_assert_eq(weft_loop_alive(loop), false);
   weft_future_unref(s);
@@ -331,23 +324,16 @@ Test(future_comb, loop_teardown_reclaims_pending_sleep, .timeout = 10) {
   th_loop_finish(loop); /* closes the timer behind weft's back */
 }
 
+static int sleep_round(weft_loop *loop, void *arg) {
+  (void)arg;
+  weft_future *s = NULL;
+  int err = weft_sleep(loop, 1, &s);
+  if (err == 0) th_run(loop);
+  if (err == 0) cr_assert_eq(weft_future_state_get(s), WEFT_FUTURE_FULFILLED);
+  weft_future_unref(s);
+  return err;
+}
+
 Test(future_comb, sleep_fails_cleanly_without_memory, .timeout = 20) {
-  for (size_t n = 1;; n++) {
-    th_alloc_install(n);
-    weft_loop *loop;
-    if (weft_loop_new(&loop, NULL) != 0) {
-      th_alloc_restore();
-      continue;
-    }
-    weft_future *s = NULL;
-    int err = weft_sleep(loop, 1, &s);
-    bool clean = th_alloc_failed() == 0;
-    if (err != 0) cr_assert_eq(err, -ENOMEM);
-    else run(loop);
-    if (err == 0) cr_assert_eq(weft_future_state_get(s), WEFT_FUTURE_FULFILLED);
-    weft_future_unref(s);
-    th_loop_finish(loop);
-    th_alloc_restore();
-    if (err == 0 && clean) break;
-  }
+  th_alloc_sweep(sleep_round, NULL);
 }

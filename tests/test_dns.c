@@ -757,22 +757,6 @@ Test(dns, freeaddrinfo_null_is_ignored, .timeout = 10) {
 /* ---- allocation failure ------------------------------------------------------------- */
 
 /* A loop, pointed at dnsmasq `d` (DNS only) when `d` is not NULL. */
-static weft_loop *sweep_loop(const th_dnsmasq *d) {
-  weft_loop *loop = th_loop();
-  if (d != NULL) use_dnsmasq(d, loop);
-  return loop;
-}
-
-/* Allocations made by sweep_loop(d). */
-static size_t loop_allocs(const th_dnsmasq *d) {
-  th_alloc_install(0);
-  weft_loop *loop = sweep_loop(d);
-  size_t n = th_alloc_calls();
-  th_loop_finish(loop);
-  th_alloc_restore();
-  return n;
-}
-
 /* Every allocation on the way can fail: the start returns -ENOMEM (never
  * calling back) or, for a failure after c-ares accepted the query, the
  * callback reports -ENOMEM once (or success, when the failure cost only a
@@ -791,43 +775,47 @@ static int start_kind(weft_loop *loop, int kind, result *r, weft_future **f) {
   }
 }
 
-static void alloc_failures(int kind) {
-  bool future = kind == 1;
+typedef struct dns_round {
   th_dnsmasq d;
-  int started = th_dnsmasq_start(&d, HOSTS);
-  cr_assert_eq(started, 0, "dnsmasq did not start: %s", strerror(-started));
-  size_t base = loop_allocs(&d);
-  for (size_t n = base + 1;; n++) {
-    cr_assert_lt(n, base + 100, "never succeeded");
-    th_alloc_install(n);
-    weft_loop *loop = sweep_loop(&d);
-    result r = {0};
-    weft_future *f = NULL;
-    int rc = start_kind(loop, kind, &r, &f);
-    bool failed = th_alloc_failed() != 0;
-    if (rc != 0) {
-      cr_assert_eq(rc, -ENOMEM, "%s", weft_err_name(rc));
-      cr_assert(failed);
-      cr_assert_null(f);
-    }
-    run(loop);
-    int status = future && f ? weft_future_error(f) : r.status;
-    if (rc == 0) {
-      cr_assert_eq(future ? 0 : r.calls, future ? 0 : 1);
-      /* through DNS a failed allocation may also be absorbed (the timer
-       * heap not growing costs only a deadline the answer beats) */
-      if (th_alloc_failed() == 0)
-        cr_assert_eq(status, 0, "%s", weft_err_name(status));
-      else
-        cr_assert(status == -ENOMEM || (status == 0 && kind != 3), "%s",
-                  weft_err_name(status));
-    }
-    if (f != NULL) weft_future_unref(f);
-    th_loop_finish(loop);
-    th_alloc_restore();
-    if (rc == 0 && status == 0 && !failed) break;
+  int kind;
+} dns_round;
+
+static int use_dnsmasq_setup(weft_loop *loop, void *arg) {
+  use_dnsmasq(&((dns_round *)arg)->d, loop);
+  return 0;
+}
+
+static int dns_round_op(weft_loop *loop, void *arg) {
+  dns_round *dr = arg;
+  bool future = dr->kind == 1;
+  result r = {0};
+  weft_future *f = NULL;
+  int rc = start_kind(loop, dr->kind, &r, &f);
+  if (rc != 0) cr_assert_null(f);
+  run(loop);
+  int status = future && f ? weft_future_error(f) : r.status;
+  if (rc == 0) {
+    cr_assert_eq(future ? 0 : r.calls, future ? 0 : 1);
+    /* through DNS a failed allocation may also be absorbed (the timer
+     * heap not growing costs only a deadline the answer beats) */
+    if (th_alloc_failed() == 0)
+      cr_assert_eq(status, 0, "%s", weft_err_name(status));
+    else
+      cr_assert(status == -ENOMEM || (status == 0 && dr->kind != 3), "%s",
+                weft_err_name(status));
   }
-  th_dnsmasq_stop(&d);
+  if (f != NULL) weft_future_unref(f);
+  return rc != 0 ? rc : status;
+}
+
+/* The loop is pointed at dnsmasq while nothing fails (the setup). */
+static void alloc_failures(int kind) {
+  dns_round dr = {.kind = kind};
+  int started = th_dnsmasq_start(&dr.d, HOSTS);
+  cr_assert_eq(started, 0, "dnsmasq did not start: %s", strerror(-started));
+  th_alloc_sweep_run(&(th_sweep){.op = dns_round_op, .arg = &dr,
+                                 .setup = use_dnsmasq_setup, .max_rounds = 100});
+  th_dnsmasq_stop(&dr.d);
 }
 
 Test(dns, allocation_failure_on_query_start, .timeout = 20) {
@@ -847,26 +835,23 @@ Test(dns, allocation_failure_on_numeric_host, .timeout = 20) {
 }
 
 /* The settings keep the old channel and values when memory runs out. */
-Test(dns, allocation_failure_on_settings, .timeout = 20) {
-  size_t base = loop_allocs(NULL);
-  for (size_t n = base + 1;; n++) {
-    cr_assert_lt(n, base + 100, "never succeeded");
-    th_alloc_install(n);
-    weft_loop *loop = th_loop();
-    int rc = weft_dns_set_servers(loop, "127.0.0.1:9");
-    if (rc == 0) rc = weft_dns_set_options(loop, 100, 1);
-    if (rc == 0) rc = weft_dns_use_hosts_file(loop, false);
-    bool failed = th_alloc_failed() != 0;
-    cr_assert_eq(rc, failed ? -ENOMEM : 0, "%s", weft_err_name(rc));
-    if (failed) { /* still usable: only the one allocation failed */
-      result r = {0};
-      cr_assert_eq(weft_getaddrinfo(loop, "127.0.0.1", NULL, NULL, on_addr, &r), 0);
-      run(loop);
-      cr_assert_eq(r.calls, 1);
-      cr_assert_eq(r.status, 0, "%s", weft_err_name(r.status));
-    }
-    th_loop_finish(loop);
-    th_alloc_restore();
-    if (!failed) break;
+static int settings_round(weft_loop *loop, void *arg) {
+  (void)arg;
+  int rc = weft_dns_set_servers(loop, "127.0.0.1:9");
+  if (rc == 0) rc = weft_dns_set_options(loop, 100, 1);
+  if (rc == 0) rc = weft_dns_use_hosts_file(loop, false);
+  bool failed = th_alloc_failed() != 0;
+  cr_assert_eq(rc, failed ? -ENOMEM : 0, "%s", weft_err_name(rc));
+  if (failed) { /* still usable: only the one allocation failed */
+    result r = {0};
+    cr_assert_eq(weft_getaddrinfo(loop, "127.0.0.1", NULL, NULL, on_addr, &r), 0);
+    run(loop);
+    cr_assert_eq(r.calls, 1);
+    cr_assert_eq(r.status, 0, "%s", weft_err_name(r.status));
   }
+  return rc;
+}
+
+Test(dns, allocation_failure_on_settings, .timeout = 20) {
+  th_alloc_sweep_run(&(th_sweep){.op = settings_round, .strict = true, .max_rounds = 100});
 }

@@ -170,6 +170,8 @@ bool weft_lock_locked(const weft_lock *lock) {
 struct weft_semaphore {
   weft_loop *loop;
   unsigned value;
+  unsigned bound; /* bounded: the initial value, which value never passes */
+  bool bounded;
   weft__waitq q;
 };
 
@@ -198,8 +200,20 @@ int weft_semaphore_acquire(weft_semaphore *sem, weft_future **out) {
   return err;
 }
 
+int weft_semaphore_new_bounded(weft_loop *loop, unsigned value,
+                               weft_semaphore **out) {
+  int err = weft_semaphore_new(loop, value, out);
+  if (err == 0) {
+    (*out)->bounded = true;
+    (*out)->bound = value;
+  }
+  return err;
+}
+
 int weft_semaphore_release(weft_semaphore *sem) {
   if (sem == NULL) return -EINVAL;
+  /* checked before any waiter is woken, as Python's BoundedSemaphore */
+  if (sem->bounded && sem->value >= sem->bound) return -EOVERFLOW;
   if (weft__waitq_wake(&sem->q)) return 0; /* the permit went to a waiter */
   if (sem->value == UINT_MAX) return -EOVERFLOW;
   sem->value++;
@@ -267,3 +281,94 @@ int weft_condition_notify(weft_condition *cond, unsigned n) {
 int weft_condition_notify_all(weft_condition *cond) {
   return weft_condition_notify(cond, UINT_MAX);
 }
+
+/* ---- barrier ------------------------------------------------------------------
+ * asyncio.Barrier: the waiters of the cycle under way are the wait list;
+ * the parties-th arrival fulfils them all, in arrival order, with their
+ * positions, and the next arrival starts the next cycle. A cancelled waiter
+ * leaves the cycle (its hook unlinks it and counts it out). Abort and reset
+ * reject the waiters with WEFT_EBROKEN; an aborted barrier stays broken
+ * until reset. */
+
+struct weft_barrier {
+  weft_loop *loop;
+  unsigned parties, count; /* count: waiters of the cycle under way */
+  bool broken;
+  weft__waitq q;
+};
+
+static void barrier_leave(weft_future *f, void *arg) {
+  weft_barrier *b = arg;
+  b->count--;
+  waitq_remove(f, &b->q);
+}
+
+int weft_barrier_new(weft_loop *loop, unsigned parties, weft_barrier **out) {
+  if (loop == NULL || out == NULL || parties == 0) return -EINVAL;
+  weft_barrier *b = weft__calloc(1, sizeof *b);
+  if (b == NULL) return -ENOMEM;
+  b->loop = loop;
+  b->parties = parties;
+  *out = b;
+  return 0;
+}
+
+static void barrier_fail(weft_barrier *b, int err) {
+  b->count = 0;
+  weft__waitq_fail_all(&b->q, err);
+}
+
+int weft_barrier_free(weft_barrier *b) {
+  if (b == NULL) return -EINVAL;
+  barrier_fail(b, WEFT_ECLOSED);
+  weft__free(b);
+  return 0;
+}
+
+/* The last party: the others get 0 .. parties-2 in arrival order. */
+static int barrier_release(weft_barrier *b, weft_future **out) {
+  int err = weft__future_alloc(b->loop, K_PLAIN, out);
+  if (err != 0) return err;
+  weft_future_resolve_i64(*out, (int64_t)b->parties - 1);
+  b->count = 0;
+  int64_t i = 0;
+  for (weft_future *f; (f = weft__waitq_pop(&b->q)) != NULL;) {
+    weft_future_resolve_i64(f, i++);
+    weft_future_unref(f);
+  }
+  return 0;
+}
+
+int weft_barrier_wait(weft_barrier *b, weft_future **out) {
+  if (b == NULL || out == NULL) return -EINVAL;
+  if (b->broken) return WEFT_EBROKEN;
+  if (b->count + 1 == b->parties) return barrier_release(b, out);
+  int err = weft__waitq_add(b->loop, &b->q, out);
+  if (err != 0) return err;
+  b->q.tail->u.hook.fn = barrier_leave;
+  b->q.tail->u.hook.arg = b;
+  b->count++;
+  return 0;
+}
+
+int weft_barrier_abort(weft_barrier *b) {
+  if (b == NULL) return -EINVAL;
+  b->broken = true;
+  barrier_fail(b, WEFT_EBROKEN);
+  return 0;
+}
+
+int weft_barrier_reset(weft_barrier *b) {
+  if (b == NULL) return -EINVAL;
+  barrier_fail(b, WEFT_EBROKEN);
+  b->broken = false;
+  return 0;
+}
+
+unsigned weft_barrier_waiting(const weft_barrier *b) { return b ? b->count : 0; }
+
+unsigned weft_barrier_parties(const weft_barrier *b) {
+  return b ? b->parties : 0;
+}
+
+bool weft_barrier_broken(const weft_barrier *b) { return b && b->broken; }

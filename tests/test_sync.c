@@ -468,3 +468,147 @@ static int primitives_round(weft_loop *loop, void *arg) {
 Test(sync, primitives_fail_cleanly_without_memory, .timeout = 30) {
   th_alloc_sweep(primitives_round, NULL);
 }
+
+/* ---- bounded semaphore, barrier -------------------------------------------- */
+
+#define SEQ(got, want)                                                        \
+  do {                                                                        \
+    int g_ = (got), w_ = (want);                                              \
+    cr_assert_eq(g_, w_, "%s: got %s, want %s", #got, weft_err_name(g_),     \
+                 weft_err_name(w_));                                          \
+  } while (0)
+
+Test(sync, bounded_semaphore_refuses_a_release_above_its_initial_value,
+     .timeout = 10) {
+  weft_loop *loop = th_loop();
+  weft_semaphore *s;
+  weft_future *a, *b, *w;
+  SEQ(weft_semaphore_new_bounded(NULL, 1, &s), -EINVAL);
+  SEQ(weft_semaphore_new_bounded(loop, 1, NULL), -EINVAL);
+  SEQ(weft_semaphore_new_bounded(loop, 2, &s), 0);
+  SEQ(weft_semaphore_release(s), -EOVERFLOW); /* nothing taken yet */
+  cr_assert_eq(weft_semaphore_value(s), 2);
+  SEQ(weft_semaphore_acquire(s, &a), 0);
+  SEQ(weft_semaphore_acquire(s, &b), 0);
+  SEQ(weft_semaphore_acquire(s, &w), 0); /* waits */
+  cr_assert_eq(st(w), WEFT_FUTURE_PENDING);
+  SEQ(weft_semaphore_release(s), 0); /* to the waiter */
+  cr_assert_eq(st(w), WEFT_FUTURE_FULFILLED);
+  SEQ(weft_semaphore_release(s), 0);
+  SEQ(weft_semaphore_release(s), 0);
+  cr_assert_eq(weft_semaphore_value(s), 2);
+  SEQ(weft_semaphore_release(s), -EOVERFLOW);
+  cr_assert_eq(weft_semaphore_value(s), 2);
+  weft_semaphore *z; /* bound 0: never releasable */
+  SEQ(weft_semaphore_new_bounded(loop, 0, &z), 0);
+  SEQ(weft_semaphore_release(z), -EOVERFLOW);
+  SEQ(weft_semaphore_free(z), 0);
+  SEQ(weft_semaphore_free(s), 0);
+  weft_future_unref(a);
+  weft_future_unref(b);
+  weft_future_unref(w);
+  th_loop_finish(loop);
+}
+
+Test(sync, barrier_releases_every_party_with_its_position_and_is_reused,
+     .timeout = 10) {
+  weft_loop *loop = th_loop();
+  weft_barrier *b;
+  weft_future *fs[6];
+  SEQ(weft_barrier_new(loop, 3, &b), 0);
+  cr_assert_eq(weft_barrier_parties(b), 3);
+  for (int cycle = 0; cycle < 2; cycle++) {
+    weft_future **f = fs + 3 * cycle;
+    SEQ(weft_barrier_wait(b, &f[0]), 0);
+    SEQ(weft_barrier_wait(b, &f[1]), 0);
+    cr_assert_eq(weft_barrier_waiting(b), 2);
+    cr_assert_eq(st(f[0]), WEFT_FUTURE_PENDING);
+    SEQ(weft_barrier_wait(b, &f[2]), 0);
+    cr_assert_eq(weft_barrier_waiting(b), 0);
+    for (int i = 0; i < 3; i++) {
+      cr_assert_eq(st(f[i]), WEFT_FUTURE_FULFILLED);
+      cr_assert_eq(weft_future_value_i64(f[i]), i);
+    }
+  }
+  unref_all(fs, 6);
+  SEQ(weft_barrier_free(b), 0);
+  th_loop_finish(loop);
+}
+
+Test(sync, barrier_cancel_takes_an_arrival_back_abort_and_reset_break_it,
+     .timeout = 10) {
+  weft_loop *loop = th_loop();
+  weft_barrier *b;
+  weft_future *a, *c, *d, *e, *x;
+  SEQ(weft_barrier_new(loop, 2, &b), 0);
+  SEQ(weft_barrier_wait(b, &a), 0);
+  SEQ(weft_future_cancel(a), 0); /* leaves the cycle */
+  cr_assert_eq(weft_barrier_waiting(b), 0);
+  SEQ(weft_barrier_wait(b, &c), 0);
+  cr_assert_eq(st(c), WEFT_FUTURE_PENDING); /* still one short */
+  SEQ(weft_barrier_abort(b), 0);
+  cr_assert(weft_barrier_broken(b));
+  SEQ(weft_future_error(c), WEFT_EBROKEN);
+  SEQ(weft_barrier_wait(b, &x), WEFT_EBROKEN);
+  SEQ(weft_barrier_reset(b), 0);
+  cr_assert(!weft_barrier_broken(b));
+  SEQ(weft_barrier_wait(b, &d), 0);
+  SEQ(weft_barrier_reset(b), 0); /* a reset breaks the waiting cycle */
+  SEQ(weft_future_error(d), WEFT_EBROKEN);
+  SEQ(weft_barrier_wait(b, &e), 0);
+  cr_assert_eq(weft_barrier_waiting(b), 1);
+  SEQ(weft_barrier_free(b), 0); /* closing rejects the waiter */
+  SEQ(weft_future_error(e), WEFT_ECLOSED);
+  th_run(loop);
+  weft_future_unref(a);
+  weft_future_unref(c);
+  weft_future_unref(d);
+  weft_future_unref(e);
+  th_loop_finish(loop);
+}
+
+Test(sync, barrier_bad_inputs, .timeout = 10) {
+  weft_loop *loop = th_loop();
+  weft_barrier *b;
+  weft_future *f;
+  SEQ(weft_barrier_new(NULL, 2, &b), -EINVAL);
+  SEQ(weft_barrier_new(loop, 0, &b), -EINVAL);
+  SEQ(weft_barrier_new(loop, 2, NULL), -EINVAL);
+  SEQ(weft_barrier_wait(NULL, &f), -EINVAL);
+  SEQ(weft_barrier_abort(NULL), -EINVAL);
+  SEQ(weft_barrier_reset(NULL), -EINVAL);
+  SEQ(weft_barrier_free(NULL), -EINVAL);
+  cr_assert_eq(weft_barrier_waiting(NULL), 0);
+  cr_assert_eq(weft_barrier_parties(NULL), 0);
+  cr_assert(!weft_barrier_broken(NULL));
+  SEQ(weft_barrier_new(loop, 1, &b), 0);
+  SEQ(weft_barrier_wait(b, NULL), -EINVAL);
+  SEQ(weft_barrier_wait(b, &f), 0); /* one party: released at once */
+  cr_assert_eq(weft_future_value_i64(f), 0);
+  weft_future_unref(f);
+  SEQ(weft_barrier_free(b), 0);
+  th_loop_usable(loop);
+  th_loop_finish(loop);
+}
+
+static int barrier_round(weft_loop *loop, void *arg) {
+  (void)arg;
+  weft_barrier *b;
+  weft_semaphore *s;
+  weft_future *f[3] = {NULL, NULL, NULL};
+  int err = weft_barrier_new(loop, 3, &b);
+  if (err != 0) return err;
+  for (int i = 0; i < 3 && err == 0; i++) err = weft_barrier_wait(b, &f[i]);
+  if (err == 0)
+    for (int i = 0; i < 3; i++) cr_assert_eq(weft_future_value_i64(f[i]), i);
+  if (err == 0 && (err = weft_semaphore_new_bounded(loop, 1, &s)) == 0)
+    weft_semaphore_free(s);
+  weft_barrier_free(b);
+  weft_loop_run(loop, WEFT_RUN_DEFAULT);
+  unref_all(f, 3);
+  return err;
+}
+
+Test(sync, barrier_allocation_failure_at_each_site, .timeout = 30) {
+  cr_assert_gt(th_alloc_sweep(barrier_round, NULL), 0);
+}

@@ -45,6 +45,7 @@ WEFT_API const char *weft_version(void);
   X(WEFT_EWORKER, WEFT__ERR_BASE - 4, "worker process died")                   \
   X(WEFT_ELIMIT, WEFT__ERR_BASE - 5, "output limit exceeded")                  \
   X(WEFT_EUNOBSERVED, WEFT__ERR_BASE - 6, "rejection never observed")          \
+  X(WEFT_EBROKEN, WEFT__ERR_BASE - 7, "barrier broken")                       \
   X(WEFT_EDNS_NODATA, WEFT__DNS_BASE - 1, "DNS: no data of the requested type") \
   X(WEFT_EDNS_FORMERR, WEFT__DNS_BASE - 2, "DNS: query format error")          \
   X(WEFT_EDNS_SERVFAIL, WEFT__DNS_BASE - 3, "DNS: server failure")             \

@@ -44,14 +44,23 @@ typedef struct pool_state {
   /* the completion queue: workers push, the loop takes it whole */
   pthread_mutex_t lock;
   pthread_cond_t cond; /* before_free waits here for running jobs */
-  weft_work *cq_head, *cq_tail;
+  weft__list cq;       /* completed jobs (qnode) */
   bool armed;  /* a wake-up is pending or the loop is draining */
   bool waiter; /* before_free is waiting on cond */
   /* loop thread only */
-  weft_work *out_head; /* outstanding jobs (lprev/lnext) */
+  weft__list out; /* outstanding jobs (lnode), newest first */
   unsigned outstanding;
   bool closing; /* weft_loop_free() is cancelling: no new submits */
 } pool_state;
+
+/* A job's two list nodes (core/list.h), private storage in weft_work. */
+_Static_assert(sizeof(((weft_work *)0)->qnode) == sizeof(weft__list) &&
+                   sizeof(((weft_work *)0)->lnode) == sizeof(weft__list),
+               "weft_work's list nodes");
+static inline weft__list *qnode(weft_work *w) { return (weft__list *)(void *)&w->qnode; }
+static inline weft__list *lnode(weft_work *w) { return (weft__list *)(void *)&w->lnode; }
+#define WORK_OF_Q(n) WEFT__CONTAINER_OF((void *)(n), weft_work, qnode)
+#define WORK_OF_L(n) WEFT__CONTAINER_OF((void *)(n), weft_work, lnode)
 
 #define BATCH_MAX 16
 #define SPIN_ROUNDS 1000
@@ -69,7 +78,7 @@ typedef struct slot {
 struct lane {
   pthread_mutex_t lock;
   pthread_cond_t cond;
-  weft_work *qhead, *qtail;
+  weft__list queue; /* queued jobs (qnode) */
   size_t qlen;
   atomic_size_t qlen_hint; /* qlen, for spinning workers (no lock) */
   unsigned target, nthreads, nidle, nspin;
@@ -119,15 +128,11 @@ static int take_batch(lane *l, weft_work **batch) {
   size_t per = l->qlen / (2u * (l->nthreads ? l->nthreads : 1));
   int n = per < 1 ? 1 : per > BATCH_MAX ? BATCH_MAX : (int)per;
   int i = 0;
-  while (i < n && l->qhead != NULL) {
-    weft_work *w = l->qhead;
-    l->qhead = w->next;
+  for (weft__list *q; i < n && (q = weft__list_pop_front(&l->queue)) != NULL;) {
+    weft_work *w = WORK_OF_Q(q);
     w->queued = 0;
-    w->next = w->prev = NULL;
     batch[i++] = w;
   }
-  if (l->qhead == NULL) l->qtail = NULL;
-  else l->qhead->prev = NULL;
   l->qlen -= (size_t)i;
   atomic_store_explicit(&l->qlen_hint, l->qlen, memory_order_relaxed);
   atomic_fetch_add_explicit(&l->running, (unsigned long long)i, memory_order_relaxed);
@@ -156,13 +161,13 @@ static void *worker_main(void *arg) {
   pthread_mutex_lock(&l->lock);
   for (;;) {
     if (l->shutdown || l->nthreads > l->target) break;
-    if (l->qhead == NULL && l->nspin == 0) {
+    if (weft__list_empty(&l->queue) && l->nspin == 0) {
       /* one spinner per lane: more would steal the CPUs that the loop
        * thread and the busy workers need (2 cores) */
       spin_for_work(l); /* drops the lock: look at everything again */
       if (l->shutdown || l->nthreads > l->target) break;
     }
-    if (l->qhead == NULL) {
+    if (weft__list_empty(&l->queue)) {
       l->nidle++;
       pthread_cond_wait(&l->cond, &l->lock);
       l->nidle--;
@@ -170,7 +175,7 @@ static void *worker_main(void *arg) {
       continue;
     }
     int n = take_batch(l, batch);
-    if (l->qhead != NULL && l->nidle > 0 && !l->waking) {
+    if (!weft__list_empty(&l->queue) && l->nidle > 0 && !l->waking) {
       l->waking = true; /* chain: pass the rest on */
       pthread_cond_signal(&l->cond);
     }
@@ -225,6 +230,7 @@ static void lane_wake_one(lane *l) {
 static void lane_init(lane *l, unsigned size) {
   pthread_mutex_init(&l->lock, NULL);
   pthread_cond_init(&l->cond, NULL);
+  weft__list_init(&l->queue);
   atomic_init(&l->qlen_hint, 0);
   atomic_init(&l->running, 0);
   atomic_init(&l->done, 0);
@@ -320,6 +326,8 @@ static pool_state *pool_state_get(weft_loop *loop, int *err) {
     return NULL;
   }
   st->loop = loop;
+  weft__list_init(&st->cq);
+  weft__list_init(&st->out);
   pthread_mutex_init(&st->lock, NULL);
   pthread_cond_init(&st->cond, NULL);
   ev_async_init(&st->async, on_completions);
@@ -331,15 +339,13 @@ static pool_state *pool_state_get(weft_loop *loop, int *err) {
   return st;
 }
 
-/* Appends a chain of completed jobs (all of `st`'s loop) and wakes the loop
- * unless a wake-up is already pending. The ev_async_send happens under the
- * lock so that the loop cannot be freed between the push and the send. */
-static void cq_push(pool_state *st, weft_work *first, weft_work *last) {
-  last->next = NULL;
+/* Appends completed jobs (all of `st`'s loop, a local list that is left
+ * empty) and wakes the loop unless a wake-up is already pending. The
+ * ev_async_send happens under the lock so that the loop cannot be freed
+ * between the push and the send. */
+static void cq_push(pool_state *st, weft__list *done) {
   pthread_mutex_lock(&st->lock);
-  if (st->cq_tail) st->cq_tail->next = first;
-  else st->cq_head = first;
-  st->cq_tail = last;
+  weft__list_splice_back(&st->cq, done);
   if (st->waiter) pthread_cond_signal(&st->cond);
   if (!st->armed) {
     st->armed = true;
@@ -356,39 +362,36 @@ static void cq_push(pool_state *st, weft_work *first, weft_work *last) {
 static void push_completions(weft_work **batch, int n) {
   for (int i = 0; i < n; i++) {
     if (batch[i] == NULL) continue;
-    pool_state *st = weft__module_get(batch[i]->loop, WEFT__MOD_POOL);
-    weft_work *first = batch[i], *last = first;
-    for (int j = i + 1; j < n; j++) {
-      if (batch[j] != NULL && batch[j]->loop == first->loop) {
-        last->next = batch[j];
-        last = batch[j];
+    weft_loop *loop = batch[i]->loop;
+    weft__list group;
+    weft__list_init(&group);
+    for (int j = i; j < n; j++) {
+      if (batch[j] != NULL && batch[j]->loop == loop) {
+        weft__list_insert(&group, qnode(batch[j]));
         batch[j] = NULL;
       }
     }
-    cq_push(st, first, last);
+    cq_push(weft__module_get(loop, WEFT__MOD_POOL), &group);
   }
 }
 
-static void deliver(pool_state *st, weft_work *w) {
-  while (w != NULL) {
-    weft_work *next = w->next;
-    if (w->lprev) w->lprev->lnext = w->lnext;
-    else st->out_head = w->lnext;
-    if (w->lnext) w->lnext->lprev = w->lprev;
-    w->lprev = w->lnext = w->next = NULL;
+/* Runs the done callbacks of a taken batch (a local list, left empty). */
+static void deliver(pool_state *st, weft__list *done) {
+  for (weft__list *q; (q = weft__list_pop_front(done)) != NULL;) {
+    weft_work *w = WORK_OF_Q(q);
+    weft__list_unlink(lnode(w));
     st->outstanding--;
     weft__req_done(st->loop);
     w->done_cb(w, w->status); /* may free or resubmit w */
-    w = next;
   }
 }
 
-static weft_work *cq_take(pool_state *st) {
+/* Moves the whole completion queue to `out`; false if it was empty. */
+static bool cq_take(pool_state *st, weft__list *out) {
   pthread_mutex_lock(&st->lock);
-  weft_work *w = st->cq_head;
-  st->cq_head = st->cq_tail = NULL;
+  weft__list_splice_back(out, &st->cq);
   pthread_mutex_unlock(&st->lock);
-  return w;
+  return !weft__list_empty(out);
 }
 
 /* Drains whole batches; completions that arrive meanwhile are picked up
@@ -398,13 +401,12 @@ static void on_completions(struct ev_loop *ev, ev_async *a, int revents) {
   WEFT__UNUSED(ev);
   WEFT__UNUSED(revents);
   pool_state *st = a->data;
-  for (int round = 0; round < DRAIN_ROUNDS; round++) {
-    weft_work *w = cq_take(st);
-    if (w == NULL) break;
-    deliver(st, w);
-  }
+  weft__list done;
+  weft__list_init(&done);
+  for (int round = 0; round < DRAIN_ROUNDS && cq_take(st, &done); round++)
+    deliver(st, &done);
   pthread_mutex_lock(&st->lock);
-  if (st->cq_head != NULL) {
+  if (!weft__list_empty(&st->cq)) {
     ev_async_send(st->loop->ev, &st->async);
     weft__loop_wake(st->loop); /* see cq_push */
   } else {
@@ -430,7 +432,6 @@ int weft_work_submit(weft_loop *loop, weft_work *w, weft_pool_lane lane_id,
   w->done_cb = done_cb;
   w->lane = (unsigned char)lane_id;
   w->status = 0;
-  w->next = NULL;
   atomic_store_explicit(&w->cancel, false, memory_order_relaxed);
   atomic_store_explicit(&w->state, W_QUEUED, memory_order_relaxed);
   pthread_mutex_lock(&l->lock);
@@ -442,20 +443,15 @@ int weft_work_submit(weft_loop *loop, weft_work *w, weft_pool_lane lane_id,
       return err;
     }
   }
-  w->prev = l->qtail;
-  if (l->qtail) l->qtail->next = w;
-  else l->qhead = w;
-  l->qtail = w;
+  weft__list_init(qnode(w)); /* `w` is the caller's: its nodes hold anything */
+  weft__list_push_back(&l->queue, qnode(w));
   w->queued = 1;
   l->qlen++;
   atomic_store_explicit(&l->qlen_hint, l->qlen, memory_order_relaxed);
   lane_wake_one(l);
   pthread_mutex_unlock(&l->lock);
   /* the loop's list of outstanding jobs: loop thread only */
-  w->lprev = NULL;
-  w->lnext = st->out_head;
-  if (st->out_head) st->out_head->lprev = w;
-  st->out_head = w;
+  weft__list_push_front(&st->out, lnode(w));
   st->outstanding++;
   weft__req_start(loop);
   return 0;
@@ -466,19 +462,18 @@ static int cancel_job(pool_state *st, weft_work *w) {
   lane *l = &g_pool->lanes[w->lane];
   pthread_mutex_lock(&l->lock);
   if (w->queued) {
-    if (w->prev) w->prev->next = w->next;
-    else l->qhead = w->next;
-    if (w->next) w->next->prev = w->prev;
-    else l->qtail = w->prev;
+    weft__list_unlink(qnode(w));
     w->queued = 0;
-    w->prev = NULL;
     l->qlen--;
     atomic_fetch_add_explicit(&l->done, 1, memory_order_relaxed);
     atomic_store_explicit(&l->qlen_hint, l->qlen, memory_order_relaxed);
     atomic_store(&w->state, W_CANCELLED);
     pthread_mutex_unlock(&l->lock);
     w->status = -ECANCELED;
-    cq_push(st, w, w);
+    weft__list one;
+    weft__list_init(&one);
+    weft__list_insert(&one, qnode(w));
+    cq_push(st, &one);
     return 0;
   }
   pthread_mutex_unlock(&l->lock);
@@ -532,18 +527,19 @@ static void lstate_before_free(weft_loop *loop, void *arg, unsigned requests) {
   pool_state *st = arg;
   if (st->outstanding == 0 || st->outstanding != requests) return;
   st->closing = true;
-  for (weft_work *w = st->out_head; w != NULL; w = w->lnext) cancel_job(st, w);
+  WEFT__LIST_FOREACH(n, &st->out) cancel_job(st, WORK_OF_L(n));
+  weft__list done;
+  weft__list_init(&done);
   while (st->outstanding != 0) {
     pthread_mutex_lock(&st->lock);
-    while (st->cq_head == NULL) {
+    while (weft__list_empty(&st->cq)) {
       st->waiter = true;
       pthread_cond_wait(&st->cond, &st->lock);
     }
     st->waiter = false;
-    weft_work *w = st->cq_head;
-    st->cq_head = st->cq_tail = NULL;
+    weft__list_splice_back(&done, &st->cq);
     pthread_mutex_unlock(&st->lock);
-    deliver(st, w);
+    deliver(st, &done);
   }
   st->closing = false;
 }

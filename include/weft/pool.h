@@ -57,8 +57,12 @@ struct weft_work {
   weft_loop *loop;
   weft_work_fn work_fn;
   weft_work_done_cb done_cb;
-  struct weft_work *prev, *next; /* lane queue, then completion queue */
-  struct weft_work *lprev, *lnext; /* the loop's outstanding jobs */
+  struct {
+    void *p_[2];
+  } qnode; /* lane queue, then completion queue */
+  struct {
+    void *p_[2];
+  } lnode; /* the loop's outstanding jobs */
   atomic_int state;
   atomic_bool cancel;
   int status;

@@ -4,8 +4,10 @@
  * The future belongs to its loop's thread, so the waiting thread never
  * touches it while it waits. It fills a waiter and posts it to the loop
  * (weft_call_soon_threadsafe); on the loop thread the waiter registers an
- * on_settled callback on the future, which, when it runs, records the answer
- * under the waiter's mutex and signals its condition variable.
+ * on_settled callback on the future, which, when it runs, stores the answer
+ * in the waiter's atomic `result` (compare-and-swap from W_PENDING) and
+ * wakes the thread with futex(2), which the thread sleeps on. No mutex: a
+ * woken thread does not then contend for a lock the loop still holds.
  *
  * References to the waiter (an atomic count), and which thread owns each:
  *  - the thread's own, from the call to its return;
@@ -16,8 +18,8 @@
  * Whoever drops the last one frees the waiter (or, on the thread, keeps it
  * in a one-entry thread-local cache for its next wait).
  *
- * A thread that times out marks its answer -ETIMEDOUT under the mutex (a
- * late answer then changes nothing) and posts a withdraw, which removes the
+ * A thread that times out swaps its answer to -ETIMEDOUT (if the swap
+ * fails, the answer came first and wins; else a late answer changes nothing) and posts a withdraw, which removes the
  * registration on the loop thread; its posts run in order, so the withdraw
  * runs after the register. If the withdraw cannot be posted (-ENOMEM,
  * -ESHUTDOWN) the registration stays until the future settles or the loop
@@ -25,9 +27,12 @@
  *
  * Registered waiters are on a list of the loop's futures module, so that
  * weft_loop_free() (the module's teardown) answers them -ESHUTDOWN. */
+#include <linux/futex.h>
 #include <pthread.h>
 #include <stdlib.h>
+#include <sys/syscall.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "internal.h"
 
@@ -35,9 +40,7 @@
 
 typedef struct weft__waiter {
   atomic_uint refs;
-  pthread_mutex_t mu;
-  pthread_cond_t cv;
-  int result;         /* under mu */
+  atomic_int result;  /* W_PENDING until answered; the futex word */
   bool registered;    /* loop thread: an on_settled registration is live */
   weft_future *f;     /* written before the post: the loop reads them */
   weft__fmod *m;
@@ -48,11 +51,7 @@ static pthread_once_t key_once = PTHREAD_ONCE_INIT;
 static pthread_key_t cache_key;
 static bool key_ok;
 
-static void w_destroy(weft__waiter *w) {
-  pthread_mutex_destroy(&w->mu);
-  pthread_cond_destroy(&w->cv);
-  weft__free(w);
-}
+static void w_destroy(weft__waiter *w) { weft__free(w); }
 
 static void cache_free(void *p) { w_destroy(p); }
 
@@ -70,26 +69,7 @@ static weft__waiter *w_get(void) {
       return w;
     }
   }
-  weft__waiter *w = weft__malloc(sizeof *w);
-  if (w == NULL) return NULL;
-  pthread_condattr_t ca;
-  if (pthread_condattr_init(&ca) != 0) {
-    weft__free(w);
-    return NULL;
-  }
-  pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
-  int e1 = pthread_cond_init(&w->cv, &ca);
-  pthread_condattr_destroy(&ca);
-  if (e1 != 0) {
-    weft__free(w);
-    return NULL;
-  }
-  if (pthread_mutex_init(&w->mu, NULL) != 0) {
-    pthread_cond_destroy(&w->cv);
-    weft__free(w);
-    return NULL;
-  }
-  return w;
+  return weft__malloc(sizeof(weft__waiter));
 }
 
 /* The last reference went. On a thread that has no cached waiter it is
@@ -106,18 +86,20 @@ static void w_drop(weft__waiter *w, bool may_cache) {
   if (atomic_fetch_sub(&w->refs, 1) == 1) w_last(w, may_cache);
 }
 
+static long futex(atomic_int *word, int op, int val,
+                  const struct timespec *ts) {
+  return syscall(SYS_futex, (int *)word, op | FUTEX_PRIVATE_FLAG, val, ts,
+                 NULL, FUTEX_BITSET_MATCH_ANY);
+}
+
 /* Loop thread: records rc (unless the thread has given up) and wakes the
- * thread; consumes the loop's reference. The count drops under the mutex:
- * the thread, which holds its own, cannot leave before we unlock. */
+ * thread; consumes the loop's reference, dropped after the wake, so the
+ * waiter outlives it. */
 static void answer(weft__waiter *w, int rc) {
-  pthread_mutex_lock(&w->mu);
-  if (w->result == W_PENDING) {
-    w->result = rc;
-    pthread_cond_signal(&w->cv);
-  }
-  bool last = atomic_fetch_sub(&w->refs, 1) == 1;
-  pthread_mutex_unlock(&w->mu);
-  if (last) w_destroy(w);
+  int pending = W_PENDING;
+  if (atomic_compare_exchange_strong(&w->result, &pending, rc))
+    futex(&w->result, FUTEX_WAKE, 1, NULL);
+  w_drop(w, false);
 }
 
 static void unlink_w(weft__waiter *w) {
@@ -201,7 +183,7 @@ int weft_future_wait(weft_future *f, int64_t timeout_ms) {
   if (w == NULL) return -ENOMEM;
   w->f = f;
   w->m = m;
-  w->result = W_PENDING;
+  atomic_store(&w->result, W_PENDING);
   w->registered = false;
   w->prev = w->next = NULL;
   atomic_store(&w->refs, 2); /* this thread's and the loop's */
@@ -213,18 +195,20 @@ int weft_future_wait(weft_future *f, int64_t timeout_ms) {
   }
   struct timespec until = timeout_ms > 0 ? deadline_of(timeout_ms)
                                          : (struct timespec){0};
-  pthread_mutex_lock(&w->mu);
-  while (w->result == W_PENDING) {
-    if (timeout_ms < 0) {
-      pthread_cond_wait(&w->cv, &w->mu);
-    } else if (timeout_ms == 0 ||
-               pthread_cond_timedwait(&w->cv, &w->mu, &until) == ETIMEDOUT) {
-      if (w->result == W_PENDING) w->result = -ETIMEDOUT;
-      break;
-    }
+  int rc;
+  while ((rc = atomic_load(&w->result)) == W_PENDING) {
+    if (timeout_ms != 0 &&
+        (futex(&w->result, FUTEX_WAIT_BITSET, W_PENDING,
+               timeout_ms < 0 ? NULL : &until) == 0 ||
+         errno != ETIMEDOUT))
+      continue; /* woken, EAGAIN (answered meanwhile), EINTR: look again */
+    int pending = W_PENDING;
+    if (atomic_compare_exchange_strong(&w->result, &pending, -ETIMEDOUT))
+      rc = -ETIMEDOUT;
+    else
+      rc = pending; /* the answer came first */
+    break;
   }
-  int rc = w->result;
-  pthread_mutex_unlock(&w->mu);
   if (rc == -ETIMEDOUT) {
     atomic_fetch_add(&w->refs, 1); /* the withdraw's */
     if (weft_call_soon_threadsafe(loop, w_withdraw, w) != 0)

@@ -182,6 +182,7 @@ static void finish_closing(weft_loop *loop) {
   weft__list *n;
   while ((n = weft__list_pop_front(&batch)) != NULL) {
     weft_handle *h = WEFT__CONTAINER_OF(n, weft_handle, closing);
+    WEFT__ASSERT(h->flags & WEFT__H_CLOSING);
     if (h->ops->finish != NULL) h->ops->finish(h);
     h->flags = (h->flags & ~WEFT__H_CLOSING) | WEFT__H_CLOSED;
     weft__list_unlink(&h->all);

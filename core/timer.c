@@ -189,6 +189,8 @@ static weft__tbucket *bucket_alloc(weft__timers *ts) {
         break;
       }
   }
+  /* reserve() made room for every bucket that can be in use */
+  WEFT__ASSERT(ts->bump < ts->bump_end);
   return ts->bump++;
 }
 
@@ -201,6 +203,7 @@ static weft__tbucket *bucket_new(weft__timers *ts, uint64_t deadline) {
   b->hnext = ts->hash[h];
   ts->hash[h] = b;
   ts->bucket_count++;
+  WEFT__ASSERT(ts->heap_len < ts->heap_cap);
   sift_up(ts, ts->heap_len++, (weft__theap_entry){deadline, b});
   return b;
 }
@@ -232,6 +235,7 @@ static void bucket_free(weft__timers *ts, weft__tbucket *b) {
 
 static void timer_unlink(weft__timers *ts, weft_timer *t) {
   weft__tbucket *b = t->bucket;
+  WEFT__ASSERT(b != NULL && weft__list_linked(&t->node));
   weft__list_unlink(&t->node);
   t->bucket = NULL;
   ts->linked--;

@@ -36,6 +36,10 @@ typedef struct weft__handle_ops {
   weft_handle_type type;
   void (*close)(weft_handle *h);
   void (*finish)(weft_handle *h);
+  /* May be NULL. Runs the handle's completed requests: called by the io
+   * layer's deferred run for a handle it queued (io/iostate.c), so that
+   * layer never needs to know the handle's type. */
+  void (*deliver)(weft_handle *h);
 } weft__handle_ops;
 
 enum {

@@ -30,6 +30,101 @@ enum {
 /* How often a listener paused by EMFILE tries again (ms). */
 #define WEFT__ACCEPT_RETRY_MS 20u
 
+/* ---- io requests: one FIFO for every io handle type -------------------------
+ *
+ * Writes, connects and UDP sends start with a weft__req_hdr (right after
+ * the user's `data`). A handle keeps a queue of requests waiting for the
+ * kernel and a done list of requests whose completion is to run; the
+ * handle's `deliver` op runs them (weft__reqq_deliver), its `finish` op
+ * fails the queued ones and runs all (weft__reqq_cancel_all, _flush).
+ * Future forms draw their requests from a per-loop pool (no allocation in
+ * steady state) and settle through weft__req_settle. docs/internals.md,
+ * "io requests". */
+enum {
+  WEFT__REQ_QUEUED = 1u << 0, /* on its handle's queue */
+};
+
+_Static_assert(sizeof(((weft__req_hdr *)0)->link) == sizeof(weft__list),
+               "request link storage");
+_Static_assert(offsetof(weft_write_req, req) == sizeof(void *) &&
+                   offsetof(weft_connect_req, req) == sizeof(void *) &&
+                   offsetof(weft_udp_send_req, req) == sizeof(void *),
+               "the request header follows `data` in every io request");
+
+static inline weft__list *weft__req_link(weft__req_hdr *r) {
+  return (weft__list *)(void *)&r->link;
+}
+static inline weft__req_hdr *weft__req_of(weft__list *n) {
+  return WEFT__CONTAINER_OF((void *)n, weft__req_hdr, link);
+}
+/* The request (a weft_write_req, ...) whose header is `r`. */
+static inline void *weft__req_outer(weft__req_hdr *r) {
+  return (char *)r - sizeof(void *);
+}
+/* A queue or done list kept in a handle's `struct { void *p_[2]; }`. */
+#define WEFT__REQQ(storage) ((weft__list *)(void *)&(storage))
+
+/* Resets a request's header for a new start (user requests hold garbage). */
+static inline void weft__req_init(weft__req_hdr *r) {
+  weft__list_init(weft__req_link(r));
+  r->status = 0;
+  r->flags = 0;
+}
+/* Appends `r` to `q`, the handle's queue of requests waiting for the kernel. */
+static inline void weft__reqq_push(weft__list *q, weft__req_hdr *r) {
+  weft__list_insert(q, weft__req_link(r));
+  r->flags |= WEFT__REQ_QUEUED;
+}
+/* The oldest queued request, or NULL. */
+static inline weft__req_hdr *weft__reqq_front(const weft__list *q) {
+  weft__list *n = weft__list_front(q);
+  return n ? weft__req_of(n) : NULL;
+}
+/* `r` (queued or not) completed with `status`: to the back of `done`. */
+static inline void weft__reqq_complete(weft__list *done, weft__req_hdr *r,
+                                       int status) {
+  weft__list *n = weft__req_link(r);
+  if (weft__list_linked(n)) weft__list_unlink(n);
+  r->flags &= ~(unsigned)WEFT__REQ_QUEUED;
+  r->status = status;
+  weft__list_insert(done, n);
+}
+/* Takes a queued request out of its queue (a cancelled future); false if
+ * it is not queued (already in `done`). */
+static inline bool weft__reqq_cancel(weft__req_hdr *r) {
+  if (!(r->flags & WEFT__REQ_QUEUED)) return false;
+  weft__list_unlink(weft__req_link(r));
+  r->flags &= ~(unsigned)WEFT__REQ_QUEUED;
+  return true;
+}
+/* Runs one completed request's completion: its callback or its future. */
+typedef void (*weft__req_run_fn)(weft__req_hdr *r);
+/* Every queued request completes with `status`, in order. */
+void weft__reqq_cancel_all(weft__list *q, weft__list *done, int status);
+/* Runs the done list in order, stopping if a completion closes `h` (its
+ * finish op then runs the rest); `update` runs before each completion (the
+ * handle's watcher and active state follow the lists). */
+void weft__reqq_deliver(weft_handle *h, weft__list *done,
+                        void (*update)(weft_handle *h), weft__req_run_fn run);
+/* Runs the whole done list (the close phase). */
+void weft__reqq_flush(weft__list *done, weft__req_run_fn run);
+
+/* A per-loop pool of one kind of request, for the future forms. */
+typedef struct weft__req_pool {
+  weft__list free;
+  size_t size; /* sizeof the request */
+} weft__req_pool;
+/* A request's future form: draws a request from `pool` and makes its
+ * future. The header is reset, `future` set. -ENOMEM if out of memory. */
+int weft__req_future_new(weft_loop *loop, weft__req_pool *pool,
+                         weft__req_hdr **out);
+/* Undoes weft__req_future_new() after a failed start. */
+void weft__req_future_undo(weft__req_pool *pool, weft__req_hdr *r);
+/* Settles the request's future (resolved with `bytes` if `status` is 0,
+ * rejected otherwise), drops the request's reference and returns the
+ * request to `pool`. */
+void weft__req_settle(weft__req_pool *pool, weft__req_hdr *r, int status);
+
 /* The loop's net state (module slot WEFT__MOD_NET). */
 typedef struct weft__net {
   weft_loop *loop;
@@ -37,18 +132,15 @@ typedef struct weft__net {
   weft__list pending;    /* handles with completions to deliver */
   bool scheduled;        /* a delivery run is queued with call_soon */
   unsigned in_io;        /* inside a stream/UDP I/O callback */
-  weft_write_req *free_wreqs;       /* for the future forms */
-  weft_connect_req *free_creqs;
-  weft_udp_send_req *free_sreqs;
+  weft__req_pool wreqs; /* requests of the future forms */
+  weft__req_pool creqs;
+  weft__req_pool sreqs;
   weft__list paused;     /* listeners paused by EMFILE */
   weft_timer accept_timer; /* retries paused listeners (internal, unref'd) */
 } weft__net;
 
 /* The state of `loop`, created on first use; NULL if out of memory. */
 weft__net *weft__net_get(weft_loop *loop);
-/* Settles a write or send request's future (the byte count it carried in
- * `data`, or the error) and drops the request's reference. */
-void weft__net_settle(weft_future *f, int status, void *data);
 
 /* Makes sure a delivery run is queued: call before accepting an operation
  * that may complete synchronously, so that its completion can always be
@@ -70,6 +162,9 @@ void weft__net_schedule(weft__net *net, weft_handle *h);
 static inline weft__list *weft__pend_node(weft_handle *h) {
   return (weft__list *)(void *)((char *)h + sizeof(weft_handle));
 }
+static inline weft_handle *weft__pend_handle(weft__list *n) {
+  return (weft_handle *)(void *)((char *)n - sizeof(weft_handle));
+}
 
 /* A stream's fd (-1 if none). */
 static inline int weft__stream_fd(const weft_stream *s) {
@@ -88,7 +183,9 @@ int weft__stream_set_fd(weft_stream *s, int fd, unsigned flags);
 void weft__stream_reset(weft_stream *s);
 void weft__stream_close(weft_handle *h);
 void weft__stream_finish(weft_handle *h);
-void weft__stream_deliver(weft_stream *s);
+/* The stream `deliver` op (weft__handle_ops): runs finished work's
+ * callbacks; for a listener paused by EMFILE, retries accepting. */
+void weft__stream_deliver(weft_handle *h);
 int weft__stream_listen(weft_stream *s, int backlog, weft_connection_cb cb);
 /* Registers a connect: `immediate` 0 means connected already (completion
  * is scheduled), 1 means in progress. */
@@ -99,20 +196,34 @@ void weft__stream_abort_writes(weft_stream *s, int status);
 /* A connect failed or was cancelled: queued writes and a pending shutdown
  * fail with `status`, the socket closes, the handle is back to INIT. */
 void weft__stream_abort(weft_stream *s, int status);
-/* Takes a listener out of its EMFILE pause and accepts what it can. */
-void weft__stream_accept_resume(weft_stream *s);
 /* Pauses listener `h` (accept hit EMFILE): it is retried on the net
  * state's timer, or at once when weft frees an fd (weft__net_fd_freed). */
 void weft__net_accept_pause(weft__net *net, weft_handle *h);
 /* Resumes listeners paused on EMFILE (an fd was just freed). */
 void weft__net_fd_freed(weft_loop *loop);
-void weft__udp_deliver(weft_udp *u);
 
-/* Future forms: a pooled request that settles `f` on completion. */
-void weft__connect_settle(weft_connect_req *req, int status);
+/* A connect future's cancel hook (io/stream.c): aborts the connect. */
 void weft__future_cancel_connect(weft_future *f, void *arg);
+
+/* Brings an I/O watcher in line with the events `want` (0: stopped). Same
+ * fd: modify, not set, so libev skips epoll_ctl when the mask ends up
+ * unchanged (read_stop then read_start in one turn). */
+static inline void weft__io_want(weft_loop *loop, ev_io *w, int want) {
+  if (want != (ev_is_active(w) ? (w->events & (EV_READ | EV_WRITE)) : 0)) {
+    weft__io_stop(loop, w);
+    if (want != 0) {
+      ev_io_modify(w, want);
+      weft__io_start(loop, w);
+    }
+  }
+}
 
 /* Addresses (io/sockaddr.c). */
 int weft__sockaddr_check(const struct sockaddr *addr, socklen_t *len);
+/* setsockopt of an int option: 0 or -errno. */
+int weft__sock_setopt(int fd, int level, int name, int value);
+/* getsockname/getpeername (`fn`) of `fd` (-EINVAL if < 0): 0 or -errno. */
+int weft__sock_name(int fd, struct sockaddr *addr, socklen_t *len,
+                    int (*fn)(int, struct sockaddr *, socklen_t *));
 
 #endif /* WEFT_IO_INTERNAL_H */

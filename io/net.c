@@ -14,25 +14,87 @@
  * no -ENOMEM after the kernel has taken the bytes. */
 #include "internal.h"
 
+/* ---- io requests -------------------------------------------------------- */
+
+void weft__reqq_cancel_all(weft__list *q, weft__list *done, int status) {
+  WEFT__LIST_FOREACH(it, q) {
+    weft__req_hdr *r = weft__req_of(it);
+    r->flags &= ~(unsigned)WEFT__REQ_QUEUED;
+    r->status = status;
+  }
+  weft__list_splice_back(done, q);
+}
+
+void weft__reqq_deliver(weft_handle *h, weft__list *done,
+                        void (*update)(weft_handle *h), weft__req_run_fn run) {
+  weft__list *n;
+  while (!weft_is_closing(h) && (n = weft__list_pop_front(done)) != NULL) {
+    update(h);
+    run(weft__req_of(n));
+  }
+}
+
+void weft__reqq_flush(weft__list *done, weft__req_run_fn run) {
+  for (weft__list *n; (n = weft__list_pop_front(done)) != NULL;)
+    run(weft__req_of(n));
+}
+
+static void pool_clear(weft__req_pool *pool) {
+  for (weft__list *n; (n = weft__list_pop_front(&pool->free)) != NULL;)
+    weft__free(weft__req_outer(weft__req_of(n)));
+}
+
+int weft__req_future_new(weft_loop *loop, weft__req_pool *pool,
+                         weft__req_hdr **out) {
+  weft__list *n = weft__list_pop_front(&pool->free);
+  weft__req_hdr *r;
+  if (n != NULL) {
+    r = weft__req_of(n);
+  } else {
+    void *req = weft__malloc(pool->size);
+    if (req == NULL) return -ENOMEM;
+    r = (weft__req_hdr *)(void *)((char *)req + sizeof(void *));
+  }
+  weft__req_init(r);
+  r->bytes = 0;
+  int err = weft_future_new(loop, &r->future);
+  if (err != 0) {
+    weft__list_push_front(&pool->free, weft__req_link(r));
+    return err;
+  }
+  *out = r;
+  return 0;
+}
+
+void weft__req_future_undo(weft__req_pool *pool, weft__req_hdr *r) {
+  weft_future_unref(r->future);
+  r->future = NULL;
+  weft__list *n = weft__req_link(r);
+  if (weft__list_linked(n)) weft__list_unlink(n);
+  weft__list_push_front(&pool->free, n);
+}
+
+void weft__req_settle(weft__req_pool *pool, weft__req_hdr *r, int status) {
+  weft_future *f = r->future;
+  int64_t bytes = (int64_t)r->bytes;
+  r->future = NULL;
+  weft__list *n = weft__req_link(r);
+  if (weft__list_linked(n)) weft__list_unlink(n);
+  weft__list_push_front(&pool->free, n);
+  if (status == 0) weft_future_resolve_i64(f, bytes);
+  else weft_future_reject(f, status);
+  weft_future_unref(f);
+}
+
+/* ---- the io state -------------------------------------------------------- */
+
 static void net_teardown(weft_loop *loop, void *state) {
   WEFT__UNUSED(loop);
   weft__net *net = state; /* the retry timer is closed: no handle is open */
   weft__free(net->slab);
-  while (net->free_wreqs) {
-    weft_write_req *r = net->free_wreqs;
-    net->free_wreqs = r->next;
-    weft__free(r);
-  }
-  while (net->free_creqs) {
-    weft_connect_req *r = net->free_creqs;
-    net->free_creqs = (weft_connect_req *)r->data;
-    weft__free(r);
-  }
-  while (net->free_sreqs) {
-    weft_udp_send_req *r = net->free_sreqs;
-    net->free_sreqs = r->next;
-    weft__free(r);
-  }
+  pool_clear(&net->wreqs);
+  pool_clear(&net->creqs);
+  pool_clear(&net->sreqs);
   weft__free(net);
 }
 
@@ -63,8 +125,8 @@ static void on_accept_timer(weft_timer *t) {
   }
   while (!weft__list_empty(&paused)) {
     weft__list *n = weft__list_pop_front(&paused);
-    weft_stream *s = (weft_stream *)(void *)((char *)n - sizeof(weft_handle));
-    weft__stream_accept_resume(s);
+    weft_handle *h = weft__pend_handle(n);
+    h->ops->deliver(h); /* a paused listener's deliver accepts again */
   }
   retry_idle(net);
 }
@@ -96,6 +158,12 @@ weft__net *weft__net_get(weft_loop *loop) {
   net->loop = loop;
   weft__list_init(&net->pending);
   weft__list_init(&net->paused);
+  weft__list_init(&net->wreqs.free);
+  weft__list_init(&net->creqs.free);
+  weft__list_init(&net->sreqs.free);
+  net->wreqs.size = sizeof(weft_write_req);
+  net->creqs.size = sizeof(weft_connect_req);
+  net->sreqs.size = sizeof(weft_udp_send_req);
   weft__module_set(loop, WEFT__MOD_NET, net, net_teardown);
   return net;
 }
@@ -104,17 +172,10 @@ static void deliver_pending(weft__net *net) {
   weft__list batch;
   weft__list_init(&batch);
   /* take the batch: what its callbacks schedule goes in a new run */
-  if (!weft__list_empty(&net->pending)) {
-    batch.next = net->pending.next;
-    batch.prev = net->pending.prev;
-    batch.next->prev = batch.prev->next = &batch;
-    weft__list_init(&net->pending);
-  }
-  while (!weft__list_empty(&batch)) {
-    weft__list *n = weft__list_pop_front(&batch);
-    weft_handle *h = (weft_handle *)(void *)((char *)n - sizeof(weft_handle));
-    if (h->ops->type == WEFT_HANDLE_UDP) weft__udp_deliver((weft_udp *)h);
-    else weft__stream_deliver((weft_stream *)h);
+  weft__list_splice_back(&batch, &net->pending);
+  for (weft__list *n; (n = weft__list_pop_front(&batch)) != NULL;) {
+    weft_handle *h = weft__pend_handle(n);
+    h->ops->deliver(h);
   }
 }
 
@@ -149,8 +210,3 @@ void weft__net_fd_freed(weft_loop *loop) {
   else retry_idle(net); /* the listener just closed was the last paused */
 }
 
-void weft__net_settle(weft_future *f, int status, void *data) {
-  if (status == 0) weft_future_resolve_i64(f, (int64_t)(uintptr_t)data);
-  else weft_future_reject(f, status);
-  weft_future_unref(f);
-}

@@ -9,7 +9,8 @@
 #include "internal.h"
 
 static const weft__handle_ops pipe_ops = {WEFT_HANDLE_PIPE, weft__stream_close,
-                                          weft__stream_finish};
+                                          weft__stream_finish,
+                                          weft__stream_deliver};
 
 static pthread_once_t sigpipe_once = PTHREAD_ONCE_INIT;
 
@@ -110,7 +111,7 @@ int weft_pipe_connect(weft_connect_req *req, weft_pipe *p, const char *name,
     weft__stream_reset(&p->stream);
     return err;
   }
-  req->future = NULL;
+  req->req.future = NULL;
   return weft__stream_connect(&p->stream, req, cb, r < 0);
 }
 

@@ -18,6 +18,16 @@ int weft__sockaddr_check(const struct sockaddr *addr, socklen_t *len) {
   return *len != 0 ? 0 : -EINVAL;
 }
 
+int weft__sock_setopt(int fd, int level, int name, int value) {
+  return setsockopt(fd, level, name, &value, sizeof value) < 0 ? -errno : 0;
+}
+
+int weft__sock_name(int fd, struct sockaddr *addr, socklen_t *len,
+                    int (*fn)(int, struct sockaddr *, socklen_t *)) {
+  if (fd < 0 || addr == NULL || len == NULL) return -EINVAL;
+  return fn(fd, addr, len) < 0 ? -errno : 0;
+}
+
 int weft_ip4_addr(const char *ip, unsigned port, struct sockaddr_in *out) {
   if (ip == NULL || out == NULL || port > 65535) return -EINVAL;
   memset(out, 0, sizeof *out);

@@ -33,8 +33,15 @@ _Static_assert(offsetof(weft_stream, pend) == sizeof(weft_handle) &&
 #define ACCEPT_CAP 128 /* connections accepted per turn per listener */
 
 static inline ev_io *IO(weft_stream *s) { return (ev_io *)(void *)&s->io; }
+#define WQ(s) WEFT__REQQ((s)->wq)
+#define DONE(s) WEFT__REQQ((s)->done)
+
+static inline weft_write_req *write_of(weft__req_hdr *r) {
+  return weft__req_outer(r);
+}
 
 static void on_io(struct ev_loop *ev, ev_io *w, int revents);
+static void on_acceptable(weft_stream *s);
 
 void weft__stream_init(weft_loop *loop, weft_stream *s,
                        const weft__handle_ops *ops) {
@@ -44,7 +51,8 @@ void weft__stream_init(weft_loop *loop, weft_stream *s,
   ev_io_init(IO(s), on_io, -1, 0);
   IO(s)->data = s;
   memset(&s->u, 0, sizeof s->u);
-  s->wq_head = s->wq_tail = s->done_head = s->done_tail = NULL;
+  weft__list_init(WQ(s));
+  weft__list_init(DONE(s));
   s->wq_size = 0;
   s->high_wm = s->low_wm = 0;
   s->wm_cb = NULL;
@@ -62,7 +70,7 @@ static int wanted_events(const weft_stream *s) {
        !(s->flags & (S_ACCEPT_WAIT | S_ACCEPT_PAUSED))))
     ev |= EV_READ;
   if ((s->flags & S_CONNECTING) ||
-      (s->wq_head != NULL && (s->flags & S_CONNECTED)))
+      (!weft__list_empty(WQ(s)) && (s->flags & S_CONNECTED)))
     ev |= EV_WRITE;
   return ev;
 }
@@ -70,18 +78,10 @@ static int wanted_events(const weft_stream *s) {
 /* Brings the watcher and the active state in line with the flags. */
 static void update(weft_stream *s) {
   ev_io *w = IO(s);
-  int want = w->fd >= 0 ? wanted_events(s) : 0;
-  if (want != (ev_is_active(w) ? (w->events & (EV_READ | EV_WRITE)) : 0)) {
-    weft__io_stop(s->base.loop, w);
-    if (want != 0) {
-      /* same fd: modify, not set, so libev skips epoll_ctl when the
-       * mask ends up unchanged (read_stop then read_start in one turn) */
-      ev_io_modify(w, want);
-      weft__io_start(s->base.loop, w);
-    }
-  }
+  weft__io_want(s->base.loop, w, w->fd >= 0 ? wanted_events(s) : 0);
   bool busy = (s->flags & (S_READING | S_LISTENING | S_CONNECTING)) ||
-              s->wq_head || s->done_head || s->connect_req || s->shutdown_req;
+              !weft__list_empty(WQ(s)) || !weft__list_empty(DONE(s)) ||
+              s->connect_req || s->shutdown_req;
   if (weft__handle_usable(&s->base) && busy) weft__handle_start(&s->base);
   else weft__handle_stop(&s->base);
 }
@@ -117,32 +117,26 @@ static size_t req_remaining(const weft_write_req *req) {
   return n;
 }
 
-static void done_push(weft_stream *s, weft_write_req *req, int status) {
-  req->status = status;
-  req->next = NULL;
-  if (s->done_tail) s->done_tail->next = req;
-  else s->done_head = req;
-  s->done_tail = req;
-}
-
 static void write_release(weft_write_req *req) {
   if (req->bufs != req->inline_bufs) weft__free(req->bufs);
   req->bufs = NULL;
 }
 
 /* Runs a write's completion: its callback, or its future's settle. */
-static void write_complete(weft_write_req *req, int status) {
+static void write_run(weft__req_hdr *r) {
+  weft_write_req *req = write_of(r);
   write_release(req);
-  weft_future *f = req->future;
-  if (f == NULL) {
-    if (req->cb) req->cb(req, status);
-    return;
-  }
-  weft__net *net = weft__net_get(weft_future_loop(f));
-  req->future = NULL;
-  req->next = net->free_wreqs;
-  net->free_wreqs = req;
-  weft__net_settle(f, status, req->data);
+  if (r->future != NULL)
+    weft__req_settle(&weft__net_get(req->stream->base.loop)->wreqs, r,
+                     r->status);
+  else if (req->cb)
+    req->cb(req, r->status);
+}
+
+/* Settles a connect future and returns its request to the pool. */
+static void connect_settle(weft_connect_req *req, int status) {
+  weft__req_settle(&weft__net_get(req->stream->base.loop)->creqs, &req->req,
+                   status);
 }
 
 static void connect_complete(weft_stream *s) {
@@ -150,8 +144,8 @@ static void connect_complete(weft_stream *s) {
   s->connect_req = NULL;
   s->flags &= ~S_CONNECT_DONE;
   update(s);
-  if (req->future != NULL) weft__connect_settle(req, req->status);
-  else if (req->cb) req->cb(req, req->status);
+  if (req->req.future != NULL) connect_settle(req, req->req.status);
+  else if (req->cb) req->cb(req, req->req.status);
 }
 
 static void shutdown_complete(weft_stream *s) {
@@ -162,19 +156,25 @@ static void shutdown_complete(weft_stream *s) {
   if (req->cb) req->cb(req, req->status);
 }
 
+static void update_handle(weft_handle *h) { update((weft_stream *)h); }
+
 /* Runs the callbacks of finished work, stopping if one closes the stream
  * (the finish hook then delivers the rest). */
-void weft__stream_deliver(weft_stream *s) {
+static void deliver(weft_stream *s) {
   if (s->connect_req && (s->flags & S_CONNECT_DONE)) connect_complete(s);
-  while (s->done_head != NULL && !weft_is_closing(&s->base)) {
-    weft_write_req *req = s->done_head;
-    s->done_head = req->next;
-    if (s->done_head == NULL) s->done_tail = NULL;
-    update(s);
-    write_complete(req, req->status);
-  }
+  weft__reqq_deliver(&s->base, DONE(s), update_handle, write_run);
   if (weft_is_closing(&s->base)) return;
   if (s->shutdown_req && (s->flags & S_SHUT_DONE)) shutdown_complete(s);
+}
+
+void weft__stream_deliver(weft_handle *h) {
+  weft_stream *s = (weft_stream *)h;
+  if (s->flags & S_ACCEPT_PAUSED) { /* the EMFILE retry: accept again */
+    s->flags &= ~S_ACCEPT_PAUSED;
+    on_acceptable(s);
+    return;
+  }
+  deliver(s);
 }
 
 /* ---- writing -------------------------------------------------------------- */
@@ -217,7 +217,7 @@ static int req_write(weft_stream *s, weft_write_req *req, size_t *budget,
       return -errno;
     }
     req_advance(req, (size_t)n);
-    req->status = 1; /* bytes are on the wire: no longer cancellable */
+    req->req.status = 1; /* bytes are on the wire: no longer cancellable */
     if (queued) s->wq_size -= (size_t)n;
     *budget = (size_t)n >= *budget ? 0 : *budget - (size_t)n;
   }
@@ -249,19 +249,18 @@ static void check_low(weft_stream *s) {
 /* EV_WRITE: drain the queue within the fairness cap. */
 static void on_writable(weft_stream *s) {
   size_t budget = WEFT_STREAM_WRITE_CAP;
-  weft_write_req *req;
-  while ((req = s->wq_head) != NULL) {
+  weft__req_hdr *h;
+  while ((h = weft__reqq_front(WQ(s))) != NULL) {
+    weft_write_req *req = write_of(h);
     int r = req_write(s, req, &budget, true);
     if (r == 1) break;
-    s->wq_head = req->next;
-    if (s->wq_head == NULL) s->wq_tail = NULL;
     s->wq_size -= req_remaining(req);
-    done_push(s, req, r);
+    weft__reqq_complete(DONE(s), h, r);
   }
-  if (s->wq_head == NULL && s->shutdown_req && !(s->flags & S_SHUT_DONE))
+  if (weft__list_empty(WQ(s)) && s->shutdown_req && !(s->flags & S_SHUT_DONE))
     do_shutdown(s);
   update(s);
-  weft__stream_deliver(s);
+  deliver(s);
   if (!weft_is_closing(&s->base)) check_low(s);
 }
 
@@ -275,9 +274,7 @@ static int req_setup(weft_write_req *req, weft_stream *s, const weft_buf *bufs,
   memcpy(req->bufs, bufs, sizeof *bufs * nbufs);
   req->nbufs = nbufs;
   req->idx = 0;
-  req->status = 0;
   req->stream = s;
-  req->next = NULL;
   while (req->idx < nbufs && req->bufs[req->idx].len == 0) req->idx++;
   return 0;
 }
@@ -298,19 +295,17 @@ static int stream_write(weft_write_req *req, weft_stream *s,
   int err = weft__net_reserve(net);
   if (err == 0) err = req_setup(req, s, bufs, nbufs);
   if (err != 0) return err;
-  if (s->wq_head == NULL && (s->flags & S_CONNECTED)) {
+  if (weft__list_empty(WQ(s)) && (s->flags & S_CONNECTED)) {
     size_t budget = WEFT_STREAM_WRITE_CAP;
     int r = req_write(s, req, &budget, false);
     if (r <= 0) { /* all written, or failed: complete from the loop */
-      done_push(s, req, r);
+      weft__reqq_complete(DONE(s), &req->req, r);
       weft__net_schedule(net, &s->base);
       update(s);
       return 0;
     }
   }
-  if (s->wq_tail) s->wq_tail->next = req;
-  else s->wq_head = req;
-  s->wq_tail = req;
+  weft__reqq_push(WQ(s), &req->req);
   s->wq_size += req_remaining(req);
   update(s);
   if (s->wm_cb && !(s->flags & S_WM_ABOVE) && s->wq_size > s->high_wm) {
@@ -325,8 +320,9 @@ int weft_stream_write(weft_write_req *req, weft_stream *s, const weft_buf *bufs,
   if (req == NULL) return -EINVAL;
   int err = write_check(s, bufs, nbufs);
   if (err != 0) return err;
+  weft__req_init(&req->req);
+  req->req.future = NULL;
   req->cb = cb;
-  req->future = NULL;
   return stream_write(req, s, bufs, nbufs);
 }
 
@@ -334,22 +330,16 @@ int weft_stream_write(weft_write_req *req, weft_stream *s, const weft_buf *bufs,
  * the queue; one partly written finishes (to keep the byte stream whole),
  * its settle then failing harmlessly. */
 static void write_cancel(weft_future *f, void *arg) {
-  weft_write_req *req = arg, *prev = NULL, *it;
+  WEFT__UNUSED(f);
+  weft_write_req *req = arg;
   weft_stream *s = req->stream;
-  if (req->status != 0) return;
-  for (it = s->wq_head; it != NULL && it != req; it = it->next) prev = it;
-  if (it == NULL) return; /* already written: in `done` */
-  if (prev) prev->next = req->next;
-  else s->wq_head = req->next;
-  if (s->wq_tail == req) s->wq_tail = prev;
+  if (req->req.status != 0 || !weft__reqq_cancel(&req->req))
+    return; /* partly written, or already in `done` */
   s->wq_size -= req_remaining(req);
   update(s);
-  req->future = NULL;
   write_release(req);
-  weft__net *net = weft__net_get(s->base.loop);
-  req->next = net->free_wreqs;
-  net->free_wreqs = req;
-  weft_future_unref(f);
+  weft__req_settle(&weft__net_get(s->base.loop)->wreqs, &req->req,
+                   -ECANCELED); /* only recycles: f is settled */
   check_low(s);
 }
 
@@ -360,29 +350,21 @@ int weft_stream_write_future(weft_stream *s, const weft_buf *bufs,
   if (err != 0) return err;
   weft__net *net = weft__net_get(s->base.loop);
   if (net == NULL) return -ENOMEM;
-  weft_write_req *req = net->free_wreqs;
-  if (req == NULL && (req = weft__malloc(sizeof *req)) == NULL) return -ENOMEM;
-  else if (req == net->free_wreqs) net->free_wreqs = req->next;
-  weft_future *f;
-  err = weft_future_new(s->base.loop, &f);
-  if (err != 0) goto fail;
-  size_t total = 0;
-  for (unsigned i = 0; i < nbufs; i++) total += bufs[i].len;
-  req->data = (void *)(uintptr_t)total;
+  weft__req_hdr *r;
+  err = weft__req_future_new(s->base.loop, &net->wreqs, &r);
+  if (err != 0) return err;
+  weft_write_req *req = write_of(r);
+  for (unsigned i = 0; i < nbufs; i++) r->bytes += bufs[i].len;
   req->cb = NULL;
-  req->future = f;
   err = stream_write(req, s, bufs, nbufs);
   if (err != 0) {
-    weft_future_unref(f);
-    goto fail;
+    weft__req_future_undo(&net->wreqs, r);
+    return err;
   }
-  weft_future_on_cancel(f, write_cancel, req);
-  *out = weft_future_ref(f); /* one for the caller, one for the request */
+  weft_future_on_cancel(r->future, write_cancel, req);
+  /* one reference for the caller, one for the request */
+  *out = weft_future_ref(r->future);
   return 0;
-fail:
-  req->next = net->free_wreqs;
-  net->free_wreqs = req;
-  return err;
 }
 
 size_t weft_stream_write_queue_size(const weft_stream *s) {
@@ -423,7 +405,7 @@ int weft_stream_shutdown(weft_shutdown_req *req, weft_stream *s,
   req->status = 0;
   s->shutdown_req = req;
   s->flags |= S_SHUT_REQ;
-  if (s->wq_head == NULL && (s->flags & S_CONNECTED)) {
+  if (weft__list_empty(WQ(s)) && (s->flags & S_CONNECTED)) {
     do_shutdown(s);
     weft__net_schedule(net, &s->base);
   }
@@ -517,7 +499,7 @@ int weft__stream_connect(weft_stream *s, weft_connect_req *req,
                          weft_connect_cb cb, bool in_progress) {
   req->stream = s;
   req->cb = cb;
-  req->status = 0;
+  req->req.status = 0;
   s->connect_req = req;
   if (in_progress) {
     s->flags |= S_CONNECTING;
@@ -530,13 +512,9 @@ int weft__stream_connect(weft_stream *s, weft_connect_req *req,
 }
 
 void weft__stream_abort_writes(weft_stream *s, int status) {
-  for (weft_write_req *r; (r = s->wq_head) != NULL;) {
-    s->wq_head = r->next;
-    done_push(s, r, status);
-  }
-  s->wq_tail = NULL;
+  weft__reqq_cancel_all(WQ(s), DONE(s), status);
   s->wq_size = 0;
-  if (s->done_head == NULL) return;
+  if (weft__list_empty(DONE(s))) return;
   weft__net *net = weft__net_get(s->base.loop);
   if (weft__net_reserve(net) == 0) weft__net_schedule(net, &s->base);
   /* else they are delivered by the next run or the close */
@@ -562,16 +540,16 @@ static void on_connected(weft_stream *s) {
     err = errno;
   if (err == EINPROGRESS) return;
   s->flags &= ~S_CONNECTING;
-  s->connect_req->status = -err;
+  s->connect_req->req.status = -err;
   s->flags |= S_CONNECT_DONE;
   if (err == 0) {
     s->flags |= S_CONNECTED;
-    if (s->shutdown_req && s->wq_head == NULL) do_shutdown(s);
+    if (s->shutdown_req && weft__list_empty(WQ(s))) do_shutdown(s);
   } else {
     weft__stream_abort(s, -err);
   }
   update(s);
-  weft__stream_deliver(s);
+  deliver(s);
 }
 
 /* ---- listening and accepting ----------------------------------------------- */
@@ -617,11 +595,6 @@ static void on_acceptable(weft_stream *s) {
     s->u.connection_cb(s, 0);
   }
   update(s);
-}
-
-void weft__stream_accept_resume(weft_stream *s) {
-  s->flags &= ~S_ACCEPT_PAUSED;
-  on_acceptable(s);
 }
 
 int weft_stream_accept(weft_stream *server, weft_stream *client) {
@@ -678,21 +651,25 @@ void weft__stream_finish(weft_handle *h) {
   weft__list *node = weft__pend_node(h);
   if (weft__list_linked(node)) weft__list_unlink(node);
   if (s->connect_req && !(s->flags & S_CONNECT_DONE))
-    s->connect_req->status = -ECANCELED;
-  for (weft_write_req *r; (r = s->wq_head) != NULL;) {
-    s->wq_head = r->next;
-    done_push(s, r, -ECANCELED);
-  }
-  s->wq_tail = NULL;
+    s->connect_req->req.status = -ECANCELED;
+  weft__reqq_cancel_all(WQ(s), DONE(s), -ECANCELED);
   s->wq_size = 0;
   if (s->shutdown_req && !(s->flags & S_SHUT_DONE))
     s->shutdown_req->status = -ECANCELED;
   s->flags |= S_CONNECT_DONE | S_SHUT_DONE;
   if (s->connect_req) connect_complete(s);
-  for (weft_write_req *r; (r = s->done_head) != NULL;) {
-    s->done_head = r->next;
-    write_complete(r, r->status);
-  }
-  s->done_tail = NULL;
+  weft__reqq_flush(DONE(s), write_run);
   if (s->shutdown_req) shutdown_complete(s);
+}
+
+/* A connect future was cancelled: abort the connect (close the socket,
+ * back to the initial state); writes queued behind it are cancelled. */
+void weft__future_cancel_connect(weft_future *f, void *arg) {
+  WEFT__UNUSED(f);
+  weft_connect_req *req = arg;
+  weft_stream *s = req->stream;
+  if (s->connect_req != req || (s->flags & S_CONNECT_DONE)) return;
+  s->connect_req = NULL;
+  weft__stream_abort(s, -ECANCELED);
+  connect_settle(req, -ECANCELED); /* only recycles: f is settled */
 }

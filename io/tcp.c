@@ -9,7 +9,8 @@
 #include "internal.h"
 
 static const weft__handle_ops tcp_ops = {WEFT_HANDLE_TCP, weft__stream_close,
-                                         weft__stream_finish};
+                                         weft__stream_finish,
+                                         weft__stream_deliver};
 
 static bool is_tcp(const weft_tcp *t) {
   return t != NULL && t->stream.base.ops == &tcp_ops;
@@ -60,16 +61,13 @@ static void undo_socket(weft_tcp *t) {
   if (t->stream.flags & S_OWN_SOCKET) weft__stream_reset(&t->stream);
 }
 
-static int set_opt(int fd, int level, int name, int value) {
-  return setsockopt(fd, level, name, &value, sizeof value) < 0 ? -errno : 0;
-}
-
 static int bind_opts(int fd, int family, unsigned flags) {
-  int err = set_opt(fd, SOL_SOCKET, SO_REUSEADDR, 1);
+  int err = weft__sock_setopt(fd, SOL_SOCKET, SO_REUSEADDR, 1);
   if (err == 0 && family == AF_INET6)
-    err = set_opt(fd, IPPROTO_IPV6, IPV6_V6ONLY, !!(flags & WEFT_TCP_IPV6ONLY));
+    err = weft__sock_setopt(fd, IPPROTO_IPV6, IPV6_V6ONLY,
+                            !!(flags & WEFT_TCP_IPV6ONLY));
   if (err == 0 && (flags & WEFT_TCP_REUSEPORT))
-    err = set_opt(fd, SOL_SOCKET, SO_REUSEPORT, 1);
+    err = weft__sock_setopt(fd, SOL_SOCKET, SO_REUSEPORT, 1);
   return err;
 }
 
@@ -133,7 +131,7 @@ int weft_tcp_connect(weft_connect_req *req, weft_tcp *t,
   if (req == NULL) return -EINVAL;
   int err = connect_check(t, addr, &len);
   if (err != 0) return err;
-  req->future = NULL;
+  req->req.future = NULL;
   return tcp_connect(req, t, addr, len, cb);
 }
 
@@ -145,53 +143,24 @@ int weft_tcp_connect_future(weft_tcp *t, const struct sockaddr *addr,
   if (err != 0) return err;
   weft__net *net = weft__net_get(t->stream.base.loop);
   if (net == NULL) return -ENOMEM;
-  weft_connect_req *req = net->free_creqs;
-  if (req != NULL) net->free_creqs = req->data;
-  else if ((req = weft__malloc(sizeof *req)) == NULL) return -ENOMEM;
-  weft_future *f = NULL;
-  err = weft_future_new(t->stream.base.loop, &f);
-  if (err == 0) {
-    req->future = f;
-    err = tcp_connect(req, t, addr, len, NULL);
-  }
+  weft__req_hdr *r;
+  err = weft__req_future_new(t->stream.base.loop, &net->creqs, &r);
+  if (err != 0) return err;
+  weft_connect_req *req = weft__req_outer(r);
+  err = tcp_connect(req, t, addr, len, NULL);
   if (err != 0) {
-    weft_future_unref(f);
-    req->data = net->free_creqs;
-    net->free_creqs = req;
+    weft__req_future_undo(&net->creqs, r);
     return err;
   }
-  weft_future_on_cancel(f, weft__future_cancel_connect, req);
-  *out = weft_future_ref(f);
+  weft_future_on_cancel(r->future, weft__future_cancel_connect, req);
+  *out = weft_future_ref(r->future);
   return 0;
-}
-
-/* Settles a connect future and returns its request to the free list. */
-void weft__connect_settle(weft_connect_req *req, int status) {
-  weft_future *f = req->future;
-  weft__net *net = weft__net_get(weft_future_loop(f));
-  if (status == 0) weft_future_resolve_i64(f, 0);
-  else weft_future_reject(f, status);
-  req->future = NULL;
-  req->data = net->free_creqs;
-  net->free_creqs = req;
-  weft_future_unref(f);
-}
-
-/* A connect future was cancelled: abort the connect (close the socket,
- * back to the initial state); writes queued behind it are cancelled. */
-void weft__future_cancel_connect(weft_future *f, void *arg) {
-  WEFT__UNUSED(f);
-  weft_connect_req *req = arg;
-  weft_stream *s = req->stream;
-  if (s->connect_req != req || (s->flags & S_CONNECT_DONE)) return;
-  s->connect_req = NULL;
-  weft__stream_abort(s, -ECANCELED);
-  weft__connect_settle(req, -ECANCELED); /* only recycles: f is settled */
 }
 
 int weft_tcp_nodelay(weft_tcp *t, bool enable) {
   if (!usable(t) || weft__stream_fd(&t->stream) < 0) return -EINVAL;
-  return set_opt(weft__stream_fd(&t->stream), IPPROTO_TCP, TCP_NODELAY, enable);
+  return weft__sock_setopt(weft__stream_fd(&t->stream), IPPROTO_TCP,
+                           TCP_NODELAY, enable);
 }
 
 int weft_tcp_keepalive(weft_tcp *t, bool enable, unsigned delay_s) {
@@ -199,17 +168,16 @@ int weft_tcp_keepalive(weft_tcp *t, bool enable, unsigned delay_s) {
       (enable && (delay_s == 0 || delay_s > INT32_MAX)))
     return -EINVAL;
   int fd = weft__stream_fd(&t->stream);
-  int err = set_opt(fd, SOL_SOCKET, SO_KEEPALIVE, enable);
-  if (err == 0 && enable) err = set_opt(fd, IPPROTO_TCP, TCP_KEEPIDLE, (int)delay_s);
+  int err = weft__sock_setopt(fd, SOL_SOCKET, SO_KEEPALIVE, enable);
+  if (err == 0 && enable)
+    err = weft__sock_setopt(fd, IPPROTO_TCP, TCP_KEEPIDLE, (int)delay_s);
   return err;
 }
 
 static int name_of(const weft_tcp *t, struct sockaddr *addr, socklen_t *len,
                    int (*fn)(int, struct sockaddr *, socklen_t *)) {
-  if (!is_tcp(t) || addr == NULL || len == NULL ||
-      weft__stream_fd(&t->stream) < 0)
-    return -EINVAL;
-  return fn(weft__stream_fd(&t->stream), addr, len) < 0 ? -errno : 0;
+  if (!is_tcp(t)) return -EINVAL;
+  return weft__sock_name(weft__stream_fd(&t->stream), addr, len, fn);
 }
 
 int weft_tcp_getsockname(const weft_tcp *t, struct sockaddr *addr,

@@ -22,8 +22,17 @@ _Static_assert(offsetof(weft_udp, pend) == sizeof(weft_handle),
 static void on_io(struct ev_loop *ev, ev_io *w, int revents);
 static void udp_close(weft_handle *h);
 static void udp_finish(weft_handle *h);
+static void udp_deliver(weft_handle *h);
 
-static const weft__handle_ops udp_ops = {WEFT_HANDLE_UDP, udp_close, udp_finish};
+static const weft__handle_ops udp_ops = {WEFT_HANDLE_UDP, udp_close, udp_finish,
+                                         udp_deliver};
+
+#define SQ(u) WEFT__REQQ((u)->sq)
+#define DONE(u) WEFT__REQQ((u)->done)
+
+static inline weft_udp_send_req *send_of(weft__req_hdr *r) {
+  return weft__req_outer(r);
+}
 
 static inline ev_io *IO(weft_udp *u) { return (ev_io *)(void *)&u->io; }
 static inline int FD(const weft_udp *u) {
@@ -44,7 +53,8 @@ int weft_udp_init(weft_loop *loop, weft_udp *u) {
   ev_io_init(IO(u), on_io, -1, 0);
   IO(u)->data = u;
   u->recv_cb = NULL;
-  u->sq_head = u->sq_tail = u->done_head = u->done_tail = NULL;
+  weft__list_init(SQ(u));
+  weft__list_init(DONE(u));
   u->sq_count = 0;
   u->flags = 0;
   u->batch = u->vlen = BATCH_DEFAULT;
@@ -56,18 +66,11 @@ static void update(weft_udp *u) {
   int want = 0;
   if (w->fd >= 0) {
     if (u->flags & U_RECEIVING) want |= EV_READ;
-    if (u->sq_head) want |= EV_WRITE;
+    if (!weft__list_empty(SQ(u))) want |= EV_WRITE;
   }
-  if (want != (ev_is_active(w) ? (w->events & (EV_READ | EV_WRITE)) : 0)) {
-    weft__io_stop(u->base.loop, w);
-    if (want) {
-      /* same fd: modify, not set, so libev skips epoll_ctl when the
-       * mask ends up unchanged (read_stop then read_start in one turn) */
-      ev_io_modify(w, want);
-      weft__io_start(u->base.loop, w);
-    }
-  }
-  bool busy = (u->flags & U_RECEIVING) || u->sq_head || u->done_head;
+  weft__io_want(u->base.loop, w, want);
+  bool busy = (u->flags & U_RECEIVING) || !weft__list_empty(SQ(u)) ||
+              !weft__list_empty(DONE(u));
   if (weft__handle_usable(&u->base) && busy) weft__handle_start(&u->base);
   else weft__handle_stop(&u->base);
 }
@@ -78,10 +81,6 @@ static int ensure_socket(weft_udp *u, int family) {
   if (fd < 0) return -errno;
   ev_io_set(IO(u), fd, 0);
   return 0;
-}
-
-static int set_opt(int fd, int level, int name, int value) {
-  return setsockopt(fd, level, name, &value, sizeof value) < 0 ? -errno : 0;
 }
 
 static void drop_socket(weft_udp *u) {
@@ -101,10 +100,11 @@ int weft_udp_bind(weft_udp *u, const struct sockaddr *addr, unsigned flags) {
   if (err != 0) return err;
   int fd = FD(u);
   if (addr->sa_family == AF_INET6)
-    err = set_opt(fd, IPPROTO_IPV6, IPV6_V6ONLY, !!(flags & WEFT_UDP_IPV6ONLY));
+    err = weft__sock_setopt(fd, IPPROTO_IPV6, IPV6_V6ONLY,
+                            !!(flags & WEFT_UDP_IPV6ONLY));
   if (err == 0 && (flags & WEFT_UDP_REUSEADDR)) {
-    err = set_opt(fd, SOL_SOCKET, SO_REUSEADDR, 1);
-    if (err == 0) err = set_opt(fd, SOL_SOCKET, SO_REUSEPORT, 1);
+    err = weft__sock_setopt(fd, SOL_SOCKET, SO_REUSEADDR, 1);
+    if (err == 0) err = weft__sock_setopt(fd, SOL_SOCKET, SO_REUSEPORT, 1);
   }
   if (err == 0 && bind(fd, addr, len) < 0) err = -errno;
   if (err != 0) drop_socket(u);
@@ -152,51 +152,32 @@ static int try_send(weft_udp *u, weft_udp_send_req *req) {
   }
 }
 
-static void done_push(weft_udp *u, weft_udp_send_req *req, int status) {
-  req->status = status;
-  req->next = NULL;
-  if (u->done_tail) u->done_tail->next = req;
-  else u->done_head = req;
-  u->done_tail = req;
-}
-
-static void send_complete(weft_udp_send_req *req, int status) {
+static void send_run(weft__req_hdr *r) {
+  weft_udp_send_req *req = send_of(r);
   if (req->bufs != req->inline_bufs) weft__free(req->bufs);
   req->bufs = NULL;
-  weft_future *f = req->future;
-  if (f == NULL) {
-    if (req->cb) req->cb(req, status);
-    return;
-  }
-  weft__net *net = weft__net_get(weft_future_loop(f));
-  req->future = NULL;
-  req->next = net->free_sreqs;
-  net->free_sreqs = req;
-  weft__net_settle(f, status, req->data);
+  if (r->future != NULL)
+    weft__req_settle(&weft__net_get(req->udp->base.loop)->sreqs, r, r->status);
+  else if (req->cb)
+    req->cb(req, r->status);
 }
 
-void weft__udp_deliver(weft_udp *u) {
-  while (u->done_head != NULL && !weft_is_closing(&u->base)) {
-    weft_udp_send_req *req = u->done_head;
-    u->done_head = req->next;
-    if (u->done_head == NULL) u->done_tail = NULL;
-    update(u);
-    send_complete(req, req->status);
-  }
+static void update_handle(weft_handle *h) { update((weft_udp *)h); }
+
+static void udp_deliver(weft_handle *h) {
+  weft__reqq_deliver(h, DONE((weft_udp *)h), update_handle, send_run);
 }
 
 static void on_writable(weft_udp *u) {
-  weft_udp_send_req *req;
-  while ((req = u->sq_head) != NULL) {
-    int r = try_send(u, req);
-    if (r == 1) break;
-    u->sq_head = req->next;
-    if (u->sq_head == NULL) u->sq_tail = NULL;
+  weft__req_hdr *r;
+  while ((r = weft__reqq_front(SQ(u))) != NULL) {
+    int st = try_send(u, send_of(r));
+    if (st == 1) break;
     u->sq_count--;
-    done_push(u, req, r);
+    weft__reqq_complete(DONE(u), r, st);
   }
   update(u);
-  weft__udp_deliver(u);
+  udp_deliver(&u->base);
 }
 
 static int send_check(weft_udp *u, const weft_buf *bufs, unsigned nbufs,
@@ -226,15 +207,12 @@ static int udp_send(weft_udp_send_req *req, weft_udp *u, const weft_buf *bufs,
   req->addrlen = addr ? weft_sockaddr_len(addr) : 0;
   if (addr) memcpy(&req->addr, addr, req->addrlen);
   u->flags |= U_BOUND; /* the kernel binds an ephemeral port on send */
-  int r = u->sq_head == NULL ? try_send(u, req) : 1;
+  int r = weft__list_empty(SQ(u)) ? try_send(u, req) : 1;
   if (r <= 0) {
-    done_push(u, req, r);
+    weft__reqq_complete(DONE(u), &req->req, r);
     weft__net_schedule(net, &u->base);
   } else {
-    req->next = NULL;
-    if (u->sq_tail) u->sq_tail->next = req;
-    else u->sq_head = req;
-    u->sq_tail = req;
+    weft__reqq_push(SQ(u), &req->req);
     u->sq_count++;
   }
   update(u);
@@ -247,24 +225,22 @@ int weft_udp_send(weft_udp_send_req *req, weft_udp *u, const weft_buf *bufs,
   if (req == NULL) return -EINVAL;
   int err = send_check(u, bufs, nbufs, addr);
   if (err != 0) return err;
+  weft__req_init(&req->req);
+  req->req.future = NULL;
   req->cb = cb;
-  req->future = NULL;
   return udp_send(req, u, bufs, nbufs, addr);
 }
 
 /* A send future was cancelled: a send still queued leaves the queue. */
 static void send_cancel(weft_future *f, void *arg) {
-  weft_udp_send_req *req = arg, *prev = NULL, *it;
+  WEFT__UNUSED(f);
+  weft_udp_send_req *req = arg;
   weft_udp *u = req->udp;
-  for (it = u->sq_head; it != NULL && it != req; it = it->next) prev = it;
-  if (it == NULL) return; /* already sent */
-  if (prev) prev->next = req->next;
-  else u->sq_head = req->next;
-  if (u->sq_tail == req) u->sq_tail = prev;
+  if (!weft__reqq_cancel(&req->req)) return; /* already sent */
   u->sq_count--;
   update(u);
-  send_complete(req, -ECANCELED); /* settle fails harmlessly; recycles */
-  WEFT__UNUSED(f);
+  req->req.status = -ECANCELED;
+  send_run(&req->req); /* settle fails harmlessly; recycles */
 }
 
 int weft_udp_send_future(weft_udp *u, const weft_buf *bufs, unsigned nbufs,
@@ -274,25 +250,19 @@ int weft_udp_send_future(weft_udp *u, const weft_buf *bufs, unsigned nbufs,
   if (err != 0) return err;
   weft__net *net = weft__net_get(u->base.loop);
   if (net == NULL) return -ENOMEM;
-  weft_udp_send_req *req = net->free_sreqs;
-  if (req != NULL) net->free_sreqs = req->next;
-  else if ((req = weft__malloc(sizeof *req)) == NULL) return -ENOMEM;
-  weft_future *f = NULL;
-  err = weft_future_new(u->base.loop, &f);
-  size_t total = 0;
-  for (unsigned i = 0; i < nbufs; i++) total += bufs[i].len;
-  req->data = (void *)(uintptr_t)total;
+  weft__req_hdr *r;
+  err = weft__req_future_new(u->base.loop, &net->sreqs, &r);
+  if (err != 0) return err;
+  weft_udp_send_req *req = send_of(r);
+  for (unsigned i = 0; i < nbufs; i++) r->bytes += bufs[i].len;
   req->cb = NULL;
-  req->future = f;
-  if (err == 0) err = udp_send(req, u, bufs, nbufs, addr);
+  err = udp_send(req, u, bufs, nbufs, addr);
   if (err != 0) {
-    weft_future_unref(f);
-    req->next = net->free_sreqs;
-    net->free_sreqs = req;
+    weft__req_future_undo(&net->sreqs, r);
     return err;
   }
-  weft_future_on_cancel(f, send_cancel, req);
-  *out = weft_future_ref(f);
+  weft_future_on_cancel(r->future, send_cancel, req);
+  *out = weft_future_ref(r->future);
   return 0;
 }
 
@@ -388,17 +358,9 @@ static void udp_finish(weft_handle *h) {
   weft_udp *u = (weft_udp *)h;
   weft__list *node = weft__pend_node(h);
   if (weft__list_linked(node)) weft__list_unlink(node);
-  for (weft_udp_send_req *r; (r = u->sq_head) != NULL;) {
-    u->sq_head = r->next;
-    done_push(u, r, -ECANCELED);
-  }
-  u->sq_tail = NULL;
+  weft__reqq_cancel_all(SQ(u), DONE(u), -ECANCELED);
   u->sq_count = 0;
-  for (weft_udp_send_req *r; (r = u->done_head) != NULL;) {
-    u->done_head = r->next;
-    send_complete(r, r->status);
-  }
-  u->done_tail = NULL;
+  weft__reqq_flush(DONE(u), send_run);
 }
 
 /* ---- options ----------------------------------------------------------------- */
@@ -412,21 +374,21 @@ static int sock_family(const weft_udp *u) {
 
 int weft_udp_set_broadcast(weft_udp *u, bool on) {
   if (!usable(u) || FD(u) < 0) return -EINVAL;
-  return set_opt(FD(u), SOL_SOCKET, SO_BROADCAST, on);
+  return weft__sock_setopt(FD(u), SOL_SOCKET, SO_BROADCAST, on);
 }
 
 int weft_udp_set_multicast_ttl(weft_udp *u, int ttl) {
   if (!usable(u) || FD(u) < 0 || ttl < 0 || ttl > 255) return -EINVAL;
   if (sock_family(u) == AF_INET6)
-    return set_opt(FD(u), IPPROTO_IPV6, IPV6_MULTICAST_HOPS, ttl);
-  return set_opt(FD(u), IPPROTO_IP, IP_MULTICAST_TTL, ttl);
+    return weft__sock_setopt(FD(u), IPPROTO_IPV6, IPV6_MULTICAST_HOPS, ttl);
+  return weft__sock_setopt(FD(u), IPPROTO_IP, IP_MULTICAST_TTL, ttl);
 }
 
 int weft_udp_set_multicast_loop(weft_udp *u, bool on) {
   if (!usable(u) || FD(u) < 0) return -EINVAL;
   if (sock_family(u) == AF_INET6)
-    return set_opt(FD(u), IPPROTO_IPV6, IPV6_MULTICAST_LOOP, on);
-  return set_opt(FD(u), IPPROTO_IP, IP_MULTICAST_LOOP, on);
+    return weft__sock_setopt(FD(u), IPPROTO_IPV6, IPV6_MULTICAST_LOOP, on);
+  return weft__sock_setopt(FD(u), IPPROTO_IP, IP_MULTICAST_LOOP, on);
 }
 
 /* An IPv6 interface: a decimal index or a name; 0 for NULL. */
@@ -445,7 +407,7 @@ int weft_udp_set_multicast_interface(weft_udp *u, const char *iface) {
   if (sock_family(u) == AF_INET6) {
     unsigned idx;
     if (if_index(iface, &idx) != 0) return -EINVAL;
-    return set_opt(FD(u), IPPROTO_IPV6, IPV6_MULTICAST_IF, (int)idx);
+    return weft__sock_setopt(FD(u), IPPROTO_IPV6, IPV6_MULTICAST_IF, (int)idx);
   }
   struct in_addr a = {htonl(INADDR_ANY)};
   if (iface != NULL && inet_pton(AF_INET, iface, &a) != 1) return -EINVAL;
@@ -482,10 +444,8 @@ int weft_udp_set_membership(weft_udp *u, const char *group, const char *iface,
 
 static int name_of(const weft_udp *u, struct sockaddr *addr, socklen_t *len,
                    int (*fn)(int, struct sockaddr *, socklen_t *)) {
-  if (u == NULL || u->base.ops != &udp_ops || addr == NULL || len == NULL ||
-      FD(u) < 0)
-    return -EINVAL;
-  return fn(FD(u), addr, len) < 0 ? -errno : 0;
+  if (u == NULL || u->base.ops != &udp_ops) return -EINVAL;
+  return weft__sock_name(FD(u), addr, len, fn);
 }
 
 int weft_udp_getsockname(const weft_udp *u, struct sockaddr *addr,

@@ -96,18 +96,28 @@ typedef void (*weft_watermark_cb)(weft_stream *s, weft_watermark which);
 
 #define WEFT__WRITE_INLINE_BUFS 4
 
+/* Private: the part of a write, connect or UDP send request that the io
+ * layer's request FIFO works on (docs/internals.md, "io requests"). */
+typedef struct weft__req_hdr {
+  struct {
+    void *p_[2];
+  } link;              /* on a handle's queue or done list, or in a pool */
+  weft_future *future; /* the future form's future, else NULL */
+  size_t bytes;        /* what a write/send future resolves with */
+  int status;          /* the result once complete (1: bytes on the wire) */
+  unsigned flags;
+} weft__req_hdr;
+
 /** A write request; embed it anywhere. Keep it and the buffers alive until
  * its callback runs. `data` is yours; the rest is private. */
 struct weft_write_req {
   void *data;
   /* private */
-  weft_write_req *next;
+  weft__req_hdr req;
   weft_stream *stream;
   weft_write_cb cb;
-  weft_future *future;
   weft_buf *bufs;
   unsigned nbufs, idx;
-  int status;
   weft_buf inline_bufs[WEFT__WRITE_INLINE_BUFS];
 };
 
@@ -115,10 +125,9 @@ struct weft_write_req {
 struct weft_connect_req {
   void *data;
   /* private */
+  weft__req_hdr req;
   weft_stream *stream;
   weft_connect_cb cb;
-  weft_future *future;
-  int status;
 };
 
 /** A shutdown request; embed it anywhere. `data` is yours. */
@@ -149,8 +158,12 @@ struct weft_stream {
     } r;
     weft_connection_cb connection_cb;
   } u;
-  weft_write_req *wq_head, *wq_tail;     /* not yet fully written */
-  weft_write_req *done_head, *done_tail; /* written, callback not yet run */
+  struct {
+    void *p_[2];
+  } wq; /* writes not yet fully written (weft__list) */
+  struct {
+    void *p_[2];
+  } done; /* writes written, callback not yet run */
   size_t wq_size;
   uint32_t high_wm, low_wm;
   weft_watermark_cb wm_cb;

@@ -51,13 +51,11 @@ typedef void (*weft_udp_send_cb)(weft_udp_send_req *req, int status);
 struct weft_udp_send_req {
   void *data;
   /* private */
-  weft_udp_send_req *next;
+  weft__req_hdr req;
   weft_udp *udp;
   weft_udp_send_cb cb;
-  weft_future *future;
   weft_buf *bufs;
   unsigned nbufs;
-  int status;
   struct sockaddr_storage addr;
   socklen_t addrlen;
   weft_buf inline_bufs[WEFT__WRITE_INLINE_BUFS];
@@ -75,8 +73,12 @@ struct weft_udp {
     uint64_t u_[6];
   } io; /* struct ev_io */
   weft_udp_recv_cb recv_cb;
-  weft_udp_send_req *sq_head, *sq_tail;     /* waiting for the socket */
-  weft_udp_send_req *done_head, *done_tail; /* sent, callback pending */
+  struct {
+    void *p_[2];
+  } sq; /* sends waiting for the socket (weft__list) */
+  struct {
+    void *p_[2];
+  } done; /* sent, callback pending */
   size_t sq_count;
   unsigned flags;
   unsigned batch;

@@ -29,6 +29,7 @@ table=$(cat <<'TABLE'
 22 promises/queue
 22 promises/threadsafe
 22 promises/wait
+22 promises/thread
 22 promises/group
 22 promises/scope
 22 promises/shield

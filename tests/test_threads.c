@@ -638,3 +638,117 @@ Test(threads, queue_get_threadsafe_fails_cleanly_without_memory, .timeout = 30) 
   cr_assert_lt(n, 100);
   cr_assert_geq(enomem, 1);
 }
+
+/* ---- weft_thread_spawn ------------------------------------------------------ */
+
+static atomic_int spawn_dtors;
+static void spawn_dtor(void *p) {
+  (void)p;
+  atomic_fetch_add(&spawn_dtors, 1);
+}
+
+static int body_i64(weft_thread *t, void *arg) {
+  char name[16] = {0};
+  pthread_getname_np(pthread_self(), name, sizeof name);
+  weft_thread_return_i64(t, strcmp(name, "worker-01234567") == 0 ? 77 : -1);
+  (void)arg;
+  return 0;
+}
+
+static int body_ptr(weft_thread *t, void *arg) {
+  weft_thread_return(t, arg, spawn_dtor);
+  return 0;
+}
+
+static int body_err(weft_thread *t, void *arg) {
+  (void)t;
+  (void)arg;
+  return -EPIPE;
+}
+
+/* Runs until cancelled; says when it has started. */
+static int body_cancel(weft_thread *t, void *arg) {
+  atomic_store((atomic_int *)arg, 1);
+  while (!weft_thread_cancelled(t)) sched_yield();
+  weft_thread_return(t, arg, spawn_dtor); /* dropped: nobody takes it */
+  return 0;
+}
+
+Test(threads, spawn_settles_with_the_result, .timeout = 20) {
+  weft_loop *loop = th_loop();
+  weft_future *f[NTHREADS];
+  static int payload;
+  atomic_store(&spawn_dtors, 0);
+  for (int i = 0; i < NTHREADS; i++) {
+    weft_thread_fn fn = i % 3 == 0 ? body_i64 : i % 3 == 1 ? body_ptr : body_err;
+    cr_assert_eq(weft_thread_spawn(loop, "worker-0123456789", fn, &payload, &f[i]), 0);
+  }
+  cr_assert_eq(weft_loop_free(loop), -EBUSY); /* threads still to be joined */
+  cr_assert_eq(weft_loop_run(loop, WEFT_RUN_DEFAULT), 0); /* alive until all settled */
+  for (int i = 0; i < NTHREADS; i++) {
+    switch (i % 3) {
+    case 0: cr_assert_eq(weft_future_value_i64(f[i]), 77); break; /* name cut to 15 */
+    case 1: cr_assert_eq(weft_future_value(f[i]), &payload); break;
+    default: cr_assert_eq(weft_future_error(f[i]), -EPIPE); break;
+    }
+    weft_future_unref(f[i]);
+  }
+  cr_assert_eq(atomic_load(&spawn_dtors), 3); /* i = 1, 4, 7 */
+  th_loop_finish(loop);
+}
+
+Test(threads, spawn_cancel_raises_the_flag_and_drops_the_value, .timeout = 10) {
+  weft_loop *loop = th_loop();
+  weft_future *f;
+  atomic_int started = 0;
+  atomic_store(&spawn_dtors, 0);
+  cr_assert_eq(weft_thread_spawn(loop, NULL, body_cancel, &started, &f), 0);
+  while (!atomic_load(&started)) sched_yield();
+  cr_assert_eq(weft_future_cancel(f), 0);
+  cr_assert_eq(weft_future_state_get(f), WEFT_FUTURE_CANCELLED);
+  cr_assert_eq(weft_loop_run(loop, WEFT_RUN_DEFAULT), 0); /* until joined */
+  cr_assert_eq(atomic_load(&spawn_dtors), 1);
+  cr_assert_eq(weft_future_error(f), -ECANCELED);
+  weft_future_unref(f);
+  th_loop_finish(loop);
+}
+
+Test(threads, spawn_bad_inputs, .timeout = 10) {
+  weft_loop *loop = th_loop();
+  weft_future *f = NULL;
+  cr_assert_eq(weft_thread_spawn(NULL, "x", body_i64, NULL, &f), -EINVAL);
+  cr_assert_eq(weft_thread_spawn(loop, "x", NULL, NULL, &f), -EINVAL);
+  cr_assert_eq(weft_thread_spawn(loop, "x", body_i64, NULL, NULL), -EINVAL);
+  cr_assert_null(f);
+  cr_assert_eq(weft_thread_cancelled(NULL), false);
+  weft_thread_return(NULL, NULL, NULL);
+  weft_thread_return_i64(NULL, 1);
+  th_loop_finish(loop);
+}
+
+Test(threads, spawn_fails_cleanly_without_memory, .timeout = 60) {
+  size_t n, enomem = 0;
+  for (n = 1; n < 100; n++) {
+    th_alloc_install(0);
+    weft_loop *loop = th_loop();
+    th_alloc_arm(n);
+    weft_future *f = NULL;
+    int err = weft_thread_spawn(loop, "sweep", body_i64, NULL, &f);
+    if (err == 0) cr_assert_eq(weft_loop_run(loop, WEFT_RUN_DEFAULT), 0);
+    size_t failed = th_alloc_failed();
+    th_alloc_arm(0);
+    if (err == -ENOMEM) {
+      enomem++;
+      cr_assert_null(f);
+    } else {
+      cr_assert_eq(err, 0, "round %zu: %s", n, en(err));
+      cr_assert_eq(weft_future_state_get(f), WEFT_FUTURE_FULFILLED);
+      weft_future_unref(f);
+    }
+    th_loop_finish(loop);
+    th_alloc_restore();
+    if (failed == 0) break;
+  }
+  cr_assert_lt(n, 100);
+  cr_assert_geq(enomem, 1);
+}

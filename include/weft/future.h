@@ -175,6 +175,43 @@ WEFT_API int weft_future_wait(weft_future *f, int64_t timeout_ms);
  * dropped). */
 WEFT_API int weft_future_unref_threadsafe(weft_future *f);
 
+/* ---- a dedicated thread whose result settles a future (promises/thread.c) */
+
+/** The running thread's handle, passed to its function. */
+typedef struct weft_thread weft_thread;
+
+/** A spawned thread's body: return 0 to fulfil the future with what
+ * weft_thread_return* set (int64 0 if nothing), or a negative error code to
+ * reject it with that code. Runs on its own thread: it must not touch the
+ * loop except through the *_threadsafe functions. */
+typedef int (*weft_thread_fn)(weft_thread *t, void *arg);
+
+/** Loop thread: starts a dedicated thread named `name` (pthread_setname_np,
+ * cut to 15 bytes; NULL: "weft-thread") running fn(t, arg). *out gets a
+ * future (one reference) settled on the loop thread with fn's result once
+ * fn has returned and the thread has been joined. The loop stays alive
+ * while the thread runs, and weft_loop_free() returns -EBUSY until its
+ * future has settled. Cancelling the future settles it CANCELLED at once
+ * and raises the flag weft_thread_cancelled() reads; the thread runs on
+ * until fn returns, is then joined, and its value is dropped (dtor).
+ * Returns 0; -EINVAL (NULL loop, fn or out); -ENOMEM; -EAGAIN (no thread
+ * could be created); nothing then started. */
+WEFT_API int weft_thread_spawn(weft_loop *loop, const char *name,
+                               weft_thread_fn fn, void *arg,
+                               weft_future **out);
+
+/** The thread's own call: its result will be the pointer `value`, owned by
+ * the future (dtor(value) when freed, or when the result is dropped). A
+ * later call replaces an earlier one (whose value is then dropped). */
+WEFT_API void weft_thread_return(weft_thread *t, void *value, weft_dtor dtor);
+
+/** The thread's own call: its result will be the int64 `v`. */
+WEFT_API void weft_thread_return_i64(weft_thread *t, int64_t v);
+
+/** Any thread: true once the thread's future was cancelled (poll it and
+ * return early). False for NULL. */
+WEFT_API bool weft_thread_cancelled(const weft_thread *t);
+
 /* ---- inspection --------------------------------------------------------- */
 
 /** The state (PENDING for NULL). */

@@ -92,10 +92,6 @@ static void start_dnsmasq(th_dnsmasq *d, weft_loop *loop) {
   use_dnsmasq(d, loop);
 }
 
-static void run(weft_loop *loop) {
-  cr_assert_eq(weft_loop_run(loop, WEFT_RUN_DEFAULT), 0);
-}
-
 /* ---- answers --------------------------------------------------------------- */
 
 /* With the hosts file off, names come from the name server (dnsmasq's
@@ -109,7 +105,7 @@ Test(dns, hosts_file_off_asks_the_name_server, .timeout = 10) {
   cr_assert_eq(weft_getaddrinfo(loop, "a.test", "80", NULL, on_addr, &r), 0);
   cr_assert_eq(weft_getaddrinfo(loop, "localhost", "80", NULL, on_addr, &lo), 0);
   cr_assert_eq(r.calls + lo.calls, 0, "answered inline");
-  run(loop);
+  th_run(loop);
   cr_assert_eq(r.calls, 1);
   cr_assert_eq(r.status, 0, "%s", weft_err_name(r.status));
   cr_assert_eq(r.count, 1);
@@ -138,7 +134,7 @@ Test(dns, use_hosts_file_bad_input_and_busy, .timeout = 10) {
   cr_assert_eq(weft_future_cancel(f), 0);
   err = weft_dns_use_hosts_file(loop, true);
   cr_assert_eq(err, 0, "%s", weft_err_name(err));
-  run(loop);
+  th_run(loop);
   cr_assert_eq(weft_future_error(f), -ECANCELED, "%s",
                weft_err_name(weft_future_error(f)));
   /* the servers and options survive it: the silent server, 100 ms, 1 try */
@@ -147,7 +143,7 @@ Test(dns, use_hosts_file_bad_input_and_busy, .timeout = 10) {
   result r = {0};
   uint64_t t0 = weft_now(loop);
   cr_assert_eq(weft_getaddrinfo(loop, "y.test", NULL, NULL, on_addr, &r), 0);
-  run(loop);
+  th_run(loop);
   cr_assert_eq(r.calls, 1);
   cr_assert_eq(r.status, WEFT_EDNS_TIMEOUT, "%s", weft_err_name(r.status));
   cr_assert_lt(weft_now(loop) - t0, 1000u);
@@ -163,7 +159,7 @@ Test(dns, ipv4_answer_from_dnsmasq, .timeout = 10) {
   result r = {0};
   struct addrinfo h = hints_for(AF_INET);
   cr_assert_eq(weft_getaddrinfo(loop, "a.test", "8080", &h, on_addr, &r), 0);
-  run(loop);
+  th_run(loop);
   cr_assert_eq(r.calls, 1);
   cr_assert_eq(r.status, 0, "%s", weft_err_name(r.status));
   cr_assert_eq(r.count, 1);
@@ -180,7 +176,7 @@ Test(dns, ipv6_answer_from_dnsmasq, .timeout = 10) {
   result r = {0};
   struct addrinfo h = hints_for(AF_INET6);
   cr_assert_eq(weft_getaddrinfo(loop, "v6.test", NULL, &h, on_addr, &r), 0);
-  run(loop);
+  th_run(loop);
   cr_assert_eq(r.calls, 1);
   cr_assert_eq(r.status, 0, "%s", weft_err_name(r.status));
   cr_assert_eq(r.count, 1);
@@ -196,7 +192,7 @@ Test(dns, unspec_gets_both_families, .timeout = 10) {
   start_dnsmasq(&d, loop);
   result r = {0};
   cr_assert_eq(weft_getaddrinfo(loop, "both.test", "1", NULL, on_addr, &r), 0);
-  run(loop);
+  th_run(loop);
   cr_assert_eq(r.calls, 1);
   cr_assert_eq(r.status, 0, "%s", weft_err_name(r.status));
   cr_assert_eq(r.count, 2);
@@ -210,7 +206,7 @@ Test(dns, nxdomain_is_notfound, .timeout = 10) {
   start_dnsmasq(&d, loop);
   result r = {0};
   cr_assert_eq(weft_getaddrinfo(loop, "nope.test", NULL, NULL, on_addr, &r), 0);
-  run(loop);
+  th_run(loop);
   cr_assert_eq(r.calls, 1);
   cr_assert_eq(r.status, WEFT_EDNS_NOTFOUND, "%s", weft_err_name(r.status));
   cr_assert_eq(r.count, 0);
@@ -229,7 +225,7 @@ Test(dns, many_concurrent_queries, .timeout = 10) {
   for (int i = 0; i < N; i++)
     cr_assert_eq(weft_getaddrinfo(loop, i % 2 ? "a.test" : "nope.test", NULL,
                                   &h, on_addr, &r[i]), 0);
-  run(loop);
+  th_run(loop);
   for (int i = 0; i < N; i++) {
     cr_assert_eq(r[i].calls, 1);
     cr_assert_eq(r[i].status, i % 2 ? 0 : WEFT_EDNS_NOTFOUND, "%s", weft_err_name(r[i].status));
@@ -246,7 +242,7 @@ Test(dns, unknown_service_and_bad_name, .timeout = 10) {
   cr_assert_eq(weft_getaddrinfo(loop, "a.test", "no-such-service", NULL,
                                 on_addr, &r[0]), 0);
   cr_assert_eq(weft_getaddrinfo(loop, "bad..name", NULL, NULL, on_addr, &r[1]), 0);
-  run(loop);
+  th_run(loop);
   cr_assert_eq(r[0].calls, 1);
   cr_assert_eq(r[0].status, WEFT_EDNS_NONAME, "%s", weft_err_name(r[0].status));
   cr_assert_eq(r[1].calls, 1);
@@ -262,7 +258,7 @@ Test(dns, numeric_host_answers_without_a_server, .timeout = 10) {
   h.ai_flags = AI_NUMERICHOST | AI_NUMERICSERV;
   cr_assert_eq(weft_getaddrinfo(loop, "::1", "443", &h, on_addr, &r), 0);
   cr_assert_eq(r.calls, 0);
-  run(loop);
+  th_run(loop);
   cr_assert_eq(r.calls, 1);
   cr_assert_eq(r.status, 0, "%s", weft_err_name(r.status));
   cr_assert_str_eq(r.first, "::1");
@@ -317,7 +313,7 @@ Test(dns, numeric_hosts_skip_the_name_server, .timeout = 10) {
     cr_assert_eq(err, 0, "%s: %s", c[i].host, weft_err_name(err));
   }
   for (int i = 0; i < N; i++) cr_assert_eq(r[i].calls, 0, "answered inline");
-  run(loop);
+  th_run(loop);
   cr_assert_lt(weft_now(loop) - t0, 1000u, "waited for the name server");
   for (int i = 0; i < N; i++) {
     cr_assert_eq(r[i].calls, 1, "%d %s", i, c[i].host);
@@ -346,7 +342,7 @@ Test(dns, numeric_host_future_and_cancel, .timeout = 10) {
   cr_assert_eq(weft_future_state_get(f), WEFT_FUTURE_PENDING);
   cr_assert_eq(weft_future_cancel(g), 0);
   uint64_t t0 = weft_now(loop);
-  run(loop);
+  th_run(loop);
   cr_assert_lt(weft_now(loop) - t0, 1000u);
   cr_assert_eq(weft_future_state_get(f), WEFT_FUTURE_FULFILLED, "%s",
                weft_err_name(weft_future_error(f)));
@@ -374,7 +370,7 @@ Test(dns, getnameinfo_of_loopback, .timeout = 10) {
   cr_assert_eq(weft_getnameinfo(loop, (struct sockaddr *)&sa, sizeof sa,
                                 NI_NUMERICSERV, on_name, &r), 0);
   cr_assert_eq(r.calls, 0);
-  run(loop);
+  th_run(loop);
   cr_assert_eq(r.calls, 1);
   cr_assert_eq(r.status, 0, "%s", weft_err_name(r.status));
   cr_assert_str_eq(r.host, "localhost");
@@ -393,7 +389,7 @@ Test(dns, getnameinfo_through_dnsmasq, .timeout = 10) {
   sa.sin_addr.s_addr = htonl(0x7f000002); /* 127.0.0.2: a.test */
   cr_assert_eq(weft_getnameinfo(loop, (struct sockaddr *)&sa, sizeof sa,
                                 NI_NUMERICSERV | NI_NAMEREQD, on_name, &r), 0);
-  run(loop);
+  th_run(loop);
   cr_assert_eq(r.calls, 1);
   cr_assert_eq(r.status, 0, "%s", weft_err_name(r.status));
   cr_assert_str_eq(r.host, "a.test");
@@ -409,7 +405,7 @@ Test(dns, getnameinfo_numeric, .timeout = 10) {
   sa.sin6_addr = in6addr_loopback;
   cr_assert_eq(weft_getnameinfo(loop, (struct sockaddr *)&sa, sizeof sa,
                                 NI_NUMERICHOST | NI_NUMERICSERV, on_name, &r), 0);
-  run(loop);
+  th_run(loop);
   cr_assert_eq(r.calls, 1);
   cr_assert_eq(r.status, 0, "%s", weft_err_name(r.status));
   cr_assert_str_eq(r.host, "::1");
@@ -419,7 +415,7 @@ Test(dns, getnameinfo_numeric, .timeout = 10) {
 
 static void first_of(weft_loop *loop, const char *name, result *r) {
   cr_assert_eq(weft_getaddrinfo(loop, name, NULL, NULL, on_addr, r), 0);
-  run(loop);
+  th_run(loop);
   cr_assert_eq(r->calls, 1);
   cr_assert_eq(r->status, 0, "%s", weft_err_name(r->status));
 }
@@ -464,7 +460,7 @@ Test(dns, lookups_started_from_callbacks, .timeout = 10) {
   start_dnsmasq(&d, loop);
   chain c = {loop, 0, 1, 1};
   cr_assert_eq(weft_getaddrinfo(loop, "a.test", NULL, NULL, on_chain, &c), 0);
-  run(loop);
+  th_run(loop);
   cr_assert_eq(c.done, 5);
   cr_assert_eq(c.settings_rc, -EBUSY);
   cr_assert_eq(c.hosts_rc, -EBUSY, "%s", weft_err_name(c.hosts_rc));
@@ -483,7 +479,7 @@ Test(dns, future_getaddrinfo_fulfils_with_the_list, .timeout = 10) {
   struct addrinfo h = hints_for(AF_INET);
   cr_assert_eq(weft_getaddrinfo_future(loop, "a.test", "7", &h, &f), 0);
   cr_assert_eq(weft_future_state_get(f), WEFT_FUTURE_PENDING);
-  run(loop);
+  th_run(loop);
   cr_assert_eq(weft_future_state_get(f), WEFT_FUTURE_FULFILLED);
   result r = {0};
   record_list(&r, weft_future_value(f));
@@ -501,7 +497,7 @@ Test(dns, future_rejects_with_dns_code, .timeout = 10) {
   start_dnsmasq(&d, loop);
   weft_future *f = NULL;
   cr_assert_eq(weft_getaddrinfo_future(loop, "nope.test", NULL, NULL, &f), 0);
-  run(loop);
+  th_run(loop);
   cr_assert_eq(weft_future_state_get(f), WEFT_FUTURE_REJECTED);
   cr_assert_eq(weft_future_error(f), WEFT_EDNS_NOTFOUND, "%s",
                weft_err_name(weft_future_error(f)));
@@ -519,7 +515,7 @@ Test(dns, future_getnameinfo, .timeout = 10) {
   sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
   cr_assert_eq(weft_getnameinfo_future(loop, (struct sockaddr *)&sa, sizeof sa,
                                        NI_NUMERICSERV, &f), 0);
-  run(loop);
+  th_run(loop);
   cr_assert_eq(weft_future_state_get(f), WEFT_FUTURE_FULFILLED);
   const weft_nameinfo *ni = weft_future_value(f);
   cr_assert_str_eq(ni->host, "localhost");
@@ -548,7 +544,7 @@ Test(dns, silent_server_times_out, .timeout = 10) {
   result r = {0};
   uint64_t t0 = weft_now(loop);
   cr_assert_eq(weft_getaddrinfo(loop, "x.test", NULL, NULL, on_addr, &r), 0);
-  run(loop);
+  th_run(loop);
   cr_assert_eq(r.calls, 1);
   cr_assert_eq(r.status, WEFT_EDNS_TIMEOUT, "%s", weft_err_name(r.status));
   cr_assert_geq(weft_now(loop) - t0, 90);
@@ -589,7 +585,7 @@ Test(dns, cancel_future_mid_query, .timeout = 10) {
   cr_assert_eq(weft_future_error(f), -ECANCELED, "%s",
                weft_err_name(weft_future_error(f)));
   cr_assert_eq(weft_future_cancel(f), -EALREADY);
-  run(loop); /* returns at once: the abandoned query holds nothing */
+  th_run(loop); /* returns at once: the abandoned query holds nothing */
   weft_future_unref(f);
   close(fd);
   th_loop_finish(loop); /* the channel's teardown reaps the c-ares query */
@@ -605,7 +601,7 @@ Test(dns, cancel_before_an_inline_answer_is_delivered, .timeout = 10) {
   cr_assert_eq(weft_getaddrinfo(loop, "::1", NULL, NULL, on_addr, &r), 0);
   cr_assert_eq(weft_future_cancel(f), 0);
   cr_assert_eq(weft_dns_cancel_all(loop), 1);
-  run(loop);
+  th_run(loop);
   cr_assert_eq(weft_future_error(f), -ECANCELED, "%s",
                weft_err_name(weft_future_error(f)));
   cr_assert_eq(r.calls, 1);
@@ -626,7 +622,7 @@ Test(dns, loop_free_with_future_outstanding, .timeout = 10) {
   cr_assert_eq(weft_loop_free(loop), -EBUSY);
   cr_assert_eq(weft_future_cancel(f), 0);
   weft_future_unref(f);
-  run(loop);
+  th_run(loop);
   cr_assert_eq(weft_loop_free(loop), 0);
   cr_assert_eq(weft_alloc_live(), 0);
   close(fd);
@@ -649,7 +645,7 @@ Test(dns, cancel_all_completes_callbacks_once, .timeout = 10) {
   cr_assert_eq(weft_future_error(f), -ECANCELED, "%s",
                weft_err_name(weft_future_error(f)));
   cr_assert_eq(weft_dns_cancel_all(loop), 0);
-  run(loop);
+  th_run(loop);
   for (int i = 0; i < 2; i++) {
     cr_assert_eq(r[i].calls, 1);
     cr_assert_eq(r[i].status, -ECANCELED, "%s", weft_err_name(r[i].status));
@@ -669,7 +665,7 @@ Test(dns, loop_free_with_query_outstanding, .timeout = 10) {
   cr_assert_eq(weft_dns_set_servers(loop, "127.0.0.1"), -EBUSY);
   cr_assert_eq(weft_dns_set_options(loop, 100, 1), -EBUSY);
   cr_assert_eq(weft_dns_cancel_all(loop), 1);
-  run(loop);
+  th_run(loop);
   cr_assert_eq(r.calls, 1);
   cr_assert_eq(r.status, -ECANCELED, "%s", weft_err_name(r.status));
   /* c-ares still holds the abandoned query; freeing the loop destroys the
@@ -716,7 +712,7 @@ Test(dns, bad_input_is_rejected_and_the_loop_stays_usable, .timeout = 10) {
   cr_assert_eq(r.calls, 0);
   /* still usable */
   cr_assert_eq(weft_getaddrinfo(loop, "127.0.0.1", NULL, NULL, on_addr, &r), 0);
-  run(loop);
+  th_run(loop);
   cr_assert_eq(r.calls, 1);
   cr_assert_eq(r.status, 0, "%s", weft_err_name(r.status));
   th_loop_finish(loop);
@@ -735,7 +731,7 @@ Test(dns, settings_change_after_cancel, .timeout = 10) {
    * destroyed, reaping it */
   cr_assert_eq(weft_dns_set_options(loop, 50, 1), 0);
   cr_assert_eq(weft_getaddrinfo(loop, "y.test", NULL, NULL, on_addr, &r), 0);
-  run(loop);
+  th_run(loop);
   cr_assert_eq(r.calls, 1);
   cr_assert_eq(r.status, WEFT_EDNS_TIMEOUT, "%s", weft_err_name(r.status));
   weft_future_unref(f);
@@ -792,7 +788,7 @@ static int dns_round_op(weft_loop *loop, void *arg) {
   weft_future *f = NULL;
   int rc = start_kind(loop, dr->kind, &r, &f);
   if (rc != 0) cr_assert_null(f);
-  run(loop);
+  th_run(loop);
   int status = future && f ? weft_future_error(f) : r.status;
   if (rc == 0) {
     cr_assert_eq(future ? 0 : r.calls, future ? 0 : 1);
@@ -845,7 +841,7 @@ static int settings_round(weft_loop *loop, void *arg) {
   if (failed) { /* still usable: only the one allocation failed */
     result r = {0};
     cr_assert_eq(weft_getaddrinfo(loop, "127.0.0.1", NULL, NULL, on_addr, &r), 0);
-    run(loop);
+    th_run(loop);
     cr_assert_eq(r.calls, 1);
     cr_assert_eq(r.status, 0, "%s", weft_err_name(r.status));
   }

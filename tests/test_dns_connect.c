@@ -10,10 +10,6 @@
 #include "support/dnsmasq.h"
 #include "support/test.h"
 
-static void run(weft_loop *loop) {
-  cr_assert_eq(weft_loop_run(loop, WEFT_RUN_DEFAULT), 0);
-}
-
 /* Points `loop` at dnsmasq `d`, DNS only (no /etc/hosts). */
 static void use_dnsmasq(const th_dnsmasq *d, weft_loop *loop) {
   int err = weft_dns_set_servers(loop, d->server);
@@ -100,7 +96,7 @@ Test(connect_host, by_name, .timeout = 10) {
   cr_assert_eq(weft_tcp_init(loop, &t), 0);
   cr_assert_eq(weft_tcp_connect_host(&t, "h.test", sv.port, on_host_connected, &r), 0);
   cr_assert_eq(r.calls, 0);
-  run(loop);
+  th_run(loop);
   cr_assert_eq(r.calls, 1);
   cr_assert_eq(r.status, 0, "%s", weft_err_name(r.status));
   cr_assert_eq(sv.accepted, 1);
@@ -121,7 +117,7 @@ Test(connect_host, numeric_host_skips_the_name_server, .timeout = 10) {
   uint64_t t0 = weft_now(loop);
   cr_assert_eq(weft_tcp_connect_host(&t, "127.0.0.1", sv.port, on_host_connected, &r), 0);
   cr_assert_eq(r.calls, 0);
-  run(loop);
+  th_run(loop);
   cr_assert_lt(weft_now(loop) - t0, 1000u, "waited for the name server");
   cr_assert_eq(r.calls, 1);
   cr_assert_eq(r.status, 0, "%s", weft_err_name(r.status));
@@ -142,7 +138,7 @@ Test(connect_host, tries_each_address, .timeout = 10) {
   weft_tcp t;
   cr_assert_eq(weft_tcp_init(loop, &t), 0);
   cr_assert_eq(weft_tcp_connect_host_future(&t, "two.test", sv.port, &f), 0);
-  run(loop);
+  th_run(loop);
   cr_assert_eq(weft_future_state_get(f), WEFT_FUTURE_FULFILLED,
                "%s", weft_err_name(weft_future_error(f)));
   cr_assert_eq(sv.accepted, 1);
@@ -173,7 +169,7 @@ Test(connect_host, abandons_a_silent_address, .timeout = 10) {
   cr_assert_eq(weft_tcp_init(loop, &t), 0);
   uint64_t t0 = weft_now(loop);
   cr_assert_eq(weft_tcp_connect_host_future(&t, "bh.test", sv.port, &f), 0);
-  run(loop);
+  th_run(loop);
   cr_assert_eq(weft_future_state_get(f), WEFT_FUTURE_FULFILLED,
                "%s", weft_err_name(weft_future_error(f)));
   cr_assert_eq(sv.accepted, 1);
@@ -195,7 +191,7 @@ Test(connect_host, refused_and_notfound, .timeout = 10) {
   for (int i = 0; i < 2; i++) cr_assert_eq(weft_tcp_init(loop, &t[i]), 0);
   cr_assert_eq(weft_tcp_connect_host(&t[0], "a.test", port, on_host_connected, &r[0]), 0);
   cr_assert_eq(weft_tcp_connect_host(&t[1], "nope.test", 80, on_host_connected, &r[1]), 0);
-  run(loop);
+  th_run(loop);
   cr_assert_eq(r[0].calls, 1);
   cr_assert_eq(r[0].status, -ECONNREFUSED, "%s", weft_err_name(r[0].status));
   cr_assert_eq(r[1].calls, 1);
@@ -216,7 +212,7 @@ Test(connect_host, cancel_during_lookup, .timeout = 10) {
   cr_assert_eq(weft_future_error(f), -ECANCELED, "%s",
                weft_err_name(weft_future_error(f)));
   weft_close(&t.stream.base, NULL);
-  run(loop);
+  th_run(loop);
   weft_future_unref(f);
   close(fd);
   th_loop_finish(loop);
@@ -238,7 +234,7 @@ Test(connect_host, handle_closed_during_lookup, .timeout = 10) {
   cr_assert_eq(weft_tcp_init(loop, &t), 0);
   cr_assert_eq(weft_tcp_connect_host(&t, "a.test", 80, on_host_closed_meanwhile, &r), 0);
   cr_assert_eq(weft_close(&t.stream.base, NULL), 0);
-  run(loop);
+  th_run(loop);
   cr_assert_eq(r.calls, 1);
   cr_assert_eq(r.status, -ECANCELED, "%s", weft_err_name(r.status));
   th_dnsmasq_stop(&d);
@@ -260,7 +256,7 @@ Test(connect_host, bad_input, .timeout = 10) {
   weft_close(&t.stream.base, NULL);
   cr_assert_eq(weft_tcp_connect_host(&t, "localhost", 1, on_host_connected, &r), -EINVAL);
   cr_assert_null(f);
-  run(loop);
+  th_run(loop);
   cr_assert_eq(r.calls, 0);
   th_loop_finish(loop);
 }
@@ -288,7 +284,7 @@ static int host_round_op(weft_loop *loop, void *arg) {
   while (rc == 0 && r.calls == 0) weft_loop_run(loop, WEFT_RUN_ONCE);
   if (!weft_is_closing(&h->sv.listener.stream.base))
     weft_close(&h->sv.listener.stream.base, NULL); /* nobody connected */
-  run(loop);
+  th_run(loop);
   bool failed = th_alloc_failed() != 0;
   if (rc == 0) {
     cr_assert_eq(r.calls, 1);

@@ -77,7 +77,7 @@ void th_loop_finish(weft_loop *loop) {
 
 void th_run(weft_loop *loop) {
   int rc = weft_loop_run(loop, WEFT_RUN_DEFAULT);
-  cr_assert_geq(rc, 0, "weft_loop_run: %s", weft_err_name(rc));
+  cr_assert_eq(rc, 0, "weft_loop_run: %d (%s)", rc, rc < 0 ? weft_err_name(rc) : "alive");
 }
 
 static void usable_closed(weft_handle *h) { *(int *)h->data += 10; }

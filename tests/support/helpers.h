@@ -48,7 +48,8 @@ weft_loop *th_loop(void);
 void th_loop_close(weft_loop *loop);
 /* th_loop_close(), then asserts that weft holds no memory afterwards. */
 void th_loop_finish(weft_loop *loop);
-/* weft_loop_run(loop, WEFT_RUN_DEFAULT), asserting it returns >= 0. */
+/* weft_loop_run(loop, WEFT_RUN_DEFAULT): runs until nothing is left,
+ * asserting that it returns 0 (not stopped with work left, no error). */
 void th_run(weft_loop *loop);
 /* Asserts that the loop still works: a 0 ms timer fires exactly once. */
 void th_loop_usable(weft_loop *loop);

@@ -100,8 +100,8 @@ ASAN_ENV := ASAN_OPTIONS=halt_on_error=1:detect_leaks=1:abort_on_error=1 \
             UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1
 TSAN_ENV := TSAN_OPTIONS=halt_on_error=1:second_deadlock_stack=1
 
-check: check-plain check-asan
-	@echo "make check: all suites passed (plain and ASan+UBSan)"
+check: check-plain check-asan check-layers
+	@echo "make check: all suites passed (plain and ASan+UBSan), calls only go down the layers"
 
 check-plain: $(addprefix $(O)/tests/test_,$(RUN_NAMES)) lib
 	@scripts/run-tests.sh "plain" $(addprefix $(O)/tests/test_,$(RUN_NAMES))

@@ -16,9 +16,9 @@
  * 9112 says MUST. Files are opened and fstat'ed with weft's
  * asynchronous file I/O (on the thread pool, so a slow disk never blocks
  * the loop) and kept open for --cache-ms (default 1000; 0: off) in a
- * per-loop cache (httpd/fcache.c), and bodies go out with a non-blocking
- * sendfile(2) loop on the socket, driven by writability (see
- * docs/httpd.md for why not weft_fs_sendfile).
+ * per-loop cache (httpd/fcache.c), and bodies go out with
+ * weft_stream_sendfile() in 256 KiB requests on the connection's write
+ * queue (see docs/httpd.md for why not weft_fs_sendfile).
  *
  * N loops run on N threads, each with its own listening socket on the same
  * port (SO_REUSEPORT: the kernel spreads connections). Port 0 picks a free
@@ -39,18 +39,16 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
-#include <sys/sendfile.h>
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
 
-#include <ev.h>
 #include <weft.h>
 
 #include "httpd/httpd.h"
 
 #define IN_MAX 16384          /* per-connection input buffer: > any line accepted */
-#define SEND_CAP (1u << 20)   /* body bytes per connection per turn (fairness) */
+#define SEND_CHUNK (256u << 10) /* body bytes per sendfile request: progress for --send-ms */
 #define LINGER_MS 2000        /* how long to drain input after an error reply */
 
 _Static_assert(IN_MAX > HTTPD_URL_MAX + 32 && IN_MAX > HTTPD_LINE_MAX, "a line must fit");
@@ -74,7 +72,6 @@ typedef struct server {
 typedef struct conn {
   weft_tcp tcp;
   weft_timer timer;
-  ev_io wio; /* writability, while a body waits for socket space */
   server *srv;
   int refs; /* tcp handle + timer handle + fs request in flight */
   bool closing, serving, peer_eof, keep_alive, lingering, started, index;
@@ -86,6 +83,7 @@ typedef struct conn {
   off_t off, end;   /* body bytes [off, end) still to send */
   weft_fs_req fs;
   weft_write_req wreq, creq; /* the reply; a 100 Continue */
+  weft_sendfile_req body;    /* the current chunk of the reply's body */
   weft_shutdown_req sreq;
   httpd_req req;
   char head[HTTPD_URL_MAX + 1024]; /* room for a Location as long as a target */
@@ -112,7 +110,6 @@ static void on_handle_closed(weft_handle *h) { conn_unref(h->data); }
 static void conn_close(conn *c) {
   if (c->closing) return;
   c->closing = true;
-  ev_io_stop(weft_loop_ev(c->srv->loop), &c->wio);
   weft_close(&c->timer.base, on_handle_closed);
   weft_close(&c->tcp.stream.base, on_handle_closed);
 }
@@ -380,37 +377,32 @@ static void on_open(weft_fs_req *req) {
   }
 }
 
-/* Sends the body straight from the page cache. The socket is non-blocking:
- * when it is full, the writability watcher calls back. At most SEND_CAP
- * bytes per turn, so one fast reader of a large file cannot starve the
- * other connections of this loop. */
-static void send_body(conn *c) {
-  size_t budget = SEND_CAP;
-  int sock = weft_stream_fileno(&c->tcp.stream);
-  while (c->off < c->end && budget > 0) {
-    size_t want = (size_t)(c->end - c->off) < budget ? (size_t)(c->end - c->off) : budget;
-    ssize_t n = sendfile(sock, c->fd, &c->off, want);
-    if (n < 0 && errno == EINTR) continue;
-    if (n < 0 && errno == EAGAIN) break;
-    if (n <= 0) { /* an error, or the file shrank under us */
-      conn_close(c);
-      return;
-    }
-    budget -= (size_t)n;
-    arm(c, c->srv->opt->send_ms);
-  }
-  if (c->off < c->end) {
-    ev_io_start(weft_loop_ev(c->srv->loop), &c->wio);
+static void on_body_sent(weft_sendfile_req *req, int status) {
+  conn *c = req->data;
+  if (c->closing) return;
+  if (status < 0) { /* an error, or the file shrank under us (WEFT_EOF) */
+    conn_close(c);
     return;
   }
-  ev_io_stop(weft_loop_ev(c->srv->loop), &c->wio);
-  finish_request(c);
+  send_body(c);
 }
 
-static void on_writable(struct ev_loop *ev, ev_io *w, int revents) {
-  (void)ev;
-  (void)revents;
-  send_body(w->data);
+/* Sends the body straight from the page cache, one chunk per request on
+ * the stream's write queue (weft waits for socket space and caps the bytes
+ * per turn, so one fast reader of a large file cannot starve the other
+ * connections). Each finished chunk is progress: it rearms --send-ms. */
+static void send_body(conn *c) {
+  if (c->off >= c->end) {
+    finish_request(c);
+    return;
+  }
+  size_t want = (size_t)(c->end - c->off) < SEND_CHUNK ? (size_t)(c->end - c->off) : SEND_CHUNK;
+  off_t from = c->off;
+  c->off += (off_t)want;
+  c->body.data = c;
+  arm(c, c->srv->opt->send_ms);
+  if (weft_stream_sendfile(&c->body, &c->tcp.stream, c->fd, from, want, on_body_sent) < 0)
+    conn_close(c);
 }
 
 /* A complete request is parsed: answer it. */
@@ -547,14 +539,11 @@ static void on_connection(weft_stream *listener, int status) {
   weft_tcp_init(s->loop, &c->tcp);
   weft_timer_init(s->loop, &c->timer);
   c->tcp.stream.base.data = c->timer.base.data = c;
-  ev_io_init(&c->wio, on_writable, 0, EV_WRITE);
-  c->wio.data = c;
   reset_request(c);
   if (weft_stream_accept(listener, &c->tcp.stream) < 0) {
     conn_close(c);
     return;
   }
-  ev_io_set(&c->wio, weft_stream_fileno(&c->tcp.stream), EV_WRITE);
   weft_tcp_nodelay(&c->tcp, true); /* head and body are separate sends */
   arm(c, s->opt->idle_ms);
   if (start_reading(c) < 0) conn_close(c);
@@ -657,8 +646,10 @@ int main(int argc, char **argv) {
   int rc = parse_args(argc, argv, &o, root);
   if (rc != 0) return rc;
   /* sendfile(2) to a reset socket raises SIGPIPE; the error return is
-   * what we want. SIGTERM and SIGINT are taken by sigwait() below, so
-   * every thread (loops and weft's pool) starts with them blocked. */
+   * what we want (weft_stream_sendfile() would also ignore it, but only
+   * from the first body on). SIGTERM and SIGINT are taken by sigwait()
+   * below, so every thread (loops and weft's pool) starts with them
+   * blocked. */
   signal(SIGPIPE, SIG_IGN);
   sigset_t stop;
   sigemptyset(&stop);

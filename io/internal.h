@@ -42,6 +42,7 @@ enum {
  * "io requests". */
 enum {
   WEFT__REQ_QUEUED = 1u << 0, /* on its handle's queue */
+  WEFT__REQ_FILE = 1u << 1,   /* a write that is a weft_sendfile_req's */
 };
 
 _Static_assert(sizeof(((weft__req_hdr *)0)->link) == sizeof(weft__list),
@@ -193,6 +194,21 @@ int weft__stream_connect(weft_stream *s, weft_connect_req *req,
                          weft_connect_cb cb, bool in_progress);
 /* Fails every queued write with `status` (delivered from the loop). */
 void weft__stream_abort_writes(weft_stream *s, int status);
+/* Whether `s` takes writes now: 0, -EINVAL, -EPIPE or -ENOTCONN. */
+int weft__stream_writable(const weft_stream *s);
+/* Queues a set-up write request (or writes it at once), after
+ * weft__net_reserve() succeeded: the second half of weft_stream_write(). */
+void weft__stream_write_queue(weft__net *net, weft_stream *s,
+                              weft_write_req *req);
+/* Takes a queued write with no byte on the wire out of the queue (a
+ * cancelled future); false if it is partly written or complete. */
+bool weft__stream_write_unqueue(weft_write_req *req);
+/* Sendfile requests in the write queue (io/stream_sendfile.c), for the
+ * WEFT__REQ_FILE writes: bytes left, and a write step with req_write()'s
+ * contract (0 done, 1 more to do, < 0 error). */
+size_t weft__sendfile_left(const weft_write_req *w);
+int weft__sendfile_write(weft_stream *s, weft_write_req *w, size_t *budget,
+                         bool queued);
 /* A connect failed or was cancelled: queued writes and a pending shutdown
  * fail with `status`, the socket closes, the handle is back to INIT. */
 void weft__stream_abort(weft_stream *s, int status);

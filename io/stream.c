@@ -112,6 +112,7 @@ void weft__stream_reset(weft_stream *s) {
 /* ---- completions ---------------------------------------------------------- */
 
 static size_t req_remaining(const weft_write_req *req) {
+  if (req->req.flags & WEFT__REQ_FILE) return weft__sendfile_left(req);
   size_t n = 0;
   for (unsigned i = req->idx; i < req->nbufs; i++) n += req->bufs[i].len;
   return n;
@@ -208,6 +209,8 @@ static void req_advance(weft_write_req *req, size_t n) {
  * < 0: error. `queued` says whether the bytes count in wq_size. */
 static int req_write(weft_stream *s, weft_write_req *req, size_t *budget,
                      bool queued) {
+  if (req->req.flags & WEFT__REQ_FILE)
+    return weft__sendfile_write(s, req, budget, queued);
   while (req->idx < req->nbufs) {
     if (*budget == 0) return 1;
     ssize_t n = sys_writev(s, req->bufs + req->idx, req->nbufs - req->idx);
@@ -279,13 +282,17 @@ static int req_setup(weft_write_req *req, weft_stream *s, const weft_buf *bufs,
   return 0;
 }
 
-static int write_check(weft_stream *s, const weft_buf *bufs, unsigned nbufs) {
-  if (s == NULL || bufs == NULL || nbufs == 0 || !weft__handle_usable(&s->base) ||
-      (s->flags & S_LISTENING))
+int weft__stream_writable(const weft_stream *s) {
+  if (s == NULL || !weft__handle_usable(&s->base) || (s->flags & S_LISTENING))
     return -EINVAL;
   if (s->flags & S_SHUT_REQ) return -EPIPE;
   if (!(s->flags & (S_CONNECTED | S_CONNECTING))) return -ENOTCONN;
   return 0;
+}
+
+static int write_check(weft_stream *s, const weft_buf *bufs, unsigned nbufs) {
+  if (s == NULL || bufs == NULL || nbufs == 0) return -EINVAL;
+  return weft__stream_writable(s);
 }
 
 static int stream_write(weft_write_req *req, weft_stream *s,
@@ -295,6 +302,12 @@ static int stream_write(weft_write_req *req, weft_stream *s,
   int err = weft__net_reserve(net);
   if (err == 0) err = req_setup(req, s, bufs, nbufs);
   if (err != 0) return err;
+  weft__stream_write_queue(net, s, req);
+  return 0;
+}
+
+void weft__stream_write_queue(weft__net *net, weft_stream *s,
+                              weft_write_req *req) {
   if (weft__list_empty(WQ(s)) && (s->flags & S_CONNECTED)) {
     size_t budget = WEFT_STREAM_WRITE_CAP;
     int r = req_write(s, req, &budget, false);
@@ -302,7 +315,7 @@ static int stream_write(weft_write_req *req, weft_stream *s,
       weft__reqq_complete(DONE(s), &req->req, r);
       weft__net_schedule(net, &s->base);
       update(s);
-      return 0;
+      return;
     }
   }
   weft__reqq_push(WQ(s), &req->req);
@@ -312,7 +325,6 @@ static int stream_write(weft_write_req *req, weft_stream *s,
     s->flags |= S_WM_ABOVE;
     s->wm_cb(s, WEFT_WATERMARK_HIGH);
   }
-  return 0;
 }
 
 int weft_stream_write(weft_write_req *req, weft_stream *s, const weft_buf *bufs,
@@ -333,14 +345,20 @@ static void write_cancel(weft_future *f, void *arg) {
   WEFT__UNUSED(f);
   weft_write_req *req = arg;
   weft_stream *s = req->stream;
-  if (req->req.status != 0 || !weft__reqq_cancel(&req->req))
-    return; /* partly written, or already in `done` */
-  s->wq_size -= req_remaining(req);
-  update(s);
+  if (!weft__stream_write_unqueue(req)) return;
   write_release(req);
   weft__req_settle(&weft__net_get(s->base.loop)->wreqs, &req->req,
                    -ECANCELED); /* only recycles: f is settled */
+}
+
+bool weft__stream_write_unqueue(weft_write_req *req) {
+  weft_stream *s = req->stream;
+  if (req->req.status != 0 || !weft__reqq_cancel(&req->req))
+    return false; /* partly written, or already in `done` */
+  s->wq_size -= req_remaining(req);
+  update(s);
   check_low(s);
+  return true;
 }
 
 int weft_stream_write_future(weft_stream *s, const weft_buf *bufs,

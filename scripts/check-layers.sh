@@ -39,6 +39,7 @@ table=$(cat <<'TABLE'
 32 io/dns
 31 io/fs
 32 io/stream
+32 io/stream_sendfile
 32 io/udp
 32 io/dns_query
 33 io/tcp

@@ -1,7 +1,8 @@
 /* Streams: completions never inline, backpressure with watermarks (64 MiB
  * through a slow reader), half-close both ways, close cancelling queued
  * writes before the close callback, the per-turn fairness cap, buffers
- * from the caller, write futures and their cancellation. */
+ * from the caller, write futures and their cancellation, sendfile (order
+ * with writes, a large file to a slow reader, cancel, bad input). */
 #include "support/test.h"
 
 #include <stdlib.h>
@@ -526,4 +527,266 @@ Test(stream, bad_input, .timeout = 10) {
   cr_assert(!weft_stream_is_writable(&a.stream));
   cr_assert_eq(weft_stream_shutdown(NULL, &a.stream, NULL), -EINVAL);
   th_loop_finish(loop);
+}
+
+/* ---- sendfile ------------------------------------------------------------------ */
+
+/* An unlinked temporary file of `len` bytes of a pattern; returns its fd. */
+static int pattern_file(size_t len) {
+  char name[] = "/tmp/weft-sendfile-XXXXXX";
+  int fd = mkstemp(name);
+  cr_assert_geq(fd, 0);
+  cr_assert_eq(unlink(name), 0);
+  static char chunk[1 << 16];
+  for (size_t off = 0; off < len;) {
+    size_t n = len - off < sizeof chunk ? len - off : sizeof chunk;
+    for (size_t i = 0; i < n; i++) chunk[i] = (char)((off + i) * 131 + ((off + i) >> 11));
+    cr_assert_eq(write(fd, chunk, n), (ssize_t)n);
+    off += n;
+  }
+  return fd;
+}
+
+static char pattern_at(size_t i) { return (char)(i * 131 + (i >> 11)); }
+
+typedef struct sfcount {
+  int calls, status;
+} sfcount;
+
+static void count_sendfile(weft_sendfile_req *req, int status) {
+  sfcount *c = req->data;
+  c->calls++;
+  c->status = status;
+}
+
+/* Reads what is available on `fd` into buf[*got..cap). */
+static void drain_into(int fd, char *buf, size_t cap, size_t *got) {
+  for (ssize_t n; *got < cap && (n = read(fd, buf + *got, cap - *got)) > 0;)
+    *got += (size_t)n;
+}
+
+Test(stream, sendfile_is_ordered_with_writes, .timeout = 10) {
+  weft_loop *loop = th_loop();
+  weft_pipe a, b;
+  weft_pipe_init(loop, &a);
+  weft_pipe_init(loop, &b);
+  cr_assert_eq(weft_pipe_pair(loop, &a, &b), 0);
+  int fd = pattern_file(100);
+  cr_assert_eq(lseek(fd, 7, SEEK_SET), 7); /* the file offset is not used */
+  weft_write_req w1, w2;
+  int c1[2] = {0, -1}, c2[2] = {0, -1};
+  w1.data = c1;
+  w2.data = c2;
+  weft_sendfile_req sf;
+  sfcount sc = {0, -1};
+  sf.data = &sc;
+  weft_buf head = weft_buf_init("head:", 5), tail = weft_buf_init(":tail", 5);
+  cr_assert_eq(weft_stream_write(&w1, &a.stream, &head, 1, count_write), 0);
+  cr_assert_eq(weft_stream_sendfile(&sf, &a.stream, fd, 10, 20, count_sendfile), 0);
+  weft_future *f;
+  cr_assert_eq(weft_stream_sendfile_future(&a.stream, fd, 0, 3, &f), 0);
+  cr_assert_eq(weft_stream_write(&w2, &a.stream, &tail, 1, count_write), 0);
+  cr_assert_eq(sc.calls, 0, "never inline");
+  cr_assert_eq(weft_future_state_get(f), WEFT_FUTURE_PENDING);
+  weft_loop_run(loop, WEFT_RUN_DEFAULT);
+  cr_assert_eq(c1[0], 1);
+  cr_assert_eq(sc.calls, 1);
+  cr_assert_eq(sc.status, 0, "%s", weft_err_name(sc.status));
+  cr_assert_eq(weft_future_value_i64(f), 3);
+  cr_assert_eq(c2[0], 1);
+  cr_assert_eq(c2[1], 0);
+  char got[64];
+  size_t n = 0;
+  drain_into(weft_stream_fileno(&b.stream), got, sizeof got, &n);
+  cr_assert_eq(n, 5 + 20 + 3 + 5);
+  cr_assert_eq(memcmp(got, "head:", 5), 0);
+  for (size_t i = 0; i < 20; i++) cr_assert_eq(got[5 + i], pattern_at(10 + i), "byte %zu", i);
+  for (size_t i = 0; i < 3; i++) cr_assert_eq(got[25 + i], pattern_at(i));
+  cr_assert_eq(memcmp(got + 28, ":tail", 5), 0);
+  cr_assert_eq(lseek(fd, 0, SEEK_CUR), 7);
+  weft_future_unref(f);
+  close(fd);
+  th_loop_finish(loop);
+}
+
+#define SF_TOTAL ((size_t)24 << 20)
+
+typedef struct sfslow {
+  weft_stream *r;
+  weft_timer slow;
+  size_t received, since_pause, max_queue;
+  weft_stream *w;
+  bool bad;
+} sfslow;
+
+static void sfslow_resume(weft_timer *t);
+
+static void sfslow_read(weft_stream *s, ssize_t n, const weft_buf *buf) {
+  sfslow *p = s->base.data;
+  cr_assert_gt(n, 0, "%s", weft_err_name((int)n));
+  for (ssize_t i = 0; i < n; i++)
+    if (buf->base[i] != pattern_at(p->received + (size_t)i)) p->bad = true;
+  p->received += (size_t)n;
+  p->since_pause += (size_t)n;
+  size_t q = weft_stream_write_queue_size(p->w);
+  if (q > p->max_queue) p->max_queue = q;
+  if (p->since_pause >= (2u << 20)) { /* slow: pause 1 ms every 2 MiB */
+    p->since_pause = 0;
+    weft_stream_read_stop(s);
+    cr_assert_eq(weft_timer_start(&p->slow, sfslow_resume, 1, 0), 0);
+  }
+}
+
+static void sfslow_resume(weft_timer *t) {
+  sfslow *p = t->base.data;
+  cr_assert_eq(weft_stream_read_start(p->r, NULL, sfslow_read), 0);
+}
+
+/* A large file to a slow reader over TCP: EAGAIN is waited out on the
+ * stream's own watcher; the queue size counts the file bytes not sent. */
+Test(stream, sendfile_of_a_large_file_to_a_slow_reader, .timeout = 60) {
+  weft_loop *loop = th_loop();
+  tpair tp;
+  tpair_open(loop, &tp);
+  int fd = pattern_file(SF_TOTAL);
+  sfslow p = {.r = &tp.b.stream, .w = &tp.a.stream};
+  tp.b.stream.base.data = &p;
+  cr_assert_eq(weft_timer_init(loop, &p.slow), 0);
+  p.slow.base.data = &p;
+  weft_sendfile_req sf;
+  sfcount sc = {0, -1};
+  sf.data = &sc;
+  cr_assert_eq(weft_stream_sendfile(&sf, &tp.a.stream, fd, 0, SF_TOTAL, count_sendfile), 0);
+  size_t q0 = weft_stream_write_queue_size(&tp.a.stream);
+  cr_assert_gt(q0, 0, "the kernel cannot take 24 MiB at once");
+  cr_assert_leq(q0, SF_TOTAL);
+  cr_assert_eq(weft_stream_read_start(p.r, NULL, sfslow_read), 0);
+  while (p.received < SF_TOTAL || sc.calls == 0) weft_loop_run(loop, WEFT_RUN_ONCE);
+  cr_assert_eq(sc.calls, 1);
+  cr_assert_eq(sc.status, 0, "%s", weft_err_name(sc.status));
+  cr_assert_eq(p.received, SF_TOTAL);
+  cr_assert(!p.bad, "the bytes differ from the file");
+  cr_assert_eq(weft_stream_write_queue_size(&tp.a.stream), 0);
+  close(fd);
+  th_loop_finish(loop); /* before the timer inside p goes */
+}
+
+static int sforder[4], nsforder;
+static void sforder_sendfile(weft_sendfile_req *req, int status) {
+  (void)req;
+  sforder[nsforder++] = status == -ECANCELED ? 2 : 3;
+}
+static void sforder_close(weft_handle *h) {
+  (void)h;
+  sforder[nsforder++] = 9;
+}
+
+Test(stream, sendfile_cancelled_by_close_and_by_its_future, .timeout = 10) {
+  weft_loop *loop = th_loop();
+  weft_pipe a, b;
+  weft_pipe_init(loop, &a);
+  weft_pipe_init(loop, &b);
+  cr_assert_eq(weft_pipe_pair(loop, &a, &b), 0);
+  static char big[8 << 20]; /* more than the socket buffer: the rest queues */
+  weft_buf bb = weft_buf_init(big, sizeof big);
+  weft_write_req w;
+  w.data = (int[2]){0, 0};
+  cr_assert_eq(weft_stream_write(&w, &a.stream, &bb, 1, NULL), 0);
+  int fd = pattern_file(1 << 16);
+  weft_future *f;
+  size_t q = weft_stream_write_queue_size(&a.stream);
+  cr_assert_eq(weft_stream_sendfile_future(&a.stream, fd, 0, 1 << 16, &f), 0);
+  cr_assert_eq(weft_stream_write_queue_size(&a.stream), q + (1 << 16));
+  cr_assert_eq(weft_future_cancel(f), 0);
+  cr_assert_eq(weft_future_error(f), -ECANCELED);
+  cr_assert_eq(weft_stream_write_queue_size(&a.stream), q);
+  weft_sendfile_req sf;
+  cr_assert_eq(weft_stream_sendfile(&sf, &a.stream, fd, 0, 1 << 16, sforder_sendfile), 0);
+  cr_assert_eq(weft_close(&a.stream.base, sforder_close), 0);
+  cr_assert_eq(nsforder, 0);
+  weft_loop_run(loop, WEFT_RUN_NOWAIT);
+  cr_assert_eq(nsforder, 2);
+  cr_assert_eq(sforder[0], 2); /* -ECANCELED, before the close callback */
+  cr_assert_eq(sforder[1], 9);
+  weft_future_unref(f);
+  close(fd);
+  th_loop_finish(loop);
+}
+
+Test(stream, sendfile_bad_input, .timeout = 10) {
+  weft_loop *loop = th_loop();
+  weft_pipe a, b, idle;
+  weft_pipe_init(loop, &a);
+  weft_pipe_init(loop, &b);
+  weft_pipe_init(loop, &idle);
+  cr_assert_eq(weft_pipe_pair(loop, &a, &b), 0);
+  int fd = pattern_file(10);
+  weft_sendfile_req sf;
+  weft_future *f = NULL;
+  cr_assert_eq(weft_stream_sendfile(NULL, &a.stream, fd, 0, 1, NULL), -EINVAL);
+  cr_assert_eq(weft_stream_sendfile(&sf, NULL, fd, 0, 1, NULL), -EINVAL);
+  cr_assert_eq(weft_stream_sendfile(&sf, &a.stream, fd, 0, 0, NULL), -EINVAL);
+  cr_assert_eq(weft_stream_sendfile(&sf, &a.stream, fd, -1, 1, NULL), -EINVAL);
+  cr_assert_eq(weft_stream_sendfile(&sf, &a.stream, fd, INT64_MAX, 2, NULL), -EINVAL);
+  cr_assert_eq(weft_stream_sendfile(&sf, &a.stream, -1, 0, 1, NULL), -EBADF);
+  int closed = dup(fd);
+  close(closed);
+  cr_assert_eq(weft_stream_sendfile(&sf, &a.stream, closed, 0, 1, NULL), -EBADF);
+  cr_assert_eq(weft_stream_sendfile(&sf, &idle.stream, fd, 0, 1, NULL), -ENOTCONN);
+  cr_assert_eq(weft_stream_sendfile_future(&a.stream, fd, 0, 1, NULL), -EINVAL);
+  cr_assert_eq(weft_stream_sendfile_future(NULL, fd, 0, 1, &f), -EINVAL);
+  cr_assert_eq(weft_stream_sendfile_future(&a.stream, -1, 0, 1, &f), -EBADF);
+  cr_assert_null(f);
+  /* a file shorter than asked: WEFT_EOF, after what it had */
+  sfcount sc = {0, -1};
+  sf.data = &sc;
+  cr_assert_eq(weft_stream_sendfile(&sf, &a.stream, fd, 4, 100, count_sendfile), 0);
+  weft_loop_run(loop, WEFT_RUN_DEFAULT);
+  cr_assert_eq(sc.calls, 1);
+  cr_assert_eq(sc.status, WEFT_EOF, "%s", weft_err_name(sc.status));
+  char got[16];
+  size_t n = 0;
+  drain_into(weft_stream_fileno(&b.stream), got, sizeof got, &n);
+  cr_assert_eq(n, 6);
+  /* after a shutdown: -EPIPE; closing: -EINVAL */
+  weft_shutdown_req sh;
+  cr_assert_eq(weft_stream_shutdown(&sh, &a.stream, NULL), 0);
+  cr_assert_eq(weft_stream_sendfile(&sf, &a.stream, fd, 0, 1, NULL), -EPIPE);
+  weft_close(&b.stream.base, NULL);
+  cr_assert_eq(weft_stream_sendfile(&sf, &b.stream, fd, 0, 1, NULL), -EINVAL);
+  /* the loop still works */
+  th_loop_usable(loop);
+  close(fd);
+  th_loop_finish(loop);
+}
+
+typedef struct sfround {
+  weft_pipe a, b; /* outlive the op: closed by the sweep */
+  int fd;
+} sfround;
+
+static int sendfile_round(weft_loop *loop, void *arg) {
+  sfround *r = arg;
+  cr_assert_eq(weft_pipe_init(loop, &r->a), 0);
+  cr_assert_eq(weft_pipe_init(loop, &r->b), 0);
+  int err = weft_pipe_pair(loop, &r->a, &r->b);
+  weft_future *f = NULL;
+  if (err == 0) err = weft_stream_sendfile_future(&r->a.stream, r->fd, 0, 10, &f);
+  if (err != 0) {
+    cr_assert_null(f);
+    return err;
+  }
+  weft_loop_run(loop, WEFT_RUN_NOWAIT);
+  while (weft_future_state_get(f) == WEFT_FUTURE_PENDING) weft_loop_run(loop, WEFT_RUN_ONCE);
+  int64_t v = weft_future_value_i64(f);
+  weft_future_unref(f);
+  cr_assert_eq(v, 10);
+  return 0;
+}
+
+Test(stream, sendfile_future_allocation_failures_are_clean, .timeout = 20) {
+  sfround r;
+  r.fd = pattern_file(10);
+  th_alloc_sweep_run(&(th_sweep){.op = sendfile_round, .arg = &r, .max_rounds = 100});
+  close(r.fd);
 }

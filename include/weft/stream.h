@@ -130,6 +130,25 @@ struct weft_connect_req {
   weft_connect_cb cb;
 };
 
+typedef struct weft_sendfile_req weft_sendfile_req;
+/** Called once when a weft_stream_sendfile() has sent all its bytes (0) or
+ * failed (a negative errno, WEFT_EOF if the file ended first, -ECANCELED
+ * if the stream closed before it was sent). */
+typedef void (*weft_sendfile_cb)(weft_sendfile_req *req, int status);
+
+/** A file-to-stream request (weft_stream_sendfile); embed it anywhere and
+ * keep it alive until its callback runs. `data` is yours; the rest is
+ * private. */
+struct weft_sendfile_req {
+  void *data;
+  /* private */
+  weft_write_req write; /* its place in the stream's write queue */
+  weft_sendfile_cb cb;
+  int fd;
+  int64_t offset;
+  size_t left;
+};
+
 /** A shutdown request; embed it anywhere. `data` is yours. */
 struct weft_shutdown_req {
   void *data;
@@ -210,6 +229,35 @@ WEFT_API int weft_stream_write(weft_write_req *req, weft_stream *s,
  * whole. Errors as weft_stream_write(), plus -EINVAL for NULL out. */
 WEFT_API int weft_stream_write_future(weft_stream *s, const weft_buf *bufs,
                                       unsigned nbufs, weft_future **out);
+
+/** Sends `len` bytes of the file `file_fd`, from `offset`, on the stream
+ * with sendfile(2): no copy through user space. The request is queued
+ * with the stream's writes and sent in order with them, and follows their
+ * rules: tried at once, the rest sent when the stream is writable (within
+ * the same per-turn fairness cap), counted in the write queue size and its
+ * watermarks; `cb` (may be NULL) runs later, exactly once: 0 once every
+ * byte is sent, a negative errno, WEFT_EOF if the file ended before `len`
+ * bytes, or -ECANCELED if the stream was closed first (bytes already sent
+ * stay sent). `offset` is the request's own (the file's offset is left
+ * alone), so one fd may serve several requests. The fd is not closed.
+ * The first call ignores SIGPIPE as weft_pipe_open() does (sendfile(2)
+ * cannot be told MSG_NOSIGNAL). Returns 0 if accepted; -EINVAL for NULL
+ * req or stream, `len` 0, a negative offset, a closing or listening
+ * stream; -EBADF if `file_fd` is not open; then the same errors as
+ * weft_stream_write() (-ENOTCONN, -EPIPE, -ENOMEM), nothing sent. */
+WEFT_API int weft_stream_sendfile(weft_sendfile_req *req, weft_stream *s,
+                                  int file_fd, int64_t offset, size_t len,
+                                  weft_sendfile_cb cb);
+
+/** Sendfile, future form: like weft_stream_sendfile() without a request.
+ * Stores in *out a future (the caller holds one reference) that fulfils
+ * with `len` (an int64) or rejects with the request's error. Cancelling
+ * the future takes a request with no byte sent yet out of the queue; one
+ * partly sent finishes. Errors as weft_stream_sendfile(), plus -EINVAL
+ * for NULL out and -ENOMEM. */
+WEFT_API int weft_stream_sendfile_future(weft_stream *s, int file_fd,
+                                         int64_t offset, size_t len,
+                                         weft_future **out);
 
 /** Bytes accepted by weft_stream_write() but not yet handed to the kernel
  * (0 for NULL). */

@@ -35,7 +35,7 @@ table=$(cat <<'TABLE'
 22 promises/shield
 30 io/sockaddr
 30 io/fs_ops
-31 io/net
+31 io/iostate
 32 io/dns
 31 io/fs
 32 io/stream

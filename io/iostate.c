@@ -1,6 +1,8 @@
-/* weft — the loop's net state: the shared read buffer, deferred delivery of
- * completions that happened inside a start call, free lists for the future
- * forms, and the timer that retries listeners paused by fd exhaustion.
+/* weft — the io layer's per-loop state (`weft__net`, module slot
+ * WEFT__MOD_NET) and the request FIFO's non-inline part: deferred delivery
+ * of completions that happened inside a start call, the shared read buffer,
+ * the pools of future-form requests, and the timer that retries listeners
+ * paused by fd exhaustion.
  *
  * That timer is an internal, unreferenced weft timer (as DNS's is), so a
  * host learns its deadline from weft_loop_backend_timeout(). It is open

@@ -141,7 +141,7 @@ typedef struct weft__task {
   void *arg;
 } weft__task;
 
-#include "timer_internal.h" /* weft__timers, part of the loop core */
+#include "timers/internal.h" /* weft__timers: owned by timers/, embedded here */
 
 struct weft_loop {
   struct ev_loop *ev;
@@ -228,7 +228,7 @@ void weft__loop_wake(weft_loop *loop);
 int weft__signal_claim(weft_loop *loop, int signum);
 void weft__signal_release(int signum);
 
-/* ---- timers: see core/timer_internal.h --------------------------------- */
+/* ---- timers: see timers/internal.h --------------------------------- */
 
 
 #endif /* WEFT_CORE_INTERNAL_H */

@@ -18,7 +18,7 @@ table=$(cat <<'TABLE'
 10 core/handle      loopcore
 10 core/xpost       loopcore
 10 core/backend     loopcore
-10 core/timer       loopcore
+10 timers/timer     loopcore
 11 core/signal
 20 core/pool
 21 promises/future
@@ -28,11 +28,11 @@ table=$(cat <<'TABLE'
 22 promises/sync
 22 promises/queue
 22 promises/threadsafe
-22 promises/wait
-22 promises/thread
 22 promises/group
 22 promises/scope
 22 promises/shield
+22 promises/wait
+22 promises/thread
 30 io/sockaddr
 30 io/fs_ops
 31 io/iostate
@@ -55,8 +55,8 @@ TABLE
 declare -A rank knot def
 while read -r r f k; do rank[$f]=$r; knot[$f]=${k:-}; done <<<"$table"
 
-# objects whose source is gone (a file moved: timers/timer.c is now
-# core/timer.c) are stale leftovers of an old build tree, not the library
+# objects whose source is gone (a file moved or was removed) are stale
+# leftovers of an old build tree, not the library
 objs=$(cd "$objdir" && find . -name '*.o' | sed 's|^\./||; s|\.o$||' | sort)
 objs=$(for f in $objs; do if [ -f "$f.c" ]; then echo "$f"; fi; done)
 bad=0

@@ -1,18 +1,19 @@
-/* weft — the timers' state and internal API. Timers are part of the loop
- * core, as in libuv (uv__run_timers is called straight from uv_run): their
- * state sits inside struct weft_loop, the loop's own libev timer watcher
- * runs them (core/loop.c: on_timer, armed in on_prepare), and the host's
- * timeout is computed from them (core/backend.c). The heap, the buckets
- * and the public timer API are core/timer.c. Included by core/internal.h;
+/* weft — the timers' state and internal API, owned by timers/. Timers are
+ * part of the loop core's knot, as in libuv (uv__run_timers is called
+ * straight from uv_run): their state sits inside struct weft_loop, the
+ * loop's own libev timer watcher runs them (core/loop.c: on_timer, armed in
+ * on_prepare), and the host's timeout is computed from them
+ * (core/backend.c). The heap, the buckets and the public timer API are
+ * timers/timer.c. Included by core/internal.h (the loop embeds the state);
  * never installed. */
-#ifndef WEFT_CORE_TIMER_INTERNAL_H
-#define WEFT_CORE_TIMER_INTERNAL_H
+#ifndef WEFT_TIMERS_INTERNAL_H
+#define WEFT_TIMERS_INTERNAL_H
 
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
-#include "list.h" /* and weft/loop.h */
+#include "core/list.h" /* and weft/loop.h */
 
 /* One bucket per distinct deadline holds its timers in start order; a
  * min-heap orders the buckets and a hash finds the bucket of a deadline. */
@@ -57,4 +58,4 @@ int64_t weft__timers_next(const weft_loop *loop);
  * stderr and returns false. O(timers + buckets + capacity); for tests. */
 bool weft__timers_validate(const weft_loop *loop);
 
-#endif /* WEFT_CORE_TIMER_INTERNAL_H */
+#endif /* WEFT_TIMERS_INTERNAL_H */

@@ -21,7 +21,7 @@
  * grow, so restarting timers allocates nothing in steady state. */
 #include <stdio.h>
 
-#include "internal.h"
+#include "core/internal.h"
 
 #define SLAB_MIN 64u
 #define HEAP_INITIAL 64u

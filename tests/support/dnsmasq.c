@@ -16,7 +16,7 @@
 #include <unistd.h>
 
 #define DNSMASQ "/usr/sbin/dnsmasq"
-#define START_ATTEMPTS 5
+#define START_ATTEMPTS 20 /* a port can be taken between the check and dnsmasq's bind */
 #define READY_POLLS 100 /* x 50 ms: dnsmasq starts in a few ms */
 
 /* Binds a UDP socket to 127.0.0.1:0; returns the fd and the port. */
@@ -38,11 +38,18 @@ static int udp_bound(unsigned *port) {
 
 int th_silent_udp(unsigned *port) { return udp_bound(port); }
 
+/* A port free for UDP and for TCP on 127.0.0.1: dnsmasq binds both, and
+ * other tests' TCP sockets draw from the same ephemeral range. */
 static int free_port(unsigned *port) {
   int fd = udp_bound(port);
   if (fd < 0) return fd;
+  int t = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)*port)};
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  int err = t < 0 ? -errno : bind(t, (struct sockaddr *)&a, sizeof a) != 0 ? -errno : 0;
+  if (t >= 0) close(t);
   close(fd);
-  return 0;
+  return err;
 }
 
 static int write_hosts(th_dnsmasq *d, const char *hosts) {
@@ -109,7 +116,11 @@ int th_dnsmasq_start(th_dnsmasq *d, const char *hosts) {
   if (access(DNSMASQ, X_OK) != 0) return -ENOENT;
   int err = write_hosts(d, hosts);
   for (int i = 0; err == 0 && i < START_ATTEMPTS; i++) {
-    if ((err = free_port(&d->port)) != 0) break;
+    if ((err = free_port(&d->port)) == -EADDRINUSE) {
+      err = 0; /* taken for TCP: another port */
+      continue;
+    }
+    if (err != 0) break;
     if ((d->pid = spawn(d)) < 0) {
       err = -errno;
       break;

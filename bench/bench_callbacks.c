@@ -29,7 +29,9 @@
 static size_t n_calls;
 static size_t ran;
 
-static double throughput(double t0) { return (double)n_calls / (bench_wall() - t0); }
+static double throughput(double t0) {
+  return (double)n_calls / (bench_wall() - t0);
+}
 
 static void check_ran(const char *what) {
   BENCH_CHECK(ran == n_calls, "%s: %zu of %zu callbacks ran", what, ran,
@@ -86,7 +88,8 @@ static void run_weft_chain(double *v, void *arg) {
   weft_free(loop);
 }
 
-/* ---- raw libev ------------------------------------------------------------ */
+/* ---- raw libev ------------------------------------------------------------
+ */
 
 typedef struct ev_worker {
   ev_idle w;
@@ -119,7 +122,8 @@ static void run_ev_batch(double *v, void *arg) {
   struct ev_loop *loop = ev_loop_new(EVFLAG_AUTO);
   BENCH_CHECK(loop != NULL, "ev_loop_new");
   ev_worker k[WIDTH];
-  for (size_t i = 0; i < WIDTH; i++) ev_idle_init(&k[i].w, on_ev_idle);
+  for (size_t i = 0; i < WIDTH; i++)
+    ev_idle_init(&k[i].w, on_ev_idle);
   ev_batch_once(loop, k);
   double t0 = bench_wall();
   ev_batch_once(loop, k);
@@ -142,7 +146,8 @@ static void run_ev_chain(double *v, void *arg) {
   ev_loop_destroy(loop);
 }
 
-/* ---- libuv ------------------------------------------------------------------ */
+/* ---- libuv ------------------------------------------------------------------
+ */
 
 typedef struct uv_worker {
   uv_idle_t h;
@@ -165,7 +170,8 @@ static void uv_batch_once(uv_loop_t *loop, uv_worker *k, size_t width) {
 }
 
 static void uv_finish(uv_loop_t *loop, uv_worker *k, size_t width) {
-  for (size_t i = 0; i < width; i++) uv_close((uv_handle_t *)&k[i].h, NULL);
+  for (size_t i = 0; i < width; i++)
+    uv_close((uv_handle_t *)&k[i].h, NULL);
   uv_run(loop, UV_RUN_DEFAULT);
   BENCH_CHECK(uv_loop_close(loop) == 0, "uv_loop_close: handles left");
 }
@@ -174,7 +180,8 @@ static void run_uv(double *v, size_t width, bool warm) {
   uv_loop_t loop;
   BENCH_CHECK(uv_loop_init(&loop) == 0, "uv_loop_init");
   uv_worker k[WIDTH];
-  for (size_t i = 0; i < width; i++) uv_idle_init(&loop, &k[i].h);
+  for (size_t i = 0; i < width; i++)
+    uv_idle_init(&loop, &k[i].h);
   if (warm) uv_batch_once(&loop, k, width);
   double t0 = bench_wall();
   uv_batch_once(&loop, k, width);
@@ -193,7 +200,8 @@ static void run_uv_chain(double *v, void *arg) {
   run_uv(v, 1, false);
 }
 
-/* ---- groups --------------------------------------------------------------- */
+/* ---- groups ---------------------------------------------------------------
+ */
 
 int main(int argc, char **argv) {
   n_calls = bench_n(10000000, 1000000);

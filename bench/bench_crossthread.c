@@ -36,7 +36,7 @@
 
 #define PRODUCERS 2
 
-static size_t n_pings;     /* ping-pong round trips */
+static size_t n_pings;      /* ping-pong round trips */
 static size_t n_per_thread; /* flood items per producer */
 
 /* ---- eventfd: the thread side's wait, identical for every impl ----------- */
@@ -51,7 +51,8 @@ static void efd_wait(int fd) {
   if (read(fd, &v, sizeof v) != sizeof v) bench_fail("eventfd read");
 }
 
-/* ---- ping-pong -------------------------------------------------------------- */
+/* ---- ping-pong --------------------------------------------------------------
+ */
 
 typedef struct pingpong {
   int efd;
@@ -165,7 +166,9 @@ static double pingpong_rate(pingpong *p, void *arg, void (*run)(pingpong *)) {
   return NAN;
 }
 
-static void pp_run_weft(pingpong *p) { weft_loop_run(p->weft, WEFT_RUN_DEFAULT); }
+static void pp_run_weft(pingpong *p) {
+  weft_loop_run(p->weft, WEFT_RUN_DEFAULT);
+}
 static void pp_run_uv(pingpong *p) { uv_run(&p->uv, UV_RUN_DEFAULT); }
 static void pp_run_ev(pingpong *p) { ev_run(p->ev, 0); }
 
@@ -201,7 +204,8 @@ static void run_ev_pingpong(double *v, void *arg) {
   ev_loop_destroy(p.ev);
 }
 
-/* ---- the peers' queue: mutex, vector, swap --------------------------------- */
+/* ---- the peers' queue: mutex, vector, swap ---------------------------------
+ */
 
 typedef struct item {
   void (*fn)(void *);
@@ -238,21 +242,23 @@ static void mq_drain(mqueue *q) {
   q->cap = q->spare_cap;
   q->len = 0;
   pthread_mutex_unlock(&q->lock);
-  for (size_t i = 0; i < n; i++) batch[i].fn(batch[i].arg);
+  for (size_t i = 0; i < n; i++)
+    batch[i].fn(batch[i].arg);
   pthread_mutex_lock(&q->lock);
   q->spare = batch;
   q->spare_cap = cap;
   pthread_mutex_unlock(&q->lock);
 }
 
-/* ---- flood -------------------------------------------------------------------- */
+/* ---- flood
+ * -------------------------------------------------------------------- */
 
 typedef struct flood flood;
 
 typedef struct producer {
   flood *f;
-  size_t ran;  /* items run, on the loop */
-  bool done;   /* end marker seen, on the loop */
+  size_t ran; /* items run, on the loop */
+  bool done;  /* end marker seen, on the loop */
 } producer;
 
 struct flood {
@@ -283,7 +289,8 @@ static void *flood_thread(void *arg) {
   producer *p = arg;
   flood *f = p->f;
   pthread_barrier_wait(&f->go);
-  for (size_t i = 0; i < n_per_thread; i++) f->post(f, on_item, p);
+  for (size_t i = 0; i < n_per_thread; i++)
+    f->post(f, on_item, p);
   f->post(f, on_end, p);
   return NULL;
 }
@@ -383,7 +390,8 @@ static void run_ev_flood(double *v, void *arg) {
   free(f);
 }
 
-/* ---- groups ------------------------------------------------------------------ */
+/* ---- groups
+ * ------------------------------------------------------------------ */
 
 int main(int argc, char **argv) {
   n_pings = bench_n(20000, 2000);

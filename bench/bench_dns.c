@@ -40,7 +40,8 @@ static const workload names_work = {true};
 
 static size_t total_lookups(void) { return bench_n(20000, 2000); }
 
-/* ---- weft ------------------------------------------------------------------ */
+/* ---- weft ------------------------------------------------------------------
+ */
 
 typedef struct weft_chain {
   weft_loop *loop;
@@ -77,9 +78,9 @@ static void run_weft(double *values, void *arg) {
   weft_chain chains[CHAINS];
   double t0 = bench_wall();
   for (int i = 0; i < CHAINS; i++) {
-    chains[i] = (weft_chain){loop, w->via_dnsmasq ? dnsmasq_names[i]
-                                                  : etc_hosts_names[0],
-                             &left, &done};
+    chains[i] = (weft_chain){
+        loop, w->via_dnsmasq ? dnsmasq_names[i] : etc_hosts_names[0], &left,
+        &done};
     weft_next(&chains[i]);
   }
   weft_loop_run(loop, WEFT_RUN_DEFAULT);
@@ -89,7 +90,8 @@ static void run_weft(double *values, void *arg) {
   values[0] = (double)n / dt;
 }
 
-/* ---- libuv -------------------------------------------------------------------- */
+/* ---- libuv
+ * -------------------------------------------------------------------- */
 
 typedef struct uv_chain {
   uv_getaddrinfo_t req;
@@ -99,7 +101,8 @@ typedef struct uv_chain {
 
 static void uv_next(uv_chain *c);
 
-static void uv_answered(uv_getaddrinfo_t *req, int status, struct addrinfo *res) {
+static void uv_answered(uv_getaddrinfo_t *req, int status,
+                        struct addrinfo *res) {
   uv_chain *c = (uv_chain *)req;
   BENCH_CHECK(status == 0 && res != NULL, "uv lookup of %s: %s", c->name,
               uv_strerror(status));
@@ -112,7 +115,8 @@ static void uv_next(uv_chain *c) {
   if (*c->left == 0) return;
   (*c->left)--;
   struct addrinfo h = {.ai_family = AF_INET, .ai_socktype = SOCK_STREAM};
-  int err = uv_getaddrinfo(c->req.loop, &c->req, uv_answered, c->name, NULL, &h);
+  int err =
+      uv_getaddrinfo(c->req.loop, &c->req, uv_answered, c->name, NULL, &h);
   BENCH_CHECK(err == 0, "uv_getaddrinfo: %s", uv_strerror(err));
 }
 
@@ -124,7 +128,8 @@ static void run_libuv(double *values, void *arg) {
   uv_chain chains[CHAINS];
   double t0 = bench_wall();
   for (int i = 0; i < CHAINS; i++) {
-    chains[i] = (uv_chain){.name = etc_hosts_names[0], .left = &left, .done = &done};
+    chains[i] =
+        (uv_chain){.name = etc_hosts_names[0], .left = &left, .done = &done};
     chains[i].req.loop = &loop;
     uv_next(&chains[i]);
   }
@@ -135,7 +140,8 @@ static void run_libuv(double *values, void *arg) {
   values[0] = (double)n / dt;
 }
 
-/* ---- groups --------------------------------------------------------------------- */
+/* ---- groups
+ * --------------------------------------------------------------------- */
 
 static const bench_metric localhost_metric[] = {
     {"dns_localhost_10_chains", "lookups/s", true}};

@@ -38,7 +38,8 @@ static size_t big_size, n_stat, n_files;
 static size_t issued, finished;
 static uint64_t bytes;
 
-/* ---- weft -------------------------------------------------------------------- */
+/* ---- weft
+ * -------------------------------------------------------------------- */
 
 static weft_loop *weft_new(void) {
   weft_loop_options o = {.pool_size = THREADS};
@@ -48,7 +49,8 @@ static weft_loop *weft_new(void) {
 }
 
 static void w_stat_cb(weft_fs_req *r) {
-  if (r->result != 0 || r->statbuf.st_size != (off_t)big_size) bench_fail("weft stat");
+  if (r->result != 0 || r->statbuf.st_size != (off_t)big_size)
+    bench_fail("weft stat");
   finished++;
   if (issued < n_stat) {
     issued++;
@@ -66,7 +68,8 @@ static void weft_stat(double *v, void *arg) {
   for (size_t i = 0; i < depth; i++) {
     r[i].data = loop;
     issued++;
-    if (weft_fs_stat(loop, &r[i], big_path, w_stat_cb) != 0) bench_fail("submit");
+    if (weft_fs_stat(loop, &r[i], big_path, w_stat_cb) != 0)
+      bench_fail("submit");
   }
   weft_loop_run(loop, WEFT_RUN_DEFAULT);
   v[0] = (double)n_stat / (bench_wall() - t0);
@@ -113,14 +116,16 @@ static void weft_read(double *v, void *arg) {
   weft_loop_run(loop, WEFT_RUN_DEFAULT);
   v[0] = (double)bytes / 1e6 / (bench_wall() - t0);
   BENCH_CHECK(bytes == big_size, "weft read %llu", (unsigned long long)bytes);
-  for (int i = 0; i < INFLIGHT; i++) free(c[i].iov.iov_base);
+  for (int i = 0; i < INFLIGHT; i++)
+    free(c[i].iov.iov_base);
   close(fd);
   weft_loop_free(loop);
 }
 
 static void w_file_next(weft_loop *loop, weft_fs_req *r);
 static void w_file_cb(weft_fs_req *r) {
-  if (r->result != SMALL) bench_fail("weft read_file %lld", (long long)r->result);
+  if (r->result != SMALL)
+    bench_fail("weft read_file %lld", (long long)r->result);
   weft_fs_req_cleanup(r);
   finished++;
   w_file_next(r->data, r);
@@ -130,7 +135,8 @@ static void w_file_next(weft_loop *loop, weft_fs_req *r) {
   char p[160];
   snprintf(p, sizeof p, "%s/f%zu", tmpdir, issued++);
   r->data = loop;
-  if (weft_fs_read_file(loop, r, p, w_file_cb) != 0) bench_fail("weft read_file");
+  if (weft_fs_read_file(loop, r, p, w_file_cb) != 0)
+    bench_fail("weft read_file");
 }
 
 static void weft_files(double *v, void *arg) {
@@ -139,14 +145,16 @@ static void weft_files(double *v, void *arg) {
   weft_fs_req r[FILES_INFLIGHT];
   issued = finished = 0;
   double t0 = bench_wall();
-  for (int i = 0; i < FILES_INFLIGHT; i++) w_file_next(loop, &r[i]);
+  for (int i = 0; i < FILES_INFLIGHT; i++)
+    w_file_next(loop, &r[i]);
   weft_loop_run(loop, WEFT_RUN_DEFAULT);
   v[0] = (double)n_files / (bench_wall() - t0);
   BENCH_CHECK(finished == n_files, "weft files %zu", finished);
   weft_loop_free(loop);
 }
 
-/* ---- libuv ----------------------------------------------------------------- */
+/* ---- libuv -----------------------------------------------------------------
+ */
 
 static void u_stat_cb(uv_fs_t *r) {
   if (r->result != 0 || r->statbuf.st_size != big_size) bench_fail("uv stat");
@@ -215,7 +223,8 @@ static void uv_read_bench(double *v, void *arg) {
   uv_run(&loop, UV_RUN_DEFAULT);
   v[0] = (double)bytes / 1e6 / (bench_wall() - t0);
   BENCH_CHECK(bytes == big_size, "uv read %llu", (unsigned long long)bytes);
-  for (int i = 0; i < INFLIGHT; i++) free(c[i].buf.base);
+  for (int i = 0; i < INFLIGHT; i++)
+    free(c[i].buf.base);
   close(fd);
   uv_loop_close(&loop);
 }
@@ -265,7 +274,8 @@ static void uv_files_bench(double *v, void *arg) {
   u_file *f = calloc(FILES_INFLIGHT, sizeof *f);
   issued = finished = 0;
   double t0 = bench_wall();
-  for (int i = 0; i < FILES_INFLIGHT; i++) u_file_next(&loop, &f[i]);
+  for (int i = 0; i < FILES_INFLIGHT; i++)
+    u_file_next(&loop, &f[i]);
   uv_run(&loop, UV_RUN_DEFAULT);
   v[0] = (double)n_files / (bench_wall() - t0);
   BENCH_CHECK(finished == n_files, "uv files %zu", finished);
@@ -273,7 +283,8 @@ static void uv_files_bench(double *v, void *arg) {
   uv_loop_close(&loop);
 }
 
-/* ---- plain ------------------------------------------------------------------ */
+/* ---- plain ------------------------------------------------------------------
+ */
 
 static void plain_read(double *v, void *arg) {
   (void)arg;
@@ -281,7 +292,8 @@ static void plain_read(double *v, void *arg) {
   char *buf = malloc(CHUNK);
   uint64_t total = 0;
   double t0 = bench_wall();
-  for (ssize_t n; (n = read(fd, buf, CHUNK)) > 0;) total += (uint64_t)n;
+  for (ssize_t n; (n = read(fd, buf, CHUNK)) > 0;)
+    total += (uint64_t)n;
   v[0] = (double)total / 1e6 / (bench_wall() - t0);
   BENCH_CHECK(total == big_size, "plain read");
   free(buf);
@@ -301,7 +313,8 @@ static void plain_files(double *v, void *arg) {
   v[0] = (double)n_files / (bench_wall() - t0);
 }
 
-/* ---- setup ------------------------------------------------------------------ */
+/* ---- setup ------------------------------------------------------------------
+ */
 
 static void setup(void) {
   if (mkdtemp(tmpdir) == NULL) bench_fail("mkdtemp");
@@ -316,7 +329,8 @@ static void setup(void) {
     char p[160];
     snprintf(p, sizeof p, "%s/f%zu", tmpdir, i);
     fd = open(p, O_WRONLY | O_CREAT | O_TRUNC, 0600);
-    if (fd < 0 || write(fd, chunk, SMALL) != SMALL) bench_fail("write small file");
+    if (fd < 0 || write(fd, chunk, SMALL) != SMALL)
+      bench_fail("write small file");
     close(fd);
   }
   free(chunk);
@@ -340,13 +354,17 @@ static const bench_metric stat32_m[] = {{"fs_stat_32", "ops/s", true}};
 static const bench_metric read_m[] = {{"fs_read_512m", "MB/s", true}};
 static const bench_metric files_m[] = {{"fs_files_10k", "files/s", true}};
 #define STAT_IMPLS(d)                                                          \
-  {{"weft", weft_stat, (void *)(d)}, {"libuv", uv_stat_bench, (void *)(d)}}
+  {                                                                            \
+    {"weft", weft_stat, (void *)(d)}, { "libuv", uv_stat_bench, (void *)(d) }  \
+  }
 static const bench_impl stat1_i[] = STAT_IMPLS(1), stat4_i[] = STAT_IMPLS(4),
                         stat32_i[] = STAT_IMPLS(32);
-static const bench_impl read_i[] = {
-    {"weft", weft_read, NULL}, {"libuv", uv_read_bench, NULL}, {"plain", plain_read, NULL}};
-static const bench_impl files_i[] = {
-    {"weft", weft_files, NULL}, {"libuv", uv_files_bench, NULL}, {"plain", plain_files, NULL}};
+static const bench_impl read_i[] = {{"weft", weft_read, NULL},
+                                    {"libuv", uv_read_bench, NULL},
+                                    {"plain", plain_read, NULL}};
+static const bench_impl files_i[] = {{"weft", weft_files, NULL},
+                                     {"libuv", uv_files_bench, NULL},
+                                     {"plain", plain_files, NULL}};
 static const bench_group groups[] = {
     {"stat_1", stat1_m, 1, stat1_i, 2},
     {"stat_4", stat4_m, 1, stat4_i, 2},

@@ -50,7 +50,8 @@ static const char *script_path(void) {
     exe[n] = '\0';
     char *slash = strrchr(exe, '/');
     if (slash != NULL) *slash = '\0';
-    snprintf(node_script, sizeof node_script, "%s/../../bench/node/futures.js", exe);
+    snprintf(node_script, sizeof node_script, "%s/../../bench/node/futures.js",
+             exe);
     if (access(node_script, R_OK) == 0) return node_script;
   }
   snprintf(node_script, sizeof node_script, "bench/node/futures.js");
@@ -76,7 +77,8 @@ static double run_node(const char *work, size_t n) {
     if (at != NULL) v = strtod(at + 8, NULL);
   }
   int status = pclose(p);
-  if (status != 0 && !isnan(v)) bench_fail("node %s exited with %d", work, status);
+  if (status != 0 && !isnan(v))
+    bench_fail("node %s exited with %d", work, status);
   return v;
 }
 
@@ -107,8 +109,8 @@ static double chain_once(weft_loop *loop) {
   }
   weft_loop_run(loop, WEFT_RUN_DEFAULT);
   double t = bench_wall() - t0;
-  BENCH_CHECK(weft_future_value_i64(d) == (int64_t)n_chain, "chain ended at %lld",
-              (long long)weft_future_value_i64(d));
+  BENCH_CHECK(weft_future_value_i64(d) == (int64_t)n_chain,
+              "chain ended at %lld", (long long)weft_future_value_i64(d));
   weft_future_unref(d);
   return (double)n_chain / t;
 }
@@ -165,7 +167,8 @@ static double create_once(weft_loop *loop) {
   }
   weft_loop_run(loop, WEFT_RUN_DEFAULT);
   double t = bench_wall() - t0;
-  BENCH_CHECK(ran == n_create, "create: %zu of %zu continuations ran", ran, n_create);
+  BENCH_CHECK(ran == n_create, "create: %zu of %zu continuations ran", ran,
+              n_create);
   return (double)n_create / t;
 }
 
@@ -189,16 +192,20 @@ static size_t n_all;
 
 static double all_once(weft_loop *loop, weft_future **fs) {
   double t0 = bench_wall();
-  for (size_t i = 0; i < n_all; i++) ok(weft_future_new(loop, &fs[i]), "new");
+  for (size_t i = 0; i < n_all; i++)
+    ok(weft_future_new(loop, &fs[i]), "new");
   weft_future *all;
   ok(weft_future_all(loop, fs, n_all, &all), "all");
-  for (size_t i = 0; i < n_all; i++) ok(weft_future_resolve_i64(fs[i], (int64_t)i), "resolve");
+  for (size_t i = 0; i < n_all; i++)
+    ok(weft_future_resolve_i64(fs[i], (int64_t)i), "resolve");
   weft_loop_run(loop, WEFT_RUN_DEFAULT);
   double t = bench_wall() - t0;
   BENCH_CHECK(weft_future_value_i64(all) == (int64_t)n_all, "all: wrong count");
-  BENCH_CHECK(weft_future_value_i64(fs[n_all - 1]) == (int64_t)n_all - 1, "all: value");
+  BENCH_CHECK(weft_future_value_i64(fs[n_all - 1]) == (int64_t)n_all - 1,
+              "all: value");
   weft_future_unref(all);
-  for (size_t i = 0; i < n_all; i++) weft_future_unref(fs[i]);
+  for (size_t i = 0; i < n_all; i++)
+    weft_future_unref(fs[i]);
   return (double)n_all / t;
 }
 
@@ -302,15 +309,18 @@ static void weft_queue_bench(double *v, void *arg) {
   free_loop(loop);
 }
 
-/* ---- groups --------------------------------------------------------------- */
+/* ---- groups ---------------------------------------------------------------
+ */
 
-static const bench_metric m_chain[] = {{"futures_then_chain_1m", "ops/s", true}};
+static const bench_metric m_chain[] = {
+    {"futures_then_chain_1m", "ops/s", true}};
 static const bench_metric m_create[] = {
     {"futures_create_resolve_then_1m", "ops/s", true},
     {"futures_allocs_per_settled", "allocs/op", false},
     {"futures_bytes_per_future", "B", false}};
 static const bench_metric m_all[] = {{"futures_all_100k", "ops/s", true}};
-static const bench_metric m_queue[] = {{"futures_queue_pingpong", "ops/s", true}};
+static const bench_metric m_queue[] = {
+    {"futures_queue_pingpong", "ops/s", true}};
 
 static node_work w_chain = {"chain", 0}, w_create = {"create", 0},
                  w_all = {"all", 0}, w_queue = {"queue", 0};
@@ -324,7 +334,8 @@ static const bench_impl i_all[] = {{"weft", weft_all, NULL},
 static const bench_impl i_queue[] = {{"weft", weft_queue_bench, NULL},
                                      {"node", node_impl, &w_queue}};
 
-#define GROUP(name, m, i) {name, m, BENCH_LEN(m), i, BENCH_LEN(i)}
+#define GROUP(name, m, i)                                                      \
+  { name, m, BENCH_LEN(m), i, BENCH_LEN(i) }
 static const bench_group groups[] = {
     GROUP("chain", m_chain, i_chain), GROUP("create", m_create, i_create),
     GROUP("all", m_all, i_all), GROUP("queue", m_queue, i_queue)};

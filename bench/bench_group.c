@@ -20,11 +20,13 @@ static void ok(int err, const char *what) {
 
 static double gather_once(weft_loop *loop, weft_future **fs, bool group) {
   double t0 = bench_wall();
-  for (size_t i = 0; i < n; i++) ok(weft_future_new(loop, &fs[i]), "new");
+  for (size_t i = 0; i < n; i++)
+    ok(weft_future_new(loop, &fs[i]), "new");
   weft_future *agg;
   if (group) {
     ok(weft_group_new(loop, 0, &agg), "group_new");
-    for (size_t i = 0; i < n; i++) ok(weft_group_add(agg, fs[i]), "group_add");
+    for (size_t i = 0; i < n; i++)
+      ok(weft_group_add(agg, fs[i]), "group_add");
     ok(weft_group_close(agg), "group_close");
   } else {
     ok(weft_future_all(loop, fs, n, &agg), "all");
@@ -33,11 +35,12 @@ static double gather_once(weft_loop *loop, weft_future **fs, bool group) {
     ok(weft_future_resolve_i64(fs[i], (int64_t)i), "resolve");
   weft_loop_run(loop, WEFT_RUN_DEFAULT);
   double t = bench_wall() - t0;
-  BENCH_CHECK(weft_future_state_get(agg) == WEFT_FUTURE_FULFILLED &&
+  BENCH_CHECK(weft_future_get_state(agg) == WEFT_FUTURE_FULFILLED &&
                   weft_future_value_i64(agg) == (int64_t)n,
               "%s: wrong count", group ? "group" : "all");
   weft_future_unref(agg);
-  for (size_t i = 0; i < n; i++) weft_future_unref(fs[i]);
+  for (size_t i = 0; i < n; i++)
+    weft_future_unref(fs[i]);
   return (double)n / t;
 }
 

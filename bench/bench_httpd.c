@@ -53,7 +53,8 @@ static void write_file(const char *name, size_t len) {
   snprintf(path, sizeof path, "%s/www/%s", dir, name);
   FILE *out = fopen(path, "wb");
   BENCH_CHECK(out != NULL, "cannot create %s\n", path);
-  for (size_t i = 0; i < len; i++) fputc('a' + (int)(i % 26), out);
+  for (size_t i = 0; i < len; i++)
+    fputc('a' + (int)(i % 26), out);
   fclose(out);
 }
 
@@ -99,7 +100,8 @@ static unsigned start_httpd(unsigned loops) {
   FILE *out;
   unsigned port = 0;
   httpd_pid[loops - 1] = spawn(argv, &out);
-  BENCH_CHECK(fscanf(out, "listening on %u", &port) == 1, "httpd did not start (%s)\n", bin);
+  BENCH_CHECK(fscanf(out, "listening on %u", &port) == 1,
+              "httpd did not start (%s)\n", bin);
   fclose(out);
   return port;
 }
@@ -113,17 +115,19 @@ static unsigned start_nginx(unsigned workers) {
   snprintf(errlog, sizeof errlog, "%s/error%u.log", dir, workers);
   FILE *c = fopen(conf, "w");
   BENCH_CHECK(c != NULL, "cannot write %s\n", conf);
-  fprintf(c,
-          "%sworker_processes %u;\ndaemon off;\npid %s/nginx%u.pid;\nerror_log %s;\n"
-          "events { worker_connections 4096; }\n"
-          "http {\n  access_log off;\n  sendfile on;\n  tcp_nopush off;\n"
-          "  keepalive_timeout 65;\n  keepalive_requests 100000000;\n"
-          "  open_file_cache max=1000 inactive=20s;\n  open_file_cache_valid 1s;\n"
-          "  client_body_temp_path %s;\n"
-          "  default_type application/octet-stream;\n"
-          "  server { listen 127.0.0.1:%u; root %s/www; }\n}\n",
-          geteuid() == 0 ? "user root;\n" : "", workers, dir, workers, errlog, dir, port,
-          dir);
+  fprintf(
+      c,
+      "%sworker_processes %u;\ndaemon off;\npid %s/nginx%u.pid;\nerror_log "
+      "%s;\n"
+      "events { worker_connections 4096; }\n"
+      "http {\n  access_log off;\n  sendfile on;\n  tcp_nopush off;\n"
+      "  keepalive_timeout 65;\n  keepalive_requests 100000000;\n"
+      "  open_file_cache max=1000 inactive=20s;\n  open_file_cache_valid 1s;\n"
+      "  client_body_temp_path %s;\n"
+      "  default_type application/octet-stream;\n"
+      "  server { listen 127.0.0.1:%u; root %s/www; }\n}\n",
+      geteuid() == 0 ? "user root;\n" : "", workers, dir, workers, errlog, dir,
+      port, dir);
   fclose(c);
   char *argv[] = {"nginx", "-p", dir, "-e", errlog, "-c", conf, NULL};
   FILE *out;
@@ -131,7 +135,8 @@ static unsigned start_nginx(unsigned workers) {
   fclose(out);
   for (int i = 0; i < 500; i++) { /* up to 5 s for nginx to listen */
     int s = socket(AF_INET, SOCK_STREAM, 0);
-    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
+    struct sockaddr_in a = {.sin_family = AF_INET,
+                            .sin_port = htons((uint16_t)port)};
     a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
     int ok = connect(s, (struct sockaddr *)&a, sizeof a) == 0;
     close(s);
@@ -153,7 +158,8 @@ static void run_wrk(double *values, void *arg) {
   const target *t = arg;
   char url[96];
   snprintf(url, sizeof url, "http://127.0.0.1:%u%s", t->port, t->file);
-  char *argv[] = {"wrk", "-t2", "-c100", bench_quick() ? "-d1s" : "-d5s", "--latency", url, NULL};
+  char *argv[] = {"wrk",       "-t2", "-c100", bench_quick() ? "-d1s" : "-d5s",
+                  "--latency", url,   NULL};
   FILE *out;
   pid_t pid = spawn(argv, &out);
   char line[512], unit[8];
@@ -162,7 +168,8 @@ static void run_wrk(double *values, void *arg) {
   while (fgets(line, sizeof line, out) != NULL) {
     if (sscanf(line, "Requests/sec: %lf", &v) == 1) rps = v;
     if (sscanf(line, " 99%% %lf%7s", &v, unit) == 2) p99 = to_ms(v, unit);
-    if (strstr(line, "Non-2xx") != NULL || strstr(line, "Socket errors") != NULL) {
+    if (strstr(line, "Non-2xx") != NULL ||
+        strstr(line, "Socket errors") != NULL) {
       bad = true;
       fprintf(stderr, "bench_httpd: %s: %s", url, line);
     }
@@ -170,8 +177,10 @@ static void run_wrk(double *values, void *arg) {
   fclose(out);
   int status;
   waitpid(pid, &status, 0);
-  BENCH_CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 0, "wrk failed on %s\n", url);
-  BENCH_CHECK(!bad && rps > 0 && p99 >= 0, "wrk on %s: errors or no figures\n", url);
+  BENCH_CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 0,
+              "wrk failed on %s\n", url);
+  BENCH_CHECK(!bad && rps > 0 && p99 >= 0, "wrk on %s: errors or no figures\n",
+              url);
   values[0] = rps;
   values[1] = p99;
 }
@@ -185,24 +194,32 @@ static void stop(pid_t pid, int sig) {
 static void cleanup(void) {
   for (int i = 0; i < 2; i++) {
     stop(httpd_pid[i], SIGTERM);
-    stop(nginx_pid[i], SIGQUIT); /* graceful: the workers exit, then the master */
+    stop(nginx_pid[i],
+         SIGQUIT); /* graceful: the workers exit, then the master */
     httpd_pid[i] = nginx_pid[i] = 0;
   }
   char cmd[96];
   snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
-  if (dir[0] != '\0' && system(cmd) != 0) fprintf(stderr, "bench_httpd: cannot remove %s\n", dir);
+  if (dir[0] != '\0' && system(cmd) != 0)
+    fprintf(stderr, "bench_httpd: cannot remove %s\n", dir);
 }
 
-static const bench_metric m1k[] = {{"httpd_1k_rps", "req/s", true}, {"httpd_1k_p99", "ms", false}};
-static const bench_metric m1m[] = {{"httpd_1m_rps", "req/s", true}, {"httpd_1m_p99", "ms", false}};
-static const bench_impl i1k[] = {{"weft", run_wrk, &targets[0]}, {"nginx", run_wrk, &targets[1]}};
-static const bench_impl i1m[] = {{"weft", run_wrk, &targets[2]}, {"nginx", run_wrk, &targets[3]}};
+static const bench_metric m1k[] = {{"httpd_1k_rps", "req/s", true},
+                                   {"httpd_1k_p99", "ms", false}};
+static const bench_metric m1m[] = {{"httpd_1m_rps", "req/s", true},
+                                   {"httpd_1m_p99", "ms", false}};
+static const bench_impl i1k[] = {{"weft", run_wrk, &targets[0]},
+                                 {"nginx", run_wrk, &targets[1]}};
+static const bench_impl i1m[] = {{"weft", run_wrk, &targets[2]},
+                                 {"nginx", run_wrk, &targets[3]}};
 static const bench_metric m2_1k[] = {{"httpd2_1k_rps", "req/s", true},
                                      {"httpd2_1k_p99", "ms", false}};
 static const bench_metric m2_1m[] = {{"httpd2_1m_rps", "req/s", true},
                                      {"httpd2_1m_p99", "ms", false}};
-static const bench_impl i2_1k[] = {{"weft", run_wrk, &targets[4]}, {"nginx", run_wrk, &targets[5]}};
-static const bench_impl i2_1m[] = {{"weft", run_wrk, &targets[6]}, {"nginx", run_wrk, &targets[7]}};
+static const bench_impl i2_1k[] = {{"weft", run_wrk, &targets[4]},
+                                   {"nginx", run_wrk, &targets[5]}};
+static const bench_impl i2_1m[] = {{"weft", run_wrk, &targets[6]},
+                                   {"nginx", run_wrk, &targets[7]}};
 static const bench_group groups[] = {
     {"httpd_1k", m1k, BENCH_LEN(m1k), i1k, BENCH_LEN(i1k)},
     {"httpd_1m", m1m, BENCH_LEN(m1m), i1m, BENCH_LEN(i1m)},

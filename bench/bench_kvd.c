@@ -134,10 +134,20 @@ static void run_kvd(double *values, void *arg) {
 static void run_redis(double *values, void *arg) {
   char port[16];
   snprintf(port, sizeof port, "%d", free_port());
-  char *argv[] = {"redis-server", "--port",        port, "--bind",
-                  "127.0.0.1",    "--save",        "",   "--appendonly",
-                  "no",           "--io-threads",  arg,  "--io-threads-do-reads",
-                  "yes",          NULL};
+  char *argv[] = {"redis-server",
+                  "--port",
+                  port,
+                  "--bind",
+                  "127.0.0.1",
+                  "--save",
+                  "",
+                  "--appendonly",
+                  "no",
+                  "--io-threads",
+                  arg,
+                  "--io-threads-do-reads",
+                  "yes",
+                  NULL};
   if (strcmp(arg, "1") == 0) argv[9] = NULL; /* the first table: as before */
   server s = spawn(argv, "Ready to accept connections", NULL);
   s.port = atoi(port);
@@ -150,10 +160,12 @@ static const bench_metric metrics[] = {
     {"kvd_set_p16", "req/s", true},     {"kvd_get_p16", "req/s", true}};
 static const bench_impl impls[] = {{"weft", run_kvd, "1"},
                                    {"redis-server", run_redis, "1"}};
-static const bench_metric metrics2[] = {
-    {"kvd2_ping_inline", "req/s", true}, {"kvd2_set", "req/s", true},
-    {"kvd2_get", "req/s", true},         {"kvd2_ping_inline_p16", "req/s", true},
-    {"kvd2_set_p16", "req/s", true},     {"kvd2_get_p16", "req/s", true}};
+static const bench_metric metrics2[] = {{"kvd2_ping_inline", "req/s", true},
+                                        {"kvd2_set", "req/s", true},
+                                        {"kvd2_get", "req/s", true},
+                                        {"kvd2_ping_inline_p16", "req/s", true},
+                                        {"kvd2_set_p16", "req/s", true},
+                                        {"kvd2_get_p16", "req/s", true}};
 static const bench_impl impls2[] = {{"weft", run_kvd, "2"},
                                     {"redis-server", run_redis, "2"}};
 static const bench_group groups[] = {

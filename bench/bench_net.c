@@ -51,7 +51,8 @@ static int listen_fd(int type, int *port) {
   struct sockaddr_in a;
   weft_ip4_addr("127.0.0.1", 0, &a);
   setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
-  if (bind(fd, (struct sockaddr *)&a, sizeof a) < 0) bench_fail("bind: %d", errno);
+  if (bind(fd, (struct sockaddr *)&a, sizeof a) < 0)
+    bench_fail("bind: %d", errno);
   if (type == SOCK_STREAM && listen(fd, 1024) < 0) bench_fail("listen");
   socklen_t len = sizeof a;
   getsockname(fd, (struct sockaddr *)&a, &len);
@@ -74,8 +75,10 @@ static void w_srv_alloc(weft_stream *s, size_t sz, weft_buf *b) {
 }
 static void w_srv_written(weft_write_req *w, int st) {
   wconn *c = w->data;
-  if (st != 0) weft_close(&c->t.stream.base, w_free);
-  else weft_stream_read_start(&c->t.stream, w_srv_alloc, w_srv_read);
+  if (st != 0)
+    weft_close(&c->t.stream.base, w_free);
+  else
+    weft_stream_read_start(&c->t.stream, w_srv_alloc, w_srv_read);
 }
 static void w_srv_read(weft_stream *s, ssize_t n, const weft_buf *b) {
   wconn *c = (wconn *)s;
@@ -87,7 +90,8 @@ static void w_srv_read(weft_stream *s, ssize_t n, const weft_buf *b) {
   weft_stream_read_stop(s);
   c->w.data = c;
   weft_buf o = weft_buf_init(b->base, (size_t)n);
-  if (weft_stream_write(&c->w, s, &o, 1, w_srv_written) != 0) weft_close(&s->base, w_free);
+  if (weft_stream_write(&c->w, s, &o, 1, w_srv_written) != 0)
+    weft_close(&s->base, w_free);
 }
 static void w_srv_conn(weft_stream *srv, int st) {
   if (st != 0) return;
@@ -97,7 +101,8 @@ static void w_srv_conn(weft_stream *srv, int st) {
   weft_tcp_nodelay(&c->t, true);
   weft_stream_read_start(&c->t.stream, w_srv_alloc, w_srv_read);
 }
-static weft_udp_send_req w_udp_req[64]; /* a request is busy until its callback */
+static weft_udp_send_req
+    w_udp_req[64]; /* a request is busy until its callback */
 static unsigned w_udp_next;
 static char w_udp_copy[64][2048];
 static void w_srv_udp(weft_udp *u, ssize_t n, const weft_buf *b,
@@ -161,8 +166,10 @@ static void u_srv_alloc(uv_handle_t *h, size_t sz, uv_buf_t *b) {
 static void u_srv_read(uv_stream_t *s, ssize_t n, const uv_buf_t *b);
 static void u_srv_written(uv_write_t *w, int st) {
   uconn *c = w->data;
-  if (st != 0) uv_close((uv_handle_t *)&c->t, u_free);
-  else uv_read_start((uv_stream_t *)&c->t, u_srv_alloc, u_srv_read);
+  if (st != 0)
+    uv_close((uv_handle_t *)&c->t, u_free);
+  else
+    uv_read_start((uv_stream_t *)&c->t, u_srv_alloc, u_srv_read);
 }
 static void u_srv_read(uv_stream_t *s, ssize_t n, const uv_buf_t *b) {
   uconn *c = (uconn *)s;
@@ -264,13 +271,15 @@ static server_proc server_start(serve_fn serve) {
   if (s.pid == 0) {
     close(p[0]);
     int tport, uport;
-    int lfd = listen_fd(SOCK_STREAM, &tport), ufd = listen_fd(SOCK_DGRAM, &uport);
+    int lfd = listen_fd(SOCK_STREAM, &tport),
+        ufd = listen_fd(SOCK_DGRAM, &uport);
     serve(lfd, ufd, p[1]);
     _exit(0);
   }
   close(p[1]);
   int ports[2];
-  if (read(p[0], ports, sizeof ports) != sizeof ports) bench_fail("server start");
+  if (read(p[0], ports, sizeof ports) != sizeof ports)
+    bench_fail("server start");
   close(p[0]);
   s.tcp_port = ports[0];
   s.udp_port = ports[1];
@@ -321,7 +330,8 @@ static void job_result(const job *j, double t, double *v) {
     v[0] = (double)j->target / t;
 }
 
-/* ---- weft ----------------------------------------------------------------- */
+/* ---- weft -----------------------------------------------------------------
+ */
 
 typedef struct wc {
   weft_tcp t;
@@ -358,7 +368,8 @@ static void wc_send(wc *c, const void *p, size_t n) {
   c->w[0].data = c;
   weft_buf b = weft_buf_init((void *)p, n);
   c->inflight++;
-  BENCH_CHECK(weft_stream_write(&c->w[0], &c->t.stream, &b, 1, wc_written) == 0, "write");
+  BENCH_CHECK(weft_stream_write(&c->w[0], &c->t.stream, &b, 1, wc_written) == 0,
+              "write");
 }
 
 static void wc_pump(wc *c) {
@@ -369,7 +380,8 @@ static void wc_pump(wc *c) {
     weft_buf b = weft_buf_init(out_chunk, n);
     c->inflight++;
     c->sent += n;
-    BENCH_CHECK(weft_stream_write(w, &c->t.stream, &b, 1, wc_written) == 0, "write");
+    BENCH_CHECK(weft_stream_write(w, &c->t.stream, &b, 1, wc_written) == 0,
+                "write");
   }
 }
 
@@ -383,8 +395,10 @@ static void wc_read(weft_stream *s, ssize_t n, const weft_buf *b) {
   switch (j->w) {
   case W_PINGPONG:
     if (c->got % MSG_LEN) return;
-    if (++j->done < j->target) wc_send(c, MSG, MSG_LEN);
-    else weft_close(&s->base, NULL);
+    if (++j->done < j->target)
+      wc_send(c, MSG, MSG_LEN);
+    else
+      weft_close(&s->base, NULL);
     return;
   case W_POUND:
     j->done++;
@@ -403,8 +417,10 @@ static void wc_connected(weft_connect_req *r, int st) {
   BENCH_CHECK(st == 0, "weft connect: %s", weft_strerror(st));
   weft_tcp_nodelay(&c->t, true);
   weft_stream_read_start(&c->t.stream, wc_alloc, wc_read);
-  if (c->j->w == W_PINGPONG || c->j->w == W_POUND) wc_send(c, MSG, 1 + (c->j->w == W_PINGPONG) * 4);
-  else wc_pump(c);
+  if (c->j->w == W_PINGPONG || c->j->w == W_POUND)
+    wc_send(c, MSG, 1 + (c->j->w == W_PINGPONG) * 4);
+  else
+    wc_pump(c);
 }
 
 static void wc_start(weft_loop *loop, wc *c, const struct sockaddr_in *a) {
@@ -414,7 +430,8 @@ static void wc_start(weft_loop *loop, wc *c, const struct sockaddr_in *a) {
   j->started++;
   weft_tcp_init(loop, &c->t);
   c->cr.data = c;
-  BENCH_CHECK(weft_tcp_connect(&c->cr, &c->t, (const struct sockaddr *)a, wc_connected) == 0,
+  BENCH_CHECK(weft_tcp_connect(&c->cr, &c->t, (const struct sockaddr *)a,
+                               wc_connected) == 0,
               "connect");
 }
 
@@ -448,7 +465,8 @@ static void weft_client(workload w, const server_proc *s, double *v) {
     weft_udp_init(loop, &u);
     u.base.data = &j;
     weft_buf m = weft_buf_init(MSG, MSG_LEN);
-    weft_udp_send(&wu_req[wu_next++ % 2], &u, &m, 1, (struct sockaddr *)&ua, NULL);
+    weft_udp_send(&wu_req[wu_next++ % 2], &u, &m, 1, (struct sockaddr *)&ua,
+                  NULL);
     weft_udp_recv_start(&u, wu_recv);
   } else {
     for (size_t i = 0; i < width; i++) {
@@ -465,7 +483,8 @@ static void weft_client(workload w, const server_proc *s, double *v) {
   free(cs);
 }
 
-/* ---- libuv ---------------------------------------------------------------- */
+/* ---- libuv ----------------------------------------------------------------
+ */
 
 typedef struct uc {
   uv_tcp_t t;
@@ -501,7 +520,8 @@ static void uc_send(uc *c, const char *p, size_t n) {
   c->w[0].data = c;
   uv_buf_t b = uv_buf_init((char *)p, (unsigned)n);
   c->inflight++;
-  BENCH_CHECK(uv_write(&c->w[0], (uv_stream_t *)&c->t, &b, 1, uc_written) == 0, "write");
+  BENCH_CHECK(uv_write(&c->w[0], (uv_stream_t *)&c->t, &b, 1, uc_written) == 0,
+              "write");
 }
 
 static void uc_pump(uc *c) {
@@ -512,7 +532,8 @@ static void uc_pump(uc *c) {
     uv_buf_t b = uv_buf_init(out_chunk, (unsigned)n);
     c->inflight++;
     c->sent += n;
-    BENCH_CHECK(uv_write(w, (uv_stream_t *)&c->t, &b, 1, uc_written) == 0, "write");
+    BENCH_CHECK(uv_write(w, (uv_stream_t *)&c->t, &b, 1, uc_written) == 0,
+                "write");
   }
 }
 
@@ -526,8 +547,10 @@ static void uc_read(uv_stream_t *s, ssize_t n, const uv_buf_t *b) {
   switch (j->w) {
   case W_PINGPONG:
     if (c->got % MSG_LEN) return;
-    if (++j->done < j->target) uc_send(c, MSG, MSG_LEN);
-    else uv_close((uv_handle_t *)s, NULL);
+    if (++j->done < j->target)
+      uc_send(c, MSG, MSG_LEN);
+    else
+      uv_close((uv_handle_t *)s, NULL);
     return;
   case W_POUND:
     j->done++;
@@ -546,8 +569,10 @@ static void uc_connected(uv_connect_t *r, int st) {
   BENCH_CHECK(st == 0, "uv connect: %s", uv_strerror(st));
   uv_tcp_nodelay(&c->t, 1);
   uv_read_start((uv_stream_t *)&c->t, uc_alloc, uc_read);
-  if (c->j->w == W_PINGPONG || c->j->w == W_POUND) uc_send(c, MSG, c->j->w == W_PINGPONG ? MSG_LEN : 1);
-  else uc_pump(c);
+  if (c->j->w == W_PINGPONG || c->j->w == W_POUND)
+    uc_send(c, MSG, c->j->w == W_PINGPONG ? MSG_LEN : 1);
+  else
+    uc_pump(c);
 }
 
 static void uc_start(uv_loop_t *loop, uc *c) {
@@ -557,7 +582,8 @@ static void uc_start(uv_loop_t *loop, uc *c) {
   j->started++;
   uv_tcp_init(loop, &c->t);
   c->cr.data = c;
-  BENCH_CHECK(uv_tcp_connect(&c->cr, &c->t, (const struct sockaddr *)uc_addr, uc_connected) == 0,
+  BENCH_CHECK(uv_tcp_connect(&c->cr, &c->t, (const struct sockaddr *)uc_addr,
+                             uc_connected) == 0,
               "connect");
 }
 
@@ -613,7 +639,8 @@ static void uv_client(workload w, const server_proc *s, double *v) {
   free(cs);
 }
 
-/* ---- raw epoll -------------------------------------------------------------- */
+/* ---- raw epoll --------------------------------------------------------------
+ */
 
 typedef struct ec {
   int fd;
@@ -621,12 +648,14 @@ typedef struct ec {
   bool connecting;
 } ec;
 
-static int ec_connect(int ep, ec *c, const struct sockaddr_in *a, job *j, size_t idx) {
+static int ec_connect(int ep, ec *c, const struct sockaddr_in *a, job *j,
+                      size_t idx) {
   memset(c, 0, sizeof *c);
   c->fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK, 0);
   int one = 1;
   setsockopt(c->fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-  if (connect(c->fd, (const struct sockaddr *)a, sizeof *a) < 0 && errno != EINPROGRESS)
+  if (connect(c->fd, (const struct sockaddr *)a, sizeof *a) < 0 &&
+      errno != EINPROGRESS)
     bench_fail("epoll connect: %d", errno);
   c->connecting = true;
   j->started++;
@@ -652,7 +681,9 @@ static void ec_event(int ep, ec *c, job *j, uint32_t events, size_t idx,
   if (c->connecting && (events & EPOLLOUT)) {
     c->connecting = false;
     if (!pump) {
-      BENCH_CHECK(send(c->fd, MSG, j->w == W_PINGPONG ? MSG_LEN : 1, MSG_NOSIGNAL) > 0, "send");
+      BENCH_CHECK(
+          send(c->fd, MSG, j->w == W_PINGPONG ? MSG_LEN : 1, MSG_NOSIGNAL) > 0,
+          "send");
       struct epoll_event ev = {.events = EPOLLIN, .data.u64 = idx};
       epoll_ctl(ep, EPOLL_CTL_MOD, c->fd, &ev);
       return;
@@ -669,13 +700,17 @@ static void ec_event(int ep, ec *c, job *j, uint32_t events, size_t idx,
   c->got += (size_t)n;
   if (j->w == W_PINGPONG) {
     if (c->got % MSG_LEN) return;
-    if (++j->done < j->target) send(c->fd, MSG, MSG_LEN, MSG_NOSIGNAL);
-    else close(c->fd), (*live)--;
+    if (++j->done < j->target)
+      send(c->fd, MSG, MSG_LEN, MSG_NOSIGNAL);
+    else
+      close(c->fd), (*live)--;
   } else if (j->w == W_POUND) {
     j->done++;
     close(c->fd);
-    if (j->started < j->target) ec_connect(ep, c, a, j, idx);
-    else (*live)--;
+    if (j->started < j->target)
+      ec_connect(ep, c, a, j, idx);
+    else
+      (*live)--;
   } else if (c->got == j->target) {
     j->done++;
     close(c->fd);
@@ -705,7 +740,8 @@ static void epoll_client(workload w, const server_proc *s, double *v) {
     epoll_udp(&j, &ua); /* blocking recv: what epoll would wait for */
     live = 0;
   }
-  for (size_t i = 0; i < width && live; i++) ec_connect(ep, &cs[i], &ta, &j, i);
+  for (size_t i = 0; i < width && live; i++)
+    ec_connect(ep, &cs[i], &ta, &j, i);
   struct epoll_event evs[256];
   while (live > 0) {
     int n = epoll_wait(ep, evs, 256, -1);
@@ -722,7 +758,8 @@ static void epoll_client(workload w, const server_proc *s, double *v) {
   free(cs);
 }
 
-/* ---- groups ------------------------------------------------------------------ */
+/* ---- groups
+ * ------------------------------------------------------------------ */
 
 typedef struct run_arg {
   workload w;
@@ -741,8 +778,9 @@ static void run(double *v, void *arg) {
   static run_arg w##_weft = {w, serve_weft, weft_client};                      \
   static run_arg w##_uv = {w, serve_uv, uv_client};                            \
   static run_arg w##_ep = {w, serve_epoll, epoll_client};                      \
-  static const bench_impl w##_impls[] = {                                      \
-      {"weft", run, &w##_weft}, {"libuv", run, &w##_uv}, {"epoll", run, &w##_ep}};
+  static const bench_impl w##_impls[] = {{"weft", run, &w##_weft},             \
+                                         {"libuv", run, &w##_uv},              \
+                                         {"epoll", run, &w##_ep}};
 
 IMPLS(W_PINGPONG)
 IMPLS(W_PUMP1)
@@ -756,7 +794,8 @@ static const bench_metric m_pump100[] = {{"tcp_pump_100", "MB/s", true}};
 static const bench_metric m_pound[] = {{"tcp_pound", "accepts/s", true}};
 static const bench_metric m_udp[] = {{"udp_pingpong", "rt/s", true}};
 
-#define GROUP(name, m, w) {name, m, BENCH_LEN(m), w##_impls, BENCH_LEN(w##_impls)}
+#define GROUP(name, m, w)                                                      \
+  { name, m, BENCH_LEN(m), w##_impls, BENCH_LEN(w##_impls) }
 
 int main(int argc, char **argv) {
   signal(SIGPIPE, SIG_IGN);
@@ -772,8 +811,10 @@ int main(int argc, char **argv) {
   };
   /* the per-handle memory: weft allocates nothing per TCP handle */
   if (argc < 2 || strstr("tcp_handle_bytes", argv[1])) {
-    bench_emit("tcp_handle_bytes", "weft", (double)weft_tcp_handle_size(), "B", false, 1);
-    bench_emit("tcp_handle_bytes", "libuv", (double)sizeof(uv_tcp_t), "B", false, 1);
+    bench_emit("tcp_handle_bytes", "weft", (double)weft_tcp_handle_size(), "B",
+               false, 1);
+    bench_emit("tcp_handle_bytes", "libuv", (double)sizeof(uv_tcp_t), "B",
+               false, 1);
   }
   int rc = bench_main(argc, argv, groups, BENCH_LEN(groups));
   return argc >= 2 && strstr("tcp_handle_bytes", argv[1]) ? 0 : rc;

@@ -24,9 +24,12 @@ static size_t n_bulk, n_serial;
 static atomic_size_t ran;
 static size_t completed;
 
-static void tiny(void) { atomic_fetch_add_explicit(&ran, 1, memory_order_relaxed); }
+static void tiny(void) {
+  atomic_fetch_add_explicit(&ran, 1, memory_order_relaxed);
+}
 
-/* ---- weft ------------------------------------------------------------------ */
+/* ---- weft ------------------------------------------------------------------
+ */
 
 static weft_loop *new_weft_loop(void) {
   weft_loop_options o = {.pool_size = THREADS};
@@ -60,7 +63,8 @@ static void weft_run(double *v, void *arg) {
   completed = 0;
   /* warm: threads start on first use, not inside the measurement */
   weft_work warm;
-  if (weft_work_submit(loop, &warm, WEFT_LANE_CPU, w_work, w_done) != 0) bench_fail("submit");
+  if (weft_work_submit(loop, &warm, WEFT_LANE_CPU, w_work, w_done) != 0)
+    bench_fail("submit");
   weft_loop_run(loop, WEFT_RUN_DEFAULT);
   atomic_store(&ran, 0);
   completed = 0;
@@ -75,12 +79,14 @@ static void weft_run(double *v, void *arg) {
   }
   weft_loop_run(loop, WEFT_RUN_DEFAULT);
   v[0] = (double)n / (bench_wall() - t0);
-  BENCH_CHECK(completed == n && atomic_load(&ran) == n, "weft: %zu/%zu", completed, n);
+  BENCH_CHECK(completed == n && atomic_load(&ran) == n, "weft: %zu/%zu",
+              completed, n);
   free(w);
   if (weft_loop_free(loop) != 0) bench_fail("weft_loop_free");
 }
 
-/* ---- libuv ----------------------------------------------------------------- */
+/* ---- libuv -----------------------------------------------------------------
+ */
 
 static void u_work(uv_work_t *w) {
   (void)w;
@@ -93,7 +99,8 @@ static void u_done(uv_work_t *w, int status) {
 }
 static void u_serial_done(uv_work_t *w, int status) {
   if (status != 0) bench_fail("uv job status %d", status);
-  if (++completed < n_serial && uv_queue_work(w->loop, w, u_work, u_serial_done) != 0)
+  if (++completed < n_serial &&
+      uv_queue_work(w->loop, w, u_work, u_serial_done) != 0)
     bench_fail("uv submit");
 }
 
@@ -113,16 +120,19 @@ static void uv_run_bench(double *v, void *arg) {
     uv_queue_work(&loop, w, u_work, u_serial_done);
   } else {
     for (size_t i = 0; i < n; i++)
-      if (uv_queue_work(&loop, &w[i], u_work, u_done) != 0) bench_fail("uv submit");
+      if (uv_queue_work(&loop, &w[i], u_work, u_done) != 0)
+        bench_fail("uv submit");
   }
   uv_run(&loop, UV_RUN_DEFAULT);
   v[0] = (double)n / (bench_wall() - t0);
-  BENCH_CHECK(completed == n && atomic_load(&ran) == n, "libuv: %zu/%zu", completed, n);
+  BENCH_CHECK(completed == n && atomic_load(&ran) == n, "libuv: %zu/%zu",
+              completed, n);
   free(w);
   uv_loop_close(&loop);
 }
 
-/* ---- plain: a mutex + condvar queue of job indices ------------------------- */
+/* ---- plain: a mutex + condvar queue of job indices -------------------------
+ */
 
 typedef struct plain_q {
   pthread_mutex_t lock;
@@ -135,7 +145,8 @@ static void *plain_worker(void *arg) {
   plain_q *q = arg;
   pthread_mutex_lock(&q->lock);
   for (;;) {
-    while (q->head == q->tail && !q->stop) pthread_cond_wait(&q->work, &q->lock);
+    while (q->head == q->tail && !q->stop)
+      pthread_cond_wait(&q->work, &q->lock);
     if (q->head == q->tail) break;
     q->head++;
     pthread_mutex_unlock(&q->lock);
@@ -154,7 +165,8 @@ static void plain_run(double *v, void *arg) {
   pthread_cond_init(&q.work, NULL);
   pthread_cond_init(&q.done, NULL);
   pthread_t t[THREADS];
-  for (int i = 0; i < THREADS; i++) pthread_create(&t[i], NULL, plain_worker, &q);
+  for (int i = 0; i < THREADS; i++)
+    pthread_create(&t[i], NULL, plain_worker, &q);
   atomic_store(&ran, 0);
   double t0 = bench_wall();
   for (size_t i = 0; i < n_bulk; i++) {
@@ -164,21 +176,24 @@ static void plain_run(double *v, void *arg) {
     pthread_mutex_unlock(&q.lock);
   }
   pthread_mutex_lock(&q.lock);
-  while (q.finished < q.n) pthread_cond_wait(&q.done, &q.lock);
+  while (q.finished < q.n)
+    pthread_cond_wait(&q.done, &q.lock);
   q.stop = true;
   pthread_cond_broadcast(&q.work);
   pthread_mutex_unlock(&q.lock);
   v[0] = (double)n_bulk / (bench_wall() - t0);
-  for (int i = 0; i < THREADS; i++) pthread_join(t[i], NULL);
+  for (int i = 0; i < THREADS; i++)
+    pthread_join(t[i], NULL);
   BENCH_CHECK(atomic_load(&ran) == n_bulk, "plain: %zu", atomic_load(&ran));
 }
 
 static const bench_metric bulk_m[] = {{"pool_bulk_1m", "jobs/s", true}};
 static const bench_metric serial_m[] = {{"pool_serial", "jobs/s", true}};
-static const bench_impl bulk_i[] = {
-    {"weft", weft_run, NULL}, {"libuv", uv_run_bench, NULL}, {"plain", plain_run, NULL}};
-static const bench_impl serial_i[] = {
-    {"weft", weft_run, (void *)1}, {"libuv", uv_run_bench, (void *)1}};
+static const bench_impl bulk_i[] = {{"weft", weft_run, NULL},
+                                    {"libuv", uv_run_bench, NULL},
+                                    {"plain", plain_run, NULL}};
+static const bench_impl serial_i[] = {{"weft", weft_run, (void *)1},
+                                      {"libuv", uv_run_bench, (void *)1}};
 static const bench_group groups[] = {
     {"bulk", bulk_m, 1, bulk_i, BENCH_LEN(bulk_i)},
     {"serial", serial_m, 1, serial_i, BENCH_LEN(serial_i)},

@@ -32,7 +32,8 @@
 static size_t n_spawns;
 static char *const true_argv[] = {"/bin/true", NULL};
 
-/* ---- weft -------------------------------------------------------------------- */
+/* ---- weft
+ * -------------------------------------------------------------------- */
 
 typedef struct wrun {
   weft_loop *loop;
@@ -76,11 +77,12 @@ static void w_next(wrun *r) {
   if (r->started == n_spawns) return;
   weft_pipe_init(r->loop, &r->out);
   weft_stdio st[2] = {{WEFT_STDIO_IGNORE}, {WEFT_STDIO_PIPE, -1, &r->out}};
-  weft_process_options o = {.argv = true_argv, .stdio = st, .stdio_count = 2,
-                            .exit_cb = w_exit};
+  weft_process_options o = {
+      .argv = true_argv, .stdio = st, .stdio_count = 2, .exit_cb = w_exit};
   r->proc.base.data = r->out.stream.base.data = r;
   BENCH_CHECK(weft_spawn(r->loop, &r->proc, &o) == 0, "weft_spawn");
-  BENCH_CHECK(weft_stream_read_start(&r->out.stream, NULL, w_read) == 0, "read");
+  BENCH_CHECK(weft_stream_read_start(&r->out.stream, NULL, w_read) == 0,
+              "read");
   r->started++;
 }
 
@@ -100,7 +102,8 @@ static void run_weft(double *v, void *arg) {
   BENCH_CHECK(weft_alloc_live() == 0, "weft leaked");
 }
 
-/* ---- libuv -------------------------------------------------------------------- */
+/* ---- libuv
+ * -------------------------------------------------------------------- */
 
 typedef struct urun {
   uv_loop_t loop;
@@ -151,14 +154,18 @@ static void u_exit(uv_process_t *p, int64_t status, int sig) {
 static void u_next(urun *r) {
   if (r->started == n_spawns) return;
   uv_pipe_init(&r->loop, &r->out, 0);
-  uv_stdio_container_t st[2] = {
-      {.flags = UV_IGNORE},
-      {.flags = UV_CREATE_PIPE | UV_WRITABLE_PIPE, .data.stream = (uv_stream_t *)&r->out}};
-  uv_process_options_t o = {.file = true_argv[0], .args = (char **)true_argv,
-                            .stdio = st, .stdio_count = 2, .exit_cb = u_exit};
+  uv_stdio_container_t st[2] = {{.flags = UV_IGNORE},
+                                {.flags = UV_CREATE_PIPE | UV_WRITABLE_PIPE,
+                                 .data.stream = (uv_stream_t *)&r->out}};
+  uv_process_options_t o = {.file = true_argv[0],
+                            .args = (char **)true_argv,
+                            .stdio = st,
+                            .stdio_count = 2,
+                            .exit_cb = u_exit};
   r->proc.data = r->out.data = r;
   BENCH_CHECK(uv_spawn(&r->loop, &r->proc, &o) == 0, "uv_spawn");
-  BENCH_CHECK(uv_read_start((uv_stream_t *)&r->out, u_alloc, u_read) == 0, "read");
+  BENCH_CHECK(uv_read_start((uv_stream_t *)&r->out, u_alloc, u_read) == 0,
+              "read");
   r->started++;
 }
 
@@ -184,7 +191,8 @@ static const bench_metric metrics[] = {
 static const bench_metric big_metrics[] = {
     {"spawn_true_big_parent_read_eof", "spawns/s", true},
     {"spawn_true_big_parent_cpu", "us/spawn", false}};
-static const bench_impl impls[] = {{"weft", run_weft, NULL}, {"libuv", run_uv, NULL}};
+static const bench_impl impls[] = {{"weft", run_weft, NULL},
+                                   {"libuv", run_uv, NULL}};
 
 /* "spawn_big": the parent holds touched heap while spawning (allocated
  * and touched before the clock starts, freed after). */

@@ -48,11 +48,12 @@ static double median3(double v[3]) {
   return v[1];
 }
 
-/* ---- wait round trips ----------------------------------------------------- */
+/* ---- wait round trips -----------------------------------------------------
+ */
 
 typedef struct rt {
   weft_loop *loop;
-  weft_future *f;          /* settled (wait) or the current pending one */
+  weft_future *f;              /* settled (wait) or the current pending one */
   _Atomic(weft_future *) next; /* wait-pend: the next round's future */
   int efd;
   size_t n;
@@ -125,7 +126,8 @@ static double rt_run(int mode, size_t n) {
   pthread_join(t, NULL);
   weft_loop_run(loop, WEFT_RUN_NOWAIT); /* the last unref */
   weft_future_unref(r.f);
-  while (weft_loop_free(loop) == -EBUSY) weft_loop_run(loop, WEFT_RUN_NOWAIT);
+  while (weft_loop_free(loop) == -EBUSY)
+    weft_loop_run(loop, WEFT_RUN_NOWAIT);
   close(r.efd);
   return (double)n / r.secs;
 }
@@ -145,7 +147,8 @@ typedef struct mq { /* the baseline: mutex + two condition variables */
 
 static void mq_put(mq *q, void *item) {
   pthread_mutex_lock(&q->mu);
-  while (q->len == QCAP) pthread_cond_wait(&q->not_full, &q->mu);
+  while (q->len == QCAP)
+    pthread_cond_wait(&q->not_full, &q->mu);
   q->ring[(q->head + q->len) % QCAP] = item;
   q->len++;
   pthread_cond_signal(&q->not_empty);
@@ -154,7 +157,8 @@ static void mq_put(mq *q, void *item) {
 
 static void *mq_get(mq *q) {
   pthread_mutex_lock(&q->mu);
-  while (q->len == 0) pthread_cond_wait(&q->not_empty, &q->mu);
+  while (q->len == 0)
+    pthread_cond_wait(&q->not_empty, &q->mu);
   void *item = q->ring[q->head];
   q->head = (q->head + 1) % QCAP;
   q->len--;
@@ -169,7 +173,8 @@ typedef struct qarg {
   weft_loop *loop;
   size_t n;
   long long sum;
-  atomic_int *left; /* consumers still running (weft: the last stops the loop) */
+  atomic_int
+      *left; /* consumers still running (weft: the last stops the loop) */
 } qarg;
 
 static void qstop_cb(void *arg) {
@@ -182,7 +187,8 @@ static void *producer(void *arg) {
   qarg *a = arg;
   for (size_t i = 1; i <= a->n; i++) {
     if (a->w != NULL) {
-      if (weft_queue_put_threadsafe(a->w, (void *)(uintptr_t)i) != 0) die("put_threadsafe");
+      if (weft_queue_put_threadsafe(a->w, (void *)(uintptr_t)i) != 0)
+        die("put_threadsafe");
     } else {
       mq_put(a->m, (void *)(uintptr_t)i);
     }
@@ -195,7 +201,8 @@ static void *consumer(void *arg) {
   for (size_t i = 0; i < a->n; i++) {
     void *item;
     if (a->w != NULL) {
-      if (weft_queue_get_threadsafe(a->w, &item, WEFT_WAIT_FOREVER) != 0) die("get_threadsafe");
+      if (weft_queue_get_threadsafe(a->w, &item, WEFT_WAIT_FOREVER) != 0)
+        die("get_threadsafe");
     } else {
       item = mq_get(a->m);
     }
@@ -225,25 +232,32 @@ static double q_run(bool weft, size_t per) {
   pthread_t tp[QP], tc[QC];
   double t0 = now_s();
   for (int i = 0; i < QC; i++) {
-    c[i] = (qarg){.m = &m, .w = w, .loop = loop, .n = per * QP / QC, .left = &left};
-    if (pthread_create(&tc[i], NULL, consumer, &c[i]) != 0) die("pthread_create");
+    c[i] = (qarg){
+        .m = &m, .w = w, .loop = loop, .n = per * QP / QC, .left = &left};
+    if (pthread_create(&tc[i], NULL, consumer, &c[i]) != 0)
+      die("pthread_create");
   }
   for (int i = 0; i < QP; i++) {
     p[i] = (qarg){.m = &m, .w = w, .loop = loop, .n = per};
-    if (pthread_create(&tp[i], NULL, producer, &p[i]) != 0) die("pthread_create");
+    if (pthread_create(&tp[i], NULL, producer, &p[i]) != 0)
+      die("pthread_create");
   }
   if (weft) weft_loop_run(loop, WEFT_RUN_DEFAULT);
   long long sum = 0;
-  for (int i = 0; i < QP; i++) pthread_join(tp[i], NULL);
+  for (int i = 0; i < QP; i++)
+    pthread_join(tp[i], NULL);
   for (int i = 0; i < QC; i++) {
     pthread_join(tc[i], NULL);
     sum += c[i].sum;
   }
   double secs = now_s() - t0;
-  if (sum != (long long)QP * (long long)per * (long long)(per + 1) / 2) die("queue sum");
+  if (sum != (long long)QP * (long long)per * (long long)(per + 1) / 2)
+    die("queue sum");
   if (weft) {
-    while (weft_queue_free(w) == -EBUSY) weft_loop_run(loop, WEFT_RUN_NOWAIT);
-    while (weft_loop_free(loop) == -EBUSY) weft_loop_run(loop, WEFT_RUN_NOWAIT);
+    while (weft_queue_free(w) == -EBUSY)
+      weft_loop_run(loop, WEFT_RUN_NOWAIT);
+    while (weft_loop_free(loop) == -EBUSY)
+      weft_loop_run(loop, WEFT_RUN_NOWAIT);
   }
   pthread_mutex_destroy(&m.mu);
   pthread_cond_destroy(&m.not_empty);
@@ -264,11 +278,14 @@ int main(int argc, char **argv) {
   }
   double e = median3(efd), w = median3(wt), p = median3(wp);
   double m = median3(qm), q = median3(qw);
-  printf("wait round trip (settled)   %10.0f rt/s   eventfd ping-pong %10.0f rt/s   ratio %.2f\n",
+  printf("wait round trip (settled)   %10.0f rt/s   eventfd ping-pong %10.0f "
+         "rt/s   ratio %.2f\n",
          w, e, w / e);
-  printf("wait round trip (pending)   %10.0f rt/s   eventfd ping-pong %10.0f rt/s   ratio %.2f\n",
+  printf("wait round trip (pending)   %10.0f rt/s   eventfd ping-pong %10.0f "
+         "rt/s   ratio %.2f\n",
          p, e, p / e);
-  printf("queue 4p/4c get_threadsafe %10.0f it/s   mutex+condvar     %10.0f it/s   ratio %.2f\n",
+  printf("queue 4p/4c get_threadsafe %10.0f it/s   mutex+condvar     %10.0f "
+         "it/s   ratio %.2f\n",
          q, m, q / m);
   return 0;
 }

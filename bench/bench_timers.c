@@ -81,7 +81,8 @@ static void run_weft(double *v, void *arg) {
   mark b = now();
   weft_loop_run(loop, WEFT_RUN_DEFAULT);
   mark c = now();
-  for (size_t i = 0; i < n_timers; i++) weft_close(&t[i].base, NULL);
+  for (size_t i = 0; i < n_timers; i++)
+    weft_close(&t[i].base, NULL);
   weft_loop_run(loop, WEFT_RUN_DEFAULT);
   mark d = now();
   record(v, s, a, b, c, d);
@@ -116,7 +117,8 @@ static void run_uv(double *v, void *arg) {
   mark b = now();
   uv_run(&loop, UV_RUN_DEFAULT);
   mark c = now();
-  for (size_t i = 0; i < n_timers; i++) uv_close((uv_handle_t *)&t[i], NULL);
+  for (size_t i = 0; i < n_timers; i++)
+    uv_close((uv_handle_t *)&t[i], NULL);
   uv_run(&loop, UV_RUN_DEFAULT);
   mark d = now();
   record(v, s, a, b, c, d);
@@ -148,7 +150,8 @@ static void run_ev(double *v, void *arg) {
   mark b = now();
   ev_run(loop, 0);
   mark c = now();
-  for (size_t i = 0; i < n_timers; i++) ev_timer_stop(loop, &t[i]);
+  for (size_t i = 0; i < n_timers; i++)
+    ev_timer_stop(loop, &t[i]);
   mark d = now();
   record(v, s, a, b, c, d);
   ev_loop_destroy(loop);

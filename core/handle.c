@@ -90,5 +90,5 @@ void weft_walk(weft_loop *loop, weft_walk_cb cb, void *arg) {
   /* the callback may close its handle, which stays linked until the close
    * phase, so taking `next` first is safe */
   WEFT__LIST_FOREACH_SAFE(it, next, &loop->handles)
-    cb(WEFT__CONTAINER_OF(it, weft_handle, all), arg);
+  cb(WEFT__CONTAINER_OF(it, weft_handle, all), arg);
 }

@@ -21,7 +21,8 @@
 /* ---- allocator (core/alloc.c) ------------------------------------------ */
 void *weft__malloc(size_t size);
 void *weft__calloc(size_t n, size_t size);
-void *weft__realloc(void *ptr, size_t size); /* NULL ptr: malloc; never size 0 */
+void *weft__realloc(void *ptr,
+                    size_t size); /* NULL ptr: malloc; never size 0 */
 void weft__free(void *ptr);
 char *weft__strdup(const char *s);
 
@@ -68,8 +69,12 @@ static inline bool weft__handle_usable(const weft_handle *h) {
  * keeps going exactly while weft has something to do. */
 void weft__alive_add(weft_loop *loop, int delta);
 /* An outstanding request (pool job, DNS query, connect, ...). */
-static inline void weft__req_start(weft_loop *loop) { weft__alive_add(loop, 1); }
-static inline void weft__req_done(weft_loop *loop) { weft__alive_add(loop, -1); }
+static inline void weft__req_start(weft_loop *loop) {
+  weft__alive_add(loop, 1);
+}
+static inline void weft__req_done(weft_loop *loop) {
+  weft__alive_add(loop, -1);
+}
 
 /* Start/stop a libev watcher on behalf of weft: the watcher itself never
  * holds a libev reference (see above), and a started I/O watcher marks the
@@ -147,7 +152,7 @@ struct weft_loop {
   struct ev_loop *ev;
   bool own_ev;
   int backend_fd; /* libev's epoll fd, or -ENOTSUP (core/backend.c) */
-  int running; /* nesting guard for weft_loop_run */
+  int running;    /* nesting guard for weft_loop_run */
   void *data;
   uint64_t now;
 
@@ -182,17 +187,18 @@ struct weft_loop {
   weft__module modules[WEFT__MOD_MAX];
   unsigned pool_size; /* weft_loop_options.pool_size (core/pool.c) */
 
-  ev_prepare prepare;   /* arms the timer watcher before polling */
-  ev_check time_check;  /* max priority: refreshes `now` after polling */
-  ev_check check;       /* min priority: drains, closes, stops */
-  ev_idle idle;         /* makes the poll non-blocking while work queued */
+  ev_prepare prepare;  /* arms the timer watcher before polling */
+  ev_check time_check; /* max priority: refreshes `now` after polling */
+  ev_check check;      /* min priority: drains, closes, stops */
+  ev_idle idle;        /* makes the poll non-blocking while work queued */
   ev_timer timer_watcher;
-  ev_io wake_io;        /* wake_fd readable: cross-thread posts, stop */
-  int wake_fd;          /* an eventfd (see weft__loop_wake) */
+  ev_io wake_io; /* wake_fd readable: cross-thread posts, stop */
+  int wake_fd;   /* an eventfd (see weft__loop_wake) */
 };
 
 /* Module slots. get returns NULL if none yet. */
-static inline void *weft__module_get(const weft_loop *loop, weft__module_id id) {
+static inline void *weft__module_get(const weft_loop *loop,
+                                     weft__module_id id) {
   return loop->modules[id].state;
 }
 void weft__module_set(weft_loop *loop, weft__module_id id, void *state,
@@ -200,7 +206,8 @@ void weft__module_set(weft_loop *loop, weft__module_id id, void *state,
 /* Registers the slot's before-free hook (see weft__module); call it after
  * weft__module_set. */
 void weft__module_set_before_free(weft_loop *loop, weft__module_id id,
-                                  void (*before_free)(weft_loop *, void *, unsigned));
+                                  void (*before_free)(weft_loop *, void *,
+                                                      unsigned));
 
 /* Creates a libev loop and finds its epoll fd (core/backend.c). */
 struct ev_loop *weft__ev_loop_new(unsigned flags, int *backend_fd);
@@ -229,6 +236,5 @@ int weft__signal_claim(weft_loop *loop, int signum);
 void weft__signal_release(int signum);
 
 /* ---- timers: see timers/internal.h --------------------------------- */
-
 
 #endif /* WEFT_CORE_INTERNAL_H */

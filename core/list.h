@@ -96,7 +96,7 @@ static inline void weft__list_splice_back(weft__list *to, weft__list *from) {
 
 /* Visits each node; the body may unlink or free `it` (not `next`). */
 #define WEFT__LIST_FOREACH_SAFE(it, next, head)                                \
-  for (weft__list *it = (head)->next, *next = it->next; it != (head);         \
+  for (weft__list *it = (head)->next, *next = it->next; it != (head);          \
        it = next, next = it->next)
 
 #endif /* WEFT_CORE_LIST_H */

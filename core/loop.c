@@ -65,7 +65,8 @@ void weft_loop_unref(weft_loop *loop) {
   weft__alive_add(loop, -1);
 }
 
-/* Internal watchers must not keep libev alive on their own (core/internal.h). */
+/* Internal watchers must not keep libev alive on their own (core/internal.h).
+ */
 void weft__io_start(weft_loop *loop, ev_io *w) {
   loop->fd_dirty = true;
   WEFT__EV_START(io, loop, w);
@@ -108,7 +109,8 @@ int weft_call_soon(weft_loop *loop, weft_cb cb, void *arg) {
     int err = cs_grow(loop);
     if (err != 0) return err;
   }
-  weft__task *slot = &loop->cs_ring[(loop->cs_head + loop->cs_count) & loop->cs_mask];
+  weft__task *slot =
+      &loop->cs_ring[(loop->cs_head + loop->cs_count) & loop->cs_mask];
   slot->cb = cb;
   slot->arg = arg;
   loop->cs_count++;
@@ -187,7 +189,7 @@ static void finish_closing(weft_loop *loop) {
     h->flags = (h->flags & ~WEFT__H_CLOSING) | WEFT__H_CLOSED;
     weft__list_unlink(&h->all);
     loop->handle_count--;
-    weft__alive_add(loop, -1); /* the close in progress */
+    weft__alive_add(loop, -1);               /* the close in progress */
     if (h->close_cb != NULL) h->close_cb(h); /* may free h */
   }
 }
@@ -336,8 +338,10 @@ int weft_loop_new(weft_loop **out, const weft_loop_options *opts) {
   struct ev_loop *ev = weft__ev_loop_new(flags, &backend_fd);
   if (ev == NULL) return loop_new_error(errno, opts && opts->ev_flags);
   int err = loop_init(out, ev, true, opts);
-  if (err != 0) ev_loop_destroy(ev);
-  else (*out)->backend_fd = backend_fd;
+  if (err != 0)
+    ev_loop_destroy(ev);
+  else
+    (*out)->backend_fd = backend_fd;
   return err;
 }
 
@@ -375,7 +379,8 @@ int weft_loop_free(weft_loop *loop) {
   for (int id = WEFT__MOD_MAX - 1; id >= 0; id--)
     if (loop->modules[id].teardown != NULL)
       loop->modules[id].teardown(loop, loop->modules[id].state);
-  while (loop->user_refs) weft_loop_unref(loop);
+  while (loop->user_refs)
+    weft_loop_unref(loop);
   WEFT__EV_STOP(check, loop, &loop->time_check);
   WEFT__EV_STOP(check, loop, &loop->check);
   WEFT__EV_STOP(prepare, loop, &loop->prepare);
@@ -398,12 +403,17 @@ void weft__module_set(weft_loop *loop, weft__module_id id, void *state,
 }
 
 void weft__module_set_before_free(weft_loop *loop, weft__module_id id,
-                                  void (*before_free)(weft_loop *, void *, unsigned)) {
+                                  void (*before_free)(weft_loop *, void *,
+                                                      unsigned)) {
   loop->modules[id].before_free = before_free;
 }
 
-struct ev_loop *weft_loop_ev(weft_loop *loop) { return loop ? loop->ev : NULL; }
-void *weft_loop_get_data(const weft_loop *loop) { return loop ? loop->data : NULL; }
+struct ev_loop *weft_loop_ev(weft_loop *loop) {
+  return loop ? loop->ev : NULL;
+}
+void *weft_loop_get_data(const weft_loop *loop) {
+  return loop ? loop->data : NULL;
+}
 void weft_loop_set_data(weft_loop *loop, void *data) {
   if (loop != NULL) loop->data = data;
 }
@@ -415,10 +425,17 @@ int weft_loop_run(weft_loop *loop, weft_run_mode mode) {
   if (loop == NULL) return -EINVAL;
   int flags;
   switch (mode) {
-  case WEFT_RUN_DEFAULT: flags = 0; break;
-  case WEFT_RUN_ONCE: flags = EVRUN_ONCE; break;
-  case WEFT_RUN_NOWAIT: flags = EVRUN_NOWAIT; break;
-  default: return -EINVAL;
+  case WEFT_RUN_DEFAULT:
+    flags = 0;
+    break;
+  case WEFT_RUN_ONCE:
+    flags = EVRUN_ONCE;
+    break;
+  case WEFT_RUN_NOWAIT:
+    flags = EVRUN_NOWAIT;
+    break;
+  default:
+    return -EINVAL;
   }
   if (loop->running) return -EBUSY;
   loop->running = 1;

@@ -45,8 +45,8 @@ typedef struct pool_state {
   pthread_mutex_t lock;
   pthread_cond_t cond; /* before_free waits here for running jobs */
   weft__list cq;       /* completed jobs (qnode) */
-  bool armed;  /* a wake-up is pending or the loop is draining */
-  bool waiter; /* before_free is waiting on cond */
+  bool armed;          /* a wake-up is pending or the loop is draining */
+  bool waiter;         /* before_free is waiting on cond */
   /* loop thread only */
   weft__list out; /* outstanding jobs (lnode), newest first */
   unsigned outstanding;
@@ -57,8 +57,12 @@ typedef struct pool_state {
 _Static_assert(sizeof(((weft_work *)0)->qnode) == sizeof(weft__list) &&
                    sizeof(((weft_work *)0)->lnode) == sizeof(weft__list),
                "weft_work's list nodes");
-static inline weft__list *qnode(weft_work *w) { return (weft__list *)(void *)&w->qnode; }
-static inline weft__list *lnode(weft_work *w) { return (weft__list *)(void *)&w->lnode; }
+static inline weft__list *qnode(weft_work *w) {
+  return (weft__list *)(void *)&w->qnode;
+}
+static inline weft__list *lnode(weft_work *w) {
+  return (weft__list *)(void *)&w->lnode;
+}
 #define WORK_OF_Q(n) WEFT__CONTAINER_OF((void *)(n), weft_work, qnode)
 #define WORK_OF_L(n) WEFT__CONTAINER_OF((void *)(n), weft_work, lnode)
 
@@ -135,7 +139,8 @@ static int take_batch(lane *l, weft_work **batch) {
   }
   l->qlen -= (size_t)i;
   atomic_store_explicit(&l->qlen_hint, l->qlen, memory_order_relaxed);
-  atomic_fetch_add_explicit(&l->running, (unsigned long long)i, memory_order_relaxed);
+  atomic_fetch_add_explicit(&l->running, (unsigned long long)i,
+                            memory_order_relaxed);
   return i;
 }
 
@@ -180,9 +185,12 @@ static void *worker_main(void *arg) {
       pthread_cond_signal(&l->cond);
     }
     pthread_mutex_unlock(&l->lock);
-    for (int i = 0; i < n; i++) run_job(batch[i]);
-    atomic_fetch_sub_explicit(&l->running, (unsigned long long)n, memory_order_relaxed);
-    atomic_fetch_add_explicit(&l->done, (unsigned long long)n, memory_order_relaxed);
+    for (int i = 0; i < n; i++)
+      run_job(batch[i]);
+    atomic_fetch_sub_explicit(&l->running, (unsigned long long)n,
+                              memory_order_relaxed);
+    atomic_fetch_add_explicit(&l->done, (unsigned long long)n,
+                              memory_order_relaxed);
     push_completions(batch, n);
     pthread_mutex_lock(&l->lock);
   }
@@ -270,7 +278,8 @@ static int pool_acquire(unsigned want) {
       return -ENOMEM;
     }
     unsigned size = want ? want : g_default_size;
-    for (int i = 0; i < WEFT_LANE_COUNT; i++) lane_init(&g_pool->lanes[i], size);
+    for (int i = 0; i < WEFT_LANE_COUNT; i++)
+      lane_init(&g_pool->lanes[i], size);
   } else if (want != 0) {
     /* a loop asking for more threads grows the shared pool */
     for (int i = 0; i < WEFT_LANE_COUNT; i++) {
@@ -288,7 +297,8 @@ static int pool_acquire(unsigned want) {
 static void pool_release(void) {
   pthread_mutex_lock(&g_lock);
   if (--g_pool->refs == 0) {
-    for (int i = 0; i < WEFT_LANE_COUNT; i++) lane_destroy(&g_pool->lanes[i]);
+    for (int i = 0; i < WEFT_LANE_COUNT; i++)
+      lane_destroy(&g_pool->lanes[i]);
     weft__free(g_pool);
     g_pool = NULL;
   }
@@ -333,7 +343,8 @@ static pool_state *pool_state_get(weft_loop *loop, int *err) {
   ev_async_init(&st->async, on_completions);
   st->async.data = st;
   /* needs no fd: libev's wake-up fd was made with the loop (core/loop.c) */
-  WEFT__EV_START(async, loop, &st->async); /* outstanding jobs keep the loop alive */
+  WEFT__EV_START(async, loop,
+                 &st->async); /* outstanding jobs keep the loop alive */
   weft__module_set(loop, WEFT__MOD_POOL, st, lstate_teardown);
   weft__module_set_before_free(loop, WEFT__MOD_POOL, lstate_before_free);
   return st;
@@ -415,7 +426,8 @@ static void on_completions(struct ev_loop *ev, ev_async *a, int revents) {
   pthread_mutex_unlock(&st->lock);
 }
 
-/* ---- submit / cancel ------------------------------------------------------ */
+/* ---- submit / cancel ------------------------------------------------------
+ */
 
 int weft_work_submit(weft_loop *loop, weft_work *w, weft_pool_lane lane_id,
                      weft_work_fn work_fn, weft_work_done_cb done_cb) {
@@ -502,7 +514,8 @@ static void complete_now(void *arg) {
   w->done_cb(w, w->status); /* may free or resubmit w */
 }
 
-int weft__work_complete(weft_loop *loop, weft_work *w, weft_work_done_cb done_cb) {
+int weft__work_complete(weft_loop *loop, weft_work *w,
+                        weft_work_done_cb done_cb) {
   int err = weft_call_soon(loop, complete_now, w);
   if (err != 0) return err;
   w->loop = loop;
@@ -513,11 +526,12 @@ int weft__work_complete(weft_loop *loop, weft_work *w, weft_work_done_cb done_cb
 }
 
 bool weft_work_cancelled(void) {
-  return t_current != NULL && atomic_load_explicit(&t_current->cancel,
-                                                   memory_order_relaxed);
+  return t_current != NULL &&
+         atomic_load_explicit(&t_current->cancel, memory_order_relaxed);
 }
 
-/* ---- loop teardown -------------------------------------------------------- */
+/* ---- loop teardown --------------------------------------------------------
+ */
 
 /* The module's before-free hook (weft__module): when pool jobs are all the
  * loop's outstanding requests, cancels the queued ones, waits for the
@@ -544,7 +558,8 @@ static void lstate_before_free(weft_loop *loop, void *arg, unsigned requests) {
   st->closing = false;
 }
 
-/* ---- size and stats --------------------------------------------------------- */
+/* ---- size and stats ---------------------------------------------------------
+ */
 
 static int lane_resize(lane *l, unsigned n) {
   pthread_mutex_lock(&l->lock);
@@ -573,7 +588,7 @@ int weft_pool_resize(weft_loop *loop, unsigned cpu, unsigned io) {
   return err;
 }
 
-int weft_pool_stats_get(weft_loop *loop, weft_pool_lane lane_id,
+int weft_pool_get_stats(weft_loop *loop, weft_pool_lane lane_id,
                         weft_pool_stats *out) {
   if (loop == NULL || out == NULL || (unsigned)lane_id >= WEFT_LANE_COUNT)
     return -EINVAL;

@@ -12,6 +12,7 @@
  * says -EALREADY) and done_cb(w, 0) runs from the deferred queue, never
  * inline. Returns 0, or weft_call_soon()'s error (then nothing happened and
  * `w` may be submitted). Loop thread only. */
-int weft__work_complete(weft_loop *loop, weft_work *w, weft_work_done_cb done_cb);
+int weft__work_complete(weft_loop *loop, weft_work *w,
+                        weft_work_done_cb done_cb);
 
 #endif

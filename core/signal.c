@@ -21,7 +21,9 @@ static struct {
  * through a weft_signal handle, for on_os_signal(). */
 static atomic_int wake_fds[NSIG];
 
-static ev_signal *watcher(weft_signal *s) { return (ev_signal *)(void *)&s->watcher; }
+static ev_signal *watcher(weft_signal *s) {
+  return (ev_signal *)(void *)&s->watcher;
+}
 
 /* libev's handler records the signal but writes libev's wake-up pipe only
  * while ev_run() is polling, so a host that polls the backend fd itself
@@ -86,7 +88,8 @@ static void on_signal(struct ev_loop *ev, ev_signal *w, int revents) {
 
 static void signal_close(weft_handle *h) { weft_signal_stop((weft_signal *)h); }
 
-static const weft__handle_ops signal_ops = {WEFT_HANDLE_SIGNAL, signal_close, NULL};
+static const weft__handle_ops signal_ops = {WEFT_HANDLE_SIGNAL, signal_close,
+                                            NULL};
 
 int weft_signal_init(weft_loop *loop, weft_signal *s) {
   if (loop == NULL || s == NULL) return -EINVAL;
@@ -147,5 +150,7 @@ int weft_signal_stop(weft_signal *s) {
 
 /* For modules that watch a signal with their own ev_signal (the process
  * module's SIGCHLD fallback): the same one-loop-per-signal bookkeeping. */
-int weft__signal_claim(weft_loop *loop, int signum) { return claim(loop, signum); }
+int weft__signal_claim(weft_loop *loop, int signum) {
+  return claim(loop, signum);
+}
 void weft__signal_release(int signum) { release(signum); }

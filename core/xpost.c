@@ -36,7 +36,7 @@ struct weft__xring {
   uint64_t pcount;
   atomic_uint_fast64_t published;
   atomic_bool posting; /* a post is between its `closed` check and its end */
-  xseg *pfree; /* drained segments the producer has taken back */
+  xseg *pfree;         /* drained segments the producer has taken back */
   /* loop's line */
   _Alignas(64) xseg *chead;
   uint32_t cidx;
@@ -89,11 +89,13 @@ static weft__xring *ring_new(void) {
 /* The calling thread's ring on `loop`, created on first use. */
 static weft__xring *my_ring(weft_loop *loop) {
   for (unsigned i = 0; i < TLS_CACHE; i++)
-    if (cache[i].loop == loop && cache[i].id == loop->x_id) return cache[i].ring;
+    if (cache[i].loop == loop && cache[i].id == loop->x_id)
+      return cache[i].ring;
   pthread_t self = pthread_self();
   pthread_mutex_lock(&loop->x_lock);
   weft__xring *r = atomic_load_explicit(&loop->x_rings, memory_order_relaxed);
-  while (r != NULL && !pthread_equal(r->owner, self)) r = r->next;
+  while (r != NULL && !pthread_equal(r->owner, self))
+    r = r->next;
   /* no new rings once weft_loop_free() has begun: it is about to free them */
   bool closed = atomic_load_explicit(&loop->x_closed, memory_order_relaxed);
   if (r == NULL && !closed && (r = ring_new()) != NULL) {
@@ -114,10 +116,13 @@ static weft__xring *my_ring(weft_loop *loop) {
 static int post(weft_loop *loop, weft__xring *r, weft_cb cb, void *arg) {
   if (r->pidx == SEG_SLOTS) {
     if (r->pfree == NULL)
-      r->pfree = atomic_exchange_explicit(&r->spare, NULL, memory_order_acquire);
+      r->pfree =
+          atomic_exchange_explicit(&r->spare, NULL, memory_order_acquire);
     xseg *s = r->pfree;
-    if (s != NULL) r->pfree = s->next;
-    else if ((s = weft__malloc(sizeof *s)) == NULL) return -ENOMEM;
+    if (s != NULL)
+      r->pfree = s->next;
+    else if ((s = weft__malloc(sizeof *s)) == NULL)
+      return -ENOMEM;
     s->next = NULL;
     r->ptail->next = s; /* published by the release store below */
     r->ptail = s;
@@ -138,8 +143,7 @@ int weft_call_soon_threadsafe(weft_loop *loop, weft_cb cb, void *arg) {
   if (atomic_load_explicit(&loop->x_closed, memory_order_acquire))
     return -ESHUTDOWN;
   weft__xring *r = my_ring(loop);
-  if (r == NULL)
-    return atomic_load(&loop->x_closed) ? -ESHUTDOWN : -ENOMEM;
+  if (r == NULL) return atomic_load(&loop->x_closed) ? -ESHUTDOWN : -ENOMEM;
   /* Dekker's pattern with weft__xpost_close(): either this post sees
    * `closed`, or the close waits until the post is published (and so
    * counted as pending). An accepted post is never dropped by a free. */
@@ -153,7 +157,8 @@ int weft_call_soon_threadsafe(weft_loop *loop, weft_cb cb, void *arg) {
 
 /* Runs up to `budget` of the ring's posts; returns how many ran. */
 static size_t ring_drain(weft__xring *r, size_t budget) {
-  uint64_t avail = atomic_load_explicit(&r->published, memory_order_acquire) - r->consumed;
+  uint64_t avail =
+      atomic_load_explicit(&r->published, memory_order_acquire) - r->consumed;
   size_t n = avail < budget ? (size_t)avail : budget;
   for (size_t i = 0; i < n; i++) {
     if (r->cidx == SEG_SLOTS) {
@@ -163,10 +168,10 @@ static size_t ring_drain(weft__xring *r, size_t budget) {
       /* only this thread pushes and the producer only takes the whole
        * chain, so the compare-and-swap cannot suffer ABA */
       xseg *head = atomic_load_explicit(&r->spare, memory_order_relaxed);
-      do done->next = head;
-      while (!atomic_compare_exchange_weak_explicit(&r->spare, &head, done,
-                                                     memory_order_release,
-                                                     memory_order_relaxed));
+      do
+        done->next = head;
+      while (!atomic_compare_exchange_weak_explicit(
+          &r->spare, &head, done, memory_order_release, memory_order_relaxed));
     }
     weft__task t = r->chead->slot[r->cidx++];
     r->consumed++;
@@ -176,9 +181,11 @@ static size_t ring_drain(weft__xring *r, size_t budget) {
 }
 
 static bool rings_empty(weft_loop *loop) {
-  for (weft__xring *r = atomic_load_explicit(&loop->x_rings, memory_order_acquire);
+  for (weft__xring *r =
+           atomic_load_explicit(&loop->x_rings, memory_order_acquire);
        r != NULL; r = r->next)
-    if (atomic_load_explicit(&r->published, memory_order_seq_cst) != r->consumed)
+    if (atomic_load_explicit(&r->published, memory_order_seq_cst) !=
+        r->consumed)
       return false;
   return true;
 }
@@ -189,7 +196,8 @@ void weft__xpost_drain(weft_loop *loop) {
   size_t budget = DRAIN_BUDGET, ran;
   do {
     ran = 0;
-    for (weft__xring *r = atomic_load_explicit(&loop->x_rings, memory_order_acquire);
+    for (weft__xring *r =
+             atomic_load_explicit(&loop->x_rings, memory_order_acquire);
          r != NULL && budget != 0; r = r->next) {
       size_t n = ring_drain(r, budget < 1024 ? budget : 1024);
       ran += n;
@@ -213,9 +221,11 @@ int weft__xpost_close(weft_loop *loop) {
   pthread_mutex_lock(&loop->x_lock);
   atomic_store_explicit(&loop->x_closed, true, memory_order_seq_cst);
   /* posts that got past the `closed` check finish publishing */
-  for (weft__xring *r = atomic_load_explicit(&loop->x_rings, memory_order_acquire);
+  for (weft__xring *r =
+           atomic_load_explicit(&loop->x_rings, memory_order_acquire);
        r != NULL; r = r->next)
-    while (atomic_load_explicit(&r->posting, memory_order_seq_cst)) sched_yield();
+    while (atomic_load_explicit(&r->posting, memory_order_seq_cst))
+      sched_yield();
   bool busy = !rings_empty(loop);
   if (busy) atomic_store_explicit(&loop->x_closed, false, memory_order_release);
   pthread_mutex_unlock(&loop->x_lock);
@@ -231,7 +241,8 @@ void weft__xpost_free(weft_loop *loop) {
       weft__free(s);
     }
     for (int chain = 0; chain < 2; chain++)
-      for (xseg *s = chain ? r->pfree : atomic_load(&r->spare), *sn; s != NULL; s = sn) {
+      for (xseg *s = chain ? r->pfree : atomic_load(&r->spare), *sn; s != NULL;
+           s = sn) {
         sn = s->next;
         weft__free(s);
       }

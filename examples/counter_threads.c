@@ -52,7 +52,8 @@ static long run(weft_loop *loop, int jobs, long per_job, bool use_lock) {
   if (js == NULL) return -1;
   for (int i = 0; i < jobs; i++) {
     js[i].c = &c;
-    int err = weft_work_submit(loop, &js[i].work, WEFT_LANE_CPU, add_many, job_done);
+    int err =
+        weft_work_submit(loop, &js[i].work, WEFT_LANE_CPU, add_many, job_done);
     if (err != 0) {
       fprintf(stderr, "submit: %s\n", weft_strerror(err));
       exit(1);
@@ -61,7 +62,8 @@ static long run(weft_loop *loop, int jobs, long per_job, bool use_lock) {
   weft_loop_run(loop, WEFT_RUN_DEFAULT); /* returns when every job is done */
   free(js);
   pthread_mutex_destroy(&c.lock);
-  if (c.jobs_done != jobs) fprintf(stderr, "only %d of %d jobs completed\n", c.jobs_done, jobs);
+  if (c.jobs_done != jobs)
+    fprintf(stderr, "only %d of %d jobs completed\n", c.jobs_done, jobs);
   return c.value;
 }
 
@@ -70,11 +72,16 @@ int main(int argc, char **argv) {
   int jobs = 8;
   long per_job = 10000000;
   for (int i = 1; i < argc; i++) {
-    if (strcmp(argv[i], "--no-lock") == 0) no_lock = true;
-    else if (strcmp(argv[i], "-j") == 0 && i + 1 < argc) jobs = atoi(argv[++i]);
-    else if (strcmp(argv[i], "-n") == 0 && i + 1 < argc) per_job = atol(argv[++i]);
+    if (strcmp(argv[i], "--no-lock") == 0)
+      no_lock = true;
+    else if (strcmp(argv[i], "-j") == 0 && i + 1 < argc)
+      jobs = atoi(argv[++i]);
+    else if (strcmp(argv[i], "-n") == 0 && i + 1 < argc)
+      per_job = atol(argv[++i]);
     else {
-      fprintf(stderr, "usage: %s [--no-lock] [-j JOBS] [-n INCREMENTS_PER_JOB]\n", argv[0]);
+      fprintf(stderr,
+              "usage: %s [--no-lock] [-j JOBS] [-n INCREMENTS_PER_JOB]\n",
+              argv[0]);
       return 2;
     }
   }
@@ -94,8 +101,8 @@ int main(int argc, char **argv) {
          locked == expected ? "" : "  WRONG");
   if (no_lock) {
     long unlocked = run(loop, jobs, per_job, false);
-    printf("without lock: %ld (expected %ld): %ld increments lost\n", unlocked, expected,
-           expected - unlocked);
+    printf("without lock: %ld (expected %ld): %ld increments lost\n", unlocked,
+           expected, expected - unlocked);
     if (unlocked == expected)
       printf("(no race this time: try more jobs or more increments)\n");
   }

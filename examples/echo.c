@@ -43,7 +43,8 @@ static void on_read(weft_stream *s, ssize_t n, const weft_buf *buf);
 /* The echo went out: read the next chunk. */
 static void on_written(weft_write_req *req, int status) {
   conn *c = req->data;
-  if (status != 0 || weft_stream_read_start(&c->tcp.stream, on_alloc, on_read) != 0)
+  if (status != 0 ||
+      weft_stream_read_start(&c->tcp.stream, on_alloc, on_read) != 0)
     weft_close(&c->tcp.stream.base, on_closed);
 }
 
@@ -120,19 +121,26 @@ static int setup(worker *w, const struct sockaddr *addr) {
 
 static int parse(int argc, char **argv, unsigned *port, const char **host) {
   for (int i = 1; i + 1 < argc; i += 2) {
-    if (strcmp(argv[i], "--port") == 0) *port = (unsigned)strtoul(argv[i + 1], NULL, 10);
-    else if (strcmp(argv[i], "--loops") == 0) n_loops = atoi(argv[i + 1]);
-    else if (strcmp(argv[i], "--host") == 0) *host = argv[i + 1];
-    else return -1;
+    if (strcmp(argv[i], "--port") == 0)
+      *port = (unsigned)strtoul(argv[i + 1], NULL, 10);
+    else if (strcmp(argv[i], "--loops") == 0)
+      n_loops = atoi(argv[i + 1]);
+    else if (strcmp(argv[i], "--host") == 0)
+      *host = argv[i + 1];
+    else
+      return -1;
   }
-  return *port > 65535 || n_loops < 1 || n_loops > MAX_LOOPS || (argc % 2) == 0 ? -1 : 0;
+  return *port > 65535 || n_loops < 1 || n_loops > MAX_LOOPS || (argc % 2) == 0
+             ? -1
+             : 0;
 }
 
 int main(int argc, char **argv) {
   unsigned port = 7000;
   const char *host = "0.0.0.0";
   if (parse(argc, argv, &port, &host) != 0) {
-    fprintf(stderr, "usage: echo --port P [--loops N (1..%d)] [--host ADDR]\n", MAX_LOOPS);
+    fprintf(stderr, "usage: echo --port P [--loops N (1..%d)] [--host ADDR]\n",
+            MAX_LOOPS);
     return 2;
   }
   struct sockaddr_storage addr;
@@ -151,7 +159,8 @@ int main(int argc, char **argv) {
   for (int i = 0; i < n_loops; i++) {
     int err = setup(&workers[i], (struct sockaddr *)&addr);
     if (err != 0) {
-      fprintf(stderr, "echo: listen on %s:%u: %s\n", host, port, weft_strerror(err));
+      fprintf(stderr, "echo: listen on %s:%u: %s\n", host, port,
+              weft_strerror(err));
       return 1;
     }
   }
@@ -164,9 +173,12 @@ int main(int argc, char **argv) {
   sint.base.data = sterm.base.data = (void *)1;
   weft_signal_start(&sint, on_signal, SIGINT);
   weft_signal_start(&sterm, on_signal, SIGTERM);
-  fprintf(stderr, "echo: listening on %s:%u with %d loop(s)\n", host, port, n_loops);
+  fprintf(stderr, "echo: listening on %s:%u with %d loop(s)\n", host, port,
+          n_loops);
   weft_loop_run(workers[0].loop, WEFT_RUN_DEFAULT);
-  for (int i = 1; i < n_loops; i++) pthread_join(workers[i].thread, NULL);
-  for (int i = 0; i < n_loops; i++) weft_loop_free(workers[i].loop);
+  for (int i = 1; i < n_loops; i++)
+    pthread_join(workers[i].thread, NULL);
+  for (int i = 0; i < n_loops; i++)
+    weft_loop_free(workers[i].loop);
   return 0;
 }

@@ -24,7 +24,8 @@ static int to_result(weft_future *in, weft_future *out, void *arg) {
   return weft_future_resolve_i64(out, (int64_t)(intptr_t)arg * 10);
 }
 
-static void round_trip(weft_loop *loop, const uint64_t *delays, uint64_t deadline) {
+static void round_trip(weft_loop *loop, const uint64_t *delays,
+                       uint64_t deadline) {
   weft_future *reqs[N], *all, *bounded;
   for (intptr_t i = 0; i < N; i++) {
     weft_future *nap;
@@ -41,7 +42,7 @@ static void round_trip(weft_loop *loop, const uint64_t *delays, uint64_t deadlin
          err == 0 ? "all done" : weft_strerror(err),
          (unsigned long long)(weft_now(loop) - t0));
   for (int i = 0; i < N; i++) {
-    if (weft_future_state_get(reqs[i]) == WEFT_FUTURE_FULFILLED)
+    if (weft_future_get_state(reqs[i]) == WEFT_FUTURE_FULFILLED)
       printf(" %lld", (long long)weft_future_value_i64(reqs[i]));
     else
       printf(" [%s]", weft_err_name(weft_future_error(reqs[i])));

@@ -58,8 +58,10 @@ static void name_file(fetch *all, int i) {
   fetch *f = &all[i];
   const char *base = strrchr(f->path, '/') + 1;
   size_t len = strcspn(base, "?#");
-  if (len == 0) snprintf(f->file, sizeof f->file, "index.html");
-  else snprintf(f->file, sizeof f->file, "%.*s", (int)len, base);
+  if (len == 0)
+    snprintf(f->file, sizeof f->file, "index.html");
+  else
+    snprintf(f->file, sizeof f->file, "%.*s", (int)len, base);
   for (int j = 0; j < i; j++)
     if (strcmp(all[j].file, f->file) == 0) {
       size_t n = strlen(f->file);
@@ -70,7 +72,8 @@ static void name_file(fetch *all, int i) {
 
 static void fail(fetch *f, int err) {
   if (f->error == 0) f->error = err;
-  if (!weft_is_closing(&f->tcp.stream.base)) weft_close(&f->tcp.stream.base, NULL);
+  if (!weft_is_closing(&f->tcp.stream.base))
+    weft_close(&f->tcp.stream.base, NULL);
 }
 
 /* Collects the header; once complete, the rest of `data` is body. */

@@ -7,7 +7,8 @@ static int ticks;
 static void on_tick(weft_timer *t) {
   weft_loop *loop = weft_handle_loop(&t->base);
   printf("tick %d at %llu ms\n", ++ticks, (unsigned long long)weft_now(loop));
-  if (ticks == 3) weft_close(&t->base, NULL); /* the loop ends when nothing is left */
+  if (ticks == 3)
+    weft_close(&t->base, NULL); /* the loop ends when nothing is left */
 }
 
 static void hello(void *arg) { printf("hello from %s\n", (const char *)arg); }

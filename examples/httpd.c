@@ -47,11 +47,13 @@
 
 #include "httpd/httpd.h"
 
-#define IN_MAX 16384          /* per-connection input buffer: > any line accepted */
-#define SEND_CHUNK (256u << 10) /* body bytes per sendfile request: progress for --send-ms */
-#define LINGER_MS 2000        /* how long to drain input after an error reply */
+#define IN_MAX 16384 /* per-connection input buffer: > any line accepted */
+#define SEND_CHUNK                                                             \
+  (256u << 10) /* body bytes per sendfile request: progress for --send-ms */
+#define LINGER_MS 2000 /* how long to drain input after an error reply */
 
-_Static_assert(IN_MAX > HTTPD_URL_MAX + 32 && IN_MAX > HTTPD_LINE_MAX, "a line must fit");
+_Static_assert(IN_MAX > HTTPD_URL_MAX + 32 && IN_MAX > HTTPD_LINE_MAX,
+               "a line must fit");
 
 typedef struct options {
   const char *host, *root;
@@ -75,12 +77,12 @@ typedef struct conn {
   server *srv;
   int refs; /* tcp handle + timer handle + fs request in flight */
   bool closing, serving, peer_eof, keep_alive, lingering, started, index;
-  int reject;       /* the parser's error status, once the reply is due */
+  int reject; /* the parser's error status, once the reply is due */
   size_t in_len;
-  int fd;           /* the file being served, or -1 */
+  int fd;              /* the file being served, or -1 */
   fcache_entry *entry; /* the cache entry that owns fd, or NULL */
   const struct stat *st;
-  off_t off, end;   /* body bytes [off, end) still to send */
+  off_t off, end; /* body bytes [off, end) still to send */
   weft_fs_req fs;
   weft_write_req wreq, creq; /* the reply; a 100 Continue */
   weft_sendfile_req body;    /* the current chunk of the reply's body */
@@ -90,8 +92,6 @@ typedef struct conn {
   char path[PATH_MAX];
   char in[IN_MAX];
 } conn;
-
-
 
 /* ---- connection lifetime ------------------------------------------------ */
 
@@ -116,9 +116,12 @@ static void conn_close(conn *c) {
 
 static void on_timeout(weft_timer *t) { conn_close(t->base.data); }
 
-static void arm(conn *c, uint64_t ms) { weft_timer_start(&c->timer, on_timeout, ms, 0); }
+static void arm(conn *c, uint64_t ms) {
+  weft_timer_start(&c->timer, on_timeout, ms, 0);
+}
 
-/* ---- requests ----------------------------------------------------------------- */
+/* ---- requests
+ * ----------------------------------------------------------------- */
 
 static void reset_request(conn *c) {
   c->reject = 0;
@@ -127,7 +130,8 @@ static void reset_request(conn *c) {
   httpd_req_init(&c->req);
 }
 
-/* ---- replies ---------------------------------------------------------------- */
+/* ---- replies ----------------------------------------------------------------
+ */
 
 static const char *http_date(server *s) {
   time_t now = time(NULL);
@@ -140,12 +144,13 @@ static const char *http_date(server *s) {
 
 /* Starts the reply head: status line, Date, Server, Connection. */
 static size_t head_begin(conn *c, int status) {
-  const char *conn_hdr = !c->keep_alive                              ? "Connection: close\r\n"
+  const char *conn_hdr = !c->keep_alive      ? "Connection: close\r\n"
                          : c->req.minor == 0 ? "Connection: keep-alive\r\n"
-                                                     : "";
-  return (size_t)snprintf(c->head, sizeof c->head,
-                          "HTTP/1.1 %d %s\r\nServer: weft-httpd\r\nDate: %s\r\n%s", status,
-                          httpd_status_text(status), http_date(c->srv), conn_hdr);
+                                             : "";
+  return (size_t)snprintf(
+      c->head, sizeof c->head,
+      "HTTP/1.1 %d %s\r\nServer: weft-httpd\r\nDate: %s\r\n%s", status,
+      httpd_status_text(status), http_date(c->srv), conn_hdr);
 }
 
 static void head_add(conn *c, size_t *len, const char *fmt, ...)
@@ -174,20 +179,25 @@ static void linger(conn *c) {
   c->lingering = true;
   c->in_len = 0;
   c->sreq.data = c;
-  if (c->peer_eof || weft_stream_shutdown(&c->sreq, &c->tcp.stream, on_shutdown) < 0) {
+  if (c->peer_eof ||
+      weft_stream_shutdown(&c->sreq, &c->tcp.stream, on_shutdown) < 0) {
     conn_close(c);
     return;
   }
   arm(c, LINGER_MS);
-  if (!weft_stream_is_reading(&c->tcp.stream) && start_reading(c) < 0) conn_close(c);
+  if (!weft_stream_is_reading(&c->tcp.stream) && start_reading(c) < 0)
+    conn_close(c);
 }
 
 static void on_head_written(weft_write_req *req, int status) {
   conn *c = req->data;
   if (c->closing) return;
-  if (status < 0) conn_close(c);
-  else if (c->off < c->end) send_body(c);
-  else finish_request(c);
+  if (status < 0)
+    conn_close(c);
+  else if (c->off < c->end)
+    send_body(c);
+  else
+    finish_request(c);
 }
 
 static void write_head(conn *c, size_t len) {
@@ -207,8 +217,8 @@ static void send_simple(conn *c, int status, const char *extra) {
   size_t len = head_begin(c, status);
   const char *text = httpd_status_text(status);
   if (status == 405) head_add(c, &len, "Allow: GET, HEAD\r\n");
-  head_add(c, &len, "%sContent-Type: text/plain\r\nContent-Length: %zu\r\n\r\n", extra,
-           strlen(text) + 1);
+  head_add(c, &len, "%sContent-Type: text/plain\r\nContent-Length: %zu\r\n\r\n",
+           extra, strlen(text) + 1);
   if (c->req.method != HTTPD_HEAD || c->reject) head_add(c, &len, "%s\n", text);
   write_head(c, len);
 }
@@ -222,7 +232,8 @@ static void send_simple(conn *c, int status, const char *extra) {
 static void write_head_and_body(conn *c, size_t len) {
   ssize_t n = -1;
   if (c->off < c->end && weft_stream_write_queue_size(&c->tcp.stream) == 0)
-    n = send(weft_stream_fileno(&c->tcp.stream), c->head, len, MSG_MORE | MSG_NOSIGNAL | MSG_DONTWAIT);
+    n = send(weft_stream_fileno(&c->tcp.stream), c->head, len,
+             MSG_MORE | MSG_NOSIGNAL | MSG_DONTWAIT);
   if (n == (ssize_t)len) {
     arm(c, c->srv->opt->send_ms);
     send_body(c);
@@ -266,22 +277,24 @@ static void respond_file(conn *c) {
   }
   size_t len = head_begin(c, status);
   if (status == 416) {
-    head_add(c, &len, "Content-Range: bytes */%lld\r\nContent-Length: 0\r\n\r\n",
+    head_add(c, &len,
+             "Content-Range: bytes */%lld\r\nContent-Length: 0\r\n\r\n",
              (long long)st->st_size);
     write_head(c, len);
     return;
   }
-  head_add(c, &len, "Last-Modified: %s\r\nETag: %s\r\nAccept-Ranges: bytes\r\n", lm, etag);
+  head_add(c, &len, "Last-Modified: %s\r\nETag: %s\r\nAccept-Ranges: bytes\r\n",
+           lm, etag);
   if (status == 304) {
     head_add(c, &len, "\r\n");
     write_head(c, len);
     return;
   }
   if (status == 206)
-    head_add(c, &len, "Content-Range: bytes %lld-%lld/%lld\r\n", (long long)from,
-             (long long)to - 1, (long long)st->st_size);
-  head_add(c, &len, "Content-Type: %s\r\nContent-Length: %lld\r\n\r\n", httpd_content_type(c->path),
-           (long long)(to - from));
+    head_add(c, &len, "Content-Range: bytes %lld-%lld/%lld\r\n",
+             (long long)from, (long long)to - 1, (long long)st->st_size);
+  head_add(c, &len, "Content-Type: %s\r\nContent-Length: %lld\r\n\r\n",
+           httpd_content_type(c->path), (long long)(to - from));
   if (c->req.method == HTTPD_GET) {
     c->off = from;
     c->end = to;
@@ -289,7 +302,8 @@ static void respond_file(conn *c) {
   write_head_and_body(c, len);
 }
 
-/* ---- the file: open, fstat, sendfile -------------------------------------- */
+/* ---- the file: open, fstat, sendfile --------------------------------------
+ */
 
 /* The reply uses the cache's fd, which it must not close. */
 static void use_entry(conn *c, fcache_entry *e) {
@@ -300,8 +314,10 @@ static void use_entry(conn *c, fcache_entry *e) {
 
 /* The reply no longer needs its file. */
 static void release_file(conn *c) {
-  if (c->entry != NULL) fcache_release(c->entry);
-  else if (c->fd >= 0) close(c->fd);
+  if (c->entry != NULL)
+    fcache_release(c->entry);
+  else if (c->fd >= 0)
+    close(c->fd);
   c->entry = NULL;
   c->fd = -1;
 }
@@ -309,7 +325,7 @@ static void release_file(conn *c) {
 static int fs_error_status(int64_t err) {
   return err == -ENOENT || err == -ENOTDIR || err == -ENAMETOOLONG ? 404
          : err == -EACCES || err == -ELOOP                         ? 403
-                                                                    : 500;
+                                                                   : 500;
 }
 
 /* A directory named without its trailing slash: redirected to it, as
@@ -333,9 +349,12 @@ static void on_fstat(weft_fs_req *req) {
     return;
   }
   c->refs--;
-  if (req->result < 0) send_simple(c, 500, "");
-  else if (S_ISDIR(req->statbuf.st_mode)) c->index ? send_simple(c, 403, "") : redirect_dir(c);
-  else if (!S_ISREG(req->statbuf.st_mode)) send_simple(c, 403, "");
+  if (req->result < 0)
+    send_simple(c, 500, "");
+  else if (S_ISDIR(req->statbuf.st_mode))
+    c->index ? send_simple(c, 403, "") : redirect_dir(c);
+  else if (!S_ISREG(req->statbuf.st_mode))
+    send_simple(c, 403, "");
   else {
     c->st = &req->statbuf;
     fcache_entry *e = fcache_put(&c->srv->cache, c->path, c->fd, &req->statbuf,
@@ -354,7 +373,8 @@ static void on_dir_stat(weft_fs_req *req) {
     return;
   }
   c->refs--;
-  send_simple(c, req->result == 0 && S_ISDIR(req->statbuf.st_mode) ? 403 : 404, "");
+  send_simple(c, req->result == 0 && S_ISDIR(req->statbuf.st_mode) ? 403 : 404,
+              "");
 }
 
 static void on_open(weft_fs_req *req) {
@@ -396,12 +416,15 @@ static void send_body(conn *c) {
     finish_request(c);
     return;
   }
-  size_t want = (size_t)(c->end - c->off) < SEND_CHUNK ? (size_t)(c->end - c->off) : SEND_CHUNK;
+  size_t want = (size_t)(c->end - c->off) < SEND_CHUNK
+                    ? (size_t)(c->end - c->off)
+                    : SEND_CHUNK;
   off_t from = c->off;
   c->off += (off_t)want;
   c->body.data = c;
   arm(c, c->srv->opt->send_ms);
-  if (weft_stream_sendfile(&c->body, &c->tcp.stream, c->fd, from, want, on_body_sent) < 0)
+  if (weft_stream_sendfile(&c->body, &c->tcp.stream, c->fd, from, want,
+                           on_body_sent) < 0)
     conn_close(c);
 }
 
@@ -414,8 +437,8 @@ static void start_request(conn *c) {
     send_simple(c, 405, "");
     return;
   }
-  int status = httpd_map_path(c->req.url, c->req.url_len, c->srv->opt->root, c->path,
-                              sizeof c->path, &c->index);
+  int status = httpd_map_path(c->req.url, c->req.url_len, c->srv->opt->root,
+                              c->path, sizeof c->path, &c->index);
   if (status != 0) {
     send_simple(c, status, "");
     return;
@@ -428,9 +451,11 @@ static void start_request(conn *c) {
   }
   c->fs.data = c;
   arm(c, c->srv->opt->send_ms);
-  if (weft_fs_open(c->srv->loop, &c->fs, c->path, O_RDONLY | O_CLOEXEC, 0, on_open) < 0)
+  if (weft_fs_open(c->srv->loop, &c->fs, c->path, O_RDONLY | O_CLOEXEC, 0,
+                   on_open) < 0)
     send_simple(c, 500, "");
-  else c->refs++;
+  else
+    c->refs++;
 }
 
 static void on_continue_written(weft_write_req *req, int status) {
@@ -446,7 +471,9 @@ static void on_head(conn *c) {
   if (!c->req.has_body || !c->req.expect_continue || c->req.minor == 0) return;
   weft_buf b = weft_buf_init((char *)msg, sizeof msg - 1);
   c->creq.data = c;
-  if (weft_stream_write(&c->creq, &c->tcp.stream, &b, 1, on_continue_written) < 0) conn_close(c);
+  if (weft_stream_write(&c->creq, &c->tcp.stream, &b, 1, on_continue_written) <
+      0)
+    conn_close(c);
 }
 
 /* Parses buffered input until a request is complete, the input runs out
@@ -456,8 +483,10 @@ static void process_input(conn *c) {
   enum httpd_event ev = HTTPD_EV_MORE;
   /* After the head, the parser is asked again even without input: a
    * request without a body is complete. */
-  while (!c->serving && !c->closing && !c->lingering && (c->in_len > 0 || ev == HTTPD_EV_HEAD)) {
-    if (!c->started) { /* slow clients: the request must arrive within header_ms */
+  while (!c->serving && !c->closing && !c->lingering &&
+         (c->in_len > 0 || ev == HTTPD_EV_HEAD)) {
+    if (!c->started) { /* slow clients: the request must arrive within header_ms
+                        */
       c->started = true;
       arm(c, c->srv->opt->header_ms);
     }
@@ -465,15 +494,18 @@ static void process_input(conn *c) {
     ev = httpd_req_feed(&c->req, c->in, c->in_len, &n);
     memmove(c->in, c->in + n, c->in_len - n);
     c->in_len -= n;
-    if (ev == HTTPD_EV_HEAD) on_head(c);
-    else if (ev == HTTPD_EV_DONE) start_request(c);
+    if (ev == HTTPD_EV_HEAD)
+      on_head(c);
+    else if (ev == HTTPD_EV_DONE)
+      start_request(c);
     else if (ev == HTTPD_EV_ERROR) {
       c->serving = true;
       c->reject = c->req.status;
       c->keep_alive = false;
       c->in_len = 0;
       send_simple(c, c->reject, "");
-    } else break;
+    } else
+      break;
   }
 }
 
@@ -493,11 +525,14 @@ static void finish_request(conn *c) {
   arm(c, c->srv->opt->idle_ms);
   process_input(c);
   if (c->serving || c->closing || c->lingering) return;
-  if (c->peer_eof) conn_close(c); /* a partial request that cannot complete */
-  else if (!weft_stream_is_reading(&c->tcp.stream) && start_reading(c) < 0) conn_close(c);
+  if (c->peer_eof)
+    conn_close(c); /* a partial request that cannot complete */
+  else if (!weft_stream_is_reading(&c->tcp.stream) && start_reading(c) < 0)
+    conn_close(c);
 }
 
-/* ---- socket input ---------------------------------------------------------- */
+/* ---- socket input ----------------------------------------------------------
+ */
 
 static void on_alloc(weft_stream *s, size_t suggested, weft_buf *buf) {
   conn *c = s->base.data;
@@ -549,12 +584,15 @@ static void on_connection(weft_stream *listener, int status) {
   if (start_reading(c) < 0) conn_close(c);
 }
 
-/* ---- servers, threads, main ------------------------------------------------- */
+/* ---- servers, threads, main -------------------------------------------------
+ */
 
 static void close_any(weft_handle *h, void *arg) {
   server *s = arg;
-  if (h == &s->listener.stream.base) weft_close(h, NULL);
-  else if (weft_handle_get_type(h) == WEFT_HANDLE_TCP) conn_close(h->data);
+  if (h == &s->listener.stream.base)
+    weft_close(h, NULL);
+  else if (weft_handle_get_type(h) == WEFT_HANDLE_TCP)
+    conn_close(h->data);
 }
 
 /* Runs one loop until the main thread stops it, then closes every
@@ -566,21 +604,24 @@ static void *run_server(void *arg) {
   while (weft_loop_run(s->loop, WEFT_RUN_DEFAULT) > 0) {
   }
   fcache_clear(&s->cache);
-  if (weft_loop_free(s->loop) < 0) fprintf(stderr, "httpd: loop still busy at exit\n");
+  if (weft_loop_free(s->loop) < 0)
+    fprintf(stderr, "httpd: loop still busy at exit\n");
   return NULL;
 }
 
 static int listen_on(server *s, const options *o, unsigned port) {
   struct sockaddr_storage ss;
-  int err = strchr(o->host, ':') ? weft_ip6_addr(o->host, port, (struct sockaddr_in6 *)&ss)
-                                 : weft_ip4_addr(o->host, port, (struct sockaddr_in *)&ss);
+  int err = strchr(o->host, ':')
+                ? weft_ip6_addr(o->host, port, (struct sockaddr_in6 *)&ss)
+                : weft_ip4_addr(o->host, port, (struct sockaddr_in *)&ss);
   if (err < 0) return err;
   s->opt = o;
   s->cache.valid_ms = o->cache_ms;
   if ((err = weft_loop_new(&s->loop, NULL)) < 0) return err;
   weft_tcp_init(s->loop, &s->listener);
   s->listener.stream.base.data = s;
-  err = weft_tcp_bind(&s->listener, (struct sockaddr *)&ss, o->loops > 1 ? WEFT_TCP_REUSEPORT : 0);
+  err = weft_tcp_bind(&s->listener, (struct sockaddr *)&ss,
+                      o->loops > 1 ? WEFT_TCP_REUSEPORT : 0);
   if (err == 0) err = weft_tcp_listen(&s->listener, 1024, on_connection);
   return err;
 }
@@ -594,27 +635,42 @@ static int bound_port(server *s) {
 
 static int usage(void) {
   fprintf(stderr, "usage: httpd --port P --root DIR [--loops N] [--host ADDR]\n"
-                  "             [--idle-ms MS] [--header-ms MS] [--send-ms MS] [--cache-ms MS]\n");
+                  "             [--idle-ms MS] [--header-ms MS] [--send-ms MS] "
+                  "[--cache-ms MS]\n");
   return 2;
 }
 
 static int parse_args(int argc, char **argv, options *o, char *root) {
-  *o = (options){.host = "127.0.0.1", .loops = 1, .port = 65536,
-                 .idle_ms = 15000, .header_ms = 10000, .send_ms = 30000, .cache_ms = 1000};
+  *o = (options){.host = "127.0.0.1",
+                 .loops = 1,
+                 .port = 65536,
+                 .idle_ms = 15000,
+                 .header_ms = 10000,
+                 .send_ms = 30000,
+                 .cache_ms = 1000};
   const char *dir = NULL;
   for (int i = 1; i + 1 < argc; i += 2) {
     const char *k = argv[i], *v = argv[i + 1];
     unsigned long long n = 0;
     bool num = httpd_parse_uint(v, WEFT_TIMEOUT_MAX, &n);
-    if (strcmp(k, "--root") == 0) dir = v;
-    else if (strcmp(k, "--host") == 0) o->host = v;
-    else if (strcmp(k, "--port") == 0 && num && n <= 65535) o->port = (unsigned)n;
-    else if (strcmp(k, "--loops") == 0 && num && n >= 1 && n <= 256) o->loops = (unsigned)n;
-    else if (strcmp(k, "--idle-ms") == 0 && num && n > 0) o->idle_ms = n;
-    else if (strcmp(k, "--header-ms") == 0 && num && n > 0) o->header_ms = n;
-    else if (strcmp(k, "--send-ms") == 0 && num && n > 0) o->send_ms = n;
-    else if (strcmp(k, "--cache-ms") == 0 && num) o->cache_ms = n;
-    else return usage();
+    if (strcmp(k, "--root") == 0)
+      dir = v;
+    else if (strcmp(k, "--host") == 0)
+      o->host = v;
+    else if (strcmp(k, "--port") == 0 && num && n <= 65535)
+      o->port = (unsigned)n;
+    else if (strcmp(k, "--loops") == 0 && num && n >= 1 && n <= 256)
+      o->loops = (unsigned)n;
+    else if (strcmp(k, "--idle-ms") == 0 && num && n > 0)
+      o->idle_ms = n;
+    else if (strcmp(k, "--header-ms") == 0 && num && n > 0)
+      o->header_ms = n;
+    else if (strcmp(k, "--send-ms") == 0 && num && n > 0)
+      o->send_ms = n;
+    else if (strcmp(k, "--cache-ms") == 0 && num)
+      o->cache_ms = n;
+    else
+      return usage();
   }
   if (argc % 2 == 0 || dir == NULL || o->port > 65535) return usage();
   /* Requests are mapped under the canonical root (no trailing slash). */
@@ -632,7 +688,8 @@ static int start_servers(server *srv, options *o) {
   for (unsigned i = 0; i < o->loops; i++) {
     int err = listen_on(&srv[i], o, o->port);
     if (err < 0) {
-      fprintf(stderr, "httpd: listen on %s:%u: %s\n", o->host, o->port, weft_strerror(err));
+      fprintf(stderr, "httpd: listen on %s:%u: %s\n", o->host, o->port,
+              weft_strerror(err));
       return err;
     }
     if (o->port == 0) o->port = (unsigned)bound_port(&srv[0]);
@@ -661,11 +718,14 @@ int main(int argc, char **argv) {
   printf("listening on %u\n", o.port);
   fflush(stdout);
   for (unsigned i = 0; i < o.loops; i++)
-    if (pthread_create(&srv[i].thread, NULL, run_server, &srv[i]) != 0) return 1;
+    if (pthread_create(&srv[i].thread, NULL, run_server, &srv[i]) != 0)
+      return 1;
   int sig;
   sigwait(&stop, &sig);
-  for (unsigned i = 0; i < o.loops; i++) weft_loop_stop(srv[i].loop);
-  for (unsigned i = 0; i < o.loops; i++) pthread_join(srv[i].thread, NULL);
+  for (unsigned i = 0; i < o.loops; i++)
+    weft_loop_stop(srv[i].loop);
+  for (unsigned i = 0; i < o.loops; i++)
+    pthread_join(srv[i].thread, NULL);
   free(srv);
   return 0;
 }

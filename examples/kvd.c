@@ -1,7 +1,8 @@
 /* kvd — an in-memory key-value server speaking the Redis protocol (RESP2
  * and inline commands, pipelining) on weft's TCP streams and timers.
  *
- *   kvd --port P [--loops N] [--bind ADDR] [--proto-max-bulk-len BYTES] [--stats]
+ *   kvd --port P [--loops N] [--bind ADDR] [--proto-max-bulk-len BYTES]
+ * [--stats]
  *
  * Prints "listening on PORT" once it accepts connections (--port 0 picks a
  * free port), and exits cleanly on SIGTERM or SIGINT. With --loops N, N
@@ -24,7 +25,7 @@
 
 #include "kvd/kvd.h"
 
-#define OUT_HIGH (1u << 20) /* pause parsing while more replies wait */
+#define OUT_HIGH (1u << 20)    /* pause parsing while more replies wait */
 #define OUT_KEEP (64u * 1024u) /* larger drained buffers are freed */
 #define READ_MIN (16u * 1024u)
 #define EXPIRE_BUDGET 200 /* keys deleted per shard per expiry run */
@@ -56,13 +57,13 @@ struct kvd_conn {
   char *ibuf; /* input: [ipos, ilen) not yet run */
   size_t ilen, icap, ipos;
   /* the request at ipos, parsed so far (offsets from ipos) */
-  size_t ppos;      /* where parsing resumes */
-  size_t lscan;     /* where the search for the current line's end resumes */
+  size_t ppos;       /* where parsing resumes */
+  size_t lscan;      /* where the search for the current line's end resumes */
   long long mb_left; /* arguments still to read; -1: "*N" line not read */
   long long bulk;    /* length of the argument being read; -1: not known */
   size_t nargs;      /* arguments read */
   bool stuck;        /* a NUL hides the line end (see find_term) */
-  char *obuf; /* replies being gathered */
+  char *obuf;        /* replies being gathered */
   size_t olen, ocap;
   char *wbuf; /* replies being written */
   size_t wlen, wcap;
@@ -81,9 +82,7 @@ static _Thread_local kvd_loop *cur_loop;
 /* Counters printed at exit with --stats (the suite's window into the
  * server: bytes the parser scanned for line ends, the largest reply
  * buffers one client ever held, clients dropped for their output). */
-static struct {
-  atomic_size_t scanned, out_peak, out_dropped;
-} stats;
+static struct { atomic_size_t scanned, out_peak, out_dropped; } stats;
 static bool print_stats;
 
 static void conn_close(kvd_conn *c);
@@ -119,8 +118,8 @@ static bool out_reserve(kvd_conn *c, size_t n) {
   size_t held = c->ocap + c->wcap,
          peak = atomic_load_explicit(&stats.out_peak, memory_order_relaxed);
   while (held > peak && !atomic_compare_exchange_weak_explicit(
-                            &stats.out_peak, &peak, held,
-                            memory_order_relaxed, memory_order_relaxed)) {
+                            &stats.out_peak, &peak, held, memory_order_relaxed,
+                            memory_order_relaxed)) {
   }
   return true;
 }
@@ -341,8 +340,8 @@ static bool parse_ll(const char *p, size_t n, long long *out) {
  * (*number: whether it parsed) and c->ppos past the line, 0 if incomplete,
  * -1 after the error reply `big` when it has waited too long for its end.
  * Like Redis, the byte after CR is skipped whatever it is. */
-static int read_count_line(kvd_conn *c, char want, long long *out,
-                           bool *number, const char *big) {
+static int read_count_line(kvd_conn *c, char want, long long *out, bool *number,
+                           const char *big) {
   ssize_t cr = find_term(c, c->ppos, '\r');
   size_t avail = c->ilen - c->ipos;
   if (cr < 0) {
@@ -375,8 +374,8 @@ static int parse_multibulk(kvd_conn *c, size_t *argc) {
   bool ok = false;
   int r;
   if (c->mb_left < 0) {
-    if ((r = read_count_line(c, '*', &v, &ok,
-                             "too big mbulk count string")) <= 0)
+    if ((r = read_count_line(c, '*', &v, &ok, "too big mbulk count string")) <=
+        0)
       return r;
     if (!ok || v > INT_MAX) {
       protocol_error(c, "invalid multibulk length");
@@ -399,8 +398,8 @@ static int parse_multibulk(kvd_conn *c, size_t *argc) {
   while (c->mb_left > 0) {
     if (c->bulk < 0) {
       if (c->ppos >= c->ilen - c->ipos) return 0;
-      if ((r = read_count_line(c, '$', &v, &ok,
-                             "too big bulk count string")) <= 0)
+      if ((r = read_count_line(c, '$', &v, &ok, "too big bulk count string")) <=
+          0)
         return r;
       if (!ok || v < 0 || v > (long long)KVD_MAX_BULK) {
         protocol_error(c, "invalid bulk length");
@@ -827,7 +826,8 @@ static int parse_addr(const char *host, unsigned port,
 }
 
 static int usage(void) {
-  fprintf(stderr, "usage: kvd --port P [--loops N] [--bind ADDR] [--proto-max-bulk-len BYTES] [--stats]\n");
+  fprintf(stderr, "usage: kvd --port P [--loops N] [--bind ADDR] "
+                  "[--proto-max-bulk-len BYTES] [--stats]\n");
   return 2;
 }
 

@@ -87,8 +87,10 @@ static void add_task(enum kind kind, char *src, char *dst) {
   t->src = src;
   t->dst = dst;
   t->req.data = t;
-  if (S.tail) S.tail->next = t;
-  else S.head = t;
+  if (S.tail)
+    S.tail->next = t;
+  else
+    S.head = t;
   S.tail = t;
   if (kind != K_DIR) S.seen++;
 }
@@ -126,9 +128,12 @@ static void dir_listed(task *t) {
   weft_fs_dir *d = t->req.ptr;
   for (size_t i = 0; i < d->count; i++) {
     const weft_dirent *e = &d->entries[i];
-    enum kind k = e->type == DT_DIR ? K_DIR : e->type == DT_LNK ? K_LINK : K_FILE;
+    enum kind k = e->type == DT_DIR   ? K_DIR
+                  : e->type == DT_LNK ? K_LINK
+                                      : K_FILE;
     if (e->type != DT_DIR && e->type != DT_LNK && e->type != DT_REG) {
-      fprintf(stderr, "pcopy: skipping special file '%s/%s'\n", t->src, e->name);
+      fprintf(stderr, "pcopy: skipping special file '%s/%s'\n", t->src,
+              e->name);
       continue;
     }
     add_task(k, join(t->src, e->name), join(t->dst, e->name));
@@ -139,12 +144,14 @@ static void dir_listed(task *t) {
  * completed. */
 static int run_step_copy(task *t) {
   t->step = 4;
-  return weft_fs_copyfile(S.loop, &t->req, t->src, t->dst, WEFT_FS_COPY_EXCL, task_step);
+  return weft_fs_copyfile(S.loop, &t->req, t->src, t->dst, WEFT_FS_COPY_EXCL,
+                          task_step);
 }
 
 static int dir_step(task *t, int64_t res) {
   switch (t->step++) {
-  case 0: return weft_fs_mkdir(S.loop, &t->req, t->dst, 0755, task_step);
+  case 0:
+    return weft_fs_mkdir(S.loop, &t->req, t->dst, 0755, task_step);
   case 1:
     if (res < 0 && res != -EEXIST)
       return finish(t, "cannot create directory", t->dst, res), 0;
@@ -160,7 +167,8 @@ static int dir_step(task *t, int64_t res) {
  * wrong. */
 static int file_step(task *t, int64_t res) {
   switch (t->step++) {
-  case 0: return weft_fs_stat(S.loop, &t->req, t->src, task_step);
+  case 0:
+    return weft_fs_stat(S.loop, &t->req, t->src, task_step);
   case 1:
     if (res < 0) return finish(t, "cannot read", t->src, res), 0;
     t->size = t->req.statbuf.st_size;
@@ -171,7 +179,8 @@ static int file_step(task *t, int64_t res) {
     if (res == -ENOENT) return run_step_copy(t);
     if (res < 0) return finish(t, "cannot check", t->dst, res), 0;
     if (t->req.statbuf.st_dev == t->dev && t->req.statbuf.st_ino == t->ino)
-      return finish(t, "source and destination are one file:", t->dst, -EINVAL), 0;
+      return finish(t, "source and destination are one file:", t->dst, -EINVAL),
+             0;
     return weft_fs_unlink(S.loop, &t->req, t->dst, task_step);
   case 3:
     if (res < 0) return finish(t, "cannot replace", t->dst, res), 0;
@@ -186,13 +195,15 @@ static int file_step(task *t, int64_t res) {
     }
     t->err = res < 0 ? res : -EIO;
     return weft_fs_unlink(S.loop, &t->req, t->dst, task_step);
-  default: return finish(t, "size check failed for", t->dst, t->err), 0;
+  default:
+    return finish(t, "size check failed for", t->dst, t->err), 0;
   }
 }
 
 static int link_step(task *t, int64_t res) {
   switch (t->step++) {
-  case 0: return weft_fs_readlink(S.loop, &t->req, t->src, task_step);
+  case 0:
+    return weft_fs_readlink(S.loop, &t->req, t->src, task_step);
   case 1: {
     if (res < 0) return finish(t, "cannot read link", t->src, res), 0;
     /* the next request resets req: keep the target in a request of its own,
@@ -203,12 +214,13 @@ static int link_step(task *t, int64_t res) {
     weft_fs_req_cleanup(&target);
     return err;
   }
-  default: return finish(t, "cannot create link", t->dst, res), 0;
+  default:
+    return finish(t, "cannot create link", t->dst, res), 0;
   }
 }
 
 static void run_step(task *t, int64_t res) {
-  int err = t->kind == K_DIR ? dir_step(t, res)
+  int err = t->kind == K_DIR    ? dir_step(t, res)
             : t->kind == K_FILE ? file_step(t, res)
                                 : link_step(t, res);
   if (err != 0) finish(t, "cannot start an operation on", t->src, err);
@@ -238,7 +250,8 @@ int main(int argc, char **argv) {
   S.max_inflight = 16;
   S.failures_tail = &S.failures;
   while ((opt = getopt(argc, argv, "j:")) != -1) {
-    if (opt != 'j' || (S.max_inflight = atoi(optarg)) <= 0) return usage(argv[0]);
+    if (opt != 'j' || (S.max_inflight = atoi(optarg)) <= 0)
+      return usage(argv[0]);
   }
   if (argc - optind != 2) return usage(argv[0]);
   const char *src = argv[optind], *dst = argv[optind + 1];
@@ -258,7 +271,8 @@ int main(int argc, char **argv) {
     weft_loop_free(S.loop);
     return 1;
   }
-  add_task(S_ISDIR(probe.statbuf.st_mode) ? K_DIR : K_FILE, strdup(src), strdup(dst));
+  add_task(S_ISDIR(probe.statbuf.st_mode) ? K_DIR : K_FILE, strdup(src),
+           strdup(dst));
   start_more();
   weft_loop_run(S.loop, WEFT_RUN_DEFAULT);
   progress(true);

@@ -16,7 +16,8 @@
 #include <unistd.h>
 #include <weft.h>
 
-/* ---- the child: read lines, answer "pong: LINE" (upper-cased) -------------- */
+/* ---- the child: read lines, answer "pong: LINE" (upper-cased) --------------
+ */
 
 typedef struct child {
   weft_pipe in, out;
@@ -33,7 +34,8 @@ static void answer(child *c) {
   weft_write_req *req = malloc(sizeof *req + 300);
   if (req == NULL) return;
   char *text = (char *)(req + 1);
-  for (size_t i = 0; i < c->len; i++) c->line[i] = (char)toupper((unsigned char)c->line[i]);
+  for (size_t i = 0; i < c->len; i++)
+    c->line[i] = (char)toupper((unsigned char)c->line[i]);
   int n = snprintf(text, 300, "pong: %.*s\n", (int)c->len, c->line);
   weft_buf b = weft_buf_init(text, (size_t)n);
   if (weft_stream_write(req, &c->out.stream, &b, 1, answered) != 0) free(req);
@@ -69,7 +71,8 @@ static int run_child(weft_loop *loop) {
   return 0;
 }
 
-/* ---- the parent --------------------------------------------------------------- */
+/* ---- the parent
+ * --------------------------------------------------------------- */
 
 static const char *const lines[] = {"hello", "how are you", "42", "bye"};
 enum { NLINES = sizeof lines / sizeof lines[0] };
@@ -105,8 +108,10 @@ static void heard(weft_stream *s, ssize_t n, const weft_buf *buf) {
 }
 
 static void child_exited(weft_process *proc, int64_t status, int sig) {
-  if (sig) printf("child %d killed by signal %d\n", (int)proc->pid, sig);
-  else printf("child %d exited with status %d\n", (int)proc->pid, (int)status);
+  if (sig)
+    printf("child %d killed by signal %d\n", (int)proc->pid, sig);
+  else
+    printf("child %d exited with status %d\n", (int)proc->pid, (int)status);
   weft_close(&proc->base, NULL);
 }
 
@@ -123,7 +128,8 @@ static int run_parent(weft_loop *loop) {
   if (len < 0) return 1;
   self[len] = '\0';
   weft_process_options o = {.argv = (char *const[]){self, "--child", NULL},
-                            .stdio = st, .stdio_count = 3,
+                            .stdio = st,
+                            .stdio_count = 3,
                             .exit_cb = child_exited};
   int err = weft_spawn(loop, &p.proc, &o);
   if (err != 0) {
@@ -146,7 +152,7 @@ int main(int argc, char **argv) {
   weft_loop *loop;
   if (weft_loop_new(&loop, NULL) != 0) return 1;
   int rc = argc > 1 && strcmp(argv[1], "--child") == 0 ? run_child(loop)
-                                                        : run_parent(loop);
+                                                       : run_parent(loop);
   weft_loop_free(loop);
   return rc;
 }

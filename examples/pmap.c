@@ -64,8 +64,10 @@ static void on_settled(weft_future *f, void *arg) {
       pm->signalled++;
     } else {
       pm->codes[weft_exit_code(r->status)]++;
-      if (r->status == 0) pm->ok++;
-      else pm->failed++;
+      if (r->status == 0)
+        pm->ok++;
+      else
+        pm->failed++;
     }
   }
   weft_future_unref(f);
@@ -117,7 +119,8 @@ int main(int argc, char **argv) {
   }
   if (pm.jobs < 1) return usage();
   int sep = i;
-  while (sep < argc && strcmp(argv[sep], "--") != 0) sep++;
+  while (sep < argc && strcmp(argv[sep], "--") != 0)
+    sep++;
   if (sep == i || sep == argc) return usage();
   pm.ncmd = sep - i;
   pm.cmd = calloc((size_t)pm.ncmd + 2, sizeof *pm.cmd);

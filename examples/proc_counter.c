@@ -26,14 +26,16 @@ static int count_job(const void *in, size_t len, weft_buf *out, void *arg) {
   text[len] = '\0';
   long long k = atoll(text);
   volatile long long counter = 0; /* the work: k increments, no lock needed */
-  for (long long i = 0; i < k; i++) counter = counter + 1;
+  for (long long i = 0; i < k; i++)
+    counter = counter + 1;
   out->base = malloc(32);
   if (out->base == NULL) return -ENOMEM;
   out->len = (size_t)snprintf(out->base, 32, "%lld", (long long)counter);
   return 0;
 }
 
-/* ---- the parent ------------------------------------------------------------- */
+/* ---- the parent -------------------------------------------------------------
+ */
 
 typedef struct counter {
   weft_future **jobs;
@@ -70,10 +72,14 @@ int main(int argc, char **argv) {
   long long k = 100000;
   int opt;
   while ((opt = getopt(argc, argv, "j:n:k:")) != -1) {
-    if (opt == 'j') workers = atoi(optarg);
-    else if (opt == 'n') jobs = atoi(optarg);
-    else if (opt == 'k') k = atoll(optarg);
-    else return 2;
+    if (opt == 'j')
+      workers = atoi(optarg);
+    else if (opt == 'n')
+      jobs = atoi(optarg);
+    else if (opt == 'k')
+      k = atoll(optarg);
+    else
+      return 2;
   }
   if (workers < 1 || jobs < 1 || k < 0) return 2;
   char self[4096];
@@ -87,12 +93,14 @@ int main(int argc, char **argv) {
   weft_buf *inputs = calloc((size_t)jobs, sizeof *inputs);
   char kbuf[32];
   int klen = snprintf(kbuf, sizeof kbuf, "%lld", k);
-  for (int i = 0; i < jobs; i++) inputs[i] = weft_buf_init(kbuf, (size_t)klen);
+  for (int i = 0; i < jobs; i++)
+    inputs[i] = weft_buf_init(kbuf, (size_t)klen);
   weft_procpool_options o = {.argv = (char *const[]){self, "--worker", NULL},
                              .workers = (unsigned)workers};
   weft_future *all = NULL;
   int err = weft_procpool_new(loop, &o, &c.pool);
-  if (err == 0) err = weft_procpool_map(c.pool, inputs, (size_t)jobs, c.jobs, &all);
+  if (err == 0)
+    err = weft_procpool_map(c.pool, inputs, (size_t)jobs, c.jobs, &all);
   if (err == 0) err = weft_future_on_settled(all, all_done, &c);
   if (err != 0) {
     fprintf(stderr, "proc_counter: %s\n", weft_strerror(err));
@@ -102,7 +110,8 @@ int main(int argc, char **argv) {
   long long want = (long long)jobs * k;
   printf("%d jobs x %lld increments on %d worker processes: total %lld (%s)\n",
          jobs, k, workers, c.total, c.total == want ? "correct" : "WRONG");
-  for (int i = 0; i < jobs; i++) weft_future_unref(c.jobs[i]);
+  for (int i = 0; i < jobs; i++)
+    weft_future_unref(c.jobs[i]);
   weft_future_unref(all);
   free(c.jobs);
   free(inputs);

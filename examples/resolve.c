@@ -36,12 +36,14 @@ static void print_lookup(const lookup *l) {
   static const char *const kinds[] = {"STREAM", "DGRAM", "RAW"};
   for (const weft_addrinfo *ai = l->res; ai != NULL; ai = ai->next) {
     char text[INET6_ADDRSTRLEN];
-    const void *a = ai->family == AF_INET
-                        ? (const void *)&((struct sockaddr_in *)ai->addr)->sin_addr
-                        : (const void *)&((struct sockaddr_in6 *)ai->addr)->sin6_addr;
+    const void *a =
+        ai->family == AF_INET
+            ? (const void *)&((struct sockaddr_in *)ai->addr)->sin_addr
+            : (const void *)&((struct sockaddr_in6 *)ai->addr)->sin6_addr;
     inet_ntop(ai->family, a, text, sizeof text);
     for (int k = 0; k < 3; k++)
-      printf("%-15s %-6s %s\n", text, kinds[k], ai == l->res && k == 0 ? l->name : "");
+      printf("%-15s %-6s %s\n", text, kinds[k],
+             ai == l->res && k == 0 ? l->name : "");
   }
 }
 

@@ -48,8 +48,10 @@ static void finish(connect_host *c, int status) {
   if (c->cb != NULL) {
     c->cb(c->t, status, c->arg);
   } else {
-    if (status == 0) weft_future_resolve_i64(c->out, 0);
-    else weft_future_reject(c->out, status);
+    if (status == 0)
+      weft_future_resolve_i64(c->out, 0);
+    else
+      weft_future_reject(c->out, status);
     weft_future_unref(c->out);
   }
   release(c);
@@ -63,7 +65,8 @@ static int start_attempt(connect_host *c) {
   int err = weft_tcp_connect_future(c->t, c->cur->addr, &c->conn);
   if (err != 0) return err;
   weft_future *timed;
-  if (c->cur->next != NULL && weft_future_timeout(c->conn, ATTEMPT_MS, &timed) == 0)
+  if (c->cur->next != NULL &&
+      weft_future_timeout(c->conn, ATTEMPT_MS, &timed) == 0)
     c->step = timed;
   else
     c->step = weft_future_ref(c->conn); /* (no timeout without memory) */
@@ -94,7 +97,8 @@ static void try_next(connect_host *c) {
 static void on_connected(weft_future *f, void *arg) {
   connect_host *c = arg;
   int err = weft_future_error(f);
-  if (err == -ETIMEDOUT && weft_future_state_get(c->conn) == WEFT_FUTURE_FULFILLED)
+  if (err == -ETIMEDOUT &&
+      weft_future_get_state(c->conn) == WEFT_FUTURE_FULFILLED)
     err = 0; /* connected just as the attempt timed out */
   /* after a timeout the connect may still be pending: abort it, so that
    * the handle is back to its initial state for the next address */

@@ -12,7 +12,7 @@
  * completed at once with -ECANCELED and the late c-ares callback is
  * ignored; the query is freed when both owners are done. c-ares may also
  * call back from inside the start call (/etc/hosts, numeric getnameinfo),
- * and weft answers numeric hosts itself (io/dns_query.c) the same way:
+ * and weft answers numeric hosts itself (io/weft__dns_query.c) the same way:
  * such an answer is delivered through weft_call_soon(), never inline. */
 #include <ares.h>
 #include <errno.h>
@@ -29,11 +29,11 @@
 #define DEFAULT_TRIES 3
 #define SPARE_SOCKS 4 /* recycled watchers: a query often opens one socket */
 
-typedef struct dns_sock {
+typedef struct weft__dns_sock {
   weft__list node;
   ev_io io;
-  dns_state *st;
-} dns_sock;
+  weft__dns_state *st;
+} weft__dns_sock;
 
 static pthread_once_t ares_once = PTHREAD_ONCE_INIT;
 static int ares_init_status;
@@ -44,28 +44,34 @@ static void ares_global_init(void) {
 
 int weft__dns_status(int ares_status) {
   switch (ares_status) {
-  case ARES_SUCCESS: return 0;
-  case ARES_ENOMEM: return -ENOMEM;
-  case ARES_ECANCELLED: return -ECANCELED;
-  case ARES_ESERVICE: return WEFT_EDNS_NONAME; /* unknown service name */
-  default: return WEFT__DNS_BASE - ares_status;
+  case ARES_SUCCESS:
+    return 0;
+  case ARES_ENOMEM:
+    return -ENOMEM;
+  case ARES_ECANCELLED:
+    return -ECANCELED;
+  case ARES_ESERVICE:
+    return WEFT_EDNS_NONAME; /* unknown service name */
+  default:
+    return WEFT__DNS_BASE - ares_status;
   }
 }
 
-int weft__dns_answer_status(const dns_state *st, int ares_status) {
+int weft__dns_answer_status(const weft__dns_state *st, int ares_status) {
   if (ares_status == ARES_ECONNREFUSED && st->sock_errno != 0)
     return -st->sock_errno;
   return weft__dns_status(ares_status);
 }
 
-/* ---- the deadline timer ------------------------------------------------------ */
+/* ---- the deadline timer
+ * ------------------------------------------------------ */
 
 /* The timer is a handle, and an open handle keeps weft_loop_free() at
  * -EBUSY: so it is unreferenced, open only while some query waits for its
  * answer, and closed when the last one has been answered (idle_check).
  * Cancelled queries c-ares still holds need no deadline: destroying the
  * channel reaps them. */
-static void process(dns_state *st, int rfd, int wfd);
+static void process(weft__dns_state *st, int rfd, int wfd);
 
 static void on_timer(weft_timer *t) {
   process(t->base.data, ARES_SOCKET_BAD, ARES_SOCKET_BAD);
@@ -77,7 +83,7 @@ static void on_timer_closed(weft_handle *h) {
 
 /* True once the timer is open (re-opened if it was closed); false while
  * it is still closing (on_timer_closed re-arms it then). */
-static bool timer_ready(dns_state *st) {
+static bool timer_ready(weft__dns_state *st) {
   weft_handle *h = &st->timer.base;
   if (weft__handle_usable(h)) return true;
   if (h->ops != NULL && !(h->flags & WEFT__H_CLOSED)) return false;
@@ -90,7 +96,7 @@ static bool timer_ready(dns_state *st) {
 /* Called after every call into c-ares: its next deadline may have moved.
  * If the timer heap cannot grow (-ENOMEM) the query keeps no deadline of
  * its own until the next call into c-ares. */
-void weft__dns_rearm(dns_state *st) {
+void weft__dns_rearm(weft__dns_state *st) {
   if (weft__list_empty(&st->queries) || st->ch == NULL || !timer_ready(st))
     return;
   struct timeval tv, *next = ares_timeout(st->ch, NULL, &tv);
@@ -101,21 +107,23 @@ void weft__dns_rearm(dns_state *st) {
   /* c-ares truncates the time left to whole milliseconds, so up to 1 ms
    * before its deadline it already reports 0 without treating the query
    * as due: +1 ms, or the loop would spin through that last millisecond */
-  uint64_t ms = (uint64_t)next->tv_sec * 1000u + (uint64_t)next->tv_usec / 1000u + 1u;
+  uint64_t ms =
+      (uint64_t)next->tv_sec * 1000u + (uint64_t)next->tv_usec / 1000u + 1u;
   weft_timer_start(&st->timer, on_timer, ms, 0);
 }
 
-static void idle_check(dns_state *st) {
+static void idle_check(weft__dns_state *st) {
   if (weft__list_empty(&st->queries) && weft__handle_usable(&st->timer.base))
     weft_close(&st->timer.base, on_timer_closed);
 }
 
-/* ---- sockets ---------------------------------------------------------------- */
+/* ---- sockets ----------------------------------------------------------------
+ */
 
 /* Answers are delivered from inside ares_process_fd, where c-ares forbids
  * destroying the channel: `processing` makes the settings calls (which
  * replace the channel) return -EBUSY from DNS callbacks. */
-static void process(dns_state *st, int rfd, int wfd) {
+static void process(weft__dns_state *st, int rfd, int wfd) {
   st->processing++;
   ares_process_fd(st->ch, rfd, wfd);
   st->processing--;
@@ -124,21 +132,21 @@ static void process(dns_state *st, int rfd, int wfd) {
 
 static void on_io(struct ev_loop *ev, ev_io *w, int revents) {
   WEFT__UNUSED(ev);
-  dns_sock *s = w->data;
+  weft__dns_sock *s = w->data;
   int fd = w->fd; /* s may be freed inside ares_process_fd */
   process(s->st, (revents & EV_READ) ? fd : ARES_SOCKET_BAD,
           (revents & EV_WRITE) ? fd : ARES_SOCKET_BAD);
 }
 
-static dns_sock *sock_find(dns_state *st, int fd) {
+static weft__dns_sock *sock_find(weft__dns_state *st, int fd) {
   WEFT__LIST_FOREACH(it, &st->socks) {
-    dns_sock *s = WEFT__CONTAINER_OF(it, dns_sock, node);
+    weft__dns_sock *s = WEFT__CONTAINER_OF(it, weft__dns_sock, node);
     if (s->io.fd == fd) return s;
   }
   return NULL;
 }
 
-static void sock_release(dns_state *st, dns_sock *s) {
+static void sock_release(weft__dns_state *st, weft__dns_sock *s) {
   weft__io_stop(st->loop, &s->io);
   weft__list_unlink(&s->node);
   if (st->n_spare < SPARE_SOCKS) {
@@ -149,13 +157,13 @@ static void sock_release(dns_state *st, dns_sock *s) {
   }
 }
 
-static dns_sock *sock_take(dns_state *st) {
+static weft__dns_sock *sock_take(weft__dns_state *st) {
   weft__list *n = weft__list_pop_front(&st->spare);
   if (n != NULL) {
     st->n_spare--;
-    return WEFT__CONTAINER_OF(n, dns_sock, node);
+    return WEFT__CONTAINER_OF(n, weft__dns_sock, node);
   }
-  return weft__malloc(sizeof(dns_sock));
+  return weft__malloc(sizeof(weft__dns_sock));
 }
 
 /* c-ares' socket-state callback. If no watcher can be allocated the socket
@@ -164,8 +172,8 @@ static dns_sock *sock_take(dns_state *st) {
  * a query never depends on this. */
 static void on_sock_state(void *data, ares_socket_t fd, int readable,
                           int writable) {
-  dns_state *st = data;
-  dns_sock *s = sock_find(st, fd);
+  weft__dns_state *st = data;
+  weft__dns_sock *s = sock_find(st, fd);
   if (!readable && !writable) {
     if (s != NULL) sock_release(st, s);
     return;
@@ -186,22 +194,23 @@ static void on_sock_state(void *data, ares_socket_t fd, int readable,
   weft__io_start(st->loop, &s->io);
 }
 
-static int reserve_sock(dns_state *st) {
+static int reserve_sock(weft__dns_state *st) {
   if (st->n_spare != 0) return 0;
-  dns_sock *s = weft__malloc(sizeof *s);
+  weft__dns_sock *s = weft__malloc(sizeof *s);
   if (s == NULL) return -ENOMEM;
   weft__list_push_back(&st->spare, &s->node);
   st->n_spare++;
   return 0;
 }
 
-/* ---- the channel and the per-loop state ------------------------------------ */
+/* ---- the channel and the per-loop state ------------------------------------
+ */
 
 /* c-ares' own sockets, made through these so that weft sees why socket()
  * failed: c-ares reports every failure as "no server reachable", but fd
  * exhaustion must reach the caller as -EMFILE (or -ENFILE). */
 static ares_socket_t sock_open(int domain, int type, int protocol, void *data) {
-  dns_state *st = data;
+  weft__dns_state *st = data;
   int fd = socket(domain, type | SOCK_CLOEXEC, protocol);
   st->sock_errno = fd < 0 ? errno : 0;
   return fd < 0 ? ARES_SOCKET_BAD : fd;
@@ -225,8 +234,8 @@ static ares_ssize_t sock_recvfrom(ares_socket_t fd, void *buf, size_t n,
   return recvfrom(fd, buf, n, flags, from, fromlen);
 }
 
-static ares_ssize_t sock_sendv(ares_socket_t fd, const struct iovec *iov,
-                               int n, void *data) {
+static ares_ssize_t sock_sendv(ares_socket_t fd, const struct iovec *iov, int n,
+                               void *data) {
   WEFT__UNUSED(data);
   return writev(fd, iov, n);
 }
@@ -234,7 +243,7 @@ static ares_ssize_t sock_sendv(ares_socket_t fd, const struct iovec *iov,
 static const struct ares_socket_functions sock_funcs = {
     sock_open, sock_close, sock_connect, sock_recvfrom, sock_sendv};
 
-static int channel_open(dns_state *st) {
+static int channel_open(weft__dns_state *st) {
   static char files_then_dns[] = "fb", dns_only[] = "b";
   struct ares_options o;
   memset(&o, 0, sizeof o);
@@ -261,31 +270,32 @@ static int channel_open(dns_state *st) {
 /* Destroying the channel makes c-ares call back every query it still holds
  * (ARES_EDESTRUCTION, ignored: they were all cancelled) and close its
  * sockets through on_sock_state. */
-static void channel_close(dns_state *st) {
+static void channel_close(weft__dns_state *st) {
   if (st->ch == NULL) return;
   ares_destroy(st->ch);
   st->ch = NULL;
   while (!weft__list_empty(&st->socks))
-    sock_release(st, WEFT__CONTAINER_OF(st->socks.next, dns_sock, node));
+    sock_release(st, WEFT__CONTAINER_OF(st->socks.next, weft__dns_sock, node));
   if (weft__handle_usable(&st->timer.base)) weft_timer_stop(&st->timer);
 }
 
 static void dns_teardown(weft_loop *loop, void *state) {
   WEFT__UNUSED(loop);
-  dns_state *st = state;
+  weft__dns_state *st = state;
   channel_close(st);
   weft__list *n;
   while ((n = weft__list_pop_front(&st->spare)) != NULL)
-    weft__free(WEFT__CONTAINER_OF(n, dns_sock, node));
+    weft__free(WEFT__CONTAINER_OF(n, weft__dns_sock, node));
   weft__free(st->servers);
   weft__free(st);
 }
 
 /* The loop's DNS state with an open channel, created on first use. */
-int weft__dns_state(weft_loop *loop, dns_state **out) {
+int weft__dns_get_state(weft_loop *loop, weft__dns_state **out) {
   pthread_once(&ares_once, ares_global_init);
-  if (ares_init_status != ARES_SUCCESS) return weft__dns_status(ares_init_status);
-  dns_state *st = weft__module_get(loop, WEFT__MOD_DNS);
+  if (ares_init_status != ARES_SUCCESS)
+    return weft__dns_status(ares_init_status);
+  weft__dns_state *st = weft__module_get(loop, WEFT__MOD_DNS);
   if (st == NULL) {
     if ((st = weft__calloc(1, sizeof *st)) == NULL) return -ENOMEM;
     st->loop = loop;
@@ -305,7 +315,7 @@ int weft__dns_state(weft_loop *loop, dns_state **out) {
  * servers while it holds queries, so new settings take a fresh channel. It
  * is opened first, so that a failure leaves the old one in place.
  * Destroying the old one reaps the cancelled queries it still held. */
-static int channel_reopen(dns_state *st) {
+static int channel_reopen(weft__dns_state *st) {
   ares_channel old = st->ch;
   st->ch = NULL;
   int err = channel_open(st);
@@ -319,8 +329,8 @@ static int channel_reopen(dns_state *st) {
 
 /* The state, if no query is waiting for its answer and c-ares is not
  * delivering answers (the caller is not a DNS callback). */
-static int settings_state(weft_loop *loop, dns_state **out) {
-  int err = weft__dns_state(loop, out);
+static int settings_state(weft_loop *loop, weft__dns_state **out) {
+  int err = weft__dns_get_state(loop, out);
   if (err == 0 && ((*out)->processing || !weft__list_empty(&(*out)->queries)))
     err = -EBUSY;
   return err;
@@ -328,7 +338,7 @@ static int settings_state(weft_loop *loop, dns_state **out) {
 
 int weft_dns_set_servers(weft_loop *loop, const char *servers) {
   if (loop == NULL || servers == NULL || servers[0] == '\0') return -EINVAL;
-  dns_state *st;
+  weft__dns_state *st;
   int err = settings_state(loop, &st);
   if (err != 0) return err;
   char *old = st->servers;
@@ -344,8 +354,9 @@ int weft_dns_set_servers(weft_loop *loop, const char *servers) {
 }
 
 int weft_dns_set_options(weft_loop *loop, uint64_t timeout_ms, unsigned tries) {
-  if (loop == NULL || timeout_ms > INT32_MAX || tries > INT32_MAX) return -EINVAL;
-  dns_state *st;
+  if (loop == NULL || timeout_ms > INT32_MAX || tries > INT32_MAX)
+    return -EINVAL;
+  weft__dns_state *st;
   int err = settings_state(loop, &st);
   if (err != 0) return err;
   int old_timeout = st->timeout_ms, old_tries = st->tries;
@@ -360,7 +371,7 @@ int weft_dns_set_options(weft_loop *loop, uint64_t timeout_ms, unsigned tries) {
 
 int weft_dns_use_hosts_file(weft_loop *loop, bool use) {
   if (loop == NULL) return -EINVAL;
-  dns_state *st;
+  weft__dns_state *st;
   int err = settings_state(loop, &st);
   if (err != 0) return err;
   bool old = st->no_hosts_file;
@@ -369,9 +380,10 @@ int weft_dns_use_hosts_file(weft_loop *loop, bool use) {
   return err;
 }
 
-/* ---- queries ----------------------------------------------------------------- */
+/* ---- queries
+ * ----------------------------------------------------------------- */
 
-static void query_maybe_free(dns_query *q) {
+static void query_maybe_free(weft__dns_query *q) {
   if (!q->done || q->in_ares || q->queued || q->in_cancel) return;
   weft_freeaddrinfo(q->res);
   weft__free(q->names);
@@ -380,8 +392,8 @@ static void query_maybe_free(dns_query *q) {
 
 /* Hands the answer to its owner (callback or future) and drops the
  * query's hold on the loop. */
-static void query_finish(dns_query *q) {
-  dns_state *st = q->st;
+static void query_finish(weft__dns_query *q) {
+  weft__dns_state *st = q->st;
   weft__list_unlink(&q->node);
   q->done = true;
   weft_addrinfo *res = q->res;
@@ -391,7 +403,7 @@ static void query_finish(dns_query *q) {
   weft__req_done(q->st->loop);
   if (q->fut != NULL)
     weft__dns_settle(q, q->status, res, names);
-  else if (q->kind == DNS_ADDR)
+  else if (q->kind == WEFT__DNS_ADDR)
     q->cb.addr(q->status, res, q->arg);
   else {
     q->cb.name(q->status, names ? names->host : NULL,
@@ -403,7 +415,7 @@ static void query_finish(dns_query *q) {
 }
 
 /* From c-ares, exactly once per started query. */
-void weft__dns_answered(dns_query *q, int status) {
+void weft__dns_answered(weft__dns_query *q, int status) {
   q->in_ares = false;
   q->st->in_ares--;
   q->status = status;
@@ -415,15 +427,17 @@ void weft__dns_answered(dns_query *q, int status) {
 }
 
 static void deferred_finish(void *arg) {
-  dns_query *q = arg;
+  weft__dns_query *q = arg;
   q->queued = false;
-  if (q->done) query_maybe_free(q); /* cancelled while queued */
-  else query_finish(q);
+  if (q->done)
+    query_maybe_free(q); /* cancelled while queued */
+  else
+    query_finish(q);
 }
 
-dns_query *weft__dns_query_new(dns_state *st, dns_kind kind) {
+weft__dns_query *weft__dns_query_new(weft__dns_state *st, weft__dns_kind kind) {
   if (reserve_sock(st) != 0) return NULL;
-  dns_query *q = weft__calloc(1, sizeof *q);
+  weft__dns_query *q = weft__calloc(1, sizeof *q);
   if (q == NULL) return NULL;
   q->st = st;
   q->kind = kind;
@@ -435,7 +449,7 @@ dns_query *weft__dns_query_new(dns_state *st, dns_kind kind) {
 }
 
 /* Frees a query that was never handed to c-ares. */
-void weft__dns_query_discard(dns_query *q) {
+void weft__dns_query_discard(weft__dns_query *q) {
   q->st->in_ares--;
   weft__free(q);
 }
@@ -443,8 +457,8 @@ void weft__dns_query_discard(dns_query *q) {
 /* After the ares_* start call has returned: accept the query, deferring an
  * answer c-ares gave inline. Returns 0, or -ENOMEM when that deferral could
  * not be queued (the query is then freed and never completes). */
-int weft__dns_query_accept(dns_query *q) {
-  dns_state *st = q->st;
+int weft__dns_query_accept(weft__dns_query *q) {
+  weft__dns_state *st = q->st;
   q->starting = false;
   if (!q->in_ares) {
     if (weft_call_soon(st->loop, deferred_finish, q) != 0) {
@@ -460,30 +474,33 @@ int weft__dns_query_accept(dns_query *q) {
   return 0;
 }
 
-/* ---- cancellation -------------------------------------------------------------- */
+/* ---- cancellation
+ * -------------------------------------------------------------- */
 
 static void deliver_cancelled(void *arg) {
-  dns_state *st = arg;
+  weft__dns_state *st = arg;
   st->cancel_queued = false;
   weft__list *n;
   while ((n = weft__list_pop_front(&st->cancelled)) != NULL) {
-    dns_query *q = WEFT__CONTAINER_OF(n, dns_query, node);
+    weft__dns_query *q = WEFT__CONTAINER_OF(n, weft__dns_query, node);
     q->in_cancel = false;
     weft__req_done(st->loop);
-    if (q->kind == DNS_ADDR) q->cb.addr(-ECANCELED, NULL, q->arg);
-    else q->cb.name(-ECANCELED, NULL, NULL, q->arg);
+    if (q->kind == WEFT__DNS_ADDR)
+      q->cb.addr(-ECANCELED, NULL, q->arg);
+    else
+      q->cb.name(-ECANCELED, NULL, NULL, q->arg);
     query_maybe_free(q);
   }
   idle_check(st);
 }
 
 /* Future form: the future is already cancelled; stop caring. */
-void weft__dns_query_cancel(dns_query *q) {
+void weft__dns_query_cancel(weft__dns_query *q) {
   if (q->done) return;
   weft__list_unlink(&q->node);
   q->done = true;
   q->fut = NULL;
-  dns_state *st = q->st;
+  weft__dns_state *st = q->st;
   weft__req_done(st->loop);
   query_maybe_free(q);
   idle_check(st);
@@ -491,7 +508,7 @@ void weft__dns_query_cancel(dns_query *q) {
 
 int weft_dns_cancel_all(weft_loop *loop) {
   if (loop == NULL) return -EINVAL;
-  dns_state *st = weft__module_get(loop, WEFT__MOD_DNS);
+  weft__dns_state *st = weft__module_get(loop, WEFT__MOD_DNS);
   if (st == NULL || weft__list_empty(&st->queries)) return 0;
   if (!st->cancel_queued) {
     if (weft_call_soon(loop, deliver_cancelled, st) != 0) return -ENOMEM;
@@ -500,11 +517,11 @@ int weft_dns_cancel_all(weft_loop *loop) {
   int count = 0;
   weft__list *n;
   while ((n = weft__list_pop_front(&st->queries)) != NULL) {
-    dns_query *q = WEFT__CONTAINER_OF(n, dns_query, node);
+    weft__dns_query *q = WEFT__CONTAINER_OF(n, weft__dns_query, node);
     count++;
     if (q->fut != NULL) {
       weft__list_push_back(&st->queries, &q->node); /* the hook unlinks it */
-      weft__dns_future_cancel(q); /* unlinks q */
+      weft__dns_future_cancel(q);                   /* unlinks q */
       continue;
     }
     /* the query keeps the loop alive until its -ECANCELED is delivered */

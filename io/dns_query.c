@@ -9,7 +9,8 @@
 
 #include "io/dns_internal.h"
 
-/* ---- answers ----------------------------------------------------------------- */
+/* ---- answers
+ * ----------------------------------------------------------------- */
 
 /* One list entry and its address, so a whole list is one allocation. */
 typedef struct addr_entry {
@@ -35,9 +36,10 @@ static int precedence(const struct sockaddr *sa) {
   const uint8_t *a = ((const struct sockaddr_in6 *)sa)->sin6_addr.s6_addr;
   static const uint8_t loopback[16] = {[15] = 1};
   if (memcmp(a, loopback, 16) == 0) return 50;
-  if (a[0] == 0x20 && a[1] == 0x02) return 30;                 /* 6to4 */
-  if (a[0] == 0x20 && a[1] == 0x01 && a[2] == 0 && a[3] == 0) return 5; /* Teredo */
-  if ((a[0] & 0xfe) == 0xfc) return 3;                         /* ULA */
+  if (a[0] == 0x20 && a[1] == 0x02) return 30; /* 6to4 */
+  if (a[0] == 0x20 && a[1] == 0x01 && a[2] == 0 && a[3] == 0)
+    return 5;                          /* Teredo */
+  if ((a[0] & 0xfe) == 0xfc) return 3; /* ULA */
   if ((a[0] == 0xfe && (a[1] & 0xc0) == 0xc0) || (a[0] == 0x3f && a[1] == 0xfe))
     return 1; /* site-local, 6bone */
   static const uint8_t zero12[12] = {0};
@@ -51,7 +53,8 @@ static void sort_by_precedence(addr_entry *e, size_t n) {
     addr_entry cur = e[i];
     int p = precedence(&cur.u.sa);
     size_t j = i;
-    for (; j > 0 && precedence(&e[j - 1].u.sa) < p; j--) e[j] = e[j - 1];
+    for (; j > 0 && precedence(&e[j - 1].u.sa) < p; j--)
+      e[j] = e[j - 1];
     e[j] = cur;
   }
   for (size_t i = 0; i < n; i++) {
@@ -71,9 +74,12 @@ static int copy_addrinfo(const struct ares_addrinfo *ai, weft_addrinfo **out) {
   size_t i = 0;
   for (const struct ares_addrinfo_node *it = ai->nodes; it; it = it->ai_next) {
     if (it->ai_addrlen > sizeof e->u) continue;
-    e[i].ai = (weft_addrinfo){i + 1 < n ? &e[i + 1].ai : NULL, it->ai_family,
-                              it->ai_socktype, it->ai_protocol,
-                              (socklen_t)it->ai_addrlen, &e[i].u.sa};
+    e[i].ai = (weft_addrinfo){i + 1 < n ? &e[i + 1].ai : NULL,
+                              it->ai_family,
+                              it->ai_socktype,
+                              it->ai_protocol,
+                              (socklen_t)it->ai_addrlen,
+                              &e[i].u.sa};
     memcpy(&e[i].u, it->ai_addr, it->ai_addrlen);
     i++;
   }
@@ -85,7 +91,7 @@ static int copy_addrinfo(const struct ares_addrinfo *ai, weft_addrinfo **out) {
 static void on_addrinfo(void *arg, int status, int timeouts,
                         struct ares_addrinfo *res) {
   WEFT__UNUSED(timeouts);
-  dns_query *q = arg;
+  weft__dns_query *q = arg;
   int err = weft__dns_answer_status(q->st, status);
   if (err == 0 && !q->done)
     err = res != NULL ? copy_addrinfo(res, &q->res) : WEFT_EDNS_NODATA;
@@ -115,20 +121,26 @@ static int copy_names(const char *host, const char *serv, weft_nameinfo **out) {
 static void on_nameinfo(void *arg, int status, int timeouts, char *node,
                         char *service) {
   WEFT__UNUSED(timeouts);
-  dns_query *q = arg;
+  weft__dns_query *q = arg;
   int err = weft__dns_answer_status(q->st, status);
   if (err == 0 && !q->done) err = copy_names(node, service, &q->names);
   weft__dns_answered(q, err);
 }
 
-/* ---- input ------------------------------------------------------------------- */
+/* ---- input
+ * ------------------------------------------------------------------- */
 
-static int convert_hints(const struct addrinfo *h, struct ares_addrinfo_hints *o) {
-  static const struct { int ai, ares; } flags[] = {
-      {AI_PASSIVE, ARES_AI_PASSIVE},         {AI_CANONNAME, ARES_AI_CANONNAME},
-      {AI_NUMERICHOST, ARES_AI_NUMERICHOST}, {AI_NUMERICSERV, ARES_AI_NUMERICSERV},
-      {AI_V4MAPPED, ARES_AI_V4MAPPED},       {AI_ALL, ARES_AI_ALL},
-      {AI_ADDRCONFIG, ARES_AI_ADDRCONFIG}};
+static int convert_hints(const struct addrinfo *h,
+                         struct ares_addrinfo_hints *o) {
+  static const struct {
+    int ai, ares;
+  } flags[] = {{AI_PASSIVE, ARES_AI_PASSIVE},
+               {AI_CANONNAME, ARES_AI_CANONNAME},
+               {AI_NUMERICHOST, ARES_AI_NUMERICHOST},
+               {AI_NUMERICSERV, ARES_AI_NUMERICSERV},
+               {AI_V4MAPPED, ARES_AI_V4MAPPED},
+               {AI_ALL, ARES_AI_ALL},
+               {AI_ADDRCONFIG, ARES_AI_ADDRCONFIG}};
   memset(o, 0, sizeof *o);
   o->ai_family = AF_UNSPEC;
   /* c-ares' RFC 6724 sort opens, connects and closes a UDP socket per
@@ -154,10 +166,13 @@ static int convert_hints(const struct addrinfo *h, struct ares_addrinfo_hints *o
 }
 
 static int convert_ni_flags(int flags, int *out) {
-  static const struct { int ni, ares; } map[] = {
-      {NI_NUMERICHOST, ARES_NI_NUMERICHOST}, {NI_NUMERICSERV, ARES_NI_NUMERICSERV},
-      {NI_NOFQDN, ARES_NI_NOFQDN},           {NI_NAMEREQD, ARES_NI_NAMEREQD},
-      {NI_DGRAM, ARES_NI_DGRAM}};
+  static const struct {
+    int ni, ares;
+  } map[] = {{NI_NUMERICHOST, ARES_NI_NUMERICHOST},
+             {NI_NUMERICSERV, ARES_NI_NUMERICSERV},
+             {NI_NOFQDN, ARES_NI_NOFQDN},
+             {NI_NAMEREQD, ARES_NI_NAMEREQD},
+             {NI_DGRAM, ARES_NI_DGRAM}};
   int o = ARES_NI_LOOKUPHOST | ARES_NI_LOOKUPSERVICE;
   for (size_t i = 0; i < sizeof map / sizeof map[0]; i++)
     if (flags & map[i].ni) {
@@ -175,7 +190,8 @@ static int check_sockaddr(const struct sockaddr *sa, socklen_t len) {
   return -EINVAL;
 }
 
-/* ---- numeric hosts ------------------------------------------------------------ */
+/* ---- numeric hosts
+ * ------------------------------------------------------------ */
 
 /* c-ares 1.18 answers a numeric host itself only when the hints name its
  * family, and ignores ARES_AI_NUMERICHOST: "127.0.0.1" with AF_UNSPEC
@@ -236,8 +252,8 @@ static int fit_family(addr_entry *e, int family, int flags) {
 
 /* The port of `service` (NULL: 0; a number; a name from /etc/services, as
  * c-ares would look it up); WEFT_EDNS_NONAME if unknown. */
-static int service_port(const char *service, const struct ares_addrinfo_hints *h,
-                        uint16_t *port) {
+static int service_port(const char *service,
+                        const struct ares_addrinfo_hints *h, uint16_t *port) {
   *port = 0;
   if (service == NULL || service[0] == '\0') return 0;
   char *end;
@@ -264,12 +280,15 @@ static void numeric_prepare(gai_args *a) {
   a->numeric = n != 0 || (a->hints.ai_flags & ARES_AI_NUMERICHOST);
   if (!a->numeric) return;
   a->status = n < 0 ? n : n == 0 ? WEFT_EDNS_NONAME : 0;
-  if (a->status == 0) a->status = fit_family(e, a->hints.ai_family, a->hints.ai_flags);
+  if (a->status == 0)
+    a->status = fit_family(e, a->hints.ai_family, a->hints.ai_flags);
   uint16_t port;
   if (a->status == 0) a->status = service_port(a->service, &a->hints, &port);
   if (a->status != 0) return;
-  if (e->u.sa.sa_family == AF_INET) e->u.in.sin_port = port;
-  else e->u.in6.sin6_port = port;
+  if (e->u.sa.sa_family == AF_INET)
+    e->u.in.sin_port = port;
+  else
+    e->u.in6.sin6_port = port;
   e->ai.family = e->u.sa.sa_family;
   e->ai.socktype = a->hints.ai_socktype;
   e->ai.protocol = a->hints.ai_protocol;
@@ -286,7 +305,8 @@ static weft_addrinfo *numeric_list(const gai_args *a) {
   return &e->ai;
 }
 
-/* ---- starting ---------------------------------------------------------------- */
+/* ---- starting
+ * ---------------------------------------------------------------- */
 
 typedef struct gni_args {
   struct sockaddr_in6 sa; /* big enough for both families */
@@ -295,12 +315,13 @@ typedef struct gni_args {
 } gni_args;
 
 /* Starts q in c-ares; 0 or -ENOMEM (q freed). */
-static int start_query(dns_query *q, const void *args) {
+static int start_query(weft__dns_query *q, const void *args) {
   q->st->sock_errno = 0; /* a socket() failure is news only from here on */
-  if (q->kind == DNS_ADDR) {
+  if (q->kind == WEFT__DNS_ADDR) {
     const gai_args *a = args;
     if (!a->numeric) {
-      ares_getaddrinfo(q->st->ch, a->host, a->service, &a->hints, on_addrinfo, q);
+      ares_getaddrinfo(q->st->ch, a->host, a->service, &a->hints, on_addrinfo,
+                       q);
     } else if (a->status == 0 && (q->res = numeric_list(a)) == NULL) {
       weft__dns_query_discard(q);
       return -ENOMEM;
@@ -316,25 +337,25 @@ static int start_query(dns_query *q, const void *args) {
 }
 
 static void on_future_cancel(weft_future *f, void *arg) {
-  dns_query *q = arg;
+  weft__dns_query *q = arg;
   weft__dns_query_cancel(q);
   weft_future_unref(f); /* the producer's reference */
 }
 
 /* Cancels q's future, whose hook abandons q. Should the future have been
  * settled behind the producer's back, q is abandoned here all the same. */
-void weft__dns_future_cancel(dns_query *q) {
+void weft__dns_future_cancel(weft__dns_query *q) {
   weft_future *f = q->fut;
   if (weft_future_cancel(f) != 0 && !q->done) on_future_cancel(f, q);
 }
 
-void weft__dns_settle(dns_query *q, int status, weft_addrinfo *res,
+void weft__dns_settle(weft__dns_query *q, int status, weft_addrinfo *res,
                       weft_nameinfo *names) {
   weft_future *f = q->fut;
   q->fut = NULL;
   if (status != 0) {
     weft_future_reject(f, status);
-  } else if (q->kind == DNS_ADDR) {
+  } else if (q->kind == WEFT__DNS_ADDR) {
     if (weft_future_resolve(f, res, free_addrinfo) != 0) weft__free(res);
   } else if (weft_future_resolve(f, names, weft__dns_free_names) != 0) {
     weft__free(names);
@@ -344,14 +365,14 @@ void weft__dns_settle(dns_query *q, int status, weft_addrinfo *res,
 
 /* Shared by the four entry points: `cb` set for the callback form, `out`
  * for the future form. */
-static int query_run(weft_loop *loop, dns_kind kind, const void *args,
+static int query_run(weft_loop *loop, weft__dns_kind kind, const void *args,
                      void (*cb)(void), void *arg, weft_future **out) {
-  dns_state *st;
-  int err = weft__dns_state(loop, &st);
+  weft__dns_state *st;
+  int err = weft__dns_get_state(loop, &st);
   if (err != 0) return err;
   weft_future *f = NULL;
   if (out != NULL && (err = weft_future_new(loop, &f)) != 0) return err;
-  dns_query *q = weft__dns_query_new(st, kind);
+  weft__dns_query *q = weft__dns_query_new(st, kind);
   if (q == NULL) goto nomem;
   if (f != NULL) {
     if (weft_future_on_cancel(f, on_future_cancel, q) != 0) {
@@ -359,7 +380,7 @@ static int query_run(weft_loop *loop, dns_kind kind, const void *args,
       goto nomem;
     }
     q->fut = weft_future_ref(f);
-  } else if (kind == DNS_ADDR) {
+  } else if (kind == WEFT__DNS_ADDR) {
     q->cb.addr = (weft_getaddrinfo_cb)cb;
   } else {
     q->cb.name = (weft_getnameinfo_cb)cb;
@@ -393,7 +414,7 @@ int weft_getaddrinfo(weft_loop *loop, const char *host, const char *service,
   if (loop == NULL || cb == NULL) return -EINVAL;
   int err = gai_prepare(host, service, hints, &a);
   if (err != 0) return err;
-  return query_run(loop, DNS_ADDR, &a, (void (*)(void))cb, arg, NULL);
+  return query_run(loop, WEFT__DNS_ADDR, &a, (void (*)(void))cb, arg, NULL);
 }
 
 int weft_getaddrinfo_future(weft_loop *loop, const char *host,
@@ -403,7 +424,7 @@ int weft_getaddrinfo_future(weft_loop *loop, const char *host,
   if (loop == NULL || out == NULL) return -EINVAL;
   int err = gai_prepare(host, service, hints, &a);
   if (err != 0) return err;
-  return query_run(loop, DNS_ADDR, &a, NULL, NULL, out);
+  return query_run(loop, WEFT__DNS_ADDR, &a, NULL, NULL, out);
 }
 
 static int gni_prepare(const struct sockaddr *addr, socklen_t len, int flags,
@@ -425,7 +446,7 @@ int weft_getnameinfo(weft_loop *loop, const struct sockaddr *addr,
   if (loop == NULL || cb == NULL) return -EINVAL;
   int err = gni_prepare(addr, addrlen, flags, &a);
   if (err != 0) return err;
-  return query_run(loop, DNS_NAME, &a, (void (*)(void))cb, arg, NULL);
+  return query_run(loop, WEFT__DNS_NAME, &a, (void (*)(void))cb, arg, NULL);
 }
 
 int weft_getnameinfo_future(weft_loop *loop, const struct sockaddr *addr,
@@ -434,5 +455,5 @@ int weft_getnameinfo_future(weft_loop *loop, const struct sockaddr *addr,
   if (loop == NULL || out == NULL) return -EINVAL;
   int err = gni_prepare(addr, addrlen, flags, &a);
   if (err != 0) return err;
-  return query_run(loop, DNS_NAME, &a, NULL, NULL, out);
+  return query_run(loop, WEFT__DNS_NAME, &a, NULL, NULL, out);
 }

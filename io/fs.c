@@ -3,7 +3,7 @@
  *
  * Every operation is an io-lane pool job embedded in its weft_fs_req. Each
  * one has a `prep_X` that validates and copies its arguments into the
- * request; FS_PAIR then generates both public forms from it, so the two
+ * request; WEFT__FS_PAIR then generates both public forms from it, so the two
  * cannot drift apart. Future-form requests come from a per-loop free list
  * (WEFT__MOD_FS). */
 #include <limits.h>
@@ -27,7 +27,8 @@ typedef struct fs_state {
   fs_fut *free;
 } fs_state;
 
-/* ---- request lifecycle ------------------------------------------------------ */
+/* ---- request lifecycle ------------------------------------------------------
+ */
 
 static void free_paths(weft_fs_req *req) {
   weft__free(req->path);
@@ -44,7 +45,8 @@ void weft_fs_req_cleanup(weft_fs_req *req) {
 
 int weft_fs_cancel(weft_fs_req *req) {
   if (req == NULL) return -EINVAL;
-  if (req->step == FS_CLOSE_KEEP) return -EBUSY; /* only the close is left */
+  if (req->step == WEFT__FS_CLOSE_KEEP)
+    return -EBUSY; /* only the close is left */
   if (req->chunks == NULL) return weft_work_cancel(&req->work);
   weft__fs_chunk *cs = req->chunks;
   int res = -EBUSY;
@@ -58,7 +60,7 @@ static void fs_done(weft_work *w, int status);
 /* Delivers a finished request to its owner. */
 static void fs_complete(weft_fs_req *req) {
   req->step = 0;
-  if (req->result < 0 && req->op == FS_READ_FILE) {
+  if (req->result < 0 && req->op == WEFT__FS_READ_FILE) {
     weft__free(req->ptr);
     req->ptr = NULL;
   }
@@ -85,7 +87,8 @@ static void chunks_finish(weft_fs_req *req) {
   int64_t res = (int64_t)b->len;
   for (unsigned i = 0; i < req->nchunks; i++) {
     if (cs[i].err < 0 && res >= 0) res = cs[i].err;
-    if (cs[i].short_at >= 0 && cs[i].short_at < (int64_t)b->len) b->len = (size_t)cs[i].short_at;
+    if (cs[i].short_at >= 0 && cs[i].short_at < (int64_t)b->len)
+      b->len = (size_t)cs[i].short_at;
   }
   if (res >= 0) {
     b->data[b->len] = '\0';
@@ -94,7 +97,7 @@ static void chunks_finish(weft_fs_req *req) {
   weft__free(cs);
   req->chunks = NULL;
   req->result = res;
-  resubmit(req, FS_CLOSE_KEEP);
+  resubmit(req, WEFT__FS_CLOSE_KEEP);
 }
 
 static void chunk_done(weft_work *w, int status) {
@@ -109,10 +112,11 @@ static void chunk_done(weft_work *w, int status) {
 static void chunks_start(weft_fs_req *req) {
   size_t size = ((weft_fs_buf *)req->ptr)->len;
   size_t regions = (size + WEFT__FS_CHUNK - 1) / WEFT__FS_CHUNK;
-  unsigned n = regions < WEFT__FS_CHUNK_JOBS ? (unsigned)regions : WEFT__FS_CHUNK_JOBS;
+  unsigned n =
+      regions < WEFT__FS_CHUNK_JOBS ? (unsigned)regions : WEFT__FS_CHUNK_JOBS;
   weft__fs_chunk *cs = weft__calloc(n, sizeof *cs);
   if (cs == NULL) {
-    resubmit(req, FS_READ_FILE_REST);
+    resubmit(req, WEFT__FS_READ_FILE_REST);
     return;
   }
   req->chunks = cs;
@@ -124,8 +128,10 @@ static void chunks_start(weft_fs_req *req) {
     cs[i].short_at = -1;
     int err = weft_work_submit(req->work.loop, &cs[i].w, WEFT_LANE_IO,
                                weft__fs_chunk_run, chunk_done);
-    if (err != 0) cs[i].err = err; /* never queued: the worker cannot race */
-    else req->pending++;
+    if (err != 0)
+      cs[i].err = err; /* never queued: the worker cannot race */
+    else
+      req->pending++;
   }
   if (req->pending == 0) chunks_finish(req);
 }
@@ -133,10 +139,11 @@ static void chunks_start(weft_fs_req *req) {
 static void fs_done(weft_work *w, int status) {
   weft_fs_req *req = (weft_fs_req *)w;
   if (status != 0) req->result = status; /* cancelled before it ran */
-  if (req->step == 0 && req->fd2 >= 0 && req->op == FS_READ_FILE && req->result >= 0) {
+  if (req->step == 0 && req->fd2 >= 0 && req->op == WEFT__FS_READ_FILE &&
+      req->result >= 0) {
     if (atomic_load(&w->cancel)) { /* cancelled while it opened the file */
       req->result = -ECANCELED;
-      resubmit(req, FS_CLOSE_KEEP);
+      resubmit(req, WEFT__FS_CLOSE_KEEP);
     } else {
       chunks_start(req);
     }
@@ -161,13 +168,15 @@ static void req_reset(weft_fs_req *req, weft_fs_cb cb, int op) {
  * block, so preadv2(RWF_NOWAIT) does it on the loop's thread and the
  * completion comes from the deferred queue (weft__work_complete), never
  * inline, just as it would from the pool: with a warm cache the hand-off
- * to a worker and back costs more than copying the data. Anything else (data not cached, a short read,
- * a file position read, a pipe, any error) goes to the pool as before. A
- * read done here has finished: weft_fs_cancel() then says -EALREADY. */
+ * to a worker and back costs more than copying the data. Anything else (data
+ * not cached, a short read, a file position read, a pipe, any error) goes to
+ * the pool as before. A read done here has finished: weft_fs_cancel() then says
+ * -EALREADY. */
 static bool cached_read(weft_loop *loop, weft_fs_req *req) {
   if (req->offset < 0 || req->nbufs == 0) return false;
   size_t want = 0;
-  for (unsigned i = 0; i < req->nbufs; i++) want += req->iov[i].iov_len;
+  for (unsigned i = 0; i < req->nbufs; i++)
+    want += req->iov[i].iov_len;
   ssize_t n = preadv2(req->fd, req->iov, (int)req->nbufs, (off_t)req->offset,
                       RWF_NOWAIT);
   if (n < 0 || (n != 0 && (size_t)n != want)) return false;
@@ -177,9 +186,10 @@ static bool cached_read(weft_loop *loop, weft_fs_req *req) {
 }
 
 static int req_submit(weft_loop *loop, weft_fs_req *req, int err) {
-  if (err == 0 && req->op == FS_READ && cached_read(loop, req)) return 0;
+  if (err == 0 && req->op == WEFT__FS_READ && cached_read(loop, req)) return 0;
   if (err == 0)
-    err = weft_work_submit(loop, &req->work, WEFT_LANE_IO, weft__fs_run, fs_done);
+    err =
+        weft_work_submit(loop, &req->work, WEFT_LANE_IO, weft__fs_run, fs_done);
   if (err != 0) free_paths(req);
   return err;
 }
@@ -190,7 +200,8 @@ static int set_path(char **dst, const char *src) {
   return *dst == NULL ? -ENOMEM : 0;
 }
 
-/* ---- the future form ----------------------------------------------------------- */
+/* ---- the future form
+ * ----------------------------------------------------------- */
 
 static void fs_state_teardown(weft_loop *loop, void *arg) {
   WEFT__UNUSED(loop);
@@ -211,8 +222,10 @@ static fs_fut *fut_get(weft_loop *loop) {
     weft__module_set(loop, WEFT__MOD_FS, st, fs_state_teardown);
   }
   fs_fut *ff = st->free;
-  if (ff != NULL) st->free = ff->free_next;
-  else ff = weft__calloc(1, sizeof *ff);
+  if (ff != NULL)
+    st->free = ff->free_next;
+  else
+    ff = weft__calloc(1, sizeof *ff);
   return ff;
 }
 
@@ -224,10 +237,13 @@ static void fut_put(weft_loop *loop, fs_fut *ff) {
   st->free = ff;
 }
 
-static bool is_stat(int op) { return op == FS_STAT || op == FS_LSTAT || op == FS_FSTAT; }
+static bool is_stat(int op) {
+  return op == WEFT__FS_STAT || op == WEFT__FS_LSTAT || op == WEFT__FS_FSTAT;
+}
 static bool has_ptr(int op) {
-  return op == FS_MKDTEMP || op == FS_SCANDIR || op == FS_REALPATH ||
-         op == FS_READLINK || op == FS_READ_FILE;
+  return op == WEFT__FS_MKDTEMP || op == WEFT__FS_SCANDIR ||
+         op == WEFT__FS_REALPATH || op == WEFT__FS_READLINK ||
+         op == WEFT__FS_READ_FILE;
 }
 
 /* Settles the future from a finished request; pointer results move to the
@@ -239,7 +255,8 @@ static void settle(weft_future *f, weft_fs_req *req) {
     weft_future_reject(f, (int)req->result);
   } else if (is_stat(req->op)) {
     struct stat *s = weft__malloc(sizeof *s);
-    if (s == NULL) weft_future_reject(f, -ENOMEM);
+    if (s == NULL)
+      weft_future_reject(f, -ENOMEM);
     else if (*s = req->statbuf, weft_future_resolve(f, s, weft__free) != 0)
       weft__free(s);
   } else if (has_ptr(req->op)) {
@@ -262,7 +279,8 @@ static void fut_cancel(weft_future *f, void *arg) {
   weft_fs_cancel(arg);
 }
 
-static int fut_begin(weft_loop *loop, weft_future **out, int op, weft_fs_req **reqp) {
+static int fut_begin(weft_loop *loop, weft_future **out, int op,
+                     weft_fs_req **reqp) {
   if (loop == NULL || out == NULL) return -EINVAL;
   fs_fut *ff = fut_get(loop);
   if (ff == NULL) return -ENOMEM;
@@ -271,7 +289,8 @@ static int fut_begin(weft_loop *loop, weft_future **out, int op, weft_fs_req **r
   return 0;
 }
 
-static int fut_submit(weft_loop *loop, weft_fs_req *req, weft_future **out, int err) {
+static int fut_submit(weft_loop *loop, weft_fs_req *req, weft_future **out,
+                      int err) {
   fs_fut *ff = (fs_fut *)req;
   if (err == 0) err = weft_future_new(loop, &ff->f);
   if (err == 0) err = weft_future_on_cancel(ff->f, fut_cancel, req);
@@ -285,22 +304,24 @@ static int fut_submit(weft_loop *loop, weft_fs_req *req, weft_future **out, int 
   return 0;
 }
 
-/* ---- the operations ------------------------------------------------------------- */
+/* ---- the operations
+ * ------------------------------------------------------------- */
 
 #define UNPACK(...) __VA_ARGS__
 /* Both public forms of operation `name`, from prep_##name(req, ARGS). */
-#define FS_PAIR(name, OP, PARAMS, ARGS)                                          \
-  int weft_fs_##name(weft_loop *loop, weft_fs_req *req, UNPACK PARAMS,          \
-                     weft_fs_cb cb) {                                           \
-    if (loop == NULL || req == NULL || cb == NULL) return -EINVAL;              \
-    req_reset(req, cb, OP);                                                     \
-    return req_submit(loop, req, prep_##name(req, UNPACK ARGS));                \
-  }                                                                             \
-  int weft_fs_##name##_future(weft_loop *loop, UNPACK PARAMS, weft_future **out) { \
-    weft_fs_req *req = NULL;                                                    \
-    int err = fut_begin(loop, out, OP, &req);                                   \
-    if (err != 0) return err;                                                   \
-    return fut_submit(loop, req, out, prep_##name(req, UNPACK ARGS));           \
+#define WEFT__FS_PAIR(name, OP, PARAMS, ARGS)                                  \
+  int weft_fs_##name(weft_loop *loop, weft_fs_req *req, UNPACK PARAMS,         \
+                     weft_fs_cb cb) {                                          \
+    if (loop == NULL || req == NULL || cb == NULL) return -EINVAL;             \
+    req_reset(req, cb, OP);                                                    \
+    return req_submit(loop, req, prep_##name(req, UNPACK ARGS));               \
+  }                                                                            \
+  int weft_fs_##name##_future(weft_loop *loop, UNPACK PARAMS,                  \
+                              weft_future **out) {                             \
+    weft_fs_req *req = NULL;                                                   \
+    int err = fut_begin(loop, out, OP, &req);                                  \
+    if (err != 0) return err;                                                  \
+    return fut_submit(loop, req, out, prep_##name(req, UNPACK ARGS));          \
   }
 
 static int prep_path(weft_fs_req *req, const char *path) {
@@ -319,12 +340,13 @@ static int prep_fd(weft_fs_req *req, int fd) {
   return 0;
 }
 
-static int prep_open(weft_fs_req *req, const char *path, int flags, unsigned mode) {
+static int prep_open(weft_fs_req *req, const char *path, int flags,
+                     unsigned mode) {
   req->flags = flags;
   return prep_path_mode(req, path, mode);
 }
-static int prep_rw(weft_fs_req *req, int fd, const struct iovec *iov, unsigned n,
-                   int64_t offset) {
+static int prep_rw(weft_fs_req *req, int fd, const struct iovec *iov,
+                   unsigned n, int64_t offset) {
   if ((iov == NULL && n != 0) || n > IOV_MAX) return -EINVAL;
   req->fd = fd;
   req->iov = iov;
@@ -337,15 +359,16 @@ static int prep_ftruncate(weft_fs_req *req, int fd, uint64_t len) {
   req->len = len;
   return prep_fd(req, fd);
 }
-static int prep_sendfile(weft_fs_req *req, int out_fd, int in_fd, int64_t offset,
-                         uint64_t len) {
+static int prep_sendfile(weft_fs_req *req, int out_fd, int in_fd,
+                         int64_t offset, uint64_t len) {
   req->fd = out_fd;
   req->fd2 = in_fd;
   req->offset = offset < 0 ? -1 : offset;
   req->len = len;
   return 0;
 }
-static int prep_copyfile(weft_fs_req *req, const char *src, const char *dst, int flags) {
+static int prep_copyfile(weft_fs_req *req, const char *src, const char *dst,
+                         int flags) {
   if (flags & ~WEFT_FS_COPY_EXCL) return -EINVAL;
   req->flags = flags;
   return prep_two_paths(req, src, dst);
@@ -360,7 +383,8 @@ static int prep_mkdtemp(weft_fs_req *req, const char *tmpl) {
   if (n < 6 || strcmp(tmpl + n - 6, "XXXXXX") != 0) return -EINVAL;
   return prep_path(req, tmpl);
 }
-static int prep_utime(weft_fs_req *req, const char *path, double atime, double mtime) {
+static int prep_utime(weft_fs_req *req, const char *path, double atime,
+                      double mtime) {
   req->atime = atime;
   req->mtime = mtime;
   return prep_path(req, path);
@@ -393,37 +417,48 @@ static int prep_write_file(weft_fs_req *req, const char *path, const void *data,
 #define prep_readlink prep_path
 #define prep_read_file prep_path
 
-FS_PAIR(open, FS_OPEN, (const char *path, int flags, unsigned mode), (path, flags, mode))
-FS_PAIR(close, FS_CLOSE, (int fd), (fd))
-FS_PAIR(read, FS_READ, (int fd, const struct iovec *iov, unsigned nbufs, int64_t offset),
-        (fd, iov, nbufs, offset))
-FS_PAIR(write, FS_WRITE, (int fd, const struct iovec *iov, unsigned nbufs, int64_t offset),
-        (fd, iov, nbufs, offset))
-FS_PAIR(stat, FS_STAT, (const char *path), (path))
-FS_PAIR(lstat, FS_LSTAT, (const char *path), (path))
-FS_PAIR(fstat, FS_FSTAT, (int fd), (fd))
-FS_PAIR(unlink, FS_UNLINK, (const char *path), (path))
-FS_PAIR(rename, FS_RENAME, (const char *from, const char *to), (from, to))
-FS_PAIR(mkdir, FS_MKDIR, (const char *path, unsigned mode), (path, mode))
-FS_PAIR(mkdtemp, FS_MKDTEMP, (const char *tmpl), (tmpl))
-FS_PAIR(rmdir, FS_RMDIR, (const char *path), (path))
-FS_PAIR(scandir, FS_SCANDIR, (const char *path), (path))
-FS_PAIR(fsync, FS_FSYNC, (int fd), (fd))
-FS_PAIR(fdatasync, FS_FDATASYNC, (int fd), (fd))
-FS_PAIR(ftruncate, FS_FTRUNCATE, (int fd, uint64_t len), (fd, len))
-FS_PAIR(sendfile, FS_SENDFILE, (int out_fd, int in_fd, int64_t offset, uint64_t len),
-        (out_fd, in_fd, offset, len))
-FS_PAIR(copyfile, FS_COPYFILE, (const char *src, const char *dst, int flags),
-        (src, dst, flags))
-FS_PAIR(realpath, FS_REALPATH, (const char *path), (path))
-FS_PAIR(access, FS_ACCESS, (const char *path, int mode), (path, mode))
-FS_PAIR(chmod, FS_CHMOD, (const char *path, unsigned mode), (path, mode))
-FS_PAIR(link, FS_LINK, (const char *target, const char *path), (target, path))
-FS_PAIR(symlink, FS_SYMLINK, (const char *target, const char *path), (target, path))
-FS_PAIR(readlink, FS_READLINK, (const char *path), (path))
-FS_PAIR(utime, FS_UTIME, (const char *path, double atime, double mtime),
-        (path, atime, mtime))
-FS_PAIR(read_file, FS_READ_FILE, (const char *path), (path))
-FS_PAIR(write_file, FS_WRITE_FILE,
-        (const char *path, const void *data, size_t len, unsigned mode),
-        (path, data, len, mode))
+WEFT__FS_PAIR(open, WEFT__FS_OPEN, (const char *path, int flags, unsigned mode),
+              (path, flags, mode))
+WEFT__FS_PAIR(close, WEFT__FS_CLOSE, (int fd), (fd))
+WEFT__FS_PAIR(read, WEFT__FS_READ,
+              (int fd, const struct iovec *iov, unsigned nbufs, int64_t offset),
+              (fd, iov, nbufs, offset))
+WEFT__FS_PAIR(write, WEFT__FS_WRITE,
+              (int fd, const struct iovec *iov, unsigned nbufs, int64_t offset),
+              (fd, iov, nbufs, offset))
+WEFT__FS_PAIR(stat, WEFT__FS_STAT, (const char *path), (path))
+WEFT__FS_PAIR(lstat, WEFT__FS_LSTAT, (const char *path), (path))
+WEFT__FS_PAIR(fstat, WEFT__FS_FSTAT, (int fd), (fd))
+WEFT__FS_PAIR(unlink, WEFT__FS_UNLINK, (const char *path), (path))
+WEFT__FS_PAIR(rename, WEFT__FS_RENAME, (const char *from, const char *to),
+              (from, to))
+WEFT__FS_PAIR(mkdir, WEFT__FS_MKDIR, (const char *path, unsigned mode),
+              (path, mode))
+WEFT__FS_PAIR(mkdtemp, WEFT__FS_MKDTEMP, (const char *tmpl), (tmpl))
+WEFT__FS_PAIR(rmdir, WEFT__FS_RMDIR, (const char *path), (path))
+WEFT__FS_PAIR(scandir, WEFT__FS_SCANDIR, (const char *path), (path))
+WEFT__FS_PAIR(fsync, WEFT__FS_FSYNC, (int fd), (fd))
+WEFT__FS_PAIR(fdatasync, WEFT__FS_FDATASYNC, (int fd), (fd))
+WEFT__FS_PAIR(ftruncate, WEFT__FS_FTRUNCATE, (int fd, uint64_t len), (fd, len))
+WEFT__FS_PAIR(sendfile, WEFT__FS_SENDFILE,
+              (int out_fd, int in_fd, int64_t offset, uint64_t len),
+              (out_fd, in_fd, offset, len))
+WEFT__FS_PAIR(copyfile, WEFT__FS_COPYFILE,
+              (const char *src, const char *dst, int flags), (src, dst, flags))
+WEFT__FS_PAIR(realpath, WEFT__FS_REALPATH, (const char *path), (path))
+WEFT__FS_PAIR(access, WEFT__FS_ACCESS, (const char *path, int mode),
+              (path, mode))
+WEFT__FS_PAIR(chmod, WEFT__FS_CHMOD, (const char *path, unsigned mode),
+              (path, mode))
+WEFT__FS_PAIR(link, WEFT__FS_LINK, (const char *target, const char *path),
+              (target, path))
+WEFT__FS_PAIR(symlink, WEFT__FS_SYMLINK, (const char *target, const char *path),
+              (target, path))
+WEFT__FS_PAIR(readlink, WEFT__FS_READLINK, (const char *path), (path))
+WEFT__FS_PAIR(utime, WEFT__FS_UTIME,
+              (const char *path, double atime, double mtime),
+              (path, atime, mtime))
+WEFT__FS_PAIR(read_file, WEFT__FS_READ_FILE, (const char *path), (path))
+WEFT__FS_PAIR(write_file, WEFT__FS_WRITE_FILE,
+              (const char *path, const void *data, size_t len, unsigned mode),
+              (path, data, len, mode))

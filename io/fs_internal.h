@@ -7,17 +7,39 @@
 #include "weft/fs.h"
 
 typedef enum weft__fs_op {
-  FS_OPEN = 1, FS_CLOSE, FS_READ, FS_WRITE, FS_STAT, FS_LSTAT, FS_FSTAT,
-  FS_UNLINK, FS_RENAME, FS_MKDIR, FS_MKDTEMP, FS_RMDIR, FS_SCANDIR, FS_FSYNC,
-  FS_FDATASYNC, FS_FTRUNCATE, FS_SENDFILE, FS_COPYFILE, FS_REALPATH,
-  FS_ACCESS, FS_CHMOD, FS_LINK, FS_SYMLINK, FS_READLINK, FS_UTIME,
-  FS_READ_FILE, FS_WRITE_FILE
+  WEFT__FS_OPEN = 1,
+  WEFT__FS_CLOSE,
+  WEFT__FS_READ,
+  WEFT__FS_WRITE,
+  WEFT__FS_STAT,
+  WEFT__FS_LSTAT,
+  WEFT__FS_FSTAT,
+  WEFT__FS_UNLINK,
+  WEFT__FS_RENAME,
+  WEFT__FS_MKDIR,
+  WEFT__FS_MKDTEMP,
+  WEFT__FS_RMDIR,
+  WEFT__FS_SCANDIR,
+  WEFT__FS_FSYNC,
+  WEFT__FS_FDATASYNC,
+  WEFT__FS_FTRUNCATE,
+  WEFT__FS_SENDFILE,
+  WEFT__FS_COPYFILE,
+  WEFT__FS_REALPATH,
+  WEFT__FS_ACCESS,
+  WEFT__FS_CHMOD,
+  WEFT__FS_LINK,
+  WEFT__FS_SYMLINK,
+  WEFT__FS_READLINK,
+  WEFT__FS_UTIME,
+  WEFT__FS_READ_FILE,
+  WEFT__FS_WRITE_FILE
 } weft__fs_op;
 
 /* Internal steps of read_file for a large file (weft_fs_req.step; 0 while
  * the operation itself runs): several chunk jobs, or (when they cannot be
  * set up) one job reading the rest, then the close. */
-enum { FS_READ_FILE_REST = 1, FS_CLOSE_KEEP };
+enum { WEFT__FS_READ_FILE_REST = 1, WEFT__FS_CLOSE_KEEP };
 
 #define WEFT__FS_CHUNK (1u << 20)
 #define WEFT__FS_CHUNKED_MIN (4u << 20)

@@ -17,7 +17,7 @@
 #include "fs_internal.h"
 
 /* A syscall's return value as a result: evaluates `rc` once. */
-static inline int64_t ERR(int64_t rc) { return rc < 0 ? -errno : rc; }
+static inline int64_t rc_or_errno(int64_t rc) { return rc < 0 ? -errno : rc; }
 
 static int64_t do_rw(weft_fs_req *r, bool write) {
   ssize_t n;
@@ -30,7 +30,7 @@ static int64_t do_rw(weft_fs_req *r, bool write) {
       n = r->offset < 0 ? readv(r->fd, r->iov, iovcnt)
                         : preadv(r->fd, r->iov, iovcnt, (off_t)r->offset);
   } while (n < 0 && errno == EINTR);
-  return ERR(n);
+  return rc_or_errno(n);
 }
 
 static int64_t do_dup_string(weft_fs_req *r, const char *s, size_t len) {
@@ -84,14 +84,18 @@ static int64_t do_scandir(weft_fs_req *r) {
     if (count == cap) {
       cap = cap ? cap * 2 : 32;
       unsigned char *t = weft__realloc(types, cap);
-      if (t == NULL) err = -ENOMEM;
-      else types = t;
+      if (t == NULL)
+        err = -ENOMEM;
+      else
+        types = t;
     }
     if (err == 0 && bytes + n > bcap) {
       bcap = (bytes + n) * 2;
       char *b = weft__realloc(names, bcap);
-      if (b == NULL) err = -ENOMEM;
-      else names = b;
+      if (b == NULL)
+        err = -ENOMEM;
+      else
+        names = b;
     }
     if (err != 0) break;
     memcpy(names + bytes, e->d_name, n);
@@ -125,7 +129,8 @@ static int64_t do_sendfile(weft_fs_req *r) {
   off_t off = (off_t)r->offset;
   uint64_t total = 0;
   while (total < r->len) {
-    size_t chunk = r->len - total > (1u << 30) ? (1u << 30) : (size_t)(r->len - total);
+    size_t chunk =
+        r->len - total > (1u << 30) ? (1u << 30) : (size_t)(r->len - total);
     ssize_t n = sendfile(r->fd, r->fd2, r->offset < 0 ? NULL : &off, chunk);
     if (n < 0 && errno == EINTR) continue;
     if (n < 0) return total ? (int64_t)total : -errno;
@@ -146,14 +151,16 @@ static int64_t write_all(int fd, const char *p, uint64_t len) {
   return 0;
 }
 
-/* ---- copyfile ---------------------------------------------------------------- */
+/* ---- copyfile
+ * ---------------------------------------------------------------- */
 
 /* Copies [*pos, end) with pread/pwrite where copy_file_range cannot;
  * advances *pos. Stops early (leaving *pos short) at end of file. */
 static int64_t copy_rw(int in, int out, off_t *pos, off_t end) {
   char buf[64 * 1024];
   while (*pos < end) {
-    size_t want = end - *pos < (off_t)sizeof buf ? (size_t)(end - *pos) : sizeof buf;
+    size_t want =
+        end - *pos < (off_t)sizeof buf ? (size_t)(end - *pos) : sizeof buf;
     ssize_t n = pread(in, buf, want, *pos);
     if (n < 0 && errno == EINTR) continue;
     if (n <= 0) return n < 0 ? -errno : 0;
@@ -177,16 +184,22 @@ static bool no_cfr(int e) {
 /* Copies the data extent [*pos, end) to the same offsets in out; *use_cfr
  * drops to false (for the rest of the file) when copy_file_range fails
  * as unsupported. *pos stops short at an early end of file. */
-static int64_t copy_extent(int in, int out, off_t *pos, off_t end, bool *use_cfr) {
+static int64_t copy_extent(int in, int out, off_t *pos, off_t end,
+                           bool *use_cfr) {
   while (*use_cfr && *pos < end) {
     loff_t from = *pos, to = *pos;
     size_t want = end - *pos > (1 << 30) ? (1u << 30) : (size_t)(end - *pos);
     ssize_t n = copy_file_range(in, &from, out, &to, want, 0);
-    if (n > 0) *pos += n;
-    else if (n == 0) return 0;
-    else if (errno == EINTR) continue;
-    else if (no_cfr(errno)) *use_cfr = false;
-    else return -errno;
+    if (n > 0)
+      *pos += n;
+    else if (n == 0)
+      return 0;
+    else if (errno == EINTR)
+      continue;
+    else if (no_cfr(errno))
+      *use_cfr = false;
+    else
+      return -errno;
   }
   return copy_rw(in, out, pos, end);
 }
@@ -194,7 +207,8 @@ static int64_t copy_extent(int in, int out, off_t *pos, off_t end, bool *use_cfr
 /* The next data extent at or after pos: [*data, *hole). Without
  * SEEK_DATA support the rest of the file is one extent. Returns 1 when
  * only a hole is left. */
-static int next_extent(int in, off_t pos, off_t size, off_t *data, off_t *hole) {
+static int next_extent(int in, off_t pos, off_t size, off_t *data,
+                       off_t *hole) {
   *data = lseek(in, pos, SEEK_DATA);
   if (*data < 0 && errno == ENXIO) return 1;
   if (*data < 0) {
@@ -250,8 +264,10 @@ static int64_t copy_stream(int in, int out) {
 /* Opens dst: created (and then *created) unless it exists and EXCL was not
  * asked for; an existing one is truncated only once it is known not to be
  * src itself. */
-static int open_dst(const weft_fs_req *r, const struct stat *st, bool *created) {
-  int out = open(r->path2, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, st->st_mode & 07777);
+static int open_dst(const weft_fs_req *r, const struct stat *st,
+                    bool *created) {
+  int out = open(r->path2, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC,
+                 st->st_mode & 07777);
   if (out >= 0 || errno != EEXIST || (r->flags & WEFT_FS_COPY_EXCL)) {
     *created = out >= 0;
     return out < 0 ? -errno : out;
@@ -260,7 +276,8 @@ static int open_dst(const weft_fs_req *r, const struct stat *st, bool *created) 
   if (out < 0) return -errno;
   struct stat ds;
   int err = fstat(out, &ds) < 0 ? -errno : 0;
-  if (err == 0 && ds.st_dev == st->st_dev && ds.st_ino == st->st_ino) err = -EINVAL;
+  if (err == 0 && ds.st_dev == st->st_dev && ds.st_ino == st->st_ino)
+    err = -EINVAL;
   if (err == 0 && ftruncate(out, 0) < 0) err = -errno;
   if (err != 0) close(out);
   return err != 0 ? err : out;
@@ -276,8 +293,9 @@ static int64_t do_copyfile(weft_fs_req *r) {
   int out = -1;
   if (err == 0 && (out = open_dst(r, &st, &created)) < 0) err = out;
   if (err == 0)
-    err = S_ISREG(st.st_mode) && st.st_size > 0 ? copy_sparse(in, out, st.st_size)
-                                                : copy_stream(in, out);
+    err = S_ISREG(st.st_mode) && st.st_size > 0
+              ? copy_sparse(in, out, st.st_size)
+              : copy_stream(in, out);
   if (err == 0 && fchmod(out, st.st_mode & 07777) < 0) err = -errno;
   if (out >= 0 && close(out) < 0 && err == 0) err = -errno;
   close(in);
@@ -302,10 +320,12 @@ static int64_t read_all(int fd, weft_fs_buf *b, size_t want) {
 
 /* Reads the region [off, off + want) of a large file into its buffer;
  * records where the file ended if it shrank meanwhile. */
-static int64_t read_region(weft_fs_req *r, size_t off, size_t want, int64_t *short_at) {
+static int64_t read_region(weft_fs_req *r, size_t off, size_t want,
+                           int64_t *short_at) {
   weft_fs_buf *b = r->ptr;
   for (size_t got = 0; got < want;) {
-    ssize_t n = pread(r->fd2, b->data + off + got, want - got, (off_t)(off + got));
+    ssize_t n =
+        pread(r->fd2, b->data + off + got, want - got, (off_t)(off + got));
     if (n < 0 && errno == EINTR) continue;
     if (n < 0) return -errno;
     if (n == 0) {
@@ -320,8 +340,10 @@ static int64_t read_region(weft_fs_req *r, size_t off, size_t want, int64_t *sho
 void weft__fs_chunk_run(weft_work *w) {
   weft__fs_chunk *c = (weft__fs_chunk *)w;
   weft_fs_req *r = c->req;
-  size_t size = ((weft_fs_buf *)r->ptr)->len, stride = (size_t)r->nchunks * WEFT__FS_CHUNK;
-  for (size_t off = (size_t)c->idx * WEFT__FS_CHUNK; off < size; off += stride) {
+  size_t size = ((weft_fs_buf *)r->ptr)->len,
+         stride = (size_t)r->nchunks * WEFT__FS_CHUNK;
+  for (size_t off = (size_t)c->idx * WEFT__FS_CHUNK; off < size;
+       off += stride) {
     if (weft_work_cancelled()) {
       c->err = -ECANCELED;
       return;
@@ -365,8 +387,10 @@ static int64_t do_read_file(weft_fs_req *r) {
   }
   if (res == 0) res = read_all(fd, b, (size_t)st.st_size);
   close(fd);
-  if (res < 0) weft__free(b);
-  else r->ptr = b;
+  if (res < 0)
+    weft__free(b);
+  else
+    r->ptr = b;
   return res;
 }
 
@@ -380,7 +404,8 @@ static int make_temp(char *tmp, size_t cap, const char *path, unsigned mode) {
   for (int tries = 0; tries < 100; tries++) {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
-    unsigned long x = (unsigned long)ts.tv_nsec ^ ((unsigned long)getpid() << 20) ^
+    unsigned long x = (unsigned long)ts.tv_nsec ^
+                      ((unsigned long)getpid() << 20) ^
                       (seq++ * 0x9e3779b97f4a7c15ul);
     snprintf(tmp, cap, "%s.weft-%08lx", path, x & 0xfffffffful);
     int fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, mode & 07777);
@@ -428,7 +453,7 @@ static int64_t do_utime(weft_fs_req *r) {
       ts[i].tv_nsec += 1000000000L;
     }
   }
-  return ERR(utimensat(AT_FDCWD, r->path, ts, 0));
+  return rc_or_errno(utimensat(AT_FDCWD, r->path, ts, 0));
 }
 
 static int64_t do_close(int fd) {
@@ -438,40 +463,68 @@ static int64_t do_close(int fd) {
 }
 
 static int64_t run_op(weft_fs_req *r) {
-  if (r->step == FS_READ_FILE_REST) return do_read_rest(r);
-  if (r->step == FS_CLOSE_KEEP) {
+  if (r->step == WEFT__FS_READ_FILE_REST) return do_read_rest(r);
+  if (r->step == WEFT__FS_CLOSE_KEEP) {
     close(r->fd2);
     return r->result;
   }
   switch (r->op) {
-  case FS_OPEN: return ERR(open(r->path, r->flags | O_CLOEXEC, r->mode));
-  case FS_CLOSE: return do_close(r->fd);
-  case FS_READ: return do_rw(r, false);
-  case FS_WRITE: return do_rw(r, true);
-  case FS_STAT: return ERR(stat(r->path, &r->statbuf));
-  case FS_LSTAT: return ERR(lstat(r->path, &r->statbuf));
-  case FS_FSTAT: return ERR(fstat(r->fd, &r->statbuf));
-  case FS_UNLINK: return ERR(unlink(r->path));
-  case FS_RENAME: return ERR(rename(r->path, r->path2));
-  case FS_MKDIR: return ERR(mkdir(r->path, r->mode));
-  case FS_MKDTEMP: return do_mkdtemp(r);
-  case FS_RMDIR: return ERR(rmdir(r->path));
-  case FS_SCANDIR: return do_scandir(r);
-  case FS_FSYNC: return ERR(fsync(r->fd));
-  case FS_FDATASYNC: return ERR(fdatasync(r->fd));
-  case FS_FTRUNCATE: return ERR(ftruncate(r->fd, (off_t)r->len));
-  case FS_SENDFILE: return do_sendfile(r);
-  case FS_COPYFILE: return do_copyfile(r);
-  case FS_REALPATH: return do_realpath(r);
-  case FS_ACCESS: return ERR(access(r->path, r->flags));
-  case FS_CHMOD: return ERR(chmod(r->path, r->mode));
-  case FS_LINK: return ERR(link(r->path, r->path2));
-  case FS_SYMLINK: return ERR(symlink(r->path, r->path2));
-  case FS_READLINK: return do_readlink(r);
-  case FS_UTIME: return do_utime(r);
-  case FS_READ_FILE: return do_read_file(r);
-  case FS_WRITE_FILE: return do_write_file(r);
-  default: return -EINVAL;
+  case WEFT__FS_OPEN:
+    return rc_or_errno(open(r->path, r->flags | O_CLOEXEC, r->mode));
+  case WEFT__FS_CLOSE:
+    return do_close(r->fd);
+  case WEFT__FS_READ:
+    return do_rw(r, false);
+  case WEFT__FS_WRITE:
+    return do_rw(r, true);
+  case WEFT__FS_STAT:
+    return rc_or_errno(stat(r->path, &r->statbuf));
+  case WEFT__FS_LSTAT:
+    return rc_or_errno(lstat(r->path, &r->statbuf));
+  case WEFT__FS_FSTAT:
+    return rc_or_errno(fstat(r->fd, &r->statbuf));
+  case WEFT__FS_UNLINK:
+    return rc_or_errno(unlink(r->path));
+  case WEFT__FS_RENAME:
+    return rc_or_errno(rename(r->path, r->path2));
+  case WEFT__FS_MKDIR:
+    return rc_or_errno(mkdir(r->path, r->mode));
+  case WEFT__FS_MKDTEMP:
+    return do_mkdtemp(r);
+  case WEFT__FS_RMDIR:
+    return rc_or_errno(rmdir(r->path));
+  case WEFT__FS_SCANDIR:
+    return do_scandir(r);
+  case WEFT__FS_FSYNC:
+    return rc_or_errno(fsync(r->fd));
+  case WEFT__FS_FDATASYNC:
+    return rc_or_errno(fdatasync(r->fd));
+  case WEFT__FS_FTRUNCATE:
+    return rc_or_errno(ftruncate(r->fd, (off_t)r->len));
+  case WEFT__FS_SENDFILE:
+    return do_sendfile(r);
+  case WEFT__FS_COPYFILE:
+    return do_copyfile(r);
+  case WEFT__FS_REALPATH:
+    return do_realpath(r);
+  case WEFT__FS_ACCESS:
+    return rc_or_errno(access(r->path, r->flags));
+  case WEFT__FS_CHMOD:
+    return rc_or_errno(chmod(r->path, r->mode));
+  case WEFT__FS_LINK:
+    return rc_or_errno(link(r->path, r->path2));
+  case WEFT__FS_SYMLINK:
+    return rc_or_errno(symlink(r->path, r->path2));
+  case WEFT__FS_READLINK:
+    return do_readlink(r);
+  case WEFT__FS_UTIME:
+    return do_utime(r);
+  case WEFT__FS_READ_FILE:
+    return do_read_file(r);
+  case WEFT__FS_WRITE_FILE:
+    return do_write_file(r);
+  default:
+    return -EINVAL;
   }
 }
 

@@ -13,18 +13,18 @@
 
 /* Stream flags (weft_stream.flags). */
 enum {
-  S_READING = 1u << 0,
-  S_LISTENING = 1u << 1,
-  S_CONNECTING = 1u << 2,
-  S_CONNECTED = 1u << 3,  /* reads and writes allowed */
-  S_SHUT_REQ = 1u << 4,   /* shutdown requested: no more writes */
-  S_SHUT_DONE = 1u << 5,  /* shutdown performed, callback pending */
-  S_SOCKET = 1u << 6,     /* use send/recv with MSG_NOSIGNAL */
-  S_WM_ABOVE = 1u << 7,   /* told the producer to pause */
-  S_ACCEPT_WAIT = 1u << 8, /* a connection waits for weft_stream_accept */
-  S_ACCEPT_PAUSED = 1u << 9, /* accept hit EMFILE: retrying on a timer */
-  S_CONNECT_DONE = 1u << 10, /* connect settled, callback pending */
-  S_OWN_SOCKET = 1u << 11,   /* socket created by this call (for undo) */
+  WEFT__S_READING = 1u << 0,
+  WEFT__S_LISTENING = 1u << 1,
+  WEFT__S_CONNECTING = 1u << 2,
+  WEFT__S_CONNECTED = 1u << 3,   /* reads and writes allowed */
+  WEFT__S_SHUT_REQ = 1u << 4,    /* shutdown requested: no more writes */
+  WEFT__S_SHUT_DONE = 1u << 5,   /* shutdown performed, callback pending */
+  WEFT__S_SOCKET = 1u << 6,      /* use send/recv with MSG_NOSIGNAL */
+  WEFT__S_WM_ABOVE = 1u << 7,    /* told the producer to pause */
+  WEFT__S_ACCEPT_WAIT = 1u << 8, /* a connection waits for weft_stream_accept */
+  WEFT__S_ACCEPT_PAUSED = 1u << 9, /* accept hit EMFILE: retrying on a timer */
+  WEFT__S_CONNECT_DONE = 1u << 10, /* connect settled, callback pending */
+  WEFT__S_OWN_SOCKET = 1u << 11,   /* socket created by this call (for undo) */
 };
 
 /* How often a listener paused by EMFILE tries again (ms). */
@@ -129,14 +129,14 @@ void weft__req_settle(weft__req_pool *pool, weft__req_hdr *r, int status);
 /* The loop's net state (module slot WEFT__MOD_NET). */
 typedef struct weft__net {
   weft_loop *loop;
-  char *slab;            /* the loop-provided read buffer */
-  weft__list pending;    /* handles with completions to deliver */
-  bool scheduled;        /* a delivery run is queued with call_soon */
-  unsigned in_io;        /* inside a stream/UDP I/O callback */
+  char *slab;           /* the loop-provided read buffer */
+  weft__list pending;   /* handles with completions to deliver */
+  bool scheduled;       /* a delivery run is queued with call_soon */
+  unsigned in_io;       /* inside a stream/UDP I/O callback */
   weft__req_pool wreqs; /* requests of the future forms */
   weft__req_pool creqs;
   weft__req_pool sreqs;
-  weft__list paused;     /* listeners paused by EMFILE */
+  weft__list paused;       /* listeners paused by EMFILE */
   weft_timer accept_timer; /* retries paused listeners (internal, unref'd) */
 } weft__net;
 
@@ -177,8 +177,8 @@ static inline int weft__stream_fd(const weft_stream *s) {
 /* Streams (io/stream.c). */
 void weft__stream_init(weft_loop *loop, weft_stream *s,
                        const weft__handle_ops *ops);
-/* Takes `fd` (made non-blocking) with extra flags (S_SOCKET,
- * S_CONNECTED, ...). */
+/* Takes `fd` (made non-blocking) with extra flags (WEFT__S_SOCKET,
+ * WEFT__S_CONNECTED, ...). */
 int weft__stream_set_fd(weft_stream *s, int fd, unsigned flags);
 /* Closes the fd (if any) and resets the stream to its initial state. */
 void weft__stream_reset(weft_stream *s);

@@ -83,8 +83,10 @@ void weft__req_settle(weft__req_pool *pool, weft__req_hdr *r, int status) {
   weft__list *n = weft__req_link(r);
   if (weft__list_linked(n)) weft__list_unlink(n);
   weft__list_push_front(&pool->free, n);
-  if (status == 0) weft_future_resolve_i64(f, bytes);
-  else weft_future_reject(f, status);
+  if (status == 0)
+    weft_future_resolve_i64(f, bytes);
+  else
+    weft_future_reject(f, status);
   weft_future_unref(f);
 }
 
@@ -149,7 +151,8 @@ static void retry_arm(weft__net *net, uint64_t ms) {
 
 void weft__net_accept_pause(weft__net *net, weft_handle *h) {
   weft__list_push_back(&net->paused, weft__pend_node(h));
-  if (!weft_is_active(&net->accept_timer.base)) retry_arm(net, WEFT__ACCEPT_RETRY_MS);
+  if (!weft_is_active(&net->accept_timer.base))
+    retry_arm(net, WEFT__ACCEPT_RETRY_MS);
 }
 
 weft__net *weft__net_get(weft_loop *loop) {
@@ -208,7 +211,8 @@ void weft__net_fd_freed(weft_loop *loop) {
   weft__net *net = weft__module_get(loop, WEFT__MOD_NET);
   if (net == NULL) return;
   /* fire the retry now: the fd just closed may be the one it waits for */
-  if (!weft__list_empty(&net->paused)) retry_arm(net, 0);
-  else retry_idle(net); /* the listener just closed was the last paused */
+  if (!weft__list_empty(&net->paused))
+    retry_arm(net, 0);
+  else
+    retry_idle(net); /* the listener just closed was the last paused */
 }
-

@@ -41,9 +41,11 @@ int weft_pipe_open(weft_pipe *p, int fd) {
   if (!usable(p) || fd < 0 || weft__stream_fd(&p->stream) >= 0) return -EINVAL;
   int type;
   socklen_t len = sizeof type;
-  unsigned flags = S_CONNECTED;
-  if (getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &len) == 0) flags |= S_SOCKET;
-  else if (errno != ENOTSOCK) return -errno;
+  unsigned flags = WEFT__S_CONNECTED;
+  if (getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &len) == 0)
+    flags |= WEFT__S_SOCKET;
+  else if (errno != ENOTSOCK)
+    return -errno;
   pthread_once(&sigpipe_once, sigpipe_ignore);
   return weft__stream_set_fd(&p->stream, fd, flags);
 }
@@ -65,7 +67,7 @@ static int make_addr(struct sockaddr_un *sun, const char *name, size_t len) {
 static int new_socket(weft_pipe *p) {
   int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
   if (fd < 0) return -errno;
-  int err = weft__stream_set_fd(&p->stream, fd, S_SOCKET);
+  int err = weft__stream_set_fd(&p->stream, fd, WEFT__S_SOCKET);
   if (err != 0) close(fd);
   return err;
 }
@@ -103,8 +105,9 @@ int weft_pipe_connect(weft_connect_req *req, weft_pipe *p, const char *name,
   if (err == 0) err = new_socket(p);
   if (err != 0) return err;
   int r;
-  do r = connect(weft__stream_fd(&p->stream), (struct sockaddr *)&sun,
-                 (socklen_t)alen);
+  do
+    r = connect(weft__stream_fd(&p->stream), (struct sockaddr *)&sun,
+                (socklen_t)alen);
   while (r < 0 && errno == EINTR);
   if (r < 0 && errno != EINPROGRESS) {
     err = -errno;
@@ -118,7 +121,7 @@ int weft_pipe_connect(weft_connect_req *req, weft_pipe *p, const char *name,
 static int name_of(const weft_pipe *p, char *buf, size_t *len,
                    int (*fn)(int, struct sockaddr *, socklen_t *)) {
   if (p == NULL || p->stream.base.ops != &pipe_ops || buf == NULL ||
-      len == NULL || !(p->stream.flags & S_SOCKET) ||
+      len == NULL || !(p->stream.flags & WEFT__S_SOCKET) ||
       weft__stream_fd(&p->stream) < 0)
     return -EINVAL;
   struct sockaddr_un sun;
@@ -151,9 +154,10 @@ int weft_pipe_pair(weft_loop *loop, weft_pipe *a, weft_pipe *b) {
       weft__stream_fd(&a->stream) >= 0 || weft__stream_fd(&b->stream) >= 0)
     return -EINVAL;
   int fds[2];
-  if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, fds) < 0)
+  if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, fds) <
+      0)
     return -errno;
-  weft__stream_set_fd(&a->stream, fds[0], S_SOCKET | S_CONNECTED);
-  weft__stream_set_fd(&b->stream, fds[1], S_SOCKET | S_CONNECTED);
+  weft__stream_set_fd(&a->stream, fds[0], WEFT__S_SOCKET | WEFT__S_CONNECTED);
+  weft__stream_set_fd(&b->stream, fds[1], WEFT__S_SOCKET | WEFT__S_CONNECTED);
   return 0;
 }

@@ -27,10 +27,11 @@ extern char **environ;
 
 static void process_close(weft_handle *h);
 static void process_finish(weft_handle *h);
-static const weft__handle_ops process_ops = {WEFT_HANDLE_PROCESS,
-                                             process_close, process_finish};
+static const weft__handle_ops process_ops = {WEFT_HANDLE_PROCESS, process_close,
+                                             process_finish};
 
-/* ---- exit ------------------------------------------------------------------- */
+/* ---- exit -------------------------------------------------------------------
+ */
 
 static int64_t encode_exit(const siginfo_t *si) {
   if (si->si_code == CLD_EXITED) return si->si_status;
@@ -45,7 +46,8 @@ void weft__process_exited(weft_process *p, const siginfo_t *si) {
   if (p->exit_future != NULL)
     weft_future_resolve_i64(p->exit_future, p->exit_value);
   if (p->exit_cb != NULL)
-    p->exit_cb(p, weft_exit_code(p->exit_value), weft_exit_signal(p->exit_value));
+    p->exit_cb(p, weft_exit_code(p->exit_value),
+               weft_exit_signal(p->exit_value));
 }
 
 static void process_close(weft_handle *h) {
@@ -64,10 +66,11 @@ static void process_finish(weft_handle *h) {
   p->exit_future = NULL;
 }
 
-/* ---- the stdio plan ----------------------------------------------------------- */
+/* ---- the stdio plan
+ * ----------------------------------------------------------- */
 
 typedef struct plan {
-  int src[WEFT_PROCESS_MAX_STDIO];    /* child's fd i = dup of src[i]; -1: keep */
+  int src[WEFT_PROCESS_MAX_STDIO]; /* child's fd i = dup of src[i]; -1: keep */
   int parent[WEFT_PROCESS_MAX_STDIO]; /* our pipe end (opened into the pipe) */
   /* fds to close after spawning: /dev/null, the child's pipe ends, lifted
    * copies (at most one per slot each) */
@@ -85,7 +88,8 @@ static void plan_init(plan *pl, unsigned n) {
 }
 
 static void plan_close_temps(plan *pl) {
-  for (unsigned i = 0; i < pl->ntemp; i++) close(pl->temp[i]);
+  for (unsigned i = 0; i < pl->ntemp; i++)
+    close(pl->temp[i]);
   pl->ntemp = 0;
 }
 
@@ -103,7 +107,8 @@ static int plan_temp(plan *pl, int fd) {
 }
 
 static bool pipe_unopened(const weft_pipe *p, weft_loop *loop) {
-  return p != NULL && weft_handle_get_type(&p->stream.base) == WEFT_HANDLE_PIPE &&
+  return p != NULL &&
+         weft_handle_get_type(&p->stream.base) == WEFT_HANDLE_PIPE &&
          weft__handle_usable(&p->stream.base) && p->stream.base.loop == loop &&
          weft__stream_fd(&p->stream) < 0;
 }
@@ -111,7 +116,8 @@ static bool pipe_unopened(const weft_pipe *p, weft_loop *loop) {
 /* A pipe for slot i: fds[0] the child's end, fds[1] ours. */
 static int make_pipe(unsigned i, int fds[2]) {
   if (i > 2)
-    return socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, fds) < 0 ? -errno : 0;
+    return socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, fds) < 0 ? -errno
+                                                                       : 0;
   int p[2];
   if (pipe2(p, O_CLOEXEC) < 0) return -errno;
   fds[0] = i == 0 ? p[0] : p[1];
@@ -119,7 +125,8 @@ static int make_pipe(unsigned i, int fds[2]) {
   return 0;
 }
 
-static int plan_slot(plan *pl, unsigned i, const weft_stdio *s, weft_loop *loop) {
+static int plan_slot(plan *pl, unsigned i, const weft_stdio *s,
+                     weft_loop *loop) {
   int fds[2], err;
   switch (s->kind) {
   case WEFT_STDIO_INHERIT:
@@ -192,7 +199,8 @@ static int plan_make(plan *pl, const weft_process_options *o, weft_loop *loop) {
   return plan_lift(pl);
 }
 
-/* ---- posix_spawn ---------------------------------------------------------------- */
+/* ---- posix_spawn
+ * ---------------------------------------------------------------- */
 
 /* glibc's sigfillset() leaves out its internal signals (32 and 33), and its
  * posix_spawn child sets those to SIG_IGN unless the default set names
@@ -234,7 +242,8 @@ static const char *prog_file(const weft_process_options *o) {
   return o->file != NULL ? o->file : o->argv[0];
 }
 
-static int spawn_posix(const weft_process_options *o, const plan *pl, pid_t *pid) {
+static int spawn_posix(const weft_process_options *o, const plan *pl,
+                       pid_t *pid) {
   posix_spawnattr_t attr;
   posix_spawn_file_actions_t fa;
   if (posix_spawnattr_init(&attr) != 0) return -ENOMEM;
@@ -254,7 +263,8 @@ static int spawn_posix(const weft_process_options *o, const plan *pl, pid_t *pid
   return -err;
 }
 
-/* ---- fork (uid / gid) -------------------------------------------------------------- */
+/* ---- fork (uid / gid)
+ * -------------------------------------------------------------- */
 
 /* glibc's sigaction() refuses its internal signals (32, 33), so the raw
  * system call resets every one. An all-zero kernel sigaction is SIG_DFL
@@ -293,7 +303,8 @@ static int child_setup(const weft_process_options *o, const plan *pl) {
   return errno;
 }
 
-static int spawn_fork(const weft_process_options *o, const plan *pl, pid_t *pid) {
+static int spawn_fork(const weft_process_options *o, const plan *pl,
+                      pid_t *pid) {
   int ep[2];
   if (pipe2(ep, O_CLOEXEC) < 0) return -errno;
   /* the child must not run a handler of ours before it resets them */
@@ -304,7 +315,8 @@ static int spawn_fork(const weft_process_options *o, const plan *pl, pid_t *pid)
   if (child == 0) {
     close(ep[0]);
     int e = child_setup(o, pl);
-    while (write(ep[1], &e, sizeof e) < 0 && errno == EINTR) {}
+    while (write(ep[1], &e, sizeof e) < 0 && errno == EINTR) {
+    }
     _exit(127);
   }
   int ferr = errno;
@@ -316,18 +328,21 @@ static int spawn_fork(const weft_process_options *o, const plan *pl, pid_t *pid)
   }
   int e = 0;
   ssize_t r;
-  do r = read(ep[0], &e, sizeof e);
+  do
+    r = read(ep[0], &e, sizeof e);
   while (r < 0 && errno == EINTR);
   close(ep[0]);
   if (r == (ssize_t)sizeof e) { /* exec failed: the child is exiting */
-    while (waitpid(child, NULL, 0) < 0 && errno == EINTR) {}
+    while (waitpid(child, NULL, 0) < 0 && errno == EINTR) {
+    }
     return -e;
   }
   *pid = child;
   return 0;
 }
 
-/* ---- weft_spawn -------------------------------------------------------------------- */
+/* ---- weft_spawn
+ * -------------------------------------------------------------------- */
 
 static int check_opts(weft_loop *loop, weft_process *p,
                       const weft_process_options *o) {
@@ -346,7 +361,8 @@ static int check_opts(weft_loop *loop, weft_process *p,
 /* Kills and reaps a child we cannot watch. */
 static void child_abandon(pid_t pid) {
   kill(pid, SIGKILL);
-  while (waitpid(pid, NULL, 0) < 0 && errno == EINTR) {}
+  while (waitpid(pid, NULL, 0) < 0 && errno == EINTR) {
+  }
 }
 
 static void process_start(weft_loop *loop, weft_process *p,
@@ -367,7 +383,8 @@ static int do_spawn(const weft_process_options *o, const plan *pl, pid_t *pid) {
   return spawn_posix(o, pl, pid);
 }
 
-int weft_spawn(weft_loop *loop, weft_process *p, const weft_process_options *o) {
+int weft_spawn(weft_loop *loop, weft_process *p,
+               const weft_process_options *o) {
   int err = check_opts(loop, p, o);
   if (err != 0) return err;
   weft__child *c;

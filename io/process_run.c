@@ -25,9 +25,9 @@ typedef struct runreq {
   char *input;
   size_t input_len, limit;
   outbuf o[2];
-  unsigned open;  /* handles whose close callback is still to come */
-  unsigned eofs;  /* outputs that stopped */
-  int error;      /* first failure: WEFT_ELIMIT, a read error */
+  unsigned open; /* handles whose close callback is still to come */
+  unsigned eofs; /* outputs that stopped */
+  int error;     /* first failure: WEFT_ELIMIT, a read error */
   bool exited, cancelled, closing;
 } runreq;
 
@@ -115,7 +115,8 @@ static int append(outbuf *b, const char *data, size_t n, size_t limit) {
   if (b->len + n > limit) return WEFT_ELIMIT;
   if (b->len + n + 1 > b->cap) {
     size_t cap = b->cap ? b->cap : 4096;
-    while (cap < b->len + n + 1) cap *= 2;
+    while (cap < b->len + n + 1)
+      cap *= 2;
     char *nb = weft__realloc(b->buf, cap);
     if (nb == NULL) return -ENOMEM;
     b->buf = nb;
@@ -136,8 +137,10 @@ static void on_read(weft_stream *s, ssize_t nread, const weft_buf *buf) {
   }
   if (nread == 0) return;
   r->eofs++;
-  if (nread != WEFT_EOF) fail(r, (int)nread);
-  else maybe_done(r);
+  if (nread != WEFT_EOF)
+    fail(r, (int)nread);
+  else
+    maybe_done(r);
 }
 
 static void on_exit_cb(weft_process *p, int64_t status, int sig) {

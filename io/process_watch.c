@@ -45,7 +45,8 @@ static int sig_start(procmod *m) {
   ev_signal_init(&m->sigchld, on_sigchld, SIGCHLD);
   m->sigchld.data = m;
   m->loop->fd_dirty = true; /* with EVFLAG_SIGNALFD libev adds an fd */
-  WEFT__EV_START(signal, m->loop, &m->sigchld); /* the process handles keep the loop alive */
+  WEFT__EV_START(signal, m->loop,
+                 &m->sigchld); /* the process handles keep the loop alive */
   m->sig_on = true;
   return 0;
 }
@@ -58,7 +59,8 @@ static void sig_maybe_stop(procmod *m) {
   m->sig_on = false;
 }
 
-/* ---- records ------------------------------------------------------------------ */
+/* ---- records
+ * ------------------------------------------------------------------ */
 
 static void child_free(weft__child *c) {
   if (c->io.fd >= 0) {
@@ -113,7 +115,8 @@ static void on_sigchld(struct ev_loop *ev, ev_signal *w, int revents) {
   }
 }
 
-/* ---- the module ------------------------------------------------------------- */
+/* ---- the module -------------------------------------------------------------
+ */
 
 static void reap_or_drop(weft__list *list) {
   weft__list *n;
@@ -151,7 +154,8 @@ static procmod *procmod_get(weft_loop *loop) {
   return m;
 }
 
-/* ---- the calls process.c makes ------------------------------------------------ */
+/* ---- the calls process.c makes
+ * ------------------------------------------------ */
 
 int weft__child_prepare(weft_loop *loop, weft__child **out) {
   procmod *m = procmod_get(loop);

@@ -43,8 +43,8 @@ struct worker {
   job *job;
   char *rbuf;
   size_t rlen, rcap;
-  unsigned open;    /* handles whose close callback is to come */
-  unsigned done;    /* jobs completed */
+  unsigned open; /* handles whose close callback is to come */
+  unsigned done; /* jobs completed */
   bool exited, crashed;
   bool replace; /* to be replaced once its handles closed */
   bool writing; /* wreq is in use */
@@ -68,11 +68,13 @@ struct weft_procpool {
 static void dispatch(weft_procpool *pool);
 static int worker_spawn(weft_procpool *pool, unsigned slot);
 
-/* ---- copies ------------------------------------------------------------------ */
+/* ---- copies
+ * ------------------------------------------------------------------ */
 
 static void strv_free(char **v) {
   if (v == NULL) return;
-  for (char **p = v; *p; p++) weft__free(*p);
+  for (char **p = v; *p; p++)
+    weft__free(*p);
   weft__free(v);
 }
 
@@ -80,7 +82,8 @@ static int strv_dup(char *const *v, char ***out) {
   *out = NULL;
   if (v == NULL) return 0;
   size_t n = 0;
-  while (v[n]) n++;
+  while (v[n])
+    n++;
   char **c = weft__calloc(n + 1, sizeof *c);
   if (c == NULL) return -ENOMEM;
   for (size_t i = 0; i < n; i++)
@@ -100,7 +103,8 @@ static void pool_free(weft_procpool *pool) {
   weft__free(pool);
 }
 
-/* ---- jobs ---------------------------------------------------------------------- */
+/* ---- jobs
+ * ---------------------------------------------------------------------- */
 
 static void job_free(job *j) {
   weft_future_unref(j->future);
@@ -111,7 +115,7 @@ static void on_job_cancel(weft_future *f, void *arg) {
   WEFT__UNUSED(f);
   job *j = arg;
   if (j->dropped) return; /* reject_queue() frees it */
-  if (j->w == NULL) { /* queued: drop it */
+  if (j->w == NULL) {     /* queued: drop it */
     weft__list_unlink(&j->node);
     j->pool->queued--;
     job_free(j);
@@ -130,10 +134,12 @@ static void put_be32(char *p, uint32_t v) {
 
 static uint32_t get_be32(const char *p) {
   const unsigned char *u = (const unsigned char *)p;
-  return (uint32_t)u[0] << 24 | (uint32_t)u[1] << 16 | (uint32_t)u[2] << 8 | u[3];
+  return (uint32_t)u[0] << 24 | (uint32_t)u[1] << 16 | (uint32_t)u[2] << 8 |
+         u[3];
 }
 
-static int job_new(weft_procpool *pool, const void *data, size_t len, job **out) {
+static int job_new(weft_procpool *pool, const void *data, size_t len,
+                   job **out) {
   job *j = weft__malloc(sizeof *j + 4 + len);
   if (j == NULL) return -ENOMEM;
   int err = weft_future_new(pool->loop, &j->future);
@@ -160,13 +166,16 @@ static void reject_queue(weft_procpool *pool, int err) {
     job *j = WEFT__CONTAINER_OF(n, job, node);
     pool->queued--;
     j->dropped = true;
-    if (err == -ECANCELED) weft_future_cancel(j->future);
-    else weft_future_reject(j->future, err);
+    if (err == -ECANCELED)
+      weft_future_cancel(j->future);
+    else
+      weft_future_reject(j->future, err);
     job_free(j);
   }
 }
 
-/* ---- workers: closing and replacing ------------------------------------------ */
+/* ---- workers: closing and replacing
+ * ------------------------------------------ */
 
 static void worker_gone(weft_procpool *pool, unsigned slot, bool replace) {
   pool->ws[slot] = NULL;
@@ -236,14 +245,16 @@ static void worker_kill(worker *w) {
   if (!w->exited) weft_process_kill(&w->proc, SIGKILL);
 }
 
-/* ---- replies ---------------------------------------------------------------------- */
+/* ---- replies
+ * ---------------------------------------------------------------------- */
 
 static void result_dtor(void *v) {
   weft_procpool_result *r = v;
   weft__free(r);
 }
 
-static void job_reply(worker *w, const char *payload, size_t len, int32_t status) {
+static void job_reply(worker *w, const char *payload, size_t len,
+                      int32_t status) {
   job *j = w->job;
   w->job = NULL;
   w->done++;
@@ -262,7 +273,8 @@ static void job_reply(worker *w, const char *payload, size_t len, int32_t status
     }
   }
   job_free(j);
-  if (!w->pool->closing) dispatch(w->pool);
+  if (!w->pool->closing)
+    dispatch(w->pool);
   else if (!weft_is_closing(&w->in.stream.base))
     weft_close(&w->in.stream.base, on_worker_closed);
 }
@@ -289,7 +301,8 @@ static void parse_replies(worker *w) {
 static int rbuf_append(worker *w, const char *data, size_t n) {
   if (w->rlen + n > w->rcap) {
     size_t cap = w->rcap ? w->rcap : 4096;
-    while (cap < w->rlen + n) cap *= 2;
+    while (cap < w->rlen + n)
+      cap *= 2;
     char *b = weft__realloc(w->rbuf, cap);
     if (b == NULL) return -ENOMEM;
     w->rbuf = b;
@@ -326,15 +339,18 @@ static void on_worker_read(weft_stream *s, ssize_t nread, const weft_buf *buf) {
   parse_replies(w);
 }
 
-/* ---- dispatch ------------------------------------------------------------------------ */
+/* ---- dispatch
+ * ------------------------------------------------------------------------ */
 
 static void on_job_written(weft_write_req *req, int status) {
   worker *w = req->data;
   w->writing = false;
   if (status == -ECANCELED) return; /* closing */
   /* a failed write means the worker is gone or going: its exit handles it */
-  if (status != 0) worker_kill(w);
-  else if (!w->pool->closing) dispatch(w->pool);
+  if (status != 0)
+    worker_kill(w);
+  else if (!w->pool->closing)
+    dispatch(w->pool);
 }
 
 static void dispatch(weft_procpool *pool) {
@@ -355,7 +371,8 @@ static void dispatch(weft_procpool *pool) {
   }
 }
 
-/* ---- spawning ---------------------------------------------------------------------- */
+/* ---- spawning
+ * ---------------------------------------------------------------------- */
 
 static int worker_spawn(weft_procpool *pool, unsigned slot) {
   worker *w = weft__calloc(1, sizeof *w);
@@ -367,12 +384,16 @@ static int worker_spawn(weft_procpool *pool, unsigned slot) {
   weft_stdio st[3] = {{WEFT_STDIO_PIPE, -1, &w->in},
                       {WEFT_STDIO_PIPE, -1, &w->out},
                       {WEFT_STDIO_INHERIT, -1, NULL}};
-  weft_process_options o = {.argv = pool->argv, .env = pool->env,
-                            .cwd = pool->cwd, .stdio = st, .stdio_count = 3,
+  weft_process_options o = {.argv = pool->argv,
+                            .env = pool->env,
+                            .cwd = pool->cwd,
+                            .stdio = st,
+                            .stdio_count = 3,
                             .exit_cb = on_worker_exit};
   w->proc.base.data = w->in.stream.base.data = w->out.stream.base.data = w;
   int err = weft_spawn(pool->loop, &w->proc, &o);
-  if (err == 0) err = weft_stream_read_start(&w->out.stream, NULL, on_worker_read);
+  if (err == 0)
+    err = weft_stream_read_start(&w->out.stream, NULL, on_worker_read);
   pool->ws[slot] = w;
   pool->alive++;
   w->open = 2;
@@ -396,7 +417,8 @@ static int pool_copy(weft_procpool *pool, const weft_procpool_options *o) {
   if (err == 0) err = strv_dup(o->env, &pool->env);
   if (err == 0 && o->cwd && (pool->cwd = weft__strdup(o->cwd)) == NULL)
     err = -ENOMEM;
-  if (err == 0 && (pool->ws = weft__calloc(pool->target, sizeof *pool->ws)) == NULL)
+  if (err == 0 &&
+      (pool->ws = weft__calloc(pool->target, sizeof *pool->ws)) == NULL)
     err = -ENOMEM;
   return err;
 }
@@ -430,7 +452,8 @@ int weft_procpool_new(weft_loop *loop, const weft_procpool_options *o,
   return err;
 }
 
-/* ---- the public calls --------------------------------------------------------------- */
+/* ---- the public calls
+ * --------------------------------------------------------------- */
 
 int weft_procpool_submit(weft_procpool *pool, const void *data, size_t len,
                          weft_future **out) {
@@ -451,7 +474,8 @@ int weft_procpool_submit(weft_procpool *pool, const void *data, size_t len,
 
 int weft_procpool_map(weft_procpool *pool, const weft_buf *inputs, size_t n,
                       weft_future **futs, weft_future **all) {
-  if (pool == NULL || (n > 0 && (inputs == NULL || futs == NULL))) return -EINVAL;
+  if (pool == NULL || (n > 0 && (inputs == NULL || futs == NULL)))
+    return -EINVAL;
   if (pool->max_queue && pool->queued + n > pool->max_queue + pool->live)
     return -EAGAIN;
   size_t i;
@@ -476,7 +500,8 @@ static void close_empty(void *arg) {
   pool_free(pool);
 }
 
-int weft_procpool_close(weft_procpool *pool, weft_procpool_close_cb cb, void *arg) {
+int weft_procpool_close(weft_procpool *pool, weft_procpool_close_cb cb,
+                        void *arg) {
   if (pool == NULL) return -EINVAL;
   if (pool->closing) return -EALREADY;
   if (pool->alive == 0) {
@@ -499,7 +524,8 @@ unsigned weft_procpool_workers(const weft_procpool *pool) {
   return pool ? pool->live + pool->respawning : 0;
 }
 
-/* ---- the worker side -------------------------------------------------------------- */
+/* ---- the worker side
+ * -------------------------------------------------------------- */
 
 /* Reads exactly n bytes: 1 done, 0 at end of input before any byte, < 0
  * on an error or a frame cut short. */

@@ -23,7 +23,8 @@
 _Static_assert(sizeof(ev_io) <= sizeof(((weft_stream *)0)->io),
                "ev_io storage too small");
 _Static_assert(sizeof(weft_buf) == sizeof(struct iovec) &&
-                   offsetof(weft_buf, base) == offsetof(struct iovec, iov_base) &&
+                   offsetof(weft_buf, base) ==
+                       offsetof(struct iovec, iov_base) &&
                    offsetof(weft_buf, len) == offsetof(struct iovec, iov_len),
                "weft_buf must match struct iovec");
 _Static_assert(offsetof(weft_stream, pend) == sizeof(weft_handle) &&
@@ -32,7 +33,9 @@ _Static_assert(offsetof(weft_stream, pend) == sizeof(weft_handle) &&
 
 #define ACCEPT_CAP 128 /* connections accepted per turn per listener */
 
-static inline ev_io *IO(weft_stream *s) { return (ev_io *)(void *)&s->io; }
+static inline ev_io *io_watcher(weft_stream *s) {
+  return (ev_io *)(void *)&s->io;
+}
 #define WQ(s) WEFT__REQQ((s)->wq)
 #define DONE(s) WEFT__REQQ((s)->done)
 
@@ -48,8 +51,8 @@ void weft__stream_init(weft_loop *loop, weft_stream *s,
   weft__handle_init(loop, &s->base, ops);
   weft__list_init(weft__pend_node(&s->base));
   memset(&s->io, 0, sizeof s->io);
-  ev_io_init(IO(s), on_io, -1, 0);
-  IO(s)->data = s;
+  ev_io_init(io_watcher(s), on_io, -1, 0);
+  io_watcher(s)->data = s;
   memset(&s->u, 0, sizeof s->u);
   weft__list_init(WQ(s));
   weft__list_init(DONE(s));
@@ -65,25 +68,28 @@ void weft__stream_init(weft_loop *loop, weft_stream *s,
 /* Which events the watcher should ask for, given the state. */
 static int wanted_events(const weft_stream *s) {
   int ev = 0;
-  if (((s->flags & S_READING) && (s->flags & S_CONNECTED)) ||
-      ((s->flags & S_LISTENING) &&
-       !(s->flags & (S_ACCEPT_WAIT | S_ACCEPT_PAUSED))))
+  if (((s->flags & WEFT__S_READING) && (s->flags & WEFT__S_CONNECTED)) ||
+      ((s->flags & WEFT__S_LISTENING) &&
+       !(s->flags & (WEFT__S_ACCEPT_WAIT | WEFT__S_ACCEPT_PAUSED))))
     ev |= EV_READ;
-  if ((s->flags & S_CONNECTING) ||
-      (!weft__list_empty(WQ(s)) && (s->flags & S_CONNECTED)))
+  if ((s->flags & WEFT__S_CONNECTING) ||
+      (!weft__list_empty(WQ(s)) && (s->flags & WEFT__S_CONNECTED)))
     ev |= EV_WRITE;
   return ev;
 }
 
 /* Brings the watcher and the active state in line with the flags. */
 static void update(weft_stream *s) {
-  ev_io *w = IO(s);
+  ev_io *w = io_watcher(s);
   weft__io_want(s->base.loop, w, w->fd >= 0 ? wanted_events(s) : 0);
-  bool busy = (s->flags & (S_READING | S_LISTENING | S_CONNECTING)) ||
-              !weft__list_empty(WQ(s)) || !weft__list_empty(DONE(s)) ||
-              s->connect_req || s->shutdown_req;
-  if (weft__handle_usable(&s->base) && busy) weft__handle_start(&s->base);
-  else weft__handle_stop(&s->base);
+  bool busy =
+      (s->flags & (WEFT__S_READING | WEFT__S_LISTENING | WEFT__S_CONNECTING)) ||
+      !weft__list_empty(WQ(s)) || !weft__list_empty(DONE(s)) ||
+      s->connect_req || s->shutdown_req;
+  if (weft__handle_usable(&s->base) && busy)
+    weft__handle_start(&s->base);
+  else
+    weft__handle_stop(&s->base);
 }
 
 int weft__stream_set_fd(weft_stream *s, int fd, unsigned flags) {
@@ -91,30 +97,33 @@ int weft__stream_set_fd(weft_stream *s, int fd, unsigned flags) {
   if (fl < 0) return -errno;
   if (!(fl & O_NONBLOCK) && fcntl(fd, F_SETFL, fl | O_NONBLOCK) < 0)
     return -errno;
-  ev_io_set(IO(s), fd, 0);
+  ev_io_set(io_watcher(s), fd, 0);
   s->flags |= flags;
   return 0;
 }
 
 void weft__stream_reset(weft_stream *s) {
-  ev_io *w = IO(s);
+  ev_io *w = io_watcher(s);
   weft__io_stop(s->base.loop, w);
   if (w->fd >= 0) {
     close(w->fd);
     weft__net_fd_freed(s->base.loop);
   }
   ev_io_set(w, -1, 0);
-  s->flags &= ~(S_CONNECTED | S_CONNECTING | S_SOCKET | S_SHUT_REQ |
-                S_SHUT_DONE | S_OWN_SOCKET | S_READING);
+  s->flags &= ~(WEFT__S_CONNECTED | WEFT__S_CONNECTING | WEFT__S_SOCKET |
+                WEFT__S_SHUT_REQ | WEFT__S_SHUT_DONE | WEFT__S_OWN_SOCKET |
+                WEFT__S_READING);
   update(s);
 }
 
-/* ---- completions ---------------------------------------------------------- */
+/* ---- completions ----------------------------------------------------------
+ */
 
 static size_t req_remaining(const weft_write_req *req) {
   if (req->req.flags & WEFT__REQ_FILE) return weft__sendfile_left(req);
   size_t n = 0;
-  for (unsigned i = req->idx; i < req->nbufs; i++) n += req->bufs[i].len;
+  for (unsigned i = req->idx; i < req->nbufs; i++)
+    n += req->bufs[i].len;
   return n;
 }
 
@@ -143,16 +152,19 @@ static void connect_settle(weft_connect_req *req, int status) {
 static void connect_complete(weft_stream *s) {
   weft_connect_req *req = s->connect_req;
   s->connect_req = NULL;
-  s->flags &= ~S_CONNECT_DONE;
+  s->flags &= ~WEFT__S_CONNECT_DONE;
   update(s);
-  if (req->req.future != NULL) connect_settle(req, req->req.status);
-  else if (req->cb) req->cb(req, req->req.status);
+  if (req->req.future != NULL)
+    connect_settle(req, req->req.status);
+  else if (req->cb)
+    req->cb(req, req->req.status);
 }
 
 static void shutdown_complete(weft_stream *s) {
   weft_shutdown_req *req = s->shutdown_req;
   s->shutdown_req = NULL;
-  if (!(s->flags & S_SHUT_REQ)) s->flags &= ~S_SHUT_DONE; /* aborted */
+  if (!(s->flags & WEFT__S_SHUT_REQ))
+    s->flags &= ~WEFT__S_SHUT_DONE; /* aborted */
   update(s);
   if (req->cb) req->cb(req, req->status);
 }
@@ -162,28 +174,29 @@ static void update_handle(weft_handle *h) { update((weft_stream *)h); }
 /* Runs the callbacks of finished work, stopping if one closes the stream
  * (the finish hook then delivers the rest). */
 static void deliver(weft_stream *s) {
-  if (s->connect_req && (s->flags & S_CONNECT_DONE)) connect_complete(s);
+  if (s->connect_req && (s->flags & WEFT__S_CONNECT_DONE)) connect_complete(s);
   weft__reqq_deliver(&s->base, DONE(s), update_handle, write_run);
   if (weft_is_closing(&s->base)) return;
-  if (s->shutdown_req && (s->flags & S_SHUT_DONE)) shutdown_complete(s);
+  if (s->shutdown_req && (s->flags & WEFT__S_SHUT_DONE)) shutdown_complete(s);
 }
 
 void weft__stream_deliver(weft_handle *h) {
   weft_stream *s = (weft_stream *)h;
-  if (s->flags & S_ACCEPT_PAUSED) { /* the EMFILE retry: accept again */
-    s->flags &= ~S_ACCEPT_PAUSED;
+  if (s->flags & WEFT__S_ACCEPT_PAUSED) { /* the EMFILE retry: accept again */
+    s->flags &= ~WEFT__S_ACCEPT_PAUSED;
     on_acceptable(s);
     return;
   }
   deliver(s);
 }
 
-/* ---- writing -------------------------------------------------------------- */
+/* ---- writing --------------------------------------------------------------
+ */
 
 static ssize_t sys_writev(weft_stream *s, weft_buf *bufs, unsigned n) {
   int fd = weft__stream_fd(s);
   if (n > IOV_MAX) n = IOV_MAX;
-  if (s->flags & S_SOCKET) {
+  if (s->flags & WEFT__S_SOCKET) {
     struct msghdr msg = {0};
     msg.msg_iov = (struct iovec *)(void *)bufs;
     msg.msg_iovlen = n;
@@ -202,7 +215,8 @@ static void req_advance(weft_write_req *req, size_t n) {
     n -= take;
     if (b->len == 0) req->idx++;
   }
-  while (req->idx < req->nbufs && req->bufs[req->idx].len == 0) req->idx++;
+  while (req->idx < req->nbufs && req->bufs[req->idx].len == 0)
+    req->idx++;
 }
 
 /* Writes what the kernel takes, within *budget. 0: done, 1: more to do,
@@ -230,21 +244,21 @@ static int req_write(weft_stream *s, weft_write_req *req, size_t *budget,
 static void do_shutdown(weft_stream *s) {
   weft_shutdown_req *req = s->shutdown_req;
   int fd = weft__stream_fd(s);
-  if (s->flags & S_SOCKET) {
+  if (s->flags & WEFT__S_SOCKET) {
     req->status = shutdown(fd, SHUT_WR) == 0 ? 0 : -errno;
   } else { /* a write-only pipe end: closing it is the half-close */
-    weft__io_stop(s->base.loop, IO(s));
+    weft__io_stop(s->base.loop, io_watcher(s));
     close(fd);
-    ev_io_set(IO(s), -1, 0);
-    s->flags &= ~S_CONNECTED;
+    ev_io_set(io_watcher(s), -1, 0);
+    s->flags &= ~WEFT__S_CONNECTED;
     req->status = 0;
   }
-  s->flags |= S_SHUT_DONE;
+  s->flags |= WEFT__S_SHUT_DONE;
 }
 
 static void check_low(weft_stream *s) {
-  if ((s->flags & S_WM_ABOVE) && s->wq_size <= s->low_wm) {
-    s->flags &= ~S_WM_ABOVE;
+  if ((s->flags & WEFT__S_WM_ABOVE) && s->wq_size <= s->low_wm) {
+    s->flags &= ~WEFT__S_WM_ABOVE;
     if (s->wm_cb) s->wm_cb(s, WEFT_WATERMARK_LOW);
   }
 }
@@ -260,7 +274,8 @@ static void on_writable(weft_stream *s) {
     s->wq_size -= req_remaining(req);
     weft__reqq_complete(DONE(s), h, r);
   }
-  if (weft__list_empty(WQ(s)) && s->shutdown_req && !(s->flags & S_SHUT_DONE))
+  if (weft__list_empty(WQ(s)) && s->shutdown_req &&
+      !(s->flags & WEFT__S_SHUT_DONE))
     do_shutdown(s);
   update(s);
   deliver(s);
@@ -278,15 +293,17 @@ static int req_setup(weft_write_req *req, weft_stream *s, const weft_buf *bufs,
   req->nbufs = nbufs;
   req->idx = 0;
   req->stream = s;
-  while (req->idx < nbufs && req->bufs[req->idx].len == 0) req->idx++;
+  while (req->idx < nbufs && req->bufs[req->idx].len == 0)
+    req->idx++;
   return 0;
 }
 
 int weft__stream_writable(const weft_stream *s) {
-  if (s == NULL || !weft__handle_usable(&s->base) || (s->flags & S_LISTENING))
+  if (s == NULL || !weft__handle_usable(&s->base) ||
+      (s->flags & WEFT__S_LISTENING))
     return -EINVAL;
-  if (s->flags & S_SHUT_REQ) return -EPIPE;
-  if (!(s->flags & (S_CONNECTED | S_CONNECTING))) return -ENOTCONN;
+  if (s->flags & WEFT__S_SHUT_REQ) return -EPIPE;
+  if (!(s->flags & (WEFT__S_CONNECTED | WEFT__S_CONNECTING))) return -ENOTCONN;
   return 0;
 }
 
@@ -308,7 +325,7 @@ static int stream_write(weft_write_req *req, weft_stream *s,
 
 void weft__stream_write_queue(weft__net *net, weft_stream *s,
                               weft_write_req *req) {
-  if (weft__list_empty(WQ(s)) && (s->flags & S_CONNECTED)) {
+  if (weft__list_empty(WQ(s)) && (s->flags & WEFT__S_CONNECTED)) {
     size_t budget = WEFT_STREAM_WRITE_CAP;
     int r = req_write(s, req, &budget, false);
     if (r <= 0) { /* all written, or failed: complete from the loop */
@@ -321,8 +338,8 @@ void weft__stream_write_queue(weft__net *net, weft_stream *s,
   weft__reqq_push(WQ(s), &req->req);
   s->wq_size += req_remaining(req);
   update(s);
-  if (s->wm_cb && !(s->flags & S_WM_ABOVE) && s->wq_size > s->high_wm) {
-    s->flags |= S_WM_ABOVE;
+  if (s->wm_cb && !(s->flags & WEFT__S_WM_ABOVE) && s->wq_size > s->high_wm) {
+    s->flags |= WEFT__S_WM_ABOVE;
     s->wm_cb(s, WEFT_WATERMARK_HIGH);
   }
 }
@@ -372,7 +389,8 @@ int weft_stream_write_future(weft_stream *s, const weft_buf *bufs,
   err = weft__req_future_new(s->base.loop, &net->wreqs, &r);
   if (err != 0) return err;
   weft_write_req *req = write_of(r);
-  for (unsigned i = 0; i < nbufs; i++) r->bytes += bufs[i].len;
+  for (unsigned i = 0; i < nbufs; i++)
+    r->bytes += bufs[i].len;
   req->cb = NULL;
   err = stream_write(req, s, bufs, nbufs);
   if (err != 0) {
@@ -396,21 +414,23 @@ int weft_stream_set_watermarks(weft_stream *s, size_t high, size_t low,
   s->high_wm = (uint32_t)high;
   s->low_wm = (uint32_t)low;
   s->wm_cb = cb;
-  if (cb == NULL) s->flags &= ~S_WM_ABOVE;
+  if (cb == NULL) s->flags &= ~WEFT__S_WM_ABOVE;
   return 0;
 }
 
 bool weft_stream_is_writable(const weft_stream *s) {
   return s != NULL && weft__handle_usable(&s->base) &&
-         (s->flags & (S_CONNECTED | S_CONNECTING)) && !(s->flags & S_SHUT_REQ);
+         (s->flags & (WEFT__S_CONNECTED | WEFT__S_CONNECTING)) &&
+         !(s->flags & WEFT__S_SHUT_REQ);
 }
 
 int weft_stream_shutdown(weft_shutdown_req *req, weft_stream *s,
                          weft_shutdown_cb cb) {
-  if (req == NULL || s == NULL || !weft__handle_usable(&s->base)) return -EINVAL;
-  if (!(s->flags & (S_CONNECTED | S_CONNECTING))) return -ENOTCONN;
-  if (s->flags & S_SHUT_REQ) return -EALREADY;
-  if (!(s->flags & S_SOCKET)) {
+  if (req == NULL || s == NULL || !weft__handle_usable(&s->base))
+    return -EINVAL;
+  if (!(s->flags & (WEFT__S_CONNECTED | WEFT__S_CONNECTING))) return -ENOTCONN;
+  if (s->flags & WEFT__S_SHUT_REQ) return -EALREADY;
+  if (!(s->flags & WEFT__S_SOCKET)) {
     int fl = fcntl(weft__stream_fd(s), F_GETFL);
     if (fl < 0 || (fl & O_ACCMODE) != O_WRONLY) return -ENOTSOCK;
   }
@@ -422,8 +442,8 @@ int weft_stream_shutdown(weft_shutdown_req *req, weft_stream *s,
   req->cb = cb;
   req->status = 0;
   s->shutdown_req = req;
-  s->flags |= S_SHUT_REQ;
-  if (weft__list_empty(WQ(s)) && (s->flags & S_CONNECTED)) {
+  s->flags |= WEFT__S_SHUT_REQ;
+  if (weft__list_empty(WQ(s)) && (s->flags & WEFT__S_CONNECTED)) {
     do_shutdown(s);
     weft__net_schedule(net, &s->base);
   }
@@ -431,10 +451,11 @@ int weft_stream_shutdown(weft_shutdown_req *req, weft_stream *s,
   return 0;
 }
 
-/* ---- reading -------------------------------------------------------------- */
+/* ---- reading --------------------------------------------------------------
+ */
 
 static void read_error(weft_stream *s, ssize_t err, const weft_buf *buf) {
-  s->flags &= ~S_READING;
+  s->flags &= ~WEFT__S_READING;
   update(s);
   s->u.r.read_cb(s, err, buf);
 }
@@ -445,19 +466,19 @@ static void on_readable(weft_stream *s) {
   weft__net *net = weft__net_get(s->base.loop);
   size_t budget = WEFT_STREAM_READ_CAP;
   int fd = weft__stream_fd(s);
-  while ((s->flags & S_READING) && budget > 0) {
+  while ((s->flags & WEFT__S_READING) && budget > 0) {
     weft_buf buf = {net->slab, WEFT_STREAM_SLAB_SIZE};
     if (s->u.r.alloc_cb) {
       buf = (weft_buf){NULL, 0};
       s->u.r.alloc_cb(s, WEFT_STREAM_SLAB_SIZE, &buf);
-      if (!(s->flags & S_READING)) return; /* stopped in alloc_cb */
+      if (!(s->flags & WEFT__S_READING)) return; /* stopped in alloc_cb */
       if (buf.base == NULL || buf.len == 0) {
         s->u.r.read_cb(s, -ENOBUFS, &buf);
         return;
       }
     }
-    ssize_t n = (s->flags & S_SOCKET) ? recv(fd, buf.base, buf.len, 0)
-                                      : read(fd, buf.base, buf.len);
+    ssize_t n = (s->flags & WEFT__S_SOCKET) ? recv(fd, buf.base, buf.len, 0)
+                                            : read(fd, buf.base, buf.len);
     if (n > 0) {
       budget = (size_t)n >= budget ? 0 : budget - (size_t)n;
       s->u.r.read_cb(s, n, &buf);
@@ -476,9 +497,10 @@ static void on_readable(weft_stream *s) {
 int weft_stream_read_start(weft_stream *s, weft_alloc_cb alloc_cb,
                            weft_read_cb read_cb) {
   if (s == NULL || read_cb == NULL || !weft__handle_usable(&s->base) ||
-      (s->flags & S_LISTENING))
+      (s->flags & WEFT__S_LISTENING))
     return -EINVAL;
-  if (!(s->flags & (S_CONNECTED | S_CONNECTING)) || weft__stream_fd(s) < 0)
+  if (!(s->flags & (WEFT__S_CONNECTED | WEFT__S_CONNECTING)) ||
+      weft__stream_fd(s) < 0)
     return -ENOTCONN;
   weft__net *net = weft__net_get(s->base.loop);
   if (net == NULL) return -ENOMEM;
@@ -488,21 +510,21 @@ int weft_stream_read_start(weft_stream *s, weft_alloc_cb alloc_cb,
   }
   s->u.r.alloc_cb = alloc_cb;
   s->u.r.read_cb = read_cb;
-  s->flags |= S_READING;
+  s->flags |= WEFT__S_READING;
   update(s);
   return 0;
 }
 
 int weft_stream_read_stop(weft_stream *s) {
   if (s == NULL || s->base.ops == NULL) return -EINVAL;
-  if (!(s->flags & S_READING)) return 0;
-  s->flags &= ~S_READING;
+  if (!(s->flags & WEFT__S_READING)) return 0;
+  s->flags &= ~WEFT__S_READING;
   update(s);
   return 0;
 }
 
 bool weft_stream_is_reading(const weft_stream *s) {
-  return s != NULL && (s->flags & S_READING) != 0;
+  return s != NULL && (s->flags & WEFT__S_READING) != 0;
 }
 
 int weft_stream_fileno(const weft_stream *s) {
@@ -511,7 +533,8 @@ int weft_stream_fileno(const weft_stream *s) {
   return fd >= 0 ? fd : -EBADF;
 }
 
-/* ---- connecting ------------------------------------------------------------ */
+/* ---- connecting ------------------------------------------------------------
+ */
 
 int weft__stream_connect(weft_stream *s, weft_connect_req *req,
                          weft_connect_cb cb, bool in_progress) {
@@ -520,9 +543,9 @@ int weft__stream_connect(weft_stream *s, weft_connect_req *req,
   req->req.status = 0;
   s->connect_req = req;
   if (in_progress) {
-    s->flags |= S_CONNECTING;
+    s->flags |= WEFT__S_CONNECTING;
   } else {
-    s->flags |= S_CONNECTED | S_CONNECT_DONE;
+    s->flags |= WEFT__S_CONNECTED | WEFT__S_CONNECT_DONE;
     weft__net_schedule(weft__net_get(s->base.loop), &s->base);
   }
   update(s);
@@ -543,7 +566,8 @@ void weft__stream_abort(weft_stream *s, int status) {
   weft__stream_reset(s);
   if (s->shutdown_req) { /* reset cleared the shutdown flags */
     s->shutdown_req->status = status;
-    s->flags |= S_SHUT_DONE; /* no S_SHUT_REQ: the handle may connect again */
+    s->flags |= WEFT__S_SHUT_DONE; /* no WEFT__S_SHUT_REQ: the handle may
+                                      connect again */
     weft__net *net = weft__net_get(s->base.loop);
     if (weft__net_reserve(net) == 0) weft__net_schedule(net, &s->base);
   }
@@ -557,11 +581,11 @@ static void on_connected(weft_stream *s) {
   if (getsockopt(weft__stream_fd(s), SOL_SOCKET, SO_ERROR, &err, &len) < 0)
     err = errno;
   if (err == EINPROGRESS) return;
-  s->flags &= ~S_CONNECTING;
+  s->flags &= ~WEFT__S_CONNECTING;
   s->connect_req->req.status = -err;
-  s->flags |= S_CONNECT_DONE;
+  s->flags |= WEFT__S_CONNECT_DONE;
   if (err == 0) {
-    s->flags |= S_CONNECTED;
+    s->flags |= WEFT__S_CONNECTED;
     if (s->shutdown_req && weft__list_empty(WQ(s))) do_shutdown(s);
   } else {
     weft__stream_abort(s, -err);
@@ -570,32 +594,34 @@ static void on_connected(weft_stream *s) {
   deliver(s);
 }
 
-/* ---- listening and accepting ----------------------------------------------- */
+/* ---- listening and accepting -----------------------------------------------
+ */
 
 int weft__stream_listen(weft_stream *s, int backlog, weft_connection_cb cb) {
   if (s == NULL || cb == NULL || !weft__handle_usable(&s->base) ||
       weft__stream_fd(s) < 0 ||
-      (s->flags & (S_LISTENING | S_READING | S_CONNECTED | S_CONNECTING)))
+      (s->flags & (WEFT__S_LISTENING | WEFT__S_READING | WEFT__S_CONNECTED |
+                   WEFT__S_CONNECTING)))
     return -EINVAL;
   if (weft__net_get(s->base.loop) == NULL) return -ENOMEM;
   if (listen(weft__stream_fd(s), backlog > 0 ? backlog : SOMAXCONN) < 0)
     return -errno;
   s->u.connection_cb = cb;
-  s->flags |= S_LISTENING;
+  s->flags |= WEFT__S_LISTENING;
   update(s);
   return 0;
 }
 
 static void accept_pause(weft_stream *s) {
   weft__net *net = weft__net_get(s->base.loop);
-  s->flags |= S_ACCEPT_PAUSED;
+  s->flags |= WEFT__S_ACCEPT_PAUSED;
   weft__net_accept_pause(net, &s->base);
 }
 
 static void on_acceptable(weft_stream *s) {
   int fd = weft__stream_fd(s);
-  for (int i = 0; i < ACCEPT_CAP && (s->flags & S_LISTENING) &&
-                  !(s->flags & S_ACCEPT_WAIT);
+  for (int i = 0; i < ACCEPT_CAP && (s->flags & WEFT__S_LISTENING) &&
+                  !(s->flags & WEFT__S_ACCEPT_WAIT);
        i++) {
     int c = accept4(fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
     if (c < 0) {
@@ -609,7 +635,7 @@ static void on_acceptable(weft_stream *s) {
       continue;
     }
     s->accepted_fd = c;
-    s->flags |= S_ACCEPT_WAIT;
+    s->flags |= WEFT__S_ACCEPT_WAIT;
     s->u.connection_cb(s, 0);
   }
   update(s);
@@ -618,47 +644,50 @@ static void on_acceptable(weft_stream *s) {
 int weft_stream_accept(weft_stream *server, weft_stream *client) {
   if (server == NULL || client == NULL || !weft__handle_usable(&server->base) ||
       !weft__handle_usable(&client->base) ||
-      server->base.ops != client->base.ops || !(server->flags & S_LISTENING) ||
-      weft__stream_fd(client) >= 0)
+      server->base.ops != client->base.ops ||
+      !(server->flags & WEFT__S_LISTENING) || weft__stream_fd(client) >= 0)
     return -EINVAL;
-  if (!(server->flags & S_ACCEPT_WAIT)) return -EAGAIN;
+  if (!(server->flags & WEFT__S_ACCEPT_WAIT)) return -EAGAIN;
   int err = weft__stream_set_fd(client, server->accepted_fd,
-                                S_SOCKET | S_CONNECTED);
+                                WEFT__S_SOCKET | WEFT__S_CONNECTED);
   if (err != 0) return err;
   server->accepted_fd = -1;
-  server->flags &= ~S_ACCEPT_WAIT;
+  server->flags &= ~WEFT__S_ACCEPT_WAIT;
   update(server);
   return 0;
 }
 
-/* ---- the watcher and closing ------------------------------------------------ */
+/* ---- the watcher and closing ------------------------------------------------
+ */
 
 static void on_io(struct ev_loop *ev, ev_io *w, int revents) {
   WEFT__UNUSED(ev);
   weft_stream *s = w->data;
   weft__net *net = weft__net_get(s->base.loop); /* exists: a watcher runs */
   weft__net_io_enter(net);
-  if (s->flags & S_LISTENING) {
+  if (s->flags & WEFT__S_LISTENING) {
     on_acceptable(s);
   } else {
-    if ((revents & EV_WRITE) && (s->flags & S_CONNECTING)) on_connected(s);
-    else if (revents & EV_WRITE) on_writable(s);
-    if ((revents & EV_READ) && (s->flags & S_READING)) on_readable(s);
+    if ((revents & EV_WRITE) && (s->flags & WEFT__S_CONNECTING))
+      on_connected(s);
+    else if (revents & EV_WRITE)
+      on_writable(s);
+    if ((revents & EV_READ) && (s->flags & WEFT__S_READING)) on_readable(s);
   }
   weft__net_io_leave(net);
 }
 
 void weft__stream_close(weft_handle *h) {
   weft_stream *s = (weft_stream *)h;
-  weft__io_stop(h->loop, IO(s));
-  s->flags &= ~(S_READING | S_LISTENING);
+  weft__io_stop(h->loop, io_watcher(s));
+  s->flags &= ~(WEFT__S_READING | WEFT__S_LISTENING);
   if (s->accepted_fd >= 0) close(s->accepted_fd);
   s->accepted_fd = -1;
-  if (IO(s)->fd >= 0) close(IO(s)->fd);
-  ev_io_set(IO(s), -1, 0);
+  if (io_watcher(s)->fd >= 0) close(io_watcher(s)->fd);
+  ev_io_set(io_watcher(s), -1, 0);
   weft__list *node = weft__pend_node(h);
-  if (s->flags & S_ACCEPT_PAUSED) weft__list_unlink(node);
-  s->flags &= ~S_ACCEPT_PAUSED;
+  if (s->flags & WEFT__S_ACCEPT_PAUSED) weft__list_unlink(node);
+  s->flags &= ~WEFT__S_ACCEPT_PAUSED;
   weft__net_fd_freed(h->loop);
 }
 
@@ -668,13 +697,13 @@ void weft__stream_finish(weft_handle *h) {
   weft_stream *s = (weft_stream *)h;
   weft__list *node = weft__pend_node(h);
   if (weft__list_linked(node)) weft__list_unlink(node);
-  if (s->connect_req && !(s->flags & S_CONNECT_DONE))
+  if (s->connect_req && !(s->flags & WEFT__S_CONNECT_DONE))
     s->connect_req->req.status = -ECANCELED;
   weft__reqq_cancel_all(WQ(s), DONE(s), -ECANCELED);
   s->wq_size = 0;
-  if (s->shutdown_req && !(s->flags & S_SHUT_DONE))
+  if (s->shutdown_req && !(s->flags & WEFT__S_SHUT_DONE))
     s->shutdown_req->status = -ECANCELED;
-  s->flags |= S_CONNECT_DONE | S_SHUT_DONE;
+  s->flags |= WEFT__S_CONNECT_DONE | WEFT__S_SHUT_DONE;
   if (s->connect_req) connect_complete(s);
   weft__reqq_flush(DONE(s), write_run);
   if (s->shutdown_req) shutdown_complete(s);
@@ -686,7 +715,7 @@ void weft__future_cancel_connect(weft_future *f, void *arg) {
   WEFT__UNUSED(f);
   weft_connect_req *req = arg;
   weft_stream *s = req->stream;
-  if (s->connect_req != req || (s->flags & S_CONNECT_DONE)) return;
+  if (s->connect_req != req || (s->flags & WEFT__S_CONNECT_DONE)) return;
   s->connect_req = NULL;
   weft__stream_abort(s, -ECANCELED);
   connect_settle(req, -ECANCELED); /* only recycles: f is settled */

@@ -108,7 +108,8 @@ int weft_stream_sendfile(weft_sendfile_req *req, weft_stream *s, int file_fd,
   return sendfile_start(req, s, file_fd, offset, len);
 }
 
-/* ---- future form ----------------------------------------------------------- */
+/* ---- future form -----------------------------------------------------------
+ */
 
 typedef struct file_future {
   weft_sendfile_req req;
@@ -118,8 +119,10 @@ typedef struct file_future {
 
 static void future_done(weft_sendfile_req *req, int status) {
   file_future *ff = WEFT__CONTAINER_OF(req, file_future, req);
-  if (status == 0) weft_future_resolve_i64(ff->f, (int64_t)ff->len);
-  else weft_future_reject(ff->f, status); /* fails harmlessly if cancelled */
+  if (status == 0)
+    weft_future_resolve_i64(ff->f, (int64_t)ff->len);
+  else
+    weft_future_reject(ff->f, status); /* fails harmlessly if cancelled */
   weft_future_unref(ff->f);
   weft__free(ff);
 }

@@ -41,8 +41,9 @@ int weft_tcp_open(weft_tcp *t, int fd) {
   struct sockaddr_storage ss;
   socklen_t len = sizeof ss;
   /* a connected socket can read and write; a fresh or listening one not */
-  unsigned flags = S_SOCKET;
-  if (getpeername(fd, (struct sockaddr *)&ss, &len) == 0) flags |= S_CONNECTED;
+  unsigned flags = WEFT__S_SOCKET;
+  if (getpeername(fd, (struct sockaddr *)&ss, &len) == 0)
+    flags |= WEFT__S_CONNECTED;
   return weft__stream_set_fd(&t->stream, fd, flags);
 }
 
@@ -51,14 +52,15 @@ static int ensure_socket(weft_tcp *t, int family) {
   if (weft__stream_fd(&t->stream) >= 0) return 0;
   int fd = socket(family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
   if (fd < 0) return -errno;
-  int err = weft__stream_set_fd(&t->stream, fd, S_SOCKET | S_OWN_SOCKET);
+  int err =
+      weft__stream_set_fd(&t->stream, fd, WEFT__S_SOCKET | WEFT__S_OWN_SOCKET);
   if (err != 0) close(fd);
   return err;
 }
 
 /* Undoes ensure_socket() after a failed call that made the socket. */
 static void undo_socket(weft_tcp *t) {
-  if (t->stream.flags & S_OWN_SOCKET) weft__stream_reset(&t->stream);
+  if (t->stream.flags & WEFT__S_OWN_SOCKET) weft__stream_reset(&t->stream);
 }
 
 static int bind_opts(int fd, int family, unsigned flags) {
@@ -76,15 +78,18 @@ int weft_tcp_bind(weft_tcp *t, const struct sockaddr *addr, unsigned flags) {
   if (!usable(t) || weft__sockaddr_check(addr, &len) != 0 ||
       (flags & ~(unsigned)(WEFT_TCP_IPV6ONLY | WEFT_TCP_REUSEPORT)) ||
       ((flags & WEFT_TCP_IPV6ONLY) && addr->sa_family != AF_INET6) ||
-      (t->stream.flags & (S_CONNECTED | S_CONNECTING | S_LISTENING)))
+      (t->stream.flags &
+       (WEFT__S_CONNECTED | WEFT__S_CONNECTING | WEFT__S_LISTENING)))
     return -EINVAL;
   int err = ensure_socket(t, addr->sa_family);
   if (err != 0) return err;
   int fd = weft__stream_fd(&t->stream);
   err = bind_opts(fd, addr->sa_family, flags);
   if (err == 0 && bind(fd, addr, len) < 0) err = -errno;
-  if (err != 0) undo_socket(t);
-  else t->stream.flags &= ~S_OWN_SOCKET;
+  if (err != 0)
+    undo_socket(t);
+  else
+    t->stream.flags &= ~WEFT__S_OWN_SOCKET;
   return err;
 }
 
@@ -96,9 +101,9 @@ int weft_tcp_listen(weft_tcp *t, int backlog, weft_connection_cb cb) {
 static int connect_check(weft_tcp *t, const struct sockaddr *addr,
                          socklen_t *len) {
   if (!usable(t) || weft__sockaddr_check(addr, len) != 0 ||
-      (t->stream.flags & (S_LISTENING | S_CONNECTED)))
+      (t->stream.flags & (WEFT__S_LISTENING | WEFT__S_CONNECTED)))
     return -EINVAL;
-  if (t->stream.flags & S_CONNECTING) return -EALREADY;
+  if (t->stream.flags & WEFT__S_CONNECTING) return -EALREADY;
   return 0;
 }
 
@@ -111,17 +116,19 @@ static int tcp_connect(weft_connect_req *req, weft_tcp *t,
   int err = ensure_socket(t, addr->sa_family);
   if (err != 0) return err;
   int r;
-  do r = connect(weft__stream_fd(&t->stream), addr, len);
+  do
+    r = connect(weft__stream_fd(&t->stream), addr, len);
   while (r < 0 && errno == EINTR);
   if (r < 0 && errno != EINPROGRESS) err = -errno;
   /* a connect that completed at once is delivered by a deferred run:
    * reserve it (TCP connects almost always go on in the background) */
-  else if (r == 0) err = weft__net_reserve(net);
+  else if (r == 0)
+    err = weft__net_reserve(net);
   if (err != 0) {
     weft__stream_reset(&t->stream); /* closes the socket made or bound */
     return err;
   }
-  t->stream.flags &= ~S_OWN_SOCKET;
+  t->stream.flags &= ~WEFT__S_OWN_SOCKET;
   return weft__stream_connect(&t->stream, req, cb, r < 0);
 }
 

@@ -34,8 +34,8 @@ static inline weft_udp_send_req *send_of(weft__req_hdr *r) {
   return weft__req_outer(r);
 }
 
-static inline ev_io *IO(weft_udp *u) { return (ev_io *)(void *)&u->io; }
-static inline int FD(const weft_udp *u) {
+static inline ev_io *io_watcher(weft_udp *u) { return (ev_io *)(void *)&u->io; }
+static inline int fd_of(const weft_udp *u) {
   const void *storage = &u->io;
   const ev_io *w = storage;
   return w->fd;
@@ -50,8 +50,8 @@ int weft_udp_init(weft_loop *loop, weft_udp *u) {
   weft__handle_init(loop, &u->base, &udp_ops);
   weft__list_init(weft__pend_node(&u->base));
   memset(&u->io, 0, sizeof u->io);
-  ev_io_init(IO(u), on_io, -1, 0);
-  IO(u)->data = u;
+  ev_io_init(io_watcher(u), on_io, -1, 0);
+  io_watcher(u)->data = u;
   u->recv_cb = NULL;
   weft__list_init(SQ(u));
   weft__list_init(DONE(u));
@@ -62,7 +62,7 @@ int weft_udp_init(weft_loop *loop, weft_udp *u) {
 }
 
 static void update(weft_udp *u) {
-  ev_io *w = IO(u);
+  ev_io *w = io_watcher(u);
   int want = 0;
   if (w->fd >= 0) {
     if (u->flags & U_RECEIVING) want |= EV_READ;
@@ -71,21 +71,23 @@ static void update(weft_udp *u) {
   weft__io_want(u->base.loop, w, want);
   bool busy = (u->flags & U_RECEIVING) || !weft__list_empty(SQ(u)) ||
               !weft__list_empty(DONE(u));
-  if (weft__handle_usable(&u->base) && busy) weft__handle_start(&u->base);
-  else weft__handle_stop(&u->base);
+  if (weft__handle_usable(&u->base) && busy)
+    weft__handle_start(&u->base);
+  else
+    weft__handle_stop(&u->base);
 }
 
 static int ensure_socket(weft_udp *u, int family) {
-  if (FD(u) >= 0) return 0;
+  if (fd_of(u) >= 0) return 0;
   int fd = socket(family, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
   if (fd < 0) return -errno;
-  ev_io_set(IO(u), fd, 0);
+  ev_io_set(io_watcher(u), fd, 0);
   return 0;
 }
 
 static void drop_socket(weft_udp *u) {
-  close(FD(u));
-  ev_io_set(IO(u), -1, 0);
+  close(fd_of(u));
+  ev_io_set(io_watcher(u), -1, 0);
   weft__net_fd_freed(u->base.loop);
 }
 
@@ -94,11 +96,11 @@ int weft_udp_bind(weft_udp *u, const struct sockaddr *addr, unsigned flags) {
   if (!usable(u) || weft__sockaddr_check(addr, &len) != 0 ||
       (flags & ~(unsigned)(WEFT_UDP_IPV6ONLY | WEFT_UDP_REUSEADDR)) ||
       ((flags & WEFT_UDP_IPV6ONLY) && addr->sa_family != AF_INET6) ||
-      (u->flags & U_BOUND) || FD(u) >= 0)
+      (u->flags & U_BOUND) || fd_of(u) >= 0)
     return -EINVAL;
   int err = ensure_socket(u, addr->sa_family);
   if (err != 0) return err;
-  int fd = FD(u);
+  int fd = fd_of(u);
   if (addr->sa_family == AF_INET6)
     err = weft__sock_setopt(fd, IPPROTO_IPV6, IPV6_V6ONLY,
                             !!(flags & WEFT_UDP_IPV6ONLY));
@@ -107,8 +109,10 @@ int weft_udp_bind(weft_udp *u, const struct sockaddr *addr, unsigned flags) {
     if (err == 0) err = weft__sock_setopt(fd, SOL_SOCKET, SO_REUSEPORT, 1);
   }
   if (err == 0 && bind(fd, addr, len) < 0) err = -errno;
-  if (err != 0) drop_socket(u);
-  else u->flags |= U_BOUND;
+  if (err != 0)
+    drop_socket(u);
+  else
+    u->flags |= U_BOUND;
   return err;
 }
 
@@ -117,17 +121,17 @@ int weft_udp_connect(weft_udp *u, const struct sockaddr *addr) {
   if (addr == NULL) { /* dissolve the association */
     if (!(u->flags & U_CONNECTED)) return -ENOTCONN;
     struct sockaddr unspec = {.sa_family = AF_UNSPEC};
-    if (connect(FD(u), &unspec, sizeof unspec) < 0 && errno != EAFNOSUPPORT)
+    if (connect(fd_of(u), &unspec, sizeof unspec) < 0 && errno != EAFNOSUPPORT)
       return -errno;
     u->flags &= ~U_CONNECTED;
     return 0;
   }
   socklen_t len;
   if (weft__sockaddr_check(addr, &len) != 0) return -EINVAL;
-  bool fresh = FD(u) < 0;
+  bool fresh = fd_of(u) < 0;
   int err = ensure_socket(u, addr->sa_family);
   if (err != 0) return err;
-  if (connect(FD(u), addr, len) < 0) {
+  if (connect(fd_of(u), addr, len) < 0) {
     err = -errno;
     if (fresh) drop_socket(u);
     return err;
@@ -136,7 +140,8 @@ int weft_udp_connect(weft_udp *u, const struct sockaddr *addr) {
   return 0;
 }
 
-/* ---- sending ---------------------------------------------------------------- */
+/* ---- sending ----------------------------------------------------------------
+ */
 
 static int try_send(weft_udp *u, weft_udp_send_req *req) {
   struct msghdr msg = {0};
@@ -145,7 +150,7 @@ static int try_send(weft_udp *u, weft_udp_send_req *req) {
   msg.msg_iov = (struct iovec *)(void *)req->bufs;
   msg.msg_iovlen = req->nbufs;
   for (;;) {
-    if (sendmsg(FD(u), &msg, MSG_NOSIGNAL | MSG_DONTWAIT) >= 0) return 0;
+    if (sendmsg(fd_of(u), &msg, MSG_NOSIGNAL | MSG_DONTWAIT) >= 0) return 0;
     if (errno == EINTR) continue;
     if (errno == EAGAIN || errno == EWOULDBLOCK || errno == ENOBUFS) return 1;
     return -errno;
@@ -183,7 +188,8 @@ static void on_writable(weft_udp *u) {
 static int send_check(weft_udp *u, const weft_buf *bufs, unsigned nbufs,
                       const struct sockaddr *addr) {
   socklen_t len;
-  if (!usable(u) || bufs == NULL || nbufs == 0 || nbufs > IOV_MAX) return -EINVAL;
+  if (!usable(u) || bufs == NULL || nbufs == 0 || nbufs > IOV_MAX)
+    return -EINVAL;
   if (addr == NULL) return (u->flags & U_CONNECTED) ? 0 : -EINVAL;
   if ((u->flags & U_CONNECTED) || weft__sockaddr_check(addr, &len) != 0)
     return -EINVAL;
@@ -254,7 +260,8 @@ int weft_udp_send_future(weft_udp *u, const weft_buf *bufs, unsigned nbufs,
   err = weft__req_future_new(u->base.loop, &net->sreqs, &r);
   if (err != 0) return err;
   weft_udp_send_req *req = send_of(r);
-  for (unsigned i = 0; i < nbufs; i++) r->bytes += bufs[i].len;
+  for (unsigned i = 0; i < nbufs; i++)
+    r->bytes += bufs[i].len;
   req->cb = NULL;
   err = udp_send(req, u, bufs, nbufs, addr);
   if (err != 0) {
@@ -266,9 +273,12 @@ int weft_udp_send_future(weft_udp *u, const weft_buf *bufs, unsigned nbufs,
   return 0;
 }
 
-size_t weft_udp_send_queue_count(const weft_udp *u) { return u ? u->sq_count : 0; }
+size_t weft_udp_send_queue_count(const weft_udp *u) {
+  return u ? u->sq_count : 0;
+}
 
-/* ---- receiving ------------------------------------------------------------- */
+/* ---- receiving -------------------------------------------------------------
+ */
 
 /* recvmmsg asks for `vlen` datagrams, which adapts: it doubles (up to the
  * batch) while calls come back full and drops to what arrived otherwise.
@@ -281,7 +291,8 @@ static void on_readable(weft_udp *u) {
   struct mmsghdr msgs[BATCH_MAX];
   struct iovec iov[BATCH_MAX];
   struct sockaddr_storage addrs[BATCH_MAX];
-  for (int round = 0; round < RECV_ROUNDS && (u->flags & U_RECEIVING); round++) {
+  for (int round = 0; round < RECV_ROUNDS && (u->flags & U_RECEIVING);
+       round++) {
     unsigned n = u->vlen;
     memset(msgs, 0, sizeof msgs[0] * n);
     for (unsigned i = 0; i < n; i++) {
@@ -291,7 +302,7 @@ static void on_readable(weft_udp *u) {
       msgs[i].msg_hdr.msg_name = &addrs[i];
       msgs[i].msg_hdr.msg_namelen = sizeof addrs[i];
     }
-    int r = recvmmsg(FD(u), msgs, n, MSG_DONTWAIT, NULL);
+    int r = recvmmsg(fd_of(u), msgs, n, MSG_DONTWAIT, NULL);
     if (r < 0) {
       if (errno == EINTR) continue;
       if (errno != EAGAIN && errno != EWOULDBLOCK)
@@ -300,7 +311,8 @@ static void on_readable(weft_udp *u) {
     }
     for (int i = 0; i < r && (u->flags & U_RECEIVING); i++) {
       weft_buf b = {iov[i].iov_base, msgs[i].msg_len};
-      unsigned fl = (msgs[i].msg_hdr.msg_flags & MSG_TRUNC) ? WEFT_UDP_TRUNCATED : 0;
+      unsigned fl =
+          (msgs[i].msg_hdr.msg_flags & MSG_TRUNC) ? WEFT_UDP_TRUNCATED : 0;
       u->recv_cb(u, (ssize_t)msgs[i].msg_len, &b,
                  (const struct sockaddr *)&addrs[i], fl);
     }
@@ -311,11 +323,12 @@ static void on_readable(weft_udp *u) {
 }
 
 int weft_udp_recv_start(weft_udp *u, weft_udp_recv_cb cb) {
-  if (!usable(u) || cb == NULL || FD(u) < 0 || !(u->flags & U_BOUND))
+  if (!usable(u) || cb == NULL || fd_of(u) < 0 || !(u->flags & U_BOUND))
     return -EINVAL;
   weft__net *net = weft__net_get(u->base.loop);
   if (net == NULL) return -ENOMEM;
-  if (net->slab == NULL && (net->slab = weft__malloc(WEFT_STREAM_SLAB_SIZE)) == NULL)
+  if (net->slab == NULL &&
+      (net->slab = weft__malloc(WEFT_STREAM_SLAB_SIZE)) == NULL)
     return -ENOMEM;
   u->recv_cb = cb;
   u->flags |= U_RECEIVING;
@@ -349,9 +362,9 @@ static void on_io(struct ev_loop *ev, ev_io *w, int revents) {
 
 static void udp_close(weft_handle *h) {
   weft_udp *u = (weft_udp *)h;
-  weft__io_stop(h->loop, IO(u));
+  weft__io_stop(h->loop, io_watcher(u));
   u->flags &= ~U_RECEIVING;
-  if (FD(u) >= 0) drop_socket(u);
+  if (fd_of(u) >= 0) drop_socket(u);
 }
 
 static void udp_finish(weft_handle *h) {
@@ -363,32 +376,33 @@ static void udp_finish(weft_handle *h) {
   weft__reqq_flush(DONE(u), send_run);
 }
 
-/* ---- options ----------------------------------------------------------------- */
+/* ---- options
+ * ----------------------------------------------------------------- */
 
 static int sock_family(const weft_udp *u) {
   struct sockaddr_storage ss;
   socklen_t len = sizeof ss;
-  if (getsockname(FD(u), (struct sockaddr *)&ss, &len) < 0) return -errno;
+  if (getsockname(fd_of(u), (struct sockaddr *)&ss, &len) < 0) return -errno;
   return ss.ss_family;
 }
 
 int weft_udp_set_broadcast(weft_udp *u, bool on) {
-  if (!usable(u) || FD(u) < 0) return -EINVAL;
-  return weft__sock_setopt(FD(u), SOL_SOCKET, SO_BROADCAST, on);
+  if (!usable(u) || fd_of(u) < 0) return -EINVAL;
+  return weft__sock_setopt(fd_of(u), SOL_SOCKET, SO_BROADCAST, on);
 }
 
 int weft_udp_set_multicast_ttl(weft_udp *u, int ttl) {
-  if (!usable(u) || FD(u) < 0 || ttl < 0 || ttl > 255) return -EINVAL;
+  if (!usable(u) || fd_of(u) < 0 || ttl < 0 || ttl > 255) return -EINVAL;
   if (sock_family(u) == AF_INET6)
-    return weft__sock_setopt(FD(u), IPPROTO_IPV6, IPV6_MULTICAST_HOPS, ttl);
-  return weft__sock_setopt(FD(u), IPPROTO_IP, IP_MULTICAST_TTL, ttl);
+    return weft__sock_setopt(fd_of(u), IPPROTO_IPV6, IPV6_MULTICAST_HOPS, ttl);
+  return weft__sock_setopt(fd_of(u), IPPROTO_IP, IP_MULTICAST_TTL, ttl);
 }
 
 int weft_udp_set_multicast_loop(weft_udp *u, bool on) {
-  if (!usable(u) || FD(u) < 0) return -EINVAL;
+  if (!usable(u) || fd_of(u) < 0) return -EINVAL;
   if (sock_family(u) == AF_INET6)
-    return weft__sock_setopt(FD(u), IPPROTO_IPV6, IPV6_MULTICAST_LOOP, on);
-  return weft__sock_setopt(FD(u), IPPROTO_IP, IP_MULTICAST_LOOP, on);
+    return weft__sock_setopt(fd_of(u), IPPROTO_IPV6, IPV6_MULTICAST_LOOP, on);
+  return weft__sock_setopt(fd_of(u), IPPROTO_IP, IP_MULTICAST_LOOP, on);
 }
 
 /* An IPv6 interface: a decimal index or a name; 0 for NULL. */
@@ -397,22 +411,26 @@ static int if_index(const char *iface, unsigned *out) {
   if (iface == NULL) return 0;
   char *end;
   unsigned long v = strtoul(iface, &end, 10);
-  if (*iface != '\0' && *end == '\0') *out = (unsigned)v;
-  else *out = if_nametoindex(iface);
+  if (*iface != '\0' && *end == '\0')
+    *out = (unsigned)v;
+  else
+    *out = if_nametoindex(iface);
   return *out != 0 ? 0 : -EINVAL;
 }
 
 int weft_udp_set_multicast_interface(weft_udp *u, const char *iface) {
-  if (!usable(u) || FD(u) < 0) return -EINVAL;
+  if (!usable(u) || fd_of(u) < 0) return -EINVAL;
   if (sock_family(u) == AF_INET6) {
     unsigned idx;
     if (if_index(iface, &idx) != 0) return -EINVAL;
-    return weft__sock_setopt(FD(u), IPPROTO_IPV6, IPV6_MULTICAST_IF, (int)idx);
+    return weft__sock_setopt(fd_of(u), IPPROTO_IPV6, IPV6_MULTICAST_IF,
+                             (int)idx);
   }
   struct in_addr a = {htonl(INADDR_ANY)};
   if (iface != NULL && inet_pton(AF_INET, iface, &a) != 1) return -EINVAL;
-  return setsockopt(FD(u), IPPROTO_IP, IP_MULTICAST_IF, &a, sizeof a) < 0
-             ? -errno : 0;
+  return setsockopt(fd_of(u), IPPROTO_IP, IP_MULTICAST_IF, &a, sizeof a) < 0
+             ? -errno
+             : 0;
 }
 
 static int membership6(weft_udp *u, const char *group, const char *iface,
@@ -425,12 +443,12 @@ static int membership6(weft_udp *u, const char *group, const char *iface,
     return -EINVAL;
   m.ipv6mr_interface = idx;
   int opt = join ? IPV6_ADD_MEMBERSHIP : IPV6_DROP_MEMBERSHIP;
-  return setsockopt(FD(u), IPPROTO_IPV6, opt, &m, sizeof m) < 0 ? -errno : 0;
+  return setsockopt(fd_of(u), IPPROTO_IPV6, opt, &m, sizeof m) < 0 ? -errno : 0;
 }
 
 int weft_udp_set_membership(weft_udp *u, const char *group, const char *iface,
                             bool join) {
-  if (!usable(u) || FD(u) < 0 || group == NULL) return -EINVAL;
+  if (!usable(u) || fd_of(u) < 0 || group == NULL) return -EINVAL;
   if (sock_family(u) == AF_INET6) return membership6(u, group, iface, join);
   struct ip_mreq m;
   memset(&m, 0, sizeof m);
@@ -439,13 +457,13 @@ int weft_udp_set_membership(weft_udp *u, const char *group, const char *iface,
       (iface != NULL && inet_pton(AF_INET, iface, &m.imr_interface) != 1))
     return -EINVAL;
   int opt = join ? IP_ADD_MEMBERSHIP : IP_DROP_MEMBERSHIP;
-  return setsockopt(FD(u), IPPROTO_IP, opt, &m, sizeof m) < 0 ? -errno : 0;
+  return setsockopt(fd_of(u), IPPROTO_IP, opt, &m, sizeof m) < 0 ? -errno : 0;
 }
 
 static int name_of(const weft_udp *u, struct sockaddr *addr, socklen_t *len,
                    int (*fn)(int, struct sockaddr *, socklen_t *)) {
   if (u == NULL || u->base.ops != &udp_ops) return -EINVAL;
-  return weft__sock_name(FD(u), addr, len, fn);
+  return weft__sock_name(fd_of(u), addr, len, fn);
 }
 
 int weft_udp_getsockname(const weft_udp *u, struct sockaddr *addr,

@@ -1,7 +1,7 @@
 /* weft — all, all_settled, any, race (and the node machinery timeout uses).
  *
- * An aggregate registers one node per input: a small future (K_NODE) in the
- * input's list of continuations, holding a reference to the input (`src`)
+ * An aggregate registers one node per input: a small future (WEFT__K_NODE) in
+ * the input's list of continuations, holding a reference to the input (`src`)
  * and a plain pointer back to the aggregate (u.node.agg). The aggregate
  * keeps its nodes in a chain (its `src`, then u.node.chain), counts inputs
  * still to come in v.remaining, and cuts the back pointers when it is
@@ -11,9 +11,9 @@
  * behind.
  *
  * race_index is race fulfilled with the winner's position. as_completed's
- * driver (K_AS_COMPLETED) is an aggregate nobody sees: it holds itself
+ * driver (WEFT__K_AS_COMPLETED) is an aggregate nobody sees: it holds itself
  * until every input is in, its callback in u.call, and the drain's
- * positions still to fill (K_SLOT futures, a reference each) as a list
+ * positions still to fill (WEFT__K_SLOT futures, a reference each) as a list
  * through their `next` from its `waiters` (the driver is never waited on
  * and never settled, so neither field has another use). */
 #include "internal.h"
@@ -39,14 +39,16 @@ int weft__gather(weft_loop *loop, weft_future *const *fs, size_t n,
   if (err != 0) return err;
   for (size_t i = 0; i < n; i++) {
     weft_future *node;
-    err = weft__future_alloc(loop, K_NODE, &node);
+    err = weft__future_alloc(loop, WEFT__K_NODE, &node);
     if (err != 0) {
       free_chain(head);
       weft_future_unref(agg);
       return err;
     }
-    if (tail != NULL) tail->u.node.chain = node;
-    else head = node;
+    if (tail != NULL)
+      tail->u.node.chain = node;
+    else
+      head = node;
     tail = node;
   }
   agg->src = head;
@@ -142,7 +144,8 @@ static void race_propagate(weft_future *agg, weft_future *in) {
 
 static void race_index_propagate(weft_future *agg, weft_future *in) {
   int64_t i = 0;
-  for (weft_future *n = agg->src; n->src != in; n = n->u.node.chain) i++;
+  for (weft_future *n = agg->src; n->src != in; n = n->u.node.chain)
+    i++;
   weft__future_finish(agg, WEFT_FUTURE_FULFILLED, i);
 }
 
@@ -150,8 +153,7 @@ static void race_index_propagate(weft_future *agg, weft_future *in) {
  * outcome (keeping it alive: a pointer value is borrowed). */
 static void as_completed_propagate(weft_future *d, weft_future *in) {
   weft_future *slot = d->waiters;
-  if (d->u.call.fn != NULL)
-    ((weft_future_cb)d->u.call.fn)(in, d->u.call.arg);
+  if (d->u.call.fn != NULL) ((weft_future_cb)d->u.call.fn)(in, d->u.call.arg);
   if (slot != NULL) {
     d->waiters = slot->next;
     slot->next = NULL;
@@ -174,9 +176,11 @@ static void as_completed_release(weft_future *d, weft_future **todo) {
   weft__agg_release(d, todo);
 }
 
-#define AGG_KIND(kname, prop)                                                \
-  {.name = kname, .propagate = prop, .cancel = weft__agg_cancel,            \
-   .release = weft__agg_release}
+#define AGG_KIND(kname, prop)                                                  \
+  {                                                                            \
+    .name = kname, .propagate = prop, .cancel = weft__agg_cancel,              \
+    .release = weft__agg_release                                               \
+  }
 
 /* a node is nobody's to settle or cancel: only its aggregate sees it */
 static const weft__kind node_kind = {.name = "node", .fire = node_fire};
@@ -185,40 +189,41 @@ static const weft__kind all_settled_kind =
     AGG_KIND("all_settled", all_settled_propagate);
 static const weft__kind any_kind = AGG_KIND("any", any_propagate);
 static const weft__kind race_kind = AGG_KIND("race", race_propagate);
-WEFT__KIND(K_NODE, node_kind)
-WEFT__KIND(K_ALL, all_kind)
-WEFT__KIND(K_ALL_SETTLED, all_settled_kind)
-WEFT__KIND(K_ANY, any_kind)
-WEFT__KIND(K_RACE, race_kind)
+WEFT__KIND(WEFT__K_NODE, node_kind)
+WEFT__KIND(WEFT__K_ALL, all_kind)
+WEFT__KIND(WEFT__K_ALL_SETTLED, all_settled_kind)
+WEFT__KIND(WEFT__K_ANY, any_kind)
+WEFT__KIND(WEFT__K_RACE, race_kind)
 static const weft__kind race_index_kind =
     AGG_KIND("race_index", race_index_propagate);
 /* never settled, never cancelled: it goes once every input is in */
 static const weft__kind as_completed_kind = {.name = "as_completed",
-                                             .propagate = as_completed_propagate,
+                                             .propagate =
+                                                 as_completed_propagate,
                                              .release = as_completed_release};
 /* settled by the driver only; cancelling one gives up its position */
 static const weft__kind slot_kind = {.name = "as_completed_slot"};
-WEFT__KIND(K_RACE_INDEX, race_index_kind)
-WEFT__KIND(K_AS_COMPLETED, as_completed_kind)
-WEFT__KIND(K_SLOT, slot_kind)
+WEFT__KIND(WEFT__K_RACE_INDEX, race_index_kind)
+WEFT__KIND(WEFT__K_AS_COMPLETED, as_completed_kind)
+WEFT__KIND(WEFT__K_SLOT, slot_kind)
 
 int weft_future_all(weft_loop *loop, weft_future *const *fs, size_t n,
                     weft_future **out) {
-  int err = weft__gather(loop, fs, n, K_ALL, out);
+  int err = weft__gather(loop, fs, n, WEFT__K_ALL, out);
   if (err == 0 && n == 0) weft__future_finish(*out, WEFT_FUTURE_FULFILLED, 0);
   return err;
 }
 
 int weft_future_all_settled(weft_loop *loop, weft_future *const *fs, size_t n,
                             weft_future **out) {
-  int err = weft__gather(loop, fs, n, K_ALL_SETTLED, out);
+  int err = weft__gather(loop, fs, n, WEFT__K_ALL_SETTLED, out);
   if (err == 0 && n == 0) weft__future_finish(*out, WEFT_FUTURE_FULFILLED, 0);
   return err;
 }
 
 int weft_future_any(weft_loop *loop, weft_future *const *fs, size_t n,
                     weft_future **out) {
-  int err = weft__gather(loop, fs, n, K_ANY, out);
+  int err = weft__gather(loop, fs, n, WEFT__K_ANY, out);
   if (err == 0 && n == 0)
     weft__future_finish(*out, WEFT_FUTURE_REJECTED, WEFT_EAGGREGATE);
   return err;
@@ -226,12 +231,12 @@ int weft_future_any(weft_loop *loop, weft_future *const *fs, size_t n,
 
 int weft_future_race(weft_loop *loop, weft_future *const *fs, size_t n,
                      weft_future **out) {
-  return weft__gather(loop, fs, n, K_RACE, out);
+  return weft__gather(loop, fs, n, WEFT__K_RACE, out);
 }
 
 int weft_future_race_index(weft_loop *loop, weft_future *const *fs, size_t n,
                            weft_future **out) {
-  return weft__gather(loop, fs, n, K_RACE_INDEX, out);
+  return weft__gather(loop, fs, n, WEFT__K_RACE_INDEX, out);
 }
 
 static void slots_free(weft_future **slots, size_t n) {
@@ -242,21 +247,22 @@ static void slots_free(weft_future **slots, size_t n) {
 }
 
 int weft_future_as_completed(weft_loop *loop, weft_future *const *fs, size_t n,
-                             weft_future_cb cb, void *arg,
-                             weft_future **outs) {
+                             weft_future_cb cb, void *arg, weft_future **outs) {
   if (cb == NULL && outs == NULL) return -EINVAL;
   if (n == 0) return loop == NULL ? -EINVAL : 0;
   if (outs != NULL)
-    for (size_t i = 0; i < n; i++) outs[i] = NULL;
+    for (size_t i = 0; i < n; i++)
+      outs[i] = NULL;
   for (size_t i = 0; outs != NULL && i < n; i++) {
-    int err = loop == NULL ? -EINVAL : weft__future_alloc(loop, K_SLOT, &outs[i]);
+    int err = loop == NULL ? -EINVAL
+                           : weft__future_alloc(loop, WEFT__K_SLOT, &outs[i]);
     if (err != 0) {
       slots_free(outs, i);
       return err;
     }
   }
   weft_future *d;
-  int err = weft__gather(loop, fs, n, K_AS_COMPLETED, &d);
+  int err = weft__gather(loop, fs, n, WEFT__K_AS_COMPLETED, &d);
   if (err != 0) {
     if (outs != NULL) slots_free(outs, n);
     return err;

@@ -16,8 +16,8 @@
 
 #include "internal.h"
 
-#define SLAB_N 63u          /* futures per slab (one block of ~4 KiB) */
-#define DRAIN_BUDGET 4096u  /* continuations per drain task, then requeue */
+#define SLAB_N 63u         /* futures per slab (one block of ~4 KiB) */
+#define DRAIN_BUDGET 4096u /* continuations per drain task, then requeue */
 
 _Static_assert(sizeof(weft_future) <= 64, "a future must fit in 64 bytes");
 
@@ -38,7 +38,7 @@ static void teardown(weft_loop *loop, void *state) {
   }
   if (m->waits_teardown != NULL) m->waits_teardown(m); /* wait.c's */
   void (*ts)(weft__fmod *) = atomic_load(&m->ts_teardown);
-  if (ts != NULL) ts(m); /* threadsafe.c's */
+  if (ts != NULL) ts(m);                                 /* threadsafe.c's */
   if (m->timers_teardown != NULL) m->timers_teardown(m); /* timed.c's */
   weft__free(m);
 }
@@ -78,13 +78,16 @@ bool weft__future_slabs_validate(weft_loop *loop, size_t *in_use) {
   *in_use = 0;
   if (m == NULL) return true;
   size_t total = 0, free_n = 0;
-  for (const slab *s = m->slabs; s != NULL; s = s->next) total += SLAB_N;
+  for (const slab *s = m->slabs; s != NULL; s = s->next)
+    total += SLAB_N;
   for (const weft_future *f = m->free; f != NULL; f = f->next) {
     const slab *s = slab_of(m, f);
-    if (s == NULL || (size_t)((const char *)f - (const char *)s->f) %
-                             sizeof *f != 0) {
-      fprintf(stderr, "weft__future_slabs_validate: free entry %p is not a "
-                      "future of a slab\n", (const void *)f);
+    if (s == NULL ||
+        (size_t)((const char *)f - (const char *)s->f) % sizeof *f != 0) {
+      fprintf(stderr,
+              "weft__future_slabs_validate: free entry %p is not a "
+              "future of a slab\n",
+              (const void *)f);
       return false;
     }
     if (++free_n > total) { /* a singly linked list repeats only in a cycle */
@@ -105,7 +108,7 @@ int weft__future_alloc_slow(weft_loop *loop, uint8_t kind, weft_future **out) {
 
 int weft_future_new(weft_loop *loop, weft_future **out) {
   if (loop == NULL || out == NULL) return -EINVAL;
-  return weft__future_alloc(loop, K_PLAIN, out);
+  return weft__future_alloc(loop, WEFT__K_PLAIN, out);
 }
 
 size_t weft_future_size(void) { return sizeof(weft_future); }
@@ -120,7 +123,8 @@ weft_future *weft_future_ref(weft_future *f) {
 static void default_unhandled(weft_loop *loop, int err, void *arg) {
   WEFT__UNUSED(loop);
   WEFT__UNUSED(arg);
-  fprintf(stderr, "weft: a future was rejected and nobody observed it: %s (%s)\n",
+  fprintf(stderr,
+          "weft: a future was rejected and nobody observed it: %s (%s)\n",
           weft_strerror(err), weft_err_name(err));
 }
 
@@ -137,17 +141,19 @@ int weft_future_set_unhandled_hook(weft_loop *loop, weft_unhandled_cb cb,
 static void release_one(weft_future *f, weft_future **todo) {
   const weft__kind *k = weft__kind_of(f);
   fmod *m = weft__module_get(f->loop, WEFT__MOD_FUTURE);
-  if (f->state == WEFT_FUTURE_REJECTED && !(f->flags & F_OBSERVED)) {
+  if (f->state == WEFT_FUTURE_REJECTED && !(f->flags & WEFT__F_OBSERVED)) {
     if (m->unhandled != NULL)
       m->unhandled(f->loop, (int)f->v.i, m->unhandled_arg);
     else
       default_unhandled(f->loop, (int)f->v.i, NULL);
   }
-  if (f->state == WEFT_FUTURE_FULFILLED && (f->flags & F_PTR) &&
+  if (f->state == WEFT_FUTURE_FULFILLED && (f->flags & WEFT__F_PTR) &&
       f->u.dtor != NULL)
     f->u.dtor(f->v.p);
-  if (k->release != NULL) k->release(f, todo);
-  else weft__future_drop(f->src, todo);
+  if (k->release != NULL)
+    k->release(f, todo);
+  else
+    weft__future_drop(f->src, todo);
   f->next = m->free;
   m->free = f;
 }
@@ -169,7 +175,7 @@ static void release(weft_future *f) {
 static inline void unref(weft_future *f) {
   if (--f->refs != 0) return;
   if (f->src == NULL && f->state != WEFT_FUTURE_REJECTED &&
-      !(f->flags & F_PTR) && weft__kind_of(f)->release == NULL) {
+      !(f->flags & WEFT__F_PTR) && weft__kind_of(f)->release == NULL) {
     fmod *m = weft__module_get(f->loop, WEFT__MOD_FUTURE);
     f->next = m->free;
     m->free = f;
@@ -182,7 +188,8 @@ void weft_future_unref(weft_future *f) {
   if (f != NULL) unref(f);
 }
 
-/* ---- the ready queue ------------------------------------------------------ */
+/* ---- the ready queue ------------------------------------------------------
+ */
 
 static void drain(void *arg);
 
@@ -206,8 +213,10 @@ static void enqueue_list(weft_loop *loop, weft_future *list) {
       list = nx;
     }
   }
-  if (m->rq_tail != NULL) m->rq_tail->next = rev;
-  else m->rq_head = rev;
+  if (m->rq_tail != NULL)
+    m->rq_tail->next = rev;
+  else
+    m->rq_head = rev;
   m->rq_tail = last;
   schedule(m);
 }
@@ -239,14 +248,15 @@ void weft__future_settle(weft_future *f, uint8_t state) {
 
 void weft__future_finish(weft_future *f, uint8_t state, int64_t v) {
   f->v.i = v;
-  f->flags &= (uint8_t)~F_VALUE;
+  f->flags &= (uint8_t)~WEFT__F_VALUE;
   weft__future_settle(f, state);
 }
 
 void weft__future_pass(weft_future *f, weft_future *src) {
   weft__observe(src);
   f->v = src->v;
-  f->flags = (uint8_t)((f->flags & ~F_VALUE) | (src->flags & F_VALUE));
+  f->flags =
+      (uint8_t)((f->flags & ~WEFT__F_VALUE) | (src->flags & WEFT__F_VALUE));
   if (src->state == WEFT_FUTURE_FULFILLED) f->u.dtor = NULL; /* borrowed */
   weft__future_settle(f, src->state);
 }
@@ -277,7 +287,7 @@ int weft_future_resolve(weft_future *f, void *value, weft_dtor dtor) {
   int err = settle_check(f);
   if (err != 0) return err;
   f->v.p = value;
-  f->flags = (uint8_t)((f->flags & ~F_VALUE) | F_PTR);
+  f->flags = (uint8_t)((f->flags & ~WEFT__F_VALUE) | WEFT__F_PTR);
   f->u.dtor = dtor;
   weft__future_settle(f, WEFT_FUTURE_FULFILLED);
   return 0;
@@ -287,7 +297,7 @@ int weft_future_resolve_i64(weft_future *f, int64_t v) {
   int err = settle_check(f);
   if (err != 0) return err;
   f->v.i = v;
-  f->flags &= (uint8_t)~F_VALUE;
+  f->flags &= (uint8_t)~WEFT__F_VALUE;
   f->u.dtor = NULL;
   weft__future_settle(f, WEFT_FUTURE_FULFILLED);
   return 0;
@@ -297,7 +307,7 @@ int weft_future_resolve_f64(weft_future *f, double v) {
   int err = settle_check(f);
   if (err != 0) return err;
   f->v.d = v;
-  f->flags = (uint8_t)((f->flags & ~F_VALUE) | F_F64);
+  f->flags = (uint8_t)((f->flags & ~WEFT__F_VALUE) | WEFT__F_F64);
   f->u.dtor = NULL;
   weft__future_settle(f, WEFT_FUTURE_FULFILLED);
   return 0;
@@ -308,7 +318,7 @@ int weft_future_reject(weft_future *f, int err) {
   int rc = settle_check(f);
   if (rc != 0) return rc;
   f->v.i = err;
-  f->flags &= (uint8_t)~F_VALUE;
+  f->flags &= (uint8_t)~WEFT__F_VALUE;
   weft__future_settle(f, WEFT_FUTURE_REJECTED);
   return 0;
 }
@@ -341,15 +351,16 @@ int weft_future_cancel(weft_future *f) {
 int weft_future_on_cancel(weft_future *f, weft_future_cancel_cb cb, void *arg) {
   if (f == NULL || cb == NULL) return -EINVAL;
   if (f->state != WEFT_FUTURE_PENDING) return -EALREADY;
-  if (f->kind != K_PLAIN) return -EBUSY;
+  if (f->kind != WEFT__K_PLAIN) return -EBUSY;
   f->u.hook.fn = cb;
   f->u.hook.arg = arg;
   return 0;
 }
 
-/* ---- inspection ------------------------------------------------------------ */
+/* ---- inspection ------------------------------------------------------------
+ */
 
-weft_future_state weft_future_state_get(const weft_future *f) {
+weft_future_state weft_future_get_state(const weft_future *f) {
   return f ? (weft_future_state)f->state : WEFT_FUTURE_PENDING;
 }
 
@@ -362,18 +373,21 @@ int weft_future_error(const weft_future *f) {
 }
 
 void *weft_future_value(const weft_future *f) {
-  return f && f->state == WEFT_FUTURE_FULFILLED && (f->flags & F_PTR)
-             ? f->v.p : NULL;
+  return f && f->state == WEFT_FUTURE_FULFILLED && (f->flags & WEFT__F_PTR)
+             ? f->v.p
+             : NULL;
 }
 
 int64_t weft_future_value_i64(const weft_future *f) {
-  return f && f->state == WEFT_FUTURE_FULFILLED && !(f->flags & F_VALUE)
-             ? f->v.i : 0;
+  return f && f->state == WEFT_FUTURE_FULFILLED && !(f->flags & WEFT__F_VALUE)
+             ? f->v.i
+             : 0;
 }
 
 double weft_future_value_f64(const weft_future *f) {
-  return f && f->state == WEFT_FUTURE_FULFILLED && (f->flags & F_F64)
-             ? f->v.d : 0.0;
+  return f && f->state == WEFT_FUTURE_FULFILLED && (f->flags & WEFT__F_F64)
+             ? f->v.d
+             : 0.0;
 }
 
 weft_loop *weft_future_loop(const weft_future *f) { return f ? f->loop : NULL; }
@@ -392,11 +406,11 @@ static weft_future *plain_cancel(weft_future *f) {
 static const weft__kind plain_kind = {
     .name = "plain", .cancel = plain_cancel, .by_hand = WEFT__BY_PRODUCER};
 
-const weft__kind *weft__kinds[K_COUNT];
+const weft__kind *weft__kinds[WEFT__K_COUNT];
 
 void weft__kind_register(unsigned id, const weft__kind *k) {
-  WEFT__ASSERT(id < K_COUNT && weft__kinds[id] == NULL);
+  WEFT__ASSERT(id < WEFT__K_COUNT && weft__kinds[id] == NULL);
   weft__kinds[id] = k;
 }
 
-WEFT__KIND(K_PLAIN, plain_kind)
+WEFT__KIND(WEFT__K_PLAIN, plain_kind)

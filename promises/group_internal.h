@@ -10,7 +10,7 @@
  * list of futures (u.group points at it): a group allocates nothing but
  * futures, and a pending group nobody releases is reclaimed with the slabs.
  *
- * Members: one node (K_GROUP_NODE) per member, holding a reference to the
+ * Members: one node (WEFT__K_GROUP_NODE) per member, holding a reference to the
  * member (`src`), a plain pointer back to its owner (u.node.agg, NULL once
  * the owner is freed), its position (v.i), and links in the owner's list
  * (u.node.chain forwards, `waiters` backwards: a node is never waited on).
@@ -26,14 +26,15 @@ typedef struct weft__group {
   /* scope.c */
   weft_future *parent; /* the parent scope, a plain pointer: cut when the
                           parent is freed or this scope settles */
-  weft_future *timer;  /* the deadline (K_SCOPE_TIMER), a reference */
+  weft_future *timer;  /* the deadline (WEFT__K_SCOPE_TIMER), a reference */
   uint64_t deadline;   /* own deadline on weft_now's clock, or UINT64_MAX */
 } weft__group;
 
 _Static_assert(sizeof(weft__group) <= sizeof(weft_future),
                "a group's bookkeeping must fit in one future slot");
 
-/* A pending future of `kind` (K_GROUP, K_SCOPE) with zeroed bookkeeping. */
+/* A pending future of `kind` (WEFT__K_GROUP, WEFT__K_SCOPE) with zeroed
+ * bookkeeping. */
 int weft__members_new(weft_loop *loop, uint8_t kind, weft_future **out);
 /* Adds f to g's members (g pending and open, checks done): -EOVERFLOW,
  * -ENOMEM, or 0. */

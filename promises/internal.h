@@ -17,29 +17,30 @@
  * adds an enumerator here and its own file: no switch anywhere. See
  * docs/futures.md, "Future kinds". */
 enum {
-  K_PLAIN = 0,   /* future.c: weft_future_new, wait lists, io, the pool */
-  K_THEN,        /* then.c: derived futures */
-  K_CATCH,
-  K_FINALLY,
-  K_BOTH,
-  K_ADOPT,       /* then.c: waits on src and takes its outcome */
-  K_CB,          /* then.c: an on_settled node */
-  K_NODE,        /* combinators.c: one input of an aggregate */
-  K_ALL,         /* combinators.c: aggregates */
-  K_ALL_SETTLED,
-  K_ANY,
-  K_RACE,
-  K_TIMEOUT,     /* timed.c: an aggregate of one node, plus a timer */
-  K_SLEEP,       /* timed.c */
-  K_GROUP_NODE,  /* group.c: one member of a group or a scope */
-  K_GROUP,       /* group.c */
-  K_SCOPE,       /* scope.c */
-  K_SCOPE_TIMER, /* scope.c: a scope's deadline, waiting on a sleep */
-  K_RACE_INDEX,  /* combinators.c: race, telling which input won */
-  K_AS_COMPLETED, /* combinators.c: hands inputs out in completion order */
-  K_SLOT,        /* combinators.c: one position of as_completed's drain */
-  K_SHIELD,      /* shield.c: takes src's outcome, never cancels it */
-  K_COUNT
+  WEFT__K_PLAIN = 0, /* future.c: weft_future_new, wait lists, io, the pool */
+  WEFT__K_THEN,      /* then.c: derived futures */
+  WEFT__K_CATCH,
+  WEFT__K_FINALLY,
+  WEFT__K_BOTH,
+  WEFT__K_ADOPT, /* then.c: waits on src and takes its outcome */
+  WEFT__K_CB,    /* then.c: an on_settled node */
+  WEFT__K_NODE,  /* combinators.c: one input of an aggregate */
+  WEFT__K_ALL,   /* combinators.c: aggregates */
+  WEFT__K_ALL_SETTLED,
+  WEFT__K_ANY,
+  WEFT__K_RACE,
+  WEFT__K_TIMEOUT,      /* timed.c: an aggregate of one node, plus a timer */
+  WEFT__K_SLEEP,        /* timed.c */
+  WEFT__K_GROUP_NODE,   /* group.c: one member of a group or a scope */
+  WEFT__K_GROUP,        /* group.c */
+  WEFT__K_SCOPE,        /* scope.c */
+  WEFT__K_SCOPE_TIMER,  /* scope.c: a scope's deadline, waiting on a sleep */
+  WEFT__K_RACE_INDEX,   /* combinators.c: race, telling which input won */
+  WEFT__K_AS_COMPLETED, /* combinators.c: hands inputs out in completion order
+                         */
+  WEFT__K_SLOT,   /* combinators.c: one position of as_completed's drain */
+  WEFT__K_SHIELD, /* shield.c: takes src's outcome, never cancels it */
+  WEFT__K_COUNT
 };
 
 typedef struct weft__kind {
@@ -61,8 +62,8 @@ typedef struct weft__kind {
    * resolve / reject / adopt): WEFT__BY_PRODUCER (anyone holding it, plain
    * futures; adopting needs no cancel hook registered, as a hooked future
    * belongs to its producer), WEFT__BY_CONTINUATION (only while its
-   * continuation runs, F_RUNNING) or 0, nobody (-EBUSY). Data, not a hook:
-   * it is read on every settle. */
+   * continuation runs, WEFT__F_RUNNING) or 0, nobody (-EBUSY). Data, not a
+   * hook: it is read on every settle. */
   uint8_t by_hand;
 } weft__kind;
 
@@ -71,23 +72,23 @@ enum { WEFT__BY_PRODUCER = 1, WEFT__BY_CONTINUATION = 2 };
 /* The table of every kind linked into the program, filled before main()
  * runs (a kind's file is linked only if something makes its futures) and
  * read-only afterwards, so any thread may read it. */
-extern const weft__kind *weft__kinds[K_COUNT];
+extern const weft__kind *weft__kinds[WEFT__K_COUNT];
 void weft__kind_register(unsigned id, const weft__kind *k);
 
 /* Registers `table` (a const weft__kind) as kind `id` when the program
  * loads: one line under the table in the kind's own file. */
-#define WEFT__KIND(id, table)                                             \
-  __attribute__((constructor)) static void weft__register_##table(void) { \
-    weft__kind_register(id, &table);                                      \
+#define WEFT__KIND(id, table)                                                  \
+  __attribute__((constructor)) static void weft__register_##table(void) {      \
+    weft__kind_register(id, &table);                                           \
   }
 
 enum {
-  F_PTR = 1u << 0,      /* the value is a pointer */
-  F_OBSERVED = 1u << 1, /* someone looked at the outcome */
-  F_RUNNING = 1u << 2,  /* its continuation is running (may settle it) */
-  F_REMOVED = 1u << 3,  /* on_settled node removed: do not call */
-  F_F64 = 1u << 4,      /* the value is a double */
-  F_VALUE = F_PTR | F_F64,
+  WEFT__F_PTR = 1u << 0,      /* the value is a pointer */
+  WEFT__F_OBSERVED = 1u << 1, /* someone looked at the outcome */
+  WEFT__F_RUNNING = 1u << 2,  /* its continuation is running (may settle it) */
+  WEFT__F_REMOVED = 1u << 3,  /* on_settled node removed: do not call */
+  WEFT__F_F64 = 1u << 4,      /* the value is a double */
+  WEFT__F_VALUE = WEFT__F_PTR | WEFT__F_F64,
 };
 
 typedef void (*weft__fn)(void);
@@ -104,30 +105,31 @@ struct weft_future {
   union {
     void *p;
     int64_t i;
-    double d;            /* the outcome once settled (a rejection: i) */
-    weft_then_fn fn2;    /* K_BOTH while pending: the error handler */
-    int64_t remaining;   /* aggregate while pending: inputs still to come */
+    double d;          /* the outcome once settled (a rejection: i) */
+    weft_then_fn fn2;  /* WEFT__K_BOTH while pending: the error handler */
+    int64_t remaining; /* aggregate while pending: inputs still to come */
   } v;
   union {
-    weft_dtor dtor;      /* once fulfilled with a pointer, any kind */
+    weft_dtor dtor; /* once fulfilled with a pointer, any kind */
     struct {
       weft_future_cancel_cb fn;
       void *arg;
-    } hook;              /* K_PLAIN: the producer's cancel hook */
+    } hook; /* WEFT__K_PLAIN: the producer's cancel hook */
     struct {
-      weft__fn fn; /* derived: a weft_then_fn; K_CB: a weft_future_cb */
+      weft__fn fn; /* derived: a weft_then_fn; WEFT__K_CB: a weft_future_cb */
       void *arg;
     } call;
     struct {
       struct weft_future *agg;   /* a plain pointer; NULL once agg is freed */
       struct weft_future *chain; /* the aggregate's next node */
-    } node;              /* K_NODE */
+    } node;                      /* WEFT__K_NODE */
     struct {
       size_t count;                     /* inputs */
       struct weft__timer_holder *timer; /* timeout, while pending */
-    } agg;               /* aggregates */
-    struct weft__timer_holder *timer; /* K_SLEEP while pending */
-    struct weft__group *group; /* K_GROUP, K_SCOPE: group_internal.h */
+    } agg;                              /* aggregates */
+    struct weft__timer_holder *timer;   /* WEFT__K_SLEEP while pending */
+    struct weft__group
+        *group; /* WEFT__K_GROUP, WEFT__K_SCOPE: group_internal.h */
   } u;
   uint32_t refs;
   uint8_t state; /* weft_future_state; a rejection's code lives in v.i */
@@ -144,19 +146,19 @@ static inline const weft__kind *weft__kind_of(const weft_future *f) {
 static inline int weft__settle_by_hand(const weft_future *f) {
   uint8_t by = weft__kind_of(f)->by_hand;
   if (by == WEFT__BY_PRODUCER) return 0;
-  if (by == WEFT__BY_CONTINUATION && (f->flags & F_RUNNING)) return 0;
+  if (by == WEFT__BY_CONTINUATION && (f->flags & WEFT__F_RUNNING)) return 0;
   return -EBUSY;
 }
 
 /* The loop's futures state (future.c): the free list, the ready queue. */
 typedef struct weft__fmod {
   weft_loop *loop;
-  weft_future *free;              /* free list through `next` */
-  void *slabs;                    /* slabs of futures, freed at teardown */
-  weft_future *rq_head, *rq_tail; /* ready continuations */
-  bool scheduled;                 /* a drain task is queued */
-  struct weft__timer_holder *timers;      /* timed.c: every timer holder */
-  struct weft__timer_holder *timers_free; /* timed.c: the idle ones */
+  weft_future *free;                 /* free list through `next` */
+  void *slabs;                       /* slabs of futures, freed at teardown */
+  weft_future *rq_head, *rq_tail;    /* ready continuations */
+  bool scheduled;                    /* a drain task is queued */
+  struct weft__timer_holder *timers; /* timed.c: every timer holder */
+  struct weft__timer_holder *timers_free;        /* timed.c: the idle ones */
   void (*timers_teardown)(struct weft__fmod *m); /* timed.c frees them */
   weft_unhandled_cb unhandled;
   void *unhandled_arg;
@@ -179,9 +181,8 @@ typedef struct weft__fmod {
  * on the loop thread first) the loop only reads f's fields and that thread
  * may read them too. */
 static inline void weft__observe(weft_future *f) {
-  if (!(f->flags & F_OBSERVED)) f->flags |= F_OBSERVED;
+  if (!(f->flags & WEFT__F_OBSERVED)) f->flags |= WEFT__F_OBSERVED;
 }
-
 
 /* Checks the loop's future slabs: every free-list entry is a future of one
  * of the slabs, and the list ends (no entry twice). Sets *in_use to the
@@ -233,7 +234,8 @@ static inline void weft__future_wait(weft_future *f, weft_future *w) {
 /* Removes w from f's continuations (drops the list's reference to w). */
 bool weft__future_unwait(weft_future *f, weft_future *w);
 /* True if w is f's only registered continuation. */
-static inline bool weft__future_sole(const weft_future *f, const weft_future *w) {
+static inline bool weft__future_sole(const weft_future *f,
+                                     const weft_future *w) {
   return f->waiters == w && w->next == NULL;
 }
 /* combinators.c, for timed.c's timeout: the aggregate's nodes leave their
@@ -251,7 +253,7 @@ static inline weft__fmod *weft__fmod_get(weft_loop *loop) {
 }
 
 /* ---- wait lists of the async primitives (sync.c) -------------------------
- * A FIFO of pending K_PLAIN futures through their `next` field; the list
+ * A FIFO of pending WEFT__K_PLAIN futures through their `next` field; the list
  * holds a reference to each, and each one's cancel hook takes it out. */
 typedef struct weft__waitq {
   weft_future *head, *tail;

@@ -40,7 +40,8 @@ static job_state *job_state_get(weft_loop *loop) {
   job_state *st = weft__module_get(loop, WEFT__MOD_POOL_FUTURE);
   if (WEFT__LIKELY(st != NULL)) return st;
   st = weft__calloc(1, sizeof *st);
-  if (st != NULL) weft__module_set(loop, WEFT__MOD_POOL_FUTURE, st, job_state_teardown);
+  if (st != NULL)
+    weft__module_set(loop, WEFT__MOD_POOL_FUTURE, st, job_state_teardown);
   return st;
 }
 
@@ -79,15 +80,19 @@ static void job_cancel(weft_future *f, void *arg) {
   weft_work_cancel(&j->w); /* queued: never runs; running: flag raised */
 }
 
-int weft_pool_submit_future(weft_loop *loop, weft_pool_lane lane, weft_pool_fn fn,
-                            void *arg, weft_dtor dtor, weft_future **out) {
-  if (loop == NULL || fn == NULL || out == NULL || (unsigned)lane >= WEFT_LANE_COUNT)
+int weft_pool_submit_future(weft_loop *loop, weft_pool_lane lane,
+                            weft_pool_fn fn, void *arg, weft_dtor dtor,
+                            weft_future **out) {
+  if (loop == NULL || fn == NULL || out == NULL ||
+      (unsigned)lane >= WEFT_LANE_COUNT)
     return -EINVAL;
   job_state *st = job_state_get(loop);
   if (st == NULL) return -ENOMEM;
   pool_job *j = st->free;
-  if (j != NULL) st->free = j->free_next;
-  else if ((j = weft__calloc(1, sizeof *j)) == NULL) return -ENOMEM;
+  if (j != NULL)
+    st->free = j->free_next;
+  else if ((j = weft__calloc(1, sizeof *j)) == NULL)
+    return -ENOMEM;
   weft_future *f = NULL;
   int err = weft_future_new(loop, &f);
   if (err == 0) err = weft_future_on_cancel(f, job_cancel, j);

@@ -29,8 +29,8 @@ struct weft_queue {
   pthread_cond_t space;
   pthread_cond_t items; /* threads in weft_queue_get_threadsafe (monotonic) */
   pthread_t owner;      /* the loop's thread: the one that made the queue */
-  size_t len;      /* items in the ring (under mu) */
-  size_t reserved; /* thread items on their way (under mu) */
+  size_t len;           /* items in the ring (under mu) */
+  size_t reserved;      /* thread items on their way (under mu) */
   size_t posts;    /* refills posted by thread gets, not yet run (under mu) */
   size_t tgetters; /* threads blocked in get_threadsafe (under mu) */
   bool closed;     /* (under mu) */
@@ -97,7 +97,7 @@ static bool hand_to_getter(weft_queue *q, void *item) {
 int weft_queue_put(weft_queue *q, void *item, weft_future **out) {
   if (q == NULL || out == NULL) return -EINVAL;
   weft_future *f;
-  int err = weft__future_alloc(q->loop, K_PLAIN, &f);
+  int err = weft__future_alloc(q->loop, WEFT__K_PLAIN, &f);
   if (err != 0) return err;
   pthread_mutex_lock(&q->mu);
   if (q->closed) {
@@ -112,8 +112,10 @@ int weft_queue_put(weft_queue *q, void *item, weft_future **out) {
     weft__waitq_push(&q->putters, weft_future_ref(f));
   }
   pthread_mutex_unlock(&q->mu);
-  if (err != 0) weft_future_unref(f);
-  else *out = f;
+  if (err != 0)
+    weft_future_unref(f);
+  else
+    *out = f;
   return err;
 }
 
@@ -134,7 +136,7 @@ static void refill(weft_queue *q) {
 int weft_queue_get(weft_queue *q, weft_future **out) {
   if (q == NULL || out == NULL) return -EINVAL;
   weft_future *f;
-  int err = weft__future_alloc(q->loop, K_PLAIN, &f);
+  int err = weft__future_alloc(q->loop, WEFT__K_PLAIN, &f);
   if (err != 0) return err;
   pthread_mutex_lock(&q->mu);
   if (q->len != 0) {
@@ -146,8 +148,10 @@ int weft_queue_get(weft_queue *q, weft_future **out) {
     weft__waitq_push(&q->getters, weft_future_ref(f));
   }
   pthread_mutex_unlock(&q->mu);
-  if (err != 0) weft_future_unref(f);
-  else *out = f;
+  if (err != 0)
+    weft_future_unref(f);
+  else
+    *out = f;
   return err;
 }
 
@@ -156,8 +160,10 @@ static void ts_arrive(void *arg) {
   weft_queue *q = m->q;
   pthread_mutex_lock(&q->mu);
   q->reserved--;
-  if (hand_to_getter(q, m->item)) pthread_cond_signal(&q->space);
-  else ring_push(q, m->item); /* its slot was reserved */
+  if (hand_to_getter(q, m->item))
+    pthread_cond_signal(&q->space);
+  else
+    ring_push(q, m->item); /* its slot was reserved */
   pthread_mutex_unlock(&q->mu);
   weft__free(m);
 }
@@ -181,7 +187,8 @@ int weft_queue_put_threadsafe(weft_queue *q, void *item) {
   bool closed = q->closed;
   if (!closed) q->reserved++;
   pthread_mutex_unlock(&q->mu);
-  int err = closed ? WEFT_ECLOSED : weft_call_soon_threadsafe(q->loop, ts_arrive, m);
+  int err =
+      closed ? WEFT_ECLOSED : weft_call_soon_threadsafe(q->loop, ts_arrive, m);
   if (err != 0) {
     if (!closed) unreserve(q);
     weft__free(m);
@@ -254,8 +261,8 @@ static struct timespec deadline_of(int64_t ms) {
 int weft_queue_get_threadsafe(weft_queue *q, void **item, int64_t timeout_ms) {
   if (q == NULL || item == NULL || timeout_ms < -1) return -EINVAL;
   if (pthread_equal(q->owner, pthread_self())) return -EDEADLK;
-  struct timespec until = timeout_ms > 0 ? deadline_of(timeout_ms)
-                                         : (struct timespec){0};
+  struct timespec until =
+      timeout_ms > 0 ? deadline_of(timeout_ms) : (struct timespec){0};
   int err;
   bool timed_out = timeout_ms == 0;
   pthread_mutex_lock(&q->mu);
@@ -264,8 +271,10 @@ int weft_queue_get_threadsafe(weft_queue *q, void **item, int64_t timeout_ms) {
       /* the refill is posted first: if it cannot be, the item stays */
       q->posts++;
       err = weft_call_soon_threadsafe(q->loop, refill_cb, q);
-      if (err != 0) q->posts--;
-      else *item = ring_pop(q);
+      if (err != 0)
+        q->posts--;
+      else
+        *item = ring_pop(q);
       break;
     }
     if (q->closed) {
@@ -277,7 +286,8 @@ int weft_queue_get_threadsafe(weft_queue *q, void **item, int64_t timeout_ms) {
       break;
     }
     q->tgetters++;
-    if (timeout_ms < 0) pthread_cond_wait(&q->items, &q->mu);
+    if (timeout_ms < 0)
+      pthread_cond_wait(&q->items, &q->mu);
     else if (pthread_cond_timedwait(&q->items, &q->mu, &until) == ETIMEDOUT)
       timed_out = true;
     q->tgetters--;
@@ -290,10 +300,14 @@ int weft_queue_try_put(weft_queue *q, void *item) {
   if (q == NULL) return -EINVAL;
   int err = 0;
   pthread_mutex_lock(&q->mu);
-  if (q->closed) err = WEFT_ECLOSED;
-  else if (hand_to_getter(q, item)) err = 0;
-  else if (q->len + q->reserved < q->cap) ring_push(q, item);
-  else err = -EAGAIN;
+  if (q->closed)
+    err = WEFT_ECLOSED;
+  else if (hand_to_getter(q, item))
+    err = 0;
+  else if (q->len + q->reserved < q->cap)
+    ring_push(q, item);
+  else
+    err = -EAGAIN;
   pthread_mutex_unlock(&q->mu);
   return err;
 }

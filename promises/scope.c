@@ -2,10 +2,10 @@
  *
  * A scope is a group (group.c's member list) whose members' errors do not
  * count, with a deadline and an optional parent. The deadline is a sleep
- * future watched by a node of its own (K_SCOPE_TIMER, u.node.agg the scope,
- * cut when the scope lets go of it): moving the deadline makes a new sleep
- * before cancelling the old one (so a failure keeps the old deadline), and
- * a cancelled sleep's node fires for nothing. A child scope is a member of
+ * future watched by a node of its own (WEFT__K_SCOPE_TIMER, u.node.agg the
+ * scope, cut when the scope lets go of it): moving the deadline makes a new
+ * sleep before cancelling the old one (so a failure keeps the old deadline),
+ * and a cancelled sleep's node fires for nothing. A child scope is a member of
  * its parent, so the parent's cancellation reaches it like any member's;
  * the child keeps a plain pointer to the parent only to report the
  * earliest deadline, cut when either side settles or the parent is freed. */
@@ -15,7 +15,7 @@
 static weft__group *grp(const weft_future *s) { return s->u.group; }
 
 static bool is_scope(const weft_future *s) {
-  return s != NULL && s->kind == K_SCOPE;
+  return s != NULL && s->kind == WEFT__K_SCOPE;
 }
 
 static bool bad_timeout(uint64_t ms) {
@@ -32,8 +32,10 @@ static void timer_detach(weft_future *s, weft_future **todo) {
   x->timer = NULL;
   t->u.node.agg = NULL;
   if (t->src->state == WEFT_FUTURE_PENDING) weft_future_cancel(t->src);
-  if (todo != NULL) weft__future_drop(t, todo);
-  else weft_future_unref(t);
+  if (todo != NULL)
+    weft__future_drop(t, todo);
+  else
+    weft_future_unref(t);
 }
 
 /* A new deadline ms from now replaces the old one (kept on failure). */
@@ -41,7 +43,7 @@ static int timer_arm(weft_future *s, uint64_t ms) {
   weft_future *sl, *t;
   int err = weft_sleep(s->loop, ms, &sl);
   if (err != 0) return err;
-  if ((err = weft__future_alloc(s->loop, K_SCOPE_TIMER, &t)) != 0) {
+  if ((err = weft__future_alloc(s->loop, WEFT__K_SCOPE_TIMER, &t)) != 0) {
     weft_future_cancel(sl);
     weft_future_unref(sl);
     return err;
@@ -102,10 +104,11 @@ static const weft__kind scope_kind = {.name = "scope",
 /* watches the deadline's sleep; nobody's to settle or cancel */
 static const weft__kind scope_timer_kind = {.name = "scope_timer",
                                             .fire = timer_fire};
-WEFT__KIND(K_SCOPE, scope_kind)
-WEFT__KIND(K_SCOPE_TIMER, scope_timer_kind)
+WEFT__KIND(WEFT__K_SCOPE, scope_kind)
+WEFT__KIND(WEFT__K_SCOPE_TIMER, scope_timer_kind)
 
-/* ---- the API ------------------------------------------------------------------ */
+/* ---- the API
+ * ------------------------------------------------------------------ */
 
 int weft_scope_new(weft_loop *loop, weft_future *parent, uint64_t timeout_ms,
                    weft_future **out) {
@@ -113,7 +116,7 @@ int weft_scope_new(weft_loop *loop, weft_future *parent, uint64_t timeout_ms,
       (parent != NULL && (!is_scope(parent) || parent->loop != loop)))
     return -EINVAL;
   weft_future *s;
-  int err = weft__members_new(loop, K_SCOPE, &s);
+  int err = weft__members_new(loop, WEFT__K_SCOPE, &s);
   if (err != 0) return err;
   if (timeout_ms != WEFT_SCOPE_NO_DEADLINE) err = timer_arm(s, timeout_ms);
   if (err == 0 && parent != NULL) err = weft_scope_attach(parent, s);
@@ -128,8 +131,7 @@ int weft_scope_new(weft_loop *loop, weft_future *parent, uint64_t timeout_ms,
 }
 
 int weft_scope_attach(weft_future *s, weft_future *f) {
-  if (!is_scope(s) || f == NULL || f == s || f->loop != s->loop)
-    return -EINVAL;
+  if (!is_scope(s) || f == NULL || f == s || f->loop != s->loop) return -EINVAL;
   if (s->state == WEFT_FUTURE_CANCELLED || s->state == WEFT_FUTURE_REJECTED) {
     if (f->state == WEFT_FUTURE_PENDING) weft_future_cancel(f);
     return s->state == WEFT_FUTURE_REJECTED ? -ETIMEDOUT : -ECANCELED;

@@ -26,12 +26,12 @@ static weft_future *shield_cancel(weft_future *w) {
 /* settled by its source only */
 static const weft__kind shield_kind = {
     .name = "shield", .fire = shield_fire, .cancel = shield_cancel};
-WEFT__KIND(K_SHIELD, shield_kind)
+WEFT__KIND(WEFT__K_SHIELD, shield_kind)
 
 int weft_future_shield(weft_future *f, weft_future **out) {
   if (f == NULL || out == NULL) return -EINVAL;
   weft_future *w;
-  int err = weft__future_alloc(f->loop, K_SHIELD, &w);
+  int err = weft__future_alloc(f->loop, WEFT__K_SHIELD, &w);
   if (err != 0) return err;
   w->src = weft_future_ref(f);
   weft__future_wait(f, weft_future_ref(w)); /* f's list, then the caller's */

@@ -17,8 +17,10 @@ static void waitq_remove(weft_future *f, void *arg) {
   weft_future *prev = NULL;
   for (weft_future *w = q->head; w != NULL; prev = w, w = w->next) {
     if (w != f) continue;
-    if (prev != NULL) prev->next = w->next;
-    else q->head = w->next;
+    if (prev != NULL)
+      prev->next = w->next;
+    else
+      q->head = w->next;
     if (q->tail == w) q->tail = prev;
     w->next = NULL;
     weft_future_unref(w); /* the list's; the canceller holds another */
@@ -30,14 +32,16 @@ void weft__waitq_push(weft__waitq *q, weft_future *f) {
   f->u.hook.fn = waitq_remove;
   f->u.hook.arg = q;
   f->next = NULL;
-  if (q->tail != NULL) q->tail->next = f;
-  else q->head = f;
+  if (q->tail != NULL)
+    q->tail->next = f;
+  else
+    q->head = f;
   q->tail = f;
 }
 
 int weft__waitq_add(weft_loop *loop, weft__waitq *q, weft_future **out) {
   weft_future *f;
-  int err = weft__future_alloc(loop, K_PLAIN, &f);
+  int err = weft__future_alloc(loop, WEFT__K_PLAIN, &f);
   if (err != 0) return err;
   weft__waitq_push(q, weft_future_ref(f));
   *out = f;
@@ -71,12 +75,13 @@ void weft__waitq_fail_all(weft__waitq *q, int err) {
 }
 
 int weft__future_done(weft_loop *loop, weft_future **out) {
-  int err = weft__future_alloc(loop, K_PLAIN, out);
+  int err = weft__future_alloc(loop, WEFT__K_PLAIN, out);
   if (err == 0) weft_future_resolve_i64(*out, 0);
   return err;
 }
 
-/* ---- event ----------------------------------------------------------------- */
+/* ---- event -----------------------------------------------------------------
+ */
 
 struct weft_event {
   weft_loop *loop;
@@ -122,7 +127,8 @@ int weft_event_wait(weft_event *ev, weft_future **out) {
   return weft__waitq_add(ev->loop, &ev->q, out);
 }
 
-/* ---- lock ------------------------------------------------------------------- */
+/* ---- lock -------------------------------------------------------------------
+ */
 
 struct weft_lock {
   weft_loop *loop;
@@ -224,7 +230,8 @@ unsigned weft_semaphore_value(const weft_semaphore *sem) {
   return sem ? sem->value : 0;
 }
 
-/* ---- condition --------------------------------------------------------------- */
+/* ---- condition
+ * --------------------------------------------------------------- */
 
 struct weft_condition {
   weft_lock *lock;
@@ -274,7 +281,8 @@ static bool notify_one(weft_condition *cond) {
 int weft_condition_notify(weft_condition *cond, unsigned n) {
   if (cond == NULL) return -EINVAL;
   int woken = 0;
-  while ((unsigned)woken < n && woken < INT_MAX && notify_one(cond)) woken++;
+  while ((unsigned)woken < n && woken < INT_MAX && notify_one(cond))
+    woken++;
   return woken;
 }
 
@@ -282,7 +290,8 @@ int weft_condition_notify_all(weft_condition *cond) {
   return weft_condition_notify(cond, UINT_MAX);
 }
 
-/* ---- barrier ------------------------------------------------------------------
+/* ---- barrier
+ * ------------------------------------------------------------------
  * asyncio.Barrier: the waiters of the cycle under way are the wait list;
  * the parties-th arrival fulfils them all, in arrival order, with their
  * positions, and the next arrival starts the next cycle. A cancelled waiter
@@ -327,7 +336,7 @@ int weft_barrier_free(weft_barrier *b) {
 
 /* The last party: the others get 0 .. parties-2 in arrival order. */
 static int barrier_release(weft_barrier *b, weft_future **out) {
-  int err = weft__future_alloc(b->loop, K_PLAIN, out);
+  int err = weft__future_alloc(b->loop, WEFT__K_PLAIN, out);
   if (err != 0) return err;
   weft_future_resolve_i64(*out, (int64_t)b->parties - 1);
   b->count = 0;
@@ -365,7 +374,9 @@ int weft_barrier_reset(weft_barrier *b) {
   return 0;
 }
 
-unsigned weft_barrier_waiting(const weft_barrier *b) { return b ? b->count : 0; }
+unsigned weft_barrier_waiting(const weft_barrier *b) {
+  return b ? b->count : 0;
+}
 
 unsigned weft_barrier_parties(const weft_barrier *b) {
   return b ? b->parties : 0;

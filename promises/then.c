@@ -4,11 +4,12 @@
  * A derived future is itself the continuation node: it sits in its input's
  * list of continuations (which holds a reference to it) and holds a
  * reference to its input in `src`; u.call is its (fn, arg), and v.fn2 the
- * error handler of then2 while pending. An on_settled node (K_CB) is the
+ * error handler of then2 while pending. An on_settled node (WEFT__K_CB) is the
  * same, with a weft_future_cb. */
 #include "internal.h"
 
-/* ---- firing ---------------------------------------------------------------- */
+/* ---- firing ----------------------------------------------------------------
+ */
 
 /* A derived future no longer needs its input once settled, unless it
  * borrows the input's pointer value. */
@@ -16,7 +17,7 @@ static void drop_src(weft_future *w) {
   weft_future *s = w->src;
   if (s == NULL || w->state == WEFT_FUTURE_PENDING)
     return; /* pending: it adopted s */
-  if (w->state == WEFT_FUTURE_FULFILLED && (w->flags & F_PTR) &&
+  if (w->state == WEFT_FUTURE_FULFILLED && (w->flags & WEFT__F_PTR) &&
       s->state == WEFT_FUTURE_FULFILLED && s->v.p == w->v.p)
     return;
   w->src = NULL;
@@ -48,10 +49,10 @@ static void react(weft_future *w, weft_then_fn fn, weft_future *out) {
   int rc = 0;
   if (fn != NULL) {
     w->src = NULL;
-    w->flags |= F_RUNNING;
+    w->flags |= WEFT__F_RUNNING;
     rc = fn(in, out, w->u.call.arg);
-    w->flags &= (uint8_t)~F_RUNNING;
-    if (w->kind == K_ADOPT) { /* it holds the adopted future instead */
+    w->flags &= (uint8_t)~WEFT__F_RUNNING;
+    if (w->kind == WEFT__K_ADOPT) { /* it holds the adopted future instead */
       weft_future_unref(in);
       return;
     }
@@ -61,8 +62,10 @@ static void react(weft_future *w, weft_then_fn fn, weft_future *out) {
       return;
     }
   }
-  if (rc < 0) weft__future_finish(w, WEFT_FUTURE_REJECTED, rc);
-  else weft__future_pass(w, in);
+  if (rc < 0)
+    weft__future_finish(w, WEFT_FUTURE_REJECTED, rc);
+  else
+    weft__future_pass(w, in);
   drop_src(w);
 }
 
@@ -89,11 +92,12 @@ static void adopt_fire(weft_future *w) {
 }
 
 static void cb_fire(weft_future *w) {
-  if (!(w->flags & F_REMOVED))
+  if (!(w->flags & WEFT__F_REMOVED))
     ((weft_future_cb)w->u.call.fn)(w->src, w->u.call.arg);
 }
 
-/* ---- cancelling ------------------------------------------------------------ */
+/* ---- cancelling ------------------------------------------------------------
+ */
 
 /* A cancelled derived future lets go of its input; the input is cancelled
  * next (returned with a reference) if w was its only consumer. */
@@ -112,9 +116,11 @@ static weft_future *derived_cancel(weft_future *w) {
 
 /* a derived future is decided by its continuation, which may also settle
  * it by hand while it runs */
-#define DERIVED_KIND(kname, fire_fn)                                         \
-  {.name = kname, .fire = fire_fn, .cancel = derived_cancel,               \
-   .by_hand = WEFT__BY_CONTINUATION}
+#define DERIVED_KIND(kname, fire_fn)                                           \
+  {                                                                            \
+    .name = kname, .fire = fire_fn, .cancel = derived_cancel,                  \
+    .by_hand = WEFT__BY_CONTINUATION                                           \
+  }
 
 static const weft__kind then_kind = DERIVED_KIND("then", then_fire);
 static const weft__kind catch_kind = DERIVED_KIND("catch", catch_fire);
@@ -124,14 +130,15 @@ static const weft__kind both_kind = DERIVED_KIND("then2", both_fire);
 static const weft__kind adopt_kind = {
     .name = "adopt", .fire = adopt_fire, .cancel = derived_cancel};
 static const weft__kind cb_kind = {.name = "on_settled", .fire = cb_fire};
-WEFT__KIND(K_THEN, then_kind)
-WEFT__KIND(K_CATCH, catch_kind)
-WEFT__KIND(K_FINALLY, finally_kind)
-WEFT__KIND(K_BOTH, both_kind)
-WEFT__KIND(K_ADOPT, adopt_kind)
-WEFT__KIND(K_CB, cb_kind)
+WEFT__KIND(WEFT__K_THEN, then_kind)
+WEFT__KIND(WEFT__K_CATCH, catch_kind)
+WEFT__KIND(WEFT__K_FINALLY, finally_kind)
+WEFT__KIND(WEFT__K_BOTH, both_kind)
+WEFT__KIND(WEFT__K_ADOPT, adopt_kind)
+WEFT__KIND(WEFT__K_CB, cb_kind)
 
-/* ---- the API --------------------------------------------------------------- */
+/* ---- the API ---------------------------------------------------------------
+ */
 
 static int derive(weft_future *f, uint8_t kind, weft_then_fn fn,
                   weft_then_fn fn2, void *arg, weft_future **out) {
@@ -155,25 +162,25 @@ static int derive(weft_future *f, uint8_t kind, weft_then_fn fn,
 int weft_future_then(weft_future *f, weft_then_fn fn, void *arg,
                      weft_future **out) {
   if (fn == NULL) return -EINVAL;
-  return derive(f, K_THEN, fn, NULL, arg, out);
+  return derive(f, WEFT__K_THEN, fn, NULL, arg, out);
 }
 
 int weft_future_catch(weft_future *f, weft_then_fn fn, void *arg,
                       weft_future **out) {
   if (fn == NULL) return -EINVAL;
-  return derive(f, K_CATCH, fn, NULL, arg, out);
+  return derive(f, WEFT__K_CATCH, fn, NULL, arg, out);
 }
 
 int weft_future_finally(weft_future *f, weft_then_fn fn, void *arg,
                         weft_future **out) {
   if (fn == NULL) return -EINVAL;
-  return derive(f, K_FINALLY, fn, NULL, arg, out);
+  return derive(f, WEFT__K_FINALLY, fn, NULL, arg, out);
 }
 
 int weft_future_then2(weft_future *f, weft_then_fn on_ok, weft_then_fn on_err,
                       void *arg, weft_future **out) {
   if (on_ok == NULL && on_err == NULL) return -EINVAL;
-  return derive(f, K_BOTH, on_ok, on_err, arg, out);
+  return derive(f, WEFT__K_BOTH, on_ok, on_err, arg, out);
 }
 
 static int adopt_check(weft_future *out, weft_future *src) {
@@ -198,7 +205,7 @@ int weft_future_adopt(weft_future *out, weft_future *src) {
     return err;
   }
   weft_future *old = out->src; /* NULL while its continuation runs */
-  out->kind = K_ADOPT;
+  out->kind = WEFT__K_ADOPT;
   out->src = src; /* the caller's reference, consumed */
   weft__future_wait(src, weft_future_ref(out));
   weft_future_unref(old);
@@ -208,7 +215,7 @@ int weft_future_adopt(weft_future *out, weft_future *src) {
 int weft_future_on_settled(weft_future *f, weft_future_cb cb, void *arg) {
   if (f == NULL || cb == NULL) return -EINVAL;
   weft_future *n;
-  int err = weft__future_alloc(f->loop, K_CB, &n);
+  int err = weft__future_alloc(f->loop, WEFT__K_CB, &n);
   if (err != 0) return err;
   n->src = weft_future_ref(f);
   n->u.call.fn = (weft__fn)cb;
@@ -222,9 +229,9 @@ static int mark_removed(weft_future *f, weft_future_cb cb, void *arg) {
   weft__fmod *m = weft__fmod_get(f->loop);
   int n = 0;
   for (weft_future *w = m->rq_head; w != NULL; w = w->next) {
-    if (w->kind == K_CB && w->src == f && !(w->flags & F_REMOVED) &&
+    if (w->kind == WEFT__K_CB && w->src == f && !(w->flags & WEFT__F_REMOVED) &&
         w->u.call.fn == (weft__fn)cb && w->u.call.arg == arg) {
-      w->flags |= F_REMOVED;
+      w->flags |= WEFT__F_REMOVED;
       n++;
     }
   }
@@ -236,7 +243,7 @@ int weft_future_off_settled(weft_future *f, weft_future_cb cb, void *arg) {
   int n = 0;
   for (weft_future **p = &f->waiters; *p != NULL;) {
     weft_future *w = *p;
-    if (w->kind == K_CB && w->u.call.fn == (weft__fn)cb &&
+    if (w->kind == WEFT__K_CB && w->u.call.fn == (weft__fn)cb &&
         w->u.call.arg == arg) {
       *p = w->next;
       w->next = NULL;

@@ -47,10 +47,13 @@ static void finish(void *arg) {
   pthread_join(t->tid, NULL);
   weft_future *f = t->f;
   int err = -EALREADY;
-  if (weft_future_state_get(f) == WEFT_FUTURE_PENDING) {
-    if (t->rc < 0) err = weft_future_reject(f, t->rc);
-    else if (t->is_ptr) err = weft_future_resolve(f, t->p, t->dtor);
-    else err = weft_future_resolve_i64(f, t->i);
+  if (weft_future_get_state(f) == WEFT_FUTURE_PENDING) {
+    if (t->rc < 0)
+      err = weft_future_reject(f, t->rc);
+    else if (t->is_ptr)
+      err = weft_future_resolve(f, t->p, t->dtor);
+    else
+      err = weft_future_resolve_i64(f, t->i);
   }
   if (err != 0) drop_value(t); /* cancelled: nobody takes it */
   weft_future_unref(f);

@@ -57,9 +57,12 @@ static void ts_apply(void *arg) {
   ts_node *n = arg;
   weft_future *f = n->f;
   int err;
-  if (n->what == 0) err = weft_future_resolve(f, n->v.p, n->dtor);
-  else if (n->what == 1) err = weft_future_resolve_i64(f, n->v.i);
-  else err = weft_future_reject(f, (int)n->v.i);
+  if (n->what == 0)
+    err = weft_future_resolve(f, n->v.p, n->dtor);
+  else if (n->what == 1)
+    err = weft_future_resolve_i64(f, n->v.i);
+  else
+    err = weft_future_reject(f, (int)n->v.i);
   if (err != 0 && n->what == 0 && n->dtor != NULL) n->dtor(n->v.p);
   weft__fmod *m = weft__fmod_get(f->loop);
   weft_future_unref(f);
@@ -112,8 +115,10 @@ static int ts_post(weft_future *f, int what, void *p, int64_t i,
   ts_node *n = node_get(loop, slot);
   if (n == NULL) return -ENOMEM;
   n->f = f;
-  if (what == 0) n->v.p = p;
-  else n->v.i = i;
+  if (what == 0)
+    n->v.p = p;
+  else
+    n->v.i = i;
   n->dtor = dtor;
   n->what = what;
   int err = weft_call_soon_threadsafe(loop, ts_apply, n);
@@ -124,7 +129,8 @@ static int ts_post(weft_future *f, int what, void *p, int64_t i,
   return err;
 }
 
-int weft_future_resolve_threadsafe(weft_future *f, void *value, weft_dtor dtor) {
+int weft_future_resolve_threadsafe(weft_future *f, void *value,
+                                   weft_dtor dtor) {
   return ts_post(f, 0, value, 0, dtor);
 }
 

@@ -95,12 +95,12 @@ static weft_future *sleep_cancel(weft_future *f) {
 
 /* settled by its timer only */
 static const weft__kind sleep_kind = {.name = "sleep", .cancel = sleep_cancel};
-WEFT__KIND(K_SLEEP, sleep_kind)
+WEFT__KIND(WEFT__K_SLEEP, sleep_kind)
 
 int weft_sleep(weft_loop *loop, uint64_t ms, weft_future **out) {
   if (loop == NULL || out == NULL || ms > WEFT_TIMEOUT_MAX) return -EINVAL;
   weft_future *f;
-  int err = weft__future_alloc(loop, K_SLEEP, &f);
+  int err = weft__future_alloc(loop, WEFT__K_SLEEP, &f);
   if (err != 0) return err;
   err = holder_start(f, &f->u.timer, ms, on_sleep);
   if (err != 0) {
@@ -138,12 +138,12 @@ static const weft__kind timeout_kind = {.name = "timeout",
                                         .propagate = timeout_propagate,
                                         .cancel = timeout_cancel,
                                         .release = weft__agg_release};
-WEFT__KIND(K_TIMEOUT, timeout_kind)
+WEFT__KIND(WEFT__K_TIMEOUT, timeout_kind)
 
 int weft_future_timeout(weft_future *f, uint64_t ms, weft_future **out) {
   if (f == NULL || out == NULL || ms > WEFT_TIMEOUT_MAX) return -EINVAL;
   weft_future *agg;
-  int err = weft__gather(f->loop, &f, 1, K_TIMEOUT, &agg);
+  int err = weft__gather(f->loop, &f, 1, WEFT__K_TIMEOUT, &agg);
   if (err != 0) return err;
   err = holder_start(agg, &agg->u.agg.timer, ms, on_timeout);
   if (err != 0) {

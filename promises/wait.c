@@ -19,11 +19,11 @@
  * in a one-entry thread-local cache for its next wait).
  *
  * A thread that times out swaps its answer to -ETIMEDOUT (if the swap
- * fails, the answer came first and wins; else a late answer changes nothing) and posts a withdraw, which removes the
- * registration on the loop thread; its posts run in order, so the withdraw
- * runs after the register. If the withdraw cannot be posted (-ENOMEM,
- * -ESHUTDOWN) the registration stays until the future settles or the loop
- * is freed, and then lets go of the waiter.
+ * fails, the answer came first and wins; else a late answer changes nothing)
+ * and posts a withdraw, which removes the registration on the loop thread; its
+ * posts run in order, so the withdraw runs after the register. If the withdraw
+ * cannot be posted (-ENOMEM, -ESHUTDOWN) the registration stays until the
+ * future settles or the loop is freed, and then lets go of the waiter.
  *
  * Registered waiters are on a list of the loop's futures module, so that
  * weft_loop_free() (the module's teardown) answers them -ESHUTDOWN. */
@@ -40,9 +40,9 @@
 
 typedef struct weft__waiter {
   atomic_uint refs;
-  atomic_int result;  /* W_PENDING until answered; the futex word */
-  bool registered;    /* loop thread: an on_settled registration is live */
-  weft_future *f;     /* written before the post: the loop reads them */
+  atomic_int result; /* W_PENDING until answered; the futex word */
+  bool registered;   /* loop thread: an on_settled registration is live */
+  weft_future *f;    /* written before the post: the loop reads them */
   weft__fmod *m;
   struct weft__waiter *prev, *next; /* m->waiting, while registered */
 } weft__waiter;
@@ -88,8 +88,8 @@ static void w_drop(weft__waiter *w, bool may_cache) {
 
 static long futex(atomic_int *word, int op, int val,
                   const struct timespec *ts) {
-  return syscall(SYS_futex, (int *)word, op | FUTEX_PRIVATE_FLAG, val, ts,
-                 NULL, FUTEX_BITSET_MATCH_ANY);
+  return syscall(SYS_futex, (int *)word, op | FUTEX_PRIVATE_FLAG, val, ts, NULL,
+                 FUTEX_BITSET_MATCH_ANY);
 }
 
 /* Loop thread: records rc (unless the thread has given up) and wakes the
@@ -103,8 +103,10 @@ static void answer(weft__waiter *w, int rc) {
 }
 
 static void unlink_w(weft__waiter *w) {
-  if (w->prev != NULL) w->prev->next = w->next;
-  else w->m->waiting = w->next;
+  if (w->prev != NULL)
+    w->prev->next = w->next;
+  else
+    w->m->waiting = w->next;
   if (w->next != NULL) w->next->prev = w->prev;
   w->prev = w->next = NULL;
   w->registered = false;
@@ -193,14 +195,13 @@ int weft_future_wait(weft_future *f, int64_t timeout_ms) {
     w_drop(w, true);
     return err;
   }
-  struct timespec until = timeout_ms > 0 ? deadline_of(timeout_ms)
-                                         : (struct timespec){0};
+  struct timespec until =
+      timeout_ms > 0 ? deadline_of(timeout_ms) : (struct timespec){0};
   int rc;
   while ((rc = atomic_load(&w->result)) == W_PENDING) {
-    if (timeout_ms != 0 &&
-        (futex(&w->result, FUTEX_WAIT_BITSET, W_PENDING,
-               timeout_ms < 0 ? NULL : &until) == 0 ||
-         errno != ETIMEDOUT))
+    if (timeout_ms != 0 && (futex(&w->result, FUTEX_WAIT_BITSET, W_PENDING,
+                                  timeout_ms < 0 ? NULL : &until) == 0 ||
+                            errno != ETIMEDOUT))
       continue; /* woken, EAGAIN (answered meanwhile), EINTR: look again */
     int pending = W_PENDING;
     if (atomic_compare_exchange_strong(&w->result, &pending, -ETIMEDOUT))

@@ -7,6 +7,8 @@ set -euo pipefail
 
 # library build and tests
 PKGS=(libev-dev libc-ares-dev libcriterion-dev pkg-config)
+# make format / check-format, and the clang build CI does
+PKGS+=(clang-format clang)
 # benchmarks' peers and the servers tests start
 PKGS+=(libuv1-dev dnsmasq-base)
 # examples/httpd, its tests (curl) and its benchmark (wrk, nginx)

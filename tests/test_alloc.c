@@ -72,7 +72,8 @@ Test(alloc, swap_is_busy_while_memory_is_held, .timeout = 5) {
   /* the installed allocator is still the counting one */
   size_t calls = th_alloc_calls();
   int ran = 0;
-  for (int i = 0; i < 300; i++) cr_assert_eq(weft_call_soon(loop, noop, &ran), 0);
+  for (int i = 0; i < 300; i++)
+    cr_assert_eq(weft_call_soon(loop, noop, &ran), 0);
   cr_assert_gt(th_alloc_calls(), calls);
   cr_assert_eq(ctx, 0);
   cr_assert_eq(weft_loop_run(loop, WEFT_RUN_DEFAULT), 0);
@@ -85,7 +86,8 @@ Test(alloc, swap_is_busy_while_memory_is_held, .timeout = 5) {
  * injected failure must surface as -ENOMEM (.strict). Returns how many
  * rounds failed. */
 static size_t fail_each_allocation(th_sweep_fn op) {
-  return th_alloc_sweep_run(&(th_sweep){.op = op, .strict = true, .no_loop = true});
+  return th_alloc_sweep_run(
+      &(th_sweep){.op = op, .strict = true, .no_loop = true});
 }
 
 static int op_loop_new(weft_loop *unused, void *arg) {
@@ -156,7 +158,8 @@ static int op_timers(weft_loop *loop, void *arg) {
 /* Posts CS_POSTS callbacks; a failed post returns -ENOMEM, queues nothing,
  * and the retry succeeds. Every queued callback runs exactly once, in
  * order. */
-static int op_posts(weft_loop *loop, int (*post)(weft_loop *, weft_cb, void *)) {
+static int op_posts(weft_loop *loop,
+                    int (*post)(weft_loop *, weft_cb, void *)) {
   static int order[CS_POSTS];
   int ran = 0, err = 0;
   for (int i = 0; i < CS_POSTS; i++) {
@@ -172,10 +175,12 @@ static int op_posts(weft_loop *loop, int (*post)(weft_loop *, weft_cb, void *)) 
   while (ran < CS_POSTS) {
     cr_assert_geq(weft_loop_run(loop, WEFT_RUN_NOWAIT), 0);
     ran = 0;
-    for (int i = 0; i < CS_POSTS; i++) ran += order[i] == 0;
+    for (int i = 0; i < CS_POSTS; i++)
+      ran += order[i] == 0;
   }
   weft_loop_unref(loop);
-  for (int i = 0; i < CS_POSTS; i++) cr_assert_eq(order[i], 0, "post %d", i);
+  for (int i = 0; i < CS_POSTS; i++)
+    cr_assert_eq(order[i], 0, "post %d", i);
   return err;
 }
 
@@ -219,7 +224,8 @@ Test(alloc, call_soon_steady_state_allocates_nothing, .timeout = 10) {
   th_alloc_install(0);
   weft_loop *loop = th_loop();
   int left = 1000;
-  for (int i = 0; i < 1000; i++) weft_call_soon(loop, repost_n, &left);
+  for (int i = 0; i < 1000; i++)
+    weft_call_soon(loop, repost_n, &left);
   weft_loop_run(loop, WEFT_RUN_DEFAULT); /* warm-up: the ring reaches 1024 */
   size_t calls = th_alloc_calls();
   for (int round = 0; round < 100; round++) {
@@ -244,7 +250,8 @@ Test(alloc, threadsafe_steady_state_allocates_nothing, .timeout = 10) {
     int left = 500;
     for (int i = 0; i < 500; i++)
       cr_assert_eq(weft_call_soon_threadsafe(loop, repost_n, &left), 0);
-    while (left != 0) weft_loop_run(loop, WEFT_RUN_ONCE);
+    while (left != 0)
+      weft_loop_run(loop, WEFT_RUN_ONCE);
   }
   cr_assert_eq(th_alloc_calls(), calls, "steady-state posts allocated");
   weft_loop_unref(loop);
@@ -270,7 +277,8 @@ Test(alloc, timer_rearm_steady_state_allocates_nothing, .timeout = 10) {
   }
   size_t calls = th_alloc_calls();
   cr_assert_eq(weft_loop_run(loop, WEFT_RUN_DEFAULT), 0);
-  for (int i = 0; i < 100; i++) cr_assert_eq(left[i], 0);
+  for (int i = 0; i < 100; i++)
+    cr_assert_eq(left[i], 0);
   for (int i = 0; i < 100; i++) {
     weft_timer_start(&t[i], rearm, 1000, 0);
     weft_timer_stop(&t[i]);
@@ -312,7 +320,9 @@ static void *park_malloc(size_t n, void *ctx) {
       until.tv_sec++;
       until.tv_nsec -= 1000000000;
     }
-    while (!IF.released && pthread_cond_timedwait(&IF.cv, &IF.mu, &until) == 0) {}
+    while (!IF.released &&
+           pthread_cond_timedwait(&IF.cv, &IF.mu, &until) == 0) {
+    }
   }
   pthread_mutex_unlock(&IF.mu);
   return malloc(n);
@@ -351,7 +361,8 @@ static void *inflight_poster(void *arg) {
       IF.armed = true;
       pthread_mutex_unlock(&IF.mu);
     }
-    while (atomic_load(&IF.ran) != IF.accepted) sched_yield();
+    while (atomic_load(&IF.ran) != IF.accepted)
+      sched_yield();
   }
   return NULL;
 }
@@ -377,15 +388,18 @@ Test(alloc, post_in_flight_during_free_is_waited_for, .timeout = 20) {
   weft__module_set(IF.loop, WEFT__MOD_PROCESS, NULL, inflight_teardown);
   pthread_t th;
   cr_assert_eq(pthread_create(&th, NULL, inflight_poster, NULL), 0);
-  while (!atomic_load(&IF.in_window)) weft_loop_run(IF.loop, WEFT_RUN_NOWAIT);
+  while (!atomic_load(&IF.in_window))
+    weft_loop_run(IF.loop, WEFT_RUN_NOWAIT);
   int err = weft_loop_free(IF.loop);
   cr_assert_eq(err, -EBUSY, "the free did not wait for the post in flight");
   release_poster();
-  while ((err = weft_loop_free(IF.loop)) == -EBUSY) weft_loop_run(IF.loop, WEFT_RUN_NOWAIT);
+  while ((err = weft_loop_free(IF.loop)) == -EBUSY)
+    weft_loop_run(IF.loop, WEFT_RUN_NOWAIT);
   cr_assert_eq(err, 0);
   cr_assert_eq(IF.last_err, 0);
   cr_assert_gt(IF.accepted, 1);
-  cr_assert_eq(atomic_load(&IF.ran), IF.accepted, "an accepted post was dropped");
+  cr_assert_eq(atomic_load(&IF.ran), IF.accepted,
+               "an accepted post was dropped");
   cr_assert_eq(weft_alloc_live(), 0);
   cr_assert_eq(weft_set_allocator(NULL), 0);
 }

@@ -15,7 +15,7 @@
 #include "weft/future.h"
 
 #define HOSTS                                                                  \
-  "127.0.0.1 localhost\n" /* for PTR 127.0.0.1 */                            \
+  "127.0.0.1 localhost\n" /* for PTR 127.0.0.1 */                              \
   "127.0.0.2 a.test\n"                                                         \
   "127.0.0.3 both.test\n"                                                      \
   "fd00::3 both.test\n"                                                        \
@@ -24,8 +24,8 @@
 typedef struct result {
   int calls;
   int status;
-  int count;          /* addresses in the list */
-  char first[64];     /* first address, numeric */
+  int count;      /* addresses in the list */
+  char first[64]; /* first address, numeric */
   int first_family;
   int first_port;
   unsigned first_scope; /* sin6_scope_id of an IPv6 first address */
@@ -34,14 +34,16 @@ typedef struct result {
 } result;
 
 static void addr_text(const struct sockaddr *sa, char *dst, size_t n) {
-  const void *a = sa->sa_family == AF_INET
-                      ? (const void *)&((const struct sockaddr_in *)sa)->sin_addr
-                      : (const void *)&((const struct sockaddr_in6 *)sa)->sin6_addr;
+  const void *a =
+      sa->sa_family == AF_INET
+          ? (const void *)&((const struct sockaddr_in *)sa)->sin_addr
+          : (const void *)&((const struct sockaddr_in6 *)sa)->sin6_addr;
   inet_ntop(sa->sa_family, a, dst, (socklen_t)n);
 }
 
 static void record_list(result *r, const weft_addrinfo *res) {
-  for (const weft_addrinfo *it = res; it; it = it->next) r->count++;
+  for (const weft_addrinfo *it = res; it; it = it->next)
+    r->count++;
   if (res == NULL) return;
   addr_text(res->addr, r->first, sizeof r->first);
   r->first_family = res->family;
@@ -60,7 +62,8 @@ static void on_addr(int status, weft_addrinfo *res, void *arg) {
   weft_freeaddrinfo(res);
 }
 
-static void on_name(int status, const char *host, const char *service, void *arg) {
+static void on_name(int status, const char *host, const char *service,
+                    void *arg) {
   result *r = arg;
   r->calls++;
   r->status = status;
@@ -92,7 +95,8 @@ static void start_dnsmasq(th_dnsmasq *d, weft_loop *loop) {
   use_dnsmasq(d, loop);
 }
 
-/* ---- answers --------------------------------------------------------------- */
+/* ---- answers ---------------------------------------------------------------
+ */
 
 /* With the hosts file off, names come from the name server (dnsmasq's
  * list); "localhost", which c-ares 1.18 never sends to a name server
@@ -103,7 +107,8 @@ Test(dns, hosts_file_off_asks_the_name_server, .timeout = 10) {
   start_dnsmasq(&d, loop);
   result r = {0}, lo = {0};
   cr_assert_eq(weft_getaddrinfo(loop, "a.test", "80", NULL, on_addr, &r), 0);
-  cr_assert_eq(weft_getaddrinfo(loop, "localhost", "80", NULL, on_addr, &lo), 0);
+  cr_assert_eq(weft_getaddrinfo(loop, "localhost", "80", NULL, on_addr, &lo),
+               0);
   cr_assert_eq(r.calls + lo.calls, 0, "answered inline");
   th_run(loop);
   cr_assert_eq(r.calls, 1);
@@ -112,7 +117,8 @@ Test(dns, hosts_file_off_asks_the_name_server, .timeout = 10) {
   cr_assert_str_eq(r.first, "127.0.0.2");
   cr_assert_eq(r.first_port, 80);
   cr_assert_eq(lo.calls, 1);
-  cr_assert_eq(lo.status, WEFT_EDNS_CONNREFUSED, "%s", weft_err_name(lo.status));
+  cr_assert_eq(lo.status, WEFT_EDNS_CONNREFUSED, "%s",
+               weft_err_name(lo.status));
   th_dnsmasq_stop(&d);
   th_loop_finish(loop);
 }
@@ -224,11 +230,13 @@ Test(dns, many_concurrent_queries, .timeout = 10) {
   struct addrinfo h = hints_for(AF_INET);
   for (int i = 0; i < N; i++)
     cr_assert_eq(weft_getaddrinfo(loop, i % 2 ? "a.test" : "nope.test", NULL,
-                                  &h, on_addr, &r[i]), 0);
+                                  &h, on_addr, &r[i]),
+                 0);
   th_run(loop);
   for (int i = 0; i < N; i++) {
     cr_assert_eq(r[i].calls, 1);
-    cr_assert_eq(r[i].status, i % 2 ? 0 : WEFT_EDNS_NOTFOUND, "%s", weft_err_name(r[i].status));
+    cr_assert_eq(r[i].status, i % 2 ? 0 : WEFT_EDNS_NOTFOUND, "%s",
+                 weft_err_name(r[i].status));
   }
   th_dnsmasq_stop(&d);
   th_loop_finish(loop);
@@ -239,14 +247,17 @@ Test(dns, unknown_service_and_bad_name, .timeout = 10) {
   th_dnsmasq d;
   start_dnsmasq(&d, loop);
   result r[2] = {{0}};
-  cr_assert_eq(weft_getaddrinfo(loop, "a.test", "no-such-service", NULL,
-                                on_addr, &r[0]), 0);
-  cr_assert_eq(weft_getaddrinfo(loop, "bad..name", NULL, NULL, on_addr, &r[1]), 0);
+  cr_assert_eq(
+      weft_getaddrinfo(loop, "a.test", "no-such-service", NULL, on_addr, &r[0]),
+      0);
+  cr_assert_eq(weft_getaddrinfo(loop, "bad..name", NULL, NULL, on_addr, &r[1]),
+               0);
   th_run(loop);
   cr_assert_eq(r[0].calls, 1);
   cr_assert_eq(r[0].status, WEFT_EDNS_NONAME, "%s", weft_err_name(r[0].status));
   cr_assert_eq(r[1].calls, 1);
-  cr_assert_eq(r[1].status, WEFT_EDNS_BADNAME, "%s", weft_err_name(r[1].status));
+  cr_assert_eq(r[1].status, WEFT_EDNS_BADNAME, "%s",
+               weft_err_name(r[1].status));
   th_dnsmasq_stop(&d);
   th_loop_finish(loop);
 }
@@ -274,8 +285,8 @@ Test(dns, numeric_host_answers_without_a_server, .timeout = 10) {
 typedef struct numeric_case {
   const char *host, *service;
   int family, flags;
-  int status;          /* expected */
-  const char *addr;    /* expected first address (status 0) */
+  int status;       /* expected */
+  const char *addr; /* expected first address (status 0) */
   int addr_family;
   int port;
   unsigned scope;
@@ -292,13 +303,17 @@ Test(dns, numeric_hosts_skip_the_name_server, .timeout = 10) {
       {"10.1.2.3", "65535", AF_INET, 0, 0, "10.1.2.3", AF_INET, 65535, 0},
       {"fe80::1%lo", "7", AF_UNSPEC, 0, 0, "fe80::1", AF_INET6, 7, lo},
       {"fe80::2%1", "7", AF_INET6, 0, 0, "fe80::2", AF_INET6, 7, 1},
-      {"127.0.0.1", "1", AF_INET6, AI_V4MAPPED, 0, "::ffff:127.0.0.1", AF_INET6, 1, 0},
+      {"127.0.0.1", "1", AF_INET6, AI_V4MAPPED, 0, "::ffff:127.0.0.1", AF_INET6,
+       1, 0},
       {"127.0.0.1", NULL, AF_INET6, 0, WEFT_EDNS_NODATA, NULL, 0, 0, 0},
       {"::1", NULL, AF_INET, 0, WEFT_EDNS_NODATA, NULL, 0, 0, 0},
-      {"a.test", NULL, AF_UNSPEC, AI_NUMERICHOST, WEFT_EDNS_NONAME, NULL, 0, 0, 0},
-      {"fe80::1%no-such-if0", NULL, AF_UNSPEC, 0, WEFT_EDNS_NONAME, NULL, 0, 0, 0},
+      {"a.test", NULL, AF_UNSPEC, AI_NUMERICHOST, WEFT_EDNS_NONAME, NULL, 0, 0,
+       0},
+      {"fe80::1%no-such-if0", NULL, AF_UNSPEC, 0, WEFT_EDNS_NONAME, NULL, 0, 0,
+       0},
       {"127.0.0.1", "65536", AF_UNSPEC, 0, WEFT_EDNS_NONAME, NULL, 0, 0, 0},
-      {"127.0.0.1", "x", AF_UNSPEC, AI_NUMERICSERV, WEFT_EDNS_NONAME, NULL, 0, 0, 0},
+      {"127.0.0.1", "x", AF_UNSPEC, AI_NUMERICSERV, WEFT_EDNS_NONAME, NULL, 0,
+       0, 0},
   };
   enum { N = sizeof c / sizeof c[0] };
   weft_loop *loop = th_loop();
@@ -309,10 +324,12 @@ Test(dns, numeric_hosts_skip_the_name_server, .timeout = 10) {
   for (int i = 0; i < N; i++) {
     struct addrinfo h = hints_for(c[i].family);
     h.ai_flags = c[i].flags;
-    int err = weft_getaddrinfo(loop, c[i].host, c[i].service, &h, on_addr, &r[i]);
+    int err =
+        weft_getaddrinfo(loop, c[i].host, c[i].service, &h, on_addr, &r[i]);
     cr_assert_eq(err, 0, "%s: %s", c[i].host, weft_err_name(err));
   }
-  for (int i = 0; i < N; i++) cr_assert_eq(r[i].calls, 0, "answered inline");
+  for (int i = 0; i < N; i++)
+    cr_assert_eq(r[i].calls, 0, "answered inline");
   th_run(loop);
   cr_assert_lt(weft_now(loop) - t0, 1000u, "waited for the name server");
   for (int i = 0; i < N; i++) {
@@ -325,7 +342,8 @@ Test(dns, numeric_hosts_skip_the_name_server, .timeout = 10) {
     cr_assert_eq(r[i].first_family, c[i].addr_family);
     cr_assert_eq(r[i].first_port, c[i].port);
     cr_assert_eq(r[i].first_socktype, SOCK_STREAM);
-    if (c[i].addr_family == AF_INET6) cr_assert_eq(r[i].first_scope, c[i].scope);
+    if (c[i].addr_family == AF_INET6)
+      cr_assert_eq(r[i].first_scope, c[i].scope);
   }
   close(fd);
   th_loop_finish(loop);
@@ -339,12 +357,12 @@ Test(dns, numeric_host_future_and_cancel, .timeout = 10) {
   weft_future *f = NULL, *g = NULL;
   cr_assert_eq(weft_getaddrinfo_future(loop, "127.0.0.1", "5", NULL, &f), 0);
   cr_assert_eq(weft_getaddrinfo_future(loop, "::1", "5", NULL, &g), 0);
-  cr_assert_eq(weft_future_state_get(f), WEFT_FUTURE_PENDING);
+  cr_assert_eq(weft_future_get_state(f), WEFT_FUTURE_PENDING);
   cr_assert_eq(weft_future_cancel(g), 0);
   uint64_t t0 = weft_now(loop);
   th_run(loop);
   cr_assert_lt(weft_now(loop) - t0, 1000u);
-  cr_assert_eq(weft_future_state_get(f), WEFT_FUTURE_FULFILLED, "%s",
+  cr_assert_eq(weft_future_get_state(f), WEFT_FUTURE_FULFILLED, "%s",
                weft_err_name(weft_future_error(f)));
   const weft_addrinfo *ai = weft_future_value(f);
   cr_assert_eq(ai->family, AF_INET);
@@ -368,7 +386,8 @@ Test(dns, getnameinfo_of_loopback, .timeout = 10) {
   struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons(8080)};
   sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
   cr_assert_eq(weft_getnameinfo(loop, (struct sockaddr *)&sa, sizeof sa,
-                                NI_NUMERICSERV, on_name, &r), 0);
+                                NI_NUMERICSERV, on_name, &r),
+               0);
   cr_assert_eq(r.calls, 0);
   th_run(loop);
   cr_assert_eq(r.calls, 1);
@@ -388,7 +407,8 @@ Test(dns, getnameinfo_through_dnsmasq, .timeout = 10) {
   struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons(80)};
   sa.sin_addr.s_addr = htonl(0x7f000002); /* 127.0.0.2: a.test */
   cr_assert_eq(weft_getnameinfo(loop, (struct sockaddr *)&sa, sizeof sa,
-                                NI_NUMERICSERV | NI_NAMEREQD, on_name, &r), 0);
+                                NI_NUMERICSERV | NI_NAMEREQD, on_name, &r),
+               0);
   th_run(loop);
   cr_assert_eq(r.calls, 1);
   cr_assert_eq(r.status, 0, "%s", weft_err_name(r.status));
@@ -404,7 +424,8 @@ Test(dns, getnameinfo_numeric, .timeout = 10) {
   struct sockaddr_in6 sa = {.sin6_family = AF_INET6, .sin6_port = htons(53)};
   sa.sin6_addr = in6addr_loopback;
   cr_assert_eq(weft_getnameinfo(loop, (struct sockaddr *)&sa, sizeof sa,
-                                NI_NUMERICHOST | NI_NUMERICSERV, on_name, &r), 0);
+                                NI_NUMERICHOST | NI_NUMERICSERV, on_name, &r),
+               0);
   th_run(loop);
   cr_assert_eq(r.calls, 1);
   cr_assert_eq(r.status, 0, "%s", weft_err_name(r.status));
@@ -425,7 +446,8 @@ Test(dns, addresses_sorted_by_precedence, .timeout = 10) {
   weft_loop *loop = th_loop();
   th_dnsmasq d;
   cr_assert_eq(th_dnsmasq_start(&d, "127.0.0.3 mix.test\nfd00::3 mix.test\n"
-                                    "127.0.0.1 lo.test\n::1 lo.test\n"), 0);
+                                    "127.0.0.1 lo.test\n::1 lo.test\n"),
+               0);
   cr_assert_eq(weft_dns_set_servers(loop, d.server), 0);
   result a = {0}, b = {0};
   first_of(loop, "mix.test", &a);
@@ -451,7 +473,8 @@ static void on_chain(int status, weft_addrinfo *res, void *arg) {
   c->settings_rc = weft_dns_set_options(c->loop, 500, 2);
   c->hosts_rc = weft_dns_use_hosts_file(c->loop, true);
   if (++c->done < 5)
-    cr_assert_eq(weft_getaddrinfo(c->loop, "a.test", NULL, NULL, on_chain, c), 0);
+    cr_assert_eq(weft_getaddrinfo(c->loop, "a.test", NULL, NULL, on_chain, c),
+                 0);
 }
 
 Test(dns, lookups_started_from_callbacks, .timeout = 10) {
@@ -469,7 +492,8 @@ Test(dns, lookups_started_from_callbacks, .timeout = 10) {
   th_loop_finish(loop);
 }
 
-/* ---- futures ------------------------------------------------------------------ */
+/* ---- futures
+ * ------------------------------------------------------------------ */
 
 Test(dns, future_getaddrinfo_fulfils_with_the_list, .timeout = 10) {
   weft_loop *loop = th_loop();
@@ -478,9 +502,9 @@ Test(dns, future_getaddrinfo_fulfils_with_the_list, .timeout = 10) {
   weft_future *f = NULL;
   struct addrinfo h = hints_for(AF_INET);
   cr_assert_eq(weft_getaddrinfo_future(loop, "a.test", "7", &h, &f), 0);
-  cr_assert_eq(weft_future_state_get(f), WEFT_FUTURE_PENDING);
+  cr_assert_eq(weft_future_get_state(f), WEFT_FUTURE_PENDING);
   th_run(loop);
-  cr_assert_eq(weft_future_state_get(f), WEFT_FUTURE_FULFILLED);
+  cr_assert_eq(weft_future_get_state(f), WEFT_FUTURE_FULFILLED);
   result r = {0};
   record_list(&r, weft_future_value(f));
   cr_assert_eq(r.count, 1);
@@ -498,7 +522,7 @@ Test(dns, future_rejects_with_dns_code, .timeout = 10) {
   weft_future *f = NULL;
   cr_assert_eq(weft_getaddrinfo_future(loop, "nope.test", NULL, NULL, &f), 0);
   th_run(loop);
-  cr_assert_eq(weft_future_state_get(f), WEFT_FUTURE_REJECTED);
+  cr_assert_eq(weft_future_get_state(f), WEFT_FUTURE_REJECTED);
   cr_assert_eq(weft_future_error(f), WEFT_EDNS_NOTFOUND, "%s",
                weft_err_name(weft_future_error(f)));
   weft_future_unref(f);
@@ -514,9 +538,10 @@ Test(dns, future_getnameinfo, .timeout = 10) {
   struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons(9)};
   sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
   cr_assert_eq(weft_getnameinfo_future(loop, (struct sockaddr *)&sa, sizeof sa,
-                                       NI_NUMERICSERV, &f), 0);
+                                       NI_NUMERICSERV, &f),
+               0);
   th_run(loop);
-  cr_assert_eq(weft_future_state_get(f), WEFT_FUTURE_FULFILLED);
+  cr_assert_eq(weft_future_get_state(f), WEFT_FUTURE_FULFILLED);
   const weft_nameinfo *ni = weft_future_value(f);
   cr_assert_str_eq(ni->host, "localhost");
   cr_assert_str_eq(ni->service, "9");
@@ -525,7 +550,8 @@ Test(dns, future_getnameinfo, .timeout = 10) {
   th_loop_finish(loop);
 }
 
-/* ---- timeouts and cancellation --------------------------------------------------- */
+/* ---- timeouts and cancellation
+ * --------------------------------------------------- */
 
 static int silent_server(weft_loop *loop, uint64_t timeout_ms) {
   unsigned port;
@@ -581,7 +607,7 @@ Test(dns, cancel_future_mid_query, .timeout = 10) {
   cr_assert_eq(weft_getaddrinfo_future(loop, "x.test", NULL, NULL, &f), 0);
   cr_assert_eq(weft_loop_run(loop, WEFT_RUN_NOWAIT), 1); /* query sent */
   cr_assert_eq(weft_future_cancel(f), 0);
-  cr_assert_eq(weft_future_state_get(f), WEFT_FUTURE_CANCELLED);
+  cr_assert_eq(weft_future_get_state(f), WEFT_FUTURE_CANCELLED);
   cr_assert_eq(weft_future_error(f), -ECANCELED, "%s",
                weft_err_name(weft_future_error(f)));
   cr_assert_eq(weft_future_cancel(f), -EALREADY);
@@ -617,7 +643,8 @@ Test(dns, loop_free_with_future_outstanding, .timeout = 10) {
   struct sockaddr_in sa = {.sin_family = AF_INET};
   sa.sin_addr.s_addr = htonl(0x0a000001);
   cr_assert_eq(weft_getnameinfo_future(loop, (struct sockaddr *)&sa, sizeof sa,
-                                       NI_NAMEREQD, &f), 0);
+                                       NI_NAMEREQD, &f),
+               0);
   cr_assert_eq(weft_loop_run(loop, WEFT_RUN_NOWAIT), 1);
   cr_assert_eq(weft_loop_free(loop), -EBUSY);
   cr_assert_eq(weft_future_cancel(f), 0);
@@ -637,7 +664,8 @@ Test(dns, cancel_all_completes_callbacks_once, .timeout = 10) {
   struct sockaddr_in sa = {.sin_family = AF_INET};
   sa.sin_addr.s_addr = htonl(0x0a000001); /* 10.0.0.1: not in /etc/hosts */
   cr_assert_eq(weft_getnameinfo(loop, (struct sockaddr *)&sa, sizeof sa,
-                                NI_NAMEREQD, on_name, &r[1]), 0);
+                                NI_NAMEREQD, on_name, &r[1]),
+               0);
   cr_assert_eq(weft_getaddrinfo_future(loop, "y.test", NULL, NULL, &f), 0);
   cr_assert_eq(weft_loop_run(loop, WEFT_RUN_NOWAIT), 1);
   cr_assert_eq(weft_dns_cancel_all(loop), 3);
@@ -675,31 +703,44 @@ Test(dns, loop_free_with_query_outstanding, .timeout = 10) {
   close(fd);
 }
 
-/* ---- bad input --------------------------------------------------------------------- */
+/* ---- bad input
+ * --------------------------------------------------------------------- */
 
 Test(dns, bad_input_is_rejected_and_the_loop_stays_usable, .timeout = 10) {
   weft_loop *loop = th_loop();
   result r = {0};
   weft_future *f = NULL;
   struct addrinfo h = hints_for(AF_UNIX);
-  cr_assert_eq(weft_getaddrinfo(NULL, "localhost", NULL, NULL, on_addr, &r), -EINVAL);
+  cr_assert_eq(weft_getaddrinfo(NULL, "localhost", NULL, NULL, on_addr, &r),
+               -EINVAL);
   cr_assert_eq(weft_getaddrinfo(loop, NULL, NULL, NULL, on_addr, &r), -EINVAL);
-  cr_assert_eq(weft_getaddrinfo(loop, "localhost", NULL, NULL, NULL, &r), -EINVAL);
-  cr_assert_eq(weft_getaddrinfo(loop, "localhost", NULL, &h, on_addr, &r), -EINVAL);
+  cr_assert_eq(weft_getaddrinfo(loop, "localhost", NULL, NULL, NULL, &r),
+               -EINVAL);
+  cr_assert_eq(weft_getaddrinfo(loop, "localhost", NULL, &h, on_addr, &r),
+               -EINVAL);
   h = hints_for(AF_INET);
   h.ai_flags = 0x40000000;
-  cr_assert_eq(weft_getaddrinfo(loop, "localhost", NULL, &h, on_addr, &r), -EINVAL);
-  cr_assert_eq(weft_getaddrinfo_future(loop, "localhost", NULL, NULL, NULL), -EINVAL);
+  cr_assert_eq(weft_getaddrinfo(loop, "localhost", NULL, &h, on_addr, &r),
+               -EINVAL);
+  cr_assert_eq(weft_getaddrinfo_future(loop, "localhost", NULL, NULL, NULL),
+               -EINVAL);
   cr_assert_eq(weft_getaddrinfo_future(loop, NULL, NULL, NULL, &f), -EINVAL);
   struct sockaddr_in sa = {.sin_family = AF_INET};
-  cr_assert_eq(weft_getnameinfo(loop, NULL, sizeof sa, 0, on_name, &r), -EINVAL);
-  cr_assert_eq(weft_getnameinfo(loop, (struct sockaddr *)&sa, 4, 0, on_name, &r), -EINVAL);
-  cr_assert_eq(weft_getnameinfo(loop, (struct sockaddr *)&sa, sizeof sa, 0x40000000,
-                                on_name, &r), -EINVAL);
-  cr_assert_eq(weft_getnameinfo(loop, (struct sockaddr *)&sa, sizeof sa, 0, NULL, &r), -EINVAL);
-  sa.sin_family = AF_UNIX;
-  cr_assert_eq(weft_getnameinfo_future(loop, (struct sockaddr *)&sa, sizeof sa, 0, &f),
+  cr_assert_eq(weft_getnameinfo(loop, NULL, sizeof sa, 0, on_name, &r),
                -EINVAL);
+  cr_assert_eq(
+      weft_getnameinfo(loop, (struct sockaddr *)&sa, 4, 0, on_name, &r),
+      -EINVAL);
+  cr_assert_eq(weft_getnameinfo(loop, (struct sockaddr *)&sa, sizeof sa,
+                                0x40000000, on_name, &r),
+               -EINVAL);
+  cr_assert_eq(
+      weft_getnameinfo(loop, (struct sockaddr *)&sa, sizeof sa, 0, NULL, &r),
+      -EINVAL);
+  sa.sin_family = AF_UNIX;
+  cr_assert_eq(
+      weft_getnameinfo_future(loop, (struct sockaddr *)&sa, sizeof sa, 0, &f),
+      -EINVAL);
   cr_assert_eq(weft_dns_set_servers(loop, "not an address"), -EINVAL);
   cr_assert_eq(weft_dns_set_servers(loop, ""), -EINVAL);
   cr_assert_eq(weft_dns_set_servers(loop, NULL), -EINVAL);
@@ -750,7 +791,8 @@ Test(dns, freeaddrinfo_null_is_ignored, .timeout = 10) {
   cr_assert_eq(weft_alloc_live(), 0);
 }
 
-/* ---- allocation failure ------------------------------------------------------------- */
+/* ---- allocation failure
+ * ------------------------------------------------------------- */
 
 /* A loop, pointed at dnsmasq `d` (DNS only) when `d` is not NULL. */
 /* Every allocation on the way can fail: the start returns -ENOMEM (never
@@ -762,9 +804,12 @@ static int start_kind(weft_loop *loop, int kind, result *r, weft_future **f) {
   struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons(1)};
   sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
   switch (kind) {
-  case 0: return weft_getaddrinfo(loop, "a.test", "1", NULL, on_addr, r);
-  case 1: return weft_getaddrinfo_future(loop, "a.test", "1", NULL, f);
-  case 3: return weft_getaddrinfo(loop, "127.0.0.1", "1", NULL, on_addr, r);
+  case 0:
+    return weft_getaddrinfo(loop, "a.test", "1", NULL, on_addr, r);
+  case 1:
+    return weft_getaddrinfo_future(loop, "a.test", "1", NULL, f);
+  case 3:
+    return weft_getaddrinfo(loop, "127.0.0.1", "1", NULL, on_addr, r);
   default:
     return weft_getnameinfo(loop, (struct sockaddr *)&sa, sizeof sa,
                             NI_NUMERICSERV, on_name, r);
@@ -809,8 +854,10 @@ static void alloc_failures(int kind) {
   dns_round dr = {.kind = kind};
   int started = th_dnsmasq_start(&dr.d, HOSTS);
   cr_assert_eq(started, 0, "dnsmasq did not start: %s", strerror(-started));
-  th_alloc_sweep_run(&(th_sweep){.op = dns_round_op, .arg = &dr,
-                                 .setup = use_dnsmasq_setup, .max_rounds = 100});
+  th_alloc_sweep_run(&(th_sweep){.op = dns_round_op,
+                                 .arg = &dr,
+                                 .setup = use_dnsmasq_setup,
+                                 .max_rounds = 100});
   th_dnsmasq_stop(&dr.d);
 }
 
@@ -840,7 +887,8 @@ static int settings_round(weft_loop *loop, void *arg) {
   cr_assert_eq(rc, failed ? -ENOMEM : 0, "%s", weft_err_name(rc));
   if (failed) { /* still usable: only the one allocation failed */
     result r = {0};
-    cr_assert_eq(weft_getaddrinfo(loop, "127.0.0.1", NULL, NULL, on_addr, &r), 0);
+    cr_assert_eq(weft_getaddrinfo(loop, "127.0.0.1", NULL, NULL, on_addr, &r),
+                 0);
     th_run(loop);
     cr_assert_eq(r.calls, 1);
     cr_assert_eq(r.status, 0, "%s", weft_err_name(r.status));
@@ -849,5 +897,6 @@ static int settings_round(weft_loop *loop, void *arg) {
 }
 
 Test(dns, allocation_failure_on_settings, .timeout = 20) {
-  th_alloc_sweep_run(&(th_sweep){.op = settings_round, .strict = true, .max_rounds = 100});
+  th_alloc_sweep_run(
+      &(th_sweep){.op = settings_round, .strict = true, .max_rounds = 100});
 }

@@ -61,7 +61,8 @@ static void server_start(weft_loop *loop, server *sv) {
   cr_assert_eq(weft_tcp_bind(&sv->listener, (struct sockaddr *)&a, 0), 0);
   cr_assert_eq(weft_tcp_listen(&sv->listener, 8, on_connection), 0);
   socklen_t len = sizeof a;
-  cr_assert_eq(weft_tcp_getsockname(&sv->listener, (struct sockaddr *)&a, &len), 0);
+  cr_assert_eq(weft_tcp_getsockname(&sv->listener, (struct sockaddr *)&a, &len),
+               0);
   sv->port = ntohs(a.sin_port);
 }
 
@@ -94,7 +95,8 @@ Test(connect_host, by_name, .timeout = 10) {
   weft_tcp t;
   conn_result r = {0};
   cr_assert_eq(weft_tcp_init(loop, &t), 0);
-  cr_assert_eq(weft_tcp_connect_host(&t, "h.test", sv.port, on_host_connected, &r), 0);
+  cr_assert_eq(
+      weft_tcp_connect_host(&t, "h.test", sv.port, on_host_connected, &r), 0);
   cr_assert_eq(r.calls, 0);
   th_run(loop);
   cr_assert_eq(r.calls, 1);
@@ -115,7 +117,9 @@ Test(connect_host, numeric_host_skips_the_name_server, .timeout = 10) {
   conn_result r = {0};
   cr_assert_eq(weft_tcp_init(loop, &t), 0);
   uint64_t t0 = weft_now(loop);
-  cr_assert_eq(weft_tcp_connect_host(&t, "127.0.0.1", sv.port, on_host_connected, &r), 0);
+  cr_assert_eq(
+      weft_tcp_connect_host(&t, "127.0.0.1", sv.port, on_host_connected, &r),
+      0);
   cr_assert_eq(r.calls, 0);
   th_run(loop);
   cr_assert_lt(weft_now(loop) - t0, 1000u, "waited for the name server");
@@ -139,8 +143,8 @@ Test(connect_host, tries_each_address, .timeout = 10) {
   cr_assert_eq(weft_tcp_init(loop, &t), 0);
   cr_assert_eq(weft_tcp_connect_host_future(&t, "two.test", sv.port, &f), 0);
   th_run(loop);
-  cr_assert_eq(weft_future_state_get(f), WEFT_FUTURE_FULFILLED,
-               "%s", weft_err_name(weft_future_error(f)));
+  cr_assert_eq(weft_future_get_state(f), WEFT_FUTURE_FULFILLED, "%s",
+               weft_err_name(weft_future_error(f)));
   cr_assert_eq(sv.accepted, 1);
   weft_future_unref(f);
   th_dnsmasq_stop(&d);
@@ -158,9 +162,11 @@ Test(connect_host, abandons_a_silent_address, .timeout = 10) {
   server_start(loop, &sv);
   int full = socket(AF_INET6, SOCK_STREAM | SOCK_CLOEXEC, 0);
   int one = 1, filler = socket(AF_INET6, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  struct sockaddr_in6 a6 = {.sin6_family = AF_INET6, .sin6_port = htons(sv.port)};
+  struct sockaddr_in6 a6 = {.sin6_family = AF_INET6,
+                            .sin6_port = htons(sv.port)};
   a6.sin6_addr = in6addr_loopback;
-  cr_assert_eq(setsockopt(full, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof one), 0);
+  cr_assert_eq(setsockopt(full, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof one),
+               0);
   cr_assert_eq(bind(full, (struct sockaddr *)&a6, sizeof a6), 0);
   cr_assert_eq(listen(full, 0), 0);
   cr_assert_eq(connect(filler, (struct sockaddr *)&a6, sizeof a6), 0);
@@ -170,8 +176,8 @@ Test(connect_host, abandons_a_silent_address, .timeout = 10) {
   uint64_t t0 = weft_now(loop);
   cr_assert_eq(weft_tcp_connect_host_future(&t, "bh.test", sv.port, &f), 0);
   th_run(loop);
-  cr_assert_eq(weft_future_state_get(f), WEFT_FUTURE_FULFILLED,
-               "%s", weft_err_name(weft_future_error(f)));
+  cr_assert_eq(weft_future_get_state(f), WEFT_FUTURE_FULFILLED, "%s",
+               weft_err_name(weft_future_error(f)));
   cr_assert_eq(sv.accepted, 1);
   cr_assert_geq(weft_now(loop) - t0, 900);
   weft_future_unref(f);
@@ -188,14 +194,20 @@ Test(connect_host, refused_and_notfound, .timeout = 10) {
   unsigned port = dead_port(loop);
   weft_tcp t[2];
   conn_result r[2] = {{0}};
-  for (int i = 0; i < 2; i++) cr_assert_eq(weft_tcp_init(loop, &t[i]), 0);
-  cr_assert_eq(weft_tcp_connect_host(&t[0], "a.test", port, on_host_connected, &r[0]), 0);
-  cr_assert_eq(weft_tcp_connect_host(&t[1], "nope.test", 80, on_host_connected, &r[1]), 0);
+  for (int i = 0; i < 2; i++)
+    cr_assert_eq(weft_tcp_init(loop, &t[i]), 0);
+  cr_assert_eq(
+      weft_tcp_connect_host(&t[0], "a.test", port, on_host_connected, &r[0]),
+      0);
+  cr_assert_eq(
+      weft_tcp_connect_host(&t[1], "nope.test", 80, on_host_connected, &r[1]),
+      0);
   th_run(loop);
   cr_assert_eq(r[0].calls, 1);
   cr_assert_eq(r[0].status, -ECONNREFUSED, "%s", weft_err_name(r[0].status));
   cr_assert_eq(r[1].calls, 1);
-  cr_assert_eq(r[1].status, WEFT_EDNS_NOTFOUND, "%s", weft_err_name(r[1].status));
+  cr_assert_eq(r[1].status, WEFT_EDNS_NOTFOUND, "%s",
+               weft_err_name(r[1].status));
   th_dnsmasq_stop(&d);
   th_loop_finish(loop);
 }
@@ -232,7 +244,8 @@ Test(connect_host, handle_closed_during_lookup, .timeout = 10) {
   weft_tcp t;
   conn_result r = {0};
   cr_assert_eq(weft_tcp_init(loop, &t), 0);
-  cr_assert_eq(weft_tcp_connect_host(&t, "a.test", 80, on_host_closed_meanwhile, &r), 0);
+  cr_assert_eq(
+      weft_tcp_connect_host(&t, "a.test", 80, on_host_closed_meanwhile, &r), 0);
   cr_assert_eq(weft_close(&t.stream.base, NULL), 0);
   th_run(loop);
   cr_assert_eq(r.calls, 1);
@@ -247,14 +260,20 @@ Test(connect_host, bad_input, .timeout = 10) {
   conn_result r = {0};
   weft_future *f = NULL;
   cr_assert_eq(weft_tcp_init(loop, &t), 0);
-  cr_assert_eq(weft_tcp_connect_host(NULL, "localhost", 1, on_host_connected, &r), -EINVAL);
-  cr_assert_eq(weft_tcp_connect_host(&t, NULL, 1, on_host_connected, &r), -EINVAL);
+  cr_assert_eq(
+      weft_tcp_connect_host(NULL, "localhost", 1, on_host_connected, &r),
+      -EINVAL);
+  cr_assert_eq(weft_tcp_connect_host(&t, NULL, 1, on_host_connected, &r),
+               -EINVAL);
   cr_assert_eq(weft_tcp_connect_host(&t, "localhost", 1, NULL, &r), -EINVAL);
-  cr_assert_eq(weft_tcp_connect_host(&t, "localhost", 65536, on_host_connected, &r), -EINVAL);
+  cr_assert_eq(
+      weft_tcp_connect_host(&t, "localhost", 65536, on_host_connected, &r),
+      -EINVAL);
   cr_assert_eq(weft_tcp_connect_host_future(&t, "localhost", 1, NULL), -EINVAL);
   cr_assert_eq(weft_tcp_connect_host_future(NULL, "localhost", 1, &f), -EINVAL);
   weft_close(&t.stream.base, NULL);
-  cr_assert_eq(weft_tcp_connect_host(&t, "localhost", 1, on_host_connected, &r), -EINVAL);
+  cr_assert_eq(weft_tcp_connect_host(&t, "localhost", 1, on_host_connected, &r),
+               -EINVAL);
   cr_assert_null(f);
   th_run(loop);
   cr_assert_eq(r.calls, 0);
@@ -279,9 +298,11 @@ static int host_round_op(weft_loop *loop, void *arg) {
   host_round *h = arg;
   conn_result r = {0};
   cr_assert_eq(weft_tcp_init(loop, &h->t), 0);
-  int rc = weft_tcp_connect_host(&h->t, "h.test", h->sv.port, on_host_connected, &r);
+  int rc =
+      weft_tcp_connect_host(&h->t, "h.test", h->sv.port, on_host_connected, &r);
   if (rc != 0) weft_close(&h->t.stream.base, NULL);
-  while (rc == 0 && r.calls == 0) weft_loop_run(loop, WEFT_RUN_ONCE);
+  while (rc == 0 && r.calls == 0)
+    weft_loop_run(loop, WEFT_RUN_ONCE);
   if (!weft_is_closing(&h->sv.listener.stream.base))
     weft_close(&h->sv.listener.stream.base, NULL); /* nobody connected */
   th_run(loop);
@@ -289,8 +310,11 @@ static int host_round_op(weft_loop *loop, void *arg) {
   if (rc == 0) {
     cr_assert_eq(r.calls, 1);
     /* a failure may also be absorbed (a deadline the answer beats) */
-    if (!failed) cr_assert_eq(r.status, 0, "%s", weft_err_name(r.status));
-    else cr_assert(r.status == 0 || r.status == -ENOMEM, "%s", weft_err_name(r.status));
+    if (!failed)
+      cr_assert_eq(r.status, 0, "%s", weft_err_name(r.status));
+    else
+      cr_assert(r.status == 0 || r.status == -ENOMEM, "%s",
+                weft_err_name(r.status));
   }
   return rc != 0 ? rc : r.status;
 }
@@ -299,7 +323,9 @@ Test(connect_host, allocation_failure, .timeout = 20) {
   host_round h;
   int started = th_dnsmasq_start(&h.d, "127.0.0.1 h.test\n");
   cr_assert_eq(started, 0, "dnsmasq did not start: %s", strerror(-started));
-  th_alloc_sweep_run(&(th_sweep){.op = host_round_op, .arg = &h, .setup = host_round_setup,
+  th_alloc_sweep_run(&(th_sweep){.op = host_round_op,
+                                 .arg = &h,
+                                 .setup = host_round_setup,
                                  .max_rounds = 200});
   th_dnsmasq_stop(&h.d);
 }

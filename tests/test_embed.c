@@ -17,7 +17,8 @@ static void inc(void *arg) { ++*(int *)arg; }
 static int host_wait(int ep, int timeout) {
   struct epoll_event e;
   int n;
-  while ((n = epoll_wait(ep, &e, 1, timeout)) < 0 && errno == EINTR) {}
+  while ((n = epoll_wait(ep, &e, 1, timeout)) < 0 && errno == EINTR) {
+  }
   return n;
 }
 static void on_count(weft_timer *t) { ++*(int *)t->base.data; }
@@ -56,7 +57,8 @@ static void guest_post(void *arg) {
 static void *guest_thread(void *arg) {
   long errors = 0;
   for (int i = 0; i < GUEST_POSTS; i++)
-    errors += weft_call_soon_threadsafe(((guest *)arg)->loop, guest_post, arg) != 0;
+    errors +=
+        weft_call_soon_threadsafe(((guest *)arg)->loop, guest_post, arg) != 0;
   return (void *)errors;
 }
 
@@ -224,7 +226,9 @@ static void hosted_rep(weft_timer *t) {
   if (++((hosted *)t->base.data)->rep_fired == 3) weft_timer_stop(t);
 }
 
-static void hosted_last(weft_timer *t) { ((hosted *)t->base.data)->last_fired++; }
+static void hosted_last(weft_timer *t) {
+  ((hosted *)t->base.data)->last_fired++;
+}
 
 static void hosted_sig(weft_signal *s, int signum) {
   hosted *h = s->base.data;
@@ -294,7 +298,8 @@ static void *waker_thread(void *arg) {
   return (void *)(intptr_t)weft_call_soon_threadsafe(w->loop, waker_cb, w);
 }
 
-Test(embed, cross_thread_post_wakes_a_host_blocked_on_the_backend_fd, .timeout = 10) {
+Test(embed, cross_thread_post_wakes_a_host_blocked_on_the_backend_fd,
+     .timeout = 10) {
   static waker w;
   w.loop = th_loop();
   weft_loop_ref(w.loop);
@@ -302,7 +307,8 @@ Test(embed, cross_thread_post_wakes_a_host_blocked_on_the_backend_fd, .timeout =
   struct epoll_event e = {.events = EPOLLIN};
   epoll_ctl(ep, EPOLL_CTL_ADD, weft_loop_backend_fd(w.loop), &e);
   /* the first turn registers libev's wake-up fd */
-  while (weft_loop_backend_timeout(w.loop) == 0) weft_loop_run(w.loop, WEFT_RUN_NOWAIT);
+  while (weft_loop_backend_timeout(w.loop) == 0)
+    weft_loop_run(w.loop, WEFT_RUN_NOWAIT);
   cr_assert_eq(weft_loop_backend_timeout(w.loop), -1);
   pthread_t th;
   cr_assert_eq(pthread_create(&th, NULL, waker_thread, &w), 0);
@@ -338,7 +344,8 @@ Test(embed, signal_wakes_a_host_blocked_on_the_backend_fd, .timeout = 10) {
   int ep = epoll_create1(EPOLL_CLOEXEC);
   struct epoll_event e = {.events = EPOLLIN};
   epoll_ctl(ep, EPOLL_CTL_ADD, weft_loop_backend_fd(loop), &e);
-  while (weft_loop_backend_timeout(loop) == 0) weft_loop_run(loop, WEFT_RUN_NOWAIT);
+  while (weft_loop_backend_timeout(loop) == 0)
+    weft_loop_run(loop, WEFT_RUN_NOWAIT);
   cr_assert_eq(weft_loop_backend_timeout(loop), -1);
   pthread_t th;
   cr_assert_eq(pthread_create(&th, NULL, kill_thread, NULL), 0);
@@ -359,16 +366,19 @@ static void pool_done(weft_work *w, int status) {
   ++*(int *)w->data;
 }
 
-Test(embed, pool_completion_wakes_a_host_blocked_on_the_backend_fd, .timeout = 10) {
+Test(embed, pool_completion_wakes_a_host_blocked_on_the_backend_fd,
+     .timeout = 10) {
   weft_loop *loop = th_loop();
   int ep = epoll_create1(EPOLL_CLOEXEC);
   struct epoll_event e = {.events = EPOLLIN};
   epoll_ctl(ep, EPOLL_CTL_ADD, weft_loop_backend_fd(loop), &e);
-  while (weft_loop_backend_timeout(loop) == 0) weft_loop_run(loop, WEFT_RUN_NOWAIT);
+  while (weft_loop_backend_timeout(loop) == 0)
+    weft_loop_run(loop, WEFT_RUN_NOWAIT);
   static weft_work w;
   int done = 0;
   w.data = &done;
-  cr_assert_eq(weft_work_submit(loop, &w, WEFT_LANE_CPU, pool_work, pool_done), 0);
+  cr_assert_eq(weft_work_submit(loop, &w, WEFT_LANE_CPU, pool_work, pool_done),
+               0);
   while (done == 0) {
     cr_assert_eq(weft_loop_backend_timeout(loop), -1, "nothing but the job");
     cr_assert_eq(host_wait(ep, -1), 1);
@@ -408,17 +418,20 @@ static uint64_t mono_ns(void) {
 /* Sleeps until the monotonic clock reads `ns` (an absolute time). */
 static void sleep_until_ns(uint64_t ns) {
   struct timespec ts = {(time_t)(ns / 1000000000u), (long)(ns % 1000000000u)};
-  while (clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &ts, NULL) != 0) {}
+  while (clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &ts, NULL) != 0) {
+  }
 }
 
 static weft_loop *paced_loop(int *ep) {
   weft_loop *loop = th_loop();
   /* the first turns register libev's fds */
-  while (weft_loop_backend_timeout(loop) == 0) weft_loop_run(loop, WEFT_RUN_NOWAIT);
+  while (weft_loop_backend_timeout(loop) == 0)
+    weft_loop_run(loop, WEFT_RUN_NOWAIT);
   *ep = epoll_create1(EPOLL_CLOEXEC);
   cr_assert_geq(*ep, 0);
   struct epoll_event e = {.events = EPOLLIN};
-  cr_assert_eq(epoll_ctl(*ep, EPOLL_CTL_ADD, weft_loop_backend_fd(loop), &e), 0);
+  cr_assert_eq(epoll_ctl(*ep, EPOLL_CTL_ADD, weft_loop_backend_fd(loop), &e),
+               0);
   return loop;
 }
 
@@ -430,10 +443,11 @@ Test(embed, epoll_host_sleeps_until_a_repeating_timer_is_due, .timeout = 10) {
   t.base.data = &fired;
   cr_assert_eq(weft_timer_start(&t, paced_fire, 1, 1), 0);
   int iterations = 0;
-  for (int i = 0; i < PACED_FIRINGS; i++) iterations += host_until_fired(loop, ep, &fired);
+  for (int i = 0; i < PACED_FIRINGS; i++)
+    iterations += host_until_fired(loop, ep, &fired);
   cr_assert_eq(fired, PACED_FIRINGS);
-  cr_assert_leq(iterations, 3 * PACED_FIRINGS, "%d host wake-ups for %d firings",
-                iterations, PACED_FIRINGS);
+  cr_assert_leq(iterations, 3 * PACED_FIRINGS,
+                "%d host wake-ups for %d firings", iterations, PACED_FIRINGS);
   close(ep);
   weft_close(&t.base, NULL);
   th_loop_finish(loop);
@@ -445,7 +459,8 @@ Test(embed, epoll_host_sleeps_until_a_repeating_timer_is_due, .timeout = 10) {
  * arming (the caller tries again). */
 static uint64_t arm_late_in_a_ms(weft_loop *loop, weft_timer *t) {
   uint64_t ns;
-  while ((ns = mono_ns()) % 1000000u < 600000u || ns % 1000000u > 900000u) {}
+  while ((ns = mono_ns()) % 1000000u < 600000u || ns % 1000000u > 900000u) {
+  }
   weft_update_time(loop);
   uint64_t deadline = weft_now(loop) + 2;
   cr_assert_eq(weft_timer_start(t, paced_fire, 2, 0), 0);
@@ -486,7 +501,8 @@ Test(embed, epoll_host_back_from_its_own_work_sleeps_until_the_timer_is_due,
     i++;
   }
   cr_assert_eq(fired, PACED_FIRINGS);
-  cr_assert_leq(worst, 3, "%d host runs for one firing (%d in all)", worst, runs);
+  cr_assert_leq(worst, 3, "%d host runs for one firing (%d in all)", worst,
+                runs);
   close(ep);
   weft_close(&t.base, NULL);
   th_loop_finish(loop);

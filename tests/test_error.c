@@ -40,7 +40,8 @@ Test(error, errno_values_are_named, .timeout = 5) {
 Test(error, own_codes_match_the_table, .timeout = 5) {
   cr_assert_gt(N_OWN, 0);
   for (size_t i = 0; i < N_OWN; i++) {
-    cr_assert_lt(own[i].code, -4000, "%s is outside the reserved range", own[i].name);
+    cr_assert_lt(own[i].code, -4000, "%s is outside the reserved range",
+                 own[i].name);
     cr_assert_str_eq(weft_err_name(own[i].code), own[i].name);
     cr_assert_str_eq(weft_strerror(own[i].code), own[i].msg);
   }
@@ -50,11 +51,20 @@ Test(error, own_codes_match_the_table, .timeout = 5) {
 }
 
 Test(error, unknown_codes_fall_back, .timeout = 5) {
-  const int unknown[] = {1, 42, INT_MAX, INT_MIN, -3999, WEFT__ERR_BASE,
-                         WEFT__ERR_BASE - 99, WEFT__DNS_BASE - 22, -100000};
+  const int unknown[] = {1,
+                         42,
+                         INT_MAX,
+                         INT_MIN,
+                         -3999,
+                         WEFT__ERR_BASE,
+                         WEFT__ERR_BASE - 99,
+                         WEFT__DNS_BASE - 22,
+                         -100000};
   for (size_t i = 0; i < sizeof unknown / sizeof unknown[0]; i++) {
-    cr_assert_str_eq(weft_err_name(unknown[i]), "UNKNOWN", "code %d", unknown[i]);
-    cr_assert_str_eq(weft_strerror(unknown[i]), "unknown error", "code %d", unknown[i]);
+    cr_assert_str_eq(weft_err_name(unknown[i]), "UNKNOWN", "code %d",
+                     unknown[i]);
+    cr_assert_str_eq(weft_strerror(unknown[i]), "unknown error", "code %d",
+                     unknown[i]);
   }
 }
 
@@ -73,7 +83,8 @@ Test(error, every_known_code_has_unique_name_and_message, .timeout = 10) {
     cr_assert_gt(strlen(msg), 0);
     for (int i = 0; i < n; i++) {
       cr_assert_str_neq(names[i], name, "code %d repeats a name", code);
-      cr_assert_str_neq(msgs[i], msg, "code %d (%s) repeats a message", code, name);
+      cr_assert_str_neq(msgs[i], msg, "code %d (%s) repeats a message", code,
+                        name);
     }
     names[n] = name;
     msgs[n] = msg;

@@ -43,8 +43,10 @@ static void rm_tree(const char *d) {
   while ((e = readdir(h)) != NULL) {
     if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, "..")) continue;
     snprintf(p, sizeof p, "%s/%s", d, e->d_name);
-    if (e->d_type == DT_DIR) rm_tree(p);
-    else unlink(p);
+    if (e->d_type == DT_DIR)
+      rm_tree(p);
+    else
+      unlink(p);
   }
   closedir(h);
   rmdir(d);
@@ -73,7 +75,8 @@ Test(fs, open_write_read_close, .timeout = 20) {
   weft_loop *loop = th_loop();
   make_dir();
   weft_fs_req r = {0};
-  int fd = (int)RUN(loop, weft_fs_open(loop, &r, path("a"), O_CREAT | O_RDWR, 0644, on_done));
+  int fd = (int)RUN(
+      loop, weft_fs_open(loop, &r, path("a"), O_CREAT | O_RDWR, 0644, on_done));
   cr_assert_geq(fd, 0);
   struct iovec out[2] = {{"hello ", 6}, {"world", 5}};
   cr_assert_eq(RUN(loop, weft_fs_write(loop, &r, fd, out, 2, 0, on_done)), 11);
@@ -82,7 +85,8 @@ Test(fs, open_write_read_close, .timeout = 20) {
   cr_assert_eq(RUN(loop, weft_fs_read(loop, &r, fd, in, 2, 0, on_done)), 11);
   cr_assert_eq(memcmp(a, "hell", 4), 0);
   cr_assert_str_eq(b, "o world");
-  cr_assert_eq(RUN(loop, weft_fs_read(loop, &r, fd, in, 2, 11, on_done)), 0, "EOF");
+  cr_assert_eq(RUN(loop, weft_fs_read(loop, &r, fd, in, 2, 11, on_done)), 0,
+               "EOF");
   cr_assert_eq(RUN(loop, weft_fs_write(loop, &r, fd, out, 1, -1, on_done)), 6);
   cr_assert_eq(RUN(loop, weft_fs_fsync(loop, &r, fd, on_done)), 0);
   cr_assert_eq(RUN(loop, weft_fs_fdatasync(loop, &r, fd, on_done)), 0);
@@ -94,17 +98,26 @@ Test(fs, open_write_read_close, .timeout = 20) {
   cr_assert_eq(RUN(loop, weft_fs_close(loop, &r, fd, on_done)), 0);
   /* errors */
   cr_assert_eq(RUN(loop, weft_fs_close(loop, &r, fd, on_done)), -EBADF);
-  cr_assert_eq(RUN(loop, weft_fs_read(loop, &r, fd, in, 2, 0, on_done)), -EBADF);
-  cr_assert_eq(RUN(loop, weft_fs_write(loop, &r, fd, out, 2, 0, on_done)), -EBADF);
+  cr_assert_eq(RUN(loop, weft_fs_read(loop, &r, fd, in, 2, 0, on_done)),
+               -EBADF);
+  cr_assert_eq(RUN(loop, weft_fs_write(loop, &r, fd, out, 2, 0, on_done)),
+               -EBADF);
   cr_assert_eq(RUN(loop, weft_fs_fsync(loop, &r, fd, on_done)), -EBADF);
   cr_assert_eq(RUN(loop, weft_fs_fdatasync(loop, &r, -1, on_done)), -EBADF);
   cr_assert_eq(RUN(loop, weft_fs_ftruncate(loop, &r, -1, 0, on_done)), -EBADF);
   cr_assert_eq(RUN(loop, weft_fs_fstat(loop, &r, -1, on_done)), -EBADF);
-  cr_assert_eq(RUN(loop, weft_fs_open(loop, &r, path("nope/x"), O_RDONLY, 0, on_done)), -ENOENT);
-  cr_assert_eq(RUN(loop, weft_fs_open(loop, &r, dir, O_WRONLY, 0, on_done)), -EISDIR);
-  cr_assert_eq(RUN(loop, weft_fs_open(loop, &r, path("a/x"), O_RDONLY, 0, on_done)), -ENOTDIR);
-  cr_assert_eq(RUN(loop, weft_fs_open(loop, &r, path("a"), O_CREAT | O_EXCL | O_RDWR, 0644,
-                                      on_done)), -EEXIST);
+  cr_assert_eq(
+      RUN(loop, weft_fs_open(loop, &r, path("nope/x"), O_RDONLY, 0, on_done)),
+      -ENOENT);
+  cr_assert_eq(RUN(loop, weft_fs_open(loop, &r, dir, O_WRONLY, 0, on_done)),
+               -EISDIR);
+  cr_assert_eq(
+      RUN(loop, weft_fs_open(loop, &r, path("a/x"), O_RDONLY, 0, on_done)),
+      -ENOTDIR);
+  cr_assert_eq(
+      RUN(loop, weft_fs_open(loop, &r, path("a"), O_CREAT | O_EXCL | O_RDWR,
+                             0644, on_done)),
+      -EEXIST);
   rm_tree(dir);
   th_loop_finish(loop);
 }
@@ -143,10 +156,15 @@ Test(fs, stat_lstat_and_links, .timeout = 20) {
   cr_assert_eq(RUN(loop, weft_fs_symlink(loop, &r, "f", l, on_done)), -EEXIST);
   cr_assert_eq(RUN(loop, weft_fs_readlink(loop, &r, f, on_done)), -EINVAL);
   cr_assert_null(r.ptr);
-  cr_assert_eq(RUN(loop, weft_fs_stat(loop, &r, path("none"), on_done)), -ENOENT);
-  cr_assert_eq(RUN(loop, weft_fs_lstat(loop, &r, path("f/x"), on_done)), -ENOTDIR);
-  cr_assert_eq(RUN(loop, weft_fs_realpath(loop, &r, path("none"), on_done)), -ENOENT);
-  cr_assert_eq(RUN(loop, weft_fs_link(loop, &r, path("none"), path("n2"), on_done)), -ENOENT);
+  cr_assert_eq(RUN(loop, weft_fs_stat(loop, &r, path("none"), on_done)),
+               -ENOENT);
+  cr_assert_eq(RUN(loop, weft_fs_lstat(loop, &r, path("f/x"), on_done)),
+               -ENOTDIR);
+  cr_assert_eq(RUN(loop, weft_fs_realpath(loop, &r, path("none"), on_done)),
+               -ENOENT);
+  cr_assert_eq(
+      RUN(loop, weft_fs_link(loop, &r, path("none"), path("n2"), on_done)),
+      -ENOENT);
   rm_tree(dir);
   th_loop_finish(loop);
 }
@@ -156,7 +174,8 @@ Test(fs, directories, .timeout = 20) {
   make_dir();
   weft_fs_req r = {0};
   cr_assert_eq(RUN(loop, weft_fs_mkdir(loop, &r, path("d"), 0755, on_done)), 0);
-  cr_assert_eq(RUN(loop, weft_fs_mkdir(loop, &r, path("d"), 0755, on_done)), -EEXIST);
+  cr_assert_eq(RUN(loop, weft_fs_mkdir(loop, &r, path("d"), 0755, on_done)),
+               -EEXIST);
   put_file(path("b"), "x");
   put_file(path("a"), "y");
   cr_assert_eq(RUN(loop, weft_fs_scandir(loop, &r, dir, on_done)), 3);
@@ -171,22 +190,29 @@ Test(fs, directories, .timeout = 20) {
   cr_assert_eq(RUN(loop, weft_fs_scandir(loop, &r, path("d"), on_done)), 0);
   cr_assert_eq(((weft_fs_dir *)r.ptr)->count, 0);
   weft_fs_req_cleanup(&r);
-  cr_assert_eq(RUN(loop, weft_fs_scandir(loop, &r, path("none"), on_done)), -ENOENT);
-  cr_assert_eq(RUN(loop, weft_fs_scandir(loop, &r, path("a"), on_done)), -ENOTDIR);
-  cr_assert_eq(RUN(loop, weft_fs_rmdir(loop, &r, path("a"), on_done)), -ENOTDIR);
-  cr_assert_eq(RUN(loop, weft_fs_rmdir(loop, &r, path("none"), on_done)), -ENOENT);
+  cr_assert_eq(RUN(loop, weft_fs_scandir(loop, &r, path("none"), on_done)),
+               -ENOENT);
+  cr_assert_eq(RUN(loop, weft_fs_scandir(loop, &r, path("a"), on_done)),
+               -ENOTDIR);
+  cr_assert_eq(RUN(loop, weft_fs_rmdir(loop, &r, path("a"), on_done)),
+               -ENOTDIR);
+  cr_assert_eq(RUN(loop, weft_fs_rmdir(loop, &r, path("none"), on_done)),
+               -ENOENT);
   cr_assert_eq(RUN(loop, weft_fs_rmdir(loop, &r, dir, on_done)), -ENOTEMPTY);
   cr_assert_eq(RUN(loop, weft_fs_rmdir(loop, &r, path("d"), on_done)), 0);
-  cr_assert_eq(RUN(loop, weft_fs_mkdtemp(loop, &r, path("t-XXXXXX"), on_done)), 0);
+  cr_assert_eq(RUN(loop, weft_fs_mkdtemp(loop, &r, path("t-XXXXXX"), on_done)),
+               0);
   struct stat st;
   cr_assert_eq(stat(r.ptr, &st), 0);
   cr_assert(S_ISDIR(st.st_mode));
   cr_assert_eq(strncmp(r.ptr, path("t-"), strlen(path("t-"))), 0);
   weft_fs_req_cleanup(&r);
-  cr_assert_eq(RUN(loop, weft_fs_mkdtemp(loop, &r, "/nonexistent-dir/t-XXXXXX", on_done)),
+  cr_assert_eq(RUN(loop, weft_fs_mkdtemp(loop, &r, "/nonexistent-dir/t-XXXXXX",
+                                         on_done)),
                -ENOENT);
   cr_assert_eq(weft_fs_mkdtemp(loop, &r, path("bad"), on_done), -EINVAL);
-  cr_assert_eq(RUN(loop, weft_fs_mkdir(loop, &r, path("x/y"), 0755, on_done)), -ENOENT);
+  cr_assert_eq(RUN(loop, weft_fs_mkdir(loop, &r, path("x/y"), 0755, on_done)),
+               -ENOENT);
   rm_tree(dir);
   th_loop_finish(loop);
 }
@@ -205,7 +231,8 @@ Test(fs, unlink_rename_access_chmod_utime, .timeout = 20) {
   cr_assert_eq(RUN(loop, weft_fs_chmod(loop, &r, b, 0600, on_done)), 0);
   cr_assert_eq(RUN(loop, weft_fs_stat(loop, &r, b, on_done)), 0);
   cr_assert_eq(r.statbuf.st_mode & 0777, 0600);
-  cr_assert_eq(RUN(loop, weft_fs_utime(loop, &r, b, 1000.5, 2000.25, on_done)), 0);
+  cr_assert_eq(RUN(loop, weft_fs_utime(loop, &r, b, 1000.5, 2000.25, on_done)),
+               0);
   cr_assert_eq(RUN(loop, weft_fs_stat(loop, &r, b, on_done)), 0);
   cr_assert_eq(r.statbuf.st_mtim.tv_sec, 2000);
   cr_assert_eq(r.statbuf.st_mtim.tv_nsec, 250000000);
@@ -228,26 +255,34 @@ Test(fs, read_file_and_atomic_write_file, .timeout = 20) {
   weft_fs_req r = {0};
   char f[256];
   strcpy(f, path("f"));
-  cr_assert_eq(RUN(loop, weft_fs_write_file(loop, &r, f, "first", 5, 0640, on_done)), 0);
-  cr_assert_eq(RUN(loop, weft_fs_write_file(loop, &r, f, "second!", 7, 0640, on_done)), 0);
+  cr_assert_eq(
+      RUN(loop, weft_fs_write_file(loop, &r, f, "first", 5, 0640, on_done)), 0);
+  cr_assert_eq(
+      RUN(loop, weft_fs_write_file(loop, &r, f, "second!", 7, 0640, on_done)),
+      0);
   cr_assert_eq(RUN(loop, weft_fs_read_file(loop, &r, f, on_done)), 7);
   weft_fs_buf *b = r.ptr;
   cr_assert_eq(b->len, 7);
   cr_assert_str_eq(b->data, "second!");
   weft_fs_req_cleanup(&r);
-  cr_assert_eq(RUN(loop, weft_fs_scandir(loop, &r, dir, on_done)), 1, "no temporary left");
+  cr_assert_eq(RUN(loop, weft_fs_scandir(loop, &r, dir, on_done)), 1,
+               "no temporary left");
   weft_fs_req_cleanup(&r);
   cr_assert_eq(RUN(loop, weft_fs_stat(loop, &r, f, on_done)), 0);
   cr_assert_eq(r.statbuf.st_mode & 0777, 0640);
-  cr_assert_eq(RUN(loop, weft_fs_write_file(loop, &r, f, NULL, 0, 0600, on_done)), 0);
+  cr_assert_eq(
+      RUN(loop, weft_fs_write_file(loop, &r, f, NULL, 0, 0600, on_done)), 0);
   cr_assert_eq(RUN(loop, weft_fs_read_file(loop, &r, f, on_done)), 0);
   weft_fs_req_cleanup(&r);
   /* errors */
   cr_assert_eq(RUN(loop, weft_fs_read_file(loop, &r, dir, on_done)), -EISDIR);
-  cr_assert_eq(RUN(loop, weft_fs_read_file(loop, &r, path("none"), on_done)), -ENOENT);
-  cr_assert_eq(RUN(loop, weft_fs_write_file(loop, &r, path("no/f"), "x", 1, 0600, on_done)),
+  cr_assert_eq(RUN(loop, weft_fs_read_file(loop, &r, path("none"), on_done)),
                -ENOENT);
-  cr_assert_eq(weft_fs_write_file(loop, &r, f, NULL, 3, 0600, on_done), -EINVAL);
+  cr_assert_eq(RUN(loop, weft_fs_write_file(loop, &r, path("no/f"), "x", 1,
+                                            0600, on_done)),
+               -ENOENT);
+  cr_assert_eq(weft_fs_write_file(loop, &r, f, NULL, 3, 0600, on_done),
+               -EINVAL);
   rm_tree(dir);
   th_loop_finish(loop);
 }
@@ -268,22 +303,29 @@ Test(fs, copyfile_and_sendfile, .timeout = 20) {
   struct stat st;
   cr_assert_eq(stat(dst, &st), 0);
   cr_assert_eq(st.st_mode & 0777, 0604);
-  cr_assert_eq(RUN(loop, weft_fs_copyfile(loop, &r, src, dst, WEFT_FS_COPY_EXCL, on_done)),
+  cr_assert_eq(RUN(loop, weft_fs_copyfile(loop, &r, src, dst, WEFT_FS_COPY_EXCL,
+                                          on_done)),
                -EEXIST);
-  cr_assert_eq(RUN(loop, weft_fs_copyfile(loop, &r, path("none"), dst, 0, on_done)), -ENOENT);
-  cr_assert_eq(RUN(loop, weft_fs_copyfile(loop, &r, dir, dst, 0, on_done)), -EISDIR);
+  cr_assert_eq(
+      RUN(loop, weft_fs_copyfile(loop, &r, path("none"), dst, 0, on_done)),
+      -ENOENT);
+  cr_assert_eq(RUN(loop, weft_fs_copyfile(loop, &r, dir, dst, 0, on_done)),
+               -EISDIR);
   cr_assert_eq(weft_fs_copyfile(loop, &r, src, dst, 0x80, on_done), -EINVAL);
   /* sendfile: file -> socket, then file -> file */
   int sv[2];
   cr_assert_eq(socketpair(AF_UNIX, SOCK_STREAM, 0, sv), 0);
   int in = open(src, O_RDONLY);
-  cr_assert_eq(RUN(loop, weft_fs_sendfile(loop, &r, sv[0], in, 5, 100, on_done)), 9);
+  cr_assert_eq(
+      RUN(loop, weft_fs_sendfile(loop, &r, sv[0], in, 5, 100, on_done)), 9);
   char buf[32] = {0};
   cr_assert_eq(read(sv[1], buf, sizeof buf), 9);
   cr_assert_str_eq(buf, "me please");
   int out = open(dst, O_WRONLY | O_TRUNC);
-  cr_assert_eq(RUN(loop, weft_fs_sendfile(loop, &r, out, in, 0, 4, on_done)), 4);
-  cr_assert_eq(RUN(loop, weft_fs_sendfile(loop, &r, out, -1, 0, 4, on_done)), -EBADF);
+  cr_assert_eq(RUN(loop, weft_fs_sendfile(loop, &r, out, in, 0, 4, on_done)),
+               4);
+  cr_assert_eq(RUN(loop, weft_fs_sendfile(loop, &r, out, -1, 0, 4, on_done)),
+               -EBADF);
   close(out);
   close(in);
   close(sv[0]);
@@ -303,22 +345,30 @@ Test(fs, write_file_mode_is_for_a_new_file_less_the_umask, .timeout = 20) {
   weft_fs_req r = {0};
   char f[256];
   strcpy(f, path("new"));
-  cr_assert_eq(RUN(loop, weft_fs_write_file(loop, &r, f, "abc", 3, 0666, on_done)), 0);
+  cr_assert_eq(
+      RUN(loop, weft_fs_write_file(loop, &r, f, "abc", 3, 0666, on_done)), 0);
   struct stat st;
   cr_assert_eq(stat(f, &st), 0);
-  cr_assert_eq(st.st_mode & 07777, 0640, "got %o", (unsigned)(st.st_mode & 07777));
+  cr_assert_eq(st.st_mode & 07777, 0640, "got %o",
+               (unsigned)(st.st_mode & 07777));
   /* an existing file keeps its mode, whatever `mode` says */
   cr_assert_eq(chmod(f, 0604), 0);
-  cr_assert_eq(RUN(loop, weft_fs_write_file(loop, &r, f, "defg", 4, 0600, on_done)), 0);
+  cr_assert_eq(
+      RUN(loop, weft_fs_write_file(loop, &r, f, "defg", 4, 0600, on_done)), 0);
   cr_assert_eq(stat(f, &st), 0);
-  cr_assert_eq(st.st_mode & 07777, 0604, "got %o", (unsigned)(st.st_mode & 07777));
+  cr_assert_eq(st.st_mode & 07777, 0604, "got %o",
+               (unsigned)(st.st_mode & 07777));
   cr_assert_eq(st.st_size, 4);
   umask(0);
-  cr_assert_eq(RUN(loop, weft_fs_write_file(loop, &r, path("open"), "x", 1, 0666, on_done)), 0);
+  cr_assert_eq(RUN(loop, weft_fs_write_file(loop, &r, path("open"), "x", 1,
+                                            0666, on_done)),
+               0);
   cr_assert_eq(stat(path("open"), &st), 0);
-  cr_assert_eq(st.st_mode & 07777, 0666, "got %o", (unsigned)(st.st_mode & 07777));
+  cr_assert_eq(st.st_mode & 07777, 0666, "got %o",
+               (unsigned)(st.st_mode & 07777));
   umask(old_mask);
-  cr_assert_eq(RUN(loop, weft_fs_scandir(loop, &r, dir, on_done)), 2, "no temporary left");
+  cr_assert_eq(RUN(loop, weft_fs_scandir(loop, &r, dir, on_done)), 2,
+               "no temporary left");
   weft_fs_req_cleanup(&r);
   rm_tree(dir);
   th_loop_finish(loop);
@@ -372,7 +422,8 @@ Test(fs, copyfile_keeps_holes, .timeout = 30) {
     cr_assert_geq(fd, 0);
     write_at(fd, 'a', 0, 8192);
     write_at(fd, 'b', 20 * MiB, 8192);
-    if (tail_data) write_at(fd, 'c', 64 * MiB - 8192, 8192);
+    if (tail_data)
+      write_at(fd, 'c', 64 * MiB - 8192, 8192);
     else {
       write_at(fd, 'c', 40 * MiB + 100, 8192);
       cr_assert_eq(ftruncate(fd, 64 * MiB), 0);
@@ -407,7 +458,8 @@ Test(fs, failed_copy_removes_what_it_created, .timeout = 30) {
   strcpy(sparse, path("sparse"));
   strcpy(dst, path("dst"));
   int fd = open(src, O_RDWR | O_CREAT | O_TRUNC, 0644);
-  for (int i = 0; i < 32; i++) write_at(fd, 'x', i * 8192, 8192);
+  for (int i = 0; i < 32; i++)
+    write_at(fd, 'x', i * 8192, 8192);
   close(fd);
   fd = open(sparse, O_RDWR | O_CREAT | O_TRUNC, 0644);
   write_at(fd, 'y', 0, 4096);
@@ -424,14 +476,16 @@ Test(fs, failed_copy_removes_what_it_created, .timeout = 30) {
   const char *srcs[2] = {src, sparse};
   for (int i = 0; i < 2; i++)
     for (int flags = 0; flags <= WEFT_FS_COPY_EXCL; flags++) {
-      int64_t res = RUN(loop, weft_fs_copyfile(loop, &r, srcs[i], dst, flags, on_done));
+      int64_t res =
+          RUN(loop, weft_fs_copyfile(loop, &r, srcs[i], dst, flags, on_done));
       cr_assert_eq(res, -EFBIG, "%s", weft_err_name((int)res));
       cr_assert_eq(access(dst, F_OK), -1, "no partial copy of %s", srcs[i]);
       cr_assert_eq(errno, ENOENT);
     }
   /* an existing destination is not removed */
   put_file(dst, "old");
-  cr_assert_eq(RUN(loop, weft_fs_copyfile(loop, &r, src, dst, 0, on_done)), -EFBIG);
+  cr_assert_eq(RUN(loop, weft_fs_copyfile(loop, &r, src, dst, 0, on_done)),
+               -EFBIG);
   cr_assert_eq(access(dst, F_OK), 0);
   cr_assert_eq(setrlimit(RLIMIT_FSIZE, &old_lim), 0);
   sigaction(SIGXFSZ, &old_xfsz, NULL);
@@ -451,9 +505,11 @@ Test(fs, copyfile_onto_itself_is_refused, .timeout = 20) {
   put_file(src, "keep me");
   cr_assert_eq(symlink(src, path("alias")), 0);
   weft_fs_req r = {0};
-  cr_assert_eq(RUN(loop, weft_fs_copyfile(loop, &r, src, src, 0, on_done)), -EINVAL);
-  cr_assert_eq(RUN(loop, weft_fs_copyfile(loop, &r, src, path("alias"), 0, on_done)),
+  cr_assert_eq(RUN(loop, weft_fs_copyfile(loop, &r, src, src, 0, on_done)),
                -EINVAL);
+  cr_assert_eq(
+      RUN(loop, weft_fs_copyfile(loop, &r, src, path("alias"), 0, on_done)),
+      -EINVAL);
   cr_assert_eq(RUN(loop, weft_fs_read_file(loop, &r, src, on_done)), 7);
   cr_assert_str_eq(((weft_fs_buf *)r.ptr)->data, "keep me");
   weft_fs_req_cleanup(&r);
@@ -473,8 +529,9 @@ static int copyfile_round(weft_loop *loop, void *arg) {
   weft_fs_req r = {0};
   weft_future *f = NULL;
   calls = 0;
-  int err = c->form == 0 ? weft_fs_copyfile(loop, &r, c->src, c->dst, 0, on_done)
-                         : weft_fs_copyfile_future(loop, c->src, c->dst, 0, &f);
+  int err = c->form == 0
+                ? weft_fs_copyfile(loop, &r, c->src, c->dst, 0, on_done)
+                : weft_fs_copyfile_future(loop, c->src, c->dst, 0, &f);
   if (err != 0) {
     cr_assert_null(f);
     cr_assert_eq(access(c->dst, F_OK), -1, "nothing created");
@@ -497,7 +554,8 @@ Test(fs, copyfile_allocation_failures_create_nothing, .timeout = 30) {
   strcpy(c.dst, path("dst"));
   put_file(c.src, "payload");
   for (c.form = 0; c.form < 2; c.form++)
-    th_alloc_sweep_run(&(th_sweep){.op = copyfile_round, .arg = &c, .max_rounds = 100});
+    th_alloc_sweep_run(
+        &(th_sweep){.op = copyfile_round, .arg = &c, .max_rounds = 100});
   rm_tree(dir);
 }
 
@@ -512,7 +570,8 @@ Test(fs, bad_arguments, .timeout = 20) {
   cr_assert_eq(weft_fs_open(loop, &r, NULL, O_RDONLY, 0, on_done), -EINVAL);
   cr_assert_eq(weft_fs_rename(loop, &r, "/tmp/a", NULL, on_done), -EINVAL);
   cr_assert_eq(weft_fs_read(loop, &r, 0, NULL, 1, 0, on_done), -EINVAL);
-  cr_assert_eq(weft_fs_write(loop, &r, 1, &v, IOV_MAX + 1, 0, on_done), -EINVAL);
+  cr_assert_eq(weft_fs_write(loop, &r, 1, &v, IOV_MAX + 1, 0, on_done),
+               -EINVAL);
   cr_assert_eq(weft_fs_ftruncate(loop, &r, 0, UINT64_MAX, on_done), -EINVAL);
   cr_assert_eq(weft_fs_stat_future(NULL, "/tmp", &f), -EINVAL);
   cr_assert_eq(weft_fs_stat_future(loop, "/tmp", NULL), -EINVAL);
@@ -524,7 +583,8 @@ Test(fs, bad_arguments, .timeout = 20) {
   weft_fs_req_cleanup(NULL);
   cr_assert(!weft_loop_alive(loop));
   calls = 0;
-  cr_assert_eq(RUN(loop, weft_fs_stat(loop, &r, "/tmp", on_done)), 0, "still usable");
+  cr_assert_eq(RUN(loop, weft_fs_stat(loop, &r, "/tmp", on_done)), 0,
+               "still usable");
   th_loop_finish(loop);
 }
 
@@ -546,20 +606,24 @@ Test(fs, future_forms, .timeout = 20) {
   cr_assert_eq(((struct stat *)weft_future_value(stat_f))->st_size, 6);
   cr_assert_str_eq(((weft_fs_buf *)weft_future_value(rf))->data, "future");
   cr_assert_eq(weft_future_error(bad), -ENOENT);
-  cr_assert_eq(weft_future_state_get(tmp), WEFT_FUTURE_FULFILLED);
+  cr_assert_eq(weft_future_get_state(tmp), WEFT_FUTURE_FULFILLED);
   size_t n = ((weft_fs_dir *)weft_future_value(ls))->count;
   cr_assert(n == 1 || n == 2, "f, and the temporary directory if made first");
   weft_future *all[] = {open_f, stat_f, rf, bad, tmp, ls};
-  for (int i = 0; i < 6; i++) weft_future_unref(all[i]);
+  for (int i = 0; i < 6; i++)
+    weft_future_unref(all[i]);
   rm_tree(dir);
   th_loop_finish(loop);
 }
 
 static int ok_count, cancel_count;
 static void count_done(weft_fs_req *req) {
-  if (req->result == 0) ok_count++;
-  else if (req->result == -ECANCELED) cancel_count++;
-  else cr_assert_fail("unexpected %lld", (long long)req->result);
+  if (req->result == 0)
+    ok_count++;
+  else if (req->result == -ECANCELED)
+    cancel_count++;
+  else
+    cr_assert_fail("unexpected %lld", (long long)req->result);
 }
 
 Test(fs, thousand_concurrent_operations, .timeout = 30) {
@@ -579,7 +643,8 @@ static atomic_int gate_started, gate_open;
 static void gate_work(weft_work *w) {
   (void)w;
   atomic_store(&gate_started, 1);
-  while (!atomic_load(&gate_open) && !weft_work_cancelled()) sched_yield();
+  while (!atomic_load(&gate_open) && !weft_work_cancelled())
+    sched_yield();
 }
 static void gate_done(weft_work *w, int status) {
   (void)w;
@@ -594,14 +659,20 @@ Test(fs, cancel_queued_operations, .timeout = 30) {
   atomic_store(&gate_open, 0);
   cr_assert_eq(weft_pool_resize(loop, 0, 1), 0);
   weft_work gate;
-  cr_assert_eq(weft_work_submit(loop, &gate, WEFT_LANE_IO, gate_work, gate_done), 0);
-  while (!atomic_load(&gate_started)) sched_yield();
+  cr_assert_eq(
+      weft_work_submit(loop, &gate, WEFT_LANE_IO, gate_work, gate_done), 0);
+  while (!atomic_load(&gate_started))
+    sched_yield();
   weft_fs_req r[20];
   weft_future *f[5];
-  for (int i = 0; i < 20; i++) cr_assert_eq(weft_fs_stat(loop, &r[i], "/tmp", count_done), 0);
-  for (int i = 0; i < 5; i++) cr_assert_eq(weft_fs_stat_future(loop, "/tmp", &f[i]), 0);
-  for (int i = 0; i < 20; i += 2) cr_assert_eq(weft_fs_cancel(&r[i]), 0);
-  for (int i = 0; i < 5; i++) cr_assert_eq(weft_future_cancel(f[i]), 0);
+  for (int i = 0; i < 20; i++)
+    cr_assert_eq(weft_fs_stat(loop, &r[i], "/tmp", count_done), 0);
+  for (int i = 0; i < 5; i++)
+    cr_assert_eq(weft_fs_stat_future(loop, "/tmp", &f[i]), 0);
+  for (int i = 0; i < 20; i += 2)
+    cr_assert_eq(weft_fs_cancel(&r[i]), 0);
+  for (int i = 0; i < 5; i++)
+    cr_assert_eq(weft_future_cancel(f[i]), 0);
   atomic_store(&gate_open, 1);
   weft_loop_run(loop, WEFT_RUN_DEFAULT);
   cr_assert_eq(cancel_count, 10);
@@ -621,10 +692,13 @@ Test(fs, loop_free_cancels_queued_operations, .timeout = 30) {
   atomic_store(&gate_open, 0);
   cr_assert_eq(weft_pool_resize(loop, 0, 1), 0);
   weft_work gate;
-  cr_assert_eq(weft_work_submit(loop, &gate, WEFT_LANE_IO, gate_work, gate_done), 0);
-  while (!atomic_load(&gate_started)) sched_yield();
+  cr_assert_eq(
+      weft_work_submit(loop, &gate, WEFT_LANE_IO, gate_work, gate_done), 0);
+  while (!atomic_load(&gate_started))
+    sched_yield();
   weft_fs_req r[8];
-  for (int i = 0; i < 8; i++) cr_assert_eq(weft_fs_stat(loop, &r[i], "/tmp", count_done), 0);
+  for (int i = 0; i < 8; i++)
+    cr_assert_eq(weft_fs_stat(loop, &r[i], "/tmp", count_done), 0);
   cr_assert_eq(weft_loop_free(loop), 0);
   cr_assert_eq(cancel_count, 8);
   cr_assert_eq(ok_count, 1);
@@ -642,7 +716,7 @@ static int stat_realpath_round(weft_loop *loop, void *arg) {
   weft_loop_run(loop, WEFT_RUN_DEFAULT);
   if (err == 0) {
     cr_assert_eq(calls, 1);
-    cr_assert(weft_future_state_get(f) != WEFT_FUTURE_PENDING);
+    cr_assert(weft_future_get_state(f) != WEFT_FUTURE_PENDING);
     int ferr = weft_future_error(f); /* a worker's allocation may fail too */
     cr_assert(ferr == 0 || ferr == -ENOMEM);
   }
@@ -759,19 +833,23 @@ Test(fs, future_forms_with_strings_and_writes, .timeout = 20) {
   cr_assert_eq(weft_future_error(s), 0);
   cr_assert_eq(weft_fs_readlink_future(loop, l1, &rl), 0);
   cr_assert_eq(weft_fs_realpath_future(loop, l1, &rp), 0);
-  cr_assert_eq(weft_fs_copyfile_future(loop, f1, path("g"), WEFT_FS_COPY_EXCL, &cp), 0);
+  cr_assert_eq(
+      weft_fs_copyfile_future(loop, f1, path("g"), WEFT_FS_COPY_EXCL, &cp), 0);
   weft_loop_run(loop, WEFT_RUN_DEFAULT);
   cr_assert_str_eq(weft_future_value(rl), "f");
   char *real = realpath(f1, NULL);
   cr_assert_str_eq(weft_future_value(rp), real);
   free(real);
-  cr_assert_eq(weft_future_state_get(cp), WEFT_FUTURE_FULFILLED);
+  cr_assert_eq(weft_future_get_state(cp), WEFT_FUTURE_FULFILLED);
   weft_future *again = NULL;
-  cr_assert_eq(weft_fs_copyfile_future(loop, f1, path("g"), WEFT_FS_COPY_EXCL, &again), 0);
+  cr_assert_eq(
+      weft_fs_copyfile_future(loop, f1, path("g"), WEFT_FS_COPY_EXCL, &again),
+      0);
   weft_loop_run(loop, WEFT_RUN_DEFAULT);
   cr_assert_eq(weft_future_error(again), -EEXIST);
   weft_future *all[] = {s, rl, rp, cp, again};
-  for (int i = 0; i < 5; i++) weft_future_unref(all[i]);
+  for (int i = 0; i < 5; i++)
+    weft_future_unref(all[i]);
   rm_tree(dir);
   th_loop_finish(loop);
 }
@@ -780,7 +858,8 @@ Test(fs, future_forms_with_strings_and_writes, .timeout = 20) {
 #define BIG ((9u << 20) + 123u)
 static char *make_big(const char *p) {
   char *data = malloc(BIG);
-  for (size_t i = 0; i < BIG; i++) data[i] = (char)(i * 7 % 251);
+  for (size_t i = 0; i < BIG; i++)
+    data[i] = (char)(i * 7 % 251);
   FILE *f = fopen(p, "w");
   cr_assert_eq(fwrite(data, 1, BIG, f), BIG);
   fclose(f);
@@ -816,7 +895,8 @@ static atomic_int gate2_started, gate2_open;
 static void gate2_work(weft_work *w) {
   (void)w;
   atomic_store(&gate2_started, 1);
-  while (!atomic_load(&gate2_open) && !weft_work_cancelled()) sched_yield();
+  while (!atomic_load(&gate2_open) && !weft_work_cancelled())
+    sched_yield();
 }
 
 /* The chunk jobs are queued behind a second gate when the cancel comes. */
@@ -834,16 +914,19 @@ Test(fs, cancel_large_read_file_between_chunks, .timeout = 30) {
   cr_assert_eq(weft_pool_resize(loop, 0, 1), 0);
   weft_work g1, g2;
   weft_fs_req r = {0};
-  cr_assert_eq(weft_work_submit(loop, &g1, WEFT_LANE_IO, gate_work, gate_done), 0);
-  while (!atomic_load(&gate_started)) sched_yield();
+  cr_assert_eq(weft_work_submit(loop, &g1, WEFT_LANE_IO, gate_work, gate_done),
+               0);
+  while (!atomic_load(&gate_started))
+    sched_yield();
   calls = 0;
   cr_assert_eq(weft_fs_read_file(loop, &r, big, on_done), 0);
-  cr_assert_eq(weft_work_submit(loop, &g2, WEFT_LANE_IO, gate2_work, gate_done), 0);
+  cr_assert_eq(weft_work_submit(loop, &g2, WEFT_LANE_IO, gate2_work, gate_done),
+               0);
   atomic_store(&gate_open, 1); /* the open runs, then g2 holds the worker */
   weft_pool_stats s = {0};
   while (!atomic_load(&gate2_started) || s.queued != 4) {
     weft_loop_run(loop, WEFT_RUN_NOWAIT);
-    cr_assert_eq(weft_pool_stats_get(loop, WEFT_LANE_IO, &s), 0);
+    cr_assert_eq(weft_pool_get_stats(loop, WEFT_LANE_IO, &s), 0);
     sched_yield();
   }
   cr_assert_eq(calls, 0);
@@ -874,16 +957,19 @@ Test(fs, loop_free_during_large_read_file, .timeout = 30) {
   cr_assert_eq(weft_pool_resize(loop, 0, 1), 0);
   weft_work g1, g2;
   weft_fs_req r = {0};
-  cr_assert_eq(weft_work_submit(loop, &g1, WEFT_LANE_IO, gate_work, gate_done), 0);
-  while (!atomic_load(&gate_started)) sched_yield();
+  cr_assert_eq(weft_work_submit(loop, &g1, WEFT_LANE_IO, gate_work, gate_done),
+               0);
+  while (!atomic_load(&gate_started))
+    sched_yield();
   calls = 0;
   cr_assert_eq(weft_fs_read_file(loop, &r, big, on_done), 0);
-  cr_assert_eq(weft_work_submit(loop, &g2, WEFT_LANE_IO, gate2_work, gate_done), 0);
+  cr_assert_eq(weft_work_submit(loop, &g2, WEFT_LANE_IO, gate2_work, gate_done),
+               0);
   atomic_store(&gate_open, 1);
   weft_pool_stats s = {0};
   while (!atomic_load(&gate2_started) || s.queued != 4) {
     weft_loop_run(loop, WEFT_RUN_NOWAIT);
-    cr_assert_eq(weft_pool_stats_get(loop, WEFT_LANE_IO, &s), 0);
+    cr_assert_eq(weft_pool_get_stats(loop, WEFT_LANE_IO, &s), 0);
     sched_yield();
   }
   cr_assert_eq(weft_loop_free(loop), 0);
@@ -922,7 +1008,8 @@ Test(fs, cached_read_completes_deferred_exactly_once, .timeout = 20) {
     cr_assert_str_eq(buf, "page ");
   }
   /* past the end: 0 bytes, also exactly once */
-  cr_assert_eq(RUN(loop, weft_fs_read(loop, &r, fd, &iov, 1, 1000, on_done)), 0);
+  cr_assert_eq(RUN(loop, weft_fs_read(loop, &r, fd, &iov, 1, 1000, on_done)),
+               0);
   /* the file position form */
   memset(buf, 0, sizeof buf);
   cr_assert_eq(RUN(loop, weft_fs_read(loop, &r, fd, &iov, 1, -1, on_done)), 5);
@@ -931,7 +1018,7 @@ Test(fs, cached_read_completes_deferred_exactly_once, .timeout = 20) {
   weft_future *f;
   memset(buf, 0, sizeof buf);
   cr_assert_eq(weft_fs_read_future(loop, fd, &iov, 1, 0, &f), 0);
-  cr_assert_eq(weft_future_state_get(f), WEFT_FUTURE_PENDING);
+  cr_assert_eq(weft_future_get_state(f), WEFT_FUTURE_PENDING);
   weft_loop_run(loop, WEFT_RUN_DEFAULT);
   cr_assert_eq(weft_future_value_i64(f), 5);
   weft_future_unref(f);

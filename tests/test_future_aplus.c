@@ -18,8 +18,10 @@ typedef struct pending_settle {
 } pending_settle;
 
 static void apply(pending_settle *p) {
-  if (p->err < 0) cr_assert_eq(weft_future_reject(p->f, p->err), 0);
-  else cr_assert_eq(weft_future_resolve_i64(p->f, p->v), 0);
+  if (p->err < 0)
+    cr_assert_eq(weft_future_reject(p->f, p->err), 0);
+  else
+    cr_assert_eq(weft_future_resolve_i64(p->f, p->v), 0);
   weft_future_unref(p->f);
 }
 
@@ -55,7 +57,6 @@ static weft_future *mk(weft_loop *loop, int mode, int64_t v, int err) {
   }
   return f;
 }
-
 
 /* Derived futures nobody looks at are reported; keep the output quiet. */
 static int unobserved;
@@ -159,8 +160,10 @@ APLUS(handlers_run_once_with_outcome_never_inline) {
 /* 2.2.6: handlers on one future run in the order they were registered. */
 APLUS(handlers_run_in_registration_order) {
   rec r = {0};
-  step s[4] = {{&r, 1, 0, 0, true}, {&r, 2, 0, 0, true},
-               {&r, 3, 0, 0, true}, {&r, 4, 0, 0, true}};
+  step s[4] = {{&r, 1, 0, 0, true},
+               {&r, 2, 0, 0, true},
+               {&r, 3, 0, 0, true},
+               {&r, 4, 0, 0, true}};
   weft_future *a = mk(loop, mode, 1, 0), *b = mk(loop, mode, 0, -EIO);
   cr_assert_eq(weft_future_then(a, record, &s[0], NULL), 0);
   cr_assert_eq(weft_future_finally(a, record, &s[1], NULL), 0);
@@ -168,14 +171,16 @@ APLUS(handlers_run_in_registration_order) {
   cr_assert_eq(weft_future_then(a, record, &s[3], NULL), 0);
   th_run(loop);
   cr_assert_eq(r.n, 4);
-  for (int i = 0; i < 4; i++) cr_assert_eq(r.log[i], i + 1);
+  for (int i = 0; i < 4; i++)
+    cr_assert_eq(r.log[i], i + 1);
   r.n = 0;
   cr_assert_eq(weft_future_catch(b, record, &s[0], NULL), 0);
   cr_assert_eq(weft_future_then2(b, NULL, record, &s[1], NULL), 0);
   cr_assert_eq(weft_future_catch(b, record, &s[2], NULL), 0);
   th_run(loop);
   cr_assert_eq(r.n, 3);
-  for (int i = 0; i < 3; i++) cr_assert_eq(r.log[i], i + 1);
+  for (int i = 0; i < 3; i++)
+    cr_assert_eq(r.log[i], i + 1);
   weft_future_unref(a);
   weft_future_unref(b);
 }
@@ -236,7 +241,8 @@ APLUS(rejection_propagates_to_first_catch) {
   cr_assert_eq(weft_future_error(d2), -ENOENT);
   cr_assert_eq(weft_future_value_i64(d4), 77);
   weft_future *all[] = {a, d1, d2, d3, d4};
-  for (int i = 0; i < 5; i++) weft_future_unref(all[i]);
+  for (int i = 0; i < 5; i++)
+    weft_future_unref(all[i]);
 }
 
 /* finally sees both outcomes and passes the input through; an error from
@@ -255,7 +261,8 @@ APLUS(finally_passes_input_through) {
   cr_assert_eq(weft_future_error(db), -EIO);
   cr_assert_eq(weft_future_error(dc), -EBADF);
   weft_future *all[] = {a, b, da, db, dc};
-  for (int i = 0; i < 5; i++) weft_future_unref(all[i]);
+  for (int i = 0; i < 5; i++)
+    weft_future_unref(all[i]);
 }
 
 /* 2.3.1: a future resolved with itself is rejected, not hung. */
@@ -301,7 +308,8 @@ APLUS(returned_future_is_adopted) {
   cr_assert_eq(weft_future_error(d2), -EXDEV);
   cr_assert_eq(weft_future_value_i64(d3), 11);
   weft_future *all[] = {a, d1, d2, d3};
-  for (int i = 0; i < 4; i++) weft_future_unref(all[i]);
+  for (int i = 0; i < 4; i++)
+    weft_future_unref(all[i]);
 }
 
 /* Value identity: a pointer value flows unchanged through handlers that
@@ -330,8 +338,10 @@ APLUS(pointer_value_passes_through_unchanged) {
   weft_future *a, *d1, *d2;
   cr_assert_eq(weft_future_new(loop, &a), 0);
   void *pair[2] = {weft_future_ref(a), v};
-  if (mode == NOW) resolve_ptr(pair);
-  else cr_assert_eq(weft_call_soon(loop, resolve_ptr, pair), 0);
+  if (mode == NOW)
+    resolve_ptr(pair);
+  else
+    cr_assert_eq(weft_call_soon(loop, resolve_ptr, pair), 0);
   cr_assert_eq(weft_future_then(a, check_ptr, v, &d1), 0);
   cr_assert_eq(weft_future_then(d1, check_ptr, v, &d2), 0);
   th_run(loop);
@@ -380,7 +390,7 @@ Test(aplus, long_chains_cancel_and_free_iteratively, .timeout = 30) {
   tail = long_chain(root, 200000);
   cr_assert_eq(weft_future_cancel(tail), 0); /* reaches the root */
   cr_assert_eq(hook_calls, 1);
-  cr_assert_eq(weft_future_state_get(root), WEFT_FUTURE_CANCELLED);
+  cr_assert_eq(weft_future_get_state(root), WEFT_FUTURE_CANCELLED);
   th_run(loop);
   weft_future_unref(tail);
   weft_future_unref(root);

@@ -14,14 +14,14 @@
 
 #include "support/test.h"
 
-#define EQ_ERR(got, want)                                                     \
-  do {                                                                        \
-    int g_ = (got), w_ = (want);                                              \
-    cr_assert_eq(g_, w_, "%s: got %s, want %s", #got, weft_err_name(g_),     \
-                 weft_err_name(w_));                                          \
+#define EQ_ERR(got, want)                                                      \
+  do {                                                                         \
+    int g_ = (got), w_ = (want);                                               \
+    cr_assert_eq(g_, w_, "%s: got %s, want %s", #got, weft_err_name(g_),       \
+                 weft_err_name(w_));                                           \
   } while (0)
 
-#define STATE(f, st) cr_assert_eq(weft_future_state_get(f), (st), "%s", #f)
+#define STATE(f, st) cr_assert_eq(weft_future_get_state(f), (st), "%s", #f)
 
 static void run(weft_loop *loop) { th_run(loop); }
 
@@ -33,10 +33,12 @@ static void on_cancel_count(weft_future *f, void *arg) {
 }
 
 static void make_n(weft_loop *loop, weft_future **fs, int n) {
-  for (int i = 0; i < n; i++) EQ_ERR(weft_future_new(loop, &fs[i]), 0);
+  for (int i = 0; i < n; i++)
+    EQ_ERR(weft_future_new(loop, &fs[i]), 0);
 }
 static void unref_n(weft_future **fs, int n) {
-  for (int i = 0; i < n; i++) weft_future_unref(fs[i]);
+  for (int i = 0; i < n; i++)
+    weft_future_unref(fs[i]);
 }
 
 /* ---- groups -------------------------------------------------------------- */
@@ -47,7 +49,8 @@ Test(group, fulfils_with_the_count_once_closed_and_all_settled, .timeout = 10) {
   make_n(loop, fs, 3);
   EQ_ERR(weft_group_new(loop, 0, &g), 0);
   EQ_ERR(weft_future_resolve_i64(fs[0], 1), 0); /* settled before it is added */
-  for (int i = 0; i < 3; i++) EQ_ERR(weft_group_add(g, fs[i]), 0);
+  for (int i = 0; i < 3; i++)
+    EQ_ERR(weft_group_add(g, fs[i]), 0);
   size_t added = 0, pending = 0;
   EQ_ERR(weft_group_counts(g, &added, &pending), 0);
   cr_assert_eq(added, 3);
@@ -97,7 +100,8 @@ Test(group, collects_every_error_and_rejects_with_the_first, .timeout = 10) {
   weft_future *fs[5], *g;
   make_n(loop, fs, 5);
   EQ_ERR(weft_group_new(loop, 0, &g), 0);
-  for (int i = 0; i < 5; i++) EQ_ERR(weft_group_add(g, fs[i]), 0);
+  for (int i = 0; i < 5; i++)
+    EQ_ERR(weft_group_add(g, fs[i]), 0);
   EQ_ERR(weft_group_close(g), 0);
   EQ_ERR(weft_future_reject(fs[3], -EPIPE), 0); /* first to fail */
   run(loop);
@@ -127,7 +131,8 @@ Test(group, collects_every_error_and_rejects_with_the_first, .timeout = 10) {
   th_loop_finish(loop);
 }
 
-Test(group, cancel_on_error_cancels_the_rest_and_settles_unclosed, .timeout = 10) {
+Test(group, cancel_on_error_cancels_the_rest_and_settles_unclosed,
+     .timeout = 10) {
   weft_loop *loop = th_loop();
   weft_future *fs[3], *g, *late;
   make_n(loop, fs, 3);
@@ -135,7 +140,8 @@ Test(group, cancel_on_error_cancels_the_rest_and_settles_unclosed, .timeout = 10
   for (int i = 0; i < 3; i++)
     EQ_ERR(weft_future_on_cancel(fs[i], on_cancel_count, NULL), 0);
   EQ_ERR(weft_group_new(loop, WEFT_GROUP_CANCEL_ON_ERROR, &g), 0);
-  for (int i = 0; i < 3; i++) EQ_ERR(weft_group_add(g, fs[i]), 0);
+  for (int i = 0; i < 3; i++)
+    EQ_ERR(weft_group_add(g, fs[i]), 0);
   EQ_ERR(weft_future_reject(fs[1], -EIO), 0);
   run(loop);
   cr_assert_eq(hooks, 2);
@@ -162,7 +168,8 @@ Test(group, cancelling_it_cancels_pending_members_only, .timeout = 10) {
   for (int i = 0; i < 3; i++)
     EQ_ERR(weft_future_on_cancel(fs[i], on_cancel_count, NULL), 0);
   EQ_ERR(weft_group_new(loop, 0, &g), 0);
-  for (int i = 0; i < 3; i++) EQ_ERR(weft_group_add(g, fs[i]), 0);
+  for (int i = 0; i < 3; i++)
+    EQ_ERR(weft_group_add(g, fs[i]), 0);
   EQ_ERR(weft_sleep(loop, 10000, &sl), 0);
   EQ_ERR(weft_group_add(g, sl), 0);
   EQ_ERR(weft_future_resolve_i64(fs[0], 0), 0);
@@ -301,10 +308,11 @@ static int group_round(weft_loop *loop, void *arg) {
     if (fs[i] != NULL) weft_future_resolve_i64(fs[i], i);
   weft_loop_run(loop, WEFT_RUN_DEFAULT);
   if (err == 0) {
-    cr_assert_eq(weft_future_state_get(g), WEFT_FUTURE_FULFILLED);
+    cr_assert_eq(weft_future_get_state(g), WEFT_FUTURE_FULFILLED);
     cr_assert_eq(weft_future_value_i64(g), 3);
   }
-  for (int i = 0; i < 3; i++) weft_future_unref(fs[i]);
+  for (int i = 0; i < 3; i++)
+    weft_future_unref(fs[i]);
   weft_future_unref(g);
   return err;
 }
@@ -320,7 +328,8 @@ static uint64_t elapsed_since(weft_loop *loop, uint64_t t0) {
   return weft_now(loop) - t0;
 }
 
-Test(scope, fulfils_with_the_count_once_closed_whatever_the_outcomes, .timeout = 10) {
+Test(scope, fulfils_with_the_count_once_closed_whatever_the_outcomes,
+     .timeout = 10) {
   weft_loop *loop = th_loop();
   weft_future *s, *fs[2];
   make_n(loop, fs, 2);
@@ -379,7 +388,8 @@ Test(scope, deadline_rejects_it_and_cancels_what_is_attached, .timeout = 10) {
   th_loop_finish(loop);
 }
 
-Test(scope, reschedule_moves_the_deadline_later_earlier_or_away, .timeout = 10) {
+Test(scope, reschedule_moves_the_deadline_later_earlier_or_away,
+     .timeout = 10) {
   weft_loop *loop = th_loop();
   weft_future *s, *sl;
   /* later: a 10 ms deadline moved to 5 s lets a 30 ms member finish */
@@ -467,7 +477,7 @@ Test(scope, nested_scopes_take_the_earlier_deadline_and_the_parents_cancel,
   EQ_ERR(weft_scope_new(loop, NULL, WEFT_SCOPE_NO_DEADLINE, &p), 0);
   EQ_ERR(weft_scope_new(loop, p, WEFT_SCOPE_NO_DEADLINE, &c), 0);
   EQ_ERR(weft_scope_new(loop, p, 5000, &c2), 0);
-  weft_future_unref(p);          /* c and c2 are still pending members */
+  weft_future_unref(p); /* c and c2 are still pending members */
   EQ_ERR(weft_scope_deadline(c2, &at), 0); /* does not read the freed p */
   cr_assert_eq(at, weft_now(loop) + 5000);
   EQ_ERR(weft_future_cancel(c2), 0);
@@ -513,7 +523,8 @@ static void *cancellable_job(void *arg, int *err) {
   (void)err;
   weft_future *started = arg;
   weft_future_resolve_i64_threadsafe(started, 1);
-  for (int i = 0; i < 8000 && !weft_work_cancelled(); i++) usleep(1000);
+  for (int i = 0; i < 8000 && !weft_work_cancelled(); i++)
+    usleep(1000);
   atomic_store(&job_saw_cancel, weft_work_cancelled() ? 1 : 0);
   return NULL;
 }
@@ -548,7 +559,8 @@ static int full_listener(struct sockaddr_in *addr, int fillers[2]) {
   return l;
 }
 
-Test(scope, cancelling_reaches_a_timer_a_pool_job_and_a_connect, .timeout = 20) {
+Test(scope, cancelling_reaches_a_timer_a_pool_job_and_a_connect,
+     .timeout = 20) {
   weft_loop *loop = th_loop();
   weft_future *s, *sl, *job, *started, *cf, *then;
   atomic_store(&job_saw_cancel, -1);
@@ -559,7 +571,8 @@ Test(scope, cancelling_reaches_a_timer_a_pool_job_and_a_connect, .timeout = 20) 
   EQ_ERR(weft_future_new(loop, &started), 0);
   EQ_ERR(weft_future_then(started, pull_deadline_in, s, &then), 0);
   EQ_ERR(weft_pool_submit_future(loop, WEFT_LANE_CPU, cancellable_job,
-                                 weft_future_ref(started), NULL, &job), 0);
+                                 weft_future_ref(started), NULL, &job),
+         0);
   EQ_ERR(weft_scope_attach(s, job), 0);
   struct sockaddr_in addr;
   int fillers[2], l = full_listener(&addr, fillers);
@@ -593,7 +606,8 @@ Test(scope, cancelling_reaches_a_timer_a_pool_job_and_a_connect, .timeout = 20) 
   th_loop_finish(loop);
 }
 
-/* ---- scope: bad inputs, allocation failure -------------------------------- */
+/* ---- scope: bad inputs, allocation failure --------------------------------
+ */
 
 Test(scope, bad_inputs, .timeout = 10) {
   weft_loop *loop = th_loop(), *other = th_loop();
@@ -656,7 +670,7 @@ static int scope_round(weft_loop *loop, void *arg) {
   if (err != 0) weft_future_cancel(p);
   weft_loop_run(loop, WEFT_RUN_DEFAULT);
   if (err == 0) {
-    cr_assert_eq(weft_future_state_get(p), WEFT_FUTURE_FULFILLED);
+    cr_assert_eq(weft_future_get_state(p), WEFT_FUTURE_FULFILLED);
     cr_assert_eq(weft_future_value_i64(p), 1);
   }
   weft_future_unref(f);
@@ -829,7 +843,8 @@ static int combine_round(weft_loop *loop, void *arg) {
   (void)arg;
   weft_future *fs[3] = {NULL, NULL, NULL}, *outs[3], *r = NULL, *sh = NULL;
   int err = 0;
-  for (int i = 0; i < 3 && err == 0; i++) err = weft_future_new(loop, &fs[i]);
+  for (int i = 0; i < 3 && err == 0; i++)
+    err = weft_future_new(loop, &fs[i]);
   if (err == 0) err = weft_future_race_index(loop, fs, 3, &r);
   if (err == 0) err = weft_future_as_completed(loop, fs, 3, NULL, NULL, outs);
   bool drained = err == 0;
@@ -844,10 +859,12 @@ static int combine_round(weft_loop *loop, void *arg) {
       weft_future_unref(outs[i]);
     }
   }
-  if (sh != NULL) cr_assert_eq(weft_future_state_get(sh), WEFT_FUTURE_FULFILLED);
+  if (sh != NULL)
+    cr_assert_eq(weft_future_get_state(sh), WEFT_FUTURE_FULFILLED);
   weft_future_unref(sh);
   weft_future_unref(r);
-  for (int i = 0; i < 3; i++) weft_future_unref(fs[i]);
+  for (int i = 0; i < 3; i++)
+    weft_future_unref(fs[i]);
   return err;
 }
 

@@ -29,7 +29,7 @@
 #define MTIME 1000000000          /* Sun, 09 Sep 2001 01:46:40 GMT */
 
 typedef struct fixture {
-  char dir[64];       /* the temp dir; the root is dir/root */
+  char dir[64]; /* the temp dir; the root is dir/root */
   char root[96];
   pid_t pid;
   unsigned port;
@@ -45,11 +45,13 @@ static void server_path(char *out, size_t size) {
   self[n] = '\0';
   char *dir = dirname(self);
   snprintf(out, size, "%s/../examples/httpd", dir);
-  if (access(out, X_OK) != 0) snprintf(out, size, "%s/../../examples/httpd", dir);
+  if (access(out, X_OK) != 0)
+    snprintf(out, size, "%s/../../examples/httpd", dir);
   cr_assert_eq(access(out, X_OK), 0, "httpd not built at %s", out);
 }
 
-static void write_file(const char *dir, const char *name, const void *data, size_t len) {
+static void write_file(const char *dir, const char *name, const void *data,
+                       size_t len) {
   char p[256];
   snprintf(p, sizeof p, "%s/%s", dir, name);
   int fd = open(p, O_WRONLY | O_CREAT | O_TRUNC, 0644);
@@ -63,7 +65,8 @@ static void write_file(const char *dir, const char *name, const void *data, size
 static unsigned char *big_data(void) {
   unsigned char *b = malloc(BIG_SIZE);
   cr_assert_not_null(b);
-  for (size_t i = 0; i < BIG_SIZE; i++) b[i] = (unsigned char)(i * 7 + i / 251);
+  for (size_t i = 0; i < BIG_SIZE; i++)
+    b[i] = (unsigned char)(i * 7 + i / 251);
   return b;
 }
 
@@ -92,9 +95,11 @@ static void start(fixture *f, const char *const *extra) {
   make_tree(f);
   char bin[PATH_MAX];
   server_path(bin, sizeof bin);
-  const char *argv[16] = {bin, "--port", "0", "--root", f->root, "--host", "127.0.0.1"};
+  const char *argv[16] = {bin,     "--port", "0",        "--root",
+                          f->root, "--host", "127.0.0.1"};
   int argc = 7;
-  for (; extra != NULL && *extra != NULL; extra++) argv[argc++] = *extra;
+  for (; extra != NULL && *extra != NULL; extra++)
+    argv[argc++] = *extra;
   int p[2];
   cr_assert_eq(pipe(p), 0);
   f->pid = fork();
@@ -128,7 +133,8 @@ static void stop(fixture *f) {
   int status = -1;
   cr_assert_eq(kill(f->pid, SIGTERM), 0);
   cr_assert_eq(waitpid(f->pid, &status, 0), f->pid);
-  cr_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0, "httpd status %d", status);
+  cr_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0, "httpd status %d",
+            status);
   rm_tree(f);
   th_loop_finish(f->loop);
 }
@@ -139,12 +145,13 @@ static const char *curl(fixture *f, const char *const *args) {
   static char out[4096];
   const char *argv[32] = {"curl", "-s", "-S", "--max-time", "20"};
   int argc = 5;
-  for (; *args != NULL; args++) argv[argc++] = *args;
+  for (; *args != NULL; args++)
+    argv[argc++] = *args;
   weft_run_options o = {.proc = {.argv = (char *const *)argv}};
   weft_future *fut = NULL;
   cr_assert_eq(weft_process_run(f->loop, &o, &fut), 0);
   weft_loop_run(f->loop, WEFT_RUN_DEFAULT);
-  cr_assert_eq(weft_future_state_get(fut), WEFT_FUTURE_FULFILLED);
+  cr_assert_eq(weft_future_get_state(fut), WEFT_FUTURE_FULFILLED);
   const weft_run_result *r = weft_future_value(fut);
   cr_assert_eq(r->status, 0, "curl failed: %s", r->err);
   snprintf(out, sizeof out, "%s", r->out);
@@ -178,7 +185,8 @@ static char *slurp(const char *path, size_t *len) {
   return buf;
 }
 
-static void assert_file_is(const char *path, const void *want, size_t want_len) {
+static void assert_file_is(const char *path, const void *want,
+                           size_t want_len) {
   size_t len;
   char *got = slurp(path, &len);
   cr_assert_eq(len, want_len);
@@ -192,7 +200,8 @@ static const char *raw(const fixture *f, const char *req, size_t len) {
   static char buf[65536];
   int s = socket(AF_INET, SOCK_STREAM, 0);
   cr_assert_geq(s, 0);
-  struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)f->port)};
+  struct sockaddr_in a = {.sin_family = AF_INET,
+                          .sin_port = htons((uint16_t)f->port)};
   a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
   cr_assert_eq(connect(s, (struct sockaddr *)&a, sizeof a), 0);
   for (size_t off = 0; off < len;) {
@@ -202,14 +211,17 @@ static const char *raw(const fixture *f, const char *req, size_t len) {
   }
   size_t got = 0;
   ssize_t n;
-  while (got < sizeof buf - 1 && (n = recv(s, buf + got, sizeof buf - 1 - got, 0)) > 0)
+  while (got < sizeof buf - 1 &&
+         (n = recv(s, buf + got, sizeof buf - 1 - got, 0)) > 0)
     got += (size_t)n;
   buf[got] = '\0';
   close(s);
   return buf;
 }
 
-static const char *raw_str(const fixture *f, const char *req) { return raw(f, req, strlen(req)); }
+static const char *raw_str(const fixture *f, const char *req) {
+  return raw(f, req, strlen(req));
+}
 
 /* The status line of the (first) reply to `req`, which should end the
  * connection (Connection: close, or an error that closes). */
@@ -223,17 +235,22 @@ static const char *status_of(const fixture *f, const char *req) {
 
 static int count(const char *hay, const char *needle) {
   int n = 0;
-  for (const char *p = hay; (p = strstr(p, needle)) != NULL; p += strlen(needle)) n++;
+  for (const char *p = hay; (p = strstr(p, needle)) != NULL;
+       p += strlen(needle))
+    n++;
   return n;
 }
 
-/* ---- tests ---------------------------------------------------------------- */
+/* ---- tests ----------------------------------------------------------------
+ */
 
 Test(httpd, get_small_file_exact_bytes, .timeout = 30) {
   fixture f;
   start(&f, NULL);
-  const char *w = curl(&f, (const char *[]){"-o", tmp(&f, "out"), "-w", "%{http_code} %{size_download} %{content_type}",
-                                             url(&f, "/small.txt"), NULL});
+  const char *w =
+      curl(&f, (const char *[]){"-o", tmp(&f, "out"), "-w",
+                                "%{http_code} %{size_download} %{content_type}",
+                                url(&f, "/small.txt"), NULL});
   cr_assert_str_eq(w, "200 6 text/plain");
   assert_file_is(tmp(&f, "out"), "hello\n", 6);
   stop(&f);
@@ -242,8 +259,9 @@ Test(httpd, get_small_file_exact_bytes, .timeout = 30) {
 Test(httpd, get_large_file_identical, .timeout = 30) {
   fixture f;
   start(&f, NULL);
-  const char *w = curl(&f, (const char *[]){"-o", tmp(&f, "out"), "-w", "%{http_code} %{size_download}",
-                                             url(&f, "/big.bin"), NULL});
+  const char *w = curl(&f, (const char *[]){"-o", tmp(&f, "out"), "-w",
+                                            "%{http_code} %{size_download}",
+                                            url(&f, "/big.bin"), NULL});
   cr_assert_str_eq(w, "200 1048583");
   unsigned char *b = big_data();
   assert_file_is(tmp(&f, "out"), b, BIG_SIZE);
@@ -254,8 +272,9 @@ Test(httpd, get_large_file_identical, .timeout = 30) {
 Test(httpd, directory_slash_serves_index, .timeout = 30) {
   fixture f;
   start(&f, NULL);
-  const char *w = curl(&f, (const char *[]){"-o", tmp(&f, "out"), "-w", "%{http_code} %{content_type}",
-                                             url(&f, "/sub/"), NULL});
+  const char *w = curl(&f, (const char *[]){"-o", tmp(&f, "out"), "-w",
+                                            "%{http_code} %{content_type}",
+                                            url(&f, "/sub/"), NULL});
   cr_assert_str_eq(w, "200 text/html");
   assert_file_is(tmp(&f, "out"), "<p>index</p>\n", 13);
   stop(&f);
@@ -264,15 +283,18 @@ Test(httpd, directory_slash_serves_index, .timeout = 30) {
 Test(httpd, head_sends_headers_only, .timeout = 30) {
   fixture f;
   start(&f, NULL);
-  const char *w = curl(&f, (const char *[]){"-I", "-o", tmp(&f, "hdr"), "-o", "/dev/null", "-w", "%{http_code} %{num_connects}",
-                                             url(&f, "/big.bin"), url(&f, "/big.bin"), NULL});
+  const char *w = curl(
+      &f, (const char *[]){"-I", "-o", tmp(&f, "hdr"), "-o", "/dev/null", "-w",
+                           "%{http_code} %{num_connects}", url(&f, "/big.bin"),
+                           url(&f, "/big.bin"), NULL});
   /* The second HEAD reuses the connection: no body was left unsent. */
   cr_assert_str_eq(w, "200 1200 0");
   size_t len;
   char *h = slurp(tmp(&f, "hdr"), &len);
   h[len] = '\0';
   cr_assert_not_null(strstr(h, "Content-Length: 1048583\r\n"));
-  cr_assert_not_null(strstr(h, "Last-Modified: Sun, 09 Sep 2001 01:46:40 GMT\r\n"));
+  cr_assert_not_null(
+      strstr(h, "Last-Modified: Sun, 09 Sep 2001 01:46:40 GMT\r\n"));
   free(h);
   stop(&f);
 }
@@ -281,22 +303,25 @@ Test(httpd, single_ranges_give_206_with_exact_bytes, .timeout = 30) {
   fixture f;
   start(&f, NULL);
   unsigned char *b = big_data();
-  const char *w = curl(&f, (const char *[]){"-r", "10-19", "-o", tmp(&f, "r1"), "-w", "%{http_code}",
-                                             url(&f, "/big.bin"), NULL});
+  const char *w =
+      curl(&f, (const char *[]){"-r", "10-19", "-o", tmp(&f, "r1"), "-w",
+                                "%{http_code}", url(&f, "/big.bin"), NULL});
   cr_assert_str_eq(w, "206");
   assert_file_is(tmp(&f, "r1"), b + 10, 10);
-  w = curl(&f, (const char *[]){"-r", "-5", "-o", tmp(&f, "r2"), "-w", "%{http_code}",
-                                url(&f, "/big.bin"), NULL});
+  w = curl(&f, (const char *[]){"-r", "-5", "-o", tmp(&f, "r2"), "-w",
+                                "%{http_code}", url(&f, "/big.bin"), NULL});
   cr_assert_str_eq(w, "206");
   assert_file_is(tmp(&f, "r2"), b + BIG_SIZE - 5, 5);
-  w = curl(&f, (const char *[]){"-r", "1048000-", "-D", tmp(&f, "h3"), "-o", tmp(&f, "r3"), "-w",
-                                "%{http_code}", url(&f, "/big.bin"), NULL});
+  w = curl(&f, (const char *[]){"-r", "1048000-", "-D", tmp(&f, "h3"), "-o",
+                                tmp(&f, "r3"), "-w", "%{http_code}",
+                                url(&f, "/big.bin"), NULL});
   cr_assert_str_eq(w, "206");
   assert_file_is(tmp(&f, "r3"), b + 1048000, BIG_SIZE - 1048000);
   size_t len;
   char *h = slurp(tmp(&f, "h3"), &len);
   h[len] = '\0';
-  cr_assert_not_null(strstr(h, "Content-Range: bytes 1048000-1048582/1048583\r\n"));
+  cr_assert_not_null(
+      strstr(h, "Content-Range: bytes 1048000-1048582/1048583\r\n"));
   free(h);
   free(b);
   stop(&f);
@@ -305,8 +330,9 @@ Test(httpd, single_ranges_give_206_with_exact_bytes, .timeout = 30) {
 Test(httpd, unsatisfiable_range_gives_416, .timeout = 30) {
   fixture f;
   start(&f, NULL);
-  const char *w = curl(&f, (const char *[]){"-r", "6-", "-D", tmp(&f, "h"), "-o", "/dev/null", "-w",
-                                             "%{http_code}", url(&f, "/small.txt"), NULL});
+  const char *w = curl(
+      &f, (const char *[]){"-r", "6-", "-D", tmp(&f, "h"), "-o", "/dev/null",
+                           "-w", "%{http_code}", url(&f, "/small.txt"), NULL});
   cr_assert_str_eq(w, "416");
   size_t len;
   char *h = slurp(tmp(&f, "h"), &len);
@@ -314,8 +340,8 @@ Test(httpd, unsatisfiable_range_gives_416, .timeout = 30) {
   cr_assert_not_null(strstr(h, "Content-Range: bytes */6\r\n"));
   free(h);
   /* Several ranges are not served as multipart: the whole file, 200. */
-  w = curl(&f, (const char *[]){"-r", "0-1,3-4", "-o", tmp(&f, "all"), "-w", "%{http_code}",
-                                url(&f, "/small.txt"), NULL});
+  w = curl(&f, (const char *[]){"-r", "0-1,3-4", "-o", tmp(&f, "all"), "-w",
+                                "%{http_code}", url(&f, "/small.txt"), NULL});
   cr_assert_str_eq(w, "200");
   assert_file_is(tmp(&f, "all"), "hello\n", 6);
   stop(&f);
@@ -324,10 +350,11 @@ Test(httpd, unsatisfiable_range_gives_416, .timeout = 30) {
 Test(httpd, keep_alive_reuses_one_connection, .timeout = 30) {
   fixture f;
   start(&f, NULL);
-  const char *w = curl(&f, (const char *[]){"-o", "/dev/null", "-o", "/dev/null", "-o", "/dev/null",
-                                             "-w", "%{http_code}:%{num_connects} ",
-                                             url(&f, "/small.txt"), url(&f, "/big.bin"),
-                                             url(&f, "/nope"), NULL});
+  const char *w =
+      curl(&f, (const char *[]){
+                   "-o", "/dev/null", "-o", "/dev/null", "-o", "/dev/null",
+                   "-w", "%{http_code}:%{num_connects} ", url(&f, "/small.txt"),
+                   url(&f, "/big.bin"), url(&f, "/nope"), NULL});
   cr_assert_str_eq(w, "200:1 200:0 404:0 ");
   stop(&f);
 }
@@ -335,12 +362,14 @@ Test(httpd, keep_alive_reuses_one_connection, .timeout = 30) {
 Test(httpd, pipelined_requests_answered_in_order, .timeout = 30) {
   fixture f;
   start(&f, NULL);
-  const char req[] = "GET /small.txt HTTP/1.1\r\nHost: a\r\n\r\n"
-                     "HEAD /sub/ HTTP/1.1\r\nHost: a\r\n\r\n"
-                     "GET /missing HTTP/1.1\r\nHost: a\r\n\r\n"
-                     "GET /sub/index.html HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n";
+  const char req[] =
+      "GET /small.txt HTTP/1.1\r\nHost: a\r\n\r\n"
+      "HEAD /sub/ HTTP/1.1\r\nHost: a\r\n\r\n"
+      "GET /missing HTTP/1.1\r\nHost: a\r\n\r\n"
+      "GET /sub/index.html HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n";
   const char *r = raw(&f, req, sizeof req - 1);
-  const char *a = strstr(r, "HTTP/1.1 200 OK"), *b = a ? strstr(a + 1, "HTTP/1.1 200 OK") : NULL;
+  const char *a = strstr(r, "HTTP/1.1 200 OK"),
+             *b = a ? strstr(a + 1, "HTTP/1.1 200 OK") : NULL;
   const char *c = b ? strstr(b, "HTTP/1.1 404 Not Found") : NULL;
   const char *d = c ? strstr(c, "HTTP/1.1 200 OK") : NULL;
   cr_assert(a == r && b && c && d, "reply: %s", r);
@@ -355,11 +384,16 @@ Test(httpd, pipelined_requests_answered_in_order, .timeout = 30) {
 Test(httpd, traversal_is_refused, .timeout = 30) {
   fixture f;
   start(&f, NULL);
-  const char *paths[] = {"/../secret", "/%2e%2e/secret", "/sub/../../secret", "/sub/%2E%2E/%2e%2e/secret",
-                         "/..", NULL};
+  const char *paths[] = {"/../secret",
+                         "/%2e%2e/secret",
+                         "/sub/../../secret",
+                         "/sub/%2E%2E/%2e%2e/secret",
+                         "/..",
+                         NULL};
   for (const char **p = paths; *p != NULL; p++) {
-    const char *w = curl(&f, (const char *[]){"--path-as-is", "-o", tmp(&f, "out"), "-w", "%{http_code}",
-                                               url(&f, *p), NULL});
+    const char *w =
+        curl(&f, (const char *[]){"--path-as-is", "-o", tmp(&f, "out"), "-w",
+                                  "%{http_code}", url(&f, *p), NULL});
     cr_assert_str_eq(w, "403", "%s", *p);
     assert_file_is(tmp(&f, "out"), "Forbidden\n", 10);
   }
@@ -369,9 +403,11 @@ Test(httpd, traversal_is_refused, .timeout = 30) {
 Test(httpd, missing_files_give_404, .timeout = 30) {
   fixture f;
   start(&f, NULL);
-  const char *w = curl(&f, (const char *[]){"-o", "/dev/null", "-o", "/dev/null", "-o", "/dev/null",
-                                             "-w", "%{http_code} ", url(&f, "/nope.txt"),
-                                             url(&f, "/nope/"), url(&f, "/small.txt/x"), NULL});
+  const char *w =
+      curl(&f, (const char *[]){"-o", "/dev/null", "-o", "/dev/null", "-o",
+                                "/dev/null", "-w", "%{http_code} ",
+                                url(&f, "/nope.txt"), url(&f, "/nope/"),
+                                url(&f, "/small.txt/x"), NULL});
   cr_assert_str_eq(w, "404 404 404 ");
   stop(&f);
 }
@@ -379,17 +415,18 @@ Test(httpd, missing_files_give_404, .timeout = 30) {
 Test(httpd, other_methods_give_405, .timeout = 30) {
   fixture f;
   start(&f, NULL);
-  const char *w = curl(&f, (const char *[]){"-X", "POST", "-d", "abc", "-D", tmp(&f, "h"), "-o", "/dev/null",
-                                             "-w", "%{http_code} %{num_connects}", url(&f, "/small.txt"),
-                                             NULL});
+  const char *w = curl(
+      &f, (const char *[]){"-X", "POST", "-d", "abc", "-D", tmp(&f, "h"), "-o",
+                           "/dev/null", "-w", "%{http_code} %{num_connects}",
+                           url(&f, "/small.txt"), NULL});
   cr_assert_str_eq(w, "405 1");
   size_t len;
   char *h = slurp(tmp(&f, "h"), &len);
   h[len] = '\0';
   cr_assert_not_null(strstr(h, "Allow: GET, HEAD\r\n"));
   free(h);
-  w = curl(&f, (const char *[]){"-X", "DELETE", "-o", "/dev/null", "-w", "%{http_code}",
-                                url(&f, "/small.txt"), NULL});
+  w = curl(&f, (const char *[]){"-X", "DELETE", "-o", "/dev/null", "-w",
+                                "%{http_code}", url(&f, "/small.txt"), NULL});
   cr_assert_str_eq(w, "405");
   stop(&f);
 }
@@ -397,18 +434,22 @@ Test(httpd, other_methods_give_405, .timeout = 30) {
 Test(httpd, if_modified_since_gives_304, .timeout = 30) {
   fixture f;
   start(&f, NULL);
-  const char *w = curl(&f, (const char *[]){"-H", "If-Modified-Since: Sun, 09 Sep 2001 01:46:40 GMT", "-o",
-                                             tmp(&f, "out"), "-w", "%{http_code} %{size_download}",
-                                             url(&f, "/small.txt"), NULL});
+  const char *w =
+      curl(&f, (const char *[]){
+                   "-H", "If-Modified-Since: Sun, 09 Sep 2001 01:46:40 GMT",
+                   "-o", tmp(&f, "out"), "-w", "%{http_code} %{size_download}",
+                   url(&f, "/small.txt"), NULL});
   cr_assert_str_eq(w, "304 0");
-  w = curl(&f, (const char *[]){"-H", "If-Modified-Since: Sat, 08 Sep 2001 01:46:40 GMT", "-o",
-                                tmp(&f, "out"), "-w", "%{http_code} %{size_download}",
-                                url(&f, "/small.txt"), NULL});
+  w = curl(&f, (const char *[]){
+                   "-H", "If-Modified-Since: Sat, 08 Sep 2001 01:46:40 GMT",
+                   "-o", tmp(&f, "out"), "-w", "%{http_code} %{size_download}",
+                   url(&f, "/small.txt"), NULL});
   cr_assert_str_eq(w, "200 6");
   assert_file_is(tmp(&f, "out"), "hello\n", 6);
   /* An unparsable date is ignored. */
-  w = curl(&f, (const char *[]){"-H", "If-Modified-Since: yesterday", "-o", "/dev/null", "-w",
-                                "%{http_code}", url(&f, "/small.txt"), NULL});
+  w = curl(&f, (const char *[]){"-H", "If-Modified-Since: yesterday", "-o",
+                                "/dev/null", "-w", "%{http_code}",
+                                url(&f, "/small.txt"), NULL});
   cr_assert_str_eq(w, "200");
   stop(&f);
 }
@@ -416,12 +457,16 @@ Test(httpd, if_modified_since_gives_304, .timeout = 30) {
 Test(httpd, malformed_requests_give_400, .timeout = 30) {
   fixture f;
   start(&f, NULL);
-  const char *bad[] = {"GARBAGE\r\n\r\n", "GET / HTTP/1.1\r\nNo colon here\r\n\r\n",
-                       "GET /%zz HTTP/1.1\r\nHost: a\r\n\r\n", "GET /a%00b HTTP/1.1\r\nHost: a\r\n\r\n",
-                       "GET / HTTP/1.1\r\nContent-Length: 1x\r\n\r\n", NULL};
+  const char *bad[] = {"GARBAGE\r\n\r\n",
+                       "GET / HTTP/1.1\r\nNo colon here\r\n\r\n",
+                       "GET /%zz HTTP/1.1\r\nHost: a\r\n\r\n",
+                       "GET /a%00b HTTP/1.1\r\nHost: a\r\n\r\n",
+                       "GET / HTTP/1.1\r\nContent-Length: 1x\r\n\r\n",
+                       NULL};
   for (const char **b = bad; *b != NULL; b++) {
     const char *r = raw(&f, *b, strlen(*b));
-    cr_assert_eq(strncmp(r, "HTTP/1.1 400 Bad Request\r\n", 26), 0, "%s -> %s", *b, r);
+    cr_assert_eq(strncmp(r, "HTTP/1.1 400 Bad Request\r\n", 26), 0, "%s -> %s",
+                 *b, r);
     cr_assert_not_null(strstr(r, "Connection: close\r\n"));
     cr_assert_eq(count(r, "HTTP/1.1 "), 1);
   }
@@ -432,15 +477,26 @@ Test(httpd, oversized_requests_give_414_431_413, .timeout = 30) {
   fixture f;
   start(&f, NULL);
   static char req[40000];
-  int n = snprintf(req, sizeof req, "GET /%09000d HTTP/1.1\r\nHost: a\r\n\r\n", 0);
-  cr_assert_eq(strncmp(raw(&f, req, (size_t)n), "HTTP/1.1 414 URI Too Long\r\n", 27), 0);
-  n = snprintf(req, sizeof req, "GET / HTTP/1.1\r\nHost: a\r\nX-Big: %020000d\r\n\r\n", 0);
-  cr_assert_eq(strncmp(raw(&f, req, (size_t)n), "HTTP/1.1 431 Request Header Fields Too Large\r\n", 46), 0);
-  n = snprintf(req, sizeof req, "POST /small.txt HTTP/1.1\r\nHost: a\r\nContent-Length: 2000000\r\n\r\nabc");
-  cr_assert_eq(strncmp(raw(&f, req, (size_t)n), "HTTP/1.1 413 Content Too Large\r\n", 32), 0);
+  int n =
+      snprintf(req, sizeof req, "GET /%09000d HTTP/1.1\r\nHost: a\r\n\r\n", 0);
+  cr_assert_eq(
+      strncmp(raw(&f, req, (size_t)n), "HTTP/1.1 414 URI Too Long\r\n", 27), 0);
+  n = snprintf(req, sizeof req,
+               "GET / HTTP/1.1\r\nHost: a\r\nX-Big: %020000d\r\n\r\n", 0);
+  cr_assert_eq(strncmp(raw(&f, req, (size_t)n),
+                       "HTTP/1.1 431 Request Header Fields Too Large\r\n", 46),
+               0);
+  n = snprintf(req, sizeof req,
+               "POST /small.txt HTTP/1.1\r\nHost: a\r\nContent-Length: "
+               "2000000\r\n\r\nabc");
+  cr_assert_eq(strncmp(raw(&f, req, (size_t)n),
+                       "HTTP/1.1 413 Content Too Large\r\n", 32),
+               0);
   /* The server is still fine. */
-  cr_assert_str_eq(curl(&f, (const char *[]){"-o", "/dev/null", "-w", "%{http_code}", url(&f, "/small.txt"), NULL}),
-                   "200");
+  cr_assert_str_eq(
+      curl(&f, (const char *[]){"-o", "/dev/null", "-w", "%{http_code}",
+                                url(&f, "/small.txt"), NULL}),
+      "200");
   stop(&f);
 }
 
@@ -448,7 +504,8 @@ Test(httpd, unknown_http_version_gives_505, .timeout = 30) {
   fixture f;
   start(&f, NULL);
   const char *r = raw(&f, "GET /small.txt HTTP/2.0\r\n\r\n", 27);
-  cr_assert_eq(strncmp(r, "HTTP/1.1 505 HTTP Version Not Supported\r\n", 41), 0, "%s", r);
+  cr_assert_eq(strncmp(r, "HTTP/1.1 505 HTTP Version Not Supported\r\n", 41), 0,
+               "%s", r);
   cr_assert_not_null(strstr(r, "Connection: close\r\n"));
   stop(&f);
 }
@@ -488,8 +545,9 @@ Test(httpd, several_loops_share_the_port, .timeout = 30) {
   fixture f;
   start(&f, (const char *[]){"--loops", "2", NULL});
   for (int i = 0; i < 4; i++) {
-    const char *w = curl(&f, (const char *[]){"-o", tmp(&f, "out"), "-w", "%{http_code}",
-                                               url(&f, "/big.bin"), NULL});
+    const char *w =
+        curl(&f, (const char *[]){"-o", tmp(&f, "out"), "-w", "%{http_code}",
+                                  url(&f, "/big.bin"), NULL});
     cr_assert_str_eq(w, "200");
   }
   unsigned char *b = big_data();
@@ -501,10 +559,13 @@ Test(httpd, several_loops_share_the_port, .timeout = 30) {
 Test(httpd, cached_file_served_repeatedly, .timeout = 30) {
   fixture f;
   start(&f, (const char *[]){"--cache-ms", "600000", NULL});
-  const char *w = curl(&f, (const char *[]){"-o", tmp(&f, "a"), "-o", tmp(&f, "b"), "-w", "%{http_code} ",
-                                             url(&f, "/small.txt"), url(&f, "/small.txt"), NULL});
+  const char *w =
+      curl(&f, (const char *[]){"-o", tmp(&f, "a"), "-o", tmp(&f, "b"), "-w",
+                                "%{http_code} ", url(&f, "/small.txt"),
+                                url(&f, "/small.txt"), NULL});
   cr_assert_str_eq(w, "200 200 ");
-  w = curl(&f, (const char *[]){"-r", "2-4", "-o", tmp(&f, "c"), "-w", "%{http_code}", url(&f, "/small.txt"), NULL});
+  w = curl(&f, (const char *[]){"-r", "2-4", "-o", tmp(&f, "c"), "-w",
+                                "%{http_code}", url(&f, "/small.txt"), NULL});
   cr_assert_str_eq(w, "206");
   assert_file_is(tmp(&f, "a"), "hello\n", 6);
   assert_file_is(tmp(&f, "b"), "hello\n", 6);
@@ -515,12 +576,16 @@ Test(httpd, cached_file_served_repeatedly, .timeout = 30) {
 Test(httpd, cache_off_sees_changes_at_once, .timeout = 30) {
   fixture f;
   start(&f, (const char *[]){"--cache-ms", "0", NULL});
-  cr_assert_str_eq(curl(&f, (const char *[]){"-o", tmp(&f, "a"), "-w", "%{http_code}", url(&f, "/small.txt"), NULL}),
-                   "200");
+  cr_assert_str_eq(
+      curl(&f, (const char *[]){"-o", tmp(&f, "a"), "-w", "%{http_code}",
+                                url(&f, "/small.txt"), NULL}),
+      "200");
   assert_file_is(tmp(&f, "a"), "hello\n", 6);
   write_file(f.root, "small.txt", "changed!\n", 9);
-  cr_assert_str_eq(curl(&f, (const char *[]){"-o", tmp(&f, "b"), "-w", "%{http_code}", url(&f, "/small.txt"), NULL}),
-                   "200");
+  cr_assert_str_eq(
+      curl(&f, (const char *[]){"-o", tmp(&f, "b"), "-w", "%{http_code}",
+                                url(&f, "/small.txt"), NULL}),
+      "200");
   assert_file_is(tmp(&f, "b"), "changed!\n", 9);
   stop(&f);
 }
@@ -531,7 +596,8 @@ static int run_bad(const char *const *args) {
   server_path(bin, sizeof bin);
   const char *argv[12] = {bin};
   int argc = 1;
-  for (; *args != NULL; args++) argv[argc++] = *args;
+  for (; *args != NULL; args++)
+    argv[argc++] = *args;
   weft_loop *loop = th_loop();
   weft_run_options o = {.proc = {.argv = (char *const *)argv}};
   weft_future *fut = NULL;
@@ -547,16 +613,27 @@ static int run_bad(const char *const *args) {
 
 Test(httpd, bad_command_lines_exit_2, .timeout = 30) {
   cr_assert_eq(run_bad((const char *[]){"--port", "0", NULL}), 2);
-  cr_assert_eq(run_bad((const char *[]){"--port", "x", "--root", "/tmp", NULL}), 2);
-  cr_assert_eq(run_bad((const char *[]){"--port", "70000", "--root", "/tmp", NULL}), 2);
-  cr_assert_eq(run_bad((const char *[]){"--port", "0", "--root", "/nonexistent/dir", NULL}), 2);
-  cr_assert_eq(run_bad((const char *[]){"--port", "0", "--root", "/tmp", "--loops", "0", NULL}), 2);
-  cr_assert_eq(run_bad((const char *[]){"--port", "0", "--root", "/tmp", "--bogus", "1", NULL}), 2);
+  cr_assert_eq(run_bad((const char *[]){"--port", "x", "--root", "/tmp", NULL}),
+               2);
+  cr_assert_eq(
+      run_bad((const char *[]){"--port", "70000", "--root", "/tmp", NULL}), 2);
+  cr_assert_eq(run_bad((const char *[]){"--port", "0", "--root",
+                                        "/nonexistent/dir", NULL}),
+               2);
+  cr_assert_eq(run_bad((const char *[]){"--port", "0", "--root", "/tmp",
+                                        "--loops", "0", NULL}),
+               2);
+  cr_assert_eq(run_bad((const char *[]){"--port", "0", "--root", "/tmp",
+                                        "--bogus", "1", NULL}),
+               2);
   cr_assert_eq(run_bad((const char *[]){"--port", "0", "--root", NULL}), 2);
-  cr_assert_eq(run_bad((const char *[]){"--port", "0", "--root", "/tmp", "--cache-ms", "-1", NULL}), 2);
+  cr_assert_eq(run_bad((const char *[]){"--port", "0", "--root", "/tmp",
+                                        "--cache-ms", "-1", NULL}),
+               2);
 }
 
-/* ---- item 3: requests larger than the input buffer -------------------------- */
+/* ---- item 3: requests larger than the input buffer --------------------------
+ */
 
 #define ETAG "\"3b9aca00-6\"" /* small.txt: MTIME and size in hex, as nginx */
 
@@ -578,36 +655,47 @@ Test(httpd, requests_larger_than_the_buffer_are_answered, .timeout = 60) {
   cr_assert_not_null(req);
   /* 4000 small fields: 431 once over 32 KiB, not a stall and a reset. */
   size_t n = (size_t)sprintf(req, "GET /small.txt HTTP/1.1\r\nHost: a\r\n");
-  for (int i = 0; i < 4000; i++) n += (size_t)sprintf(req + n, "X-%04d: abcdefgh\r\n", i);
+  for (int i = 0; i < 4000; i++)
+    n += (size_t)sprintf(req + n, "X-%04d: abcdefgh\r\n", i);
   n += (size_t)sprintf(req + n, "\r\n");
   const char *r = raw(&f, req, n);
   cr_assert_eq(strncmp(r, "HTTP/1.1 431 ", 13), 0, "%.60s", r);
   cr_assert_not_null(strstr(r, "Connection: close\r\n"));
   /* A 20 KB body is skipped: 405, and the next request on the connection
    * is answered. */
-  n = (size_t)sprintf(req, "POST /small.txt HTTP/1.1\r\nHost: a\r\nContent-Length: 20000\r\n\r\n");
+  n = (size_t)sprintf(
+      req,
+      "POST /small.txt HTTP/1.1\r\nHost: a\r\nContent-Length: 20000\r\n\r\n");
   memset(req + n, 'x', 20000);
   n += 20000;
-  n += (size_t)sprintf(req + n, "GET /small.txt HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n");
+  n += (size_t)sprintf(
+      req + n,
+      "GET /small.txt HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n");
   r = raw(&f, req, n);
   cr_assert_eq(strncmp(r, "HTTP/1.1 405 ", 13), 0, "%.60s", r);
   cr_assert_not_null(strstr(r, "HTTP/1.1 200 OK\r\n"));
   cr_assert_eq(strcmp(r + strlen(r) - 6, "hello\n"), 0);
   /* A 300 KB chunked body: the same. */
-  n = (size_t)sprintf(req, "POST /small.txt HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n");
+  n = (size_t)sprintf(req, "POST /small.txt HTTP/1.1\r\nHost: "
+                           "a\r\nTransfer-Encoding: chunked\r\n\r\n");
   n = add_chunks(req, n, 4096, 75);
-  n += (size_t)sprintf(req + n, "0\r\n\r\nGET /small.txt HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n");
+  n += (size_t)sprintf(req + n, "0\r\n\r\nGET /small.txt HTTP/1.1\r\nHost: "
+                                "a\r\nConnection: close\r\n\r\n");
   r = raw(&f, req, n);
   cr_assert_eq(strncmp(r, "HTTP/1.1 405 ", 13), 0, "%.60s", r);
   cr_assert_eq(count(r, "HTTP/1.1 200 OK\r\n"), 1);
   /* Over 1 MiB, chunked: 413 and a clean close (the reply, not a reset). */
-  n = (size_t)sprintf(req, "POST /small.txt HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n");
+  n = (size_t)sprintf(req, "POST /small.txt HTTP/1.1\r\nHost: "
+                           "a\r\nTransfer-Encoding: chunked\r\n\r\n");
   n = add_chunks(req, n, 65536, 18);
   r = raw(&f, req, n);
-  cr_assert_eq(strncmp(r, "HTTP/1.1 413 Content Too Large\r\n", 32), 0, "%.60s", r);
+  cr_assert_eq(strncmp(r, "HTTP/1.1 413 Content Too Large\r\n", 32), 0, "%.60s",
+               r);
   cr_assert_not_null(strstr(r, "Connection: close\r\n"));
   /* Declared over 1 MiB and sent: 413 as well. */
-  n = (size_t)sprintf(req, "POST /small.txt HTTP/1.1\r\nHost: a\r\nContent-Length: 1100000\r\n\r\n");
+  n = (size_t)sprintf(
+      req,
+      "POST /small.txt HTTP/1.1\r\nHost: a\r\nContent-Length: 1100000\r\n\r\n");
   memset(req + n, 'x', 1100000);
   r = raw(&f, req, n + 1100000);
   cr_assert_eq(strncmp(r, "HTTP/1.1 413 ", 13), 0, "%.60s", r);
@@ -615,17 +703,24 @@ Test(httpd, requests_larger_than_the_buffer_are_answered, .timeout = 60) {
   stop(&f);
 }
 
-/* ---- item 7: RFC 9110 / 9112 MUSTs ----------------------------------------------- */
+/* ---- item 7: RFC 9110 / 9112 MUSTs
+ * ----------------------------------------------- */
 
 Test(httpd, host_rules_give_400, .timeout = 30) {
   fixture f;
   start(&f, NULL);
-  const char *bad[] = {"GET /small.txt HTTP/1.1\r\n\r\n", "GET /small.txt HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n",
-                       "GET /small.txt HTTP/1.1\r\nHost: a b\r\n\r\n", "GET /small.txt HTTP/1.1\r\nHost:\r\n\r\n",
-                       "GET /small.txt HTTP/1.1\r\nHost: a:8x\r\n\r\n", NULL};
-  for (const char **b = bad; *b != NULL; b++) cr_assert_str_eq(status_of(&f, *b), "HTTP/1.1 400 Bad Request", "%s", *b);
-  cr_assert_str_eq(status_of(&f, "GET /small.txt HTTP/1.0\r\n\r\n"), "HTTP/1.1 200 OK");
-  cr_assert_str_eq(status_of(&f, "GET /small.txt HTTP/1.1\r\nHost: [::1]:80\r\nConnection: close\r\n\r\n"),
+  const char *bad[] = {"GET /small.txt HTTP/1.1\r\n\r\n",
+                       "GET /small.txt HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n",
+                       "GET /small.txt HTTP/1.1\r\nHost: a b\r\n\r\n",
+                       "GET /small.txt HTTP/1.1\r\nHost:\r\n\r\n",
+                       "GET /small.txt HTTP/1.1\r\nHost: a:8x\r\n\r\n",
+                       NULL};
+  for (const char **b = bad; *b != NULL; b++)
+    cr_assert_str_eq(status_of(&f, *b), "HTTP/1.1 400 Bad Request", "%s", *b);
+  cr_assert_str_eq(status_of(&f, "GET /small.txt HTTP/1.0\r\n\r\n"),
+                   "HTTP/1.1 200 OK");
+  cr_assert_str_eq(status_of(&f, "GET /small.txt HTTP/1.1\r\nHost: "
+                                 "[::1]:80\r\nConnection: close\r\n\r\n"),
                    "HTTP/1.1 200 OK");
   stop(&f);
 }
@@ -633,57 +728,85 @@ Test(httpd, host_rules_give_400, .timeout = 30) {
 Test(httpd, malformed_fields_and_versions_give_400, .timeout = 30) {
   fixture f;
   start(&f, NULL);
-  const char *bad[] = {"GET /small.txt HTTP/1.1\r\nHost : a\r\n\r\n",
-                       "GET /small.txt HTTP/1.1\r\nHost: a\r\nX-A\t: b\r\n\r\n",
-                       "GET /small.txt HTTP/1.1\r\nHost: a\r\nX-A: b\r\n c\r\n\r\n",
-                       "GET /small.txt HTTP\\1.1\r\nHost: a\r\n\r\n", "GET /small.txt HTTX/1.1\r\nHost: a\r\n\r\n",
-                       "GET /small.txt HTTP/1.10\r\nHost: a\r\n\r\n", "GET  /small.txt HTTP/1.1\r\nHost: a\r\n\r\n",
-                       "GET /small.txt\r\n\r\n", "GET /small.txt HTTP/1.1\r\nHost: a\rX: b\r\n\r\n",
-                       "GET /small.txt HTTP/1.1\r\nHost: a\r\nContent-Length: 1\r\nContent-Length: 1\r\n\r\nx",
-                       "POST /small.txt HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\nContent-Length: 1\r\n\r\n0\r\n\r\n",
-                       "GET /small.txt HTTP/1.1\r\nHost: a\r\nIf-Modified-Since: " "Sun, 09 Sep 2001 01:46:40 GMT\r\n"
-                       "If-Modified-Since: Sun, 09 Sep 2001 01:46:40 GMT\r\n\r\n",
-                       NULL};
-  for (const char **b = bad; *b != NULL; b++) cr_assert_str_eq(status_of(&f, *b), "HTTP/1.1 400 Bad Request", "%s", *b);
+  const char *bad[] = {
+      "GET /small.txt HTTP/1.1\r\nHost : a\r\n\r\n",
+      "GET /small.txt HTTP/1.1\r\nHost: a\r\nX-A\t: b\r\n\r\n",
+      "GET /small.txt HTTP/1.1\r\nHost: a\r\nX-A: b\r\n c\r\n\r\n",
+      "GET /small.txt HTTP\\1.1\r\nHost: a\r\n\r\n",
+      "GET /small.txt HTTX/1.1\r\nHost: a\r\n\r\n",
+      "GET /small.txt HTTP/1.10\r\nHost: a\r\n\r\n",
+      "GET  /small.txt HTTP/1.1\r\nHost: a\r\n\r\n",
+      "GET /small.txt\r\n\r\n",
+      "GET /small.txt HTTP/1.1\r\nHost: a\rX: b\r\n\r\n",
+      "GET /small.txt HTTP/1.1\r\nHost: a\r\nContent-Length: "
+      "1\r\nContent-Length: 1\r\n\r\nx",
+      "POST /small.txt HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: "
+      "chunked\r\nContent-Length: 1\r\n\r\n0\r\n\r\n",
+      "GET /small.txt HTTP/1.1\r\nHost: a\r\nIf-Modified-Since: "
+      "Sun, 09 Sep 2001 01:46:40 GMT\r\n"
+      "If-Modified-Since: Sun, 09 Sep 2001 01:46:40 GMT\r\n\r\n",
+      NULL};
+  for (const char **b = bad; *b != NULL; b++)
+    cr_assert_str_eq(status_of(&f, *b), "HTTP/1.1 400 Bad Request", "%s", *b);
   /* A bare LF ends a line as well (RFC 9112 2.2). */
-  cr_assert_str_eq(status_of(&f, "GET /small.txt HTTP/1.1\nHost: a\nConnection: close\n\n"), "HTTP/1.1 200 OK");
+  cr_assert_str_eq(
+      status_of(&f, "GET /small.txt HTTP/1.1\nHost: a\nConnection: close\n\n"),
+      "HTTP/1.1 200 OK");
   stop(&f);
 }
 
 Test(httpd, unknown_method_or_coding_gives_501, .timeout = 30) {
   fixture f;
   start(&f, NULL);
-  cr_assert_str_eq(status_of(&f, "FOO /small.txt HTTP/1.1\r\nHost: a\r\n\r\n"), "HTTP/1.1 501 Not Implemented");
-  cr_assert_str_eq(status_of(&f, "get /small.txt HTTP/1.1\r\nHost: a\r\n\r\n"), "HTTP/1.1 501 Not Implemented");
-  cr_assert_str_eq(status_of(&f, "POST /small.txt HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: gzip\r\n\r\nabc"),
+  cr_assert_str_eq(status_of(&f, "FOO /small.txt HTTP/1.1\r\nHost: a\r\n\r\n"),
                    "HTTP/1.1 501 Not Implemented");
-  cr_assert_str_eq(status_of(&f, "POST /nope HTTP/1.1\r\nHost: a\r\nContent-Length: 1\r\nConnection: close\r\n\r\nx"),
-                   "HTTP/1.1 404 Not Found"); /* POST as nginx: 405 only for a file */
+  cr_assert_str_eq(status_of(&f, "get /small.txt HTTP/1.1\r\nHost: a\r\n\r\n"),
+                   "HTTP/1.1 501 Not Implemented");
+  cr_assert_str_eq(status_of(&f, "POST /small.txt HTTP/1.1\r\nHost: "
+                                 "a\r\nTransfer-Encoding: gzip\r\n\r\nabc"),
+                   "HTTP/1.1 501 Not Implemented");
+  cr_assert_str_eq(
+      status_of(&f, "POST /nope HTTP/1.1\r\nHost: a\r\nContent-Length: "
+                    "1\r\nConnection: close\r\n\r\nx"),
+      "HTTP/1.1 404 Not Found"); /* POST as nginx: 405 only for a file */
   stop(&f);
 }
 
 Test(httpd, etag_and_if_none_match, .timeout = 30) {
   fixture f;
   start(&f, NULL);
-  const char *r = raw_str(&f, "GET /small.txt HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n");
+  const char *r = raw_str(
+      &f, "GET /small.txt HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n");
   cr_assert_not_null(strstr(r, "\r\nETag: " ETAG "\r\n"), "%s", r);
   const char *hit[] = {"*", ETAG, "W/" ETAG, "\"a\", " ETAG, NULL};
   char req[512];
   for (const char **h = hit; *h != NULL; h++) {
-    snprintf(req, sizeof req, "GET /small.txt HTTP/1.1\r\nHost: a\r\nIf-None-Match: %s\r\nConnection: close\r\n\r\n", *h);
+    snprintf(req, sizeof req,
+             "GET /small.txt HTTP/1.1\r\nHost: a\r\nIf-None-Match: "
+             "%s\r\nConnection: close\r\n\r\n",
+             *h);
     r = raw(&f, req, strlen(req));
-    cr_assert_eq(strncmp(r, "HTTP/1.1 304 Not Modified\r\n", 27), 0, "%s: %s", *h, r);
+    cr_assert_eq(strncmp(r, "HTTP/1.1 304 Not Modified\r\n", 27), 0, "%s: %s",
+                 *h, r);
     cr_assert_not_null(strstr(r, "ETag: " ETAG "\r\n"));
   }
-  cr_assert_str_eq(status_of(&f, "GET /small.txt HTTP/1.1\r\nHost: a\r\nIf-None-Match: \"a\"\r\nConnection: close\r\n\r\n"),
-                   "HTTP/1.1 200 OK");
+  cr_assert_str_eq(
+      status_of(&f, "GET /small.txt HTTP/1.1\r\nHost: a\r\nIf-None-Match: "
+                    "\"a\"\r\nConnection: close\r\n\r\n"),
+      "HTTP/1.1 200 OK");
   /* With If-None-Match, If-Modified-Since is ignored (RFC 9110 13.1.3). */
-  cr_assert_str_eq(status_of(&f, "GET /small.txt HTTP/1.1\r\nHost: a\r\nIf-None-Match: " ETAG "\r\n"
-                                 "If-Modified-Since: Sat, 08 Sep 2001 01:46:40 GMT\r\nConnection: close\r\n\r\n"),
-                   "HTTP/1.1 304 Not Modified");
-  cr_assert_str_eq(status_of(&f, "GET /small.txt HTTP/1.1\r\nHost: a\r\nIf-None-Match: \"a\"\r\n"
-                                 "If-Modified-Since: Sun, 09 Sep 2001 01:46:40 GMT\r\nConnection: close\r\n\r\n"),
-                   "HTTP/1.1 200 OK");
+  cr_assert_str_eq(
+      status_of(&f, "GET /small.txt HTTP/1.1\r\nHost: a\r\nIf-None-Match: " ETAG
+                    "\r\n"
+                    "If-Modified-Since: Sat, 08 Sep 2001 01:46:40 "
+                    "GMT\r\nConnection: close\r\n\r\n"),
+      "HTTP/1.1 304 Not Modified");
+  cr_assert_str_eq(
+      status_of(&f,
+                "GET /small.txt HTTP/1.1\r\nHost: a\r\nIf-None-Match: \"a\"\r\n"
+                "If-Modified-Since: Sun, 09 Sep 2001 01:46:40 "
+                "GMT\r\nConnection: close\r\n\r\n"),
+      "HTTP/1.1 200 OK");
   stop(&f);
 }
 
@@ -692,17 +815,24 @@ Test(httpd, failed_preconditions_give_412, .timeout = 30) {
   start(&f, NULL);
   const char *c = "Connection: close\r\n\r\n";
   char req[512];
-#define PRE(hdrs, want)                                                                    \
-  snprintf(req, sizeof req, "GET /small.txt HTTP/1.1\r\nHost: a\r\n%s%s", hdrs, c);        \
+#define PRE(hdrs, want)                                                        \
+  snprintf(req, sizeof req, "GET /small.txt HTTP/1.1\r\nHost: a\r\n%s%s",      \
+           hdrs, c);                                                           \
   cr_assert_str_eq(status_of(&f, req), want, "%s", hdrs)
   PRE("If-Match: \"a\"\r\n", "HTTP/1.1 412 Precondition Failed");
-  PRE("If-Match: \"a\"\r\nRange: bytes=0-1\r\n", "HTTP/1.1 412 Precondition Failed");
-  PRE("If-Match: W/" ETAG "\r\n", "HTTP/1.1 412 Precondition Failed"); /* strong comparison */
+  PRE("If-Match: \"a\"\r\nRange: bytes=0-1\r\n",
+      "HTTP/1.1 412 Precondition Failed");
+  PRE("If-Match: W/" ETAG "\r\n",
+      "HTTP/1.1 412 Precondition Failed"); /* strong comparison */
   PRE("If-Match: *\r\n", "HTTP/1.1 200 OK");
-  PRE("If-Match: " ETAG "\r\nRange: bytes=0-1\r\n", "HTTP/1.1 206 Partial Content");
-  PRE("If-Unmodified-Since: Sat, 08 Sep 2001 01:46:40 GMT\r\n", "HTTP/1.1 412 Precondition Failed");
-  PRE("If-Unmodified-Since: Sun, 09 Sep 2001 01:46:40 GMT\r\n", "HTTP/1.1 200 OK");
-  PRE("If-Match: *\r\nIf-Unmodified-Since: Sat, 08 Sep 2001 01:46:40 GMT\r\n", "HTTP/1.1 200 OK");
+  PRE("If-Match: " ETAG "\r\nRange: bytes=0-1\r\n",
+      "HTTP/1.1 206 Partial Content");
+  PRE("If-Unmodified-Since: Sat, 08 Sep 2001 01:46:40 GMT\r\n",
+      "HTTP/1.1 412 Precondition Failed");
+  PRE("If-Unmodified-Since: Sun, 09 Sep 2001 01:46:40 GMT\r\n",
+      "HTTP/1.1 200 OK");
+  PRE("If-Match: *\r\nIf-Unmodified-Since: Sat, 08 Sep 2001 01:46:40 GMT\r\n",
+      "HTTP/1.1 200 OK");
 #undef PRE
   stop(&f);
 }
@@ -711,21 +841,30 @@ Test(httpd, if_range_mismatch_sends_the_whole_file, .timeout = 30) {
   fixture f;
   start(&f, NULL);
   char req[512];
-  const char *cases[][2] = {{"If-Range: " ETAG, "HTTP/1.1 206 Partial Content"},
-                            {"If-Range: \"other\"", "HTTP/1.1 200 OK"},
-                            {"If-Range: W/" ETAG, "HTTP/1.1 200 OK"},
-                            {"If-Range: Sun, 09 Sep 2001 01:46:40 GMT", "HTTP/1.1 206 Partial Content"},
-                            {"If-Range: Sat, 08 Sep 2001 01:46:40 GMT", "HTTP/1.1 200 OK"}};
+  const char *cases[][2] = {
+      {"If-Range: " ETAG, "HTTP/1.1 206 Partial Content"},
+      {"If-Range: \"other\"", "HTTP/1.1 200 OK"},
+      {"If-Range: W/" ETAG, "HTTP/1.1 200 OK"},
+      {"If-Range: Sun, 09 Sep 2001 01:46:40 GMT",
+       "HTTP/1.1 206 Partial Content"},
+      {"If-Range: Sat, 08 Sep 2001 01:46:40 GMT", "HTTP/1.1 200 OK"}};
   for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
-    snprintf(req, sizeof req, "GET /small.txt HTTP/1.1\r\nHost: a\r\nRange: bytes=2-\r\n%s\r\nConnection: close\r\n\r\n",
+    snprintf(req, sizeof req,
+             "GET /small.txt HTTP/1.1\r\nHost: a\r\nRange: "
+             "bytes=2-\r\n%s\r\nConnection: close\r\n\r\n",
              cases[i][0]);
     const char *r = raw(&f, req, strlen(req));
-    cr_assert_eq(strncmp(r, cases[i][1], strlen(cases[i][1])), 0, "%s: %s", cases[i][0], r);
+    cr_assert_eq(strncmp(r, cases[i][1], strlen(cases[i][1])), 0, "%s: %s",
+                 cases[i][0], r);
     const char *body = strstr(r, "\r\n\r\n");
-    cr_assert_str_eq(body + 4, cases[i][1][9] == '2' && cases[i][1][11] == '6' ? "llo\n" : "hello\n");
+    cr_assert_str_eq(body + 4, cases[i][1][9] == '2' && cases[i][1][11] == '6'
+                                   ? "llo\n"
+                                   : "hello\n");
   }
   /* HEAD ignores Range (RFC 9110 14.2). */
-  cr_assert_str_eq(status_of(&f, "HEAD /small.txt HTTP/1.1\r\nHost: a\r\nRange: bytes=2-\r\nConnection: close\r\n\r\n"),
+  cr_assert_str_eq(status_of(&f,
+                             "HEAD /small.txt HTTP/1.1\r\nHost: a\r\nRange: "
+                             "bytes=2-\r\nConnection: close\r\n\r\n"),
                    "HTTP/1.1 200 OK");
   stop(&f);
 }
@@ -733,14 +872,19 @@ Test(httpd, if_range_mismatch_sends_the_whole_file, .timeout = 30) {
 Test(httpd, obsolete_date_forms_are_accepted, .timeout = 30) {
   fixture f;
   start(&f, NULL);
-  const char *dates[] = {"Sun, 09 Sep 2001 01:46:40 GMT", "Sunday, 09-Sep-01 01:46:40 GMT",
+  const char *dates[] = {"Sun, 09 Sep 2001 01:46:40 GMT",
+                         "Sunday, 09-Sep-01 01:46:40 GMT",
                          "Sun Sep  9 01:46:40 2001", NULL};
   char req[512];
   for (const char **d = dates; *d != NULL; d++) {
-    snprintf(req, sizeof req, "GET /small.txt HTTP/1.1\r\nHost: a\r\nIf-Modified-Since: %s\r\nConnection: close\r\n\r\n", *d);
+    snprintf(req, sizeof req,
+             "GET /small.txt HTTP/1.1\r\nHost: a\r\nIf-Modified-Since: "
+             "%s\r\nConnection: close\r\n\r\n",
+             *d);
     cr_assert_str_eq(status_of(&f, req), "HTTP/1.1 304 Not Modified", "%s", *d);
   }
-  cr_assert_str_eq(status_of(&f, "GET /small.txt HTTP/1.1\r\nHost: a\r\nIf-Modified-Since: Saturday, 08-Sep-01 "
+  cr_assert_str_eq(status_of(&f, "GET /small.txt HTTP/1.1\r\nHost: "
+                                 "a\r\nIf-Modified-Since: Saturday, 08-Sep-01 "
                                  "01:46:40 GMT\r\nConnection: close\r\n\r\n"),
                    "HTTP/1.1 200 OK");
   stop(&f);
@@ -751,21 +895,26 @@ Test(httpd, expect_100_continue_is_answered, .timeout = 30) {
   start(&f, NULL);
   int s = socket(AF_INET, SOCK_STREAM, 0);
   cr_assert_geq(s, 0);
-  struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)f.port)};
+  struct sockaddr_in a = {.sin_family = AF_INET,
+                          .sin_port = htons((uint16_t)f.port)};
   a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
   cr_assert_eq(connect(s, (struct sockaddr *)&a, sizeof a), 0);
   struct timeval tv = {10, 0};
   setsockopt(s, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
-  const char head[] = "POST /small.txt HTTP/1.1\r\nHost: a\r\nExpect: 100-continue\r\nContent-Length: 3\r\n"
+  const char head[] = "POST /small.txt HTTP/1.1\r\nHost: a\r\nExpect: "
+                      "100-continue\r\nContent-Length: 3\r\n"
                       "Connection: close\r\n\r\n";
   cr_assert_eq(send(s, head, sizeof head - 1, 0), (ssize_t)sizeof head - 1);
   char buf[1024];
-  ssize_t n = recv(s, buf, sizeof buf - 1, 0); /* before any body byte is sent */
+  ssize_t n =
+      recv(s, buf, sizeof buf - 1, 0); /* before any body byte is sent */
   cr_assert_eq(n, 25);
   cr_assert_eq(memcmp(buf, "HTTP/1.1 100 Continue\r\n\r\n", 25), 0);
   cr_assert_eq(send(s, "abc", 3, 0), 3);
   size_t got = 0;
-  while (got < sizeof buf - 1 && (n = recv(s, buf + got, sizeof buf - 1 - got, 0)) > 0) got += (size_t)n;
+  while (got < sizeof buf - 1 &&
+         (n = recv(s, buf + got, sizeof buf - 1 - got, 0)) > 0)
+    got += (size_t)n;
   buf[got] = '\0';
   cr_assert_eq(strncmp(buf, "HTTP/1.1 405 ", 13), 0, "%s", buf);
   close(s);
@@ -775,20 +924,32 @@ Test(httpd, expect_100_continue_is_answered, .timeout = 30) {
 Test(httpd, directories_redirected_or_refused, .timeout = 30) {
   fixture f;
   start(&f, NULL);
-  const char *r = raw_str(&f, "GET /sub HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n");
-  cr_assert_eq(strncmp(r, "HTTP/1.1 301 Moved Permanently\r\n", 32), 0, "%s", r);
+  const char *r =
+      raw_str(&f, "GET /sub HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n");
+  cr_assert_eq(strncmp(r, "HTTP/1.1 301 Moved Permanently\r\n", 32), 0, "%s",
+               r);
   cr_assert_not_null(strstr(r, "\r\nLocation: /sub/\r\n"), "%s", r);
-  r = raw_str(&f, "GET /sub?x=1 HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n");
+  r = raw_str(&f,
+              "GET /sub?x=1 HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n");
   cr_assert_not_null(strstr(r, "\r\nLocation: /sub/?x=1\r\n"), "%s", r);
-  cr_assert_str_eq(status_of(&f, "GET /empty/ HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n"), "HTTP/1.1 403 Forbidden");
-  cr_assert_str_eq(status_of(&f, "GET /empty HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n"),
-                   "HTTP/1.1 301 Moved Permanently");
-  cr_assert_str_eq(status_of(&f, "GET /empty/index.html HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n"),
+  cr_assert_str_eq(
+      status_of(&f,
+                "GET /empty/ HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n"),
+      "HTTP/1.1 403 Forbidden");
+  cr_assert_str_eq(
+      status_of(&f,
+                "GET /empty HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n"),
+      "HTTP/1.1 301 Moved Permanently");
+  cr_assert_str_eq(status_of(&f, "GET /empty/index.html HTTP/1.1\r\nHost: "
+                                 "a\r\nConnection: close\r\n\r\n"),
                    "HTTP/1.1 404 Not Found");
   static char req[2048];
-  snprintf(req, sizeof req, "GET /sub?%0900d HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n", 0);
+  snprintf(req, sizeof req,
+           "GET /sub?%0900d HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n",
+           0);
   r = raw_str(&f, req);
-  cr_assert_eq(strncmp(r, "HTTP/1.1 301 ", 13), 0, "%.40s", r); /* the whole Location, not truncated */
+  cr_assert_eq(strncmp(r, "HTTP/1.1 301 ", 13), 0, "%.40s",
+               r); /* the whole Location, not truncated */
   cr_assert_not_null(strstr(r, "\r\nLocation: /sub/?0000"));
   cr_assert_not_null(strstr(r, "0000\r\n"));
   cr_assert_not_null(strstr(r, "\r\n\r\nMoved Permanently\n"));

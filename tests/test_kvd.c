@@ -787,17 +787,17 @@ Test(kvd, parsing_matches_redis, .timeout = 20) {
       {"*2\r\n$4\r\nECHO\r\n$1\r\naXY", "$1\r\na\r\n", false},
       {"*1\r\n\r\n", "-ERR Protocol error: expected '$', got ' '\r\n", true},
       /* inline: blanks are isspace(), but only SP, TAB, CR, LF end a token */
-      {"ECHO a\rb\r\n",
-       "-ERR wrong number of arguments for 'echo' command\r\n", false},
+      {"ECHO a\rb\r\n", "-ERR wrong number of arguments for 'echo' command\r\n",
+       false},
       {"ECHO \v\"a\"\f\r\n", "$1\r\na\r\n", false},
       {"ECHO a\vb\r\n", "$3\r\na\vb\r\n", false},
       {"ECHO 'a'\v\r\n", "$1\r\na\r\n", false},
-      {"ECHO \"a\"b\r\n", "-ERR Protocol error: unbalanced quotes in request\r\n",
-       true},
+      {"ECHO \"a\"b\r\n",
+       "-ERR Protocol error: unbalanced quotes in request\r\n", true},
       {"ECHO 'it\\'s' \r\n", "$4\r\nit's\r\n", false},
       {"ECHO \"\\x41\\x4g\\q\"\r\n", "$5\r\nAx4gq\r\n", false},
-      {"ECHO \"a\\\r\n", "-ERR Protocol error: unbalanced quotes in request\r\n",
-       true},
+      {"ECHO \"a\\\r\n",
+       "-ERR Protocol error: unbalanced quotes in request\r\n", true},
   };
   for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
     int fd = raw_connect(s);
@@ -947,8 +947,9 @@ Test(kvd, bad_command_lines, .timeout = 20) {
   };
   for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
     cr_assert_eq(run(bad[i], NULL, out, sizeof out), 2, "case %zu", i);
-    cr_assert_eq(strncmp(out, "usage: kvd --port P [--loops N] [--bind ADDR]",
-                         45), 0, "%s", out);
+    cr_assert_eq(
+        strncmp(out, "usage: kvd --port P [--loops N] [--bind ADDR]", 45), 0,
+        "%s", out);
   }
   server s = start(); /* a port in use fails cleanly */
   char port[16];
@@ -976,25 +977,44 @@ Test(kvd, glob_matches_as_redis_does, .timeout = 10) {
     bool hit;
   } cases[] = {
       {"*", "", false}, /* KEYS * lists "" only by its shortcut */
-      {"", "", true},     {"*", "a", true},      {"**", "", false},
-      {"a*", "a", true},  {"*a", "ba", true},    {"?", "", false},
-      {"?*", "ab", true}, {"a?c", "abc", true},  {"a?c", "ac", false},
-      {"a\\*c", "a*c", true}, {"a\\*c", "abc", false},
-      {"[ab]", "b", true},    {"[^ab]", "b", false}, {"[^ab]", "c", true},
-      {"[b-a]", "a", true},   /* a reversed range */
-      {"[a-]", "]", true},    /* Redis: "a-]" is a range up to ']' */
-      {"[-a]", "-", true},    {"[]]", "]", false},   {"[\\]]", "]", true},
-      {"[", "[", false},      {"[^", "x", true},     {"[a", "a", true},
-      {"\\", "\\", true},     {"a\\", "a\\", true},  {"a\\\\b", "a\\b", true},
-      {"h[ae]llo", "hallo", true}, {"h[^e]llo", "hello", false},
+      {"", "", true},
+      {"*", "a", true},
+      {"**", "", false},
+      {"a*", "a", true},
+      {"*a", "ba", true},
+      {"?", "", false},
+      {"?*", "ab", true},
+      {"a?c", "abc", true},
+      {"a?c", "ac", false},
+      {"a\\*c", "a*c", true},
+      {"a\\*c", "abc", false},
+      {"[ab]", "b", true},
+      {"[^ab]", "b", false},
+      {"[^ab]", "c", true},
+      {"[b-a]", "a", true}, /* a reversed range */
+      {"[a-]", "]", true},  /* Redis: "a-]" is a range up to ']' */
+      {"[-a]", "-", true},
+      {"[]]", "]", false},
+      {"[\\]]", "]", true},
+      {"[", "[", false},
+      {"[^", "x", true},
+      {"[a", "a", true},
+      {"\\", "\\", true},
+      {"a\\", "a\\", true},
+      {"a\\\\b", "a\\b", true},
+      {"h[ae]llo", "hallo", true},
+      {"h[^e]llo", "hello", false},
       {"[a-\xff]", "b", false}, /* bytes compare as signed char */
-      {"[\x80-\xff]", "\xff", true}, {"*a*a*b", "aaab", true},
-      {"*a*a*b", "aab", true},  {"*a*a*b", "ab", false},
-      {"a*b*c", "axxbyyc", true}, {"a*b*c", "axxbyyd", false},
+      {"[\x80-\xff]", "\xff", true},
+      {"*a*a*b", "aaab", true},
+      {"*a*a*b", "aab", true},
+      {"*a*a*b", "ab", false},
+      {"a*b*c", "axxbyyc", true},
+      {"a*b*c", "axxbyyd", false},
   };
   for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++)
-    cr_assert_eq(glob_s(cases[i].pat, cases[i].s), cases[i].hit,
-                 "'%s' on '%s'", cases[i].pat, cases[i].s);
+    cr_assert_eq(glob_s(cases[i].pat, cases[i].s), cases[i].hit, "'%s' on '%s'",
+                 cases[i].pat, cases[i].s);
 }
 
 /* A 1 MB pattern against a 1 MB string: no recursion (the old matcher
@@ -1037,8 +1057,10 @@ Test(kvd, keys_long_and_exponential_patterns_return_at_once, .timeout = 10) {
   EXPECT(s, "OK\n", "SET", key, "1");
   /* 12 s of backtracking before, for this one key */
   EXPECT(s, "(empty array)\n", "KEYS", "*a*a*a*a*a*a*a*b");
-  EXPECT(s, "1) \"aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\"\n",
-         "KEYS", "*a*a*a*a*a*a*a*");
+  EXPECT(
+      s,
+      "1) \"aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\"\n",
+      "KEYS", "*a*a*a*a*a*a*a*");
   static char pat[100001]; /* 100 KB: "*a" 50,000 times */
   for (size_t i = 0; i < 100000; i += 2)
     pat[i] = '*', pat[i + 1] = 'a';
@@ -1126,8 +1148,7 @@ Test(kvd, server_commands_reply_as_redis, .timeout = 20) {
          "CONFIG", "FOO");
   EXPECT(s, "1) \"proto-max-bulk-len\"\n2) \"2097152\"\n", "CONFIG", "GET",
          "proto-max-bulk-len"); /* the failed SETs changed nothing */
-  EXPECT(s,
-         "(error) ERR wrong number of arguments for 'config|help' command\n",
+  EXPECT(s, "(error) ERR wrong number of arguments for 'config|help' command\n",
          "CONFIG", "HELP", "x");
   cr_assert_not_null(strstr(CLI(s, "CONFIG", "HELP"), "    Prints this help."));
   EXPECT(s,

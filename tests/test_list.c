@@ -77,7 +77,8 @@ Test(list, splice_back_moves_everything_in_order, .timeout = 5) {
   cr_assert(weft__list_empty(&b), "the source is left empty");
   int got[8];
   cr_assert_eq(ids(&a, got, 8), 5);
-  for (int i = 0; i < 5; i++) cr_assert_eq(got[i], i + 1);
+  for (int i = 0; i < 5; i++)
+    cr_assert_eq(got[i], i + 1);
   cr_assert_eq(a.prev, &vb[2].node);
   /* an empty source changes nothing; an empty target takes the lot */
   weft__list_init(&empty);

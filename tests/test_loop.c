@@ -126,7 +126,8 @@ Test(loop, once_blocks_until_a_timer_is_due, .timeout = 5) {
 /* The loop's time can be much newer than libev's (weft_update_time after a
  * long computation between runs); a ONCE run must still wait for the timer
  * rather than return early without running it. */
-Test(loop, once_waits_for_a_timer_started_after_a_long_computation, .timeout = 5) {
+Test(loop, once_waits_for_a_timer_started_after_a_long_computation,
+     .timeout = 5) {
   weft_loop *loop = th_loop();
   weft_timer t;
   int fired = 0;
@@ -134,7 +135,8 @@ Test(loop, once_waits_for_a_timer_started_after_a_long_computation, .timeout = 5
   t.base.data = &fired;
   cr_assert_eq(weft_loop_run(loop, WEFT_RUN_NOWAIT), 0);
   uint64_t start = mono_ms();
-  while (mono_ms() - start < 20) {} /* a computation, not a sleep */
+  while (mono_ms() - start < 20) {
+  } /* a computation, not a sleep */
   weft_update_time(loop);
   weft_timer_start(&t, on_count, 5, 0);
   cr_assert_eq(weft_loop_run(loop, WEFT_RUN_ONCE), 0);
@@ -149,13 +151,15 @@ Test(loop, nowait_never_blocks, .timeout = 5) {
   weft_timer_init(loop, &t);
   t.base.data = &fired;
   weft_timer_start(&t, on_count, 60000, 0);
-  for (int i = 0; i < 10; i++) cr_assert_eq(weft_loop_run(loop, WEFT_RUN_NOWAIT), 1);
+  for (int i = 0; i < 10; i++)
+    cr_assert_eq(weft_loop_run(loop, WEFT_RUN_NOWAIT), 1);
   cr_assert_eq(fired, 0);
   th_loop_finish(loop);
 }
 
 static void stop_at_3(weft_timer *t) {
-  if (++*(int *)t->base.data % 3 == 0) weft_loop_stop(weft_handle_loop(&t->base));
+  if (++*(int *)t->base.data % 3 == 0)
+    weft_loop_stop(weft_handle_loop(&t->base));
 }
 
 Test(loop, stop_from_a_callback_ends_the_run, .timeout = 5) {
@@ -212,7 +216,8 @@ Test(loop, alive_follows_refs_and_work, .timeout = 5) {
 static void check_cached_time(void *arg) {
   weft_loop *loop = arg;
   uint64_t t0 = weft_now(loop), start = mono_ms();
-  while (mono_ms() - start < 3) {} /* a computation of 3 ms, not a sleep */
+  while (mono_ms() - start < 3) {
+  } /* a computation of 3 ms, not a sleep */
   cr_assert_eq(weft_now(loop), t0, "the cached time moved by itself");
   weft_update_time(loop);
   cr_assert_geq(weft_now(loop), t0 + 2);
@@ -249,7 +254,8 @@ Test(loop, call_soon_runs_each_once_in_fifo_order, .timeout = 5) {
   cr_assert_eq(F.len, 0, "ran inline");
   cr_assert_eq(weft_loop_run(loop, WEFT_RUN_DEFAULT), 0);
   cr_assert_eq(F.len, N_FIFO);
-  for (int i = 0; i < N_FIFO; i++) cr_assert_eq(F.log[i], i);
+  for (int i = 0; i < N_FIFO; i++)
+    cr_assert_eq(F.log[i], i);
   th_loop_finish(loop);
 }
 
@@ -332,11 +338,14 @@ static void starve_post(void *arg) { ((starve *)arg)->posted++; }
 static void *starve_thread(void *arg) {
   starve *st = arg;
   for (int i = 0; i < STARVE_POSTS; i++)
-    if (weft_call_soon_threadsafe(st->loop, starve_post, st) != 0) st->post_errors++;
+    if (weft_call_soon_threadsafe(st->loop, starve_post, st) != 0)
+      st->post_errors++;
   return NULL;
 }
 
-static void starve_timer(weft_timer *t) { ((starve *)t->base.data)->timer_fired++; }
+static void starve_timer(weft_timer *t) {
+  ((starve *)t->base.data)->timer_fired++;
+}
 static void starve_sig(weft_signal *s, int signum) {
   cr_assert_eq(signum, SIGUSR1);
   ((starve *)s->base.data)->sig_fired++;
@@ -353,7 +362,8 @@ static void reposter(void *arg) {
   cr_assert_eq(weft_call_soon(st->loop, reposter, st), 0);
 }
 
-Test(loop, reposting_callback_cannot_starve_timers_signals_or_posts, .timeout = 20) {
+Test(loop, reposting_callback_cannot_starve_timers_signals_or_posts,
+     .timeout = 20) {
   static starve st;
   st.loop = th_loop();
   weft_timer_init(st.loop, &st.timer);
@@ -374,7 +384,8 @@ Test(loop, reposting_callback_cannot_starve_timers_signals_or_posts, .timeout = 
   th_loop_finish(st.loop);
 }
 
-/* ---- cross-thread posts --------------------------------------------------- */
+/* ---- cross-thread posts ---------------------------------------------------
+ */
 
 #define TS_THREADS 4
 #define TS_POSTS 100000
@@ -410,7 +421,9 @@ static void *ts_thread(void *arg) {
   uintptr_t id = (uintptr_t)arg;
   long errors = 0;
   for (uintptr_t seq = 0; seq < TS_POSTS; seq++)
-    if (weft_call_soon_threadsafe(TS.loop, ts_cb, (void *)(id << 24 | seq)) != 0) errors++;
+    if (weft_call_soon_threadsafe(TS.loop, ts_cb, (void *)(id << 24 | seq)) !=
+        0)
+      errors++;
   return (void *)errors;
 }
 
@@ -424,13 +437,15 @@ Test(loop, threadsafe_posts_from_4_threads_run_once_in_order, .timeout = 60) {
   for (int i = 0; i < TS_THREADS; i++) {
     void *errors;
     pthread_join(th[i], &errors);
-    cr_assert_null(errors, "thread %d: %ld posts failed", i, (long)(intptr_t)errors);
+    cr_assert_null(errors, "thread %d: %ld posts failed", i,
+                   (long)(intptr_t)errors);
     cr_assert_eq(TS.next[i], TS_POSTS, "thread %d", i);
   }
   cr_assert_eq(TS.total, (long)TS_THREADS * TS_POSTS);
   cr_assert_eq(TS.out_of_order, 0);
   /* many posts per wakeup */
-  cr_assert_lt(TS.batches * 4, TS.total, "%ld wakeups for %ld posts", TS.batches, TS.total);
+  cr_assert_lt(TS.batches * 4, TS.total, "%ld wakeups for %ld posts",
+               TS.batches, TS.total);
   th_loop_finish(TS.loop);
 }
 
@@ -440,7 +455,8 @@ Test(loop, threadsafe_post_from_the_loop_thread, .timeout = 5) {
   weft_loop_ref(loop);
   cr_assert_eq(weft_call_soon_threadsafe(loop, inc, &ran), 0);
   cr_assert_eq(ran, 0, "ran inline");
-  while (ran == 0) cr_assert_eq(weft_loop_run(loop, WEFT_RUN_ONCE), 1);
+  while (ran == 0)
+    cr_assert_eq(weft_loop_run(loop, WEFT_RUN_ONCE), 1);
   cr_assert_eq(ran, 1);
   weft_loop_unref(loop);
   th_loop_finish(loop);
@@ -469,9 +485,11 @@ static char thread_state(pid_t tid) {
 
 static void *stop_thread(void *arg) {
   stopper *s = arg;
-  while (!atomic_load(&s->go)) sched_yield();
+  while (!atomic_load(&s->go))
+    sched_yield();
   uint64_t start = mono_ms();
-  while (!(s->saw_sleeping = thread_state(s->tid) == 'S') && mono_ms() - start < 5000)
+  while (!(s->saw_sleeping = thread_state(s->tid) == 'S') &&
+         mono_ms() - start < 5000)
     sched_yield();
   weft_loop_stop(s->loop);
   return NULL;
@@ -506,7 +524,8 @@ typedef struct shut {
 static void *shut_thread(void *arg) {
   shut *sd = arg;
   pthread_mutex_lock(&sd->mu);
-  while (sd->stage < 1) pthread_cond_wait(&sd->cv, &sd->mu);
+  while (sd->stage < 1)
+    pthread_cond_wait(&sd->cv, &sd->mu);
   pthread_mutex_unlock(&sd->mu);
   int err = weft_call_soon_threadsafe(sd->loop, inc, &sd->ran);
   pthread_mutex_lock(&sd->mu);
@@ -523,12 +542,14 @@ static void shut_teardown(weft_loop *loop, void *state) {
   pthread_mutex_lock(&sd->mu);
   sd->stage = 1;
   pthread_cond_signal(&sd->cv);
-  while (sd->stage < 2) pthread_cond_wait(&sd->cv, &sd->mu);
+  while (sd->stage < 2)
+    pthread_cond_wait(&sd->cv, &sd->mu);
   pthread_mutex_unlock(&sd->mu);
 }
 
 Test(loop, posting_to_a_loop_being_freed_gets_eshutdown, .timeout = 10) {
-  static shut sd = {.mu = PTHREAD_MUTEX_INITIALIZER, .cv = PTHREAD_COND_INITIALIZER};
+  static shut sd = {.mu = PTHREAD_MUTEX_INITIALIZER,
+                    .cv = PTHREAD_COND_INITIALIZER};
   sd.loop = th_loop();
   weft__module_set(sd.loop, WEFT__MOD_PROCESS, &sd, shut_teardown);
   pthread_t th;
@@ -541,10 +562,13 @@ Test(loop, posting_to_a_loop_being_freed_gets_eshutdown, .timeout = 10) {
   cr_assert_eq(weft_alloc_live(), 0);
 }
 
-/* ---- the handle base ------------------------------------------------------ */
+/* ---- the handle base ------------------------------------------------------
+ */
 
 static void count_close(weft_handle *h) { ++*(int *)h->data; }
-static void never_timer(weft_timer *t) { cr_assert_fail("timer %p ran", (void *)t); }
+static void never_timer(weft_timer *t) {
+  cr_assert_fail("timer %p ran", (void *)t);
+}
 static void never_signal(weft_signal *s, int signum) {
   cr_assert_fail("signal handle %p ran for %d", (void *)s, signum);
 }

@@ -56,13 +56,15 @@ static void unix_echo(const char *name, size_t len) {
   cr_assert_eq(glen, len ? len : strlen(name));
   cr_assert_eq(memcmp(got, name, glen), 0);
   uclient *c = calloc(1, sizeof *c);
-  for (size_t i = 0; i < sizeof c->out; i++) c->out[i] = (char)(i * 13);
+  for (size_t i = 0; i < sizeof c->out; i++)
+    c->out[i] = (char)(i * 13);
   cr_assert_eq(weft_pipe_init(loop, &c->p), 0);
   c->p.stream.base.data = c;
   c->cr.data = c;
   cr_assert_eq(weft_pipe_connect(&c->cr, &c->p, name, len, c_connected), 0);
   cr_assert_eq(c->connected, 0);
-  while (echo.closed == 0) weft_loop_run(loop, WEFT_RUN_ONCE);
+  while (echo.closed == 0)
+    weft_loop_run(loop, WEFT_RUN_ONCE);
   cr_assert_eq(c->connected, 1);
   cr_assert_eq(c->got, sizeof c->out);
   cr_assert_eq(echo.accepted, 1);
@@ -85,7 +87,8 @@ Test(pipe, echo_over_abstract_name, .timeout = 10) {
   unix_echo(name, (size_t)n);
 }
 
-/* ---- pipe(2) fds ---------------------------------------------------------- */
+/* ---- pipe(2) fds ----------------------------------------------------------
+ */
 
 typedef struct pp {
   size_t got;
@@ -109,7 +112,8 @@ static void pp_shut(weft_shutdown_req *req, int status) {
   ((pp *)req->data)->shut++;
 }
 
-Test(pipe, pipe_fds_carry_data_and_shutdown_closes_the_write_end, .timeout = 10) {
+Test(pipe, pipe_fds_carry_data_and_shutdown_closes_the_write_end,
+     .timeout = 10) {
   weft_loop *loop = th_loop();
   int fds[2];
   cr_assert_eq(pipe(fds), 0);
@@ -120,7 +124,8 @@ Test(pipe, pipe_fds_carry_data_and_shutdown_closes_the_write_end, .timeout = 10)
   cr_assert_eq(weft_pipe_open(&w, fds[1]), 0);
   cr_assert_eq(weft_handle_get_type(&r.stream.base), WEFT_HANDLE_PIPE);
   pp *p = calloc(1, sizeof *p);
-  for (size_t i = 0; i < sizeof p->data; i++) p->data[i] = (char)(i * 7 + 1);
+  for (size_t i = 0; i < sizeof p->data; i++)
+    p->data[i] = (char)(i * 7 + 1);
   r.stream.base.data = p;
   cr_assert_eq(weft_stream_read_start(&r.stream, NULL, pp_read), 0);
   weft_write_req wr;
@@ -132,7 +137,8 @@ Test(pipe, pipe_fds_carry_data_and_shutdown_closes_the_write_end, .timeout = 10)
   /* the read end cannot be shut down: it is not a socket */
   weft_shutdown_req sr2;
   cr_assert_eq(weft_stream_shutdown(&sr2, &r.stream, NULL), -ENOTSOCK);
-  while (p->eof == 0) weft_loop_run(loop, WEFT_RUN_ONCE);
+  while (p->eof == 0)
+    weft_loop_run(loop, WEFT_RUN_ONCE);
   cr_assert_eq(p->got, sizeof p->data);
   cr_assert_eq(p->shut, 1);
   cr_assert_eq(weft_stream_fileno(&w.stream), -EBADF); /* closed by shutdown */
@@ -144,7 +150,8 @@ static void epipe_write(weft_write_req *req, int status) {
   *(int *)req->data = status;
 }
 
-Test(pipe, write_to_a_closed_reader_fails_with_epipe_not_sigpipe, .timeout = 10) {
+Test(pipe, write_to_a_closed_reader_fails_with_epipe_not_sigpipe,
+     .timeout = 10) {
   signal(SIGPIPE, SIG_DFL);
   weft_loop *loop = th_loop();
   int fds[2];
@@ -158,12 +165,14 @@ Test(pipe, write_to_a_closed_reader_fails_with_epipe_not_sigpipe, .timeout = 10)
   wr.data = &status;
   weft_buf b = weft_buf_init("x", 1);
   cr_assert_eq(weft_stream_write(&wr, &w.stream, &b, 1, epipe_write), 0);
-  while (status == 1) weft_loop_run(loop, WEFT_RUN_ONCE);
+  while (status == 1)
+    weft_loop_run(loop, WEFT_RUN_ONCE);
   cr_assert_eq(status, -EPIPE);
   th_loop_finish(loop);
 }
 
-/* ---- the pair helper -------------------------------------------------------- */
+/* ---- the pair helper --------------------------------------------------------
+ */
 
 Test(pipe, pair_is_connected_both_ways, .timeout = 10) {
   weft_loop *loop = th_loop();
@@ -184,7 +193,8 @@ Test(pipe, pair_is_connected_both_ways, .timeout = 10) {
   weft_buf b1 = weft_buf_init("from a", 6), b2 = weft_buf_init("from b", 6);
   cr_assert_eq(weft_stream_write(&w1, &a.stream, &b1, 1, NULL), 0);
   cr_assert_eq(weft_stream_write(&w2, &b.stream, &b2, 1, NULL), 0);
-  while (pa->got < 6 || pb->got < 6) weft_loop_run(loop, WEFT_RUN_ONCE);
+  while (pa->got < 6 || pb->got < 6)
+    weft_loop_run(loop, WEFT_RUN_ONCE);
   char name[16];
   size_t len = sizeof name;
   cr_assert_eq(weft_pipe_getpeername(&a, name, &len), 0);
@@ -194,7 +204,8 @@ Test(pipe, pair_is_connected_both_ways, .timeout = 10) {
   th_loop_finish(loop);
 }
 
-/* ---- errors ----------------------------------------------------------------- */
+/* ---- errors -----------------------------------------------------------------
+ */
 
 static void never(weft_connect_req *req, int status) {
   (void)req, (void)status;
@@ -220,7 +231,8 @@ Test(pipe, bad_input_and_immediate_connect_errors, .timeout = 10) {
   cr_assert_eq(weft_pipe_bind(&p, "/nonexistent-dir/x.sock", 0), -ENOENT);
   cr_assert_eq(weft_stream_fileno(&p.stream), -EBADF); /* nothing left open */
   cr_assert_eq(weft_pipe_listen(&p, 0, noconn), -EINVAL); /* not bound */
-  cr_assert_eq(weft_pipe_connect(&req, &p, "/nonexistent-weft.sock", 0, never), -ENOENT);
+  cr_assert_eq(weft_pipe_connect(&req, &p, "/nonexistent-weft.sock", 0, never),
+               -ENOENT);
   cr_assert_eq(weft_stream_fileno(&p.stream), -EBADF);
   cr_assert_eq(weft_pipe_connect(NULL, &p, "/x", 0, never), -EINVAL);
   cr_assert_eq(weft_pipe_connect(&req, NULL, "/x", 0, never), -EINVAL);
@@ -265,7 +277,8 @@ static int pipe_alloc_round(weft_loop *loop, void *arg) {
   cr_assert_eq(weft_pipe_init(loop, &r->c), 0);
   cr_assert_eq(weft_pipe_bind(&r->srv, r->name, (size_t)r->nlen), 0);
   int err = weft_pipe_listen(&r->srv, 0, never_accepts);
-  if (err == 0) err = weft_pipe_connect(&r->req, &r->c, r->name, (size_t)r->nlen, NULL);
+  if (err == 0)
+    err = weft_pipe_connect(&r->req, &r->c, r->name, (size_t)r->nlen, NULL);
   if (err == 0) err = weft_stream_read_start(&r->c.stream, NULL, c_read);
   /* before any accept: nothing to free; the client too, so that the
    * sweep's turns of the loop see no refused connection */
@@ -276,6 +289,8 @@ static int pipe_alloc_round(weft_loop *loop, void *arg) {
 
 Test(pipe, allocation_failures_are_clean, .timeout = 20) {
   pipe_round r;
-  r.nlen = snprintf(r.name, sizeof r.name, "%cweft-alloc-%d", '\0', (int)getpid());
-  th_alloc_sweep_run(&(th_sweep){.op = pipe_alloc_round, .arg = &r, .max_rounds = 200});
+  r.nlen =
+      snprintf(r.name, sizeof r.name, "%cweft-alloc-%d", '\0', (int)getpid());
+  th_alloc_sweep_run(
+      &(th_sweep){.op = pipe_alloc_round, .arg = &r, .max_rounds = 200});
 }

@@ -20,9 +20,12 @@ static void count_work(weft_work *w) {
 
 static void count_done(weft_work *w, int status) {
   cr_assert_eq(w->loop, C.loop);
-  if (status == 0) C.ok++;
-  else if (status == -ECANCELED) C.cancelled++;
-  else C.other++;
+  if (status == 0)
+    C.ok++;
+  else if (status == -ECANCELED)
+    C.cancelled++;
+  else
+    C.other++;
 }
 
 static void reset(weft_loop *loop) {
@@ -51,7 +54,8 @@ static void gate_reset(void) {
   atomic_store(&gate_saw_cancel, 0);
 }
 static void wait_started(int n) {
-  while (atomic_load(&gate_started) < n) sched_yield();
+  while (atomic_load(&gate_started) < n)
+    sched_yield();
 }
 
 Test(pool, submit_runs_work_then_done, .timeout = 20) {
@@ -59,8 +63,10 @@ Test(pool, submit_runs_work_then_done, .timeout = 20) {
   reset(loop);
   weft_work w[100];
   for (int i = 0; i < 100; i++)
-    cr_assert_eq(weft_work_submit(loop, &w[i], i % 2 ? WEFT_LANE_IO : WEFT_LANE_CPU,
-                                  count_work, count_done), 0);
+    cr_assert_eq(weft_work_submit(loop, &w[i],
+                                  i % 2 ? WEFT_LANE_IO : WEFT_LANE_CPU,
+                                  count_work, count_done),
+                 0);
   cr_assert(weft_loop_alive(loop));
   cr_assert_eq(C.ok, 0, "never inline");
   cr_assert_eq(weft_loop_run(loop, WEFT_RUN_DEFAULT), 0);
@@ -74,18 +80,29 @@ Test(pool, submit_bad_arguments, .timeout = 20) {
   weft_loop *loop = th_loop();
   reset(loop);
   weft_work w = {0};
-  cr_assert_eq(weft_work_submit(NULL, &w, WEFT_LANE_CPU, count_work, count_done), -EINVAL);
-  cr_assert_eq(weft_work_submit(loop, NULL, WEFT_LANE_CPU, count_work, count_done), -EINVAL);
-  cr_assert_eq(weft_work_submit(loop, &w, WEFT_LANE_CPU, NULL, count_done), -EINVAL);
-  cr_assert_eq(weft_work_submit(loop, &w, WEFT_LANE_CPU, count_work, NULL), -EINVAL);
-  cr_assert_eq(weft_work_submit(loop, &w, (weft_pool_lane)7, count_work, count_done), -EINVAL);
-  cr_assert_eq(weft_work_submit(loop, &w, (weft_pool_lane)-1, count_work, count_done), -EINVAL);
+  cr_assert_eq(
+      weft_work_submit(NULL, &w, WEFT_LANE_CPU, count_work, count_done),
+      -EINVAL);
+  cr_assert_eq(
+      weft_work_submit(loop, NULL, WEFT_LANE_CPU, count_work, count_done),
+      -EINVAL);
+  cr_assert_eq(weft_work_submit(loop, &w, WEFT_LANE_CPU, NULL, count_done),
+               -EINVAL);
+  cr_assert_eq(weft_work_submit(loop, &w, WEFT_LANE_CPU, count_work, NULL),
+               -EINVAL);
+  cr_assert_eq(
+      weft_work_submit(loop, &w, (weft_pool_lane)7, count_work, count_done),
+      -EINVAL);
+  cr_assert_eq(
+      weft_work_submit(loop, &w, (weft_pool_lane)-1, count_work, count_done),
+      -EINVAL);
   cr_assert_eq(weft_work_cancel(NULL), -EINVAL);
   cr_assert_eq(weft_work_cancel(&w), -EINVAL, "never submitted");
   cr_assert(!weft_loop_alive(loop));
   cr_assert(!weft_work_cancelled(), "not inside a job");
   /* still usable */
-  cr_assert_eq(weft_work_submit(loop, &w, WEFT_LANE_CPU, count_work, count_done), 0);
+  cr_assert_eq(
+      weft_work_submit(loop, &w, WEFT_LANE_CPU, count_work, count_done), 0);
   weft_loop_run(loop, WEFT_RUN_DEFAULT);
   cr_assert_eq(C.ok, 1);
   cr_assert_eq(weft_work_cancel(&w), -EALREADY);
@@ -97,8 +114,9 @@ Test(pool, thousand_concurrent_jobs, .timeout = 30) {
   reset(loop);
   weft_work *w = calloc(1000, sizeof *w);
   for (int i = 0; i < 1000; i++)
-    cr_assert_eq(weft_work_submit(loop, &w[i], (weft_pool_lane)(i % 2), count_work,
-                                  count_done), 0);
+    cr_assert_eq(weft_work_submit(loop, &w[i], (weft_pool_lane)(i % 2),
+                                  count_work, count_done),
+                 0);
   weft_loop_run(loop, WEFT_RUN_DEFAULT);
   cr_assert_eq(atomic_load(&C.ran), 1000);
   cr_assert_eq(C.ok, 1000);
@@ -111,7 +129,9 @@ static void serial_done(weft_work *w, int status) {
   cr_assert_eq(status, 0);
   C.ok++;
   if (--serial_left > 0)
-    cr_assert_eq(weft_work_submit(w->loop, w, WEFT_LANE_CPU, count_work, serial_done), 0);
+    cr_assert_eq(
+        weft_work_submit(w->loop, w, WEFT_LANE_CPU, count_work, serial_done),
+        0);
 }
 
 Test(pool, resubmit_from_done_callback, .timeout = 30) {
@@ -119,7 +139,8 @@ Test(pool, resubmit_from_done_callback, .timeout = 30) {
   reset(loop);
   weft_work w;
   serial_left = 1000;
-  cr_assert_eq(weft_work_submit(loop, &w, WEFT_LANE_CPU, count_work, serial_done), 0);
+  cr_assert_eq(
+      weft_work_submit(loop, &w, WEFT_LANE_CPU, count_work, serial_done), 0);
   weft_loop_run(loop, WEFT_RUN_DEFAULT);
   cr_assert_eq(C.ok, 1000);
   cr_assert_eq(atomic_load(&C.ran), 1000);
@@ -138,14 +159,18 @@ Test(pool, cancel_queued_and_running, .timeout = 30) {
   gate_reset();
   cr_assert_eq(weft_pool_resize(loop, 1, 0), 0);
   weft_work gate, w[50];
-  cr_assert_eq(weft_work_submit(loop, &gate, WEFT_LANE_CPU, gate_work, gate_done), 0);
+  cr_assert_eq(
+      weft_work_submit(loop, &gate, WEFT_LANE_CPU, gate_work, gate_done), 0);
   wait_started(1); /* the only cpu worker is now busy */
   for (int i = 0; i < 50; i++)
-    cr_assert_eq(weft_work_submit(loop, &w[i], WEFT_LANE_CPU, count_work, count_done), 0);
-  for (int i = 0; i < 50; i += 2) cr_assert_eq(weft_work_cancel(&w[i]), 0);
+    cr_assert_eq(
+        weft_work_submit(loop, &w[i], WEFT_LANE_CPU, count_work, count_done),
+        0);
+  for (int i = 0; i < 50; i += 2)
+    cr_assert_eq(weft_work_cancel(&w[i]), 0);
   cr_assert_eq(weft_work_cancel(&w[0]), -EALREADY);
   weft_pool_stats s;
-  cr_assert_eq(weft_pool_stats_get(loop, WEFT_LANE_CPU, &s), 0);
+  cr_assert_eq(weft_pool_get_stats(loop, WEFT_LANE_CPU, &s), 0);
   cr_assert_eq(s.queued, 25);
   cr_assert_eq(s.running, 1);
   cr_assert_eq(s.threads, 1);
@@ -177,9 +202,11 @@ Test(pool, io_lane_not_starved_by_cpu_lane, .timeout = 30) {
   cr_assert_eq(weft_pool_resize(loop, 2, 1), 0);
   weft_work g[4], io;
   for (int i = 0; i < 4; i++)
-    cr_assert_eq(weft_work_submit(loop, &g[i], WEFT_LANE_CPU, gate_work, gate_done), 0);
+    cr_assert_eq(
+        weft_work_submit(loop, &g[i], WEFT_LANE_CPU, gate_work, gate_done), 0);
   wait_started(2);
-  cr_assert_eq(weft_work_submit(loop, &io, WEFT_LANE_IO, count_work, release_gate), 0);
+  cr_assert_eq(
+      weft_work_submit(loop, &io, WEFT_LANE_IO, count_work, release_gate), 0);
   weft_loop_run(loop, WEFT_RUN_DEFAULT);
   cr_assert_eq(C.ok, 5);
   cr_assert_eq(atomic_load(&gate_started), 4);
@@ -195,7 +222,7 @@ static void resize_done(weft_work *w, int status) {
   if (C.ok == 1000) cr_assert_eq(weft_pool_resize(w->loop, 3, 2), 0);
   if (C.ok == 1500) {
     weft_pool_stats s;
-    cr_assert_eq(weft_pool_stats_get(w->loop, WEFT_LANE_CPU, &s), 0);
+    cr_assert_eq(weft_pool_get_stats(w->loop, WEFT_LANE_CPU, &s), 0);
     resize_seen = (int)s.target;
   }
 }
@@ -205,7 +232,9 @@ Test(pool, resize_under_load, .timeout = 30) {
   reset(loop);
   weft_work *w = calloc(2000, sizeof *w);
   for (int i = 0; i < 2000; i++)
-    cr_assert_eq(weft_work_submit(loop, &w[i], WEFT_LANE_CPU, count_work, resize_done), 0);
+    cr_assert_eq(
+        weft_work_submit(loop, &w[i], WEFT_LANE_CPU, count_work, resize_done),
+        0);
   weft_loop_run(loop, WEFT_RUN_DEFAULT);
   cr_assert_eq(C.ok, 2000);
   cr_assert_eq(atomic_load(&C.ran), 2000);
@@ -220,20 +249,21 @@ Test(pool, stats_count_per_lane, .timeout = 20) {
   weft_loop *loop = th_loop();
   reset(loop);
   weft_pool_stats s0, s1;
-  cr_assert_eq(weft_pool_stats_get(loop, WEFT_LANE_IO, &s0), 0);
+  cr_assert_eq(weft_pool_get_stats(loop, WEFT_LANE_IO, &s0), 0);
   weft_work w[10];
   for (int i = 0; i < 10; i++)
-    cr_assert_eq(weft_work_submit(loop, &w[i], WEFT_LANE_IO, count_work, count_done), 0);
+    cr_assert_eq(
+        weft_work_submit(loop, &w[i], WEFT_LANE_IO, count_work, count_done), 0);
   weft_loop_run(loop, WEFT_RUN_DEFAULT);
-  cr_assert_eq(weft_pool_stats_get(loop, WEFT_LANE_IO, &s1), 0);
+  cr_assert_eq(weft_pool_get_stats(loop, WEFT_LANE_IO, &s1), 0);
   cr_assert_eq(s1.done - s0.done, 10);
   cr_assert_eq(s1.queued, 0);
   cr_assert_eq(s1.running, 0);
-  cr_assert_eq(weft_pool_stats_get(loop, WEFT_LANE_CPU, &s1), 0);
+  cr_assert_eq(weft_pool_get_stats(loop, WEFT_LANE_CPU, &s1), 0);
   cr_assert_eq(s1.done, 0);
-  cr_assert_eq(weft_pool_stats_get(NULL, WEFT_LANE_IO, &s1), -EINVAL);
-  cr_assert_eq(weft_pool_stats_get(loop, WEFT_LANE_COUNT, &s1), -EINVAL);
-  cr_assert_eq(weft_pool_stats_get(loop, WEFT_LANE_IO, NULL), -EINVAL);
+  cr_assert_eq(weft_pool_get_stats(NULL, WEFT_LANE_IO, &s1), -EINVAL);
+  cr_assert_eq(weft_pool_get_stats(loop, WEFT_LANE_COUNT, &s1), -EINVAL);
+  cr_assert_eq(weft_pool_get_stats(loop, WEFT_LANE_IO, NULL), -EINVAL);
   th_loop_finish(loop);
 }
 
@@ -243,10 +273,13 @@ Test(pool, loop_free_cancels_queued_and_waits_for_running, .timeout = 30) {
   gate_reset();
   cr_assert_eq(weft_pool_resize(loop, 1, 0), 0);
   weft_work gate, w[20];
-  cr_assert_eq(weft_work_submit(loop, &gate, WEFT_LANE_CPU, gate_work, gate_done), 0);
+  cr_assert_eq(
+      weft_work_submit(loop, &gate, WEFT_LANE_CPU, gate_work, gate_done), 0);
   wait_started(1);
   for (int i = 0; i < 20; i++)
-    cr_assert_eq(weft_work_submit(loop, &w[i], WEFT_LANE_CPU, count_work, count_done), 0);
+    cr_assert_eq(
+        weft_work_submit(loop, &w[i], WEFT_LANE_CPU, count_work, count_done),
+        0);
   cr_assert_eq(weft_loop_free(loop), 0);
   cr_assert_eq(atomic_load(&gate_saw_cancel), 1);
   cr_assert_eq(C.ok, 1, "the running job completed");
@@ -270,8 +303,11 @@ Test(pool, two_loops_share_the_pool, .timeout = 20) {
   done2 = 0;
   weft_work a[100], b[100];
   for (int i = 0; i < 100; i++) {
-    cr_assert_eq(weft_work_submit(loop, &a[i], WEFT_LANE_CPU, count_work, count_done), 0);
-    cr_assert_eq(weft_work_submit(L2, &b[i], WEFT_LANE_CPU, count_work, done_other), 0);
+    cr_assert_eq(
+        weft_work_submit(loop, &a[i], WEFT_LANE_CPU, count_work, count_done),
+        0);
+    cr_assert_eq(
+        weft_work_submit(L2, &b[i], WEFT_LANE_CPU, count_work, done_other), 0);
   }
   weft_loop_run(loop, WEFT_RUN_DEFAULT);
   weft_loop_run(L2, WEFT_RUN_DEFAULT);
@@ -290,17 +326,18 @@ Test(pool, pool_size_option_sets_the_lanes_size, .timeout = 20) {
   cr_assert_eq(weft_loop_new(&loop, &o), 0);
   reset(loop);
   weft_pool_stats s;
-  cr_assert_eq(weft_pool_stats_get(loop, WEFT_LANE_IO, &s), 0);
+  cr_assert_eq(weft_pool_get_stats(loop, WEFT_LANE_IO, &s), 0);
   cr_assert_eq(s.target, 3);
   cr_assert_eq(s.threads, 0, "no thread before the lane's first job");
   weft_work w;
-  cr_assert_eq(weft_work_submit(loop, &w, WEFT_LANE_IO, count_work, count_done), 0);
+  cr_assert_eq(weft_work_submit(loop, &w, WEFT_LANE_IO, count_work, count_done),
+               0);
   weft_loop_run(loop, WEFT_RUN_DEFAULT);
   cr_assert_eq(C.ok, 1);
-  cr_assert_eq(weft_pool_stats_get(loop, WEFT_LANE_IO, &s), 0);
+  cr_assert_eq(weft_pool_get_stats(loop, WEFT_LANE_IO, &s), 0);
   cr_assert_eq(s.threads, 3, "the lane starts up to its size");
   cr_assert_eq(s.target, 3);
-  cr_assert_eq(weft_pool_stats_get(loop, WEFT_LANE_CPU, &s), 0);
+  cr_assert_eq(weft_pool_get_stats(loop, WEFT_LANE_CPU, &s), 0);
   cr_assert_eq(s.threads, 0, "the other lane has had no job");
   cr_assert_eq(s.target, 3);
   th_loop_finish(loop);
@@ -314,39 +351,41 @@ Test(pool, stats_threads_are_the_live_workers, .timeout = 20) {
   cr_assert_eq(weft_loop_new(&loop, &o), 0);
   reset(loop);
   weft_work w;
-  cr_assert_eq(weft_work_submit(loop, &w, WEFT_LANE_CPU, count_work, count_done), 0);
+  cr_assert_eq(
+      weft_work_submit(loop, &w, WEFT_LANE_CPU, count_work, count_done), 0);
   weft_loop_run(loop, WEFT_RUN_DEFAULT);
   weft_pool_stats s;
-  cr_assert_eq(weft_pool_stats_get(loop, WEFT_LANE_CPU, &s), 0);
+  cr_assert_eq(weft_pool_get_stats(loop, WEFT_LANE_CPU, &s), 0);
   cr_assert_eq(s.threads, 4);
   cr_assert_eq(weft_pool_resize(loop, 1, 0), 0);
-  cr_assert_eq(weft_pool_stats_get(loop, WEFT_LANE_CPU, &s), 0);
+  cr_assert_eq(weft_pool_get_stats(loop, WEFT_LANE_CPU, &s), 0);
   cr_assert_eq(s.target, 1);
   while (s.threads != 1) { /* the extra threads exit on their own */
     cr_assert_gt(s.threads, 1);
     sched_yield();
-    cr_assert_eq(weft_pool_stats_get(loop, WEFT_LANE_CPU, &s), 0);
+    cr_assert_eq(weft_pool_get_stats(loop, WEFT_LANE_CPU, &s), 0);
   }
-  cr_assert_eq(weft_pool_stats_get(loop, WEFT_LANE_IO, &s), 0);
+  cr_assert_eq(weft_pool_get_stats(loop, WEFT_LANE_IO, &s), 0);
   cr_assert_eq(s.target, 4, "resize 0 keeps a lane as it is");
   th_loop_finish(loop);
 }
 
-Test(pool, a_loop_asking_for_more_threads_grows_the_shared_pool, .timeout = 20) {
+Test(pool, a_loop_asking_for_more_threads_grows_the_shared_pool,
+     .timeout = 20) {
   weft_loop *a = th_loop(), *b = NULL, *c = NULL;
   weft_pool_stats s;
-  cr_assert_eq(weft_pool_stats_get(a, WEFT_LANE_CPU, &s), 0);
+  cr_assert_eq(weft_pool_get_stats(a, WEFT_LANE_CPU, &s), 0);
   unsigned before = s.target;
   weft_loop_options o = {.pool_size = before + 2};
   cr_assert_eq(weft_loop_new(&b, &o), 0);
-  cr_assert_eq(weft_pool_stats_get(b, WEFT_LANE_CPU, &s), 0);
+  cr_assert_eq(weft_pool_get_stats(b, WEFT_LANE_CPU, &s), 0);
   cr_assert_eq(s.target, before + 2);
-  cr_assert_eq(weft_pool_stats_get(a, WEFT_LANE_IO, &s), 0);
+  cr_assert_eq(weft_pool_get_stats(a, WEFT_LANE_IO, &s), 0);
   cr_assert_eq(s.target, before + 2, "one pool, both lanes");
   /* a smaller pool_size leaves the shared pool as it is */
   weft_loop_options small = {.pool_size = 1};
   cr_assert_eq(weft_loop_new(&c, &small), 0);
-  cr_assert_eq(weft_pool_stats_get(c, WEFT_LANE_CPU, &s), 0);
+  cr_assert_eq(weft_pool_get_stats(c, WEFT_LANE_CPU, &s), 0);
   cr_assert_eq(s.target, before + 2, "pool_size never shrinks the pool");
   cr_assert_eq(weft_loop_free(c), 0);
   cr_assert_eq(weft_loop_free(b), 0);
@@ -372,7 +411,8 @@ Test(pool, allocation_failure_on_submit, .timeout = 30) {
   th_alloc_sweep_run(&(th_sweep){.op = submit_round, .max_rounds = 100});
 }
 
-/* ---- future form ---------------------------------------------------------- */
+/* ---- future form ----------------------------------------------------------
+ */
 
 static atomic_int fut_ran, dtor_calls;
 static void count_dtor(void *p) {
@@ -406,10 +446,12 @@ Test(pool, future_fulfils_with_the_work_value, .timeout = 20) {
   fut_reset();
   int v = 42;
   weft_future *f = NULL;
-  cr_assert_eq(weft_pool_submit_future(loop, WEFT_LANE_CPU, make_int, &v, count_dtor, &f), 0);
-  cr_assert_eq(weft_future_state_get(f), WEFT_FUTURE_PENDING);
+  cr_assert_eq(weft_pool_submit_future(loop, WEFT_LANE_CPU, make_int, &v,
+                                       count_dtor, &f),
+               0);
+  cr_assert_eq(weft_future_get_state(f), WEFT_FUTURE_PENDING);
   weft_loop_run(loop, WEFT_RUN_DEFAULT);
-  cr_assert_eq(weft_future_state_get(f), WEFT_FUTURE_FULFILLED);
+  cr_assert_eq(weft_future_get_state(f), WEFT_FUTURE_FULFILLED);
   cr_assert_eq(*(int *)weft_future_value(f), 42);
   cr_assert_eq(atomic_load(&fut_ran), 1);
   weft_future_unref(f);
@@ -421,9 +463,10 @@ Test(pool, future_rejects_with_the_work_error, .timeout = 20) {
   weft_loop *loop = th_loop();
   fut_reset();
   weft_future *f = NULL;
-  cr_assert_eq(weft_pool_submit_future(loop, WEFT_LANE_IO, fail_eio, NULL, NULL, &f), 0);
+  cr_assert_eq(
+      weft_pool_submit_future(loop, WEFT_LANE_IO, fail_eio, NULL, NULL, &f), 0);
   weft_loop_run(loop, WEFT_RUN_DEFAULT);
-  cr_assert_eq(weft_future_state_get(f), WEFT_FUTURE_REJECTED);
+  cr_assert_eq(weft_future_get_state(f), WEFT_FUTURE_REJECTED);
   cr_assert_eq(weft_future_error(f), -EIO);
   weft_future_unref(f);
   th_loop_finish(loop);
@@ -432,10 +475,18 @@ Test(pool, future_rejects_with_the_work_error, .timeout = 20) {
 Test(pool, future_bad_arguments, .timeout = 20) {
   weft_loop *loop = th_loop();
   weft_future *f = NULL;
-  cr_assert_eq(weft_pool_submit_future(NULL, WEFT_LANE_CPU, make_int, NULL, NULL, &f), -EINVAL);
-  cr_assert_eq(weft_pool_submit_future(loop, WEFT_LANE_CPU, NULL, NULL, NULL, &f), -EINVAL);
-  cr_assert_eq(weft_pool_submit_future(loop, WEFT_LANE_CPU, make_int, NULL, NULL, NULL), -EINVAL);
-  cr_assert_eq(weft_pool_submit_future(loop, WEFT_LANE_COUNT, make_int, NULL, NULL, &f), -EINVAL);
+  cr_assert_eq(
+      weft_pool_submit_future(NULL, WEFT_LANE_CPU, make_int, NULL, NULL, &f),
+      -EINVAL);
+  cr_assert_eq(
+      weft_pool_submit_future(loop, WEFT_LANE_CPU, NULL, NULL, NULL, &f),
+      -EINVAL);
+  cr_assert_eq(
+      weft_pool_submit_future(loop, WEFT_LANE_CPU, make_int, NULL, NULL, NULL),
+      -EINVAL);
+  cr_assert_eq(
+      weft_pool_submit_future(loop, WEFT_LANE_COUNT, make_int, NULL, NULL, &f),
+      -EINVAL);
   cr_assert_null(f);
   cr_assert(!weft_loop_alive(loop));
   th_loop_finish(loop);
@@ -448,19 +499,22 @@ Test(pool, future_cancel_stops_queued_and_running_work, .timeout = 30) {
   cr_assert_eq(weft_pool_resize(loop, 1, 0), 0);
   int v = 7;
   weft_future *running = NULL, *queued[10];
-  cr_assert_eq(weft_pool_submit_future(loop, WEFT_LANE_CPU, wait_cancel, &v, count_dtor,
-                                       &running), 0);
+  cr_assert_eq(weft_pool_submit_future(loop, WEFT_LANE_CPU, wait_cancel, &v,
+                                       count_dtor, &running),
+               0);
   wait_started(1);
   for (int i = 0; i < 10; i++)
-    cr_assert_eq(weft_pool_submit_future(loop, WEFT_LANE_CPU, make_int, &v, count_dtor,
-                                         &queued[i]), 0);
-  for (int i = 0; i < 10; i++) cr_assert_eq(weft_future_cancel(queued[i]), 0);
+    cr_assert_eq(weft_pool_submit_future(loop, WEFT_LANE_CPU, make_int, &v,
+                                         count_dtor, &queued[i]),
+                 0);
+  for (int i = 0; i < 10; i++)
+    cr_assert_eq(weft_future_cancel(queued[i]), 0);
   cr_assert_eq(weft_future_cancel(running), 0);
   weft_loop_run(loop, WEFT_RUN_DEFAULT);
   cr_assert_eq(atomic_load(&gate_saw_cancel), 1);
   cr_assert_eq(atomic_load(&fut_ran), 1, "only the running one ran");
   cr_assert_eq(atomic_load(&dtor_calls), 1, "its value was dropped");
-  cr_assert_eq(weft_future_state_get(running), WEFT_FUTURE_CANCELLED);
+  cr_assert_eq(weft_future_get_state(running), WEFT_FUTURE_CANCELLED);
   for (int i = 0; i < 10; i++) {
     cr_assert_eq(weft_future_error(queued[i]), -ECANCELED);
     weft_future_unref(queued[i]);
@@ -476,11 +530,14 @@ Test(pool, future_jobs_cancelled_by_loop_free, .timeout = 30) {
   cr_assert_eq(weft_pool_resize(loop, 1, 0), 0);
   weft_work gate;
   reset(loop);
-  cr_assert_eq(weft_work_submit(loop, &gate, WEFT_LANE_CPU, gate_work, gate_done), 0);
+  cr_assert_eq(
+      weft_work_submit(loop, &gate, WEFT_LANE_CPU, gate_work, gate_done), 0);
   wait_started(1);
   int v = 1;
   weft_future *f = NULL;
-  cr_assert_eq(weft_pool_submit_future(loop, WEFT_LANE_CPU, make_int, &v, count_dtor, &f), 0);
+  cr_assert_eq(weft_pool_submit_future(loop, WEFT_LANE_CPU, make_int, &v,
+                                       count_dtor, &f),
+               0);
   weft_future_unref(f); /* the job keeps it alive */
   cr_assert_eq(weft_loop_free(loop), 0);
   cr_assert_eq(weft_alloc_live(), 0);
@@ -491,7 +548,8 @@ Test(pool, future_jobs_cancelled_by_loop_free, .timeout = 30) {
 static int submit_future_round(weft_loop *loop, void *arg) {
   fut_reset();
   weft_future *f = NULL;
-  int err = weft_pool_submit_future(loop, WEFT_LANE_CPU, make_int, arg, count_dtor, &f);
+  int err = weft_pool_submit_future(loop, WEFT_LANE_CPU, make_int, arg,
+                                    count_dtor, &f);
   if (err != 0) {
     cr_assert_null(f);
     cr_assert(!weft_loop_alive(loop));
@@ -505,5 +563,6 @@ static int submit_future_round(weft_loop *loop, void *arg) {
 
 Test(pool, future_allocation_failure, .timeout = 30) {
   int v = 5;
-  th_alloc_sweep_run(&(th_sweep){.op = submit_future_round, .arg = &v, .max_rounds = 100});
+  th_alloc_sweep_run(
+      &(th_sweep){.op = submit_future_round, .arg = &v, .max_rounds = 100});
 }

@@ -15,8 +15,8 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-
-/* ---- th_exits and signals ---------------------------------------------------------- */
+/* ---- th_exits and signals
+ * ---------------------------------------------------------- */
 
 Test(process, exit_code_reaches_callback_and_future, .timeout = 10) {
   weft_loop *loop = th_loop();
@@ -36,7 +36,7 @@ Test(process, exit_code_reaches_callback_and_future, .timeout = 10) {
   cr_assert_eq(e.calls, 1);
   cr_assert_eq(e.status, 3);
   cr_assert_eq(e.sig, 0);
-  cr_assert_eq(weft_future_state_get(f), WEFT_FUTURE_FULFILLED);
+  cr_assert_eq(weft_future_get_state(f), WEFT_FUTURE_FULFILLED);
   cr_assert_eq(weft_future_value_i64(f), 3);
   cr_assert(!weft_exit_is_signal(weft_future_value_i64(f)));
   cr_assert_eq(weft_exit_code(weft_future_value_i64(f)), 3);
@@ -106,7 +106,7 @@ Test(process, kill_and_future_after_exit, .timeout = 10) {
   cr_assert_eq(weft_process_kill(&p, SIGTERM), -ESRCH);
   weft_future *f;
   cr_assert_eq(weft_process_exit_future(&p, &f), 0);
-  cr_assert_eq(weft_future_state_get(f), WEFT_FUTURE_FULFILLED);
+  cr_assert_eq(weft_future_get_state(f), WEFT_FUTURE_FULFILLED);
   cr_assert_eq(weft_future_value_i64(f), 0);
   weft_future_unref(f);
   weft_close(&p.base, NULL);
@@ -124,7 +124,8 @@ Test(process, two_hundred_concurrent_children, .timeout = 30) {
     snprintf(scripts[i], sizeof scripts[i], "exit %d", i % 7);
     want += i % 7;
     ps[i].base.data = &e;
-    weft_process_options o = {.argv = TH_SH(scripts[i]), .exit_cb = th_on_exit_count};
+    weft_process_options o = {.argv = TH_SH(scripts[i]),
+                              .exit_cb = th_on_exit_count};
     cr_assert_eq(weft_spawn(loop, &ps[i], &o), 0);
   }
   weft_loop_run(loop, WEFT_RUN_DEFAULT);
@@ -151,7 +152,8 @@ Test(process, children_on_two_loops, .timeout = 10) {
   th_loop_finish(a);
 }
 
-/* ---- closing early -------------------------------------------------------------------- */
+/* ---- closing early
+ * -------------------------------------------------------------------- */
 
 Test(process, running_child_survives_its_loop, .timeout = 10) {
   weft_loop *loop = th_loop();
@@ -188,7 +190,8 @@ Test(process, closed_handle_child_is_reaped_by_the_loop, .timeout = 10) {
   th_loop_finish(loop);
 }
 
-/* ---- the SIGCHLD fallback (forced: this kernel has pidfds) ----------------- */
+/* ---- the SIGCHLD fallback (forced: this kernel has pidfds) -----------------
+ */
 
 static weft_loop *fallback_loop(void) {
   cr_assert_eq(setenv("WEFT_PROCESS_NO_PIDFD", "1", 1), 0);
@@ -234,7 +237,8 @@ Test(process, fallback_owns_sigchld_while_children_run, .timeout = 30) {
   th_exits e = {0};
   th_spawn_out(loop, &p, &e, (char *const[]){"sleep", "30", NULL}, NULL);
   weft_process_options o = {.argv = (char *const[]){"true", NULL}};
-  cr_assert_eq(weft_spawn(other, &q, &o), -EBUSY, "SIGCHLD is the first loop's");
+  cr_assert_eq(weft_spawn(other, &q, &o), -EBUSY,
+               "SIGCHLD is the first loop's");
   weft_signal sig;
   weft_signal_init(other, &sig);
   cr_assert_eq(weft_signal_start(&sig, on_sig, SIGCHLD), -EBUSY);
@@ -257,7 +261,8 @@ Test(process, fallback_reaps_orphans_and_runs, .timeout = 30) {
   pid_t pid = p.pid;
   weft_close(&p.base, NULL);
   weft_run_options o = {.proc = {.argv = (char *const[]){"cat", NULL}},
-                        .input = "via run", .input_len = 7};
+                        .input = "via run",
+                        .input_len = 7};
   weft_future *f;
   cr_assert_eq(weft_process_run(loop, &o, &f), 0);
   weft_loop_run(loop, WEFT_RUN_DEFAULT);
@@ -272,7 +277,9 @@ Test(process, fallback_reaps_orphans_and_runs, .timeout = 30) {
   unsetenv("WEFT_PROCESS_NO_PIDFD");
 }
 
-/* ---- bad input ---------------------------------------------------------------------------- */
+/* ---- bad input
+ * ----------------------------------------------------------------------------
+ */
 
 Test(process, bad_input, .timeout = 10) {
   weft_loop *loop = th_loop();
@@ -285,7 +292,8 @@ Test(process, bad_input, .timeout = 10) {
   cr_assert_eq(weft_spawn(loop, &p, &empty), -EINVAL);
   weft_process_options noargv = {0};
   cr_assert_eq(weft_spawn(loop, &p, &noargv), -EINVAL);
-  weft_process_options badfile = {.argv = (char *const[]){"true", NULL}, .file = ""};
+  weft_process_options badfile = {.argv = (char *const[]){"true", NULL},
+                                  .file = ""};
   cr_assert_eq(weft_spawn(loop, &p, &badfile), -EINVAL);
   o.flags = 1u << 20;
   cr_assert_eq(weft_spawn(loop, &p, &o), -EINVAL);
@@ -319,8 +327,8 @@ Test(process, bad_input, .timeout = 10) {
   /* a later slot failing undoes the pipe of an earlier one */
   weft_pipe c;
   weft_pipe_init(loop, &c);
-  weft_stdio undo[3] = {{WEFT_STDIO_INHERIT}, {WEFT_STDIO_PIPE, -1, &c},
-                        {WEFT_STDIO_FD, 999}};
+  weft_stdio undo[3] = {
+      {WEFT_STDIO_INHERIT}, {WEFT_STDIO_PIPE, -1, &c}, {WEFT_STDIO_FD, 999}};
   o.stdio = undo;
   o.stdio_count = 3;
   cr_assert_eq(weft_spawn(loop, &p, &o), -EBADF);
@@ -343,7 +351,8 @@ Test(process, bad_input, .timeout = 10) {
   th_loop_finish(loop);
 }
 
-/* ---- allocation failures ------------------------------------------------------------------ */
+/* ---- allocation failures
+ * ------------------------------------------------------------------ */
 
 typedef struct spawn_round {
   weft_process p; /* outlive the op: closed by the sweep */
@@ -356,14 +365,17 @@ static int spawn_alloc_round(weft_loop *loop, void *arg) {
   memset(r, 0, sizeof *r);
   weft_pipe_init(loop, &r->out.pipe);
   weft_stdio st[2] = {{WEFT_STDIO_IGNORE}, {WEFT_STDIO_PIPE, -1, &r->out.pipe}};
-  weft_process_options o = {.argv = TH_SH("echo hi"), .stdio = st,
-                            .stdio_count = 2, .exit_cb = th_on_exit_count};
+  weft_process_options o = {.argv = TH_SH("echo hi"),
+                            .stdio = st,
+                            .stdio_count = 2,
+                            .exit_cb = th_on_exit_count};
   r->p.base.data = &r->e;
   int err = weft_spawn(loop, &r->p, &o);
   bool spawned = err == 0;
   weft_future *f = NULL;
   if (err == 0) err = weft_process_exit_future(&r->p, &f);
-  if (err == 0) err = weft_stream_read_start(&r->out.pipe.stream, NULL, th_sink_read);
+  if (err == 0)
+    err = weft_stream_read_start(&r->out.pipe.stream, NULL, th_sink_read);
   if (err != 0) {
     if (spawned) weft_process_kill(&r->p, SIGKILL);
     weft_future_unref(f);
@@ -382,5 +394,6 @@ static int spawn_alloc_round(weft_loop *loop, void *arg) {
 
 Test(process, spawn_allocation_failures_are_clean, .timeout = 30) {
   spawn_round r;
-  th_alloc_sweep_run(&(th_sweep){.op = spawn_alloc_round, .arg = &r, .max_rounds = 200});
+  th_alloc_sweep_run(
+      &(th_sweep){.op = spawn_alloc_round, .arg = &r, .max_rounds = 200});
 }

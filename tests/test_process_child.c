@@ -14,8 +14,8 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-
-/* ---- environment, cwd, stdio -------------------------------------------------------- */
+/* ---- environment, cwd, stdio
+ * -------------------------------------------------------- */
 
 Test(process, env_and_cwd, .timeout = 10) {
   weft_loop *loop = th_loop();
@@ -27,7 +27,10 @@ Test(process, env_and_cwd, .timeout = 10) {
   weft_process_options o = {
       .argv = TH_SH("printf '%s:%s:%s' \"$FOO\" \"$(pwd)\" \"${HOME:-none}\""),
       .env = (char *const[]){"FOO=bar baz", "PATH=/usr/bin:/bin", NULL},
-      .cwd = "/tmp", .stdio = st, .stdio_count = 2, .exit_cb = th_on_exit_count};
+      .cwd = "/tmp",
+      .stdio = st,
+      .stdio_count = 2,
+      .exit_cb = th_on_exit_count};
   p.base.data = &e;
   cr_assert_eq(weft_spawn(loop, &p, &o), 0);
   th_sink_start(&out);
@@ -66,8 +69,10 @@ Test(process, stdin_to_stdout_through_cat, .timeout = 10) {
   weft_stdio st[3] = {{WEFT_STDIO_PIPE, -1, &in},
                       {WEFT_STDIO_PIPE, -1, &out.pipe},
                       {WEFT_STDIO_INHERIT}};
-  weft_process_options o = {.argv = (char *const[]){"cat", NULL}, .stdio = st,
-                            .stdio_count = 3, .exit_cb = th_on_exit_count};
+  weft_process_options o = {.argv = (char *const[]){"cat", NULL},
+                            .stdio = st,
+                            .stdio_count = 3,
+                            .exit_cb = th_on_exit_count};
   p.base.data = &e;
   cr_assert_eq(weft_spawn(loop, &p, &o), 0);
   th_sink_start(&out);
@@ -88,8 +93,9 @@ Test(process, ten_mib_of_output_through_a_stream, .timeout = 20) {
   weft_process p;
   th_exits e = {0};
   th_sink out = {0};
-  th_spawn_out(loop, &p, &e, (char *const[]){"head", "-c", "10485760", "/dev/zero", NULL},
-            &out);
+  th_spawn_out(loop, &p, &e,
+               (char *const[]){"head", "-c", "10485760", "/dev/zero", NULL},
+               &out);
   weft_loop_run(loop, WEFT_RUN_DEFAULT);
   cr_assert_eq(e.calls, 1);
   cr_assert_eq(e.status, 0);
@@ -108,10 +114,13 @@ Test(process, stdio_fd_ignore_and_socketpair_slot, .timeout = 10) {
   th_sink extra = {0};
   cr_assert_eq(weft_pipe_init(loop, &extra.pipe), 0);
   /* stdin /dev/null (cat prints nothing), stdout to our fd, fd 3 a socket */
-  weft_stdio st[4] = {{WEFT_STDIO_IGNORE}, {WEFT_STDIO_FD, fds[1]},
-                      {WEFT_STDIO_INHERIT}, {WEFT_STDIO_PIPE, -1, &extra.pipe}};
+  weft_stdio st[4] = {{WEFT_STDIO_IGNORE},
+                      {WEFT_STDIO_FD, fds[1]},
+                      {WEFT_STDIO_INHERIT},
+                      {WEFT_STDIO_PIPE, -1, &extra.pipe}};
   weft_process_options o = {.argv = TH_SH("cat; echo out; echo three >&3"),
-                            .stdio = st, .stdio_count = 4,
+                            .stdio = st,
+                            .stdio_count = 4,
                             .exit_cb = th_on_exit_count};
   p.base.data = &e;
   cr_assert_eq(weft_spawn(loop, &p, &o), 0);
@@ -140,7 +149,9 @@ Test(process, swapped_fds_and_no_leaked_fds, .timeout = 10) {
   th_exits e = {0};
   /* stdin from our stdout and stdout from our stdin: a swap */
   weft_stdio st[2] = {{WEFT_STDIO_FD, 1}, {WEFT_STDIO_FD, 0}};
-  weft_process_options o = {.argv = TH_SH(script), .stdio = st, .stdio_count = 2,
+  weft_process_options o = {.argv = TH_SH(script),
+                            .stdio = st,
+                            .stdio_count = 2,
                             .exit_cb = th_on_exit_count};
   p.base.data = &e;
   cr_assert_eq(weft_spawn(loop, &p, &o), 0);
@@ -162,9 +173,12 @@ Test(process, parent_with_closed_stdin, .timeout = 10) {
   th_sink out = {0};
   cr_assert_eq(weft_pipe_init(loop, &in), 0);
   cr_assert_eq(weft_pipe_init(loop, &out.pipe), 0);
-  weft_stdio st[2] = {{WEFT_STDIO_PIPE, -1, &in}, {WEFT_STDIO_PIPE, -1, &out.pipe}};
-  weft_process_options o = {.argv = (char *const[]){"cat", NULL}, .stdio = st,
-                            .stdio_count = 2, .exit_cb = th_on_exit_count};
+  weft_stdio st[2] = {{WEFT_STDIO_PIPE, -1, &in},
+                      {WEFT_STDIO_PIPE, -1, &out.pipe}};
+  weft_process_options o = {.argv = (char *const[]){"cat", NULL},
+                            .stdio = st,
+                            .stdio_count = 2,
+                            .exit_cb = th_on_exit_count};
   p.base.data = &e;
   close(0); /* the next fd weft opens (a pipe end) gets number 0 */
   cr_assert_eq(weft_spawn(loop, &p, &o), 0);
@@ -200,13 +214,16 @@ Test(process, fd_in_its_own_slot_loses_cloexec, .timeout = 10) {
   cr_assert_eq(dup3(fds[1], 15, O_CLOEXEC), 15);
   close(fds[1]);
   weft_stdio st[16];
-  for (int i = 0; i < 16; i++) st[i] = (weft_stdio){WEFT_STDIO_IGNORE};
+  for (int i = 0; i < 16; i++)
+    st[i] = (weft_stdio){WEFT_STDIO_IGNORE};
   st[2] = (weft_stdio){WEFT_STDIO_INHERIT};
   st[15] = (weft_stdio){WEFT_STDIO_FD, 15};
   weft_process p;
   th_exits e = {0};
-  weft_process_options o = {.argv = TH_SH("echo nine > /dev/fd/15"), .stdio = st,
-                            .stdio_count = 16, .exit_cb = th_on_exit_count};
+  weft_process_options o = {.argv = TH_SH("echo nine > /dev/fd/15"),
+                            .stdio = st,
+                            .stdio_count = 16,
+                            .exit_cb = th_on_exit_count};
   p.base.data = &e;
   cr_assert_eq(weft_spawn(loop, &p, &o), 0);
   close(15);
@@ -235,15 +252,20 @@ Test(process, sixteen_pipe_slots, .timeout = 10) {
       /* bash: dash cannot redirect to fds above 9 */
       .argv = (char *const[]){"bash", "-c",
                               "echo out; echo err >&2; set -e; "
-                              "for i in {3..15}; do echo $i >&$i; done", NULL},
-      .stdio = st, .stdio_count = N, .exit_cb = th_on_exit_count};
+                              "for i in {3..15}; do echo $i >&$i; done",
+                              NULL},
+      .stdio = st,
+      .stdio_count = N,
+      .exit_cb = th_on_exit_count};
   p.base.data = &e;
   cr_assert_eq(weft_spawn(loop, &p, &o), 0);
   weft_close(&sinks[0].pipe.stream.base, NULL); /* stdin: end of file */
-  for (int i = 1; i < N; i++) th_sink_start(&sinks[i]);
+  for (int i = 1; i < N; i++)
+    th_sink_start(&sinks[i]);
   weft_loop_run(loop, WEFT_RUN_DEFAULT);
   cr_assert_eq(e.calls, 1);
-  cr_assert_eq(e.status, 0, "%d %s", (int)e.status, sinks[2].buf ? sinks[2].buf : "");
+  cr_assert_eq(e.status, 0, "%d %s", (int)e.status,
+               sinks[2].buf ? sinks[2].buf : "");
   cr_assert_str_eq(sinks[1].buf, "out\n");
   cr_assert_str_eq(sinks[2].buf, "err\n");
   for (int i = 3; i < N; i++) {
@@ -279,11 +301,13 @@ Test(process, signal_mask_and_dispositions_reset, .timeout = 10) {
 }
 
 /* The status line `key` of a /proc/<pid>/status text, as a string. */
-static const char *status_field(const char *text, const char *key, char *out, size_t n) {
+static const char *status_field(const char *text, const char *key, char *out,
+                                size_t n) {
   const char *at = strstr(text, key);
   cr_assert_not_null(at, "%s missing", key);
   at += strlen(key);
-  while (*at == ' ' || *at == '\t') at++;
+  while (*at == ' ' || *at == '\t')
+    at++;
   size_t len = strcspn(at, "\n");
   cr_assert_lt(len, n);
   memcpy(out, at, len);
@@ -307,8 +331,11 @@ Test(process, every_signal_default_and_unblocked_in_the_child, .timeout = 10) {
     th_sink out = {0};
     cr_assert_eq(weft_pipe_init(loop, &out.pipe), 0);
     weft_stdio st[2] = {{WEFT_STDIO_IGNORE}, {WEFT_STDIO_PIPE, -1, &out.pipe}};
-    weft_process_options o = {.argv = (char *const[]){"cat", "/proc/self/status", NULL},
-                              .stdio = st, .stdio_count = 2, .exit_cb = th_on_exit_count};
+    weft_process_options o = {
+        .argv = (char *const[]){"cat", "/proc/self/status", NULL},
+        .stdio = st,
+        .stdio_count = 2,
+        .exit_cb = th_on_exit_count};
     if (path == 1) {
       o.flags = WEFT_PROCESS_SETUID;
       o.uid = geteuid();
@@ -321,17 +348,18 @@ Test(process, every_signal_default_and_unblocked_in_the_child, .timeout = 10) {
     cr_assert_eq(e.calls, 1);
     cr_assert_eq(e.status, 0);
     char v[64];
-    cr_assert_str_eq(status_field(out.buf, "SigIgn:", v, sizeof v), "0000000000000000",
-                     "path %d", path);
-    cr_assert_str_eq(status_field(out.buf, "SigBlk:", v, sizeof v), "0000000000000000",
-                     "path %d", path);
+    cr_assert_str_eq(status_field(out.buf, "SigIgn:", v, sizeof v),
+                     "0000000000000000", "path %d", path);
+    cr_assert_str_eq(status_field(out.buf, "SigBlk:", v, sizeof v),
+                     "0000000000000000", "path %d", path);
     free(out.buf);
   }
   syscall(SYS_rt_sigaction, 32, old, NULL, (NSIG - 1) / 8);
   th_loop_finish(loop);
 }
 
-/* ---- exec failures, uid/gid, groups --------------------------------------------------- */
+/* ---- exec failures, uid/gid, groups
+ * --------------------------------------------------- */
 
 Test(process, exec_failures_are_returned_by_spawn, .timeout = 10) {
   weft_loop *loop = th_loop();
@@ -339,8 +367,10 @@ Test(process, exec_failures_are_returned_by_spawn, .timeout = 10) {
   weft_pipe out;
   cr_assert_eq(weft_pipe_init(loop, &out), 0);
   weft_stdio st[2] = {{WEFT_STDIO_INHERIT}, {WEFT_STDIO_PIPE, -1, &out}};
-  weft_process_options o = {.argv = (char *const[]){"no-such-program-xyz", NULL},
-                            .stdio = st, .stdio_count = 2};
+  weft_process_options o = {.argv =
+                                (char *const[]){"no-such-program-xyz", NULL},
+                            .stdio = st,
+                            .stdio_count = 2};
   cr_assert_eq(weft_spawn(loop, &p, &o), -ENOENT);
   cr_assert_eq(weft_stream_fileno(&out.stream), -EBADF, "pipe left unopened");
   o.argv = (char *const[]){"/nonexistent/prog", NULL};
@@ -367,9 +397,12 @@ Test(process, uid_and_gid, .timeout = 10) {
   cr_assert_eq(weft_pipe_init(loop, &out.pipe), 0);
   weft_stdio st[2] = {{WEFT_STDIO_IGNORE}, {WEFT_STDIO_PIPE, -1, &out.pipe}};
   weft_process_options o = {.argv = TH_SH("echo $(id -u):$(id -g):$(id -G)"),
-                            .stdio = st, .stdio_count = 2,
+                            .stdio = st,
+                            .stdio_count = 2,
                             .flags = WEFT_PROCESS_SETUID | WEFT_PROCESS_SETGID,
-                            .uid = 65534, .gid = 65534, .exit_cb = th_on_exit_count};
+                            .uid = 65534,
+                            .gid = 65534,
+                            .exit_cb = th_on_exit_count};
   p.base.data = &e;
   int err = weft_spawn(loop, &p, &o);
   if (geteuid() != 0) {
@@ -432,4 +465,3 @@ Test(process, detached_child_does_not_keep_the_loop, .timeout = 10) {
   cr_assert_eq(e.sig, SIGTERM);
   th_loop_finish(loop);
 }
-

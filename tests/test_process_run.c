@@ -12,7 +12,7 @@ static weft_future *run_wait(weft_loop *loop, const weft_run_options *o) {
   weft_future *f = NULL;
   cr_assert_eq(weft_process_run(loop, o, &f), 0);
   weft_loop_run(loop, WEFT_RUN_DEFAULT);
-  cr_assert_neq(weft_future_state_get(f), WEFT_FUTURE_PENDING);
+  cr_assert_neq(weft_future_get_state(f), WEFT_FUTURE_PENDING);
   return f;
 }
 
@@ -20,9 +20,10 @@ Test(process_run, feeds_stdin_and_collects_both_outputs, .timeout = 10) {
   weft_loop *loop = th_loop();
   weft_run_options o = {
       .proc = {.argv = SH("tr a-z A-Z; echo err >&2; exit 4")},
-      .input = "hello run", .input_len = 9};
+      .input = "hello run",
+      .input_len = 9};
   weft_future *f = run_wait(loop, &o);
-  cr_assert_eq(weft_future_state_get(f), WEFT_FUTURE_FULFILLED);
+  cr_assert_eq(weft_future_get_state(f), WEFT_FUTURE_FULFILLED);
   const weft_run_result *r = weft_future_value(f);
   cr_assert_eq(r->status, 4);
   cr_assert_eq(r->out_len, 9);
@@ -49,7 +50,8 @@ Test(process_run, without_input_and_empty_output, .timeout = 10) {
 Test(process_run, ten_mib, .timeout = 20) {
   weft_loop *loop = th_loop();
   weft_run_options o = {
-      .proc = {.argv = (char *const[]){"head", "-c", "10485760", "/dev/zero", NULL}}};
+      .proc = {.argv = (char *const[]){"head", "-c", "10485760", "/dev/zero",
+                                       NULL}}};
   weft_future *f = run_wait(loop, &o);
   const weft_run_result *r = weft_future_value(f);
   cr_assert_eq(r->status, 0);
@@ -73,9 +75,10 @@ Test(process_run, child_ignoring_its_input, .timeout = 10) {
   weft_loop *loop = th_loop();
   static char big[1 << 20];
   weft_run_options o = {.proc = {.argv = (char *const[]){"true", NULL}},
-                        .input = big, .input_len = sizeof big};
+                        .input = big,
+                        .input_len = sizeof big};
   weft_future *f = run_wait(loop, &o);
-  cr_assert_eq(weft_future_state_get(f), WEFT_FUTURE_FULFILLED);
+  cr_assert_eq(weft_future_get_state(f), WEFT_FUTURE_FULFILLED);
   const weft_run_result *r = weft_future_value(f);
   cr_assert_eq(r->status, 0);
   weft_future_unref(f);
@@ -97,7 +100,7 @@ Test(process_run, cancel_kills_the_child, .timeout = 10) {
   t.base.data = f;
   weft_timer_start(&t, cancel_on_timer, 1, 0);
   weft_loop_run(loop, WEFT_RUN_DEFAULT); /* ends: the child was killed */
-  cr_assert_eq(weft_future_state_get(f), WEFT_FUTURE_CANCELLED);
+  cr_assert_eq(weft_future_get_state(f), WEFT_FUTURE_CANCELLED);
   weft_future_unref(f);
   th_loop_finish(loop);
 }
@@ -110,7 +113,7 @@ Test(process_run, timeout_combinator_kills_the_child, .timeout = 10) {
   cr_assert_eq(weft_future_timeout(f, 20, &t), 0);
   weft_loop_run(loop, WEFT_RUN_DEFAULT); /* ends: the child was killed */
   cr_assert_eq(weft_future_error(t), -ETIMEDOUT);
-  cr_assert_eq(weft_future_state_get(f), WEFT_FUTURE_CANCELLED);
+  cr_assert_eq(weft_future_get_state(f), WEFT_FUTURE_CANCELLED);
   weft_future_unref(t);
   weft_future_unref(f);
   th_loop_finish(loop);
@@ -137,11 +140,12 @@ Test(process_run, bad_input_and_exec_failure, .timeout = 10) {
 static int run_cat_round(weft_loop *loop, void *arg) {
   (void)arg;
   weft_run_options o = {.proc = {.argv = (char *const[]){"cat", NULL}},
-                        .input = "abc", .input_len = 3};
+                        .input = "abc",
+                        .input_len = 3};
   weft_future *f = NULL;
   int err = weft_process_run(loop, &o, &f);
   weft_loop_run(loop, WEFT_RUN_DEFAULT);
-  if (err == 0 && weft_future_state_get(f) == WEFT_FUTURE_FULFILLED) {
+  if (err == 0 && weft_future_get_state(f) == WEFT_FUTURE_FULFILLED) {
     const weft_run_result *r = weft_future_value(f);
     cr_assert_str_eq(r->out, "abc");
   } else if (err == 0) {

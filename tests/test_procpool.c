@@ -11,7 +11,8 @@
 #include <string.h>
 #include <unistd.h>
 
-/* ---- the worker: this binary with WEFT_TEST_WORKER=1 ----------------------- */
+/* ---- the worker: this binary with WEFT_TEST_WORKER=1 -----------------------
+ */
 
 /* Jobs: "crash" aborts the worker, "fail" returns -EIO, "hang" waits to be
  * killed, "exit" exits cleanly mid-job; anything else is upper-cased. */
@@ -21,7 +22,8 @@ static int handler(const void *in, size_t len, weft_buf *out, void *arg) {
   if (len == 4 && memcmp(in, "fail", 4) == 0) return -EIO;
   if (len == 4 && memcmp(in, "exit", 4) == 0) _exit(0);
   if (len == 4 && memcmp(in, "hang", 4) == 0)
-    for (;;) pause();
+    for (;;)
+      pause();
   out->base = malloc(len ? len : 1);
   if (out->base == NULL) return -ENOMEM;
   for (size_t i = 0; i < len; i++)
@@ -73,8 +75,8 @@ static void close_and_wait(weft_loop *loop, weft_procpool *pool) {
 }
 
 static const char *reply(weft_future *f) {
-  cr_assert_eq(weft_future_state_get(f), WEFT_FUTURE_FULFILLED,
-               "rejected: %s", weft_err_name(weft_future_error(f)));
+  cr_assert_eq(weft_future_get_state(f), WEFT_FUTURE_FULFILLED, "rejected: %s",
+               weft_err_name(weft_future_error(f)));
   const weft_procpool_result *r = weft_future_value(f);
   cr_assert_eq(strlen(r->data), r->len);
   return r->data;
@@ -82,11 +84,12 @@ static const char *reply(weft_future *f) {
 
 /* Runs the loop until f settles (the pool's workers keep the loop alive). */
 static void wait_for(weft_loop *loop, weft_future *f) {
-  while (weft_future_state_get(f) == WEFT_FUTURE_PENDING)
+  while (weft_future_get_state(f) == WEFT_FUTURE_PENDING)
     weft_loop_run(loop, WEFT_RUN_ONCE);
 }
 
-/* ---- jobs ------------------------------------------------------------------------ */
+/* ---- jobs
+ * ------------------------------------------------------------------------ */
 
 Test(procpool, hundred_jobs_on_four_workers, .timeout = 30) {
   weft_loop *loop = th_loop();
@@ -98,7 +101,8 @@ Test(procpool, hundred_jobs_on_four_workers, .timeout = 30) {
     snprintf(in[i], sizeof in[i], "job-%d-x", i);
     cr_assert_eq(weft_procpool_submit(pool, in[i], strlen(in[i]), &fs[i]), 0);
   }
-  for (int i = 0; i < N; i++) wait_for(loop, fs[i]);
+  for (int i = 0; i < N; i++)
+    wait_for(loop, fs[i]);
   for (int i = 0; i < N; i++) {
     char want[24];
     snprintf(want, sizeof want, "JOB-%d-X", i);
@@ -117,12 +121,13 @@ Test(procpool, map_and_empty_job, .timeout = 30) {
   weft_future *fs[3], *all;
   cr_assert_eq(weft_procpool_map(pool, in, 3, fs, &all), 0);
   wait_for(loop, all);
-  cr_assert_eq(weft_future_state_get(all), WEFT_FUTURE_FULFILLED);
+  cr_assert_eq(weft_future_get_state(all), WEFT_FUTURE_FULFILLED);
   cr_assert_eq(weft_future_value_i64(all), 3);
   cr_assert_str_eq(reply(fs[0]), "ABC");
   cr_assert_str_eq(reply(fs[1]), "");
   cr_assert_str_eq(reply(fs[2]), "XYZ");
-  for (int i = 0; i < 3; i++) weft_future_unref(fs[i]);
+  for (int i = 0; i < 3; i++)
+    weft_future_unref(fs[i]);
   weft_future_unref(all);
   cr_assert_eq(weft_procpool_map(pool, NULL, 0, NULL, NULL), 0);
   close_and_wait(loop, pool);
@@ -137,7 +142,8 @@ Test(procpool, worker_crash_mid_job_is_replaced, .timeout = 30) {
   cr_assert_eq(weft_procpool_submit(pool, "exit", 4, &quit), 0);
   for (int i = 0; i < 4; i++)
     cr_assert_eq(weft_procpool_submit(pool, "ok", 2, &after[i]), 0);
-  for (int i = 0; i < 4; i++) wait_for(loop, after[i]);
+  for (int i = 0; i < 4; i++)
+    wait_for(loop, after[i]);
   wait_for(loop, crash);
   wait_for(loop, quit);
   cr_assert_eq(weft_future_error(crash), WEFT_EWORKER);
@@ -168,10 +174,11 @@ Test(procpool, reply_then_exit_is_not_a_crash, .timeout = 30) {
    * exits; the reply and the exit reach the loop together, in either
    * order, and the reply must win */
   weft_procpool_options o = {
-      .argv = (char *const[]){"sh", "-c",
-                              "head -c 6 >/dev/null; "
-                              "printf '\\000\\000\\000\\002\\000\\000\\000\\000OK'",
-                              NULL},
+      .argv =
+          (char *const[]){"sh", "-c",
+                          "head -c 6 >/dev/null; "
+                          "printf '\\000\\000\\000\\002\\000\\000\\000\\000OK'",
+                          NULL},
       .workers = 3};
   weft_procpool *pool;
   cr_assert_eq(weft_procpool_new(loop, &o, &pool), 0);
@@ -213,8 +220,8 @@ Test(procpool, cancel_queued_and_running_jobs, .timeout = 30) {
   cr_assert_eq(weft_future_cancel(hang), 0); /* kills its worker */
   wait_for(loop, next);
   cr_assert_str_eq(reply(next), "N");
-  cr_assert_eq(weft_future_state_get(hang), WEFT_FUTURE_CANCELLED);
-  cr_assert_eq(weft_future_state_get(queued), WEFT_FUTURE_CANCELLED);
+  cr_assert_eq(weft_future_get_state(hang), WEFT_FUTURE_CANCELLED);
+  cr_assert_eq(weft_future_get_state(queued), WEFT_FUTURE_CANCELLED);
   weft_future_unref(hang);
   weft_future_unref(queued);
   weft_future_unref(next);
@@ -235,12 +242,13 @@ Test(procpool, close_cancels_queued_and_finishes_running, .timeout = 30) {
   weft_future *late;
   cr_assert_eq(weft_procpool_submit(pool, "x", 1, &late), WEFT_ECLOSED);
   for (int i = 0; i < 3; i++)
-    cr_assert_eq(weft_future_state_get(queued[i]), WEFT_FUTURE_CANCELLED);
+    cr_assert_eq(weft_future_get_state(queued[i]), WEFT_FUTURE_CANCELLED);
   weft_loop_run(loop, WEFT_RUN_DEFAULT);
   cr_assert_eq(c.calls, 1);
   cr_assert_str_eq(reply(running), "RUN");
   weft_future_unref(running);
-  for (int i = 0; i < 3; i++) weft_future_unref(queued[i]);
+  for (int i = 0; i < 3; i++)
+    weft_future_unref(queued[i]);
   th_loop_finish(loop);
 }
 
@@ -250,8 +258,8 @@ Test(procpool, max_queue_bounds_submissions, .timeout = 30) {
   ssize_t len = readlink("/proc/self/exe", self, sizeof self - 1);
   self[len] = '\0';
   char *argv[] = {self, NULL};
-  weft_procpool_options o = {.argv = argv, .env = worker_env, .workers = 1,
-                             .max_queue = 2};
+  weft_procpool_options o = {
+      .argv = argv, .env = worker_env, .workers = 1, .max_queue = 2};
   weft_procpool *pool;
   cr_assert_eq(weft_procpool_new(loop, &o, &pool), 0);
   weft_future *f[4];
@@ -271,20 +279,22 @@ Test(procpool, max_queue_bounds_submissions, .timeout = 30) {
   th_loop_finish(loop);
 }
 
-/* ---- the worker side's framing, seen from outside ------------------------- */
+/* ---- the worker side's framing, seen from outside -------------------------
+ */
 
 static weft_future *run_worker(weft_loop *loop, const void *in, size_t len) {
   static char self[4096];
   ssize_t n = readlink("/proc/self/exe", self, sizeof self - 1);
   cr_assert_gt(n, 0);
   self[n] = '\0';
-  weft_run_options o = {.proc = {.argv = (char *const[]){self, NULL},
-                                 .env = worker_env},
-                        .input = in, .input_len = len};
+  weft_run_options o = {
+      .proc = {.argv = (char *const[]){self, NULL}, .env = worker_env},
+      .input = in,
+      .input_len = len};
   weft_future *f;
   cr_assert_eq(weft_process_run(loop, &o, &f), 0);
   wait_for(loop, f);
-  cr_assert_eq(weft_future_state_get(f), WEFT_FUTURE_FULFILLED);
+  cr_assert_eq(weft_future_get_state(f), WEFT_FUTURE_FULFILLED);
   return f;
 }
 
@@ -301,7 +311,10 @@ Test(procpool, worker_main_frames, .timeout = 30) {
   cr_assert_eq(memcmp(r->out, want, sizeof want - 1), 0);
   weft_future_unref(f);
   /* a frame cut short, and a frame over the size limit: exit 1 */
-  f = run_worker(loop, "\0\0\0\x0a" "abc", 7);
+  f = run_worker(loop,
+                 "\0\0\0\x0a"
+                 "abc",
+                 7);
   cr_assert_eq(((const weft_run_result *)weft_future_value(f))->status, 1);
   weft_future_unref(f);
   f = run_worker(loop, "\x7f\0\0\0", 4);
@@ -310,7 +323,8 @@ Test(procpool, worker_main_frames, .timeout = 30) {
   th_loop_finish(loop);
 }
 
-/* ---- bad input and failures ------------------------------------------------------- */
+/* ---- bad input and failures
+ * ------------------------------------------------------- */
 
 Test(procpool, bad_input, .timeout = 30) {
   weft_loop *loop = th_loop();
@@ -347,7 +361,8 @@ Test(procpool, bad_input, .timeout = 30) {
 Test(procpool, worker_that_never_starts_rejects_jobs, .timeout = 30) {
   weft_loop *loop = th_loop();
   /* a "worker" that exits at once, before doing any work: not respawned */
-  weft_procpool_options o = {.argv = (char *const[]){"true", NULL}, .workers = 1};
+  weft_procpool_options o = {.argv = (char *const[]){"true", NULL},
+                             .workers = 1};
   weft_procpool *pool;
   cr_assert_eq(weft_procpool_new(loop, &o, &pool), 0);
   weft_future *f;
@@ -355,7 +370,8 @@ Test(procpool, worker_that_never_starts_rejects_jobs, .timeout = 30) {
   wait_for(loop, f);
   cr_assert_eq(weft_future_error(f), WEFT_EWORKER);
   weft_future_unref(f);
-  while (weft_procpool_workers(pool) != 0) weft_loop_run(loop, WEFT_RUN_ONCE);
+  while (weft_procpool_workers(pool) != 0)
+    weft_loop_run(loop, WEFT_RUN_ONCE);
   cr_assert_eq(weft_procpool_submit(pool, "b", 1, &f), WEFT_EWORKER);
   close_and_wait(loop, pool);
   th_loop_finish(loop);
@@ -386,8 +402,8 @@ static int procpool_round(weft_loop *loop, void *arg) {
   if (err == 0) {
     wait_for(loop, f);
     wait_for(loop, all);
-    if (weft_future_state_get(f) == WEFT_FUTURE_FULFILLED &&
-        weft_future_state_get(all) == WEFT_FUTURE_FULFILLED) {
+    if (weft_future_get_state(f) == WEFT_FUTURE_FULFILLED &&
+        weft_future_get_state(all) == WEFT_FUTURE_FULFILLED) {
       cr_assert_str_eq(reply(f), "ABC");
       cr_assert_str_eq(reply(mf[1]), "E");
     } else {

@@ -44,7 +44,8 @@ static void fill(void) {
   int base = open("/dev/null", O_RDONLY | O_CLOEXEC);
   if (base >= 0) F.fd[F.n++] = base;
   int fd;
-  while (base >= 0 && F.n < LIMIT && (fd = fcntl(base, F_DUPFD_CLOEXEC, 0)) >= 0)
+  while (base >= 0 && F.n < LIMIT &&
+         (fd = fcntl(base, F_DUPFD_CLOEXEC, 0)) >= 0)
     F.fd[F.n++] = fd;
   cr_assert_eq(errno, EMFILE, "fds filled: %s", strerror(errno));
   cr_assert_eq(fcntl(0, F_DUPFD_CLOEXEC, 0), -1);
@@ -52,7 +53,8 @@ static void fill(void) {
 
 /* Gives `k` fds back. */
 static void spare(int k) {
-  while (k-- > 0 && F.n > 0) close(F.fd[--F.n]);
+  while (k-- > 0 && F.n > 0)
+    close(F.fd[--F.n]);
 }
 
 /* Gives every fd back and restores the limit. */
@@ -64,16 +66,19 @@ static void unfill(void) {
 /* How many fds can still be opened (the fd table is left as it was). */
 static int free_fds(void) {
   int got[LIMIT], n = 0, fd;
-  while (n < LIMIT && (fd = fcntl(0, F_DUPFD_CLOEXEC, 0)) >= 0) got[n++] = fd;
+  while (n < LIMIT && (fd = fcntl(0, F_DUPFD_CLOEXEC, 0)) >= 0)
+    got[n++] = fd;
   if (n == 0) { /* fd 0 itself may be closed: try another source */
     while (n < LIMIT && (fd = open("/dev/null", O_RDONLY | O_CLOEXEC)) >= 0)
       got[n++] = fd;
   }
-  for (int i = 0; i < n; i++) close(got[i]);
+  for (int i = 0; i < n; i++)
+    close(got[i]);
   return n;
 }
 
-/* ---- loops ---------------------------------------------------------------- */
+/* ---- loops ----------------------------------------------------------------
+ */
 
 Test(rlimit, loop_new_reports_emfile_until_it_has_its_fds, .timeout = 10) {
   fill();
@@ -83,7 +88,8 @@ Test(rlimit, loop_new_reports_emfile_until_it_has_its_fds, .timeout = 10) {
   while ((err = weft_loop_new(&loop, NULL)) != 0 && failures < 8) {
     cr_assert_eq(err, -EMFILE, "%s", NAME(err));
     cr_assert_null(loop);
-    cr_assert_eq(weft_alloc_live(), 0, "a failed weft_loop_new() holds nothing");
+    cr_assert_eq(weft_alloc_live(), 0,
+                 "a failed weft_loop_new() holds nothing");
     cr_assert_eq(free_fds(), failures, "nor any fd");
     failures++;
     spare(1);
@@ -132,7 +138,8 @@ Test(rlimit, loop_from_ev_reports_emfile, .timeout = 10) {
   /* no fd left, and the wrapped loop's first pool job needs none */
   weft_work w;
   from_ev_done = 0;
-  cr_assert_eq(weft_work_submit(loop, &w, WEFT_LANE_CPU, noop_work, note_done), 0);
+  cr_assert_eq(weft_work_submit(loop, &w, WEFT_LANE_CPU, noop_work, note_done),
+               0);
   weft_loop_run(loop, WEFT_RUN_DEFAULT);
   cr_assert_eq(from_ev_done, 1);
   unfill();
@@ -179,15 +186,17 @@ Test(rlimit, first_pool_job_with_no_fd_left, .timeout = 20) {
   cr_assert_eq(err, 0, "%s", NAME(err));
   weft_future *f = NULL;
   static int token;
-  err = weft_pool_submit_future(loop, WEFT_LANE_CPU, future_work, &token, NULL, &f);
+  err = weft_pool_submit_future(loop, WEFT_LANE_CPU, future_work, &token, NULL,
+                                &f);
   cr_assert_eq(err, 0, "%s", NAME(err));
   weft_fs_req open_req, stat_req;
-  cr_assert_eq(weft_fs_open(loop, &open_req, "/dev/null", O_RDONLY, 0, on_open), 0);
+  cr_assert_eq(weft_fs_open(loop, &open_req, "/dev/null", O_RDONLY, 0, on_open),
+               0);
   cr_assert_eq(weft_fs_stat(loop, &stat_req, "/", on_stat), 0);
   weft_loop_run(loop, WEFT_RUN_DEFAULT);
   cr_assert_eq(work_ok, 1);
   cr_assert_eq(atomic_load(&work_ran), 1);
-  cr_assert_eq(weft_future_state_get(f), WEFT_FUTURE_FULFILLED);
+  cr_assert_eq(weft_future_get_state(f), WEFT_FUTURE_FULFILLED);
   cr_assert_eq(weft_future_value(f), &token);
   weft_future_unref(f);
   cr_assert_eq(fs_calls, 2);
@@ -195,7 +204,8 @@ Test(rlimit, first_pool_job_with_no_fd_left, .timeout = 20) {
   cr_assert_eq(stat_result, 0, "%s", NAME(stat_result));
   /* an fd given back: the same call succeeds */
   spare(1);
-  cr_assert_eq(weft_fs_open(loop, &open_req, "/dev/null", O_RDONLY, 0, on_open), 0);
+  cr_assert_eq(weft_fs_open(loop, &open_req, "/dev/null", O_RDONLY, 0, on_open),
+               0);
   weft_loop_run(loop, WEFT_RUN_DEFAULT);
   cr_assert_eq(fs_calls, 3);
   cr_assert_geq(fs_open_result, 0, "%s", NAME(fs_open_result));
@@ -228,7 +238,8 @@ static void signal_with_no_fd_left(unsigned ev_flags) {
   int err = weft_signal_start(&x.s, on_sig, SIGUSR1);
   cr_assert_eq(err, 0, "%s", NAME(err));
   cr_assert_eq(weft_call_soon(loop, raise_usr1, NULL), 0);
-  while (x.calls == 0) weft_loop_run(loop, WEFT_RUN_ONCE);
+  while (x.calls == 0)
+    weft_loop_run(loop, WEFT_RUN_ONCE);
   cr_assert_eq(x.calls, 1);
   unfill();
   th_loop_finish(loop);
@@ -288,7 +299,8 @@ Test(rlimit, timers_with_no_fd_left, .timeout = 10) {
   th_loop_finish(loop);
 }
 
-/* ---- what needs an fd fails cleanly ------------------------------------------ */
+/* ---- what needs an fd fails cleanly
+ * ------------------------------------------ */
 
 static int exits;
 static int64_t exit_status;
@@ -302,8 +314,11 @@ static void on_exit_cb(weft_process *p, int64_t status, int term_signal) {
 static int spawn_true(weft_loop *loop, weft_process *p, weft_stdio *stdio,
                       unsigned n) {
   static char *const argv[] = {"true", NULL};
-  weft_process_options o = {.file = "/bin/true", .argv = argv, .stdio = stdio,
-                            .stdio_count = n, .exit_cb = on_exit_cb};
+  weft_process_options o = {.file = "/bin/true",
+                            .argv = argv,
+                            .stdio = stdio,
+                            .stdio_count = n,
+                            .exit_cb = on_exit_cb};
   return weft_spawn(loop, p, &o);
 }
 
@@ -338,7 +353,8 @@ Test(rlimit, spawn_reports_emfile, .timeout = 20) {
   cr_assert_eq(exits, 1);
   cr_assert_eq(exit_status, 0);
   err = spawn_true(loop, &p[1], NULL, 0);
-  cr_assert_eq(err, 0, "the reaped child's pidfd was given back: %s", NAME(err));
+  cr_assert_eq(err, 0, "the reaped child's pidfd was given back: %s",
+               NAME(err));
   weft_loop_run(loop, WEFT_RUN_DEFAULT);
   cr_assert_eq(exits, 2);
   /* two fds: the pipe, then the pidfd in the child end's place */
@@ -452,18 +468,21 @@ Test(rlimit, accept_waits_for_a_free_fd, .timeout = 10) {
   cr_assert_eq(weft_tcp_init(loop, &server), 0);
   cr_assert_eq(weft_tcp_bind(&server, (struct sockaddr *)&addr, 0), 0);
   cr_assert_eq(weft_tcp_listen(&server, 16, on_connection), 0);
-  cr_assert_eq(weft_tcp_getsockname(&server, (struct sockaddr *)&addr, &len), 0);
+  cr_assert_eq(weft_tcp_getsockname(&server, (struct sockaddr *)&addr, &len),
+               0);
   int peer = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
   cr_assert_geq(peer, 0);
   cr_assert_eq(connect(peer, (struct sockaddr *)&addr, sizeof addr), 0);
   fill();
   /* the listener is readable; accept finds no fd, pauses, retries on its
    * timer and pauses again */
-  for (int i = 0; i < 3; i++) weft_loop_run(loop, WEFT_RUN_ONCE);
+  for (int i = 0; i < 3; i++)
+    weft_loop_run(loop, WEFT_RUN_ONCE);
   cr_assert_eq(conn_ok, 0);
   cr_assert_eq(conn_err, 0, "EMFILE is not reported as an accept error");
   spare(1);
-  while (conn_ok == 0) weft_loop_run(loop, WEFT_RUN_ONCE);
+  while (conn_ok == 0)
+    weft_loop_run(loop, WEFT_RUN_ONCE);
   cr_assert_eq(conn_ok, 1);
   cr_assert_eq(conn_err, 0);
   unfill();
@@ -485,7 +504,8 @@ Test(rlimit, accept_retry_shows_in_backend_timeout, .timeout = 10) {
   cr_assert_eq(weft_tcp_init(loop, &server), 0);
   cr_assert_eq(weft_tcp_bind(&server, (struct sockaddr *)&addr, 0), 0);
   cr_assert_eq(weft_tcp_listen(&server, 16, on_connection), 0);
-  cr_assert_eq(weft_tcp_getsockname(&server, (struct sockaddr *)&addr, &len), 0);
+  cr_assert_eq(weft_tcp_getsockname(&server, (struct sockaddr *)&addr, &len),
+               0);
   cr_assert_eq(weft_loop_backend_timeout(loop), 0, "fd set changed: run now");
   weft_loop_run(loop, WEFT_RUN_NOWAIT);
   cr_assert_eq(weft_loop_backend_timeout(loop), -1, "nothing timed yet");
@@ -500,9 +520,11 @@ Test(rlimit, accept_retry_shows_in_backend_timeout, .timeout = 10) {
   cr_assert_eq(conn_ok, 0);
   cr_assert_eq(conn_err, 0);
   int ms = weft_loop_backend_timeout(loop);
-  cr_assert(ms >= 0 && ms <= 20, "backend timeout %d ms, the retry is due within 20", ms);
+  cr_assert(ms >= 0 && ms <= 20,
+            "backend timeout %d ms, the retry is due within 20", ms);
   spare(1);
-  while (conn_ok == 0) weft_loop_run(loop, WEFT_RUN_ONCE);
+  while (conn_ok == 0)
+    weft_loop_run(loop, WEFT_RUN_ONCE);
   cr_assert_eq(conn_ok, 1);
   cr_assert_eq(conn_err, 0);
   unfill();
@@ -510,7 +532,8 @@ Test(rlimit, accept_retry_shows_in_backend_timeout, .timeout = 10) {
   th_loop_finish(loop);
 }
 
-/* ---- DNS ------------------------------------------------------------------------ */
+/* ---- DNS
+ * ------------------------------------------------------------------------ */
 
 static int dns_calls, dns_status;
 static char dns_addr[64];

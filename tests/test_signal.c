@@ -16,8 +16,10 @@ static void on_sig(weft_signal *s, int signum) {
   sig *x = (sig *)s;
   x->calls++;
   x->last_signum = signum;
-  if (x->calls < x->raise_until) raise(signum);
-  else if (x->raise_until) cr_assert_eq(weft_signal_stop(s), 0);
+  if (x->calls < x->raise_until)
+    raise(signum);
+  else if (x->raise_until)
+    cr_assert_eq(weft_signal_stop(s), 0);
 }
 
 static void not_called(weft_signal *s, int signum) {
@@ -34,7 +36,8 @@ Test(signal, bad_input_is_rejected, .timeout = 5) {
   cr_assert_eq(weft_signal_init(loop, &s), 0);
   const int bad[] = {0, -1, SIGKILL, SIGSTOP, NSIG, NSIG + 1, 1000};
   for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
-    cr_assert_eq(weft_signal_start(&s, on_sig, bad[i]), -EINVAL, "signum %d", bad[i]);
+    cr_assert_eq(weft_signal_start(&s, on_sig, bad[i]), -EINVAL, "signum %d",
+                 bad[i]);
     cr_assert_eq(weft_signal_start_oneshot(&s, on_sig, bad[i]), -EINVAL);
   }
   cr_assert_eq(weft_signal_start(NULL, on_sig, SIGUSR1), -EINVAL);
@@ -46,7 +49,8 @@ Test(signal, bad_input_is_rejected, .timeout = 5) {
   /* a timer is not a signal handle */
   weft_timer t;
   weft_timer_init(loop, &t);
-  cr_assert_eq(weft_signal_start((weft_signal *)(void *)&t, on_sig, SIGUSR1), -EINVAL);
+  cr_assert_eq(weft_signal_start((weft_signal *)(void *)&t, on_sig, SIGUSR1),
+               -EINVAL);
   cr_assert_eq(weft_signal_stop((weft_signal *)(void *)&t), -EINVAL);
   cr_assert_eq(weft_close(&s.base, NULL), 0);
   cr_assert_eq(weft_signal_start(&s, on_sig, SIGUSR1), -EINVAL, "closing");
@@ -99,7 +103,8 @@ Test(signal, several_handles_watch_one_signal, .timeout = 5) {
   weft_unref(&x[1].s.base);
   weft_call_soon(loop, raise_arg, &signum);
   cr_assert_eq(weft_loop_run(loop, WEFT_RUN_DEFAULT), 0);
-  for (int i = 0; i < 3; i++) cr_assert_eq(x[i].calls, 2, "handle %d", i);
+  for (int i = 0; i < 3; i++)
+    cr_assert_eq(x[i].calls, 2, "handle %d", i);
   th_loop_finish(loop);
 }
 

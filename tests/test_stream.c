@@ -37,12 +37,15 @@ static void tpair_open(weft_loop *loop, tpair *p) {
   cr_assert_eq(weft_tcp_bind(&p->listener, (struct sockaddr *)&a, 0), 0);
   cr_assert_eq(weft_tcp_listen(&p->listener, 1, tp_accept), 0);
   socklen_t len = sizeof a;
-  cr_assert_eq(weft_tcp_getsockname(&p->listener, (struct sockaddr *)&a, &len), 0);
+  cr_assert_eq(weft_tcp_getsockname(&p->listener, (struct sockaddr *)&a, &len),
+               0);
   cr_assert_eq(weft_tcp_init(loop, &p->a), 0);
   cr_assert_eq(weft_tcp_init(loop, &p->b), 0);
   p->cr.data = p;
-  cr_assert_eq(weft_tcp_connect(&p->cr, &p->a, (struct sockaddr *)&a, tp_connected), 0);
-  while (!p->connected || !p->accepted) weft_loop_run(loop, WEFT_RUN_ONCE);
+  cr_assert_eq(
+      weft_tcp_connect(&p->cr, &p->a, (struct sockaddr *)&a, tp_connected), 0);
+  while (!p->connected || !p->accepted)
+    weft_loop_run(loop, WEFT_RUN_ONCE);
   weft_close(&p->listener.stream.base, NULL);
 }
 
@@ -104,7 +107,8 @@ static void inio_read(weft_stream *s, ssize_t n, const weft_buf *buf) {
   x->in_read = 0;
 }
 
-Test(stream, write_from_read_callback_completes_after_it_returns, .timeout = 10) {
+Test(stream, write_from_read_callback_completes_after_it_returns,
+     .timeout = 10) {
   weft_loop *loop = th_loop();
   weft_pipe a, b;
   weft_pipe_init(loop, &a);
@@ -114,7 +118,8 @@ Test(stream, write_from_read_callback_completes_after_it_returns, .timeout = 10)
   b.stream.base.data = &x;
   cr_assert_eq(weft_stream_read_start(&b.stream, NULL, inio_read), 0);
   cr_assert_eq(write(weft_stream_fileno(&a.stream), "ping", 4), 4);
-  while (x.wrote == 0) weft_loop_run(loop, WEFT_RUN_ONCE);
+  while (x.wrote == 0)
+    weft_loop_run(loop, WEFT_RUN_ONCE);
   cr_assert_eq(x.wrote, 1);
   cr_assert_eq(x.cb_in_read, 0);
   char got[4];
@@ -197,14 +202,17 @@ static void slow_resume(weft_timer *t) {
   cr_assert_eq(weft_stream_read_start(p->r, NULL, pump_read), 0);
 }
 
-Test(stream, slow_reader_64mib_queue_stays_under_high_watermark, .timeout = 60) {
+Test(stream, slow_reader_64mib_queue_stays_under_high_watermark,
+     .timeout = 60) {
   weft_loop *loop = th_loop();
   tpair tp;
   tpair_open(loop, &tp);
   pump *p = calloc(1, sizeof *p);
   p->data = malloc(1u << 20);
-  for (size_t i = 0; i < (1u << 20); i++) p->data[i] = (char)(i * 131 + (i >> 11));
-  for (int i = 0; i < 64; i++) p->free_reqs[p->nfree++] = i;
+  for (size_t i = 0; i < (1u << 20); i++)
+    p->data[i] = (char)(i * 131 + (i >> 11));
+  for (int i = 0; i < 64; i++)
+    p->free_reqs[p->nfree++] = i;
   p->w = &tp.a.stream;
   p->r = &tp.b.stream;
   tp.a.stream.base.data = tp.b.stream.base.data = p;
@@ -213,19 +221,22 @@ Test(stream, slow_reader_64mib_queue_stays_under_high_watermark, .timeout = 60) 
   cr_assert_eq(weft_stream_set_watermarks(p->w, HIGH, HIGH / 4, pump_mark), 0);
   cr_assert_eq(weft_stream_read_start(p->r, NULL, pump_read), 0);
   pump_fill(p);
-  while (p->received < TOTAL) weft_loop_run(loop, WEFT_RUN_ONCE);
+  while (p->received < TOTAL)
+    weft_loop_run(loop, WEFT_RUN_ONCE);
   cr_assert_eq(p->sent, TOTAL);
   cr_assert_eq(p->received, TOTAL);
   cr_assert_leq(p->max_queue, HIGH + CHUNK);
   cr_assert_gt(p->highs, 0);
   cr_assert(p->lows == p->highs || p->lows == p->highs - 1);
-  while (p->writes_done < (int)(TOTAL / CHUNK)) weft_loop_run(loop, WEFT_RUN_ONCE);
+  while (p->writes_done < (int)(TOTAL / CHUNK))
+    weft_loop_run(loop, WEFT_RUN_ONCE);
   th_loop_finish(loop); /* before freeing the timer inside p */
   free(p->data);
   free(p);
 }
 
-/* ---- half-close ------------------------------------------------------------ */
+/* ---- half-close ------------------------------------------------------------
+ */
 
 typedef struct hc {
   int eof, shut, shut_status;
@@ -235,9 +246,12 @@ typedef struct hc {
 static void hc_read(weft_stream *s, ssize_t n, const weft_buf *buf) {
   (void)buf;
   hc *h = s->base.data;
-  if (n == WEFT_EOF) h->eof++;
-  else if (n > 0) h->bytes += (size_t)n;
-  else cr_assert_fail("read error %zd", n);
+  if (n == WEFT_EOF)
+    h->eof++;
+  else if (n > 0)
+    h->bytes += (size_t)n;
+  else
+    cr_assert_fail("read error %zd", n);
 }
 
 static void hc_shut(weft_shutdown_req *req, int status) {
@@ -267,9 +281,11 @@ Test(stream, half_close_both_ways, .timeout = 10) {
   sa.data = &ha;
   cr_assert_eq(weft_stream_shutdown(&sa, &tp.a.stream, hc_shut), 0);
   cr_assert_eq(weft_stream_shutdown(&sa, &tp.a.stream, hc_shut), -EALREADY);
-  cr_assert_eq(weft_stream_write(&w2, &tp.a.stream, &b, 1, count_write), -EPIPE);
+  cr_assert_eq(weft_stream_write(&w2, &tp.a.stream, &b, 1, count_write),
+               -EPIPE);
   cr_assert(!weft_stream_is_writable(&tp.a.stream));
-  while (hb.eof == 0 || ha.shut == 0) weft_loop_run(loop, WEFT_RUN_ONCE);
+  while (hb.eof == 0 || ha.shut == 0)
+    weft_loop_run(loop, WEFT_RUN_ONCE);
   cr_assert_eq(hb.bytes, sizeof big);
   cr_assert_eq(c1[0], 1);
   cr_assert_eq(c1[1], 0);
@@ -280,7 +296,8 @@ Test(stream, half_close_both_ways, .timeout = 10) {
   cr_assert_eq(weft_stream_write(&w2, &tp.b.stream, &small, 1, count_write), 0);
   sb.data = &hb;
   cr_assert_eq(weft_stream_shutdown(&sb, &tp.b.stream, hc_shut), 0);
-  while (ha.eof == 0 || hb.shut == 0) weft_loop_run(loop, WEFT_RUN_ONCE);
+  while (ha.eof == 0 || hb.shut == 0)
+    weft_loop_run(loop, WEFT_RUN_ONCE);
   cr_assert_eq(ha.bytes, 10);
   cr_assert_eq(ha.eof, 1);
   cr_assert_eq(hb.eof, 1);
@@ -289,7 +306,8 @@ Test(stream, half_close_both_ways, .timeout = 10) {
   th_loop_finish(loop);
 }
 
-/* ---- close cancels queued writes before the close callback ------------------ */
+/* ---- close cancels queued writes before the close callback ------------------
+ */
 
 static int order[8], norder;
 
@@ -326,7 +344,8 @@ Test(stream, close_cancels_queued_writes_before_close_cb, .timeout = 10) {
   th_loop_finish(loop);
 }
 
-/* ---- fairness ---------------------------------------------------------------- */
+/* ---- fairness
+ * ---------------------------------------------------------------- */
 
 typedef struct fair {
   size_t a_bytes, b_bytes;
@@ -354,12 +373,15 @@ Test(stream, busy_peer_is_capped_per_turn, .timeout = 20) {
   tpair_open(loop, &quiet);
   /* let the kernel hold several MiB for the busy reader */
   int big = 8 << 20;
-  setsockopt(weft_stream_fileno(&busy.b.stream), SOL_SOCKET, SO_RCVBUFFORCE, &big, sizeof big);
-  setsockopt(weft_stream_fileno(&busy.a.stream), SOL_SOCKET, SO_SNDBUFFORCE, &big, sizeof big);
+  setsockopt(weft_stream_fileno(&busy.b.stream), SOL_SOCKET, SO_RCVBUFFORCE,
+             &big, sizeof big);
+  setsockopt(weft_stream_fileno(&busy.a.stream), SOL_SOCKET, SO_SNDBUFFORCE,
+             &big, sizeof big);
   static char data[1 << 20];
   size_t pushed = 0;
   for (;;) {
-    ssize_t n = send(weft_stream_fileno(&busy.a.stream), data, sizeof data, MSG_DONTWAIT);
+    ssize_t n = send(weft_stream_fileno(&busy.a.stream), data, sizeof data,
+                     MSG_DONTWAIT);
     if (n <= 0) break;
     pushed += (size_t)n;
     if (pushed >= (6u << 20)) break;
@@ -375,12 +397,14 @@ Test(stream, busy_peer_is_capped_per_turn, .timeout = 20) {
   cr_assert_gt(f.a_bytes, 0);
   cr_assert_leq(f.a_bytes, WEFT_STREAM_READ_CAP + WEFT_STREAM_SLAB_SIZE);
   cr_assert_eq(f.b_calls, 1);
-  while (f.a_bytes < pushed) weft_loop_run(loop, WEFT_RUN_ONCE);
+  while (f.a_bytes < pushed)
+    weft_loop_run(loop, WEFT_RUN_ONCE);
   cr_assert_eq(f.a_bytes, pushed);
   th_loop_finish(loop);
 }
 
-/* ---- the caller's buffers ------------------------------------------------------ */
+/* ---- the caller's buffers
+ * ------------------------------------------------------ */
 
 typedef struct own {
   char buf[3];
@@ -429,16 +453,19 @@ Test(stream, reads_into_caller_buffers_and_reports_nobufs, .timeout = 10) {
   cr_assert(weft_stream_is_reading(&b.stream));
   weft_loop_run(loop, WEFT_RUN_NOWAIT);
   cr_assert_eq(o.nobufs, 1);
-  while (o.bytes < 10) weft_loop_run(loop, WEFT_RUN_ONCE);
+  while (o.bytes < 10)
+    weft_loop_run(loop, WEFT_RUN_ONCE);
   cr_assert_eq(o.bytes, 10);
   close(weft_stream_fileno(&a.stream)); /* peer gone: EOF */
-  while (o.eof == 0) weft_loop_run(loop, WEFT_RUN_ONCE);
+  while (o.eof == 0)
+    weft_loop_run(loop, WEFT_RUN_ONCE);
   cr_assert_eq(o.eof, 1);
   cr_assert(!weft_stream_is_reading(&b.stream));
   th_loop_finish(loop);
 }
 
-/* ---- futures and many buffers ---------------------------------------------------- */
+/* ---- futures and many buffers
+ * ---------------------------------------------------- */
 
 Test(stream, write_future_and_cancel_of_a_queued_write, .timeout = 10) {
   weft_loop *loop = th_loop();
@@ -449,8 +476,10 @@ Test(stream, write_future_and_cancel_of_a_queued_write, .timeout = 10) {
   static char big[8 << 20];
   weft_buf bb = weft_buf_init(big, sizeof big);
   weft_future *f1, *f2, *f3;
-  cr_assert_eq(weft_stream_write_future(&a.stream, &bb, 1, &f1), 0); /* partly written */
-  cr_assert_eq(weft_stream_write_future(&a.stream, &bb, 1, &f2), 0); /* untouched */
+  cr_assert_eq(weft_stream_write_future(&a.stream, &bb, 1, &f1),
+               0); /* partly written */
+  cr_assert_eq(weft_stream_write_future(&a.stream, &bb, 1, &f2),
+               0); /* untouched */
   size_t q = weft_stream_write_queue_size(&a.stream);
   cr_assert_eq(weft_future_cancel(f2), 0);
   cr_assert_eq(weft_stream_write_queue_size(&a.stream), q - sizeof big);
@@ -461,12 +490,13 @@ Test(stream, write_future_and_cancel_of_a_queued_write, .timeout = 10) {
   size_t got = 0;
   static char sink[1 << 16];
   int fd = weft_stream_fileno(&b.stream);
-  while (weft_future_state_get(f3) == WEFT_FUTURE_PENDING) {
+  while (weft_future_get_state(f3) == WEFT_FUTURE_PENDING) {
     ssize_t n = read(fd, sink, sizeof sink);
     if (n > 0) got += (size_t)n;
     weft_loop_run(loop, WEFT_RUN_NOWAIT);
   }
-  for (ssize_t n; (n = read(fd, sink, sizeof sink)) > 0;) got += (size_t)n;
+  for (ssize_t n; (n = read(fd, sink, sizeof sink)) > 0;)
+    got += (size_t)n;
   cr_assert_eq(got, sizeof big + 3); /* f1 whole, f2 never, f3 whole */
   cr_assert_eq(weft_future_value_i64(f3), 3);
   weft_future_unref(f1);
@@ -492,8 +522,10 @@ Test(stream, writev_of_many_buffers_keeps_order, .timeout = 10) {
   int c[2] = {0, -1};
   w.data = c;
   cr_assert_eq(weft_stream_write(&w, &a.stream, bufs, N, count_write), 0);
-  for (int i = 0; i < N; i++) bufs[i].len = 99; /* the request keeps its copy */
-  while (c[0] == 0) weft_loop_run(loop, WEFT_RUN_ONCE);
+  for (int i = 0; i < N; i++)
+    bufs[i].len = 99; /* the request keeps its copy */
+  while (c[0] == 0)
+    weft_loop_run(loop, WEFT_RUN_ONCE);
   cr_assert_eq(c[1], 0);
   static char got[N];
   ssize_t n = read(weft_stream_fileno(&b.stream), got, sizeof got);
@@ -514,7 +546,9 @@ Test(stream, bad_input, .timeout = 10) {
   weft_buf b = weft_buf_init("x", 1);
   cr_assert_eq(weft_stream_set_watermarks(NULL, 1, 0, noop_mark), -EINVAL);
   cr_assert_eq(weft_stream_set_watermarks(&a.stream, 1, 2, noop_mark), -EINVAL);
-  cr_assert_eq(weft_stream_set_watermarks(&a.stream, (size_t)1 << 33, 0, noop_mark), -EINVAL);
+  cr_assert_eq(
+      weft_stream_set_watermarks(&a.stream, (size_t)1 << 33, 0, noop_mark),
+      -EINVAL);
   cr_assert_eq(weft_stream_set_watermarks(&a.stream, 2, 1, noop_mark), 0);
   cr_assert_eq(weft_stream_write_future(&a.stream, &b, 1, NULL), -EINVAL);
   cr_assert_eq(weft_stream_write_future(&a.stream, &b, 1, &f), -ENOTCONN);
@@ -529,7 +563,8 @@ Test(stream, bad_input, .timeout = 10) {
   th_loop_finish(loop);
 }
 
-/* ---- sendfile ------------------------------------------------------------------ */
+/* ---- sendfile
+ * ------------------------------------------------------------------ */
 
 /* An unlinked temporary file of `len` bytes of a pattern; returns its fd. */
 static int pattern_file(size_t len) {
@@ -540,7 +575,8 @@ static int pattern_file(size_t len) {
   static char chunk[1 << 16];
   for (size_t off = 0; off < len;) {
     size_t n = len - off < sizeof chunk ? len - off : sizeof chunk;
-    for (size_t i = 0; i < n; i++) chunk[i] = (char)((off + i) * 131 + ((off + i) >> 11));
+    for (size_t i = 0; i < n; i++)
+      chunk[i] = (char)((off + i) * 131 + ((off + i) >> 11));
     cr_assert_eq(write(fd, chunk, n), (ssize_t)n);
     off += n;
   }
@@ -582,12 +618,13 @@ Test(stream, sendfile_is_ordered_with_writes, .timeout = 10) {
   sf.data = &sc;
   weft_buf head = weft_buf_init("head:", 5), tail = weft_buf_init(":tail", 5);
   cr_assert_eq(weft_stream_write(&w1, &a.stream, &head, 1, count_write), 0);
-  cr_assert_eq(weft_stream_sendfile(&sf, &a.stream, fd, 10, 20, count_sendfile), 0);
+  cr_assert_eq(weft_stream_sendfile(&sf, &a.stream, fd, 10, 20, count_sendfile),
+               0);
   weft_future *f;
   cr_assert_eq(weft_stream_sendfile_future(&a.stream, fd, 0, 3, &f), 0);
   cr_assert_eq(weft_stream_write(&w2, &a.stream, &tail, 1, count_write), 0);
   cr_assert_eq(sc.calls, 0, "never inline");
-  cr_assert_eq(weft_future_state_get(f), WEFT_FUTURE_PENDING);
+  cr_assert_eq(weft_future_get_state(f), WEFT_FUTURE_PENDING);
   weft_loop_run(loop, WEFT_RUN_DEFAULT);
   cr_assert_eq(c1[0], 1);
   cr_assert_eq(sc.calls, 1);
@@ -600,8 +637,10 @@ Test(stream, sendfile_is_ordered_with_writes, .timeout = 10) {
   drain_into(weft_stream_fileno(&b.stream), got, sizeof got, &n);
   cr_assert_eq(n, 5 + 20 + 3 + 5);
   cr_assert_eq(memcmp(got, "head:", 5), 0);
-  for (size_t i = 0; i < 20; i++) cr_assert_eq(got[5 + i], pattern_at(10 + i), "byte %zu", i);
-  for (size_t i = 0; i < 3; i++) cr_assert_eq(got[25 + i], pattern_at(i));
+  for (size_t i = 0; i < 20; i++)
+    cr_assert_eq(got[5 + i], pattern_at(10 + i), "byte %zu", i);
+  for (size_t i = 0; i < 3; i++)
+    cr_assert_eq(got[25 + i], pattern_at(i));
   cr_assert_eq(memcmp(got + 28, ":tail", 5), 0);
   cr_assert_eq(lseek(fd, 0, SEEK_CUR), 7);
   weft_future_unref(f);
@@ -656,12 +695,15 @@ Test(stream, sendfile_of_a_large_file_to_a_slow_reader, .timeout = 60) {
   weft_sendfile_req sf;
   sfcount sc = {0, -1};
   sf.data = &sc;
-  cr_assert_eq(weft_stream_sendfile(&sf, &tp.a.stream, fd, 0, SF_TOTAL, count_sendfile), 0);
+  cr_assert_eq(
+      weft_stream_sendfile(&sf, &tp.a.stream, fd, 0, SF_TOTAL, count_sendfile),
+      0);
   size_t q0 = weft_stream_write_queue_size(&tp.a.stream);
   cr_assert_gt(q0, 0, "the kernel cannot take 24 MiB at once");
   cr_assert_leq(q0, SF_TOTAL);
   cr_assert_eq(weft_stream_read_start(p.r, NULL, sfslow_read), 0);
-  while (p.received < SF_TOTAL || sc.calls == 0) weft_loop_run(loop, WEFT_RUN_ONCE);
+  while (p.received < SF_TOTAL || sc.calls == 0)
+    weft_loop_run(loop, WEFT_RUN_ONCE);
   cr_assert_eq(sc.calls, 1);
   cr_assert_eq(sc.status, 0, "%s", weft_err_name(sc.status));
   cr_assert_eq(p.received, SF_TOTAL);
@@ -701,7 +743,9 @@ Test(stream, sendfile_cancelled_by_close_and_by_its_future, .timeout = 10) {
   cr_assert_eq(weft_future_error(f), -ECANCELED);
   cr_assert_eq(weft_stream_write_queue_size(&a.stream), q);
   weft_sendfile_req sf;
-  cr_assert_eq(weft_stream_sendfile(&sf, &a.stream, fd, 0, 1 << 16, sforder_sendfile), 0);
+  cr_assert_eq(
+      weft_stream_sendfile(&sf, &a.stream, fd, 0, 1 << 16, sforder_sendfile),
+      0);
   cr_assert_eq(weft_close(&a.stream.base, sforder_close), 0);
   cr_assert_eq(nsforder, 0);
   weft_loop_run(loop, WEFT_RUN_NOWAIT);
@@ -727,12 +771,15 @@ Test(stream, sendfile_bad_input, .timeout = 10) {
   cr_assert_eq(weft_stream_sendfile(&sf, NULL, fd, 0, 1, NULL), -EINVAL);
   cr_assert_eq(weft_stream_sendfile(&sf, &a.stream, fd, 0, 0, NULL), -EINVAL);
   cr_assert_eq(weft_stream_sendfile(&sf, &a.stream, fd, -1, 1, NULL), -EINVAL);
-  cr_assert_eq(weft_stream_sendfile(&sf, &a.stream, fd, INT64_MAX, 2, NULL), -EINVAL);
+  cr_assert_eq(weft_stream_sendfile(&sf, &a.stream, fd, INT64_MAX, 2, NULL),
+               -EINVAL);
   cr_assert_eq(weft_stream_sendfile(&sf, &a.stream, -1, 0, 1, NULL), -EBADF);
   int closed = dup(fd);
   close(closed);
-  cr_assert_eq(weft_stream_sendfile(&sf, &a.stream, closed, 0, 1, NULL), -EBADF);
-  cr_assert_eq(weft_stream_sendfile(&sf, &idle.stream, fd, 0, 1, NULL), -ENOTCONN);
+  cr_assert_eq(weft_stream_sendfile(&sf, &a.stream, closed, 0, 1, NULL),
+               -EBADF);
+  cr_assert_eq(weft_stream_sendfile(&sf, &idle.stream, fd, 0, 1, NULL),
+               -ENOTCONN);
   cr_assert_eq(weft_stream_sendfile_future(&a.stream, fd, 0, 1, NULL), -EINVAL);
   cr_assert_eq(weft_stream_sendfile_future(NULL, fd, 0, 1, &f), -EINVAL);
   cr_assert_eq(weft_stream_sendfile_future(&a.stream, -1, 0, 1, &f), -EBADF);
@@ -740,7 +787,8 @@ Test(stream, sendfile_bad_input, .timeout = 10) {
   /* a file shorter than asked: WEFT_EOF, after what it had */
   sfcount sc = {0, -1};
   sf.data = &sc;
-  cr_assert_eq(weft_stream_sendfile(&sf, &a.stream, fd, 4, 100, count_sendfile), 0);
+  cr_assert_eq(weft_stream_sendfile(&sf, &a.stream, fd, 4, 100, count_sendfile),
+               0);
   weft_loop_run(loop, WEFT_RUN_DEFAULT);
   cr_assert_eq(sc.calls, 1);
   cr_assert_eq(sc.status, WEFT_EOF, "%s", weft_err_name(sc.status));
@@ -771,13 +819,15 @@ static int sendfile_round(weft_loop *loop, void *arg) {
   cr_assert_eq(weft_pipe_init(loop, &r->b), 0);
   int err = weft_pipe_pair(loop, &r->a, &r->b);
   weft_future *f = NULL;
-  if (err == 0) err = weft_stream_sendfile_future(&r->a.stream, r->fd, 0, 10, &f);
+  if (err == 0)
+    err = weft_stream_sendfile_future(&r->a.stream, r->fd, 0, 10, &f);
   if (err != 0) {
     cr_assert_null(f);
     return err;
   }
   weft_loop_run(loop, WEFT_RUN_NOWAIT);
-  while (weft_future_state_get(f) == WEFT_FUTURE_PENDING) weft_loop_run(loop, WEFT_RUN_ONCE);
+  while (weft_future_get_state(f) == WEFT_FUTURE_PENDING)
+    weft_loop_run(loop, WEFT_RUN_ONCE);
   int64_t v = weft_future_value_i64(f);
   weft_future_unref(f);
   cr_assert_eq(v, 10);
@@ -787,6 +837,7 @@ static int sendfile_round(weft_loop *loop, void *arg) {
 Test(stream, sendfile_future_allocation_failures_are_clean, .timeout = 20) {
   sfround r;
   r.fd = pattern_file(10);
-  th_alloc_sweep_run(&(th_sweep){.op = sendfile_round, .arg = &r, .max_rounds = 100});
+  th_alloc_sweep_run(
+      &(th_sweep){.op = sendfile_round, .arg = &r, .max_rounds = 100});
   close(r.fd);
 }

@@ -5,8 +5,7 @@
 
 #include "support/test.h"
 
-
-static weft_future_state st(weft_future *f) { return weft_future_state_get(f); }
+static weft_future_state st(weft_future *f) { return weft_future_get_state(f); }
 
 static void unref_all(weft_future **fs, int n) {
   for (int i = 0; i < n; i++) {
@@ -15,7 +14,8 @@ static void unref_all(weft_future **fs, int n) {
   }
 }
 
-/* ---- event ------------------------------------------------------------------ */
+/* ---- event ------------------------------------------------------------------
+ */
 
 Test(sync, event_wakes_every_waiter_on_set, .timeout = 10) {
   weft_loop *loop = th_loop();
@@ -87,14 +87,16 @@ Test(sync, bad_inputs_are_rejected, .timeout = 10) {
   th_loop_finish(loop);
 }
 
-/* ---- lock ----------------------------------------------------------------- */
+/* ---- lock -----------------------------------------------------------------
+ */
 
 Test(sync, lock_is_fifo_and_cancelled_waiter_is_skipped, .timeout = 10) {
   weft_loop *loop = th_loop();
   weft_lock *lock;
   weft_future *a[4];
   cr_assert_eq(weft_lock_new(loop, &lock), 0);
-  for (int i = 0; i < 4; i++) cr_assert_eq(weft_lock_acquire(lock, &a[i]), 0);
+  for (int i = 0; i < 4; i++)
+    cr_assert_eq(weft_lock_acquire(lock, &a[i]), 0);
   cr_assert_eq(st(a[0]), WEFT_FUTURE_FULFILLED);
   cr_assert_eq(st(a[1]), WEFT_FUTURE_PENDING);
   cr_assert_eq(weft_future_cancel(a[2]), 0);
@@ -167,14 +169,16 @@ Test(sync, lock_serialises_read_yield_write_tasks, .timeout = 10) {
   th_loop_finish(loop);
 }
 
-/* ---- semaphore -------------------------------------------------------------- */
+/* ---- semaphore --------------------------------------------------------------
+ */
 
 Test(sync, semaphore_counts_and_serves_in_order, .timeout = 10) {
   weft_loop *loop = th_loop();
   weft_semaphore *s;
   weft_future *a[5];
   cr_assert_eq(weft_semaphore_new(loop, 2, &s), 0);
-  for (int i = 0; i < 5; i++) cr_assert_eq(weft_semaphore_acquire(s, &a[i]), 0);
+  for (int i = 0; i < 5; i++)
+    cr_assert_eq(weft_semaphore_acquire(s, &a[i]), 0);
   cr_assert_eq(weft_semaphore_value(s), 0);
   cr_assert_eq(st(a[1]), WEFT_FUTURE_FULFILLED);
   cr_assert_eq(st(a[2]), WEFT_FUTURE_PENDING);
@@ -197,7 +201,8 @@ Test(sync, semaphore_counts_and_serves_in_order, .timeout = 10) {
   th_loop_finish(loop);
 }
 
-/* ---- condition ------------------------------------------------------------ */
+/* ---- condition ------------------------------------------------------------
+ */
 
 Test(sync, condition_wait_releases_and_reacquires_the_lock, .timeout = 10) {
   weft_loop *loop = th_loop();
@@ -264,7 +269,8 @@ Test(sync, freeing_a_lock_or_condition_rejects_waiters, .timeout = 10) {
   th_loop_finish(loop);
 }
 
-/* ---- queue --------------------------------------------------------------------- */
+/* ---- queue
+ * --------------------------------------------------------------------- */
 
 static int item_frees;
 static void free_item(void *p) {
@@ -278,13 +284,16 @@ Test(sync, queue_is_fifo_and_bounded, .timeout = 10) {
   weft_future *p[3], *g[3];
   int v[3] = {1, 2, 3};
   cr_assert_eq(weft_queue_new(loop, 2, NULL, &q), 0);
-  for (int i = 0; i < 3; i++) cr_assert_eq(weft_queue_put(q, &v[i], &p[i]), 0);
+  for (int i = 0; i < 3; i++)
+    cr_assert_eq(weft_queue_put(q, &v[i], &p[i]), 0);
   cr_assert_eq(st(p[1]), WEFT_FUTURE_FULFILLED);
   cr_assert_eq(st(p[2]), WEFT_FUTURE_PENDING); /* full */
   cr_assert_eq(weft_queue_len(q), 2);
-  for (int i = 0; i < 3; i++) cr_assert_eq(weft_queue_get(q, &g[i]), 0);
+  for (int i = 0; i < 3; i++)
+    cr_assert_eq(weft_queue_get(q, &g[i]), 0);
   cr_assert_eq(st(p[2]), WEFT_FUTURE_FULFILLED);
-  for (int i = 0; i < 3; i++) cr_assert_eq(weft_future_value(g[i]), &v[i]);
+  for (int i = 0; i < 3; i++)
+    cr_assert_eq(weft_future_value(g[i]), &v[i]);
   cr_assert_eq(weft_queue_len(q), 0);
   unref_all(p, 3);
   unref_all(g, 3);
@@ -299,7 +308,8 @@ Test(sync, queue_getters_wait_and_cancel_independently, .timeout = 10) {
   weft_future *g[3], *p;
   int a = 1, b = 2;
   cr_assert_eq(weft_queue_new(loop, 1, NULL, &q), 0);
-  for (int i = 0; i < 3; i++) cr_assert_eq(weft_queue_get(q, &g[i]), 0);
+  for (int i = 0; i < 3; i++)
+    cr_assert_eq(weft_queue_get(q, &g[i]), 0);
   cr_assert_eq(weft_future_cancel(g[0]), 0);
   cr_assert_eq(weft_queue_put(q, &a, &p), 0);
   weft_future_unref(p);
@@ -375,8 +385,10 @@ static void consume(weft_future *f, void *arg) {
   int *v = weft_future_value(f);
   c->sum += *v;
   free(v);
-  if (++c->got == FEEDERS * PER_FEEDER) weft_loop_unref(c->loop);
-  else get_next(c);
+  if (++c->got == FEEDERS * PER_FEEDER)
+    weft_loop_unref(c->loop);
+  else
+    get_next(c);
 }
 
 Test(sync, queue_fed_by_eight_threads, .timeout = 30) {
@@ -389,7 +401,8 @@ Test(sync, queue_fed_by_eight_threads, .timeout = 30) {
   for (int i = 0; i < FEEDERS; i++)
     cr_assert_eq(pthread_create(&th[i], NULL, feeder, c.q), 0);
   th_run(loop);
-  for (int i = 0; i < FEEDERS; i++) pthread_join(th[i], NULL);
+  for (int i = 0; i < FEEDERS; i++)
+    pthread_join(th[i], NULL);
   cr_assert_eq(c.got, FEEDERS * PER_FEEDER);
   cr_assert_eq(c.sum, (long)FEEDERS * PER_FEEDER * (PER_FEEDER + 1) / 2);
   cr_assert_eq(weft_queue_free(c.q), 0);
@@ -400,7 +413,8 @@ static void *blocked_feeder(void *arg) {
   static int x;
   weft_queue *q = arg;
   int err = 0;
-  while (err == 0) err = weft_queue_put_threadsafe(q, &x);
+  while (err == 0)
+    err = weft_queue_put_threadsafe(q, &x);
   return (void *)(intptr_t)err;
 }
 
@@ -423,11 +437,13 @@ Test(sync, queue_close_releases_blocked_threads, .timeout = 10) {
   void *ret;
   pthread_join(th, &ret);
   cr_assert_eq((int)(intptr_t)ret, WEFT_ECLOSED);
-  while (weft_queue_free(q) == -EBUSY) weft_loop_run(loop, WEFT_RUN_ONCE);
+  while (weft_queue_free(q) == -EBUSY)
+    weft_loop_run(loop, WEFT_RUN_ONCE);
   th_loop_finish(loop);
 }
 
-/* ---- allocation failure ------------------------------------------------------ */
+/* ---- allocation failure
+ * ------------------------------------------------------ */
 
 static int primitives_round(weft_loop *loop, void *arg) {
   (void)arg;
@@ -469,13 +485,14 @@ Test(sync, primitives_fail_cleanly_without_memory, .timeout = 30) {
   th_alloc_sweep(primitives_round, NULL);
 }
 
-/* ---- bounded semaphore, barrier -------------------------------------------- */
+/* ---- bounded semaphore, barrier --------------------------------------------
+ */
 
-#define SEQ(got, want)                                                        \
-  do {                                                                        \
-    int g_ = (got), w_ = (want);                                              \
-    cr_assert_eq(g_, w_, "%s: got %s, want %s", #got, weft_err_name(g_),     \
-                 weft_err_name(w_));                                          \
+#define SEQ(got, want)                                                         \
+  do {                                                                         \
+    int g_ = (got), w_ = (want);                                               \
+    cr_assert_eq(g_, w_, "%s: got %s, want %s", #got, weft_err_name(g_),       \
+                 weft_err_name(w_));                                           \
   } while (0)
 
 Test(sync, bounded_semaphore_refuses_a_release_above_its_initial_value,
@@ -598,9 +615,11 @@ static int barrier_round(weft_loop *loop, void *arg) {
   weft_future *f[3] = {NULL, NULL, NULL};
   int err = weft_barrier_new(loop, 3, &b);
   if (err != 0) return err;
-  for (int i = 0; i < 3 && err == 0; i++) err = weft_barrier_wait(b, &f[i]);
+  for (int i = 0; i < 3 && err == 0; i++)
+    err = weft_barrier_wait(b, &f[i]);
   if (err == 0)
-    for (int i = 0; i < 3; i++) cr_assert_eq(weft_future_value_i64(f[i]), i);
+    for (int i = 0; i < 3; i++)
+      cr_assert_eq(weft_future_value_i64(f[i]), i);
   if (err == 0 && (err = weft_semaphore_new_bounded(loop, 1, &s)) == 0)
     weft_semaphore_free(s);
   weft_barrier_free(b);

@@ -30,14 +30,17 @@ static void server_start(weft_loop *loop, server *srv, const char *ip,
     cr_assert_eq(weft_ip6_addr(ip, 0, (struct sockaddr_in6 *)addr), 0);
   else
     cr_assert_eq(weft_ip4_addr(ip, 0, (struct sockaddr_in *)addr), 0);
-  cr_assert_eq(weft_tcp_bind(&srv->tcp, (struct sockaddr *)addr, srv->bind_flags), 0);
+  cr_assert_eq(
+      weft_tcp_bind(&srv->tcp, (struct sockaddr *)addr, srv->bind_flags), 0);
   th_echo_listen(&srv->echo, &srv->tcp.stream);
   socklen_t len = sizeof *addr;
-  cr_assert_eq(weft_tcp_getsockname(&srv->tcp, (struct sockaddr *)addr, &len), 0);
+  cr_assert_eq(weft_tcp_getsockname(&srv->tcp, (struct sockaddr *)addr, &len),
+               0);
   cr_assert_gt(weft_sockaddr_port((struct sockaddr *)addr), 0);
 }
 
-/* ---- an echo client -------------------------------------------------------- */
+/* ---- an echo client --------------------------------------------------------
+ */
 
 typedef struct client {
   weft_tcp tcp;
@@ -89,33 +92,40 @@ static void client_connected(weft_connect_req *req, int status) {
   c->connected++;
   c->wr.data = c;
   weft_buf b = weft_buf_init(c->out, c->len);
-  cr_assert_eq(weft_stream_write(&c->wr, &c->tcp.stream, &b, 1, client_written), 0);
-  cr_assert_eq(weft_stream_read_start(&c->tcp.stream, client_alloc, client_read), 0);
+  cr_assert_eq(weft_stream_write(&c->wr, &c->tcp.stream, &b, 1, client_written),
+               0);
+  cr_assert_eq(
+      weft_stream_read_start(&c->tcp.stream, client_alloc, client_read), 0);
 }
 
-static void client_start(weft_loop *loop, client *c, const struct sockaddr_storage *addr,
-                         size_t len, unsigned seed, int *done) {
+static void client_start(weft_loop *loop, client *c,
+                         const struct sockaddr_storage *addr, size_t len,
+                         unsigned seed, int *done) {
   memset(c, 0, sizeof *c);
   c->len = len;
   c->seed = seed;
   c->done = done;
   c->out = malloc(len);
-  for (size_t i = 0; i < len; i++) c->out[i] = (char)(seed * 31 + i * 7);
+  for (size_t i = 0; i < len; i++)
+    c->out[i] = (char)(seed * 31 + i * 7);
   cr_assert_eq(weft_tcp_init(loop, &c->tcp), 0);
   c->cr.data = c;
   cr_assert_eq(weft_tcp_connect(&c->cr, &c->tcp, (const struct sockaddr *)addr,
-                                client_connected), 0);
+                                client_connected),
+               0);
 }
 
 static void run_until(weft_loop *loop, const int *counter, int target) {
-  while (*counter < target) cr_assert_neq(weft_loop_run(loop, WEFT_RUN_ONCE), -EINVAL);
+  while (*counter < target)
+    cr_assert_neq(weft_loop_run(loop, WEFT_RUN_ONCE), -EINVAL);
 }
 
 /* Closes the listener and waits until every accepted connection (whose
  * client is gone) has seen EOF and freed itself. */
 static void server_finish(weft_loop *loop, server *srv) {
   weft_close(&srv->tcp.stream.base, NULL);
-  while (srv->echo.closed < srv->echo.accepted) weft_loop_run(loop, WEFT_RUN_ONCE);
+  while (srv->echo.closed < srv->echo.accepted)
+    weft_loop_run(loop, WEFT_RUN_ONCE);
 }
 
 static void echo_once(const char *ip, size_t len) {
@@ -133,7 +143,8 @@ static void echo_once(const char *ip, size_t len) {
   cr_assert_eq(c.errors, 0);
   cr_assert_eq(srv.echo.accepted, 1);
   free(c.out);
-  run_until(loop, &srv.echo.closed, 1); /* the server side sees EOF and closes */
+  run_until(loop, &srv.echo.closed,
+            1); /* the server side sees EOF and closes */
   weft_close(&srv.tcp.stream.base, NULL);
   th_loop_finish(loop);
 }
@@ -156,7 +167,8 @@ Test(tcp, echo_1000_concurrent_connections, .timeout = 60) {
   enum { N = 1000 };
   client *cs = calloc(N, sizeof *cs);
   int done = 0;
-  for (int i = 0; i < N; i++) client_start(loop, &cs[i], &addr, 3000 + (size_t)i, (unsigned)i, &done);
+  for (int i = 0; i < N; i++)
+    client_start(loop, &cs[i], &addr, 3000 + (size_t)i, (unsigned)i, &done);
   run_until(loop, &done, N);
   size_t bytes = 0;
   for (int i = 0; i < N; i++) {
@@ -174,7 +186,8 @@ Test(tcp, echo_1000_concurrent_connections, .timeout = 60) {
   free(cs);
 }
 
-/* ---- accept under fd exhaustion -------------------------------------------- */
+/* ---- accept under fd exhaustion --------------------------------------------
+ */
 
 Test(tcp, accept_survives_emfile_and_recovers, .timeout = 20) {
   weft_loop *loop = th_loop();
@@ -204,9 +217,11 @@ Test(tcp, accept_survives_emfile_and_recovers, .timeout = 20) {
   cr_assert_eq(dup(0), -1);
   cr_assert_eq(errno, EMFILE);
   /* the connect completes in the kernel; accept fails with EMFILE */
-  for (int i = 0; i < 20 && c2.connected == 0; i++) weft_loop_run(loop, WEFT_RUN_ONCE);
+  for (int i = 0; i < 20 && c2.connected == 0; i++)
+    weft_loop_run(loop, WEFT_RUN_ONCE);
   cr_assert_eq(c2.connected, 1);
-  for (int i = 0; i < 10; i++) weft_loop_run(loop, WEFT_RUN_NOWAIT);
+  for (int i = 0; i < 10; i++)
+    weft_loop_run(loop, WEFT_RUN_NOWAIT);
   cr_assert_eq(srv.echo.accepted, 1); /* not the second one: no fd */
   cr_assert(weft_is_active(&srv.tcp.stream.base)); /* still listening */
   /* free an fd: the listener picks the connection up and serves it */
@@ -227,7 +242,8 @@ Test(tcp, accept_survives_emfile_and_recovers, .timeout = 20) {
   th_loop_finish(loop);
 }
 
-/* ---- connect ----------------------------------------------------------------- */
+/* ---- connect
+ * ----------------------------------------------------------------- */
 
 static void count_status(weft_connect_req *req, int status) {
   int *st = req->data;
@@ -256,10 +272,13 @@ Test(tcp, connect_refused_then_retry_on_same_handle, .timeout = 10) {
   weft_connect_req req;
   int st[2] = {0, 0};
   req.data = st;
-  cr_assert_eq(weft_tcp_connect(&req, &t, (struct sockaddr *)&a, count_status), 0);
+  cr_assert_eq(weft_tcp_connect(&req, &t, (struct sockaddr *)&a, count_status),
+               0);
   cr_assert_eq(st[0], 0); /* never inline */
-  cr_assert_eq(weft_tcp_connect(&req, &t, (struct sockaddr *)&a, count_status), -EALREADY);
-  while (st[0] == 0) weft_loop_run(loop, WEFT_RUN_ONCE);
+  cr_assert_eq(weft_tcp_connect(&req, &t, (struct sockaddr *)&a, count_status),
+               -EALREADY);
+  while (st[0] == 0)
+    weft_loop_run(loop, WEFT_RUN_ONCE);
   cr_assert_eq(st[0], 1);
   cr_assert_eq(st[1], -ECONNREFUSED);
   cr_assert_eq(weft_stream_fileno(&t.stream), -EBADF); /* back to fresh */
@@ -267,8 +286,10 @@ Test(tcp, connect_refused_then_retry_on_same_handle, .timeout = 10) {
   server srv = {0};
   struct sockaddr_storage addr;
   server_start(loop, &srv, "127.0.0.1", &addr);
-  cr_assert_eq(weft_tcp_connect(&req, &t, (struct sockaddr *)&addr, count_status), 0);
-  while (st[0] == 1) weft_loop_run(loop, WEFT_RUN_ONCE);
+  cr_assert_eq(
+      weft_tcp_connect(&req, &t, (struct sockaddr *)&addr, count_status), 0);
+  while (st[0] == 1)
+    weft_loop_run(loop, WEFT_RUN_ONCE);
   cr_assert_eq(st[1], 0);
   weft_close(&t.stream.base, NULL);
   server_finish(loop, &srv);
@@ -285,13 +306,15 @@ Test(tcp, close_cancels_pending_connect_and_writes, .timeout = 10) {
   weft_connect_req req;
   int st[2] = {0, 0};
   req.data = st;
-  cr_assert_eq(weft_tcp_connect(&req, &t, (struct sockaddr *)&addr, count_status), 0);
+  cr_assert_eq(
+      weft_tcp_connect(&req, &t, (struct sockaddr *)&addr, count_status), 0);
   weft_write_req w;
   int wst[2] = {0, 0};
   w.data = wst;
   weft_buf b = weft_buf_init("x", 1);
   cr_assert_eq(weft_stream_write(&w, &t.stream, &b, 1,
-                                 (weft_write_cb)(void (*)(void))count_status), 0);
+                                 (weft_write_cb)(void (*)(void))count_status),
+               0);
   cr_assert_eq(weft_close(&t.stream.base, NULL), 0);
   cr_assert_eq(st[0], 0);
   weft_loop_run(loop, WEFT_RUN_NOWAIT);
@@ -312,12 +335,14 @@ Test(tcp, connect_future_fulfils, .timeout = 10) {
   cr_assert_eq(weft_tcp_init(loop, &t), 0);
   weft_future *f = NULL;
   cr_assert_eq(weft_tcp_connect_future(&t, (struct sockaddr *)&addr, &f), 0);
-  cr_assert_eq(weft_future_state_get(f), WEFT_FUTURE_PENDING);
-  while (weft_future_state_get(f) == WEFT_FUTURE_PENDING) weft_loop_run(loop, WEFT_RUN_ONCE);
-  cr_assert_eq(weft_future_state_get(f), WEFT_FUTURE_FULFILLED);
+  cr_assert_eq(weft_future_get_state(f), WEFT_FUTURE_PENDING);
+  while (weft_future_get_state(f) == WEFT_FUTURE_PENDING)
+    weft_loop_run(loop, WEFT_RUN_ONCE);
+  cr_assert_eq(weft_future_get_state(f), WEFT_FUTURE_FULFILLED);
   weft_future_unref(f);
   /* a second connect on a connected handle is refused */
-  cr_assert_eq(weft_tcp_connect_future(&t, (struct sockaddr *)&addr, &f), -EINVAL);
+  cr_assert_eq(weft_tcp_connect_future(&t, (struct sockaddr *)&addr, &f),
+               -EINVAL);
   weft_close(&t.stream.base, NULL);
   server_finish(loop, &srv);
   th_loop_finish(loop);
@@ -331,7 +356,8 @@ Test(tcp, connect_future_rejects_and_cancel_aborts, .timeout = 10) {
   cr_assert_eq(weft_ip4_addr("127.0.0.1", free_port(), &a), 0);
   weft_future *f = NULL;
   cr_assert_eq(weft_tcp_connect_future(&t, (struct sockaddr *)&a, &f), 0);
-  while (weft_future_state_get(f) == WEFT_FUTURE_PENDING) weft_loop_run(loop, WEFT_RUN_ONCE);
+  while (weft_future_get_state(f) == WEFT_FUTURE_PENDING)
+    weft_loop_run(loop, WEFT_RUN_ONCE);
   cr_assert_eq(weft_future_error(f), -ECONNREFUSED);
   weft_future_unref(f);
   /* cancel: the socket closes at once, the handle can be reused */
@@ -360,17 +386,18 @@ Test(tcp, connect_with_timeout_is_cancelled, .timeout = 10) {
   weft_future *fs[N], *tos[N];
   for (int i = 0; i < N; i++) {
     cr_assert_eq(weft_tcp_init(loop, &ts[i]), 0);
-    cr_assert_eq(weft_tcp_connect_future(&ts[i], (struct sockaddr *)&a, &fs[i]), 0);
+    cr_assert_eq(weft_tcp_connect_future(&ts[i], (struct sockaddr *)&a, &fs[i]),
+                 0);
     cr_assert_eq(weft_future_timeout(fs[i], 200, &tos[i]), 0);
   }
   int timed_out = 0, settled = 0;
   for (int i = 0; i < N; i++) {
-    while (weft_future_state_get(tos[i]) == WEFT_FUTURE_PENDING)
+    while (weft_future_get_state(tos[i]) == WEFT_FUTURE_PENDING)
       weft_loop_run(loop, WEFT_RUN_ONCE);
     settled++;
     if (weft_future_error(tos[i]) != 0) {
       timed_out++;
-      cr_assert_eq(weft_future_state_get(fs[i]), WEFT_FUTURE_CANCELLED);
+      cr_assert_eq(weft_future_get_state(fs[i]), WEFT_FUTURE_CANCELLED);
       cr_assert_eq(weft_stream_fileno(&ts[i].stream), -EBADF);
     }
     weft_future_unref(tos[i]);
@@ -382,7 +409,8 @@ Test(tcp, connect_with_timeout_is_cancelled, .timeout = 10) {
   th_loop_finish(loop);
 }
 
-/* ---- peer reset ------------------------------------------------------------- */
+/* ---- peer reset -------------------------------------------------------------
+ */
 
 typedef struct resetter {
   weft_tcp tcp;
@@ -443,16 +471,21 @@ Test(tcp, peer_reset_mid_write_fails_writes_without_sigpipe, .timeout = 20) {
   w.data = calloc(1, 1 << 20);
   cr_assert_eq(weft_tcp_init(loop, &w.tcp), 0);
   w.cr.data = &w;
-  cr_assert_eq(weft_tcp_connect(&w.cr, &w.tcp, (struct sockaddr *)&a, writer_connected), 0);
-  while (w.done < 64) weft_loop_run(loop, WEFT_RUN_ONCE);
+  cr_assert_eq(
+      weft_tcp_connect(&w.cr, &w.tcp, (struct sockaddr *)&a, writer_connected),
+      0);
+  while (w.done < 64)
+    weft_loop_run(loop, WEFT_RUN_ONCE);
   cr_assert_eq(r.accepted, 1);
   cr_assert_gt(w.errors, 0);
-  cr_assert(w.last == -ECONNRESET || w.last == -EPIPE, "%s", weft_err_name(w.last));
+  cr_assert(w.last == -ECONNRESET || w.last == -EPIPE, "%s",
+            weft_err_name(w.last));
   free(w.data);
   th_loop_finish(loop);
 }
 
-/* ---- options, names, adoption ------------------------------------------------ */
+/* ---- options, names, adoption
+ * ------------------------------------------------ */
 
 Test(tcp, options_names_and_open, .timeout = 10) {
   weft_loop *loop = th_loop();
@@ -460,7 +493,8 @@ Test(tcp, options_names_and_open, .timeout = 10) {
   struct sockaddr_storage addr;
   server_start(loop, &srv, "127.0.0.1", &addr);
   int fd = socket(AF_INET, SOCK_STREAM, 0);
-  cr_assert_eq(connect(fd, (struct sockaddr *)&addr, sizeof(struct sockaddr_in)), 0);
+  cr_assert_eq(
+      connect(fd, (struct sockaddr *)&addr, sizeof(struct sockaddr_in)), 0);
   weft_tcp t;
   cr_assert_eq(weft_tcp_init(loop, &t), 0);
   cr_assert_eq(weft_tcp_open(&t, fd), 0);
@@ -497,7 +531,8 @@ Test(tcp, reuseport_lets_two_listeners_share_a_port, .timeout = 10) {
   server_start(loop, &a, "127.0.0.1", &addr);
   memset(&b, 0, sizeof b);
   cr_assert_eq(weft_tcp_init(loop, &b.tcp), 0);
-  cr_assert_eq(weft_tcp_bind(&b.tcp, (struct sockaddr *)&addr, WEFT_TCP_REUSEPORT), 0);
+  cr_assert_eq(
+      weft_tcp_bind(&b.tcp, (struct sockaddr *)&addr, WEFT_TCP_REUSEPORT), 0);
   th_echo_listen(&b.echo, &b.tcp.stream);
   /* without the flag the port is taken */
   weft_tcp c;
@@ -507,7 +542,8 @@ Test(tcp, reuseport_lets_two_listeners_share_a_port, .timeout = 10) {
   th_loop_finish(loop);
 }
 
-/* ---- bad input ---------------------------------------------------------------- */
+/* ---- bad input
+ * ---------------------------------------------------------------- */
 
 static void no_conn(weft_stream *s, int status) { (void)s, (void)status; }
 
@@ -533,14 +569,16 @@ Test(tcp, bad_input_is_rejected_cleanly, .timeout = 10) {
   cr_assert_eq(weft_tcp_bind(&t, NULL, 0), -EINVAL);
   cr_assert_eq(weft_tcp_bind(&t, &bad, 0), -EINVAL);
   cr_assert_eq(weft_tcp_bind(&t, (struct sockaddr *)&a, 0x100), -EINVAL);
-  cr_assert_eq(weft_tcp_bind(&t, (struct sockaddr *)&a, WEFT_TCP_IPV6ONLY), -EINVAL);
+  cr_assert_eq(weft_tcp_bind(&t, (struct sockaddr *)&a, WEFT_TCP_IPV6ONLY),
+               -EINVAL);
   cr_assert_eq(weft_tcp_listen(&t, 0, no_conn), -EINVAL); /* not bound */
-  cr_assert_eq(weft_tcp_nodelay(&t, true), -EINVAL);       /* no socket */
+  cr_assert_eq(weft_tcp_nodelay(&t, true), -EINVAL);      /* no socket */
   weft_connect_req req;
   weft_write_req w;
   weft_shutdown_req sr;
   weft_buf b = weft_buf_init("x", 1);
-  cr_assert_eq(weft_tcp_connect(NULL, &t, (struct sockaddr *)&a, NULL), -EINVAL);
+  cr_assert_eq(weft_tcp_connect(NULL, &t, (struct sockaddr *)&a, NULL),
+               -EINVAL);
   cr_assert_eq(weft_tcp_connect(&req, &t, &bad, NULL), -EINVAL);
   cr_assert_eq(weft_stream_write(&w, &t.stream, &b, 1, NULL), -ENOTCONN);
   cr_assert_eq(weft_stream_write(&w, &t.stream, &b, 0, NULL), -EINVAL);
@@ -556,8 +594,10 @@ Test(tcp, bad_input_is_rejected_cleanly, .timeout = 10) {
   cr_assert_eq(weft_tcp_listen(&t, 0, no_conn), 0);
   cr_assert_eq(weft_tcp_listen(&t, 0, no_conn), -EINVAL);
   cr_assert_eq(weft_stream_write(&w, &t.stream, &b, 1, NULL), -EINVAL);
-  cr_assert_eq(weft_stream_read_start(&t.stream, NULL, (weft_read_cb)1), -EINVAL);
-  cr_assert_eq(weft_tcp_connect(&req, &t, (struct sockaddr *)&a, NULL), -EINVAL);
+  cr_assert_eq(weft_stream_read_start(&t.stream, NULL, (weft_read_cb)1),
+               -EINVAL);
+  cr_assert_eq(weft_tcp_connect(&req, &t, (struct sockaddr *)&a, NULL),
+               -EINVAL);
   weft_tcp other;
   cr_assert_eq(weft_tcp_init(loop, &other), 0);
   cr_assert_eq(weft_stream_accept(&t.stream, &other.stream), -EAGAIN);
@@ -599,18 +639,23 @@ typedef struct tcp_round {
 static int connect_and_write(weft_loop *loop, void *arg) {
   tcp_round *r = arg;
   /* drain what the kernel queued for earlier rounds */
-  for (int c; (c = accept4(r->lfd, NULL, NULL, SOCK_NONBLOCK)) >= 0;) close(c);
+  for (int c; (c = accept4(r->lfd, NULL, NULL, SOCK_NONBLOCK)) >= 0;)
+    close(c);
   cr_assert_eq(weft_tcp_init(loop, &r->t), 0);
   weft_future *f = NULL;
   int err = weft_tcp_connect_future(&r->t, (const struct sockaddr *)&r->a, &f);
   if (err != 0) return err;
-  while (weft_future_state_get(f) == WEFT_FUTURE_PENDING) weft_loop_run(loop, WEFT_RUN_ONCE);
+  while (weft_future_get_state(f) == WEFT_FUTURE_PENDING)
+    weft_loop_run(loop, WEFT_RUN_ONCE);
   cr_assert_eq(weft_future_error(f), 0);
   weft_future_unref(f);
   weft_buf bufs[6]; /* more than fit inline: the iovec array is copied */
-  for (int i = 0; i < 6; i++) bufs[i] = weft_buf_init("abc", 3);
-  if ((err = weft_stream_write_future(&r->t.stream, bufs, 6, &f)) != 0) return err;
-  while (weft_future_state_get(f) == WEFT_FUTURE_PENDING) weft_loop_run(loop, WEFT_RUN_ONCE);
+  for (int i = 0; i < 6; i++)
+    bufs[i] = weft_buf_init("abc", 3);
+  if ((err = weft_stream_write_future(&r->t.stream, bufs, 6, &f)) != 0)
+    return err;
+  while (weft_future_get_state(f) == WEFT_FUTURE_PENDING)
+    weft_loop_run(loop, WEFT_RUN_ONCE);
   cr_assert_eq(weft_future_value_i64(f), 18);
   weft_future_unref(f);
   return 0;
@@ -619,7 +664,8 @@ static int connect_and_write(weft_loop *loop, void *arg) {
 Test(tcp, allocation_failures_are_clean, .timeout = 20) {
   tcp_round r;
   r.lfd = raw_listener(&r.a);
-  th_alloc_sweep_run(&(th_sweep){.op = connect_and_write, .arg = &r, .max_rounds = 200});
+  th_alloc_sweep_run(
+      &(th_sweep){.op = connect_and_write, .arg = &r, .max_rounds = 200});
   close(r.lfd);
 }
 
@@ -633,7 +679,8 @@ Test(tcp, more_bad_input, .timeout = 10) {
   char name[64];
   cr_assert_eq(weft_tcp_close_reset(NULL, NULL), -EINVAL);
   cr_assert_eq(weft_stream_accept(NULL, &t.stream), -EINVAL);
-  cr_assert_eq(weft_tcp_getpeername(&t, (struct sockaddr *)&ss, &len), -EINVAL); /* no socket */
+  cr_assert_eq(weft_tcp_getpeername(&t, (struct sockaddr *)&ss, &len),
+               -EINVAL); /* no socket */
   cr_assert_eq(weft_tcp_keepalive(NULL, true, 1), -EINVAL);
   cr_assert_eq(weft_tcp_nodelay(NULL, true), -EINVAL);
   cr_assert_eq(weft_ip_name(&bad, name, sizeof name), -EINVAL);
@@ -647,7 +694,8 @@ Test(tcp, more_bad_input, .timeout = 10) {
   weft_ip4_addr("127.0.0.1", 0, &a);
   cr_assert_eq(weft_tcp_bind(&t, (struct sockaddr *)&a, 0), 0);
   len = sizeof ss;
-  cr_assert_eq(weft_tcp_getpeername(&t, (struct sockaddr *)&ss, &len), -ENOTCONN);
+  cr_assert_eq(weft_tcp_getpeername(&t, (struct sockaddr *)&ss, &len),
+               -ENOTCONN);
   cr_assert_eq(weft_tcp_close_reset(&t, NULL), 0);
   cr_assert_eq(weft_tcp_close_reset(&t, NULL), -EINVAL); /* closing */
   th_loop_finish(loop);
@@ -676,9 +724,11 @@ Test(tcp, shutdown_while_connecting, .timeout = 10) {
   int cst[2] = {0, 0}, sst[2] = {0, 0};
   cr.data = cst;
   sr.data = sst;
-  cr_assert_eq(weft_tcp_connect(&cr, &t, (struct sockaddr *)&a, count_status), 0);
+  cr_assert_eq(weft_tcp_connect(&cr, &t, (struct sockaddr *)&a, count_status),
+               0);
   cr_assert_eq(weft_stream_shutdown(&sr, &t.stream, shut_status), 0);
-  while (sst[0] == 0) weft_loop_run(loop, WEFT_RUN_ONCE);
+  while (sst[0] == 0)
+    weft_loop_run(loop, WEFT_RUN_ONCE);
   cr_assert_eq(cst[1], -ECONNREFUSED);
   cr_assert_eq(sst[1], -ECONNREFUSED);
   /* the handle is fresh again: connect to a server, shut down at once;
@@ -686,13 +736,15 @@ Test(tcp, shutdown_while_connecting, .timeout = 10) {
   server srv = {0};
   struct sockaddr_storage addr;
   server_start(loop, &srv, "127.0.0.1", &addr);
-  cr_assert_eq(weft_tcp_connect(&cr, &t, (struct sockaddr *)&addr, count_status), 0);
+  cr_assert_eq(
+      weft_tcp_connect(&cr, &t, (struct sockaddr *)&addr, count_status), 0);
   cr_assert_eq(weft_stream_shutdown(&sr, &t.stream, shut_status), 0);
   int eofs = 0;
   t.stream.base.data = &eofs;
   cr_assert_eq(weft_stream_read_start(&t.stream, NULL, eof_count), 0);
   /* the echo server sees EOF and closes: we read EOF too */
-  while (sst[0] < 2 || eofs == 0) weft_loop_run(loop, WEFT_RUN_ONCE);
+  while (sst[0] < 2 || eofs == 0)
+    weft_loop_run(loop, WEFT_RUN_ONCE);
   cr_assert_eq(cst[0], 2);
   cr_assert_eq(cst[1], 0);
   cr_assert_eq(sst[1], 0);

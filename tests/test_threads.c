@@ -21,7 +21,8 @@ void th_alloc_arm(size_t n); /* tests/support/helpers.c */
 
 /* Runs the loop (kept alive by weft_loop_ref) until *flag is set. */
 static void run_until(weft_loop *loop, atomic_int *flag, int want) {
-  while (atomic_load(flag) < want) weft_loop_run(loop, WEFT_RUN_ONCE);
+  while (atomic_load(flag) < want)
+    weft_loop_run(loop, WEFT_RUN_ONCE);
 }
 
 static void count_cb(void *arg) { atomic_fetch_add((atomic_int *)arg, 1); }
@@ -32,7 +33,8 @@ static void count_dtor(void *p) {
   dtor_calls++;
 }
 
-/* ---- wait: normal use ------------------------------------------------------ */
+/* ---- wait: normal use ------------------------------------------------------
+ */
 
 typedef struct waiter {
   weft_loop *loop;
@@ -56,7 +58,7 @@ static void *wait_thread(void *arg) {
     cr_assert_eq(weft_call_soon_threadsafe(w->loop, count_cb, w->ready), 0);
   w->rc = weft_future_wait(w->f, w->timeout);
   if (w->rc == 0) {
-    w->state = weft_future_state_get(w->f);
+    w->state = weft_future_get_state(w->f);
     w->error = weft_future_error(w->f);
     w->i64 = weft_future_value_i64(w->f);
     w->ptr = weft_future_value(w->f);
@@ -75,8 +77,10 @@ Test(threads, wait_on_a_settled_future_returns_its_outcome, .timeout = 10) {
   atomic_int done = 0;
   cr_assert_eq(weft_future_new(loop, &f), 0);
   cr_assert_eq(weft_future_resolve_i64(f, 42), 0);
-  waiter w = {.loop = loop, .f = weft_future_ref(f),
-              .timeout = WEFT_WAIT_FOREVER, .done = &done};
+  waiter w = {.loop = loop,
+              .f = weft_future_ref(f),
+              .timeout = WEFT_WAIT_FOREVER,
+              .done = &done};
   weft_loop_ref(loop);
   pthread_t t;
   cr_assert_eq(pthread_create(&t, NULL, wait_thread, &w), 0);
@@ -105,22 +109,33 @@ Test(threads, eight_threads_wait_for_pending_futures, .timeout = 20) {
   weft_loop_ref(loop);
   for (int i = 0; i < NTHREADS; i++) {
     cr_assert_eq(weft_future_new(loop, &f[i]), 0);
-    w[i] = (waiter){.loop = loop, .f = weft_future_ref(f[i]),
+    w[i] = (waiter){.loop = loop,
+                    .f = weft_future_ref(f[i]),
                     .timeout = i % 2 ? 10000 : WEFT_WAIT_FOREVER,
-                    .done = &done, .ready = &ready};
+                    .done = &done,
+                    .ready = &ready};
     cr_assert_eq(pthread_create(&t[i], NULL, wait_thread, &w[i]), 0);
   }
   run_until(loop, &ready, NTHREADS);
   for (int i = 0; i < NTHREADS; i++) {
     switch (i % 4) {
-    case 0: cr_assert_eq(weft_future_resolve_i64(f[i], 1000 + i), 0); break;
-    case 1: cr_assert_eq(weft_future_resolve(f[i], &payload[i], count_dtor), 0); break;
-    case 2: cr_assert_eq(weft_future_reject(f[i], -EPIPE), 0); break;
-    default: cr_assert_eq(weft_future_cancel(f[i]), 0); break;
+    case 0:
+      cr_assert_eq(weft_future_resolve_i64(f[i], 1000 + i), 0);
+      break;
+    case 1:
+      cr_assert_eq(weft_future_resolve(f[i], &payload[i], count_dtor), 0);
+      break;
+    case 2:
+      cr_assert_eq(weft_future_reject(f[i], -EPIPE), 0);
+      break;
+    default:
+      cr_assert_eq(weft_future_cancel(f[i]), 0);
+      break;
     }
   }
   run_until(loop, &done, NTHREADS);
-  for (int i = 0; i < NTHREADS; i++) pthread_join(t[i], NULL);
+  for (int i = 0; i < NTHREADS; i++)
+    pthread_join(t[i], NULL);
   weft_loop_unref(loop);
   for (int i = 0; i < NTHREADS; i++) {
     cr_assert_eq(w[i].rc, 0, "thread %d: %s", i, en(w[i].rc));
@@ -167,22 +182,24 @@ Test(threads, wait_bad_inputs_and_loop_thread, .timeout = 10) {
    * goes on the loop's next turn, not inline */
   cr_assert_eq(weft_future_unref_threadsafe(f), 0);
   cr_assert_eq(dtor_calls, 0);
-  while (dtor_calls == 0) weft_loop_run(loop, WEFT_RUN_NOWAIT);
+  while (dtor_calls == 0)
+    weft_loop_run(loop, WEFT_RUN_NOWAIT);
   cr_assert_eq(dtor_calls, 1);
   th_loop_finish(loop);
 }
 
-/* ---- wait: timeout, withdrawal ---------------------------------------------- */
+/* ---- wait: timeout, withdrawal ----------------------------------------------
+ */
 
 Test(threads, wait_times_out_and_withdraws, .timeout = 10) {
   weft_loop *loop = th_loop();
   weft_future *f;
   atomic_int done = 0;
   cr_assert_eq(weft_future_new(loop, &f), 0);
-  waiter w = {.loop = loop, .f = weft_future_ref(f), .timeout = 20,
-              .done = &done};
-  waiter w0 = {.loop = loop, .f = weft_future_ref(f), .timeout = 0,
-               .done = &done};
+  waiter w = {
+      .loop = loop, .f = weft_future_ref(f), .timeout = 20, .done = &done};
+  waiter w0 = {
+      .loop = loop, .f = weft_future_ref(f), .timeout = 0, .done = &done};
   weft_loop_ref(loop);
   pthread_t t, t0;
   cr_assert_eq(pthread_create(&t, NULL, wait_thread, &w), 0);
@@ -195,7 +212,7 @@ Test(threads, wait_times_out_and_withdraws, .timeout = 10) {
   cr_assert_eq(w0.rc, -ETIMEDOUT, "%s", en(w0.rc));
   /* the withdraws ran before the threads' unrefs (posts keep their order):
    * settling now wakes nobody and frees everything */
-  cr_assert_eq(weft_future_state_get(f), WEFT_FUTURE_PENDING);
+  cr_assert_eq(weft_future_get_state(f), WEFT_FUTURE_PENDING);
   cr_assert_eq(weft_future_resolve_i64(f, 7), 0);
   cr_assert_eq(weft_loop_run(loop, WEFT_RUN_DEFAULT), 0);
   weft_future_unref(f);
@@ -210,8 +227,8 @@ static bool in_futex(pid_t tid) {
   snprintf(path, sizeof path, "/proc/self/task/%d/syscall", (int)tid);
   FILE *fp = fopen(path, "r");
   if (fp == NULL) return false;
-  bool yes = fgets(buf, sizeof buf, fp) != NULL &&
-             strtol(buf, NULL, 10) == SYS_futex;
+  bool yes =
+      fgets(buf, sizeof buf, fp) != NULL && strtol(buf, NULL, 10) == SYS_futex;
   fclose(fp);
   return yes;
 }
@@ -225,14 +242,17 @@ Test(threads, loop_free_wakes_waiters_with_eshutdown, .timeout = 10) {
   weft_loop_ref(loop);
   for (int i = 0; i < 2; i++) {
     cr_assert_eq(weft_future_new(loop, &f[i]), 0);
-    w[i] = (waiter){.loop = loop, .f = weft_future_ref(f[i]),
-                    .timeout = i ? 60000 : WEFT_WAIT_FOREVER, .done = &done,
+    w[i] = (waiter){.loop = loop,
+                    .f = weft_future_ref(f[i]),
+                    .timeout = i ? 60000 : WEFT_WAIT_FOREVER,
+                    .done = &done,
                     .ready = &ready};
     cr_assert_eq(pthread_create(&t[i], NULL, wait_thread, &w[i]), 0);
   }
   run_until(loop, &ready, 2);
   for (int i = 0; i < 2; i++)
-    while (!in_futex(w[i].tid)) weft_loop_run(loop, WEFT_RUN_NOWAIT);
+    while (!in_futex(w[i].tid))
+      weft_loop_run(loop, WEFT_RUN_NOWAIT);
   weft_loop_unref(loop);
   int err;
   while ((err = weft_loop_free(loop)) == -EBUSY)
@@ -264,7 +284,7 @@ static void *sweep_thread(void *arg) {
 
 static void sweep_tick(weft_timer *t) {
   sweep_round *r = (sweep_round *)t;
-  if (weft_future_state_get(r->f) == WEFT_FUTURE_PENDING)
+  if (weft_future_get_state(r->f) == WEFT_FUTURE_PENDING)
     weft_future_resolve_i64(r->f, 5);
   if (atomic_load(&r->finished)) weft_timer_stop(t);
 }
@@ -317,9 +337,15 @@ static void *settle_thread(void *arg) {
   for (int i = s->from; i < s->to; i++) {
     int err;
     switch (i % 3) {
-    case 0: err = weft_future_resolve_i64_threadsafe(s->fs[i], i); break;
-    case 1: err = weft_future_resolve_threadsafe(s->fs[i], s->fs, NULL); break;
-    default: err = weft_future_reject_threadsafe(s->fs[i], -EIO); break;
+    case 0:
+      err = weft_future_resolve_i64_threadsafe(s->fs[i], i);
+      break;
+    case 1:
+      err = weft_future_resolve_threadsafe(s->fs[i], s->fs, NULL);
+      break;
+    default:
+      err = weft_future_reject_threadsafe(s->fs[i], -EIO);
+      break;
     }
     s->errors += err != 0;
   }
@@ -340,7 +366,8 @@ static size_t settle_round(weft_loop *loop, int threads) {
   pthread_t t[NTHREADS];
   int per = SETTLES / threads;
   for (int k = 0; k < threads; k++) {
-    s[k] = (settler){.fs = fs, .from = k * per,
+    s[k] = (settler){.fs = fs,
+                     .from = k * per,
                      .to = k == threads - 1 ? SETTLES : (k + 1) * per};
     cr_assert_eq(pthread_create(&t[k], NULL, settle_thread, &s[k]), 0);
   }
@@ -349,15 +376,23 @@ static size_t settle_round(weft_loop *loop, int threads) {
     cr_assert_eq(s[k].errors, 0);
   }
   for (int i = 0; i < SETTLES;) { /* every post was published: run until */
-    if (weft_future_state_get(fs[i]) != WEFT_FUTURE_PENDING) i++;
-    else weft_loop_run(loop, WEFT_RUN_NOWAIT);
+    if (weft_future_get_state(fs[i]) != WEFT_FUTURE_PENDING)
+      i++;
+    else
+      weft_loop_run(loop, WEFT_RUN_NOWAIT);
   }
   size_t calls = th_alloc_calls() - before;
   for (int i = 0; i < SETTLES; i++) {
     switch (i % 3) {
-    case 0: cr_assert_eq(weft_future_value_i64(fs[i]), i); break;
-    case 1: cr_assert_eq(weft_future_value(fs[i]), fs); break;
-    default: cr_assert_eq(weft_future_error(fs[i]), -EIO); break;
+    case 0:
+      cr_assert_eq(weft_future_value_i64(fs[i]), i);
+      break;
+    case 1:
+      cr_assert_eq(weft_future_value(fs[i]), fs);
+      break;
+    default:
+      cr_assert_eq(weft_future_error(fs[i]), -EIO);
+      break;
     }
     weft_future_unref(fs[i]);
   }
@@ -385,7 +420,8 @@ Test(threads, threadsafe_settle_allocates_nothing_in_steady_state,
 Test(threads, eight_threads_settle_concurrently, .timeout = 30) {
   th_alloc_install(0);
   weft_loop *loop = th_loop();
-  for (int round = 0; round < 3; round++) settle_round(loop, NTHREADS);
+  for (int round = 0; round < 3; round++)
+    settle_round(loop, NTHREADS);
   th_loop_finish(loop);
   th_alloc_restore();
 }
@@ -401,20 +437,23 @@ Test(threads, threadsafe_settle_of_settled_future_runs_dtor, .timeout = 10) {
   for (int i = 0; i < 3; i++) {
     weft_future_ref(f);
     cr_assert_eq(weft_future_resolve_threadsafe(f, &dtor_calls, count_dtor), 0);
-    while (dtor_calls != i + 1) weft_loop_run(loop, WEFT_RUN_NOWAIT);
+    while (dtor_calls != i + 1)
+      weft_loop_run(loop, WEFT_RUN_NOWAIT);
   }
   weft_future_ref(f);
   cr_assert_eq(weft_future_resolve_i64_threadsafe(f, 9), 0);
   cr_assert_eq(weft_future_reject_threadsafe(f, 0), -EINVAL);
   cr_assert_eq(weft_future_resolve_i64_threadsafe(NULL, 9), -EINVAL);
-  for (int i = 0; i < 3; i++) weft_loop_run(loop, WEFT_RUN_NOWAIT);
+  for (int i = 0; i < 3; i++)
+    weft_loop_run(loop, WEFT_RUN_NOWAIT);
   cr_assert_eq(dtor_calls, 3);
   cr_assert_eq(weft_future_value_i64(f), 3);
   weft_future_unref(f);
   th_loop_finish(loop);
 }
 
-/* ---- the queue, thread side ------------------------------------------------- */
+/* ---- the queue, thread side -------------------------------------------------
+ */
 
 typedef struct qthread {
   weft_queue *q;
@@ -454,11 +493,13 @@ static void *put_thread(void *arg) {
 
 static void queue_free_all(weft_loop *loop, weft_queue *q) {
   int err;
-  while ((err = weft_queue_free(q)) == -EBUSY) weft_loop_run(loop, WEFT_RUN_NOWAIT);
+  while ((err = weft_queue_free(q)) == -EBUSY)
+    weft_loop_run(loop, WEFT_RUN_NOWAIT);
   cr_assert_eq(err, 0, "%s", en(err));
 }
 
-Test(threads, queue_get_threadsafe_takes_in_order_and_times_out, .timeout = 10) {
+Test(threads, queue_get_threadsafe_takes_in_order_and_times_out,
+     .timeout = 10) {
   weft_loop *loop = th_loop();
   weft_queue *q;
   cr_assert_eq(weft_queue_new(loop, 4, NULL, &q), 0);
@@ -495,14 +536,14 @@ Test(threads, queue_thread_get_refills_a_waiting_put, .timeout = 10) {
   cr_assert_eq(weft_queue_try_put(q, &a), 0);
   cr_assert_eq(weft_queue_try_put(q, &b), -EAGAIN);
   cr_assert_eq(weft_queue_put(q, &b, &put), 0);
-  cr_assert_eq(weft_future_state_get(put), WEFT_FUTURE_PENDING);
+  cr_assert_eq(weft_future_get_state(put), WEFT_FUTURE_PENDING);
   qthread c = {.q = q, .timeout = 5000, .n = 1};
   pthread_t t;
   cr_assert_eq(pthread_create(&t, NULL, get_thread, &c), 0);
   pthread_join(t, NULL);
   cr_assert_eq(c.rc, 0, "%s", en(c.rc));
   cr_assert_eq(c.got[0], (intptr_t)&a);
-  while (weft_future_state_get(put) == WEFT_FUTURE_PENDING)
+  while (weft_future_get_state(put) == WEFT_FUTURE_PENDING)
     weft_loop_run(loop, WEFT_RUN_NOWAIT); /* the refill */
   cr_assert_eq(weft_future_error(put), 0);
   cr_assert_eq(weft_queue_len(q), 1);
@@ -547,7 +588,8 @@ Test(threads, queue_bad_inputs, .timeout = 10) {
   cr_assert_eq(weft_queue_get_threadsafe(NULL, &item, 0), -EINVAL);
   cr_assert_eq(weft_queue_get_threadsafe(q, NULL, 0), -EINVAL);
   cr_assert_eq(weft_queue_get_threadsafe(q, &item, -2), -EINVAL);
-  cr_assert_eq(weft_queue_get_threadsafe(q, &item, WEFT_WAIT_FOREVER), -EDEADLK);
+  cr_assert_eq(weft_queue_get_threadsafe(q, &item, WEFT_WAIT_FOREVER),
+               -EDEADLK);
   cr_assert_eq(weft_queue_try_put(NULL, item), -EINVAL);
   cr_assert_eq(weft_queue_try_get(NULL, &item), -EINVAL);
   cr_assert_eq(weft_queue_try_get(q, NULL), -EINVAL);
@@ -556,7 +598,8 @@ Test(threads, queue_bad_inputs, .timeout = 10) {
   cr_assert_eq(weft_queue_try_put(q, &q), 0);
   cr_assert_eq(weft_queue_close(q), 0);
   cr_assert_eq(weft_queue_try_put(q, &q), WEFT_ECLOSED);
-  cr_assert_eq(weft_queue_try_get(q, &item), 0); /* items inside still come out */
+  cr_assert_eq(weft_queue_try_get(q, &item),
+               0); /* items inside still come out */
   cr_assert_eq(item, &q);
   cr_assert_eq(weft_queue_try_get(q, &item), WEFT_ECLOSED);
   qthread c = {.q = q, .timeout = WEFT_WAIT_FOREVER, .n = 1};
@@ -580,13 +623,14 @@ Test(threads, queue_four_producers_four_consumers, .timeout = 60) {
   qthread p[4], c[4];
   pthread_t tp[4], tc[4];
   for (int i = 0; i < 4; i++) {
-    c[i] = (qthread){.q = q, .timeout = WEFT_WAIT_FOREVER, .n = -1,
-                     .consumed = &consumed};
+    c[i] = (qthread){
+        .q = q, .timeout = WEFT_WAIT_FOREVER, .n = -1, .consumed = &consumed};
     p[i] = (qthread){.q = q, .n = QITEMS};
     cr_assert_eq(pthread_create(&tc[i], NULL, get_thread, &c[i]), 0);
     cr_assert_eq(pthread_create(&tp[i], NULL, put_thread, &p[i]), 0);
   }
-  while (atomic_load(&consumed) < 4 * QITEMS) weft_loop_run(loop, WEFT_RUN_NOWAIT);
+  while (atomic_load(&consumed) < 4 * QITEMS)
+    weft_loop_run(loop, WEFT_RUN_NOWAIT);
   cr_assert_eq(weft_queue_close(q), 0);
   long long sum = 0;
   int count = 0;
@@ -606,7 +650,8 @@ Test(threads, queue_four_producers_four_consumers, .timeout = 60) {
 
 /* The thread's first post needs its ring: when that allocation fails the
  * get returns -ENOMEM and the item stays in the queue. */
-Test(threads, queue_get_threadsafe_fails_cleanly_without_memory, .timeout = 30) {
+Test(threads, queue_get_threadsafe_fails_cleanly_without_memory,
+     .timeout = 30) {
   size_t n, enomem = 0;
   for (n = 1; n < 100; n++) {
     th_alloc_install(0);
@@ -639,7 +684,8 @@ Test(threads, queue_get_threadsafe_fails_cleanly_without_memory, .timeout = 30) 
   cr_assert_geq(enomem, 1);
 }
 
-/* ---- weft_thread_spawn ------------------------------------------------------ */
+/* ---- weft_thread_spawn ------------------------------------------------------
+ */
 
 static atomic_int spawn_dtors;
 static void spawn_dtor(void *p) {
@@ -669,7 +715,8 @@ static int body_err(weft_thread *t, void *arg) {
 /* Runs until cancelled; says when it has started. */
 static int body_cancel(weft_thread *t, void *arg) {
   atomic_store((atomic_int *)arg, 1);
-  while (!weft_thread_cancelled(t)) sched_yield();
+  while (!weft_thread_cancelled(t))
+    sched_yield();
   weft_thread_return(t, arg, spawn_dtor); /* dropped: nobody takes it */
   return 0;
 }
@@ -680,16 +727,26 @@ Test(threads, spawn_settles_with_the_result, .timeout = 20) {
   static int payload;
   atomic_store(&spawn_dtors, 0);
   for (int i = 0; i < NTHREADS; i++) {
-    weft_thread_fn fn = i % 3 == 0 ? body_i64 : i % 3 == 1 ? body_ptr : body_err;
-    cr_assert_eq(weft_thread_spawn(loop, "worker-0123456789", fn, &payload, &f[i]), 0);
+    weft_thread_fn fn = i % 3 == 0   ? body_i64
+                        : i % 3 == 1 ? body_ptr
+                                     : body_err;
+    cr_assert_eq(
+        weft_thread_spawn(loop, "worker-0123456789", fn, &payload, &f[i]), 0);
   }
   cr_assert_eq(weft_loop_free(loop), -EBUSY); /* threads still to be joined */
-  cr_assert_eq(weft_loop_run(loop, WEFT_RUN_DEFAULT), 0); /* alive until all settled */
+  cr_assert_eq(weft_loop_run(loop, WEFT_RUN_DEFAULT),
+               0); /* alive until all settled */
   for (int i = 0; i < NTHREADS; i++) {
     switch (i % 3) {
-    case 0: cr_assert_eq(weft_future_value_i64(f[i]), 77); break; /* name cut to 15 */
-    case 1: cr_assert_eq(weft_future_value(f[i]), &payload); break;
-    default: cr_assert_eq(weft_future_error(f[i]), -EPIPE); break;
+    case 0:
+      cr_assert_eq(weft_future_value_i64(f[i]), 77);
+      break; /* name cut to 15 */
+    case 1:
+      cr_assert_eq(weft_future_value(f[i]), &payload);
+      break;
+    default:
+      cr_assert_eq(weft_future_error(f[i]), -EPIPE);
+      break;
     }
     weft_future_unref(f[i]);
   }
@@ -703,9 +760,10 @@ Test(threads, spawn_cancel_raises_the_flag_and_drops_the_value, .timeout = 10) {
   atomic_int started = 0;
   atomic_store(&spawn_dtors, 0);
   cr_assert_eq(weft_thread_spawn(loop, NULL, body_cancel, &started, &f), 0);
-  while (!atomic_load(&started)) sched_yield();
+  while (!atomic_load(&started))
+    sched_yield();
   cr_assert_eq(weft_future_cancel(f), 0);
-  cr_assert_eq(weft_future_state_get(f), WEFT_FUTURE_CANCELLED);
+  cr_assert_eq(weft_future_get_state(f), WEFT_FUTURE_CANCELLED);
   cr_assert_eq(weft_loop_run(loop, WEFT_RUN_DEFAULT), 0); /* until joined */
   cr_assert_eq(atomic_load(&spawn_dtors), 1);
   cr_assert_eq(weft_future_error(f), -ECANCELED);
@@ -742,7 +800,7 @@ Test(threads, spawn_fails_cleanly_without_memory, .timeout = 60) {
       cr_assert_null(f);
     } else {
       cr_assert_eq(err, 0, "round %zu: %s", n, en(err));
-      cr_assert_eq(weft_future_state_get(f), WEFT_FUTURE_FULFILLED);
+      cr_assert_eq(weft_future_get_state(f), WEFT_FUTURE_FULFILLED);
       weft_future_unref(f);
     }
     th_loop_finish(loop);

@@ -46,7 +46,8 @@ Test(timer, bad_input_is_rejected, .timeout = 5) {
   /* a signal handle is not a timer */
   weft_signal s;
   cr_assert_eq(weft_signal_init(loop, &s), 0);
-  cr_assert_eq(weft_timer_start((weft_timer *)(void *)&s, count, 1, 0), -EINVAL);
+  cr_assert_eq(weft_timer_start((weft_timer *)(void *)&s, count, 1, 0),
+               -EINVAL);
   cr_assert_eq(weft_timer_stop((weft_timer *)(void *)&s), -EINVAL);
   /* a closing timer cannot start */
   cr_assert_eq(weft_close(&t.base, NULL), 0);
@@ -61,7 +62,8 @@ Test(timer, largest_timeout_is_accepted, .timeout = 5) {
   int n = 0;
   weft_timer_init(loop, &t);
   t.base.data = &n;
-  cr_assert_eq(weft_timer_start(&t, count, WEFT_TIMEOUT_MAX, WEFT_TIMEOUT_MAX), 0);
+  cr_assert_eq(weft_timer_start(&t, count, WEFT_TIMEOUT_MAX, WEFT_TIMEOUT_MAX),
+               0);
   cr_assert_eq(weft_timer_due_in(&t), WEFT_TIMEOUT_MAX);
   cr_assert_eq(weft_timer_get_repeat(&t), WEFT_TIMEOUT_MAX);
   cr_assert_eq(weft_loop_run(loop, WEFT_RUN_NOWAIT), 1);
@@ -109,7 +111,8 @@ Test(timer, set_repeat_takes_effect_at_next_expiry, .timeout = 5) {
   weft_timer_init(loop, &t);
   t.base.data = &n;
   cr_assert_eq(weft_timer_start(&t, stop_after_5, 0, 0), 0);
-  cr_assert_eq(weft_timer_set_repeat(&t, 1), 0); /* one-shot becomes repeating */
+  cr_assert_eq(weft_timer_set_repeat(&t, 1),
+               0); /* one-shot becomes repeating */
   cr_assert_eq(weft_timer_get_repeat(&t), 1);
   cr_assert_eq(weft_loop_run(loop, WEFT_RUN_DEFAULT), 0);
   cr_assert_eq(n, 5);
@@ -130,7 +133,8 @@ Test(timer, again_restarts_with_the_repeat, .timeout = 5) {
   cr_assert(weft_is_active(&t.base));
   cr_assert_leq(weft_timer_due_in(&t), 2);
   cr_assert_eq(weft_loop_run(loop, WEFT_RUN_ONCE), 1);
-  while (n == 0) weft_loop_run(loop, WEFT_RUN_ONCE);
+  while (n == 0)
+    weft_loop_run(loop, WEFT_RUN_ONCE);
   cr_assert_eq(n, 1);
   cr_assert(weft_is_active(&t.base), "repeating after again");
   th_loop_finish(loop);
@@ -172,7 +176,8 @@ Test(timer, equal_deadlines_fire_in_start_order, .timeout = 10) {
     cr_assert_eq(log[k++], i, "position %d", k - 1);
   }
   cr_assert_eq(log[N_EQUAL - 1], 10);
-  for (int i = 0; i < N_EQUAL; i++) cr_assert_eq(r[i].fired, 1);
+  for (int i = 0; i < N_EQUAL; i++)
+    cr_assert_eq(r[i].fired, 1);
   th_loop_finish(loop);
   free(r);
 }
@@ -235,7 +240,8 @@ static void pair_cb(weft_timer *t) {
   if (p->other == NULL) return;
   if (p->mode == 0) cr_assert_eq(weft_timer_stop(&p->other->t), 0);
   if (p->mode == 1) cr_assert_eq(weft_close(&p->other->t.base, NULL), 0);
-  if (p->mode == 2) cr_assert_eq(weft_timer_start(&p->other->t, pair_cb, 0, 0), 0);
+  if (p->mode == 2)
+    cr_assert_eq(weft_timer_start(&p->other->t, pair_cb, 0, 0), 0);
   p->other->other = NULL;
 }
 
@@ -251,7 +257,8 @@ static void same_batch(int mode, int b_fired, bool b_later) {
   weft_timer_start(&a.t, pair_cb, 1, 0);
   weft_timer_start(&b.t, pair_cb, b_later ? 2 : 1, 0);
   uint64_t b_deadline = weft_now(loop) + weft_timer_due_in(&b.t);
-  do weft_update_time(loop); /* both are due when the turn begins */
+  do
+    weft_update_time(loop); /* both are due when the turn begins */
   while (weft_now(loop) < b_deadline);
   cr_assert_eq(weft_loop_run(loop, WEFT_RUN_ONCE), mode == 2);
   cr_assert_eq(a.fired, 1);
@@ -262,12 +269,23 @@ static void same_batch(int mode, int b_fired, bool b_later) {
   th_loop_finish(loop);
 }
 
-Test(timer, stop_from_another_callback_in_same_batch, .timeout = 5) { same_batch(0, 0, false); }
-Test(timer, close_from_another_callback_in_same_batch, .timeout = 5) { same_batch(1, 0, false); }
-Test(timer, restart_at_zero_in_same_batch_waits_a_turn, .timeout = 5) { same_batch(2, 1, false); }
-Test(timer, stop_of_a_later_deadline_in_same_batch, .timeout = 5) { same_batch(0, 0, true); }
-Test(timer, close_of_a_later_deadline_in_same_batch, .timeout = 5) { same_batch(1, 0, true); }
-Test(timer, restart_of_a_later_deadline_in_same_batch_waits_a_turn, .timeout = 5) {
+Test(timer, stop_from_another_callback_in_same_batch, .timeout = 5) {
+  same_batch(0, 0, false);
+}
+Test(timer, close_from_another_callback_in_same_batch, .timeout = 5) {
+  same_batch(1, 0, false);
+}
+Test(timer, restart_at_zero_in_same_batch_waits_a_turn, .timeout = 5) {
+  same_batch(2, 1, false);
+}
+Test(timer, stop_of_a_later_deadline_in_same_batch, .timeout = 5) {
+  same_batch(0, 0, true);
+}
+Test(timer, close_of_a_later_deadline_in_same_batch, .timeout = 5) {
+  same_batch(1, 0, true);
+}
+Test(timer, restart_of_a_later_deadline_in_same_batch_waits_a_turn,
+     .timeout = 5) {
   same_batch(2, 1, true);
 }
 
@@ -327,11 +345,13 @@ static void room_case(room_op op) {
   cr_assert_eq(th_alloc_failed(), 1);
 }
 
-Test(timer, restart_that_cannot_grow_leaves_the_timer_as_it_was, .timeout = 10) {
+Test(timer, restart_that_cannot_grow_leaves_the_timer_as_it_was,
+     .timeout = 10) {
   room_case(ROOM_RESTART);
 }
 
-Test(timer, set_repeat_that_cannot_grow_leaves_the_timer_as_it_was, .timeout = 10) {
+Test(timer, set_repeat_that_cannot_grow_leaves_the_timer_as_it_was,
+     .timeout = 10) {
   room_case(ROOM_SET_REPEAT);
 }
 
@@ -353,7 +373,8 @@ static void joiner_early(weft_timer *t) {
   joiner *j = t->base.data;
   j->now_was_late_deadline = weft_now(j->loop) == j->late_deadline;
   /* at 0 ms its deadline is now: the deadline of the due `late` */
-  if (++j->early_fired == 1) cr_assert_eq(weft_timer_start(t, joiner_early, 0, 0), 0);
+  if (++j->early_fired == 1)
+    cr_assert_eq(weft_timer_start(t, joiner_early, 0, 0), 0);
 }
 
 /* Two due groups, the later one's deadline equal to the batch's `now`: the
@@ -374,7 +395,8 @@ Test(timer, zero_restart_does_not_join_a_due_group_at_now, .timeout = 10) {
     weft_timer_start(&j.late, joiner_late, 1, 0);
     /* the turn runs in the millisecond of late's deadline (retried when a
      * millisecond boundary falls inside it) */
-    do weft_update_time(loop);
+    do
+      weft_update_time(loop);
     while (weft_now(loop) < j.late_deadline);
     int alive = weft_loop_run(loop, WEFT_RUN_NOWAIT);
     cr_assert_eq(j.early_fired, 1, "the restarted timer ran in its own batch");
@@ -397,7 +419,8 @@ static void advance_clock(weft_timer *t) {
   weft_timer *later = t->base.data;
   ++*(int *)weft_loop_get_data(t->base.loop);
   uint64_t deadline = weft_now(t->base.loop) + weft_timer_due_in(later);
-  do weft_update_time(t->base.loop);
+  do
+    weft_update_time(t->base.loop);
   while (weft_now(t->base.loop) < deadline);
   cr_assert_eq(weft_timer_due_in(later), 0);
 }
@@ -521,7 +544,8 @@ static void model_cb(weft_timer *t);
 static void random_op(void) {
   int id = (int)(rnd() % MODEL_TIMERS);
   mt *m = &M.timers[id];
-  uint64_t r = rnd() % 8, timeout = rnd() % 4, repeat = rnd() % 6 < 4 ? 0 : 1 + rnd() % 2;
+  uint64_t r = rnd() % 8, timeout = rnd() % 4,
+           repeat = rnd() % 6 < 4 ? 0 : 1 + rnd() % 2;
   if (r < 5) {
     cr_assert_eq(weft_timer_start(&m->t, model_cb, timeout, repeat), 0);
     m->repeat = repeat;
@@ -542,7 +566,8 @@ static void model_cb(weft_timer *t) {
   } else if (m->repeat != 0) {
     weft_timer_stop(t);
   }
-  for (int i = 0; i < 2 && M.ops_left > 0; i++, M.ops_left--) random_op();
+  for (int i = 0; i < 2 && M.ops_left > 0; i++, M.ops_left--)
+    random_op();
 }
 
 Test(timer, heap_matches_reference_model, .timeout = 30) {
@@ -556,16 +581,20 @@ Test(timer, heap_matches_reference_model, .timeout = 30) {
     cr_assert_eq(weft_timer_start(&M.timers[i].t, model_cb, timeout, 0), 0);
     model_push(i, M.base + timeout);
   }
-  for (int i = 0; i < 2 * MODEL_TIMERS; i++) random_op();
+  for (int i = 0; i < 2 * MODEL_TIMERS; i++)
+    random_op();
   M.ops_left = 2 * MODEL_TIMERS;
   cr_assert_eq(weft_loop_run(M.loop, WEFT_RUN_DEFAULT), 0);
-  cr_assert_eq(M.wrong, 0, "%ld of %ld timers fired out of (deadline, start) order",
+  cr_assert_eq(M.wrong, 0,
+               "%ld of %ld timers fired out of (deadline, start) order",
                M.wrong, M.fired);
   cr_assert_null(model_min(), "a timer the model expects never fired");
   cr_assert_gt(M.fired, MODEL_TIMERS / 2);
-  for (int i = 0; i < MODEL_TIMERS; i++) cr_assert(!weft_is_active(&M.timers[i].t.base));
+  for (int i = 0; i < MODEL_TIMERS; i++)
+    cr_assert(!weft_is_active(&M.timers[i].t.base));
   th_loop_finish(M.loop);
-  for (size_t b = 0; b < MODEL_BUCKETS; b++) free(M.bucket[b]);
+  for (size_t b = 0; b < MODEL_BUCKETS; b++)
+    free(M.bucket[b]);
   free(M.timers);
 }
 
@@ -603,11 +632,16 @@ static int val_op(void) {
   weft_timer *t = &V.t[vrnd() % VAL_TIMERS];
   switch (vrnd() % 6) {
   case 0:
-  case 1: return weft_timer_start(t, val_cb, vtimeout(), 0);
-  case 2: return weft_timer_start(t, val_cb, vtimeout(), 1 + vrnd() % 3);
-  case 3: return weft_timer_stop(t);
-  case 4: return weft_timer_set_repeat(t, vrnd() % 2 ? 0 : 2);
-  default: return t->cb == NULL ? 0 : weft_timer_again(t);
+  case 1:
+    return weft_timer_start(t, val_cb, vtimeout(), 0);
+  case 2:
+    return weft_timer_start(t, val_cb, vtimeout(), 1 + vrnd() % 3);
+  case 3:
+    return weft_timer_stop(t);
+  case 4:
+    return weft_timer_set_repeat(t, vrnd() % 2 ? 0 : 2);
+  default:
+    return t->cb == NULL ? 0 : weft_timer_again(t);
   }
 }
 
@@ -630,7 +664,8 @@ Test(timer, structures_stay_valid_through_random_start_stop_restart,
   V.rng = 0x2545f4914f6cdd1du;
   V.fired = V.bad = 0;
   cr_assert(weft__timers_validate(V.loop), "a new loop's timers are invalid");
-  for (int i = 0; i < VAL_TIMERS; i++) cr_assert_eq(weft_timer_init(V.loop, &V.t[i]), 0);
+  for (int i = 0; i < VAL_TIMERS; i++)
+    cr_assert_eq(weft_timer_init(V.loop, &V.t[i]), 0);
   for (int step = 0; step < VAL_STEPS; step++) {
     int err = val_op();
     cr_assert_eq(err, 0, "step %d: %s", step, weft_err_name(err));
@@ -638,8 +673,8 @@ Test(timer, structures_stay_valid_through_random_start_stop_restart,
     if (step % 16 == 15) {
       weft_update_time(V.loop);
       cr_assert_geq(weft_loop_run(V.loop, WEFT_RUN_NOWAIT), 0);
-      cr_assert(weft__timers_validate(V.loop), "invalid after the run of step %d",
-                step);
+      cr_assert(weft__timers_validate(V.loop),
+                "invalid after the run of step %d", step);
     }
   }
   cr_assert_eq(V.bad, 0, "%ld failures inside %ld callbacks", V.bad, V.fired);

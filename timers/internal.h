@@ -28,15 +28,15 @@ typedef struct weft__timers {
   uint32_t heap_len, heap_cap;
   weft__tbucket **hash; /* deadline -> bucket, chained */
   uint32_t hash_mask, bucket_count;
-  weft__tbucket *free_buckets; /* recycled buckets */
-  void *slabs;                 /* bucket slabs, newest first */
+  weft__tbucket *free_buckets;    /* recycled buckets */
+  void *slabs;                    /* bucket slabs, newest first */
   weft__tbucket *bump, *bump_end; /* never-used room in the newest slab */
-  size_t capacity;             /* buckets in all slabs */
-  size_t linked;               /* timers in buckets (active timers) */
-  size_t repeating;            /* of those, the ones with a repeat */
-  weft__tbucket *last;         /* the bucket used last (equal timeouts) */
-  weft__list due;              /* buckets collected by weft__timers_run */
-  size_t due_count;            /* buckets on that list */
+  size_t capacity;                /* buckets in all slabs */
+  size_t linked;                  /* timers in buckets (active timers) */
+  size_t repeating;               /* of those, the ones with a repeat */
+  weft__tbucket *last;            /* the bucket used last (equal timeouts) */
+  weft__list due;                 /* buckets collected by weft__timers_run */
+  size_t due_count;               /* buckets on that list */
 } weft__timers;
 
 /* Sets up the empty timer structures (loop creation; allocates nothing). */

@@ -97,13 +97,15 @@ static inline uint32_t hash_of(const weft__timers *ts, uint64_t deadline) {
 static weft__tbucket *hash_find(const weft__timers *ts, uint64_t deadline) {
   if (ts->hash == NULL) return NULL;
   weft__tbucket *b = ts->hash[hash_of(ts, deadline)];
-  while (b != NULL && b->deadline != deadline) b = b->hnext;
+  while (b != NULL && b->deadline != deadline)
+    b = b->hnext;
   return b;
 }
 
 static void hash_unlink(weft__timers *ts, weft__tbucket *b) {
   weft__tbucket **p = &ts->hash[hash_of(ts, b->deadline)];
-  while (*p != b) p = &(*p)->hnext;
+  while (*p != b)
+    p = &(*p)->hnext;
   *p = b->hnext;
   b->hnext = NULL;
 }
@@ -132,11 +134,11 @@ static int hash_grow(weft__timers *ts) {
 /* Every bucket in use, on the heap or the due list, holds at least one
  * timer. Buckets are created by starts (at most one each) and by repeating
  * timers rescheduled while firing (at most one each, and only repeating
- * timers can be in buckets that hold no other kind). So room for the buckets in use, plus one, plus
- * one per repeating timer, lets a rescheduled repeat never allocate: that
- * is what weft_timer_start() and weft_timer_set_repeat() reserve. Slabs
- * double in size and are carved lazily; the heap holds one entry per
- * bucket. The hash is best effort: if it cannot grow, chains get longer. */
+ * timers can be in buckets that hold no other kind). So room for the buckets in
+ * use, plus one, plus one per repeating timer, lets a rescheduled repeat never
+ * allocate: that is what weft_timer_start() and weft_timer_set_repeat()
+ * reserve. Slabs double in size and are carved lazily; the heap holds one entry
+ * per bucket. The hash is best effort: if it cannot grow, chains get longer. */
 static int reserve(weft__timers *ts, size_t need) {
   if (ts->capacity < need) {
     size_t n = ts->capacity < SLAB_MIN ? SLAB_MIN : ts->capacity;
@@ -154,7 +156,8 @@ static int reserve(weft__timers *ts, size_t need) {
   }
   if (ts->heap_cap < need) {
     size_t cap = ts->heap_cap ? (size_t)ts->heap_cap * 2 : HEAP_INITIAL;
-    while (cap < need) cap *= 2;
+    while (cap < need)
+      cap *= 2;
     if (cap > UINT32_MAX) return -ENOMEM;
     weft__theap_entry *heap = weft__realloc(ts->heap, cap * sizeof *heap);
     if (heap == NULL) return -ENOMEM;
@@ -241,8 +244,10 @@ static void timer_unlink(weft__timers *ts, weft_timer *t) {
   ts->linked--;
   if (t->repeat != 0) ts->repeating--;
   if (!weft__list_empty(&b->timers)) return;
-  if (b->heap_index == NONE) due_unlink(ts, b); /* collected */
-  else bucket_detach(ts, b);
+  if (b->heap_index == NONE)
+    due_unlink(ts, b); /* collected */
+  else
+    bucket_detach(ts, b);
   bucket_free(ts, b);
 }
 
@@ -279,8 +284,10 @@ void weft__timers_run(weft_loop *loop) {
     weft__tbucket *b = WEFT__CONTAINER_OF(d, weft__tbucket, due);
     weft_timer *t = WEFT__CONTAINER_OF(b->timers.next, weft_timer, node);
     timer_unlink(ts, t);
-    if (t->repeat != 0) timer_link(ts, t, loop->now + t->repeat);
-    else weft__handle_stop(&t->base);
+    if (t->repeat != 0)
+      timer_link(ts, t, loop->now + t->repeat);
+    else
+      weft__handle_stop(&t->base);
     t->cb(t);
   }
 }
@@ -339,8 +346,8 @@ static bool check_bucket(const weft__tbucket *b, size_t *timers, size_t *rep) {
 }
 
 static bool check_heap(const weft__timers *ts, size_t *timers, size_t *rep) {
-  CHECK(ts->heap_len <= ts->heap_cap, "heap_len %u > heap_cap %u",
-        ts->heap_len, ts->heap_cap);
+  CHECK(ts->heap_len <= ts->heap_cap, "heap_len %u > heap_cap %u", ts->heap_len,
+        ts->heap_cap);
   CHECK(ts->heap_len == ts->bucket_count, "heap_len %u != bucket_count %u",
         ts->heap_len, ts->bucket_count);
   for (uint32_t i = 1; i < ts->heap_len; i++)
@@ -350,7 +357,8 @@ static bool check_heap(const weft__timers *ts, size_t *timers, size_t *rep) {
     const weft__theap_entry *e = &ts->heap[i];
     CHECK(e->b->heap_index == i, "heap[%u] indexed as %u", i, e->b->heap_index);
     CHECK(e->deadline == e->b->deadline, "heap[%u] key != bucket deadline", i);
-    CHECK(hash_find(ts, e->deadline) == e->b, "bucket of heap[%u] not hashed", i);
+    CHECK(hash_find(ts, e->deadline) == e->b, "bucket of heap[%u] not hashed",
+          i);
     if (!check_bucket(e->b, timers, rep)) return false;
   }
   return true;
@@ -432,7 +440,8 @@ bool weft__timers_validate(const weft_loop *loop) {
 
 static void timer_close(weft_handle *h) { weft_timer_stop((weft_timer *)h); }
 
-static const weft__handle_ops timer_ops = {WEFT_HANDLE_TIMER, timer_close, NULL};
+static const weft__handle_ops timer_ops = {WEFT_HANDLE_TIMER, timer_close,
+                                           NULL};
 
 int weft_timer_init(weft_loop *loop, weft_timer *t) {
   if (loop == NULL || t == NULL) return -EINVAL;
@@ -494,7 +503,9 @@ int weft_timer_set_repeat(weft_timer *t, uint64_t repeat_ms) {
   return 0;
 }
 
-uint64_t weft_timer_get_repeat(const weft_timer *t) { return t ? t->repeat : 0; }
+uint64_t weft_timer_get_repeat(const weft_timer *t) {
+  return t ? t->repeat : 0;
+}
 
 uint64_t weft_timer_due_in(const weft_timer *t) {
   if (t == NULL || t->bucket == NULL) return 0;

@@ -59,8 +59,7 @@ void bench_emit(const char *bench, const char *impl, double value,
                 const char *unit, bool higher_is_better, int runs) {
   printf("{\"bench\":\"%s\",\"impl\":\"%s\",\"value\":%.6g,\"unit\":\"%s\","
          "\"better\":\"%s\",\"runs\":%d}\n",
-         bench, impl, value, unit, higher_is_better ? "higher" : "lower",
-         runs);
+         bench, impl, value, unit, higher_is_better ? "higher" : "lower", runs);
   fflush(stdout);
 }
 
@@ -74,7 +73,8 @@ void bench_fail(const char *fmt, ...) {
   exit(1);
 }
 
-/* ---- groups ---------------------------------------------------------------- */
+/* ---- groups ----------------------------------------------------------------
+ */
 
 /* values[(rep * n_impls + impl) * n_metrics + metric] */
 static double *cell(double *values, const bench_group *g, int rep, size_t impl,
@@ -110,7 +110,8 @@ void bench_group_run(const bench_group *g) {
   size_t cells = (size_t)runs * g->n_impls * g->n_metrics;
   double *values = malloc(sizeof *values * (cells ? cells : 1));
   if (values == NULL) bench_fail("out of memory");
-  for (size_t k = 0; k < cells; k++) values[k] = NAN;
+  for (size_t k = 0; k < cells; k++)
+    values[k] = NAN;
   for (int r = 0; r < runs; r++) {
     fprintf(stderr, "  %s: run %d/%d:", g->name, r + 1, runs);
     for (size_t i = 0; i < g->n_impls; i++) {

@@ -65,12 +65,13 @@ void bench_fail(const char *fmt, ...)
     if (!(cond)) bench_fail(__VA_ARGS__);                                      \
   } while (0)
 
-/* ---- groups of cases ------------------------------------------------------ */
+/* ---- groups of cases ------------------------------------------------------
+ */
 
 /** One measured quantity of a workload. */
 typedef struct bench_metric {
-  const char *name;      /**< the JSON "bench" field, e.g. "timers_1m_zero_fire" */
-  const char *unit;      /**< "s", "ops/s", "ns/op", ... */
+  const char *name; /**< the JSON "bench" field, e.g. "timers_1m_zero_fire" */
+  const char *unit; /**< "s", "ops/s", "ns/op", ... */
   bool higher_is_better; /**< throughputs: true; times: false */
 } bench_metric;
 

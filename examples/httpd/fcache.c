@@ -20,7 +20,8 @@ static size_t slot_of(const char *path) {
 fcache_entry *fcache_get(fcache *c, const char *path, uint64_t now) {
   if (c->valid_ms == 0) return NULL;
   fcache_entry *e = &c->slots[slot_of(path)];
-  if (e->path == NULL || now >= e->expires || strcmp(e->path, path) != 0) return NULL;
+  if (e->path == NULL || now >= e->expires || strcmp(e->path, path) != 0)
+    return NULL;
   e->refs++;
   return e;
 }
@@ -32,20 +33,25 @@ static void drop(fcache_entry *e) {
   e->path = NULL;
 }
 
-fcache_entry *fcache_put(fcache *c, const char *path, int fd, const struct stat *st,
-                         uint64_t now) {
+fcache_entry *fcache_put(fcache *c, const char *path, int fd,
+                         const struct stat *st, uint64_t now) {
   if (c->valid_ms == 0) return NULL;
   fcache_entry *e = &c->slots[slot_of(path)];
   if (e->refs > 0) return NULL; /* busy: the caller serves from its own fd */
   char *copy = strdup(path);
   if (copy == NULL) return NULL;
   drop(e);
-  *e = (fcache_entry){.path = copy, .fd = fd, .st = *st, .expires = now + c->valid_ms, .refs = 1};
+  *e = (fcache_entry){.path = copy,
+                      .fd = fd,
+                      .st = *st,
+                      .expires = now + c->valid_ms,
+                      .refs = 1};
   return e;
 }
 
 void fcache_release(fcache_entry *e) { e->refs--; }
 
 void fcache_clear(fcache *c) {
-  for (size_t i = 0; i < FCACHE_SLOTS; i++) drop(&c->slots[i]);
+  for (size_t i = 0; i < FCACHE_SLOTS; i++)
+    drop(&c->slots[i]);
 }

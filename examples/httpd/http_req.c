@@ -9,22 +9,34 @@
 
 #include "httpd.h"
 
-enum { P_LINE, P_FIELDS, P_BODY, P_CHUNK_SIZE, P_CHUNK_DATA, P_CHUNK_END, P_TRAILER, P_DONE };
+enum {
+  P_LINE,
+  P_FIELDS,
+  P_BODY,
+  P_CHUNK_SIZE,
+  P_CHUNK_DATA,
+  P_CHUNK_END,
+  P_TRAILER,
+  P_DONE
+};
 
 void httpd_req_init(httpd_req *r) {
   memset(r, 0, offsetof(httpd_req, val));
-  for (int i = 0; i < HTTPD_F_COUNT; i++) r->vlen[i] = -1;
+  for (int i = 0; i < HTTPD_F_COUNT; i++)
+    r->vlen[i] = -1;
 }
 
 /* RFC 9110 5.6.2: tchar. */
 static bool is_tchar(unsigned char ch) {
-  return (ch >= '0' && ch <= '9') || (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') ||
+  return (ch >= '0' && ch <= '9') || (ch >= 'a' && ch <= 'z') ||
+         (ch >= 'A' && ch <= 'Z') ||
          (ch != 0 && strchr("!#$%&'*+-.^_`|~", ch) != NULL);
 }
 
 static size_t token_len(const char *s, size_t n) {
   size_t i = 0;
-  while (i < n && is_tchar((unsigned char)s[i])) i++;
+  while (i < n && is_tchar((unsigned char)s[i]))
+    i++;
   return i;
 }
 
@@ -41,14 +53,15 @@ static int method_of(const char *s, size_t n) {
   /* RFC 9110 9.3 and 5789 (PATCH), and the WebDAV ones nginx knows:
    * registered methods a static server does not allow (405); any other
    * token is not implemented (501). */
-  static const char *const known[] = {"PUT",       "DELETE", "OPTIONS", "TRACE",
-                                      "CONNECT",  "PATCH",     "MKCOL",  "COPY",    "MOVE",
-                                      "PROPFIND", "PROPPATCH", "LOCK",   "UNLOCK"};
+  static const char *const known[] = {
+      "PUT",  "DELETE", "OPTIONS",  "TRACE",     "CONNECT", "PATCH", "MKCOL",
+      "COPY", "MOVE",   "PROPFIND", "PROPPATCH", "LOCK",    "UNLOCK"};
   if (n == 3 && memcmp(s, "GET", 3) == 0) return HTTPD_GET;
   if (n == 4 && memcmp(s, "HEAD", 4) == 0) return HTTPD_HEAD;
   if (n == 4 && memcmp(s, "POST", 4) == 0) return HTTPD_POST;
   for (size_t i = 0; i < sizeof known / sizeof known[0]; i++)
-    if (n == strlen(known[i]) && memcmp(s, known[i], n) == 0) return HTTPD_OTHER;
+    if (n == strlen(known[i]) && memcmp(s, known[i], n) == 0)
+      return HTTPD_OTHER;
   return HTTPD_UNKNOWN;
 }
 
@@ -58,13 +71,14 @@ static enum httpd_event request_line(httpd_req *r, const char *s, size_t n) {
   size_t m = token_len(s, n);
   if (m == 0 || m == n || s[m] != ' ') return fail(r, 400);
   size_t t = m + 1, e = t;
-  while (e < n && (unsigned char)s[e] > ' ' && s[e] != 0x7f) e++;
+  while (e < n && (unsigned char)s[e] > ' ' && s[e] != 0x7f)
+    e++;
   if (e == t || e == n || s[e] != ' ') return fail(r, 400);
   if (e - t > HTTPD_URL_MAX) return fail(r, 414);
   const char *v = s + e + 1;
   size_t vn = n - e - 1;
-  if (vn != 8 || memcmp(v, "HTTP/", 5) != 0 || v[5] < '0' || v[5] > '9' || v[6] != '.' ||
-      v[7] < '0' || v[7] > '9')
+  if (vn != 8 || memcmp(v, "HTTP/", 5) != 0 || v[5] < '0' || v[5] > '9' ||
+      v[6] != '.' || v[7] < '0' || v[7] > '9')
     return fail(r, 400);
   r->major = v[5] - '0';
   r->minor = v[7] - '0';
@@ -91,7 +105,8 @@ static bool valid_host(const char *s, size_t n) {
     if (i++ == n) return false;
   } else {
     for (; i < n && s[i] != ':'; i++)
-      if (!(is_tchar((unsigned char)s[i]) || strchr("()*,;=", s[i])) || strchr("#^`|\"", s[i]))
+      if (!(is_tchar((unsigned char)s[i]) || strchr("()*,;=", s[i])) ||
+          strchr("#^`|\"", s[i]))
         return false;
   }
   if (i == n) return true;
@@ -105,15 +120,21 @@ static bool valid_host(const char *s, size_t n) {
 static enum httpd_event transfer_coding(httpd_req *r, const char *s, size_t n) {
   size_t i = 0;
   while (i < n) {
-    while (i < n && (s[i] == ' ' || s[i] == '\t' || s[i] == ',')) i++;
+    while (i < n && (s[i] == ' ' || s[i] == '\t' || s[i] == ','))
+      i++;
     if (i == n) break;
     size_t j = i;
-    while (j < n && s[j] != ',') j++;
+    while (j < n && s[j] != ',')
+      j++;
     size_t k = j;
-    while (k > i && (s[k - 1] == ' ' || s[k - 1] == '\t')) k--;
-    if (!eq(s + i, k - i, "chunked")) r->te_unknown = true;
-    else if (r->chunked) return fail(r, 400);
-    else r->chunked = true;
+    while (k > i && (s[k - 1] == ' ' || s[k - 1] == '\t'))
+      k--;
+    if (!eq(s + i, k - i, "chunked"))
+      r->te_unknown = true;
+    else if (r->chunked)
+      return fail(r, 400);
+    else
+      r->chunked = true;
     i = j;
   }
   r->has_te = true;
@@ -121,7 +142,8 @@ static enum httpd_event transfer_coding(httpd_req *r, const char *s, size_t n) {
 }
 
 static enum httpd_event content_length(httpd_req *r, const char *s, size_t n) {
-  if (r->has_length || n == 0) return fail(r, 400); /* nginx too: no duplicates */
+  if (r->has_length || n == 0)
+    return fail(r, 400); /* nginx too: no duplicates */
   uint64_t v = 0;
   for (size_t i = 0; i < n; i++) {
     if (s[i] < '0' || s[i] > '9') return fail(r, 400);
@@ -135,12 +157,14 @@ static enum httpd_event content_length(httpd_req *r, const char *s, size_t n) {
 
 static void connection_tokens(httpd_req *r, const char *s, size_t n) {
   for (size_t i = 0; i < n;) {
-    while (i < n && (s[i] == ' ' || s[i] == '\t' || s[i] == ',')) i++;
+    while (i < n && (s[i] == ' ' || s[i] == '\t' || s[i] == ','))
+      i++;
     size_t t = token_len(s + i, n - i);
     if (eq(s + i, t, "close")) r->conn_close = true;
     if (eq(s + i, t, "keep-alive")) r->conn_keep = true;
     i += t;
-    while (i < n && s[i] != ',') i++;
+    while (i < n && s[i] != ',')
+      i++;
   }
 }
 
@@ -151,7 +175,8 @@ static void connection_tokens(httpd_req *r, const char *s, size_t n) {
 static enum httpd_event keep(httpd_req *r, int f, const char *s, size_t n) {
   int len = r->vlen[f];
   bool list = f == HTTPD_F_INM || f == HTTPD_F_IM;
-  if (len != -1 && (f == HTTPD_F_IMS || f == HTTPD_F_IUS || f == HTTPD_F_IF_RANGE))
+  if (len != -1 &&
+      (f == HTTPD_F_IMS || f == HTTPD_F_IUS || f == HTTPD_F_IF_RANGE))
     return fail(r, 400);
   if (len != -1 && !list) len = -2;
   if (len == -2) {
@@ -170,19 +195,26 @@ static enum httpd_event keep(httpd_req *r, int f, const char *s, size_t n) {
   return HTTPD_EV_MORE;
 }
 
-static enum httpd_event field_value(httpd_req *r, const char *name, size_t nn, const char *v,
-                                    size_t vn) {
+static enum httpd_event field_value(httpd_req *r, const char *name, size_t nn,
+                                    const char *v, size_t vn) {
   static const char *const kept[HTTPD_F_COUNT] = {
-      [HTTPD_F_RANGE] = "range",         [HTTPD_F_IF_RANGE] = "if-range",
-      [HTTPD_F_IMS] = "if-modified-since", [HTTPD_F_IUS] = "if-unmodified-since",
-      [HTTPD_F_INM] = "if-none-match",   [HTTPD_F_IM] = "if-match"};
+      [HTTPD_F_RANGE] = "range",
+      [HTTPD_F_IF_RANGE] = "if-range",
+      [HTTPD_F_IMS] = "if-modified-since",
+      [HTTPD_F_IUS] = "if-unmodified-since",
+      [HTTPD_F_INM] = "if-none-match",
+      [HTTPD_F_IM] = "if-match"};
   if (eq(name, nn, "host")) {
     r->hosts++;
     if (!valid_host(v, vn)) r->bad_host = true;
-  } else if (eq(name, nn, "content-length")) return content_length(r, v, vn);
-  else if (eq(name, nn, "transfer-encoding")) return transfer_coding(r, v, vn);
-  else if (eq(name, nn, "connection")) connection_tokens(r, v, vn);
-  else if (eq(name, nn, "expect")) r->expect_continue |= eq(v, vn, "100-continue");
+  } else if (eq(name, nn, "content-length"))
+    return content_length(r, v, vn);
+  else if (eq(name, nn, "transfer-encoding"))
+    return transfer_coding(r, v, vn);
+  else if (eq(name, nn, "connection"))
+    connection_tokens(r, v, vn);
+  else if (eq(name, nn, "expect"))
+    r->expect_continue |= eq(v, vn, "100-continue");
   else
     for (int f = 0; f < HTTPD_F_COUNT; f++)
       if (eq(name, nn, kept[f])) return keep(r, f, v, vn);
@@ -192,13 +224,15 @@ static enum httpd_event field_value(httpd_req *r, const char *name, size_t nn, c
 /* The empty line: the head is complete; checks what needs all of it and
  * picks the body's framing. */
 static enum httpd_event end_of_head(httpd_req *r) {
-  if ((r->minor >= 1 && r->hosts == 0) || r->hosts > 1 || r->bad_host) return fail(r, 400);
+  if ((r->minor >= 1 && r->hosts == 0) || r->hosts > 1 || r->bad_host)
+    return fail(r, 400);
   if (r->has_te && (r->has_length || r->minor == 0)) return fail(r, 400);
   if (r->te_unknown) return fail(r, 501);
   if (!r->chunked && !r->has_te && r->has_length && r->length > HTTPD_BODY_MAX)
     return fail(r, 413);
   if (r->has_te && !r->chunked) return fail(r, 400);
-  r->keep_alive = r->minor >= 1 ? !r->conn_close : r->conn_keep && !r->conn_close;
+  r->keep_alive =
+      r->minor >= 1 ? !r->conn_close : r->conn_keep && !r->conn_close;
   r->body_left = r->has_length ? r->length : 0;
   r->phase = r->chunked ? P_CHUNK_SIZE : r->body_left > 0 ? P_BODY : P_DONE;
   r->has_body = r->phase != P_DONE;
@@ -207,7 +241,8 @@ static enum httpd_event end_of_head(httpd_req *r) {
 
 /* field-line = field-name ":" OWS field-value OWS (RFC 9112 5): no
  * whitespace before the colon, no obs-fold, no CTL in the value. */
-static enum httpd_event field_line(httpd_req *r, const char *s, size_t n, bool trailer) {
+static enum httpd_event field_line(httpd_req *r, const char *s, size_t n,
+                                   bool trailer) {
   if (n == 0) {
     if (trailer) {
       r->phase = P_DONE;
@@ -220,10 +255,13 @@ static enum httpd_event field_line(httpd_req *r, const char *s, size_t n, bool t
   size_t nn = token_len(s, n);
   if (nn == 0 || nn == n || s[nn] != ':') return fail(r, 400);
   size_t b = nn + 1, e = n;
-  while (b < e && (s[b] == ' ' || s[b] == '\t')) b++;
-  while (e > b && (s[e - 1] == ' ' || s[e - 1] == '\t')) e--;
+  while (b < e && (s[b] == ' ' || s[b] == '\t'))
+    b++;
+  while (e > b && (s[e - 1] == ' ' || s[e - 1] == '\t'))
+    e--;
   for (size_t i = b; i < e; i++)
-    if (((unsigned char)s[i] < ' ' && s[i] != '\t') || s[i] == 0x7f) return fail(r, 400);
+    if (((unsigned char)s[i] < ' ' && s[i] != '\t') || s[i] == 0x7f)
+      return fail(r, 400);
   return trailer ? HTTPD_EV_MORE : field_value(r, s, nn, s + b, e - b);
 }
 
@@ -238,10 +276,12 @@ static enum httpd_event chunk_size(httpd_req *r, const char *s, size_t n) {
     v = v * 16 + (uint64_t)d;
   }
   if (i == 0) return fail(r, 400);
-  while (i < n && (s[i] == ' ' || s[i] == '\t')) i++;
+  while (i < n && (s[i] == ' ' || s[i] == '\t'))
+    i++;
   if (i < n && s[i] != ';') return fail(r, 400);
   for (; i < n; i++)
-    if (((unsigned char)s[i] < ' ' && s[i] != '\t') || s[i] == 0x7f) return fail(r, 400);
+    if (((unsigned char)s[i] < ' ' && s[i] != '\t') || s[i] == 0x7f)
+      return fail(r, 400);
   r->body_bytes += v;
   if (r->body_bytes > HTTPD_BODY_MAX) return fail(r, 413);
   r->body_left = v;
@@ -254,25 +294,33 @@ static enum httpd_event line(httpd_req *r, const char *s, size_t n) {
     if (s[i] == '\r') return fail(r, 400); /* a bare CR */
   switch (r->phase) {
   case P_LINE:
-    if (n == 0) return HTTPD_EV_MORE; /* empty lines before a request: ignored (RFC 9112 2.2) */
+    if (n == 0)
+      return HTTPD_EV_MORE; /* empty lines before a request: ignored (RFC
+                               9112 2.2) */
     return request_line(r, s, n);
-  case P_FIELDS: return field_line(r, s, n, false);
-  case P_CHUNK_SIZE: return chunk_size(r, s, n);
+  case P_FIELDS:
+    return field_line(r, s, n, false);
+  case P_CHUNK_SIZE:
+    return chunk_size(r, s, n);
   case P_CHUNK_END:
     if (n != 0) return fail(r, 400);
     r->phase = P_CHUNK_SIZE;
     return HTTPD_EV_MORE;
-  default: return field_line(r, s, n, true);
+  default:
+    return field_line(r, s, n, true);
   }
 }
 
 /* The longest line each phase accepts, and the status for a longer one. */
 static size_t line_max(const httpd_req *r, int *status) {
-  *status = r->phase == P_LINE ? 414 : r->phase == P_FIELDS || r->phase == P_TRAILER ? 431 : 400;
+  *status = r->phase == P_LINE                              ? 414
+            : r->phase == P_FIELDS || r->phase == P_TRAILER ? 431
+                                                            : 400;
   return r->phase == P_LINE ? HTTPD_URL_MAX + 32 : HTTPD_LINE_MAX;
 }
 
-enum httpd_event httpd_req_feed(httpd_req *r, const char *buf, size_t len, size_t *used) {
+enum httpd_event httpd_req_feed(httpd_req *r, const char *buf, size_t len,
+                                size_t *used) {
   size_t off = 0;
   enum httpd_event ev = r->phase == P_DONE ? HTTPD_EV_DONE : HTTPD_EV_MORE;
   while (ev == HTTPD_EV_MORE && off < len) {
@@ -283,7 +331,8 @@ enum httpd_event httpd_req_feed(httpd_req *r, const char *buf, size_t len, size_
       if (r->body_left == 0 && r->phase == P_BODY) {
         r->phase = P_DONE;
         ev = HTTPD_EV_DONE;
-      } else if (r->body_left == 0) r->phase = P_CHUNK_END;
+      } else if (r->body_left == 0)
+        r->phase = P_CHUNK_END;
       continue;
     }
     const char *nl = memchr(buf + off, '\n', len - off);
@@ -298,7 +347,8 @@ enum httpd_event httpd_req_feed(httpd_req *r, const char *buf, size_t len, size_
       ev = fail(r, status);
       break;
     }
-    size_t body = n > 0 && buf[off + n - 1] == '\r' ? n - 1 : n; /* CRLF, or a bare LF */
+    size_t body =
+        n > 0 && buf[off + n - 1] == '\r' ? n - 1 : n; /* CRLF, or a bare LF */
     ev = line(r, buf + off, body);
     off += n + 1;
   }

@@ -13,23 +13,40 @@
 
 const char *httpd_status_text(int status) {
   switch (status) {
-  case 200: return "OK";
-  case 100: return "Continue";
-  case 206: return "Partial Content";
-  case 301: return "Moved Permanently";
-  case 304: return "Not Modified";
-  case 400: return "Bad Request";
-  case 403: return "Forbidden";
-  case 404: return "Not Found";
-  case 405: return "Method Not Allowed";
-  case 412: return "Precondition Failed";
-  case 413: return "Content Too Large";
-  case 414: return "URI Too Long";
-  case 416: return "Range Not Satisfiable";
-  case 431: return "Request Header Fields Too Large";
-  case 501: return "Not Implemented";
-  case 505: return "HTTP Version Not Supported";
-  default: return "Internal Server Error";
+  case 200:
+    return "OK";
+  case 100:
+    return "Continue";
+  case 206:
+    return "Partial Content";
+  case 301:
+    return "Moved Permanently";
+  case 304:
+    return "Not Modified";
+  case 400:
+    return "Bad Request";
+  case 403:
+    return "Forbidden";
+  case 404:
+    return "Not Found";
+  case 405:
+    return "Method Not Allowed";
+  case 412:
+    return "Precondition Failed";
+  case 413:
+    return "Content Too Large";
+  case 414:
+    return "URI Too Long";
+  case 416:
+    return "Range Not Satisfiable";
+  case 431:
+    return "Request Header Fields Too Large";
+  case 501:
+    return "Not Implemented";
+  case 505:
+    return "HTTP Version Not Supported";
+  default:
+    return "Internal Server Error";
   }
 }
 
@@ -94,7 +111,8 @@ static bool parse_all(const char *s, const char *fmt, struct tm *tm) {
 
 bool httpd_parse_date(const char *s, time_t *out) {
   struct tm tm;
-  if (parse_all(s, date_fmt, &tm) || parse_all(s, "%a %b %e %H:%M:%S %Y", &tm)) {
+  if (parse_all(s, date_fmt, &tm) ||
+      parse_all(s, "%a %b %e %H:%M:%S %Y", &tm)) {
     *out = timegm(&tm);
     return true;
   }
@@ -143,7 +161,8 @@ static bool etag_eq(const char *a, size_t an, const char *b, bool weak) {
 
 bool httpd_etag_match(const char *list, const char *etag, bool weak) {
   const char *s = list;
-  while (*s == ' ' || *s == '\t') s++;
+  while (*s == ' ' || *s == '\t')
+    s++;
   if (*s == '*') {
     for (s++; *s == ' ' || *s == '\t'; s++) {
     }
@@ -155,12 +174,15 @@ bool httpd_etag_match(const char *list, const char *etag, bool weak) {
     if (e == NULL) return false;
     hit |= etag_eq(s, (size_t)(e - s), etag, weak);
     s = e;
-    while (*s == ' ' || *s == '\t' || *s == ',') s++;
+    while (*s == ' ' || *s == '\t' || *s == ',')
+      s++;
   }
   return hit;
 }
 
-static const char *val(const httpd_req *r, int f) { return r->vlen[f] >= 0 ? r->val[f] : NULL; }
+static const char *val(const httpd_req *r, int f) {
+  return r->vlen[f] >= 0 ? r->val[f] : NULL;
+}
 
 int httpd_preconditions(const httpd_req *r, const char *etag, time_t mtime) {
   time_t t;
@@ -168,7 +190,8 @@ int httpd_preconditions(const httpd_req *r, const char *etag, time_t mtime) {
   const char *inm = val(r, HTTPD_F_INM), *ims = val(r, HTTPD_F_IMS);
   if (im != NULL) {
     if (!httpd_etag_match(im, etag, false)) return 412;
-  } else if (ius != NULL && httpd_parse_date(ius, &t) && mtime > t) return 412;
+  } else if (ius != NULL && httpd_parse_date(ius, &t) && mtime > t)
+    return 412;
   if (inm != NULL) return httpd_etag_match(inm, etag, true) ? 304 : 0;
   if (ims != NULL && httpd_parse_date(ims, &t) && mtime <= t) return 304;
   return 0;
@@ -178,7 +201,8 @@ bool httpd_if_range_ok(const httpd_req *r, const char *etag, time_t mtime) {
   const char *v = val(r, HTTPD_F_IF_RANGE);
   time_t t;
   if (v == NULL) return r->vlen[HTTPD_F_IF_RANGE] == -1;
-  if (v[0] == '"' || strncmp(v, "W/", 2) == 0) return etag_eq(v, strlen(v), etag, false);
+  if (v[0] == '"' || strncmp(v, "W/", 2) == 0)
+    return etag_eq(v, strlen(v), etag, false);
   return httpd_parse_date(v, &t) && t == mtime;
 }
 
@@ -189,7 +213,8 @@ int httpd_hexval(char ch) {
 }
 
 /* Percent-decodes src[0..n) after root into path. */
-static int decode(const char *src, size_t n, char *path, size_t root, size_t size) {
+static int decode(const char *src, size_t n, char *path, size_t root,
+                  size_t size) {
   size_t len = root;
   for (size_t i = 0; i < n; i++, len++) {
     if (len + sizeof "index.html" >= size) return 414;
@@ -207,12 +232,14 @@ static int decode(const char *src, size_t n, char *path, size_t root, size_t siz
   return 0;
 }
 
-int httpd_map_path(const char *url, size_t len, const char *root, char *path, size_t size,
-                   bool *index) {
+int httpd_map_path(const char *url, size_t len, const char *root, char *path,
+                   size_t size, bool *index) {
   *index = false;
   struct http_parser_url u;
   http_parser_url_init(&u);
-  if (http_parser_parse_url(url, len, 0, &u) != 0 || !(u.field_set & (1 << UF_PATH))) return 400;
+  if (http_parser_parse_url(url, len, 0, &u) != 0 ||
+      !(u.field_set & (1 << UF_PATH)))
+    return 400;
   const char *src = url + u.field_data[UF_PATH].off;
   size_t n = u.field_data[UF_PATH].len, rlen = strlen(root);
   if (src[0] != '/') return 400;
@@ -234,19 +261,24 @@ int httpd_map_path(const char *url, size_t len, const char *root, char *path, si
 bool httpd_dir_location(const char *url, size_t len, char *dst, size_t size) {
   struct http_parser_url u;
   http_parser_url_init(&u);
-  if (http_parser_parse_url(url, len, 0, &u) != 0 || !(u.field_set & (1 << UF_PATH))) return false;
+  if (http_parser_parse_url(url, len, 0, &u) != 0 ||
+      !(u.field_set & (1 << UF_PATH)))
+    return false;
   bool q = u.field_set & (1 << UF_QUERY);
   int n = snprintf(dst, size, "%.*s/%s%.*s", (int)u.field_data[UF_PATH].len,
                    url + u.field_data[UF_PATH].off, q ? "?" : "",
-                   q ? (int)u.field_data[UF_QUERY].len : 0, q ? url + u.field_data[UF_QUERY].off : "");
+                   q ? (int)u.field_data[UF_QUERY].len : 0,
+                   q ? url + u.field_data[UF_QUERY].off : "");
   return n > 0 && (size_t)n < size;
 }
 
-bool httpd_parse_uint(const char *s, unsigned long long max, unsigned long long *out) {
+bool httpd_parse_uint(const char *s, unsigned long long max,
+                      unsigned long long *out) {
   char *end;
   errno = 0;
   unsigned long long v = strtoull(s, &end, 10);
-  if (*s == '\0' || *s == '-' || *end != '\0' || errno != 0 || v > max) return false;
+  if (*s == '\0' || *s == '-' || *end != '\0' || errno != 0 || v > max)
+    return false;
   *out = v;
   return true;
 }

@@ -48,8 +48,8 @@ void httpd_format_date(time_t t, char *dst, size_t size);
  * appended to a trailing "/" (then *index is set). Returns 0, or the
  * status to answer: 400 (not a path, bad escape, %00), 403 (a ".."
  * segment), 414 (too long). */
-int httpd_map_path(const char *url, size_t len, const char *root, char *path, size_t size,
-                   bool *index);
+int httpd_map_path(const char *url, size_t len, const char *root, char *path,
+                   size_t size, bool *index);
 
 /** The Location of the redirect from a directory named without its
  * trailing slash: the target's path with "/" appended, then its query.
@@ -57,20 +57,28 @@ int httpd_map_path(const char *url, size_t len, const char *root, char *path, si
 bool httpd_dir_location(const char *url, size_t len, char *dst, size_t size);
 
 /** Parses a decimal integer without sign, at most `max`. */
-bool httpd_parse_uint(const char *s, unsigned long long max, unsigned long long *out);
+bool httpd_parse_uint(const char *s, unsigned long long max,
+                      unsigned long long *out);
 
 /* ---- the request parser (http_req.c) ------------------------------------ */
 
-#define HTTPD_URL_MAX 8000       /* longer request targets get 414 */
-#define HTTPD_LINE_MAX 8192      /* a longer header field line gets 431 */
-#define HTTPD_FIELDS_MAX 32768   /* more header bytes in all get 431 */
+#define HTTPD_URL_MAX 8000        /* longer request targets get 414 */
+#define HTTPD_LINE_MAX 8192       /* a longer header field line gets 431 */
+#define HTTPD_FIELDS_MAX 32768    /* more header bytes in all get 431 */
 #define HTTPD_BODY_MAX (1u << 20) /* larger request bodies get 413 */
 
 enum { HTTPD_GET = 1, HTTPD_HEAD, HTTPD_POST, HTTPD_OTHER, HTTPD_UNKNOWN };
 
 /** The header fields the server uses, kept as received. */
-enum { HTTPD_F_RANGE, HTTPD_F_IF_RANGE, HTTPD_F_IMS, HTTPD_F_IUS, HTTPD_F_INM, HTTPD_F_IM,
-       HTTPD_F_COUNT };
+enum {
+  HTTPD_F_RANGE,
+  HTTPD_F_IF_RANGE,
+  HTTPD_F_IMS,
+  HTTPD_F_IUS,
+  HTTPD_F_INM,
+  HTTPD_F_IM,
+  HTTPD_F_COUNT
+};
 
 enum httpd_event {
   HTTPD_EV_MORE,  /* everything given was used; more input is needed */
@@ -98,7 +106,8 @@ void httpd_req_init(httpd_req *r);
  * happened. A partial line is not consumed: it must be given again with
  * what follows. After HTTPD_EV_ERROR, r->status is the reply's status (400,
  * 413, 414, 431, 501, 505). */
-enum httpd_event httpd_req_feed(httpd_req *r, const char *buf, size_t len, size_t *used);
+enum httpd_event httpd_req_feed(httpd_req *r, const char *buf, size_t len,
+                                size_t *used);
 
 /** Evaluates the preconditions of RFC 9110 13.2.2 for a GET or HEAD of a
  * file: 412, 304, or 0 to go on. */
@@ -134,8 +143,8 @@ fcache_entry *fcache_get(fcache *c, const char *path, uint64_t now);
 /** Offers a just opened and stat'ed file. Returns its entry (refs 1; the
  * cache owns `fd` from now on), or NULL if it was not taken (the slot is
  * in use, the cache is off, or out of memory; the caller keeps `fd`). */
-fcache_entry *fcache_put(fcache *c, const char *path, int fd, const struct stat *st,
-                         uint64_t now);
+fcache_entry *fcache_put(fcache *c, const char *path, int fd,
+                         const struct stat *st, uint64_t now);
 
 /** Drops one reference taken by fcache_get() or fcache_put(). */
 void fcache_release(fcache_entry *e);

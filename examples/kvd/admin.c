@@ -160,7 +160,8 @@ static bool parse_memory(kvd_str s, unsigned long long *out) {
   return false;
 }
 
-#define SET_FAILED "ERR CONFIG SET failed (possibly related to argument '%.*s') - "
+#define SET_FAILED                                                             \
+  "ERR CONFIG SET failed (possibly related to argument '%.*s') - "
 
 /* CONFIG SET name value [name value...]: all or nothing, checking the
  * names first (unknown, immutable, repeated), then the values. */
@@ -174,7 +175,8 @@ static void config_set(kvd_conn *c, kvd_str *kv, size_t n) {
                                            : "";
     if (!why) {
       kvd_reply_error(
-          c, "ERR Unknown option or number of arguments for CONFIG SET - '%.*s'",
+          c,
+          "ERR Unknown option or number of arguments for CONFIG SET - '%.*s'",
           w, kv[j].p);
       return;
     }
@@ -217,7 +219,8 @@ void kvd_cmd_config(kvd_conn *c, kvd_str *argv, size_t argc) {
     static const char *const help[] = {
         "CONFIG <subcommand> [<arg> [value] [opt] ...]. Subcommands are:",
         "GET <pattern>",
-        "    Return parameters matching the glob-like <pattern> and their values.",
+        ("    Return parameters matching the glob-like <pattern> and their "
+         "values."),
         "SET <directive> <value>",
         "    Set the configuration <directive> to <value>.",
         "RESETSTAT",

@@ -17,8 +17,12 @@ extern "C" {
 
 #if defined(__GNUC__) || defined(__clang__)
 #define WEFT_API __attribute__((visibility("default")))
+/** Marks an old name kept for one release after a rename; `msg` names the
+ * new one. */
+#define WEFT_DEPRECATED(msg) __attribute__((deprecated(msg)))
 #else
 #define WEFT_API
+#define WEFT_DEPRECATED(msg)
 #endif
 
 #define WEFT_VERSION_MAJOR 0
@@ -45,8 +49,9 @@ WEFT_API const char *weft_version(void);
   X(WEFT_EWORKER, WEFT__ERR_BASE - 4, "worker process died")                   \
   X(WEFT_ELIMIT, WEFT__ERR_BASE - 5, "output limit exceeded")                  \
   X(WEFT_EUNOBSERVED, WEFT__ERR_BASE - 6, "rejection never observed")          \
-  X(WEFT_EBROKEN, WEFT__ERR_BASE - 7, "barrier broken")                       \
-  X(WEFT_EDNS_NODATA, WEFT__DNS_BASE - 1, "DNS: no data of the requested type") \
+  X(WEFT_EBROKEN, WEFT__ERR_BASE - 7, "barrier broken")                        \
+  X(WEFT_EDNS_NODATA, WEFT__DNS_BASE - 1,                                      \
+    "DNS: no data of the requested type")                                      \
   X(WEFT_EDNS_FORMERR, WEFT__DNS_BASE - 2, "DNS: query format error")          \
   X(WEFT_EDNS_SERVFAIL, WEFT__DNS_BASE - 3, "DNS: server failure")             \
   X(WEFT_EDNS_NOTFOUND, WEFT__DNS_BASE - 4, "DNS: name not found")             \
@@ -54,7 +59,8 @@ WEFT_API const char *weft_version(void);
   X(WEFT_EDNS_REFUSED, WEFT__DNS_BASE - 6, "DNS: query refused")               \
   X(WEFT_EDNS_BADQUERY, WEFT__DNS_BASE - 7, "DNS: malformed query")            \
   X(WEFT_EDNS_BADNAME, WEFT__DNS_BASE - 8, "DNS: malformed name")              \
-  X(WEFT_EDNS_BADFAMILY, WEFT__DNS_BASE - 9, "DNS: unsupported address family") \
+  X(WEFT_EDNS_BADFAMILY, WEFT__DNS_BASE - 9,                                   \
+    "DNS: unsupported address family")                                         \
   X(WEFT_EDNS_BADRESP, WEFT__DNS_BASE - 10, "DNS: malformed reply")            \
   X(WEFT_EDNS_CONNREFUSED, WEFT__DNS_BASE - 11, "DNS: no server reachable")    \
   X(WEFT_EDNS_TIMEOUT, WEFT__DNS_BASE - 12, "DNS: timed out")                  \

@@ -163,9 +163,8 @@ typedef void (*weft_connect_host_cb)(weft_tcp *t, int status, void *arg);
  * timeout). Keep `t` alive until `cb` runs, later, once. Returns 0;
  * -EINVAL for NULL t/host/cb, a port above 65535, or a closing handle;
  * -ENOMEM. */
-WEFT_API int weft_tcp_connect_host(weft_tcp *t, const char *host,
-                                   unsigned port, weft_connect_host_cb cb,
-                                   void *arg);
+WEFT_API int weft_tcp_connect_host(weft_tcp *t, const char *host, unsigned port,
+                                   weft_connect_host_cb cb, void *arg);
 
 /** The future form of weft_tcp_connect_host(): *out (the caller's
  * reference) fulfils with 0 once connected or rejects with the error the

@@ -57,9 +57,9 @@ typedef struct weft_fs_buf {
 /** A file-system request. Read `data`, `result`, `statbuf` and `ptr`;
  * everything else is private. */
 struct weft_fs_req {
-  weft_work work; /* private: the pool job */
-  void *data;     /**< yours */
-  int64_t result; /**< >= 0 (fd, bytes, count, 0) or a negative errno */
+  weft_work work;      /* private: the pool job */
+  void *data;          /**< yours */
+  int64_t result;      /**< >= 0 (fd, bytes, count, 0) or a negative errno */
   struct stat statbuf; /**< stat, fstat, lstat */
   /** readlink, realpath, mkdtemp: char *; scandir: weft_fs_dir *;
    * read_file: weft_fs_buf *. Owned by the request: free it with
@@ -100,7 +100,8 @@ WEFT_API int weft_fs_open_future(weft_loop *loop, const char *path, int flags,
                                  unsigned mode, weft_future **out);
 
 /** close(2): result 0. */
-WEFT_API int weft_fs_close(weft_loop *loop, weft_fs_req *req, int fd, weft_fs_cb cb);
+WEFT_API int weft_fs_close(weft_loop *loop, weft_fs_req *req, int fd,
+                           weft_fs_cb cb);
 /** Future form of weft_fs_close(): int64 0. */
 WEFT_API int weft_fs_close_future(weft_loop *loop, int fd, weft_future **out);
 
@@ -108,33 +109,38 @@ WEFT_API int weft_fs_close_future(weft_loop *loop, int fd, weft_future **out);
  * file position if offset < 0 (preadv/readv): result is the byte count,
  * 0 at end of file. */
 WEFT_API int weft_fs_read(weft_loop *loop, weft_fs_req *req, int fd,
-                          const struct iovec *iov, unsigned nbufs, int64_t offset,
-                          weft_fs_cb cb);
+                          const struct iovec *iov, unsigned nbufs,
+                          int64_t offset, weft_fs_cb cb);
 /** Future form of weft_fs_read(): int64 bytes read. */
-WEFT_API int weft_fs_read_future(weft_loop *loop, int fd, const struct iovec *iov,
-                                 unsigned nbufs, int64_t offset, weft_future **out);
+WEFT_API int weft_fs_read_future(weft_loop *loop, int fd,
+                                 const struct iovec *iov, unsigned nbufs,
+                                 int64_t offset, weft_future **out);
 
 /** Writes `nbufs` buffers at `offset` (pwritev), or at the file position if
  * offset < 0 (writev): result is the byte count. */
 WEFT_API int weft_fs_write(weft_loop *loop, weft_fs_req *req, int fd,
-                           const struct iovec *iov, unsigned nbufs, int64_t offset,
-                           weft_fs_cb cb);
+                           const struct iovec *iov, unsigned nbufs,
+                           int64_t offset, weft_fs_cb cb);
 /** Future form of weft_fs_write(): int64 bytes written. */
-WEFT_API int weft_fs_write_future(weft_loop *loop, int fd, const struct iovec *iov,
-                                  unsigned nbufs, int64_t offset, weft_future **out);
+WEFT_API int weft_fs_write_future(weft_loop *loop, int fd,
+                                  const struct iovec *iov, unsigned nbufs,
+                                  int64_t offset, weft_future **out);
 
 /** stat(2) into req->statbuf: result 0. */
 WEFT_API int weft_fs_stat(weft_loop *loop, weft_fs_req *req, const char *path,
                           weft_fs_cb cb);
 /** Future form of weft_fs_stat(): a struct stat * the future owns. */
-WEFT_API int weft_fs_stat_future(weft_loop *loop, const char *path, weft_future **out);
+WEFT_API int weft_fs_stat_future(weft_loop *loop, const char *path,
+                                 weft_future **out);
 /** lstat(2) into req->statbuf: result 0. */
 WEFT_API int weft_fs_lstat(weft_loop *loop, weft_fs_req *req, const char *path,
                            weft_fs_cb cb);
 /** Future form of weft_fs_lstat(): a struct stat * the future owns. */
-WEFT_API int weft_fs_lstat_future(weft_loop *loop, const char *path, weft_future **out);
+WEFT_API int weft_fs_lstat_future(weft_loop *loop, const char *path,
+                                  weft_future **out);
 /** fstat(2) into req->statbuf: result 0. */
-WEFT_API int weft_fs_fstat(weft_loop *loop, weft_fs_req *req, int fd, weft_fs_cb cb);
+WEFT_API int weft_fs_fstat(weft_loop *loop, weft_fs_req *req, int fd,
+                           weft_fs_cb cb);
 /** Future form of weft_fs_fstat(): a struct stat * the future owns. */
 WEFT_API int weft_fs_fstat_future(weft_loop *loop, int fd, weft_future **out);
 
@@ -142,54 +148,61 @@ WEFT_API int weft_fs_fstat_future(weft_loop *loop, int fd, weft_future **out);
 WEFT_API int weft_fs_unlink(weft_loop *loop, weft_fs_req *req, const char *path,
                             weft_fs_cb cb);
 /** Future form of weft_fs_unlink(): int64 0. */
-WEFT_API int weft_fs_unlink_future(weft_loop *loop, const char *path, weft_future **out);
+WEFT_API int weft_fs_unlink_future(weft_loop *loop, const char *path,
+                                   weft_future **out);
 
 /** rename(2): result 0. */
 WEFT_API int weft_fs_rename(weft_loop *loop, weft_fs_req *req, const char *from,
                             const char *to, weft_fs_cb cb);
 /** Future form of weft_fs_rename(): int64 0. */
-WEFT_API int weft_fs_rename_future(weft_loop *loop, const char *from, const char *to,
-                                   weft_future **out);
+WEFT_API int weft_fs_rename_future(weft_loop *loop, const char *from,
+                                   const char *to, weft_future **out);
 
 /** mkdir(2): result 0. */
 WEFT_API int weft_fs_mkdir(weft_loop *loop, weft_fs_req *req, const char *path,
                            unsigned mode, weft_fs_cb cb);
 /** Future form of weft_fs_mkdir(): int64 0. */
-WEFT_API int weft_fs_mkdir_future(weft_loop *loop, const char *path, unsigned mode,
-                                  weft_future **out);
+WEFT_API int weft_fs_mkdir_future(weft_loop *loop, const char *path,
+                                  unsigned mode, weft_future **out);
 
 /** mkdtemp(3) on a template ending in "XXXXXX": req->ptr is the new
  * directory's path (char *), result 0. */
-WEFT_API int weft_fs_mkdtemp(weft_loop *loop, weft_fs_req *req, const char *tmpl,
-                             weft_fs_cb cb);
+WEFT_API int weft_fs_mkdtemp(weft_loop *loop, weft_fs_req *req,
+                             const char *tmpl, weft_fs_cb cb);
 /** Future form of weft_fs_mkdtemp(): the path (char *) the future owns. */
-WEFT_API int weft_fs_mkdtemp_future(weft_loop *loop, const char *tmpl, weft_future **out);
+WEFT_API int weft_fs_mkdtemp_future(weft_loop *loop, const char *tmpl,
+                                    weft_future **out);
 
 /** rmdir(2): result 0. */
 WEFT_API int weft_fs_rmdir(weft_loop *loop, weft_fs_req *req, const char *path,
                            weft_fs_cb cb);
 /** Future form of weft_fs_rmdir(): int64 0. */
-WEFT_API int weft_fs_rmdir_future(weft_loop *loop, const char *path, weft_future **out);
+WEFT_API int weft_fs_rmdir_future(weft_loop *loop, const char *path,
+                                  weft_future **out);
 
 /** Lists a directory: req->ptr is a weft_fs_dir * (names and types, sorted,
  * without "." and ".."), result the entry count. */
-WEFT_API int weft_fs_scandir(weft_loop *loop, weft_fs_req *req, const char *path,
-                             weft_fs_cb cb);
+WEFT_API int weft_fs_scandir(weft_loop *loop, weft_fs_req *req,
+                             const char *path, weft_fs_cb cb);
 /** Future form of weft_fs_scandir(): a weft_fs_dir * the future owns. */
-WEFT_API int weft_fs_scandir_future(weft_loop *loop, const char *path, weft_future **out);
+WEFT_API int weft_fs_scandir_future(weft_loop *loop, const char *path,
+                                    weft_future **out);
 
 /** fsync(2): result 0. */
-WEFT_API int weft_fs_fsync(weft_loop *loop, weft_fs_req *req, int fd, weft_fs_cb cb);
+WEFT_API int weft_fs_fsync(weft_loop *loop, weft_fs_req *req, int fd,
+                           weft_fs_cb cb);
 /** Future form of weft_fs_fsync(): int64 0. */
 WEFT_API int weft_fs_fsync_future(weft_loop *loop, int fd, weft_future **out);
 /** fdatasync(2): result 0. */
-WEFT_API int weft_fs_fdatasync(weft_loop *loop, weft_fs_req *req, int fd, weft_fs_cb cb);
+WEFT_API int weft_fs_fdatasync(weft_loop *loop, weft_fs_req *req, int fd,
+                               weft_fs_cb cb);
 /** Future form of weft_fs_fdatasync(): int64 0. */
-WEFT_API int weft_fs_fdatasync_future(weft_loop *loop, int fd, weft_future **out);
+WEFT_API int weft_fs_fdatasync_future(weft_loop *loop, int fd,
+                                      weft_future **out);
 
 /** ftruncate(2) to `len` bytes (at most INT64_MAX): result 0. */
-WEFT_API int weft_fs_ftruncate(weft_loop *loop, weft_fs_req *req, int fd, uint64_t len,
-                               weft_fs_cb cb);
+WEFT_API int weft_fs_ftruncate(weft_loop *loop, weft_fs_req *req, int fd,
+                               uint64_t len, weft_fs_cb cb);
 /** Future form of weft_fs_ftruncate(): int64 0. */
 WEFT_API int weft_fs_ftruncate_future(weft_loop *loop, int fd, uint64_t len,
                                       weft_future **out);
@@ -197,11 +210,13 @@ WEFT_API int weft_fs_ftruncate_future(weft_loop *loop, int fd, uint64_t len,
 /** Copies up to `len` bytes from in_fd at `offset` to out_fd (a socket or
  * a file) with sendfile(2), looping until len bytes or end of file:
  * result is the byte count. */
-WEFT_API int weft_fs_sendfile(weft_loop *loop, weft_fs_req *req, int out_fd, int in_fd,
-                              int64_t offset, uint64_t len, weft_fs_cb cb);
+WEFT_API int weft_fs_sendfile(weft_loop *loop, weft_fs_req *req, int out_fd,
+                              int in_fd, int64_t offset, uint64_t len,
+                              weft_fs_cb cb);
 /** Future form of weft_fs_sendfile(): int64 bytes sent. */
 WEFT_API int weft_fs_sendfile_future(weft_loop *loop, int out_fd, int in_fd,
-                                     int64_t offset, uint64_t len, weft_future **out);
+                                     int64_t offset, uint64_t len,
+                                     weft_future **out);
 
 /** Copies file `src` to `dst` (flags 0 or WEFT_FS_COPY_EXCL): result 0.
  * dst is created, or with flags 0 an existing dst is truncated; either way
@@ -213,17 +228,20 @@ WEFT_API int weft_fs_sendfile_future(weft_loop *loop, int out_fd, int in_fd,
  * is kept and may hold part of the copy. -EEXIST (EXCL and dst exists),
  * -EISDIR (src is a directory), -EINVAL (dst is src itself, or bad flags),
  * or the errno of the failing call. */
-WEFT_API int weft_fs_copyfile(weft_loop *loop, weft_fs_req *req, const char *src,
-                              const char *dst, int flags, weft_fs_cb cb);
+WEFT_API int weft_fs_copyfile(weft_loop *loop, weft_fs_req *req,
+                              const char *src, const char *dst, int flags,
+                              weft_fs_cb cb);
 /** Future form of weft_fs_copyfile(): int64 0. */
-WEFT_API int weft_fs_copyfile_future(weft_loop *loop, const char *src, const char *dst,
-                                     int flags, weft_future **out);
+WEFT_API int weft_fs_copyfile_future(weft_loop *loop, const char *src,
+                                     const char *dst, int flags,
+                                     weft_future **out);
 
 /** realpath(3): req->ptr is the canonical path (char *), result 0. */
-WEFT_API int weft_fs_realpath(weft_loop *loop, weft_fs_req *req, const char *path,
-                              weft_fs_cb cb);
+WEFT_API int weft_fs_realpath(weft_loop *loop, weft_fs_req *req,
+                              const char *path, weft_fs_cb cb);
 /** Future form of weft_fs_realpath(): the path (char *) the future owns. */
-WEFT_API int weft_fs_realpath_future(weft_loop *loop, const char *path, weft_future **out);
+WEFT_API int weft_fs_realpath_future(weft_loop *loop, const char *path,
+                                     weft_future **out);
 
 /** access(2) with mode F_OK or R_OK|W_OK|X_OK: result 0. */
 WEFT_API int weft_fs_access(weft_loop *loop, weft_fs_req *req, const char *path,
@@ -236,44 +254,47 @@ WEFT_API int weft_fs_access_future(weft_loop *loop, const char *path, int mode,
 WEFT_API int weft_fs_chmod(weft_loop *loop, weft_fs_req *req, const char *path,
                            unsigned mode, weft_fs_cb cb);
 /** Future form of weft_fs_chmod(): int64 0. */
-WEFT_API int weft_fs_chmod_future(weft_loop *loop, const char *path, unsigned mode,
-                                  weft_future **out);
+WEFT_API int weft_fs_chmod_future(weft_loop *loop, const char *path,
+                                  unsigned mode, weft_future **out);
 
 /** link(2) (hard link `path` to existing `target`): result 0. */
 WEFT_API int weft_fs_link(weft_loop *loop, weft_fs_req *req, const char *target,
                           const char *path, weft_fs_cb cb);
 /** Future form of weft_fs_link(): int64 0. */
-WEFT_API int weft_fs_link_future(weft_loop *loop, const char *target, const char *path,
-                                 weft_future **out);
+WEFT_API int weft_fs_link_future(weft_loop *loop, const char *target,
+                                 const char *path, weft_future **out);
 
 /** symlink(2) (`path` pointing to `target`): result 0. */
-WEFT_API int weft_fs_symlink(weft_loop *loop, weft_fs_req *req, const char *target,
-                             const char *path, weft_fs_cb cb);
+WEFT_API int weft_fs_symlink(weft_loop *loop, weft_fs_req *req,
+                             const char *target, const char *path,
+                             weft_fs_cb cb);
 /** Future form of weft_fs_symlink(): int64 0. */
 WEFT_API int weft_fs_symlink_future(weft_loop *loop, const char *target,
                                     const char *path, weft_future **out);
 
 /** readlink(2): req->ptr is the target (char *, NUL-terminated), result
  * its length. */
-WEFT_API int weft_fs_readlink(weft_loop *loop, weft_fs_req *req, const char *path,
-                              weft_fs_cb cb);
+WEFT_API int weft_fs_readlink(weft_loop *loop, weft_fs_req *req,
+                              const char *path, weft_fs_cb cb);
 /** Future form of weft_fs_readlink(): the target (char *) the future owns. */
-WEFT_API int weft_fs_readlink_future(weft_loop *loop, const char *path, weft_future **out);
+WEFT_API int weft_fs_readlink_future(weft_loop *loop, const char *path,
+                                     weft_future **out);
 
 /** Sets access and modification times (seconds since the epoch, with
  * fractions; utimensat(2)): result 0. */
 WEFT_API int weft_fs_utime(weft_loop *loop, weft_fs_req *req, const char *path,
                            double atime, double mtime, weft_fs_cb cb);
 /** Future form of weft_fs_utime(): int64 0. */
-WEFT_API int weft_fs_utime_future(weft_loop *loop, const char *path, double atime,
-                                  double mtime, weft_future **out);
+WEFT_API int weft_fs_utime_future(weft_loop *loop, const char *path,
+                                  double atime, double mtime,
+                                  weft_future **out);
 
 /** Reads a whole regular file: req->ptr is a weft_fs_buf *, result its
  * length. A large file (4 MiB and up) is read by several jobs at once, 1 MiB
  * chunks at distinct offsets. -EISDIR for a directory, -EFBIG above
  * SIZE_MAX / 2. */
-WEFT_API int weft_fs_read_file(weft_loop *loop, weft_fs_req *req, const char *path,
-                               weft_fs_cb cb);
+WEFT_API int weft_fs_read_file(weft_loop *loop, weft_fs_req *req,
+                               const char *path, weft_fs_cb cb);
 /** Future form of weft_fs_read_file(): a weft_fs_buf * the future owns. */
 WEFT_API int weft_fs_read_file_future(weft_loop *loop, const char *path,
                                       weft_future **out);
@@ -285,13 +306,13 @@ WEFT_API int weft_fs_read_file_future(weft_loop *loop, const char *path,
  * file keeps its mode (and its owner and group where the process may set
  * them). On failure `path` is untouched and the temporary file removed.
  * result 0. */
-WEFT_API int weft_fs_write_file(weft_loop *loop, weft_fs_req *req, const char *path,
-                                const void *data, size_t len, unsigned mode,
-                                weft_fs_cb cb);
+WEFT_API int weft_fs_write_file(weft_loop *loop, weft_fs_req *req,
+                                const char *path, const void *data, size_t len,
+                                unsigned mode, weft_fs_cb cb);
 /** Future form of weft_fs_write_file(): int64 0. */
 WEFT_API int weft_fs_write_file_future(weft_loop *loop, const char *path,
-                                       const void *data, size_t len, unsigned mode,
-                                       weft_future **out);
+                                       const void *data, size_t len,
+                                       unsigned mode, weft_future **out);
 
 #ifdef __cplusplus
 }

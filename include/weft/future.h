@@ -156,7 +156,7 @@ WEFT_API int weft_future_reject_threadsafe(weft_future *f, int err);
  * weft_future_ref before handing f over; drop it later on the loop thread,
  * or with weft_future_unref_threadsafe). Returns
  *  - 0: f is settled. Its outcome is then fixed, the loop has marked it
- *    observed, and this thread may read it with weft_future_state_get,
+ *    observed, and this thread may read it with weft_future_get_state,
  *    weft_future_error and weft_future_value / _i64 / _f64 (the loop wrote
  *    it before waking the thread: the wake orders the reads after it).
  *    Nothing else on f may be called from this thread.
@@ -197,8 +197,7 @@ typedef int (*weft_thread_fn)(weft_thread *t, void *arg);
  * Returns 0; -EINVAL (NULL loop, fn or out); -ENOMEM; -EAGAIN (no thread
  * could be created); nothing then started. */
 WEFT_API int weft_thread_spawn(weft_loop *loop, const char *name,
-                               weft_thread_fn fn, void *arg,
-                               weft_future **out);
+                               weft_thread_fn fn, void *arg, weft_future **out);
 
 /** The thread's own call: its result will be the pointer `value`, owned by
  * the future (dtor(value) when freed, or when the result is dropped). A
@@ -215,7 +214,13 @@ WEFT_API bool weft_thread_cancelled(const weft_thread *t);
 /* ---- inspection --------------------------------------------------------- */
 
 /** The state (PENDING for NULL). */
-WEFT_API weft_future_state weft_future_state_get(const weft_future *f);
+WEFT_API weft_future_state weft_future_get_state(const weft_future *f);
+/** Deprecated name of weft_future_get_state (getters are
+ * weft_<noun>_get_<what>); removed in the release after 0.2. */
+WEFT_DEPRECATED("use weft_future_get_state")
+static inline weft_future_state weft_future_state_get(const weft_future *f) {
+  return weft_future_get_state(f);
+}
 
 /** 0 while pending or fulfilled, the rejection code, or -ECANCELED. Reading
  * it marks a rejection as observed. -EINVAL for NULL. */
@@ -234,7 +239,8 @@ WEFT_API weft_loop *weft_future_loop(const weft_future *f);
 /** Bytes of one future (for reports). */
 WEFT_API size_t weft_future_size(void);
 
-/* ---- consumer side -------------------------------------------------------- */
+/* ---- consumer side --------------------------------------------------------
+ */
 
 /** Registers fn to run when f is fulfilled; an error skips it and passes
  * through. *out (may be NULL if unwanted) gets the derived future with one
@@ -287,8 +293,8 @@ WEFT_API int weft_future_off_settled(weft_future *f, weft_future_cb cb,
  * other inputs. Read the values from the inputs. n == 0: fulfilled (0) at
  * once. Returns 0, -EINVAL (NULL loop/out, NULL fs with n > 0, NULL or
  * foreign input), -ENOMEM. */
-WEFT_API int weft_future_all(weft_loop *loop, weft_future *const *fs,
-                             size_t n, weft_future **out);
+WEFT_API int weft_future_all(weft_loop *loop, weft_future *const *fs, size_t n,
+                             weft_future **out);
 
 /** Fulfils (int64 value n) once every input has settled, whatever the
  * outcomes. n == 0: fulfilled (0) at once. Errors as weft_future_all. */
@@ -298,14 +304,14 @@ WEFT_API int weft_future_all_settled(weft_loop *loop, weft_future *const *fs,
 /** Takes the value of the first input to be fulfilled (the others are then
  * cancelled); if all fail, rejects with WEFT_EAGGREGATE. n == 0: rejected
  * with WEFT_EAGGREGATE. Errors as weft_future_all. */
-WEFT_API int weft_future_any(weft_loop *loop, weft_future *const *fs,
-                             size_t n, weft_future **out);
+WEFT_API int weft_future_any(weft_loop *loop, weft_future *const *fs, size_t n,
+                             weft_future **out);
 
 /** Takes the outcome of the first input to settle (the others are not
  * cancelled). n == 0: stays pending until cancelled (as in JavaScript).
  * Errors as weft_future_all. */
-WEFT_API int weft_future_race(weft_loop *loop, weft_future *const *fs,
-                              size_t n, weft_future **out);
+WEFT_API int weft_future_race(weft_loop *loop, weft_future *const *fs, size_t n,
+                              weft_future **out);
 
 /** Takes f's outcome, or rejects with -ETIMEDOUT after `ms` and cancels f.
  * Cancelling the result stops the timer and cancels f (if it is f's only

@@ -48,8 +48,7 @@ enum {
  * A cancelled member is not an error. Every rejected member stays readable
  * with weft_group_errors(). Returns 0, -EINVAL (NULL loop or out, unknown
  * flags), -ENOMEM. */
-WEFT_API int weft_group_new(weft_loop *loop, unsigned flags,
-                            weft_future **out);
+WEFT_API int weft_group_new(weft_loop *loop, unsigned flags, weft_future **out);
 
 /** Adds f (pending or already settled, any kind, of g's loop) to the group
  * g, which takes its own reference to f. Returns 0; -EINVAL (NULL, g not a

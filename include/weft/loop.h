@@ -37,7 +37,7 @@ typedef struct weft_loop_options {
   /** Threads per lane of the process-wide thread pool, which every loop
    * shares (weft/pool.h); not a per-loop share. Applied when this loop
    * first uses the pool (its first job or fs call, weft_pool_resize(),
-   * weft_pool_stats_get()): a pool that does not exist yet is created
+   * weft_pool_get_stats()): a pool that does not exist yet is created
    * with this size; an existing smaller one grows to it (both lanes); a
    * larger one is left as it is. Capped at WEFT_POOL_MAX. 0: the pool's
    * current size, or for a new pool $WEFT_POOL_SIZE, else the number of

@@ -53,7 +53,8 @@ WEFT_API int weft_pipe_listen(weft_pipe *p, int backlog, weft_connection_cb cb);
  * returned, the handle is back to its initial state and `cb` never runs.
  * Returns 0; -EINVAL (NULL req or p, bad name, a handle with an fd). */
 WEFT_API int weft_pipe_connect(weft_connect_req *req, weft_pipe *p,
-                               const char *name, size_t len, weft_connect_cb cb);
+                               const char *name, size_t len,
+                               weft_connect_cb cb);
 
 /** The bound name into `buf` (`*len` in: its size; out: the name's
  * length, which for an abstract name counts its leading NUL). Adds a

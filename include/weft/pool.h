@@ -76,8 +76,9 @@ struct weft_work {
  * -ENOMEM (first use only: the pool or this loop's state), -EAGAIN (no
  * thread could be started), -ESHUTDOWN (the loop is being freed).
  * Loop thread only. Steady-state submits allocate nothing. */
-WEFT_API int weft_work_submit(weft_loop *loop, weft_work *w, weft_pool_lane lane,
-                              weft_work_fn work_fn, weft_work_done_cb done_cb);
+WEFT_API int weft_work_submit(weft_loop *loop, weft_work *w,
+                              weft_pool_lane lane, weft_work_fn work_fn,
+                              weft_work_done_cb done_cb);
 
 /** Cancels `w`. Returns 0 if it was still queued: it will complete with
  * -ECANCELED without running. -EBUSY if it is running: its cancel flag is
@@ -130,8 +131,15 @@ typedef struct weft_pool_stats {
 
 /** Fills *out with `lane`'s counters (process-wide). Returns 0, -EINVAL
  * (NULL, bad lane), -ENOMEM (first use: the pool could not be created). */
-WEFT_API int weft_pool_stats_get(weft_loop *loop, weft_pool_lane lane,
+WEFT_API int weft_pool_get_stats(weft_loop *loop, weft_pool_lane lane,
                                  weft_pool_stats *out);
+/** Deprecated name of weft_pool_get_stats (getters are
+ * weft_<noun>_get_<what>); removed in the release after 0.2. */
+WEFT_DEPRECATED("use weft_pool_get_stats")
+static inline int weft_pool_stats_get(weft_loop *loop, weft_pool_lane lane,
+                                      weft_pool_stats *out) {
+  return weft_pool_get_stats(loop, lane, out);
+}
 
 #ifdef __cplusplus
 }

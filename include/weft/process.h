@@ -50,7 +50,7 @@ typedef enum weft_stdio_kind {
   WEFT_STDIO_INHERIT = 0, /**< the parent's fd of the same number */
   WEFT_STDIO_IGNORE,      /**< /dev/null, read-write */
   WEFT_STDIO_PIPE,        /**< a new pipe; the parent end opens in `pipe` */
-  WEFT_STDIO_FD           /**< the parent's `fd` (dup'ed; the caller keeps it) */
+  WEFT_STDIO_FD /**< the parent's `fd` (dup'ed; the caller keeps it) */
 } weft_stdio_kind;
 
 /** One stdio slot. For WEFT_STDIO_PIPE, `pipe` is a weft_pipe initialised
@@ -68,9 +68,9 @@ typedef struct weft_stdio {
 
 /** Spawn flags. */
 enum weft_process_flags {
-  WEFT_PROCESS_SETUID = 1u << 0,     /**< run as `uid` (needs privilege) */
-  WEFT_PROCESS_SETGID = 1u << 1,     /**< run as `gid`, no supplementary groups */
-  WEFT_PROCESS_NEW_PGROUP = 1u << 2, /**< child leads a new process group */
+  WEFT_PROCESS_SETUID = 1u << 0, /**< run as `uid` (needs privilege) */
+  WEFT_PROCESS_SETGID = 1u << 1, /**< run as `gid`, no supplementary groups */
+  WEFT_PROCESS_NEW_PGROUP = 1u << 2,  /**< child leads a new process group */
   WEFT_PROCESS_NEW_SESSION = 1u << 3, /**< child leads a new session (setsid) */
   /** a new session, and the handle starts unreferenced (weft_unref), so the
    * child does not keep the loop alive */
@@ -132,7 +132,8 @@ static inline int weft_exit_code(int64_t v) { return v >= 0 ? (int)v : 0; }
 /** The terminating signal held by an exit value (0 for an exit). */
 static inline int weft_exit_signal(int64_t v) { return v < 0 ? (int)-v : 0; }
 
-/* ---- spawn ---------------------------------------------------------------- */
+/* ---- spawn ----------------------------------------------------------------
+ */
 
 /** Spawns a child described by `opts` into `p` (uninitialised storage).
  * On success returns 0: `p` is an open, active handle, p->pid is set, the
@@ -201,7 +202,8 @@ typedef struct weft_run_options {
 WEFT_API int weft_process_run(weft_loop *loop, const weft_run_options *opts,
                               weft_future **out);
 
-/* ---- the process pool ------------------------------------------------------ */
+/* ---- the process pool ------------------------------------------------------
+ */
 
 /** A pool of worker processes (opaque). */
 typedef struct weft_procpool weft_procpool;
@@ -233,7 +235,8 @@ typedef void (*weft_procpool_close_cb)(weft_procpool *pool, void *arg);
  * ...); -ENOMEM. On failure nothing is returned and no callback runs;
  * workers already started are stopped and their handles finish closing
  * during the next turns of the loop (run it before freeing it). */
-WEFT_API int weft_procpool_new(weft_loop *loop, const weft_procpool_options *opts,
+WEFT_API int weft_procpool_new(weft_loop *loop,
+                               const weft_procpool_options *opts,
                                weft_procpool **out);
 
 /** Submits one job: `len` bytes (copied) go to the next free worker as one

@@ -69,7 +69,8 @@ typedef void (*weft_alloc_cb)(weft_stream *s, size_t suggested, weft_buf *buf);
  * kernel had no data): it only hands back a buffer from the alloc
  * callback. `buf` is the buffer the alloc callback gave (yours to free,
  * also on errors), or the loop's buffer (valid during the callback only). */
-typedef void (*weft_read_cb)(weft_stream *s, ssize_t nread, const weft_buf *buf);
+typedef void (*weft_read_cb)(weft_stream *s, ssize_t nread,
+                             const weft_buf *buf);
 
 /** A write finished: `status` 0 (every byte handed to the kernel), a
  * negative errno (-EPIPE, -ECONNRESET, ...), or -ECANCELED (close). */

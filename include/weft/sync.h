@@ -2,12 +2,12 @@
  * semaphore, condition, bounded queue.
  *
  * Every primitive belongs to one loop and is used from its thread, except
- * weft_queue_put_threadsafe() and weft_queue_get_threadsafe(). A waiting operation returns a future (the
- * caller holds one reference) that settles when the wait is over; waiters
- * are served first come, first served. Cancelling a waiting future
- * (weft_future_cancel) removes it from the wait list without disturbing the
- * others. Freeing or closing a primitive rejects its waiters with
- * WEFT_ECLOSED. */
+ * weft_queue_put_threadsafe() and weft_queue_get_threadsafe(). A waiting
+ * operation returns a future (the caller holds one reference) that settles when
+ * the wait is over; waiters are served first come, first served. Cancelling a
+ * waiting future (weft_future_cancel) removes it from the wait list without
+ * disturbing the others. Freeing or closing a primitive rejects its waiters
+ * with WEFT_ECLOSED. */
 #ifndef WEFT_SYNC_H
 #define WEFT_SYNC_H
 
@@ -20,7 +20,8 @@
 extern "C" {
 #endif
 
-/* ---- event ---------------------------------------------------------------- */
+/* ---- event ----------------------------------------------------------------
+ */
 
 /** A flag that futures can wait for (asyncio.Event). */
 typedef struct weft_event weft_event;
@@ -88,7 +89,8 @@ WEFT_API unsigned weft_semaphore_value(const weft_semaphore *sem);
 WEFT_API int weft_semaphore_new_bounded(weft_loop *loop, unsigned value,
                                         weft_semaphore **out);
 
-/* ---- barrier -------------------------------------------------------------- */
+/* ---- barrier --------------------------------------------------------------
+ */
 
 /** A reusable barrier of n parties (asyncio.Barrier, threading.Barrier). */
 typedef struct weft_barrier weft_barrier;
@@ -120,7 +122,8 @@ WEFT_API unsigned weft_barrier_parties(const weft_barrier *b);
 /** True once aborted, until reset (false for NULL). */
 WEFT_API bool weft_barrier_broken(const weft_barrier *b);
 
-/* ---- condition ------------------------------------------------------------ */
+/* ---- condition ------------------------------------------------------------
+ */
 
 /** A condition variable bound to a weft_lock (asyncio.Condition). */
 typedef struct weft_condition weft_condition;
@@ -140,7 +143,8 @@ WEFT_API int weft_condition_notify(weft_condition *cond, unsigned n);
 /** Wakes every waiter. Returns how many, or -EINVAL. */
 WEFT_API int weft_condition_notify_all(weft_condition *cond);
 
-/* ---- bounded queue ---------------------------------------------------------- */
+/* ---- bounded queue ----------------------------------------------------------
+ */
 
 /** A bounded FIFO of void * (asyncio.Queue), which other threads can feed
  * with weft_queue_put_threadsafe(). Items are owned by the queue while in

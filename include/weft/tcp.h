@@ -57,9 +57,10 @@ WEFT_API int weft_tcp_bind(weft_tcp *t, const struct sockaddr *addr,
 /** Listens; `cb` runs on the loop for each connection to accept (call
  * weft_stream_accept() there) or with a negative status on accept errors
  * other than fd exhaustion. A connection the callback leaves unaccepted
- * waits: the listener accepts nothing more until weft_stream_accept(). `backlog` <= 0 means SOMAXCONN. Returns 0;
- * -EINVAL for NULL cb, a closing, reading, connected or already listening
- * handle or one without a bound socket; errors of listen(2). */
+ * waits: the listener accepts nothing more until weft_stream_accept().
+ * `backlog` <= 0 means SOMAXCONN. Returns 0; -EINVAL for NULL cb, a closing,
+ * reading, connected or already listening handle or one without a bound socket;
+ * errors of listen(2). */
 WEFT_API int weft_tcp_listen(weft_tcp *t, int backlog, weft_connection_cb cb);
 
 /** Connects to `addr` (AF_INET or AF_INET6). `cb` (may be NULL) runs
@@ -109,7 +110,8 @@ WEFT_API int weft_tcp_connect_future(weft_tcp *t, const struct sockaddr *addr,
 /* ---- addresses ---------------------------------------------------------- */
 
 /** Fills `*out` from a dotted IPv4 string and a port. Returns 0 or -EINVAL. */
-WEFT_API int weft_ip4_addr(const char *ip, unsigned port, struct sockaddr_in *out);
+WEFT_API int weft_ip4_addr(const char *ip, unsigned port,
+                           struct sockaddr_in *out);
 
 /** Fills `*out` from an IPv6 string (with an optional "%scope") and a
  * port. Returns 0 or -EINVAL. */

@@ -30,8 +30,8 @@ struct weft_timer {
   weft_timer_cb cb;
   uint64_t deadline;
   uint64_t repeat;
-  struct weft__list node;  /* in its deadline's bucket, start order */
-  void *bucket;            /* NULL while stopped */
+  struct weft__list node; /* in its deadline's bucket, start order */
+  void *bucket;           /* NULL while stopped */
 };
 
 /** Initialises `t` on `loop` (inactive). Returns 0 or -EINVAL. The handle

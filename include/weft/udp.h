@@ -40,7 +40,8 @@ enum {
  * datagram) from `addr`, with `flags` (WEFT_UDP_TRUNCATED). `nread` < 0 is
  * a receive error (e.g. -ECONNREFUSED after sending to a closed port on a
  * connected socket), with `buf` and `addr` NULL; receiving goes on. */
-typedef void (*weft_udp_recv_cb)(weft_udp *u, ssize_t nread, const weft_buf *buf,
+typedef void (*weft_udp_recv_cb)(weft_udp *u, ssize_t nread,
+                                 const weft_buf *buf,
                                  const struct sockaddr *addr, unsigned flags);
 
 /** A send finished: 0, a negative errno, or -ECANCELED (close). */

@@ -38,11 +38,13 @@ void th_sink_start(th_sink *k) {
   cr_assert_eq(weft_stream_read_start(&k->pipe.stream, NULL, th_sink_read), 0);
 }
 
-void th_spawn_out(weft_loop *loop, weft_process *p, th_exits *e, char *const *argv,
-                  th_sink *out) {
-  weft_stdio st[2] = {{WEFT_STDIO_IGNORE}, {WEFT_STDIO_PIPE, -1, out ? &out->pipe : NULL}};
+void th_spawn_out(weft_loop *loop, weft_process *p, th_exits *e,
+                  char *const *argv, th_sink *out) {
+  weft_stdio st[2] = {{WEFT_STDIO_IGNORE},
+                      {WEFT_STDIO_PIPE, -1, out ? &out->pipe : NULL}};
   if (out) cr_assert_eq(weft_pipe_init(loop, &out->pipe), 0);
-  weft_process_options o = {.argv = argv, .stdio = st,
+  weft_process_options o = {.argv = argv,
+                            .stdio = st,
                             .stdio_count = out ? 2 : 1,
                             .exit_cb = th_on_exit_count};
   p->base.data = e;
@@ -61,9 +63,11 @@ void th_wait_reaped(weft_loop *loop, pid_t pid) {
   cr_assert_eq(weft_timer_start(&t, pace, 1, 1), 0);
   siginfo_t si;
   int turns = 0;
-  while (waitid(P_PID, (id_t)pid, &si, WEXITED | WNOHANG | WNOWAIT) == 0 && turns++ < 5000)
+  while (waitid(P_PID, (id_t)pid, &si, WEXITED | WNOHANG | WNOWAIT) == 0 &&
+         turns++ < 5000)
     weft_loop_run(loop, WEFT_RUN_ONCE);
   cr_assert_eq(errno, ECHILD, "the loop did not reap %d", (int)pid);
   weft_close(&t.base, pace_closed);
-  while (!closed) weft_loop_run(loop, WEFT_RUN_NOWAIT);
+  while (!closed)
+    weft_loop_run(loop, WEFT_RUN_NOWAIT);
 }

@@ -32,8 +32,8 @@ void th_sink_start(th_sink *k);
 
 /* Spawns argv with stdout into `out` (may be NULL: inherited), stdin
  * ignored, exits into `e` via th_on_exit_count; asserts success. */
-void th_spawn_out(weft_loop *loop, weft_process *p, th_exits *e, char *const *argv,
-                  th_sink *out);
+void th_spawn_out(weft_loop *loop, weft_process *p, th_exits *e,
+                  char *const *argv, th_sink *out);
 
 /* Runs the loop, paced by a 1 ms timer (an orphan does not keep the loop
  * alive), until `pid` is no longer a zombie child of ours (waitid with

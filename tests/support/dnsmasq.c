@@ -16,7 +16,8 @@
 #include <unistd.h>
 
 #define DNSMASQ "/usr/sbin/dnsmasq"
-#define START_ATTEMPTS 20 /* a port can be taken between the check and dnsmasq's bind */
+#define START_ATTEMPTS                                                         \
+  20 /* a port can be taken between the check and dnsmasq's bind */
 #define READY_POLLS 100 /* x 50 ms: dnsmasq starts in a few ms */
 
 /* Binds a UDP socket to 127.0.0.1:0; returns the fd and the port. */
@@ -44,9 +45,12 @@ static int free_port(unsigned *port) {
   int fd = udp_bound(port);
   if (fd < 0) return fd;
   int t = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)*port)};
+  struct sockaddr_in a = {.sin_family = AF_INET,
+                          .sin_port = htons((uint16_t)*port)};
   a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  int err = t < 0 ? -errno : bind(t, (struct sockaddr *)&a, sizeof a) != 0 ? -errno : 0;
+  int err = t < 0                                           ? -errno
+            : bind(t, (struct sockaddr *)&a, sizeof a) != 0 ? -errno
+                                                            : 0;
   if (t >= 0) close(t);
   close(fd);
   return err;
@@ -76,8 +80,8 @@ static pid_t spawn(const th_dnsmasq *d) {
   const char *root = geteuid() == 0 ? "--user=root" : "--conf-file=/dev/null";
   execl(DNSMASQ, DNSMASQ, "--no-daemon", port, "--listen-address=127.0.0.1",
         "--bind-interfaces", "--no-resolv", "--no-hosts", hosts,
-        "--local=/test/", "--local=/localhost/", "--pid-file=", "--conf-file=/dev/null", root,
-        (char *)NULL);
+        "--local=/test/", "--local=/localhost/",
+        "--pid-file=", "--conf-file=/dev/null", root, (char *)NULL);
   _exit(127);
 }
 
@@ -85,11 +89,12 @@ static pid_t spawn(const th_dnsmasq *d) {
  * exits (port taken: the caller retries), or READY_POLLS run out. */
 static int wait_ready(const th_dnsmasq *d) {
   static const unsigned char query[] = {
-      0x7e, 0x57, 0x01, 0x00, 0, 1, 0, 0, 0, 0, 0, 0, 5, 'r', 'e', 'a', 'd',
-      'y', 4,    't', 'e',  's', 't', 0, 0, 1, 0, 1};
+      0x7e, 0x57, 0x01, 0x00, 0, 1,   0,   0,   0,   0, 0, 0, 5, 'r',
+      'e',  'a',  'd',  'y',  4, 't', 'e', 's', 't', 0, 0, 1, 0, 1};
   int fd = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
   if (fd < 0) return -errno;
-  struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)d->port)};
+  struct sockaddr_in a = {.sin_family = AF_INET,
+                          .sin_port = htons((uint16_t)d->port)};
   a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
   int err = -ETIMEDOUT;
   for (int i = 0; i < READY_POLLS; i++) {
@@ -134,8 +139,10 @@ int th_dnsmasq_start(th_dnsmasq *d, const char *hosts) {
     err = 0; /* retry on a new port */
   }
   if (err == 0 && d->pid < 0) err = -EADDRINUSE;
-  if (err != 0) th_dnsmasq_stop(d);
-  else snprintf(d->server, sizeof d->server, "127.0.0.1:%u", d->port);
+  if (err != 0)
+    th_dnsmasq_stop(d);
+  else
+    snprintf(d->server, sizeof d->server, "127.0.0.1:%u", d->port);
   return err;
 }
 

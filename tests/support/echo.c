@@ -68,7 +68,8 @@ static void on_connection(weft_stream *listener, int status) {
   c->e = e;
   weft_stream *s = conn_stream(c, type);
   cr_assert_eq(type == WEFT_HANDLE_TCP ? weft_tcp_init(loop, &c->h.tcp)
-                                       : weft_pipe_init(loop, &c->h.pipe), 0);
+                                       : weft_pipe_init(loop, &c->h.pipe),
+               0);
   cr_assert_eq(weft_stream_accept(listener, s), 0);
   e->accepted++;
   cr_assert_eq(weft_stream_read_start(s, echo_alloc, echo_read), 0);
@@ -80,7 +81,8 @@ void th_echo_listen(th_echo *e, weft_stream *listener) {
             weft_handle_type_name(type));
   e->accepted = e->closed = e->write_errors = 0;
   listener->base.data = e;
-  int err = type == WEFT_HANDLE_TCP ? weft_tcp_listen((weft_tcp *)listener, 0, on_connection)
-                                    : weft_pipe_listen((weft_pipe *)listener, 0, on_connection);
+  int err = type == WEFT_HANDLE_TCP
+                ? weft_tcp_listen((weft_tcp *)listener, 0, on_connection)
+                : weft_pipe_listen((weft_pipe *)listener, 0, on_connection);
   cr_assert_eq(err, 0, "%s", weft_err_name(err));
 }

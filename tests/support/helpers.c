@@ -38,14 +38,17 @@ void th_alloc_install(size_t n) {
   atomic_store(&failed, 0);
   atomic_store(&fail_at, n);
   weft_allocator a = {t_malloc, t_realloc, t_free, NULL};
-  cr_assert_eq(weft_set_allocator(&a), 0, "allocator swap while weft holds memory");
+  cr_assert_eq(weft_set_allocator(&a), 0,
+               "allocator swap while weft holds memory");
 }
 
 void th_alloc_restore(void) {
   cr_assert_eq(weft_set_allocator(NULL), 0, "weft still holds memory");
 }
 
-void th_alloc_arm(size_t n) { atomic_store(&fail_at, n ? atomic_load(&calls) + n : 0); }
+void th_alloc_arm(size_t n) {
+  atomic_store(&fail_at, n ? atomic_load(&calls) + n : 0);
+}
 
 size_t th_alloc_calls(void) { return atomic_load(&calls); }
 size_t th_alloc_failed(void) { return atomic_load(&failed); }
@@ -72,12 +75,14 @@ void th_loop_close(weft_loop *loop) {
 
 void th_loop_finish(weft_loop *loop) {
   th_loop_close(loop);
-  cr_assert_eq(weft_alloc_live(), 0, "weft leaked %zu blocks", weft_alloc_live());
+  cr_assert_eq(weft_alloc_live(), 0, "weft leaked %zu blocks",
+               weft_alloc_live());
 }
 
 void th_run(weft_loop *loop) {
   int rc = weft_loop_run(loop, WEFT_RUN_DEFAULT);
-  cr_assert_eq(rc, 0, "weft_loop_run: %d (%s)", rc, rc < 0 ? weft_err_name(rc) : "alive");
+  cr_assert_eq(rc, 0, "weft_loop_run: %d (%s)", rc,
+               rc < 0 ? weft_err_name(rc) : "alive");
 }
 
 static void usable_closed(weft_handle *h) { *(int *)h->data += 10; }
@@ -94,7 +99,8 @@ void th_loop_usable(weft_loop *loop) {
   t.base.data = &seen;
   int rc = weft_timer_start(&t, usable_tick, 0, 0);
   cr_assert_eq(rc, 0, "timer start on the swept loop: %s", weft_err_name(rc));
-  for (int i = 0; i < 1000 && seen < 10; i++) weft_loop_run(loop, WEFT_RUN_ONCE);
+  for (int i = 0; i < 1000 && seen < 10; i++)
+    weft_loop_run(loop, WEFT_RUN_ONCE);
   cr_assert_eq(seen, 11, "the loop no longer runs a timer (%d)", seen);
 }
 
@@ -109,15 +115,17 @@ static int sweep_round(const th_sweep *s, size_t n, bool *any_failed) {
   *any_failed = th_alloc_failed() != 0;
   th_alloc_arm(0);
   if (rc != 0)
-    cr_assert(rc == -ENOMEM && *any_failed, "allocation %zu: %s", n, weft_err_name(rc));
+    cr_assert(rc == -ENOMEM && *any_failed, "allocation %zu: %s", n,
+              weft_err_name(rc));
   if (s->strict && *any_failed)
-    cr_assert_eq(rc, -ENOMEM, "allocation %zu failed, yet %s", n, weft_err_name(rc));
+    cr_assert_eq(rc, -ENOMEM, "allocation %zu failed, yet %s", n,
+                 weft_err_name(rc));
   if (loop != NULL) {
     th_loop_usable(loop);
     th_loop_close(loop);
   }
-  cr_assert_eq(weft_alloc_live(), 0, "allocation %zu: weft leaked %zu blocks", n,
-               weft_alloc_live());
+  cr_assert_eq(weft_alloc_live(), 0, "allocation %zu: weft leaked %zu blocks",
+               n, weft_alloc_live());
   th_alloc_restore();
   return rc;
 }
@@ -157,6 +165,7 @@ __lsan_default_suppressions(void) {
  * then dies of SIGALRM and is reported as crashed. */
 #define TH_WATCHDOG_S 180u
 __attribute__((constructor)) static void th_watchdog(void) {
-  if (strcmp(program_invocation_short_name, "boxfort-worker") == 0) alarm(TH_WATCHDOG_S);
+  if (strcmp(program_invocation_short_name, "boxfort-worker") == 0)
+    alarm(TH_WATCHDOG_S);
 }
 #endif

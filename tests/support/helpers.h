@@ -12,8 +12,8 @@
  * C library's allocator back (call it once weft holds nothing). */
 void th_alloc_install(size_t fail_at);
 void th_alloc_restore(void);
-size_t th_alloc_calls(void);   /* malloc+realloc calls since install */
-size_t th_alloc_failed(void);  /* how many calls were made to fail */
+size_t th_alloc_calls(void);  /* malloc+realloc calls since install */
+size_t th_alloc_failed(void); /* how many calls were made to fail */
 /* Re-arms the installed allocator: the nth call from now fails (0: none). */
 void th_alloc_arm(size_t n);
 
@@ -31,10 +31,10 @@ typedef int (*th_sweep_fn)(weft_loop *loop, void *arg);
 typedef struct th_sweep {
   th_sweep_fn op;
   void *arg;
-  th_sweep_fn setup;   /* optional; must return 0 */
-  size_t max_rounds;   /* "never succeeded" after this many (0: 10000) */
-  bool strict;         /* an injected failure may not be absorbed */
-  bool no_loop;        /* `op` gets NULL and makes its own loops */
+  th_sweep_fn setup; /* optional; must return 0 */
+  size_t max_rounds; /* "never succeeded" after this many (0: 10000) */
+  bool strict;       /* an injected failure may not be absorbed */
+  bool no_loop;      /* `op` gets NULL and makes its own loops */
 } th_sweep;
 /* Runs the sweep; returns how many rounds `op` returned -ENOMEM. */
 size_t th_alloc_sweep_run(const th_sweep *s);

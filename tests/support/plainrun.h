@@ -58,7 +58,8 @@ static inline void pr_register(struct pr_test *t) {
   static void suite##_##name##_fn(void)
 
 #define TestSuite(suite, ...)                                                  \
-  static const struct pr_extra suite##_suite_extra_ __attribute__((unused)) = {0, __VA_ARGS__}
+  static const struct pr_extra suite##_suite_extra_                            \
+      __attribute__((unused)) = {0, __VA_ARGS__}
 
 __attribute__((format(printf, 4, 5), noreturn)) static inline void
 pr_fail(const char *file, int line, const char *expr, const char *fmt, ...) {
@@ -88,8 +89,10 @@ pr_fail(const char *file, int line, const char *expr, const char *fmt, ...) {
 #define cr_assert_geq(a, b, ...) cr_assert((a) >= (b), __VA_ARGS__)
 #define cr_assert_null(p, ...) cr_assert((p) == NULL, __VA_ARGS__)
 #define cr_assert_not_null(p, ...) cr_assert((p) != NULL, __VA_ARGS__)
-#define cr_assert_str_eq(a, b, ...) cr_assert(strcmp((a), (b)) == 0, __VA_ARGS__)
-#define cr_assert_str_neq(a, b, ...) cr_assert(strcmp((a), (b)) != 0, __VA_ARGS__)
+#define cr_assert_str_eq(a, b, ...)                                            \
+  cr_assert(strcmp((a), (b)) == 0, __VA_ARGS__)
+#define cr_assert_str_neq(a, b, ...)                                           \
+  cr_assert(strcmp((a), (b)) != 0, __VA_ARGS__)
 #define cr_assert_float_eq(a, b, eps, ...)                                     \
   cr_assert(((a) - (b)) <= (eps) && ((b) - (a)) <= (eps), __VA_ARGS__)
 #define cr_expect cr_assert
@@ -118,10 +121,13 @@ static int pr_run_one(const struct pr_test *t) {
     _exit(0);
   }
   int status;
-  while (waitpid(pid, &status, 0) < 0) {}
+  while (waitpid(pid, &status, 0) < 0) {
+  }
   bool ok;
-  if (x->signal) ok = WIFSIGNALED(status) && WTERMSIG(status) == x->signal;
-  else ok = WIFEXITED(status) && WEXITSTATUS(status) == x->exit_code;
+  if (x->signal)
+    ok = WIFSIGNALED(status) && WTERMSIG(status) == x->signal;
+  else
+    ok = WIFEXITED(status) && WEXITSTATUS(status) == x->exit_code;
   if (!ok) {
     if (WIFSIGNALED(status))
       fprintf(stderr, "[FAIL] %s::%s: killed by signal %d%s\n", t->suite,
@@ -139,9 +145,12 @@ __attribute__((weak)) int main(int argc, char **argv) {
   int passed = 0, failed = 0;
   for (struct pr_test *t = pr_head; t != NULL; t = t->next) {
     if (t->extra->disabled) continue;
-    if (filter && !strstr(t->name, filter) && !strstr(t->suite, filter)) continue;
-    if (pr_run_one(t)) passed++;
-    else failed++;
+    if (filter && !strstr(t->name, filter) && !strstr(t->suite, filter))
+      continue;
+    if (pr_run_one(t))
+      passed++;
+    else
+      failed++;
   }
   printf("plainrun: %d passed, %d failed\n", passed, failed);
   return failed ? 1 : 0;

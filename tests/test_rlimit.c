@@ -451,7 +451,7 @@ static void on_connection(weft_stream *server, int status) {
     conn_err++;
     return;
   }
-  cr_assert_eq(weft_tcp_init(server->base.loop, accepted), 0);
+  cr_assert_eq(weft_tcp_init(weft_handle_loop(&server->base), accepted), 0);
   int err = weft_stream_accept(server, &accepted->stream);
   cr_assert_eq(err, 0, "%s", NAME(err));
   conn_ok++;

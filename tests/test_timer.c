@@ -417,11 +417,12 @@ Test(timer, zero_restart_does_not_join_a_due_group_at_now, .timeout = 10) {
  * clock past another timer's deadline does not add that timer to it. */
 static void advance_clock(weft_timer *t) {
   weft_timer *later = t->base.data;
-  ++*(int *)weft_loop_get_data(t->base.loop);
-  uint64_t deadline = weft_now(t->base.loop) + weft_timer_due_in(later);
+  weft_loop *loop = weft_handle_loop(&t->base);
+  ++*(int *)weft_loop_get_data(loop);
+  uint64_t deadline = weft_now(loop) + weft_timer_due_in(later);
   do
-    weft_update_time(t->base.loop);
-  while (weft_now(t->base.loop) < deadline);
+    weft_update_time(loop);
+  while (weft_now(loop) < deadline);
   cr_assert_eq(weft_timer_due_in(later), 0);
 }
 

@@ -143,6 +143,13 @@ typedef struct weft__net {
 /* The state of `loop`, created on first use; NULL if out of memory. */
 weft__net *weft__net_get(weft_loop *loop);
 
+/* Checks the loop's request pools (for tests, like weft__timers_validate):
+ * every free request is unqueued and holds no future, and each free list
+ * ends. Returns 0 and the number of free requests in *nfree (may be NULL),
+ * or -EINVAL naming nothing more: a test asserts 0. A loop that never used
+ * io has empty pools. */
+int weft__req_pools_validate(weft_loop *loop, size_t *nfree);
+
 /* Makes sure a delivery run is queued: call before accepting an operation
  * that may complete synchronously, so that its completion can always be
  * delivered later (no -ENOMEM after the fact). */

@@ -41,6 +41,34 @@ void weft__reqq_flush(weft__list *done, weft__req_run_fn run) {
     run(weft__req_of(n));
 }
 
+/* A free list longer than this is taken for a cycle. */
+#define POOL_VALIDATE_MAX ((size_t)1 << 24)
+
+static int pool_validate(const weft__req_pool *pool, size_t *count) {
+  size_t n = 0;
+  for (const weft__list *it = pool->free.next; it != &pool->free;
+       it = it->next) {
+    const weft__req_hdr *r = weft__req_of((weft__list *)it);
+    if (r->future != NULL || (r->flags & WEFT__REQ_QUEUED) ||
+        it->next->prev != it || ++n > POOL_VALIDATE_MAX)
+      return -EINVAL;
+  }
+  *count += n;
+  return 0;
+}
+
+int weft__req_pools_validate(weft_loop *loop, size_t *nfree) {
+  size_t n = 0;
+  weft__net *net = weft__module_get(loop, WEFT__MOD_NET);
+  int err = 0;
+  if (net != NULL && ((err = pool_validate(&net->wreqs, &n)) != 0 ||
+                      (err = pool_validate(&net->creqs, &n)) != 0 ||
+                      (err = pool_validate(&net->sreqs, &n)) != 0))
+    return err;
+  if (nfree != NULL) *nfree = n;
+  return 0;
+}
+
 static void pool_clear(weft__req_pool *pool) {
   for (weft__list *n; (n = weft__list_pop_front(&pool->free)) != NULL;)
     weft__free(weft__req_outer(weft__req_of(n)));

@@ -4,6 +4,7 @@
  * from the caller, write futures and their cancellation, sendfile (order
  * with writes, a large file to a slow reader, cancel, bad input). */
 #include "support/test.h"
+#include "io/internal.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -466,6 +467,42 @@ Test(stream, reads_into_caller_buffers_and_reports_nobufs, .timeout = 10) {
 
 /* ---- futures and many buffers
  * ---------------------------------------------------- */
+
+/* The request pools stay valid through future-form writes, and the
+ * validate function notices a free request that still holds a future. */
+Test(stream, request_pools_stay_valid, .timeout = 10) {
+  weft_loop *loop = th_loop();
+  size_t nfree = 99;
+  cr_assert_eq(weft__req_pools_validate(loop, &nfree), 0);
+  cr_assert_eq(nfree, 0); /* no io yet */
+  weft_pipe a, b;
+  weft_pipe_init(loop, &a);
+  weft_pipe_init(loop, &b);
+  cr_assert_eq(weft_pipe_pair(loop, &a, &b), 0);
+  weft_buf buf = weft_buf_init("abc", 3);
+  weft_future *f[3];
+  for (int i = 0; i < 3; i++)
+    cr_assert_eq(weft_stream_write_future(&a.stream, &buf, 1, &f[i]), 0);
+  cr_assert_eq(weft__req_pools_validate(loop, &nfree), 0);
+  cr_assert_eq(nfree, 0); /* all three in flight */
+  weft_loop_run(loop, WEFT_RUN_NOWAIT);
+  for (int i = 0; i < 3; i++) {
+    cr_assert_eq(weft_future_get_state(f[i]), WEFT_FUTURE_FULFILLED);
+    cr_assert_eq(weft_future_value_i64(f[i]), 3);
+    weft_future_unref(f[i]);
+  }
+  cr_assert_eq(weft__req_pools_validate(loop, &nfree), 0);
+  cr_assert_eq(nfree, 3); /* back in the pool, ready for reuse */
+  weft__net *net = weft__module_get(loop, WEFT__MOD_NET);
+  weft__req_hdr *r = weft__req_of(net->wreqs.free.next);
+  r->future = f[0]; /* a stale future left in a free request */
+  cr_assert_eq(weft__req_pools_validate(loop, NULL), -EINVAL);
+  r->future = NULL;
+  cr_assert_eq(weft__req_pools_validate(loop, NULL), 0);
+  weft_close(&a.stream.base, NULL);
+  weft_close(&b.stream.base, NULL);
+  th_loop_finish(loop);
+}
 
 Test(stream, write_future_and_cancel_of_a_queued_write, .timeout = 10) {
   weft_loop *loop = th_loop();

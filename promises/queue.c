@@ -19,11 +19,21 @@
 
 #include "internal.h"
 
+typedef struct qent {
+  void *item;
+  uint64_t seq; /* entry order: ties of a priority queue */
+} qent;
+
 struct weft_queue {
   weft_loop *loop;
-  void **ring;
+  qent *ring; /* FIFO/LIFO: a ring from head; PRIORITY: a heap (head 0) */
   size_t cap, head;
   weft_dtor dtor;
+  weft_queue_kind kind;
+  weft_queue_cmp cmp;
+  uint64_t seq;        /* next entry's number (under mu) */
+  size_t unfinished;   /* items entered minus task_done (under mu) */
+  weft__waitq joiners; /* weft_queue_join futures (loop thread) */
   weft__waitq getters, putters;
   pthread_mutex_t mu;
   pthread_cond_t space;
@@ -41,10 +51,14 @@ typedef struct ts_item {
   void *item;
 } ts_item;
 
-int weft_queue_new(weft_loop *loop, size_t capacity, weft_dtor dtor,
-                   weft_queue **out) {
+int weft_queue_new_ex(weft_loop *loop, size_t capacity, weft_dtor dtor,
+                      weft_queue_kind kind, weft_queue_cmp cmp,
+                      weft_queue **out) {
   if (loop == NULL || out == NULL || capacity == 0 ||
-      capacity > SIZE_MAX / sizeof(void *))
+      capacity > SIZE_MAX / sizeof(qent))
+    return -EINVAL;
+  bool ordered = kind == WEFT_QUEUE_FIFO || kind == WEFT_QUEUE_LIFO;
+  if (kind == WEFT_QUEUE_PRIORITY ? cmp == NULL : !ordered || cmp != NULL)
     return -EINVAL;
   weft_queue *q = weft__calloc(1, sizeof *q);
   if (q == NULL) return -ENOMEM;
@@ -64,30 +78,80 @@ int weft_queue_new(weft_loop *loop, size_t capacity, weft_dtor dtor,
   q->loop = loop;
   q->cap = capacity;
   q->dtor = dtor;
+  q->kind = kind;
+  q->cmp = cmp;
   *out = q;
   return 0;
 }
 
-/* Under mu: a thread blocked in get_threadsafe may take it. */
+int weft_queue_new(weft_loop *loop, size_t capacity, weft_dtor dtor,
+                   weft_queue **out) {
+  return weft_queue_new_ex(loop, capacity, dtor, WEFT_QUEUE_FIFO, NULL, out);
+}
+
+/* Heap order: a before b (smaller by cmp, else entered first). */
+static bool before(const weft_queue *q, const qent *a, const qent *b) {
+  int c = q->cmp(a->item, b->item);
+  return c < 0 || (c == 0 && a->seq < b->seq);
+}
+
+/* Under mu: the item enters (one more unfinished task); a thread blocked
+ * in get_threadsafe may take it. */
 static void ring_push(weft_queue *q, void *item) {
-  q->ring[(q->head + q->len) % q->cap] = item;
+  qent e = {item, q->seq++};
+  q->unfinished++;
+  if (q->kind != WEFT_QUEUE_PRIORITY) {
+    q->ring[(q->head + q->len) % q->cap] = e;
+  } else {
+    size_t i = q->len;
+    while (i > 0 && before(q, &e, &q->ring[(i - 1) / 2])) {
+      q->ring[i] = q->ring[(i - 1) / 2];
+      i = (i - 1) / 2;
+    }
+    q->ring[i] = e;
+  }
   q->len++;
   if (q->tgetters != 0) pthread_cond_signal(&q->items);
 }
 
+/* Under mu, len != 0: the next item by the queue's kind. */
 static void *ring_pop(weft_queue *q) {
-  void *item = q->ring[q->head];
-  q->head = (q->head + 1) % q->cap;
-  q->len--;
+  void *item;
+  if (q->kind == WEFT_QUEUE_FIFO) {
+    item = q->ring[q->head].item;
+    q->head = (q->head + 1) % q->cap;
+    q->len--;
+  } else if (q->kind == WEFT_QUEUE_LIFO) {
+    item = q->ring[(q->head + q->len - 1) % q->cap].item;
+    q->len--;
+  } else {
+    item = q->ring[0].item;
+    qent last = q->ring[--q->len];
+    size_t i = 0, n = q->len;
+    for (;;) {
+      size_t c = 2 * i + 1;
+      if (c >= n) break;
+      if (c + 1 < n && before(q, &q->ring[c + 1], &q->ring[c])) c++;
+      if (!before(q, &q->ring[c], &last)) break;
+      q->ring[i] = q->ring[c];
+      i = c;
+    }
+    if (n != 0) q->ring[i] = last;
+  }
   return item;
 }
 
-/* Gives item to the oldest pending getter; false if there is none. */
+/* Gives item to the oldest pending getter (it enters the queue and leaves
+ * at once: one more unfinished task); false if there is none. */
 static bool hand_to_getter(weft_queue *q, void *item) {
   for (weft_future *g; (g = weft__waitq_pop(&q->getters)) != NULL;) {
     int err = weft_future_resolve(g, item, NULL);
     weft_future_unref(g);
-    if (err == 0) return true;
+    if (err == 0) {
+      q->seq++;
+      q->unfinished++;
+      return true;
+    }
   }
   return false;
 }
@@ -210,6 +274,41 @@ int weft_queue_close(weft_queue *q) {
   return 0;
 }
 
+int weft_queue_task_done(weft_queue *q) {
+  if (q == NULL) return -EINVAL;
+  if (!pthread_equal(q->owner, pthread_self())) return -EPERM;
+  pthread_mutex_lock(&q->mu);
+  int err = 0;
+  bool zero = false;
+  if (q->unfinished == 0)
+    err = -EOVERFLOW;
+  else
+    zero = --q->unfinished == 0;
+  pthread_mutex_unlock(&q->mu);
+  if (zero)
+    while (weft__waitq_wake(&q->joiners)) {
+    }
+  return err;
+}
+
+int weft_queue_join(weft_queue *q, weft_future **out) {
+  if (q == NULL || out == NULL) return -EINVAL;
+  if (!pthread_equal(q->owner, pthread_self())) return -EPERM;
+  pthread_mutex_lock(&q->mu);
+  size_t n = q->unfinished;
+  pthread_mutex_unlock(&q->mu);
+  if (n == 0) return weft__future_done(q->loop, out);
+  return weft__waitq_add(q->loop, &q->joiners, out);
+}
+
+size_t weft_queue_unfinished(const weft_queue *q) {
+  if (q == NULL) return 0;
+  pthread_mutex_lock((pthread_mutex_t *)&q->mu);
+  size_t n = q->unfinished;
+  pthread_mutex_unlock((pthread_mutex_t *)&q->mu);
+  return n;
+}
+
 int weft_queue_free(weft_queue *q) {
   if (q == NULL) return -EINVAL;
   pthread_mutex_lock(&q->mu);
@@ -217,6 +316,7 @@ int weft_queue_free(weft_queue *q) {
   pthread_mutex_unlock(&q->mu);
   if (on_way != 0) return -EBUSY;
   weft_queue_close(q);
+  weft__waitq_fail_all(&q->joiners, WEFT_ECLOSED);
   while (q->len != 0) {
     void *item = ring_pop(q);
     if (q->dtor != NULL) q->dtor(item);

@@ -631,3 +631,310 @@ static int barrier_round(weft_loop *loop, void *arg) {
 Test(sync, barrier_allocation_failure_at_each_site, .timeout = 30) {
   cr_assert_gt(th_alloc_sweep(barrier_round, NULL), 0);
 }
+
+/* ---- queue: LIFO, priority, task_done / join --------------------------------
+ */
+
+static int cmp_int(const void *a, const void *b) {
+  int x = *(const int *)a, y = *(const int *)b;
+  return (x > y) - (x < y);
+}
+
+static void *get_value(weft_future *f) {
+  void *v = weft_future_value(f);
+  weft_future_unref(f);
+  return v;
+}
+
+Test(queue_more, lifo_hands_out_newest_first_by_every_get, .timeout = 10) {
+  weft_loop *loop = th_loop();
+  weft_queue *q;
+  weft_future *p, *g;
+  int v[4] = {1, 2, 3, 4};
+  void *item;
+  SEQ(weft_queue_new_ex(loop, 3, NULL, WEFT_QUEUE_LIFO, NULL, &q), 0);
+  for (int i = 0; i < 3; i++)
+    SEQ(weft_queue_try_put(q, &v[i]), 0);
+  SEQ(weft_queue_put(q, &v[3], &p), 0); /* full: waits */
+  cr_assert_eq(st(p), WEFT_FUTURE_PENDING);
+  SEQ(weft_queue_try_get(q, &item), 0);
+  cr_assert_eq(item, &v[2]);
+  cr_assert_eq(st(p), WEFT_FUTURE_FULFILLED); /* v[3] entered: newest */
+  weft_future_unref(p);
+  SEQ(weft_queue_get(q, &g), 0);
+  cr_assert_eq(get_value(g), &v[3]);
+  SEQ(weft_queue_try_get(q, &item), 0);
+  cr_assert_eq(item, &v[1]);
+  SEQ(weft_queue_try_put(q, &v[2]), 0);
+  SEQ(weft_queue_get(q, &g), 0);
+  cr_assert_eq(get_value(g), &v[2]);
+  SEQ(weft_queue_get(q, &g), 0);
+  cr_assert_eq(get_value(g), &v[0]);
+  SEQ(weft_queue_try_get(q, &item), -EAGAIN);
+  cr_assert_eq(weft_queue_len(q), 0);
+  SEQ(weft_queue_free(q), 0);
+  th_run(loop);
+  th_loop_finish(loop);
+}
+
+Test(queue_more, priority_is_smallest_first_ties_in_entry_order,
+     .timeout = 10) {
+  weft_loop *loop = th_loop();
+  weft_queue *q;
+  weft_future *p, *g;
+  /* two 1s and two 4s: ties must come out in the order they entered */
+  int v[] = {5, 1, 4, 1, 9, 2, 6, 4, 3, 8, 7, 0};
+  enum { N = sizeof v / sizeof v[0] };
+  void *item;
+  SEQ(weft_queue_new_ex(loop, N, NULL, WEFT_QUEUE_PRIORITY, cmp_int, &q), 0);
+  for (int i = 0; i < N; i++)
+    SEQ(weft_queue_try_put(q, &v[i]), 0);
+  int *prev = NULL;
+  for (int i = 0; i < N; i++) {
+    int *got;
+    if (i % 2 == 0) {
+      SEQ(weft_queue_try_get(q, &item), 0);
+      got = item;
+    } else {
+      SEQ(weft_queue_get(q, &g), 0);
+      got = get_value(g);
+    }
+    if (prev != NULL) {
+      cr_assert_leq(*prev, *got, "step %d: %d after %d", i, *got, *prev);
+      if (*prev == *got) cr_assert_lt(prev, got, "tie out of entry order");
+    }
+    prev = got;
+  }
+  cr_assert_eq(*prev, 9);
+  /* a put waiting while full is ordered once it enters */
+  int a = 5, b = 3, c = 1;
+  SEQ(weft_queue_free(q), 0);
+  SEQ(weft_queue_new_ex(loop, 2, NULL, WEFT_QUEUE_PRIORITY, cmp_int, &q), 0);
+  SEQ(weft_queue_try_put(q, &a), 0);
+  SEQ(weft_queue_try_put(q, &b), 0);
+  SEQ(weft_queue_try_put(q, &c), -EAGAIN);
+  SEQ(weft_queue_put(q, &c, &p), 0);
+  SEQ(weft_queue_get(q, &g), 0);
+  cr_assert_eq(get_value(g), &b); /* c was not in yet */
+  cr_assert_eq(st(p), WEFT_FUTURE_FULFILLED);
+  weft_future_unref(p);
+  SEQ(weft_queue_get(q, &g), 0);
+  cr_assert_eq(get_value(g), &c);
+  SEQ(weft_queue_get(q, &g), 0);
+  cr_assert_eq(get_value(g), &a);
+  SEQ(weft_queue_free(q), 0);
+  th_run(loop);
+  th_loop_finish(loop);
+}
+
+typedef struct order_taker {
+  weft_queue *q;
+  int n;
+  int *got[8];
+  int errs[8];
+} order_taker;
+
+static void *take_in_order(void *arg) {
+  order_taker *t = arg;
+  for (int i = 0; i < t->n; i++) {
+    void *item = NULL;
+    t->errs[i] = weft_queue_get_threadsafe(t->q, &item, 5000);
+    t->got[i] = item;
+  }
+  return NULL;
+}
+
+Test(queue_more, get_threadsafe_follows_the_kind, .timeout = 20) {
+  weft_loop *loop = th_loop();
+  int v[] = {4, 2, 7, 1, 3};
+  enum { N = sizeof v / sizeof v[0] };
+  static const int prio[N] = {1, 2, 3, 4, 7};
+  for (int kind = WEFT_QUEUE_LIFO; kind <= WEFT_QUEUE_PRIORITY; kind++) {
+    order_taker t = {.n = N};
+    SEQ(weft_queue_new_ex(loop, N, NULL, (weft_queue_kind)kind,
+                          kind == WEFT_QUEUE_PRIORITY ? cmp_int : NULL, &t.q),
+        0);
+    for (int i = 0; i < N; i++)
+      SEQ(weft_queue_try_put(t.q, &v[i]), 0);
+    pthread_t th;
+    cr_assert_eq(pthread_create(&th, NULL, take_in_order, &t), 0);
+    pthread_join(th, NULL);
+    for (int i = 0; i < N; i++) {
+      SEQ(t.errs[i], 0);
+      if (kind == WEFT_QUEUE_LIFO)
+        cr_assert_eq(t.got[i], &v[N - 1 - i], "lifo step %d", i);
+      else
+        cr_assert_eq(*t.got[i], prio[i], "priority step %d", i);
+    }
+    while (weft_queue_free(t.q) == -EBUSY) /* the refills run first */
+      weft_loop_run(loop, WEFT_RUN_ONCE);
+  }
+  th_run(loop);
+  th_loop_finish(loop);
+}
+
+Test(queue_more, join_waits_for_every_task_done, .timeout = 10) {
+  weft_loop *loop = th_loop();
+  weft_queue *q;
+  weft_future *j[3], *g, *p;
+  int a = 1, b = 2, c = 3;
+  void *item;
+  SEQ(weft_queue_new(loop, 1, NULL, &q), 0);
+  SEQ(weft_queue_join(q, &j[0]), 0); /* nothing unfinished: at once */
+  cr_assert_eq(st(j[0]), WEFT_FUTURE_FULFILLED);
+  cr_assert_eq(weft_future_value_i64(j[0]), 0);
+  weft_future_unref(j[0]);
+  SEQ(weft_queue_task_done(q), -EOVERFLOW);
+  cr_assert_eq(weft_queue_unfinished(q), 0);
+  SEQ(weft_queue_get(q, &g), 0);
+  SEQ(weft_queue_put(q, &a, &p), 0); /* handed straight to g: counts */
+  weft_future_unref(p);
+  cr_assert_eq(get_value(g), &a);
+  cr_assert_eq(weft_queue_unfinished(q), 1);
+  SEQ(weft_queue_try_put(q, &b), 0);
+  SEQ(weft_queue_put(q, &c, &p), 0); /* full: not counted until it enters */
+  cr_assert_eq(weft_queue_unfinished(q), 2);
+  SEQ(weft_queue_join(q, &j[0]), 0);
+  SEQ(weft_queue_join(q, &j[1]), 0);
+  SEQ(weft_queue_join(q, &j[2]), 0);
+  SEQ(weft_future_cancel(j[1]), 0);
+  SEQ(weft_queue_task_done(q), 0); /* a */
+  SEQ(weft_queue_try_get(q, &item), 0);
+  cr_assert_eq(item, &b);
+  cr_assert_eq(weft_queue_unfinished(q), 2); /* b still, c entered */
+  weft_future_unref(p);
+  SEQ(weft_queue_task_done(q), 0); /* b */
+  cr_assert_eq(st(j[0]), WEFT_FUTURE_PENDING);
+  SEQ(weft_queue_try_get(q, &item), 0);
+  cr_assert_eq(item, &c);
+  cr_assert_eq(st(j[2]), WEFT_FUTURE_PENDING); /* got is not done */
+  SEQ(weft_queue_task_done(q), 0);             /* c */
+  cr_assert_eq(st(j[0]), WEFT_FUTURE_FULFILLED);
+  cr_assert_eq(st(j[1]), WEFT_FUTURE_CANCELLED);
+  cr_assert_eq(st(j[2]), WEFT_FUTURE_FULFILLED);
+  SEQ(weft_queue_task_done(q), -EOVERFLOW);
+  cr_assert_eq(weft_queue_unfinished(q), 0);
+  unref_all(j, 3);
+  /* put_threadsafe items count once they arrive */
+  SEQ(weft_queue_put_threadsafe(q, &a), 0);
+  cr_assert_eq(weft_queue_unfinished(q), 0); /* on its way */
+  while (weft_queue_len(q) == 0)
+    weft_loop_run(loop, WEFT_RUN_NOWAIT);
+  cr_assert_eq(weft_queue_unfinished(q), 1);
+  SEQ(weft_queue_join(q, &j[0]), 0);
+  cr_assert_eq(st(j[0]), WEFT_FUTURE_PENDING);
+  SEQ(weft_queue_task_done(q), 0); /* done before got is allowed */
+  cr_assert_eq(st(j[0]), WEFT_FUTURE_FULFILLED);
+  weft_future_unref(j[0]);
+  SEQ(weft_queue_free(q), 0);
+  th_run(loop);
+  th_loop_finish(loop);
+}
+
+static void dummy_dtor(void *p) { (void)p; }
+
+Test(queue_more, close_leaves_joins_waiting_free_rejects_them, .timeout = 10) {
+  weft_loop *loop = th_loop();
+  weft_queue *q;
+  weft_future *j[2];
+  int a = 1, b = 2;
+  void *item;
+  SEQ(weft_queue_new(loop, 2, NULL, &q), 0);
+  SEQ(weft_queue_try_put(q, &a), 0);
+  SEQ(weft_queue_try_put(q, &b), 0);
+  SEQ(weft_queue_join(q, &j[0]), 0);
+  SEQ(weft_queue_close(q), 0);
+  cr_assert_eq(st(j[0]), WEFT_FUTURE_PENDING);
+  SEQ(weft_queue_try_get(q, &item), 0);
+  SEQ(weft_queue_task_done(q), 0);
+  SEQ(weft_queue_join(q, &j[1]), 0); /* after close: still waits */
+  cr_assert_eq(st(j[1]), WEFT_FUTURE_PENDING);
+  SEQ(weft_queue_free(q), 0); /* b freed inside, never done */
+  SEQ(weft_future_error(j[0]), WEFT_ECLOSED);
+  SEQ(weft_future_error(j[1]), WEFT_ECLOSED);
+  unref_all(j, 2);
+  th_run(loop);
+  th_loop_finish(loop);
+}
+
+typedef struct other_thread_call {
+  weft_queue *q;
+  int done, join;
+  weft_future *f;
+} other_thread_call;
+
+static void *call_from_other_thread(void *arg) {
+  other_thread_call *c = arg;
+  c->done = weft_queue_task_done(c->q);
+  c->join = weft_queue_join(c->q, &c->f);
+  return NULL;
+}
+
+Test(queue_more, bad_inputs, .timeout = 10) {
+  weft_loop *loop = th_loop();
+  weft_queue *q = NULL;
+  weft_future *f = NULL;
+  SEQ(weft_queue_new_ex(NULL, 1, NULL, WEFT_QUEUE_FIFO, NULL, &q), -EINVAL);
+  SEQ(weft_queue_new_ex(loop, 1, NULL, WEFT_QUEUE_FIFO, NULL, NULL), -EINVAL);
+  SEQ(weft_queue_new_ex(loop, 0, NULL, WEFT_QUEUE_LIFO, NULL, &q), -EINVAL);
+  SEQ(weft_queue_new_ex(loop, SIZE_MAX / 2, NULL, WEFT_QUEUE_PRIORITY, cmp_int,
+                        &q),
+      -EINVAL); /* overflows the size */
+  SEQ(weft_queue_new_ex(loop, 1, NULL, (weft_queue_kind)7, NULL, &q), -EINVAL);
+  SEQ(weft_queue_new_ex(loop, 1, NULL, (weft_queue_kind)-1, NULL, &q), -EINVAL);
+  SEQ(weft_queue_new_ex(loop, 1, NULL, (weft_queue_kind)7, cmp_int, &q),
+      -EINVAL);
+  SEQ(weft_queue_new_ex(loop, 1, NULL, WEFT_QUEUE_PRIORITY, NULL, &q), -EINVAL);
+  SEQ(weft_queue_new_ex(loop, 1, NULL, WEFT_QUEUE_FIFO, cmp_int, &q), -EINVAL);
+  SEQ(weft_queue_new_ex(loop, 1, NULL, WEFT_QUEUE_LIFO, cmp_int, &q), -EINVAL);
+  cr_assert_null(q);
+  SEQ(weft_queue_task_done(NULL), -EINVAL);
+  SEQ(weft_queue_join(NULL, &f), -EINVAL);
+  cr_assert_eq(weft_queue_unfinished(NULL), 0);
+  SEQ(weft_queue_new_ex(loop, 1, dummy_dtor, WEFT_QUEUE_PRIORITY, cmp_int, &q),
+      0);
+  SEQ(weft_queue_join(q, NULL), -EINVAL);
+  int a = 1;
+  SEQ(weft_queue_try_put(q, &a), 0);
+  other_thread_call c = {.q = q};
+  pthread_t th;
+  cr_assert_eq(pthread_create(&th, NULL, call_from_other_thread, &c), 0);
+  pthread_join(th, NULL);
+  SEQ(c.done, -EPERM);
+  SEQ(c.join, -EPERM);
+  cr_assert_null(c.f);
+  cr_assert_eq(weft_queue_unfinished(q), 1); /* untouched */
+  SEQ(weft_queue_free(q), 0);
+  th_run(loop); /* still usable */
+  th_loop_finish(loop);
+}
+
+static int queue_more_round(weft_loop *loop, void *arg) {
+  (void)arg;
+  weft_queue *q = NULL;
+  weft_future *j = NULL, *g = NULL, *j0 = NULL;
+  int v[3] = {3, 1, 2};
+  int err = weft_queue_new_ex(loop, 2, NULL, WEFT_QUEUE_PRIORITY, cmp_int, &q);
+  if (err == 0) err = weft_queue_join(q, &j0);
+  if (err == 0) err = weft_queue_try_put(q, &v[0]);
+  if (err == 0) err = weft_queue_try_put(q, &v[1]);
+  if (err == 0) err = weft_queue_join(q, &j);
+  if (err == 0) err = weft_queue_get(q, &g);
+  if (err == 0) cr_assert_eq(weft_future_value(g), &v[1]);
+  if (err == 0) err = weft_queue_task_done(q);
+  if (err == 0) err = weft_queue_task_done(q);
+  if (err == 0) cr_assert_eq(st(j), WEFT_FUTURE_FULFILLED);
+  if (q != NULL) weft_queue_free(q);
+  weft_future *fs[3] = {j0, j, g};
+  for (int i = 0; i < 3; i++)
+    if (fs[i] != NULL) {
+      weft_future_error(fs[i]);
+      weft_future_unref(fs[i]);
+    }
+  th_run(loop);
+  return err;
+}
+
+Test(queue_more, allocation_failure_at_each_site, .timeout = 30) {
+  cr_assert_gt(th_alloc_sweep(queue_more_round, NULL), 0);
+}

@@ -7,7 +7,8 @@
  * the wait is over; waiters are served first come, first served. Cancelling a
  * waiting future (weft_future_cancel) removes it from the wait list without
  * disturbing the others. Freeing or closing a primitive rejects its waiters
- * with WEFT_ECLOSED. */
+ * with WEFT_ECLOSED (closing a queue leaves its weft_queue_join futures
+ * waiting; freeing it rejects them). */
 #ifndef WEFT_SYNC_H
 #define WEFT_SYNC_H
 
@@ -146,7 +147,8 @@ WEFT_API int weft_condition_notify_all(weft_condition *cond);
 /* ---- bounded queue ----------------------------------------------------------
  */
 
-/** A bounded FIFO of void * (asyncio.Queue), which other threads can feed
+/** A bounded FIFO (or LIFO, or priority queue: weft_queue_new_ex) of
+ * void * (asyncio.Queue), which other threads can feed
  * with weft_queue_put_threadsafe(). Items are owned by the queue while in
  * it and by whoever gets them. */
 typedef struct weft_queue weft_queue;
@@ -156,6 +158,30 @@ typedef struct weft_queue weft_queue;
  * -EINVAL, -ENOMEM. */
 WEFT_API int weft_queue_new(weft_loop *loop, size_t capacity, weft_dtor dtor,
                             weft_queue **out);
+
+/** The order in which a queue hands items out. */
+typedef enum weft_queue_kind {
+  WEFT_QUEUE_FIFO = 0, /* oldest first (weft_queue_new) */
+  WEFT_QUEUE_LIFO,     /* newest first (asyncio.LifoQueue) */
+  WEFT_QUEUE_PRIORITY  /* smallest first by a comparator (PriorityQueue) */
+} weft_queue_kind;
+
+/** Orders two item pointers for WEFT_QUEUE_PRIORITY: negative when `a`
+ * comes out before `b`, 0 when equal, positive after (as qsort's). */
+typedef int (*weft_queue_cmp)(const void *a, const void *b);
+
+/** weft_queue_new with an order: `kind` FIFO or LIFO with `cmp` NULL, or
+ * PRIORITY with a `cmp` (a binary heap: the smallest item by `cmp` comes
+ * out first; equal items come out in the order they entered the queue).
+ * Every get (weft_queue_get, try_get, get_threadsafe) takes the next item
+ * in that order; a put waiting while the queue is full is ordered from the
+ * moment it enters. `cmp` is called on the loop thread and, from
+ * get_threadsafe, on the calling thread, under the queue's mutex (it must
+ * not call the queue). Returns 0, -EINVAL (also: unknown kind, PRIORITY
+ * without cmp, cmp with FIFO or LIFO), -ENOMEM. */
+WEFT_API int weft_queue_new_ex(weft_loop *loop, size_t capacity, weft_dtor dtor,
+                               weft_queue_kind kind, weft_queue_cmp cmp,
+                               weft_queue **out);
 /** Closes (if not yet), frees the items left (dtor) and the queue. Returns
  * 0, -EINVAL, -EBUSY while items from weft_queue_put_threadsafe() are still
  * on their way (run the loop, then retry). */
@@ -165,9 +191,10 @@ WEFT_API int weft_queue_free(weft_queue *q);
  * cancelled or the queue closed first, the item stays the caller's.
  * Returns 0, -EINVAL, -ENOMEM, WEFT_ECLOSED. */
 WEFT_API int weft_queue_put(weft_queue *q, void *item, weft_future **out);
-/** *out: a future fulfilled with the oldest item (a pointer value with no
- * dtor: the getter owns the item), waiting while the queue is empty.
- * Returns 0, -EINVAL, -ENOMEM, WEFT_ECLOSED (closed and empty). */
+/** *out: a future fulfilled with the next item (oldest, or per the kind) (a
+ * pointer value with no dtor: the getter owns the item), waiting while the
+ * queue is empty. Returns 0, -EINVAL, -ENOMEM, WEFT_ECLOSED (closed and empty).
+ */
 WEFT_API int weft_queue_get(weft_queue *q, weft_future **out);
 /** Any thread: puts `item`, blocking the calling thread while the queue
  * (counting items still on their way) is full; the item reaches the queue
@@ -176,8 +203,8 @@ WEFT_API int weft_queue_get(weft_queue *q, weft_future **out);
  * not call it from the loop thread while the queue is full (it would wait
  * for the loop forever). */
 WEFT_API int weft_queue_put_threadsafe(weft_queue *q, void *item);
-/** Any thread but the loop's: takes the oldest item into *item, blocking
- * the calling thread while the queue is empty, for up to `timeout_ms`
+/** Any thread but the loop's: takes the next item (per the kind) into *item,
+ * blocking the calling thread while the queue is empty, for up to `timeout_ms`
  * milliseconds (WEFT_WAIT_FOREVER: no limit; 0: does not block). The
  * caller then owns the item. The freed slot is refilled on the loop thread
  * (from the oldest waiting weft_queue_put, else a thread blocked in
@@ -195,8 +222,8 @@ WEFT_API int weft_queue_get_threadsafe(weft_queue *q, void **item,
  * without waiting. Returns 0; -EAGAIN when full (the item stays the
  * caller's); WEFT_ECLOSED; -EINVAL. */
 WEFT_API int weft_queue_try_put(weft_queue *q, void *item);
-/** Loop thread: takes the oldest item into *item without waiting (the
- * caller owns it). Returns 0; -EAGAIN when empty; WEFT_ECLOSED when closed
+/** Loop thread: takes the next item (per the kind) into *item without waiting
+ * (the caller owns it). Returns 0; -EAGAIN when empty; WEFT_ECLOSED when closed
  * and empty; -EINVAL (NULL q or item). */
 WEFT_API int weft_queue_try_get(weft_queue *q, void **item);
 /** Closes the queue: waiting puts and gets are rejected with WEFT_ECLOSED,
@@ -205,6 +232,26 @@ WEFT_API int weft_queue_try_get(weft_queue *q, void **item);
 WEFT_API int weft_queue_close(weft_queue *q);
 /** Items in the queue now (0 for NULL). */
 WEFT_API size_t weft_queue_len(const weft_queue *q);
+/** Loop thread (asyncio.Queue.task_done): marks one item as processed.
+ * Every item that enters the queue (by any put, including one handed
+ * straight to a waiting get) counts as an unfinished task until a
+ * task_done; when the count reaches 0 every pending weft_queue_join future
+ * is fulfilled. Returns 0; -EINVAL (NULL); -EOVERFLOW when called more
+ * times than items entered (the count stays 0); -EPERM from another thread
+ * than the loop's (post it with weft_call_soon_threadsafe instead). */
+WEFT_API int weft_queue_task_done(weft_queue *q);
+/** Loop thread (asyncio.Queue.join): *out gets a future fulfilled (int64 0)
+ * once every item that entered the queue has been marked with
+ * weft_queue_task_done (settled before return if none is unfinished; its
+ * continuations still run later, from the loop). Several joins may wait;
+ * each can be cancelled alone. Closing the queue leaves them waiting (the
+ * items inside can still be got and marked done); weft_queue_free rejects
+ * those still pending with WEFT_ECLOSED. Returns 0, -EINVAL, -ENOMEM,
+ * -EPERM (another thread than the loop's). */
+WEFT_API int weft_queue_join(weft_queue *q, weft_future **out);
+/** Unfinished tasks now: items that entered minus task_done calls (0 for
+ * NULL). */
+WEFT_API size_t weft_queue_unfinished(const weft_queue *q);
 
 #ifdef __cplusplus
 }

@@ -108,3 +108,158 @@ int weft_pool_submit_future(weft_loop *loop, weft_pool_lane lane,
   *out = weft_future_ref(f); /* one for the caller, one for the job */
   return 0;
 }
+
+/* ---- weft_pool_map: n calls, at most `limit` at once ----------------------
+ * One block holds the map and its `limit` jobs (slots). Each slot runs one
+ * index at a time; its done callback, on the loop thread, stores the
+ * result and resubmits the slot with the next index, so no more than
+ * `limit` calls are ever queued or running. On the first error (or a
+ * cancel, or loop teardown) no slot is resubmitted and the busy ones are
+ * cancelled; when the last slot comes home the future is settled (unless a
+ * cancel already did) and the block is freed. */
+typedef struct pool_map pool_map;
+typedef struct map_slot {
+  weft_work w;
+  pool_map *m;
+  size_t i;
+  int64_t result; /* written by the worker, read in the done callback */
+  int rc;
+  bool busy; /* submitted, done callback not yet run */
+} map_slot;
+
+struct pool_map {
+  weft_loop *loop;
+  weft_future *f; /* the map's reference */
+  weft_pool_map_fn fn;
+  void *arg;
+  int64_t *results;
+  size_t n, next, nslots, active;
+  weft_pool_lane lane;
+  int err;        /* first error; -ECANCELED: loop teardown */
+  bool cancelled; /* the future was cancelled (already settled) */
+  map_slot slots[];
+};
+
+static void map_work(weft_work *w) {
+  map_slot *s = (map_slot *)w;
+  s->result = 0;
+  s->rc = s->m->fn(s->i, s->m->arg, &s->result);
+}
+
+static void map_stop(pool_map *m) {
+  for (size_t k = 0; k < m->nslots; k++)
+    if (m->slots[k].busy) weft_work_cancel(&m->slots[k].w);
+}
+
+static void map_fail(pool_map *m, int err) {
+  if (m->err != 0 || m->cancelled) return;
+  m->err = err;
+  map_stop(m);
+}
+
+static void map_done(weft_work *w, int status);
+
+static int map_start(pool_map *m, map_slot *s) {
+  s->i = m->next;
+  int err = weft_work_submit(m->loop, &s->w, m->lane, map_work, map_done);
+  if (err != 0) return err;
+  m->next++;
+  s->busy = true;
+  return 0;
+}
+
+static void map_finish(pool_map *m) {
+  weft_future *f = m->f;
+  if (m->cancelled)
+    ; /* settled by the cancel */
+  else if (m->err == -ECANCELED)
+    weft_future_cancel(f); /* loop teardown; the hook finds nothing busy */
+  else if (m->err != 0)
+    weft_future_reject(f, m->err);
+  else
+    weft_future_resolve_i64(f, (int64_t)m->n);
+  weft__free(m);
+  weft_future_unref(f);
+}
+
+static void map_done(weft_work *w, int status) {
+  map_slot *s = (map_slot *)w;
+  pool_map *m = s->m;
+  s->busy = false;
+  if (status != 0)
+    map_fail(m, -ECANCELED); /* withdrawn: by us, or by loop teardown */
+  else if (s->rc < 0)
+    map_fail(m, s->rc);
+  else if (m->results != NULL && !m->cancelled)
+    m->results[s->i] = s->result;
+  if (m->err == 0 && !m->cancelled && m->next < m->n) {
+    int err = map_start(m, s);
+    if (err == 0) return;
+    map_fail(m, err == -ESHUTDOWN ? -ECANCELED : err);
+  }
+  if (--m->active == 0) map_finish(m);
+}
+
+static void map_cancel(weft_future *f, void *arg) {
+  (void)f;
+  pool_map *m = arg;
+  m->cancelled = true; /* f is settled: map_finish leaves it alone */
+  map_stop(m);
+}
+
+int weft_pool_map(weft_loop *loop, weft_pool_lane lane, size_t n,
+                  weft_pool_map_fn fn, void *arg, size_t limit,
+                  int64_t *results, weft_future **out) {
+  if (loop == NULL || fn == NULL || out == NULL ||
+      (unsigned)lane >= WEFT_LANE_COUNT)
+    return -EINVAL;
+  weft_future *f = NULL;
+  pool_map *m = NULL;
+  int err = weft_future_new(loop, &f);
+  if (err != 0) return err;
+  if (n == 0) {
+    weft_future_resolve_i64(f, 0);
+    *out = f;
+    return 0;
+  }
+  if (limit == 0) {
+    weft_pool_stats st;
+    if ((err = weft_pool_get_stats(loop, lane, &st)) != 0) goto fail;
+    limit = st.target > 0 ? st.target : 1;
+  }
+  if (limit > n) limit = n;
+  if (limit > (SIZE_MAX - sizeof(pool_map)) / sizeof(map_slot)) {
+    err = -ENOMEM;
+    goto fail;
+  }
+  m = weft__calloc(1, sizeof *m + limit * sizeof(map_slot));
+  if (m == NULL) {
+    err = -ENOMEM;
+    goto fail;
+  }
+  *m = (pool_map){.loop = loop,
+                  .f = f,
+                  .fn = fn,
+                  .arg = arg,
+                  .results = results,
+                  .n = n,
+                  .nslots = limit,
+                  .lane = lane};
+  for (size_t k = 0; k < limit; k++)
+    m->slots[k].m = m;
+  if ((err = weft_future_on_cancel(f, map_cancel, m)) != 0 ||
+      (err = map_start(m, &m->slots[0])) != 0) {
+    weft__free(m);
+    goto fail;
+  }
+  m->active = 1;
+  /* a later slot that cannot start (no thread, teardown) only lowers the
+   * concurrency: the started ones carry on through every index */
+  for (size_t k = 1; k < limit && map_start(m, &m->slots[k]) == 0; k++)
+    m->active++;
+  *out = weft_future_ref(f); /* one for the caller, one for the map */
+  return 0;
+fail:
+  weft_future_unref(f);
+  return err;
+}

@@ -566,3 +566,240 @@ Test(pool, future_allocation_failure, .timeout = 30) {
   th_alloc_sweep_run(
       &(th_sweep){.op = submit_future_round, .arg = &v, .max_rounds = 100});
 }
+
+/* ---- weft_pool_map --------------------------------------------------------
+ */
+
+#define MAP_N 1000
+static atomic_int map_now, map_max, map_calls, map_runs[MAP_N];
+static atomic_int map_fail_at; /* index that fails with -EIO, or -1 */
+static atomic_int map_gate;    /* 1: map_gated's calls may return */
+static void map_reset(void) {
+  atomic_store(&map_now, 0);
+  atomic_store(&map_max, 0);
+  atomic_store(&map_calls, 0);
+  atomic_store(&map_fail_at, -1);
+  atomic_store(&map_gate, 0);
+  for (int i = 0; i < MAP_N; i++)
+    atomic_store(&map_runs[i], 0);
+}
+static int map_count(size_t i, void *arg, int64_t *result) {
+  int now = atomic_fetch_add(&map_now, 1) + 1;
+  int max = atomic_load(&map_max);
+  while (now > max && !atomic_compare_exchange_weak(&map_max, &max, now)) {
+  }
+  atomic_fetch_add(&map_calls, 1);
+  if (i < MAP_N) atomic_fetch_add(&map_runs[i], 1);
+  sched_yield();
+  *result = (int64_t)i * 2 + (arg != NULL ? *(int *)arg : 0);
+  atomic_fetch_sub(&map_now, 1);
+  return (int)i == atomic_load(&map_fail_at) ? -EIO : 0;
+}
+/* Holds its worker until map_gate opens or the call is asked to stop. */
+static int map_gated(size_t i, void *arg, int64_t *result) {
+  (void)arg;
+  atomic_fetch_add(&map_calls, 1);
+  if (i < MAP_N) atomic_fetch_add(&map_runs[i], 1);
+  atomic_fetch_add(&gate_started, 1);
+  while (!atomic_load(&map_gate)) {
+    if (weft_work_cancelled()) {
+      atomic_fetch_add(&gate_saw_cancel, 1);
+      return -ECANCELED;
+    }
+    sched_yield();
+  }
+  *result = 1;
+  return 0;
+}
+
+Test(pool, map_runs_every_index_once_within_the_limit, .timeout = 60) {
+  weft_loop *loop = th_loop();
+  map_reset();
+  cr_assert_eq(weft_pool_resize(loop, 8, 0), 0);
+  static int64_t results[MAP_N];
+  int bias = 5;
+  weft_future *f = NULL;
+  int err = weft_pool_map(loop, WEFT_LANE_CPU, MAP_N, map_count, &bias, 3,
+                          results, &f);
+  cr_assert_eq(err, 0, "%s", weft_err_name(err));
+  cr_assert_eq(weft_future_get_state(f), WEFT_FUTURE_PENDING);
+  th_run(loop);
+  cr_assert_eq(weft_future_get_state(f), WEFT_FUTURE_FULFILLED, "%s",
+               weft_err_name(weft_future_error(f)));
+  cr_assert_eq(weft_future_value_i64(f), MAP_N);
+  cr_assert_eq(atomic_load(&map_calls), MAP_N);
+  int max = atomic_load(&map_max);
+  cr_assert(max >= 1 && max <= 3, "max concurrent %d", max);
+  for (int i = 0; i < MAP_N; i++) {
+    cr_assert_eq(atomic_load(&map_runs[i]), 1, "index %d", i);
+    cr_assert_eq(results[i], (int64_t)i * 2 + 5, "index %d", i);
+  }
+  weft_future_unref(f);
+  th_loop_finish(loop);
+}
+
+Test(pool, map_limit_zero_is_the_lane_size_and_above_n_is_fine, .timeout = 30) {
+  weft_loop *loop = th_loop();
+  cr_assert_eq(weft_pool_resize(loop, 2, 0), 0);
+  size_t limits[] = {0, 1000000};
+  for (int k = 0; k < 2; k++) {
+    map_reset();
+    weft_future *f = NULL;
+    int err = weft_pool_map(loop, WEFT_LANE_CPU, 50, map_count, NULL, limits[k],
+                            NULL, &f);
+    cr_assert_eq(err, 0, "%s", weft_err_name(err));
+    th_run(loop);
+    cr_assert_eq(weft_future_value_i64(f), 50);
+    cr_assert_eq(atomic_load(&map_calls), 50);
+    if (k == 0) cr_assert_leq(atomic_load(&map_max), 2);
+    weft_future_unref(f);
+  }
+  th_loop_finish(loop);
+}
+
+Test(pool, map_of_nothing_is_fulfilled_with_zero, .timeout = 20) {
+  weft_loop *loop = th_loop();
+  map_reset();
+  weft_future *f = NULL;
+  cr_assert_eq(
+      weft_pool_map(loop, WEFT_LANE_IO, 0, map_count, NULL, 3, NULL, &f), 0);
+  cr_assert_eq(weft_future_get_state(f), WEFT_FUTURE_FULFILLED);
+  cr_assert_eq(weft_future_value_i64(f), 0);
+  cr_assert(!weft_loop_alive(loop));
+  cr_assert_eq(atomic_load(&map_calls), 0);
+  weft_future_unref(f);
+  th_loop_finish(loop);
+}
+
+Test(pool, map_error_stops_the_rest, .timeout = 30) {
+  weft_loop *loop = th_loop();
+  cr_assert_eq(weft_pool_resize(loop, 2, 0), 0);
+  static int64_t results[MAP_N];
+  /* limit 1: strictly in order, so exactly 0..10 ran and 11.. never did */
+  map_reset();
+  atomic_store(&map_fail_at, 10);
+  for (int i = 0; i < MAP_N; i++)
+    results[i] = -1;
+  weft_future *f = NULL;
+  cr_assert_eq(weft_pool_map(loop, WEFT_LANE_CPU, MAP_N, map_count, NULL, 1,
+                             results, &f),
+               0);
+  th_run(loop);
+  cr_assert_eq(weft_future_get_state(f), WEFT_FUTURE_REJECTED);
+  cr_assert_eq(weft_future_error(f), -EIO, "%s",
+               weft_err_name(weft_future_error(f)));
+  cr_assert_eq(atomic_load(&map_calls), 11);
+  for (int i = 0; i < MAP_N; i++)
+    cr_assert_eq(atomic_load(&map_runs[i]), i <= 10 ? 1 : 0, "index %d", i);
+  for (int i = 0; i < 10; i++)
+    cr_assert_eq(results[i], 2 * i);
+  for (int i = 10; i < MAP_N; i++)
+    cr_assert_eq(results[i], -1, "index %d: failed or never ran", i);
+  weft_future_unref(f);
+  /* limit 2: the same error; no index ran twice, the failing one ran */
+  map_reset();
+  atomic_store(&map_fail_at, 10);
+  cr_assert_eq(
+      weft_pool_map(loop, WEFT_LANE_CPU, MAP_N, map_count, NULL, 2, NULL, &f),
+      0);
+  th_run(loop);
+  cr_assert_eq(weft_future_error(f), -EIO, "%s",
+               weft_err_name(weft_future_error(f)));
+  cr_assert_eq(atomic_load(&map_runs[10]), 1);
+  for (int i = 0; i < MAP_N; i++)
+    cr_assert_leq(atomic_load(&map_runs[i]), 1, "index %d", i);
+  weft_future_unref(f);
+  th_loop_usable(loop);
+  th_loop_finish(loop);
+}
+
+Test(pool, map_cancel_stops_queued_and_running_calls, .timeout = 30) {
+  weft_loop *loop = th_loop();
+  map_reset();
+  gate_reset();
+  cr_assert_eq(weft_pool_resize(loop, 4, 0), 0);
+  static int64_t results[MAP_N];
+  weft_future *f = NULL;
+  cr_assert_eq(
+      weft_pool_map(loop, WEFT_LANE_CPU, 100, map_gated, NULL, 3, results, &f),
+      0);
+  wait_started(3);
+  cr_assert_eq(weft_future_cancel(f), 0);
+  cr_assert_eq(weft_future_get_state(f), WEFT_FUTURE_CANCELLED);
+  cr_assert_eq(weft_future_error(f), -ECANCELED);
+  th_run(loop);
+  cr_assert_eq(atomic_load(&map_calls), 3, "only the first three ran");
+  cr_assert_eq(atomic_load(&gate_saw_cancel), 3, "all asked to stop");
+  for (int i = 3; i < 100; i++)
+    cr_assert_eq(atomic_load(&map_runs[i]), 0);
+  cr_assert_eq(weft_future_cancel(f), -EALREADY);
+  weft_future_unref(f);
+  th_loop_usable(loop);
+  th_loop_finish(loop);
+}
+
+Test(pool, map_bad_arguments, .timeout = 20) {
+  weft_loop *loop = th_loop();
+  weft_future *f = NULL;
+  cr_assert_eq(
+      weft_pool_map(NULL, WEFT_LANE_CPU, 1, map_count, NULL, 1, NULL, &f),
+      -EINVAL);
+  cr_assert_eq(weft_pool_map(loop, WEFT_LANE_CPU, 1, NULL, NULL, 1, NULL, &f),
+               -EINVAL);
+  cr_assert_eq(
+      weft_pool_map(loop, WEFT_LANE_CPU, 1, map_count, NULL, 1, NULL, NULL),
+      -EINVAL);
+  cr_assert_eq(
+      weft_pool_map(loop, WEFT_LANE_COUNT, 1, map_count, NULL, 1, NULL, &f),
+      -EINVAL);
+  cr_assert_eq(
+      weft_pool_map(loop, (weft_pool_lane)-1, 1, map_count, NULL, 1, NULL, &f),
+      -EINVAL);
+  cr_assert_null(f);
+  cr_assert(!weft_loop_alive(loop));
+  th_loop_usable(loop);
+  th_loop_finish(loop);
+}
+
+Test(pool, map_pending_when_the_loop_is_freed, .timeout = 30) {
+  weft_loop *loop = th_loop();
+  map_reset();
+  gate_reset();
+  cr_assert_eq(weft_pool_resize(loop, 1, 0), 0);
+  weft_future *f = NULL;
+  cr_assert_eq(
+      weft_pool_map(loop, WEFT_LANE_CPU, 50, map_gated, NULL, 4, NULL, &f), 0);
+  wait_started(1);
+  weft_future_unref(f); /* the map keeps it alive */
+  cr_assert_eq(weft_loop_free(loop), 0);
+  cr_assert_eq(weft_alloc_live(), 0);
+  /* one worker: the first call ran (asked to stop), the three queued ones
+   * were withdrawn, nothing else started */
+  cr_assert_eq(atomic_load(&map_calls), 1);
+  cr_assert_eq(atomic_load(&gate_saw_cancel), 1);
+}
+
+static int map_round(weft_loop *loop, void *arg) {
+  (void)arg;
+  map_reset();
+  int64_t results[20] = {0};
+  weft_future *f = NULL;
+  int err =
+      weft_pool_map(loop, WEFT_LANE_CPU, 20, map_count, NULL, 0, results, &f);
+  if (err != 0) {
+    cr_assert_null(f);
+    cr_assert(!weft_loop_alive(loop));
+    cr_assert_eq(atomic_load(&map_calls), 0);
+  } else {
+    weft_loop_run(loop, WEFT_RUN_DEFAULT);
+    cr_assert_eq(weft_future_value_i64(f), 20);
+    cr_assert_eq(atomic_load(&map_calls), 20);
+    cr_assert_eq(results[19], 38);
+    weft_future_unref(f);
+  }
+  return err;
+}
+
+Test(pool, map_allocation_failure, .timeout = 60) {
+  th_alloc_sweep_run(&(th_sweep){.op = map_round, .max_rounds = 100});
+}

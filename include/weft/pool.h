@@ -24,6 +24,8 @@
 
 #include <stdatomic.h>
 #include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
 
 #include "future.h"
 #include "loop.h"
@@ -107,6 +109,37 @@ typedef void *(*weft_pool_fn)(void *arg, int *err);
 WEFT_API int weft_pool_submit_future(weft_loop *loop, weft_pool_lane lane,
                                      weft_pool_fn fn, void *arg, weft_dtor dtor,
                                      weft_future **out);
+
+/** Work for weft_pool_map(): runs on a worker thread for index `i` with
+ * the map's `arg`. Returns 0, or a negative error code that stops the map.
+ * *result starts at 0; what it holds when fn returns 0 is stored in
+ * results[i]. */
+typedef int (*weft_pool_map_fn)(size_t i, void *arg, int64_t *result);
+
+/** Runs fn(i, arg, &r) for every i in 0..n-1 on `lane`, at most `limit`
+ * at once (0: the lane's size, weft_pool_stats.target; a limit above n is
+ * n), each index exactly once, lower indices started first. *out is one
+ * future, which holds the caller's reference:
+ * - fulfilled (weft_future_value_i64) with n once every call returned 0;
+ *   with n = 0 it is fulfilled before this returns;
+ * - rejected with the first error to reach the loop thread (completion
+ *   order, not the lowest failing index): no index is started after it,
+ *   queued calls are withdrawn and running ones get their cancel flag
+ *   (weft_work_cancelled()); the future settles once they have returned;
+ * - cancelled (-ECANCELED) by weft_future_cancel(), which stops the map the
+ *   same way but settles at once (the running calls finish afterwards), or
+ *   by weft_loop_free() on the loop.
+ * `results` (may be NULL, else n entries, the caller's) gets results[i]
+ * on the loop thread for each call that returned 0, unless the future was
+ * cancelled first; other entries are left as they were. `arg` must stay valid
+ * until the running calls have returned (after a cancel: until the loop has run
+ * their completions). Steady state allocates nothing per index: one block
+ * of `limit` jobs per map. Returns 0, -EINVAL (NULL loop, fn or out, bad
+ * lane), -ENOMEM, -EAGAIN, -ESHUTDOWN (as weft_work_submit(); nothing was
+ * started). Loop thread only. */
+WEFT_API int weft_pool_map(weft_loop *loop, weft_pool_lane lane, size_t n,
+                           weft_pool_map_fn fn, void *arg, size_t limit,
+                           int64_t *results, weft_future **out);
 
 /** Resizes the pool: `cpu` and `io` threads per lane (0 keeps a lane as
  * it is). Extra threads finish their current job and exit; new ones start

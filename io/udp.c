@@ -58,6 +58,10 @@ int weft_udp_init(weft_loop *loop, weft_udp *u) {
   u->sq_count = 0;
   u->flags = 0;
   u->batch = u->vlen = BATCH_DEFAULT;
+  u->rf = NULL;
+  u->rf_base = NULL;
+  u->rf_len = 0;
+  u->rf_from = NULL;
   return 0;
 }
 
@@ -65,12 +69,12 @@ static void update(weft_udp *u) {
   ev_io *w = io_watcher(u);
   int want = 0;
   if (w->fd >= 0) {
-    if (u->flags & U_RECEIVING) want |= EV_READ;
+    if ((u->flags & U_RECEIVING) || u->rf != NULL) want |= EV_READ;
     if (!weft__list_empty(SQ(u))) want |= EV_WRITE;
   }
   weft__io_want(u->base.loop, w, want);
-  bool busy = (u->flags & U_RECEIVING) || !weft__list_empty(SQ(u)) ||
-              !weft__list_empty(DONE(u));
+  bool busy = (u->flags & U_RECEIVING) || u->rf != NULL ||
+              !weft__list_empty(SQ(u)) || !weft__list_empty(DONE(u));
   if (weft__handle_usable(&u->base) && busy)
     weft__handle_start(&u->base);
   else
@@ -322,9 +326,76 @@ static void on_readable(weft_udp *u) {
   }
 }
 
+/* Takes the pending receive future off the handle (the handle's reference
+ * goes to the caller) and settles it with `n` bytes or an error n < 0. */
+static void recv_future_settle(weft_udp *u, ssize_t n) {
+  weft_future *f = u->rf;
+  u->rf = NULL;
+  u->rf_base = NULL;
+  u->rf_from = NULL;
+  update(u);
+  if (n >= 0)
+    weft_future_resolve_i64(f, (int64_t)n);
+  else
+    weft_future_reject(f, (int)n);
+  weft_future_unref(f);
+}
+
+static void on_readable_future(weft_udp *u) {
+  struct sockaddr_storage ss;
+  for (;;) {
+    socklen_t alen = sizeof ss;
+    ssize_t n = recvfrom(fd_of(u), u->rf_base, u->rf_len, MSG_DONTWAIT,
+                         (struct sockaddr *)&ss, &alen);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) return;
+    if (n < 0) {
+      recv_future_settle(u, -errno);
+      return;
+    }
+    if (u->rf_from != NULL) {
+      memset(u->rf_from, 0, sizeof *u->rf_from);
+      memcpy(u->rf_from, &ss, alen < sizeof ss ? alen : sizeof ss);
+    }
+    recv_future_settle(u, n);
+    return;
+  }
+}
+
+/* The receive future was cancelled: stop waiting for a datagram. */
+static void recv_future_cancel(weft_future *f, void *arg) {
+  weft_udp *u = arg;
+  if (u->rf != f) return;
+  u->rf = NULL;
+  u->rf_base = NULL;
+  u->rf_from = NULL;
+  update(u);
+  weft_future_unref(f);
+}
+
+int weft_udp_recv_future(weft_udp *u, void *base, size_t len,
+                         struct sockaddr_storage *from, weft_future **out) {
+  if (!usable(u) || out == NULL || (base == NULL && len > 0) || fd_of(u) < 0 ||
+      !(u->flags & U_BOUND))
+    return -EINVAL;
+  if ((u->flags & U_RECEIVING) || u->rf != NULL) return -EBUSY;
+  weft_future *f;
+  int err = weft_future_new(u->base.loop, &f);
+  if (err != 0) return err;
+  weft_future_on_cancel(f, recv_future_cancel, u);
+  u->rf = f; /* the handle's reference */
+  u->rf_base = base;
+  u->rf_len = len;
+  u->rf_from = from;
+  update(u);
+  *out = weft_future_ref(f);
+  return 0;
+}
+
 int weft_udp_recv_start(weft_udp *u, weft_udp_recv_cb cb) {
   if (!usable(u) || cb == NULL || fd_of(u) < 0 || !(u->flags & U_BOUND))
     return -EINVAL;
+  if (u->rf != NULL) return -EBUSY;
   weft__net *net = weft__net_get(u->base.loop);
   if (net == NULL) return -ENOMEM;
   if (net->slab == NULL &&
@@ -357,6 +428,7 @@ static void on_io(struct ev_loop *ev, ev_io *w, int revents) {
   weft__net_io_enter(net);
   if (revents & EV_WRITE) on_writable(u);
   if ((revents & EV_READ) && (u->flags & U_RECEIVING)) on_readable(u);
+  if ((revents & EV_READ) && u->rf != NULL) on_readable_future(u);
   weft__net_io_leave(net);
 }
 
@@ -365,6 +437,14 @@ static void udp_close(weft_handle *h) {
   weft__io_stop(h->loop, io_watcher(u));
   u->flags &= ~U_RECEIVING;
   if (fd_of(u) >= 0) drop_socket(u);
+  weft_future *f = u->rf; /* no update(): the watcher is stopped */
+  if (f != NULL) {
+    u->rf = NULL;
+    u->rf_base = NULL;
+    u->rf_from = NULL;
+    weft_future_reject(f, -ECANCELED);
+    weft_future_unref(f);
+  }
 }
 
 static void udp_finish(weft_handle *h) {

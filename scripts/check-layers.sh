@@ -33,6 +33,7 @@ table=$(cat <<'TABLE'
 22 promises/shield
 22 promises/wait
 22 promises/thread
+22 promises/signal_future
 30 io/sockaddr
 30 io/fs_ops
 31 io/iostate

@@ -188,3 +188,118 @@ Test(signal, close_releases_the_signal, .timeout = 5) {
   th_loop_close(a);
   th_loop_finish(b);
 }
+
+/* ---- weft_signal_next_future ------------------------------------------- */
+
+typedef struct sf_count {
+  int calls;
+  weft_future_state state;
+  int64_t value;
+  int err;
+} sf_count;
+
+static void sf_settled(weft_future *f, void *arg) {
+  sf_count *c = arg;
+  c->calls++;
+  c->state = weft_future_get_state(f);
+  c->err = weft_future_error(f);
+  if (c->state == WEFT_FUTURE_FULFILLED) c->value = weft_future_value_i64(f);
+}
+
+Test(signal, next_future_fulfils_every_pending_future, .timeout = 5) {
+  weft_loop *loop = th_loop();
+  weft_future *f[3];
+  sf_count c[3] = {{0}};
+  int signum = SIGUSR1;
+  for (int i = 0; i < 3; i++) {
+    cr_assert_eq(weft_signal_next_future(loop, SIGUSR1, &f[i]), 0);
+    cr_assert_eq(weft_future_on_settled(f[i], sf_settled, &c[i]), 0);
+  }
+  weft_call_soon(loop, raise_arg, &signum);
+  th_run(loop);
+  for (int i = 0; i < 3; i++) {
+    cr_assert_eq(c[i].calls, 1, "future %d", i);
+    cr_assert_eq(c[i].state, WEFT_FUTURE_FULFILLED, "future %d: %s", i,
+                 weft_err_name(c[i].err));
+    cr_assert_eq(c[i].value, SIGUSR1);
+    weft_future_unref(f[i]);
+  }
+  th_loop_finish(loop);
+}
+
+Test(signal, next_future_rejects_bad_input, .timeout = 5) {
+  weft_loop *loop = th_loop();
+  weft_future *f = NULL;
+  const int bad[] = {0, -1, SIGKILL, SIGSTOP, NSIG, NSIG + 1};
+  for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++)
+    cr_assert_eq(weft_signal_next_future(loop, bad[i], &f), -EINVAL,
+                 "signum %d", bad[i]);
+  cr_assert_eq(weft_signal_next_future(NULL, SIGUSR1, &f), -EINVAL);
+  cr_assert_eq(weft_signal_next_future(loop, SIGUSR1, NULL), -EINVAL);
+  cr_assert_null(f);
+  /* another loop watches SIGUSR2: -EBUSY, nothing held */
+  weft_loop *other = th_loop();
+  weft_future *g;
+  cr_assert_eq(weft_signal_next_future(other, SIGUSR2, &g), 0);
+  cr_assert_eq(weft_signal_next_future(loop, SIGUSR2, &f), -EBUSY);
+  cr_assert_null(f);
+  cr_assert_eq(weft_future_cancel(g), 0);
+  weft_future_unref(g);
+  th_loop_close(other);
+  th_loop_usable(loop);
+  th_loop_finish(loop);
+}
+
+Test(signal, next_future_cancel_stops_watching, .timeout = 5) {
+  weft_loop *loop = th_loop();
+  weft_future *f, *g;
+  sf_count cf = {0}, cg = {0};
+  int signum = SIGUSR1;
+  cr_assert_eq(weft_signal_next_future(loop, SIGUSR1, &f), 0);
+  cr_assert_eq(weft_signal_next_future(loop, SIGUSR1, &g), 0);
+  weft_future_on_settled(f, sf_settled, &cf);
+  weft_future_on_settled(g, sf_settled, &cg);
+  cr_assert_eq(weft_future_cancel(f), 0);
+  weft_call_soon(loop, raise_arg, &signum); /* g still watches */
+  th_run(loop);
+  cr_assert_eq(cf.calls, 1);
+  cr_assert_eq(cf.state, WEFT_FUTURE_CANCELLED);
+  cr_assert_eq(cf.err, -ECANCELED, "%s", weft_err_name(cf.err));
+  cr_assert_eq(cg.calls, 1);
+  cr_assert_eq(cg.value, SIGUSR1);
+  weft_future_unref(f);
+  weft_future_unref(g);
+  /* cancelling the only one: the loop has nothing left */
+  cr_assert_eq(weft_signal_next_future(loop, SIGUSR2, &f), 0);
+  cr_assert_eq(weft_future_cancel(f), 0);
+  th_run(loop);
+  cr_assert(!weft_loop_alive(loop));
+  weft_future_unref(f);
+  th_loop_finish(loop);
+}
+
+static int sf_round(weft_loop *loop, void *arg) {
+  (void)arg;
+  weft_future *f;
+  sf_count c = {0};
+  int signum = SIGUSR1;
+  int err = weft_signal_next_future(loop, SIGUSR1, &f);
+  if (err != 0) return err;
+  err = weft_future_on_settled(f, sf_settled, &c);
+  if (err == 0) err = weft_call_soon(loop, raise_arg, &signum);
+  if (err != 0) {
+    weft_future_cancel(f);
+    weft_future_unref(f);
+    th_run(loop);
+    return err;
+  }
+  th_run(loop);
+  cr_assert_eq(c.calls, 1);
+  cr_assert_eq(c.value, SIGUSR1, "%s", weft_err_name(c.err));
+  weft_future_unref(f);
+  return 0;
+}
+
+Test(signal, next_future_allocation_sweep, .timeout = 30) {
+  th_alloc_sweep(sf_round, NULL);
+}

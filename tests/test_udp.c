@@ -310,3 +310,214 @@ Test(udp, allocation_failures_are_clean, .timeout = 20) {
   th_alloc_sweep_run(
       &(th_sweep){.op = udp_alloc_round, .arg = &u, .max_rounds = 200});
 }
+
+/* ---- weft_udp_recv_future ---------------------------------------------- */
+
+typedef struct rf_count {
+  int calls;
+  weft_future_state state;
+  int64_t value;
+  int err;
+} rf_count;
+
+static void rf_settled(weft_future *f, void *arg) {
+  rf_count *c = arg;
+  c->calls++;
+  c->state = weft_future_get_state(f);
+  c->err = weft_future_error(f);
+  if (c->state == WEFT_FUTURE_FULFILLED) c->value = weft_future_value_i64(f);
+}
+
+static void bind_plain(weft_loop *loop, weft_udp *u, const char *ip,
+                       struct sockaddr_storage *addr) {
+  cr_assert_eq(weft_udp_init(loop, u), 0);
+  if (strchr(ip, ':'))
+    weft_ip6_addr(ip, 0, (struct sockaddr_in6 *)addr);
+  else
+    weft_ip4_addr(ip, 0, (struct sockaddr_in *)addr);
+  cr_assert_eq(weft_udp_bind(u, (struct sockaddr *)addr, 0), 0);
+  socklen_t len = sizeof *addr;
+  cr_assert_eq(weft_udp_getsockname(u, (struct sockaddr *)addr, &len), 0);
+}
+
+static void send_one(weft_udp *from, const char *data, size_t n,
+                     const struct sockaddr_storage *to) {
+  weft_future *f;
+  weft_buf b = weft_buf_init((void *)data, n);
+  cr_assert_eq(
+      weft_udp_send_future(from, &b, 1, (const struct sockaddr *)to, &f), 0);
+  weft_future_unref(f);
+}
+
+static void recv_future_round_trip(const char *ip) {
+  weft_loop *loop = th_loop();
+  weft_udp a, b;
+  struct sockaddr_storage aa, ba, from;
+  bind_plain(loop, &a, ip, &aa);
+  bind_plain(loop, &b, ip, &ba);
+  char buf[16];
+  memset(buf, 0, sizeof buf);
+  weft_future *f;
+  rf_count c = {0};
+  cr_assert_eq(weft_udp_recv_future(&a, buf, sizeof buf, &from, &f), 0);
+  cr_assert_eq(weft_future_on_settled(f, rf_settled, &c), 0);
+  send_one(&b, "hello", 5, &aa);
+  while (c.calls == 0)
+    weft_loop_run(loop, WEFT_RUN_ONCE);
+  cr_assert_eq(c.calls, 1);
+  cr_assert_eq(c.state, WEFT_FUTURE_FULFILLED, "%s", weft_err_name(c.err));
+  cr_assert_eq(c.value, 5);
+  cr_assert_eq(memcmp(buf, "hello", 5), 0);
+  cr_assert_eq(buf[5], 0);
+  cr_assert_eq(from.ss_family, ba.ss_family);
+  cr_assert_eq(weft_sockaddr_len((struct sockaddr *)&from),
+               weft_sockaddr_len((struct sockaddr *)&ba));
+  cr_assert_eq(memcmp(&from, &ba, weft_sockaddr_len((struct sockaddr *)&ba)),
+               0);
+  weft_future_unref(f);
+  /* a second one, without `from`, a datagram cut to the buffer; an empty
+   * datagram gives 0 */
+  rf_count d = {0}, e = {0};
+  cr_assert_eq(weft_udp_recv_future(&a, buf, 3, NULL, &f), 0);
+  weft_future_on_settled(f, rf_settled, &d);
+  send_one(&b, "abcdefgh", 8, &aa);
+  while (d.calls == 0)
+    weft_loop_run(loop, WEFT_RUN_ONCE);
+  cr_assert_eq(d.value, 3, "%s", weft_err_name(d.err));
+  cr_assert_eq(memcmp(buf, "abc", 3), 0);
+  weft_future_unref(f);
+  cr_assert_eq(weft_udp_recv_future(&a, NULL, 0, NULL, &f), 0);
+  weft_future_on_settled(f, rf_settled, &e);
+  send_one(&b, "", 0, &aa);
+  while (e.calls == 0)
+    weft_loop_run(loop, WEFT_RUN_ONCE);
+  cr_assert_eq(e.state, WEFT_FUTURE_FULFILLED, "%s", weft_err_name(e.err));
+  cr_assert_eq(e.value, 0);
+  weft_future_unref(f);
+  /* nothing pending: the handle no longer keeps the loop alive */
+  th_run(loop);
+  cr_assert_eq(c.calls + d.calls + e.calls, 3);
+  th_loop_finish(loop);
+}
+
+Test(udp, recv_future_ipv4, .timeout = 10) {
+  recv_future_round_trip("127.0.0.1");
+}
+Test(udp, recv_future_ipv6, .timeout = 10) { recv_future_round_trip("::1"); }
+
+Test(udp, recv_future_bad_input_and_ebusy, .timeout = 10) {
+  weft_loop *loop = th_loop();
+  weft_udp u, unbound;
+  struct sockaddr_storage ua;
+  char buf[4];
+  weft_future *f = NULL, *g = NULL;
+  cr_assert_eq(weft_udp_recv_future(NULL, buf, 4, NULL, &f), -EINVAL);
+  cr_assert_eq(weft_udp_init(loop, &unbound), 0);
+  cr_assert_eq(weft_udp_recv_future(&unbound, buf, 4, NULL, &f), -EINVAL);
+  bind_plain(loop, &u, "127.0.0.1", &ua);
+  cr_assert_eq(weft_udp_recv_future(&u, buf, 4, NULL, NULL), -EINVAL);
+  cr_assert_eq(weft_udp_recv_future(&u, NULL, 4, NULL, &f), -EINVAL);
+  cr_assert_null(f);
+  /* recv_start active: -EBUSY; and the other way round */
+  cr_assert_eq(weft_udp_recv_start(&u, never_recv), 0);
+  cr_assert_eq(weft_udp_recv_future(&u, buf, 4, NULL, &f), -EBUSY);
+  cr_assert_eq(weft_udp_recv_stop(&u), 0);
+  cr_assert_eq(weft_udp_recv_future(&u, buf, 4, NULL, &f), 0);
+  cr_assert_eq(weft_udp_recv_future(&u, buf, 4, NULL, &g), -EBUSY);
+  cr_assert_null(g);
+  cr_assert_eq(weft_udp_recv_start(&u, never_recv), -EBUSY);
+  cr_assert_eq(weft_future_cancel(f), 0);
+  weft_future_unref(f);
+  cr_assert_eq(weft_udp_recv_start(&u, never_recv), 0, "after the cancel");
+  cr_assert_eq(weft_udp_recv_stop(&u), 0);
+  cr_assert_eq(weft_close(&u.base, NULL), 0);
+  cr_assert_eq(weft_udp_recv_future(&u, buf, 4, NULL, &f), -EINVAL, "closing");
+  th_loop_usable(loop);
+  th_loop_finish(loop);
+}
+
+Test(udp, recv_future_cancel_keeps_the_handle_usable, .timeout = 10) {
+  weft_loop *loop = th_loop();
+  weft_udp a, b;
+  struct sockaddr_storage aa, ba;
+  bind_plain(loop, &a, "127.0.0.1", &aa);
+  bind_plain(loop, &b, "127.0.0.1", &ba);
+  char buf[8] = {0};
+  weft_future *f;
+  rf_count c = {0}, d = {0};
+  cr_assert_eq(weft_udp_recv_future(&a, buf, sizeof buf, NULL, &f), 0);
+  weft_future_on_settled(f, rf_settled, &c);
+  cr_assert_eq(weft_future_cancel(f), 0);
+  th_run(loop); /* nothing pending: returns */
+  cr_assert_eq(c.calls, 1);
+  cr_assert_eq(c.state, WEFT_FUTURE_CANCELLED);
+  cr_assert_eq(c.err, -ECANCELED, "%s", weft_err_name(c.err));
+  weft_future_unref(f);
+  /* a datagram sent now goes to the next receive future */
+  cr_assert_eq(weft_udp_recv_future(&a, buf, sizeof buf, NULL, &f), 0);
+  weft_future_on_settled(f, rf_settled, &d);
+  send_one(&b, "xy", 2, &aa);
+  while (d.calls == 0)
+    weft_loop_run(loop, WEFT_RUN_ONCE);
+  cr_assert_eq(d.value, 2, "%s", weft_err_name(d.err));
+  cr_assert_eq(memcmp(buf, "xy", 2), 0);
+  cr_assert_eq(c.calls, 1);
+  weft_future_unref(f);
+  th_loop_finish(loop);
+}
+
+Test(udp, recv_future_close_rejects_ecanceled, .timeout = 10) {
+  weft_loop *loop = th_loop();
+  weft_udp u;
+  struct sockaddr_storage ua;
+  bind_plain(loop, &u, "127.0.0.1", &ua);
+  char buf[8];
+  weft_future *f;
+  rf_count c = {0};
+  int closed = 0;
+  cr_assert_eq(weft_udp_recv_future(&u, buf, sizeof buf, NULL, &f), 0);
+  weft_future_on_settled(f, rf_settled, &c);
+  u.base.data = &closed;
+  cr_assert_eq(weft_close(&u.base, udp_closed), 0);
+  th_run(loop);
+  cr_assert_eq(closed, 1);
+  cr_assert_eq(c.calls, 1);
+  cr_assert_eq(c.state, WEFT_FUTURE_REJECTED);
+  cr_assert_eq(c.err, -ECANCELED, "%s", weft_err_name(c.err));
+  cr_assert_eq(weft_future_cancel(f), -EALREADY);
+  weft_future_unref(f);
+  th_loop_finish(loop);
+}
+
+static int recv_future_alloc_round(weft_loop *loop, void *arg) {
+  weft_udp *u = arg; /* closed by the sweep */
+  struct sockaddr_storage ua;
+  bind_plain(loop, &u[0], "127.0.0.1", &ua);
+  char buf[4];
+  weft_future *f;
+  int err = weft_udp_recv_future(&u[0], buf, sizeof buf, NULL, &f);
+  if (err != 0) return err;
+  struct sockaddr_storage ba;
+  bind_plain(loop, &u[1], "127.0.0.1", &ba);
+  weft_buf b = weft_buf_init("ok", 2);
+  weft_future *s;
+  err = weft_udp_send_future(&u[1], &b, 1, (struct sockaddr *)&ua, &s);
+  if (err == 0) weft_future_unref(s);
+  if (err != 0) {
+    weft_future_cancel(f);
+    weft_future_unref(f);
+    return err;
+  }
+  while (weft_future_get_state(f) == WEFT_FUTURE_PENDING)
+    weft_loop_run(loop, WEFT_RUN_ONCE);
+  cr_assert_eq(weft_future_value_i64(f), 2, "%s",
+               weft_err_name(weft_future_error(f)));
+  weft_future_unref(f);
+  return 0;
+}
+
+Test(udp, recv_future_allocation_failures_are_clean, .timeout = 20) {
+  weft_udp u[2];
+  th_alloc_sweep_run(
+      &(th_sweep){.op = recv_future_alloc_round, .arg = u, .max_rounds = 200});
+}

@@ -45,6 +45,21 @@ WEFT_API int weft_signal_start_oneshot(weft_signal *s, weft_signal_cb cb,
 /** Stops watching. No-op when inactive. Returns 0 or -EINVAL for NULL. */
 WEFT_API int weft_signal_stop(weft_signal *s);
 
+typedef struct weft_future weft_future;
+
+/** The next delivery of `signum` to `loop`, as a future: *out (one
+ * reference for the caller) fulfils with the signal number (int64). Each
+ * call watches with a signal handle of its own, so several pending futures
+ * for one signal all fulfil at its next delivery. While pending it keeps
+ * the loop alive like an active handle. Cancelling it stops watching and
+ * frees what it held. Its handle shows in weft_walk(); do not close it
+ * yourself (that skips its bookkeeping and leaks it): cancel the future
+ * before tearing the loop down. Returns 0; -EINVAL (NULL loop or out,
+ * signum 0, SIGKILL, SIGSTOP, < 0 or >= NSIG); -EBUSY if another loop
+ * watches `signum`; -ENOMEM. On error nothing is held, *out untouched. */
+WEFT_API int weft_signal_next_future(weft_loop *loop, int signum,
+                                     weft_future **out);
+
 #ifdef __cplusplus
 }
 #endif

@@ -83,7 +83,11 @@ struct weft_udp {
   size_t sq_count;
   unsigned flags;
   unsigned batch;
-  unsigned vlen; /* datagrams asked of the next recvmmsg (adapts) */
+  unsigned vlen;   /* datagrams asked of the next recvmmsg (adapts) */
+  weft_future *rf; /* a pending weft_udp_recv_future(), or NULL */
+  void *rf_base;
+  size_t rf_len;
+  struct sockaddr_storage *rf_from;
 };
 
 /** Initialises `u` on `loop`, without a socket. Returns 0 or -EINVAL. */
@@ -119,8 +123,25 @@ WEFT_API int weft_udp_send_future(weft_udp *u, const weft_buf *bufs,
                                   weft_future **out);
 
 /** Starts receiving into the loop's buffer; `cb` runs per datagram.
- * Returns 0; -EINVAL (NULL, closing, not bound); -ENOMEM. */
+ * Returns 0; -EINVAL (NULL, closing, not bound); -EBUSY while a
+ * weft_udp_recv_future() is pending; -ENOMEM. */
 WEFT_API int weft_udp_recv_start(weft_udp *u, weft_udp_recv_cb cb);
+
+/** Receives one datagram, future form: the datagram is copied into the
+ * caller's `base` (`len` bytes; a longer datagram is cut to `len`, the
+ * rest lost) and *out (one reference for the caller) fulfils with the
+ * number of bytes stored (int64, 0 for an empty datagram). If `from` is
+ * not NULL the sender's address is written there; `base` and `from` must
+ * stay valid until the future settles. It rejects with a receive error
+ * (e.g. -ECONNREFUSED on a connected handle) or -ECANCELED when the handle
+ * closes. Cancelling it stops waiting; the handle stays usable and no
+ * datagram is consumed. One at a time per handle, and not with
+ * weft_udp_recv_start(). Returns 0; -EINVAL (NULL u or out, NULL base
+ * with len > 0, closing, not bound); -EBUSY (recv_start active or another
+ * receive future pending); -ENOMEM. */
+WEFT_API int weft_udp_recv_future(weft_udp *u, void *base, size_t len,
+                                  struct sockaddr_storage *from,
+                                  weft_future **out);
 
 /** Stops receiving. Returns 0 or -EINVAL. */
 WEFT_API int weft_udp_recv_stop(weft_udp *u);

@@ -2,6 +2,8 @@
 #ifndef WEFT_PROMISES_INTERNAL_H
 #define WEFT_PROMISES_INTERNAL_H
 
+#include <time.h>
+
 #include "core/debug_internal.h"
 #include "core/internal.h"
 #include "weft/future.h"
@@ -271,5 +273,18 @@ bool weft__waitq_wake(weft__waitq *q);
 void weft__waitq_fail_all(weft__waitq *q, int err);
 /* A future already fulfilled with int64 0. */
 int weft__future_done(weft_loop *loop, weft_future **out);
+
+/* CLOCK_MONOTONIC now + ms, for a thread's timed wait (queue.c, wait.c). */
+static inline struct timespec weft__deadline_after(int64_t ms) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  ts.tv_sec += (time_t)(ms / 1000);
+  ts.tv_nsec += (long)(ms % 1000) * 1000000L;
+  if (ts.tv_nsec >= 1000000000L) {
+    ts.tv_sec++;
+    ts.tv_nsec -= 1000000000L;
+  }
+  return ts;
+}
 
 #endif

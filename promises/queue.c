@@ -346,23 +346,11 @@ static void refill_cb(void *arg) {
   pthread_mutex_unlock(&q->mu);
 }
 
-static struct timespec deadline_of(int64_t ms) {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  ts.tv_sec += (time_t)(ms / 1000);
-  ts.tv_nsec += (long)(ms % 1000) * 1000000L;
-  if (ts.tv_nsec >= 1000000000L) {
-    ts.tv_sec++;
-    ts.tv_nsec -= 1000000000L;
-  }
-  return ts;
-}
-
 int weft_queue_get_threadsafe(weft_queue *q, void **item, int64_t timeout_ms) {
   if (q == NULL || item == NULL || timeout_ms < -1) return -EINVAL;
   if (pthread_equal(q->owner, pthread_self())) return -EDEADLK;
   struct timespec until =
-      timeout_ms > 0 ? deadline_of(timeout_ms) : (struct timespec){0};
+      timeout_ms > 0 ? weft__deadline_after(timeout_ms) : (struct timespec){0};
   int err;
   bool timed_out = timeout_ms == 0;
   pthread_mutex_lock(&q->mu);

@@ -162,18 +162,6 @@ static void w_withdraw(void *arg) {
   w_drop(w, false);
 }
 
-static struct timespec deadline_of(int64_t ms) {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  ts.tv_sec += (time_t)(ms / 1000);
-  ts.tv_nsec += (long)(ms % 1000) * 1000000L;
-  if (ts.tv_nsec >= 1000000000L) {
-    ts.tv_sec++;
-    ts.tv_nsec -= 1000000000L;
-  }
-  return ts;
-}
-
 int weft_future_wait(weft_future *f, int64_t timeout_ms) {
   if (f == NULL || timeout_ms < -1) return -EINVAL;
   /* f->loop and the module pointer were written on the loop thread before
@@ -196,7 +184,7 @@ int weft_future_wait(weft_future *f, int64_t timeout_ms) {
     return err;
   }
   struct timespec until =
-      timeout_ms > 0 ? deadline_of(timeout_ms) : (struct timespec){0};
+      timeout_ms > 0 ? weft__deadline_after(timeout_ms) : (struct timespec){0};
   int rc;
   while ((rc = atomic_load(&w->result)) == W_PENDING) {
     if (timeout_ms != 0 && (futex(&w->result, FUTEX_WAIT_BITSET, W_PENDING,

@@ -150,6 +150,10 @@ weft__net *weft__net_get(weft_loop *loop);
  * io has empty pools. */
 int weft__req_pools_validate(weft_loop *loop, size_t *nfree);
 
+/* Ignores SIGPIPE once per process unless the program set a disposition
+ * (pipes and sendfile cannot use MSG_NOSIGNAL); io/stream_sendfile.c. */
+void weft__sigpipe_ignore_once(void);
+
 /* Makes sure a delivery run is queued: call before accepting an operation
  * that may complete synchronously, so that its completion can always be
  * delivered later (no -ENOMEM after the fact). */

@@ -12,20 +12,6 @@ static const weft__handle_ops pipe_ops = {WEFT_HANDLE_PIPE, weft__stream_close,
                                           weft__stream_finish,
                                           weft__stream_deliver};
 
-static pthread_once_t sigpipe_once = PTHREAD_ONCE_INIT;
-
-/* Writing a pipe whose reader is gone raises SIGPIPE, which by default
- * kills the process; a library cannot write pipes with MSG_NOSIGNAL, so it
- * ignores SIGPIPE once, unless the program chose a disposition itself. */
-static void sigpipe_ignore(void) {
-  struct sigaction sa;
-  if (sigaction(SIGPIPE, NULL, &sa) == 0 && sa.sa_handler == SIG_DFL &&
-      !(sa.sa_flags & SA_SIGINFO)) {
-    sa.sa_handler = SIG_IGN;
-    sigaction(SIGPIPE, &sa, NULL);
-  }
-}
-
 static bool usable(const weft_pipe *p) {
   return p != NULL && p->stream.base.ops == &pipe_ops &&
          weft__handle_usable(&p->stream.base);
@@ -46,7 +32,7 @@ int weft_pipe_open(weft_pipe *p, int fd) {
     flags |= WEFT__S_SOCKET;
   else if (errno != ENOTSOCK)
     return -errno;
-  pthread_once(&sigpipe_once, sigpipe_ignore);
+  weft__sigpipe_ignore_once();
   return weft__stream_set_fd(&p->stream, fd, flags);
 }
 

@@ -47,9 +47,10 @@ int weft__sendfile_write(weft_stream *s, weft_write_req *w, size_t *budget,
   return 0;
 }
 
-/* sendfile(2) to a socket whose peer is gone raises SIGPIPE and cannot be
- * told MSG_NOSIGNAL: as io/pipe.c does, ignore SIGPIPE once, unless the
- * program chose a disposition itself (docs/streams.md, "SIGPIPE"). */
+/* sendfile(2) to a socket whose peer is gone, like a write to a pipe whose
+ * reader is gone (io/pipe.c), raises SIGPIPE and cannot be told
+ * MSG_NOSIGNAL: so SIGPIPE is ignored once, unless the program chose a
+ * disposition itself (docs/streams.md, "SIGPIPE"). */
 static pthread_once_t sigpipe_once = PTHREAD_ONCE_INIT;
 
 static void sigpipe_ignore(void) {
@@ -59,6 +60,10 @@ static void sigpipe_ignore(void) {
     sa.sa_handler = SIG_IGN;
     sigaction(SIGPIPE, &sa, NULL);
   }
+}
+
+void weft__sigpipe_ignore_once(void) {
+  pthread_once(&sigpipe_once, sigpipe_ignore);
 }
 
 static void file_done(weft_write_req *w, int status) {
@@ -82,7 +87,7 @@ static int sendfile_start(weft_sendfile_req *req, weft_stream *s, int fd,
   if (net == NULL) return -ENOMEM;
   int err = weft__net_reserve(net);
   if (err != 0) return err;
-  pthread_once(&sigpipe_once, sigpipe_ignore);
+  weft__sigpipe_ignore_once();
   req->fd = fd;
   req->offset = offset;
   req->left = len;

@@ -25,11 +25,25 @@ extern "C" {
 #define WEFT_DEPRECATED(msg)
 #endif
 
+/* Private: an atomic field of a public struct. C++ (before C++23 there is
+ * no <stdatomic.h> for it) sees the plain type, which has the same size and
+ * alignment on every platform weft supports; only the library touches these
+ * fields, and it is C. */
+#ifdef __cplusplus
+#define WEFT__ATOMIC(T) T
+#else
+#define WEFT__ATOMIC(T) _Atomic(T)
+#endif
+
+/* The version: the Makefile's VERSION is the one source; `make
+ * check-version` fails when these, weft_version() or weft.pc disagree. */
 #define WEFT_VERSION_MAJOR 0
 #define WEFT_VERSION_MINOR 1
 #define WEFT_VERSION_PATCH 0
 
-/** Returns the library version as "MAJOR.MINOR.PATCH". */
+/** Returns the library version as "MAJOR.MINOR.PATCH" (the version of the
+ * library linked at run time, which may be newer than WEFT_VERSION_* of the
+ * headers a program was built with, within one soname). */
 WEFT_API const char *weft_version(void);
 
 /* ---- errors ----------------------------------------------------------- */

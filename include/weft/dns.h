@@ -31,6 +31,10 @@
 extern "C" {
 #endif
 
+/* <netdb.h> declares struct addrinfo only for POSIX builds; a strict C11
+ * user (no _POSIX_C_SOURCE) still gets a file-scope declaration. */
+struct addrinfo;
+
 /** One resolved address. A list is one allocation, freed with
  * weft_freeaddrinfo(); `addr` points inside it. */
 typedef struct weft_addrinfo {

@@ -32,10 +32,29 @@ typedef struct weft_fs_req weft_fs_req;
 /** Runs on the loop's thread when a request completes. */
 typedef void (*weft_fs_cb)(weft_fs_req *req);
 
+/** weft_dirent.type values: equal to <dirent.h>'s DT_* on Linux (which
+ * declares those only for _DEFAULT_SOURCE / _GNU_SOURCE builds), so either
+ * name works. */
+#define WEFT_DT_UNKNOWN 0
+#define WEFT_DT_FIFO 1
+#define WEFT_DT_CHR 2
+#define WEFT_DT_DIR 4
+#define WEFT_DT_BLK 6
+#define WEFT_DT_REG 8
+#define WEFT_DT_LNK 10
+#define WEFT_DT_SOCK 12
+
+/* C++ has no flexible array members; g++ and clang++ accept them as an
+ * extension, which -pedantic would report. */
+#if defined(__cplusplus) && (defined(__GNUC__) || defined(__clang__))
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wpedantic"
+#endif
+
 /** One directory entry of weft_fs_scandir(). */
 typedef struct weft_dirent {
   const char *name;   /**< the entry's name (not "." or "..") */
-  unsigned char type; /**< DT_REG, DT_DIR, DT_LNK, ... or DT_UNKNOWN */
+  unsigned char type; /**< WEFT_DT_REG, WEFT_DT_DIR, ... or WEFT_DT_UNKNOWN */
 } weft_dirent;
 
 /** The result of weft_fs_scandir(): entries sorted by name. */
@@ -50,6 +69,10 @@ typedef struct weft_fs_buf {
   size_t len;
   char data[];
 } weft_fs_buf;
+
+#if defined(__cplusplus) && (defined(__GNUC__) || defined(__clang__))
+#pragma GCC diagnostic pop
+#endif
 
 /** Flag for weft_fs_copyfile(): fail with -EEXIST if dst exists. */
 #define WEFT_FS_COPY_EXCL 1

@@ -22,7 +22,6 @@
 #ifndef WEFT_POOL_H
 #define WEFT_POOL_H
 
-#include <stdatomic.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -65,8 +64,8 @@ struct weft_work {
   struct {
     void *p_[2];
   } lnode; /* the loop's outstanding jobs */
-  atomic_int state;
-  atomic_bool cancel;
+  WEFT__ATOMIC(int) state;
+  WEFT__ATOMIC(bool) cancel;
   int status;
   unsigned char lane;
   unsigned char queued; /* linked in the lane queue (pool lock) */

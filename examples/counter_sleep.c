@@ -13,6 +13,13 @@
 #include <stdlib.h>
 #include <weft.h>
 
+#include "args.h"
+
+static const char usage[] =
+    "usage: counter_sleep\n"
+    "  TASKS tasks increment a shared counter through sleep(0), without and\n"
+    "  with a weft_lock, and print both totals. No options.\n";
+
 #define TASKS 10
 #define ROUNDS 10000
 
@@ -82,7 +89,8 @@ static long run_tasks(weft_loop *loop, weft_lock *lock) {
   return counter;
 }
 
-int main(void) {
+int main(int argc, char **argv) {
+  ex_no_args(argc, argv, usage);
   weft_loop *loop;
   weft_lock *lock;
   check(weft_loop_new(&loop, NULL), "loop");

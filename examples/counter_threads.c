@@ -17,6 +17,14 @@
 #include <string.h>
 #include <weft.h>
 
+#include "args.h"
+
+static const char usage[] =
+    "usage: counter_threads [--no-lock] [-j JOBS] [-n INCREMENTS_PER_JOB]\n"
+    "  JOBS pool jobs (default 8, 1..1024) each add 1 to a shared counter\n"
+    "  INCREMENTS_PER_JOB times (default 10000000), under a mutex unless\n"
+    "  --no-lock; prints the total and whether it is exact.\n";
+
 typedef struct counter {
   pthread_mutex_t lock;
   volatile long value; /* volatile: keep every load and store in the loop */
@@ -72,22 +80,16 @@ int main(int argc, char **argv) {
   int jobs = 8;
   long per_job = 10000000;
   for (int i = 1; i < argc; i++) {
-    if (strcmp(argv[i], "--no-lock") == 0)
+    if (ex_is_help(argv[i]))
+      ex_usage(usage, 0);
+    else if (strcmp(argv[i], "--no-lock") == 0)
       no_lock = true;
-    else if (strcmp(argv[i], "-j") == 0 && i + 1 < argc)
-      jobs = atoi(argv[++i]);
-    else if (strcmp(argv[i], "-n") == 0 && i + 1 < argc)
-      per_job = atol(argv[++i]);
-    else {
-      fprintf(stderr,
-              "usage: %s [--no-lock] [-j JOBS] [-n INCREMENTS_PER_JOB]\n",
-              argv[0]);
-      return 2;
-    }
-  }
-  if (jobs <= 0 || per_job <= 0) {
-    fprintf(stderr, "JOBS and INCREMENTS_PER_JOB must be positive\n");
-    return 2;
+    else if (strcmp(argv[i], "-j") == 0)
+      jobs = (int)ex_long(argc, argv, &i, 1, 1024, usage);
+    else if (strcmp(argv[i], "-n") == 0)
+      per_job = ex_long(argc, argv, &i, 1, 1000000000, usage);
+    else
+      ex_bad(usage, "unknown argument '%s'", argv[i]);
   }
   weft_loop *loop = NULL;
   int err = weft_loop_new(&loop, NULL);

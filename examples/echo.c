@@ -1,6 +1,6 @@
 /* echo — a TCP echo server on weft.
  *
- *   echo --port P [--loops N] [--host ADDR]
+ *   echo [--port P] [--loops N] [--host ADDR]
  *
  * N loops run on N threads, each with its own listener bound to the same
  * port with SO_REUSEPORT, so the kernel spreads connections across them.
@@ -15,7 +15,15 @@
 #include <string.h>
 #include <weft.h>
 
+#include "args.h"
+
 #define MAX_LOOPS 64
+
+static const char usage[] =
+    "usage: echo [--port P] [--loops N] [--host ADDR]\n"
+    "  A TCP echo server on ADDR (default 0.0.0.0) port P (default 7000;\n"
+    "  0: any free port, printed on stderr), with N loops on N threads\n"
+    "  (1..64, default 1) sharing the port. SIGINT/SIGTERM stop it.\n";
 
 typedef struct conn {
   weft_tcp tcp;
@@ -119,30 +127,35 @@ static int setup(worker *w, const struct sockaddr *addr) {
   return err;
 }
 
-static int parse(int argc, char **argv, unsigned *port, const char **host) {
-  for (int i = 1; i + 1 < argc; i += 2) {
-    if (strcmp(argv[i], "--port") == 0)
-      *port = (unsigned)strtoul(argv[i + 1], NULL, 10);
+static void parse(int argc, char **argv, unsigned *port, const char **host) {
+  for (int i = 1; i < argc; i++) {
+    if (ex_is_help(argv[i]))
+      ex_usage(usage, 0);
+    else if (strcmp(argv[i], "--port") == 0)
+      *port = (unsigned)ex_long(argc, argv, &i, 0, 65535, usage);
     else if (strcmp(argv[i], "--loops") == 0)
-      n_loops = atoi(argv[i + 1]);
+      n_loops = (int)ex_long(argc, argv, &i, 1, MAX_LOOPS, usage);
     else if (strcmp(argv[i], "--host") == 0)
-      *host = argv[i + 1];
+      *host = ex_str(argc, argv, &i, usage);
     else
-      return -1;
+      ex_bad(usage, "unknown argument '%s'", argv[i]);
   }
-  return *port > 65535 || n_loops < 1 || n_loops > MAX_LOOPS || (argc % 2) == 0
-             ? -1
-             : 0;
+}
+
+/* The port addr's listener really got (port 0 picks one). */
+static unsigned bound_port(const weft_tcp *t) {
+  struct sockaddr_storage ss;
+  socklen_t len = sizeof ss;
+  if (weft_tcp_getsockname(t, (struct sockaddr *)&ss, &len) != 0) return 0;
+  return ss.ss_family == AF_INET6
+             ? ntohs(((struct sockaddr_in6 *)&ss)->sin6_port)
+             : ntohs(((struct sockaddr_in *)&ss)->sin_port);
 }
 
 int main(int argc, char **argv) {
   unsigned port = 7000;
   const char *host = "0.0.0.0";
-  if (parse(argc, argv, &port, &host) != 0) {
-    fprintf(stderr, "usage: echo --port P [--loops N (1..%d)] [--host ADDR]\n",
-            MAX_LOOPS);
-    return 2;
-  }
+  parse(argc, argv, &port, &host);
   struct sockaddr_storage addr;
   if (weft_ip4_addr(host, port, (struct sockaddr_in *)&addr) != 0 &&
       weft_ip6_addr(host, port, (struct sockaddr_in6 *)&addr) != 0) {
@@ -162,6 +175,13 @@ int main(int argc, char **argv) {
       fprintf(stderr, "echo: listen on %s:%u: %s\n", host, port,
               weft_strerror(err));
       return 1;
+    }
+    if (i == 0 && port == 0) { /* the other loops share the port it got */
+      port = bound_port(&workers[0].listener);
+      if (addr.ss_family == AF_INET6)
+        ((struct sockaddr_in6 *)&addr)->sin6_port = htons((uint16_t)port);
+      else
+        ((struct sockaddr_in *)&addr)->sin_port = htons((uint16_t)port);
     }
   }
   for (int i = 1; i < n_loops; i++)

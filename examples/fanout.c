@@ -10,6 +10,14 @@
 #include <stdlib.h>
 #include <weft.h>
 
+#include "args.h"
+
+static const char usage[] =
+    "usage: fanout\n"
+    "  Starts 5 timed requests and waits for all of them with a deadline\n"
+    "  (the first round times out, the second finishes), printing the\n"
+    "  results. No options.\n";
+
 #define N 5
 
 static void check(int err, const char *what) {
@@ -53,7 +61,8 @@ static void round_trip(weft_loop *loop, const uint64_t *delays,
   weft_future_unref(bounded);
 }
 
-int main(void) {
+int main(int argc, char **argv) {
+  ex_no_args(argc, argv, usage);
   weft_loop *loop;
   check(weft_loop_new(&loop, NULL), "loop");
   const uint64_t slow[N] = {10, 20, 5000, 15, 30};

@@ -9,12 +9,21 @@
  *   index.html: 200, 567 bytes
  *
  * Only plain http:// URLs. Exit status 0 if every fetch got a 2xx reply,
- * else 1. WEFT_DNS_SERVERS="ip:port" points the resolver elsewhere. */
+ * else 1 (2 for a usage error). WEFT_DNS_SERVERS="ip:port" points the
+ * resolver elsewhere. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include <weft.h>
+
+#include "args.h"
+
+static const char usage[] =
+    "usage: get [--] URL...\n"
+    "  Fetches every http:// URL at once (HTTP/1.0) and saves each body in\n"
+    "  the current directory under the URL's last path segment.\n"
+    "  WEFT_DNS_SERVERS=ip:port sets the name server.\n";
 
 #define HEAD_MAX 16384
 
@@ -161,10 +170,7 @@ static int report(const fetch *f, const char *url) {
 }
 
 int main(int argc, char **argv) {
-  if (argc < 2) {
-    fprintf(stderr, "usage: %s URL...\n", argv[0]);
-    return 1;
-  }
+  argc = ex_operands(argc, argv, 1, usage);
   weft_loop *loop;
   int err = weft_loop_new(&loop, NULL);
   const char *servers = getenv("WEFT_DNS_SERVERS");

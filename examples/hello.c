@@ -2,6 +2,13 @@
 #include <stdio.h>
 #include <weft.h>
 
+#include "args.h"
+
+static const char usage[] =
+    "usage: hello\n"
+    "  The README's program: a deferred callback and a timer that\n"
+    "  ticks 3 times. No options.\n";
+
 static int ticks;
 
 static void on_tick(weft_timer *t) {
@@ -13,7 +20,8 @@ static void on_tick(weft_timer *t) {
 
 static void hello(void *arg) { printf("hello from %s\n", (const char *)arg); }
 
-int main(void) {
+int main(int argc, char **argv) {
+  ex_no_args(argc, argv, usage);
   weft_loop *loop;
   weft_timer timer;
   if (weft_loop_new(&loop, NULL) != 0) return 1;

@@ -633,10 +633,25 @@ static int bound_port(server *s) {
   return err < 0 ? err : weft_sockaddr_port((struct sockaddr *)&ss);
 }
 
-static int usage(void) {
-  fprintf(stderr, "usage: httpd --port P --root DIR [--loops N] [--host ADDR]\n"
-                  "             [--idle-ms MS] [--header-ms MS] [--send-ms MS] "
-                  "[--cache-ms MS]\n");
+static const char usage_text[] =
+    "usage: httpd --port P --root DIR [--loops N] [--host ADDR]\n"
+    "             [--idle-ms MS] [--header-ms MS] [--send-ms MS] "
+    "[--cache-ms MS]\n"
+    "  Serves the files under DIR over HTTP/1.1 on ADDR (default 127.0.0.1)\n"
+    "  port P (0..65535; 0: any free port), printing \"listening on PORT\";\n"
+    "  N loops (1..256, default 1). Timeouts in ms (> 0): idle 15000,\n"
+    "  header 10000, send 30000; --cache-ms 1000 (0: no descriptor cache).\n";
+
+/* Says what is wrong, then the usage on stderr; returns 2. */
+static int usage(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+static int usage(const char *fmt, ...) {
+  va_list ap;
+  va_start(ap, fmt);
+  fputs("httpd: ", stderr);
+  vfprintf(stderr, fmt, ap);
+  fputc('\n', stderr);
+  va_end(ap);
+  fputs(usage_text, stderr);
   return 2;
 }
 
@@ -649,30 +664,53 @@ static int parse_args(int argc, char **argv, options *o, char *root) {
                  .send_ms = 30000,
                  .cache_ms = 1000};
   const char *dir = NULL;
-  for (int i = 1; i + 1 < argc; i += 2) {
-    const char *k = argv[i], *v = argv[i + 1];
-    unsigned long long n = 0;
-    bool num = httpd_parse_uint(v, WEFT_TIMEOUT_MAX, &n);
-    if (strcmp(k, "--root") == 0)
+  for (int i = 1; i < argc; i++) {
+    const char *k = argv[i];
+    if (strcmp(k, "-h") == 0 || strcmp(k, "--help") == 0) {
+      fputs(usage_text, stdout);
+      exit(0);
+    }
+    static const char *const opts[] = {"--root",    "--host",    "--port",
+                                       "--loops",   "--idle-ms", "--header-ms",
+                                       "--send-ms", "--cache-ms"};
+    size_t which = 0;
+    while (which < sizeof opts / sizeof *opts && strcmp(k, opts[which]) != 0)
+      which++;
+    if (which == sizeof opts / sizeof *opts)
+      return usage("unknown argument '%s'", k);
+    if (i + 1 >= argc) return usage("%s needs a value", k);
+    const char *v = argv[++i];
+    if (which == 0) {
       dir = v;
-    else if (strcmp(k, "--host") == 0)
+      continue;
+    }
+    if (which == 1) {
       o->host = v;
-    else if (strcmp(k, "--port") == 0 && num && n <= 65535)
+      continue;
+    }
+    unsigned long long n = 0;
+    static const unsigned long long lo[] = {0, 0, 0, 1, 1, 1, 1, 0};
+    unsigned long long hi = which == 2   ? 65535
+                            : which == 3 ? 256
+                                         : (unsigned long long)WEFT_TIMEOUT_MAX;
+    if (!httpd_parse_uint(v, WEFT_TIMEOUT_MAX, &n) || n < lo[which] || n > hi)
+      return usage("%s %s: want a number from %llu to %llu", k, v, lo[which],
+                   hi);
+    if (which == 2)
       o->port = (unsigned)n;
-    else if (strcmp(k, "--loops") == 0 && num && n >= 1 && n <= 256)
+    else if (which == 3)
       o->loops = (unsigned)n;
-    else if (strcmp(k, "--idle-ms") == 0 && num && n > 0)
+    else if (which == 4)
       o->idle_ms = n;
-    else if (strcmp(k, "--header-ms") == 0 && num && n > 0)
+    else if (which == 5)
       o->header_ms = n;
-    else if (strcmp(k, "--send-ms") == 0 && num && n > 0)
+    else if (which == 6)
       o->send_ms = n;
-    else if (strcmp(k, "--cache-ms") == 0 && num)
-      o->cache_ms = n;
     else
-      return usage();
+      o->cache_ms = n;
   }
-  if (argc % 2 == 0 || dir == NULL || o->port > 65535) return usage();
+  if (dir == NULL) return usage("--root DIR is required");
+  if (o->port > 65535) return usage("--port P is required");
   /* Requests are mapped under the canonical root (no trailing slash). */
   if (realpath(dir, root) == NULL) {
     perror(dir);

@@ -2,7 +2,7 @@
  * and inline commands, pipelining) on weft's TCP streams and timers.
  *
  *   kvd --port P [--loops N] [--bind ADDR] [--proto-max-bulk-len BYTES]
- * [--stats]
+ *       [--stats]
  *
  * Prints "listening on PORT" once it accepts connections (--port 0 picks a
  * free port), and exits cleanly on SIGTERM or SIGINT. With --loops N, N
@@ -23,6 +23,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "args.h"
 #include "kvd/kvd.h"
 
 #define OUT_HIGH (1u << 20)    /* pause parsing while more replies wait */
@@ -825,11 +826,13 @@ static int parse_addr(const char *host, unsigned port,
   return weft_ip6_addr(host, port, (struct sockaddr_in6 *)out);
 }
 
-static int usage(void) {
-  fprintf(stderr, "usage: kvd --port P [--loops N] [--bind ADDR] "
-                  "[--proto-max-bulk-len BYTES] [--stats]\n");
-  return 2;
-}
+static const char usage[] =
+    "usage: kvd --port P [--loops N] [--bind ADDR] "
+    "[--proto-max-bulk-len BYTES] [--stats]\n"
+    "  A Redis-protocol key-value server on ADDR (default 127.0.0.1) port P\n"
+    "  (0..65535; 0: any free port), printing \"listening on PORT\"; N loops\n"
+    "  (1..64, default 1) share one store. --proto-max-bulk-len: at least\n"
+    "  1 MiB. --stats: print counters on exit. SIGTERM/SIGINT stop it.\n";
 
 /* Frees what loop_setup() made, whether or not the loop ever ran. */
 static void loop_teardown(kvd_loop *kl) {
@@ -866,32 +869,29 @@ static int serve(kvd_server *srv, struct sockaddr_storage *addr) {
 int main(int argc, char **argv) {
   long port = -1, loops = 1;
   const char *host = "127.0.0.1";
-  if (argc > 1 && strcmp(argv[argc - 1], "--stats") == 0) {
-    print_stats = true;
-    argc--;
-  }
-  for (int i = 1; i + 1 < argc; i += 2) {
-    char *end;
-    long v = strtol(argv[i + 1], &end, 10);
-    if (strcmp(argv[i], "--bind") == 0)
-      host = argv[i + 1];
-    else if (*end || end == argv[i + 1])
-      return usage();
+  for (int i = 1; i < argc; i++) {
+    if (ex_is_help(argv[i]))
+      ex_usage(usage, 0);
+    else if (strcmp(argv[i], "--stats") == 0)
+      print_stats = true;
+    else if (strcmp(argv[i], "--bind") == 0)
+      host = ex_str(argc, argv, &i, usage);
     else if (strcmp(argv[i], "--port") == 0)
-      port = v;
+      port = ex_long(argc, argv, &i, 0, 65535, usage);
     else if (strcmp(argv[i], "--loops") == 0)
-      loops = v;
-    else if (strcmp(argv[i], "--proto-max-bulk-len") == 0 &&
-             v >= (long)KVD_MAX_BULK_MIN)
-      kvd_max_bulk = (size_t)v; /* like CONFIG SET: at least 1 MiB */
+      loops = ex_long(argc, argv, &i, 1, 64, usage);
+    else if (strcmp(argv[i], "--proto-max-bulk-len") == 0)
+      /* like CONFIG SET: at least 1 MiB */
+      kvd_max_bulk = (size_t)ex_long(argc, argv, &i, (long)KVD_MAX_BULK_MIN,
+                                     LONG_MAX, usage);
     else
-      return usage();
+      ex_bad(usage, "unknown argument '%s'", argv[i]);
   }
-  if (argc % 2 == 0 || port < 0 || port > 65535 || loops < 1 || loops > 64)
-    return usage();
+  if (port < 0) ex_bad(usage, "--port P is required");
   static kvd_server srv;
   struct sockaddr_storage addr;
-  if (parse_addr(host, (unsigned)port, &addr) < 0) return usage();
+  if (parse_addr(host, (unsigned)port, &addr) < 0)
+    ex_bad(usage, "--bind %s: not an IPv4 or IPv6 address", host);
   srv.nloops = (size_t)loops;
   srv.loops = calloc(srv.nloops, sizeof *srv.loops);
   if (!srv.loops || kvd_store_init(&srv.store, srv.nloops > 1) < 0) {

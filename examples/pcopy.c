@@ -22,6 +22,13 @@
 #include <unistd.h>
 #include <weft.h>
 
+#include "args.h"
+
+static const char usage_text[] =
+    "usage: pcopy [-j N] SRC DST\n"
+    "  Copies the tree SRC to DST on weft's pool, N copies at a time\n"
+    "  (1..1024, default 16), with a progress line on a terminal.\n";
+
 enum kind { K_DIR, K_FILE, K_LINK };
 
 typedef struct task {
@@ -240,20 +247,22 @@ static void start_more(void) {
 
 static void probe_done(weft_fs_req *req) { (void)req; }
 
-static int usage(const char *argv0) {
-  fprintf(stderr, "usage: %s [-j N] SRC DST\n", argv0);
-  return 2;
-}
-
 int main(int argc, char **argv) {
   int opt;
   S.max_inflight = 16;
   S.failures_tail = &S.failures;
-  while ((opt = getopt(argc, argv, "j:")) != -1) {
-    if (opt != 'j' || (S.max_inflight = atoi(optarg)) <= 0)
-      return usage(argv[0]);
+  for (int i = 1; i < argc && strcmp(argv[i], "--") != 0; i++)
+    if (ex_is_help(argv[i])) ex_usage(usage_text, 0);
+  opterr = 0;
+  while ((opt = getopt(argc, argv, "+j:")) != -1) {
+    if (opt == 'j')
+      S.max_inflight = (int)ex_number("-j", optarg, 1, 1024, usage_text);
+    else if (optopt == 'j')
+      ex_bad(usage_text, "-j needs a value");
+    else
+      ex_bad(usage_text, "unknown option '-%c'", optopt);
   }
-  if (argc - optind != 2) return usage(argv[0]);
+  if (argc - optind != 2) ex_bad(usage_text, "want SRC and DST");
   const char *src = argv[optind], *dst = argv[optind + 1];
   S.tty = isatty(STDOUT_FILENO);
   int err = weft_loop_new(&S.loop, NULL);

@@ -16,6 +16,13 @@
 #include <unistd.h>
 #include <weft.h>
 
+#include "args.h"
+
+static const char usage_text[] =
+    "usage: pipe_talk\n"
+    "  Starts itself again as a child (pipe_talk --child) and talks to it\n"
+    "  over two pipes: the child answers each line upper-cased. No options.\n";
+
 /* ---- the child: read lines, answer "pong: LINE" (upper-cased) --------------
  */
 
@@ -149,10 +156,11 @@ static int run_parent(weft_loop *loop) {
 }
 
 int main(int argc, char **argv) {
+  bool is_child = argc == 2 && strcmp(argv[1], "--child") == 0;
+  if (!is_child) ex_no_args(argc, argv, usage_text);
   weft_loop *loop;
   if (weft_loop_new(&loop, NULL) != 0) return 1;
-  int rc = argc > 1 && strcmp(argv[1], "--child") == 0 ? run_child(loop)
-                                                       : run_parent(loop);
+  int rc = is_child ? run_child(loop) : run_parent(loop);
   weft_loop_free(loop);
   return rc;
 }

@@ -14,6 +14,14 @@
 #include <unistd.h>
 #include <weft.h>
 
+#include "args.h"
+
+static const char usage_text[] =
+    "usage: pmap [-j N] CMD ARGS... -- INPUT...\n"
+    "  Runs `CMD ARGS... INPUT` once per INPUT, N at a time (1..1024;\n"
+    "  default: the number of CPUs), printing each job's output in one\n"
+    "  piece; exit 0 if every job exited 0, else 1.\n";
+
 typedef struct pmap {
   weft_loop *loop;
   char **cmd; /* CMD ARGS... and a slot for the input, NULL-terminated */
@@ -96,11 +104,6 @@ static void start_next(pmap *pm) {
   }
 }
 
-static int usage(void) {
-  fprintf(stderr, "usage: pmap [-j N] CMD ARGS... -- INPUT...\n");
-  return 2;
-}
-
 static void summary(const pmap *pm) {
   fprintf(stderr, "pmap: %d jobs: %d ok", pm->ninputs, pm->ok);
   for (int c = 1; c < 256; c++)
@@ -113,15 +116,19 @@ static void summary(const pmap *pm) {
 int main(int argc, char **argv) {
   pmap pm = {.jobs = (int)sysconf(_SC_NPROCESSORS_ONLN)};
   int i = 1;
-  if (i + 1 < argc && strcmp(argv[i], "-j") == 0) {
-    pm.jobs = atoi(argv[i + 1]);
-    i += 2;
+  if (i < argc && ex_is_help(argv[i])) ex_usage(usage_text, 0);
+  if (i < argc && strcmp(argv[i], "-j") == 0) {
+    pm.jobs = (int)ex_long(argc, argv, &i, 1, 1024, usage_text);
+    i++;
+  } else if (i < argc && argv[i][0] == '-') {
+    ex_bad(usage_text, "unknown option '%s'", argv[i]);
   }
-  if (pm.jobs < 1) return usage();
+  if (pm.jobs < 1) pm.jobs = 1;
   int sep = i;
   while (sep < argc && strcmp(argv[sep], "--") != 0)
     sep++;
-  if (sep == i || sep == argc) return usage();
+  if (sep == i) ex_bad(usage_text, "missing CMD");
+  if (sep == argc) ex_bad(usage_text, "missing -- before the inputs");
   pm.ncmd = sep - i;
   pm.cmd = calloc((size_t)pm.ncmd + 2, sizeof *pm.cmd);
   if (pm.cmd == NULL) return 1;

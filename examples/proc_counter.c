@@ -16,6 +16,13 @@
 #include <unistd.h>
 #include <weft.h>
 
+#include "args.h"
+
+static const char usage_text[] =
+    "usage: proc_counter [-j WORKERS] [-n JOBS] [-k INCREMENTS]\n"
+    "  JOBS jobs (default 10) each count to INCREMENTS (default 100000) in\n"
+    "  one of WORKERS worker processes (default 4); prints the total.\n";
+
 /* ---- worker mode: count to the number in the job ------------------------ */
 
 static int count_job(const void *in, size_t len, weft_buf *out, void *arg) {
@@ -71,17 +78,22 @@ int main(int argc, char **argv) {
   int workers = 4, jobs = 10;
   long long k = 100000;
   int opt;
-  while ((opt = getopt(argc, argv, "j:n:k:")) != -1) {
+  for (int i = 1; i < argc && strcmp(argv[i], "--") != 0; i++)
+    if (ex_is_help(argv[i])) ex_usage(usage_text, 0);
+  opterr = 0;
+  while ((opt = getopt(argc, argv, "+j:n:k:")) != -1) {
     if (opt == 'j')
-      workers = atoi(optarg);
+      workers = (int)ex_number("-j", optarg, 1, 1024, usage_text);
     else if (opt == 'n')
-      jobs = atoi(optarg);
+      jobs = (int)ex_number("-n", optarg, 1, 1000000, usage_text);
     else if (opt == 'k')
-      k = atoll(optarg);
+      k = ex_number("-k", optarg, 0, 1000000000000L, usage_text);
+    else if (optopt == 'j' || optopt == 'n' || optopt == 'k')
+      ex_bad(usage_text, "-%c needs a value", optopt);
     else
-      return 2;
+      ex_bad(usage_text, "unknown option '-%c'", optopt);
   }
-  if (workers < 1 || jobs < 1 || k < 0) return 2;
+  if (optind < argc) ex_bad(usage_text, "unknown argument '%s'", argv[optind]);
   char self[4096];
   ssize_t len = readlink("/proc/self/exe", self, sizeof self - 1);
   if (len < 0) return 1;

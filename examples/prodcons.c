@@ -8,6 +8,13 @@
 #include <stdlib.h>
 #include <weft.h>
 
+#include "args.h"
+
+static const char usage[] =
+    "usage: prodcons\n"
+    "  A thread produces 100000 numbers into a bounded queue; the loop\n"
+    "  consumes them and prints the sum. No options.\n";
+
 #define ITEMS 100000
 #define CAPACITY 64
 
@@ -58,7 +65,8 @@ static void get_next(consumer *c) {
   weft_future_unref(g);
 }
 
-int main(void) {
+int main(int argc, char **argv) {
+  ex_no_args(argc, argv, usage);
   consumer c = {0};
   check(weft_loop_new(&c.loop, NULL), "loop");
   check(weft_queue_new(c.loop, CAPACITY, free, &c.q), "queue");

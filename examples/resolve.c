@@ -8,13 +8,21 @@
  *   ...
  *
  * Answers are printed in the order of the arguments once every lookup has
- * finished. Exit status: 0, or 2 if some name could not be resolved.
+ * finished. Exit status: 0, 1 if some name could not be resolved, 2 for a
+ * usage error.
  * WEFT_DNS_SERVERS="127.0.0.1:5353" points the resolver at another server. */
 #include <arpa/inet.h>
 #include <stdio.h>
 #include <stdlib.h>
 
 #include <weft.h>
+
+#include "args.h"
+
+static const char usage[] =
+    "usage: resolve [--] NAME...\n"
+    "  Resolves every NAME at once (c-ares) and prints its addresses like\n"
+    "  `getent ahosts`. WEFT_DNS_SERVERS=ip:port sets the name server.\n";
 
 typedef struct lookup {
   const char *name;
@@ -48,10 +56,7 @@ static void print_lookup(const lookup *l) {
 }
 
 int main(int argc, char **argv) {
-  if (argc < 2) {
-    fprintf(stderr, "usage: %s NAME...\n", argv[0]);
-    return 1;
-  }
+  argc = ex_operands(argc, argv, 1, usage);
   weft_loop *loop;
   int err = weft_loop_new(&loop, NULL);
   const char *servers = getenv("WEFT_DNS_SERVERS");
@@ -77,5 +82,5 @@ int main(int argc, char **argv) {
   }
   free(lookups);
   weft_loop_free(loop);
-  return failed ? 2 : 0;
+  return failed ? 1 : 0;
 }

@@ -18,5 +18,6 @@
 #include "weft/udp.h"
 #include "weft/dns.h"
 #include "weft/process.h"
+#include "weft/loopgroup.h"
 
 #endif /* WEFT_H */

@@ -51,6 +51,8 @@ table=$(cat <<'TABLE'
 40 io/connect_host
 40 io/process_run
 40 io/procpool
+41 io/loopgroup
+41 io/loopgroup_call
 TABLE
 )
 declare -A rank knot def

@@ -1,6 +1,9 @@
 # weft — the one build. `make` builds the libraries; `make check` runs the
 # tests (plain, then ASan+UBSan); `make check-tsan` runs the threaded tests
-# under ThreadSanitizer; `make bench` runs the benchmark report.
+# under ThreadSanitizer; `make bench` runs the benchmark report (into
+# $(O)/bench-results; `make bench-publish` copies it to bench/results/).
+# Each goal installs only the Debian packages it needs (scripts/deps.sh
+# lib|examples|test|bench, once per step: build/.deps-STEP).
 #
 # O=DIR puts every output under DIR instead of build/ (parallel work trees).
 # T=name runs one test suite (tests/test_<name>.c); BENCH=name one benchmark.
@@ -13,8 +16,14 @@ INCDIR  ?= $(PREFIX)/include
 DESTDIR ?=
 WERROR  ?= -Werror
 
+# The version, in one place: `make check-version` fails when the header
+# macros (include/weft/common.h), weft_version() or weft.pc disagree.
+# ABI policy (README): SOMAJOR changes with every incompatible ABI change.
 VERSION := 0.1.0
 SOMAJOR := 0
+VERSION_MAJOR := $(word 1,$(subst ., ,$(VERSION)))
+VERSION_MINOR := $(word 2,$(subst ., ,$(VERSION)))
+VERSION_PATCH := $(word 3,$(subst ., ,$(VERSION)))
 
 WARN    := -Wall -Wextra $(WERROR) -Wshadow -Wstrict-prototypes -Wmissing-prototypes \
            -Wno-missing-field-initializers
@@ -36,7 +45,12 @@ HEADERS := $(wildcard include/*.h include/weft/*.h)
 # path and the servers' threads included); the runner forks per test.
 TSAN_TESTS ?= $(TEST_NAMES)
 
-DEPS_STAMP := build/.deps-stamp
+# One stamp per dependency step (scripts/deps.sh STEP): lib for the
+# library, examples for what examples/ link, test for make check, bench
+# for the benchmarks' peers.
+DEPS_STEPS := lib examples test bench
+$(foreach s,$(DEPS_STEPS),$(eval DEPS_$(s) := build/.deps-$(s)))
+DEPS_STAMP := $(DEPS_lib) # the old name (one step for everything)
 
 # ---- variants: $(O) plain, $(O)/asan, $(O)/tsan -------------------------
 define variant
@@ -44,7 +58,7 @@ $(1)_DIR    := $(2)
 $(1)_CFLAGS := $(BASE_CFLAGS) $(3)
 $(1)_LDFLAGS := $(4)
 $(1)_OBJS   := $$(patsubst %.c,$(2)/obj/%.o,$$(LIB_SRCS))
-$(2)/obj/%.o: %.c $$(HEADERS) $$(wildcard */*internal.h core/list.h) | $(DEPS_STAMP)
+$(2)/obj/%.o: %.c $$(HEADERS) $$(wildcard */*internal.h core/list.h) | $(DEPS_lib)
 	@mkdir -p $$(@D)
 	$$(CC) $$($(1)_CFLAGS) -c $$< -o $$@
 $(2)/libweft.a: $$($(1)_OBJS)
@@ -61,16 +75,18 @@ $(eval $(call variant,ASAN,$(O)/asan,-O1 -g $(SAN_ASAN) -DWEFT_DEBUG,$(SAN_ASAN)
 $(eval $(call variant,TSAN,$(O)/tsan,-O1 -g $(SAN_TSAN) -DWEFT_TSAN -DWEFT_DEBUG,$(SAN_TSAN)))
 
 .PHONY: all lib check check-plain check-asan check-tsan test bench examples \
-        benches install uninstall clean format compile_commands deps tidy fuzz check-layers check-format
+        benches install uninstall clean format compile_commands deps tidy fuzz check-layers check-format \
+        check-headers check-examples check-version bench-publish $(addprefix deps-,$(DEPS_STEPS))
 
 all: lib
 lib: $(O)/libweft.a $(O)/libweft.so
 
-$(DEPS_STAMP): scripts/deps.sh
+build/.deps-%: scripts/deps.sh
 	@mkdir -p $(@D)
-	@scripts/deps.sh
+	@scripts/deps.sh $*
 	@touch $@
-deps: $(DEPS_STAMP)
+deps: deps-lib
+$(addprefix deps-,$(DEPS_STEPS)): deps-%: build/.deps-%
 
 $(O)/libweft.so: $(PLAIN_OBJS)
 	$(CC) -shared -Wl,-soname,libweft.so.$(SOMAJOR) -o $(O)/libweft.so.$(VERSION) $^ $(DEP_LIBS)
@@ -81,7 +97,7 @@ $(O)/libweft.so: $(PLAIN_OBJS)
 # Each suite links the static library; Criterion runs its tests in parallel
 # worker processes, each with its own timeout.
 define test_variant
-$(2)/tests/test_%: tests/test_%.c $(2)/libweft.a $$(TEST_SUPPORT) tests/support/*.h
+$(2)/tests/test_%: tests/test_%.c $(2)/libweft.a $$(TEST_SUPPORT) tests/support/*.h | $(DEPS_test)
 	@mkdir -p $$(@D)
 	$$(CC) $$($(1)_CFLAGS) -Itests -o $$@ $$< $$(TEST_SUPPORT) $(2)/libweft.a $$($(1)_LDFLAGS) -lcriterion $(DEP_LIBS)
 endef
@@ -91,7 +107,7 @@ $(eval $(call test_variant,ASAN,$(O)/asan))
 # ThreadSanitizer cannot run Criterion (its arena setup aborts), so the same
 # sources are built against tests/support/plainrun.h, a small fork-per-test
 # runner with the same Test()/cr_assert* surface.
-$(O)/tsan/tests/test_%: tests/test_%.c $(O)/tsan/libweft.a $(TEST_SUPPORT) tests/support/*.h
+$(O)/tsan/tests/test_%: tests/test_%.c $(O)/tsan/libweft.a $(TEST_SUPPORT) tests/support/*.h | $(DEPS_test)
 	@mkdir -p $(@D)
 	$(CC) $(TSAN_CFLAGS) -DWEFT_PLAINRUN -Itests -o $@ $< $(TEST_SUPPORT) $(O)/tsan/libweft.a $(TSAN_LDFLAGS) $(DEP_LIBS)
 
@@ -100,8 +116,18 @@ ASAN_ENV := ASAN_OPTIONS=halt_on_error=1:detect_leaks=1:abort_on_error=1 \
             UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1
 TSAN_ENV := TSAN_OPTIONS=halt_on_error=1:second_deadlock_stack=1
 
-check: check-plain check-asan check-layers
+# Without T: also the header test (C++11..23 and strict C11 users), the
+# examples' command lines, the version check and the install test.
+check: check-plain check-asan check-layers $(if $(T),,check-headers check-examples check-version)
 	@echo "make check: all suites passed (plain and ASan+UBSan), calls only go down the layers"
+
+check-headers: $(O)/libweft.a | $(DEPS_test)
+	@O=$(O) scripts/test-headers.sh
+
+# Every example in $(O)/examples: --help (usage on stdout, exit 0), a bad
+# flag (usage on stderr, exit 2); scripts/test-examples.sh.
+check-examples: examples | $(DEPS_test)
+	@O=$(O) scripts/test-examples.sh
 
 check-plain: $(addprefix $(O)/tests/test_,$(RUN_NAMES)) lib
 	@scripts/run-tests.sh "plain" $(addprefix $(O)/tests/test_,$(RUN_NAMES))
@@ -124,11 +150,11 @@ BENCH_BINS := $(patsubst bench/%.c,$(O)/bench/%,$(BENCH_SRCS))
 EXAMPLE_BINS := $(patsubst examples/%.c,$(O)/examples/%,$(EXAMPLE_SRCS))
 BENCH_LIBS := $(shell pkg-config --libs libuv 2>/dev/null || echo -luv)
 
-$(O)/bench/%: bench/%.c $(O)/libweft.a $(BENCH_SUPPORT) bench/support/*.h
+$(O)/bench/%: bench/%.c $(O)/libweft.a $(BENCH_SUPPORT) bench/support/*.h | $(DEPS_bench)
 	@mkdir -p $(@D)
 	$(CC) -std=c11 -D_GNU_SOURCE -O2 -g $(WARN) -Iinclude -Ibench -o $@ $< $(BENCH_SUPPORT) $(O)/libweft.a $(BENCH_LIBS) $(DEP_LIBS)
 
-$(O)/examples/%: examples/%.c $(O)/libweft.a
+$(O)/examples/%: examples/%.c examples/args.h $(O)/libweft.a | $(DEPS_examples)
 	@mkdir -p $(@D)
 	$(CC) -std=c11 -D_GNU_SOURCE -O2 -g $(WARN) -Iinclude -o $@ $< $(EXAMPLE_SRCS_$*) $(O)/libweft.a $(DEP_LIBS) $(EXAMPLE_LIBS_$*)
 
@@ -141,7 +167,7 @@ $(O)/tests/test_httpd $(O)/tsan/tests/test_httpd: $(O)/examples/httpd
 # The ASan suite runs an ASan+UBSan server (found first, next to its tests).
 $(O)/asan/tests/test_httpd: $(O)/asan/examples/httpd
 $(O)/bench/bench_httpd: $(O)/examples/httpd
-$(O)/asan/examples/httpd: examples/httpd.c $(EXAMPLE_SRCS_httpd) examples/httpd/httpd.h $(O)/asan/libweft.a
+$(O)/asan/examples/httpd: examples/httpd.c $(EXAMPLE_SRCS_httpd) examples/httpd/httpd.h $(O)/asan/libweft.a | $(DEPS_examples)
 	@mkdir -p $(@D)
 	$(CC) $(ASAN_CFLAGS) -o $@ $< $(EXAMPLE_SRCS_httpd) $(O)/asan/libweft.a $(ASAN_LDFLAGS) $(DEP_LIBS) $(EXAMPLE_LIBS_httpd)
 
@@ -151,43 +177,48 @@ EXAMPLE_SRCS_kvd := $(wildcard examples/kvd/*.c)
 $(O)/examples/kvd: $(EXAMPLE_SRCS_kvd) examples/kvd/kvd.h
 $(O)/tests/test_kvd $(O)/bench/bench_kvd: $(O)/examples/kvd
 $(O)/asan/tests/test_kvd: $(O)/asan/examples/kvd
-$(O)/asan/examples/kvd: examples/kvd.c $(EXAMPLE_SRCS_kvd) examples/kvd/kvd.h $(O)/asan/libweft.a
+$(O)/asan/examples/kvd: examples/kvd.c $(EXAMPLE_SRCS_kvd) examples/kvd/kvd.h $(O)/asan/libweft.a | $(DEPS_examples)
 	@mkdir -p $(@D)
 	$(CC) $(ASAN_CFLAGS) -o $@ $< $(EXAMPLE_SRCS_kvd) $(O)/asan/libweft.a $(ASAN_LDFLAGS) $(DEP_LIBS)
 # --loops N is threaded: the TSan suite runs a TSan server.
 $(O)/tsan/tests/test_kvd: $(O)/tsan/examples/kvd
-$(O)/tsan/examples/kvd: examples/kvd.c $(EXAMPLE_SRCS_kvd) examples/kvd/kvd.h $(O)/tsan/libweft.a
+$(O)/tsan/examples/kvd: examples/kvd.c $(EXAMPLE_SRCS_kvd) examples/kvd/kvd.h $(O)/tsan/libweft.a | $(DEPS_examples)
 	@mkdir -p $(@D)
 	$(CC) $(TSAN_CFLAGS) -o $@ $< $(EXAMPLE_SRCS_kvd) $(O)/tsan/libweft.a $(TSAN_LDFLAGS) $(DEP_LIBS)
 
 benches: $(BENCH_BINS)
 examples: $(EXAMPLE_BINS)
 
+# Results go to $(O)/bench-results (latest.jsonl, REPORT.md, charts); the
+# committed report in bench/results/ changes only with `make bench-publish`.
 bench: benches
 	@O=$(O) scripts/bench.sh $(BENCH)
 
+bench-publish:
+	@O=$(O) scripts/bench-publish.sh
+
 # Fuzzers and differential testers (scripts/fuzz-*.sh), each bounded by
 # FUZZ_SECONDS; they build what they run through this Makefile.
-fuzz: lib
+fuzz: lib | $(DEPS_test)
 	@O=$(O) scripts/fuzz.sh
 
 # ---- install --------------------------------------------------------------
+# scripts/install.sh: headers, both libraries, weft.pc, the CMake package
+# (LIBDIR/cmake/weft), a manifest for uninstall; ldconfig as root when
+# DESTDIR is empty (else it prints what to do).
+INSTALL_ENV = O=$(O) PREFIX=$(PREFIX) LIBDIR=$(LIBDIR) INCDIR=$(INCDIR) DESTDIR=$(DESTDIR) \
+              VERSION=$(VERSION) SOMAJOR=$(SOMAJOR) VERSION_MAJOR=$(VERSION_MAJOR) \
+              VERSION_MINOR=$(VERSION_MINOR)
 install: lib
-	install -d $(DESTDIR)$(INCDIR)/weft $(DESTDIR)$(LIBDIR)/pkgconfig
-	install -m 644 include/weft.h $(DESTDIR)$(INCDIR)/
-	install -m 644 include/weft/*.h $(DESTDIR)$(INCDIR)/weft/
-	install -m 644 $(O)/libweft.a $(DESTDIR)$(LIBDIR)/
-	install -m 755 $(O)/libweft.so.$(VERSION) $(DESTDIR)$(LIBDIR)/
-	ln -sf libweft.so.$(VERSION) $(DESTDIR)$(LIBDIR)/libweft.so.$(SOMAJOR)
-	ln -sf libweft.so.$(SOMAJOR) $(DESTDIR)$(LIBDIR)/libweft.so
-	sed -e 's|@PREFIX@|$(PREFIX)|; s|@LIBDIR@|$(LIBDIR)|; s|@INCDIR@|$(INCDIR)|; s|@VERSION@|$(VERSION)|' \
-	    weft.pc.in > $(DESTDIR)$(LIBDIR)/pkgconfig/weft.pc
+	@$(INSTALL_ENV) scripts/install.sh install
 
 uninstall:
-	rm -f $(DESTDIR)$(INCDIR)/weft.h $(DESTDIR)$(LIBDIR)/pkgconfig/weft.pc
-	rm -rf $(DESTDIR)$(INCDIR)/weft
-	rm -f $(DESTDIR)$(LIBDIR)/libweft.a $(DESTDIR)$(LIBDIR)/libweft.so \
-	      $(DESTDIR)$(LIBDIR)/libweft.so.$(SOMAJOR) $(DESTDIR)$(LIBDIR)/libweft.so.$(VERSION)
+	@$(INSTALL_ENV) scripts/install.sh uninstall
+
+# The version in one place: header macros and weft_version() (from them)
+# must match VERSION; weft.pc and the CMake files are generated from it.
+check-version: lib
+	@O=$(O) CC=$(CC) VERSION=$(VERSION) scripts/check-version.sh
 
 # ---- tooling --------------------------------------------------------------
 FORMAT_FILES := $(sort $(LIB_SRCS) $(HEADERS) $(wildcard */*.h */*/*.h) $(TEST_SRCS) \
@@ -196,7 +227,7 @@ FORMAT_FILES := $(sort $(LIB_SRCS) $(HEADERS) $(wildcard */*.h */*/*.h) $(TEST_S
 format:
 	clang-format -i $(FORMAT_FILES)
 # CI runs this: every file already as `make format` would leave it.
-check-format: | $(DEPS_STAMP)
+check-format: | $(DEPS_test)
 	@clang-format --dry-run -Werror $(FORMAT_FILES)
 	@echo "check-format: $(words $(FORMAT_FILES)) files formatted"
 
@@ -205,3 +236,11 @@ compile_commands:
 
 clean:
 	rm -rf $(O)/obj $(O)/asan $(O)/tsan $(O)/tests $(O)/bench $(O)/examples $(O)/libweft.*
+
+# tests/test_examples_fibers.c runs the fiber-style examples (every
+# variant runs the plain build's programs); bench/fibers/run.sh, which
+# scripts/bench.sh runs for BENCH=fibers, serves echo with both echoes.
+FIBER_EXAMPLES := echo_fibers tree_sum run_many prodcons_fibers workers_fibers counter_fibers
+$(O)/tests/test_examples_fibers $(O)/asan/tests/test_examples_fibers $(O)/tsan/tests/test_examples_fibers: \
+  $(addprefix $(O)/examples/,$(FIBER_EXAMPLES))
+$(O)/bench/bench_fibers: $(O)/examples/echo $(O)/examples/echo_fibers

@@ -162,7 +162,7 @@ static bool pingpong_run(pingpong *p, placement where,
 static double pingpong_rate(pingpong *p, void *arg, void (*run)(pingpong *)) {
   if (pingpong_run(p, *(const placement *)arg, run))
     return (double)n_pings / p->secs;
-  fprintf(stderr, " (skipped: needs 2 CPUs)");
+  bench_skip("needs 2 CPUs");
   return NAN;
 }
 

@@ -63,9 +63,15 @@ typedef struct node_work {
   size_t n;
 } node_work;
 
-/* Runs one workload in node and returns its "value" (NaN if node is
- * missing: the node line is then simply not reported). */
+/* Runs one workload in node and returns its "value" (NaN, reported as
+ * skipped, if node is not installed: scripts/deps.sh bench installs it). */
 static double run_node(const char *work, size_t n) {
+  static int have_node = -1;
+  if (have_node < 0) have_node = system("command -v node >/dev/null 2>&1") == 0;
+  if (!have_node) {
+    bench_skip("node not found (Debian nodejs; scripts/deps.sh bench)");
+    return NAN;
+  }
   char cmd[PATH_MAX + 64];
   snprintf(cmd, sizeof cmd, "node '%s' %s %zu", script_path(), work, n);
   FILE *p = popen(cmd, "r");

@@ -103,4 +103,11 @@ const char *weft_err_name(int err) {
   return e != NULL ? e->name : "UNKNOWN";
 }
 
-const char *weft_version(void) { return "0.1.0"; }
+#define WEFT__STR_(x) #x
+#define WEFT__STR(x) WEFT__STR_(x)
+/* From the header's macros, which `make check-version` holds to the
+ * Makefile's VERSION. */
+const char *weft_version(void) {
+  return WEFT__STR(WEFT_VERSION_MAJOR) "." WEFT__STR(
+      WEFT_VERSION_MINOR) "." WEFT__STR(WEFT_VERSION_PATCH);
+}

@@ -1,17 +1,21 @@
 #!/usr/bin/env bash
-# Turns bench/results/latest.jsonl into bench/results/REPORT.md (a table per
-# area: weft, each peer, the ratio) and one PNG chart of the ratios per area
-# (gnuplot; skipped with a note when gnuplot is missing).
-# Usage: scripts/bench-report.sh [RESULTS_DIR]
+# Turns RESULTS_DIR/latest.jsonl into RESULTS_DIR/REPORT.md (a table per
+# area: weft, each peer, the ratio; an impl that could not run is a row
+# "skipped: reason") and one PNG chart of the ratios per area (gnuplot;
+# without it the report says so instead of linking a chart).
+# Usage: scripts/bench-report.sh [RESULTS_DIR]   (default: build/bench-results)
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
-dir=${1:-$root/bench/results}
+dir=${1:-$root/build/bench-results}
+have_gnuplot=0
+command -v gnuplot >/dev/null 2>&1 && have_gnuplot=1
 in=$dir/latest.jsonl
 [ -s "$in" ] || { echo "bench-report: no $in" >&2; exit 1; }
 rm -f "$dir"/ratios_*.png "$dir"/ratios_*.dat
 
 # One pass: REPORT.md, and per area a data file "label ratio" for gnuplot.
-awk -v dir="$dir" -f "$root/scripts/bench-lib.awk" -f /dev/stdin "$in" <<'AWK'
+awk -v dir="$dir" -v charts=$have_gnuplot -f "$root/scripts/bench-lib.awk" -f /dev/stdin "$in" <<'AWK'
+/^\{"meta_run"/ { if (field($0, "subset") == "true") subset = 1; next }
 /^\{"meta"/ {
   meta = sprintf("%s, %s CPUs (%s), kernel %s, libuv %s, libev %s, weft %s, runs %s%s",
     field($0, "date"), field($0, "nproc"), field($0, "cpu"), field($0, "kernel"),
@@ -26,6 +30,7 @@ awk -v dir="$dir" -f "$root/scripts/bench-lib.awk" -f /dev/stdin "$in" <<'AWK'
   if (!(b in seen)) { seen[b] = 1; border[area] = border[area] " " b }
   key = b SUBSEP im
   if (!(key in val)) impls[b] = impls[b] " " im
+  sk = field($0, "skipped"); if (sk != "") skip[key] = sk
   val[key] = field($0, "value") + 0
   unit[b] = field($0, "unit"); better[b] = field($0, "better")
 }
@@ -35,10 +40,14 @@ END {
   print "Machine: " meta "  " > md
   print "Reproduce: `make bench` (`BENCH_RUNS=N`, `BENCH=name` for one program)." > md
   print "Values are medians; **ratio** compares weft with each peer so that" > md
-  print "**> 1 means weft is better** (faster, or less time).\n" > md
+  print "**> 1 means weft is better** (faster, or less time)." > md
+  if (subset) print "This run covered only some programs or impls (`BENCH=`, `BENCH_IMPL=`)." > md
+  if (!charts) print "No charts: gnuplot was not installed (scripts/deps.sh bench installs it)." > md
+  print "" > md
   for (a = 1; a <= na; a++) {
     area = areas[a]
-    printf "## %s\n\n![%s ratios](ratios_%s.png)\n\n", area, area, area > md
+    printf "## %s\n\n", area > md
+    nratio = 0
     print "| benchmark | impl | median | ratio vs weft |" > md
     print "|---|---|---:|---:|" > md
     nbs = split(border[area], bl, " ")
@@ -46,19 +55,25 @@ END {
     for (k = 1; k <= nbs; k++) {
       b = bl[k]
       n = split(impls[b], list, " ")
-      w = (b SUBSEP "weft") in val ? val[b SUBSEP "weft"] : ""
+      w = (b SUBSEP "weft") in val && !((b SUBSEP "weft") in skip) ? val[b SUBSEP "weft"] : ""
       for (j = 1; j <= n; j++) {
         im = list[j]; v = val[b SUBSEP im]; r = "-"
+        if ((b SUBSEP im) in skip) {
+          printf "| %s | %s | skipped: %s | - |\n", (j == 1 ? b : ""), im, skip[b SUBSEP im] > md
+          continue
+        }
         if (im == "weft") r = "1.00"
         else if (w != "" && v != 0 && w != 0) {
           r = sprintf("%.2f", better[b] == "lower" ? v / w : w / v)
           lbl = b; sub("^" area "_", "", lbl)
           printf "\"%s\\n%s\" %s\n", lbl, im, r > dat
+          nratio++
         }
         printf "| %s | %s | %s | %s |\n", (j == 1 ? b : ""), im, human(v, unit[b]), r > md
       }
     }
     print "" > md
+    if (charts && nratio) printf "![%s ratios](ratios_%s.png)\n\n", area, area > md
   }
 }
 AWK

@@ -6,16 +6,21 @@
 # Environment: BENCH_RUNS (repetitions, default 5), BENCH_QUICK=1 (small N).
 #
 # Every program prints one JSON line per (benchmark, impl) on stdout; they
-# all go to bench/results/latest.jsonl (rewritten each run), after one
-# {"meta":...} line describing the machine. A program that fails its own
-# verification exits non-zero: it is reported, the others still run, and
-# this script exits 1.
+# all go to $O/bench-results/latest.jsonl (rewritten each run), after one
+# {"meta":...} line describing the machine, and scripts/bench-report.sh
+# turns them into $O/bench-results/REPORT.md and its charts. Nothing under
+# bench/ is written: `make bench-publish` copies a full run's report to
+# bench/results/. An impl that cannot run (a peer missing) prints a
+# {"skipped":"reason"} line instead of a value (bench_skip()), shown as
+# "skipped: reason" in the table and the report. A program that fails its
+# own verification exits non-zero: it is reported, the others still run,
+# and this script exits 1.
 set -uo pipefail
 
 root=$(cd "$(dirname "$0")/.." && pwd)
 O=${O:-build}
 case $O in /*) ;; *) O=$root/$O ;; esac
-results=$root/bench/results
+results=$O/bench-results
 out=$results/latest.jsonl
 
 if [ $# -gt 0 ] && [ -n "$1" ]; then
@@ -50,6 +55,10 @@ meta() {
     "$(json_str "$(ev_version)")" \
     "$(json_str "$(git -C "$root" rev-parse --short HEAD 2>/dev/null || echo unknown)")" \
     "${BENCH_RUNS:-5}" "$([ -n "${BENCH_QUICK:-}" ] && [ "${BENCH_QUICK}" != 0 ] && echo true || echo false)"
+  # subset: only some programs ran (NAME, BENCH_IMPL); bench-publish refuses it
+  printf '{"meta_run":{"subset":%s,"programs":%s}}\n' \
+    "$([ ${#bins[@]} -lt "$(ls "$O"/bench/bench_* 2>/dev/null | wc -l)" ] || [ -n "${BENCH_IMPL:-}" ] && echo true || echo false)" \
+    "${#bins[@]}"
 }
 
 mkdir -p "$results"
@@ -73,12 +82,13 @@ done
 # The table: per benchmark, each impl's median and its ratio to weft,
 # oriented so that >1 always means weft is better.
 awk -f "$root/scripts/bench-lib.awk" -f /dev/stdin "$out" <<'AWK'
-/^\{"meta"/ { next }
+/^\{"meta/ { next }
 /^\{"bench"/ {
   b = field($0, "bench"); im = field($0, "impl")
   if (!(b in seen)) { seen[b] = 1; order[++nb] = b }
   key = b SUBSEP im
   if (!(key in val)) impls[b] = impls[b] " " im
+  sk = field($0, "skipped"); if (sk != "") skip[key] = sk
   val[key] = field($0, "value") + 0
   unit[b] = field($0, "unit"); better[b] = field($0, "better")
   runs[key] = field($0, "runs")
@@ -90,9 +100,13 @@ END {
   for (k = 1; k <= nb; k++) {
     b = order[k]
     n = split(impls[b], list, " ")
-    w = (b SUBSEP "weft") in val ? val[b SUBSEP "weft"] : ""
+    w = (b SUBSEP "weft") in val && !((b SUBSEP "weft") in skip) ? val[b SUBSEP "weft"] : ""
     for (j = 1; j <= n; j++) {
       im = list[j]; v = val[b SUBSEP im]
+      if ((b SUBSEP im) in skip) {
+        printf "%-36s %-6s %16s  %s\n", (j == 1 ? b : ""), im, "skipped", skip[b SUBSEP im]
+        continue
+      }
       if (im == "weft" || w == "" || v == 0 || w == 0) r = (im == "weft") ? "1.00" : "-"
       else if (better[b] == "lower") r = sprintf("%.2f", v / w)
       else r = sprintf("%.2f", w / v)
@@ -102,6 +116,6 @@ END {
   }
 }
 AWK
-echo "bench: results in ${out#"$root"/}" >&2
+echo "bench: results in ${out#"$root"/} (make bench-publish copies the report to bench/results/)" >&2
 "$root/scripts/bench-report.sh" "$results" || status=1
 exit $status

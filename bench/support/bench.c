@@ -73,6 +73,18 @@ void bench_fail(const char *fmt, ...) {
   exit(1);
 }
 
+static char skip_reason[256]; /* set by bench_skip() during one fn call */
+
+void bench_skip(const char *fmt, ...) {
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(skip_reason, sizeof skip_reason, fmt, ap);
+  va_end(ap);
+  for (char *c = skip_reason; *c != '\0'; c++) /* stays a JSON string */
+    if (*c == '"' || *c == '\\' || (unsigned char)*c < 0x20) *c = ' ';
+  fprintf(stderr, " (skipped: %s)", skip_reason);
+}
+
 /* ---- groups ----------------------------------------------------------------
  */
 
@@ -82,7 +94,8 @@ static double *cell(double *values, const bench_group *g, int rep, size_t impl,
   return &values[((size_t)rep * g->n_impls + impl) * g->n_metrics + metric];
 }
 
-static void emit_medians(const bench_group *g, double *values, int runs) {
+static void emit_medians(const bench_group *g, double *values, int runs,
+                         char (*skipped)[sizeof skip_reason]) {
   double *col = malloc(sizeof *col * (size_t)runs);
   if (col == NULL) bench_fail("out of memory");
   for (size_t m = 0; m < g->n_metrics; m++)
@@ -95,6 +108,14 @@ static void emit_medians(const bench_group *g, double *values, int runs) {
       if (n != 0)
         bench_emit(g->metrics[m].name, g->impls[i].name, bench_median(col, n),
                    g->metrics[m].unit, g->metrics[m].higher_is_better, (int)n);
+      else if (skipped[i][0] != '\0') {
+        printf("{\"bench\":\"%s\",\"impl\":\"%s\",\"skipped\":\"%s\","
+               "\"unit\":\"%s\",\"better\":\"%s\"}\n",
+               g->metrics[m].name, g->impls[i].name, skipped[i],
+               g->metrics[m].unit,
+               g->metrics[m].higher_is_better ? "higher" : "lower");
+        fflush(stdout);
+      }
     }
   free(col);
 }
@@ -112,16 +133,23 @@ void bench_group_run(const bench_group *g) {
   if (values == NULL) bench_fail("out of memory");
   for (size_t k = 0; k < cells; k++)
     values[k] = NAN;
+  char(*skipped)[sizeof skip_reason] =
+      calloc(g->n_impls ? g->n_impls : 1, sizeof *skipped);
+  if (skipped == NULL) bench_fail("out of memory");
   for (int r = 0; r < runs; r++) {
     fprintf(stderr, "  %s: run %d/%d:", g->name, r + 1, runs);
     for (size_t i = 0; i < g->n_impls; i++) {
       if (!impl_selected(&g->impls[i])) continue;
       fprintf(stderr, " %s", g->impls[i].name);
+      skip_reason[0] = '\0';
       g->impls[i].fn(cell(values, g, r, i, 0), g->impls[i].arg);
+      if (skip_reason[0] != '\0')
+        memcpy(skipped[i], skip_reason, sizeof skip_reason);
     }
     fputc('\n', stderr);
   }
-  emit_medians(g, values, runs);
+  emit_medians(g, values, runs, skipped);
+  free(skipped);
   free(values);
 }
 

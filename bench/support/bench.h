@@ -59,6 +59,13 @@ void bench_emit(const char *bench, const char *impl, double value,
 void bench_fail(const char *fmt, ...)
     __attribute__((format(printf, 1, 2), noreturn));
 
+/** Called from an impl's bench_fn that cannot run (a peer is not installed,
+ * the machine lacks what it needs): leave its values at NaN and give the
+ * reason (printf-style). Each metric of that impl without a value is then
+ * emitted as {"bench":...,"impl":...,"skipped":"reason"} instead of being
+ * dropped, and the report shows "skipped: reason". */
+void bench_skip(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
 /** Fails the benchmark unless `cond` holds. */
 #define BENCH_CHECK(cond, ...)                                                 \
   do {                                                                         \

@@ -2,14 +2,12 @@
  *
  *   echo [--port P] [--loops N] [--host ADDR]
  *
- * N loops run on N threads, each with its own listener bound to the same
- * port with SO_REUSEPORT, so the kernel spreads connections across them.
- * SIGINT or SIGTERM stops it cleanly: the main loop watches both signals
- * (the other threads block them) and asks every loop, through
- * weft_call_soon_threadsafe(), to close its handles; each loop then runs
- * out of work, its thread ends, and main frees the loops. */
-#include <pthread.h>
-#include <signal.h>
+ * N loops run on N threads as one loop group (weft/loopgroup.h), each
+ * with its own listener bound to the same port with SO_REUSEPORT, so the
+ * kernel spreads connections across them. SIGINT or SIGTERM stops it
+ * cleanly: the group stops accepting, closes every connection (an echo
+ * has no natural end to wait for: the drain's deadline is 0) and joins
+ * its threads. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -26,19 +24,10 @@ static const char usage[] =
     "  (1..64, default 1) sharing the port. SIGINT/SIGTERM stop it.\n";
 
 typedef struct conn {
-  weft_tcp tcp;
+  weft_lgroup_conn lc; /* first: its tcp is the connection */
   weft_write_req wr;
   char buf[64 * 1024];
 } conn;
-
-typedef struct worker {
-  weft_loop *loop;
-  weft_tcp listener;
-  pthread_t thread;
-  int index;
-} worker;
-
-static void on_closed(weft_handle *h) { free(h); }
 
 static void on_alloc(weft_stream *s, size_t suggested, weft_buf *buf) {
   (void)suggested;
@@ -52,8 +41,8 @@ static void on_read(weft_stream *s, ssize_t n, const weft_buf *buf);
 static void on_written(weft_write_req *req, int status) {
   conn *c = req->data;
   if (status != 0 ||
-      weft_stream_read_start(&c->tcp.stream, on_alloc, on_read) != 0)
-    weft_close(&c->tcp.stream.base, on_closed);
+      weft_stream_read_start(&c->lc.tcp.stream, on_alloc, on_read) != 0)
+    weft_lgroup_conn_close(&c->lc);
 }
 
 /* One chunk at a time: stop reading until it is echoed, so a client that
@@ -62,70 +51,27 @@ static void on_read(weft_stream *s, ssize_t n, const weft_buf *buf) {
   conn *c = (conn *)s;
   if (n == 0) return;
   if (n < 0) { /* WEFT_EOF or an error */
-    weft_close(&s->base, on_closed);
+    weft_lgroup_conn_close(&c->lc);
     return;
   }
   weft_stream_read_stop(s);
   c->wr.data = c;
   weft_buf out = weft_buf_init(buf->base, (size_t)n);
   if (weft_stream_write(&c->wr, s, &out, 1, on_written) != 0)
-    weft_close(&s->base, on_closed);
+    weft_lgroup_conn_close(&c->lc);
 }
 
-static void on_connection(weft_stream *server, int status) {
-  if (status != 0) {
-    fprintf(stderr, "echo: accept: %s\n", weft_strerror(status));
-    return;
-  }
-  conn *c = malloc(sizeof *c);
-  if (c == NULL) return; /* the connection waits; accepted next time */
-  weft_tcp_init(weft_handle_loop(&server->base), &c->tcp);
-  if (weft_stream_accept(server, &c->tcp.stream) != 0 ||
-      weft_stream_read_start(&c->tcp.stream, on_alloc, on_read) != 0) {
-    weft_close(&c->tcp.stream.base, on_closed);
-    return;
-  }
-  weft_tcp_nodelay(&c->tcp, true);
-}
-
-/* Closes every handle of the loop. Connections are heap-allocated and
- * free themselves; listeners and signal handles (data == 1) are not. */
-static void close_one(weft_handle *h, void *arg) {
+/* A connection, opened by the group on one of its loops. */
+static void on_conn(weft_lgroup_conn *lc, void *arg) {
   (void)arg;
-  if (weft_is_closing(h)) return;
-  weft_close(h, h->data == (void *)1 ? NULL : on_closed);
+  if (weft_stream_read_start(&lc->tcp.stream, on_alloc, on_read) != 0) {
+    weft_lgroup_conn_close(lc);
+    return;
+  }
+  weft_tcp_nodelay(&lc->tcp, true);
 }
 
-static void shut_loop(void *arg) {
-  worker *w = arg;
-  weft_walk(w->loop, close_one, NULL);
-}
-
-static worker workers[MAX_LOOPS];
 static int n_loops = 1;
-
-static void on_signal(weft_signal *s, int signum) {
-  fprintf(stderr, "echo: signal %d, stopping\n", signum);
-  for (int i = 1; i < n_loops; i++)
-    weft_call_soon_threadsafe(workers[i].loop, shut_loop, &workers[i]);
-  (void)s;
-  shut_loop(&workers[0]); /* closes the signal handles too */
-}
-
-static void *thread_main(void *arg) {
-  worker *w = arg;
-  weft_loop_run(w->loop, WEFT_RUN_DEFAULT);
-  return NULL;
-}
-
-static int setup(worker *w, const struct sockaddr *addr) {
-  int err = weft_loop_new(&w->loop, NULL);
-  if (err == 0) err = weft_tcp_init(w->loop, &w->listener);
-  w->listener.stream.base.data = (void *)1; /* not heap: no free on close */
-  if (err == 0) err = weft_tcp_bind(&w->listener, addr, WEFT_TCP_REUSEPORT);
-  if (err == 0) err = weft_tcp_listen(&w->listener, 1024, on_connection);
-  return err;
-}
 
 static void parse(int argc, char **argv, unsigned *port, const char **host) {
   for (int i = 1; i < argc; i++) {
@@ -142,16 +88,6 @@ static void parse(int argc, char **argv, unsigned *port, const char **host) {
   }
 }
 
-/* The port addr's listener really got (port 0 picks one). */
-static unsigned bound_port(const weft_tcp *t) {
-  struct sockaddr_storage ss;
-  socklen_t len = sizeof ss;
-  if (weft_tcp_getsockname(t, (struct sockaddr *)&ss, &len) != 0) return 0;
-  return ss.ss_family == AF_INET6
-             ? ntohs(((struct sockaddr_in6 *)&ss)->sin6_port)
-             : ntohs(((struct sockaddr_in *)&ss)->sin_port);
-}
-
 int main(int argc, char **argv) {
   unsigned port = 7000;
   const char *host = "0.0.0.0";
@@ -162,43 +98,28 @@ int main(int argc, char **argv) {
     fprintf(stderr, "echo: bad address %s\n", host);
     return 2;
   }
-  /* only the main thread takes SIGINT/SIGTERM: block them while the
-   * worker threads are created (they inherit the mask) */
-  sigset_t set, old;
-  sigemptyset(&set);
-  sigaddset(&set, SIGINT);
-  sigaddset(&set, SIGTERM);
-  pthread_sigmask(SIG_BLOCK, &set, &old);
-  for (int i = 0; i < n_loops; i++) {
-    int err = setup(&workers[i], (struct sockaddr *)&addr);
-    if (err != 0) {
-      fprintf(stderr, "echo: listen on %s:%u: %s\n", host, port,
-              weft_strerror(err));
-      return 1;
-    }
-    if (i == 0 && port == 0) { /* the other loops share the port it got */
-      port = bound_port(&workers[0].listener);
-      if (addr.ss_family == AF_INET6)
-        ((struct sockaddr_in6 *)&addr)->sin6_port = htons((uint16_t)port);
-      else
-        ((struct sockaddr_in *)&addr)->sin_port = htons((uint16_t)port);
-    }
+  weft_lgroup *g;
+  weft_lgroup_options o = {.loops = (unsigned)n_loops,
+                           .stop_signals = true,
+                           .drain_ms = 0,
+                           .on_conn = on_conn,
+                           .conn_size = sizeof(conn)};
+  int err = weft_lgroup_new(&g, &o);
+  if (err == 0)
+    err = weft_lgroup_listen(g, (struct sockaddr *)&addr, WEFT_LGROUP_REUSEPORT,
+                             1024);
+  socklen_t len = sizeof addr; /* port 0: the one the group got */
+  if (err == 0)
+    err = weft_lgroup_getsockname(g, (struct sockaddr *)&addr, &len);
+  if (err == 0) err = weft_lgroup_start(g);
+  if (err != 0) {
+    fprintf(stderr, "echo: listen on %s:%u: %s\n", host, port,
+            weft_strerror(err));
+    return 1;
   }
-  for (int i = 1; i < n_loops; i++)
-    pthread_create(&workers[i].thread, NULL, thread_main, &workers[i]);
-  pthread_sigmask(SIG_SETMASK, &old, NULL);
-  weft_signal sint, sterm;
-  weft_signal_init(workers[0].loop, &sint);
-  weft_signal_init(workers[0].loop, &sterm);
-  sint.base.data = sterm.base.data = (void *)1;
-  weft_signal_start(&sint, on_signal, SIGINT);
-  weft_signal_start(&sterm, on_signal, SIGTERM);
-  fprintf(stderr, "echo: listening on %s:%u with %d loop(s)\n", host, port,
-          n_loops);
-  weft_loop_run(workers[0].loop, WEFT_RUN_DEFAULT);
-  for (int i = 1; i < n_loops; i++)
-    pthread_join(workers[i].thread, NULL);
-  for (int i = 0; i < n_loops; i++)
-    weft_loop_free(workers[i].loop);
+  fprintf(stderr, "echo: listening on %s:%d with %d loop(s)\n", host,
+          weft_sockaddr_port((struct sockaddr *)&addr), n_loops);
+  weft_lgroup_wait(g, WEFT_WAIT_FOREVER);
+  weft_lgroup_free(g);
   return 0;
 }

@@ -382,7 +382,20 @@ static void on_stop_signal(weft_signal *s, int signum) {
   weft_lgroup_stop(l->g, l->g->o.drain_ms);
 }
 
+/* SIGINT and SIGTERM, which stop_signals routes to loop 0. */
+static void stop_set(sigset_t *set) {
+  sigemptyset(set);
+  sigaddset(set, SIGINT);
+  sigaddset(set, SIGTERM);
+}
+
+/* Loop 0 takes them: every other thread of the group (and the thread that
+ * started it, whose mask the others inherit) blocks them, so the kernel
+ * delivers them here (or leaves them pending for libev's signalfd). */
 static int start_signals(weft__lg_loop *l) {
+  sigset_t set;
+  stop_set(&set);
+  pthread_sigmask(SIG_UNBLOCK, &set, NULL);
   weft_signal_init(l->loop, &l->sint);
   weft_signal_init(l->loop, &l->sterm);
   l->signals = true;
@@ -463,6 +476,11 @@ int weft_lgroup_start(weft_lgroup *g) {
   if (g == NULL || g->started) return -EINVAL;
   g->started = true;
   int err = 0;
+  if (g->o.stop_signals) {
+    sigset_t set;
+    stop_set(&set);
+    pthread_sigmask(SIG_BLOCK, &set, NULL);
+  }
   for (; g->made < g->n; g->made++) {
     weft__lg_loop *l = &g->loops[g->made];
     if (pthread_create(&l->thread, NULL, thread_main, l) != 0) {

@@ -94,7 +94,10 @@ typedef struct weft_lgroup_options {
    * their count). */
   bool pin;
   /** Loop 0 watches SIGINT and SIGTERM (unreferenced signal handles) and
-   * calls weft_lgroup_stop(g, drain_ms) on the first. */
+   * calls weft_lgroup_stop(g, drain_ms) on the first. So that the kernel
+   * delivers them there, weft_lgroup_start() blocks both in the calling
+   * thread (for good: it and the threads it makes later keep them
+   * blocked), and every loop thread but loop 0's inherits that. */
   bool stop_signals;
   /** The deadline stop_signals uses (ms; 0: close connections at once). */
   uint64_t drain_ms;

@@ -50,7 +50,8 @@ TSAN_TESTS ?= $(TEST_NAMES)
 # for the benchmarks' peers.
 DEPS_STEPS := lib examples test bench
 $(foreach s,$(DEPS_STEPS),$(eval DEPS_$(s) := build/.deps-$(s)))
-DEPS_STAMP := $(DEPS_lib) # the old name (one step for everything)
+# the old name (one step for everything): the library's step now
+DEPS_STAMP := $(DEPS_lib)
 
 # ---- variants: $(O) plain, $(O)/asan, $(O)/tsan -------------------------
 define variant

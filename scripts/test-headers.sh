@@ -4,7 +4,8 @@
 # -pedantic), and tests/cxx/user_c11.c as strict ISO C11 with gcc and clang
 # (no _GNU_SOURCE / _POSIX_C_SOURCE), each linked against $O/libweft.a; the
 # public structs must have the same layout from C and from C++; WEFT_DT_*
-# must equal <dirent.h>'s DT_*.
+# must equal <dirent.h>'s DT_*; every include/weft/*.h compiles on its own
+# (C11 and C++11).
 # Usage: O=build CC=cc scripts/test-headers.sh   (make check runs it)
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -53,6 +54,16 @@ for cxx in g++ clang++; do
     fi
   done
 done
-echo "headers: C11 (gcc, clang) and C++11..23 (g++, clang++) users build, run, same layout"
+# Every header on its own (self-contained), strict C11 and C++11, so that
+# one <weft.h> does not include is covered too.
+for h in "$root"/include/weft/*.h; do
+  hn=${h##*/}
+  printf '#include <weft/%s>\nint weft_header_only(void);\nint weft_header_only(void) { return 0; }\n' "$hn" >"$tmp/one.c"
+  run "weft/$hn alone, gcc -std=c11" gcc -std=c11 "${strict[@]}" -c -o "$tmp/one.o" "$tmp/one.c"
+  if command -v g++ >/dev/null; then
+    run "weft/$hn alone, g++ -std=c++11" g++ -std=c++11 -x c++ "${strict[@]}" -c -o "$tmp/one.o" "$tmp/one.c"
+  fi
+done
+echo "headers: C11 (gcc, clang) and C++11..23 (g++, clang++) users build, run, same layout; each header alone"
 echo "headers: $pass passed, $fail failed"
 [ $fail -eq 0 ]

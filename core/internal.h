@@ -120,6 +120,7 @@ typedef enum weft__module_id {
   WEFT__MOD_DNS,
   WEFT__MOD_NET,
   WEFT__MOD_PROCESS,
+  WEFT__MOD_FIBER, /* promises/fiber.c: the stack cache, live fibers */
   WEFT__MOD_MAX
 } weft__module_id;
 

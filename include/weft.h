@@ -18,6 +18,7 @@
 #include "weft/udp.h"
 #include "weft/dns.h"
 #include "weft/process.h"
+#include "weft/fiber.h"
 #include "weft/loopgroup.h"
 
 #endif /* WEFT_H */

@@ -42,6 +42,8 @@ enum {
                          */
   WEFT__K_SLOT,   /* combinators.c: one position of as_completed's drain */
   WEFT__K_SHIELD, /* shield.c: takes src's outcome, never cancels it */
+  WEFT__K_FIBER,      /* fiber.c: a fiber's own future */
+  WEFT__K_FIBER_WAKE, /* fiber.c: the node that wakes a fiber */
   WEFT__K_COUNT
 };
 

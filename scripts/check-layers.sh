@@ -34,6 +34,9 @@ table=$(cat <<'TABLE'
 22 promises/wait
 22 promises/thread
 22 promises/signal_future
+22 promises/fiber
+22 promises/fiber_stack
+22 promises/fiber_switch
 30 io/sockaddr
 30 io/fs_ops
 31 io/iostate

@@ -1,0 +1,147 @@
+/* weft — stackful fibers: sequential code over futures (promises/fiber.c).
+ *
+ * A fiber is a function running on its own small stack on a loop's thread.
+ * It calls weft_await(f) where callback code would register a continuation:
+ * the fiber is suspended, the loop runs, and the fiber resumes, from the
+ * loop's queue of ready continuations (never inline), once f has settled.
+ * Each fiber is also a future of its own: it settles with what the body
+ * returns, so fibers go into groups, scopes and combinators like any future.
+ *
+ * A fiber belongs to the loop it was spawned on and never migrates; all of
+ * these functions are for that loop's thread. docs/fibers.md tells when to
+ * use fibers, what a fiber may not do (block the thread, hold a pthread
+ * mutex across an await), and how stacks are sized. */
+#ifndef WEFT_FIBER_H
+#define WEFT_FIBER_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "future.h"
+#include "loop.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/** A fiber. Opaque; valid from the body's start until it returns. */
+typedef struct weft_fiber weft_fiber;
+
+/** A fiber's body. Return 0 to fulfil the fiber's future with what
+ * weft_fiber_return*() set (int64 0 if nothing), or a negative error code
+ * to reject it with that code (a positive return counts as 0). */
+typedef int (*weft_fiber_fn)(weft_fiber *self, void *arg);
+
+/** The default stack reservation: 64 KiB (plus a guard page). */
+#define WEFT_FIBER_STACK_DEFAULT ((size_t)64 * 1024)
+/** The smallest stack a fiber gets: a smaller request is raised to it. */
+#define WEFT_FIBER_STACK_MIN ((size_t)16 * 1024)
+/** The largest stack_size accepted (larger: -EINVAL). */
+#define WEFT_FIBER_STACK_MAX ((size_t)1024 * 1024 * 1024)
+
+/** Spawn options; a zeroed struct (or NULL) means the defaults. */
+typedef struct weft_fiber_options {
+  /** Bytes of stack to reserve: 0 is WEFT_FIBER_STACK_DEFAULT; rounded up
+   * to whole pages, at least WEFT_FIBER_STACK_MIN, at most
+   * WEFT_FIBER_STACK_MAX. Pages are committed only when touched, and a
+   * PROT_NONE guard page lies below, so an overflow is a SIGSEGV. */
+  size_t stack_size;
+  /** A name for debugging (weft_fiber_get_name): copied, cut to 63 bytes;
+   * NULL means "fiber". */
+  const char *name;
+} weft_fiber_options;
+
+/** Loop thread. Makes a fiber running fn(self, arg) that starts on a later
+ * turn (never inline, like asyncio.create_task); fibers spawned one after
+ * another start in that order. *out (NULL allowed: fire and forget) gets
+ * the fiber's future (one reference), fulfilled or rejected with the
+ * body's result once the body returns.
+ *
+ * Cancelling that future settles it CANCELLED at once, cancels the future
+ * the fiber is awaiting when the fiber is its only consumer (so the work
+ * behind it stops; otherwise the fiber just stops waiting for it) and makes
+ * that await return -ECANCELED. A fiber cancelled while it is not awaiting
+ * (not started yet, or cancelling itself) gets -ECANCELED from its next
+ * weft_await / weft_fiber_yield / weft_fiber_sleep instead; the body always
+ * runs, so it can free its argument. Either way the fiber runs on to clean
+ * up (later awaits work normally; weft_fiber_cancelled() is true), and
+ * what it returns is dropped (a pointer's dtor runs once).
+ *
+ * A live fiber keeps the loop alive and weft_loop_free() at -EBUSY.
+ * Returns 0, -EINVAL (NULL loop or fn, stack_size over
+ * WEFT_FIBER_STACK_MAX), -ENOMEM (no memory or no stack mapping; nothing
+ * made). */
+WEFT_API int weft_fiber_spawn(weft_loop *loop, weft_fiber_fn fn, void *arg,
+                              const weft_fiber_options *opts,
+                              weft_future **out);
+
+/** asyncio.run(): spawns fn as a fiber, runs the loop (WEFT_RUN_DEFAULT)
+ * until that fiber's future settles, and returns its error (0 if it was
+ * fulfilled, the rejection code, -ECANCELED), storing its int64 result in
+ * *result (may be NULL; 0 unless fulfilled with an int64). The loop is left
+ * usable. Returns -EBUSY if called while the loop runs (from one of its
+ * callbacks or fibers), -EINVAL and -ENOMEM as weft_fiber_spawn, or the
+ * error of weft_loop_run if the loop stopped first. */
+WEFT_API int weft_fiber_run(weft_loop *loop, weft_fiber_fn fn, void *arg,
+                            const weft_fiber_options *opts, int64_t *result);
+
+/** The body's result will be the pointer `value`, owned by the fiber's
+ * future (dtor(value) when the future is freed, or at once if the result is
+ * dropped: the body rejected, or the fiber was cancelled). A later call
+ * replaces an earlier result, whose value is then dropped. NULL self is
+ * ignored. */
+WEFT_API void weft_fiber_return(weft_fiber *self, void *value, weft_dtor dtor);
+
+/** The body's result will be the int64 `v` (replacing, and dropping, an
+ * earlier one). NULL self is ignored. */
+WEFT_API void weft_fiber_return_i64(weft_fiber *self, int64_t v);
+
+/** Inside a fiber: suspends until f settles, always yielding at least once
+ * even if f is already settled (so a loop of awaits lets other fibers and
+ * continuations run), then returns 0 if f is fulfilled (read the value with
+ * weft_future_value*(f)), else its error (-ECANCELED if f was cancelled, or
+ * if the fiber was, see weft_fiber_spawn). The caller keeps its reference
+ * to f. Makes no allocation. Returns -EPERM outside a fiber (nothing else
+ * happens: no nested loop run), -EINVAL for NULL f or a future of another
+ * loop, -EDEADLK for the fiber's own future. */
+WEFT_API int weft_await(weft_future *f);
+
+/** One-line form for a future made only to be awaited: as weft_await, and
+ * stores f's int64 value in *v (may be NULL; 0 unless fulfilled with an
+ * int64); drops the caller's reference to f in every case (also on -EPERM
+ * and -EINVAL, for non-NULL f). */
+WEFT_API int weft_await_take_i64(weft_future *f, int64_t *v);
+
+/** Inside a fiber: lets every fiber and continuation already queued run,
+ * then resumes. Returns 0, -EPERM outside a fiber, -ECANCELED if the fiber
+ * was cancelled meanwhile (or before, see weft_fiber_spawn). */
+WEFT_API int weft_fiber_yield(void);
+
+/** Inside a fiber: suspends for `ms` milliseconds (a weft_sleep awaited).
+ * Returns 0, -ECANCELED (the sleep's timer is then stopped), -EPERM outside
+ * a fiber, -EINVAL (ms > WEFT_TIMEOUT_MAX), -ENOMEM. */
+WEFT_API int weft_fiber_sleep(uint64_t ms);
+
+/** The fiber running on this thread, or NULL outside a fiber. */
+WEFT_API weft_fiber *weft_fiber_current(void);
+
+/** True inside a fiber (weft_fiber_current() != NULL). */
+WEFT_API bool weft_in_fiber(void);
+
+/** True once f's future was cancelled. False for NULL. */
+WEFT_API bool weft_fiber_cancelled(const weft_fiber *f);
+
+/** f's name ("fiber" unless options named it); NULL for NULL. */
+WEFT_API const char *weft_fiber_get_name(const weft_fiber *f);
+
+/** The loop f runs on; NULL for NULL. */
+WEFT_API weft_loop *weft_fiber_loop(const weft_fiber *f);
+
+/** f's own future (no reference taken: valid while f runs). NULL for NULL. */
+WEFT_API weft_future *weft_fiber_future(const weft_fiber *f);
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* WEFT_FIBER_H */

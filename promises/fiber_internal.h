@@ -1,0 +1,75 @@
+/* weft — what the fiber files share (fiber.c, fiber_switch.c,
+ * fiber_stack.c). Never installed. */
+#ifndef WEFT_PROMISES_FIBER_INTERNAL_H
+#define WEFT_PROMISES_FIBER_INTERNAL_H
+
+#include <stddef.h>
+
+#include "weft/fiber.h"
+
+/* ---- the context switch (fiber_switch.c) ---------------------------------
+ * x86-64 System V and aarch64 have their own few instructions, saving only
+ * what the ABI says a callee keeps (x86-64: rbx, rbp, r12-r15, MXCSR and
+ * the x87 control word; aarch64: x19-x30, d8-d15, FPCR); other machines,
+ * or -DWEFT_FIBER_UCONTEXT, use ucontext. */
+#if !defined(WEFT_FIBER_UCONTEXT) && !defined(__x86_64__) &&                   \
+    !defined(__aarch64__)
+#define WEFT_FIBER_UCONTEXT 1
+#endif
+
+#ifdef WEFT_FIBER_UCONTEXT
+#include <ucontext.h>
+typedef struct weft__fctx {
+  ucontext_t uc;
+} weft__fctx;
+#else
+typedef struct weft__fctx {
+  void *sp; /* the saved stack pointer; the registers are below it */
+} weft__fctx;
+#endif
+
+/* Prepares c to run entry(arg) on the stack [lo, lo + size) at its first
+ * weft__fctx_switch; entry must never return (it switches away for good). */
+void weft__fctx_make(weft__fctx *c, void *lo, size_t size,
+                     void (*entry)(void *), void *arg);
+/* Saves the running context in from and continues to. */
+#ifdef WEFT_FIBER_UCONTEXT
+void weft__fctx_switch(weft__fctx *from, weft__fctx *to);
+#else
+/* Pushes the callee-saved state, stores the stack pointer in *save, loads
+ * new_sp and pops what is saved there. */
+void weft__fctx_jump(void **save, void *new_sp);
+static inline void weft__fctx_switch(weft__fctx *from, weft__fctx *to) {
+  weft__fctx_jump(&from->sp, to->sp);
+}
+#endif
+/* "asm-x86_64", "asm-aarch64" or "ucontext": for the bench and reports. */
+const char *weft__fctx_impl(void);
+
+/* ---- stacks (fiber_stack.c) ----------------------------------------------
+ * An mmap'd region: a guard page (no access) at `map`, then `size` bytes
+ * of stack, committed only when touched (MAP_NORESERVE). */
+typedef struct weft__fstack {
+  void *map;   /* the mapping, guard page first */
+  size_t size; /* usable bytes above the guard */
+  unsigned vg; /* valgrind's stack id */
+} weft__fstack;
+
+/* The usable size for a request (0: default): pages, at least the
+ * minimum; 0 if over WEFT_FIBER_STACK_MAX. */
+size_t weft__fstack_round(size_t want);
+/* Maps a stack of `size` usable bytes (weft__fstack_round'ed). 0 or
+ * -ENOMEM. */
+int weft__fstack_map(weft__fstack *s, size_t size);
+void weft__fstack_unmap(weft__fstack *s);
+/* Bytes of the guard page (the page size). */
+size_t weft__fstack_guard(void);
+/* The lowest usable byte of s. */
+static inline char *weft__fstack_lo(const weft__fstack *s) {
+  return (char *)s->map + weft__fstack_guard();
+}
+
+/* For tests: the guard page of a running fiber's stack. */
+void *weft__fiber_guard(const weft_fiber *f);
+
+#endif

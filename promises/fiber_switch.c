@@ -1,0 +1,180 @@
+/* weft — the fiber context switch.
+ *
+ * weft__fctx_switch(from, to) is a function call as far as the compiler is
+ * concerned, so only what the ABI says a callee must keep has to be saved:
+ * on x86-64 System V rbx, rbp, r12-r15, the MXCSR and the x87 control
+ * word; on aarch64 x19-x29, the link register x30, d8-d15 and FPCR. They
+ * are pushed on the running stack, the stack pointer is stored in `from`,
+ * and the other side's registers are popped from `to`'s stack. A fresh
+ * context (weft__fctx_make) is a stack holding such a frame whose return
+ * address is a trampoline, which calls entry(arg) with arg and entry taken
+ * from two of the restored registers. The control words of a fresh context
+ * are copied from the thread that makes it, as the thread's own code would
+ * see them.
+ *
+ * Elsewhere (or built with -DWEFT_FIBER_UCONTEXT) it is ucontext:
+ * makecontext/swapcontext, which also saves the signal mask with a system
+ * call per switch (the bench shows the cost). */
+#include <stdint.h>
+#include <string.h>
+
+#include "fiber_internal.h"
+
+#if defined(WEFT_FIBER_UCONTEXT)
+
+/* makecontext passes int arguments only: the pointer goes in two halves. */
+static void uc_start(unsigned hi, unsigned lo, unsigned ehi, unsigned elo) {
+  void *arg = (void *)(((uintptr_t)hi << 16 << 16) | (uintptr_t)lo);
+  void (*entry)(void *) =
+      (void (*)(void *))(((uintptr_t)ehi << 16 << 16) | (uintptr_t)elo);
+  entry(arg);
+}
+
+void weft__fctx_make(weft__fctx *c, void *lo, size_t size,
+                     void (*entry)(void *), void *arg) {
+  uintptr_t a = (uintptr_t)arg, e = (uintptr_t)entry;
+  getcontext(&c->uc);
+  c->uc.uc_stack.ss_sp = lo;
+  c->uc.uc_stack.ss_size = size;
+  c->uc.uc_link = NULL;
+  makecontext(&c->uc, (void (*)(void))uc_start, 4, (unsigned)(a >> 16 >> 16),
+              (unsigned)a, (unsigned)(e >> 16 >> 16), (unsigned)e);
+}
+
+void weft__fctx_switch(weft__fctx *from, weft__fctx *to) {
+  swapcontext(&from->uc, &to->uc);
+}
+
+const char *weft__fctx_impl(void) { return "ucontext"; }
+
+#else
+
+#if defined(__x86_64__)
+/* Frame, from the saved sp up: [0] MXCSR (low 4 bytes) and the x87
+ * control word (bytes 4-5), [1] r15, [2] r14, [3] r13, [4] r12, [5] rbx,
+ * [6] rbp, [7] the return address. */
+__asm__(".text\n"
+        ".globl weft__fctx_jump\n"
+        ".hidden weft__fctx_jump\n"
+        ".type weft__fctx_jump,@function\n"
+        ".p2align 4\n"
+        "weft__fctx_jump:\n"
+        "  pushq %rbp\n"
+        "  pushq %rbx\n"
+        "  pushq %r12\n"
+        "  pushq %r13\n"
+        "  pushq %r14\n"
+        "  pushq %r15\n"
+        "  subq $8, %rsp\n"
+        "  stmxcsr (%rsp)\n"
+        "  fnstcw 4(%rsp)\n"
+        "  movq %rsp, (%rdi)\n"
+        "  movq %rsi, %rsp\n"
+        "  ldmxcsr (%rsp)\n"
+        "  fldcw 4(%rsp)\n"
+        "  addq $8, %rsp\n"
+        "  popq %r15\n"
+        "  popq %r14\n"
+        "  popq %r13\n"
+        "  popq %r12\n"
+        "  popq %rbx\n"
+        "  popq %rbp\n"
+        "  ret\n"
+        ".size weft__fctx_jump,.-weft__fctx_jump\n"
+        /* entered by the ret above with rsp 16-byte aligned: r12 is the
+         * entry, rbx its argument; entry never returns */
+        ".type weft__fctx_start,@function\n"
+        "weft__fctx_start:\n"
+        "  movq %rbx, %rdi\n"
+        "  callq *%r12\n"
+        "  ud2\n"
+        ".size weft__fctx_start,.-weft__fctx_start\n");
+
+void weft__fctx_start(void);
+
+void weft__fctx_make(weft__fctx *c, void *lo, size_t size,
+                     void (*entry)(void *), void *arg) {
+  uintptr_t top = ((uintptr_t)lo + size) & ~(uintptr_t)15;
+  uint64_t *sp = (uint64_t *)(top - 80); /* 10 slots; sp + 64 is aligned */
+  uint32_t mxcsr;
+  uint16_t fpucw;
+  __asm__ volatile("stmxcsr %0" : "=m"(mxcsr));
+  __asm__ volatile("fnstcw %0" : "=m"(fpucw));
+  memset(sp, 0, 80);
+  sp[0] = (uint64_t)mxcsr | ((uint64_t)fpucw << 32);
+  sp[4] = (uint64_t)(uintptr_t)entry;
+  sp[5] = (uint64_t)(uintptr_t)arg;
+  sp[7] = (uint64_t)(uintptr_t)weft__fctx_start;
+  c->sp = sp;
+}
+
+const char *weft__fctx_impl(void) { return "asm-x86_64"; }
+
+#elif defined(__aarch64__)
+/* Frame, from the saved sp up (176 bytes): x19-x28, x29 (fp), x30 (lr),
+ * d8-d15, FPCR. */
+__asm__(".text\n"
+        ".globl weft__fctx_jump\n"
+        ".hidden weft__fctx_jump\n"
+        ".type weft__fctx_jump,%function\n"
+        ".p2align 4\n"
+        "weft__fctx_jump:\n"
+        "  sub sp, sp, #176\n"
+        "  stp x19, x20, [sp, #0]\n"
+        "  stp x21, x22, [sp, #16]\n"
+        "  stp x23, x24, [sp, #32]\n"
+        "  stp x25, x26, [sp, #48]\n"
+        "  stp x27, x28, [sp, #64]\n"
+        "  stp x29, x30, [sp, #80]\n"
+        "  stp d8, d9, [sp, #96]\n"
+        "  stp d10, d11, [sp, #112]\n"
+        "  stp d12, d13, [sp, #128]\n"
+        "  stp d14, d15, [sp, #144]\n"
+        "  mrs x9, fpcr\n"
+        "  str x9, [sp, #160]\n"
+        "  mov x9, sp\n"
+        "  str x9, [x0]\n"
+        "  mov sp, x1\n"
+        "  ldr x9, [sp, #160]\n"
+        "  msr fpcr, x9\n"
+        "  ldp x19, x20, [sp, #0]\n"
+        "  ldp x21, x22, [sp, #16]\n"
+        "  ldp x23, x24, [sp, #32]\n"
+        "  ldp x25, x26, [sp, #48]\n"
+        "  ldp x27, x28, [sp, #64]\n"
+        "  ldp x29, x30, [sp, #80]\n"
+        "  ldp d8, d9, [sp, #96]\n"
+        "  ldp d10, d11, [sp, #112]\n"
+        "  ldp d12, d13, [sp, #128]\n"
+        "  ldp d14, d15, [sp, #144]\n"
+        "  add sp, sp, #176\n"
+        "  ret\n"
+        ".size weft__fctx_jump,.-weft__fctx_jump\n"
+        /* x20 is the entry, x19 its argument; entry never returns */
+        ".type weft__fctx_start,%function\n"
+        "weft__fctx_start:\n"
+        "  mov x0, x19\n"
+        "  blr x20\n"
+        "  brk #0\n"
+        ".size weft__fctx_start,.-weft__fctx_start\n");
+
+void weft__fctx_start(void);
+
+void weft__fctx_make(weft__fctx *c, void *lo, size_t size,
+                     void (*entry)(void *), void *arg) {
+  uintptr_t top = ((uintptr_t)lo + size) & ~(uintptr_t)15;
+  uint64_t *sp = (uint64_t *)(top - 176);
+  uint64_t fpcr;
+  __asm__ volatile("mrs %0, fpcr" : "=r"(fpcr));
+  memset(sp, 0, 176);
+  sp[0] = (uint64_t)(uintptr_t)arg;               /* x19 */
+  sp[1] = (uint64_t)(uintptr_t)entry;             /* x20 */
+  sp[11] = (uint64_t)(uintptr_t)weft__fctx_start; /* x30 */
+  sp[20] = fpcr;
+  c->sp = sp;
+}
+
+const char *weft__fctx_impl(void) { return "asm-aarch64"; }
+#endif
+
+#endif

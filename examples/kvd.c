@@ -6,8 +6,9 @@
  *
  * Prints "listening on PORT" once it accepts connections (--port 0 picks a
  * free port), and exits cleanly on SIGTERM or SIGINT. With --loops N, N
- * loops on N threads listen on the same port (SO_REUSEPORT) and share one
- * store, sharded by key hash with a lock per shard (see kvd/kvd.h).
+ * loops on N threads (one weft loop group, weft/loopgroup.h) listen on the
+ * same port (SO_REUSEPORT) and share one store, sharded by key hash with a
+ * lock per shard (see kvd/kvd.h).
  *
  * Each connection reads into its own buffer (bounded: KVD_MAX_QUERY bytes
  * of one request), runs every complete command in it, and writes all the
@@ -17,7 +18,6 @@
  * per loop, armed at the earliest deadline of the shards that loop owns. */
 #include <errno.h>
 #include <limits.h>
-#include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -36,10 +36,7 @@ typedef struct kvd_loop {
   struct kvd_server *srv;
   size_t index;
   weft_loop *loop;
-  weft_tcp listener;
   weft_timer expire_timer;
-  weft_signal sigterm, sigint;
-  pthread_t thread;
   _Atomic int64_t armed; /* deadline the timer is set for; 0 while scanning */
   atomic_bool rearm_posted; /* a rearm from another loop is queued */
   bool closing;
@@ -53,7 +50,7 @@ typedef struct kvd_server {
 } kvd_server;
 
 struct kvd_conn {
-  weft_tcp tcp;
+  weft_lgroup_conn lc; /* first: lc.tcp is the connection */
   kvd_loop *kl;
   char *ibuf; /* input: [ipos, ilen) not yet run */
   size_t ilen, icap, ipos;
@@ -569,7 +566,7 @@ static void conn_process(kvd_conn *c) {
     if (c->olen >= OUT_HIGH) {
       if (c->writing) {
         c->paused = true;
-        weft_stream_read_stop(&c->tcp.stream);
+        weft_stream_read_stop(&c->lc.tcp.stream);
         break;
       }
       conn_flush(c);
@@ -601,8 +598,8 @@ static void conn_process(kvd_conn *c) {
   conn_flush(c);
 }
 
-static void on_conn_closed(weft_handle *h) {
-  kvd_conn *c = h->data;
+/* The stream's and the linger timer's close callbacks: the last frees. */
+static void conn_unref(kvd_conn *c) {
   if (--c->open_handles > 0) return;
   free(c->ibuf);
   free(c->obuf);
@@ -612,12 +609,25 @@ static void on_conn_closed(weft_handle *h) {
   free(c);
 }
 
+static void on_linger_closed(weft_handle *h) { conn_unref(h->data); }
+
+static void on_stream_closed(weft_lgroup_conn *lc, void *arg) {
+  (void)arg;
+  conn_unref((kvd_conn *)lc);
+}
+
 static void conn_close(kvd_conn *c) {
   if (c->closing) return;
   c->closing = true;
   c->open_handles = 1 + c->lingering;
-  weft_close(&c->tcp.stream.base, on_conn_closed);
-  if (c->lingering) weft_close(&c->linger.base, on_conn_closed);
+  weft_lgroup_conn_close(&c->lc);
+  if (c->lingering) weft_close(&c->linger.base, on_linger_closed);
+}
+
+/* At a stop: the group's drain deadline is 0, so every client closes now. */
+static void on_conn_abort(weft_lgroup_conn *lc, void *arg) {
+  (void)arg;
+  conn_close((kvd_conn *)lc);
 }
 
 static void on_shutdown(weft_shutdown_req *req, int status) {
@@ -629,7 +639,7 @@ static void on_linger(weft_timer *t) { conn_close(t->base.data); }
 /* Shuts the write side after the last reply, and closes the connection
  * for good at the client's EOF or after LINGER_MS, whichever is first. */
 static void conn_linger(kvd_conn *c) {
-  if (weft_stream_shutdown(&c->sreq, &c->tcp.stream, on_shutdown) < 0) {
+  if (weft_stream_shutdown(&c->sreq, &c->lc.tcp.stream, on_shutdown) < 0) {
     conn_close(c);
     return;
   }
@@ -660,7 +670,7 @@ static void conn_flush(kvd_conn *c) {
   weft_buf buf = weft_buf_init(c->wbuf, c->olen);
   c->wlen = c->olen;
   c->olen = 0;
-  if (weft_stream_write(&c->wreq, &c->tcp.stream, &buf, 1, on_write) < 0) {
+  if (weft_stream_write(&c->wreq, &c->lc.tcp.stream, &buf, 1, on_write) < 0) {
     conn_close(c);
     return;
   }
@@ -685,7 +695,7 @@ static void on_write(weft_write_req *req, int status) {
     c->paused = false;
     conn_process(c); /* the commands left waiting in the input buffer */
     if (!c->paused && !c->closing &&
-        weft_stream_read_start(&c->tcp.stream, on_alloc, on_read) < 0)
+        weft_stream_read_start(&c->lc.tcp.stream, on_alloc, on_read) < 0)
       conn_close(c);
     return;
   }
@@ -720,103 +730,53 @@ static void on_read(weft_stream *s, ssize_t nread, const weft_buf *buf) {
   }
 }
 
-static void on_connection(weft_stream *server, int status) {
-  kvd_loop *kl = server->base.data;
-  if (status < 0) return; /* transient accept error: keep listening */
-  kvd_conn *c = calloc(1, sizeof *c);
-  if (!c) return; /* the client waits in the backlog for the next try */
-  c->kl = kl;
+static weft_lgroup_conn *conn_new(weft_lgroup *g, unsigned i, void *arg) {
+  (void)g, (void)i, (void)arg;
+  kvd_conn *c = calloc(1, sizeof *c); /* NULL: the client is refused */
+  return c ? &c->lc : NULL;
+}
+
+/* A client, opened by the group on loop `kl`. */
+static void on_conn(weft_lgroup_conn *lc, void *arg) {
+  kvd_server *srv = arg;
+  kvd_conn *c = (kvd_conn *)lc;
+  c->kl = &srv->loops[weft_lgroup_conn_index(lc)];
   c->mb_left = c->bulk = -1;
   c->wreq.data = c;
   c->sreq.data = c;
-  weft_tcp_init(kl->loop, &c->tcp);
-  c->tcp.stream.base.data = c;
-  if (weft_stream_accept(server, &c->tcp.stream) < 0) {
-    conn_close(c);
-    return;
-  }
-  weft_tcp_nodelay(&c->tcp, true);
-  if (weft_stream_read_start(&c->tcp.stream, on_alloc, on_read) < 0)
+  c->lc.tcp.stream.base.data = c;
+  weft_tcp_nodelay(&c->lc.tcp, true);
+  if (weft_stream_read_start(&c->lc.tcp.stream, on_alloc, on_read) < 0)
     conn_close(c);
 }
 
-/* ---- loops, threads and shutdown ---------------------------------------- */
+/* ---- the loops ------------------------------------------------------------
+ */
 
-static void close_one(weft_handle *h, void *arg) {
-  kvd_loop *kl = arg;
-  if (weft_is_closing(h)) return;
-  bool conn_part = h != &kl->listener.stream.base &&
-                   h != &kl->expire_timer.base &&
-                   (weft_handle_get_type(h) == WEFT_HANDLE_TCP ||
-                    weft_handle_get_type(h) == WEFT_HANDLE_TIMER);
-  if (conn_part)
-    conn_close(h->data); /* the stream, and its linger timer with it */
-  else
-    weft_close(h, NULL);
-}
-
-/* Closes everything on the loop; it then runs out of work and returns. */
-static void loop_shutdown(kvd_loop *kl) {
-  kl->closing = true;
-  weft_walk(kl->loop, close_one, kl);
-}
-
-static void stop_all(kvd_server *srv) {
-  atomic_store(&srv->stopping, true);
-  for (size_t i = 0; i < srv->nloops; i++)
-    weft_loop_stop(srv->loops[i].loop);
-}
-
-static void on_signal(weft_signal *s, int signum) {
-  (void)signum;
-  stop_all(s->base.data);
-}
-
-/* Runs a loop until stop_all(), then lets it finish closing everything. */
-static void loop_run(kvd_loop *kl) {
-  cur_loop = kl;
-  weft_loop_run(kl->loop, WEFT_RUN_DEFAULT);
-  loop_shutdown(kl);
-  weft_loop_run(kl->loop, WEFT_RUN_DEFAULT);
-}
-
-static void *thread_main(void *arg) {
-  loop_run(arg);
-  return NULL;
-}
-
-/* Creates loop i, its expiry timer and its listener on `addr`. */
-static int loop_setup(kvd_server *srv, size_t i,
-                      struct sockaddr_storage *addr) {
+/* On loop i's thread, before it runs: its expiry timer. */
+static int loop_init(weft_lgroup *g, unsigned i, weft_loop *loop, void *arg) {
+  (void)g;
+  kvd_server *srv = arg;
   kvd_loop *kl = &srv->loops[i];
   kl->srv = srv;
   kl->index = i;
+  kl->loop = loop;
   atomic_init(&kl->armed, INT64_MAX);
   atomic_init(&kl->rearm_posted, false);
-  int r = weft_loop_new(&kl->loop, NULL);
-  if (r < 0) return r;
-  weft_timer_init(kl->loop, &kl->expire_timer);
+  weft_timer_init(loop, &kl->expire_timer);
   kl->expire_timer.base.data = kl;
-  weft_tcp_init(kl->loop, &kl->listener);
-  kl->listener.stream.base.data = kl;
-  unsigned flags = srv->nloops > 1 ? WEFT_TCP_REUSEPORT : 0;
-  if ((r = weft_tcp_bind(&kl->listener, (struct sockaddr *)addr, flags)) < 0)
-    return r;
-  if ((r = weft_tcp_listen(&kl->listener, 511, on_connection)) < 0) return r;
-  if (i == 0) { /* the first bind picked the port the others share */
-    socklen_t len = sizeof *addr;
-    r = weft_tcp_getsockname(&kl->listener, (struct sockaddr *)addr, &len);
-  }
-  return r;
+  cur_loop = kl;
+  return 0;
 }
 
-static int signals_setup(kvd_server *srv) {
-  kvd_loop *kl = &srv->loops[0];
-  weft_signal_init(kl->loop, &kl->sigterm);
-  weft_signal_init(kl->loop, &kl->sigint);
-  kl->sigterm.base.data = kl->sigint.base.data = srv;
-  int r = weft_signal_start(&kl->sigterm, on_signal, SIGTERM);
-  return r < 0 ? r : weft_signal_start(&kl->sigint, on_signal, SIGINT);
+/* On loop i's thread, once its clients are gone. Rearm posts still queued
+ * for the loop find it closing. */
+static void loop_stop(weft_lgroup *g, unsigned i, weft_loop *loop, void *arg) {
+  (void)g, (void)loop;
+  kvd_server *srv = arg;
+  atomic_store(&srv->stopping, true);
+  srv->loops[i].closing = true;
+  weft_close(&srv->loops[i].expire_timer.base, NULL);
 }
 
 static int parse_addr(const char *host, unsigned port,
@@ -834,35 +794,32 @@ static const char usage[] =
     "  (1..64, default 1) share one store. --proto-max-bulk-len: at least\n"
     "  1 MiB. --stats: print counters on exit. SIGTERM/SIGINT stop it.\n";
 
-/* Frees what loop_setup() made, whether or not the loop ever ran. */
-static void loop_teardown(kvd_loop *kl) {
-  if (!kl->loop) return;
-  if (!kl->closing) loop_shutdown(kl);
-  while (weft_loop_free(kl->loop) == -EBUSY)
-    weft_loop_run(kl->loop, WEFT_RUN_NOWAIT);
-}
-
 static int serve(kvd_server *srv, struct sockaddr_storage *addr) {
-  int r = 0;
-  size_t started = 0;
-  for (size_t i = 0; i < srv->nloops && r == 0; i++)
-    r = loop_setup(srv, i, addr);
-  if (r == 0) r = signals_setup(srv);
+  weft_lgroup_options o = {.loops = (unsigned)srv->nloops,
+                           .stop_signals = true,
+                           .on_loop_init = loop_init,
+                           .on_loop_stop = loop_stop,
+                           .on_conn = on_conn,
+                           .on_conn_closed = on_stream_closed,
+                           .on_conn_abort = on_conn_abort,
+                           .conn_new = conn_new,
+                           .arg = srv};
+  weft_lgroup *g;
+  int r = weft_lgroup_new(&g, &o);
+  if (r < 0) return r;
+  socklen_t len = sizeof *addr;
+  r = weft_lgroup_listen(g, (struct sockaddr *)addr, WEFT_LGROUP_REUSEPORT,
+                         511);
+  if (r == 0) r = weft_lgroup_getsockname(g, (struct sockaddr *)addr, &len);
+  if (r == 0) r = weft_lgroup_start(g);
   if (r == 0) {
     printf("listening on %d\n", weft_sockaddr_port((struct sockaddr *)addr));
     fflush(stdout);
-    for (started = 1; started < srv->nloops; started++)
-      if (pthread_create(&srv->loops[started].thread, NULL, thread_main,
-                         &srv->loops[started]) != 0)
-        break;
-    if (started == srv->nloops) loop_run(&srv->loops[0]);
-    stop_all(srv);
-    for (size_t i = 1; i < started; i++)
-      pthread_join(srv->loops[i].thread, NULL);
-    if (started < srv->nloops) r = -EAGAIN;
+  } else {
+    weft_lgroup_stop(g, 0);
   }
-  for (size_t i = 0; i < srv->nloops; i++)
-    loop_teardown(&srv->loops[i]);
+  weft_lgroup_wait(g, WEFT_WAIT_FOREVER); /* -EINVAL if never started */
+  weft_lgroup_free(g);
   return r;
 }
 

@@ -15,6 +15,7 @@
 #include "weft/stream.h"
 #include "weft/tcp.h"
 #include "weft/pipe.h"
+#include "weft/poll.h"
 #include "weft/udp.h"
 #include "weft/dns.h"
 #include "weft/process.h"

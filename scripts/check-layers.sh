@@ -39,6 +39,7 @@ table=$(cat <<'TABLE'
 22 promises/fiber_switch
 30 io/sockaddr
 30 io/fs_ops
+30 io/poll
 31 io/iostate
 32 io/dns
 31 io/fs

@@ -1,0 +1,168 @@
+/* echo_fibers — a TCP echo server with one fiber per connection, and its
+ * client, which sends LINES lines one at a time and checks every echo.
+ * The asyncio twin is examples/python/echo_fibers.py.
+ *
+ *   echo_fibers [--port P]                 serve on 127.0.0.1:P (0: any free
+ *                                          port); prints "listening on
+ * ...:PORT" echo_fibers --client PORT [--lines N]  N lines (default 10000)
+ *
+ * The stream has no read future yet, so read_some() makes one from the
+ * read callbacks. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <weft.h>
+#include <weft/fiber.h>
+
+static const char usage[] =
+    "usage: echo_fibers [--port P] | --client PORT [--lines N]\n";
+
+typedef struct conn {
+  weft_tcp tcp;
+  weft_future *rd; /* the pending read_some */
+  char *dst;
+  size_t cap;
+  char buf[64 * 1024];
+} conn;
+
+static void on_alloc(weft_stream *s, size_t hint, weft_buf *b) {
+  (void)hint;
+  *b = weft_buf_init(((conn *)s)->dst, ((conn *)s)->cap);
+}
+
+static void on_read(weft_stream *s, ssize_t n, const weft_buf *b) {
+  (void)b;
+  if (n == 0) return;
+  weft_stream_read_stop(s);
+  if (n > 0)
+    weft_future_resolve_i64(((conn *)s)->rd, n);
+  else
+    weft_future_reject(((conn *)s)->rd, (int)n);
+}
+
+/* Awaits the next bytes, at most cap, into dst: their count, or WEFT_EOF or
+ * another error (< 0). */
+static int64_t read_some(conn *c, char *dst, size_t cap) {
+  int64_t n = 0;
+  c->dst = dst, c->cap = cap;
+  int err = weft_future_new(weft_handle_loop(&c->tcp.stream.base), &c->rd);
+  if (err == 0 &&
+      (err = weft_stream_read_start(&c->tcp.stream, on_alloc, on_read)) != 0)
+    weft_future_unref(c->rd);
+  if (err == 0) err = weft_await_take_i64(c->rd, &n);
+  weft_stream_read_stop(&c->tcp.stream); /* when the await was cancelled */
+  return err != 0 ? err : n;
+}
+
+static int write_all(conn *c, char *src, size_t len) {
+  weft_future *f;
+  weft_buf b = weft_buf_init(src, len);
+  int err = weft_stream_write_future(&c->tcp.stream, &b, 1, &f);
+  return err != 0 ? err : weft_await_take_i64(f, NULL);
+}
+
+static void on_closed(weft_handle *h) { free(h); }
+
+static int serve(weft_fiber *self, void *arg) {
+  (void)self;
+  conn *c = arg;
+  int64_t n;
+  while ((n = read_some(c, c->buf, sizeof c->buf)) > 0)
+    if (write_all(c, c->buf, (size_t)n) != 0) break;
+  weft_close(&c->tcp.stream.base, on_closed);
+  return 0;
+}
+
+static void on_connection(weft_stream *server, int status) {
+  conn *c = malloc(sizeof *c);
+  if (status != 0 || c == NULL) {
+    free(c);
+    return;
+  }
+  weft_loop *loop = weft_handle_loop(&server->base);
+  weft_tcp_init(loop, &c->tcp);
+  if (weft_stream_accept(server, &c->tcp.stream) != 0 ||
+      weft_fiber_spawn(loop, serve, c, NULL, NULL) != 0)
+    weft_close(&c->tcp.stream.base, on_closed);
+  else
+    weft_tcp_nodelay(&c->tcp, true);
+}
+
+static long n_lines = 10000;
+
+static int client(weft_fiber *self, void *arg) {
+  conn *c = malloc(sizeof *c);
+  weft_future *f;
+  struct sockaddr_in a;
+  weft_ip4_addr("127.0.0.1", (unsigned)(uintptr_t)arg, &a);
+  if (c == NULL) return -ENOMEM;
+  weft_tcp_init(weft_fiber_loop(self), &c->tcp);
+  int err = weft_tcp_connect_future(&c->tcp, (struct sockaddr *)&a, &f);
+  if (err == 0) err = weft_await_take_i64(f, NULL);
+  for (long i = 0; err == 0 && i < n_lines; i++) {
+    char line[32];
+    size_t len = (size_t)snprintf(line, sizeof line, "line %ld\n", i), got = 0;
+    err = write_all(c, line, len);
+    for (int64_t n; err == 0 && got < len; got += (size_t)n)
+      if ((n = read_some(c, c->buf + got, len - got)) < 0) err = (int)n;
+    if (err == 0 && memcmp(c->buf, line, len) != 0) {
+      fprintf(stderr, "echo_fibers: line %ld came back as %.*s\n", i, (int)len,
+              c->buf);
+      err = -EPROTO;
+    }
+  }
+  weft_close(&c->tcp.stream.base, on_closed);
+  return err;
+}
+
+static int fail(const char *what, int err) {
+  fprintf(stderr, "echo_fibers: %s: %s\n", what, weft_strerror(err));
+  return 1;
+}
+
+int main(int argc, char **argv) {
+  long port = 0, to = -1;
+  for (int i = 1; i < argc; i++) {
+    if (strcmp(argv[i], "-h") == 0 || strcmp(argv[i], "--help") == 0) {
+      fputs(usage, stdout);
+      return 0;
+    } else if (i + 1 < argc && strcmp(argv[i], "--port") == 0) {
+      port = strtol(argv[++i], NULL, 10);
+    } else if (i + 1 < argc && strcmp(argv[i], "--client") == 0) {
+      to = strtol(argv[++i], NULL, 10);
+    } else if (i + 1 < argc && strcmp(argv[i], "--lines") == 0) {
+      n_lines = strtol(argv[++i], NULL, 10);
+    } else {
+      fputs(usage, stderr);
+      return 2;
+    }
+  }
+  weft_loop *loop;
+  int err = weft_loop_new(&loop, NULL);
+  if (err != 0) return fail("loop", err);
+  if (to > 0 && to < 65536) {
+    if ((err = weft_fiber_run(loop, client, (void *)(uintptr_t)to, NULL,
+                              NULL)) != 0)
+      return fail("client", err);
+    printf("echo_fibers: %ld lines echoed and checked\n", n_lines);
+  } else if (to == -1 && port >= 0 && port < 65536) {
+    weft_tcp server;
+    struct sockaddr_storage a;
+    socklen_t len = sizeof a;
+    weft_ip4_addr("127.0.0.1", (unsigned)port, (struct sockaddr_in *)&a);
+    weft_tcp_init(loop, &server);
+    if ((err = weft_tcp_bind(&server, (struct sockaddr *)&a, 0)) != 0 ||
+        (err = weft_tcp_listen(&server, 4096, on_connection)) != 0 ||
+        (err = weft_tcp_getsockname(&server, (struct sockaddr *)&a, &len)) != 0)
+      return fail("listen", err);
+    printf("echo_fibers: listening on 127.0.0.1:%d\n",
+           weft_sockaddr_port((struct sockaddr *)&a));
+    fflush(stdout);
+  } else {
+    fputs(usage, stderr);
+    return 2;
+  }
+  weft_loop_run(loop, WEFT_RUN_DEFAULT);
+  weft_loop_free(loop);
+  return 0;
+}

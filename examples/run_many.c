@@ -1,0 +1,118 @@
+/* run_many [-j N] [-t SECONDS] [CMD...] — runs each shell command, at most
+ * N (3) at a time, each with a timeout (2 s; a command still running then
+ * is killed, with its process group): one fiber per command, a semaphore
+ * for the slots, the exit future with a timeout. Prints how each ended; exit 0
+ * if every command exited 0. Without commands it runs eight samples. The
+ * asyncio twin is examples/python/run_many.py. */
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <weft.h>
+
+static const char usage[] = "usage: run_many [-j N] [-t SECONDS] [CMD...]\n";
+static char *samples[] = {"echo one", "sleep 0.2",           "true",
+                          "exit 3",   "sleep 0.3; echo two", "ls / >/dev/null",
+                          "sleep 5",  "kill -9 $$"};
+static weft_semaphore *slots;
+static double timeout_s = 2;
+static int failed;
+
+static void on_closed(weft_handle *h) { free(h); }
+
+static int run_one(weft_fiber *self, void *cmd) {
+  weft_loop *loop = weft_fiber_loop(self);
+  weft_future *slot, *exit_f, *shielded, *timed;
+  int64_t st = 0;
+  int err = weft_semaphore_acquire(slots, &slot);
+  if (err != 0 || (err = weft_await_take_i64(slot, NULL)) != 0) return err;
+  char *argv[] = {"/bin/sh", "-c", cmd, NULL};
+  weft_process_options o = {
+      .file = "/bin/sh", .argv = argv, .flags = WEFT_PROCESS_NEW_PGROUP};
+  weft_process *p = malloc(sizeof *p);
+  uint64_t t0 = weft_now(loop);
+  if ((err = p == NULL ? -ENOMEM : weft_spawn(loop, p, &o)) != 0)
+    free(p), p = NULL;
+  if (err == 0 && (err = weft_process_exit_future(p, &exit_f)) == 0) {
+    /* the shield keeps the exit future for after a timeout */
+    if ((err = weft_future_shield(exit_f, &shielded)) == 0 &&
+        (err = weft_future_timeout(shielded, (uint64_t)(timeout_s * 1000),
+                                   &timed)) == 0)
+      err = weft_await_take_i64(timed, &st);
+    if (err == -ETIMEDOUT) {
+      kill(-p->pid, SIGKILL); /* the command's whole process group */
+      weft_await(exit_f);
+    }
+    weft_future_unref(exit_f);
+  }
+  double secs = (double)(weft_now(loop) - t0) / 1000;
+  if (err == -ETIMEDOUT)
+    printf("%s: timed out after %g s, killed\n", (char *)cmd, timeout_s);
+  else if (err != 0)
+    printf("%s: %s\n", (char *)cmd, weft_strerror(err));
+  else if (weft_exit_is_signal(st))
+    printf("%s: killed by signal %d (%.2f s)\n", (char *)cmd,
+           weft_exit_signal(st), secs);
+  else
+    printf("%s: exit %d (%.2f s)\n", (char *)cmd, weft_exit_code(st), secs);
+  failed += err != 0 || st != 0;
+  if (p != NULL) weft_close(&p->base, on_closed);
+  weft_semaphore_release(slots);
+  return 0;
+}
+
+typedef struct cmds {
+  char **v;
+  int n;
+} cmds;
+
+static int run_all(weft_fiber *self, void *arg) {
+  cmds *c = arg;
+  weft_future *fs[c->n];
+  for (int i = 0; i < c->n; i++)
+    if (weft_fiber_spawn(weft_fiber_loop(self), run_one, c->v[i], NULL,
+                         &fs[i]) != 0)
+      return -ENOMEM;
+  for (int i = 0; i < c->n; i++) { /* gather */
+    weft_await(fs[i]);
+    weft_future_unref(fs[i]);
+  }
+  return 0;
+}
+
+int main(int argc, char **argv) {
+  long jobs = 3;
+  int i = 1;
+  for (; i < argc && argv[i][0] == '-'; i++) {
+    if (strcmp(argv[i], "-h") == 0 || strcmp(argv[i], "--help") == 0) {
+      fputs(usage, stdout);
+      return 0;
+    } else if (i + 1 < argc && strcmp(argv[i], "-j") == 0) {
+      jobs = strtol(argv[++i], NULL, 10);
+    } else if (i + 1 < argc && strcmp(argv[i], "-t") == 0) {
+      timeout_s = strtod(argv[++i], NULL);
+    } else {
+      break;
+    }
+  }
+  if ((i < argc && argv[i][0] == '-') || jobs < 1 ||
+      !(timeout_s > 0 && timeout_s < 1e6)) {
+    fputs(usage, stderr);
+    return 2;
+  }
+  cmds c = {argv + i, argc - i};
+  if (c.n == 0) c = (cmds){samples, (int)(sizeof samples / sizeof *samples)};
+  setvbuf(stdout, NULL, _IOLBF, 0);
+  weft_loop *loop;
+  int err = weft_loop_new(&loop, NULL);
+  if (err == 0) err = weft_semaphore_new(loop, (unsigned)jobs, &slots);
+  if (err == 0) err = weft_fiber_run(loop, run_all, &c, NULL, NULL);
+  if (err == 0) err = weft_loop_run(loop, WEFT_RUN_DEFAULT); /* the closes */
+  if (err != 0) {
+    fprintf(stderr, "run_many: %s\n", weft_strerror(err));
+    return 1;
+  }
+  weft_semaphore_free(slots);
+  weft_loop_free(loop);
+  return failed != 0;
+}

@@ -1,0 +1,68 @@
+/* workers_fibers [-n JOBS] [-j N] — a worker pool: JOBS fibers (20), each
+ * waiting for one of N (4) semaphore permits before its work (a short
+ * sleep standing for I/O), so at most N run at once. Prints the peak and
+ * checks it. The asyncio twin is examples/python/workers.py. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <weft.h>
+
+static const char usage[] = "usage: workers_fibers [-n JOBS] [-j N]\n";
+static weft_semaphore *permits;
+static long jobs = 20, width = 4, running, peak, done;
+
+static int worker(weft_fiber *self, void *arg) {
+  (void)self;
+  weft_future *permit;
+  int err = weft_semaphore_acquire(permits, &permit);
+  if (err != 0 || (err = weft_await_take_i64(permit, NULL)) != 0) return err;
+  peak = ++running > peak ? running : peak;
+  err = weft_fiber_sleep(10 + (uint64_t)((intptr_t)arg * 7 % 20));
+  running--, done++;
+  weft_semaphore_release(permits);
+  return err;
+}
+
+static int run(weft_fiber *self, void *arg) {
+  (void)arg;
+  weft_future *fs[jobs];
+  int err = 0;
+  for (long i = 0; i < jobs; i++)
+    if (weft_fiber_spawn(weft_fiber_loop(self), worker, (void *)i, NULL,
+                         &fs[i]) != 0)
+      return -ENOMEM;
+  for (long i = 0; i < jobs; i++) /* gather */
+    if (weft_await_take_i64(fs[i], NULL) != 0) err = -EPROTO;
+  return err;
+}
+
+int main(int argc, char **argv) {
+  for (int i = 1; i < argc; i++) {
+    if (strcmp(argv[i], "-h") == 0 || strcmp(argv[i], "--help") == 0) {
+      fputs(usage, stdout);
+      return 0;
+    } else if (i + 1 < argc && strcmp(argv[i], "-n") == 0) {
+      jobs = strtol(argv[++i], NULL, 10);
+    } else if (i + 1 < argc && strcmp(argv[i], "-j") == 0) {
+      width = strtol(argv[++i], NULL, 10);
+    } else {
+      jobs = -1;
+    }
+  }
+  if (jobs < 0 || jobs > 100000 || width < 1) {
+    fputs(usage, stderr);
+    return 2;
+  }
+  weft_loop *loop;
+  int err = weft_loop_new(&loop, NULL);
+  if (err == 0) err = weft_semaphore_new(loop, (unsigned)width, &permits);
+  if (err == 0) err = weft_fiber_run(loop, run, NULL, NULL, NULL);
+  if (err != 0) {
+    fprintf(stderr, "workers_fibers: %s\n", weft_strerror(err));
+    return 1;
+  }
+  printf("%ld jobs done, at most %ld at once (limit %ld)\n", done, peak, width);
+  weft_semaphore_free(permits);
+  weft_loop_free(loop);
+  return done == jobs && peak <= width ? 0 : 1;
+}

@@ -13,6 +13,7 @@
  * internal.h): this file only dispatches through weft__kinds[]. It defines
  * one kind itself, the plain future. */
 #include <stdio.h>
+#include <string.h>
 
 #include "internal.h"
 
@@ -28,9 +29,12 @@ typedef struct slab {
 
 typedef weft__fmod fmod;
 
+static void names_free(fmod *m);
+
 static void teardown(weft_loop *loop, void *state) {
   WEFT__UNUSED(loop);
   fmod *m = state;
+  names_free(m);
   while (m->slabs != NULL) {
     slab *s = m->slabs;
     m->slabs = s->next;
@@ -111,6 +115,164 @@ int weft_future_new(weft_loop *loop, weft_future **out) {
   return weft__future_alloc(loop, WEFT__K_PLAIN, out);
 }
 
+/* ---- operations and names --------------------------------------------------
+ * An op is a borrowed static string, interned by address in a lock-free
+ * table (slot 0 means none), so a future records it in one byte. A name is
+ * a copy in the loop's table (chained hash by future address), looked up
+ * only when a flagged future is freed, reported or asked. */
+
+#define OPS_N 256u
+static _Atomic(const char *) g_ops[OPS_N];
+
+uint8_t weft__op_intern(const char *op) {
+  if (op == NULL) return 0;
+  uintptr_t h = ((uintptr_t)op >> 3) * (uintptr_t)0x9E3779B97F4A7C15ull;
+  unsigned start = (unsigned)(h >> (sizeof h * 8 - 8));
+  for (unsigned k = 0; k < OPS_N; k++) {
+    unsigned i = (start + k) % OPS_N;
+    if (i == 0) continue;
+    const char *cur = atomic_load_explicit(&g_ops[i], memory_order_acquire);
+    if (cur == op) return (uint8_t)i;
+    if (cur == NULL) {
+      if (atomic_compare_exchange_strong(&g_ops[i], &cur, op))
+        return (uint8_t)i;
+      if (cur == op) return (uint8_t)i; /* another thread interned it */
+    }
+  }
+  return 0; /* full */
+}
+
+const char *weft__op_name(uint8_t id) {
+  return id == 0 ? NULL
+                 : atomic_load_explicit(&g_ops[id], memory_order_acquire);
+}
+
+int weft_future_new_op(weft_loop *loop, const char *op, weft_future **out) {
+  if (loop == NULL || out == NULL) return -EINVAL;
+  int err = weft__future_alloc(loop, WEFT__K_PLAIN, out);
+  if (err == 0) (*out)->op = weft__op_intern(op);
+  return err;
+}
+
+typedef struct weft__fname {
+  struct weft__fname *next;
+  const weft_future *f;
+  char name[WEFT_FUTURE_NAME_MAX + 1];
+} fname;
+
+static size_t name_bucket(const fmod *m, const weft_future *f) {
+  uintptr_t h = ((uintptr_t)f >> 6) * (uintptr_t)0x9E3779B97F4A7C15ull;
+  return (size_t)(h >> 16) & (m->names_cap - 1);
+}
+
+static fname **name_slot(const fmod *m, const weft_future *f) {
+  if (m->names_cap == 0) return NULL;
+  fname **p = &m->names[name_bucket(m, f)];
+  while (*p != NULL && (*p)->f != f)
+    p = &(*p)->next;
+  return p;
+}
+
+static int names_grow(fmod *m) {
+  size_t cap = m->names_cap ? m->names_cap * 2 : 16;
+  fname **nb = weft__calloc(cap, sizeof *nb);
+  if (nb == NULL) return -ENOMEM;
+  fname **old = m->names;
+  size_t old_cap = m->names_cap;
+  m->names = nb;
+  m->names_cap = cap;
+  for (size_t i = 0; i < old_cap; i++) {
+    for (fname *e = old[i], *nx; e != NULL; e = nx) {
+      nx = e->next;
+      size_t b = name_bucket(m, e->f);
+      e->next = nb[b];
+      nb[b] = e;
+    }
+  }
+  weft__free(old);
+  return 0;
+}
+
+static void names_free(fmod *m) {
+  for (size_t i = 0; i < m->names_cap; i++) {
+    for (fname *e = m->names[i], *nx; e != NULL; e = nx) {
+      nx = e->next;
+      weft__free(e);
+    }
+  }
+  weft__free(m->names);
+  m->names = NULL;
+  m->names_cap = m->names_n = 0;
+}
+
+static void name_drop(fmod *m, weft_future *f) {
+  fname **p = name_slot(m, f);
+  if (p != NULL && *p != NULL) {
+    fname *e = *p;
+    *p = e->next;
+    weft__free(e);
+    m->names_n--;
+  }
+  f->flags &= (uint8_t)~WEFT__F_NAMED;
+}
+
+static int name_set(fmod *m, weft_future *f, const char *name) {
+  fname *e = NULL;
+  if (f->flags & WEFT__F_NAMED) {
+    e = *name_slot(m, f);
+  } else {
+    if (m->names_n >= m->names_cap && names_grow(m) != 0) return -ENOMEM;
+    e = weft__malloc(sizeof *e);
+    if (e == NULL) return -ENOMEM;
+    e->f = f;
+    size_t b = name_bucket(m, f);
+    e->next = m->names[b];
+    m->names[b] = e;
+    m->names_n++;
+    f->flags |= WEFT__F_NAMED;
+  }
+  size_t n = strnlen(name, WEFT_FUTURE_NAME_MAX);
+  memcpy(e->name, name, n);
+  e->name[n] = '\0';
+  return 0;
+}
+
+int weft_future_set_name(weft_future *f, const char *name) {
+  if (f == NULL) return -EINVAL;
+  fmod *m = weft__module_get(f->loop, WEFT__MOD_FUTURE);
+  if (name == NULL) {
+    if (f->flags & WEFT__F_NAMED) name_drop(m, f);
+    return 0;
+  }
+  return name_set(m, f, name);
+}
+
+const char *weft_future_get_name(const weft_future *f) {
+  if (f == NULL || !(f->flags & WEFT__F_NAMED)) return NULL;
+  const fmod *m = weft__module_get(f->loop, WEFT__MOD_FUTURE);
+  fname **p = name_slot(m, f);
+  return p != NULL && *p != NULL ? (*p)->name : NULL;
+}
+
+const char *weft_future_get_op(const weft_future *f) {
+  if (f == NULL) return "";
+  const char *op = weft__op_name(f->op);
+  if (op != NULL) return op;
+  if (f->kind == WEFT__K_PLAIN) return "weft_future_new";
+  return weft__kind_of(f)->name;
+}
+
+/* f takes the op and name of src, whose rejection it takes, unless it has
+ * its own. Best effort: a name that cannot be copied is left out. */
+static void inherit(weft_future *f, const weft_future *src) {
+  if (f->op == 0) f->op = src->op;
+  if ((src->flags & WEFT__F_NAMED) && !(f->flags & WEFT__F_NAMED)) {
+    const char *n = weft_future_get_name(src);
+    if (n != NULL)
+      (void)name_set(weft__module_get(f->loop, WEFT__MOD_FUTURE), f, n);
+  }
+}
+
 size_t weft_future_size(void) { return sizeof(weft_future); }
 
 weft_future *weft_future_ref(weft_future *f) {
@@ -120,12 +282,17 @@ weft_future *weft_future_ref(weft_future *f) {
 
 /* ---- freeing ------------------------------------------------------------- */
 
-static void default_unhandled(weft_loop *loop, int err, void *arg) {
-  WEFT__UNUSED(loop);
-  WEFT__UNUSED(arg);
-  fprintf(stderr,
-          "weft: a future was rejected and nobody observed it: %s (%s)\n",
-          weft_strerror(err), weft_err_name(err));
+static void default_unhandled(const weft_unhandled_info *in) {
+  if (in->name != NULL)
+    fprintf(stderr,
+            "weft: a future was rejected and nobody observed it: %s (%s); "
+            "made by %s, named \"%s\"\n",
+            weft_strerror(in->err), weft_err_name(in->err), in->op, in->name);
+  else
+    fprintf(stderr,
+            "weft: a future was rejected and nobody observed it: %s (%s); "
+            "made by %s\n",
+            weft_strerror(in->err), weft_err_name(in->err), in->op);
 }
 
 int weft_future_set_unhandled_hook(weft_loop *loop, weft_unhandled_cb cb,
@@ -134,19 +301,41 @@ int weft_future_set_unhandled_hook(weft_loop *loop, weft_unhandled_cb cb,
   fmod *m = mod_get(loop);
   if (m == NULL) return -ENOMEM;
   m->unhandled = cb;
+  m->unhandled_info = NULL;
   m->unhandled_arg = arg;
   return 0;
+}
+
+int weft_future_set_unhandled_info_hook(weft_loop *loop,
+                                        weft_unhandled_info_cb cb, void *arg) {
+  if (loop == NULL) return -EINVAL;
+  fmod *m = mod_get(loop);
+  if (m == NULL) return -ENOMEM;
+  m->unhandled = NULL;
+  m->unhandled_info = cb;
+  m->unhandled_arg = arg;
+  return 0;
+}
+
+static void report(fmod *m, weft_future *f) {
+  weft_unhandled_info in = {.err = (int)f->v.i,
+                            .op = weft_future_get_op(f),
+                            .name = weft_future_get_name(f),
+                            .future = f};
+  if (m->unhandled != NULL)
+    m->unhandled(f->loop, in.err, m->unhandled_arg);
+  else if (m->unhandled_info != NULL)
+    m->unhandled_info(f->loop, &in, m->unhandled_arg);
+  else
+    default_unhandled(&in);
 }
 
 static void release_one(weft_future *f, weft_future **todo) {
   const weft__kind *k = weft__kind_of(f);
   fmod *m = weft__module_get(f->loop, WEFT__MOD_FUTURE);
-  if (f->state == WEFT_FUTURE_REJECTED && !(f->flags & WEFT__F_OBSERVED)) {
-    if (m->unhandled != NULL)
-      m->unhandled(f->loop, (int)f->v.i, m->unhandled_arg);
-    else
-      default_unhandled(f->loop, (int)f->v.i, NULL);
-  }
+  if (f->state == WEFT_FUTURE_REJECTED && !(f->flags & WEFT__F_OBSERVED))
+    report(m, f);
+  if (f->flags & WEFT__F_NAMED) name_drop(m, f);
   if (f->state == WEFT_FUTURE_FULFILLED && (f->flags & WEFT__F_PTR) &&
       f->u.dtor != NULL)
     f->u.dtor(f->v.p);
@@ -175,7 +364,8 @@ static void release(weft_future *f) {
 static inline void unref(weft_future *f) {
   if (--f->refs != 0) return;
   if (f->src == NULL && f->state != WEFT_FUTURE_REJECTED &&
-      !(f->flags & WEFT__F_PTR) && weft__kind_of(f)->release == NULL) {
+      !(f->flags & (WEFT__F_PTR | WEFT__F_NAMED)) &&
+      weft__kind_of(f)->release == NULL) {
     fmod *m = weft__module_get(f->loop, WEFT__MOD_FUTURE);
     f->next = m->free;
     m->free = f;
@@ -257,7 +447,10 @@ void weft__future_pass(weft_future *f, weft_future *src) {
   f->v = src->v;
   f->flags =
       (uint8_t)((f->flags & ~WEFT__F_VALUE) | (src->flags & WEFT__F_VALUE));
-  if (src->state == WEFT_FUTURE_FULFILLED) f->u.dtor = NULL; /* borrowed */
+  if (src->state == WEFT_FUTURE_FULFILLED)
+    f->u.dtor = NULL; /* borrowed */
+  else
+    inherit(f, src); /* the error's op and name come with it */
   weft__future_settle(f, src->state);
 }
 

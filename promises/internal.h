@@ -92,6 +92,7 @@ enum {
   WEFT__F_RUNNING = 1u << 2,  /* its continuation is running (may settle it) */
   WEFT__F_REMOVED = 1u << 3,  /* on_settled node removed: do not call */
   WEFT__F_F64 = 1u << 4,      /* the value is a double */
+  WEFT__F_NAMED = 1u << 5,    /* has a name in the loop's name table */
   WEFT__F_VALUE = WEFT__F_PTR | WEFT__F_F64,
 };
 
@@ -139,7 +140,15 @@ struct weft_future {
   uint8_t state; /* weft_future_state; a rejection's code lives in v.i */
   uint8_t kind;  /* index into weft__kinds[] */
   uint8_t flags;
+  uint8_t op; /* the operation that made it: weft__op_name(); 0: none */
 };
+
+/* The operations that make futures (weft_future_new_op), interned in a
+ * process-wide table of 255 borrowed strings so that a future keeps one
+ * byte: weft__op_intern returns the index of `op` (0 for NULL or a full
+ * table), weft__op_name the string (NULL for 0). Any thread. */
+uint8_t weft__op_intern(const char *op);
+const char *weft__op_name(uint8_t id);
 
 static inline const weft__kind *weft__kind_of(const weft_future *f) {
   return weft__kinds[f->kind];
@@ -165,7 +174,11 @@ typedef struct weft__fmod {
   struct weft__timer_holder *timers_free;        /* timed.c: the idle ones */
   void (*timers_teardown)(struct weft__fmod *m); /* timed.c frees them */
   weft_unhandled_cb unhandled;
+  weft_unhandled_info_cb unhandled_info; /* one of the two, or neither */
   void *unhandled_arg;
+  /* future.c: names given by weft_future_set_name (WEFT__F_NAMED) */
+  struct weft__fname **names;
+  size_t names_cap, names_n;
   /* The loop's thread: the one that made the loop's first future (written
    * once, before any future exists, so other threads may read it). */
   pthread_t owner;

@@ -43,8 +43,12 @@ static weft_then_fn fn_of(const weft_future *w) {
  * or adopted a future). The future's reference to its input moves into `in`
  * for the call (so `in` stays valid even if the continuation adopts another
  * future), and afterwards is kept only if the future borrows the input's
- * pointer value. */
-static void react(weft_future *w, weft_then_fn fn, weft_future *out) {
+ * pointer value. An error handler (`recover`: catch, then2's on_err) that
+ * returns 0 and leaves `out` alone recovers: w is fulfilled with int64 0
+ * (Promises/A+ onRejected returning undefined); any other continuation
+ * that does so passes `in` through. */
+static void react(weft_future *w, weft_then_fn fn, weft_future *out,
+                  bool recover) {
   weft_future *in = w->src;
   int rc = 0;
   if (fn != NULL) {
@@ -64,25 +68,31 @@ static void react(weft_future *w, weft_then_fn fn, weft_future *out) {
   }
   if (rc < 0)
     weft__future_finish(w, WEFT_FUTURE_REJECTED, rc);
+  else if (recover)
+    weft__future_finish(w, WEFT_FUTURE_FULFILLED, 0);
   else
     weft__future_pass(w, in);
   drop_src(w);
 }
 
 static void then_fire(weft_future *w) {
-  if (ready(w)) react(w, input_ok(w) ? fn_of(w) : NULL, w);
+  if (ready(w)) react(w, input_ok(w) ? fn_of(w) : NULL, w, false);
 }
 
 static void catch_fire(weft_future *w) {
-  if (ready(w)) react(w, input_ok(w) ? NULL : fn_of(w), w);
+  if (!ready(w)) return;
+  bool ok = input_ok(w);
+  react(w, ok ? NULL : fn_of(w), w, !ok);
 }
 
 static void finally_fire(weft_future *w) {
-  if (ready(w)) react(w, fn_of(w), NULL);
+  if (ready(w)) react(w, fn_of(w), NULL, false);
 }
 
 static void both_fire(weft_future *w) {
-  if (ready(w)) react(w, input_ok(w) ? fn_of(w) : w->v.fn2, w);
+  if (!ready(w)) return;
+  weft_then_fn fn = input_ok(w) ? fn_of(w) : w->v.fn2;
+  react(w, fn, w, fn != NULL && !input_ok(w));
 }
 
 static void adopt_fire(weft_future *w) {

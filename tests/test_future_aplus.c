@@ -106,7 +106,7 @@ typedef struct step {
   int tag;
   int64_t value; /* fulfil out with it */
   int fail;      /* < 0: return it */
-  bool pass;     /* leave out alone */
+  bool pass;     /* leave out alone: then passes through, catch recovers */
 } step;
 
 static int record(weft_future *in, weft_future *out, void *arg) {
@@ -221,6 +221,26 @@ APLUS(missing_handler_passes_outcome_through) {
   weft_future_unref(da);
   weft_future_unref(db);
   weft_future_unref(dp);
+}
+
+/* 2.2.7.1: onRejected returning normally (0, out left alone) fulfils the
+ * derived future; returning the input's error re-throws it. */
+APLUS(rejection_handler_returning_normally_recovers) {
+  rec r = {0};
+  step keep = {&r, 1, 0, 0, true}, rethrow = {&r, 2, 0, -EIO, false};
+  weft_future *b = mk(loop, mode, 0, -EIO), *d1, *d2, *d3;
+  cr_assert_eq(weft_future_catch(b, record, &keep, &d1), 0);
+  cr_assert_eq(weft_future_then2(b, NULL, record, &keep, &d2), 0);
+  cr_assert_eq(weft_future_catch(b, record, &rethrow, &d3), 0);
+  th_run(loop);
+  cr_assert_eq(r.n, 3);
+  cr_assert_eq(weft_future_get_state(d1), WEFT_FUTURE_FULFILLED);
+  cr_assert_eq(weft_future_get_state(d2), WEFT_FUTURE_FULFILLED);
+  cr_assert_eq(weft_future_value_i64(d1), 0);
+  cr_assert_eq(weft_future_error(d3), -EIO);
+  weft_future *all[] = {b, d1, d2, d3};
+  for (int i = 0; i < 4; i++)
+    weft_future_unref(all[i]);
 }
 
 /* Rejection skips then to the first catch; catch can recover. */

@@ -62,7 +62,11 @@ typedef void (*weft_future_cb)(weft_future *f, void *arg);
  *  - return a negative error code: `out` is rejected with it ("throw");
  *  - weft_future_adopt(out, g): `out` takes g's outcome when g settles
  *    ("return a future"); adopting `out` itself rejects it with -EDEADLK;
- *  - return 0 and leave `out` alone: `out` passes `in`'s outcome through.
+ *  - return 0 and leave `out` alone: a success handler (then, then2's
+ *    on_ok) passes `in`'s value through; an error handler (catch, then2's
+ *    on_err) **recovers**: `out` is fulfilled with int64 0 (no value), as
+ *    a Promises/A+ onRejected that returns normally. To pass the error on,
+ *    an error handler returns it: `return weft_future_error(in);`.
  * For finally the input always passes through unless fn returns an error.
  * `in` is valid only during the call (take a reference to keep it). */
 typedef int (*weft_then_fn)(weft_future *in, weft_future *out, void *arg);
@@ -80,6 +84,41 @@ typedef enum weft_future_state {
 /** Creates a pending future on `loop`; *out holds the caller's one
  * reference. Returns 0, -EINVAL (NULL loop or out), -ENOMEM. Loop thread. */
 WEFT_API int weft_future_new(weft_loop *loop, weft_future **out);
+
+/** Like weft_future_new, and records `op`, the name of the operation that
+ * makes the future (e.g. "weft_tcp_connect_future"), which an unobserved
+ * rejection reports (weft_future_get_op). `op` is borrowed, not copied: it
+ * must have static storage duration (a string literal). NULL: none, as
+ * weft_future_new. A process keeps up to 255 distinct op pointers; past
+ * that a new one is recorded as none. For producers: weft's own, and
+ * libraries built on weft. Returns 0, -EINVAL (NULL loop or out), -ENOMEM.
+ * Loop thread. */
+WEFT_API int weft_future_new_op(weft_loop *loop, const char *op,
+                                weft_future **out);
+
+/** Longest name weft_future_set_name keeps, in bytes, without the NUL. */
+#define WEFT_FUTURE_NAME_MAX 31
+
+/** Names f for reports (an unobserved rejection prints it). The name is
+ * copied, cut to WEFT_FUTURE_NAME_MAX bytes; a later call replaces it;
+ * NULL removes it. Steady-state futures pay nothing for this: names live
+ * in a table of the loop, allocated on first use. Returns 0, -EINVAL (NULL
+ * f), -ENOMEM (f keeps its old name). Loop thread. */
+WEFT_API int weft_future_set_name(weft_future *f, const char *name);
+
+/** f's name (weft_future_set_name), or NULL if it has none; valid until f
+ * is renamed or freed. A future that took a rejection from another (a
+ * derived future passing an error through, adopt, race, timeout) takes
+ * that future's name too, unless it has its own. NULL for NULL. */
+WEFT_API const char *weft_future_get_name(const weft_future *f);
+
+/** The operation that made f: the `op` given to weft_future_new_op (weft's
+ * producers name theirs: "weft_tcp_connect_future", "weft_pool_submit_
+ * future", ...); for a future that took a rejection from another, that
+ * future's op; else "weft_future_new" for a plain future, or the kind of
+ * future ("then", "catch", "all", "timeout", "sleep", ...). Never NULL;
+ * "" for NULL f. A string with static storage duration. */
+WEFT_API const char *weft_future_get_op(const weft_future *f);
 
 /** Takes a reference; returns f (NULL stays NULL). */
 WEFT_API weft_future *weft_future_ref(weft_future *f);
@@ -250,7 +289,10 @@ WEFT_API int weft_future_then(weft_future *f, weft_then_fn fn, void *arg,
                               weft_future **out);
 
 /** Registers fn to run when f is rejected or cancelled; a value skips it and
- * passes through. Same contract as weft_future_then. */
+ * passes through. fn recovers unless it says otherwise: returning 0 without
+ * settling `out` fulfils it with int64 0; `return weft_future_error(in)`
+ * passes the error on (see weft_then_fn). Same contract as
+ * weft_future_then. */
 WEFT_API int weft_future_catch(weft_future *f, weft_then_fn fn, void *arg,
                                weft_future **out);
 
@@ -261,8 +303,9 @@ WEFT_API int weft_future_finally(weft_future *f, weft_then_fn fn, void *arg,
                                  weft_future **out);
 
 /** Both handlers: on_ok when fulfilled, on_err when rejected or cancelled;
- * either may be NULL (pass through). Same contract as weft_future_then
- * (-EINVAL if both are NULL). */
+ * either may be NULL (pass through). on_err recovers as catch's fn does
+ * (returning 0 without settling `out` fulfils it with int64 0). Same
+ * contract as weft_future_then (-EINVAL if both are NULL). */
 WEFT_API int weft_future_then2(weft_future *f, weft_then_fn on_ok,
                                weft_then_fn on_err, void *arg,
                                weft_future **out);
@@ -330,9 +373,31 @@ WEFT_API int weft_sleep(weft_loop *loop, uint64_t ms, weft_future **out);
 typedef void (*weft_unhandled_cb)(weft_loop *loop, int err, void *arg);
 
 /** Sets the loop's hook for unobserved rejections; NULL restores the
- * default (one line on stderr). Returns 0, -EINVAL (NULL loop), -ENOMEM. */
+ * default (one line on stderr, naming the future's op and name). Replaces
+ * a hook set with weft_future_set_unhandled_info_hook. Returns 0, -EINVAL
+ * (NULL loop), -ENOMEM. */
 WEFT_API int weft_future_set_unhandled_hook(weft_loop *loop,
                                             weft_unhandled_cb cb, void *arg);
+
+/** What an unobserved rejection is about (valid during the hook only). */
+typedef struct weft_unhandled_info {
+  int err;                   /**< the rejection code (< 0) */
+  const char *op;            /**< weft_future_get_op(future): never NULL */
+  const char *name;          /**< weft_future_get_name(future), or NULL */
+  const weft_future *future; /**< being freed: do not keep it */
+} weft_unhandled_info;
+
+/** An unobserved-rejection hook that is told which future. */
+typedef void (*weft_unhandled_info_cb)(weft_loop *loop,
+                                       const weft_unhandled_info *info,
+                                       void *arg);
+
+/** Like weft_future_set_unhandled_hook, with the info hook: one hook per
+ * loop, so this replaces a weft_unhandled_cb and the reverse; NULL
+ * restores the default. Returns 0, -EINVAL (NULL loop), -ENOMEM. */
+WEFT_API int weft_future_set_unhandled_info_hook(weft_loop *loop,
+                                                 weft_unhandled_info_cb cb,
+                                                 void *arg);
 
 #ifdef __cplusplus
 }

@@ -25,6 +25,7 @@ enum {
   WEFT__S_ACCEPT_PAUSED = 1u << 9, /* accept hit EMFILE: retrying on a timer */
   WEFT__S_CONNECT_DONE = 1u << 10, /* connect settled, callback pending */
   WEFT__S_OWN_SOCKET = 1u << 11,   /* socket created by this call (for undo) */
+  WEFT__S_RQ = 1u << 12, /* u.q.rq is a live list (read futures, listener) */
 };
 
 /* How often a listener paused by EMFILE tries again (ms). */
@@ -113,12 +114,17 @@ void weft__reqq_flush(weft__list *done, weft__req_run_fn run);
 /* A per-loop pool of one kind of request, for the future forms. */
 typedef struct weft__req_pool {
   weft__list free;
-  size_t size; /* sizeof the request */
+  size_t size;    /* sizeof the request */
+  const char *op; /* what makes its futures (weft_future_new_op) */
 } weft__req_pool;
 /* A request's future form: draws a request from `pool` and makes its
- * future. The header is reset, `future` set. -ENOMEM if out of memory. */
+ * future, which records pool->op (weft_future_new_op). The header is
+ * reset, `future` set. -ENOMEM if out of memory. */
 int weft__req_future_new(weft_loop *loop, weft__req_pool *pool,
                          weft__req_hdr **out);
+/* The same, with the op given (pools shared by several operations). */
+int weft__req_future_new_op(weft_loop *loop, weft__req_pool *pool,
+                            const char *op, weft__req_hdr **out);
 /* Undoes weft__req_future_new() after a failed start. */
 void weft__req_future_undo(weft__req_pool *pool, weft__req_hdr *r);
 /* Settles the request's future (resolved with `bytes` if `status` is 0,
@@ -136,6 +142,7 @@ typedef struct weft__net {
   weft__req_pool wreqs; /* requests of the future forms */
   weft__req_pool creqs;
   weft__req_pool sreqs;
+  weft__req_pool rdreqs;   /* weft__rd_req: read, accept, shutdown futures */
   weft__list paused;       /* listeners paused by EMFILE */
   weft_timer accept_timer; /* retries paused listeners (internal, unref'd) */
 } weft__net;
@@ -228,6 +235,53 @@ void weft__stream_abort(weft_stream *s, int status);
 void weft__net_accept_pause(weft__net *net, weft_handle *h);
 /* Resumes listeners paused on EMFILE (an fd was just freed). */
 void weft__net_fd_freed(weft_loop *loop);
+
+/* ---- future forms of reading, accept, shutdown (io/stream_read.c) ---- */
+
+/* One pending read, accept or shutdown future, drawn from net->rdreqs and
+ * queued on the stream's u.q.rq (reads, accepts). */
+typedef struct weft__rd_req {
+  void *data; /* unused: the request FIFO's layout */
+  weft__req_hdr req;
+  weft_stream *stream;
+  char *buf;
+  size_t n;      /* at most (some), exactly (exact), the cap (until) */
+  size_t got;    /* bytes in buf */
+  size_t peeked; /* of those, how many are still in the read-back buffer */
+  weft_stream *client;   /* accept */
+  weft_shutdown_req sh;  /* shutdown */
+  unsigned char mode, dlen;
+  char delim[WEFT_STREAM_DELIM_MAX];
+} weft__rd_req;
+
+/* Brings the watcher and the active state in line with the flags. */
+void weft__stream_update(weft_stream *s);
+/* Whether read or accept futures are pending. */
+static inline bool weft__stream_rq_busy(const weft_stream *s) {
+  return (s->flags & WEFT__S_RQ) &&
+         !weft__list_empty(WEFT__REQQ(((weft_stream *)s)->u.q.rq));
+}
+/* EV_READ with read futures pending: serve them (from the read-back buffer,
+ * then the fd, within the per-turn cap). */
+void weft__stream_rd_pump(weft_stream *s);
+/* The deliver op's part: read futures the read-back buffer can serve,
+ * accept futures a waiting connection can, read_start's callback the
+ * buffered bytes. */
+void weft__stream_rd_deliver(weft_stream *s);
+/* read_start's check (-EBUSY with read futures pending, -ENOMEM) and the
+ * delivery of buffered bytes it then needs. */
+int weft__stream_rd_read_start(weft_stream *s);
+/* Hands buffered bytes to read_start's callback; false if reading stopped
+ * or the stream is closing. */
+bool weft__stream_rb_to_cb(weft_stream *s);
+/* accept4 gave `fd`: true if an accept future took it. */
+bool weft__stream_rd_accept(weft_stream *s, int fd);
+/* An accept error for the oldest accept future; false if none is pending. */
+bool weft__stream_rd_accept_error(weft_stream *s, int err);
+/* A connect failed (`status`) or the stream closes (-ECANCELED): pending
+ * futures reject; on close the read-back buffer is freed. */
+void weft__stream_rd_abort(weft_stream *s, int status);
+void weft__stream_rd_finish(weft_stream *s);
 
 /* A connect future's cancel hook (io/stream.c): aborts the connect. */
 void weft__future_cancel_connect(weft_future *f, void *arg);

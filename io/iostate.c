@@ -63,7 +63,8 @@ int weft__req_pools_validate(weft_loop *loop, size_t *nfree) {
   int err = 0;
   if (net != NULL && ((err = pool_validate(&net->wreqs, &n)) != 0 ||
                       (err = pool_validate(&net->creqs, &n)) != 0 ||
-                      (err = pool_validate(&net->sreqs, &n)) != 0))
+                      (err = pool_validate(&net->sreqs, &n)) != 0 ||
+                      (err = pool_validate(&net->rdreqs, &n)) != 0))
     return err;
   if (nfree != NULL) *nfree = n;
   return 0;
@@ -76,6 +77,11 @@ static void pool_clear(weft__req_pool *pool) {
 
 int weft__req_future_new(weft_loop *loop, weft__req_pool *pool,
                          weft__req_hdr **out) {
+  return weft__req_future_new_op(loop, pool, pool->op, out);
+}
+
+int weft__req_future_new_op(weft_loop *loop, weft__req_pool *pool,
+                            const char *op, weft__req_hdr **out) {
   weft__list *n = weft__list_pop_front(&pool->free);
   weft__req_hdr *r;
   if (n != NULL) {
@@ -87,7 +93,7 @@ int weft__req_future_new(weft_loop *loop, weft__req_pool *pool,
   }
   weft__req_init(r);
   r->bytes = 0;
-  int err = weft_future_new(loop, &r->future);
+  int err = weft_future_new_op(loop, op, &r->future);
   if (err != 0) {
     weft__list_push_front(&pool->free, weft__req_link(r));
     return err;
@@ -127,6 +133,7 @@ static void net_teardown(weft_loop *loop, void *state) {
   pool_clear(&net->wreqs);
   pool_clear(&net->creqs);
   pool_clear(&net->sreqs);
+  pool_clear(&net->rdreqs);
   weft__free(net);
 }
 
@@ -194,9 +201,13 @@ weft__net *weft__net_get(weft_loop *loop) {
   weft__list_init(&net->wreqs.free);
   weft__list_init(&net->creqs.free);
   weft__list_init(&net->sreqs.free);
+  weft__list_init(&net->rdreqs.free);
   net->wreqs.size = sizeof(weft_write_req);
   net->creqs.size = sizeof(weft_connect_req);
   net->sreqs.size = sizeof(weft_udp_send_req);
+  net->wreqs.op = "weft_stream_write_future";
+  net->sreqs.op = "weft_udp_send_future";
+  net->rdreqs.size = sizeof(weft__rd_req);
   weft__module_set(loop, WEFT__MOD_NET, net, net_teardown);
   return net;
 }

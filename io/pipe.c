@@ -78,10 +78,9 @@ int weft_pipe_listen(weft_pipe *p, int backlog, weft_connection_cb cb) {
   return weft__stream_listen(&p->stream, backlog, cb);
 }
 
-int weft_pipe_connect(weft_connect_req *req, weft_pipe *p, const char *name,
-                      size_t len, weft_connect_cb cb) {
-  if (req == NULL || !usable(p) || weft__stream_fd(&p->stream) >= 0)
-    return -EINVAL;
+static int pipe_connect(weft_connect_req *req, weft_pipe *p, const char *name,
+                        size_t len, weft_connect_cb cb) {
+  if (!usable(p) || weft__stream_fd(&p->stream) >= 0) return -EINVAL;
   struct sockaddr_un sun;
   int alen = make_addr(&sun, name, len);
   if (alen < 0) return alen;
@@ -100,8 +99,33 @@ int weft_pipe_connect(weft_connect_req *req, weft_pipe *p, const char *name,
     weft__stream_reset(&p->stream);
     return err;
   }
-  req->req.future = NULL;
   return weft__stream_connect(&p->stream, req, cb, r < 0);
+}
+
+int weft_pipe_connect(weft_connect_req *req, weft_pipe *p, const char *name,
+                      size_t len, weft_connect_cb cb) {
+  if (req == NULL) return -EINVAL;
+  req->req.future = NULL;
+  return pipe_connect(req, p, name, len, cb);
+}
+
+int weft_pipe_connect_future(weft_pipe *p, const char *name, size_t len,
+                             weft_future **out) {
+  if (out == NULL || !usable(p)) return -EINVAL;
+  weft__net *net = weft__net_get(p->stream.base.loop);
+  if (net == NULL) return -ENOMEM;
+  weft__req_hdr *r;
+  int err = weft__req_future_new(p->stream.base.loop, &net->creqs, &r);
+  if (err != 0) return err;
+  weft_connect_req *req = weft__req_outer(r);
+  err = pipe_connect(req, p, name, len, NULL);
+  if (err != 0) {
+    weft__req_future_undo(&net->creqs, r);
+    return err;
+  }
+  weft_future_on_cancel(r->future, weft__future_cancel_connect, req);
+  *out = weft_future_ref(r->future);
+  return 0;
 }
 
 static int name_of(const weft_pipe *p, char *buf, size_t *len,

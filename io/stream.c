@@ -6,7 +6,8 @@
  * The ev_io watcher asks for EV_READ while reading or listening (and no
  * accepted connection is waiting) and EV_WRITE while writes are queued or a
  * connect is in progress. The handle is active (keeps the loop alive) while
- * it reads, listens, or has a write, connect or shutdown outstanding.
+ * it reads, listens with a callback, or has a write, connect, shutdown or
+ * read or accept future (io/stream_read.c) outstanding.
  *
  * Completions that happen inside a start call (a write the kernel took at
  * once, an immediate connect, a shutdown with nothing queued) are delivered
@@ -63,6 +64,7 @@ void weft__stream_init(weft_loop *loop, weft_stream *s,
   s->shutdown_req = NULL;
   s->flags = 0;
   s->accepted_fd = -1;
+  s->rb = NULL;
 }
 
 /* Which events the watcher should ask for, given the state. */
@@ -70,7 +72,10 @@ static int wanted_events(const weft_stream *s) {
   int ev = 0;
   if (((s->flags & WEFT__S_READING) && (s->flags & WEFT__S_CONNECTED)) ||
       ((s->flags & WEFT__S_LISTENING) &&
-       !(s->flags & (WEFT__S_ACCEPT_WAIT | WEFT__S_ACCEPT_PAUSED))))
+       (s->u.q.connection_cb != NULL || weft__stream_rq_busy(s)) &&
+       !(s->flags & (WEFT__S_ACCEPT_WAIT | WEFT__S_ACCEPT_PAUSED))) ||
+      (!(s->flags & WEFT__S_LISTENING) && (s->flags & WEFT__S_CONNECTED) &&
+       weft__stream_rq_busy(s)))
     ev |= EV_READ;
   if ((s->flags & WEFT__S_CONNECTING) ||
       (!weft__list_empty(WQ(s)) && (s->flags & WEFT__S_CONNECTED)))
@@ -83,14 +88,17 @@ static void update(weft_stream *s) {
   ev_io *w = io_watcher(s);
   weft__io_want(s->base.loop, w, w->fd >= 0 ? wanted_events(s) : 0);
   bool busy =
-      (s->flags & (WEFT__S_READING | WEFT__S_LISTENING | WEFT__S_CONNECTING)) ||
+      (s->flags & (WEFT__S_READING | WEFT__S_CONNECTING)) ||
+      ((s->flags & WEFT__S_LISTENING) && s->u.q.connection_cb != NULL) ||
       !weft__list_empty(WQ(s)) || !weft__list_empty(DONE(s)) ||
-      s->connect_req || s->shutdown_req;
+      s->connect_req || s->shutdown_req || weft__stream_rq_busy(s);
   if (weft__handle_usable(&s->base) && busy)
     weft__handle_start(&s->base);
   else
     weft__handle_stop(&s->base);
 }
+
+void weft__stream_update(weft_stream *s) { update(s); }
 
 int weft__stream_set_fd(weft_stream *s, int fd, unsigned flags) {
   int fl = fcntl(fd, F_GETFL);
@@ -187,7 +195,8 @@ void weft__stream_deliver(weft_handle *h) {
     on_acceptable(s);
     return;
   }
-  deliver(s);
+  weft__stream_rd_deliver(s);
+  if (!weft_is_closing(&s->base)) deliver(s);
 }
 
 /* ---- writing --------------------------------------------------------------
@@ -466,6 +475,7 @@ static void on_readable(weft_stream *s) {
   weft__net *net = weft__net_get(s->base.loop);
   size_t budget = WEFT_STREAM_READ_CAP;
   int fd = weft__stream_fd(s);
+  if (s->rb != NULL && !weft__stream_rb_to_cb(s)) return; /* buffered first */
   while ((s->flags & WEFT__S_READING) && budget > 0) {
     weft_buf buf = {net->slab, WEFT_STREAM_SLAB_SIZE};
     if (s->u.r.alloc_cb) {
@@ -504,6 +514,8 @@ int weft_stream_read_start(weft_stream *s, weft_alloc_cb alloc_cb,
     return -ENOTCONN;
   weft__net *net = weft__net_get(s->base.loop);
   if (net == NULL) return -ENOMEM;
+  int err = weft__stream_rd_read_start(s);
+  if (err != 0) return err;
   if (net->slab == NULL && alloc_cb == NULL) {
     net->slab = weft__malloc(WEFT_STREAM_SLAB_SIZE);
     if (net->slab == NULL) return -ENOMEM;
@@ -563,6 +575,7 @@ void weft__stream_abort_writes(weft_stream *s, int status) {
 
 void weft__stream_abort(weft_stream *s, int status) {
   weft__stream_abort_writes(s, status);
+  weft__stream_rd_abort(s, status);
   weft__stream_reset(s);
   if (s->shutdown_req) { /* reset cleared the shutdown flags */
     s->shutdown_req->status = status;
@@ -598,16 +611,16 @@ static void on_connected(weft_stream *s) {
  */
 
 int weft__stream_listen(weft_stream *s, int backlog, weft_connection_cb cb) {
-  if (s == NULL || cb == NULL || !weft__handle_usable(&s->base) ||
-      weft__stream_fd(s) < 0 ||
+  if (s == NULL || !weft__handle_usable(&s->base) || weft__stream_fd(s) < 0 ||
       (s->flags & (WEFT__S_LISTENING | WEFT__S_READING | WEFT__S_CONNECTED |
                    WEFT__S_CONNECTING)))
     return -EINVAL;
   if (weft__net_get(s->base.loop) == NULL) return -ENOMEM;
   if (listen(weft__stream_fd(s), backlog > 0 ? backlog : SOMAXCONN) < 0)
     return -errno;
-  s->u.connection_cb = cb;
-  s->flags |= WEFT__S_LISTENING;
+  s->u.q.connection_cb = cb;
+  weft__list_init(WEFT__REQQ(s->u.q.rq)); /* accept futures */
+  s->flags |= WEFT__S_LISTENING | WEFT__S_RQ;
   update(s);
   return 0;
 }
@@ -621,7 +634,8 @@ static void accept_pause(weft_stream *s) {
 static void on_acceptable(weft_stream *s) {
   int fd = weft__stream_fd(s);
   for (int i = 0; i < ACCEPT_CAP && (s->flags & WEFT__S_LISTENING) &&
-                  !(s->flags & WEFT__S_ACCEPT_WAIT);
+                  !(s->flags & WEFT__S_ACCEPT_WAIT) &&
+                  (s->u.q.connection_cb || weft__stream_rq_busy(s));
        i++) {
     int c = accept4(fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
     if (c < 0) {
@@ -631,12 +645,15 @@ static void on_acceptable(weft_stream *s) {
         accept_pause(s);
         break;
       }
-      s->u.connection_cb(s, -errno);
+      if (weft__stream_rd_accept_error(s, -errno)) continue;
+      if (s->u.q.connection_cb == NULL) break;
+      s->u.q.connection_cb(s, -errno);
       continue;
     }
+    if (weft__stream_rd_accept(s, c)) continue; /* an accept future took it */
     s->accepted_fd = c;
     s->flags |= WEFT__S_ACCEPT_WAIT;
-    s->u.connection_cb(s, 0);
+    if (s->u.q.connection_cb) s->u.q.connection_cb(s, 0);
   }
   update(s);
 }
@@ -672,7 +689,10 @@ static void on_io(struct ev_loop *ev, ev_io *w, int revents) {
       on_connected(s);
     else if (revents & EV_WRITE)
       on_writable(s);
-    if ((revents & EV_READ) && (s->flags & WEFT__S_READING)) on_readable(s);
+    if ((revents & EV_READ) && (s->flags & WEFT__S_READING))
+      on_readable(s);
+    else if ((revents & EV_READ) && weft__stream_rq_busy(s))
+      weft__stream_rd_pump(s);
   }
   weft__net_io_leave(net);
 }
@@ -707,6 +727,7 @@ void weft__stream_finish(weft_handle *h) {
   if (s->connect_req) connect_complete(s);
   weft__reqq_flush(DONE(s), write_run);
   if (s->shutdown_req) shutdown_complete(s);
+  weft__stream_rd_finish(s);
 }
 
 /* A connect future was cancelled: abort the connect (close the socket,

@@ -45,6 +45,7 @@ table=$(cat <<'TABLE'
 31 io/fs
 32 io/stream
 32 io/stream_sendfile
+32 io/stream_read
 32 io/udp
 32 io/dns_query
 33 io/tcp

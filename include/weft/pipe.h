@@ -56,6 +56,17 @@ WEFT_API int weft_pipe_connect(weft_connect_req *req, weft_pipe *p,
                                const char *name, size_t len,
                                weft_connect_cb cb);
 
+/** Connect, future form, shaped like weft_tcp_connect_future(): returns 0
+ * and stores in *out a new future (the caller holds one reference) that
+ * fulfils with 0 when connected or rejects with the connect error.
+ * Cancelling the future while the connect is in progress aborts it: the
+ * socket closes and the handle is back to its initial state; a connect
+ * that already completed (a Unix connect to a listener with room in its
+ * backlog completes at once) stays connected. Errors as weft_pipe_connect()
+ * (then no future is made), plus -EINVAL for NULL out and -ENOMEM. */
+WEFT_API int weft_pipe_connect_future(weft_pipe *p, const char *name,
+                                      size_t len, weft_future **out);
+
 /** The bound name into `buf` (`*len` in: its size; out: the name's
  * length, which for an abstract name counts its leading NUL). Adds a
  * terminating NUL when room is left. Returns 0; -EINVAL (NULL, not a

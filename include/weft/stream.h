@@ -175,8 +175,13 @@ struct weft_stream {
     struct {
       weft_alloc_cb alloc_cb;
       weft_read_cb read_cb;
-    } r;
-    weft_connection_cb connection_cb;
+    } r; /* weft_stream_read_start */
+    struct {
+      struct {
+        void *p_[2];
+      } rq; /* pending read or accept futures (weft__list) */
+      weft_connection_cb connection_cb; /* a listener's */
+    } q;
   } u;
   struct {
     void *p_[2];
@@ -191,6 +196,7 @@ struct weft_stream {
   weft_shutdown_req *shutdown_req;
   unsigned flags;
   int accepted_fd;
+  void *rb; /* bytes read from the fd, not yet delivered (io/stream_read.c) */
 };
 
 /** Starts reading: `read_cb` runs for each chunk of data, at EOF and on
@@ -293,6 +299,109 @@ WEFT_API int weft_stream_fileno(const weft_stream *s);
 
 /** True if a write could be queued (connected and not shut down). */
 WEFT_API bool weft_stream_is_writable(const weft_stream *s);
+
+/* ---- future forms of reading, accepting and shutting down ----------------
+ *
+ * The read futures read into the caller's buffer (keep it alive until the
+ * future settles), straight from the fd: no copy through a weft buffer.
+ * Several may be pending on one stream: they are served in the order they
+ * were started (FIFO), each taking bytes after the previous one's. They
+ * settle from the loop, never inside the call that starts them.
+ *
+ * Read-back buffer: bytes weft took from the fd but did not deliver (read
+ * past a delimiter, or held by a read that was cancelled, hit EOF, an
+ * error or the read_until limit) stay in the stream, in order, and the next
+ * read of any kind (a read future or weft_stream_read_start's callback)
+ * gets them first; weft_stream_read_buffered() counts them. Its memory is
+ * allocated on first need, as large as the largest `n` or `cap` of a
+ * read_exact or read_until, and kept until the stream closes, so steady
+ * reading allocates nothing.
+ *
+ * With read_start: the two exclude each other. A read future is refused
+ * with -EBUSY while weft_stream_is_reading(); weft_stream_read_start() is
+ * refused with -EBUSY while a read future is pending. After
+ * weft_stream_read_stop() (or once the futures settled) the other form may
+ * start, and it sees every byte the first did not deliver.
+ *
+ * Cancelling a read future (weft_future_cancel, a timeout combinator)
+ * consumes nothing: the bytes it had gathered go back to the read-back
+ * buffer and the next read gets them; the stream stays usable. Closing the
+ * stream rejects every pending read or accept future with -ECANCELED
+ * before the close callback. A failed connect rejects the pending reads
+ * with the connect's error. Loop thread only. */
+
+/** Longest delimiter weft_stream_read_until_future() takes (it is copied). */
+#define WEFT_STREAM_DELIM_MAX 32u
+
+/** Reads at most `n` bytes into `buf`, as soon as any are there (read(2),
+ * asyncio's read(n)). Stores in *out a future (the caller holds one
+ * reference) that fulfils with the byte count (an int64, 1..n), with 0 at
+ * end of file, or rejects with a read error (-ECONNRESET, ...) or
+ * -ECANCELED (close). Returns 0; -EINVAL for NULL s, buf or out, `n` 0, a
+ * handle that is not a stream, a closing or listening stream; -ENOTCONN
+ * without a connection (connecting is fine: the read waits for it);
+ * -EBUSY while read_start is active; -ENOMEM. */
+WEFT_API int weft_stream_read_some_future(weft_stream *s, void *buf, size_t n,
+                                          weft_future **out);
+
+/** Reads exactly `n` bytes into `buf` (asyncio's readexactly). The future
+ * fulfils with `n` once they are all in `buf`; end of file first rejects it
+ * with WEFT_EOF, and the bytes it had gathered stay in the read-back
+ * buffer (weft_stream_read_buffered() counts them; the next read gets
+ * them), as they do on an error or a cancel. Errors as
+ * weft_stream_read_some_future(), plus -ENOMEM if the read-back buffer
+ * could not grow to `n` bytes. */
+WEFT_API int weft_stream_read_exact_future(weft_stream *s, void *buf, size_t n,
+                                           weft_future **out);
+
+/** Reads up to and including the delimiter `delim` (`delim_len` bytes,
+ * 1..WEFT_STREAM_DELIM_MAX, copied) into `buf`, at most `cap` bytes
+ * (asyncio's readuntil; "\n" makes a readline). The future fulfils with
+ * the length through the delimiter's last byte; what follows it stays in
+ * the read-back buffer for the next read (bytes of `buf` past that length
+ * may have been written: the fd is read straight into `buf`). If `cap`
+ * bytes hold no delimiter the future rejects with -EMSGSIZE (asyncio's LimitOverrunError) and end
+ * of file before the delimiter rejects it with WEFT_EOF: in both cases
+ * every byte stays readable, by the next read of any kind. Errors as
+ * weft_stream_read_exact_future() (`cap` for `n`), plus -EINVAL for NULL
+ * delim, `delim_len` 0 or above WEFT_STREAM_DELIM_MAX, or `cap` <
+ * `delim_len`. */
+WEFT_API int weft_stream_read_until_future(weft_stream *s, void *buf,
+                                           size_t cap, const void *delim,
+                                           size_t delim_len,
+                                           weft_future **out);
+
+/** Bytes kept in the stream's read-back buffer for the next read (0 for
+ * NULL or a stream without any). */
+WEFT_API size_t weft_stream_read_buffered(const weft_stream *s);
+
+/** Accept, future form: the future fulfils with 0 once a connection of the
+ * listener `server` was accepted into `client` (an initialised, unused
+ * handle of the same kind, which must stay open until the future settles),
+ * or rejects with an accept error (not EMFILE/ENFILE, which pause the
+ * listener as for callbacks), or -ECANCELED when `server` closes. Several
+ * may be pending: connections go to them in the order they were started,
+ * before the listener's connection callback sees any (a listener made with
+ * a NULL callback takes connections only through these futures, and asks
+ * the kernel for none while no future is pending: they wait in the
+ * backlog). A connection the callback left unaccepted goes to the next
+ * accept future. Cancelling the future leaves the connection to the next
+ * one. If `client` was closed or given an fd meanwhile, the future rejects
+ * with -EINVAL and the connection goes to the next. Returns 0; -EINVAL for
+ * NULL, a server that is not listening, a client of another kind, with an
+ * fd, closing, or already the client of a pending accept future; -ENOMEM. */
+WEFT_API int weft_stream_accept_future(weft_stream *server,
+                                       weft_stream *client,
+                                       weft_future **out);
+
+/** Shutdown, future form: like weft_stream_shutdown() without a request.
+ * The future fulfils with 0 once the write side is shut, or rejects with
+ * its error or -ECANCELED (close). Cancelling it before the half-close was
+ * done (queued writes still draining) withdraws the shutdown: the stream
+ * keeps its write side and may be shut down again; once done, the cancel
+ * changes nothing. Errors as weft_stream_shutdown(), plus -EINVAL for NULL
+ * out and a handle that is not a stream, and -ENOMEM. */
+WEFT_API int weft_stream_shutdown_future(weft_stream *s, weft_future **out);
 
 #ifdef __cplusplus
 }

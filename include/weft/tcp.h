@@ -57,10 +57,12 @@ WEFT_API int weft_tcp_bind(weft_tcp *t, const struct sockaddr *addr,
 /** Listens; `cb` runs on the loop for each connection to accept (call
  * weft_stream_accept() there) or with a negative status on accept errors
  * other than fd exhaustion. A connection the callback leaves unaccepted
- * waits: the listener accepts nothing more until weft_stream_accept().
- * `backlog` <= 0 means SOMAXCONN. Returns 0; -EINVAL for NULL cb, a closing,
- * reading, connected or already listening handle or one without a bound socket;
- * errors of listen(2). */
+ * waits: the listener accepts nothing more until weft_stream_accept() or
+ * weft_stream_accept_future(). `cb` may be NULL: connections are then
+ * taken only by accept futures (stream.h), and wait in the backlog while
+ * none is pending. `backlog` <= 0 means SOMAXCONN. Returns 0; -EINVAL for
+ * NULL t, a closing, reading, connected or already listening handle or one
+ * without a bound socket; errors of listen(2). */
 WEFT_API int weft_tcp_listen(weft_tcp *t, int backlog, weft_connection_cb cb);
 
 /** Connects to `addr` (AF_INET or AF_INET6). `cb` (may be NULL) runs

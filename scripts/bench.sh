@@ -71,7 +71,9 @@ for b in "${bins[@]}"; do
   name=${b##*/bench_}
   echo "bench: [$i/${#bins[@]}] $name (runs=${BENCH_RUNS:-5}${BENCH_QUICK:+, quick})" >&2
   start=$(date +%s)
-  if "$b" >>"$out"; then
+  run=("$b") # bench/NAME/run.sh, if there, runs the program with its peers
+  [ -x "$root/bench/$name/run.sh" ] && run=(env O="$O" "$root/bench/$name/run.sh" "$b")
+  if "${run[@]}" >>"$out"; then
     echo "bench: [$i/${#bins[@]}] $name done in $(($(date +%s) - start)) s" >&2
   else
     echo "bench: [$i/${#bins[@]}] $name FAILED (exit $?)" >&2

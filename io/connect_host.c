@@ -183,7 +183,8 @@ int weft_tcp_connect_host_future(weft_tcp *t, const char *host, unsigned port,
                                  weft_future **out) {
   if (out == NULL || t == NULL) return -EINVAL;
   weft_future *f;
-  int err = weft_future_new(t->stream.base.loop, &f);
+  int err = weft_future_new_op(t->stream.base.loop,
+                               "weft_tcp_connect_host_future", &f);
   if (err != 0) return err;
   connect_host *c;
   if ((err = start(t, host, port, &c)) != 0) {

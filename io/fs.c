@@ -290,9 +290,9 @@ static int fut_begin(weft_loop *loop, weft_future **out, int op,
 }
 
 static int fut_submit(weft_loop *loop, weft_fs_req *req, weft_future **out,
-                      int err) {
+                      int err, const char *opname) {
   fs_fut *ff = (fs_fut *)req;
-  if (err == 0) err = weft_future_new(loop, &ff->f);
+  if (err == 0) err = weft_future_new_op(loop, opname, &ff->f);
   if (err == 0) err = weft_future_on_cancel(ff->f, fut_cancel, req);
   if (err == 0) err = req_submit(loop, req, 0);
   if (err != 0) {
@@ -321,7 +321,8 @@ static int fut_submit(weft_loop *loop, weft_fs_req *req, weft_future **out,
     weft_fs_req *req = NULL;                                                   \
     int err = fut_begin(loop, out, OP, &req);                                  \
     if (err != 0) return err;                                                  \
-    return fut_submit(loop, req, out, prep_##name(req, UNPACK ARGS));          \
+    return fut_submit(loop, req, out, prep_##name(req, UNPACK ARGS),           \
+                      "weft_fs_" #name "_future");                             \
   }
 
 static int prep_path(weft_fs_req *req, const char *path) {

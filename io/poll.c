@@ -111,7 +111,7 @@ static int req_start(weft_loop *loop, int fd, int events, weft__list *list,
                      weft_future **out) {
   poll_req *r = weft__malloc(sizeof *r);
   if (r == NULL) return -ENOMEM;
-  int err = weft_future_new(loop, &r->f);
+  int err = weft_future_new_op(loop, "weft_poll_future", &r->f);
   if (err != 0) {
     weft__free(r);
     return err;

@@ -423,7 +423,8 @@ int weft_process_kill(weft_process *p, int signum) {
 int weft_process_exit_future(weft_process *p, weft_future **out) {
   if (!process_usable(p) || out == NULL) return -EINVAL;
   if (p->exit_future == NULL) {
-    int err = weft_future_new(p->base.loop, &p->exit_future);
+    int err = weft_future_new_op(p->base.loop, "weft_process_exit_future",
+                                 &p->exit_future);
     if (err != 0) return err;
     if (p->exited) weft_future_resolve_i64(p->exit_future, p->exit_value);
   }

@@ -244,7 +244,7 @@ int weft_process_run(weft_loop *loop, const weft_run_options *o,
   runreq *r;
   int err = run_alloc(o, &r);
   if (err != 0) return err;
-  err = weft_future_new(loop, &r->future);
+  err = weft_future_new_op(loop, "weft_process_run", &r->future);
   if (err != 0) {
     run_free(r);
     return err;

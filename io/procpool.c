@@ -142,7 +142,7 @@ static int job_new(weft_procpool *pool, const void *data, size_t len,
                    job **out) {
   job *j = weft__malloc(sizeof *j + 4 + len);
   if (j == NULL) return -ENOMEM;
-  int err = weft_future_new(pool->loop, &j->future);
+  int err = weft_future_new_op(pool->loop, "weft_procpool_submit", &j->future);
   if (err != 0) {
     weft__free(j);
     return err;

@@ -148,7 +148,8 @@ int weft_stream_sendfile_future(weft_stream *s, int file_fd, int64_t offset,
   if (err != 0) return err;
   file_future *ff = weft__malloc(sizeof *ff);
   if (ff == NULL) return -ENOMEM;
-  if ((err = weft_future_new(s->base.loop, &ff->f)) != 0) {
+  if ((err = weft_future_new_op(s->base.loop, "weft_stream_sendfile_future",
+                                &ff->f)) != 0) {
     weft__free(ff);
     return err;
   }

@@ -151,7 +151,8 @@ int weft_tcp_connect_future(weft_tcp *t, const struct sockaddr *addr,
   weft__net *net = weft__net_get(t->stream.base.loop);
   if (net == NULL) return -ENOMEM;
   weft__req_hdr *r;
-  err = weft__req_future_new(t->stream.base.loop, &net->creqs, &r);
+  err = weft__req_future_new_op(t->stream.base.loop, &net->creqs,
+                                "weft_tcp_connect_future", &r);
   if (err != 0) return err;
   weft_connect_req *req = weft__req_outer(r);
   err = tcp_connect(req, t, addr, len, NULL);

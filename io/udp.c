@@ -380,7 +380,7 @@ int weft_udp_recv_future(weft_udp *u, void *base, size_t len,
     return -EINVAL;
   if ((u->flags & U_RECEIVING) || u->rf != NULL) return -EBUSY;
   weft_future *f;
-  int err = weft_future_new(u->base.loop, &f);
+  int err = weft_future_new_op(u->base.loop, "weft_udp_recv_future", &f);
   if (err != 0) return err;
   weft_future_on_cancel(f, recv_future_cancel, u);
   u->rf = f; /* the handle's reference */

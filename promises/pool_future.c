@@ -94,7 +94,7 @@ int weft_pool_submit_future(weft_loop *loop, weft_pool_lane lane,
   else if ((j = weft__calloc(1, sizeof *j)) == NULL)
     return -ENOMEM;
   weft_future *f = NULL;
-  int err = weft_future_new(loop, &f);
+  int err = weft_future_new_op(loop, "weft_pool_submit_future", &f);
   if (err == 0) err = weft_future_on_cancel(f, job_cancel, j);
   if (err == 0) {
     *j = (pool_job){.f = f, .fn = fn, .arg = arg, .dtor = dtor};
@@ -215,7 +215,7 @@ int weft_pool_map(weft_loop *loop, weft_pool_lane lane, size_t n,
     return -EINVAL;
   weft_future *f = NULL;
   pool_map *m = NULL;
-  int err = weft_future_new(loop, &f);
+  int err = weft_future_new_op(loop, "weft_pool_map", &f);
   if (err != 0) return err;
   if (n == 0) {
     weft_future_resolve_i64(f, 0);

@@ -40,7 +40,7 @@ int weft_signal_next_future(weft_loop *loop, int signum, weft_future **out) {
     return -EINVAL;
   sig_future *x = weft__malloc(sizeof *x);
   if (x == NULL) return -ENOMEM;
-  int err = weft_future_new(loop, &x->f);
+  int err = weft_future_new_op(loop, "weft_signal_next_future", &x->f);
   if (err != 0) {
     weft__free(x);
     return err;

@@ -85,7 +85,7 @@ int weft_thread_spawn(weft_loop *loop, const char *name, weft_thread_fn fn,
   weft_thread *t = weft__calloc(1, sizeof *t);
   if (t == NULL) return -ENOMEM;
   weft_future *f;
-  int err = weft_future_new(loop, &f);
+  int err = weft_future_new_op(loop, "weft_thread_spawn", &f);
   if (err != 0) {
     weft__free(t);
     return err;

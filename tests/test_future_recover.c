@@ -1,7 +1,10 @@
 /* Error handlers recover (catch, then2's on_err returning 0 fulfil the
  * derived future), and unobserved rejections name their future. */
+#include <arpa/inet.h>
+#include <netinet/in.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include "support/test.h"
@@ -493,4 +496,55 @@ static int name_round(weft_loop *loop, void *arg) {
 
 Test(names, set_name_fails_cleanly_without_memory, .timeout = 20) {
   th_alloc_sweep(name_round, NULL);
+}
+
+/* ---- weft's producers name their operations ------------------------------ */
+
+static void *pool_job(void *arg, int *err) {
+  (void)arg;
+  *err = -EPERM;
+  return NULL;
+}
+
+
+Test(names, producers_record_their_op, .timeout = 20) {
+  weft_loop *loop = th_loop();
+  seen_info s = {0};
+  cr_assert_eq(weft_future_set_unhandled_info_hook(loop, on_info, &s), 0);
+  /* a bound, non-listening socket on 127.0.0.1 refuses connects */
+  int fd = socket(AF_INET, SOCK_STREAM, 0);
+  cr_assert(fd >= 0);
+  struct sockaddr_in sin = {.sin_family = AF_INET,
+                            .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+  socklen_t len = sizeof sin;
+  cr_assert_eq(bind(fd, (struct sockaddr *)&sin, sizeof sin), 0);
+  cr_assert_eq(getsockname(fd, (struct sockaddr *)&sin, &len), 0);
+  weft_tcp t;
+  weft_future *c, *st, *p;
+  cr_assert_eq(weft_tcp_init(loop, &t), 0);
+  cr_assert_eq(weft_tcp_connect_future(&t, (struct sockaddr *)&sin, &c), 0);
+  cr_assert_str_eq(weft_future_get_op(c), "weft_tcp_connect_future");
+  cr_assert_eq(weft_fs_stat_future(loop, "/nonexistent/weft-sem-test", &st),
+               0);
+  cr_assert_str_eq(weft_future_get_op(st), "weft_fs_stat_future");
+  cr_assert_eq(
+      weft_pool_submit_future(loop, WEFT_LANE_CPU, pool_job, NULL, NULL, &p),
+      0);
+  cr_assert_str_eq(weft_future_get_op(p), "weft_pool_submit_future");
+  cr_assert_eq(weft_future_set_name(c, "backend"), 0);
+  /* drop them unobserved: each rejection is reported with its op */
+  weft_future_unref(st);
+  weft_future_unref(p);
+  while (s.calls < 2)
+    weft_loop_run(loop, WEFT_RUN_ONCE);
+  while (weft_future_get_state(c) == WEFT_FUTURE_PENDING)
+    weft_loop_run(loop, WEFT_RUN_ONCE);
+  weft_future_unref(c);
+  cr_assert_eq(s.calls, 3);
+  cr_assert_eq(s.err, -ECONNREFUSED, "%s", weft_err_name(s.err));
+  cr_assert_str_eq(s.op, "weft_tcp_connect_future");
+  cr_assert_str_eq(s.name, "backend");
+  weft_close(&t.stream.base, NULL);
+  close(fd);
+  th_loop_finish(loop);
 }

@@ -6,6 +6,9 @@
  *   tcp_pingpong   one connection, 5-byte messages echoed: round trips/s
  *   tcp_pump_1     one connection, 64 KiB writes echoed back: MB/s (one way)
  *   tcp_pump_100   the same over 100 connections
+ *                  (both pumps also as "weft_read_future": the client reads
+ *                  with weft_stream_read_some_future into one reused
+ *                  64 KiB buffer instead of read_start; same writes)
  *   tcp_pound      100 concurrent clients: connect, write, read echo,
  *                  close, again: accepts/s
  *   udp_pingpong   one socket pair, 5-byte datagrams: round trips/s
@@ -412,11 +415,35 @@ static void wc_read(weft_stream *s, ssize_t n, const weft_buf *b) {
   }
 }
 
+static bool wc_future; /* the pump client reads with read_some_future */
+
+static void wc_read_next(wc *c);
+static void wc_read_done(weft_future *f, void *arg) {
+  wc *c = arg;
+  BENCH_CHECK(weft_future_get_state(f) == WEFT_FUTURE_FULFILLED,
+              "weft read future: %s", weft_strerror(weft_future_error(f)));
+  int64_t n = weft_future_value_i64(f);
+  weft_future_unref(f);
+  BENCH_CHECK(n > 0, "weft read future: end of file");
+  wc_read(&c->t.stream, (ssize_t)n, NULL);
+  if (c->got < c->j->target) wc_read_next(c);
+}
+static void wc_read_next(wc *c) {
+  weft_future *f;
+  BENCH_CHECK(
+      weft_stream_read_some_future(&c->t.stream, c->buf, CHUNK, &f) == 0,
+      "read future");
+  BENCH_CHECK(weft_future_on_settled(f, wc_read_done, c) == 0, "on_settled");
+}
+
 static void wc_connected(weft_connect_req *r, int st) {
   wc *c = r->data;
   BENCH_CHECK(st == 0, "weft connect: %s", weft_strerror(st));
   weft_tcp_nodelay(&c->t, true);
-  weft_stream_read_start(&c->t.stream, wc_alloc, wc_read);
+  if (wc_future)
+    wc_read_next(c);
+  else
+    weft_stream_read_start(&c->t.stream, wc_alloc, wc_read);
   if (c->j->w == W_PINGPONG || c->j->w == W_POUND)
     wc_send(c, MSG, 1 + (c->j->w == W_PINGPONG) * 4);
   else
@@ -774,6 +801,13 @@ static void run(double *v, void *arg) {
   server_stop(&s);
 }
 
+/* The weft client, reading with read futures (pump workloads only). */
+static void weft_future_client(workload w, const server_proc *s, double *v) {
+  wc_future = true;
+  weft_client(w, s, v);
+  wc_future = false;
+}
+
 #define IMPLS(w)                                                               \
   static run_arg w##_weft = {w, serve_weft, weft_client};                      \
   static run_arg w##_uv = {w, serve_uv, uv_client};                            \
@@ -783,8 +817,19 @@ static void run(double *v, void *arg) {
                                          {"epoll", run, &w##_ep}};
 
 IMPLS(W_PINGPONG)
-IMPLS(W_PUMP1)
-IMPLS(W_PUMP100)
+/* the pumps: a fourth row, weft reading with read futures */
+#define IMPLS_PUMP(w)                                                          \
+  static run_arg w##_weft = {w, serve_weft, weft_client};                      \
+  static run_arg w##_weftf = {w, serve_weft, weft_future_client};              \
+  static run_arg w##_uv = {w, serve_uv, uv_client};                            \
+  static run_arg w##_ep = {w, serve_epoll, epoll_client};                      \
+  static const bench_impl w##_impls[] = {{"weft", run, &w##_weft},             \
+                                         {"weft_read_future", run, &w##_weftf}, \
+                                         {"libuv", run, &w##_uv},              \
+                                         {"epoll", run, &w##_ep}};
+
+IMPLS_PUMP(W_PUMP1)
+IMPLS_PUMP(W_PUMP100)
 IMPLS(W_POUND)
 IMPLS(W_UDP)
 

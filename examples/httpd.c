@@ -20,10 +20,12 @@
  * weft_stream_sendfile() in 256 KiB requests on the connection's write
  * queue (see docs/httpd.md for why not weft_fs_sendfile).
  *
- * N loops run on N threads, each with its own listening socket on the same
- * port (SO_REUSEPORT: the kernel spreads connections). Port 0 picks a free
- * port; the server prints "listening on PORT" once it accepts connections.
- * SIGTERM or SIGINT stops it cleanly (exit status 0).
+ * N loops run on N threads as one loop group (weft/loopgroup.h), each with
+ * its own listening socket on the same port (SO_REUSEPORT: the kernel
+ * spreads connections). Port 0 picks a free port; the server prints
+ * "listening on PORT" once it accepts connections. SIGTERM or SIGINT stops
+ * it cleanly (exit status 0): the group stops accepting, closes every
+ * connection, lets file requests in flight finish and joins its threads.
  *
  * Timeouts, on weft timers: a keep-alive connection idle for --idle-ms
  * (default 15000) is closed; a request (head and body) that has not fully
@@ -32,7 +34,6 @@
  * is abandoned. */
 #include <fcntl.h>
 #include <limits.h>
-#include <pthread.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -61,18 +62,16 @@ typedef struct options {
   uint64_t idle_ms, header_ms, send_ms, cache_ms;
 } options;
 
-typedef struct server {
+typedef struct server { /* one per loop */
   weft_loop *loop;
-  weft_tcp listener;
   const options *opt;
-  pthread_t thread;
   fcache cache;    /* open files, trusted for --cache-ms */
   time_t date_sec; /* the cached Date header value is for this second */
   char date[40];
 } server;
 
 typedef struct conn {
-  weft_tcp tcp;
+  weft_lgroup_conn lc; /* first: lc.tcp is the connection */
   weft_timer timer;
   server *srv;
   int refs; /* tcp handle + timer handle + fs request in flight */
@@ -104,6 +103,10 @@ static void conn_unref(conn *c) {
 }
 
 static void on_handle_closed(weft_handle *h) { conn_unref(h->data); }
+static void on_conn_closed(weft_lgroup_conn *lc, void *arg) {
+  (void)arg;
+  conn_unref((conn *)lc);
+}
 
 /* Closes the connection; the memory goes once the socket, the timer and
  * any file request in flight have all finished. */
@@ -111,7 +114,13 @@ static void conn_close(conn *c) {
   if (c->closing) return;
   c->closing = true;
   weft_close(&c->timer.base, on_handle_closed);
-  weft_close(&c->tcp.stream.base, on_handle_closed);
+  weft_lgroup_conn_close(&c->lc);
+}
+
+/* At a stop (the group's deadline is 0): every connection closes now. */
+static void on_conn_abort(weft_lgroup_conn *lc, void *arg) {
+  (void)arg;
+  conn_close((conn *)lc);
 }
 
 static void on_timeout(weft_timer *t) { conn_close(t->base.data); }
@@ -180,12 +189,12 @@ static void linger(conn *c) {
   c->in_len = 0;
   c->sreq.data = c;
   if (c->peer_eof ||
-      weft_stream_shutdown(&c->sreq, &c->tcp.stream, on_shutdown) < 0) {
+      weft_stream_shutdown(&c->sreq, &c->lc.tcp.stream, on_shutdown) < 0) {
     conn_close(c);
     return;
   }
   arm(c, LINGER_MS);
-  if (!weft_stream_is_reading(&c->tcp.stream) && start_reading(c) < 0)
+  if (!weft_stream_is_reading(&c->lc.tcp.stream) && start_reading(c) < 0)
     conn_close(c);
 }
 
@@ -205,7 +214,8 @@ static void write_head(conn *c, size_t len) {
   weft_buf b = weft_buf_init(c->head, len);
   c->wreq.data = c;
   arm(c, c->srv->opt->send_ms);
-  if (weft_stream_write(&c->wreq, &c->tcp.stream, &b, 1, on_head_written) < 0)
+  if (weft_stream_write(&c->wreq, &c->lc.tcp.stream, &b, 1, on_head_written) <
+      0)
     conn_close(c);
 }
 
@@ -231,8 +241,8 @@ static void send_simple(conn *c, int status, const char *extra) {
  * error. */
 static void write_head_and_body(conn *c, size_t len) {
   ssize_t n = -1;
-  if (c->off < c->end && weft_stream_write_queue_size(&c->tcp.stream) == 0)
-    n = send(weft_stream_fileno(&c->tcp.stream), c->head, len,
+  if (c->off < c->end && weft_stream_write_queue_size(&c->lc.tcp.stream) == 0)
+    n = send(weft_stream_fileno(&c->lc.tcp.stream), c->head, len,
              MSG_MORE | MSG_NOSIGNAL | MSG_DONTWAIT);
   if (n == (ssize_t)len) {
     arm(c, c->srv->opt->send_ms);
@@ -423,7 +433,7 @@ static void send_body(conn *c) {
   c->off += (off_t)want;
   c->body.data = c;
   arm(c, c->srv->opt->send_ms);
-  if (weft_stream_sendfile(&c->body, &c->tcp.stream, c->fd, from, want,
+  if (weft_stream_sendfile(&c->body, &c->lc.tcp.stream, c->fd, from, want,
                            on_body_sent) < 0)
     conn_close(c);
 }
@@ -471,8 +481,8 @@ static void on_head(conn *c) {
   if (!c->req.has_body || !c->req.expect_continue || c->req.minor == 0) return;
   weft_buf b = weft_buf_init((char *)msg, sizeof msg - 1);
   c->creq.data = c;
-  if (weft_stream_write(&c->creq, &c->tcp.stream, &b, 1, on_continue_written) <
-      0)
+  if (weft_stream_write(&c->creq, &c->lc.tcp.stream, &b, 1,
+                        on_continue_written) < 0)
     conn_close(c);
 }
 
@@ -527,7 +537,7 @@ static void finish_request(conn *c) {
   if (c->serving || c->closing || c->lingering) return;
   if (c->peer_eof)
     conn_close(c); /* a partial request that cannot complete */
-  else if (!weft_stream_is_reading(&c->tcp.stream) && start_reading(c) < 0)
+  else if (!weft_stream_is_reading(&c->lc.tcp.stream) && start_reading(c) < 0)
     conn_close(c);
 }
 
@@ -560,77 +570,46 @@ static void on_read(weft_stream *s, ssize_t nread, const weft_buf *buf) {
 }
 
 static int start_reading(conn *c) {
-  return weft_stream_read_start(&c->tcp.stream, on_alloc, on_read);
+  return weft_stream_read_start(&c->lc.tcp.stream, on_alloc, on_read);
 }
 
-static void on_connection(weft_stream *listener, int status) {
-  server *s = listener->base.data;
-  if (status < 0) return; /* fd exhaustion is handled by weft; others: skip */
+/* The group's allocation of a connection on loop i (NULL: refused). Only
+ * the socket counts until on_conn adds the timer. */
+static weft_lgroup_conn *conn_new(weft_lgroup *g, unsigned i, void *arg) {
+  (void)g;
   conn *c = calloc(1, sizeof *c);
-  if (c == NULL) return; /* the pending connection stays in the backlog */
-  c->srv = s;
+  if (c == NULL) return NULL;
+  c->srv = &((server *)arg)[i];
   c->fd = -1;
+  c->refs = 1;
+  return &c->lc;
+}
+
+static void on_conn(weft_lgroup_conn *lc, void *arg) {
+  (void)arg;
+  conn *c = (conn *)lc;
+  weft_timer_init(c->srv->loop, &c->timer);
   c->refs = 2;
-  weft_tcp_init(s->loop, &c->tcp);
-  weft_timer_init(s->loop, &c->timer);
-  c->tcp.stream.base.data = c->timer.base.data = c;
+  c->lc.tcp.stream.base.data = c->timer.base.data = c;
   reset_request(c);
-  if (weft_stream_accept(listener, &c->tcp.stream) < 0) {
-    conn_close(c);
-    return;
-  }
-  weft_tcp_nodelay(&c->tcp, true); /* head and body are separate sends */
-  arm(c, s->opt->idle_ms);
+  weft_tcp_nodelay(&c->lc.tcp, true); /* head and body are separate sends */
+  arm(c, c->srv->opt->idle_ms);
   if (start_reading(c) < 0) conn_close(c);
 }
 
-/* ---- servers, threads, main -------------------------------------------------
+/* ---- the loop group, main -------------------------------------------------
  */
 
-static void close_any(weft_handle *h, void *arg) {
-  server *s = arg;
-  if (h == &s->listener.stream.base)
-    weft_close(h, NULL);
-  else if (weft_handle_get_type(h) == WEFT_HANDLE_TCP)
-    conn_close(h->data);
+static int loop_init(weft_lgroup *g, unsigned i, weft_loop *loop, void *arg) {
+  (void)g;
+  ((server *)arg)[i].loop = loop;
+  return 0;
 }
 
-/* Runs one loop until the main thread stops it, then closes every
- * connection, lets file requests in flight finish, and frees the loop. */
-static void *run_server(void *arg) {
-  server *s = arg;
-  weft_loop_run(s->loop, WEFT_RUN_DEFAULT);
-  weft_walk(s->loop, close_any, s);
-  while (weft_loop_run(s->loop, WEFT_RUN_DEFAULT) > 0) {
-  }
-  fcache_clear(&s->cache);
-  if (weft_loop_free(s->loop) < 0)
-    fprintf(stderr, "httpd: loop still busy at exit\n");
-  return NULL;
-}
-
-static int listen_on(server *s, const options *o, unsigned port) {
-  struct sockaddr_storage ss;
-  int err = strchr(o->host, ':')
-                ? weft_ip6_addr(o->host, port, (struct sockaddr_in6 *)&ss)
-                : weft_ip4_addr(o->host, port, (struct sockaddr_in *)&ss);
-  if (err < 0) return err;
-  s->opt = o;
-  s->cache.valid_ms = o->cache_ms;
-  if ((err = weft_loop_new(&s->loop, NULL)) < 0) return err;
-  weft_tcp_init(s->loop, &s->listener);
-  s->listener.stream.base.data = s;
-  err = weft_tcp_bind(&s->listener, (struct sockaddr *)&ss,
-                      o->loops > 1 ? WEFT_TCP_REUSEPORT : 0);
-  if (err == 0) err = weft_tcp_listen(&s->listener, 1024, on_connection);
-  return err;
-}
-
-static int bound_port(server *s) {
-  struct sockaddr_storage ss;
-  socklen_t len = sizeof ss;
-  int err = weft_tcp_getsockname(&s->listener, (struct sockaddr *)&ss, &len);
-  return err < 0 ? err : weft_sockaddr_port((struct sockaddr *)&ss);
+static int parse_addr(const options *o, struct sockaddr_storage *ss) {
+  return strchr(o->host, ':')
+             ? weft_ip6_addr(o->host, o->port, (struct sockaddr_in6 *)ss)
+             : weft_ip4_addr(o->host, o->port, (struct sockaddr_in *)ss);
 }
 
 static const char usage_text[] =
@@ -721,18 +700,32 @@ static int parse_args(int argc, char **argv, options *o, char *root) {
   return 0;
 }
 
-/* Sets up every loop (the first picks the port when 0 was asked for). */
-static int start_servers(server *srv, options *o) {
-  for (unsigned i = 0; i < o->loops; i++) {
-    int err = listen_on(&srv[i], o, o->port);
-    if (err < 0) {
-      fprintf(stderr, "httpd: listen on %s:%u: %s\n", o->host, o->port,
-              weft_strerror(err));
-      return err;
-    }
-    if (o->port == 0) o->port = (unsigned)bound_port(&srv[0]);
+/* Makes the group and listens (port 0: the port it got goes to o->port). */
+static int start_group(weft_lgroup **g, server *srv, options *o) {
+  weft_lgroup_options go = {.loops = o->loops,
+                            .stop_signals = true,
+                            .on_loop_init = loop_init,
+                            .on_conn = on_conn,
+                            .on_conn_closed = on_conn_closed,
+                            .on_conn_abort = on_conn_abort,
+                            .conn_new = conn_new,
+                            .arg = srv};
+  struct sockaddr_storage ss;
+  socklen_t len = sizeof ss;
+  int err = parse_addr(o, &ss);
+  if (err == 0 && (err = weft_lgroup_new(g, &go)) == 0) {
+    err = weft_lgroup_listen(*g, (struct sockaddr *)&ss, WEFT_LGROUP_REUSEPORT,
+                             1024);
+    if (err == 0)
+      err = weft_lgroup_getsockname(*g, (struct sockaddr *)&ss, &len);
+    if (err == 0)
+      o->port = (unsigned)weft_sockaddr_port((struct sockaddr *)&ss);
+    if (err == 0) err = weft_lgroup_start(*g);
   }
-  return 0;
+  if (err < 0)
+    fprintf(stderr, "httpd: listen on %s:%u: %s\n", o->host, o->port,
+            weft_strerror(err));
+  return err;
 }
 
 int main(int argc, char **argv) {
@@ -742,28 +735,30 @@ int main(int argc, char **argv) {
   if (rc != 0) return rc;
   /* sendfile(2) to a reset socket raises SIGPIPE; the error return is
    * what we want (weft_stream_sendfile() would also ignore it, but only
-   * from the first body on). SIGTERM and SIGINT are taken by sigwait()
-   * below, so every thread (loops and weft's pool) starts with them
-   * blocked. */
+   * from the first body on). SIGTERM and SIGINT stop the group
+   * (stop_signals). */
   signal(SIGPIPE, SIG_IGN);
-  sigset_t stop;
-  sigemptyset(&stop);
-  sigaddset(&stop, SIGTERM);
-  sigaddset(&stop, SIGINT);
-  pthread_sigmask(SIG_BLOCK, &stop, NULL);
   server *srv = calloc(o.loops, sizeof *srv);
-  if (srv == NULL || start_servers(srv, &o) < 0) return 1;
-  printf("listening on %u\n", o.port);
-  fflush(stdout);
-  for (unsigned i = 0; i < o.loops; i++)
-    if (pthread_create(&srv[i].thread, NULL, run_server, &srv[i]) != 0)
-      return 1;
-  int sig;
-  sigwait(&stop, &sig);
-  for (unsigned i = 0; i < o.loops; i++)
-    weft_loop_stop(srv[i].loop);
-  for (unsigned i = 0; i < o.loops; i++)
-    pthread_join(srv[i].thread, NULL);
+  if (srv == NULL) return 1;
+  for (unsigned i = 0; i < o.loops; i++) {
+    srv[i].opt = &o;
+    srv[i].cache.valid_ms = o.cache_ms;
+  }
+  weft_lgroup *g = NULL;
+  int err = start_group(&g, srv, &o);
+  if (err == 0) {
+    printf("listening on %u\n", o.port);
+    fflush(stdout);
+  } else if (g) {
+    weft_lgroup_stop(g, 0);
+  }
+  if (g) {
+    weft_lgroup_wait(g, WEFT_WAIT_FOREVER); /* -EINVAL if never started */
+    weft_lgroup_free(g);
+  }
+  for (unsigned i = 0; i < o.loops; i++) /* the loops are gone: no race */
+    fcache_clear(&srv[i].cache);
   free(srv);
+  if (err < 0) return 1;
   return 0;
 }

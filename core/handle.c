@@ -56,6 +56,8 @@ const char *weft_handle_type_name(weft_handle_type type) {
       [WEFT_HANDLE_SIGNAL] = "signal",   [WEFT_HANDLE_TCP] = "tcp",
       [WEFT_HANDLE_PIPE] = "pipe",       [WEFT_HANDLE_UDP] = "udp",
       [WEFT_HANDLE_PROCESS] = "process", [WEFT_HANDLE_POLL] = "poll",
+      [WEFT_HANDLE_PREPARE] = "prepare", [WEFT_HANDLE_CHECK] = "check",
+      [WEFT_HANDLE_IDLE] = "idle",
   };
   if ((unsigned)type >= WEFT_HANDLE_TYPE_MAX) return "unknown";
   return names[type];

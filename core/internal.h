@@ -188,6 +188,12 @@ struct weft_loop {
   weft__module modules[WEFT__MOD_MAX];
   unsigned pool_size; /* weft_loop_options.pool_size (core/pool.c) */
 
+  /* loop phase hooks (core/hooks.c): started prepare, check and idle
+   * handles, each list in start order; idle_active counts the idle ones,
+   * which keep the poll from blocking */
+  weft__list hooks[3];
+  unsigned idle_active;
+
   ev_prepare prepare;  /* arms the timer watcher before polling */
   ev_check time_check; /* max priority: refreshes `now` after polling */
   ev_check check;      /* min priority: drains, closes, stops */
@@ -229,6 +235,15 @@ void weft__loop_want_turn(weft_loop *loop);
 /* Wakes the loop from any thread (async-signal-safe): its next poll, or a
  * host's poll of the backend fd, returns and drains cross-thread posts. */
 void weft__loop_wake(weft_loop *loop);
+
+/* ---- loop phase hooks (core/hooks.c) ----------------------------------- */
+enum { WEFT__HOOK_PREPARE = 0, WEFT__HOOK_CHECK, WEFT__HOOK_IDLE };
+/* Runs the started hooks of one kind (on_prepare: idle then prepare;
+ * on_check: check), each once; a hook started meanwhile waits a turn. */
+void weft__hooks_run(weft_loop *loop, int kind);
+static inline void weft__hooks_maybe_run(weft_loop *loop, int kind) {
+  if (!weft__list_empty(&loop->hooks[kind])) weft__hooks_run(loop, kind);
+}
 
 /* ---- signals (core/signal.c) ------------------------------------------- */
 /* Claims `signum` for `loop` (-EBUSY if another loop watches it); each claim

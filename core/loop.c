@@ -82,7 +82,8 @@ void weft__loop_want_turn(weft_loop *loop) {
 }
 
 static void maybe_stop_idle(weft_loop *loop) {
-  if (loop->cs_count == 0 && weft__list_empty(&loop->closing))
+  if (loop->cs_count == 0 && weft__list_empty(&loop->closing) &&
+      loop->idle_active == 0)
     WEFT__EV_STOP(idle, loop, &loop->idle);
 }
 
@@ -197,6 +198,7 @@ static void finish_closing(weft_loop *loop) {
 static void on_check(struct ev_loop *ev, ev_check *w, int revents) {
   WEFT__UNUSED(revents);
   weft_loop *loop = w->data;
+  weft__hooks_maybe_run(loop, WEFT__HOOK_CHECK); /* core/hooks.c */
   cs_drain(loop);
   if (!weft__list_empty(&loop->closing)) finish_closing(loop);
   maybe_stop_idle(loop);
@@ -207,6 +209,9 @@ static void on_check(struct ev_loop *ev, ev_check *w, int revents) {
 static void on_prepare(struct ev_loop *ev, ev_prepare *w, int revents) {
   WEFT__UNUSED(revents);
   weft_loop *loop = w->data;
+  /* first: what they start (timers, I/O, call_soon) counts for this poll */
+  weft__hooks_maybe_run(loop, WEFT__HOOK_IDLE);
+  weft__hooks_maybe_run(loop, WEFT__HOOK_PREPARE);
   loop->fd_dirty = false;
   uint64_t deadline;
   if (!weft__timers_earliest(loop, &deadline)) {
@@ -289,6 +294,8 @@ static int loop_init(weft_loop **out, struct ev_loop *ev, bool own,
   loop->cs_mask = CS_INITIAL - 1;
   weft__list_init(&loop->handles);
   weft__list_init(&loop->closing);
+  for (int i = 0; i < 3; i++)
+    weft__list_init(&loop->hooks[i]);
   weft__timers_init(loop);
   loop->pool_size = opts ? opts->pool_size : 0;
   loop->cs_budget = opts && opts->call_soon_budget ? opts->call_soon_budget
@@ -464,7 +471,7 @@ int weft_loop_backend_fd(const weft_loop *loop) {
 int weft_loop_backend_timeout(const weft_loop *loop) {
   if (loop == NULL) return -1;
   if (loop->cs_count || !weft__list_empty(&loop->closing) || loop->fd_dirty ||
-      ev_pending_count(loop->ev))
+      loop->idle_active || ev_pending_count(loop->ev))
     return 0;
   int64_t ms = weft__timers_next(loop);
   if (ms > INT32_MAX) return INT32_MAX;

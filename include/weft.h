@@ -6,6 +6,7 @@
 #include "weft/common.h"
 #include "weft/future.h"
 #include "weft/group.h"
+#include "weft/hooks.h"
 #include "weft/loop.h"
 #include "weft/pool.h"
 #include "weft/fs.h"

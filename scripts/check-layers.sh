@@ -18,6 +18,7 @@ table=$(cat <<'TABLE'
 10 core/handle      loopcore
 10 core/xpost       loopcore
 10 core/backend     loopcore
+10 core/hooks       loopcore
 10 timers/timer     loopcore
 11 core/signal
 20 core/pool

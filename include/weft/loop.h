@@ -174,6 +174,9 @@ typedef enum weft_handle_type {
   WEFT_HANDLE_UDP,
   WEFT_HANDLE_PROCESS,
   WEFT_HANDLE_POLL,
+  WEFT_HANDLE_PREPARE, /**< loop phase hooks (weft/hooks.h) */
+  WEFT_HANDLE_CHECK,
+  WEFT_HANDLE_IDLE,
   WEFT_HANDLE_TYPE_MAX
 } weft_handle_type;
 

@@ -9,6 +9,8 @@
 #include <string.h>
 #include <weft.h>
 
+#include "args.h"
+
 static const char usage[] =
     "usage: counter_fibers [-f FIBERS] [-n INCREMENTS]\n";
 static long fibers = 10, increments = 1000, counter;
@@ -45,20 +47,14 @@ static int run(weft_fiber *self, void *lock) {
 
 int main(int argc, char **argv) {
   for (int i = 1; i < argc; i++) {
-    if (strcmp(argv[i], "-h") == 0 || strcmp(argv[i], "--help") == 0) {
-      fputs(usage, stdout);
-      return 0;
-    } else if (i + 1 < argc && strcmp(argv[i], "-f") == 0) {
-      fibers = strtol(argv[++i], NULL, 10);
-    } else if (i + 1 < argc && strcmp(argv[i], "-n") == 0) {
-      increments = strtol(argv[++i], NULL, 10);
-    } else {
-      fibers = -1;
-    }
-  }
-  if (fibers < 1 || fibers > 10000 || increments < 0) {
-    fputs(usage, stderr);
-    return 2;
+    if (ex_is_help(argv[i]))
+      ex_usage(usage, 0);
+    else if (strcmp(argv[i], "-f") == 0)
+      fibers = ex_long(argc, argv, &i, 1, 10000, usage);
+    else if (strcmp(argv[i], "-n") == 0)
+      increments = ex_long(argc, argv, &i, 0, 1000000, usage);
+    else
+      ex_bad(usage, "unknown argument '%s'", argv[i]);
   }
   weft_loop *loop;
   weft_lock *lock;

@@ -1,17 +1,20 @@
 /* echo_fibers — a TCP echo server with one fiber per connection, and its
- * client, which sends LINES lines one at a time and checks every echo.
- * The asyncio twin is examples/python/echo_fibers.py.
+ * client, which sends LINES lines one at a time and checks every echo
+ * (the stream's read futures: read_some for the server, read_exact for the
+ * client). The asyncio twin is examples/python/echo_fibers.py.
  *
- *   echo_fibers [--port P]                 serve on 127.0.0.1:P (0: any free
- *                                          port); prints "listening on
- * ...:PORT" echo_fibers --client PORT [--lines N]  N lines (default 10000)
- *
- * The stream has no read future yet, so read_some() makes one from the
- * read callbacks. */
+ *   echo_fibers [--port P]
+ *       serves on 127.0.0.1:P (0: any free port) and prints
+ *       "echo_fibers: listening on 127.0.0.1:PORT"
+ *   echo_fibers --client PORT [--lines N]
+ *       sends N lines (default 10000), checks every echo
+ */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <weft.h>
+
+#include "args.h"
 #include <weft/fiber.h>
 
 static const char usage[] =
@@ -19,38 +22,16 @@ static const char usage[] =
 
 typedef struct conn {
   weft_tcp tcp;
-  weft_future *rd; /* the pending read_some */
-  char *dst;
-  size_t cap;
   char buf[64 * 1024];
 } conn;
 
-static void on_alloc(weft_stream *s, size_t hint, weft_buf *b) {
-  (void)hint;
-  *b = weft_buf_init(((conn *)s)->dst, ((conn *)s)->cap);
-}
-
-static void on_read(weft_stream *s, ssize_t n, const weft_buf *b) {
-  (void)b;
-  if (n == 0) return;
-  weft_stream_read_stop(s);
-  if (n > 0)
-    weft_future_resolve_i64(((conn *)s)->rd, n);
-  else
-    weft_future_reject(((conn *)s)->rd, (int)n);
-}
-
-/* Awaits the next bytes, at most cap, into dst: their count, or WEFT_EOF or
- * another error (< 0). */
+/* Awaits the next bytes, at most cap, into dst: their count (0 at end of
+ * file), or an error (< 0). */
 static int64_t read_some(conn *c, char *dst, size_t cap) {
+  weft_future *f;
   int64_t n = 0;
-  c->dst = dst, c->cap = cap;
-  int err = weft_future_new(weft_handle_loop(&c->tcp.stream.base), &c->rd);
-  if (err == 0 &&
-      (err = weft_stream_read_start(&c->tcp.stream, on_alloc, on_read)) != 0)
-    weft_future_unref(c->rd);
-  if (err == 0) err = weft_await_take_i64(c->rd, &n);
-  weft_stream_read_stop(&c->tcp.stream); /* when the await was cancelled */
+  int err = weft_stream_read_some_future(&c->tcp.stream, dst, cap, &f);
+  if (err == 0) err = weft_await_take_i64(f, &n);
   return err != 0 ? err : n;
 }
 
@@ -101,10 +82,12 @@ static int client(weft_fiber *self, void *arg) {
   if (err == 0) err = weft_await_take_i64(f, NULL);
   for (long i = 0; err == 0 && i < n_lines; i++) {
     char line[32];
-    size_t len = (size_t)snprintf(line, sizeof line, "line %ld\n", i), got = 0;
-    err = write_all(c, line, len);
-    for (int64_t n; err == 0 && got < len; got += (size_t)n)
-      if ((n = read_some(c, c->buf + got, len - got)) < 0) err = (int)n;
+    size_t len = (size_t)snprintf(line, sizeof line, "line %ld\n", i);
+    weft_future *back;
+    if ((err = write_all(c, line, len)) == 0 &&
+        (err = weft_stream_read_exact_future(&c->tcp.stream, c->buf, len,
+                                             &back)) == 0)
+      err = weft_await_take_i64(back, NULL);
     if (err == 0 && memcmp(c->buf, line, len) != 0) {
       fprintf(stderr, "echo_fibers: line %ld came back as %.*s\n", i, (int)len,
               c->buf);
@@ -121,31 +104,28 @@ static int fail(const char *what, int err) {
 }
 
 int main(int argc, char **argv) {
-  long port = 0, to = -1;
+  long port = 0, to = 0;
   for (int i = 1; i < argc; i++) {
-    if (strcmp(argv[i], "-h") == 0 || strcmp(argv[i], "--help") == 0) {
-      fputs(usage, stdout);
-      return 0;
-    } else if (i + 1 < argc && strcmp(argv[i], "--port") == 0) {
-      port = strtol(argv[++i], NULL, 10);
-    } else if (i + 1 < argc && strcmp(argv[i], "--client") == 0) {
-      to = strtol(argv[++i], NULL, 10);
-    } else if (i + 1 < argc && strcmp(argv[i], "--lines") == 0) {
-      n_lines = strtol(argv[++i], NULL, 10);
-    } else {
-      fputs(usage, stderr);
-      return 2;
-    }
+    if (ex_is_help(argv[i]))
+      ex_usage(usage, 0);
+    else if (strcmp(argv[i], "--port") == 0)
+      port = ex_long(argc, argv, &i, 0, 65535, usage);
+    else if (strcmp(argv[i], "--client") == 0)
+      to = ex_long(argc, argv, &i, 1, 65535, usage);
+    else if (strcmp(argv[i], "--lines") == 0)
+      n_lines = ex_long(argc, argv, &i, 0, 100000000, usage);
+    else
+      ex_bad(usage, "unknown argument '%s'", argv[i]);
   }
   weft_loop *loop;
   int err = weft_loop_new(&loop, NULL);
   if (err != 0) return fail("loop", err);
-  if (to > 0 && to < 65536) {
+  if (to != 0) {
     if ((err = weft_fiber_run(loop, client, (void *)(uintptr_t)to, NULL,
                               NULL)) != 0)
       return fail("client", err);
     printf("echo_fibers: %ld lines echoed and checked\n", n_lines);
-  } else if (to == -1 && port >= 0 && port < 65536) {
+  } else {
     weft_tcp server;
     struct sockaddr_storage a;
     socklen_t len = sizeof a;
@@ -158,9 +138,6 @@ int main(int argc, char **argv) {
     printf("echo_fibers: listening on 127.0.0.1:%d\n",
            weft_sockaddr_port((struct sockaddr *)&a));
     fflush(stdout);
-  } else {
-    fputs(usage, stderr);
-    return 2;
   }
   weft_loop_run(loop, WEFT_RUN_DEFAULT);
   weft_loop_free(loop);

@@ -8,6 +8,8 @@
 #include <string.h>
 #include <weft.h>
 
+#include "args.h"
+
 static const char usage[] = "usage: prodcons_fibers [-n ITEMS]\n";
 static long n = 100000, count, sum;
 
@@ -45,15 +47,13 @@ static int run(weft_fiber *self, void *q) {
 }
 
 int main(int argc, char **argv) {
-  if (argc == 2 &&
-      (strcmp(argv[1], "-h") == 0 || strcmp(argv[1], "--help") == 0)) {
-    fputs(usage, stdout);
-    return 0;
-  }
-  if (argc == 3 && strcmp(argv[1], "-n") == 0) n = strtol(argv[2], NULL, 10);
-  if ((argc != 1 && argc != 3) || n < 0) {
-    fputs(usage, stderr);
-    return 2;
+  for (int i = 1; i < argc; i++) {
+    if (ex_is_help(argv[i]))
+      ex_usage(usage, 0);
+    else if (strcmp(argv[i], "-n") == 0)
+      n = ex_long(argc, argv, &i, 0, 100000000, usage);
+    else
+      ex_bad(usage, "unknown argument '%s'", argv[i]);
   }
   weft_loop *loop;
   weft_queue *q;

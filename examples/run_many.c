@@ -10,6 +10,8 @@
 #include <string.h>
 #include <weft.h>
 
+#include "args.h"
+
 static const char usage[] = "usage: run_many [-j N] [-t SECONDS] [CMD...]\n";
 static char *samples[] = {"echo one", "sleep 0.2",           "true",
                           "exit 3",   "sleep 0.3; echo two", "ls / >/dev/null",
@@ -84,21 +86,18 @@ int main(int argc, char **argv) {
   long jobs = 3;
   int i = 1;
   for (; i < argc && argv[i][0] == '-'; i++) {
-    if (strcmp(argv[i], "-h") == 0 || strcmp(argv[i], "--help") == 0) {
-      fputs(usage, stdout);
-      return 0;
-    } else if (i + 1 < argc && strcmp(argv[i], "-j") == 0) {
-      jobs = strtol(argv[++i], NULL, 10);
-    } else if (i + 1 < argc && strcmp(argv[i], "-t") == 0) {
-      timeout_s = strtod(argv[++i], NULL);
+    char *end;
+    if (ex_is_help(argv[i])) {
+      ex_usage(usage, 0);
+    } else if (strcmp(argv[i], "-j") == 0) {
+      jobs = ex_long(argc, argv, &i, 1, 1000, usage);
+    } else if (strcmp(argv[i], "-t") == 0) {
+      timeout_s = strtod(ex_str(argc, argv, &i, usage), &end);
+      if (*end != '\0' || !(timeout_s > 0 && timeout_s < 1e6))
+        ex_bad(usage, "-t %s: want seconds, more than 0", argv[i]);
     } else {
-      break;
+      ex_bad(usage, "unknown argument '%s'", argv[i]);
     }
-  }
-  if ((i < argc && argv[i][0] == '-') || jobs < 1 ||
-      !(timeout_s > 0 && timeout_s < 1e6)) {
-    fputs(usage, stderr);
-    return 2;
   }
   cmds c = {argv + i, argc - i};
   if (c.n == 0) c = (cmds){samples, (int)(sizeof samples / sizeof *samples)};

@@ -11,6 +11,8 @@
 #include <unistd.h>
 #include <weft.h>
 
+#include "args.h"
+
 #define IN_FLIGHT 8
 
 static const char usage[] = "usage: tree_sum DIR\n";
@@ -101,15 +103,7 @@ static int tree_sum(weft_fiber *self, void *dir) {
 }
 
 int main(int argc, char **argv) {
-  if (argc == 2 &&
-      (strcmp(argv[1], "-h") == 0 || strcmp(argv[1], "--help") == 0)) {
-    fputs(usage, stdout);
-    return 0;
-  }
-  if (argc != 2 || argv[1][0] == '-') {
-    fputs(usage, stderr);
-    return 2;
-  }
+  if (ex_operands(argc, argv, 1, usage) != 2) ex_bad(usage, "one DIR only");
   weft_loop *loop;
   weft_fiber_options big = {.stack_size = 8u << 20}; /* walk() recurses */
   int err = weft_loop_new(&loop, NULL);

@@ -7,6 +7,8 @@
 #include <string.h>
 #include <weft.h>
 
+#include "args.h"
+
 static const char usage[] = "usage: workers_fibers [-n JOBS] [-j N]\n";
 static weft_semaphore *permits;
 static long jobs = 20, width = 4, running, peak, done;
@@ -38,20 +40,14 @@ static int run(weft_fiber *self, void *arg) {
 
 int main(int argc, char **argv) {
   for (int i = 1; i < argc; i++) {
-    if (strcmp(argv[i], "-h") == 0 || strcmp(argv[i], "--help") == 0) {
-      fputs(usage, stdout);
-      return 0;
-    } else if (i + 1 < argc && strcmp(argv[i], "-n") == 0) {
-      jobs = strtol(argv[++i], NULL, 10);
-    } else if (i + 1 < argc && strcmp(argv[i], "-j") == 0) {
-      width = strtol(argv[++i], NULL, 10);
-    } else {
-      jobs = -1;
-    }
-  }
-  if (jobs < 0 || jobs > 100000 || width < 1) {
-    fputs(usage, stderr);
-    return 2;
+    if (ex_is_help(argv[i]))
+      ex_usage(usage, 0);
+    else if (strcmp(argv[i], "-n") == 0)
+      jobs = ex_long(argc, argv, &i, 0, 100000, usage);
+    else if (strcmp(argv[i], "-j") == 0)
+      width = ex_long(argc, argv, &i, 1, 100000, usage);
+    else
+      ex_bad(usage, "unknown argument '%s'", argv[i]);
   }
   weft_loop *loop;
   int err = weft_loop_new(&loop, NULL);

@@ -11,11 +11,13 @@
  * wait-pend the same with a pending future each round: the thread posts a
  *           ping that settles it and waits (two posts, one wake).
  * queue     4 producer threads put N items (put_threadsafe), 4 consumer
- *           threads take them (get_threadsafe), queue of 64, the loop in
- *           between. Baseline: a bounded ring under one mutex with two
- *           condition variables (not empty, not full), the same 4 + 4.
+ *           threads take them (get_threadsafe), queue of 64, a loop
+ *           running (idle: no loop-side waiter). Baseline: a bounded ring
+ *           of 64 under one mutex with two condition variables (not empty,
+ *           not full), the same 4 + 4, the same items, sums checked.
  * Every figure is checked: each wait returned 0, each item was taken once
- * (sums). Prints rates, medians of 3 runs. */
+ * (sums). Prints rates, medians of BENCH_RUNS runs (default 5) in
+ * which the two sides alternate, swapping which goes first. */
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdint.h>
@@ -43,9 +45,12 @@ static int cmp_d(const void *a, const void *b) {
   return (x > y) - (x < y);
 }
 
-static double median3(double v[3]) {
-  qsort(v, 3, sizeof *v, cmp_d);
-  return v[1];
+#define MAX_RUNS 15
+
+/* The median of v[0..n) (n odd). */
+static double median(double *v, int n) {
+  qsort(v, (size_t)n, sizeof *v, cmp_d);
+  return v[n / 2];
 }
 
 /* ---- wait round trips -----------------------------------------------------
@@ -265,27 +270,58 @@ static double q_run(bool weft, size_t per) {
   return (double)(QP * per) / secs;
 }
 
+/* bench_threads [N [PER [wait|queue]]]: N round trips, PER items per
+ * producer, one part or both; BENCH_RUNS repetitions (odd, default 5),
+ * weft and its baseline alternating, which goes first swapping each time. */
 int main(int argc, char **argv) {
   size_t n = argc > 1 ? strtoul(argv[1], NULL, 10) : 20000;
   size_t per = argc > 2 ? strtoul(argv[2], NULL, 10) : 50000;
-  double efd[3], wt[3], wp[3], qw[3], qm[3];
-  for (int k = 0; k < 3; k++) {
-    efd[k] = rt_run(0, n);
-    wt[k] = rt_run(1, n);
-    wp[k] = rt_run(2, n);
-    qm[k] = q_run(false, per);
-    qw[k] = q_run(true, per);
+  const char *only = argc > 3 ? argv[3] : "";
+  bool do_wait = strcmp(only, "queue") != 0;
+  bool do_queue = strcmp(only, "wait") != 0;
+  const char *env = getenv("BENCH_RUNS");
+  int runs = env != NULL ? atoi(env) : 5;
+  if (runs < 1) runs = 1;
+  if (runs > MAX_RUNS) runs = MAX_RUNS;
+  if (runs % 2 == 0) runs++;
+  double efd[MAX_RUNS], wt[MAX_RUNS], wp[MAX_RUNS], qw[MAX_RUNS], qm[MAX_RUNS];
+  for (int k = 0; k < runs; k++) {
+    bool weft_first = k % 2 == 1;
+    if (do_wait) {
+      if (weft_first) {
+        wt[k] = rt_run(1, n);
+        wp[k] = rt_run(2, n);
+        efd[k] = rt_run(0, n);
+      } else {
+        efd[k] = rt_run(0, n);
+        wt[k] = rt_run(1, n);
+        wp[k] = rt_run(2, n);
+      }
+    }
+    if (do_queue) {
+      if (weft_first) {
+        qw[k] = q_run(true, per);
+        qm[k] = q_run(false, per);
+      } else {
+        qm[k] = q_run(false, per);
+        qw[k] = q_run(true, per);
+      }
+    }
   }
-  double e = median3(efd), w = median3(wt), p = median3(wp);
-  double m = median3(qm), q = median3(qw);
-  printf("wait round trip (settled)   %10.0f rt/s   eventfd ping-pong %10.0f "
-         "rt/s   ratio %.2f\n",
-         w, e, w / e);
-  printf("wait round trip (pending)   %10.0f rt/s   eventfd ping-pong %10.0f "
-         "rt/s   ratio %.2f\n",
-         p, e, p / e);
-  printf("queue 4p/4c get_threadsafe %10.0f it/s   mutex+condvar     %10.0f "
-         "it/s   ratio %.2f\n",
-         q, m, q / m);
+  if (do_wait) {
+    double e = median(efd, runs), w = median(wt, runs), p = median(wp, runs);
+    printf("wait round trip (settled)   %10.0f rt/s   eventfd ping-pong "
+           "%10.0f rt/s   ratio %.2f\n",
+           w, e, w / e);
+    printf("wait round trip (pending)   %10.0f rt/s   eventfd ping-pong "
+           "%10.0f rt/s   ratio %.2f\n",
+           p, e, p / e);
+  }
+  if (do_queue) {
+    double m = median(qm, runs), q = median(qw, runs);
+    printf("queue 4p/4c get_threadsafe %10.0f it/s   mutex+condvar     "
+           "%10.0f it/s   ratio %.2f\n",
+           q, m, q / m);
+  }
   return 0;
 }

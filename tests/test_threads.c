@@ -648,8 +648,10 @@ Test(threads, queue_four_producers_four_consumers, .timeout = 60) {
   th_loop_finish(loop);
 }
 
-/* The thread's first post needs its ring: when that allocation fails the
- * get returns -ENOMEM and the item stays in the queue. */
+/* A thread's get posts to the loop only when a weft_queue_put waits there
+ * for the freed slot; the thread's first post needs its ring: when that
+ * allocation fails the get returns -ENOMEM, the item stays in the queue
+ * and the put keeps waiting. */
 Test(threads, queue_get_threadsafe_fails_cleanly_without_memory,
      .timeout = 30) {
   size_t n, enomem = 0;
@@ -657,9 +659,11 @@ Test(threads, queue_get_threadsafe_fails_cleanly_without_memory,
     th_alloc_install(0);
     weft_loop *loop = th_loop();
     weft_queue *q;
-    int a;
-    cr_assert_eq(weft_queue_new(loop, 2, NULL, &q), 0);
+    weft_future *put;
+    int a, b;
+    cr_assert_eq(weft_queue_new(loop, 1, NULL, &q), 0);
     cr_assert_eq(weft_queue_try_put(q, &a), 0);
+    cr_assert_eq(weft_queue_put(q, &b, &put), 0);
     th_alloc_arm(n);
     qthread c = {.q = q, .timeout = 1000, .n = 1};
     pthread_t t;
@@ -670,11 +674,19 @@ Test(threads, queue_get_threadsafe_fails_cleanly_without_memory,
     if (c.rc == -ENOMEM) {
       enomem++;
       cr_assert_eq(weft_queue_len(q), 1);
+      cr_assert_eq(weft_future_get_state(put), WEFT_FUTURE_PENDING);
+      void *item;
+      cr_assert_eq(weft_queue_try_get(q, &item), 0); /* a, then b moves in */
+      cr_assert_eq(item, &a);
     } else {
       cr_assert_eq(c.rc, 0, "round %zu: %s", n, en(c.rc));
       cr_assert_eq(c.got[0], (intptr_t)&a);
-      cr_assert_eq(weft_queue_len(q), 0);
+      while (weft_future_get_state(put) == WEFT_FUTURE_PENDING)
+        weft_loop_run(loop, WEFT_RUN_NOWAIT); /* the refill */
     }
+    cr_assert_eq(weft_future_error(put), 0);
+    cr_assert_eq(weft_queue_len(q), 1); /* b */
+    weft_future_unref(put);
     queue_free_all(loop, q);
     th_loop_finish(loop);
     th_alloc_restore();
@@ -682,6 +694,294 @@ Test(threads, queue_get_threadsafe_fails_cleanly_without_memory,
   }
   cr_assert_lt(n, 100);
   cr_assert_geq(enomem, 1);
+}
+
+/* Thread to thread through the queue, with no waiter on the loop, takes
+ * neither an allocation nor a post: items are in the queue when
+ * put_threadsafe returns, and a blocked getter is handed the next one
+ * without the loop running at all. */
+Test(threads, queue_thread_to_thread_needs_no_loop_and_no_allocation,
+     .timeout = 20) {
+  th_alloc_install(0);
+  weft_loop *loop = th_loop();
+  weft_queue *q;
+  cr_assert_eq(weft_queue_new(loop, 4, NULL, &q), 0);
+  size_t calls = th_alloc_calls();
+  qthread c = {.q = q, .timeout = WEFT_WAIT_FOREVER, .n = 50};
+  qthread p = {.q = q, .n = 50};
+  pthread_t tc, tp;
+  cr_assert_eq(pthread_create(&tc, NULL, get_thread, &c), 0);
+  while (atomic_load(&c.tid) == 0 || !in_futex(atomic_load(&c.tid)))
+    sched_yield(); /* blocked on the empty queue */
+  cr_assert_eq(pthread_create(&tp, NULL, put_thread, &p), 0);
+  pthread_join(tp, NULL);
+  pthread_join(tc, NULL); /* the loop has not run meanwhile */
+  cr_assert_eq(p.rc, 0, "%s", en(p.rc));
+  cr_assert_eq(c.rc, 0, "%s", en(c.rc));
+  cr_assert_eq(c.count, 50);
+  for (int i = 0; i < 8; i++)
+    cr_assert_eq(c.got[i], i + 1); /* in order */
+  cr_assert_eq(c.sum, 50 * 51 / 2);
+  cr_assert_eq(th_alloc_calls(), calls, "%zu allocations",
+               th_alloc_calls() - calls);
+  cr_assert_eq(weft_queue_unfinished(q), 50); /* every item entered */
+  cr_assert_eq(weft_queue_len(q), 0);
+  queue_free_all(loop, q);
+  th_loop_finish(loop);
+  th_alloc_restore();
+}
+
+/* An item the loop puts goes to a thread blocked in get_threadsafe, and
+ * counts as one unfinished task (it was counted twice once). */
+Test(threads, queue_loop_put_to_a_blocked_thread_counts_once, .timeout = 10) {
+  weft_loop *loop = th_loop();
+  weft_queue *q;
+  weft_future *p;
+  int a, b;
+  cr_assert_eq(weft_queue_new(loop, 2, NULL, &q), 0);
+  for (int round = 0; round < 2; round++) {
+    qthread c = {.q = q, .timeout = WEFT_WAIT_FOREVER, .n = 1};
+    pthread_t t;
+    cr_assert_eq(pthread_create(&t, NULL, get_thread, &c), 0);
+    while (atomic_load(&c.tid) == 0 || !in_futex(atomic_load(&c.tid)))
+      sched_yield();
+    if (round == 0) {
+      cr_assert_eq(weft_queue_try_put(q, &a), 0);
+    } else {
+      cr_assert_eq(weft_queue_put(q, &b, &p), 0);
+      cr_assert_eq(weft_future_get_state(p), WEFT_FUTURE_FULFILLED);
+      weft_future_unref(p);
+    }
+    pthread_join(t, NULL);
+    cr_assert_eq(c.rc, 0, "%s", en(c.rc));
+    cr_assert_eq(c.got[0], round == 0 ? (intptr_t)&a : (intptr_t)&b);
+    cr_assert_eq(weft_queue_len(q), 0);
+    cr_assert_eq(weft_queue_unfinished(q), (size_t)round + 1);
+  }
+  cr_assert_eq(weft_queue_task_done(q), 0);
+  cr_assert_eq(weft_queue_task_done(q), 0);
+  cr_assert_eq(weft_queue_task_done(q), -EOVERFLOW);
+  queue_free_all(loop, q);
+  th_loop_finish(loop);
+}
+
+/* A weft_queue_get waiting on the loop is served before a thread blocked
+ * in get_threadsafe: a thread's put is claimed for it, and only the next
+ * item goes to the thread. */
+Test(threads, queue_loop_get_is_served_before_blocked_threads, .timeout = 20) {
+  weft_loop *loop = th_loop();
+  weft_queue *q;
+  weft_future *g;
+  cr_assert_eq(weft_queue_new(loop, 4, NULL, &q), 0);
+  qthread c = {.q = q, .timeout = WEFT_WAIT_FOREVER, .n = 1};
+  pthread_t tc;
+  cr_assert_eq(pthread_create(&tc, NULL, get_thread, &c), 0);
+  while (atomic_load(&c.tid) == 0 || !in_futex(atomic_load(&c.tid)))
+    sched_yield();
+  cr_assert_eq(weft_queue_get(q, &g), 0);
+  cr_assert_eq(weft_future_get_state(g), WEFT_FUTURE_PENDING);
+  qthread p = {.q = q, .n = 1};
+  pthread_t tp;
+  cr_assert_eq(pthread_create(&tp, NULL, put_thread, &p), 0);
+  pthread_join(tp, NULL);
+  cr_assert_eq(p.rc, 0, "%s", en(p.rc));
+  cr_assert_eq(weft_queue_len(q), 1);       /* in the queue, promised to g */
+  cr_assert(in_futex(atomic_load(&c.tid))); /* the thread still waits */
+  while (weft_future_get_state(g) == WEFT_FUTURE_PENDING)
+    weft_loop_run(loop, WEFT_RUN_NOWAIT); /* the serve */
+  cr_assert_eq(weft_future_value(g), (void *)1);
+  weft_future_unref(g);
+  cr_assert_eq(c.count, 0);
+  cr_assert_eq(weft_queue_put_threadsafe(q, (void *)2), 0); /* to the thread */
+  pthread_join(tc, NULL);
+  cr_assert_eq(c.rc, 0, "%s", en(c.rc));
+  cr_assert_eq(c.got[0], 2);
+  cr_assert_eq(weft_queue_len(q), 0);
+  /* a cancelled loop get gives its claim back to the threads */
+  cr_assert_eq(weft_queue_get(q, &g), 0);
+  cr_assert_eq(weft_queue_put_threadsafe(q, (void *)3), 0); /* claimed */
+  c = (qthread){.q = q, .timeout = 0, .n = 1};
+  cr_assert_eq(pthread_create(&tc, NULL, get_thread, &c), 0);
+  pthread_join(tc, NULL);
+  cr_assert_eq(c.rc, -ETIMEDOUT, "%s", en(c.rc)); /* not the thread's */
+  cr_assert_eq(weft_future_cancel(g), 0);
+  weft_future_unref(g);
+  c = (qthread){.q = q, .timeout = 0, .n = 1};
+  cr_assert_eq(pthread_create(&tc, NULL, get_thread, &c), 0);
+  pthread_join(tc, NULL);
+  cr_assert_eq(c.rc, 0, "%s", en(c.rc));
+  cr_assert_eq(c.got[0], 3);
+  /* closing before the serve ran: the waiting get still has its item */
+  cr_assert_eq(weft_queue_get(q, &g), 0);
+  cr_assert_eq(weft_queue_put_threadsafe(q, (void *)4), 0);
+  cr_assert_eq(weft_queue_close(q), 0);
+  cr_assert_eq(weft_future_get_state(g), WEFT_FUTURE_FULFILLED);
+  cr_assert_eq(weft_future_value(g), (void *)4);
+  weft_future_unref(g);
+  cr_assert_eq(weft_queue_len(q), 0);
+  queue_free_all(loop, q); /* the serve on its way: -EBUSY until it ran */
+  th_loop_finish(loop);
+}
+
+/* Eight threads (4 putting, 4 getting) and the loop (getting and putting
+ * too, with futures) hammer one small queue; the loop closes it in the
+ * middle. Every item is accounted for exactly once: got by one getter, or
+ * left in the queue and freed by the dtor at weft_queue_free, or refused
+ * (WEFT_ECLOSED) and still its putter's; none lost, none twice. */
+#define HPUT 4
+#define HGET 4
+#define HITEMS 4000 /* per putting thread */
+#define HLOOP 1000  /* loop puts */
+#define HIDS (HPUT * HITEMS + HLOOP)
+
+static atomic_int h_got[HIDS + 1];   /* per id: times got */
+static atomic_int h_freed[HIDS + 1]; /* per id: times freed by the dtor */
+static atomic_int h_dtors;
+static bool h_loop_ok[HLOOP + 1]; /* per loop put: fulfilled */
+
+static void h_dtor(void *p) {
+  atomic_fetch_add(&h_freed[(intptr_t)p], 1);
+  atomic_fetch_add(&h_dtors, 1);
+}
+
+typedef struct hput {
+  weft_queue *q;
+  int base;     /* ids base+1 .. base+HITEMS */
+  int accepted; /* puts that returned 0 (a prefix: then WEFT_ECLOSED) */
+  int rc;
+} hput;
+
+static void *h_put_thread(void *arg) {
+  hput *p = arg;
+  for (int i = 1; i <= HITEMS; i++) {
+    p->rc = weft_queue_put_threadsafe(p->q, (void *)(intptr_t)(p->base + i));
+    if (p->rc != 0) break;
+    p->accepted++;
+  }
+  return NULL;
+}
+
+typedef struct hget {
+  weft_queue *q;
+  int count, rc;
+  atomic_int *total;
+} hget;
+
+static void *h_get_thread(void *arg) {
+  hget *g = arg;
+  for (;;) {
+    void *item;
+    /* a timeout now and then: the timed path races the hand-offs */
+    g->rc = weft_queue_get_threadsafe(g->q, &item, g->count % 7 == 0 ? 1 : -1);
+    if (g->rc == -ETIMEDOUT) continue;
+    if (g->rc != 0) break;
+    atomic_fetch_add(&h_got[(intptr_t)item], 1);
+    atomic_fetch_add(g->total, 1);
+    g->count++;
+  }
+  return NULL;
+}
+
+Test(threads, queue_eight_threads_and_the_loop_close_in_the_middle,
+     .timeout = 120) {
+  for (int i = 0; i <= HIDS; i++) {
+    atomic_store(&h_got[i], 0);
+    atomic_store(&h_freed[i], 0);
+  }
+  atomic_store(&h_dtors, 0);
+  memset(h_loop_ok, 0, sizeof h_loop_ok);
+  weft_loop *loop = th_loop();
+  weft_queue *q;
+  atomic_int total = 0;
+  cr_assert_eq(weft_queue_new(loop, 3, h_dtor, &q), 0);
+  hput p[HPUT];
+  hget g[HGET];
+  pthread_t tp[HPUT], tg[HGET];
+  for (int i = 0; i < HGET; i++) {
+    g[i] = (hget){.q = q, .total = &total};
+    cr_assert_eq(pthread_create(&tg[i], NULL, h_get_thread, &g[i]), 0);
+  }
+  for (int i = 0; i < HPUT; i++) {
+    p[i] = (hput){.q = q, .base = i * HITEMS};
+    cr_assert_eq(pthread_create(&tp[i], NULL, h_put_thread, &p[i]), 0);
+  }
+  /* the loop: one get and one put of its own pending at a time */
+  weft_future *lg = NULL, *lp = NULL;
+  int loop_next = HPUT * HITEMS + 1, loop_put_ok = 0, loop_got = 0;
+  int lp_id = 0;
+  bool closed = false;
+  for (;;) {
+    if (lg == NULL) {
+      int err = weft_queue_get(q, &lg);
+      if (err == WEFT_ECLOSED)
+        lg = NULL;
+      else
+        cr_assert_eq(err, 0, "%s", en(err));
+    }
+    if (lp == NULL && !closed && loop_next <= HIDS) {
+      lp_id = loop_next++;
+      cr_assert_eq(weft_queue_put(q, (void *)(intptr_t)lp_id, &lp), 0);
+    }
+    weft_loop_run(loop, WEFT_RUN_NOWAIT);
+    if (lg != NULL && weft_future_get_state(lg) != WEFT_FUTURE_PENDING) {
+      if (weft_future_get_state(lg) == WEFT_FUTURE_FULFILLED) {
+        atomic_fetch_add(&h_got[(intptr_t)weft_future_value(lg)], 1);
+        atomic_fetch_add(&total, 1);
+        loop_got++;
+      } else {
+        cr_assert_eq(weft_future_error(lg), WEFT_ECLOSED);
+      }
+      weft_future_unref(lg);
+      lg = NULL;
+    }
+    if (lp != NULL && weft_future_get_state(lp) != WEFT_FUTURE_PENDING) {
+      if (weft_future_get_state(lp) == WEFT_FUTURE_FULFILLED) {
+        loop_put_ok++;
+        h_loop_ok[lp_id - HPUT * HITEMS] = true;
+      } else
+        cr_assert_eq(weft_future_error(lp), WEFT_ECLOSED); /* still ours */
+      weft_future_unref(lp);
+      lp = NULL;
+    }
+    if (!closed && atomic_load(&total) >= (HPUT * HITEMS) / 2) {
+      cr_assert_eq(weft_queue_close(q), 0);
+      closed = true;
+    }
+    if (closed && lg == NULL && lp == NULL) break;
+  }
+  int accepted = loop_put_ok, got = loop_got;
+  for (int i = 0; i < HPUT; i++) {
+    pthread_join(tp[i], NULL);
+    cr_assert(p[i].rc == 0 || p[i].rc == WEFT_ECLOSED, "%s", en(p[i].rc));
+    accepted += p[i].accepted;
+  }
+  for (int i = 0; i < HGET; i++) {
+    pthread_join(tg[i], NULL);
+    cr_assert_eq(g[i].rc, WEFT_ECLOSED, "%s", en(g[i].rc));
+    got += g[i].count;
+  }
+  size_t left = weft_queue_len(q);
+  size_t unfinished = weft_queue_unfinished(q);
+  queue_free_all(loop, q);
+  cr_assert_eq(atomic_load(&h_dtors), (int)left);
+  /* per id: a thread's accepted puts are its first ids, in order */
+  for (int i = 0; i < HPUT; i++)
+    for (int k = 1; k <= HITEMS; k++) {
+      int id = p[i].base + k;
+      int seen = atomic_load(&h_got[id]) + atomic_load(&h_freed[id]);
+      cr_assert_eq(seen, k <= p[i].accepted ? 1 : 0, "id %d seen %d", id, seen);
+    }
+  for (int id = HPUT * HITEMS + 1; id <= HIDS; id++) {
+    int seen = atomic_load(&h_got[id]) + atomic_load(&h_freed[id]);
+    cr_assert_eq(seen, h_loop_ok[id - HPUT * HITEMS] ? 1 : 0,
+                 "loop id %d seen %d", id, seen);
+  }
+  cr_assert_eq(unfinished, (size_t)accepted,
+               "unfinished %zu, accepted %d (loop %d), got %d, left %zu",
+               unfinished, accepted, loop_put_ok, got, left);
+  cr_assert_eq((size_t)got + left, (size_t)accepted, "got %d left %zu of %d",
+               got, left, accepted);
+  th_loop_finish(loop);
 }
 
 /* ---- weft_thread_spawn ------------------------------------------------------

@@ -176,15 +176,16 @@ typedef int (*weft_queue_cmp)(const void *a, const void *b);
  * Every get (weft_queue_get, try_get, get_threadsafe) takes the next item
  * in that order; a put waiting while the queue is full is ordered from the
  * moment it enters. `cmp` is called on the loop thread and, from
- * get_threadsafe, on the calling thread, under the queue's mutex (it must
- * not call the queue). Returns 0, -EINVAL (also: unknown kind, PRIORITY
- * without cmp, cmp with FIFO or LIFO), -ENOMEM. */
+ * put_threadsafe and get_threadsafe, on the calling thread, under the
+ * queue's mutex (it must not call the queue). Returns 0, -EINVAL (also: unknown
+ * kind, PRIORITY without cmp, cmp with FIFO or LIFO), -ENOMEM. */
 WEFT_API int weft_queue_new_ex(weft_loop *loop, size_t capacity, weft_dtor dtor,
                                weft_queue_kind kind, weft_queue_cmp cmp,
                                weft_queue **out);
 /** Closes (if not yet), frees the items left (dtor) and the queue. Returns
- * 0, -EINVAL, -EBUSY while items from weft_queue_put_threadsafe() are still
- * on their way (run the loop, then retry). */
+ * 0, -EINVAL, -EBUSY while a thread is still blocked in put_threadsafe or
+ * get_threadsafe (close first: they return) or a hand-off between a thread
+ * and a loop-side put or get is on its way (run the loop, then retry). */
 WEFT_API int weft_queue_free(weft_queue *q);
 /** *out: a future fulfilled (int64 0) once `item` is in the queue (at once
  * if there is room), waiting while the queue is full. If the put is
@@ -196,26 +197,33 @@ WEFT_API int weft_queue_put(weft_queue *q, void *item, weft_future **out);
  * queue is empty. Returns 0, -EINVAL, -ENOMEM, WEFT_ECLOSED (closed and empty).
  */
 WEFT_API int weft_queue_get(weft_queue *q, weft_future **out);
-/** Any thread: puts `item`, blocking the calling thread while the queue
- * (counting items still on their way) is full; the item reaches the queue
- * on the loop thread, in order per thread. Returns 0; -EINVAL; -ENOMEM or
- * -ESHUTDOWN (the item stays the caller's); WEFT_ECLOSED once closed. Do
- * not call it from the loop thread while the queue is full (it would wait
- * for the loop forever). */
+/** Any thread: puts `item`, blocking the calling thread while the queue is
+ * full (threads blocked in it are served oldest first). The item is in the
+ * queue when it returns 0 (and counts as an unfinished task): handed to
+ * the oldest thread blocked in get_threadsafe, or in the queue for the
+ * next get; while a weft_queue_get waits on the loop, it is that get's,
+ * handed to it on the loop thread (loop gets are served before blocked
+ * threads). Thread to thread, nothing goes through the loop. Returns 0;
+ * -EINVAL; WEFT_ECLOSED once closed (also when the close comes while it
+ * is blocked); -ENOMEM or -ESHUTDOWN (only while a loop get waits: the
+ * hand-off could not be posted; the item stays the caller's). Do not call
+ * it from the loop thread while the queue is full (it would wait for the
+ * loop forever). */
 WEFT_API int weft_queue_put_threadsafe(weft_queue *q, void *item);
 /** Any thread but the loop's: takes the next item (per the kind) into *item,
  * blocking the calling thread while the queue is empty, for up to `timeout_ms`
  * milliseconds (WEFT_WAIT_FOREVER: no limit; 0: does not block). The
- * caller then owns the item. The freed slot is refilled on the loop thread
- * (from the oldest waiting weft_queue_put, else a thread blocked in
- * put_threadsafe). A weft_queue_get waiting on the loop is served before
- * blocked threads. Returns 0; -ETIMEDOUT (still empty); WEFT_ECLOSED once
- * the queue is closed and empty (closing wakes every blocked thread);
- * -EDEADLK at once on the loop's thread (the one that made the queue);
- * -EINVAL (NULL q or item, timeout_ms < -1); -ENOMEM or -ESHUTDOWN (the
- * refill could not be posted: the item stays in the queue). Close the
- * queue and let blocked threads return before weft_queue_free (it returns
- * -EBUSY while a thread is blocked or a refill is on its way). */
+ * caller then owns the item. The freed slot goes to the oldest waiting
+ * weft_queue_put (refilled on the loop thread, which is then the only
+ * post), else at once to the oldest thread blocked in put_threadsafe. A
+ * weft_queue_get waiting on the loop is served before blocked threads. Returns
+ * 0; -ETIMEDOUT (still empty); WEFT_ECLOSED once the queue is closed and empty
+ * (closing wakes every blocked thread); -EDEADLK at once on the loop's thread
+ * (the one that made the queue); -EINVAL (NULL q or item, timeout_ms < -1);
+ * -ENOMEM or -ESHUTDOWN (only while a weft_queue_put waits: the refill could
+ * not be posted; the item stays in the queue). Close the queue and let blocked
+ * threads return before weft_queue_free (it returns -EBUSY while a thread is
+ * blocked or a refill is on its way). */
 WEFT_API int weft_queue_get_threadsafe(weft_queue *q, void **item,
                                        int64_t timeout_ms);
 /** Loop thread: puts `item` if there is room now (to a waiting get first),

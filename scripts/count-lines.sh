@@ -54,7 +54,7 @@ if files:
         print(f"{count(f):6d} {f}")
     sys.exit(0)
 import glob, os
-print(f"{'C example':28s} {'lines':>5s}  {'asyncio twin':28s} {'lines':>5s}  ratio")
+print(f"{'C example':28s} {'lines':>5s}  {'asyncio twin':32s} {'lines':>5s}  ratio")
 worst = 0.0
 for py in sorted(glob.glob(f"{root}/examples/python/*.py")):
     m = re.search(r"twin of\s+examples/(\w+\.c)", open(py).read())
@@ -63,6 +63,6 @@ for py in sorted(glob.glob(f"{root}/examples/python/*.py")):
     c = f"{root}/examples/{m.group(1)}"
     nc, np_ = count(c), count(py)
     worst = max(worst, nc / np_)
-    print(f"{'examples/' + m.group(1):28s} {nc:5d}  {os.path.relpath(py, root):28s} {np_:5d}  {nc / np_:.2f}")
+    print(f"{'examples/' + m.group(1):28s} {nc:5d}  {os.path.relpath(py, root):32s} {np_:5d}  {nc / np_:.2f}")
 print(f"worst ratio {worst:.2f} (goal <= 1.50)")
 PY

@@ -830,6 +830,37 @@ Test(stream_future, accept_unix_and_pipe_connect_future, .timeout = 10) {
   close_all(loop);
 }
 
+Test(stream_future, accept_into_a_client_used_meanwhile_rejects,
+     .timeout = 10) {
+  weft_loop *loop = th_loop();
+  char path[64];
+  int plen = snprintf(path, sizeof path, "%cweft-sfut-used-%d", 0,
+                      (int)getpid());
+  weft_pipe l, a, b, c;
+  cr_assert_eq(weft_pipe_init(loop, &l), 0);
+  cr_assert_eq(weft_pipe_bind(&l, path, (size_t)plen), 0);
+  cr_assert_eq(weft_pipe_listen(&l, 0, NULL), 0);
+  cr_assert_eq(weft_pipe_init(loop, &a), 0);
+  cr_assert_eq(weft_pipe_init(loop, &b), 0);
+  cr_assert_eq(weft_pipe_init(loop, &c), 0);
+  weft_future *fa, *fb, *con;
+  cr_assert_eq(weft_stream_accept_future(&l.stream, &a.stream, &fa), 0);
+  cr_assert_eq(weft_stream_accept_future(&l.stream, &b.stream, &fb), 0);
+  /* `a` gets an fd of its own before a connection comes */
+  int fds[2];
+  cr_assert_eq(pipe2(fds, O_CLOEXEC), 0);
+  cr_assert_eq(weft_pipe_open(&a, fds[0]), 0);
+  close(fds[1]);
+  cr_assert_eq(weft_pipe_connect_future(&c, path, (size_t)plen, &con), 0);
+  expect_value(loop, con, 0);
+  expect_error(loop, fa, -EINVAL);
+  expect_value(loop, fb, 0);
+  cr_assert_eq(weft_stream_fileno(&a.stream), fds[0], "a keeps its own fd");
+  cr_assert_geq(weft_stream_fileno(&b.stream), 0);
+  cr_assert_eq(weft_stream_read_buffered(NULL), 0);
+  close_all(loop);
+}
+
 Test(stream_future, listener_without_callback_leaves_the_backlog,
      .timeout = 10) {
   weft_loop *loop = th_loop();

@@ -500,9 +500,10 @@ int weft_lgroup_start(weft_lgroup *g) {
 int weft_lgroup_stop(weft_lgroup *g, uint64_t deadline_ms) {
   if (g == NULL) return -EINVAL;
   bool no = false;
+  if (!atomic_compare_exchange_strong(&g->stop_claimed, &no, true))
+    return -EALREADY; /* the first stop's deadline stands */
   atomic_store(&g->deadline_ms, deadline_ms);
-  if (!atomic_compare_exchange_strong(&g->stop_asked, &no, true))
-    return -EALREADY;
+  atomic_store(&g->stop_asked, true); /* loops read the deadline after it */
   for (unsigned i = 0; i < g->n; i++)
     poke(&g->loops[i]);
   return 0;

@@ -49,7 +49,7 @@ struct weft_lgroup {
   weft_lgroup_dist dist;
   unsigned made; /* threads created */
   unsigned rr;   /* the acceptor's last choice (hand-off) */
-  atomic_bool stop_asked, accept_closed;
+  atomic_bool stop_claimed, stop_asked, accept_closed;
   _Atomic uint64_t deadline_ms;
   pthread_mutex_t mu; /* guards inited, ended, init_err; cv signals them */
   pthread_cond_t cv;

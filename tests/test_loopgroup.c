@@ -241,6 +241,7 @@ Test(loopgroup, slow_client_is_closed_at_the_deadline, .timeout = 30) {
   int fd = client(fx.g);
   ping(fd); /* then silent: it never closes */
   cr_assert_eq(weft_lgroup_stop(fx.g, 200), 0);
+  cr_assert_eq(weft_lgroup_stop(fx.g, 0), -EALREADY); /* 200 ms stands */
   char ch;
   cr_assert_eq(read(fd, &ch, 1), 0); /* the server closed it */
   cr_assert_eq(weft_lgroup_wait(fx.g, 20000), 0);

@@ -235,10 +235,11 @@ WEFT_API void weft_lgroup_return_i64(weft_lgroup_result *res, int64_t v);
  * fn on loop `index`'s thread, later (never inline, also when `index` is
  * the caller), and settles *out (a future of `caller`, one reference) on
  * the caller's thread with fn's value or error. Cancelling the future does
- * not stop fn; its value is then dropped. A loop whose thread has ended
- * (after a stop) runs nothing: the future rejects with -ESHUTDOWN.
- * Returns 0; -EINVAL (NULL, index out of range); -ENOMEM; -ESHUTDOWN
- * (the target loop is being freed); nothing then runs. */
+ * not stop fn; its value is then dropped. A call that reaches a loop
+ * past its drain (its thread ending, or the group being freed) does not
+ * run fn: the future rejects with -ESHUTDOWN. Returns 0; -EINVAL (NULL,
+ * index out of range); -ENOMEM; -ESHUTDOWN (the target loop's thread has
+ * ended); nothing then runs. */
 WEFT_API int weft_lgroup_submit(weft_lgroup *g, weft_loop *caller,
                                 unsigned index, weft_lgroup_fn fn, void *arg,
                                 weft_future **out);

@@ -45,7 +45,16 @@
 #include <sanitizer/tsan_interface.h>
 #endif
 
-#define CACHE_MAX 128 /* idle stacks kept per loop */
+/* Idle stacks kept per loop: as many as a batch of fibers that is spawned,
+ * run and finished over and over (so a steady state maps nothing), and at
+ * most a few MiB of touched pages. */
+#define CACHE_MAX 1024
+/* Wakes that did not wait (yields, awaits of settled futures) per loop
+ * iteration; past it they wait behind a 0 ms sleep, which fires only after
+ * the loop has polled for I/O, so a fiber awaiting settled futures in a
+ * loop cannot keep I/O and timers waiting (the ready queue alone would let
+ * it run on for call_soon_budget x 4096 wakes). */
+#define TURN_BUDGET 1024
 
 enum { S_NEW, S_RUNNING, S_AWAIT, S_YIELD, S_DONE };
 
@@ -77,11 +86,19 @@ struct weft_fiber {
   char name[64];
 };
 
+/* An idle stack, kept in its own top bytes. */
+typedef struct idle_stack {
+  weft__fstack st;
+  struct idle_stack *next;
+} idle_stack;
+
 /* The per-loop state: idle stacks (LIFO) and the live count. */
 typedef struct fmodule {
-  weft__fstack cache[CACHE_MAX];
-  unsigned ncache;
+  idle_stack *idle;
+  unsigned nidle;
   size_t live;
+  unsigned iter;  /* the libev iteration `quick` counts in */
+  unsigned quick; /* wakes that did not wait, in that iteration */
 } fmodule;
 
 static _Thread_local weft_fiber *tl_current;
@@ -91,8 +108,12 @@ static _Thread_local weft_fiber *tl_current;
 static void mod_teardown(weft_loop *loop, void *state) {
   WEFT__UNUSED(loop);
   fmodule *m = state;
-  while (m->ncache > 0)
-    weft__fstack_unmap(&m->cache[--m->ncache]);
+  while (m->idle != NULL) {
+    idle_stack *c = m->idle;
+    weft__fstack st = c->st;
+    m->idle = c->next;
+    weft__fstack_unmap(&st);
+  }
   weft__free(m);
 }
 
@@ -105,11 +126,15 @@ static fmodule *mod_get(weft_loop *loop) {
   return m;
 }
 
+/* The most recently idled stack of that size (its pages are warm), or a
+ * new mapping. */
 static int stack_get(fmodule *m, size_t size, weft__fstack *out) {
-  for (unsigned k = m->ncache; k-- > 0;) {
-    if (m->cache[k].size == size) {
-      *out = m->cache[k];
-      m->cache[k] = m->cache[--m->ncache];
+  for (idle_stack **p = &m->idle; *p != NULL; p = &(*p)->next) {
+    if ((*p)->st.size == size) {
+      idle_stack *c = *p;
+      *p = c->next;
+      *out = c->st;
+      m->nidle--;
       return 0;
     }
   }
@@ -117,10 +142,16 @@ static int stack_get(fmodule *m, size_t size, weft__fstack *out) {
 }
 
 static void stack_put(fmodule *m, weft__fstack *s) {
-  if (m->ncache < CACHE_MAX)
-    m->cache[m->ncache++] = *s;
-  else
+  if (m->nidle >= CACHE_MAX) {
     weft__fstack_unmap(s);
+    return;
+  }
+  char *top = weft__fstack_lo(s) + s->size;
+  idle_stack *c = (idle_stack *)(top - sizeof(idle_stack));
+  c->st = *s;
+  c->next = m->idle;
+  m->idle = c;
+  m->nidle++;
 }
 
 /* ---- switching ------------------------------------------------------------
@@ -374,11 +405,32 @@ static int take_cancel(weft_fiber *fb) {
   return -ECANCELED;
 }
 
-/* Suspends until the loop's queue has run what was ahead of the fiber. */
+/* True once this loop iteration has had TURN_BUDGET wakes that did not
+ * wait. */
+static bool turn_spent(weft_fiber *fb) {
+  fmodule *m = weft__module_get(fb->loop, WEFT__MOD_FIBER);
+  unsigned it = ev_iteration(fb->loop->ev);
+  if (it != m->iter) {
+    m->iter = it;
+    m->quick = 0;
+  }
+  return ++m->quick > TURN_BUDGET;
+}
+
+/* Suspends until the loop's queue has run what was ahead of the fiber
+ * (and, past the turn's budget, until the loop has polled). */
 static int yield_now(weft_fiber *fb) {
-  weft_future *n = fb->node;
-  weft__future_enqueue(n, weft_future_ref(n));
+  weft_future *n = fb->node, *s;
+  if (turn_spent(fb) && weft_sleep(fb->loop, 0, &s) == 0) {
+    n->src = s; /* the sleep's reference */
+    weft__future_wait(s, weft_future_ref(n));
+  } else {
+    weft__future_enqueue(n, weft_future_ref(n));
+  }
   suspend(fb, S_YIELD);
+  s = n->src;
+  n->src = NULL;
+  weft_future_unref(s);
   return take_cancel(fb);
 }
 
@@ -395,9 +447,14 @@ int weft_await(weft_future *f) {
     weft__observe(f);
     return yield_now(fb); /* -ECANCELED: the flag is still up */
   }
+  if (f->state != WEFT_FUTURE_PENDING) { /* still yields, see yield_now */
+    weft__observe(f);
+    int err = yield_now(fb);
+    return err != 0 ? err : weft_future_error(f);
+  }
   weft_future *n = fb->node;
   n->src = weft_future_ref(f);
-  weft__future_wait(f, weft_future_ref(n)); /* queued now if f is settled */
+  weft__future_wait(f, weft_future_ref(n));
   suspend(fb, S_AWAIT);
   n->src = NULL;
   weft_future_unref(f); /* the caller still holds f */

@@ -31,8 +31,9 @@ int main(int argc, char **argv) {
   if (weft_timer_start(&t, on_timer, 1, 0) != 0) return 2;
   weft_loop_run(loop, WEFT_RUN_DEFAULT);
   if (weft_loop_free(loop) != 0) return 3;
-  printf("c %ld: weft %s (headers %d.%d.%d) fired %d, %s\n", (long)__STDC_VERSION__,
-         weft_version(), WEFT_VERSION_MAJOR, WEFT_VERSION_MINOR, WEFT_VERSION_PATCH,
-         fired, weft_err_name(WEFT_ECLOSED));
+  printf("c %ld: weft %s (headers %d.%d.%d) fired %d, %s\n",
+         (long)__STDC_VERSION__, weft_version(), WEFT_VERSION_MAJOR,
+         WEFT_VERSION_MINOR, WEFT_VERSION_PATCH, fired,
+         weft_err_name(WEFT_ECLOSED));
   return fired == 1 ? 0 : 4;
 }

@@ -27,6 +27,7 @@
  * weft_work with two functions, whatever embeds it (the future form in
  * promises/pool_future.c, file requests in io/fs.c) stays above. */
 #include <signal.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <unistd.h>
 
@@ -51,6 +52,12 @@ typedef struct pool_state {
   weft__list out; /* outstanding jobs (lnode), newest first */
   unsigned outstanding;
   bool closing; /* weft_loop_free() is cancelling: no new submits */
+  /* shutdown (weft__pool_shutdown): the callback waiting for the threads
+   * to be gone (loop thread), and its signal from the last worker (lock) */
+  void (*shut_cb)(weft_loop *loop, void *arg);
+  void *shut_arg;
+  struct pool_state *shut_next; /* the pool's waiters (aux lock) */
+  bool shut_done;               /* lock */
 } pool_state;
 
 /* A job's two list nodes (core/list.h), private storage in weft_work. */
@@ -77,6 +84,8 @@ typedef struct slot {
   pthread_t tid;
   lane *l;
   int state; /* lane lock */
+  unsigned index;
+  weft_pool_thread_hooks hooks; /* as when the thread started */
 } slot;
 
 struct lane {
@@ -87,6 +96,8 @@ struct lane {
   atomic_size_t qlen_hint; /* qlen, for spinning workers (no lock) */
   unsigned target, nthreads, nidle, nspin;
   bool waking, shutdown;
+  bool closing; /* weft_pool_shutdown: no submits; exit once the queue is
+                   empty */
   atomic_ullong running, done; /* updated before completions are pushed */
   slot *slots; /* WEFT_POOL_MAX, allocated when the lane first starts */
 };
@@ -94,6 +105,13 @@ struct lane {
 typedef struct pool {
   lane lanes[WEFT_LANE_COUNT];
   unsigned refs; /* loops using the pool (g_lock) */
+  /* aux: a leaf lock (after a lane's lock, before a loop's completion
+   * lock) for the thread hooks and the shutdown's bookkeeping */
+  pthread_mutex_t aux;
+  weft_pool_thread_hooks hooks;
+  unsigned live;          /* worker threads started and not yet exited */
+  bool shut;              /* weft__pool_shutdown ran */
+  pool_state *shut_waits; /* loops waiting for the threads to be gone */
 } pool;
 
 static pthread_mutex_t g_lock = PTHREAD_MUTEX_INITIALIZER;
@@ -159,18 +177,32 @@ static void spin_for_work(lane *l) {
   l->nspin--;
 }
 
+static void shut_notify_all(void);
+
+static bool worker_should_exit(const lane *l) {
+  return l->shutdown || l->nthreads > l->target ||
+         (l->closing && weft__list_empty(&l->queue));
+}
+
 static void *worker_main(void *arg) {
   slot *s = arg;
   lane *l = s->l;
+  weft_pool_lane lane_id = (weft_pool_lane)(l - g_pool->lanes);
+  char name[16];
+  snprintf(name, sizeof name, "weft-%s-%u",
+           lane_id == WEFT_LANE_CPU ? "cpu" : "io", s->index);
+  pthread_setname_np(pthread_self(), name);
+  if (s->hooks.on_start != NULL)
+    s->hooks.on_start(lane_id, s->index, s->hooks.arg);
   weft_work *batch[BATCH_MAX];
   pthread_mutex_lock(&l->lock);
   for (;;) {
-    if (l->shutdown || l->nthreads > l->target) break;
+    if (worker_should_exit(l)) break;
     if (weft__list_empty(&l->queue) && l->nspin == 0) {
       /* one spinner per lane: more would steal the CPUs that the loop
        * thread and the busy workers need (2 cores) */
       spin_for_work(l); /* drops the lock: look at everything again */
-      if (l->shutdown || l->nthreads > l->target) break;
+      if (worker_should_exit(l)) break;
     }
     if (weft__list_empty(&l->queue)) {
       l->nidle++;
@@ -194,9 +226,17 @@ static void *worker_main(void *arg) {
     push_completions(batch, n);
     pthread_mutex_lock(&l->lock);
   }
-  l->nthreads--;
+  l->nthreads--; /* now, so that no other thread leaves for this one */
+  pthread_mutex_unlock(&l->lock);
+  if (s->hooks.on_stop != NULL)
+    s->hooks.on_stop(lane_id, s->index, s->hooks.arg);
+  pthread_mutex_lock(&l->lock);
   s->state = SLOT_EXITED;
   pthread_mutex_unlock(&l->lock);
+  pool *g = g_pool; /* alive: it is freed only after joining this thread */
+  pthread_mutex_lock(&g->aux);
+  if (--g->live == 0 && g->shut) shut_notify_all();
+  pthread_mutex_unlock(&g->aux);
   return NULL;
 }
 
@@ -218,8 +258,18 @@ static int lane_spawn(lane *l) {
     if (s->state == SLOT_EXITED) pthread_join(s->tid, NULL);
     s->state = SLOT_EMPTY;
     s->l = l;
+    s->index = (unsigned)i;
+    pthread_mutex_lock(&g_pool->aux);
+    s->hooks = g_pool->hooks;
+    g_pool->live++; /* before it can exit: it needs the lane lock first */
+    pthread_mutex_unlock(&g_pool->aux);
     err = pthread_create(&s->tid, NULL, worker_main, s);
-    if (err != 0) break;
+    if (err != 0) {
+      pthread_mutex_lock(&g_pool->aux);
+      g_pool->live--;
+      pthread_mutex_unlock(&g_pool->aux);
+      break;
+    }
     s->state = SLOT_LIVE;
     l->nthreads++;
   }
@@ -280,6 +330,7 @@ static int pool_acquire(unsigned want) {
     unsigned size = want ? want : g_default_size;
     for (int i = 0; i < WEFT_LANE_COUNT; i++)
       lane_init(&g_pool->lanes[i], size);
+    pthread_mutex_init(&g_pool->aux, NULL);
   } else if (want != 0) {
     /* a loop asking for more threads grows the shared pool */
     for (int i = 0; i < WEFT_LANE_COUNT; i++) {
@@ -299,6 +350,7 @@ static void pool_release(void) {
   if (--g_pool->refs == 0) {
     for (int i = 0; i < WEFT_LANE_COUNT; i++)
       lane_destroy(&g_pool->lanes[i]);
+    pthread_mutex_destroy(&g_pool->aux);
     weft__free(g_pool);
     g_pool = NULL;
   }
@@ -408,6 +460,8 @@ static bool cq_take(pool_state *st, weft__list *out) {
 /* Drains whole batches; completions that arrive meanwhile are picked up
  * without another wake-up (armed stays set). After a few rounds it yields
  * to the rest of the loop and re-arms itself. */
+static void shut_deliver(pool_state *st);
+
 static void on_completions(struct ev_loop *ev, ev_async *a, int revents) {
   WEFT__UNUSED(ev);
   WEFT__UNUSED(revents);
@@ -416,6 +470,11 @@ static void on_completions(struct ev_loop *ev, ev_async *a, int revents) {
   weft__list_init(&done);
   for (int round = 0; round < DRAIN_ROUNDS && cq_take(st, &done); round++)
     deliver(st, &done);
+  pthread_mutex_lock(&st->lock);
+  bool shut = st->shut_done;
+  st->shut_done = false;
+  pthread_mutex_unlock(&st->lock);
+  if (shut) shut_deliver(st);
   pthread_mutex_lock(&st->lock);
   if (!weft__list_empty(&st->cq)) {
     ev_async_send(st->loop->ev, &st->async);
@@ -447,6 +506,11 @@ int weft_work_submit(weft_loop *loop, weft_work *w, weft_pool_lane lane_id,
   atomic_store_explicit(&w->cancel, false, memory_order_relaxed);
   atomic_store_explicit(&w->state, W_QUEUED, memory_order_relaxed);
   pthread_mutex_lock(&l->lock);
+  if (WEFT__UNLIKELY(l->closing)) {
+    pthread_mutex_unlock(&l->lock);
+    atomic_store(&w->state, W_IDLE);
+    return -ESHUTDOWN;
+  }
   if (WEFT__UNLIKELY(l->nthreads < l->target)) {
     err = lane_spawn(l);
     if (err != 0) {
@@ -563,6 +627,10 @@ static void lstate_before_free(weft_loop *loop, void *arg, unsigned requests) {
 
 static int lane_resize(lane *l, unsigned n) {
   pthread_mutex_lock(&l->lock);
+  if (l->closing) {
+    pthread_mutex_unlock(&l->lock);
+    return -ESHUTDOWN;
+  }
   unsigned old = l->target;
   l->target = n;
   int err = 0;
@@ -602,5 +670,122 @@ int weft_pool_get_stats(weft_loop *loop, weft_pool_lane lane_id,
   out->threads = l->nthreads;
   out->target = l->target;
   pthread_mutex_unlock(&l->lock);
+  return 0;
+}
+
+/* ---- thread hooks and shutdown -------------------------------------------- */
+
+int weft_pool_set_thread_hooks(weft_loop *loop,
+                               const weft_pool_thread_hooks *hooks) {
+  if (loop == NULL) return -EINVAL;
+  int err = 0;
+  if (pool_state_get(loop, &err) == NULL) return err;
+  pthread_mutex_lock(&g_pool->aux);
+  g_pool->hooks = hooks != NULL ? *hooks : (weft_pool_thread_hooks){0};
+  pthread_mutex_unlock(&g_pool->aux);
+  return 0;
+}
+
+/* Wakes `st`'s loop to run its shutdown callback. Aux lock held. */
+static void shut_notify(pool_state *st) {
+  pthread_mutex_lock(&st->lock);
+  st->shut_done = true;
+  if (!st->armed) {
+    st->armed = true;
+    ev_async_send(st->loop->ev, &st->async);
+    weft__loop_wake(st->loop); /* see cq_push */
+  }
+  pthread_mutex_unlock(&st->lock);
+}
+
+/* The last worker is gone: every waiting loop learns it. Aux lock held. */
+static void shut_notify_all(void) {
+  pool *g = g_pool;
+  while (g->shut_waits != NULL) {
+    pool_state *st = g->shut_waits;
+    g->shut_waits = st->shut_next;
+    st->shut_next = NULL;
+    shut_notify(st);
+  }
+}
+
+/* Joins the threads that have exited (each has run its stop hook and
+ * signalled; it is returning), so that none is left when the callback
+ * says the workers are gone. Loop thread; no lock held. */
+static void join_exited(void) {
+  for (int i = 0; i < WEFT_LANE_COUNT; i++) {
+    lane *l = &g_pool->lanes[i];
+    pthread_mutex_lock(&l->lock);
+    for (int k = 0; l->slots != NULL && k < WEFT_POOL_MAX; k++) {
+      if (l->slots[k].state != SLOT_EXITED) continue;
+      pthread_t tid = l->slots[k].tid;
+      l->slots[k].state = SLOT_EMPTY;
+      pthread_mutex_unlock(&l->lock);
+      pthread_join(tid, NULL);
+      pthread_mutex_lock(&l->lock);
+    }
+    pthread_mutex_unlock(&l->lock);
+  }
+}
+
+static void shut_deliver(pool_state *st) {
+  void (*cb)(weft_loop *, void *) = st->shut_cb;
+  void *arg = st->shut_arg;
+  if (cb == NULL) return;
+  st->shut_cb = NULL;
+  st->shut_arg = NULL;
+  join_exited();
+  weft__req_done(st->loop);
+  cb(st->loop, arg);
+}
+
+/* Cancels every queued job of the lane (any loop's). Lane lock held. */
+static void lane_cancel_queued(lane *l) {
+  for (weft__list *q; (q = weft__list_pop_front(&l->queue)) != NULL;) {
+    weft_work *w = WORK_OF_Q(q);
+    w->queued = 0;
+    l->qlen--;
+    atomic_fetch_add_explicit(&l->done, 1, memory_order_relaxed);
+    atomic_store(&w->state, W_CANCELLED);
+    w->status = -ECANCELED;
+    weft__list one;
+    weft__list_init(&one);
+    weft__list_insert(&one, qnode(w));
+    cq_push(weft__module_get(w->loop, WEFT__MOD_POOL), &one);
+  }
+  atomic_store_explicit(&l->qlen_hint, l->qlen, memory_order_relaxed);
+}
+
+int weft__pool_shutdown(weft_loop *loop, bool cancel_queued,
+                        void (*cb)(weft_loop *loop, void *arg), void *arg) {
+  if (loop == NULL) return -EINVAL;
+  int err = 0;
+  pool_state *st = pool_state_get(loop, &err);
+  if (st == NULL) return err;
+  for (int i = 0; i < WEFT_LANE_COUNT; i++) {
+    lane *l = &g_pool->lanes[i];
+    pthread_mutex_lock(&l->lock);
+    l->closing = true;
+    if (cancel_queued) lane_cancel_queued(l);
+    pthread_cond_broadcast(&l->cond); /* idle workers look again and leave */
+    pthread_mutex_unlock(&l->lock);
+  }
+  pthread_mutex_lock(&g_pool->aux);
+  g_pool->shut = true;
+  if (cb != NULL) {
+    bool waiting = st->shut_cb != NULL;
+    st->shut_cb = cb;
+    st->shut_arg = arg;
+    if (!waiting) {
+      weft__req_start(loop); /* the loop stays alive until it is told */
+      if (g_pool->live == 0) {
+        shut_notify(st);
+      } else {
+        st->shut_next = g_pool->shut_waits;
+        g_pool->shut_waits = st;
+      }
+    }
+  }
+  pthread_mutex_unlock(&g_pool->aux);
   return 0;
 }

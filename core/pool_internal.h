@@ -15,4 +15,17 @@
 int weft__work_complete(weft_loop *loop, weft_work *w,
                         weft_work_done_cb done_cb);
 
+/* Shuts the process-wide pool down (weft_pool_shutdown() is the future
+ * form, in promises/pool_future.c): every lane refuses new jobs from then
+ * on (weft_work_submit() and weft_pool_resize() return -ESHUTDOWN, from
+ * any loop), cancel_queued withdraws every queued job of every loop (each
+ * completes with -ECANCELED), and each worker exits once its lane's queue
+ * is empty. If cb is not NULL it runs once on `loop`'s thread after the
+ * last worker has run its stop hook and exited (it is joined first); the
+ * loop is kept alive until then. A later call with a cb replaces the
+ * pending one of that loop. Returns 0, -EINVAL (NULL loop), -ENOMEM (the
+ * pool or this loop's state could not be created). Loop thread only. */
+int weft__pool_shutdown(weft_loop *loop, bool cancel_queued,
+                        void (*cb)(weft_loop *loop, void *arg), void *arg);
+
 #endif

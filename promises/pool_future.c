@@ -6,23 +6,38 @@
  * does not allocate (the future itself comes from the futures' own free
  * list). The job holds one reference to its future until the done callback
  * has settled it; cancelling the future cancels the job through the hook. */
+#include "core/pool_internal.h"
 #include "internal.h"
 #include "weft/pool.h"
 
-typedef struct weft__pool_job {
+/* What a job's result holds. */
+enum { R_I64 = 0, R_PTR, R_F64 };
+
+/* One job of either future form: weft_pool_submit_future (fn: one
+ * pointer, or an error through *err) or weft_pool_submit_job (jfn: the
+ * future API's result shape, set with weft_pool_return*). */
+struct weft_pool_job {
   weft_work w;
   weft_future *f;
   weft_pool_fn fn;
+  weft_pool_job_fn jfn;
   void *arg;
   weft_dtor dtor;
-  void *value;
+  union {
+    void *p;
+    int64_t i;
+    double d;
+  } v;
+  unsigned char vkind; /* R_* */
   int err;
-  struct weft__pool_job *free_next;
-} pool_job;
+  struct weft_pool_job *free_next;
+};
+typedef struct weft_pool_job pool_job;
 
-/* The loop's free list of jobs. */
+/* The loop's free list of jobs, and its pending shutdown future. */
 typedef struct job_state {
   pool_job *free;
+  weft_future *shut_f; /* the state's reference; NULL: none pending */
 } job_state;
 
 static void job_state_teardown(weft_loop *loop, void *arg) {
@@ -45,10 +60,45 @@ static job_state *job_state_get(weft_loop *loop) {
   return st;
 }
 
+/* Drops a pointer result nobody will own. */
+static void value_drop(pool_job *j) {
+  if (j->vkind == R_PTR && j->dtor != NULL) j->dtor(j->v.p);
+  j->vkind = R_I64;
+  j->v.i = 0;
+}
+
 static void job_work(weft_work *w) {
   pool_job *j = (pool_job *)w;
   j->err = 0;
-  j->value = j->fn(j->arg, &j->err);
+  if (j->jfn != NULL) {
+    j->vkind = R_I64;
+    j->v.i = 0;
+    j->dtor = NULL;
+    int rc = j->jfn(j, j->arg);
+    if (rc < 0) j->err = rc; /* the value is dropped on the loop thread */
+    return;
+  }
+  j->v.p = j->fn(j->arg, &j->err);
+  /* a rejected weft_pool_fn's return value is ignored, as documented */
+  j->vkind = j->err < 0 ? R_I64 : R_PTR;
+}
+
+void weft_pool_return(weft_pool_job *j, void *value, weft_dtor dtor) {
+  value_drop(j);
+  j->vkind = R_PTR;
+  j->v.p = value;
+  j->dtor = dtor;
+}
+
+void weft_pool_return_i64(weft_pool_job *j, int64_t v) {
+  value_drop(j);
+  j->v.i = v;
+}
+
+void weft_pool_return_f64(weft_pool_job *j, double v) {
+  value_drop(j);
+  j->vkind = R_F64;
+  j->v.d = v;
 }
 
 static void job_put(job_state *st, pool_job *j) {
@@ -62,13 +112,21 @@ static void job_done(weft_work *w, int status) {
   job_state *st = weft__module_get(w->loop, WEFT__MOD_POOL_FUTURE);
   weft_future *f = j->f;
   if (status != 0) {
-    /* cancelled before it ran: by the future (already settled, -EALREADY)
-     * or by loop teardown (the future learns it now) */
+    /* cancelled before it ran: by the future (already settled, -EALREADY),
+     * by loop teardown or a pool shutdown (the future learns it now) */
     weft_future_cancel(f);
   } else if (j->err < 0) {
     weft_future_reject(f, j->err);
-  } else if (weft_future_resolve(f, j->value, j->dtor) != 0 && j->dtor) {
-    j->dtor(j->value); /* cancelled while running: nobody owns the value */
+    value_drop(j);
+  } else {
+    int rc;
+    if (j->vkind == R_PTR)
+      rc = weft_future_resolve(f, j->v.p, j->dtor);
+    else if (j->vkind == R_F64)
+      rc = weft_future_resolve_f64(f, j->v.d);
+    else
+      rc = weft_future_resolve_i64(f, j->v.i);
+    if (rc != 0) value_drop(j); /* cancelled while running: nobody owns it */
   }
   job_put(st, j);
   weft_future_unref(f);
@@ -80,12 +138,9 @@ static void job_cancel(weft_future *f, void *arg) {
   weft_work_cancel(&j->w); /* queued: never runs; running: flag raised */
 }
 
-int weft_pool_submit_future(weft_loop *loop, weft_pool_lane lane,
-                            weft_pool_fn fn, void *arg, weft_dtor dtor,
-                            weft_future **out) {
-  if (loop == NULL || fn == NULL || out == NULL ||
-      (unsigned)lane >= WEFT_LANE_COUNT)
-    return -EINVAL;
+static int submit(weft_loop *loop, weft_pool_lane lane, weft_pool_fn fn,
+                  weft_pool_job_fn jfn, void *arg, weft_dtor dtor,
+                  const char *op, weft_future **out) {
   job_state *st = job_state_get(loop);
   if (st == NULL) return -ENOMEM;
   pool_job *j = st->free;
@@ -94,10 +149,10 @@ int weft_pool_submit_future(weft_loop *loop, weft_pool_lane lane,
   else if ((j = weft__calloc(1, sizeof *j)) == NULL)
     return -ENOMEM;
   weft_future *f = NULL;
-  int err = weft_future_new_op(loop, "weft_pool_submit_future", &f);
+  int err = weft_future_new_op(loop, op, &f);
   if (err == 0) err = weft_future_on_cancel(f, job_cancel, j);
   if (err == 0) {
-    *j = (pool_job){.f = f, .fn = fn, .arg = arg, .dtor = dtor};
+    *j = (pool_job){.f = f, .fn = fn, .jfn = jfn, .arg = arg, .dtor = dtor};
     err = weft_work_submit(loop, &j->w, lane, job_work, job_done);
   }
   if (err != 0) {
@@ -106,6 +161,69 @@ int weft_pool_submit_future(weft_loop *loop, weft_pool_lane lane,
     return err;
   }
   *out = weft_future_ref(f); /* one for the caller, one for the job */
+  return 0;
+}
+
+int weft_pool_submit_future(weft_loop *loop, weft_pool_lane lane,
+                            weft_pool_fn fn, void *arg, weft_dtor dtor,
+                            weft_future **out) {
+  if (loop == NULL || fn == NULL || out == NULL ||
+      (unsigned)lane >= WEFT_LANE_COUNT)
+    return -EINVAL;
+  return submit(loop, lane, fn, NULL, arg, dtor, "weft_pool_submit_future",
+                out);
+}
+
+int weft_pool_submit_job(weft_loop *loop, weft_pool_lane lane,
+                         weft_pool_job_fn fn, void *arg, weft_future **out) {
+  if (loop == NULL || fn == NULL || out == NULL ||
+      (unsigned)lane >= WEFT_LANE_COUNT)
+    return -EINVAL;
+  return submit(loop, lane, NULL, fn, arg, NULL, "weft_pool_submit_job", out);
+}
+
+/* ---- weft_pool_shutdown: a future for "the workers are gone" ------------- */
+
+static void shut_done(weft_loop *loop, void *arg) {
+  WEFT__UNUSED(loop);
+  job_state *st = arg;
+  weft_future *f = st->shut_f;
+  st->shut_f = NULL;
+  if (f != NULL) {
+    weft_future_resolve_i64(f, 0);
+    weft_future_unref(f);
+  }
+}
+
+static void shut_cancel(weft_future *f, void *arg) {
+  job_state *st = arg;
+  if (st->shut_f == f) { /* only the waiting stops */
+    st->shut_f = NULL;
+    weft_future_unref(f); /* the canceller still holds f */
+  }
+}
+
+int weft_pool_shutdown(weft_loop *loop, bool wait, bool cancel_queued,
+                       weft_future **out) {
+  if (loop == NULL || wait != (out != NULL)) return -EINVAL;
+  if (!wait) return weft__pool_shutdown(loop, cancel_queued, NULL, NULL);
+  job_state *st = job_state_get(loop);
+  if (st == NULL) return -ENOMEM;
+  if (st->shut_f != NULL) { /* one pending: the same future */
+    int err = weft__pool_shutdown(loop, cancel_queued, NULL, NULL);
+    if (err == 0) *out = weft_future_ref(st->shut_f);
+    return err;
+  }
+  weft_future *f;
+  int err = weft_future_new_op(loop, "weft_pool_shutdown", &f);
+  if (err != 0) return err;
+  if ((err = weft_future_on_cancel(f, shut_cancel, st)) != 0 ||
+      (err = weft__pool_shutdown(loop, cancel_queued, shut_done, st)) != 0) {
+    weft_future_unref(f);
+    return err;
+  }
+  st->shut_f = f; /* the state's reference; it may settle this turn */
+  *out = weft_future_ref(f);
   return 0;
 }
 

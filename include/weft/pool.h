@@ -75,7 +75,8 @@ struct weft_work {
  * status) on the loop's thread (never inline). `w` must not be in flight.
  * Returns 0, -EINVAL (NULL loop, w, work_fn or done_cb, bad lane),
  * -ENOMEM (first use only: the pool or this loop's state), -EAGAIN (no
- * thread could be started), -ESHUTDOWN (the loop is being freed).
+ * thread could be started), -ESHUTDOWN (the loop is being freed, or the
+ * pool was shut down: weft_pool_shutdown()).
  * Loop thread only. Steady-state submits allocate nothing. */
 WEFT_API int weft_work_submit(weft_loop *loop, weft_work *w,
                               weft_pool_lane lane, weft_work_fn work_fn,
@@ -140,11 +141,95 @@ WEFT_API int weft_pool_map(weft_loop *loop, weft_pool_lane lane, size_t n,
                            weft_pool_map_fn fn, void *arg, size_t limit,
                            int64_t *results, weft_future **out);
 
+/** A job for weft_pool_submit_job(): its result (as a weft_thread's). */
+typedef struct weft_pool_job weft_pool_job;
+
+/** Work for weft_pool_submit_job(): runs on a worker thread. Return 0 to
+ * fulfil the future with what weft_pool_return*() set (int64 0 if
+ * nothing), or a negative error code to reject it with that code (a value
+ * set is then dropped: its dtor runs). Must not touch any loop. */
+typedef int (*weft_pool_job_fn)(weft_pool_job *job, void *arg);
+
+/** The job's own call: its result is the pointer `value`, which the future
+ * will own (dtor(value) when freed, or when the result is dropped: the job
+ * failed or its future was cancelled). A later call replaces an earlier
+ * one, whose value is dropped. */
+WEFT_API void weft_pool_return(weft_pool_job *job, void *value,
+                               weft_dtor dtor);
+/** The job's own call: its result is the int64 `v`. */
+WEFT_API void weft_pool_return_i64(weft_pool_job *job, int64_t v);
+/** The job's own call: its result is the double `v`. */
+WEFT_API void weft_pool_return_f64(weft_pool_job *job, double v);
+
+/** The future form with the future API's result shape: runs fn(job, arg)
+ * on `lane`; *out (the caller's reference) is fulfilled with the pointer
+ * (owned, with its dtor), int64 or double the job returned through
+ * weft_pool_return*(), or rejected with fn's negative return value.
+ * Cancelling the future cancels a queued job (fn never runs) and raises a
+ * running one's flag (weft_work_cancelled()); its result is then dropped.
+ * weft_pool_submit_future() stays for a job that returns one pointer.
+ * Returns 0, -EINVAL (NULL loop, fn or out, bad lane), -ENOMEM, -EAGAIN,
+ * -ESHUTDOWN (as weft_work_submit(); nothing started). Loop thread only.
+ * Steady state allocates nothing (jobs come from a per-loop free list). */
+WEFT_API int weft_pool_submit_job(weft_loop *loop, weft_pool_lane lane,
+                                  weft_pool_job_fn fn, void *arg,
+                                  weft_future **out);
+
+/** Called on a worker thread: `lane` and `index` (0 .. WEFT_POOL_MAX-1,
+ * the thread's slot in its lane, unique among its live threads). */
+typedef void (*weft_pool_thread_cb)(weft_pool_lane lane, unsigned index,
+                                    void *arg);
+
+/** Hooks run on every worker thread (for names, affinity, per-thread
+ * state): on_start once when it starts, before its first job (after weft
+ * has named it "weft-cpu-N" / "weft-io-N", which the hook may change);
+ * on_stop once before it exits (a shrink, a shutdown, the pool being freed
+ * with its last loop). Either may be NULL. */
+typedef struct weft_pool_thread_hooks {
+  weft_pool_thread_cb on_start;
+  weft_pool_thread_cb on_stop;
+  void *arg;
+} weft_pool_thread_hooks;
+
+/** Sets the process-wide pool's thread hooks (copied; NULL: none). They
+ * apply to threads started afterwards; a running thread keeps the hooks
+ * it started with, so each thread gets exactly one on_start and one
+ * on_stop from the same set. Returns 0, -EINVAL (NULL loop), -ENOMEM
+ * (first use: the pool could not be created). Any loop's thread. */
+WEFT_API int weft_pool_set_thread_hooks(weft_loop *loop,
+                                        const weft_pool_thread_hooks *hooks);
+
+/** Shuts the process-wide pool down, as concurrent.futures'
+ * Executor.shutdown(wait, cancel_futures), without ever blocking the
+ * loop:
+ * - from now on every submit, from any loop (weft_work_submit, the future
+ *   forms, weft_pool_map's next index, weft_fs_* calls), and
+ *   weft_pool_resize() return -ESHUTDOWN;
+ * - cancel_queued: every queued job of every loop is withdrawn and
+ *   completes with -ECANCELED (its future is cancelled); running jobs run
+ *   to their end (they are not flagged). Without it the queued jobs still
+ *   run;
+ * - each worker exits once its lane's queue is empty (on_stop runs);
+ * - wait: *out (required) gets a future fulfilled (int64 0) on the loop's
+ *   thread once every worker has run and finished its last job and exited
+ *   (joined): the loop keeps running meanwhile (weft_loop_run, never
+ *   blocked), and stays alive until the workers are gone. Cancelling the
+ *   future stops only the waiting (the shutdown goes on; a later wait gets
+ *   a new future). A second call while one is pending on this loop gives
+ *   a reference to the same future; once the workers are gone a wait
+ *   settles at the next turn. Without wait, `out` must be NULL.
+ * The pool stays shut until it is freed with the last loop that uses it; a
+ * loop made after that gets a new pool. Returns 0, -EINVAL (NULL loop;
+ * wait with NULL out, or out without wait), -ENOMEM. Loop thread only. */
+WEFT_API int weft_pool_shutdown(weft_loop *loop, bool wait, bool cancel_queued,
+                                weft_future **out);
+
 /** Resizes the pool: `cpu` and `io` threads per lane (0 keeps a lane as
  * it is). Extra threads finish their current job and exit; new ones start
  * at once if the lane is in use. Returns 0, -EINVAL (NULL loop, above
  * WEFT_POOL_MAX), -ENOMEM, -EAGAIN (a thread could not be started; the
- * lane keeps the threads it has). Loop thread only (any loop). */
+ * lane keeps the threads it has), -ESHUTDOWN (weft_pool_shutdown ran).
+ * Loop thread only (any loop). */
 WEFT_API int weft_pool_resize(weft_loop *loop, unsigned cpu, unsigned io);
 
 /** A lane's counters. */

@@ -1054,6 +1054,76 @@ Test(threads, spawn_settles_with_the_result, .timeout = 20) {
   th_loop_finish(loop);
 }
 
+/* Eight spawned threads use every cross-thread path at once: each puts
+ * SPITEMS items (put_threadsafe) that the loop takes with weft_queue_get
+ * futures (the serve path), then waits (weft_future_wait) for a gate the
+ * loop opens once it has every item, then returns its count. */
+#define SPITEMS 300
+
+typedef struct spawn_feed {
+  weft_queue *q;
+  weft_future *gate;
+  int base;
+} spawn_feed;
+
+static int body_feed(weft_thread *t, void *arg) {
+  spawn_feed *sf = arg;
+  int n = 0;
+  for (int i = 1; i <= SPITEMS; i++) {
+    if (weft_queue_put_threadsafe(sf->q, (void *)(intptr_t)(sf->base + i)) != 0)
+      return -EPROTO;
+    n++;
+  }
+  int err = weft_future_wait(sf->gate, WEFT_WAIT_FOREVER);
+  if (err != 0) return err;
+  weft_thread_return_i64(t, n + weft_future_value_i64(sf->gate));
+  return 0;
+}
+
+Test(threads, eight_spawned_threads_put_wait_and_return, .timeout = 60) {
+  weft_loop *loop = th_loop();
+  weft_queue *q;
+  weft_future *gate, *f[NTHREADS];
+  spawn_feed sf[NTHREADS];
+  static atomic_int seen[NTHREADS * SPITEMS + 1];
+  for (int i = 0; i <= NTHREADS * SPITEMS; i++)
+    atomic_store(&seen[i], 0);
+  cr_assert_eq(weft_queue_new(loop, 8, NULL, &q), 0);
+  cr_assert_eq(weft_future_new(loop, &gate), 0);
+  for (int i = 0; i < NTHREADS; i++) {
+    sf[i] = (spawn_feed){.q = q, .gate = gate, .base = i * SPITEMS};
+    cr_assert_eq(weft_thread_spawn(loop, "feeder", body_feed, &sf[i], &f[i]),
+                 0);
+  }
+  int got = 0;
+  weft_future *g = NULL;
+  while (got < NTHREADS * SPITEMS) {
+    if (g == NULL) cr_assert_eq(weft_queue_get(q, &g), 0);
+    weft_loop_run(loop, WEFT_RUN_NOWAIT);
+    if (weft_future_get_state(g) == WEFT_FUTURE_PENDING) continue;
+    cr_assert_eq(weft_future_error(g), 0, "%s", en(weft_future_error(g)));
+    atomic_fetch_add(&seen[(intptr_t)weft_future_value(g)], 1);
+    weft_future_unref(g);
+    g = NULL;
+    got++;
+  }
+  cr_assert_eq(weft_queue_len(q), 0);
+  cr_assert_eq(weft_queue_unfinished(q), (size_t)got);
+  for (int i = 1; i <= NTHREADS * SPITEMS; i++)
+    cr_assert_eq(atomic_load(&seen[i]), 1, "item %d seen %d", i,
+                 atomic_load(&seen[i]));
+  cr_assert_eq(weft_future_resolve_i64(gate, 1000), 0);
+  cr_assert_eq(weft_loop_run(loop, WEFT_RUN_DEFAULT), 0); /* all settle */
+  for (int i = 0; i < NTHREADS; i++) {
+    cr_assert_eq(weft_future_error(f[i]), 0, "%s", en(weft_future_error(f[i])));
+    cr_assert_eq(weft_future_value_i64(f[i]), SPITEMS + 1000);
+    weft_future_unref(f[i]);
+  }
+  weft_future_unref(gate);
+  queue_free_all(loop, q);
+  th_loop_finish(loop);
+}
+
 Test(threads, spawn_cancel_raises_the_flag_and_drops_the_value, .timeout = 10) {
   weft_loop *loop = th_loop();
   weft_future *f;

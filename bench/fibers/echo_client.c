@@ -6,7 +6,9 @@
  * impl IMPL). One thread, epoll, edge-triggered, so the client costs the
  * same for every server.
  * Usage: echo_client PORT CONNS SIZE SECONDS BENCH IMPL */
+#ifndef _GNU_SOURCE
 #define _GNU_SOURCE
+#endif
 #include <arpa/inet.h>
 #include <errno.h>
 #include <netinet/in.h>

@@ -2,7 +2,9 @@
  * other (glibc saves and restores the signal mask: one syscall per switch).
  * One round trip is two switches.
  * Usage: switch_ucontext N  -> one JSON line, ns per switch. */
+#ifndef _GNU_SOURCE
 #define _GNU_SOURCE
+#endif
 #include <stdio.h>
 #include <stdlib.h>
 #include <time.h>

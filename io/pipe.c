@@ -115,7 +115,8 @@ int weft_pipe_connect_future(weft_pipe *p, const char *name, size_t len,
   weft__net *net = weft__net_get(p->stream.base.loop);
   if (net == NULL) return -ENOMEM;
   weft__req_hdr *r;
-  int err = weft__req_future_new(p->stream.base.loop, &net->creqs, &r);
+  int err = weft__req_future_new_op(p->stream.base.loop, &net->creqs,
+                                    "weft_pipe_connect_future", &r);
   if (err != 0) return err;
   weft_connect_req *req = weft__req_outer(r);
   err = pipe_connect(req, p, name, len, NULL);

@@ -3,7 +3,7 @@
 # under ThreadSanitizer; `make bench` runs the benchmark report (into
 # $(O)/bench-results; `make bench-publish` copies it to bench/results/).
 # Each goal installs only the Debian packages it needs (scripts/deps.sh
-# lib|examples|test|bench, once per step: build/.deps-STEP).
+# lib|examples|test|bench|docs, once per step: build/.deps-STEP).
 #
 # O=DIR puts every output under DIR instead of build/ (parallel work trees).
 # T=name runs one test suite (tests/test_<name>.c); BENCH=name one benchmark.
@@ -48,7 +48,7 @@ TSAN_TESTS ?= $(TEST_NAMES)
 # One stamp per dependency step (scripts/deps.sh STEP): lib for the
 # library, examples for what examples/ link, test for make check, bench
 # for the benchmarks' peers.
-DEPS_STEPS := lib examples test bench
+DEPS_STEPS := lib examples test bench docs
 $(foreach s,$(DEPS_STEPS),$(eval DEPS_$(s) := build/.deps-$(s)))
 # the old name (one step for everything): the library's step now
 DEPS_STAMP := $(DEPS_lib)
@@ -77,7 +77,7 @@ $(eval $(call variant,TSAN,$(O)/tsan,-O1 -g $(SAN_TSAN) -DWEFT_TSAN -DWEFT_DEBUG
 
 .PHONY: all lib check check-plain check-asan check-tsan test bench examples \
         benches install uninstall clean format compile_commands deps tidy fuzz check-layers check-format \
-        check-headers check-examples check-version bench-publish $(addprefix deps-,$(DEPS_STEPS))
+        check-headers check-examples check-version check-docs docs bench-publish $(addprefix deps-,$(DEPS_STEPS))
 
 all: lib
 lib: $(O)/libweft.a $(O)/libweft.so
@@ -118,8 +118,9 @@ ASAN_ENV := ASAN_OPTIONS=halt_on_error=1:detect_leaks=1:abort_on_error=1 \
 TSAN_ENV := TSAN_OPTIONS=halt_on_error=1:second_deadlock_stack=1
 
 # Without T: also the header test (C++11..23 and strict C11 users), the
-# examples' command lines, the version check and the install test.
-check: check-plain check-asan check-layers $(if $(T),,check-headers check-examples check-version)
+# examples' command lines, the version check, the install test and the
+# API reference's coverage (check-docs).
+check: check-plain check-asan check-layers $(if $(T),,check-headers check-examples check-version check-docs)
 	@echo "make check: all suites passed (plain and ASan+UBSan), calls only go down the layers"
 
 check-headers: $(O)/libweft.a | $(DEPS_test)
@@ -220,6 +221,17 @@ uninstall:
 # must match VERSION; weft.pc and the CMake files are generated from it.
 check-version: lib
 	@O=$(O) CC=$(CC) VERSION=$(VERSION) scripts/check-version.sh
+
+# ---- API reference --------------------------------------------------------
+# doxygen (docs/Doxyfile) on include/ into $(O)/docs: html/index.html (one
+# page per header under Files), man/man3 (one page per header), xml/.
+# check-docs: every exported function documented and in the reference.
+docs: | $(DEPS_docs)
+	@rm -rf $(O)/docs && mkdir -p $(O)/docs
+	@WEFT_VERSION=$(VERSION) WEFT_DOCS_OUT=$(O)/docs doxygen docs/Doxyfile
+	@echo "docs: $(O)/docs/html/index.html, man pages in $(O)/docs/man (man -l $(O)/docs/man/man3/loop.h.3)"
+check-docs: docs lib
+	@O=$(O) scripts/check-docs.sh
 
 # ---- tooling --------------------------------------------------------------
 FORMAT_FILES := $(sort $(LIB_SRCS) $(HEADERS) $(wildcard */*.h */*/*.h) $(TEST_SRCS) \

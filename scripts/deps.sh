@@ -9,11 +9,12 @@
 #                             C++ header test, clang and clang-format
 #                             (make check, check-format, fuzz, CI's clang build)
 #   scripts/deps.sh bench     examples + every benchmark's peers (make bench)
+#   scripts/deps.sh docs      the API reference (make docs, check-docs)
 #   scripts/deps.sh --list STEP   prints the packages of STEP, installs nothing
 # The compiler (gcc, libc6-dev) and make are taken as given.
 set -euo pipefail
 
-usage() { sed -n '2,13p' "$0" | sed 's/^# \{0,1\}//'; }
+usage() { sed -n '2,14p' "$0" | sed 's/^# \{0,1\}//'; }
 
 pkgs() {
   case $1 in
@@ -33,6 +34,8 @@ pkgs() {
     # gnuplot: the report's charts
     bench) echo "$(pkgs examples)" libuv1-dev wrk nginx-light redis-tools \
         redis-server nodejs python3 python3-uvloop g++ libboost-context-dev gnuplot-nox ;;
+    # doxygen: make docs; python3 + binutils (nm): scripts/check-docs.sh
+    docs) echo doxygen python3 binutils ;;
     *) return 1 ;;
   esac
 }

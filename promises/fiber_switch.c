@@ -52,7 +52,7 @@ const char *weft__fctx_impl(void) { return "ucontext"; }
 #if defined(__x86_64__)
 /* Frame, from the saved sp up: [0] MXCSR (low 4 bytes) and the x87
  * control word (bytes 4-5), [1] r15, [2] r14, [3] r13, [4] r12, [5] rbx,
- * [6] rbp, [7] the return address. */
+ * [6] rbp, [7] the return address (popped into r8 and jumped to). */
 __asm__(".text\n"
         ".globl weft__fctx_jump\n"
         ".hidden weft__fctx_jump\n"
@@ -79,9 +79,12 @@ __asm__(".text\n"
         "  popq %r12\n"
         "  popq %rbx\n"
         "  popq %rbp\n"
-        "  ret\n"
+        /* not ret: the return stack predicts the caller of this call, which
+         * is on the other stack; an indirect jump learns the pattern */
+        "  popq %r8\n"
+        "  jmpq *%r8\n"
         ".size weft__fctx_jump,.-weft__fctx_jump\n"
-        /* entered by the ret above with rsp 16-byte aligned: r12 is the
+        /* entered by the jump above with rsp 16-byte aligned: r12 is the
          * entry, rbx its argument; entry never returns */
         ".type weft__fctx_start,@function\n"
         "weft__fctx_start:\n"

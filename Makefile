@@ -1,7 +1,8 @@
 # weft — the one build. `make` builds the libraries; `make check` runs the
 # tests (plain, then ASan+UBSan); `make check-tsan` runs the threaded tests
 # under ThreadSanitizer; `make bench` runs the benchmark report (into
-# $(O)/bench-results; `make bench-publish` copies it to bench/results/).
+# $(O)/bench-results; `make bench-publish` copies it to bench/results/);
+# `make docs` generates the API reference into $(O)/docs.
 # Each goal installs only the Debian packages it needs (scripts/deps.sh
 # lib|examples|test|bench|docs, once per step: build/.deps-STEP).
 #

@@ -112,3 +112,9 @@ for f in fail:
     print("check-docs: FAIL " + f, file=sys.stderr)
 sys.exit(1 if fail else 0)
 EOF
+# doxygen's own complaints (markup it could not read) do not fail the
+# check; they are shown so that they get fixed.
+if [ -s "$ref/doxygen-warnings.log" ]; then
+  echo "check-docs: doxygen warnings ($ref/doxygen-warnings.log):"
+  sed 's/^/  /' "$ref/doxygen-warnings.log"
+fi

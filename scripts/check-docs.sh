@@ -4,7 +4,8 @@
 #   - every function the shared library exports (nm -D: ' T weft_') is
 #     declared WEFT_API in a header of include/ with a `/** ... */` doc
 #     comment right before it, and appears, described, in the generated
-#     reference ($O/docs/xml, the same run that wrote html/ and man/);
+#     reference (doxygen's xml/, from the same run as html/ and man/) and
+#     on its header's HTML page;
 #   - no WEFT_API function in a header lacks a doc comment, and none is
 #     declared without being exported;
 #   - every header has its own page (html/NAME_8h.html, man/man3/NAME.h.3).
@@ -82,6 +83,13 @@ for x in glob.glob(os.path.join(ref, "xml", "*_8h.xml")):
             if text:
                 described[md.findtext("name")] = fname
 
+pages_html = {}
+def html_text(header):  # the page of weft/x.h is html/x_8h.html
+    if header not in pages_html:
+        path = os.path.join(ref, "html", os.path.basename(header).replace(".", "_8") + ".html")
+        pages_html[header] = open(path, encoding="utf-8").read() if os.path.exists(path) else ""
+    return pages_html[header]
+
 fail = []
 for name in sorted(exported):
     if name not in decls:
@@ -90,6 +98,8 @@ for name in sorted(exported):
         fail.append("%s: %s: exported, no /** */ doc comment" % (name, decls[name][0]))
     if name not in described:
         fail.append("%s: exported, missing from the generated reference" % name)
+    elif name not in html_text(described[name]):
+        fail.append("%s: not on %s's HTML page" % (name, described[name]))
 for name, (where, doc) in sorted(decls.items()):
     if not doc and name not in exported:
         fail.append("%s: %s: WEFT_API without a /** */ doc comment" % (name, where))

@@ -32,7 +32,7 @@ static const char usage_text[] =
 enum kind { K_DIR, K_FILE, K_LINK };
 
 typedef struct task {
-  weft_fs_req req; /* one operation at a time per task */
+  weft_future *f, *next; /* the step that settled; the one just started */
   enum kind kind;
   int step;
   char *src, *dst;
@@ -40,7 +40,6 @@ typedef struct task {
   dev_t dev; /* the source file's identity */
   ino_t ino;
   int64_t err; /* a failure to report once the copy is removed */
-  struct task *next;
 } task;
 
 /* A failed path, kept for the summary. */
@@ -51,23 +50,22 @@ typedef struct failure {
 
 static struct {
   weft_loop *loop;
-  int max_inflight, inflight;
-  task *head, *tail; /* waiting to start */
+  weft_semaphore *slots; /* -j: a task holds one from its start to its end */
   size_t seen, done, failed;
   unsigned long long bytes;
   bool tty;
   failure *failures, **failures_tail;
 } S;
 
-static void task_step(weft_fs_req *req);
+static void oom(void) {
+  fprintf(stderr, "pcopy: out of memory\n");
+  exit(1);
+}
 
 static char *join(const char *a, const char *b) {
   size_t n = strlen(a) + strlen(b) + 2;
   char *p = malloc(n);
-  if (p == NULL) {
-    fprintf(stderr, "pcopy: out of memory\n");
-    exit(1);
-  }
+  if (p == NULL) oom();
   snprintf(p, n, "%s/%s", a, b);
   return p;
 }
@@ -84,25 +82,26 @@ static void progress(bool last) {
   }
 }
 
-static void add_task(enum kind kind, char *src, char *dst) {
-  task *t = calloc(1, sizeof *t);
-  if (t == NULL) {
-    fprintf(stderr, "pcopy: out of memory\n");
-    exit(1);
-  }
-  t->kind = kind;
-  t->src = src;
-  t->dst = dst;
-  t->req.data = t;
-  if (S.tail)
-    S.tail->next = t;
-  else
-    S.head = t;
-  S.tail = t;
-  if (kind != K_DIR) S.seen++;
+static void on_step(weft_future *f, void *arg);
+
+/* Each task is a small state machine: every step starts one fs future into
+ * t->next and returns go(t, err); go() makes it the current one, and its
+ * settling runs the task's next step. */
+static int go(task *t, int err) {
+  if (err != 0) return err;
+  weft_future_unref(t->f);
+  t->f = t->next;
+  return weft_future_on_settled(t->f, on_step, t);
 }
 
-static void start_more(void);
+/* A task waits for a slot (-j) before its first step. */
+static void add_task(enum kind kind, char *src, char *dst) {
+  task *t = calloc(1, sizeof *t);
+  if (t == NULL) oom();
+  *t = (task){.kind = kind, .src = src, .dst = dst};
+  if (kind != K_DIR) S.seen++;
+  if (go(t, weft_semaphore_acquire(S.slots, &t->next)) != 0) oom();
+}
 
 /* Ends a task; a negative `err` is reported as "<what> '<path>': <why>". */
 static void finish(task *t, const char *what, const char *path, int64_t err) {
@@ -122,17 +121,15 @@ static void finish(task *t, const char *what, const char *path, int64_t err) {
     S.done++;
     progress(false);
   }
-  weft_fs_req_cleanup(&t->req);
+  weft_future_unref(t->f);
   free(t->src);
   free(t->dst);
   free(t);
-  S.inflight--;
-  start_more();
+  weft_semaphore_release(S.slots);
 }
 
 /* A listed directory: queue its entries. */
-static void dir_listed(task *t) {
-  weft_fs_dir *d = t->req.ptr;
+static void dir_listed(task *t, const weft_fs_dir *d) {
   for (size_t i = 0; i < d->count; i++) {
     const weft_dirent *e = &d->entries[i];
     enum kind k = e->type == DT_DIR   ? K_DIR
@@ -147,24 +144,24 @@ static void dir_listed(task *t) {
   }
 }
 
-/* Each task is a small state machine; `step` says which operation just
- * completed. */
-static int run_step_copy(task *t) {
+static int copy(task *t) {
   t->step = 4;
-  return weft_fs_copyfile(S.loop, &t->req, t->src, t->dst, WEFT_FS_COPY_EXCL,
-                          task_step);
+  return go(t, weft_fs_copyfile_future(S.loop, t->src, t->dst,
+                                       WEFT_FS_COPY_EXCL, &t->next));
 }
 
+/* `res` is the error of the step that settled (0: it succeeded, and
+ * weft_future_value(t->f) holds its result). */
 static int dir_step(task *t, int64_t res) {
   switch (t->step++) {
   case 0:
-    return weft_fs_mkdir(S.loop, &t->req, t->dst, 0755, task_step);
+    return go(t, weft_fs_mkdir_future(S.loop, t->dst, 0755, &t->next));
   case 1:
     if (res < 0 && res != -EEXIST)
       return finish(t, "cannot create directory", t->dst, res), 0;
-    return weft_fs_scandir(S.loop, &t->req, t->src, task_step);
+    return go(t, weft_fs_scandir_future(S.loop, t->src, &t->next));
   default:
-    if (res >= 0) dir_listed(t);
+    if (res == 0) dir_listed(t, weft_future_value(t->f));
     return finish(t, "cannot list directory", t->src, res), 0;
   }
 }
@@ -173,35 +170,36 @@ static int dir_step(task *t, int64_t res) {
  * is unlinked; copy with EXCL; stat the copy, and unlink it if its size is
  * wrong. */
 static int file_step(task *t, int64_t res) {
+  const struct stat *st = res == 0 ? weft_future_value(t->f) : NULL;
   switch (t->step++) {
   case 0:
-    return weft_fs_stat(S.loop, &t->req, t->src, task_step);
+    return go(t, weft_fs_stat_future(S.loop, t->src, &t->next));
   case 1:
     if (res < 0) return finish(t, "cannot read", t->src, res), 0;
-    t->size = t->req.statbuf.st_size;
-    t->dev = t->req.statbuf.st_dev;
-    t->ino = t->req.statbuf.st_ino;
-    return weft_fs_lstat(S.loop, &t->req, t->dst, task_step);
+    t->size = st->st_size;
+    t->dev = st->st_dev;
+    t->ino = st->st_ino;
+    return go(t, weft_fs_lstat_future(S.loop, t->dst, &t->next));
   case 2:
-    if (res == -ENOENT) return run_step_copy(t);
+    if (res == -ENOENT) return copy(t);
     if (res < 0) return finish(t, "cannot check", t->dst, res), 0;
-    if (t->req.statbuf.st_dev == t->dev && t->req.statbuf.st_ino == t->ino)
+    if (st->st_dev == t->dev && st->st_ino == t->ino)
       return finish(t, "source and destination are one file:", t->dst, -EINVAL),
              0;
-    return weft_fs_unlink(S.loop, &t->req, t->dst, task_step);
+    return go(t, weft_fs_unlink_future(S.loop, t->dst, &t->next));
   case 3:
     if (res < 0) return finish(t, "cannot replace", t->dst, res), 0;
-    return run_step_copy(t);
+    return copy(t);
   case 4:
     if (res < 0) return finish(t, "cannot copy to", t->dst, res), 0;
-    return weft_fs_stat(S.loop, &t->req, t->dst, task_step);
+    return go(t, weft_fs_stat_future(S.loop, t->dst, &t->next));
   case 5:
-    if (res == 0 && t->req.statbuf.st_size == t->size) {
+    if (res == 0 && st->st_size == t->size) {
       S.bytes += (unsigned long long)t->size;
       return finish(t, NULL, t->dst, 0), 0;
     }
     t->err = res < 0 ? res : -EIO;
-    return weft_fs_unlink(S.loop, &t->req, t->dst, task_step);
+    return go(t, weft_fs_unlink_future(S.loop, t->dst, &t->next));
   default:
     return finish(t, "size check failed for", t->dst, t->err), 0;
   }
@@ -210,53 +208,34 @@ static int file_step(task *t, int64_t res) {
 static int link_step(task *t, int64_t res) {
   switch (t->step++) {
   case 0:
-    return weft_fs_readlink(S.loop, &t->req, t->src, task_step);
-  case 1: {
+    return go(t, weft_fs_readlink_future(S.loop, t->src, &t->next));
+  case 1: /* the target string is the readlink future's, kept until go() */
     if (res < 0) return finish(t, "cannot read link", t->src, res), 0;
-    /* the next request resets req: keep the target in a request of its own,
-     * freed once weft_fs_symlink() has copied it */
-    weft_fs_req target = {.ptr = t->req.ptr};
-    t->req.ptr = NULL;
-    int err = weft_fs_symlink(S.loop, &t->req, target.ptr, t->dst, task_step);
-    weft_fs_req_cleanup(&target);
-    return err;
-  }
+    return go(t, weft_fs_symlink_future(S.loop, weft_future_value(t->f),
+                                        t->dst, &t->next));
   default:
     return finish(t, "cannot create link", t->dst, res), 0;
   }
 }
 
-static void run_step(task *t, int64_t res) {
+static void on_step(weft_future *f, void *arg) {
+  task *t = arg;
+  int64_t res = weft_future_error(f);
   int err = t->kind == K_DIR    ? dir_step(t, res)
             : t->kind == K_FILE ? file_step(t, res)
                                 : link_step(t, res);
   if (err != 0) finish(t, "cannot start an operation on", t->src, err);
 }
 
-static void task_step(weft_fs_req *req) { run_step(req->data, req->result); }
-
-static void start_more(void) {
-  while (S.inflight < S.max_inflight && S.head != NULL) {
-    task *t = S.head;
-    S.head = t->next;
-    if (S.head == NULL) S.tail = NULL;
-    S.inflight++;
-    run_step(t, 0);
-  }
-}
-
-static void probe_done(weft_fs_req *req) { (void)req; }
-
 int main(int argc, char **argv) {
-  int opt;
-  S.max_inflight = 16;
+  int opt, jobs = 16;
   S.failures_tail = &S.failures;
   for (int i = 1; i < argc && strcmp(argv[i], "--") != 0; i++)
     if (ex_is_help(argv[i])) ex_usage(usage_text, 0);
   opterr = 0;
   while ((opt = getopt(argc, argv, "+j:")) != -1) {
     if (opt == 'j')
-      S.max_inflight = (int)ex_number("-j", optarg, 1, 1024, usage_text);
+      jobs = (int)ex_number("-j", optarg, 1, 1024, usage_text);
     else if (optopt == 'j')
       ex_bad(usage_text, "-j needs a value");
     else
@@ -266,25 +245,29 @@ int main(int argc, char **argv) {
   const char *src = argv[optind], *dst = argv[optind + 1];
   S.tty = isatty(STDOUT_FILENO);
   int err = weft_loop_new(&S.loop, NULL);
+  if (err == 0) err = weft_semaphore_new(S.loop, (unsigned)jobs, &S.slots);
   if (err != 0) {
     fprintf(stderr, "pcopy: %s\n", weft_strerror(err));
     return 1;
   }
   /* the source must exist; its type decides the first task */
-  weft_fs_req probe = {0};
-  err = weft_fs_stat(S.loop, &probe, src, probe_done);
+  weft_future *probe = NULL;
+  err = weft_fs_stat_future(S.loop, src, &probe);
   if (err == 0) err = weft_loop_run(S.loop, WEFT_RUN_DEFAULT);
-  if (err < 0 || probe.result < 0) {
+  if (err >= 0) err = weft_future_error(probe);
+  if (err < 0) {
     fprintf(stderr, "pcopy: cannot read source '%s': %s\n", src,
-            weft_strerror(err < 0 ? err : (int)probe.result));
+            weft_strerror(err));
+    weft_future_unref(probe);
     weft_loop_free(S.loop);
     return 1;
   }
-  add_task(S_ISDIR(probe.statbuf.st_mode) ? K_DIR : K_FILE, strdup(src),
-           strdup(dst));
-  start_more();
+  const struct stat *st = weft_future_value(probe);
+  add_task(S_ISDIR(st->st_mode) ? K_DIR : K_FILE, strdup(src), strdup(dst));
+  weft_future_unref(probe);
   weft_loop_run(S.loop, WEFT_RUN_DEFAULT);
   progress(true);
+  weft_semaphore_free(S.slots);
   weft_loop_free(S.loop);
   if (S.failed) fprintf(stderr, "pcopy: %zu error(s); not copied:\n", S.failed);
   for (failure *f = S.failures, *next; f != NULL; f = next) {

@@ -95,7 +95,16 @@ void weft__hooks_run(weft_loop *loop, int kind) {
   weft__list *n;
   while ((n = weft__list_pop_front(&batch)) != NULL) {
     weft__list_insert(&loop->hooks[kind], n);
-    call_hook(WEFT__CONTAINER_OF(n, hook, node), kind);
+    hook *h = WEFT__CONTAINER_OF(n, hook, node);
+    loop->m.hooks++;
+    if (WEFT__UNLIKELY(loop->slow_cb != NULL)) {
+      weft_any_fn fn = h->cb; /* the callback may close and free h */
+      uint64_t t0 = weft__clock_ns();
+      call_hook(h, kind);
+      weft__slow_check(loop, fn, t0);
+    } else {
+      call_hook(h, kind);
+    }
   }
 }
 

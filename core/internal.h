@@ -8,6 +8,7 @@
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
+#include <time.h>
 
 #include "list.h"
 #include "weft/loop.h"
@@ -165,7 +166,8 @@ struct weft_loop {
   weft__task *cs_ring;
   uint32_t cs_head, cs_count, cs_mask;
   unsigned cs_budget;
-  bool cs_alive; /* the nonempty queue is counted in `alive` */
+  bool cs_alive;   /* the nonempty queue is counted in `alive` */
+  uint32_t cs_max; /* metrics: the deepest the queue has been */
 
   /* call_soon_threadsafe (core/xpost.c): one ring per posting thread */
   pthread_mutex_t x_lock; /* the registry of rings */
@@ -193,6 +195,16 @@ struct weft_loop {
    * which keep the poll from blocking */
   weft__list hooks[3];
   unsigned idle_active;
+
+  /* metrics (weft_loop_get_metrics): plain counters, loop thread only;
+   * m.size, m.callbacks and the depths are filled in when read */
+  weft_loop_metrics m;
+  uint64_t turn_ns;   /* clock at the last turn's start (after the poll) */
+  uint64_t poll_ns;   /* clock when the last prepare phase ended, or 0 */
+  bool turn_open;     /* a busy stretch began at turn_ns */
+  uint64_t slow_ns;   /* the slow-callback threshold */
+  weft_slow_callback_cb slow_cb; /* NULL: callbacks are not timed */
+  void *slow_arg;
 
   ev_prepare prepare;  /* arms the timer watcher before polling */
   ev_check time_check; /* max priority: refreshes `now` after polling */
@@ -228,6 +240,22 @@ void weft__xpost_drain(weft_loop *loop);
 bool weft__xpost_pending(weft_loop *loop);
 int weft__xpost_close(weft_loop *loop); /* -EBUSY while posts are queued */
 void weft__xpost_free(weft_loop *loop);
+
+/* The monotonic clock in ns (metrics, the slow-callback hook). */
+static inline uint64_t weft__clock_ns(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+/* The slow-callback hook: while loop->slow_cb is set, a dispatcher reads
+ * the clock before a callback (t0) and calls this after it. */
+static inline void weft__slow_check(weft_loop *loop, weft_any_fn fn,
+                                    uint64_t t0) {
+  uint64_t d = weft__clock_ns() - t0;
+  if (d >= loop->slow_ns && loop->slow_cb != NULL)
+    loop->slow_cb(loop, fn, d, loop->slow_arg);
+}
 
 /* Makes sure the next poll does not block (deferred work is queued). */
 void weft__loop_want_turn(weft_loop *loop);

@@ -114,7 +114,7 @@ int weft_call_soon(weft_loop *loop, weft_cb cb, void *arg) {
       &loop->cs_ring[(loop->cs_head + loop->cs_count) & loop->cs_mask];
   slot->cb = cb;
   slot->arg = arg;
-  loop->cs_count++;
+  if (++loop->cs_count > loop->cs_max) loop->cs_max = loop->cs_count;
   if (WEFT__UNLIKELY(!loop->cs_alive)) {
     loop->cs_alive = true;
     weft__alive_add(loop, 1);
@@ -126,14 +126,34 @@ int weft_call_soon(weft_loop *loop, weft_cb cb, void *arg) {
 /* Runs queued callbacks, including ones they queue, until the queue is
  * empty or the budget is spent; what is left runs next turn, after a
  * non-blocking poll, so a self-reposting callback cannot starve I/O. */
-static void cs_drain(weft_loop *loop) {
-  unsigned budget = loop->cs_budget;
-  while (loop->cs_count != 0 && budget-- != 0) {
+static unsigned cs_drain_timed(weft_loop *loop, unsigned budget) {
+  unsigned ran = 0;
+  while (loop->cs_count != 0 && ran != budget) {
     weft__task t = loop->cs_ring[loop->cs_head];
     loop->cs_head = (loop->cs_head + 1) & loop->cs_mask;
     loop->cs_count--;
+    ran++;
+    uint64_t t0 = weft__clock_ns();
     t.cb(t.arg);
+    weft__slow_check(loop, (weft_any_fn)t.cb, t0);
   }
+  return ran;
+}
+
+static void cs_drain(weft_loop *loop) {
+  unsigned budget = loop->cs_budget, ran = 0;
+  if (WEFT__UNLIKELY(loop->slow_cb != NULL)) {
+    ran = cs_drain_timed(loop, budget);
+  } else {
+    while (loop->cs_count != 0 && ran != budget) {
+      weft__task t = loop->cs_ring[loop->cs_head];
+      loop->cs_head = (loop->cs_head + 1) & loop->cs_mask;
+      loop->cs_count--;
+      ran++;
+      t.cb(t.arg);
+    }
+  }
+  loop->m.deferred += ran; /* once per drain: metrics are per turn */
   if (loop->cs_count == 0 && loop->cs_alive) {
     loop->cs_alive = false;
     weft__alive_add(loop, -1);
@@ -146,7 +166,22 @@ static void on_time_check(struct ev_loop *ev, ev_check *w, int revents) {
   WEFT__UNUSED(revents);
   weft_loop *loop = w->data;
   WEFT__UNUSED(ev);
-  loop->now = clock_ms();
+  uint64_t t = weft__clock_ns();
+  loop->now = t / 1000000u;
+  loop->m.turns++;
+  if (loop->poll_ns != 0) loop->m.wait_ns += t - loop->poll_ns;
+  loop->poll_ns = 0;
+  loop->turn_ns = t;
+  loop->turn_open = true;
+}
+
+/* Ends the busy stretch begun at loop->turn_ns (metrics). */
+static void turn_close(weft_loop *loop, uint64_t t) {
+  if (!loop->turn_open) return;
+  loop->turn_open = false;
+  uint64_t d = t - loop->turn_ns;
+  loop->m.busy_ns += d;
+  if (d > loop->m.longest_turn_ns) loop->m.longest_turn_ns = d;
 }
 
 static void on_timer(struct ev_loop *ev, ev_timer *w, int revents) {
@@ -206,13 +241,7 @@ static void on_check(struct ev_loop *ev, ev_check *w, int revents) {
     ev_break(ev, EVBREAK_ONE);
 }
 
-static void on_prepare(struct ev_loop *ev, ev_prepare *w, int revents) {
-  WEFT__UNUSED(revents);
-  weft_loop *loop = w->data;
-  /* first: what they start (timers, I/O, call_soon) counts for this poll */
-  weft__hooks_maybe_run(loop, WEFT__HOOK_IDLE);
-  weft__hooks_maybe_run(loop, WEFT__HOOK_PREPARE);
-  loop->fd_dirty = false;
+static void arm_timer(struct ev_loop *ev, weft_loop *loop) {
   uint64_t deadline;
   if (!weft__timers_earliest(loop, &deadline)) {
     if (loop->timer_armed) {
@@ -232,6 +261,20 @@ static void on_prepare(struct ev_loop *ev, ev_prepare *w, int revents) {
   WEFT__EV_START(timer, loop, &loop->timer_watcher);
   loop->timer_armed = true;
   loop->armed_deadline = deadline;
+}
+
+static void on_prepare(struct ev_loop *ev, ev_prepare *w, int revents) {
+  WEFT__UNUSED(revents);
+  weft_loop *loop = w->data;
+  /* first: what they start (timers, I/O, call_soon) counts for this poll */
+  weft__hooks_maybe_run(loop, WEFT__HOOK_IDLE);
+  weft__hooks_maybe_run(loop, WEFT__HOOK_PREPARE);
+  loop->fd_dirty = false;
+  arm_timer(ev, loop);
+  /* metrics: the turn ends, the poll begins */
+  uint64_t t = weft__clock_ns();
+  turn_close(loop, t);
+  loop->poll_ns = t;
 }
 
 static void on_idle(struct ev_loop *ev, ev_idle *w, int revents) {
@@ -446,11 +489,16 @@ int weft_loop_run(weft_loop *loop, weft_run_mode mode) {
   }
   if (loop->running) return -EBUSY;
   loop->running = 1;
-  loop->now = clock_ms();
+  uint64_t t = weft__clock_ns();
+  loop->now = t / 1000000u;
+  loop->turn_ns = t; /* metrics: busy until the first poll */
+  loop->turn_open = true;
   /* libev's ev_run always makes one pass; a DEFAULT run of a dead loop
    * returns at once, as a libuv user expects. */
   if (mode != WEFT_RUN_DEFAULT || loop->alive != 0 || !loop->own_ev)
     ev_run(loop->ev, flags);
+  turn_close(loop, weft__clock_ns());
+  loop->poll_ns = 0; /* between runs: neither busy nor waiting */
   atomic_store(&loop->stop_flag, false);
   loop->running = 0;
   return loop->alive != 0;
@@ -476,4 +524,32 @@ int weft_loop_backend_timeout(const weft_loop *loop) {
   int64_t ms = weft__timers_next(loop);
   if (ms > INT32_MAX) return INT32_MAX;
   return (int)ms;
+}
+
+/* ---- metrics ------------------------------------------------------------ */
+
+_Static_assert(WEFT_LOOP_LAG_BUCKETS == 32, "lag buckets: see weft/loop.h");
+
+int weft_loop_get_metrics(const weft_loop *loop, weft_loop_metrics *m,
+                          size_t size) {
+  if (loop == NULL || m == NULL || size < sizeof *m) return -EINVAL;
+  weft_loop_metrics v = loop->m;
+  v.size = sizeof v;
+  v.callbacks =
+      v.deferred + v.posts_received + v.timers_fired + v.io_events + v.hooks;
+  v.deferred_depth = loop->cs_count;
+  v.deferred_max_depth = loop->cs_max;
+  memset(m, 0, size);
+  memcpy(m, &v, sizeof v);
+  return 0;
+}
+
+int weft_loop_set_slow_callback(weft_loop *loop, uint64_t threshold_us,
+                                weft_slow_callback_cb cb, void *arg) {
+  if (loop == NULL) return -EINVAL;
+  loop->slow_ns =
+      threshold_us > UINT64_MAX / 1000u ? UINT64_MAX : threshold_us * 1000u;
+  loop->slow_arg = arg;
+  loop->slow_cb = cb;
+  return 0;
 }

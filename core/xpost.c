@@ -156,7 +156,7 @@ int weft_call_soon_threadsafe(weft_loop *loop, weft_cb cb, void *arg) {
 }
 
 /* Runs up to `budget` of the ring's posts; returns how many ran. */
-static size_t ring_drain(weft__xring *r, size_t budget) {
+static size_t ring_drain(weft_loop *loop, weft__xring *r, size_t budget) {
   uint64_t avail =
       atomic_load_explicit(&r->published, memory_order_acquire) - r->consumed;
   size_t n = avail < budget ? (size_t)avail : budget;
@@ -175,8 +175,15 @@ static size_t ring_drain(weft__xring *r, size_t budget) {
     }
     weft__task t = r->chead->slot[r->cidx++];
     r->consumed++;
-    t.cb(t.arg);
+    if (WEFT__UNLIKELY(loop->slow_cb != NULL)) {
+      uint64_t t0 = weft__clock_ns();
+      t.cb(t.arg);
+      weft__slow_check(loop, (weft_any_fn)t.cb, t0);
+    } else {
+      t.cb(t.arg);
+    }
   }
+  loop->m.posts_received += n;
   return n;
 }
 
@@ -199,7 +206,7 @@ void weft__xpost_drain(weft_loop *loop) {
     for (weft__xring *r =
              atomic_load_explicit(&loop->x_rings, memory_order_acquire);
          r != NULL && budget != 0; r = r->next) {
-      size_t n = ring_drain(r, budget < 1024 ? budget : 1024);
+      size_t n = ring_drain(loop, r, budget < 1024 ? budget : 1024);
       ran += n;
       budget -= n;
     }

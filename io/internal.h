@@ -169,7 +169,10 @@ int weft__net_reserve(weft__net *net);
 /* Brackets an I/O callback. Completions scheduled inside it are delivered
  * when it ends (the start calls have returned by then), without a
  * deferred run: the ping-pong fast path. */
-static inline void weft__net_io_enter(weft__net *net) { net->in_io++; }
+static inline void weft__net_io_enter(weft__net *net) {
+  net->in_io++;
+  net->loop->m.io_events++; /* metrics (weft_loop_get_metrics) */
+}
 void weft__net_io_leave(weft__net *net);
 
 /* Queues `h` (a stream or UDP handle) for delivery of its completions in

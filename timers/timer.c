@@ -267,6 +267,17 @@ static void timer_link(weft__timers *ts, weft_timer *t, uint64_t deadline) {
 
 /* ---- running ------------------------------------------------------------ */
 
+/* Metrics: one more timer fired, this late (the turn's start, in ns, minus
+ * the deadline in ms) in log2 µs buckets (weft/loop.h). */
+static inline void lag_record(weft_loop *loop, uint64_t deadline_ms) {
+  uint64_t due_ns = deadline_ms * 1000000u;
+  uint64_t us = loop->turn_ns > due_ns ? (loop->turn_ns - due_ns) / 1000u : 0;
+  unsigned i = us == 0 ? 0 : 64u - (unsigned)__builtin_clzll(us);
+  if (i > WEFT_LOOP_LAG_BUCKETS - 1) i = WEFT_LOOP_LAG_BUCKETS - 1;
+  loop->m.timer_lag[i]++;
+  loop->m.timers_fired++;
+}
+
 /* Collects every bucket due at `now`, then fires the due list's timers in
  * (deadline, start) order. Callbacks may stop, restart or close any timer,
  * collected ones included: timer_unlink takes it off its bucket, and the
@@ -283,12 +294,20 @@ void weft__timers_run(weft_loop *loop) {
   while ((d = weft__list_front(&ts->due)) != NULL) {
     weft__tbucket *b = WEFT__CONTAINER_OF(d, weft__tbucket, due);
     weft_timer *t = WEFT__CONTAINER_OF(b->timers.next, weft_timer, node);
+    lag_record(loop, t->deadline);
     timer_unlink(ts, t);
     if (t->repeat != 0)
       timer_link(ts, t, loop->now + t->repeat);
     else
       weft__handle_stop(&t->base);
-    t->cb(t);
+    if (WEFT__UNLIKELY(loop->slow_cb != NULL)) {
+      weft_timer_cb cb = t->cb;
+      uint64_t t0 = weft__clock_ns();
+      cb(t); /* may free t */
+      weft__slow_check(loop, (weft_any_fn)cb, t0);
+    } else {
+      t->cb(t);
+    }
   }
 }
 

@@ -247,6 +247,114 @@ typedef void (*weft_walk_cb)(weft_handle *h, void *arg);
  * creation order. cb may close the handle it is given. */
 WEFT_API void weft_walk(weft_loop *loop, weft_walk_cb cb, void *arg);
 
+
+/* ---- metrics ------------------------------------------------------------ */
+
+/** Buckets of weft_loop_metrics.timer_lag: bucket 0 counts timers that fired
+ * less than 1 µs after their deadline; bucket i (1 <= i < 31) those
+ * [2^(i-1), 2^i) µs late; bucket 31 those 2^30 µs (about 18 minutes) late
+ * or more. */
+#define WEFT_LOOP_LAG_BUCKETS 32
+
+/** What a loop has done since it was created; filled by
+ * weft_loop_get_metrics(). Counters only grow (nothing resets them); they
+ * are kept on the loop's thread with plain increments, always on.
+ *
+ * A turn, here, is one iteration of libev's loop: prepare, poll, then the
+ * callbacks of what the poll found. Time is the monotonic clock, in
+ * nanoseconds, read twice per turn: right after the poll returns (the
+ * turn starts) and at the end of weft's prepare phase, right before the
+ * poll (the turn ends); weft_loop_run() also reads it when it starts and
+ * returns. */
+typedef struct weft_loop_metrics {
+  /** Bytes of this struct that weft_loop_get_metrics() filled: the smaller
+   * of the size it was given and the library's own sizeof. A later version
+   * only appends fields, so a program built against this one keeps
+   * working. */
+  size_t size;
+  /** Turns that polled: each time libev's poll returned (WEFT_RUN_NOWAIT
+   * turns included, whether or not anything was ready). */
+  uint64_t turns;
+  /** Every callback weft ran: the sum of `deferred`, `posts_received`,
+   * `timers_fired`, `io_events` and `hooks`. Close callbacks, future
+   * continuations run outside the deferred queue, pool done callbacks,
+   * signal and process callbacks are not counted. */
+  uint64_t callbacks;
+  /** Deferred callbacks (weft_call_soon()) run. Work weft itself defers
+   * through that queue (future settlements, I/O completions delivered
+   * later) counts too. */
+  uint64_t deferred;
+  /** Cross-thread posts (weft_call_soon_threadsafe()) taken from the
+   * queues and run on this loop. */
+  uint64_t posts_received;
+  /** Timer callbacks run (a repeating timer counts once per firing);
+   * internal timers weft starts for itself (timeouts of futures, DNS,
+   * accept back-off) count too. */
+  uint64_t timers_fired;
+  /** I/O readiness callbacks of stream (TCP, pipe) and UDP handles: one
+   * per wake-up of a handle's watcher, whatever it then reads, writes or
+   * accepts. Poll handles, DNS sockets, child-process fds and the loop's
+   * own wake-up fd are not counted. */
+  uint64_t io_events;
+  /** Prepare, check and idle handle callbacks run (weft/hooks.h). */
+  uint64_t hooks;
+  /** Nanoseconds spent turning: from each poll's return to the end of the
+   * next prepare phase (or to weft_loop_run() returning, or from its start
+   * to the first poll). For a libev loop a host runs itself
+   * (weft_loop_from_ev) between ev_run() calls, the host's own time between
+   * a turn's callbacks and its next ev_run() counts as busy. */
+  uint64_t busy_ns;
+  /** Nanoseconds spent in libev's poll (blocked in the kernel, or not):
+   * from the end of a prepare phase to the poll's return. The time between
+   * weft_loop_run() calls counts in neither field. */
+  uint64_t wait_ns;
+  /** The longest single busy stretch of busy_ns (one turn), in ns. */
+  uint64_t longest_turn_ns;
+  /** Deferred callbacks queued now (weft_call_soon(), not yet run). */
+  uint64_t deferred_depth;
+  /** The most deferred callbacks ever queued at once. */
+  uint64_t deferred_max_depth;
+  /** Loop lag: for each timer callback counted in `timers_fired`, how late
+   * it ran: the start of its turn (the clock read right after the poll)
+   * minus its deadline (weft_now() at the start plus the timeout, in whole
+   * ms), in log2 µs buckets (WEFT_LOOP_LAG_BUCKETS). The buckets add up to
+   * `timers_fired`. */
+  uint64_t timer_lag[WEFT_LOOP_LAG_BUCKETS];
+} weft_loop_metrics;
+
+/** Fills *m with the loop's metrics. `size` is sizeof *m as the caller was
+ * compiled: the first `size` bytes are written (m->size says how many hold
+ * fields, the rest of a larger struct is zeroed). Returns 0; -EINVAL for a
+ * NULL loop or m, or a size smaller than this version's struct. Loop
+ * thread only: the counters are plain memory written by the loop's thread;
+ * from another thread, post a function that reads them
+ * (weft_call_soon_threadsafe(), or weft_lgroup_broadcast() for a loop
+ * group). */
+WEFT_API int weft_loop_get_metrics(const weft_loop *loop, weft_loop_metrics *m,
+                                   size_t size);
+
+/** A generic function pointer: the callback weft ran, as
+ * weft_slow_callback_cb sees it. Cast it back to void * for dladdr(). */
+typedef void (*weft_any_fn)(void);
+
+/** Told about a callback that ran longer than the threshold: `fn` is the
+ * function weft called (a weft_cb, a timer callback, a hook callback),
+ * `duration_ns` how long it ran, `arg` the pointer given to
+ * weft_loop_set_slow_callback(). Runs on the loop's thread right after
+ * the slow callback returned; it is not itself timed. */
+typedef void (*weft_slow_callback_cb)(weft_loop *loop, weft_any_fn fn,
+                                      uint64_t duration_ns, void *arg);
+
+/** Calls cb after every deferred callback, cross-thread post, timer
+ * callback or prepare/check/idle callback that ran for at least
+ * `threshold_us` microseconds (0: after every one of them). I/O callbacks
+ * are not timed one by one: a slow one shows in longest_turn_ns. A NULL cb
+ * turns the hook off (the default); while off, no clock is read per
+ * callback. Replaces any earlier hook. Returns 0, or -EINVAL for a NULL
+ * loop. Loop thread only. */
+WEFT_API int weft_loop_set_slow_callback(weft_loop *loop, uint64_t threshold_us,
+                                         weft_slow_callback_cb cb, void *arg);
+
 #ifdef __cplusplus
 }
 #endif

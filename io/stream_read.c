@@ -306,7 +306,12 @@ static int rd_start(weft_stream *s, unsigned mode, void *buf, size_t n,
   bool now = rb_len(s) > 0 && !weft__stream_rq_busy(s);
   if (err == 0 && now) err = weft__net_reserve(net);
   weft__req_hdr *r = NULL;
-  if (err == 0) err = weft__req_future_new(s->base.loop, &net->rdreqs, &r);
+  static const char *const ops[] = {
+      [RD_SOME] = "weft_stream_read_some_future",
+      [RD_EXACT] = "weft_stream_read_exact_future",
+      [RD_UNTIL] = "weft_stream_read_until_future"};
+  if (err == 0)
+    err = weft__req_future_new_op(s->base.loop, &net->rdreqs, ops[mode], &r);
   if (err != 0) return err;
   weft__rd_req *q = rd_of(r);
   rd_init(q, s, mode);
@@ -461,7 +466,9 @@ int weft_stream_accept_future(weft_stream *server, weft_stream *client,
              !weft__stream_rq_busy(server);
   int err = now ? weft__net_reserve(net) : 0;
   weft__req_hdr *r = NULL;
-  if (err == 0) err = weft__req_future_new(server->base.loop, &net->rdreqs, &r);
+  if (err == 0)
+    err = weft__req_future_new_op(server->base.loop, &net->rdreqs,
+                                  "weft_stream_accept_future", &r);
   if (err != 0) return err;
   weft__rd_req *q = rd_of(r);
   rd_init(q, server, RD_ACCEPT);
@@ -500,7 +507,8 @@ int weft_stream_shutdown_future(weft_stream *s, weft_future **out) {
   weft__net *net = weft__net_get(s->base.loop);
   if (net == NULL) return -ENOMEM;
   weft__req_hdr *r;
-  int err = weft__req_future_new(s->base.loop, &net->rdreqs, &r);
+  int err = weft__req_future_new_op(s->base.loop, &net->rdreqs,
+                                    "weft_stream_shutdown_future", &r);
   if (err != 0) return err;
   weft__rd_req *q = rd_of(r);
   rd_init(q, s, RD_SHUTDOWN);

@@ -94,7 +94,8 @@ static weft_future *sleep_cancel(weft_future *f) {
 }
 
 /* settled by its timer only */
-static const weft__kind sleep_kind = {.name = "sleep", .cancel = sleep_cancel};
+static const weft__kind sleep_kind = {.name = "weft_sleep",
+                                      .cancel = sleep_cancel};
 WEFT__KIND(WEFT__K_SLEEP, sleep_kind)
 
 int weft_sleep(weft_loop *loop, uint64_t ms, weft_future **out) {
@@ -134,7 +135,7 @@ static weft_future *timeout_cancel(weft_future *agg) {
 }
 
 /* an aggregate of one input, racing a timer */
-static const weft__kind timeout_kind = {.name = "timeout",
+static const weft__kind timeout_kind = {.name = "weft_future_timeout",
                                         .propagate = timeout_propagate,
                                         .cancel = timeout_cancel,
                                         .release = weft__agg_release};

@@ -123,6 +123,40 @@ static void writer_eof(weft_loop *loop, pair *p) {
 
 static void close_all(weft_loop *loop) { th_loop_finish(loop); }
 
+/* ---- the operation each future reports ----------------------------------- */
+
+/* An unobserved rejection names the operation (weft_future_get_op). */
+Test(stream_future, each_future_names_its_operation, .timeout = 10) {
+  weft_loop *loop = th_loop();
+  pair p;
+  make_pair(loop, &p, K_TCP);
+  char buf[8];
+  weft_future *f[5];
+  cr_assert_eq(weft_stream_read_some_future(p.r, buf, 1, &f[0]), 0);
+  cr_assert_eq(weft_stream_read_exact_future(p.r, buf, 2, &f[1]), 0);
+  cr_assert_eq(
+      weft_stream_read_until_future(p.r, buf, sizeof buf, "!", 1, &f[2]), 0);
+  cr_assert_eq(weft_stream_accept_future(&p.lt.stream, &p.tb.stream, &f[3]),
+               -EINVAL, "a connected client is refused");
+  weft_tcp extra;
+  cr_assert_eq(weft_tcp_init(loop, &extra), 0);
+  cr_assert_eq(weft_stream_accept_future(&p.lt.stream, &extra.stream, &f[3]),
+               0);
+  cr_assert_eq(weft_stream_shutdown_future(p.w, &f[4]), 0);
+  static const char *const want[] = {
+      "weft_stream_read_some_future", "weft_stream_read_exact_future",
+      "weft_stream_read_until_future", "weft_stream_accept_future",
+      "weft_stream_shutdown_future"};
+  for (int i = 0; i < 5; i++) {
+    cr_assert_str_eq(weft_future_get_op(f[i]), want[i]);
+    if (weft_future_get_state(f[i]) == WEFT_FUTURE_PENDING)
+      cr_assert_eq(weft_future_cancel(f[i]), 0);
+    weft_future_unref(f[i]);
+  }
+  weft_close(&extra.stream.base, NULL);
+  close_all(loop);
+}
+
 /* ---- read_some ----------------------------------------------------------- */
 
 static void some_round_trip(kind k) {

@@ -116,7 +116,8 @@ WEFT_API const char *weft_future_get_name(const weft_future *f);
  * producers name theirs: "weft_tcp_connect_future", "weft_pool_submit_
  * future", ...); for a future that took a rejection from another, that
  * future's op; else "weft_future_new" for a plain future, or the kind of
- * future ("then", "catch", "all", "timeout", "sleep", ...). Never NULL;
+ * future ("then", "catch", "all", ...; "weft_sleep" and
+ * "weft_future_timeout" for those two). Never NULL;
  * "" for NULL f. A string with static storage duration. */
 WEFT_API const char *weft_future_get_op(const weft_future *f);
 

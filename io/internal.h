@@ -3,6 +3,7 @@
 #define WEFT_IO_INTERNAL_H
 
 #include <sys/socket.h>
+#include <unistd.h>
 
 #include "core/internal.h"
 #include "weft/future.h"
@@ -44,6 +45,7 @@ enum {
 enum {
   WEFT__REQ_QUEUED = 1u << 0, /* on its handle's queue */
   WEFT__REQ_FILE = 1u << 1,   /* a write that is a weft_sendfile_req's */
+  WEFT__REQ_FDS = 1u << 2,    /* a write carrying fds (io/pipe_fds.c) */
 };
 
 _Static_assert(sizeof(((weft__req_hdr *)0)->link) == sizeof(weft__list),
@@ -195,6 +197,28 @@ static inline int weft__stream_fd(const weft_stream *s) {
   return w->fd;
 }
 
+/* Fd passing (io/pipe_fds.c). A fd write's sendmsg of `n` buffers from
+ * req->idx, with its unsent fds attached (closed once sent); req_write's
+ * call for WEFT__REQ_FDS writes. */
+ssize_t weft__pipe_sendmsg(weft_stream *s, weft_write_req *req, unsigned n);
+/* Closes a fd write's unsent fds (write_release, before the free). */
+void weft__pipe_fds_release(weft_write_req *req);
+/* recvmsg on a pipe's socket: passed fds go to the pipe's queue. -1 with
+ * errno ENOBUFS (truncated control message) or ENOMEM (the queue could
+ * not grow): the fds that came are closed, the bytes read are lost. */
+ssize_t weft__pipe_recv(weft_stream *s, void *buf, size_t len);
+/* Closes the fds left in a pipe's queue (its close op). */
+void weft__pipe_fds_close(weft_pipe *p);
+/* Reads a stream's fd: read(2) for non-sockets, recvmsg for a pipe's
+ * socket (fd passing), recv otherwise. */
+static inline ssize_t weft__stream_recv(weft_stream *s, void *buf,
+                                        size_t len) {
+  if (!(s->flags & WEFT__S_SOCKET)) return read(weft__stream_fd(s), buf, len);
+  if (s->base.ops->type == WEFT_HANDLE_PIPE)
+    return weft__pipe_recv(s, buf, len);
+  return recv(weft__stream_fd(s), buf, len, 0);
+}
+
 /* Streams (io/stream.c). */
 void weft__stream_init(weft_loop *loop, weft_stream *s,
                        const weft__handle_ops *ops);
@@ -224,6 +248,9 @@ void weft__stream_write_queue(weft__net *net, weft_stream *s,
 /* Takes a queued write with no byte on the wire out of the queue (a
  * cancelled future); false if it is partly written or complete. */
 bool weft__stream_write_unqueue(weft_write_req *req);
+/* A write future's cancel hook (`arg` the request): a request with no byte
+ * on the wire leaves the queue and its future is recycled. */
+void weft__stream_write_cancel(weft_future *f, void *arg);
 /* Sendfile requests in the write queue (io/stream_sendfile.c), for the
  * WEFT__REQ_FILE writes: bytes left, and a write step with req_write()'s
  * contract (0 done, 1 more to do, < 0 error). */

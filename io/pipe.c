@@ -8,7 +8,13 @@
 
 #include "internal.h"
 
-static const weft__handle_ops pipe_ops = {WEFT_HANDLE_PIPE, weft__stream_close,
+/* Closing also closes the passed fds nobody took (io/pipe_fds.c). */
+static void pipe_close(weft_handle *h) {
+  weft__pipe_fds_close((weft_pipe *)(void *)h);
+  weft__stream_close(h);
+}
+
+static const weft__handle_ops pipe_ops = {WEFT_HANDLE_PIPE, pipe_close,
                                           weft__stream_finish,
                                           weft__stream_deliver};
 
@@ -20,6 +26,7 @@ static bool usable(const weft_pipe *p) {
 int weft_pipe_init(weft_loop *loop, weft_pipe *p) {
   if (loop == NULL || p == NULL) return -EINVAL;
   weft__stream_init(loop, &p->stream, &pipe_ops);
+  p->fdq = NULL;
   return 0;
 }
 

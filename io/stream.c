@@ -136,6 +136,7 @@ static size_t req_remaining(const weft_write_req *req) {
 }
 
 static void write_release(weft_write_req *req) {
+  if (req->req.flags & WEFT__REQ_FDS) weft__pipe_fds_release(req); /* unsent */
   if (req->bufs != req->inline_bufs) weft__free(req->bufs);
   req->bufs = NULL;
 }
@@ -236,7 +237,9 @@ static int req_write(weft_stream *s, weft_write_req *req, size_t *budget,
     return weft__sendfile_write(s, req, budget, queued);
   while (req->idx < req->nbufs) {
     if (*budget == 0) return 1;
-    ssize_t n = sys_writev(s, req->bufs + req->idx, req->nbufs - req->idx);
+    ssize_t n = (req->req.flags & WEFT__REQ_FDS)
+                    ? weft__pipe_sendmsg(s, req, req->nbufs - req->idx)
+                    : sys_writev(s, req->bufs + req->idx, req->nbufs - req->idx);
     if (n < 0) {
       if (errno == EINTR) continue;
       if (errno == EAGAIN || errno == EWOULDBLOCK) return 1;
@@ -367,7 +370,7 @@ int weft_stream_write(weft_write_req *req, weft_stream *s, const weft_buf *bufs,
 /* A write future's cancel hook: a request with no byte on the wire leaves
  * the queue; one partly written finishes (to keep the byte stream whole),
  * its settle then failing harmlessly. */
-static void write_cancel(weft_future *f, void *arg) {
+void weft__stream_write_cancel(weft_future *f, void *arg) {
   WEFT__UNUSED(f);
   weft_write_req *req = arg;
   weft_stream *s = req->stream;
@@ -406,7 +409,7 @@ int weft_stream_write_future(weft_stream *s, const weft_buf *bufs,
     weft__req_future_undo(&net->wreqs, r);
     return err;
   }
-  weft_future_on_cancel(r->future, write_cancel, req);
+  weft_future_on_cancel(r->future, weft__stream_write_cancel, req);
   /* one reference for the caller, one for the request */
   *out = weft_future_ref(r->future);
   return 0;
@@ -474,7 +477,6 @@ static void read_error(weft_stream *s, ssize_t err, const weft_buf *buf) {
 static void on_readable(weft_stream *s) {
   weft__net *net = weft__net_get(s->base.loop);
   size_t budget = WEFT_STREAM_READ_CAP;
-  int fd = weft__stream_fd(s);
   if (s->rb != NULL && !weft__stream_rb_to_cb(s)) return; /* buffered first */
   while ((s->flags & WEFT__S_READING) && budget > 0) {
     weft_buf buf = {net->slab, WEFT_STREAM_SLAB_SIZE};
@@ -487,8 +489,7 @@ static void on_readable(weft_stream *s) {
         return;
       }
     }
-    ssize_t n = (s->flags & WEFT__S_SOCKET) ? recv(fd, buf.base, buf.len, 0)
-                                            : read(fd, buf.base, buf.len);
+    ssize_t n = weft__stream_recv(s, buf.base, buf.len);
     if (n > 0) {
       budget = (size_t)n >= budget ? 0 : budget - (size_t)n;
       s->u.r.read_cb(s, n, &buf);

@@ -161,12 +161,10 @@ static int from_buffer(weft_stream *s, weft__rd_req *q) {
  * < 0 failed. *drained is set once the fd gave less than asked. */
 static int from_fd(weft_stream *s, weft__rd_req *q, size_t *budget,
                    bool *drained) {
-  int fd = weft__stream_fd(s);
   for (;;) {
     size_t off = q->mode == RD_SOME ? 0 : q->got;
     size_t want = q->n - off;
-    ssize_t r = (s->flags & WEFT__S_SOCKET) ? recv(fd, q->buf + off, want, 0)
-                                            : read(fd, q->buf + off, want);
+    ssize_t r = weft__stream_recv(s, q->buf + off, want);
     if (r < 0) {
       if (errno == EINTR) continue;
       if (errno == EAGAIN || errno == EWOULDBLOCK) {

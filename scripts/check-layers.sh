@@ -51,6 +51,7 @@ table=$(cat <<'TABLE'
 32 io/dns_query
 33 io/tcp
 33 io/pipe
+32 io/pipe_fds
 34 io/process
 34 io/process_watch
 40 promises/pool_future

@@ -15,6 +15,7 @@
 #define WEFT_PIPE_H
 
 #include <stddef.h>
+#include <sys/types.h>
 
 #include "stream.h"
 
@@ -26,6 +27,8 @@ extern "C" {
  * and `stream.base` with weft_close(). */
 typedef struct weft_pipe {
   weft_stream stream;
+  /* private */
+  void *fdq; /* fds received, not yet taken (io/pipe_fds.c) */
 } weft_pipe;
 
 /** Initialises `p` on `loop`, without an fd. Returns 0 or -EINVAL. */
@@ -81,6 +84,86 @@ WEFT_API int weft_pipe_getpeername(const weft_pipe *p, char *buf, size_t *len);
  * the other writes, and each end can half-close. Returns 0; -EINVAL;
  * -EMFILE and other kernel errors (then neither handle changed). */
 WEFT_API int weft_pipe_pair(weft_loop *loop, weft_pipe *a, weft_pipe *b);
+
+/* ---- passing fds (SCM_RIGHTS) and peer credentials ------------------------
+ *
+ * Over a Unix stream socket (a pipe made by weft_pipe_pair, connect,
+ * accept, or weft_pipe_open of an AF_UNIX stream socket), a write may carry
+ * fds. They travel with the first byte of the write's data: the sendmsg
+ * that puts that byte on the wire carries every fd of the write, in one
+ * control message (never split), and a partial write sends the rest of
+ * the bytes without fds.
+ *
+ * Ownership on the sending side: the fds are dup'd (close-on-exec) when
+ * weft_pipe_write_fds() is called; the caller's own fds stay the caller's
+ * (close them when you like, even at once). weft closes its dups once the
+ * kernel took them (the peer then holds its own), or when the write ends
+ * without sending them (cancelled, failed, the handle closed): none leak.
+ *
+ * Receiving, shaped like libuv's uv_pipe_pending_count: every read of a
+ * pipe's socket (read_start's callback and the read futures alike) takes
+ * the fds that came with the bytes it read and queues them on the pipe,
+ * in the order they were sent, close-on-exec. They are in the queue by
+ * the time a read delivers the first byte sent with them; they may be
+ * there earlier, since weft may read ahead of what it delivered (the
+ * read-back buffer, a large read buffer), so a protocol should say in its
+ * data how many fds a message carries and take that many. Take them with
+ * weft_pipe_take_fds() (they are then yours to close); those still queued
+ * when the handle closes are closed. A control message truncated by the
+ * kernel (the peer sent more than WEFT_PIPE_FDS_MAX fds in one message)
+ * fails the read with -ENOBUFS, and if the queue cannot grow the read
+ * fails with -ENOMEM: the fds of that read are closed and its bytes are
+ * lost (the byte stream is then broken: close the connection). Reads of a
+ * pipe on anything but a socket are unchanged. */
+
+/** Most fds one write carries, and the most one read takes in. */
+#define WEFT_PIPE_FDS_MAX 64u
+
+/** Writes `nbufs` buffers like weft_stream_write(), carrying `nfds` fds
+ * (1..WEFT_PIPE_FDS_MAX) with their first byte (see above; the fds are
+ * dup'd now, yours stay yours). Keep the buffers and `req` alive until
+ * `cb` (may be NULL) runs, later, exactly once: 0 once every byte (and so
+ * every fd) is handed to the kernel, a negative errno, or -ECANCELED (the
+ * handle closed; unsent fds are closed). Returns 0 if accepted; -EINVAL
+ * for NULL req, p, bufs or fds, nbufs 0, buffers holding no byte at all
+ * (fds ride on a byte), nfds 0 or above WEFT_PIPE_FDS_MAX, a handle that is
+ * not a pipe, closing or listening; -ENOTCONN, -EPIPE as
+ * weft_stream_write(); -ENOTSUP if the pipe is not a Unix-domain socket
+ * (a pipe(2) end, a tty); -EBADF if an fd is not open; -EMFILE if it could
+ * not be dup'd; -ENOMEM. Then nothing was written and no fd is held. */
+WEFT_API int weft_pipe_write_fds(weft_write_req *req, weft_pipe *p,
+                                 const weft_buf *bufs, unsigned nbufs,
+                                 const int *fds, unsigned nfds,
+                                 weft_write_cb cb);
+
+/** Fd write, future form: like weft_pipe_write_fds() without a request.
+ * Stores in *out a future (the caller holds one reference) that fulfils
+ * with the number of bytes written (an int64) or rejects with the write
+ * error or -ECANCELED. Cancelling the future takes a write with no byte on
+ * the wire out of the queue and closes its dups (no fd is sent); a partly
+ * written one (its fds already sent) finishes. Errors as
+ * weft_pipe_write_fds(), plus -EINVAL for NULL out. */
+WEFT_API int weft_pipe_write_fds_future(weft_pipe *p, const weft_buf *bufs,
+                                        unsigned nbufs, const int *fds,
+                                        unsigned nfds, weft_future **out);
+
+/** How many received fds wait in the pipe's queue (0 for NULL or a handle
+ * that is not a pipe). */
+WEFT_API size_t weft_pipe_pending_fds(const weft_pipe *p);
+
+/** Takes up to `cap` received fds, oldest first, into `fds`; they are the
+ * caller's now (close-on-exec, blocking as sent). Returns how many were
+ * taken (0 if none wait); -EINVAL for NULL, a handle that is not a pipe,
+ * `cap` 0 or above INT_MAX. */
+WEFT_API int weft_pipe_take_fds(weft_pipe *p, int *fds, size_t cap);
+
+/** The credentials of the peer process of a connected Unix socket, as the
+ * kernel recorded them at connect or socketpair time (SO_PEERCRED). Each
+ * of `pid`, `uid`, `gid` may be NULL. Returns 0; -EINVAL for NULL p, a
+ * handle that is not a pipe or is closing; -ENOTCONN without a connected
+ * socket (no fd, a listener); -ENOTSUP for a pipe that is not a socket. */
+WEFT_API int weft_pipe_getpeercred(const weft_pipe *p, pid_t *pid, uid_t *uid,
+                                   gid_t *gid);
 
 #ifdef __cplusplus
 }

@@ -403,6 +403,23 @@ WEFT_API int weft_stream_accept_future(weft_stream *server,
  * out and a handle that is not a stream, and -ENOMEM. */
 WEFT_API int weft_stream_shutdown_future(weft_stream *s, weft_future **out);
 
+/** Detaches the stream's fd from its handle, to hand the connection to
+ * another loop (weft_tcp_open, weft_pipe_open there) or process (fd
+ * passing): the handle closes as weft_close(&s->base, cb) closes it (its
+ * pending writes, connect, shutdown and futures fail with -ECANCELED, a
+ * connection waiting for weft_stream_accept is closed, `cb` may be NULL
+ * and runs in the close phase), but the fd is not closed: it is stored in
+ * *fd and is the caller's, still non-blocking. Bytes the kernel holds
+ * stay in the socket for the fd's next reader; bytes weft already read
+ * from the fd but did not deliver cannot follow it, so a stream that holds
+ * any (weft_stream_read_buffered() > 0), or a pipe with received fds not
+ * taken (weft_pipe_pending_fds() > 0), is refused with -EBUSY and stays
+ * as it was: read or take them first. Bytes of a write that was partly
+ * written when it is cancelled stay on the wire, the rest is not sent.
+ * Returns 0; -EINVAL for NULL s or fd, a handle that is not a stream or
+ * is closing; -EBADF if it has no fd; -EBUSY. */
+WEFT_API int weft_stream_detach(weft_stream *s, int *fd, weft_close_cb cb);
+
 #ifdef __cplusplus
 }
 #endif

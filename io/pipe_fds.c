@@ -1,0 +1,318 @@
+/* weft — passing fds over Unix stream sockets (SCM_RIGHTS), peer
+ * credentials (SO_PEERCRED), and detaching a stream's fd from its handle.
+ *
+ * Sending: weft_pipe_write_fds() dups the caller's fds (F_DUPFD_CLOEXEC)
+ * into one block allocated with the request: the copy of the buffer array
+ * first (req->bufs points at it, so stream.c's write_release frees the
+ * block), then the fd count and the dups. The request is an ordinary write
+ * with WEFT__REQ_FDS set: req_write sends it through weft__pipe_sendmsg,
+ * whose first sendmsg that the kernel takes any byte of carries every dup
+ * in one SCM_RIGHTS message (the kernel attaches them to that skb, so the
+ * receiver gets them with the first byte); the dups are closed then. A
+ * request released with its dups unsent (cancelled, failed, closed) closes
+ * them (weft__pipe_fds_release, from write_release).
+ *
+ * Receiving: a pipe on a socket reads with recvmsg (weft__pipe_recv, from
+ * the read paths of stream.c and stream_read.c) and a control buffer for
+ * WEFT_PIPE_FDS_MAX fds, MSG_CMSG_CLOEXEC. Fds that arrive go to the
+ * pipe's queue (p->fdq, allocated on the first fd), which
+ * weft_pipe_take_fds() empties oldest first and the close op closes. A
+ * truncated control message, or a queue that cannot grow, closes the fds
+ * that came and fails the read (-ENOBUFS, -ENOMEM). */
+#include <fcntl.h>
+#include <limits.h>
+#include <string.h>
+#include <sys/uio.h>
+#include <unistd.h>
+
+#include "internal.h"
+
+_Static_assert(WEFT_PIPE_FDS_MAX <= 253, "the kernel's SCM_MAX_FD");
+
+/* What follows the buffer array in a fd write's block. */
+typedef struct fds_tail {
+  unsigned nfds; /* dups not yet sent (0 once they went out) */
+  int fds[];
+} fds_tail;
+
+/* The received fds of a pipe, oldest first. */
+typedef struct fdq {
+  size_t len, cap;
+  int fds[];
+} fdq;
+
+static fds_tail *tail_of(weft_write_req *req) {
+  return (fds_tail *)(void *)(req->bufs + req->nbufs);
+}
+
+static bool is_pipe(const weft_stream *s) {
+  return s != NULL && s->base.ops != NULL &&
+         s->base.ops->type == WEFT_HANDLE_PIPE;
+}
+
+static void close_all(const int *fds, size_t n) {
+  for (size_t i = 0; i < n; i++)
+    close(fds[i]);
+}
+
+/* ---- sending ----------------------------------------------------------- */
+
+void weft__pipe_fds_release(weft_write_req *req) {
+  fds_tail *t = tail_of(req);
+  close_all(t->fds, t->nfds);
+  t->nfds = 0;
+}
+
+ssize_t weft__pipe_sendmsg(weft_stream *s, weft_write_req *req, unsigned n) {
+  fds_tail *t = tail_of(req);
+  if (n > IOV_MAX) n = IOV_MAX;
+  struct msghdr msg = {0};
+  msg.msg_iov = (struct iovec *)(void *)(req->bufs + req->idx);
+  msg.msg_iovlen = n;
+  union {
+    char buf[CMSG_SPACE(sizeof(int) * WEFT_PIPE_FDS_MAX)];
+    struct cmsghdr align;
+  } ctl;
+  if (t->nfds > 0) {
+    memset(&ctl, 0, sizeof ctl);
+    msg.msg_control = ctl.buf;
+    msg.msg_controllen = CMSG_SPACE(sizeof(int) * t->nfds);
+    struct cmsghdr *c = CMSG_FIRSTHDR(&msg);
+    c->cmsg_level = SOL_SOCKET;
+    c->cmsg_type = SCM_RIGHTS;
+    c->cmsg_len = CMSG_LEN(sizeof(int) * t->nfds);
+    memcpy(CMSG_DATA(c), t->fds, sizeof(int) * t->nfds);
+  }
+  ssize_t r = sendmsg(weft__stream_fd(s), &msg, MSG_NOSIGNAL);
+  if (r > 0 && t->nfds > 0) { /* the peer holds its own references now */
+    close_all(t->fds, t->nfds);
+    t->nfds = 0;
+  }
+  return r;
+}
+
+static int fds_check(weft_pipe *p, const weft_buf *bufs, unsigned nbufs,
+                     const int *fds, unsigned nfds) {
+  if (p == NULL || !is_pipe(&p->stream) || bufs == NULL || nbufs == 0 ||
+      fds == NULL || nfds == 0 || nfds > WEFT_PIPE_FDS_MAX)
+    return -EINVAL;
+  size_t total = 0;
+  for (unsigned i = 0; i < nbufs; i++)
+    total += bufs[i].len;
+  if (total == 0) return -EINVAL; /* fds ride on a byte */
+  int err = weft__stream_writable(&p->stream);
+  if (err != 0) return err;
+  if (!(p->stream.flags & WEFT__S_SOCKET)) return -ENOTSUP;
+  int domain;
+  socklen_t len = sizeof domain;
+  if (getsockopt(weft__stream_fd(&p->stream), SOL_SOCKET, SO_DOMAIN, &domain,
+                 &len) < 0)
+    return -errno;
+  if (domain != AF_UNIX) return -ENOTSUP;
+  for (unsigned i = 0; i < nfds; i++)
+    if (fds[i] < 0 || fcntl(fds[i], F_GETFD) < 0) return -EBADF;
+  return 0;
+}
+
+/* Sets up `req` (header reset) as a fd write: the block with the buffers
+ * and the dups. */
+static int fds_setup(weft_write_req *req, weft_stream *s, const weft_buf *bufs,
+                     unsigned nbufs, const int *fds, unsigned nfds) {
+  size_t size = sizeof *bufs * nbufs + sizeof(fds_tail) + sizeof(int) * nfds;
+  weft_buf *block = weft__malloc(size);
+  if (block == NULL) return -ENOMEM;
+  memcpy(block, bufs, sizeof *bufs * nbufs);
+  fds_tail *t = (fds_tail *)(void *)(block + nbufs);
+  for (t->nfds = 0; t->nfds < nfds; t->nfds++) {
+    int d = fcntl(fds[t->nfds], F_DUPFD_CLOEXEC, 0);
+    if (d < 0) {
+      int err = -errno;
+      close_all(t->fds, t->nfds);
+      weft__free(block);
+      return err;
+    }
+    t->fds[t->nfds] = d;
+  }
+  req->bufs = block;
+  req->nbufs = nbufs;
+  req->idx = 0;
+  req->stream = s;
+  while (req->idx < nbufs && req->bufs[req->idx].len == 0)
+    req->idx++;
+  req->req.flags |= WEFT__REQ_FDS;
+  return 0;
+}
+
+static int fds_write(weft_write_req *req, weft_pipe *p, const weft_buf *bufs,
+                     unsigned nbufs, const int *fds, unsigned nfds) {
+  weft__net *net = weft__net_get(p->stream.base.loop);
+  if (net == NULL) return -ENOMEM;
+  int err = weft__net_reserve(net);
+  if (err == 0) err = fds_setup(req, &p->stream, bufs, nbufs, fds, nfds);
+  if (err != 0) return err;
+  weft__stream_write_queue(net, &p->stream, req);
+  return 0;
+}
+
+int weft_pipe_write_fds(weft_write_req *req, weft_pipe *p, const weft_buf *bufs,
+                        unsigned nbufs, const int *fds, unsigned nfds,
+                        weft_write_cb cb) {
+  if (req == NULL) return -EINVAL;
+  int err = fds_check(p, bufs, nbufs, fds, nfds);
+  if (err != 0) return err;
+  weft__req_init(&req->req);
+  req->req.future = NULL;
+  req->cb = cb;
+  return fds_write(req, p, bufs, nbufs, fds, nfds);
+}
+
+int weft_pipe_write_fds_future(weft_pipe *p, const weft_buf *bufs,
+                               unsigned nbufs, const int *fds, unsigned nfds,
+                               weft_future **out) {
+  if (out == NULL) return -EINVAL;
+  int err = fds_check(p, bufs, nbufs, fds, nfds);
+  if (err != 0) return err;
+  weft__net *net = weft__net_get(p->stream.base.loop);
+  if (net == NULL) return -ENOMEM;
+  weft__req_hdr *r;
+  err = weft__req_future_new_op(p->stream.base.loop, &net->wreqs,
+                                "weft_pipe_write_fds_future", &r);
+  if (err != 0) return err;
+  weft_write_req *req = weft__req_outer(r);
+  for (unsigned i = 0; i < nbufs; i++)
+    r->bytes += bufs[i].len;
+  req->cb = NULL;
+  err = fds_write(req, p, bufs, nbufs, fds, nfds);
+  if (err != 0) {
+    weft__req_future_undo(&net->wreqs, r);
+    return err;
+  }
+  weft_future_on_cancel(r->future, weft__stream_write_cancel, req);
+  *out = weft_future_ref(r->future); /* one for the caller, one for req */
+  return 0;
+}
+
+/* ---- receiving --------------------------------------------------------- */
+
+/* Appends `n` received fds to the pipe's queue; -ENOMEM if it cannot grow
+ * (the fds are then the caller's to close). */
+static int fdq_push(weft_pipe *p, const int *fds, size_t n) {
+  fdq *q = p->fdq;
+  if (q == NULL || q->cap - q->len < n) {
+    size_t cap = q ? q->cap * 2 : WEFT_PIPE_FDS_MAX;
+    while (cap - (q ? q->len : 0) < n)
+      cap *= 2;
+    fdq *nq = weft__realloc(q, sizeof *nq + sizeof(int) * cap);
+    if (nq == NULL) return -ENOMEM;
+    if (q == NULL) nq->len = 0;
+    nq->cap = cap;
+    p->fdq = q = nq;
+  }
+  memcpy(q->fds + q->len, fds, sizeof(int) * n);
+  q->len += n;
+  return 0;
+}
+
+ssize_t weft__pipe_recv(weft_stream *s, void *buf, size_t len) {
+  struct iovec iov = {buf, len};
+  union {
+    char buf[CMSG_SPACE(sizeof(int) * WEFT_PIPE_FDS_MAX)];
+    struct cmsghdr align;
+  } ctl;
+  struct msghdr msg = {0};
+  msg.msg_iov = &iov;
+  msg.msg_iovlen = 1;
+  msg.msg_control = ctl.buf;
+  msg.msg_controllen = sizeof ctl.buf;
+  ssize_t r = recvmsg(weft__stream_fd(s), &msg, MSG_CMSG_CLOEXEC);
+  if (r < 0 || msg.msg_controllen == 0) {
+    if (r >= 0 && (msg.msg_flags & MSG_CTRUNC)) { /* all fds were dropped */
+      errno = ENOBUFS;
+      return -1;
+    }
+    return r;
+  }
+  int err = (msg.msg_flags & MSG_CTRUNC) ? ENOBUFS : 0;
+  for (struct cmsghdr *c = CMSG_FIRSTHDR(&msg); c != NULL;
+       c = CMSG_NXTHDR(&msg, c)) {
+    if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS) continue;
+    size_t n = (c->cmsg_len - CMSG_LEN(0)) / sizeof(int);
+    int fds[WEFT_PIPE_FDS_MAX];
+    memcpy(fds, CMSG_DATA(c), sizeof(int) * n);
+    if (err == 0 && fdq_push((weft_pipe *)s, fds, n) != 0) err = ENOMEM;
+    if (err != 0) close_all(fds, n);
+  }
+  if (err != 0) {
+    errno = err;
+    return -1;
+  }
+  return r;
+}
+
+size_t weft_pipe_pending_fds(const weft_pipe *p) {
+  if (p == NULL || !is_pipe(&p->stream) || p->fdq == NULL) return 0;
+  return ((const fdq *)p->fdq)->len;
+}
+
+int weft_pipe_take_fds(weft_pipe *p, int *fds, size_t cap) {
+  if (p == NULL || !is_pipe(&p->stream) || fds == NULL || cap == 0 ||
+      cap > INT_MAX)
+    return -EINVAL;
+  fdq *q = p->fdq;
+  if (q == NULL) return 0;
+  size_t n = q->len < cap ? q->len : cap;
+  memcpy(fds, q->fds, sizeof(int) * n);
+  memmove(q->fds, q->fds + n, sizeof(int) * (q->len - n));
+  q->len -= n;
+  return (int)n;
+}
+
+void weft__pipe_fds_close(weft_pipe *p) {
+  fdq *q = p->fdq;
+  if (q == NULL) return;
+  close_all(q->fds, q->len);
+  weft__free(q);
+  p->fdq = NULL;
+}
+
+/* ---- credentials and detaching ----------------------------------------- */
+
+int weft_pipe_getpeercred(const weft_pipe *p, pid_t *pid, uid_t *uid,
+                          gid_t *gid) {
+  if (p == NULL || !is_pipe(&p->stream) ||
+      !weft__handle_usable(&p->stream.base))
+    return -EINVAL;
+  int fd = weft__stream_fd(&p->stream);
+  if (fd < 0) return -ENOTCONN;
+  if (!(p->stream.flags & WEFT__S_SOCKET)) return -ENOTSUP;
+  struct ucred cr;
+  socklen_t len = sizeof cr;
+  if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cr, &len) < 0) return -errno;
+  if (cr.pid == 0) return -ENOTCONN; /* a listener or unconnected socket */
+  if (pid) *pid = cr.pid;
+  if (uid) *uid = cr.uid;
+  if (gid) *gid = cr.gid;
+  return 0;
+}
+
+int weft_stream_detach(weft_stream *s, int *fd, weft_close_cb cb) {
+  if (s == NULL || fd == NULL || s->base.ops == NULL ||
+      s->base.ops->deliver != weft__stream_deliver ||
+      !weft__handle_usable(&s->base))
+    return -EINVAL;
+  int f = weft__stream_fd(s);
+  if (f < 0) return -EBADF;
+  if (weft_stream_read_buffered(s) > 0) return -EBUSY;
+  if (is_pipe(s) && weft_pipe_pending_fds((weft_pipe *)s) > 0) return -EBUSY;
+  ev_io *w = (ev_io *)(void *)&s->io;
+  weft__io_stop(s->base.loop, w);
+  ev_io_set(w, -1, 0); /* the close op now leaves the fd alone */
+  int err = weft_close(&s->base, cb);
+  if (err != 0) { /* cannot happen for a usable handle; undo all the same */
+    ev_io_set(w, f, 0);
+    weft__stream_update(s);
+    return err;
+  }
+  *fd = f;
+  return 0;
+}

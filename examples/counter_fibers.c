@@ -18,11 +18,8 @@ static long fibers = 10, increments = 1000, counter;
 static int add(weft_fiber *self, void *lock) {
   (void)self;
   for (long i = 0; i < increments; i++) {
-    weft_future *held;
-    int err = lock == NULL ? 0 : weft_lock_acquire(lock, &held);
-    if (err != 0 ||
-        (lock != NULL && (err = weft_await_take_i64(held, NULL)) != 0))
-      return err;
+    int err = lock == NULL ? 0 : weft_fiber_lock_acquire(lock);
+    if (err != 0) return err;
     long v = counter;
     err = weft_fiber_yield();
     counter = v + 1;
@@ -34,13 +31,10 @@ static int add(weft_fiber *self, void *lock) {
 
 static int run(weft_fiber *self, void *lock) {
   weft_future *fs[fibers];
-  int err = 0;
   counter = 0;
   for (long i = 0; i < fibers; i++)
-    if (weft_fiber_spawn(weft_fiber_loop(self), add, lock, NULL, &fs[i]) != 0)
-      return -ENOMEM;
-  for (long i = 0; i < fibers; i++) /* gather */
-    if (weft_await_take_i64(fs[i], NULL) != 0) err = -EPROTO;
+    if (weft_fiber_create_task(add, lock, &fs[i]) != 0) return -ENOMEM;
+  int err = weft_fiber_gather(fs, (size_t)fibers);
   weft_fiber_return_i64(self, counter);
   return err;
 }

@@ -15,35 +15,28 @@ static long n = 100000, count, sum;
 
 static int producer(weft_fiber *self, void *q) {
   (void)self;
-  for (intptr_t i = 1; i <= n + 1; i++) { /* then the end mark, 0 */
-    weft_future *put;
-    int err = weft_queue_put(q, (void *)(i <= n ? i : 0), &put);
-    if (err != 0 || (err = weft_await_take_i64(put, NULL)) != 0) return err;
-  }
-  return 0;
+  int err = 0;
+  for (intptr_t i = 1; err == 0 && i <= n + 1; i++) /* then the end mark, 0 */
+    err = weft_fiber_queue_put(q, (void *)(i <= n ? i : 0));
+  return err;
 }
 
 static int consumer(weft_fiber *self, void *q) {
   (void)self;
-  for (;;) {
-    weft_future *get;
-    int err = weft_queue_get(q, &get);
-    if (err != 0 || (err = weft_await(get)) != 0) return err;
-    intptr_t item = (intptr_t)weft_future_value(get);
-    weft_future_unref(get);
-    if (item == 0) return 0;
-    count++, sum += item;
+  for (void *item;;) {
+    int err = weft_fiber_queue_get(q, &item);
+    if (err != 0 || item == NULL) return err;
+    count++, sum += (intptr_t)item;
   }
 }
 
 static int run(weft_fiber *self, void *q) {
-  weft_future *f[2] = {NULL, NULL};
-  int err = weft_fiber_spawn(weft_fiber_loop(self), producer, q, NULL, &f[0]);
-  if (err == 0)
-    err = weft_fiber_spawn(weft_fiber_loop(self), consumer, q, NULL, &f[1]);
-  for (int i = 0; i < 2; i++) /* gather */
-    if (f[i] != NULL && weft_await_take_i64(f[i], NULL) != 0) err = -EPROTO;
-  return err;
+  (void)self;
+  weft_future *f[2];
+  int err = weft_fiber_create_task(producer, q, &f[0]);
+  if (err == 0) err = weft_fiber_create_task(consumer, q, &f[1]);
+  int gathered = weft_fiber_gather(f, err == 0 ? 2 : 1);
+  return err != 0 ? err : gathered;
 }
 
 int main(int argc, char **argv) {

@@ -24,10 +24,9 @@ static void on_closed(weft_handle *h) { free(h); }
 
 static int run_one(weft_fiber *self, void *cmd) {
   weft_loop *loop = weft_fiber_loop(self);
-  weft_future *slot, *exit_f, *shielded, *timed;
   int64_t st = 0;
-  int err = weft_semaphore_acquire(slots, &slot);
-  if (err != 0 || (err = weft_await_take_i64(slot, NULL)) != 0) return err;
+  int err = weft_fiber_semaphore_acquire(slots);
+  if (err != 0) return err;
   char *argv[] = {"/bin/sh", "-c", cmd, NULL};
   weft_process_options o = {
       .file = "/bin/sh", .argv = argv, .flags = WEFT_PROCESS_NEW_PGROUP};
@@ -35,17 +34,11 @@ static int run_one(weft_fiber *self, void *cmd) {
   uint64_t t0 = weft_now(loop);
   if ((err = p == NULL ? -ENOMEM : weft_spawn(loop, p, &o)) != 0)
     free(p), p = NULL;
-  if (err == 0 && (err = weft_process_exit_future(p, &exit_f)) == 0) {
-    /* the shield keeps the exit future for after a timeout */
-    if ((err = weft_future_shield(exit_f, &shielded)) == 0 &&
-        (err = weft_future_timeout(shielded, (uint64_t)(timeout_s * 1000),
-                                   &timed)) == 0)
-      err = weft_await_take_i64(timed, &st);
-    if (err == -ETIMEDOUT) {
-      kill(-p->pid, SIGKILL); /* the command's whole process group */
-      weft_await(exit_f);
-    }
-    weft_future_unref(exit_f);
+  if (err == 0)
+    err = weft_fiber_process_wait(p, (uint64_t)(timeout_s * 1000), &st);
+  if (err == -ETIMEDOUT) {
+    kill(-p->pid, SIGKILL); /* the command's whole process group */
+    weft_fiber_process_wait(p, 0, NULL);
   }
   double secs = (double)(weft_now(loop) - t0) / 1000;
   if (err == -ETIMEDOUT)
@@ -69,16 +62,12 @@ typedef struct cmds {
 } cmds;
 
 static int run_all(weft_fiber *self, void *arg) {
+  (void)self;
   cmds *c = arg;
   weft_future *fs[c->n];
   for (int i = 0; i < c->n; i++)
-    if (weft_fiber_spawn(weft_fiber_loop(self), run_one, c->v[i], NULL,
-                         &fs[i]) != 0)
-      return -ENOMEM;
-  for (int i = 0; i < c->n; i++) { /* gather */
-    weft_await(fs[i]);
-    weft_future_unref(fs[i]);
-  }
+    if (weft_fiber_create_task(run_one, c->v[i], &fs[i]) != 0) return -ENOMEM;
+  weft_fiber_gather(fs, (size_t)c->n);
   return 0;
 }
 

@@ -41,15 +41,12 @@ static void *crc32_job(void *arg, int *err) {
 
 static int sum_file(weft_fiber *self, void *arg) {
   job *j = arg;
-  weft_loop *loop = weft_fiber_loop(self);
-  weft_future *rd = NULL, *crc;
-  int err = weft_fs_read_file_future(loop, j->path, &rd);
-  if (err == 0 && (err = weft_await(rd)) == 0) {
-    j->data = weft_future_value(rd);
-    if ((err = weft_pool_submit_future(loop, WEFT_LANE_CPU, crc32_job, j, NULL,
-                                       &crc)) == 0)
-      err = weft_await_take_i64(crc, NULL);
-  }
+  (void)self;
+  weft_future *rd;
+  int err = weft_fiber_read_file(j->path, &rd);
+  if (err == 0) j->data = weft_future_value(rd);
+  if (err == 0)
+    err = weft_fiber_run_in_pool(WEFT_LANE_CPU, crc32_job, j, NULL, NULL);
   if (err == 0) {
     files++, bytes += j->data->len, sum += j->crc;
     if (isatty(STDERR_FILENO))
@@ -65,25 +62,23 @@ static int sum_file(weft_fiber *self, void *arg) {
   return 0;
 }
 
-static int walk(weft_loop *loop, const char *dir) {
-  weft_future *f = NULL;
-  int err = weft_fs_scandir_future(loop, dir, &f);
-  if (err == 0 && (err = weft_await(f)) == 0) {
+static int walk(const char *dir) {
+  weft_future *f;
+  int err = weft_fiber_scandir(dir, &f);
+  if (err == 0) {
     const weft_fs_dir *d = weft_future_value(f);
     for (size_t i = 0; err == 0 && i < d->count; i++) {
       char path[PATH_MAX];
       snprintf(path, sizeof path, "%s/%s", dir, d->entries[i].name);
-      if (d->entries[i].type == WEFT_DT_DIR) walk(loop, path);
+      if (d->entries[i].type == WEFT_DT_DIR) walk(path);
       if (d->entries[i].type != WEFT_DT_REG) continue;
-      weft_future *slot;
       job *j = malloc(sizeof *j);
-      if (j == NULL || (err = weft_semaphore_acquire(slots, &slot)) != 0 ||
-          (err = weft_await_take_i64(slot, NULL)) != 0) {
+      if (j == NULL || (err = weft_fiber_semaphore_acquire(slots)) != 0) {
         free(j);
         break;
       }
       snprintf(j->path, sizeof j->path, "%s", path);
-      if ((err = weft_fiber_spawn(loop, sum_file, j, NULL, NULL)) != 0) free(j);
+      if ((err = weft_fiber_create_task(sum_file, j, NULL)) != 0) free(j);
     }
   }
   if (f != NULL) weft_future_unref(f);
@@ -93,12 +88,10 @@ static int walk(weft_loop *loop, const char *dir) {
 }
 
 static int tree_sum(weft_fiber *self, void *dir) {
-  weft_future *slot;
-  walk(weft_fiber_loop(self), dir);
+  (void)self;
+  walk(dir);
   for (int i = 0; i < IN_FLIGHT; i++) /* every file fiber has finished */
-    if (weft_semaphore_acquire(slots, &slot) != 0 ||
-        weft_await_take_i64(slot, NULL) != 0)
-      return -ECANCELED;
+    if (weft_fiber_semaphore_acquire(slots) != 0) return -ECANCELED;
   return 0;
 }
 

@@ -15,9 +15,8 @@ static long jobs = 20, width = 4, running, peak, done;
 
 static int worker(weft_fiber *self, void *arg) {
   (void)self;
-  weft_future *permit;
-  int err = weft_semaphore_acquire(permits, &permit);
-  if (err != 0 || (err = weft_await_take_i64(permit, NULL)) != 0) return err;
+  int err = weft_fiber_semaphore_acquire(permits);
+  if (err != 0) return err;
   peak = ++running > peak ? running : peak;
   err = weft_fiber_sleep(10 + (uint64_t)((intptr_t)arg * 7 % 20));
   running--, done++;
@@ -26,16 +25,11 @@ static int worker(weft_fiber *self, void *arg) {
 }
 
 static int run(weft_fiber *self, void *arg) {
-  (void)arg;
+  (void)self, (void)arg;
   weft_future *fs[jobs];
-  int err = 0;
   for (long i = 0; i < jobs; i++)
-    if (weft_fiber_spawn(weft_fiber_loop(self), worker, (void *)i, NULL,
-                         &fs[i]) != 0)
-      return -ENOMEM;
-  for (long i = 0; i < jobs; i++) /* gather */
-    if (weft_await_take_i64(fs[i], NULL) != 0) err = -EPROTO;
-  return err;
+    if (weft_fiber_create_task(worker, (void *)i, &fs[i]) != 0) return -ENOMEM;
+  return weft_fiber_gather(fs, (size_t)jobs);
 }
 
 int main(int argc, char **argv) {

@@ -38,6 +38,7 @@ table=$(cat <<'TABLE'
 22 promises/fiber
 22 promises/fiber_stack
 22 promises/fiber_switch
+22 promises/fiber_ops
 30 io/sockaddr
 30 io/fs_ops
 30 io/poll
@@ -60,6 +61,7 @@ table=$(cat <<'TABLE'
 40 io/procpool
 41 io/loopgroup
 41 io/loopgroup_call
+42 io/fiber_io_ops
 TABLE
 )
 declare -A rank knot def

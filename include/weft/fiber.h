@@ -141,6 +141,92 @@ WEFT_API weft_loop *weft_fiber_loop(const weft_fiber *f);
 /** f's own future (no reference taken: valid while f runs). NULL for NULL. */
 WEFT_API weft_future *weft_fiber_future(const weft_fiber *f);
 
+/* ---- one-call forms: make the future, await it, drop it -------------------
+ * (promises/fiber_ops.c, io/fiber_io_ops.c). Each is for a fiber: outside
+ * one it returns -EPERM and does nothing else. Each returns 0 or the
+ * negative error of the future form (making the future or its outcome);
+ * cancelling the fiber while it waits cancels the future (so the wait is
+ * withdrawn: a lock, permit or item is not taken) and returns -ECANCELED.
+ * If the operation had already completed when the cancellation arrived, a
+ * lock or permit is given back (still -ECANCELED), while a queue item that
+ * moved stays moved and the call returns 0 (weft_fiber_cancelled() stays
+ * true). None allocates beyond what the future form does. */
+
+#include "pool.h"
+#include "process.h"
+#include "sync.h"
+
+/** weft_lock_acquire awaited: returns 0 once the fiber holds `lock`
+ * (release it with weft_lock_release), -EINVAL (NULL), -ENOMEM,
+ * -ECANCELED (the lock is not held), -EPERM. */
+WEFT_API int weft_fiber_lock_acquire(weft_lock *lock);
+
+/** weft_semaphore_acquire awaited: returns 0 once the fiber holds one
+ * permit of `sem` (give it back with weft_semaphore_release), -EINVAL
+ * (NULL), -ENOMEM, -ECANCELED (no permit taken), -EPERM. */
+WEFT_API int weft_fiber_semaphore_acquire(weft_semaphore *sem);
+
+/** weft_queue_put awaited: returns 0 once `item` is in `q` (waiting while
+ * a bounded queue is full), -EINVAL (NULL q), WEFT_ECLOSED (q closed),
+ * -ENOMEM,
+ * -ECANCELED (item not queued, still the caller's), -EPERM. */
+WEFT_API int weft_fiber_queue_put(weft_queue *q, void *item);
+
+/** weft_queue_get awaited: returns 0 and the item in *item (now the
+ * caller's), waiting while `q` is empty; else *item is NULL (if item is
+ * not NULL) and the error is returned: -EINVAL (NULL q or item),
+ * WEFT_ECLOSED (q closed and empty), -ENOMEM, -ECANCELED (no item taken), -EPERM. */
+WEFT_API int weft_fiber_queue_get(weft_queue *q, void **item);
+
+/** asyncio.create_task from a fiber: weft_fiber_spawn on the calling
+ * fiber's loop with default options. *out (NULL allowed) gets the new
+ * fiber's future, or NULL on error. Returns 0, -EINVAL (NULL fn), -ENOMEM,
+ * -EPERM outside a fiber. */
+WEFT_API int weft_fiber_create_task(weft_fiber_fn fn, void *arg,
+                                    weft_future **out);
+
+/** asyncio.gather: awaits fs[0], fs[1], ... in order (NULL entries are
+ * skipped), dropping each reference and setting the entry to NULL.
+ * Returns 0 if all were fulfilled, else the first error in index order
+ * (every future is still awaited); -EINVAL (NULL fs with n > 0), -EPERM
+ * outside a fiber (fs untouched). If the calling fiber is cancelled
+ * meanwhile, the future it awaits and every later one is cancelled and
+ * dropped, and it returns -ECANCELED. */
+WEFT_API int weft_fiber_gather(weft_future **fs, size_t n);
+
+/** weft_fs_read_file_future on the fiber's loop, awaited. On 0 *out is the
+ * fulfilled future (the caller's reference): weft_future_value(*out) is
+ * the const weft_fs_buf *, valid until the caller unrefs *out. On error
+ * *out is NULL (if out is not NULL) and nothing is left: -EINVAL (NULL
+ * path or out), the file's error (-ENOENT, -EISDIR, ...), -ENOMEM,
+ * -ECANCELED (the read is cancelled), -EPERM. */
+WEFT_API int weft_fiber_read_file(const char *path, weft_future **out);
+
+/** weft_fs_scandir_future on the fiber's loop, awaited; as
+ * weft_fiber_read_file, the value of *out being the const weft_fs_dir *. */
+WEFT_API int weft_fiber_scandir(const char *path, weft_future **out);
+
+/** asyncio.to_thread: runs fn(arg, &err) on the pool's `lane` (as
+ * weft_pool_submit_future) and awaits it. On 0 *result (may be NULL) gets
+ * fn's return value, which is then the caller's (with result NULL it is
+ * passed to dtor, if not NULL). Otherwise *result is NULL and the error is
+ * returned: fn's err, -EINVAL (NULL fn, bad lane), -ENOMEM, -EAGAIN,
+ * -ESHUTDOWN, -ECANCELED (a queued job never runs; a running one gets its
+ * cancel flag, and what it returns goes to dtor), -EPERM. */
+WEFT_API int weft_fiber_run_in_pool(weft_pool_lane lane, weft_pool_fn fn,
+                                    void *arg, weft_dtor dtor, void **result);
+
+/** asyncio.wait_for(proc.wait(), timeout): awaits the exit of the spawned
+ * child `p` for at most timeout_ms milliseconds (0: no timeout) and stores
+ * its exit value in *status (may be NULL; 0 unless it exited; read it with
+ * weft_exit_is_signal / weft_exit_code). Returns 0, -ETIMEDOUT (the child
+ * is left running: kill it and wait again), -EINVAL (NULL, a handle never
+ * spawned or closing, timeout_ms > WEFT_TIMEOUT_MAX), -ECANCELED (the
+ * handle was closed first, or the fiber cancelled; the child is not
+ * touched), -ENOMEM, -EPERM. */
+WEFT_API int weft_fiber_process_wait(weft_process *p, uint64_t timeout_ms,
+                                     int64_t *status);
+
 #ifdef __cplusplus
 }
 #endif

@@ -114,7 +114,7 @@ int weft_call_soon(weft_loop *loop, weft_cb cb, void *arg) {
       &loop->cs_ring[(loop->cs_head + loop->cs_count) & loop->cs_mask];
   slot->cb = cb;
   slot->arg = arg;
-  if (++loop->cs_count > loop->cs_max) loop->cs_max = loop->cs_count;
+  loop->cs_count++;
   if (WEFT__UNLIKELY(!loop->cs_alive)) {
     loop->cs_alive = true;
     weft__alive_add(loop, 1);
@@ -123,37 +123,41 @@ int weft_call_soon(weft_loop *loop, weft_cb cb, void *arg) {
   return 0;
 }
 
-/* Runs queued callbacks, including ones they queue, until the queue is
- * empty or the budget is spent; what is left runs next turn, after a
- * non-blocking poll, so a self-reposting callback cannot starve I/O. */
-static unsigned cs_drain_timed(weft_loop *loop, unsigned budget) {
-  unsigned ran = 0;
-  while (loop->cs_count != 0 && ran != budget) {
+/* cs_drain() with the slow-callback hook on; returns the budget left. */
+static unsigned cs_drain_timed(weft_loop *loop, unsigned left) {
+  while (loop->cs_count != 0 && left != 0) {
+    left--;
     weft__task t = loop->cs_ring[loop->cs_head];
     loop->cs_head = (loop->cs_head + 1) & loop->cs_mask;
     loop->cs_count--;
-    ran++;
     uint64_t t0 = weft__clock_ns();
     t.cb(t.arg);
     weft__slow_check(loop, (weft_any_fn)t.cb, t0);
   }
-  return ran;
+  return left;
 }
 
+/* Runs queued callbacks, including ones they queue, until the queue is
+ * empty or the budget is spent; what is left runs next turn, after a
+ * non-blocking poll, so a self-reposting callback cannot starve I/O.
+ * Metrics cost nothing per callback here or in weft_call_soon(): the
+ * deepest the queue has been is sampled when a drain begins (and by
+ * weft_loop_get_metrics), and the count run is added once per drain. */
 static void cs_drain(weft_loop *loop) {
-  unsigned budget = loop->cs_budget, ran = 0;
+  unsigned budget = loop->cs_budget, left = budget;
+  if (loop->cs_count > loop->cs_max) loop->cs_max = loop->cs_count;
   if (WEFT__UNLIKELY(loop->slow_cb != NULL)) {
-    ran = cs_drain_timed(loop, budget);
+    left = cs_drain_timed(loop, left);
   } else {
-    while (loop->cs_count != 0 && ran != budget) {
+    while (loop->cs_count != 0 && left-- != 0) {
       weft__task t = loop->cs_ring[loop->cs_head];
       loop->cs_head = (loop->cs_head + 1) & loop->cs_mask;
       loop->cs_count--;
-      ran++;
       t.cb(t.arg);
     }
+    if (loop->cs_count != 0) left = 0; /* stopped by the budget: wrapped */
   }
-  loop->m.deferred += ran; /* once per drain: metrics are per turn */
+  loop->m.deferred += budget - left; /* once per drain */
   if (loop->cs_count == 0 && loop->cs_alive) {
     loop->cs_alive = false;
     weft__alive_add(loop, -1);
@@ -535,10 +539,14 @@ int weft_loop_get_metrics(const weft_loop *loop, weft_loop_metrics *m,
   if (loop == NULL || m == NULL || size < sizeof *m) return -EINVAL;
   weft_loop_metrics v = loop->m;
   v.size = sizeof v;
+  v.timers_fired = 0; /* one lag entry per fired timer (timers/timer.c) */
+  for (int i = 0; i < WEFT_LOOP_LAG_BUCKETS; i++)
+    v.timers_fired += v.timer_lag[i];
   v.callbacks =
       v.deferred + v.posts_received + v.timers_fired + v.io_events + v.hooks;
   v.deferred_depth = loop->cs_count;
-  v.deferred_max_depth = loop->cs_max;
+  v.deferred_max_depth =
+      loop->cs_count > loop->cs_max ? loop->cs_count : loop->cs_max;
   memset(m, 0, size);
   memcpy(m, &v, sizeof v);
   return 0;

@@ -82,6 +82,26 @@ Test(metrics, n_call_soon_count_n_callbacks_and_the_depth, .timeout = 5) {
   th_loop_finish(loop);
 }
 
+Test(metrics, a_drain_cut_by_the_budget_counts_what_ran, .timeout = 5) {
+  weft_loop_options o = {.call_soon_budget = 10};
+  weft_loop *loop;
+  cr_assert_eq(weft_loop_new(&loop, &o), 0);
+  ran = 0;
+  for (int i = 0; i < 25; i++)
+    cr_assert_eq(weft_call_soon(loop, count_cb, NULL), 0);
+  cr_assert_eq(weft_loop_run(loop, WEFT_RUN_NOWAIT), 1);
+  weft_loop_metrics m = get(loop);
+  cr_assert_eq(ran, 10);
+  cr_assert_eq(m.deferred, 10, "%llu", (unsigned long long)m.deferred);
+  cr_assert_eq(m.deferred_depth, 15);
+  cr_assert_eq(m.deferred_max_depth, 25);
+  th_run(loop);
+  m = get(loop);
+  cr_assert_eq(m.deferred, 25, "%llu", (unsigned long long)m.deferred);
+  cr_assert_eq(m.deferred_depth, 0);
+  th_loop_finish(loop);
+}
+
 /* ---- timers and lag ----------------------------------------------------- */
 
 static void on_timer(weft_timer *t) {

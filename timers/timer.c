@@ -267,15 +267,16 @@ static void timer_link(weft__timers *ts, weft_timer *t, uint64_t deadline) {
 
 /* ---- running ------------------------------------------------------------ */
 
-/* Metrics: one more timer fired, this late (the turn's start, in ns, minus
- * the deadline in ms) in log2 µs buckets (weft/loop.h). */
-static inline void lag_record(weft_loop *loop, uint64_t deadline_ms) {
+/* Metrics: the lag bucket (weft/loop.h) of a timer due at `deadline_ms`
+ * that fires in this turn: the turn's start, in ns, minus the deadline.
+ * Each fired timer adds one to its bucket; the buckets' sum is
+ * timers_fired (weft_loop_get_metrics). */
+static uint64_t *lag_slot(weft_loop *loop, uint64_t deadline_ms) {
   uint64_t due_ns = deadline_ms * 1000000u;
   uint64_t us = loop->turn_ns > due_ns ? (loop->turn_ns - due_ns) / 1000u : 0;
   unsigned i = us == 0 ? 0 : 64u - (unsigned)__builtin_clzll(us);
   if (i > WEFT_LOOP_LAG_BUCKETS - 1) i = WEFT_LOOP_LAG_BUCKETS - 1;
-  loop->m.timer_lag[i]++;
-  loop->m.timers_fired++;
+  return &loop->m.timer_lag[i];
 }
 
 /* Collects every bucket due at `now`, then fires the due list's timers in
@@ -291,16 +292,23 @@ void weft__timers_run(weft_loop *loop) {
     due_append(ts, b);
   }
   weft__list *d;
+  /* timers of one bucket share a deadline, so a lag bucket: found once */
+  uint64_t lag_deadline = UINT64_MAX, *lag = NULL; /* no deadline is MAX */
+  bool timed = loop->slow_cb != NULL; /* a hook set meanwhile: next run */
   while ((d = weft__list_front(&ts->due)) != NULL) {
     weft__tbucket *b = WEFT__CONTAINER_OF(d, weft__tbucket, due);
     weft_timer *t = WEFT__CONTAINER_OF(b->timers.next, weft_timer, node);
-    lag_record(loop, t->deadline);
+    if (WEFT__UNLIKELY(t->deadline != lag_deadline)) {
+      lag_deadline = t->deadline;
+      lag = lag_slot(loop, lag_deadline);
+    }
+    (*lag)++;
     timer_unlink(ts, t);
     if (t->repeat != 0)
       timer_link(ts, t, loop->now + t->repeat);
     else
       weft__handle_stop(&t->base);
-    if (WEFT__UNLIKELY(loop->slow_cb != NULL)) {
+    if (WEFT__UNLIKELY(timed)) {
       weft_timer_cb cb = t->cb;
       uint64_t t0 = weft__clock_ns();
       cb(t); /* may free t */

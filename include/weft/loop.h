@@ -282,7 +282,8 @@ typedef struct weft_loop_metrics {
   uint64_t callbacks;
   /** Deferred callbacks (weft_call_soon()) run. Work weft itself defers
    * through that queue (future settlements, I/O completions delivered
-   * later) counts too. */
+   * later) counts too. Added when each drain of the queue ends: a deferred
+   * callback reading the metrics does not see its own drain counted. */
   uint64_t deferred;
   /** Cross-thread posts (weft_call_soon_threadsafe()) taken from the
    * queues and run on this loop. */
@@ -312,7 +313,10 @@ typedef struct weft_loop_metrics {
   uint64_t longest_turn_ns;
   /** Deferred callbacks queued now (weft_call_soon(), not yet run). */
   uint64_t deferred_depth;
-  /** The most deferred callbacks ever queued at once. */
+  /** The most deferred callbacks queued at once, as sampled when each
+   * drain of the queue begins and when the metrics are read. A peak
+   * reached and run within one drain (a deferred callback queuing more)
+   * is seen only if it is still queued when the next drain begins. */
   uint64_t deferred_max_depth;
   /** Loop lag: for each timer callback counted in `timers_fired`, how late
    * it ran: the start of its turn (the clock read right after the poll)
@@ -347,7 +351,9 @@ typedef void (*weft_slow_callback_cb)(weft_loop *loop, weft_any_fn fn,
 
 /** Calls cb after every deferred callback, cross-thread post, timer
  * callback or prepare/check/idle callback that ran for at least
- * `threshold_us` microseconds (0: after every one of them). I/O callbacks
+ * `threshold_us` microseconds (0: after every one of them). A hook set
+ * from inside a callback applies from the next drain of the deferred
+ * queue or the next batch of due timers at the latest. I/O callbacks
  * are not timed one by one: a slow one shows in longest_turn_ns. A NULL cb
  * turns the hook off (the default); while off, no clock is read per
  * callback. Replaces any earlier hook. Returns 0, or -EINVAL for a NULL

@@ -9,8 +9,11 @@
  *          switching to each other, ns per switch, as Boost's fcontext
  *          jump is measured), and "swapcontext", the same pair with
  *          ucontext.
- * await    one fiber awaits an already-settled future 1M times (each
- *          await still yields once: the fiber is queued and resumed).
+ * await    one fiber awaits an already-settled future 1M times. Each
+ *          await still yields once; alone in the ready queue the fiber
+ *          is at its front again, so it continues in place (no switch).
+ *          "weft-2": two fibers do it at once, 1M awaits in all, so
+ *          every await goes behind the other fiber (two switches).
  * spawn    1M fibers spawned and run to completion in batches of 1000
  *          (the peers do the same), fibers/s.
  * mem      100k fibers suspended on one event: RSS growth per fiber, in
@@ -160,11 +163,37 @@ static double await_once(weft_loop *loop) {
   return (double)n_ops / t;
 }
 
+static int awaiter_half(weft_fiber *self, void *arg) {
+  (void)self;
+  weft_future *f = arg;
+  for (size_t i = 0; i < n_ops / 2; i++)
+    ok(weft_await(f), "await");
+  return 0;
+}
+
+static double await2_once(weft_loop *loop) {
+  weft_future *settled, *fb[2];
+  ok(weft_future_new(loop, &settled), "future");
+  ok(weft_future_resolve_i64(settled, 1), "resolve");
+  double t0 = bench_wall();
+  for (int i = 0; i < 2; i++)
+    ok(weft_fiber_spawn(loop, awaiter_half, settled, NULL, &fb[i]), "spawn");
+  run(loop);
+  double t = bench_wall() - t0;
+  for (int i = 0; i < 2; i++) {
+    BENCH_CHECK(weft_future_get_state(fb[i]) == WEFT_FUTURE_FULFILLED,
+                "a fiber did not finish");
+    weft_future_unref(fb[i]);
+  }
+  weft_future_unref(settled);
+  return (double)(n_ops / 2 * 2) / t;
+}
+
 static void await_weft(double *v, void *arg) {
-  (void)arg;
+  double (*once)(weft_loop *) = arg != NULL ? await2_once : await_once;
   weft_loop *loop = new_loop();
-  await_once(loop);
-  v[0] = await_once(loop);
+  once(loop);
+  v[0] = once(loop);
   ok(weft_loop_free(loop), "weft_loop_free");
 }
 
@@ -256,7 +285,8 @@ int main(int argc, char **argv) {
                                  {"swapcontext", switch_uc, NULL}};
   const bench_metric m_await[] = {
       {"fibers_await_settled_1m", "awaits/s", true}};
-  const bench_impl i_await[] = {{"weft", await_weft, NULL}};
+  const bench_impl i_await[] = {{"weft", await_weft, NULL},
+                                {"weft-2", await_weft, "2"}};
   const bench_metric m_spawn[] = {{"fibers_spawn_1m", "spawns/s", true}};
   const bench_impl i_spawn[] = {{"weft", spawn_weft, NULL}};
   const bench_metric m_mem[] = {{"fibers_idle_mem_100k", "B", false}};

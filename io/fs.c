@@ -7,6 +7,7 @@
  * cannot drift apart. Future-form requests come from a per-loop free list
  * (WEFT__MOD_FS). */
 #include <limits.h>
+#include <math.h>
 #include <string.h>
 
 #include <unistd.h>
@@ -39,8 +40,19 @@ static void free_paths(weft_fs_req *req) {
 void weft_fs_req_cleanup(weft_fs_req *req) {
   if (req == NULL) return;
   free_paths(req);
-  weft__free(req->ptr);
+  if (req->op != WEFT__FS_OPENDIR) /* a stream is closed by closedir only */
+    weft__free(req->ptr);
   req->ptr = NULL;
+}
+
+/* A readdir or closedir that will not run after all gives its stream back;
+ * the stream is claimed (busy) only once prep succeeded, so req->dir is set
+ * exactly when this request holds the claim. */
+static void unclaim(weft_fs_req *req) {
+  if ((req->op == WEFT__FS_READDIR || req->op == WEFT__FS_CLOSEDIR) &&
+      req->dir != NULL)
+    ((weft_fs_dirstream *)req->dir)->busy = false;
+  req->dir = NULL;
 }
 
 int weft_fs_cancel(weft_fs_req *req) {
@@ -65,6 +77,14 @@ static void fs_complete(weft_fs_req *req) {
     req->ptr = NULL;
   }
   free_paths(req);
+  if (req->op == WEFT__FS_READDIR) {
+    unclaim(req);
+  } else if (req->op == WEFT__FS_CLOSEDIR && req->dir != NULL) {
+    /* never ran (cancelled, loop teardown): close the stream all the same;
+     * closing a directory fd does not block */
+    if (req->result == -ECANCELED) weft__fs_dir_free(req->dir);
+    req->dir = NULL;
+  }
   req->cb(req);
 }
 
@@ -190,7 +210,10 @@ static int req_submit(weft_loop *loop, weft_fs_req *req, int err) {
   if (err == 0)
     err =
         weft_work_submit(loop, &req->work, WEFT_LANE_IO, weft__fs_run, fs_done);
-  if (err != 0) free_paths(req);
+  if (err != 0) {
+    free_paths(req);
+    unclaim(req);
+  }
   return err;
 }
 
@@ -243,7 +266,21 @@ static bool is_stat(int op) {
 static bool has_ptr(int op) {
   return op == WEFT__FS_MKDTEMP || op == WEFT__FS_SCANDIR ||
          op == WEFT__FS_REALPATH || op == WEFT__FS_READLINK ||
-         op == WEFT__FS_READ_FILE;
+         op == WEFT__FS_READ_FILE || op == WEFT__FS_STATFS ||
+         op == WEFT__FS_MKSTEMP || op == WEFT__FS_OPENDIR;
+}
+
+/* A result the future could not take (it was settled meanwhile, by a
+ * cancel while the job ran): what the job made is undone. */
+static void undo_result(weft_fs_req *req) {
+  if (req->op == WEFT__FS_OPENDIR) {
+    weft__fs_dir_free(req->ptr);
+    req->ptr = NULL;
+  } else if (req->op == WEFT__FS_MKSTEMP) {
+    weft_fs_tmpfile *t = req->ptr;
+    close(t->fd);
+    unlink(t->path);
+  }
 }
 
 /* Settles the future from a finished request; pointer results move to the
@@ -260,7 +297,11 @@ static void settle(weft_future *f, weft_fs_req *req) {
     else if (*s = req->statbuf, weft_future_resolve(f, s, weft__free) != 0)
       weft__free(s);
   } else if (has_ptr(req->op)) {
-    if (weft_future_resolve(f, req->ptr, weft__free) == 0) req->ptr = NULL;
+    weft_dtor dtor = req->op == WEFT__FS_OPENDIR ? NULL : weft__free;
+    if (weft_future_resolve(f, req->ptr, dtor) == 0)
+      req->ptr = NULL;
+    else
+      undo_result(req);
   } else {
     weft_future_resolve_i64(f, req->result);
   }
@@ -296,6 +337,7 @@ static int fut_submit(weft_loop *loop, weft_fs_req *req, weft_future **out,
   if (err == 0) err = weft_future_on_cancel(ff->f, fut_cancel, req);
   if (err == 0) err = req_submit(loop, req, 0);
   if (err != 0) {
+    unclaim(req);
     weft_future_unref(ff->f);
     fut_put(loop, ff);
     return err;
@@ -370,7 +412,9 @@ static int prep_sendfile(weft_fs_req *req, int out_fd, int in_fd,
 }
 static int prep_copyfile(weft_fs_req *req, const char *src, const char *dst,
                          int flags) {
-  if (flags & ~WEFT_FS_COPY_EXCL) return -EINVAL;
+  if (flags & ~(WEFT_FS_COPY_EXCL | WEFT_FS_COPY_FICLONE |
+                WEFT_FS_COPY_FICLONE_FORCE))
+    return -EINVAL;
   req->flags = flags;
   return prep_two_paths(req, src, dst);
 }
@@ -384,11 +428,62 @@ static int prep_mkdtemp(weft_fs_req *req, const char *tmpl) {
   if (n < 6 || strcmp(tmpl + n - 6, "XXXXXX") != 0) return -EINVAL;
   return prep_path(req, tmpl);
 }
-static int prep_utime(weft_fs_req *req, const char *path, double atime,
-                      double mtime) {
+static int prep_times(weft_fs_req *req, double atime, double mtime) {
+  /* (time_t)NaN or an infinity is undefined behaviour */
+  if (!isfinite(atime) || !isfinite(mtime)) return -EINVAL;
   req->atime = atime;
   req->mtime = mtime;
+  return 0;
+}
+static int prep_utime(weft_fs_req *req, const char *path, double atime,
+                      double mtime) {
+  int err = prep_times(req, atime, mtime);
+  return err ? err : prep_path(req, path);
+}
+static int prep_futime(weft_fs_req *req, int fd, double atime, double mtime) {
+  req->fd = fd;
+  return prep_times(req, atime, mtime);
+}
+static int prep_chown(weft_fs_req *req, const char *path, uid_t uid,
+                      gid_t gid) {
+  req->uid = uid;
+  req->gid = gid;
   return prep_path(req, path);
+}
+static int prep_fchown(weft_fs_req *req, int fd, uid_t uid, gid_t gid) {
+  req->uid = uid;
+  req->gid = gid;
+  return prep_fd(req, fd);
+}
+static int prep_fchmod(weft_fs_req *req, int fd, unsigned mode) {
+  req->mode = mode;
+  return prep_fd(req, fd);
+}
+static int prep_fallocate(weft_fs_req *req, int fd, int mode, int64_t offset,
+                          uint64_t len) {
+  if (offset < 0 || len == 0 || len > INT64_MAX) return -EINVAL;
+  req->fd = fd;
+  req->flags = mode;
+  req->offset = offset;
+  req->len = len;
+  return 0;
+}
+static int prep_readdir(weft_fs_req *req, weft_fs_dirstream *dir,
+                        weft_dirent *entries, unsigned n) {
+  if (dir == NULL || entries == NULL || n == 0) return -EINVAL;
+  if (dir->busy) return -EBUSY;
+  dir->busy = true;
+  req->dir = dir;
+  req->dirents = entries;
+  req->nbufs = n;
+  return 0;
+}
+static int prep_closedir(weft_fs_req *req, weft_fs_dirstream *dir) {
+  if (dir == NULL) return -EINVAL;
+  if (dir->busy) return -EBUSY;
+  dir->busy = true;
+  req->dir = dir;
+  return 0;
 }
 static int prep_write_file(weft_fs_req *req, const char *path, const void *data,
                            size_t len, unsigned mode) {
@@ -417,6 +512,11 @@ static int prep_write_file(weft_fs_req *req, const char *path, const void *data,
 #define prep_symlink prep_two_paths
 #define prep_readlink prep_path
 #define prep_read_file prep_path
+#define prep_statfs prep_path
+#define prep_mkstemp prep_mkdtemp
+#define prep_lchown prep_chown
+#define prep_lutime prep_utime
+#define prep_opendir prep_path
 
 WEFT__FS_PAIR(open, WEFT__FS_OPEN, (const char *path, int flags, unsigned mode),
               (path, flags, mode))
@@ -463,3 +563,25 @@ WEFT__FS_PAIR(read_file, WEFT__FS_READ_FILE, (const char *path), (path))
 WEFT__FS_PAIR(write_file, WEFT__FS_WRITE_FILE,
               (const char *path, const void *data, size_t len, unsigned mode),
               (path, data, len, mode))
+WEFT__FS_PAIR(statfs, WEFT__FS_STATFS, (const char *path), (path))
+WEFT__FS_PAIR(mkstemp, WEFT__FS_MKSTEMP, (const char *tmpl), (tmpl))
+WEFT__FS_PAIR(chown, WEFT__FS_CHOWN, (const char *path, uid_t uid, gid_t gid),
+              (path, uid, gid))
+WEFT__FS_PAIR(fchown, WEFT__FS_FCHOWN, (int fd, uid_t uid, gid_t gid),
+              (fd, uid, gid))
+WEFT__FS_PAIR(lchown, WEFT__FS_LCHOWN, (const char *path, uid_t uid, gid_t gid),
+              (path, uid, gid))
+WEFT__FS_PAIR(fchmod, WEFT__FS_FCHMOD, (int fd, unsigned mode), (fd, mode))
+WEFT__FS_PAIR(futime, WEFT__FS_FUTIME, (int fd, double atime, double mtime),
+              (fd, atime, mtime))
+WEFT__FS_PAIR(lutime, WEFT__FS_LUTIME,
+              (const char *path, double atime, double mtime),
+              (path, atime, mtime))
+WEFT__FS_PAIR(fallocate, WEFT__FS_FALLOCATE,
+              (int fd, int mode, int64_t offset, uint64_t len),
+              (fd, mode, offset, len))
+WEFT__FS_PAIR(opendir, WEFT__FS_OPENDIR, (const char *path), (path))
+WEFT__FS_PAIR(readdir, WEFT__FS_READDIR,
+              (weft_fs_dirstream * dir, weft_dirent *entries, unsigned n),
+              (dir, entries, n))
+WEFT__FS_PAIR(closedir, WEFT__FS_CLOSEDIR, (weft_fs_dirstream * dir), (dir))

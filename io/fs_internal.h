@@ -33,8 +33,36 @@ typedef enum weft__fs_op {
   WEFT__FS_READLINK,
   WEFT__FS_UTIME,
   WEFT__FS_READ_FILE,
-  WEFT__FS_WRITE_FILE
+  WEFT__FS_WRITE_FILE,
+  WEFT__FS_STATFS,
+  WEFT__FS_MKSTEMP,
+  WEFT__FS_CHOWN,
+  WEFT__FS_FCHOWN,
+  WEFT__FS_LCHOWN,
+  WEFT__FS_FCHMOD,
+  WEFT__FS_FUTIME,
+  WEFT__FS_LUTIME,
+  WEFT__FS_FALLOCATE,
+  WEFT__FS_OPENDIR,
+  WEFT__FS_READDIR,
+  WEFT__FS_CLOSEDIR
 } weft__fs_op;
+
+/* A directory stream: the fd and one getdents64 buffer. `busy` is touched
+ * on the loop's thread only (set when a readdir or closedir starts, cleared
+ * when a readdir completes); the worker owns everything else while a job
+ * runs. */
+#define WEFT__FS_DIRBUF (32u << 10)
+struct weft_fs_dirstream {
+  int fd;
+  bool busy;
+  bool eof;
+  size_t pos, end; /* the unread part of buf */
+  _Alignas(8) char buf[WEFT__FS_DIRBUF];
+};
+
+/* Closes and frees a directory stream (any thread). */
+int weft__fs_dir_free(weft_fs_dirstream *d);
 
 /* Internal steps of read_file for a large file (weft_fs_req.step; 0 while
  * the operation itself runs): several chunk jobs, or (when they cannot be

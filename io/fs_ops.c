@@ -10,7 +10,12 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <linux/falloc.h>
+#include <linux/fs.h>
+#include <sys/ioctl.h>
 #include <sys/sendfile.h>
+#include <sys/statfs.h>
+#include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -262,9 +267,9 @@ static int64_t copy_stream(int in, int out) {
 }
 
 /* Opens dst: created (and then *created) unless it exists and EXCL was not
- * asked for; an existing one is truncated only once it is known not to be
- * src itself. */
-static int open_dst(const weft_fs_req *r, const struct stat *st,
+ * asked for; an existing one is truncated (if `trunc`) only once it is
+ * known not to be src itself. */
+static int open_dst(const weft_fs_req *r, const struct stat *st, bool trunc,
                     bool *created) {
   int out = open(r->path2, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC,
                  st->st_mode & 07777);
@@ -278,9 +283,27 @@ static int open_dst(const weft_fs_req *r, const struct stat *st,
   int err = fstat(out, &ds) < 0 ? -errno : 0;
   if (err == 0 && ds.st_dev == st->st_dev && ds.st_ino == st->st_ino)
     err = -EINVAL;
-  if (err == 0 && ftruncate(out, 0) < 0) err = -errno;
+  if (err == 0 && trunc && ftruncate(out, 0) < 0) err = -errno;
   if (err != 0) close(out);
   return err != 0 ? err : out;
+}
+
+/* A clone error as the caller sees it: "this file system cannot clone"
+ * is one error, -EOPNOTSUPP, whatever the ioctl said. */
+static int64_t clone_error(int e) {
+  return e == ENOTTY || e == EINVAL || e == ENOSYS ? -EOPNOTSUPP : -e;
+}
+
+/* FICLONE asked for: 1 if dst is now a clone of src, 0 to copy instead
+ * (try-clone and the file system cannot), or the error (force). */
+static int64_t try_clone(const weft_fs_req *r, int in, int out,
+                         const struct stat *st) {
+  bool force = r->flags & WEFT_FS_COPY_FICLONE_FORCE;
+  if (!(r->flags & (WEFT_FS_COPY_FICLONE | WEFT_FS_COPY_FICLONE_FORCE)))
+    return 0;
+  if (!S_ISREG(st->st_mode)) return force ? -EOPNOTSUPP : 0;
+  if (ioctl(out, FICLONE, in) == 0) return 1;
+  return force ? clone_error(errno) : 0;
 }
 
 static int64_t do_copyfile(weft_fs_req *r) {
@@ -291,8 +314,17 @@ static int64_t do_copyfile(weft_fs_req *r) {
   if (err == 0 && S_ISDIR(st.st_mode)) err = -EISDIR;
   bool created = false;
   int out = -1;
-  if (err == 0 && (out = open_dst(r, &st, &created)) < 0) err = out;
-  if (err == 0)
+  /* a clone replaces dst's data from offset 0 and leaves an existing dst
+   * untouched when it fails, so dst is cut to size only afterwards */
+  bool clone = S_ISREG(st.st_mode) &&
+               (r->flags & (WEFT_FS_COPY_FICLONE | WEFT_FS_COPY_FICLONE_FORCE));
+  if (err == 0 && (out = open_dst(r, &st, !clone, &created)) < 0) err = out;
+  int64_t cloned = err == 0 ? try_clone(r, in, out, &st) : 0;
+  if (cloned < 0) err = cloned;
+  if (err == 0 && clone &&
+      ftruncate(out, cloned == 1 ? st.st_size : 0) < 0)
+    err = -errno;
+  if (err == 0 && cloned == 0)
     err = S_ISREG(st.st_mode) && st.st_size > 0
               ? copy_sparse(in, out, st.st_size)
               : copy_stream(in, out);
@@ -442,8 +474,7 @@ static int64_t do_write_file(weft_fs_req *r) {
   return err;
 }
 
-static int64_t do_utime(weft_fs_req *r) {
-  struct timespec ts[2];
+static void to_timespecs(const weft_fs_req *r, struct timespec ts[2]) {
   double t[2] = {r->atime, r->mtime};
   for (int i = 0; i < 2; i++) {
     ts[i].tv_sec = (time_t)t[i];
@@ -453,7 +484,116 @@ static int64_t do_utime(weft_fs_req *r) {
       ts[i].tv_nsec += 1000000000L;
     }
   }
-  return rc_or_errno(utimensat(AT_FDCWD, r->path, ts, 0));
+}
+
+/* fd >= 0: futimens; else utimensat on the path with `flags`. */
+static int64_t do_utime(weft_fs_req *r, int flags) {
+  struct timespec ts[2];
+  to_timespecs(r, ts);
+  if (r->op == WEFT__FS_FUTIME) return rc_or_errno(futimens(r->fd, ts));
+  return rc_or_errno(utimensat(AT_FDCWD, r->path, ts, flags));
+}
+
+static int64_t do_statfs(weft_fs_req *r) {
+  struct statfs sf;
+  if (statfs(r->path, &sf) < 0) return -errno;
+  weft_statfs *out = weft__calloc(1, sizeof *out);
+  if (out == NULL) return -ENOMEM;
+  out->type = (uint64_t)sf.f_type;
+  out->bsize = (uint64_t)sf.f_bsize;
+  out->blocks = (uint64_t)sf.f_blocks;
+  out->bfree = (uint64_t)sf.f_bfree;
+  out->bavail = (uint64_t)sf.f_bavail;
+  out->files = (uint64_t)sf.f_files;
+  out->ffree = (uint64_t)sf.f_ffree;
+  r->ptr = out;
+  return 0;
+}
+
+/* The block first, so that nothing is created when memory is short. */
+static int64_t do_mkstemp(weft_fs_req *r) {
+  size_t n = strlen(r->path);
+  weft_fs_tmpfile *t = weft__malloc(sizeof *t + n + 1);
+  if (t == NULL) return -ENOMEM;
+  memcpy(t->path, r->path, n + 1);
+  t->fd = mkostemp(t->path, O_CLOEXEC);
+  if (t->fd < 0) {
+    int e = errno;
+    weft__free(t);
+    return -e;
+  }
+  r->ptr = t;
+  return t->fd;
+}
+
+static int64_t do_fallocate(weft_fs_req *r) {
+  int rc;
+  do
+    rc = fallocate(r->fd, r->flags, (off_t)r->offset, (off_t)r->len);
+  while (rc < 0 && errno == EINTR);
+  return rc_or_errno(rc);
+}
+
+/* ---- streamed directories
+ * ----------------------------------------------------- */
+
+/* The kernel's record (getdents64(2)); glibc declares no type for it. */
+struct weft__dirent64 {
+  uint64_t d_ino;
+  int64_t d_off;
+  unsigned short d_reclen;
+  unsigned char d_type;
+  char d_name[];
+};
+
+static int64_t do_opendir(weft_fs_req *r) {
+  weft_fs_dirstream *d = weft__malloc(sizeof *d);
+  if (d == NULL) return -ENOMEM;
+  d->fd = open(r->path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (d->fd < 0) {
+    int e = errno;
+    weft__free(d);
+    return -e;
+  }
+  d->busy = d->eof = false;
+  d->pos = d->end = 0;
+  r->ptr = d;
+  return 0;
+}
+
+/* Entries straight from the getdents64 buffer, no copies: a batch ends
+ * early where the buffer does, since refilling it would overwrite names
+ * this batch returns. */
+static int64_t do_readdir(weft_fs_req *r) {
+  weft_fs_dirstream *d = r->dir;
+  unsigned k = 0;
+  while (k < r->nbufs) {
+    if (d->pos >= d->end) {
+      if (k > 0 || d->eof) break;
+      long got = syscall(SYS_getdents64, d->fd, d->buf, sizeof d->buf);
+      if (got < 0 && errno == EINTR) continue;
+      if (got < 0) return -errno;
+      if (got == 0) {
+        d->eof = true;
+        break;
+      }
+      d->pos = 0;
+      d->end = (size_t)got;
+    }
+    struct weft__dirent64 *e = (struct weft__dirent64 *)(d->buf + d->pos);
+    d->pos += e->d_reclen;
+    if (e->d_name[0] == '.' &&
+        (e->d_name[1] == '\0' || (e->d_name[1] == '.' && e->d_name[2] == '\0')))
+      continue;
+    r->dirents[k++] = (weft_dirent){e->d_name, e->d_type};
+  }
+  return k;
+}
+
+int weft__fs_dir_free(weft_fs_dirstream *d) {
+  int rc = close(d->fd);
+  weft__free(d);
+  return rc < 0 && errno != EINTR ? -errno : 0;
 }
 
 static int64_t do_close(int fd) {
@@ -518,7 +658,30 @@ static int64_t run_op(weft_fs_req *r) {
   case WEFT__FS_READLINK:
     return do_readlink(r);
   case WEFT__FS_UTIME:
-    return do_utime(r);
+  case WEFT__FS_FUTIME:
+    return do_utime(r, 0);
+  case WEFT__FS_LUTIME:
+    return do_utime(r, AT_SYMLINK_NOFOLLOW);
+  case WEFT__FS_STATFS:
+    return do_statfs(r);
+  case WEFT__FS_MKSTEMP:
+    return do_mkstemp(r);
+  case WEFT__FS_CHOWN:
+    return rc_or_errno(chown(r->path, r->uid, r->gid));
+  case WEFT__FS_FCHOWN:
+    return rc_or_errno(fchown(r->fd, r->uid, r->gid));
+  case WEFT__FS_LCHOWN:
+    return rc_or_errno(lchown(r->path, r->uid, r->gid));
+  case WEFT__FS_FCHMOD:
+    return rc_or_errno(fchmod(r->fd, r->mode));
+  case WEFT__FS_FALLOCATE:
+    return do_fallocate(r);
+  case WEFT__FS_OPENDIR:
+    return do_opendir(r);
+  case WEFT__FS_READDIR:
+    return do_readdir(r);
+  case WEFT__FS_CLOSEDIR:
+    return weft__fs_dir_free(r->dir);
   case WEFT__FS_READ_FILE:
     return do_read_file(r);
   case WEFT__FS_WRITE_FILE:

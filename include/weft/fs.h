@@ -76,6 +76,13 @@ typedef struct weft_fs_buf {
 
 /** Flag for weft_fs_copyfile(): fail with -EEXIST if dst exists. */
 #define WEFT_FS_COPY_EXCL 1
+/** Flag for weft_fs_copyfile(), "clone or copy": try a copy-on-write clone
+ * (the FICLONE ioctl) first and copy the data when the file system cannot
+ * clone. */
+#define WEFT_FS_COPY_FICLONE 2
+/** Flag for weft_fs_copyfile(), "clone or fail": clone (FICLONE) or fail,
+ * never copy the data. */
+#define WEFT_FS_COPY_FICLONE_FORCE 4
 
 /** A file-system request. Read `data`, `result`, `statbuf` and `ptr`;
  * everything else is private. */
@@ -104,6 +111,10 @@ struct weft_fs_req {
   void *chunks;     /* read_file of a large file: its chunk jobs */
   unsigned pending; /* chunk jobs not yet completed */
   unsigned nchunks; /* chunk jobs in `chunks` */
+  uid_t uid;        /* chown, fchown, lchown */
+  gid_t gid;
+  weft_dirent *dirents; /* readdir: the caller's array (nbufs long) */
+  void *dir;            /* readdir, closedir: the weft_fs_dirstream */
 };
 
 /** Frees what a completed request owns (req->ptr). Safe to call twice;
@@ -241,9 +252,17 @@ WEFT_API int weft_fs_sendfile_future(weft_loop *loop, int out_fd, int in_fd,
                                      int64_t offset, uint64_t len,
                                      weft_future **out);
 
-/** Copies file `src` to `dst` (flags 0 or WEFT_FS_COPY_EXCL): result 0.
- * dst is created, or with flags 0 an existing dst is truncated; either way
- * it gets src's permission bits. Holes stay holes: only src's data extents
+/** Copies file `src` to `dst`: result 0. flags: 0, or WEFT_FS_COPY_EXCL,
+ * WEFT_FS_COPY_FICLONE and WEFT_FS_COPY_FICLONE_FORCE or-ed (FICLONE and
+ * FICLONE_FORCE together act as FICLONE_FORCE). dst is created, or without
+ * EXCL an existing dst is truncated; either way it gets src's permission
+ * bits. With FICLONE a regular src is first cloned (the FICLONE ioctl,
+ * shared copy-on-write extents) and only copied as below if the file system
+ * cannot; with FICLONE_FORCE it is cloned or the call fails: -EOPNOTSUPP
+ * when the file system (or a src that is not a regular file) cannot be
+ * cloned (the ioctl's ENOTTY and EINVAL are reported as -EOPNOTSUPP),
+ * -EXDEV when src and dst are on different file systems; an existing dst
+ * is then left as it was. Holes stay holes: only src's data extents
  * (SEEK_DATA/SEEK_HOLE) are copied, with copy_file_range(2) or, where that
  * is unsupported (EXDEV, ENOSYS, ...), read/write, and dst is then sized
  * with ftruncate. A src with st_size 0 (procfs, a FIFO) is copied until end
@@ -336,6 +355,159 @@ WEFT_API int weft_fs_write_file(weft_loop *loop, weft_fs_req *req,
 WEFT_API int weft_fs_write_file_future(weft_loop *loop, const char *path,
                                        const void *data, size_t len,
                                        unsigned mode, weft_future **out);
+
+/* ---- more operations (libuv's remaining fs surface) ---------------------- */
+
+#if defined(__cplusplus) && (defined(__GNUC__) || defined(__clang__))
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wpedantic"
+#endif
+
+/** The result of weft_fs_statfs(): statfs(2)'s figures, the fields of
+ * libuv's uv_statfs_t. */
+typedef struct weft_statfs {
+  uint64_t type;    /**< f_type: the file system's magic number */
+  uint64_t bsize;   /**< f_bsize: optimal transfer block size */
+  uint64_t blocks;  /**< f_blocks: total data blocks */
+  uint64_t bfree;   /**< f_bfree: free blocks */
+  uint64_t bavail;  /**< f_bavail: free blocks for unprivileged users */
+  uint64_t files;   /**< f_files: total inodes */
+  uint64_t ffree;   /**< f_ffree: free inodes */
+  uint64_t spare[4]; /**< zero */
+} weft_statfs;
+
+/** The result of weft_fs_mkstemp(): the new file's descriptor (yours to
+ * close) and its path. */
+typedef struct weft_fs_tmpfile {
+  int fd;
+  char path[];
+} weft_fs_tmpfile;
+
+#if defined(__cplusplus) && (defined(__GNUC__) || defined(__clang__))
+#pragma GCC diagnostic pop
+#endif
+
+/** statfs(2) on the file system holding `path`: req->ptr is a
+ * weft_statfs *, result 0. */
+WEFT_API int weft_fs_statfs(weft_loop *loop, weft_fs_req *req,
+                            const char *path, weft_fs_cb cb);
+/** Future form of weft_fs_statfs(): a weft_statfs * the future owns. */
+WEFT_API int weft_fs_statfs_future(weft_loop *loop, const char *path,
+                                   weft_future **out);
+
+/** mkstemp(3) on a template ending in "XXXXXX" (else -EINVAL at the start
+ * call): creates a new file, mode 0600, opened O_RDWR | O_CLOEXEC.
+ * req->ptr is a weft_fs_tmpfile * (fd and path), result the fd. The fd is
+ * the caller's to close; nothing is created when the call fails. */
+WEFT_API int weft_fs_mkstemp(weft_loop *loop, weft_fs_req *req,
+                             const char *tmpl, weft_fs_cb cb);
+/** Future form of weft_fs_mkstemp(): a weft_fs_tmpfile * the future owns
+ * (the fd inside is the caller's to close). If the future was cancelled
+ * while the file was being made, the file is closed and removed. */
+WEFT_API int weft_fs_mkstemp_future(weft_loop *loop, const char *tmpl,
+                                    weft_future **out);
+
+/** chown(2): uid or gid (uid_t)-1 / (gid_t)-1 leaves that one unchanged;
+ * result 0. */
+WEFT_API int weft_fs_chown(weft_loop *loop, weft_fs_req *req, const char *path,
+                           uid_t uid, gid_t gid, weft_fs_cb cb);
+/** Future form of weft_fs_chown(): int64 0. */
+WEFT_API int weft_fs_chown_future(weft_loop *loop, const char *path, uid_t uid,
+                                  gid_t gid, weft_future **out);
+/** fchown(2), as weft_fs_chown() on an open fd: result 0. */
+WEFT_API int weft_fs_fchown(weft_loop *loop, weft_fs_req *req, int fd,
+                            uid_t uid, gid_t gid, weft_fs_cb cb);
+/** Future form of weft_fs_fchown(): int64 0. */
+WEFT_API int weft_fs_fchown_future(weft_loop *loop, int fd, uid_t uid,
+                                   gid_t gid, weft_future **out);
+/** lchown(2), as weft_fs_chown() but a symlink itself, not its target:
+ * result 0. */
+WEFT_API int weft_fs_lchown(weft_loop *loop, weft_fs_req *req,
+                            const char *path, uid_t uid, gid_t gid,
+                            weft_fs_cb cb);
+/** Future form of weft_fs_lchown(): int64 0. */
+WEFT_API int weft_fs_lchown_future(weft_loop *loop, const char *path,
+                                   uid_t uid, gid_t gid, weft_future **out);
+
+/** fchmod(2): result 0. */
+WEFT_API int weft_fs_fchmod(weft_loop *loop, weft_fs_req *req, int fd,
+                            unsigned mode, weft_fs_cb cb);
+/** Future form of weft_fs_fchmod(): int64 0. */
+WEFT_API int weft_fs_fchmod_future(weft_loop *loop, int fd, unsigned mode,
+                                   weft_future **out);
+
+/** As weft_fs_utime() on an open fd (futimens(2)): result 0. Times that
+ * are not finite are -EINVAL at the start call (also for weft_fs_utime()
+ * and weft_fs_lutime()). */
+WEFT_API int weft_fs_futime(weft_loop *loop, weft_fs_req *req, int fd,
+                            double atime, double mtime, weft_fs_cb cb);
+/** Future form of weft_fs_futime(): int64 0. */
+WEFT_API int weft_fs_futime_future(weft_loop *loop, int fd, double atime,
+                                   double mtime, weft_future **out);
+/** As weft_fs_utime() but on a symlink itself, not its target
+ * (utimensat(2) with AT_SYMLINK_NOFOLLOW): result 0. */
+WEFT_API int weft_fs_lutime(weft_loop *loop, weft_fs_req *req,
+                            const char *path, double atime, double mtime,
+                            weft_fs_cb cb);
+/** Future form of weft_fs_lutime(): int64 0. */
+WEFT_API int weft_fs_lutime_future(weft_loop *loop, const char *path,
+                                   double atime, double mtime,
+                                   weft_future **out);
+
+/** fallocate(2): `mode` (0, or FALLOC_FL_KEEP_SIZE, FALLOC_FL_PUNCH_HOLE,
+ * ... from <linux/falloc.h>) is passed through unchanged; result 0.
+ * -EINVAL at the start call for offset < 0 or len 0 or above INT64_MAX;
+ * -EOPNOTSUPP when the file system does not support the mode. */
+WEFT_API int weft_fs_fallocate(weft_loop *loop, weft_fs_req *req, int fd,
+                               int mode, int64_t offset, uint64_t len,
+                               weft_fs_cb cb);
+/** Future form of weft_fs_fallocate(): int64 0. */
+WEFT_API int weft_fs_fallocate_future(weft_loop *loop, int fd, int mode,
+                                      int64_t offset, uint64_t len,
+                                      weft_future **out);
+
+/** A directory opened by weft_fs_opendir() for streamed reading. Opaque. */
+typedef struct weft_fs_dirstream weft_fs_dirstream;
+
+/** Opens a directory for streamed reading (no sorting, no whole-directory
+ * listing: for directories of any size): req->ptr is the
+ * weft_fs_dirstream *, result 0. The stream is the caller's until
+ * weft_fs_closedir(); weft_fs_req_cleanup() does not free it. */
+WEFT_API int weft_fs_opendir(weft_loop *loop, weft_fs_req *req,
+                             const char *path, weft_fs_cb cb);
+/** Future form of weft_fs_opendir(): the weft_fs_dirstream * (NOT owned by
+ * the future: close it with weft_fs_closedir()). If the future was
+ * cancelled while the directory was being opened, it is closed again. */
+WEFT_API int weft_fs_opendir_future(weft_loop *loop, const char *path,
+                                    weft_future **out);
+
+/** Reads the next entries of `dir` into the caller's `entries` (n of them,
+ * n >= 1), skipping "." and "..": result the count filled, between 1 and
+ * n, or 0 at the end of the directory. Each entry read once, in the
+ * directory's own order; entries added or removed meanwhile may or may not
+ * appear (as with readdir(3)). The names point into the stream's buffer:
+ * valid until the next weft_fs_readdir() or weft_fs_closedir() of `dir`.
+ * -EINVAL at the start call for NULL dir or entries or n 0; -EBUSY if a
+ * readdir or closedir of `dir` is pending. */
+WEFT_API int weft_fs_readdir(weft_loop *loop, weft_fs_req *req,
+                             weft_fs_dirstream *dir, weft_dirent *entries,
+                             unsigned n, weft_fs_cb cb);
+/** Future form of weft_fs_readdir(): int64 count. */
+WEFT_API int weft_fs_readdir_future(weft_loop *loop, weft_fs_dirstream *dir,
+                                    weft_dirent *entries, unsigned n,
+                                    weft_future **out);
+
+/** Closes `dir` and frees it (`dir` is invalid once the call has
+ * started): result 0 (or close(2)'s error; the stream is freed anyway).
+ * -EINVAL for NULL; -EBUSY at the start call if a readdir or closedir of
+ * `dir` is pending (nothing happens: close it once that has completed). A
+ * closedir cancelled before it ran (weft_fs_cancel(), loop teardown)
+ * reports -ECANCELED but closes the stream all the same. */
+WEFT_API int weft_fs_closedir(weft_loop *loop, weft_fs_req *req,
+                              weft_fs_dirstream *dir, weft_fs_cb cb);
+/** Future form of weft_fs_closedir(): int64 0. */
+WEFT_API int weft_fs_closedir_future(weft_loop *loop, weft_fs_dirstream *dir,
+                                     weft_future **out);
 
 #ifdef __cplusplus
 }

@@ -14,6 +14,7 @@
 #include <sys/mman.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 static int fd_count(void) {
@@ -623,5 +624,91 @@ Test(fdpass, alloc_failure_callback, .timeout = 60) {
   size_t n = th_alloc_sweep_run(
       &(th_sweep){.op = fds_round, .arg = &s, .max_rounds = 200});
   cr_assert_gt(n, 0);
+  cr_assert_eq(fd_count(), before);
+}
+
+/* ---- a connection handed to another process ------------------------------ */
+
+/* The worker: takes one fd passed over `sock`, serves one request on it
+ * (reads "ping", answers "PONG") through its own loop. Exit code 0 if all
+ * went as expected. */
+static int worker(int sock) {
+  weft_loop *loop;
+  if (weft_loop_new(&loop, NULL) != 0) return 1;
+  weft_pipe ctl;
+  weft_tcp conn;
+  if (weft_pipe_init(loop, &ctl) != 0 || weft_pipe_open(&ctl, sock) != 0)
+    return 2;
+  char c;
+  weft_future *f;
+  if (weft_stream_read_exact_future(&ctl.stream, &c, 1, &f) != 0) return 3;
+  settle(loop, f);
+  if (weft_future_get_state(f) != WEFT_FUTURE_FULFILLED || c != 'C') return 4;
+  int fd;
+  if (weft_pipe_take_fds(&ctl, &fd, 1) != 1 || !cloexec(fd)) return 5;
+  if (weft_tcp_init(loop, &conn) != 0 || weft_tcp_open(&conn, fd) != 0)
+    return 6;
+  char buf[4];
+  if (weft_stream_read_exact_future(&conn.stream, buf, 4, &f) != 0) return 7;
+  settle(loop, f);
+  if (weft_future_get_state(f) != WEFT_FUTURE_FULFILLED ||
+      memcmp(buf, "ping", 4) != 0)
+    return 8;
+  weft_buf pong = weft_buf_init("PONG", 4);
+  if (weft_stream_write_future(&conn.stream, &pong, 1, &f) != 0) return 9;
+  settle(loop, f);
+  return weft_future_get_state(f) == WEFT_FUTURE_FULFILLED ? 0 : 10;
+}
+
+Test(fdpass, accepted_tcp_connection_served_by_worker_process,
+     .timeout = 20) {
+  int before = fd_count();
+  int sv[2];
+  cr_assert_eq(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv), 0);
+  pid_t pid = fork();
+  cr_assert_geq(pid, 0);
+  if (pid == 0) {
+    close(sv[0]);
+    _exit(worker(sv[1]));
+  }
+  close(sv[1]);
+  weft_loop *loop = th_loop();
+  weft_tcp lis, srv, cli;
+  weft_pipe ctl;
+  struct sockaddr_in addr;
+  cr_assert_eq(weft_ip4_addr("127.0.0.1", 0, &addr), 0);
+  cr_assert_eq(weft_tcp_init(loop, &lis), 0);
+  cr_assert_eq(weft_tcp_init(loop, &srv), 0);
+  cr_assert_eq(weft_tcp_init(loop, &cli), 0);
+  cr_assert_eq(weft_pipe_init(loop, &ctl), 0);
+  cr_assert_eq(weft_pipe_open(&ctl, sv[0]), 0);
+  cr_assert_eq(weft_tcp_bind(&lis, (struct sockaddr *)&addr, 0), 0);
+  socklen_t len = sizeof addr;
+  cr_assert_eq(weft_tcp_getsockname(&lis, (struct sockaddr *)&addr, &len), 0);
+  cr_assert_eq(weft_tcp_listen(&lis, 0, NULL), 0);
+  weft_future *acc, *con, *f;
+  cr_assert_eq(weft_stream_accept_future(&lis.stream, &srv.stream, &acc), 0);
+  cr_assert_eq(weft_tcp_connect_future(&cli, (struct sockaddr *)&addr, &con),
+               0);
+  expect_i64(loop, acc, 0);
+  expect_i64(loop, con, 0);
+  int fd = -1;
+  cr_assert_eq(weft_stream_detach(&srv.stream, &fd, NULL), 0);
+  weft_buf c = weft_buf_init("C", 1);
+  cr_assert_eq(weft_pipe_write_fds_future(&ctl, &c, 1, &fd, 1, &f), 0);
+  close(fd); /* the write holds a dup */
+  expect_i64(loop, f, 1);
+  weft_buf ping = weft_buf_init("ping", 4);
+  char buf[4];
+  cr_assert_eq(weft_stream_write_future(&cli.stream, &ping, 1, &f), 0);
+  expect_i64(loop, f, 4);
+  cr_assert_eq(weft_stream_read_exact_future(&cli.stream, buf, 4, &f), 0);
+  expect_i64(loop, f, 4);
+  cr_assert_eq(memcmp(buf, "PONG", 4), 0);
+  int status = -1;
+  cr_assert_eq(waitpid(pid, &status, 0), pid);
+  cr_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0, "worker: %d",
+            status);
+  th_loop_finish(loop);
   cr_assert_eq(fd_count(), before);
 }

@@ -12,6 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
@@ -709,6 +710,54 @@ Test(fdpass, accepted_tcp_connection_served_by_worker_process,
   cr_assert_eq(waitpid(pid, &status, 0), pid);
   cr_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0, "worker: %d",
             status);
+  th_loop_finish(loop);
+  cr_assert_eq(fd_count(), before);
+}
+
+/* ---- out of fds ----------------------------------------------------------- */
+
+/* The process runs out of fds (RLIMIT_NOFILE; each test has its own
+ * process) while fds arrive: the kernel installs what fits and truncates
+ * the control message, the read fails with -ENOBUFS and the fds that came
+ * are closed. A fd write that cannot dup fails with -EMFILE, holding none. */
+Test(fdpass, out_of_fds, .timeout = 10) {
+  int before = fd_count();
+  weft_loop *loop = th_loop();
+  int sv[2];
+  cr_assert_eq(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv), 0);
+  weft_pipe a, b, r;
+  pair(loop, &a, &b);
+  cr_assert_eq(weft_pipe_init(loop, &r), 0);
+  cr_assert_eq(weft_pipe_open(&r, sv[1]), 0);
+  raw_send_fds(sv[0], 0, 3);
+  char buf[8];
+  weft_future *f;
+  cr_assert_eq(weft_stream_read_some_future(&r.stream, buf, sizeof buf, &f), 0);
+  struct rlimit old, low;
+  cr_assert_eq(getrlimit(RLIMIT_NOFILE, &old), 0);
+  low = old;
+  low.rlim_cur = 256;
+  cr_assert_eq(setrlimit(RLIMIT_NOFILE, &low), 0);
+  static int fill[256];
+  int n = 0, fd;
+  while (n < 256 && (fd = fcntl(0, F_DUPFD_CLOEXEC, 0)) >= 0)
+    fill[n++] = fd;
+  cr_assert_eq(errno, EMFILE);
+  cr_assert_gt(n, 1);
+  close(fill[--n]); /* room for one of the three */
+  expect_err(loop, f, -ENOBUFS);
+  cr_assert_eq(weft_pipe_pending_fds(&r), 0);
+  cr_assert_eq(fcntl(0, F_DUPFD_CLOEXEC, 0), fill[n], "the one that came "
+               "is closed again"); /* and taken back */
+  n++;
+  int one = 0;
+  weft_buf x = weft_buf_init("x", 1);
+  cr_assert_eq(weft_pipe_write_fds_future(&a, &x, 1, &one, 1, &f), -EMFILE);
+  while (n > 0)
+    close(fill[--n]);
+  cr_assert_eq(setrlimit(RLIMIT_NOFILE, &old), 0);
+  th_loop_usable(loop);
+  close(sv[0]);
   th_loop_finish(loop);
   cr_assert_eq(fd_count(), before);
 }

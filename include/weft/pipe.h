@@ -110,8 +110,9 @@ WEFT_API int weft_pipe_pair(weft_loop *loop, weft_pipe *a, weft_pipe *b);
  * data how many fds a message carries and take that many. Take them with
  * weft_pipe_take_fds() (they are then yours to close); those still queued
  * when the handle closes are closed. A control message truncated by the
- * kernel (the peer sent more than WEFT_PIPE_FDS_MAX fds in one message)
- * fails the read with -ENOBUFS, and if the queue cannot grow the read
+ * kernel (the peer sent more than WEFT_PIPE_FDS_MAX fds in one message,
+ * or the process ran out of fds, RLIMIT_NOFILE, as the kernel installed
+ * them) fails the read with -ENOBUFS, and if the queue cannot grow the read
  * fails with -ENOMEM: the fds of that read are closed and its bytes are
  * lost (the byte stream is then broken: close the connection). Reads of a
  * pipe on anything but a socket are unchanged. */

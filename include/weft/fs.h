@@ -92,8 +92,10 @@ struct weft_fs_req {
   int64_t result;      /**< >= 0 (fd, bytes, count, 0) or a negative errno */
   struct stat statbuf; /**< stat, fstat, lstat */
   /** readlink, realpath, mkdtemp: char *; scandir: weft_fs_dir *;
-   * read_file: weft_fs_buf *. Owned by the request: free it with
-   * weft_fs_req_cleanup(). */
+   * read_file: weft_fs_buf *; statfs: weft_statfs *; mkstemp:
+   * weft_fs_tmpfile *. Owned by the request: free it with
+   * weft_fs_req_cleanup(). opendir: the weft_fs_dirstream *, which only
+   * weft_fs_closedir() frees. */
   void *ptr;
   /* private */
   weft_fs_cb cb;

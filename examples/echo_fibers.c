@@ -1,7 +1,8 @@
 /* echo_fibers — a TCP echo server with one fiber per connection, and its
  * client, which sends LINES lines one at a time and checks every echo
- * (the stream's read futures: read_some for the server, read_exact for the
- * client). The asyncio twin is examples/python/echo_fibers.py.
+ * (weft_fiber_accept / read / write for the server, weft_fiber_connect /
+ * write / read_exact for the client). The asyncio twin is
+ * examples/python/echo_fibers.py.
  *
  *   echo_fibers [--port P]
  *       serves on 127.0.0.1:P (0: any free port) and prints
@@ -25,77 +26,55 @@ typedef struct conn {
   char buf[64 * 1024];
 } conn;
 
-/* Awaits the next bytes, at most cap, into dst: their count (0 at end of
- * file), or an error (< 0). */
-static int64_t read_some(conn *c, char *dst, size_t cap) {
-  weft_future *f;
-  int64_t n = 0;
-  int err = weft_stream_read_some_future(&c->tcp.stream, dst, cap, &f);
-  if (err == 0) err = weft_await_take_i64(f, &n);
-  return err != 0 ? err : n;
-}
-
-static int write_all(conn *c, char *src, size_t len) {
-  weft_future *f;
-  weft_buf b = weft_buf_init(src, len);
-  int err = weft_stream_write_future(&c->tcp.stream, &b, 1, &f);
-  return err != 0 ? err : weft_await_take_i64(f, NULL);
-}
-
 static void on_closed(weft_handle *h) { free(h); }
 
 static int serve(weft_fiber *self, void *arg) {
   (void)self;
   conn *c = arg;
-  int64_t n;
-  while ((n = read_some(c, c->buf, sizeof c->buf)) > 0)
-    if (write_all(c, c->buf, (size_t)n) != 0) break;
+  ssize_t n;
+  while ((n = weft_fiber_read(&c->tcp.stream, c->buf, sizeof c->buf)) > 0)
+    if (weft_fiber_write(&c->tcp.stream, c->buf, (size_t)n) < 0) break;
   weft_close(&c->tcp.stream.base, on_closed);
   return 0;
 }
 
-static void on_connection(weft_stream *server, int status) {
-  conn *c = malloc(sizeof *c);
-  if (status != 0 || c == NULL) {
-    free(c);
-    return;
+/* One fiber accepts, each connection gets a fiber of its own. */
+static int acceptor(weft_fiber *self, void *arg) {
+  for (;;) {
+    conn *c = malloc(sizeof *c);
+    if (c == NULL) return -ENOMEM;
+    weft_tcp_init(weft_fiber_loop(self), &c->tcp);
+    int err = weft_fiber_accept(arg, &c->tcp.stream);
+    if (err == 0)
+      err = weft_fiber_spawn(weft_fiber_loop(self), serve, c, NULL, NULL);
+    if (err != 0) weft_close(&c->tcp.stream.base, on_closed);
+    if (err == -ECANCELED) return 0; /* the listener closed */
+    if (err == 0) weft_tcp_nodelay(&c->tcp, true);
   }
-  weft_loop *loop = weft_handle_loop(&server->base);
-  weft_tcp_init(loop, &c->tcp);
-  if (weft_stream_accept(server, &c->tcp.stream) != 0 ||
-      weft_fiber_spawn(loop, serve, c, NULL, NULL) != 0)
-    weft_close(&c->tcp.stream.base, on_closed);
-  else
-    weft_tcp_nodelay(&c->tcp, true);
 }
 
 static long n_lines = 10000;
 
 static int client(weft_fiber *self, void *arg) {
   conn *c = malloc(sizeof *c);
-  weft_future *f;
   struct sockaddr_in a;
   weft_ip4_addr("127.0.0.1", (unsigned)(uintptr_t)arg, &a);
   if (c == NULL) return -ENOMEM;
   weft_tcp_init(weft_fiber_loop(self), &c->tcp);
-  int err = weft_tcp_connect_future(&c->tcp, (struct sockaddr *)&a, &f);
-  if (err == 0) err = weft_await_take_i64(f, NULL);
-  for (long i = 0; err == 0 && i < n_lines; i++) {
+  ssize_t err = weft_fiber_connect(&c->tcp, (struct sockaddr *)&a);
+  for (long i = 0; err >= 0 && i < n_lines; i++) {
     char line[32];
     size_t len = (size_t)snprintf(line, sizeof line, "line %ld\n", i);
-    weft_future *back;
-    if ((err = write_all(c, line, len)) == 0 &&
-        (err = weft_stream_read_exact_future(&c->tcp.stream, c->buf, len,
-                                             &back)) == 0)
-      err = weft_await_take_i64(back, NULL);
-    if (err == 0 && memcmp(c->buf, line, len) != 0) {
+    if ((err = weft_fiber_write(&c->tcp.stream, line, len)) >= 0)
+      err = weft_fiber_read_exact(&c->tcp.stream, c->buf, len);
+    if (err >= 0 && memcmp(c->buf, line, len) != 0) {
       fprintf(stderr, "echo_fibers: line %ld came back as %.*s\n", i, (int)len,
               c->buf);
       err = -EPROTO;
     }
   }
   weft_close(&c->tcp.stream.base, on_closed);
-  return err;
+  return err < 0 ? (int)err : 0;
 }
 
 static int fail(const char *what, int err) {
@@ -132,9 +111,12 @@ int main(int argc, char **argv) {
     weft_ip4_addr("127.0.0.1", (unsigned)port, (struct sockaddr_in *)&a);
     weft_tcp_init(loop, &server);
     if ((err = weft_tcp_bind(&server, (struct sockaddr *)&a, 0)) != 0 ||
-        (err = weft_tcp_listen(&server, 4096, on_connection)) != 0 ||
+        (err = weft_tcp_listen(&server, 4096, NULL)) != 0 ||
         (err = weft_tcp_getsockname(&server, (struct sockaddr *)&a, &len)) != 0)
       return fail("listen", err);
+    if ((err = weft_fiber_spawn(loop, acceptor, &server.stream, NULL, NULL)) !=
+        0)
+      return fail("spawn", err);
     printf("echo_fibers: listening on 127.0.0.1:%d\n",
            weft_sockaddr_port((struct sockaddr *)&a));
     fflush(stdout);

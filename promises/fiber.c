@@ -64,13 +64,14 @@ struct weft_fiber {
   weft_loop *loop;
   struct fmodule *mod; /* the loop's fiber module */
   weft_future *f;      /* its own future: a reference */
-  weft_future *node; /* its wake node: a reference */
+  weft_future *node;   /* its wake node: a reference */
   weft__fstack stack;
   weft_fiber_fn fn;
   void *arg;
   uint8_t state;
   bool cancelled;      /* its future was cancelled */
   bool cancel_pending; /* ... and no await has returned -ECANCELED yet */
+  bool shielded;       /* a cancel leaves the awaited future alone */
   /* the result set by weft_fiber_return* */
   bool is_ptr;
   void *p;
@@ -293,7 +294,7 @@ static weft_future *fiber_cancel(weft_future *f) {
   bool sole = weft__future_sole(s, n);
   weft__future_unwait(s, n); /* the fiber still holds n */
   weft__future_enqueue(s, weft_future_ref(n));
-  return sole ? weft_future_ref(s) : NULL;
+  return sole && !fb->shielded ? weft_future_ref(s) : NULL;
 }
 
 static const weft__kind fiber_kind = {.name = "fiber", .cancel = fiber_cancel};
@@ -313,7 +314,7 @@ static weft_fiber *place(const weft__fstack *st) {
   /* field by field: a memset of the whole struct (name included) was a
    * third of a spawn */
   fb->caller = NULL;
-  fb->cancelled = fb->cancel_pending = fb->is_ptr = false;
+  fb->cancelled = fb->cancel_pending = fb->is_ptr = fb->shielded = false;
   fb->p = NULL;
   fb->i = 0;
   fb->dtor = NULL;
@@ -473,7 +474,7 @@ int weft_await(weft_future *f) {
   if (fb->cancel_pending) {
     /* cancelled while not waiting: this await takes it, and cancels f
      * as it would have, were the fiber waiting on it */
-    if (f->state == WEFT_FUTURE_PENDING && f->waiters == NULL)
+    if (f->state == WEFT_FUTURE_PENDING && f->waiters == NULL && !fb->shielded)
       weft_future_cancel(f);
     weft__observe(f);
     return yield_now(fb); /* -ECANCELED: the flag is still up */
@@ -539,3 +540,16 @@ weft_future *weft_fiber_future(const weft_fiber *f) {
 }
 
 void *weft__fiber_guard(const weft_fiber *f) { return f->stack.map; }
+
+int weft__await_shielded(weft_future *f) {
+  weft_fiber *fb = tl_current;
+  if (fb == NULL) return -EPERM;
+  fb->shielded = true;
+  int err = weft_await(f);
+  fb->shielded = false;
+  return err;
+}
+
+void weft__fiber_recancel(weft_fiber *f) {
+  if (f != NULL && f->cancelled) f->cancel_pending = true;
+}

@@ -71,5 +71,14 @@ static inline char *weft__fstack_lo(const weft__fstack *s) {
 
 /* For tests: the guard page of a running fiber's stack. */
 void *weft__fiber_guard(const weft_fiber *f);
+/* For a one-call form whose operation completed although the fiber was
+ * cancelled meanwhile (it returns the result, not -ECANCELED): the
+ * cancellation is raised again, so the fiber's next await, yield or sleep
+ * returns -ECANCELED instead of it being lost. No-op if not cancelled. */
+void weft__fiber_recancel(weft_fiber *f);
+/* weft_await(f), except that cancelling the fiber meanwhile does not
+ * cancel f (the await still returns -ECANCELED): for an operation that
+ * must not be cut off, such as a write sending from the caller's buffer. */
+int weft__await_shielded(weft_future *f);
 
 #endif

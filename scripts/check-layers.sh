@@ -56,6 +56,7 @@ table=$(cat <<'TABLE'
 34 io/process
 34 io/process_watch
 40 promises/pool_future
+40 io/fiber_stream
 40 io/connect_host
 40 io/process_run
 40 io/procpool

@@ -227,6 +227,84 @@ WEFT_API int weft_fiber_run_in_pool(weft_pool_lane lane, weft_pool_fn fn,
 WEFT_API int weft_fiber_process_wait(weft_process *p, uint64_t timeout_ms,
                                      int64_t *status);
 
+/* ---- streams from a fiber: asyncio's StreamReader / StreamWriter ---------
+ * (io/fiber_stream.c). Each call makes the stream's future form
+ * (weft/stream.h), awaits it and drops it, so it takes the same arguments
+ * and returns the same errors, and allocates only what that future form
+ * does (nothing in steady state). Outside a fiber each returns -EPERM and
+ * does nothing else. A read fills `buf` only while the call runs.
+ * Cancelling the fiber while it waits cancels a read, connect or accept
+ * and the call returns -ECANCELED: a read then consumes nothing (the bytes
+ * it had gathered stay readable, the stream stays usable), a connect
+ * aborts, a connection is left for the next accept. A write is not cut
+ * off (weft may be sending from `buf`): the call waits for it. An
+ * operation that completed although the fiber was cancelled returns its
+ * result (no byte lost), and the fiber's next await, yield or sleep
+ * returns -ECANCELED instead. */
+
+#include <sys/types.h>
+
+#include "stream.h"
+#include "tcp.h"
+
+/** asyncio's `await reader.read(n)`: reads at most `n` bytes into `buf` as
+ * soon as any are there. Returns the count (1..n), 0 at end of file, or a
+ * negative error: as weft_stream_read_some_future (-EINVAL, -ENOTCONN,
+ * -EBUSY while read_start is active, -ENOMEM), the read's error
+ * (-ECONNRESET, ...), -ECANCELED (the stream was closed, or the fiber
+ * cancelled), -EPERM. */
+WEFT_API ssize_t weft_fiber_read(weft_stream *s, void *buf, size_t n);
+
+/** asyncio's `await reader.readexactly(n)`: returns `n` once `n` bytes are
+ * in `buf`; WEFT_EOF if the stream ended first (what came stays readable:
+ * weft_stream_read_buffered() counts it); else an error as weft_fiber_read,
+ * plus -ENOMEM if the read-back buffer could not grow to `n`. */
+WEFT_API ssize_t weft_fiber_read_exact(weft_stream *s, void *buf, size_t n);
+
+/** asyncio's `await reader.readuntil(delim)` into `buf`, at most `cap`
+ * bytes: returns the length through the delimiter's last byte (what
+ * follows stays readable); -EMSGSIZE if `cap` bytes hold no delimiter,
+ * WEFT_EOF if the stream ended first (in both cases every byte stays
+ * readable); else an error as weft_fiber_read_exact, plus -EINVAL for NULL
+ * delim, `delim_len` 0 or above WEFT_STREAM_DELIM_MAX, `cap` < delim_len. */
+WEFT_API ssize_t weft_fiber_read_until(weft_stream *s, void *buf, size_t cap,
+                                       const void *delim, size_t delim_len);
+
+/** asyncio's `await reader.readline()` as a C string: reads through the
+ * next "\n" into `buf` (at most cap - 1 bytes) and ends it with a NUL.
+ * Returns the line's length with its "\n" (not counting the NUL); at end
+ * of file before a newline, WEFT_EOF (a last line without "\n" stays
+ * readable: weft_fiber_read gets it); -EMSGSIZE for a longer line (it stays
+ * readable); -EINVAL for NULL buf or `cap` < 2; else errors as
+ * weft_fiber_read_until. On an error other than -EPERM, buf[0] is NUL
+ * (when cap > 0). */
+WEFT_API ssize_t weft_fiber_readline(weft_stream *s, char *buf, size_t cap);
+
+/** asyncio's `writer.write(b); await writer.drain()`: writes the `n` bytes
+ * of `buf` (weft_stream_write_future, which sends from `buf` itself) and
+ * waits until all are written; when it returns weft no longer uses `buf`.
+ * Returns `n`, or a negative error: -EINVAL (NULL s or buf, n 0),
+ * -ENOTCONN, -EPIPE, -ENOMEM, the write's error, -ECANCELED (the stream
+ * was closed first), -EPERM. Cancelling the fiber meanwhile does not
+ * withdraw the write (as asyncio keeps written bytes queued when drain is
+ * cancelled): the call still waits for it and returns its result. */
+WEFT_API ssize_t weft_fiber_write(weft_stream *s, const void *buf, size_t n);
+
+/** `await asyncio.open_connection(...)` for a weft_tcp: connects `t` to
+ * `addr` (weft_tcp_connect_future) and waits. Returns 0 once connected,
+ * the connect's error (-ECONNREFUSED, ...), the errors of
+ * weft_tcp_connect (-EINVAL, ...), -ENOMEM, -ECANCELED (the fiber was
+ * cancelled: the connect is aborted and `t` is back to its initial state),
+ * -EPERM. */
+WEFT_API int weft_fiber_connect(weft_tcp *t, const struct sockaddr *addr);
+
+/** `await` of an accept: waits for the next connection on the listener
+ * `server` and accepts it into `client` (an initialised, unused handle of
+ * the same kind), as weft_stream_accept_future. Returns 0, its errors,
+ * -ECANCELED (server closed, or the fiber cancelled: the connection is
+ * left for the next accept), -EPERM. */
+WEFT_API int weft_fiber_accept(weft_stream *server, weft_stream *client);
+
 #ifdef __cplusplus
 }
 #endif

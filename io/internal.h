@@ -211,8 +211,7 @@ ssize_t weft__pipe_recv(weft_stream *s, void *buf, size_t len);
 void weft__pipe_fds_close(weft_pipe *p);
 /* Reads a stream's fd: read(2) for non-sockets, recvmsg for a pipe's
  * socket (fd passing), recv otherwise. */
-static inline ssize_t weft__stream_recv(weft_stream *s, void *buf,
-                                        size_t len) {
+static inline ssize_t weft__stream_recv(weft_stream *s, void *buf, size_t len) {
   if (!(s->flags & WEFT__S_SOCKET)) return read(weft__stream_fd(s), buf, len);
   if (s->base.ops->type == WEFT_HANDLE_PIPE)
     return weft__pipe_recv(s, buf, len);

@@ -14,9 +14,8 @@ static void pipe_close(weft_handle *h) {
   weft__stream_close(h);
 }
 
-static const weft__handle_ops pipe_ops = {WEFT_HANDLE_PIPE, pipe_close,
-                                          weft__stream_finish,
-                                          weft__stream_deliver};
+static const weft__handle_ops pipe_ops = {
+    WEFT_HANDLE_PIPE, pipe_close, weft__stream_finish, weft__stream_deliver};
 
 static bool usable(const weft_pipe *p) {
   return p != NULL && p->stream.base.ops == &pipe_ops &&

@@ -249,7 +249,7 @@ ssize_t weft__pipe_recv(weft_stream *s, void *buf, size_t len) {
   return r;
 }
 
-size_t weft_pipe_pending_fds(const weft_pipe *p) {
+size_t weft_pipe_get_pending_fds(const weft_pipe *p) {
   if (p == NULL || !is_pipe(&p->stream) || p->fdq == NULL) return 0;
   return ((const fdq *)p->fdq)->len;
 }
@@ -303,7 +303,8 @@ int weft_stream_detach(weft_stream *s, int *fd, weft_close_cb cb) {
   int f = weft__stream_fd(s);
   if (f < 0) return -EBADF;
   if (weft_stream_read_buffered(s) > 0) return -EBUSY;
-  if (is_pipe(s) && weft_pipe_pending_fds((weft_pipe *)s) > 0) return -EBUSY;
+  if (is_pipe(s) && weft_pipe_get_pending_fds((weft_pipe *)s) > 0)
+    return -EBUSY;
   ev_io *w = (ev_io *)(void *)&s->io;
   weft__io_stop(s->base.loop, w);
   ev_io_set(w, -1, 0); /* the close op now leaves the fd alone */

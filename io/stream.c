@@ -237,9 +237,10 @@ static int req_write(weft_stream *s, weft_write_req *req, size_t *budget,
     return weft__sendfile_write(s, req, budget, queued);
   while (req->idx < req->nbufs) {
     if (*budget == 0) return 1;
-    ssize_t n = (req->req.flags & WEFT__REQ_FDS)
-                    ? weft__pipe_sendmsg(s, req, req->nbufs - req->idx)
-                    : sys_writev(s, req->bufs + req->idx, req->nbufs - req->idx);
+    ssize_t n =
+        (req->req.flags & WEFT__REQ_FDS)
+            ? weft__pipe_sendmsg(s, req, req->nbufs - req->idx)
+            : sys_writev(s, req->bufs + req->idx, req->nbufs - req->idx);
     if (n < 0) {
       if (errno == EINTR) continue;
       if (errno == EAGAIN || errno == EWOULDBLOCK) return 1;

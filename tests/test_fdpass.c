@@ -89,7 +89,7 @@ typedef struct rd {
   char buf[256];
   size_t got;
   int calls, err;
-  size_t fds_at_first; /* weft_pipe_pending_fds at the first callback */
+  size_t fds_at_first; /* weft_pipe_get_pending_fds at the first callback */
 } rd;
 
 static void on_read(weft_stream *s, ssize_t n, const weft_buf *buf) {
@@ -99,7 +99,8 @@ static void on_read(weft_stream *s, ssize_t n, const weft_buf *buf) {
     r->err = (int)n;
     return;
   }
-  if (r->calls == 1) r->fds_at_first = weft_pipe_pending_fds((weft_pipe *)s);
+  if (r->calls == 1)
+    r->fds_at_first = weft_pipe_get_pending_fds((weft_pipe *)s);
   memcpy(r->buf + r->got, buf->base, (size_t)n);
   r->got += (size_t)n;
 }
@@ -135,7 +136,7 @@ Test(fdpass, pipe_end_and_file_read_through, .timeout = 10) {
   cr_assert_eq(r.fds_at_first, 2);
   int got[4] = {-1, -1, -1, -1};
   cr_assert_eq(weft_pipe_take_fds(&b, got, 4), 2);
-  cr_assert_eq(weft_pipe_pending_fds(&b), 0);
+  cr_assert_eq(weft_pipe_get_pending_fds(&b), 0);
   cr_assert(cloexec(got[0]) && cloexec(got[1]), "received fds are CLOEXEC");
   cr_assert_eq(write(pf[1], "via pipe", 8), 8);
   char tmp[16] = {0};
@@ -184,8 +185,8 @@ Test(fdpass, several_fds_and_message_boundaries, .timeout = 10) {
     cr_assert_eq(weft_stream_read_exact_future(&b.stream, buf, 2, &f), 0);
     expect_i64(loop, f, 2);
     cr_assert_eq(memcmp(buf, msgs[m], 2), 0);
-    cr_assert_eq(weft_pipe_pending_fds(&b), pend[m], "after %s: %zu", msgs[m],
-                 weft_pipe_pending_fds(&b));
+    cr_assert_eq(weft_pipe_get_pending_fds(&b), pend[m], "after %s: %zu",
+                 msgs[m], weft_pipe_get_pending_fds(&b));
   }
   int got[4];
   cr_assert_eq(weft_pipe_take_fds(&b, got, 3), 3);
@@ -215,7 +216,7 @@ Test(fdpass, untaken_fds_closed_with_handle, .timeout = 10) {
   char buf[8];
   cr_assert_eq(weft_stream_read_some_future(&b.stream, buf, sizeof buf, &r), 0);
   expect_i64(loop, r, 3);
-  cr_assert_eq(weft_pipe_pending_fds(&b), 3);
+  cr_assert_eq(weft_pipe_get_pending_fds(&b), 3);
   cr_assert_eq(fd_count(), base + 3);
   th_loop_finish(loop);
   cr_assert_eq(fd_count(), before);
@@ -254,7 +255,7 @@ Test(fdpass, cancel_and_close_with_fds_pending, .timeout = 10) {
   cr_assert_eq(ws.calls, 1);
   cr_assert_eq(ws.status, -ECANCELED, "%s", weft_err_name(ws.status));
   cr_assert_eq(fd_count(), base - 1); /* a's socket closed, no dup left */
-  cr_assert_eq(weft_pipe_pending_fds(&b), 0);
+  cr_assert_eq(weft_pipe_get_pending_fds(&b), 0);
   th_loop_finish(loop);
   free(blob);
   cr_assert_eq(fd_count(), before);
@@ -310,7 +311,7 @@ static void ctrunc(bool future) {
     cr_assert_eq(r.err, -ENOBUFS, "%s", weft_err_name(r.err));
     cr_assert(!weft_stream_is_reading(&b.stream));
   }
-  cr_assert_eq(weft_pipe_pending_fds(&b), 0);
+  cr_assert_eq(weft_pipe_get_pending_fds(&b), 0);
   cr_assert_eq(fd_count(), base); /* the 64 that came are closed */
   th_loop_usable(loop);
   close(sv[0]);
@@ -477,7 +478,7 @@ Test(fdpass, detach_refused_while_weft_holds_data, .timeout = 10) {
   expect_i64(loop, f, 1);
   cr_assert_eq(weft_stream_read_exact_future(&b.stream, buf, 1, &f), 0);
   expect_i64(loop, f, 1);
-  cr_assert_eq(weft_pipe_pending_fds(&b), 1);
+  cr_assert_eq(weft_pipe_get_pending_fds(&b), 1);
   cr_assert_eq(weft_stream_detach(&b.stream, &fd, NULL), -EBUSY);
   int got;
   cr_assert_eq(weft_pipe_take_fds(&b, &got, 1), 1);
@@ -542,8 +543,8 @@ Test(fdpass, bad_input, .timeout = 10) {
   cr_assert_eq(weft_pipe_take_fds(&b, got, 0), -EINVAL);
   cr_assert_eq(weft_pipe_take_fds(&b, got, 2), 0);
   cr_assert_eq(weft_pipe_take_fds((weft_pipe *)(void *)&t, got, 2), -EINVAL);
-  cr_assert_eq(weft_pipe_pending_fds(NULL), 0);
-  cr_assert_eq(weft_pipe_pending_fds((weft_pipe *)(void *)&t), 0);
+  cr_assert_eq(weft_pipe_get_pending_fds(NULL), 0);
+  cr_assert_eq(weft_pipe_get_pending_fds((weft_pipe *)(void *)&t), 0);
   /* detach */
   int fd = -1;
   cr_assert_eq(weft_stream_detach(NULL, &fd, NULL), -EINVAL);
@@ -603,10 +604,10 @@ static int fds_round(weft_loop *loop, void *arg) {
   weft_future_unref(r);
   if (err != 0) {
     cr_assert_eq(err, -ENOMEM, "%s", weft_err_name(err));
-    cr_assert_eq(weft_pipe_pending_fds(&s->b), 0);
+    cr_assert_eq(weft_pipe_get_pending_fds(&s->b), 0);
     return err;
   }
-  cr_assert_eq(weft_pipe_pending_fds(&s->b), 2);
+  cr_assert_eq(weft_pipe_get_pending_fds(&s->b), 2);
   return 0; /* the queued fds are closed with b */
 }
 
@@ -661,8 +662,7 @@ static int worker(int sock) {
   return weft_future_get_state(f) == WEFT_FUTURE_FULFILLED ? 0 : 10;
 }
 
-Test(fdpass, accepted_tcp_connection_served_by_worker_process,
-     .timeout = 20) {
+Test(fdpass, accepted_tcp_connection_served_by_worker_process, .timeout = 20) {
   int before = fd_count();
   int sv[2];
   cr_assert_eq(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv), 0);
@@ -714,7 +714,8 @@ Test(fdpass, accepted_tcp_connection_served_by_worker_process,
   cr_assert_eq(fd_count(), before);
 }
 
-/* ---- out of fds ----------------------------------------------------------- */
+/* ---- out of fds -----------------------------------------------------------
+ */
 
 /* The process runs out of fds (RLIMIT_NOFILE; each test has its own
  * process) while fds arrive: the kernel installs what fits and truncates
@@ -746,8 +747,9 @@ Test(fdpass, out_of_fds, .timeout = 10) {
   cr_assert_gt(n, 1);
   close(fill[--n]); /* room for one of the three */
   expect_err(loop, f, -ENOBUFS);
-  cr_assert_eq(weft_pipe_pending_fds(&r), 0);
-  cr_assert_eq(fcntl(0, F_DUPFD_CLOEXEC, 0), fill[n], "the one that came "
+  cr_assert_eq(weft_pipe_get_pending_fds(&r), 0);
+  cr_assert_eq(fcntl(0, F_DUPFD_CLOEXEC, 0), fill[n],
+               "the one that came "
                "is closed again"); /* and taken back */
   n++;
   int one = 0;

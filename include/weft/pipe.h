@@ -150,7 +150,7 @@ WEFT_API int weft_pipe_write_fds_future(weft_pipe *p, const weft_buf *bufs,
 
 /** How many received fds wait in the pipe's queue (0 for NULL or a handle
  * that is not a pipe). */
-WEFT_API size_t weft_pipe_pending_fds(const weft_pipe *p);
+WEFT_API size_t weft_pipe_get_pending_fds(const weft_pipe *p);
 
 /** Takes up to `cap` received fds, oldest first, into `fds`; they are the
  * caller's now (close-on-exec, blocking as sent). Returns how many were

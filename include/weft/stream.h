@@ -413,7 +413,7 @@ WEFT_API int weft_stream_shutdown_future(weft_stream *s, weft_future **out);
  * stay in the socket for the fd's next reader; bytes weft already read
  * from the fd but did not deliver cannot follow it, so a stream that holds
  * any (weft_stream_read_buffered() > 0), or a pipe with received fds not
- * taken (weft_pipe_pending_fds() > 0), is refused with -EBUSY and stays
+ * taken (weft_pipe_get_pending_fds() > 0), is refused with -EBUSY and stays
  * as it was: read or take them first. Bytes of a write that was partly
  * written when it is cancelled stay on the wire, the rest is not sent.
  * Returns 0; -EINVAL for NULL s or fd, a handle that is not a stream or

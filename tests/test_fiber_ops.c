@@ -391,6 +391,28 @@ Test(fiber_ops, queue_put_cancelled_on_a_full_queue_queues_nothing,
   th_loop_finish(loop);
 }
 
+Test(fiber_ops, queue_put_completed_before_the_cancel_counts, .timeout = 10) {
+  weft_loop *loop = th_loop();
+  ctx c = {0};
+  weft_future *f;
+  void *item;
+  ASSERT_ERR(weft_queue_new(loop, 1, NULL, &c.q), 0);
+  ASSERT_ERR(weft_queue_try_put(c.q, &c), 0);
+  spawn(loop, putter, &c, &f);
+  run_until(loop, &c.waiting, 1);
+  ASSERT_ERR(weft_queue_try_get(c.q, &item), 0); /* room: the put goes in */
+  cr_assert_eq(item, &c);
+  ASSERT_ERR(weft_future_cancel(f), 0);
+  th_run(loop);
+  ASSERT_ERR(c.rc2, 0);
+  cr_assert_eq(weft_queue_len(c.q), 1);
+  ASSERT_ERR(weft_queue_try_get(c.q, &item), 0);
+  cr_assert_eq(item, &c.rc2, "the put's item is not the one queued");
+  weft_future_unref(f);
+  ASSERT_ERR(weft_queue_free(c.q), 0);
+  th_loop_finish(loop);
+}
+
 Test(fiber_ops, queue_closed_is_eclosed, .timeout = 10) {
   weft_loop *loop = th_loop();
   ctx c = {0};

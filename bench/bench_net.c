@@ -333,8 +333,7 @@ static void job_result(const job *j, double t, double *v) {
     v[0] = (double)j->target / t;
 }
 
-/* ---- weft -----------------------------------------------------------------
- */
+/* ---- weft --------------------------------------------------------------- */
 
 typedef struct wc {
   weft_tcp t;
@@ -430,9 +429,9 @@ static void wc_read_done(weft_future *f, void *arg) {
 }
 static void wc_read_next(wc *c) {
   weft_future *f;
-  BENCH_CHECK(
-      weft_stream_read_some_future(&c->t.stream, c->buf, CHUNK, &f) == 0,
-      "read future");
+  BENCH_CHECK(weft_stream_read_some_future(&c->t.stream, c->buf, CHUNK, &f) ==
+                  0,
+              "read future");
   BENCH_CHECK(weft_future_on_settled(f, wc_read_done, c) == 0, "on_settled");
 }
 
@@ -510,8 +509,7 @@ static void weft_client(workload w, const server_proc *s, double *v) {
   free(cs);
 }
 
-/* ---- libuv ----------------------------------------------------------------
- */
+/* ---- libuv -------------------------------------------------------------- */
 
 typedef struct uc {
   uv_tcp_t t;
@@ -666,8 +664,7 @@ static void uv_client(workload w, const server_proc *s, double *v) {
   free(cs);
 }
 
-/* ---- raw epoll --------------------------------------------------------------
- */
+/* ---- raw epoll ---------------------------------------------------------- */
 
 typedef struct ec {
   int fd;
@@ -823,10 +820,11 @@ IMPLS(W_PINGPONG)
   static run_arg w##_weftf = {w, serve_weft, weft_future_client};              \
   static run_arg w##_uv = {w, serve_uv, uv_client};                            \
   static run_arg w##_ep = {w, serve_epoll, epoll_client};                      \
-  static const bench_impl w##_impls[] = {{"weft", run, &w##_weft},             \
-                                         {"weft_read_future", run, &w##_weftf}, \
-                                         {"libuv", run, &w##_uv},              \
-                                         {"epoll", run, &w##_ep}};
+  static const bench_impl w##_impls[] = {                                      \
+      {"weft", run, &w##_weft},                                                \
+      {"weft_read_future", run, &w##_weftf},                                   \
+      {"libuv", run, &w##_uv},                                                 \
+      {"epoll", run, &w##_ep}};
 
 IMPLS_PUMP(W_PUMP1)
 IMPLS_PUMP(W_PUMP100)

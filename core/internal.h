@@ -199,10 +199,10 @@ struct weft_loop {
   /* metrics (weft_loop_get_metrics): plain counters, loop thread only;
    * m.size, m.callbacks and the depths are filled in when read */
   weft_loop_metrics m;
-  uint64_t turn_ns;   /* clock at the last turn's start (after the poll) */
-  uint64_t poll_ns;   /* clock when the last prepare phase ended, or 0 */
-  bool turn_open;     /* a busy stretch began at turn_ns */
-  uint64_t slow_ns;   /* the slow-callback threshold */
+  uint64_t turn_ns; /* clock at the last turn's start (after the poll) */
+  uint64_t poll_ns; /* clock when the last prepare phase ended, or 0 */
+  bool turn_open;   /* a busy stretch began at turn_ns */
+  uint64_t slow_ns; /* the slow-callback threshold */
   weft_slow_callback_cb slow_cb; /* NULL: callbacks are not timed */
   void *slow_arg;
 

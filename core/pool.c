@@ -485,8 +485,7 @@ static void on_completions(struct ev_loop *ev, ev_async *a, int revents) {
   pthread_mutex_unlock(&st->lock);
 }
 
-/* ---- submit / cancel ------------------------------------------------------
- */
+/* ---- submit / cancel ---------------------------------------------------- */
 
 int weft_work_submit(weft_loop *loop, weft_work *w, weft_pool_lane lane_id,
                      weft_work_fn work_fn, weft_work_done_cb done_cb) {
@@ -594,8 +593,7 @@ bool weft_work_cancelled(void) {
          atomic_load_explicit(&t_current->cancel, memory_order_relaxed);
 }
 
-/* ---- loop teardown --------------------------------------------------------
- */
+/* ---- loop teardown ------------------------------------------------------ */
 
 /* The module's before-free hook (weft__module): when pool jobs are all the
  * loop's outstanding requests, cancels the queued ones, waits for the
@@ -622,8 +620,7 @@ static void lstate_before_free(weft_loop *loop, void *arg, unsigned requests) {
   st->closing = false;
 }
 
-/* ---- size and stats ---------------------------------------------------------
- */
+/* ---- size and stats ----------------------------------------------------- */
 
 static int lane_resize(lane *l, unsigned n) {
   pthread_mutex_lock(&l->lock);
@@ -673,7 +670,7 @@ int weft_pool_get_stats(weft_loop *loop, weft_pool_lane lane_id,
   return 0;
 }
 
-/* ---- thread hooks and shutdown -------------------------------------------- */
+/* ---- thread hooks and shutdown ------------------------------------------ */
 
 int weft_pool_set_thread_hooks(weft_loop *loop,
                                const weft_pool_thread_hooks *hooks) {

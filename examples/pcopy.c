@@ -211,8 +211,8 @@ static int link_step(task *t, int64_t res) {
     return go(t, weft_fs_readlink_future(S.loop, t->src, &t->next));
   case 1: /* the target string is the readlink future's, kept until go() */
     if (res < 0) return finish(t, "cannot read link", t->src, res), 0;
-    return go(t, weft_fs_symlink_future(S.loop, weft_future_value(t->f),
-                                        t->dst, &t->next));
+    return go(t, weft_fs_symlink_future(S.loop, weft_future_value(t->f), t->dst,
+                                        &t->next));
   default:
     return finish(t, "cannot create link", t->dst, res), 0;
   }

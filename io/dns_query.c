@@ -371,11 +371,11 @@ static int query_run(weft_loop *loop, weft__dns_kind kind, const void *args,
   int err = weft__dns_get_state(loop, &st);
   if (err != 0) return err;
   weft_future *f = NULL;
-  if (out != NULL &&
-      (err = weft_future_new_op(loop,
-                                kind == WEFT__DNS_ADDR ? "weft_getaddrinfo_future"
-                                                       : "weft_getnameinfo_future",
-                                &f)) != 0)
+  if (out != NULL && (err = weft_future_new_op(loop,
+                                               kind == WEFT__DNS_ADDR
+                                                   ? "weft_getaddrinfo_future"
+                                                   : "weft_getnameinfo_future",
+                                               &f)) != 0)
     return err;
   weft__dns_query *q = weft__dns_query_new(st, kind);
   if (q == NULL) goto nomem;

@@ -28,8 +28,7 @@ typedef struct fs_state {
   fs_fut *free;
 } fs_state;
 
-/* ---- request lifecycle ------------------------------------------------------
- */
+/* ---- request lifecycle -------------------------------------------------- */
 
 static void free_paths(weft_fs_req *req) {
   weft__free(req->path);
@@ -412,8 +411,8 @@ static int prep_sendfile(weft_fs_req *req, int out_fd, int in_fd,
 }
 static int prep_copyfile(weft_fs_req *req, const char *src, const char *dst,
                          int flags) {
-  if (flags & ~(WEFT_FS_COPY_EXCL | WEFT_FS_COPY_FICLONE |
-                WEFT_FS_COPY_FICLONE_FORCE))
+  if (flags &
+      ~(WEFT_FS_COPY_EXCL | WEFT_FS_COPY_FICLONE | WEFT_FS_COPY_FICLONE_FORCE))
     return -EINVAL;
   req->flags = flags;
   return prep_two_paths(req, src, dst);

@@ -321,8 +321,7 @@ static int64_t do_copyfile(weft_fs_req *r) {
   if (err == 0 && (out = open_dst(r, &st, !clone, &created)) < 0) err = out;
   int64_t cloned = err == 0 ? try_clone(r, in, out, &st) : 0;
   if (cloned < 0) err = cloned;
-  if (err == 0 && clone &&
-      ftruncate(out, cloned == 1 ? st.st_size : 0) < 0)
+  if (err == 0 && clone && ftruncate(out, cloned == 1 ? st.st_size : 0) < 0)
     err = -errno;
   if (err == 0 && cloned == 0)
     err = S_ISREG(st.st_mode) && st.st_size > 0

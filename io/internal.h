@@ -277,8 +277,8 @@ typedef struct weft__rd_req {
   size_t n;      /* at most (some), exactly (exact), the cap (until) */
   size_t got;    /* bytes in buf */
   size_t peeked; /* of those, how many are still in the read-back buffer */
-  weft_stream *client;   /* accept */
-  weft_shutdown_req sh;  /* shutdown */
+  weft_stream *client;  /* accept */
+  weft_shutdown_req sh; /* shutdown */
   unsigned char mode, dlen;
   char delim[WEFT_STREAM_DELIM_MAX];
 } weft__rd_req;

@@ -271,8 +271,7 @@ static void rd_cancel(weft_future *f, void *arg) {
   weft__stream_update(s);
 }
 
-/* ---- reads ---------------------------------------------------------------
- */
+/* ---- reads -------------------------------------------------------------- */
 
 static int rd_check(weft_stream *s, const void *buf, size_t n,
                     weft_future **out) {
@@ -353,8 +352,7 @@ size_t weft_stream_read_buffered(const weft_stream *s) {
   return s != NULL && s->base.ops != NULL ? rb_len(s) : 0;
 }
 
-/* ---- read_start's side ---------------------------------------------------
- */
+/* ---- read_start's side -------------------------------------------------- */
 
 int weft__stream_rd_read_start(weft_stream *s) {
   if (weft__stream_rq_busy(s)) return -EBUSY;
@@ -392,8 +390,7 @@ bool weft__stream_rb_to_cb(weft_stream *s) {
   return (s->flags & WEFT__S_READING) && !weft_is_closing(&s->base);
 }
 
-/* ---- accept ----------------------------------------------------------------
- */
+/* ---- accept ------------------------------------------------------------- */
 
 bool weft__stream_rd_accept(weft_stream *s, int fd) {
   weft__req_hdr *h;
@@ -405,8 +402,7 @@ bool weft__stream_rd_accept(weft_stream *s, int fd) {
       weft__req_settle(pool_of(s), h, -EINVAL); /* the next one gets fd */
       continue;
     }
-    int err =
-        weft__stream_set_fd(c, fd, WEFT__S_SOCKET | WEFT__S_CONNECTED);
+    int err = weft__stream_set_fd(c, fd, WEFT__S_SOCKET | WEFT__S_CONNECTED);
     if (err != 0) close(fd);
     weft__req_settle(pool_of(s), h, err);
     return true;
@@ -460,8 +456,8 @@ int weft_stream_accept_future(weft_stream *server, weft_stream *client,
   }
   weft__net *net = weft__net_get(server->base.loop);
   if (net == NULL) return -ENOMEM;
-  bool now = (server->flags & WEFT__S_ACCEPT_WAIT) &&
-             !weft__stream_rq_busy(server);
+  bool now =
+      (server->flags & WEFT__S_ACCEPT_WAIT) && !weft__stream_rq_busy(server);
   int err = now ? weft__net_reserve(net) : 0;
   weft__req_hdr *r = NULL;
   if (err == 0)
@@ -479,8 +475,7 @@ int weft_stream_accept_future(weft_stream *server, weft_stream *client,
   return 0;
 }
 
-/* ---- shutdown ----------------------------------------------------------------
- */
+/* ---- shutdown ----------------------------------------------------------- */
 
 static void shutdown_done(weft_shutdown_req *req, int status) {
   weft__rd_req *q = req->data;

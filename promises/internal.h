@@ -17,7 +17,7 @@
  * byte rather than a pointer so that a future stays 64 bytes. future.c never
  * names a kind but its own: it dispatches through weft__kinds[]. A new kind
  * adds an enumerator here and its own file: no switch anywhere. See
- * docs/futures.md, "Future kinds". */
+ * docs/internals.md, "Future kinds, inside". */
 enum {
   WEFT__K_PLAIN = 0, /* future.c: weft_future_new, wait lists, io, the pool */
   WEFT__K_THEN,      /* then.c: derived futures */
@@ -40,8 +40,8 @@ enum {
   WEFT__K_RACE_INDEX,   /* combinators.c: race, telling which input won */
   WEFT__K_AS_COMPLETED, /* combinators.c: hands inputs out in completion order
                          */
-  WEFT__K_SLOT,   /* combinators.c: one position of as_completed's drain */
-  WEFT__K_SHIELD, /* shield.c: takes src's outcome, never cancels it */
+  WEFT__K_SLOT,       /* combinators.c: one position of as_completed's drain */
+  WEFT__K_SHIELD,     /* shield.c: takes src's outcome, never cancels it */
   WEFT__K_FIBER,      /* fiber.c: a fiber's own future */
   WEFT__K_FIBER_WAKE, /* fiber.c: the node that wakes a fiber */
   WEFT__K_COUNT

@@ -242,9 +242,9 @@ Test(fs_more, chown_family, .timeout = 20) {
   struct stat st;
   /* to ourselves: always allowed */
   EXPECT(RUN(loop, weft_fs_chown(loop, &r, file, me, mygid, on_done)), 0);
-  EXPECT(RUN(loop, weft_fs_chown(loop, &r, file, (uid_t)-1, (gid_t)-1,
-                                 on_done)),
-         0);
+  EXPECT(
+      RUN(loop, weft_fs_chown(loop, &r, file, (uid_t)-1, (gid_t)-1, on_done)),
+      0);
   EXPECT(RUN(loop, weft_fs_lchown(loop, &r, link, me, mygid, on_done)), 0);
   int fd = open(file, O_RDONLY);
   cr_assert_geq(fd, 0);
@@ -494,9 +494,8 @@ Test(fs_more, copyfile_clone_flags, .timeout = 20) {
   cr_assert_eq(access(dst, F_OK), -1);
   EXPECT(weft_fs_copyfile(loop, &r, src, dst, 8, on_done), -EINVAL);
   weft_future *f;
-  cr_assert_eq(weft_fs_copyfile_future(loop, src, dst,
-                                       WEFT_FS_COPY_FICLONE, &f),
-               0);
+  cr_assert_eq(
+      weft_fs_copyfile_future(loop, src, dst, WEFT_FS_COPY_FICLONE, &f), 0);
   EXPECT(await(loop, f), 0);
   weft_future_unref(f);
   assert_content(dst, "clone me");
@@ -567,7 +566,9 @@ Test(fs_more, readdir_streams_every_entry_once, .timeout = 60) {
 
 static int busy_calls;
 static int64_t busy_results[4];
-static void on_busy(weft_fs_req *req) { busy_results[busy_calls++] = req->result; }
+static void on_busy(weft_fs_req *req) {
+  busy_results[busy_calls++] = req->result;
+}
 
 Test(fs_more, readdir_pending_makes_closedir_busy, .timeout = 20) {
   weft_loop *loop = th_loop();
@@ -724,8 +725,8 @@ static int more_round(weft_loop *loop, void *arg) {
   weft_loop_run(loop, WEFT_RUN_DEFAULT);
   res = a->form ? weft_future_error(f) : last;
   cr_assert(res == 0 || res == -ENOMEM, "%s", weft_err_name((int)res));
-  weft_fs_dirstream *d = res == 0 ? (a->form ? weft_future_value(f) : r.ptr)
-                                  : NULL;
+  weft_fs_dirstream *d =
+      res == 0 ? (a->form ? weft_future_value(f) : r.ptr) : NULL;
   weft_future_unref(f);
   f = NULL;
   if (d == NULL) return 0;

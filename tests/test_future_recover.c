@@ -22,8 +22,7 @@ static weft_loop *quiet_loop(void) {
   weft_loop *loop = th_loop();
   unobserved = 0;
   last_err = 0;
-  cr_assert_eq(weft_future_set_unhandled_hook(loop, count_unobserved, NULL),
-               0);
+  cr_assert_eq(weft_future_set_unhandled_hook(loop, count_unobserved, NULL), 0);
   return loop;
 }
 
@@ -69,7 +68,7 @@ static int on_ok(weft_future *in, weft_future *out, void *arg) {
 }
 
 #define ASSERT_STATE(f, st)                                                    \
-  cr_assert_eq(weft_future_get_state(f), (st), "state %d, error %s",          \
+  cr_assert_eq(weft_future_get_state(f), (st), "state %d, error %s",           \
                (int)weft_future_get_state(f),                                  \
                weft_err_name(weft_future_error(f)))
 
@@ -111,8 +110,7 @@ Test(recover, recovered_chain_continues_with_then, .timeout = 10) {
   th_loop_finish(loop);
 }
 
-Test(recover, catch_without_out_leaves_no_unobserved_rejection,
-     .timeout = 10) {
+Test(recover, catch_without_out_leaves_no_unobserved_rejection, .timeout = 10) {
   weft_loop *loop = quiet_loop();
   weft_future *a = rejected(loop, -EPIPE);
   handler h = {0};
@@ -286,8 +284,7 @@ typedef struct seen_info {
   bool named;
 } seen_info;
 
-static void on_info(weft_loop *loop, const weft_unhandled_info *in,
-                    void *arg) {
+static void on_info(weft_loop *loop, const weft_unhandled_info *in, void *arg) {
   (void)loop;
   seen_info *s = arg;
   s->calls++;
@@ -351,7 +348,7 @@ Test(names, set_name_copies_cuts_replaces_and_clears, .timeout = 10) {
   cr_assert_eq(weft_future_set_name(f, ""), 0);
   cr_assert_str_eq(weft_future_get_name(f), "");
   weft_future_unref(f); /* a named future's entry is freed with it */
-  th_loop_finish(loop);  /* asserts weft holds no memory */
+  th_loop_finish(loop); /* asserts weft holds no memory */
 }
 
 Test(names, many_named_futures_keep_their_own_names, .timeout = 10) {
@@ -401,8 +398,7 @@ Test(names, info_hook_names_op_and_name, .timeout = 10) {
   cr_assert_eq(s.calls, 2);
   cr_assert_str_eq(s.op, "weft_future_new");
   cr_assert(!s.named);
-  cr_assert_eq(weft_future_set_unhandled_info_hook(NULL, on_info, &s),
-               -EINVAL);
+  cr_assert_eq(weft_future_set_unhandled_info_hook(NULL, on_info, &s), -EINVAL);
   th_loop_finish(loop);
 }
 
@@ -432,8 +428,7 @@ Test(names, legacy_hook_still_works_and_hooks_replace_each_other,
   seen_info s = {0};
   unobserved = 0;
   cr_assert_eq(weft_future_set_unhandled_info_hook(loop, on_info, &s), 0);
-  cr_assert_eq(weft_future_set_unhandled_hook(loop, count_unobserved, NULL),
-               0);
+  cr_assert_eq(weft_future_set_unhandled_hook(loop, count_unobserved, NULL), 0);
   weft_future *f = rejected(loop, -EIO);
   weft_future_unref(f);
   cr_assert_eq(unobserved, 1);
@@ -506,7 +501,6 @@ static void *pool_job(void *arg, int *err) {
   return NULL;
 }
 
-
 Test(names, producers_record_their_op, .timeout = 20) {
   weft_loop *loop = th_loop();
   seen_info s = {0};
@@ -524,8 +518,7 @@ Test(names, producers_record_their_op, .timeout = 20) {
   cr_assert_eq(weft_tcp_init(loop, &t), 0);
   cr_assert_eq(weft_tcp_connect_future(&t, (struct sockaddr *)&sin, &c), 0);
   cr_assert_str_eq(weft_future_get_op(c), "weft_tcp_connect_future");
-  cr_assert_eq(weft_fs_stat_future(loop, "/nonexistent/weft-sem-test", &st),
-               0);
+  cr_assert_eq(weft_fs_stat_future(loop, "/nonexistent/weft-sem-test", &st), 0);
   cr_assert_str_eq(weft_future_get_op(st), "weft_fs_stat_future");
   cr_assert_eq(
       weft_pool_submit_future(loop, WEFT_LANE_CPU, pool_job, NULL, NULL, &p),

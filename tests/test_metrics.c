@@ -354,7 +354,7 @@ Test(metrics, threshold_zero_reports_every_callback, .timeout = 5) {
   th_loop_finish(loop);
 }
 
-/* ---- bad inputs ----------------------------------------------------------- */
+/* ---- bad inputs --------------------------------------------------------- */
 
 Test(metrics, bad_inputs, .timeout = 5) {
   weft_loop *loop = th_loop();

@@ -79,10 +79,9 @@ static void tcp_pair(weft_loop *loop, pair *p) {
   cr_assert_eq(weft_tcp_init(loop, &p->ta), 0);
   cr_assert_eq(weft_tcp_init(loop, &p->tb), 0);
   weft_future *acc, *con;
-  cr_assert_eq(
-      weft_stream_accept_future(&p->lt.stream, &p->ta.stream, &acc), 0);
-  cr_assert_eq(weft_tcp_connect_future(&p->tb, (struct sockaddr *)&a, &con),
+  cr_assert_eq(weft_stream_accept_future(&p->lt.stream, &p->ta.stream, &acc),
                0);
+  cr_assert_eq(weft_tcp_connect_future(&p->tb, (struct sockaddr *)&a, &con), 0);
   expect_value(loop, acc, 0);
   expect_value(loop, con, 0);
   p->r = &p->ta.stream;
@@ -189,9 +188,7 @@ Test(stream_future, read_some_tcp, .timeout = 10) { some_round_trip(K_TCP); }
 Test(stream_future, read_some_unix_pair, .timeout = 10) {
   some_round_trip(K_UNIX);
 }
-Test(stream_future, read_some_pipe, .timeout = 10) {
-  some_round_trip(K_PIPE);
-}
+Test(stream_future, read_some_pipe, .timeout = 10) { some_round_trip(K_PIPE); }
 
 Test(stream_future, pending_reads_are_served_in_order, .timeout = 10) {
   weft_loop *loop = th_loop();
@@ -201,8 +198,7 @@ Test(stream_future, pending_reads_are_served_in_order, .timeout = 10) {
   weft_future *fa, *fb, *fc;
   cr_assert_eq(weft_stream_read_some_future(p.r, a, sizeof a, &fa), 0);
   cr_assert_eq(weft_stream_read_exact_future(p.r, b, sizeof b, &fb), 0);
-  cr_assert_eq(
-      weft_stream_read_until_future(p.r, c, sizeof c, "!", 1, &fc), 0);
+  cr_assert_eq(weft_stream_read_until_future(p.r, c, sizeof c, "!", 1, &fc), 0);
   put(p.wfd, "abcdefg!tail");
   expect_value(loop, fa, 2);
   expect_value(loop, fb, 3);
@@ -217,7 +213,7 @@ Test(stream_future, pending_reads_are_served_in_order, .timeout = 10) {
   close_all(loop);
 }
 
-/* ---- read_exact ------------------------------------------------------------ */
+/* ---- read_exact --------------------------------------------------------- */
 
 static void exact_partial(kind k) {
   weft_loop *loop = th_loop();
@@ -273,7 +269,7 @@ Test(stream_future, read_exact_eof_keeps_partial_pipe, .timeout = 10) {
   exact_eof(K_PIPE);
 }
 
-/* ---- read_until ------------------------------------------------------------ */
+/* ---- read_until --------------------------------------------------------- */
 
 static void until_split(kind k) {
   weft_loop *loop = th_loop();
@@ -372,8 +368,8 @@ Test(stream_future, read_until_cap_overflow_keeps_bytes, .timeout = 10) {
   cr_assert_eq(weft_stream_read_buffered(p.r), 4);
   /* a larger cap reads the whole line, in order */
   memset(buf, 0, sizeof buf);
-  cr_assert_eq(
-      weft_stream_read_until_future(p.r, buf, sizeof buf, "\n", 1, &f), 0);
+  cr_assert_eq(weft_stream_read_until_future(p.r, buf, sizeof buf, "\n", 1, &f),
+               0);
   expect_value(loop, f, 9);
   cr_assert_eq(memcmp(buf, "abcdefgh\n", 9), 0);
   close_all(loop);
@@ -385,8 +381,8 @@ Test(stream_future, read_until_eof_keeps_bytes, .timeout = 10) {
   make_pair(loop, &p, K_UNIX);
   char buf[16] = {0};
   weft_future *f;
-  cr_assert_eq(
-      weft_stream_read_until_future(p.r, buf, sizeof buf, "\n", 1, &f), 0);
+  cr_assert_eq(weft_stream_read_until_future(p.r, buf, sizeof buf, "\n", 1, &f),
+               0);
   put_and_spin(loop, p.wfd, "no newline");
   writer_eof(loop, &p);
   expect_error(loop, f, WEFT_EOF);
@@ -398,7 +394,7 @@ Test(stream_future, read_until_eof_keeps_bytes, .timeout = 10) {
   close_all(loop);
 }
 
-/* ---- cancel ---------------------------------------------------------------- */
+/* ---- cancel ------------------------------------------------------------- */
 
 static void cancel_mid_read(kind k) {
   weft_loop *loop = th_loop();
@@ -464,7 +460,7 @@ Test(stream_future, cancel_front_serves_the_next_from_the_buffer,
   close_all(loop);
 }
 
-/* ---- read_start interplay ------------------------------------------------- */
+/* ---- read_start interplay ----------------------------------------------- */
 
 typedef struct rs_state {
   char got[64];
@@ -505,8 +501,7 @@ Test(stream_future, read_start_and_read_futures_exclude_each_other,
   cr_assert_eq(weft_stream_read_start(p.r, NULL, never_read), 0);
   cr_assert_eq(weft_stream_read_some_future(p.r, buf, 4, &f), -EBUSY);
   cr_assert_eq(weft_stream_read_exact_future(p.r, buf, 4, &f), -EBUSY);
-  cr_assert_eq(weft_stream_read_until_future(p.r, buf, 4, "\n", 1, &f),
-               -EBUSY);
+  cr_assert_eq(weft_stream_read_until_future(p.r, buf, 4, "\n", 1, &f), -EBUSY);
   cr_assert_eq(weft_stream_read_stop(p.r), 0);
   cr_assert_eq(weft_stream_read_some_future(p.r, buf, 4, &f), 0);
   cr_assert_eq(weft_stream_read_start(p.r, NULL, never_read), -EBUSY);
@@ -554,12 +549,11 @@ static void read_start_gets_buffered(weft_alloc_cb alloc) {
 Test(stream_future, read_start_gets_buffered_bytes_first, .timeout = 10) {
   read_start_gets_buffered(NULL);
 }
-Test(stream_future, read_start_with_alloc_gets_buffered_bytes,
-     .timeout = 10) {
+Test(stream_future, read_start_with_alloc_gets_buffered_bytes, .timeout = 10) {
   read_start_gets_buffered(rs_alloc2);
 }
 
-/* ---- close, errors --------------------------------------------------------- */
+/* ---- close, errors ------------------------------------------------------ */
 
 static void count_close(weft_handle *h) { ++*(int *)h->data; }
 
@@ -646,19 +640,16 @@ Test(stream_future, bad_inputs, .timeout = 10) {
   cr_assert_eq(weft_stream_read_exact_future(r, buf, 4, NULL), -EINVAL);
   cr_assert_eq(weft_stream_read_until_future(NULL, buf, 8, "\n", 1, &f),
                -EINVAL);
-  cr_assert_eq(weft_stream_read_until_future(r, NULL, 8, "\n", 1, &f),
-               -EINVAL);
-  cr_assert_eq(weft_stream_read_until_future(r, buf, 8, NULL, 1, &f),
-               -EINVAL);
-  cr_assert_eq(weft_stream_read_until_future(r, buf, 8, "\n", 0, &f),
-               -EINVAL);
-  cr_assert_eq(weft_stream_read_until_future(r, buf, 1, "\r\n", 2, &f),
-               -EINVAL, "cap < delim_len");
+  cr_assert_eq(weft_stream_read_until_future(r, NULL, 8, "\n", 1, &f), -EINVAL);
+  cr_assert_eq(weft_stream_read_until_future(r, buf, 8, NULL, 1, &f), -EINVAL);
+  cr_assert_eq(weft_stream_read_until_future(r, buf, 8, "\n", 0, &f), -EINVAL);
+  cr_assert_eq(weft_stream_read_until_future(r, buf, 1, "\r\n", 2, &f), -EINVAL,
+               "cap < delim_len");
   char longd[WEFT_STREAM_DELIM_MAX + 1];
   memset(longd, '-', sizeof longd);
-  cr_assert_eq(weft_stream_read_until_future(r, buf, 64, longd, sizeof longd,
-                                             &f),
-               -EINVAL);
+  cr_assert_eq(
+      weft_stream_read_until_future(r, buf, 64, longd, sizeof longd, &f),
+      -EINVAL);
   cr_assert_eq(weft_stream_read_until_future(r, buf, 8, "\n", 1, NULL),
                -EINVAL);
   /* wrong handle types: a UDP handle and a timer */
@@ -666,17 +657,16 @@ Test(stream_future, bad_inputs, .timeout = 10) {
   weft_timer t;
   cr_assert_eq(weft_udp_init(loop, &u), 0);
   cr_assert_eq(weft_timer_init(loop, &t), 0);
-  cr_assert_eq(weft_stream_read_some_future((weft_stream *)(void *)&u, buf, 4,
-                                            &f),
-               -EINVAL);
-  cr_assert_eq(weft_stream_read_exact_future((weft_stream *)(void *)&t, buf,
-                                             4, &f),
-               -EINVAL);
+  cr_assert_eq(
+      weft_stream_read_some_future((weft_stream *)(void *)&u, buf, 4, &f),
+      -EINVAL);
+  cr_assert_eq(
+      weft_stream_read_exact_future((weft_stream *)(void *)&t, buf, 4, &f),
+      -EINVAL);
   cr_assert_eq(weft_stream_shutdown_future((weft_stream *)(void *)&t, &f),
                -EINVAL);
   /* a listener, and a handle without a connection */
-  cr_assert_eq(weft_stream_read_some_future(&p.lt.stream, buf, 4, &f),
-               -EINVAL);
+  cr_assert_eq(weft_stream_read_some_future(&p.lt.stream, buf, 4, &f), -EINVAL);
   weft_tcp fresh;
   cr_assert_eq(weft_tcp_init(loop, &fresh), 0);
   cr_assert_eq(weft_stream_read_some_future(&fresh.stream, buf, 4, &f),
@@ -712,8 +702,8 @@ Test(stream_future, bad_inputs, .timeout = 10) {
   cr_assert_eq(weft_stream_accept_future(&p.lt.stream, &p.lt.stream, &f),
                -EINVAL);
   cr_assert_eq(weft_stream_accept_future(&p.lt.stream, &c2.stream, &f), 0);
-  cr_assert_eq(weft_stream_accept_future(&p.lt.stream, &c2.stream, &g),
-               -EINVAL, "already the client of a pending accept");
+  cr_assert_eq(weft_stream_accept_future(&p.lt.stream, &c2.stream, &g), -EINVAL,
+               "already the client of a pending accept");
   cr_assert_eq(weft_future_cancel(f), 0);
   weft_future_unref(f);
   /* pipe connect */
@@ -777,8 +767,8 @@ Test(stream_future, accepts_are_served_in_order, .timeout = 10) {
   for (int i = 0; i < 3; i++) {
     cr_assert_eq(weft_tcp_init(loop, &srv[i]), 0);
     cr_assert_eq(weft_tcp_init(loop, &cli[i]), 0);
-    cr_assert_eq(
-        weft_stream_accept_future(&l.stream, &srv[i].stream, &acc[i]), 0);
+    cr_assert_eq(weft_stream_accept_future(&l.stream, &srv[i].stream, &acc[i]),
+                 0);
     tags[i] = (tagged){&o, i};
     cr_assert_eq(weft_future_on_settled(acc[i], note_order, &tags[i]), 0);
   }
@@ -868,8 +858,8 @@ Test(stream_future, accept_into_a_client_used_meanwhile_rejects,
      .timeout = 10) {
   weft_loop *loop = th_loop();
   char path[64];
-  int plen = snprintf(path, sizeof path, "%cweft-sfut-used-%d", 0,
-                      (int)getpid());
+  int plen =
+      snprintf(path, sizeof path, "%cweft-sfut-used-%d", 0, (int)getpid());
   weft_pipe l, a, b, c;
   cr_assert_eq(weft_pipe_init(loop, &l), 0);
   cr_assert_eq(weft_pipe_bind(&l, path, (size_t)plen), 0);
@@ -976,7 +966,7 @@ Test(stream_future, close_rejects_pending_shutdown, .timeout = 10) {
   close_all(loop);
 }
 
-/* ---- allocations ---------------------------------------------------------- */
+/* ---- allocations -------------------------------------------------------- */
 
 typedef struct sweep_arg {
   weft_pipe a, b;
@@ -1086,8 +1076,7 @@ static int pipe_connect_round(weft_loop *loop, void *arg) {
   return 0;
 }
 
-Test(stream_future, pipe_connect_allocation_failures_are_clean,
-     .timeout = 30) {
+Test(stream_future, pipe_connect_allocation_failures_are_clean, .timeout = 30) {
   weft_pipe p[3];
   th_alloc_sweep_run(
       &(th_sweep){.op = pipe_connect_round, .arg = p, .max_rounds = 200});
@@ -1112,8 +1101,8 @@ Test(stream_future, steady_state_reads_allocate_nothing, .timeout = 20) {
     put(p.wfd, "0123456789abcdef\nxyz");
     cr_assert_eq(weft_stream_read_some_future(p.r, buf, 4, &f), 0);
     cr_assert_eq(weft_stream_read_exact_future(p.r, buf + 4, 6, &g), 0);
-    cr_assert_eq(
-        weft_stream_read_until_future(p.r, buf + 10, 32, "\n", 1, &h), 0);
+    cr_assert_eq(weft_stream_read_until_future(p.r, buf + 10, 32, "\n", 1, &h),
+                 0);
     cr_assert_eq(weft_future_on_settled(h, settled_count, &done), 0);
     while (done == 0)
       weft_loop_run(loop, WEFT_RUN_ONCE);

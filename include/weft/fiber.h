@@ -175,7 +175,8 @@ WEFT_API int weft_fiber_queue_put(weft_queue *q, void *item);
 /** weft_queue_get awaited: returns 0 and the item in *item (now the
  * caller's), waiting while `q` is empty; else *item is NULL (if item is
  * not NULL) and the error is returned: -EINVAL (NULL q or item),
- * WEFT_ECLOSED (q closed and empty), -ENOMEM, -ECANCELED (no item taken), -EPERM. */
+ * WEFT_ECLOSED (q closed and empty), -ENOMEM, -ECANCELED (no item taken),
+ * -EPERM. */
 WEFT_API int weft_fiber_queue_get(weft_queue *q, void **item);
 
 /** asyncio.create_task from a fiber: weft_fiber_spawn on the calling

@@ -368,13 +368,13 @@ WEFT_API int weft_fs_write_file_future(weft_loop *loop, const char *path,
 /** The result of weft_fs_statfs(): statfs(2)'s figures, the fields of
  * libuv's uv_statfs_t. */
 typedef struct weft_statfs {
-  uint64_t type;    /**< f_type: the file system's magic number */
-  uint64_t bsize;   /**< f_bsize: optimal transfer block size */
-  uint64_t blocks;  /**< f_blocks: total data blocks */
-  uint64_t bfree;   /**< f_bfree: free blocks */
-  uint64_t bavail;  /**< f_bavail: free blocks for unprivileged users */
-  uint64_t files;   /**< f_files: total inodes */
-  uint64_t ffree;   /**< f_ffree: free inodes */
+  uint64_t type;     /**< f_type: the file system's magic number */
+  uint64_t bsize;    /**< f_bsize: optimal transfer block size */
+  uint64_t blocks;   /**< f_blocks: total data blocks */
+  uint64_t bfree;    /**< f_bfree: free blocks */
+  uint64_t bavail;   /**< f_bavail: free blocks for unprivileged users */
+  uint64_t files;    /**< f_files: total inodes */
+  uint64_t ffree;    /**< f_ffree: free inodes */
   uint64_t spare[4]; /**< zero */
 } weft_statfs;
 
@@ -391,8 +391,8 @@ typedef struct weft_fs_tmpfile {
 
 /** statfs(2) on the file system holding `path`: req->ptr is a
  * weft_statfs *, result 0. */
-WEFT_API int weft_fs_statfs(weft_loop *loop, weft_fs_req *req,
-                            const char *path, weft_fs_cb cb);
+WEFT_API int weft_fs_statfs(weft_loop *loop, weft_fs_req *req, const char *path,
+                            weft_fs_cb cb);
 /** Future form of weft_fs_statfs(): a weft_statfs * the future owns. */
 WEFT_API int weft_fs_statfs_future(weft_loop *loop, const char *path,
                                    weft_future **out);
@@ -424,12 +424,11 @@ WEFT_API int weft_fs_fchown_future(weft_loop *loop, int fd, uid_t uid,
                                    gid_t gid, weft_future **out);
 /** lchown(2), as weft_fs_chown() but a symlink itself, not its target:
  * result 0. */
-WEFT_API int weft_fs_lchown(weft_loop *loop, weft_fs_req *req,
-                            const char *path, uid_t uid, gid_t gid,
-                            weft_fs_cb cb);
+WEFT_API int weft_fs_lchown(weft_loop *loop, weft_fs_req *req, const char *path,
+                            uid_t uid, gid_t gid, weft_fs_cb cb);
 /** Future form of weft_fs_lchown(): int64 0. */
-WEFT_API int weft_fs_lchown_future(weft_loop *loop, const char *path,
-                                   uid_t uid, gid_t gid, weft_future **out);
+WEFT_API int weft_fs_lchown_future(weft_loop *loop, const char *path, uid_t uid,
+                                   gid_t gid, weft_future **out);
 
 /** fchmod(2): result 0. */
 WEFT_API int weft_fs_fchmod(weft_loop *loop, weft_fs_req *req, int fd,
@@ -448,9 +447,8 @@ WEFT_API int weft_fs_futime_future(weft_loop *loop, int fd, double atime,
                                    double mtime, weft_future **out);
 /** As weft_fs_utime() but on a symlink itself, not its target
  * (utimensat(2) with AT_SYMLINK_NOFOLLOW): result 0. */
-WEFT_API int weft_fs_lutime(weft_loop *loop, weft_fs_req *req,
-                            const char *path, double atime, double mtime,
-                            weft_fs_cb cb);
+WEFT_API int weft_fs_lutime(weft_loop *loop, weft_fs_req *req, const char *path,
+                            double atime, double mtime, weft_fs_cb cb);
 /** Future form of weft_fs_lutime(): int64 0. */
 WEFT_API int weft_fs_lutime_future(weft_loop *loop, const char *path,
                                    double atime, double mtime,

@@ -247,7 +247,6 @@ typedef void (*weft_walk_cb)(weft_handle *h, void *arg);
  * creation order. cb may close the handle it is given. */
 WEFT_API void weft_walk(weft_loop *loop, weft_walk_cb cb, void *arg);
 
-
 /* ---- metrics ------------------------------------------------------------ */
 
 /** Buckets of weft_loop_metrics.timer_lag: bucket 0 counts timers that fired

@@ -154,8 +154,7 @@ typedef int (*weft_pool_job_fn)(weft_pool_job *job, void *arg);
  * will own (dtor(value) when freed, or when the result is dropped: the job
  * failed or its future was cancelled). A later call replaces an earlier
  * one, whose value is dropped. */
-WEFT_API void weft_pool_return(weft_pool_job *job, void *value,
-                               weft_dtor dtor);
+WEFT_API void weft_pool_return(weft_pool_job *job, void *value, weft_dtor dtor);
 /** The job's own call: its result is the int64 `v`. */
 WEFT_API void weft_pool_return_i64(weft_pool_job *job, int64_t v);
 /** The job's own call: its result is the double `v`. */

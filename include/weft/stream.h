@@ -360,16 +360,15 @@ WEFT_API int weft_stream_read_exact_future(weft_stream *s, void *buf, size_t n,
  * the length through the delimiter's last byte; what follows it stays in
  * the read-back buffer for the next read (bytes of `buf` past that length
  * may have been written: the fd is read straight into `buf`). If `cap`
- * bytes hold no delimiter the future rejects with -EMSGSIZE (asyncio's LimitOverrunError) and end
- * of file before the delimiter rejects it with WEFT_EOF: in both cases
- * every byte stays readable, by the next read of any kind. Errors as
- * weft_stream_read_exact_future() (`cap` for `n`), plus -EINVAL for NULL
- * delim, `delim_len` 0 or above WEFT_STREAM_DELIM_MAX, or `cap` <
+ * bytes hold no delimiter the future rejects with -EMSGSIZE (asyncio's
+ * LimitOverrunError) and end of file before the delimiter rejects it with
+ * WEFT_EOF: in both cases every byte stays readable, by the next read of any
+ * kind. Errors as weft_stream_read_exact_future() (`cap` for `n`), plus -EINVAL
+ * for NULL delim, `delim_len` 0 or above WEFT_STREAM_DELIM_MAX, or `cap` <
  * `delim_len`. */
 WEFT_API int weft_stream_read_until_future(weft_stream *s, void *buf,
                                            size_t cap, const void *delim,
-                                           size_t delim_len,
-                                           weft_future **out);
+                                           size_t delim_len, weft_future **out);
 
 /** Bytes kept in the stream's read-back buffer for the next read (0 for
  * NULL or a stream without any). */
@@ -390,8 +389,7 @@ WEFT_API size_t weft_stream_read_buffered(const weft_stream *s);
  * with -EINVAL and the connection goes to the next. Returns 0; -EINVAL for
  * NULL, a server that is not listening, a client of another kind, with an
  * fd, closing, or already the client of a pending accept future; -ENOMEM. */
-WEFT_API int weft_stream_accept_future(weft_stream *server,
-                                       weft_stream *client,
+WEFT_API int weft_stream_accept_future(weft_stream *server, weft_stream *client,
                                        weft_future **out);
 
 /** Shutdown, future form: like weft_stream_shutdown() without a request.

@@ -53,6 +53,14 @@ if [ -z "$step" ] || ! read -ra PKGS <<<"$(pkgs "$step" 2>/dev/null)" || [ ${#PK
 fi
 if [ $list -eq 1 ]; then echo "${PKGS[*]}"; exit 0; fi
 
+# `make -j2 check` runs several steps at once (test, docs, ...): one
+# installs at a time, the others wait and then find their packages there
+# (apt would refuse a second install with "Unable to acquire the dpkg
+# frontend lock"). DPkg::Lock::Timeout waits for any other apt as well.
+if [ $list -eq 0 ] && [ "$(id -u)" -eq 0 ]; then
+  exec 9>"${TMPDIR:-/tmp}/weft-deps.lock"
+  flock 9
+fi
 missing=()
 for p in "${PKGS[@]}"; do
   if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed"; then
@@ -70,7 +78,8 @@ fi
 echo "weft: deps $step: installing ${missing[*]}" >&2
 export DEBIAN_FRONTEND=noninteractive
 # A stale package list is the usual reason an install fails: update, retry.
-if ! apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null 2>&1; then
-  apt-get update -qq
-  apt-get install -y -qq --no-install-recommends "${missing[@]}"
+apt=(apt-get -o DPkg::Lock::Timeout=600)
+if ! "${apt[@]}" install -y -qq --no-install-recommends "${missing[@]}" >/dev/null 2>&1; then
+  "${apt[@]}" update -qq
+  "${apt[@]}" install -y -qq --no-install-recommends "${missing[@]}"
 fi

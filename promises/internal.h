@@ -282,6 +282,8 @@ int weft__waitq_add(weft_loop *loop, weft__waitq *q, weft_future **out);
 void weft__waitq_push(weft__waitq *q, weft_future *f);
 /* The oldest waiter, with the list's reference, or NULL. */
 weft_future *weft__waitq_pop(weft__waitq *q);
+/* Takes f off q without touching its references; false if f is not on q. */
+bool weft__waitq_unlink(weft__waitq *q, weft_future *f);
 /* Fulfils (int64 0) the oldest waiter still pending; false if none. */
 bool weft__waitq_wake(weft__waitq *q);
 /* Rejects every waiter with err and empties the list. */

@@ -179,21 +179,6 @@ static void *ring_pop(weft_queue *q) {
  * weft__waitq lists whose cancel hook also keeps the counts that threads
  * read, under mu. */
 
-static bool unlink_from(weft__waitq *l, weft_future *f) {
-  weft_future *prev = NULL;
-  for (weft_future *w = l->head; w != NULL; prev = w, w = w->next) {
-    if (w != f) continue;
-    if (prev != NULL)
-      prev->next = w->next;
-    else
-      l->head = w->next;
-    if (l->tail == w) l->tail = prev;
-    w->next = NULL;
-    return true;
-  }
-  return false;
-}
-
 static void wake_threads(weft_queue *q);
 
 /* Cancel hook of a waiting get or put (loop thread). */
@@ -201,11 +186,11 @@ static void on_cancel(weft_future *f, void *arg) {
   weft_queue *q = arg;
   pthread_mutex_lock(&q->mu);
   bool found = false;
-  if (unlink_from(&q->getters, f)) {
+  if (weft__waitq_unlink(&q->getters, f)) {
     found = true;
     q->lgetters--;
     if (q->claimed > q->lgetters) q->claimed = q->lgetters;
-  } else if (unlink_from(&q->putters, f)) {
+  } else if (weft__waitq_unlink(&q->putters, f)) {
     found = true;
     q->lputters--;
   }

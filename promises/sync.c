@@ -12,8 +12,7 @@
 
 /* ---- wait lists ---------------------------------------------------------- */
 
-static void waitq_remove(weft_future *f, void *arg) {
-  weft__waitq *q = arg;
+bool weft__waitq_unlink(weft__waitq *q, weft_future *f) {
   weft_future *prev = NULL;
   for (weft_future *w = q->head; w != NULL; prev = w, w = w->next) {
     if (w != f) continue;
@@ -23,9 +22,14 @@ static void waitq_remove(weft_future *f, void *arg) {
       q->head = w->next;
     if (q->tail == w) q->tail = prev;
     w->next = NULL;
-    weft_future_unref(w); /* the list's; the canceller holds another */
-    return;
+    return true;
   }
+  return false;
+}
+
+static void waitq_remove(weft_future *f, void *arg) {
+  /* the list's reference; the canceller holds another */
+  if (weft__waitq_unlink(arg, f)) weft_future_unref(f);
 }
 
 void weft__waitq_push(weft__waitq *q, weft_future *f) {

@@ -35,23 +35,6 @@ static void make_dir(void) {
   cr_assert_not_null(mkdtemp(dir));
 }
 
-static void rm_tree(const char *d) {
-  DIR *h = opendir(d);
-  if (h == NULL) return;
-  struct dirent *e;
-  char p[512];
-  while ((e = readdir(h)) != NULL) {
-    if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, "..")) continue;
-    snprintf(p, sizeof p, "%s/%s", d, e->d_name);
-    if (e->d_type == DT_DIR)
-      rm_tree(p);
-    else
-      unlink(p);
-  }
-  closedir(h);
-  rmdir(d);
-}
-
 /* Runs the loop until the one request started by `start` completes and
  * returns its result. */
 #define RUN(loop, start)                                                       \
@@ -118,7 +101,7 @@ Test(fs, open_write_read_close, .timeout = 20) {
       RUN(loop, weft_fs_open(loop, &r, path("a"), O_CREAT | O_EXCL | O_RDWR,
                              0644, on_done)),
       -EEXIST);
-  rm_tree(dir);
+  th_rm_tree(dir);
   th_loop_finish(loop);
 }
 
@@ -165,7 +148,7 @@ Test(fs, stat_lstat_and_links, .timeout = 20) {
   cr_assert_eq(
       RUN(loop, weft_fs_link(loop, &r, path("none"), path("n2"), on_done)),
       -ENOENT);
-  rm_tree(dir);
+  th_rm_tree(dir);
   th_loop_finish(loop);
 }
 
@@ -213,7 +196,7 @@ Test(fs, directories, .timeout = 20) {
   cr_assert_eq(weft_fs_mkdtemp(loop, &r, path("bad"), on_done), -EINVAL);
   cr_assert_eq(RUN(loop, weft_fs_mkdir(loop, &r, path("x/y"), 0755, on_done)),
                -ENOENT);
-  rm_tree(dir);
+  th_rm_tree(dir);
   th_loop_finish(loop);
 }
 
@@ -245,7 +228,7 @@ Test(fs, unlink_rename_access_chmod_utime, .timeout = 20) {
   cr_assert_eq(RUN(loop, weft_fs_chmod(loop, &r, a, 0600, on_done)), -ENOENT);
   cr_assert_eq(RUN(loop, weft_fs_utime(loop, &r, a, 0, 0, on_done)), -ENOENT);
   cr_assert_eq(weft_fs_access(loop, &r, b, 0x100, on_done), -EINVAL);
-  rm_tree(dir);
+  th_rm_tree(dir);
   th_loop_finish(loop);
 }
 
@@ -283,7 +266,7 @@ Test(fs, read_file_and_atomic_write_file, .timeout = 20) {
                -ENOENT);
   cr_assert_eq(weft_fs_write_file(loop, &r, f, NULL, 3, 0600, on_done),
                -EINVAL);
-  rm_tree(dir);
+  th_rm_tree(dir);
   th_loop_finish(loop);
 }
 
@@ -332,7 +315,7 @@ Test(fs, copyfile_and_sendfile, .timeout = 20) {
   close(sv[1]);
   cr_assert_eq(stat(dst, &st), 0);
   cr_assert_eq(st.st_size, 4);
-  rm_tree(dir);
+  th_rm_tree(dir);
   th_loop_finish(loop);
 }
 
@@ -370,7 +353,7 @@ Test(fs, write_file_mode_is_for_a_new_file_less_the_umask, .timeout = 20) {
   cr_assert_eq(RUN(loop, weft_fs_scandir(loop, &r, dir, on_done)), 2,
                "no temporary left");
   weft_fs_req_cleanup(&r);
-  rm_tree(dir);
+  th_rm_tree(dir);
   th_loop_finish(loop);
 }
 
@@ -442,8 +425,8 @@ Test(fs, copyfile_keeps_holes, .timeout = 30) {
                   (long long)ss.st_blocks, (long long)ds.st_blocks);
     assert_same_content(src, dst);
   }
-  if (have_shm) rm_tree(shm);
-  rm_tree(dir);
+  if (have_shm) th_rm_tree(shm);
+  th_rm_tree(dir);
   th_loop_finish(loop);
 }
 
@@ -492,7 +475,7 @@ Test(fs, failed_copy_removes_what_it_created, .timeout = 30) {
   /* the loop is still usable, and the same copy now succeeds */
   cr_assert_eq(RUN(loop, weft_fs_copyfile(loop, &r, src, dst, 0, on_done)), 0);
   assert_same_content(src, dst);
-  rm_tree(dir);
+  th_rm_tree(dir);
   th_loop_finish(loop);
 }
 
@@ -513,7 +496,7 @@ Test(fs, copyfile_onto_itself_is_refused, .timeout = 20) {
   cr_assert_eq(RUN(loop, weft_fs_read_file(loop, &r, src, on_done)), 7);
   cr_assert_str_eq(((weft_fs_buf *)r.ptr)->data, "keep me");
   weft_fs_req_cleanup(&r);
-  rm_tree(dir);
+  th_rm_tree(dir);
   th_loop_finish(loop);
 }
 
@@ -556,7 +539,7 @@ Test(fs, copyfile_allocation_failures_create_nothing, .timeout = 30) {
   for (c.form = 0; c.form < 2; c.form++)
     th_alloc_sweep_run(
         &(th_sweep){.op = copyfile_round, .arg = &c, .max_rounds = 100});
-  rm_tree(dir);
+  th_rm_tree(dir);
 }
 
 Test(fs, bad_arguments, .timeout = 20) {
@@ -612,7 +595,7 @@ Test(fs, future_forms, .timeout = 20) {
   weft_future *all[] = {open_f, stat_f, rf, bad, tmp, ls};
   for (int i = 0; i < 6; i++)
     weft_future_unref(all[i]);
-  rm_tree(dir);
+  th_rm_tree(dir);
   th_loop_finish(loop);
 }
 
@@ -850,7 +833,7 @@ Test(fs, future_forms_with_strings_and_writes, .timeout = 20) {
   weft_future *all[] = {s, rl, rp, cp, again};
   for (int i = 0; i < 5; i++)
     weft_future_unref(all[i]);
-  rm_tree(dir);
+  th_rm_tree(dir);
   th_loop_finish(loop);
 }
 
@@ -887,7 +870,7 @@ Test(fs, large_read_file_uses_chunks_in_flight, .timeout = 30) {
   cr_assert_eq(memcmp(b->data, data, BIG), 0);
   weft_future_unref(f);
   free(data);
-  rm_tree(dir);
+  th_rm_tree(dir);
   th_loop_finish(loop);
 }
 
@@ -937,7 +920,7 @@ Test(fs, cancel_large_read_file_between_chunks, .timeout = 30) {
   cr_assert_eq(last, -ECANCELED);
   cr_assert_null(r.ptr);
   cr_assert_eq(ok_count, 2, "both gates");
-  rm_tree(dir);
+  th_rm_tree(dir);
   th_loop_finish(loop);
 }
 
@@ -978,7 +961,7 @@ Test(fs, loop_free_during_large_read_file, .timeout = 30) {
   cr_assert_null(r.ptr);
   cr_assert_eq(ok_count, 2);
   cr_assert_eq(weft_alloc_live(), 0);
-  rm_tree(dir);
+  th_rm_tree(dir);
 }
 
 /* A positioned read of cached data is done on the loop's thread (no pool
@@ -1024,5 +1007,5 @@ Test(fs, cached_read_completes_deferred_exactly_once, .timeout = 20) {
   weft_future_unref(f);
   close(fd);
   th_loop_finish(loop);
-  rm_tree(dir);
+  th_rm_tree(dir);
 }

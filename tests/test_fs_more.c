@@ -37,23 +37,6 @@ static void make_dir(void) {
   cr_assert_not_null(mkdtemp(dir));
 }
 
-static void rm_tree(const char *d) {
-  DIR *h = opendir(d);
-  if (h == NULL) return;
-  struct dirent *e;
-  char p[512];
-  while ((e = readdir(h)) != NULL) {
-    if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, "..")) continue;
-    snprintf(p, sizeof p, "%s/%s", d, e->d_name);
-    if (e->d_type == DT_DIR)
-      rm_tree(p);
-    else
-      unlink(p);
-  }
-  closedir(h);
-  rmdir(d);
-}
-
 static size_t count_entries(const char *d) {
   DIR *h = opendir(d);
   cr_assert_not_null(h);
@@ -150,7 +133,7 @@ Test(fs_more, statfs, .timeout = 20) {
   EXPECT(await(loop, f), -ENOENT);
   weft_future_unref(f);
   EXPECT(weft_fs_statfs(loop, &r, NULL, on_done), -EINVAL);
-  rm_tree(dir);
+  th_rm_tree(dir);
   th_loop_finish(loop);
 }
 
@@ -200,7 +183,7 @@ Test(fs_more, mkstemp, .timeout = 20) {
   close(t->fd);
   weft_future_unref(f);
   cr_assert_eq(count_entries(dir), 2);
-  rm_tree(dir);
+  th_rm_tree(dir);
   th_loop_finish(loop);
 }
 
@@ -222,7 +205,7 @@ Test(fs_more, mkstemp_future_cancelled_leaves_nothing, .timeout = 20) {
   }
   cr_assert_eq(count_entries(dir), 0);
   cr_assert_eq(count_fds(), fds);
-  rm_tree(dir);
+  th_rm_tree(dir);
   th_loop_finish(loop);
 }
 
@@ -302,7 +285,7 @@ Test(fs_more, chown_family, .timeout = 20) {
   weft_future_unref(a);
   weft_future_unref(b);
   weft_future_unref(c);
-  rm_tree(dir);
+  th_rm_tree(dir);
   th_loop_finish(loop);
 }
 
@@ -330,7 +313,7 @@ Test(fs_more, fchmod, .timeout = 20) {
   cr_assert_eq(weft_fs_fchmod_future(loop, -1, 0600, &f), 0);
   EXPECT(await(loop, f), -EBADF);
   weft_future_unref(f);
-  rm_tree(dir);
+  th_rm_tree(dir);
   th_loop_finish(loop);
 }
 
@@ -383,7 +366,7 @@ Test(fs_more, futime_lutime, .timeout = 20) {
   weft_future *f = NULL;
   EXPECT(weft_fs_futime_future(loop, 0, NAN, NAN, &f), -EINVAL);
   cr_assert_null(f);
-  rm_tree(dir);
+  th_rm_tree(dir);
   th_loop_finish(loop);
 }
 
@@ -425,7 +408,7 @@ Test(fs_more, fallocate, .timeout = 20) {
   f = NULL;
   EXPECT(weft_fs_fallocate_future(loop, 0, 0, 0, 0, &f), -EINVAL);
   cr_assert_null(f);
-  rm_tree(dir);
+  th_rm_tree(dir);
   th_loop_finish(loop);
 }
 
@@ -499,7 +482,7 @@ Test(fs_more, copyfile_clone_flags, .timeout = 20) {
   EXPECT(await(loop, f), 0);
   weft_future_unref(f);
   assert_content(dst, "clone me");
-  rm_tree(dir);
+  th_rm_tree(dir);
   th_loop_finish(loop);
 }
 
@@ -560,7 +543,7 @@ Test(fs_more, readdir_streams_every_entry_once, .timeout = 60) {
   EXPECT(RUN(loop, weft_fs_readdir(loop, &r, d, ents, 64, on_done)), 0);
   EXPECT(RUN(loop, weft_fs_closedir(loop, &r, d, on_done)), 0);
   free(seen);
-  rm_tree(dir);
+  th_rm_tree(dir);
   th_loop_finish(loop);
 }
 
@@ -599,7 +582,7 @@ Test(fs_more, readdir_pending_makes_closedir_busy, .timeout = 20) {
   weft_loop_run(loop, WEFT_RUN_DEFAULT);
   cr_assert_eq(busy_calls, 2);
   EXPECT(busy_results[1], 0);
-  rm_tree(dir);
+  th_rm_tree(dir);
   th_loop_finish(loop);
 }
 
@@ -640,7 +623,7 @@ Test(fs_more, opendir_readdir_closedir_errors_and_futures, .timeout = 20) {
   cr_assert_eq(weft_fs_opendir_future(loop, path("none"), &f), 0);
   EXPECT(await(loop, f), -ENOENT);
   weft_future_unref(f);
-  rm_tree(dir);
+  th_rm_tree(dir);
   th_loop_finish(loop);
 }
 
@@ -668,7 +651,7 @@ Test(fs_more, cancelled_opendir_and_closedir_leak_nothing, .timeout = 20) {
   cr_assert(busy_results[0] == 0 || busy_results[0] == -ECANCELED);
   cr_assert_eq(weft_alloc_live(), 0);
   cr_assert_eq(count_fds(), fds);
-  rm_tree(dir);
+  th_rm_tree(dir);
 }
 
 /* ---- allocation failures ---------------------------------------------- */
@@ -755,7 +738,7 @@ Test(fs_more, allocation_failures_leave_nothing, .timeout = 60) {
   for (a.form = 0; a.form < 2; a.form++)
     th_alloc_sweep_run(
         &(th_sweep){.op = more_round, .arg = &a, .max_rounds = 200});
-  rm_tree(dir);
+  th_rm_tree(dir);
 }
 
 /* ---- every new operation checks its arguments --------------------------- */

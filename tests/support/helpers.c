@@ -1,8 +1,10 @@
 #include "test.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <stdatomic.h>
 #include <stdlib.h>
+#include <stdio.h>
 #include <string.h>
 #include <unistd.h>
 
@@ -169,3 +171,20 @@ __attribute__((constructor)) static void th_watchdog(void) {
     alarm(TH_WATCHDOG_S);
 }
 #endif
+
+void th_rm_tree(const char *d) {
+  DIR *h = opendir(d);
+  if (h == NULL) return;
+  struct dirent *e;
+  char p[512];
+  while ((e = readdir(h)) != NULL) {
+    if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, "..")) continue;
+    snprintf(p, sizeof p, "%s/%s", d, e->d_name);
+    if (e->d_type == DT_DIR)
+      th_rm_tree(p);
+    else
+      unlink(p);
+  }
+  closedir(h);
+  rmdir(d);
+}

@@ -53,5 +53,8 @@ void th_loop_finish(weft_loop *loop);
 void th_run(weft_loop *loop);
 /* Asserts that the loop still works: a 0 ms timer fires exactly once. */
 void th_loop_usable(weft_loop *loop);
+/* Removes the directory tree at `d` (a test's temporary directory);
+ * nothing happens if it is not there. */
+void th_rm_tree(const char *d);
 
 #endif

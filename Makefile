@@ -4,7 +4,7 @@
 # $(O)/bench-results; `make bench-publish` copies it to bench/results/);
 # `make docs` generates the API reference into $(O)/docs.
 # Each goal installs only the Debian packages it needs (scripts/deps.sh
-# lib|examples|test|bench|docs, once per step: build/.deps-STEP).
+# lib|examples|test|bench|docs|cross, once per step: build/.deps-STEP).
 #
 # O=DIR puts every output under DIR instead of build/ (parallel work trees).
 # T=name runs one test suite (tests/test_<name>.c); BENCH=name one benchmark.
@@ -49,7 +49,7 @@ TSAN_TESTS ?= $(TEST_NAMES)
 # One stamp per dependency step (scripts/deps.sh STEP): lib for the
 # library, examples for what examples/ link, test for make check, bench
 # for the benchmarks' peers.
-DEPS_STEPS := lib examples test bench docs
+DEPS_STEPS := lib examples test bench docs cross
 $(foreach s,$(DEPS_STEPS),$(eval DEPS_$(s) := build/.deps-$(s)))
 # the old name (one step for everything): the library's step now
 DEPS_STAMP := $(DEPS_lib)
@@ -78,7 +78,7 @@ $(eval $(call variant,TSAN,$(O)/tsan,-O1 -g $(SAN_TSAN) -DWEFT_TSAN -DWEFT_DEBUG
 
 .PHONY: all lib check check-plain check-asan check-tsan test bench examples \
         benches install uninstall clean format compile_commands deps tidy fuzz check-layers check-format \
-        check-headers check-examples check-version check-docs docs bench-publish $(addprefix deps-,$(DEPS_STEPS))
+        check-headers check-examples check-version check-docs check-guide docs bench-publish $(addprefix deps-,$(DEPS_STEPS))
 
 all: lib
 lib: $(O)/libweft.a $(O)/libweft.so
@@ -121,7 +121,7 @@ TSAN_ENV := TSAN_OPTIONS=halt_on_error=1:second_deadlock_stack=1
 # Without T: also the header test (C++11..23 and strict C11 users), the
 # examples' command lines, the version check, the install test and the
 # API reference's coverage (check-docs).
-check: check-plain check-asan check-layers $(if $(T),,check-headers check-examples check-version check-docs)
+check: check-plain check-asan check-layers $(if $(T),,check-headers check-examples check-version check-docs check-guide)
 	@echo "make check: all suites passed (plain and ASan+UBSan), calls only go down the layers"
 
 check-headers: $(O)/libweft.a | $(DEPS_test)
@@ -144,6 +144,20 @@ check-tsan: $(addprefix $(O)/tsan/tests/test_,$(if $(T),$(T),$(TSAN_TESTS)))
 
 test: check-plain
 
+# The aarch64 context switch run, not only assembled: tests/aarch64's
+# standalone test over promises/fiber_switch.c, built statically with the
+# cross compiler and run under qemu-aarch64 (scripts/deps.sh cross).
+# Not part of make check (it needs the cross packages).
+AARCH64_CC ?= aarch64-linux-gnu-gcc
+QEMU_AARCH64 ?= qemu-aarch64
+AARCH64_SRCS := tests/aarch64/switch_test.c promises/fiber_switch.c promises/fiber_stack.c
+$(O)/aarch64/switch_test: $(AARCH64_SRCS) promises/fiber_internal.h | $(DEPS_cross)
+	@mkdir -p $(@D)
+	$(AARCH64_CC) -std=c11 -D_GNU_SOURCE -O2 -g $(WARN) -static -Iinclude -I. -o $@ $(AARCH64_SRCS) -lm
+check-aarch64: $(O)/aarch64/switch_test
+	timeout 60 $(QEMU_AARCH64) $<
+.PHONY: check-aarch64
+
 # Calls only go down the layers of DESIGN.md (the table is in the script).
 check-layers: $(PLAIN_OBJS)
 	@scripts/check-layers.sh $(O)/obj
@@ -165,11 +179,12 @@ $(O)/examples/%: examples/%.c examples/args.h $(O)/libweft.a | $(DEPS_examples)
 # that run an example need it built.
 EXAMPLE_SRCS_httpd := $(wildcard examples/httpd/*.c)
 EXAMPLE_LIBS_httpd := -lhttp_parser
+EXAMPLE_LIBS_tree_sum := -lz
 $(O)/examples/httpd: $(EXAMPLE_SRCS_httpd) examples/httpd/httpd.h
 $(O)/tests/test_httpd $(O)/tsan/tests/test_httpd: $(O)/examples/httpd
 # The ASan suite runs an ASan+UBSan server (found first, next to its tests).
 $(O)/asan/tests/test_httpd: $(O)/asan/examples/httpd
-$(O)/bench/bench_httpd: $(O)/examples/httpd
+$(O)/bench/bench_httpd: $(O)/examples/httpd $(O)/examples/wload
 $(O)/asan/examples/httpd: examples/httpd.c $(EXAMPLE_SRCS_httpd) examples/httpd/httpd.h $(O)/asan/libweft.a | $(DEPS_examples)
 	@mkdir -p $(@D)
 	$(CC) $(ASAN_CFLAGS) -o $@ $< $(EXAMPLE_SRCS_httpd) $(O)/asan/libweft.a $(ASAN_LDFLAGS) $(DEP_LIBS) $(EXAMPLE_LIBS_httpd)
@@ -179,6 +194,7 @@ $(O)/asan/examples/httpd: examples/httpd.c $(EXAMPLE_SRCS_httpd) examples/httpd/
 EXAMPLE_SRCS_kvd := $(wildcard examples/kvd/*.c)
 $(O)/examples/kvd: $(EXAMPLE_SRCS_kvd) examples/kvd/kvd.h
 $(O)/tests/test_kvd $(O)/bench/bench_kvd: $(O)/examples/kvd
+$(O)/bench/bench_kvd: $(O)/examples/wload
 $(O)/asan/tests/test_kvd: $(O)/asan/examples/kvd
 $(O)/asan/examples/kvd: examples/kvd.c $(EXAMPLE_SRCS_kvd) examples/kvd/kvd.h $(O)/asan/libweft.a | $(DEPS_examples)
 	@mkdir -p $(@D)
@@ -188,6 +204,20 @@ $(O)/tsan/tests/test_kvd: $(O)/tsan/examples/kvd
 $(O)/tsan/examples/kvd: examples/kvd.c $(EXAMPLE_SRCS_kvd) examples/kvd/kvd.h $(O)/tsan/libweft.a | $(DEPS_examples)
 	@mkdir -p $(@D)
 	$(CC) $(TSAN_CFLAGS) -o $@ $< $(EXAMPLE_SRCS_kvd) $(O)/tsan/libweft.a $(TSAN_LDFLAGS) $(DEP_LIBS)
+
+# wload: examples/wload.c plus examples/wload/*.c; its suite runs the
+# binary (ASan+UBSan and TSan builds for those runs: it is threaded).
+EXAMPLE_SRCS_wload := $(wildcard examples/wload/*.c)
+$(O)/examples/wload: $(EXAMPLE_SRCS_wload) examples/wload/wload.h
+$(O)/tests/test_wload: $(O)/examples/wload
+$(O)/asan/tests/test_wload: $(O)/asan/examples/wload
+$(O)/tsan/tests/test_wload: $(O)/tsan/examples/wload
+$(O)/asan/examples/wload: examples/wload.c $(EXAMPLE_SRCS_wload) examples/wload/wload.h $(O)/asan/libweft.a | $(DEPS_examples)
+	@mkdir -p $(@D)
+	$(CC) $(ASAN_CFLAGS) -o $@ $< $(EXAMPLE_SRCS_wload) $(O)/asan/libweft.a $(ASAN_LDFLAGS) $(DEP_LIBS)
+$(O)/tsan/examples/wload: examples/wload.c $(EXAMPLE_SRCS_wload) examples/wload/wload.h $(O)/tsan/libweft.a | $(DEPS_examples)
+	@mkdir -p $(@D)
+	$(CC) $(TSAN_CFLAGS) -o $@ $< $(EXAMPLE_SRCS_wload) $(O)/tsan/libweft.a $(TSAN_LDFLAGS) $(DEP_LIBS)
 
 benches: $(BENCH_BINS)
 examples: $(EXAMPLE_BINS)
@@ -233,6 +263,10 @@ docs: | $(DEPS_docs)
 	@echo "docs: $(O)/docs/html/index.html, man pages in $(O)/docs/man (man -l $(O)/docs/man/man3/loop.h.3)"
 check-docs: docs lib
 	@O=$(O) scripts/check-docs.sh
+# check-guide: every weft name the docs mention exists, the guide's code
+# excerpts are word for word in the examples, every link leads somewhere.
+check-guide:
+	@scripts/check-guide.sh
 
 # ---- tooling --------------------------------------------------------------
 FORMAT_FILES := $(sort $(LIB_SRCS) $(HEADERS) $(wildcard */*.h */*/*.h) $(TEST_SRCS) \
@@ -254,7 +288,16 @@ clean:
 # tests/test_examples_fibers.c runs the fiber-style examples (every
 # variant runs the plain build's programs); bench/fibers/run.sh, which
 # scripts/bench.sh runs for BENCH=fibers, serves echo with both echoes.
-FIBER_EXAMPLES := echo_fibers tree_sum run_many prodcons_fibers workers_fibers counter_fibers
+FIBER_EXAMPLES := echo_fibers tree_sum run_many prodcons_fibers workers_fibers counter_fibers get_fibers
 $(O)/tests/test_examples_fibers $(O)/asan/tests/test_examples_fibers $(O)/tsan/tests/test_examples_fibers: \
   $(addprefix $(O)/examples/,$(FIBER_EXAMPLES))
+GUIDE_EXAMPLES := first_callbacks first_futures first_fibers models_map models_prodcons models_fetch
+$(O)/tests/test_examples_guide $(O)/asan/tests/test_examples_guide $(O)/tsan/tests/test_examples_guide: \
+  $(addprefix $(O)/examples/,$(GUIDE_EXAMPLES))
 $(O)/bench/bench_fibers: $(O)/examples/echo $(O)/examples/echo_fibers
+# tests/test_examples_scale.c runs httpd and kvd with --handoff.
+$(O)/tests/test_examples_scale $(O)/asan/tests/test_examples_scale $(O)/tsan/tests/test_examples_scale: \
+  $(O)/examples/httpd $(O)/examples/kvd
+# tests/test_examples_prefork.c runs examples/prefork.
+$(O)/tests/test_examples_prefork $(O)/asan/tests/test_examples_prefork $(O)/tsan/tests/test_examples_prefork: \
+  $(O)/examples/prefork

@@ -2,13 +2,16 @@
  * runs this program once per repetition, alternating with the Boost.Context,
  * ucontext, Node and asyncio peers, and prints the table).
  *
- * switch   two fibers yield to each other N times each: ns per handoff
- *          (one fiber suspends, the other resumes: two context switches
- *          through the loop's ready queue). Same binary, for scale:
- *          "weft-raw", the bare context switch weft uses (two contexts
- *          switching to each other, ns per switch, as Boost's fcontext
- *          jump is measured), and "swapcontext", the same pair with
- *          ucontext.
+ * switch   "weft": two fibers yield to each other N times each: ns per
+ *          handoff (one fiber suspends, the other resumes: two context
+ *          switches plus the loop's ready queue and the yield's budget
+ *          check), what a fiber program pays. "weft-raw": the bare context
+ *          switch weft uses, main and one context switching to each other,
+ *          ns per switch: the row to compare with Boost's fcontext
+ *          (bench/fibers/switch_boost.cpp measures jump_fcontext the same
+ *          way; both save the callee-saved registers, MXCSR and the x87
+ *          control word). "swapcontext": the same pair with ucontext (a
+ *          sigprocmask system call per switch).
  * await    one fiber awaits an already-settled future 1M times. Each
  *          await still yields once; alone in the ready queue the fiber
  *          is at its front again, so it continues in place (no switch).

@@ -41,10 +41,15 @@ static uint64_t bytes;
 /* ---- weft
  * -------------------------------------------------------------------- */
 
+/* "weft" rows run on the default backend (io_uring where the kernel has
+ * it), "weft-pool" rows force the pool (docs/fs.md "Backends"). */
+static weft_fs_backend backend = WEFT_FS_BACKEND_AUTO;
+
 static weft_loop *weft_new(void) {
   weft_loop_options o = {.pool_size = THREADS};
   weft_loop *loop = NULL;
   if (weft_loop_new(&loop, &o) != 0) bench_fail("weft_loop_new");
+  if (weft_fs_set_backend(loop, backend) != 0) bench_fail("set_backend");
   return loop;
 }
 
@@ -348,6 +353,30 @@ static void teardown(void) {
   rmdir(tmpdir);
 }
 
+static void weft_stat(double *v, void *arg);
+static void weft_read(double *v, void *arg);
+static void weft_files(double *v, void *arg);
+#define POOL_ROW(fn)                                                           \
+  static void fn##_pool(double *v, void *arg) {                                \
+    backend = WEFT_FS_BACKEND_POOL;                                            \
+    fn(v, arg);                                                                \
+    backend = WEFT_FS_BACKEND_AUTO;                                            \
+  }
+POOL_ROW(weft_stat)
+POOL_ROW(weft_read)
+POOL_ROW(weft_files)
+
+/* The plain loop: stat(2) n_stat times on one thread. */
+static void plain_stat(double *v, void *arg) {
+  (void)arg;
+  struct stat st;
+  double t0 = bench_wall();
+  for (size_t i = 0; i < n_stat; i++)
+    if (stat(big_path, &st) != 0 || st.st_size != (off_t)big_size)
+      bench_fail("plain stat");
+  v[0] = (double)n_stat / (bench_wall() - t0);
+}
+
 static const bench_metric stat1_m[] = {{"fs_stat_1", "ops/s", true}};
 static const bench_metric stat4_m[] = {{"fs_stat_4", "ops/s", true}};
 static const bench_metric stat32_m[] = {{"fs_stat_32", "ops/s", true}};
@@ -355,20 +384,26 @@ static const bench_metric read_m[] = {{"fs_read_512m", "MB/s", true}};
 static const bench_metric files_m[] = {{"fs_files_10k", "files/s", true}};
 #define STAT_IMPLS(d)                                                          \
   {                                                                            \
-    {"weft", weft_stat, (void *)(d)}, { "libuv", uv_stat_bench, (void *)(d) }  \
+    {"weft", weft_stat, (void *)(d)},                                          \
+        {"weft-pool", weft_stat_pool, (void *)(d)},                            \
+        {"libuv", uv_stat_bench, (void *)(d)}, {                               \
+      "plain", plain_stat, NULL                                                \
+    }                                                                          \
   }
 static const bench_impl stat1_i[] = STAT_IMPLS(1), stat4_i[] = STAT_IMPLS(4),
                         stat32_i[] = STAT_IMPLS(32);
 static const bench_impl read_i[] = {{"weft", weft_read, NULL},
+                                    {"weft-pool", weft_read_pool, NULL},
                                     {"libuv", uv_read_bench, NULL},
                                     {"plain", plain_read, NULL}};
 static const bench_impl files_i[] = {{"weft", weft_files, NULL},
+                                     {"weft-pool", weft_files_pool, NULL},
                                      {"libuv", uv_files_bench, NULL},
                                      {"plain", plain_files, NULL}};
 static const bench_group groups[] = {
-    {"stat_1", stat1_m, 1, stat1_i, 2},
-    {"stat_4", stat4_m, 1, stat4_i, 2},
-    {"stat_32", stat32_m, 1, stat32_i, 2},
+    {"stat_1", stat1_m, 1, stat1_i, BENCH_LEN(stat1_i)},
+    {"stat_4", stat4_m, 1, stat4_i, BENCH_LEN(stat4_i)},
+    {"stat_32", stat32_m, 1, stat32_i, BENCH_LEN(stat32_i)},
     {"read_512m", read_m, 1, read_i, BENCH_LEN(read_i)},
     {"files_10k", files_m, 1, files_i, BENCH_LEN(files_i)},
 };

@@ -2,7 +2,10 @@
  * (Debian's nginx-light, one worker), both serving the same 1 KiB and
  * 1 MiB files from a temp dir, driven by wrk: 100 keep-alive connections,
  * 2 wrk threads, 5 s per run (BENCH_QUICK=1: 1 s). Two figures per file
- * size: requests per second and wrk's p99 latency (--latency).
+ * size: requests per second and wrk's p99 latency (--latency). The same
+ * load from examples/wload (-t2 -c100, same duration) makes the
+ * "weft+wload" and "nginx+wload" rows of each table, alternating with the
+ * wrk rows ("weft", "nginx", the reference) in the same run.
  *
  * Both servers are started once and stay up; the runs alternate between
  * them (weft, nginx, weft, ...), BENCH_RUNS times (default 3 here), and
@@ -14,16 +17,32 @@
  * its verification if wrk reports non-2xx replies, socket errors or no
  * requests at all.
  *
- * The second table (groups "httpd2_1k", "httpd2_1m", issue 7) runs the same
- * workloads against httpd --loops 2 and nginx with `worker_processes 2;`,
- * otherwise configured alike. All four servers stay up for the whole
- * program; only the pair being measured is under load. The machine has 2
- * cores and wrk shares them with the server, so neither server gets two
- * cores to itself: the wrk settings (-t2 -c100, same duration) are the same
- * for both impls and both tables, which keeps the comparison fair but
- * caps what a second loop or worker can gain. */
+ * The second table (groups "httpd2_1k", "httpd2_1m", issues 7 and 15) runs
+ * the same workloads against httpd --loops 2 in both of the loop group's
+ * distribution modes ("weft": SO_REUSEPORT, one listener per loop;
+ * "weft-handoff": --handoff, loop 0 accepts and hands each connection to
+ * the loop with the fewest live ones) and nginx with `worker_processes
+ * 2;`, otherwise configured alike. Each 2-loop run also reports how the
+ * load generator's 100 connections were spread, sampled half-way through
+ * the run: "_conns_loop0" / "_conns_loop1" are the live connections of
+ * loop 0 and 1 (httpd --stats, SIGUSR1) or of nginx's two workers (lower
+ * pid first: the connected TCP sockets on the port among each worker's
+ * fds, copied with pidfd_getfd and asked); each sample is also printed on
+ * stderr, and so is each loop's or worker's share of the run on a CPU and
+ * waiting for one (/proc/.../schedstat). The group "httpd2_1k_r20k" is the
+ * 1 KiB load in an open loop (wload -R 20000: the same offered rate for
+ * every server, so that the p99s compare at equal load).
+ * All five servers stay up for the whole program; only the one being
+ * measured is under load. The machine has 2 cores and wrk shares them with
+ * the server, so neither server gets two cores to itself: the wrk settings
+ * (-t2 -c100, same duration) are the same for every impl and both tables,
+ * which keeps the comparison fair but caps what a second loop or worker
+ * can gain. Every latency figure comes with its p50 beside the p99. */
 #include <arpa/inet.h>
+#include <dirent.h>
+#include <errno.h>
 #include <libgen.h>
+#include <poll.h>
 #include <limits.h>
 #include <signal.h>
 #include <stdio.h>
@@ -31,22 +50,38 @@
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
 #include "support/bench.h"
 
-typedef struct target {
+/* A server under test. */
+typedef struct server {
+  pid_t pid;
   unsigned port;
+  unsigned loops; /* 1: no per-loop counts; 2: counted mid-run */
+  bool nginx;
+  int stats_fd; /* httpd --stats: its stdout, where SIGUSR1 prints */
+  const char *name;
+} server;
+
+typedef struct target {
+  server *srv;
   const char *file; /* "/1k.bin" or "/1m.bin" */
+  const char *rate; /* wload -R (open loop), or NULL: closed loop */
 } target;
 
 static char dir[64];
-static pid_t httpd_pid[2], nginx_pid[2]; /* [0]: 1 loop/worker, [1]: 2 */
-/* [0..3]: weft 1k, nginx 1k, weft 1m, nginx 1m with 1 loop/worker;
- * [4..7]: the same with 2 loops/workers. */
-static target targets[8];
+/* httpd --loops 1, --loops 2, --loops 2 --handoff; nginx 1 and 2 workers */
+static server httpd1 = {.name = "weft"}, httpd2 = {.name = "weft"},
+              httpd2h = {.name = "weft-handoff"}, nginx1 = {.name = "nginx"},
+              nginx2 = {.name = "nginx"};
+static server *const servers[] = {&httpd1, &httpd2, &httpd2h, &nginx1, &nginx2};
+/* 1 loop/worker: weft 1k, nginx 1k, weft 1m, nginx 1m; 2: the same with
+ * weft-handoff after weft. */
+static target t1[4], t2[6], t2r[3];
 
 static void write_file(const char *name, size_t len) {
   char path[128];
@@ -71,7 +106,7 @@ static unsigned free_port(void) {
 }
 
 /* Runs argv with stdout on a pipe; returns the pid and the read end. */
-static pid_t spawn(char *const *argv, FILE **out) {
+static pid_t spawn_fd(char *const *argv, int *out) {
   int p[2];
   BENCH_CHECK(pipe(p) == 0, "pipe\n");
   pid_t pid = fork();
@@ -84,11 +119,39 @@ static pid_t spawn(char *const *argv, FILE **out) {
     _exit(127);
   }
   close(p[1]);
-  *out = fdopen(p[0], "r");
+  *out = p[0];
   return pid;
 }
 
-static unsigned start_httpd(unsigned loops) {
+static pid_t spawn(char *const *argv, FILE **out) {
+  int fd;
+  pid_t pid = spawn_fd(argv, &fd);
+  *out = fdopen(fd, "r");
+  return pid;
+}
+
+/* Reads one line of fd into buf (at most n - 1 bytes, no newline),
+ * waiting at most 5 s; false at EOF, on an error or a timeout. Byte by
+ * byte: the rest of the pipe is the next line's. */
+static bool read_line(int fd, char *buf, size_t n) {
+  size_t len = 0;
+  while (len + 1 < n) {
+    struct pollfd pfd = {.fd = fd, .events = POLLIN};
+    if (poll(&pfd, 1, 5000) <= 0) return false;
+    char ch;
+    ssize_t r = read(fd, &ch, 1);
+    if (r < 0 && errno == EINTR) continue;
+    if (r <= 0) return false;
+    if (ch == '\n') break;
+    buf[len++] = ch;
+  }
+  buf[len] = '\0';
+  return true;
+}
+
+/* httpd with `loops` loops (--handoff if asked) and --stats; its stdout
+ * stays open for the stats lines. */
+static void start_httpd(server *s, unsigned loops, bool handoff) {
   char self[PATH_MAX], bin[PATH_MAX + 32], root[128], nloops[16];
   ssize_t n = readlink("/proc/self/exe", self, sizeof self - 1);
   BENCH_CHECK(n > 0, "readlink\n");
@@ -96,19 +159,20 @@ static unsigned start_httpd(unsigned loops) {
   snprintf(bin, sizeof bin, "%s/../examples/httpd", dirname(self));
   snprintf(root, sizeof root, "%s/www", dir);
   snprintf(nloops, sizeof nloops, "%u", loops);
-  char *argv[] = {bin, "--port", "0", "--root", root, "--loops", nloops, NULL};
-  FILE *out;
-  unsigned port = 0;
-  httpd_pid[loops - 1] = spawn(argv, &out);
-  BENCH_CHECK(fscanf(out, "listening on %u", &port) == 1,
+  char *argv[] = {bin,       "--port", "0",       "--root", root,
+                  "--loops", nloops,   "--stats", NULL,     NULL};
+  if (handoff) argv[8] = "--handoff";
+  char line[128];
+  s->pid = spawn_fd(argv, &s->stats_fd);
+  s->loops = loops;
+  BENCH_CHECK(read_line(s->stats_fd, line, sizeof line) &&
+                  sscanf(line, "listening on %u", &s->port) == 1,
               "httpd did not start (%s)\n", bin);
-  fclose(out);
-  return port;
 }
 
 /* nginx cannot report a port it picked, so it gets one that was free a
  * moment ago; the bench waits until it accepts connections. */
-static unsigned start_nginx(unsigned workers) {
+static void start_nginx(server *s, unsigned workers) {
   unsigned port = free_port();
   char conf[160], errlog[160];
   snprintf(conf, sizeof conf, "%s/nginx%u.conf", dir, workers);
@@ -131,16 +195,20 @@ static unsigned start_nginx(unsigned workers) {
   fclose(c);
   char *argv[] = {"nginx", "-p", dir, "-e", errlog, "-c", conf, NULL};
   FILE *out;
-  nginx_pid[workers - 1] = spawn(argv, &out);
+  s->pid = spawn(argv, &out);
+  s->port = port;
+  s->loops = workers;
+  s->nginx = true;
+  s->stats_fd = -1;
   fclose(out);
   for (int i = 0; i < 500; i++) { /* up to 5 s for nginx to listen */
-    int s = socket(AF_INET, SOCK_STREAM, 0);
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
     struct sockaddr_in a = {.sin_family = AF_INET,
                             .sin_port = htons((uint16_t)port)};
     a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    int ok = connect(s, (struct sockaddr *)&a, sizeof a) == 0;
-    close(s);
-    if (ok) return port;
+    int ok = connect(fd, (struct sockaddr *)&a, sizeof a) == 0;
+    close(fd);
+    if (ok) return;
     nanosleep(&(struct timespec){0, 10 * 1000 * 1000}, NULL);
   }
   bench_fail("nginx did not start; see %s\n", errlog);
@@ -154,19 +222,193 @@ static double to_ms(double v, const char *unit) {
   return v;
 }
 
+/* ---- per-loop connection counts, half-way through a run ------------------ */
+
+/* httpd --stats: SIGUSR1, then one line per loop ("stats loop=I
+ * accepted=A live=L ..."); live[i] gets loop i's. */
+static void httpd_counts(server *s, double *live) {
+  BENCH_CHECK(kill(s->pid, SIGUSR1) == 0, "kill httpd\n");
+  for (unsigned k = 0; k < s->loops; k++) {
+    char line[512];
+    unsigned i;
+    unsigned long long acc, l;
+    BENCH_CHECK(read_line(s->stats_fd, line, sizeof line) &&
+                    sscanf(line, "stats loop=%u accepted=%llu live=%llu", &i,
+                           &acc, &l) == 3 &&
+                    i < s->loops,
+                "httpd --stats: no line for loop %u\n", k);
+    live[i] = (double)l;
+  }
+}
+
+/* The connected TCP sockets on local port `port` that process `pid`
+ * holds: each socket fd is copied here (pidfd_getfd) and asked; listening
+ * sockets and other ports do not count. (/proc/net/tcp is not read: with
+ * many sockets coming and going it can skip entries.) */
+static double conns_of(pid_t pid, unsigned port) {
+  int pidfd = (int)syscall(SYS_pidfd_open, pid, 0);
+  if (pidfd < 0) return 0;
+  char path[64], link[64];
+  snprintf(path, sizeof path, "/proc/%d/fd", (int)pid);
+  DIR *d = opendir(path);
+  double count = 0;
+  struct dirent *e;
+  while (d != NULL && (e = readdir(d)) != NULL) {
+    char fdp[sizeof path + sizeof e->d_name + 2];
+    snprintf(fdp, sizeof fdp, "%s/%s", path, e->d_name);
+    ssize_t len = readlink(fdp, link, sizeof link - 1);
+    if (len <= 0 || strncmp(link, "socket:", 7) != 0) continue;
+    int fd = (int)syscall(SYS_pidfd_getfd, pidfd, atoi(e->d_name), 0);
+    if (fd < 0) continue;
+    int listening = 1, type = 0;
+    socklen_t l1 = sizeof listening, l2 = sizeof type;
+    struct sockaddr_in a;
+    socklen_t alen = sizeof a;
+    if (getsockopt(fd, SOL_SOCKET, SO_ACCEPTCONN, &listening, &l1) == 0 &&
+        getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &l2) == 0 && !listening &&
+        type == SOCK_STREAM &&
+        getsockname(fd, (struct sockaddr *)&a, &alen) == 0 &&
+        a.sin_family == AF_INET && ntohs(a.sin_port) == port)
+      count++;
+    close(fd);
+  }
+  if (d != NULL) closedir(d);
+  close(pidfd);
+  return count;
+}
+
+/* nginx's workers (children of the master, lower pid first) into w. */
+static void nginx_workers(const server *s, pid_t w[2]) {
+  unsigned found = 0;
+  DIR *d = opendir("/proc");
+  BENCH_CHECK(d != NULL, "cannot read /proc\n");
+  struct dirent *e;
+  while ((e = readdir(d)) != NULL) {
+    char path[sizeof e->d_name + 16], buf[256];
+    snprintf(path, sizeof path, "/proc/%s/stat", e->d_name);
+    FILE *f = fopen(path, "r");
+    if (f == NULL) continue;
+    int pid, ppid;
+    bool child = fgets(buf, sizeof buf, f) &&
+                 sscanf(buf, "%d %*s %*c %d", &pid, &ppid) == 2 &&
+                 ppid == s->pid;
+    fclose(f);
+    if (child && found < 2) w[found++] = pid;
+  }
+  closedir(d);
+  BENCH_CHECK(found == s->loops, "nginx: %u workers, want %u\n", found,
+              s->loops);
+  if (found == 2 && w[1] < w[0]) w[0] ^= w[1], w[1] ^= w[0], w[0] ^= w[1];
+}
+
+/* nginx: the connections each worker holds. */
+static void nginx_counts(server *s, double *live) {
+  pid_t w[2] = {0, 0};
+  nginx_workers(s, w);
+  for (unsigned i = 0; i < s->loops; i++)
+    live[i] = conns_of(w[i], s->port);
+}
+
+/* A 2-loop server's time on a CPU and waiting for one (runnable, not
+ * running), in ns, per loop thread ("weft-loop-I") or nginx worker, from
+ * /proc/.../schedstat. */
+typedef struct sched_times {
+  double run[2], wait[2];
+} sched_times;
+
+static bool read_schedstat(const char *path, double *run, double *wait) {
+  FILE *f = fopen(path, "r");
+  if (f == NULL) return false;
+  bool ok = fscanf(f, "%lf %lf", run, wait) == 2;
+  fclose(f);
+  return ok;
+}
+
+static sched_times sched_sample(const server *s) {
+  sched_times t = {{0, 0}, {0, 0}};
+  char path[96];
+  if (s->nginx) {
+    pid_t w[2] = {0, 0};
+    nginx_workers(s, w);
+    for (unsigned i = 0; i < 2; i++) {
+      snprintf(path, sizeof path, "/proc/%d/schedstat", (int)w[i]);
+      read_schedstat(path, &t.run[i], &t.wait[i]);
+    }
+    return t;
+  }
+  snprintf(path, sizeof path, "/proc/%d/task", (int)s->pid);
+  DIR *d = opendir(path);
+  if (d == NULL) return t;
+  struct dirent *e;
+  while ((e = readdir(d)) != NULL) {
+    char file[sizeof path + sizeof e->d_name + 16], comm[32];
+    unsigned i;
+    snprintf(file, sizeof file, "%s/%s/comm", path, e->d_name);
+    FILE *f = fopen(file, "r");
+    if (f == NULL) continue;
+    bool loop = fgets(comm, sizeof comm, f) &&
+                sscanf(comm, "weft-loop-%u", &i) == 1 && i < 2;
+    fclose(f);
+    snprintf(file, sizeof file, "%s/%s/schedstat", path, e->d_name);
+    if (loop) read_schedstat(file, &t.run[i], &t.wait[i]);
+  }
+  closedir(d);
+  return t;
+}
+
+/* Prints how much of the run each loop or worker spent on a CPU and how
+ * much waiting for one (the machine's other work, the load generator). */
+static void sched_report(const target *t, const char *tool, sched_times a,
+                         double secs) {
+  server *s = t->srv;
+  sched_times b = sched_sample(s);
+  double wall = secs * 1e9;
+  fprintf(
+      stderr,
+      "bench_httpd: %s+%s %s: per %s, share of the run on a CPU / "
+      "waiting for one: %.0f%% / %.0f%%, %.0f%% / %.0f%%\n",
+      s->name, tool, t->file, s->nginx ? "worker" : "loop",
+      100 * (b.run[0] - a.run[0]) / wall, 100 * (b.wait[0] - a.wait[0]) / wall,
+      100 * (b.run[1] - a.run[1]) / wall, 100 * (b.wait[1] - a.wait[1]) / wall);
+}
+
+/* Sleeps half of the run, then samples the per-loop counts into
+ * values[3..] (2-loop servers only) and prints them. */
+static void sample_counts(const target *t, double *values, const char *tool) {
+  server *s = t->srv;
+  if (s->loops < 2) return;
+  long ms = bench_quick() ? 500 : 2500;
+  nanosleep(&(struct timespec){ms / 1000, (ms % 1000) * 1000000}, NULL);
+  if (s->nginx)
+    nginx_counts(s, values + 3);
+  else
+    httpd_counts(s, values + 3);
+  fprintf(stderr, "bench_httpd: %s+%s %s: live connections per %s: %g %g\n",
+          s->name, tool, t->file, s->nginx ? "worker" : "loop", values[3],
+          values[4]);
+}
+
+/* ---- load generators ------------------------------------------------------
+ */
+
 static void run_wrk(double *values, void *arg) {
   const target *t = arg;
   char url[96];
-  snprintf(url, sizeof url, "http://127.0.0.1:%u%s", t->port, t->file);
+  snprintf(url, sizeof url, "http://127.0.0.1:%u%s", t->srv->port, t->file);
   char *argv[] = {"wrk",       "-t2", "-c100", bench_quick() ? "-d1s" : "-d5s",
                   "--latency", url,   NULL};
   FILE *out;
+  sched_times st0 = {{0, 0}, {0, 0}};
+  if (t->srv->loops == 2) st0 = sched_sample(t->srv);
+  double t0 = bench_wall();
   pid_t pid = spawn(argv, &out);
+  sample_counts(t, values, "wrk");
   char line[512], unit[8];
-  double rps = -1, p99 = -1, v;
+  double rps = -1, p50 = -1, p99 = -1, v;
   bool bad = false;
   while (fgets(line, sizeof line, out) != NULL) {
     if (sscanf(line, "Requests/sec: %lf", &v) == 1) rps = v;
+    if (sscanf(line, " 50%% %lf%7s", &v, unit) == 2) p50 = to_ms(v, unit);
     if (sscanf(line, " 99%% %lf%7s", &v, unit) == 2) p99 = to_ms(v, unit);
     if (strstr(line, "Non-2xx") != NULL ||
         strstr(line, "Socket errors") != NULL) {
@@ -177,12 +419,68 @@ static void run_wrk(double *values, void *arg) {
   fclose(out);
   int status;
   waitpid(pid, &status, 0);
+  if (t->srv->loops == 2) sched_report(t, "wrk", st0, bench_wall() - t0);
   BENCH_CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 0,
               "wrk failed on %s\n", url);
-  BENCH_CHECK(!bad && rps > 0 && p99 >= 0, "wrk on %s: errors or no figures\n",
-              url);
+  BENCH_CHECK(!bad && rps > 0 && p50 >= 0 && p99 >= 0,
+              "wrk on %s: errors or no figures\n", url);
   values[0] = rps;
-  values[1] = p99;
+  values[1] = p50;
+  values[2] = p99;
+}
+
+/* The same load from examples/wload (its --json): -t2 -c100, the same
+ * duration; p99 is wload's latency_us p99, in ms. Any error (connect,
+ * read, timeout, parse, non-2xx) fails the run as wrk's would. */
+static double json_num(const char *js, const char *obj, const char *key) {
+  const char *p = js;
+  char k[64];
+  if (obj) {
+    snprintf(k, sizeof k, "\"%s\":{", obj);
+    p = strstr(js, k);
+    if (!p) return -1;
+  }
+  snprintf(k, sizeof k, "\"%s\":", key);
+  const char *q = strstr(p, k);
+  return q ? strtod(q + strlen(k), NULL) : -1;
+}
+
+static void run_wload(double *values, void *arg) {
+  const target *t = arg;
+  char url[96], self[PATH_MAX], bin[PATH_MAX + 32];
+  snprintf(url, sizeof url, "http://127.0.0.1:%u%s", t->srv->port, t->file);
+  ssize_t n = readlink("/proc/self/exe", self, sizeof self - 1);
+  BENCH_CHECK(n > 0, "readlink\n");
+  self[n] = '\0';
+  snprintf(bin, sizeof bin, "%s/../examples/wload", dirname(self));
+  char *argv[] = {bin,  "-t2",    "-c100", bench_quick() ? "-d1s" : "-d5s",
+                  "-q", "--json", url,     NULL,
+                  NULL, NULL};
+  if (t->rate) argv[6] = "-R", argv[7] = (char *)t->rate, argv[8] = url;
+  FILE *out;
+  sched_times st0 = {{0, 0}, {0, 0}};
+  if (t->srv->loops == 2) st0 = sched_sample(t->srv);
+  double t0 = bench_wall();
+  pid_t pid = spawn(argv, &out);
+  sample_counts(t, values, "wload");
+  static char js[8192];
+  size_t len = fread(js, 1, sizeof js - 1, out);
+  js[len] = '\0';
+  fclose(out);
+  int status;
+  waitpid(pid, &status, 0);
+  if (t->srv->loops == 2) sched_report(t, "wload", st0, bench_wall() - t0);
+  BENCH_CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 0,
+              "wload failed on %s (%s)\n", url, bin);
+  double rps = json_num(js, NULL, "requests_per_s");
+  double p50 = json_num(js, "latency_us", "p50");
+  double p99 = json_num(js, "latency_us", "p99");
+  double errs = json_num(js, NULL, "errors_total");
+  BENCH_CHECK(rps > 0 && p50 >= 0 && p99 >= 0 && errs == 0,
+              "wload on %s: errors or no figures: %s\n", url, js);
+  values[0] = rps;
+  values[1] = p50 / 1000;
+  values[2] = p99 / 1000;
 }
 
 static void stop(pid_t pid, int sig) {
@@ -192,11 +490,12 @@ static void stop(pid_t pid, int sig) {
 }
 
 static void cleanup(void) {
-  for (int i = 0; i < 2; i++) {
-    stop(httpd_pid[i], SIGTERM);
-    stop(nginx_pid[i],
-         SIGQUIT); /* graceful: the workers exit, then the master */
-    httpd_pid[i] = nginx_pid[i] = 0;
+  for (size_t i = 0; i < BENCH_LEN(servers); i++) {
+    server *s = servers[i];
+    /* nginx: SIGQUIT is graceful (the workers exit, then the master) */
+    stop(s->pid, s->nginx ? SIGQUIT : SIGTERM);
+    if (!s->nginx && s->stats_fd > 0) close(s->stats_fd);
+    s->pid = 0;
   }
   char cmd[96];
   snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
@@ -205,26 +504,61 @@ static void cleanup(void) {
 }
 
 static const bench_metric m1k[] = {{"httpd_1k_rps", "req/s", true},
+                                   {"httpd_1k_p50", "ms", false},
                                    {"httpd_1k_p99", "ms", false}};
 static const bench_metric m1m[] = {{"httpd_1m_rps", "req/s", true},
+                                   {"httpd_1m_p50", "ms", false},
                                    {"httpd_1m_p99", "ms", false}};
-static const bench_impl i1k[] = {{"weft", run_wrk, &targets[0]},
-                                 {"nginx", run_wrk, &targets[1]}};
-static const bench_impl i1m[] = {{"weft", run_wrk, &targets[2]},
-                                 {"nginx", run_wrk, &targets[3]}};
+/* the connection counts: values[3], values[4] (sample_counts) */
 static const bench_metric m2_1k[] = {{"httpd2_1k_rps", "req/s", true},
-                                     {"httpd2_1k_p99", "ms", false}};
+                                     {"httpd2_1k_p50", "ms", false},
+                                     {"httpd2_1k_p99", "ms", false},
+                                     {"httpd2_1k_conns_loop0", "conns", true},
+                                     {"httpd2_1k_conns_loop1", "conns", true}};
 static const bench_metric m2_1m[] = {{"httpd2_1m_rps", "req/s", true},
-                                     {"httpd2_1m_p99", "ms", false}};
-static const bench_impl i2_1k[] = {{"weft", run_wrk, &targets[4]},
-                                   {"nginx", run_wrk, &targets[5]}};
-static const bench_impl i2_1m[] = {{"weft", run_wrk, &targets[6]},
-                                   {"nginx", run_wrk, &targets[7]}};
+                                     {"httpd2_1m_p50", "ms", false},
+                                     {"httpd2_1m_p99", "ms", false},
+                                     {"httpd2_1m_conns_loop0", "conns", true},
+                                     {"httpd2_1m_conns_loop1", "conns", true}};
+static const bench_impl i1k[] = {{"weft", run_wrk, &t1[0]},
+                                 {"nginx", run_wrk, &t1[1]},
+                                 {"weft+wload", run_wload, &t1[0]},
+                                 {"nginx+wload", run_wload, &t1[1]}};
+static const bench_impl i1m[] = {{"weft", run_wrk, &t1[2]},
+                                 {"nginx", run_wrk, &t1[3]},
+                                 {"weft+wload", run_wload, &t1[2]},
+                                 {"nginx+wload", run_wload, &t1[3]}};
+static const bench_impl i2_1k[] = {{"weft", run_wrk, &t2[0]},
+                                   {"weft-handoff", run_wrk, &t2[1]},
+                                   {"nginx", run_wrk, &t2[2]},
+                                   {"weft+wload", run_wload, &t2[0]},
+                                   {"weft-handoff+wload", run_wload, &t2[1]},
+                                   {"nginx+wload", run_wload, &t2[2]}};
+static const bench_impl i2_1m[] = {{"weft", run_wrk, &t2[3]},
+                                   {"weft-handoff", run_wrk, &t2[4]},
+                                   {"nginx", run_wrk, &t2[5]},
+                                   {"weft+wload", run_wload, &t2[3]},
+                                   {"weft-handoff+wload", run_wload, &t2[4]},
+                                   {"nginx+wload", run_wload, &t2[5]}};
+/* Open loop: the same offered rate for every server, so that the p99s
+ * compare at equal load (a closed loop's p99 rises with the rate a server
+ * manages). RATE is below what either server sustains on this machine. */
+#define RATE "20000"
+static const bench_metric m2r[] = {
+    {"httpd2_1k_r20k_rps", "req/s", true},
+    {"httpd2_1k_r20k_p50", "ms", false},
+    {"httpd2_1k_r20k_p99", "ms", false},
+    {"httpd2_1k_r20k_conns_loop0", "conns", true},
+    {"httpd2_1k_r20k_conns_loop1", "conns", true}};
+static const bench_impl i2r[] = {{"weft+wload", run_wload, &t2r[0]},
+                                 {"weft-handoff+wload", run_wload, &t2r[1]},
+                                 {"nginx+wload", run_wload, &t2r[2]}};
 static const bench_group groups[] = {
     {"httpd_1k", m1k, BENCH_LEN(m1k), i1k, BENCH_LEN(i1k)},
     {"httpd_1m", m1m, BENCH_LEN(m1m), i1m, BENCH_LEN(i1m)},
     {"httpd2_1k", m2_1k, BENCH_LEN(m2_1k), i2_1k, BENCH_LEN(i2_1k)},
     {"httpd2_1m", m2_1m, BENCH_LEN(m2_1m), i2_1m, BENCH_LEN(i2_1m)},
+    {"httpd2_1k_r20k", m2r, BENCH_LEN(m2r), i2r, BENCH_LEN(i2r)},
 };
 
 int main(int argc, char **argv) {
@@ -239,12 +573,20 @@ int main(int argc, char **argv) {
   chmod(dir, 0755);
   write_file("1k.bin", 1024);
   write_file("1m.bin", 1u << 20);
-  for (unsigned n = 1; n <= 2; n++) { /* n loops for httpd, n nginx workers */
-    unsigned wp = start_httpd(n), np = start_nginx(n), t = 4 * (n - 1);
-    targets[t + 0] = (target){wp, "/1k.bin"};
-    targets[t + 1] = (target){np, "/1k.bin"};
-    targets[t + 2] = (target){wp, "/1m.bin"};
-    targets[t + 3] = (target){np, "/1m.bin"};
+  start_httpd(&httpd1, 1, false);
+  start_httpd(&httpd2, 2, false);
+  start_httpd(&httpd2h, 2, true);
+  start_nginx(&nginx1, 1);
+  start_nginx(&nginx2, 2);
+  server *one[] = {&httpd1, &nginx1}, *two[] = {&httpd2, &httpd2h, &nginx2};
+  for (unsigned k = 0; k < 2; k++) {
+    t1[k] = (target){one[k], "/1k.bin"};
+    t1[k + 2] = (target){one[k], "/1m.bin"};
+  }
+  for (unsigned k = 0; k < 3; k++) {
+    t2[k] = (target){two[k], "/1k.bin"};
+    t2[k + 3] = (target){two[k], "/1m.bin"};
+    t2r[k] = (target){two[k], "/1k.bin", RATE};
   }
   return bench_main(argc, argv, groups, BENCH_LEN(groups));
 }

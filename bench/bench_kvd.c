@@ -12,7 +12,12 @@
  * redis-benchmark (one thread) shares them with the server, so neither
  * server gets two cores to itself: the client settings are identical for
  * both impls and both tables, which keeps the comparison fair but caps
- * what a second loop or I/O thread can gain. */
+ * what a second loop or I/O thread can gain.
+ *
+ * Each table also has "weft+wload" and "redis-server+wload" rows: the same
+ * tests driven by examples/wload --resp instead (see run_wload), alternating
+ * with the redis-benchmark rows ("weft", "redis-server": the reference) in
+ * the same run. */
 #include <libgen.h>
 #include <limits.h>
 #include <math.h>
@@ -110,10 +115,56 @@ static void run_benchmark(int port, int pipeline, double *rps) {
     BENCH_CHECK(rps[i] > 0, "no %s result from redis-benchmark", test_names[i]);
 }
 
-/* values: the 3 tests without pipelining, then the 3 with -P 16. */
+/* The same tests from examples/wload --resp (one thread, 50 connections,
+ * the same request count and pipelining): "PING" (wload sends every
+ * command as a RESP array, not inline), "SET key:0 xxx" and "GET key:0"
+ * (-r 1: one key, as redis-benchmark without -r). Any error or a wrong
+ * reply type fails the run. */
+static const char *const wload_cmds[NTESTS] = {
+    "PING", "SET key:__rand_int__ __data__", "GET key:__rand_int__"};
+
+static double json_num(const char *js, const char *key) {
+  char k[64];
+  snprintf(k, sizeof k, "\"%s\":", key);
+  const char *q = strstr(js, k);
+  return q ? strtod(q + strlen(k), NULL) : -1;
+}
+
+static void run_wload(int port, int pipeline, double *rps) {
+  char self[PATH_MAX], bin[PATH_MAX + 32], target[32], nreq[32], pl[16];
+  ssize_t n = readlink("/proc/self/exe", self, sizeof self - 1);
+  BENCH_CHECK(n > 0, "readlink");
+  self[n] = '\0';
+  snprintf(bin, sizeof bin, "%s/../examples/wload", dirname(self));
+  snprintf(target, sizeof target, "127.0.0.1:%d", port);
+  snprintf(nreq, sizeof nreq, "%zu", n_requests);
+  snprintf(pl, sizeof pl, "%d", pipeline);
+  for (int i = 0; i < NTESTS; i++) {
+    char cmd[PATH_MAX + 256], js[8192];
+    snprintf(cmd, sizeof cmd,
+             "'%s' --resp -q --json -t 1 -c 50 -n %s -P %s -r 1 "
+             "--data-size 3 --cmd '%s' %s",
+             bin, nreq, pl, wload_cmds[i], target);
+    FILE *p = popen(cmd, "r");
+    BENCH_CHECK(p != NULL, "popen wload");
+    size_t len = fread(js, 1, sizeof js - 1, p);
+    js[len] = '\0';
+    BENCH_CHECK(pclose(p) == 0, "wload failed on port %d: %s", port, cmd);
+    rps[i] = json_num(js, "requests_per_s");
+    BENCH_CHECK(rps[i] > 0 && json_num(js, "errors_total") == 0,
+                "wload %s on port %d: errors or no figures: %s", test_names[i],
+                port, js);
+  }
+}
+
+static bool use_wload; /* the client of the impl being run */
+
+/* values: the 3 tests without pipelining, then the 3 with -P 16, from
+ * redis-benchmark or (use_wload) examples/wload. */
 static void measure(server s, double *values) {
-  run_benchmark(s.port, 1, values);
-  run_benchmark(s.port, 16, values + NTESTS);
+  void (*client)(int, int, double *) = use_wload ? run_wload : run_benchmark;
+  client(s.port, 1, values);
+  client(s.port, 16, values + NTESTS);
   stop(s);
 }
 
@@ -154,20 +205,43 @@ static void run_redis(double *values, void *arg) {
   measure(s, values);
 }
 
+static void run_kvd_rb(double *values, void *arg) {
+  use_wload = false;
+  run_kvd(values, arg);
+}
+static void run_kvd_wload(double *values, void *arg) {
+  use_wload = true;
+  run_kvd(values, arg);
+}
+static void run_redis_rb(double *values, void *arg) {
+  use_wload = false;
+  run_redis(values, arg);
+}
+static void run_redis_wload(double *values, void *arg) {
+  use_wload = true;
+  run_redis(values, arg);
+}
+
 static const bench_metric metrics[] = {
     {"kvd_ping_inline", "req/s", true}, {"kvd_set", "req/s", true},
     {"kvd_get", "req/s", true},         {"kvd_ping_inline_p16", "req/s", true},
     {"kvd_set_p16", "req/s", true},     {"kvd_get_p16", "req/s", true}};
-static const bench_impl impls[] = {{"weft", run_kvd, "1"},
-                                   {"redis-server", run_redis, "1"}};
+static const bench_impl impls[] = {
+    {"weft", run_kvd_rb, "1"},
+    {"redis-server", run_redis_rb, "1"},
+    {"weft+wload", run_kvd_wload, "1"},
+    {"redis-server+wload", run_redis_wload, "1"}};
 static const bench_metric metrics2[] = {{"kvd2_ping_inline", "req/s", true},
                                         {"kvd2_set", "req/s", true},
                                         {"kvd2_get", "req/s", true},
                                         {"kvd2_ping_inline_p16", "req/s", true},
                                         {"kvd2_set_p16", "req/s", true},
                                         {"kvd2_get_p16", "req/s", true}};
-static const bench_impl impls2[] = {{"weft", run_kvd, "2"},
-                                    {"redis-server", run_redis, "2"}};
+static const bench_impl impls2[] = {
+    {"weft", run_kvd_rb, "2"},
+    {"redis-server", run_redis_rb, "2"},
+    {"weft+wload", run_kvd_wload, "2"},
+    {"redis-server+wload", run_redis_wload, "2"}};
 static const bench_group groups[] = {
     {"kvd", metrics, BENCH_LEN(metrics), impls, BENCH_LEN(impls)},
     {"kvd2", metrics2, BENCH_LEN(metrics2), impls2, BENCH_LEN(impls2)}};

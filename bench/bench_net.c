@@ -14,6 +14,13 @@
  *   udp_pingpong   one socket pair, 5-byte datagrams: round trips/s
  *   tcp_handle_bytes  bytes per idle TCP handle (sizeof + allocations)
  *
+ * Each group also reports <group>_cpu: the CPU time of client and server
+ * together (user + system; the server's from getrusage(RUSAGE_CHILDREN)
+ * once it is reaped) per MB, round trip or accept, in microseconds. On a
+ * loaded machine the rates follow the scheduler (a run whose two
+ * processes share a CPU moves half as much); the CPU per unit of work
+ * compares the implementations whatever the load.
+ *
  * The server is forked before any loop exists; it reports its ports over a
  * pipe and is killed after the run. */
 #include <errno.h>
@@ -24,6 +31,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -326,11 +334,14 @@ static void job_init(job *j, workload w) {
                                             : pump_per / j->conns;
 }
 
+static double job_units; /* MB, round trips or accepts of the last run */
+
 static void job_result(const job *j, double t, double *v) {
   if (j->w == W_PUMP1 || j->w == W_PUMP100)
-    v[0] = (double)j->target * (double)j->conns / t / 1e6;
+    job_units = (double)j->target * (double)j->conns / 1e6;
   else
-    v[0] = (double)j->target / t;
+    job_units = (double)j->target;
+  v[0] = job_units / t;
 }
 
 /* ---- weft --------------------------------------------------------------- */
@@ -791,11 +802,22 @@ typedef struct run_arg {
   void (*client)(workload w, const server_proc *s, double *v);
 } run_arg;
 
+/* CPU time (user + system) of the reaped children: the servers. */
+static double children_cpu(void) {
+  struct rusage ru;
+  getrusage(RUSAGE_CHILDREN, &ru);
+  return (double)(ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) +
+         (double)(ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) / 1e6;
+}
+
 static void run(double *v, void *arg) {
   run_arg *r = arg;
   server_proc s = server_start(r->serve);
+  double c0 = bench_cpu(), s0 = children_cpu();
   r->client(r->w, &s, v);
-  server_stop(&s);
+  double c1 = bench_cpu();
+  server_stop(&s); /* reaps it: its CPU time is counted from here */
+  v[1] = (c1 - c0 + children_cpu() - s0) / job_units * 1e6;
 }
 
 /* The weft client, reading with read futures (pump workloads only). */
@@ -831,11 +853,16 @@ IMPLS_PUMP(W_PUMP100)
 IMPLS(W_POUND)
 IMPLS(W_UDP)
 
-static const bench_metric m_pingpong[] = {{"tcp_pingpong", "rt/s", true}};
-static const bench_metric m_pump1[] = {{"tcp_pump_1", "MB/s", true}};
-static const bench_metric m_pump100[] = {{"tcp_pump_100", "MB/s", true}};
-static const bench_metric m_pound[] = {{"tcp_pound", "accepts/s", true}};
-static const bench_metric m_udp[] = {{"udp_pingpong", "rt/s", true}};
+static const bench_metric m_pingpong[] = {{"tcp_pingpong", "rt/s", true},
+                                          {"tcp_pingpong_cpu", "us/rt", false}};
+static const bench_metric m_pump1[] = {{"tcp_pump_1", "MB/s", true},
+                                       {"tcp_pump_1_cpu", "us/MB", false}};
+static const bench_metric m_pump100[] = {{"tcp_pump_100", "MB/s", true},
+                                         {"tcp_pump_100_cpu", "us/MB", false}};
+static const bench_metric m_pound[] = {{"tcp_pound", "accepts/s", true},
+                                       {"tcp_pound_cpu", "us/accept", false}};
+static const bench_metric m_udp[] = {{"udp_pingpong", "rt/s", true},
+                                     {"udp_pingpong_cpu", "us/rt", false}};
 
 #define GROUP(name, m, w)                                                      \
   { name, m, BENCH_LEN(m), w##_impls, BENCH_LEN(w##_impls) }

@@ -43,6 +43,7 @@ static const weft__handle_ops ops[3] = {
 
 static int hook_init(weft_loop *loop, hook *h, int kind) {
   if (loop == NULL || h == NULL) return -EINVAL;
+  WEFT__CHECK_INIT(loop, &h->base);
   weft__handle_init(loop, &h->base, &ops[kind]);
   h->node = (weft__list){0};
   return 0;

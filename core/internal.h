@@ -49,7 +49,22 @@ enum {
   WEFT__H_UNREF = 1u << 1,
   WEFT__H_CLOSING = 1u << 2,
   WEFT__H_CLOSED = 1u << 3,
+  /* bits 8-31 of weft_handle.flags: the handle's slot in loop->names plus
+   * one, or 0 when it has no name (core/debug.c) */
+  WEFT__H_NAME_SHIFT = 8,
 };
+
+/* A slot of the loop's table of handle names: a named handle's name, or
+ * (a free slot) the next free slot plus one, 0 ending the list. */
+typedef union weft__name_slot {
+  const char *name;
+  uint32_t next_free;
+} weft__name_slot;
+
+/* weft_handle_set_name's name for `h`, or NULL (core/debug.c). */
+const char *weft__handle_name(const weft_handle *h);
+/* Forgets `h`'s name, giving its slot back; nothing if it has none. */
+void weft__handle_drop_name(weft_handle *h);
 
 /* Registers `h` with `loop` (it counts as open until closed). */
 void weft__handle_init(weft_loop *loop, weft_handle *h,
@@ -122,6 +137,7 @@ typedef enum weft__module_id {
   WEFT__MOD_NET,
   WEFT__MOD_PROCESS,
   WEFT__MOD_FIBER, /* promises/fiber.c: the stack cache, live fibers */
+  WEFT__MOD_WATCH, /* io/watch.c: the loop's shared inotify fd */
   WEFT__MOD_MAX
 } weft__module_id;
 
@@ -137,6 +153,10 @@ typedef struct weft__module {
    * finish them here (cancel, wait, run their callbacks), so that the free
    * can go ahead. */
   void (*before_free)(weft_loop *loop, void *state, unsigned requests);
+  /* May be NULL. weft_loop_debug_dump(): writes the module's lines to fd
+   * (futures: one per pending future) and returns how many it wrote, or a
+   * negative errno if a write failed. */
+  long (*dump)(weft_loop *loop, void *state, int fd);
 } weft__module;
 
 /* ---- the loop ---------------------------------------------------------- */
@@ -155,6 +175,10 @@ struct weft_loop {
   bool own_ev;
   int backend_fd; /* libev's epoll fd, or -ENOTSUP (core/backend.c) */
   int running;    /* nesting guard for weft_loop_run */
+  bool debug;     /* debug mode (weft_loop_options.debug, $WEFT_DEBUG) */
+  /* debug mode: pthread_self() of the thread in weft_loop_run(), 0 when no
+   * run is in progress (written by that thread, read by any) */
+  atomic_uintptr_t run_thread;
   void *data;
   uint64_t now;
 
@@ -165,6 +189,9 @@ struct weft_loop {
   /* call_soon: a power-of-two ring that only grows */
   weft__task *cs_ring;
   uint32_t cs_head, cs_count, cs_mask;
+  /* weft_call_soon's one test: cs_mask + 1 (the ring's capacity), or 0 in
+   * debug mode, so that the debug check costs nothing when off */
+  uint32_t cs_limit;
   unsigned cs_budget;
   bool cs_alive;   /* the nonempty queue is counted in `alive` */
   uint32_t cs_max; /* metrics: the deepest the queue has been */
@@ -177,11 +204,27 @@ struct weft_loop {
   atomic_bool x_closed;   /* weft_loop_free() has begun */
   atomic_bool stop_flag;
 
-  /* handles: every open handle (weft_handle.all), and the queue of those
-   * finishing close (weft_handle.closing), both in order */
+  /* handles: every open handle (weft_handle.all), and the FIFO queue of
+   * those finishing close, both in order. The queue is an array
+   * (closing_vec), so that the close phase streams through it, prefetching,
+   * instead of chasing one pointer per handle through memory; closing_spare
+   * is the array the close phase last emptied, kept for the next turn. Only
+   * when the array cannot grow does the queue go on as a list singly linked
+   * through weft_handle.closing_next (closing_tail points at the last
+   * handle's closing_next, or at closing_head when the list is empty); while
+   * that list is not empty every close joins it, so the order is kept. */
   weft__list handles;
   size_t handle_count;
-  weft__list closing;
+#define WEFT__CLOSING_INITIAL 64u /* entries; made with the loop */
+  weft_handle **closing_vec, **closing_spare;
+  uint32_t closing_len, closing_cap, closing_spare_cap;
+  weft_handle *closing_head;
+  weft_handle **closing_tail;
+  /* weft_handle_set_name's names, out of the handles (core/debug.c): a
+   * named handle holds its slot in its flags; free slots form a list */
+  weft__name_slot *names;
+  uint32_t names_cap;
+  uint32_t names_free; /* the first free slot plus one, or 0 */
 
   weft__timers timers;
   uint64_t armed_deadline; /* deadline the ev_timer is armed for */
@@ -202,7 +245,13 @@ struct weft_loop {
   uint64_t turn_ns; /* clock at the last turn's start (after the poll) */
   uint64_t poll_ns; /* clock when the last prepare phase ended, or 0 */
   bool turn_open;   /* a busy stretch began at turn_ns */
-  uint64_t slow_ns; /* the slow-callback threshold */
+  /* turn stamps from libev's own clock reads (core/loop.c, ev_mono_ns):
+   * ev_clock, libev's clock is CLOCK_MONOTONIC and clock_probe gives it;
+   * release_stamp, libev's release callback stamps the poll's start;
+   * now_is_ev, `now` is libev's current time truncated to the ms */
+  bool ev_clock, release_stamp, now_is_ev;
+  ev_timer clock_probe; /* always active, unreferenced: see ev_mono_ns */
+  uint64_t slow_ns;     /* the slow-callback threshold */
   weft_slow_callback_cb slow_cb; /* NULL: callbacks are not timed */
   void *slow_arg;
 
@@ -214,6 +263,11 @@ struct weft_loop {
   ev_io wake_io; /* wake_fd readable: cross-thread posts, stop */
   int wake_fd;   /* an eventfd (see weft__loop_wake) */
 };
+
+/* True while handles wait in the close queue (weft_close, core/loop.c). */
+static inline bool weft__closing_pending(const weft_loop *loop) {
+  return loop->closing_len != 0 || loop->closing_head != NULL;
+}
 
 /* Module slots. get returns NULL if none yet. */
 static inline void *weft__module_get(const weft_loop *loop,
@@ -227,6 +281,45 @@ void weft__module_set(weft_loop *loop, weft__module_id id, void *state,
 void weft__module_set_before_free(weft_loop *loop, weft__module_id id,
                                   void (*before_free)(weft_loop *, void *,
                                                       unsigned));
+
+/* Registers the slot's dump hook (see weft__module). */
+void weft__module_set_dump(weft_loop *loop, weft__module_id id,
+                           long (*dump)(weft_loop *, void *, int));
+
+/* ---- debug mode (weft_loop_options.debug, $WEFT_DEBUG) ------------------
+ * WEFT__CHECK_THREAD(loop) at the top of a loop-thread-only public function
+ * that returns an int: in debug mode, while weft_loop_run() runs the loop on
+ * another thread, it reports the call (one line on stderr naming the
+ * function) and returns WEFT_EWRONGTHREAD. Off (the default) it costs one
+ * load of loop->debug and a branch. WEFT__CHECK_THREAD_VOID is the same for
+ * a function that returns nothing (it returns without doing anything).
+ * WEFT__CHECK_INIT(loop, h) adds, for a handle's init function, the check
+ * that `h` is not still open (or closing) on `loop`: -EBUSY. */
+int weft__debug_wrong_thread(const weft_loop *loop, const char *fn);
+int weft__debug_init(const weft_loop *loop, const weft_handle *h,
+                     const char *fn);
+static inline int weft__debug_thread(const weft_loop *loop, const char *fn) {
+  if (WEFT__LIKELY(!loop->debug)) return 0;
+  uintptr_t t = atomic_load_explicit(&loop->run_thread, memory_order_relaxed);
+  if (t == 0 || t == (uintptr_t)pthread_self()) return 0;
+  return weft__debug_wrong_thread(loop, fn);
+}
+#define WEFT__CHECK_THREAD(loop)                                               \
+  do {                                                                         \
+    int dbg_err_ = weft__debug_thread((loop), __func__);                       \
+    if (WEFT__UNLIKELY(dbg_err_ != 0)) return dbg_err_;                        \
+  } while (0)
+#define WEFT__CHECK_THREAD_VOID(loop)                                          \
+  do {                                                                         \
+    if (WEFT__UNLIKELY(weft__debug_thread((loop), __func__) != 0)) return;     \
+  } while (0)
+#define WEFT__CHECK_INIT(loop, h)                                              \
+  do {                                                                         \
+    if (WEFT__UNLIKELY((loop)->debug)) {                                       \
+      int dbg_err_ = weft__debug_init((loop), (h), __func__);                  \
+      if (dbg_err_ != 0) return dbg_err_;                                      \
+    }                                                                          \
+  } while (0)
 
 /* Creates a libev loop and finds its epoll fd (core/backend.c). */
 struct ev_loop *weft__ev_loop_new(unsigned flags, int *backend_fd);
@@ -275,9 +368,12 @@ static inline void weft__hooks_maybe_run(weft_loop *loop, int kind) {
 
 /* ---- signals (core/signal.c) ------------------------------------------- */
 /* Claims `signum` for `loop` (-EBUSY if another loop watches it); each claim
- * needs one release. For a module's own ev_signal. */
+ * needs one release. For a module's own ev_signal, which after its start
+ * gets weft's handler (wrap: it also wakes a host that polls the backend
+ * fd itself). */
 int weft__signal_claim(weft_loop *loop, int signum);
 void weft__signal_release(int signum);
+void weft__signal_wrap(weft_loop *loop, int signum);
 
 /* ---- timers: see timers/internal.h --------------------------------- */
 

@@ -10,6 +10,7 @@
  *   prepare                           arm timer_watcher for the next poll
  *   idle                              keep the poll non-blocking while queued
  */
+#include <stdlib.h>
 #include <string.h>
 #include <sys/eventfd.h>
 #include <time.h>
@@ -35,7 +36,48 @@ static uint64_t clock_ms(void) {
 uint64_t weft_now(const weft_loop *loop) { return loop ? loop->now : 0; }
 
 void weft_update_time(weft_loop *loop) {
-  if (loop != NULL) loop->now = clock_ms();
+  if (loop != NULL) {
+    loop->now = clock_ms();
+    loop->now_is_ev = false;
+  }
+}
+
+/* libev reads CLOCK_MONOTONIC right before each poll and right after it
+ * (its mn_now), and those are the instants a turn's metrics and weft's
+ * cached time need: weft takes them from libev instead of reading the
+ * clock again. libev does not export mn_now, but an active ev_timer's
+ * deadline (ev_timer.at, listed as private in ev.h) is on that clock and
+ * ev_timer_remaining() is that deadline minus mn_now, so a timer that is
+ * always active (clock_probe, period EV_PROBE_S, keeping no reference)
+ * gives mn_now back. loop_init checks the result against the clock once;
+ * if it disagrees (a libev without a monotonic clock), ev_clock stays false
+ * and weft reads the clock itself. */
+#define EV_PROBE_S 1e6 /* 11.6 days: mn_now + this is exact to 1 ns */
+
+static void on_clock_probe(struct ev_loop *ev, ev_timer *w, int revents) {
+  WEFT__UNUSED(ev);
+  WEFT__UNUSED(w);
+  WEFT__UNUSED(revents); /* repeating: libev re-arms it */
+}
+
+static uint64_t ev_mono_ns(weft_loop *loop) {
+  ev_timer *w = &loop->clock_probe;
+  double s = w->at - ev_timer_remaining(loop->ev, w);
+  return (uint64_t)(s * 1e9 + 0.5);
+}
+
+/* The turn's clock: libev's last read if usable, else a fresh one. */
+static uint64_t turn_clock_ns(weft_loop *loop) {
+  return loop->ev_clock ? ev_mono_ns(loop) : weft__clock_ns();
+}
+
+static void clock_probe_init(weft_loop *loop) {
+  ev_timer_init(&loop->clock_probe, on_clock_probe, EV_PROBE_S, EV_PROBE_S);
+  ev_set_priority(&loop->clock_probe, EV_MINPRI);
+  ev_now_update(loop->ev);
+  WEFT__EV_START(timer, loop, &loop->clock_probe);
+  uint64_t ev = ev_mono_ns(loop), t = weft__clock_ns();
+  loop->ev_clock = t >= ev && t - ev < 1000000u; /* within 1 ms */
 }
 
 /* ---- aliveness --------------------------------------------------------- */
@@ -55,12 +97,14 @@ bool weft_loop_alive(const weft_loop *loop) {
 
 void weft_loop_ref(weft_loop *loop) {
   if (loop == NULL) return;
+  WEFT__CHECK_THREAD_VOID(loop);
   loop->user_refs++;
   weft__alive_add(loop, 1);
 }
 
 void weft_loop_unref(weft_loop *loop) {
   if (loop == NULL || loop->user_refs == 0) return;
+  WEFT__CHECK_THREAD_VOID(loop);
   loop->user_refs--;
   weft__alive_add(loop, -1);
 }
@@ -82,7 +126,7 @@ void weft__loop_want_turn(weft_loop *loop) {
 }
 
 static void maybe_stop_idle(weft_loop *loop) {
-  if (loop->cs_count == 0 && weft__list_empty(&loop->closing) &&
+  if (loop->cs_count == 0 && !weft__closing_pending(loop) &&
       loop->idle_active == 0)
     WEFT__EV_STOP(idle, loop, &loop->idle);
 }
@@ -101,13 +145,18 @@ static int cs_grow(weft_loop *loop) {
   loop->cs_ring = ring;
   loop->cs_head = 0;
   loop->cs_mask = cap * 2 - 1;
+  loop->cs_limit = loop->debug ? 0 : cap * 2;
   return 0;
 }
 
-int weft_call_soon(weft_loop *loop, weft_cb cb, void *arg) {
-  if (WEFT__UNLIKELY(loop == NULL || cb == NULL)) return -EINVAL;
-  if (WEFT__UNLIKELY(loop->cs_count > loop->cs_mask)) {
-    int err = cs_grow(loop);
+/* weft_call_soon's slow path: the ring is full, debug mode is on, or the
+ * queue was empty (the loop must be kept alive and turning). Out of line,
+ * so that the fast path calls nothing and saves no registers. */
+static __attribute__((noinline)) int cs_post_slow(weft_loop *loop, weft_cb cb,
+                                                  void *arg) {
+  if (loop->cs_count >= loop->cs_limit) {
+    int err = weft__debug_thread(loop, "weft_call_soon");
+    if (err == 0 && loop->cs_count > loop->cs_mask) err = cs_grow(loop);
     if (err != 0) return err;
   }
   weft__task *slot =
@@ -115,11 +164,23 @@ int weft_call_soon(weft_loop *loop, weft_cb cb, void *arg) {
   slot->cb = cb;
   slot->arg = arg;
   loop->cs_count++;
-  if (WEFT__UNLIKELY(!loop->cs_alive)) {
+  if (!loop->cs_alive) {
     loop->cs_alive = true;
     weft__alive_add(loop, 1);
     weft__loop_want_turn(loop);
   }
+  return 0;
+}
+
+int weft_call_soon(weft_loop *loop, weft_cb cb, void *arg) {
+  if (WEFT__UNLIKELY(loop == NULL || cb == NULL)) return -EINVAL;
+  uint32_t n = loop->cs_count;
+  if (WEFT__UNLIKELY(n >= loop->cs_limit || !loop->cs_alive))
+    return cs_post_slow(loop, cb, arg);
+  weft__task *slot = &loop->cs_ring[(loop->cs_head + n) & loop->cs_mask];
+  slot->cb = cb;
+  slot->arg = arg;
+  loop->cs_count = n + 1;
   return 0;
 }
 
@@ -170,8 +231,10 @@ static void on_time_check(struct ev_loop *ev, ev_check *w, int revents) {
   WEFT__UNUSED(revents);
   weft_loop *loop = w->data;
   WEFT__UNUSED(ev);
-  uint64_t t = weft__clock_ns();
-  loop->now = t / 1000000u;
+  uint64_t t = turn_clock_ns(loop); /* libev's read after the poll */
+  uint64_t ms = t / 1000000u;
+  if (ms > loop->now) loop->now = ms; /* never back: weft_update_time */
+  loop->now_is_ev = loop->ev_clock && ms >= loop->now;
   loop->m.turns++;
   if (loop->poll_ns != 0) loop->m.wait_ns += t - loop->poll_ns;
   loop->poll_ns = 0;
@@ -216,21 +279,53 @@ static void on_wake(struct ev_loop *ev, ev_io *w, int revents) {
   weft__xpost_drain(loop);
 }
 
+static void finish_one(weft_loop *loop, weft_handle *h) {
+  WEFT__ASSERT(h->flags & WEFT__H_CLOSING);
+  if (h->ops->finish != NULL) h->ops->finish(h);
+  h->flags = (h->flags & ~WEFT__H_CLOSING) | WEFT__H_CLOSED;
+  weft__list_unlink(&h->all);
+  weft__handle_drop_name(h);
+  loop->handle_count--;
+  weft__alive_add(loop, -1);               /* the close in progress */
+  if (h->close_cb != NULL) h->close_cb(h); /* may free h */
+}
+
+/* Keeps an emptied close-queue array for the next turn (core/internal.h):
+ * as the queue's own if closes meanwhile found none, else as the spare. */
+static void closing_keep(weft_loop *loop, weft_handle **vec, uint32_t cap) {
+  if (loop->closing_vec == NULL) {
+    loop->closing_vec = vec;
+    loop->closing_cap = cap;
+  } else if (loop->closing_spare == NULL) {
+    loop->closing_spare = vec;
+    loop->closing_spare_cap = cap;
+  } else {
+    weft__free(vec);
+  }
+}
+
 static void finish_closing(weft_loop *loop) {
-  /* closes requested by close callbacks finish next turn: take the queue */
-  weft__list batch;
-  weft__list_init(&batch);
-  weft__list_splice_back(&batch, &loop->closing);
-  weft__list *n;
-  while ((n = weft__list_pop_front(&batch)) != NULL) {
-    weft_handle *h = WEFT__CONTAINER_OF(n, weft_handle, closing);
-    WEFT__ASSERT(h->flags & WEFT__H_CLOSING);
-    if (h->ops->finish != NULL) h->ops->finish(h);
-    h->flags = (h->flags & ~WEFT__H_CLOSING) | WEFT__H_CLOSED;
-    weft__list_unlink(&h->all);
-    loop->handle_count--;
-    weft__alive_add(loop, -1);               /* the close in progress */
-    if (h->close_cb != NULL) h->close_cb(h); /* may free h */
+  /* closes requested by close callbacks finish next turn: take the queue,
+   * the array first (older), then the list */
+  weft_handle **vec = loop->closing_vec, *next = loop->closing_head;
+  uint32_t n = loop->closing_len, cap = loop->closing_cap;
+  loop->closing_vec = loop->closing_spare;
+  loop->closing_cap = loop->closing_spare_cap;
+  loop->closing_len = 0;
+  loop->closing_spare = NULL;
+  loop->closing_spare_cap = 0;
+  loop->closing_head = NULL;
+  loop->closing_tail = &loop->closing_head;
+  for (uint32_t i = 0; i < n; i++) {
+    /* handles are far apart in memory: ask for them well ahead */
+    if (i + 8 < n) __builtin_prefetch(vec[i + 8], 1);
+    finish_one(loop, vec[i]);
+  }
+  if (vec != NULL) closing_keep(loop, vec, cap);
+  while (next != NULL) {
+    weft_handle *h = next;
+    next = h->closing_next; /* before the close callback, which may free h */
+    finish_one(loop, h);
   }
 }
 
@@ -239,7 +334,7 @@ static void on_check(struct ev_loop *ev, ev_check *w, int revents) {
   weft_loop *loop = w->data;
   weft__hooks_maybe_run(loop, WEFT__HOOK_CHECK); /* core/hooks.c */
   cs_drain(loop);
-  if (!weft__list_empty(&loop->closing)) finish_closing(loop);
+  if (weft__closing_pending(loop)) finish_closing(loop);
   maybe_stop_idle(loop);
   if (atomic_load_explicit(&loop->stop_flag, memory_order_relaxed))
     ev_break(ev, EVBREAK_ONE);
@@ -259,8 +354,9 @@ static void arm_timer(struct ev_loop *ev, weft_loop *loop) {
   uint64_t wait = deadline > loop->now ? deadline - loop->now : 0;
   /* libev measures `wait` from its own cached time, which can be older than
    * weft's: refresh it, or the watcher fires before weft's clock reaches the
-   * deadline and a ONCE run returns without running the timer. */
-  ev_now_update(ev);
+   * deadline and a ONCE run returns without running the timer. Not needed
+   * when weft's time is libev's, truncated (on_time_check). */
+  if (!loop->now_is_ev) ev_now_update(ev);
   ev_timer_set(&loop->timer_watcher, weft__ms_to_ev(wait), 0.);
   WEFT__EV_START(timer, loop, &loop->timer_watcher);
   loop->timer_armed = true;
@@ -275,11 +371,24 @@ static void on_prepare(struct ev_loop *ev, ev_prepare *w, int revents) {
   weft__hooks_maybe_run(loop, WEFT__HOOK_PREPARE);
   loop->fd_dirty = false;
   arm_timer(ev, loop);
-  /* metrics: the turn ends, the poll begins */
-  uint64_t t = weft__clock_ns();
+  /* metrics: the turn ends, the poll begins (own loops: on_release) */
+  if (!loop->release_stamp) {
+    uint64_t t = weft__clock_ns();
+    turn_close(loop, t);
+    loop->poll_ns = t;
+  }
+}
+
+/* libev calls this right before its poll, after its own clock read (own
+ * libev loops only: a host's may have its own release callback). */
+static void on_release(struct ev_loop *ev) EV_NOEXCEPT {
+  weft_loop *loop = ev_userdata(ev);
+  uint64_t t = ev_mono_ns(loop);
   turn_close(loop, t);
   loop->poll_ns = t;
 }
+
+static void on_acquire(struct ev_loop *ev) EV_NOEXCEPT { WEFT__UNUSED(ev); }
 
 static void on_idle(struct ev_loop *ev, ev_idle *w, int revents) {
   WEFT__UNUSED(ev);
@@ -319,34 +428,43 @@ static int loop_init(weft_loop **out, struct ev_loop *ev, bool own,
   weft_loop *loop = weft__calloc(1, sizeof *loop);
   if (loop == NULL) return -ENOMEM;
   loop->cs_ring = weft__malloc(sizeof *loop->cs_ring * CS_INITIAL);
-  if (loop->cs_ring == NULL) {
-    weft__free(loop);
-    return -ENOMEM;
-  }
-  int err = weft__xpost_init(loop);
+  /* the close queue's first array: closing a few handles allocates nothing */
+  loop->closing_vec =
+      weft__malloc(sizeof *loop->closing_vec * WEFT__CLOSING_INITIAL);
+  int err =
+      loop->cs_ring && loop->closing_vec ? weft__xpost_init(loop) : -ENOMEM;
   if (err != 0) {
+    weft__free(loop->closing_vec);
     weft__free(loop->cs_ring);
     weft__free(loop);
     return err;
   }
+  loop->closing_cap = WEFT__CLOSING_INITIAL;
   loop->wake_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
   err = loop->wake_fd < 0 ? -errno : ev_wakeup_fd_make(ev);
   if (err != 0) {
     if (loop->wake_fd >= 0) close(loop->wake_fd);
     weft__xpost_free(loop);
+    weft__free(loop->closing_vec);
     weft__free(loop->cs_ring);
     weft__free(loop);
     return err;
   }
   loop->cs_mask = CS_INITIAL - 1;
   weft__list_init(&loop->handles);
-  weft__list_init(&loop->closing);
+  loop->closing_head = NULL;
+  loop->closing_tail = &loop->closing_head;
   for (int i = 0; i < 3; i++)
     weft__list_init(&loop->hooks[i]);
   weft__timers_init(loop);
   loop->pool_size = opts ? opts->pool_size : 0;
   loop->cs_budget = opts && opts->call_soon_budget ? opts->call_soon_budget
                                                    : CS_BUDGET_DEFAULT;
+  const char *dbg = getenv("WEFT_DEBUG");
+  loop->debug = (opts && opts->debug) ||
+                (dbg != NULL && dbg[0] != '\0' && strcmp(dbg, "0") != 0);
+  atomic_init(&loop->run_thread, 0);
+  loop->cs_limit = loop->debug ? 0 : CS_INITIAL;
   loop->ev = ev;
   loop->own_ev = own;
   /* libev registers its wake-up fd with epoll on the first poll: until
@@ -371,6 +489,12 @@ static int loop_init(weft_loop **out, struct ev_loop *ev, bool own,
   WEFT__EV_START(check, loop, &loop->check);
   WEFT__EV_START(prepare, loop, &loop->prepare);
   WEFT__EV_START(io, loop, &loop->wake_io);
+  clock_probe_init(loop);
+  if (own && loop->ev_clock) {
+    ev_set_userdata(ev, loop);
+    ev_set_loop_release_cb(ev, on_release, on_acquire);
+    loop->release_stamp = true;
+  }
   *out = loop;
   return 0;
 }
@@ -441,11 +565,15 @@ int weft_loop_free(weft_loop *loop) {
   WEFT__EV_STOP(io, loop, &loop->wake_io);
   WEFT__EV_STOP(idle, loop, &loop->idle);
   WEFT__EV_STOP(timer, loop, &loop->timer_watcher);
+  WEFT__EV_STOP(timer, loop, &loop->clock_probe);
   if (loop->own_ev) ev_loop_destroy(loop->ev);
   close(loop->wake_fd);
   weft__xpost_free(loop);
   weft__free(loop->cs_ring);
+  weft__free(loop->closing_vec);
+  weft__free(loop->closing_spare);
   weft__timers_free(loop);
+  weft__free(loop->names);
   weft__free(loop);
   return 0;
 }
@@ -454,6 +582,11 @@ void weft__module_set(weft_loop *loop, weft__module_id id, void *state,
                       void (*teardown)(weft_loop *, void *)) {
   loop->modules[id].state = state;
   loop->modules[id].teardown = teardown;
+}
+
+void weft__module_set_dump(weft_loop *loop, weft__module_id id,
+                           long (*dump)(weft_loop *, void *, int)) {
+  loop->modules[id].dump = dump;
 }
 
 void weft__module_set_before_free(weft_loop *loop, weft__module_id id,
@@ -491,10 +624,15 @@ int weft_loop_run(weft_loop *loop, weft_run_mode mode) {
   default:
     return -EINVAL;
   }
+  WEFT__CHECK_THREAD(loop);
   if (loop->running) return -EBUSY;
   loop->running = 1;
+  if (loop->debug)
+    atomic_store_explicit(&loop->run_thread, (uintptr_t)pthread_self(),
+                          memory_order_relaxed);
   uint64_t t = weft__clock_ns();
   loop->now = t / 1000000u;
+  loop->now_is_ev = false;
   loop->turn_ns = t; /* metrics: busy until the first poll */
   loop->turn_open = true;
   /* libev's ev_run always makes one pass; a DEFAULT run of a dead loop
@@ -505,6 +643,8 @@ int weft_loop_run(weft_loop *loop, weft_run_mode mode) {
   loop->poll_ns = 0; /* between runs: neither busy nor waiting */
   atomic_store(&loop->stop_flag, false);
   loop->running = 0;
+  if (loop->debug)
+    atomic_store_explicit(&loop->run_thread, 0, memory_order_relaxed);
   return loop->alive != 0;
 }
 
@@ -522,7 +662,7 @@ int weft_loop_backend_fd(const weft_loop *loop) {
 
 int weft_loop_backend_timeout(const weft_loop *loop) {
   if (loop == NULL) return -1;
-  if (loop->cs_count || !weft__list_empty(&loop->closing) || loop->fd_dirty ||
+  if (loop->cs_count || weft__closing_pending(loop) || loop->fd_dirty ||
       loop->idle_active || ev_pending_count(loop->ev))
     return 0;
   int64_t ms = weft__timers_next(loop);
@@ -537,6 +677,7 @@ _Static_assert(WEFT_LOOP_LAG_BUCKETS == 32, "lag buckets: see weft/loop.h");
 int weft_loop_get_metrics(const weft_loop *loop, weft_loop_metrics *m,
                           size_t size) {
   if (loop == NULL || m == NULL || size < sizeof *m) return -EINVAL;
+  WEFT__CHECK_THREAD(loop);
   weft_loop_metrics v = loop->m;
   v.size = sizeof v;
   v.timers_fired = 0; /* one lag entry per fired timer (timers/timer.c) */
@@ -555,6 +696,7 @@ int weft_loop_get_metrics(const weft_loop *loop, weft_loop_metrics *m,
 int weft_loop_set_slow_callback(weft_loop *loop, uint64_t threshold_us,
                                 weft_slow_callback_cb cb, void *arg) {
   if (loop == NULL) return -EINVAL;
+  WEFT__CHECK_THREAD(loop);
   loop->slow_ns =
       threshold_us > UINT64_MAX / 1000u ? UINT64_MAX : threshold_us * 1000u;
   loop->slow_arg = arg;

@@ -1,13 +1,15 @@
 /* weft — the shared thread pool.
  *
- * One process-wide pool (g_pool), created when the first loop submits,
+ * One process-wide pool (weft__pool_g), created when the first loop submits,
  * reference-counted by the loops that use it, and joined and freed when the
  * last of them is freed. Two lanes (cpu, io), each with its own queue, lock
  * and threads, so a saturated cpu lane never holds up file I/O.
  *
  * Hand-offs are where a 2-core VM loses its time (about 5 us per wake-up of
  * an idle thread), so both directions are batched:
- *  - submit wakes a worker only when none is spinning and no wake-up is
+ *  - submit takes no lock: it pushes the job on the lane's inbox (one
+ *    compare-and-swap), which the workers move to the locked queue in
+ *    whole; it wakes a worker only when none is spinning and no wake-up is
  *    already on its way; a woken worker that leaves work behind wakes the
  *    next one (a chain, never a thundering herd); a worker that runs dry
  *    spins briefly before sleeping, so a serial submitter finds it awake;
@@ -21,7 +23,8 @@
  * race between a worker and weft_work_cancel().
  *
  * Lock order: g_lock, then a lane's lock, then a loop's completion lock. A
- * worker holds no lane lock while it pushes completions.
+ * worker holds no lane lock while it pushes completions. Metrics are
+ * counted per worker slot (slot_counters) with stamps from pool_clock.c.
  *
  * The pool is ignorant of its users, as libuv's threadpool.c is: a job is a
  * weft_work with two functions, whatever embeds it (the future form in
@@ -29,93 +32,13 @@
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include <unistd.h>
 
-#include "internal.h"
-#include "pool_internal.h"
-#include "weft/pool.h"
-
-/* A job's state (weft_work.state). */
-enum { W_IDLE = 0, W_QUEUED, W_RUNNING, W_CANCELLED, W_DONE };
-
-/* One per loop that uses the pool (WEFT__MOD_POOL slot). */
-typedef struct pool_state {
-  weft_loop *loop;
-  ev_async async; /* one wake-up per batch of completions */
-  /* the completion queue: workers push, the loop takes it whole */
-  pthread_mutex_t lock;
-  pthread_cond_t cond; /* before_free waits here for running jobs */
-  weft__list cq;       /* completed jobs (qnode) */
-  bool armed;          /* a wake-up is pending or the loop is draining */
-  bool waiter;         /* before_free is waiting on cond */
-  /* loop thread only */
-  weft__list out; /* outstanding jobs (lnode), newest first */
-  unsigned outstanding;
-  bool closing; /* weft_loop_free() is cancelling: no new submits */
-  /* shutdown (weft__pool_shutdown): the callback waiting for the threads
-   * to be gone (loop thread), and its signal from the last worker (lock) */
-  void (*shut_cb)(weft_loop *loop, void *arg);
-  void *shut_arg;
-  struct pool_state *shut_next; /* the pool's waiters (aux lock) */
-  bool shut_done;               /* lock */
-} pool_state;
-
-/* A job's two list nodes (core/list.h), private storage in weft_work. */
-_Static_assert(sizeof(((weft_work *)0)->qnode) == sizeof(weft__list) &&
-                   sizeof(((weft_work *)0)->lnode) == sizeof(weft__list),
-               "weft_work's list nodes");
-static inline weft__list *qnode(weft_work *w) {
-  return (weft__list *)(void *)&w->qnode;
-}
-static inline weft__list *lnode(weft_work *w) {
-  return (weft__list *)(void *)&w->lnode;
-}
-#define WORK_OF_Q(n) WEFT__CONTAINER_OF((void *)(n), weft_work, qnode)
-#define WORK_OF_L(n) WEFT__CONTAINER_OF((void *)(n), weft_work, lnode)
-
-#define BATCH_MAX 16
-#define SPIN_ROUNDS 1000
-#define DRAIN_ROUNDS 4
-
-enum { SLOT_EMPTY = 0, SLOT_LIVE, SLOT_EXITED };
-
-typedef struct lane lane;
-typedef struct slot {
-  pthread_t tid;
-  lane *l;
-  int state; /* lane lock */
-  unsigned index;
-  weft_pool_thread_hooks hooks; /* as when the thread started */
-} slot;
-
-struct lane {
-  pthread_mutex_t lock;
-  pthread_cond_t cond;
-  weft__list queue; /* queued jobs (qnode) */
-  size_t qlen;
-  atomic_size_t qlen_hint; /* qlen, for spinning workers (no lock) */
-  unsigned target, nthreads, nidle, nspin;
-  bool waking, shutdown;
-  bool closing; /* weft_pool_shutdown: no submits; exit once the queue is
-                   empty */
-  atomic_ullong running, done; /* updated before completions are pushed */
-  slot *slots; /* WEFT_POOL_MAX, allocated when the lane first starts */
-};
-
-typedef struct pool {
-  lane lanes[WEFT_LANE_COUNT];
-  unsigned refs; /* loops using the pool (g_lock) */
-  /* aux: a leaf lock (after a lane's lock, before a loop's completion
-   * lock) for the thread hooks and the shutdown's bookkeeping */
-  pthread_mutex_t aux;
-  weft_pool_thread_hooks hooks;
-  unsigned live;          /* worker threads started and not yet exited */
-  bool shut;              /* weft__pool_shutdown ran */
-  pool_state *shut_waits; /* loops waiting for the threads to be gone */
-} pool;
+#include "pool_lanes_internal.h"
 
 static pthread_mutex_t g_lock = PTHREAD_MUTEX_INITIALIZER;
-static pool *g_pool;
+pool *weft__pool_g;
 static pthread_once_t g_once = PTHREAD_ONCE_INIT;
 static unsigned g_default_size;
 static _Thread_local weft_work *t_current;
@@ -126,24 +49,70 @@ static void default_size_init(void) {
   if (n <= 0) n = sysconf(_SC_NPROCESSORS_ONLN);
   if (n <= 0) n = 4;
   g_default_size = n > WEFT_POOL_MAX ? WEFT_POOL_MAX : (unsigned)n;
+  weft__pool_clock_init();
 }
 
 /* ---- workers ------------------------------------------------------------ */
 
 static void push_completions(weft_work **batch, int n);
 
-/* Runs (or skips, if cancelled meanwhile) one job taken off the queue. */
-static void run_job(weft_work *w) {
-  int expected = W_QUEUED;
-  if (atomic_compare_exchange_strong(&w->state, &expected, W_RUNNING)) {
+/* +1 on a counter that only this thread writes. */
+static inline void ctr_inc(atomic_ullong *c) {
+  atomic_store_explicit(c, atomic_load_explicit(c, memory_order_relaxed) + 1,
+                        memory_order_relaxed);
+}
+
+/* Runs (or skips, if cancelled meanwhile) the jobs of a batch taken off
+ * the queue, and counts each one's queue wait and run time in the slot's
+ * histograms. One stamp per job: the end of a job is the start of the
+ * next (a skipped job takes no measurable time). */
+static void run_batch(slot_counters *c, weft_work **batch, int n) {
+  uint64_t t0 = weft__pool_stamp();
+  for (int i = 0; i < n; i++) {
+    weft_work *w = batch[i];
+    int expected = W_QUEUED;
+    if (!atomic_compare_exchange_strong(&w->state, &expected, W_RUNNING)) {
+      w->status = -ECANCELED;
+      continue;
+    }
     t_current = w;
     w->work_fn(w);
     t_current = NULL;
+    uint64_t t1 = weft__pool_stamp();
     w->status = 0;
+    ctr_inc(&c->wait[weft__pool_bucket(t0 - w->submit_ns)]);
+    ctr_inc(&c->run[weft__pool_bucket(t1 - t0)]);
+    ctr_inc(&c->jobs);
     atomic_store_explicit(&w->state, W_DONE, memory_order_release);
-  } else {
-    w->status = -ECANCELED;
+    t0 = t1;
   }
+}
+
+/* Moves the inbox to the end of the queue, oldest first. Lane lock held. */
+void weft__pool_inbox_drain(lane *l) {
+  weft_work *w = atomic_exchange(&l->inbox, NULL);
+  if (w == NULL) return;
+  weft__list fifo;
+  weft__list_init(&fifo);
+  size_t n = 0;
+  for (weft__list *q = qnode(w), *next; q != NULL; q = next, n++) {
+    next = q->next;
+    weft__list_push_front(&fifo, q); /* the stack is newest first */
+  }
+  weft__list_splice_back(&l->queue, &fifo);
+  l->qlen += n;
+  atomic_store_explicit(&l->qlen_hint, l->qlen, memory_order_relaxed);
+}
+
+/* Pushes `w` on the inbox (any loop's thread, no lock). Sequentially
+ * consistent, as lane_wake's reads and an idle worker's weft__pool_inbox_drain
+ * are: either the worker going to sleep sees `w`, or the submit sees it idle.
+ */
+static void inbox_push(lane *l, weft_work *w) {
+  weft_work *head = atomic_load_explicit(&l->inbox, memory_order_relaxed);
+  do {
+    qnode(w)->next = head != NULL ? qnode(head) : NULL;
+  } while (!atomic_compare_exchange_weak(&l->inbox, &head, w));
 }
 
 static int take_batch(lane *l, weft_work **batch) {
@@ -165,29 +134,50 @@ static int take_batch(lane *l, weft_work **batch) {
 /* Spins a little, without the lock, hoping for work; returns with the lock
  * held. A serial submitter then needs no wake-up at all. */
 static void spin_for_work(lane *l) {
-  l->nspin++;
+  atomic_fetch_add(&l->nspin, 1);
   pthread_mutex_unlock(&l->lock);
   for (int i = 0; i < SPIN_ROUNDS; i++) {
-    if (atomic_load_explicit(&l->qlen_hint, memory_order_relaxed) != 0) break;
+    if (atomic_load_explicit(&l->inbox, memory_order_relaxed) != NULL ||
+        atomic_load_explicit(&l->qlen_hint, memory_order_relaxed) != 0)
+      break;
 #if defined(__x86_64__) || defined(__i386__)
     __builtin_ia32_pause();
 #endif
   }
   pthread_mutex_lock(&l->lock);
-  l->nspin--;
+  atomic_fetch_sub(&l->nspin, 1);
 }
 
-static void shut_notify_all(void);
+/* Sleeps until signalled, unless a submit pushed meanwhile: nidle is
+ * raised before the inbox is looked at again (see inbox_push). Lane lock
+ * held. */
+static void idle_wait(lane *l) {
+  atomic_fetch_add(&l->nidle, 1);
+  weft__pool_inbox_drain(l);
+  if (weft__list_empty(&l->queue)) pthread_cond_wait(&l->cond, &l->lock);
+  atomic_fetch_sub(&l->nidle, 1);
+  atomic_store_explicit(&l->waking, false, memory_order_relaxed);
+}
 
 static bool worker_should_exit(const lane *l) {
   return l->shutdown || l->nthreads > l->target ||
-         (l->closing && weft__list_empty(&l->queue));
+         (atomic_load_explicit(&l->closing, memory_order_relaxed) &&
+          weft__list_empty(&l->queue));
+}
+
+/* Wakes one idle worker unless a wake-up is already on its way. Lane lock
+ * held. */
+static void lane_signal(lane *l) {
+  if (atomic_load(&l->nidle) > 0 && !atomic_load(&l->waking)) {
+    atomic_store(&l->waking, true);
+    pthread_cond_signal(&l->cond);
+  }
 }
 
 static void *worker_main(void *arg) {
   slot *s = arg;
   lane *l = s->l;
-  weft_pool_lane lane_id = (weft_pool_lane)(l - g_pool->lanes);
+  weft_pool_lane lane_id = (weft_pool_lane)(l - weft__pool_g->lanes);
   char name[16];
   snprintf(name, sizeof name, "weft-%s-%u",
            lane_id == WEFT_LANE_CPU ? "cpu" : "io", s->index);
@@ -197,28 +187,23 @@ static void *worker_main(void *arg) {
   weft_work *batch[BATCH_MAX];
   pthread_mutex_lock(&l->lock);
   for (;;) {
+    weft__pool_inbox_drain(l);
     if (worker_should_exit(l)) break;
-    if (weft__list_empty(&l->queue) && l->nspin == 0) {
+    if (weft__list_empty(&l->queue) && atomic_load(&l->nspin) == 0) {
       /* one spinner per lane: more would steal the CPUs that the loop
        * thread and the busy workers need (2 cores) */
       spin_for_work(l); /* drops the lock: look at everything again */
+      weft__pool_inbox_drain(l);
       if (worker_should_exit(l)) break;
     }
     if (weft__list_empty(&l->queue)) {
-      l->nidle++;
-      pthread_cond_wait(&l->cond, &l->lock);
-      l->nidle--;
-      l->waking = false;
+      idle_wait(l);
       continue;
     }
     int n = take_batch(l, batch);
-    if (!weft__list_empty(&l->queue) && l->nidle > 0 && !l->waking) {
-      l->waking = true; /* chain: pass the rest on */
-      pthread_cond_signal(&l->cond);
-    }
+    if (!weft__list_empty(&l->queue)) lane_signal(l); /* chain: the rest */
     pthread_mutex_unlock(&l->lock);
-    for (int i = 0; i < n; i++)
-      run_job(batch[i]);
+    run_batch(s->ctr, batch, n);
     atomic_fetch_sub_explicit(&l->running, (unsigned long long)n,
                               memory_order_relaxed);
     atomic_fetch_add_explicit(&l->done, (unsigned long long)n,
@@ -227,25 +212,41 @@ static void *worker_main(void *arg) {
     pthread_mutex_lock(&l->lock);
   }
   l->nthreads--; /* now, so that no other thread leaves for this one */
+  if (l->nthreads < l->target) atomic_store(&l->spawn, true);
   pthread_mutex_unlock(&l->lock);
   if (s->hooks.on_stop != NULL)
     s->hooks.on_stop(lane_id, s->index, s->hooks.arg);
   pthread_mutex_lock(&l->lock);
   s->state = SLOT_EXITED;
   pthread_mutex_unlock(&l->lock);
-  pool *g = g_pool; /* alive: it is freed only after joining this thread */
+  pool *g =
+      weft__pool_g; /* alive: it is freed only after joining this thread */
   pthread_mutex_lock(&g->aux);
-  if (--g->live == 0 && g->shut) shut_notify_all();
+  if (--g->live == 0 && g->shut) weft__pool_shut_notify_all();
   pthread_mutex_unlock(&g->aux);
   return NULL;
 }
 
 /* Starts threads until the lane has its target. Lane lock held. Returns 0,
  * or -EAGAIN if none could be started and the lane has none. */
-static int lane_spawn(lane *l) {
+int weft__pool_lane_spawn(lane *l) {
   if (l->slots == NULL) {
     l->slots = weft__calloc(WEFT_POOL_MAX, sizeof *l->slots);
     if (l->slots == NULL) return -ENOMEM;
+  }
+  /* Every counter block before any thread: a lane's first start that
+   * cannot make them all fails whole with -ENOMEM, so a caller never gets
+   * a pool that quietly started fewer workers because memory ran out. A
+   * later start (growth) goes on with the workers it could make. */
+  for (unsigned i = 0, k = l->nthreads; i < WEFT_POOL_MAX && k < l->target;
+       i++) {
+    slot *s = &l->slots[i];
+    if (s->state == SLOT_LIVE) continue;
+    k++;
+    if (s->ctr == NULL && (s->ctr = weft__calloc(1, sizeof *s->ctr)) == NULL) {
+      if (l->nthreads == 0) return -ENOMEM;
+      break;
+    }
   }
   sigset_t all, old;
   sigfillset(&all);
@@ -257,39 +258,54 @@ static int lane_spawn(lane *l) {
     if (s->state == SLOT_LIVE) continue;
     if (s->state == SLOT_EXITED) pthread_join(s->tid, NULL);
     s->state = SLOT_EMPTY;
+    if (s->ctr == NULL) { /* made above unless memory ran out there */
+      err = ENOMEM;
+      break;
+    }
     s->l = l;
     s->index = (unsigned)i;
-    pthread_mutex_lock(&g_pool->aux);
-    s->hooks = g_pool->hooks;
-    g_pool->live++; /* before it can exit: it needs the lane lock first */
-    pthread_mutex_unlock(&g_pool->aux);
+    pthread_mutex_lock(&weft__pool_g->aux);
+    s->hooks = weft__pool_g->hooks;
+    weft__pool_g->live++; /* before it can exit: it needs the lane lock first */
+    pthread_mutex_unlock(&weft__pool_g->aux);
     err = pthread_create(&s->tid, NULL, worker_main, s);
     if (err != 0) {
-      pthread_mutex_lock(&g_pool->aux);
-      g_pool->live--;
-      pthread_mutex_unlock(&g_pool->aux);
+      pthread_mutex_lock(&weft__pool_g->aux);
+      weft__pool_g->live--;
+      pthread_mutex_unlock(&weft__pool_g->aux);
       break;
     }
     s->state = SLOT_LIVE;
     l->nthreads++;
   }
   pthread_sigmask(SIG_SETMASK, &old, NULL);
+  atomic_store(&l->spawn, l->nthreads < l->target);
   return l->nthreads == 0 ? (err ? -err : -EAGAIN) : 0;
 }
 
-/* Lane lock held. Never called after shutdown. */
-static void lane_wake_one(lane *l) {
-  if (l->nspin == 0 && l->nidle > 0 && !l->waking) {
-    l->waking = true;
-    pthread_cond_signal(&l->cond);
-  }
+/* After a push: wakes a worker unless one is spinning, none is idle or a
+ * wake-up is on its way; the lock only when one is to be signalled (a
+ * bulk submit mostly takes no lock at all). */
+static void lane_wake(lane *l) {
+  if (atomic_load(&l->nspin) != 0 || atomic_load(&l->nidle) == 0 ||
+      atomic_load_explicit(&l->waking, memory_order_relaxed))
+    return;
+  pthread_mutex_lock(&l->lock);
+  if (atomic_load(&l->nspin) == 0) lane_signal(l);
+  pthread_mutex_unlock(&l->lock);
 }
 
 static void lane_init(lane *l, unsigned size) {
   pthread_mutex_init(&l->lock, NULL);
   pthread_cond_init(&l->cond, NULL);
   weft__list_init(&l->queue);
+  atomic_init(&l->inbox, NULL);
   atomic_init(&l->qlen_hint, 0);
+  atomic_init(&l->nidle, 0);
+  atomic_init(&l->nspin, 0);
+  atomic_init(&l->waking, false);
+  atomic_init(&l->spawn, true);
+  atomic_init(&l->closing, false);
   atomic_init(&l->running, 0);
   atomic_init(&l->done, 0);
   l->target = size;
@@ -310,6 +326,8 @@ static void lane_destroy(lane *l) {
     pthread_mutex_lock(&l->lock);
   }
   pthread_mutex_unlock(&l->lock);
+  for (int i = 0; l->slots != NULL && i < WEFT_POOL_MAX; i++)
+    weft__free(l->slots[i].ctr);
   weft__free(l->slots);
   pthread_cond_destroy(&l->cond);
   pthread_mutex_destroy(&l->lock);
@@ -321,38 +339,39 @@ static int pool_acquire(unsigned want) {
   pthread_once(&g_once, default_size_init);
   if (want > WEFT_POOL_MAX) want = WEFT_POOL_MAX;
   pthread_mutex_lock(&g_lock);
-  if (g_pool == NULL) {
-    g_pool = weft__calloc(1, sizeof *g_pool);
-    if (g_pool == NULL) {
+  if (weft__pool_g == NULL) {
+    weft__pool_g = weft__calloc(1, sizeof *weft__pool_g);
+    if (weft__pool_g == NULL) {
       pthread_mutex_unlock(&g_lock);
       return -ENOMEM;
     }
     unsigned size = want ? want : g_default_size;
     for (int i = 0; i < WEFT_LANE_COUNT; i++)
-      lane_init(&g_pool->lanes[i], size);
-    pthread_mutex_init(&g_pool->aux, NULL);
+      lane_init(&weft__pool_g->lanes[i], size);
+    pthread_mutex_init(&weft__pool_g->aux, NULL);
   } else if (want != 0) {
     /* a loop asking for more threads grows the shared pool */
     for (int i = 0; i < WEFT_LANE_COUNT; i++) {
-      lane *l = &g_pool->lanes[i];
+      lane *l = &weft__pool_g->lanes[i];
       pthread_mutex_lock(&l->lock);
       if (l->target < want) l->target = want;
+      atomic_store(&l->spawn, l->nthreads < l->target);
       pthread_mutex_unlock(&l->lock);
     }
   }
-  g_pool->refs++;
+  weft__pool_g->refs++;
   pthread_mutex_unlock(&g_lock);
   return 0;
 }
 
 static void pool_release(void) {
   pthread_mutex_lock(&g_lock);
-  if (--g_pool->refs == 0) {
+  if (--weft__pool_g->refs == 0) {
     for (int i = 0; i < WEFT_LANE_COUNT; i++)
-      lane_destroy(&g_pool->lanes[i]);
-    pthread_mutex_destroy(&g_pool->aux);
-    weft__free(g_pool);
-    g_pool = NULL;
+      lane_destroy(&weft__pool_g->lanes[i]);
+    pthread_mutex_destroy(&weft__pool_g->aux);
+    weft__free(weft__pool_g);
+    weft__pool_g = NULL;
   }
   pthread_mutex_unlock(&g_lock);
 }
@@ -374,7 +393,7 @@ static void lstate_teardown(weft_loop *loop, void *arg) {
 
 /* This loop's pool state, created (and the pool acquired) on first use.
  * NULL with *err = -ENOMEM (or the pool's error) on failure. */
-static pool_state *pool_state_get(weft_loop *loop, int *err) {
+pool_state *weft__pool_state_get(weft_loop *loop, int *err) {
   pool_state *st = weft__module_get(loop, WEFT__MOD_POOL);
   if (WEFT__LIKELY(st != NULL)) return st;
   st = weft__calloc(1, sizeof *st);
@@ -406,7 +425,7 @@ static pool_state *pool_state_get(weft_loop *loop, int *err) {
  * empty) and wakes the loop unless a wake-up is already pending. The
  * ev_async_send happens under the lock so that the loop cannot be freed
  * between the push and the send. */
-static void cq_push(pool_state *st, weft__list *done) {
+void weft__pool_cq_push(pool_state *st, weft__list *done) {
   pthread_mutex_lock(&st->lock);
   weft__list_splice_back(&st->cq, done);
   if (st->waiter) pthread_cond_signal(&st->cond);
@@ -434,7 +453,7 @@ static void push_completions(weft_work **batch, int n) {
         batch[j] = NULL;
       }
     }
-    cq_push(weft__module_get(loop, WEFT__MOD_POOL), &group);
+    weft__pool_cq_push(weft__module_get(loop, WEFT__MOD_POOL), &group);
   }
 }
 
@@ -460,8 +479,6 @@ static bool cq_take(pool_state *st, weft__list *out) {
 /* Drains whole batches; completions that arrive meanwhile are picked up
  * without another wake-up (armed stays set). After a few rounds it yields
  * to the rest of the loop and re-arms itself. */
-static void shut_deliver(pool_state *st);
-
 static void on_completions(struct ev_loop *ev, ev_async *a, int revents) {
   WEFT__UNUSED(ev);
   WEFT__UNUSED(revents);
@@ -474,11 +491,11 @@ static void on_completions(struct ev_loop *ev, ev_async *a, int revents) {
   bool shut = st->shut_done;
   st->shut_done = false;
   pthread_mutex_unlock(&st->lock);
-  if (shut) shut_deliver(st);
+  if (shut) weft__pool_shut_deliver(st);
   pthread_mutex_lock(&st->lock);
   if (!weft__list_empty(&st->cq)) {
     ev_async_send(st->loop->ev, &st->async);
-    weft__loop_wake(st->loop); /* see cq_push */
+    weft__loop_wake(st->loop); /* see weft__pool_cq_push */
   } else {
     st->armed = false;
   }
@@ -487,16 +504,42 @@ static void on_completions(struct ev_loop *ev, ev_async *a, int revents) {
 
 /* ---- submit / cancel ---------------------------------------------------- */
 
+/* A submit's slow path: starts the lane's threads (first use, a resize, an
+ * earlier failure). Returns 0, -ESHUTDOWN or weft__pool_lane_spawn()'s error.
+ */
+static int lane_start(lane *l) {
+  pthread_mutex_lock(&l->lock);
+  int err = atomic_load(&l->closing) ? -ESHUTDOWN : 0;
+  if (err == 0 && l->nthreads < l->target) err = weft__pool_lane_spawn(l);
+  pthread_mutex_unlock(&l->lock);
+  return err;
+}
+
+/* Takes `w` off the lane if it is still queued there (true). */
+static bool withdraw(lane *l, weft_work *w) {
+  pthread_mutex_lock(&l->lock);
+  weft__pool_inbox_drain(l);
+  bool queued = w->queued;
+  if (queued) {
+    weft__list_unlink(qnode(w));
+    w->queued = 0;
+    l->qlen--;
+    atomic_store_explicit(&l->qlen_hint, l->qlen, memory_order_relaxed);
+  }
+  pthread_mutex_unlock(&l->lock);
+  return queued;
+}
+
 int weft_work_submit(weft_loop *loop, weft_work *w, weft_pool_lane lane_id,
                      weft_work_fn work_fn, weft_work_done_cb done_cb) {
   if (loop == NULL || w == NULL || work_fn == NULL || done_cb == NULL ||
       (unsigned)lane_id >= WEFT_LANE_COUNT)
     return -EINVAL;
   int err = 0;
-  pool_state *st = pool_state_get(loop, &err);
+  pool_state *st = weft__pool_state_get(loop, &err);
   if (st == NULL) return err;
   if (st->closing) return -ESHUTDOWN;
-  lane *l = &g_pool->lanes[lane_id];
+  lane *l = &weft__pool_g->lanes[lane_id];
   w->loop = loop;
   w->work_fn = work_fn;
   w->done_cb = done_cb;
@@ -504,27 +547,22 @@ int weft_work_submit(weft_loop *loop, weft_work *w, weft_pool_lane lane_id,
   w->status = 0;
   atomic_store_explicit(&w->cancel, false, memory_order_relaxed);
   atomic_store_explicit(&w->state, W_QUEUED, memory_order_relaxed);
-  pthread_mutex_lock(&l->lock);
-  if (WEFT__UNLIKELY(l->closing)) {
-    pthread_mutex_unlock(&l->lock);
+  if (WEFT__UNLIKELY(atomic_load(&l->closing))) err = -ESHUTDOWN;
+  if (WEFT__UNLIKELY(err == 0 && atomic_load(&l->spawn))) err = lane_start(l);
+  if (err == 0) {
+    w->submit_ns = weft__pool_stamp(); /* a stamp, not ns (pool_clock.c) */
+    w->queued = 1;
+    inbox_push(l, w);
+    /* a shutdown that began meanwhile either withdrew `w` already (it
+     * completes) or sees it now; take it back if it is still ours */
+    if (WEFT__UNLIKELY(atomic_load(&l->closing)) && withdraw(l, w))
+      err = -ESHUTDOWN;
+  }
+  if (err != 0) {
     atomic_store(&w->state, W_IDLE);
-    return -ESHUTDOWN;
+    return err;
   }
-  if (WEFT__UNLIKELY(l->nthreads < l->target)) {
-    err = lane_spawn(l);
-    if (err != 0) {
-      pthread_mutex_unlock(&l->lock);
-      atomic_store(&w->state, W_IDLE);
-      return err;
-    }
-  }
-  weft__list_init(qnode(w)); /* `w` is the caller's: its nodes hold anything */
-  weft__list_push_back(&l->queue, qnode(w));
-  w->queued = 1;
-  l->qlen++;
-  atomic_store_explicit(&l->qlen_hint, l->qlen, memory_order_relaxed);
-  lane_wake_one(l);
-  pthread_mutex_unlock(&l->lock);
+  lane_wake(l);
   /* the loop's list of outstanding jobs: loop thread only */
   weft__list_push_front(&st->out, lnode(w));
   st->outstanding++;
@@ -534,8 +572,9 @@ int weft_work_submit(weft_loop *loop, weft_work *w, weft_pool_lane lane_id,
 
 /* Cancels one outstanding job (see weft_work_cancel()). */
 static int cancel_job(pool_state *st, weft_work *w) {
-  lane *l = &g_pool->lanes[w->lane];
+  lane *l = &weft__pool_g->lanes[w->lane];
   pthread_mutex_lock(&l->lock);
+  weft__pool_inbox_drain(l);
   if (w->queued) {
     weft__list_unlink(qnode(w));
     w->queued = 0;
@@ -548,7 +587,7 @@ static int cancel_job(pool_state *st, weft_work *w) {
     weft__list one;
     weft__list_init(&one);
     weft__list_insert(&one, qnode(w));
-    cq_push(st, &one);
+    weft__pool_cq_push(st, &one);
     return 0;
   }
   pthread_mutex_unlock(&l->lock);
@@ -618,171 +657,4 @@ static void lstate_before_free(weft_loop *loop, void *arg, unsigned requests) {
     deliver(st, &done);
   }
   st->closing = false;
-}
-
-/* ---- size and stats ----------------------------------------------------- */
-
-static int lane_resize(lane *l, unsigned n) {
-  pthread_mutex_lock(&l->lock);
-  if (l->closing) {
-    pthread_mutex_unlock(&l->lock);
-    return -ESHUTDOWN;
-  }
-  unsigned old = l->target;
-  l->target = n;
-  int err = 0;
-  if (n > l->nthreads && l->nthreads != 0) {
-    err = lane_spawn(l);
-    if (l->nthreads < n) {
-      l->target = l->nthreads > old ? l->nthreads : old;
-      if (err == 0) err = -EAGAIN;
-    }
-  } else if (n < l->nthreads) {
-    pthread_cond_broadcast(&l->cond); /* the extra ones exit */
-  }
-  pthread_mutex_unlock(&l->lock);
-  return err;
-}
-
-int weft_pool_resize(weft_loop *loop, unsigned cpu, unsigned io) {
-  if (loop == NULL || cpu > WEFT_POOL_MAX || io > WEFT_POOL_MAX) return -EINVAL;
-  int err = 0;
-  if (pool_state_get(loop, &err) == NULL) return err;
-  if (cpu != 0) err = lane_resize(&g_pool->lanes[WEFT_LANE_CPU], cpu);
-  if (err == 0 && io != 0) err = lane_resize(&g_pool->lanes[WEFT_LANE_IO], io);
-  return err;
-}
-
-int weft_pool_get_stats(weft_loop *loop, weft_pool_lane lane_id,
-                        weft_pool_stats *out) {
-  if (loop == NULL || out == NULL || (unsigned)lane_id >= WEFT_LANE_COUNT)
-    return -EINVAL;
-  int err = 0;
-  if (pool_state_get(loop, &err) == NULL) return err;
-  lane *l = &g_pool->lanes[lane_id];
-  pthread_mutex_lock(&l->lock);
-  out->queued = l->qlen;
-  out->running = atomic_load(&l->running);
-  out->done = atomic_load(&l->done);
-  out->threads = l->nthreads;
-  out->target = l->target;
-  pthread_mutex_unlock(&l->lock);
-  return 0;
-}
-
-/* ---- thread hooks and shutdown ------------------------------------------ */
-
-int weft_pool_set_thread_hooks(weft_loop *loop,
-                               const weft_pool_thread_hooks *hooks) {
-  if (loop == NULL) return -EINVAL;
-  int err = 0;
-  if (pool_state_get(loop, &err) == NULL) return err;
-  pthread_mutex_lock(&g_pool->aux);
-  g_pool->hooks = hooks != NULL ? *hooks : (weft_pool_thread_hooks){0};
-  pthread_mutex_unlock(&g_pool->aux);
-  return 0;
-}
-
-/* Wakes `st`'s loop to run its shutdown callback. Aux lock held. */
-static void shut_notify(pool_state *st) {
-  pthread_mutex_lock(&st->lock);
-  st->shut_done = true;
-  if (!st->armed) {
-    st->armed = true;
-    ev_async_send(st->loop->ev, &st->async);
-    weft__loop_wake(st->loop); /* see cq_push */
-  }
-  pthread_mutex_unlock(&st->lock);
-}
-
-/* The last worker is gone: every waiting loop learns it. Aux lock held. */
-static void shut_notify_all(void) {
-  pool *g = g_pool;
-  while (g->shut_waits != NULL) {
-    pool_state *st = g->shut_waits;
-    g->shut_waits = st->shut_next;
-    st->shut_next = NULL;
-    shut_notify(st);
-  }
-}
-
-/* Joins the threads that have exited (each has run its stop hook and
- * signalled; it is returning), so that none is left when the callback
- * says the workers are gone. Loop thread; no lock held. */
-static void join_exited(void) {
-  for (int i = 0; i < WEFT_LANE_COUNT; i++) {
-    lane *l = &g_pool->lanes[i];
-    pthread_mutex_lock(&l->lock);
-    for (int k = 0; l->slots != NULL && k < WEFT_POOL_MAX; k++) {
-      if (l->slots[k].state != SLOT_EXITED) continue;
-      pthread_t tid = l->slots[k].tid;
-      l->slots[k].state = SLOT_EMPTY;
-      pthread_mutex_unlock(&l->lock);
-      pthread_join(tid, NULL);
-      pthread_mutex_lock(&l->lock);
-    }
-    pthread_mutex_unlock(&l->lock);
-  }
-}
-
-static void shut_deliver(pool_state *st) {
-  void (*cb)(weft_loop *, void *) = st->shut_cb;
-  void *arg = st->shut_arg;
-  if (cb == NULL) return;
-  st->shut_cb = NULL;
-  st->shut_arg = NULL;
-  join_exited();
-  weft__req_done(st->loop);
-  cb(st->loop, arg);
-}
-
-/* Cancels every queued job of the lane (any loop's). Lane lock held. */
-static void lane_cancel_queued(lane *l) {
-  for (weft__list *q; (q = weft__list_pop_front(&l->queue)) != NULL;) {
-    weft_work *w = WORK_OF_Q(q);
-    w->queued = 0;
-    l->qlen--;
-    atomic_fetch_add_explicit(&l->done, 1, memory_order_relaxed);
-    atomic_store(&w->state, W_CANCELLED);
-    w->status = -ECANCELED;
-    weft__list one;
-    weft__list_init(&one);
-    weft__list_insert(&one, qnode(w));
-    cq_push(weft__module_get(w->loop, WEFT__MOD_POOL), &one);
-  }
-  atomic_store_explicit(&l->qlen_hint, l->qlen, memory_order_relaxed);
-}
-
-int weft__pool_shutdown(weft_loop *loop, bool cancel_queued,
-                        void (*cb)(weft_loop *loop, void *arg), void *arg) {
-  if (loop == NULL) return -EINVAL;
-  int err = 0;
-  pool_state *st = pool_state_get(loop, &err);
-  if (st == NULL) return err;
-  for (int i = 0; i < WEFT_LANE_COUNT; i++) {
-    lane *l = &g_pool->lanes[i];
-    pthread_mutex_lock(&l->lock);
-    l->closing = true;
-    if (cancel_queued) lane_cancel_queued(l);
-    pthread_cond_broadcast(&l->cond); /* idle workers look again and leave */
-    pthread_mutex_unlock(&l->lock);
-  }
-  pthread_mutex_lock(&g_pool->aux);
-  g_pool->shut = true;
-  if (cb != NULL) {
-    bool waiting = st->shut_cb != NULL;
-    st->shut_cb = cb;
-    st->shut_arg = arg;
-    if (!waiting) {
-      weft__req_start(loop); /* the loop stays alive until it is told */
-      if (g_pool->live == 0) {
-        shut_notify(st);
-      } else {
-        st->shut_next = g_pool->shut_waits;
-        g_pool->shut_waits = st;
-      }
-    }
-  }
-  pthread_mutex_unlock(&g_pool->aux);
-  return 0;
 }

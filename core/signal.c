@@ -93,6 +93,7 @@ static const weft__handle_ops signal_ops = {WEFT_HANDLE_SIGNAL, signal_close,
 
 int weft_signal_init(weft_loop *loop, weft_signal *s) {
   if (loop == NULL || s == NULL) return -EINVAL;
+  WEFT__CHECK_INIT(loop, &s->base);
   weft__handle_init(loop, &s->base, &signal_ops);
   s->cb = NULL;
   s->signum = 0;
@@ -149,8 +150,13 @@ int weft_signal_stop(weft_signal *s) {
 }
 
 /* For modules that watch a signal with their own ev_signal (the process
- * module's SIGCHLD fallback): the same one-loop-per-signal bookkeeping. */
+ * module's SIGCHLD fallback, the tty's SIGWINCH): the same
+ * one-loop-per-signal bookkeeping, and the same handler once the watcher
+ * is started. */
 int weft__signal_claim(weft_loop *loop, int signum) {
   return claim(loop, signum);
 }
 void weft__signal_release(int signum) { release(signum); }
+void weft__signal_wrap(weft_loop *loop, int signum) {
+  wrap_handler(loop, signum);
+}

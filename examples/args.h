@@ -94,4 +94,71 @@ static inline int ex_operands(int argc, char **argv, int min,
   return n;
 }
 
+/* One option of ex_parse()'s table, argparse's add_argument: `flag` (e.g.
+ * "-j" or "--port") takes a value, stored into exactly one of: *num, a
+ * whole decimal number in [min, max]; *real, a number greater than min and
+ * less than max; *str, the string itself. The table ends with {NULL}. */
+typedef struct ex_opt {
+  const char *flag;
+  long *num;
+  long min, max;
+  double *real;
+  const char **str;
+} ex_opt;
+
+/* `v`, the value of option `o->flag`, stored as the table says (a usage
+ * error naming the option if it does not fit). */
+static inline void ex_opt_set(const ex_opt *o, const char *v,
+                              const char *usage) {
+  char *end;
+  if (o->num != NULL) {
+    *o->num = ex_number(o->flag, v, o->min, o->max, usage);
+  } else if (o->real != NULL) {
+    double d = strtod(v, &end);
+    if (*v == '\0' || *end != '\0' || !(d > o->min && d < o->max))
+      ex_bad(usage, "%s %s: want a number over %ld and under %ld", o->flag, v,
+             o->min, o->max);
+    *o->real = d;
+  } else {
+    *o->str = v;
+  }
+}
+
+/* argparse's parse_args: -h/--help prints the usage and exits 0; each
+ * argument that is a flag of `opts` takes the next one as its value; any
+ * other argument starting with '-' (unless it follows "--") is a usage
+ * error; the rest are operands, of which there must be at least
+ * `min_operands` and at most `max_operands` (-1: any number). Options and
+ * operands may come in any order. Moves the operands to argv[1..n] (argv[n
+ * + 1] is NULL) and returns n, their count. */
+static inline int ex_parse(int argc, char **argv, const ex_opt *opts,
+                           int min_operands, int max_operands,
+                           const char *usage) {
+  int n = 0;
+  bool flags = true;
+  for (int i = 1; i < argc; i++) {
+    const char *a = argv[i];
+    const ex_opt *o = opts;
+    if (flags && strcmp(a, "--") == 0) {
+      flags = false;
+      continue;
+    }
+    if (!flags || a[0] != '-' || a[1] == '\0') {
+      argv[++n] = argv[i];
+      continue;
+    }
+    if (ex_is_help(a)) ex_usage(usage, 0);
+    while (o->flag != NULL && strcmp(o->flag, a) != 0)
+      o++;
+    if (o->flag == NULL) ex_bad(usage, "unknown option '%s'", a);
+    if (i + 1 >= argc) ex_bad(usage, "%s needs a value", a);
+    ex_opt_set(o, argv[++i], usage);
+  }
+  if (n < min_operands) ex_bad(usage, "missing operand");
+  if (max_operands >= 0 && n > max_operands)
+    ex_bad(usage, "unexpected argument '%s'", argv[max_operands + 1]);
+  argv[n + 1] = NULL;
+  return n;
+}
+
 #endif /* WEFT_EXAMPLES_ARGS_H */

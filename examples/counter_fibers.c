@@ -5,8 +5,6 @@
  * updates and most increments are lost. Prints both totals; exit 1 if the
  * locked one is wrong. The asyncio twin is examples/python/counter.py. */
 #include <stdio.h>
-#include <stdlib.h>
-#include <string.h>
 #include <weft.h>
 
 #include "args.h"
@@ -14,9 +12,10 @@
 static const char usage[] =
     "usage: counter_fibers [-f FIBERS] [-n INCREMENTS]\n";
 static long fibers = 10, increments = 1000, counter;
+static weft_lock *lock; /* NULL: the run without it */
 
-static int add(weft_fiber *self, void *lock) {
-  (void)self;
+static int add(weft_fiber *self, void *arg) {
+  (void)self, (void)arg;
   for (long i = 0; i < increments; i++) {
     int err = lock == NULL ? 0 : weft_fiber_lock_acquire(lock);
     if (err != 0) return err;
@@ -29,41 +28,28 @@ static int add(weft_fiber *self, void *lock) {
   return 0;
 }
 
-static int run(weft_fiber *self, void *lock) {
-  weft_future *fs[fibers];
+static int run(weft_fiber *self, void *locked) {
+  int err = locked ? weft_lock_new(weft_fiber_loop(self), &lock) : 0;
   counter = 0;
-  for (long i = 0; i < fibers; i++)
-    if (weft_fiber_create_task(add, lock, &fs[i]) != 0) return -ENOMEM;
-  int err = weft_fiber_gather(fs, (size_t)fibers);
+  if (err == 0) err = weft_fiber_map(add, NULL, (size_t)fibers, 0);
+  if (lock != NULL) weft_lock_free(lock);
+  lock = NULL;
   weft_fiber_return_i64(self, counter);
   return err;
 }
 
 int main(int argc, char **argv) {
-  for (int i = 1; i < argc; i++) {
-    if (ex_is_help(argv[i]))
-      ex_usage(usage, 0);
-    else if (strcmp(argv[i], "-f") == 0)
-      fibers = ex_long(argc, argv, &i, 1, 10000, usage);
-    else if (strcmp(argv[i], "-n") == 0)
-      increments = ex_long(argc, argv, &i, 0, 1000000, usage);
-    else
-      ex_bad(usage, "unknown argument '%s'", argv[i]);
-  }
-  weft_loop *loop;
-  weft_lock *lock;
+  ex_opt opts[] = {
+      {"-f", &fibers, 1, 10000}, {"-n", &increments, 0, 1000000}, {NULL}};
+  ex_parse(argc, argv, opts, 0, 0, usage);
   int64_t locked = 0, unlocked = 0;
-  int err = weft_loop_new(&loop, NULL);
-  if (err == 0) err = weft_lock_new(loop, &lock);
-  if (err == 0) err = weft_fiber_run(loop, run, lock, NULL, &locked);
-  if (err == 0) err = weft_fiber_run(loop, run, NULL, NULL, &unlocked);
+  int err = weft_fiber_main(run, "locked", NULL, &locked);
+  if (err == 0) err = weft_fiber_main(run, NULL, NULL, &unlocked);
   if (err != 0) {
     fprintf(stderr, "counter_fibers: %s\n", weft_strerror(err));
     return 1;
   }
   printf("with the lock: %lld, without: %lld (expected %ld)\n",
          (long long)locked, (long long)unlocked, fibers * increments);
-  weft_lock_free(lock);
-  weft_loop_free(loop);
   return locked == fibers * increments ? 0 : 1;
 }

@@ -23,10 +23,15 @@ static const char usage[] =
     "  0: any free port, printed on stderr), with N loops on N threads\n"
     "  (1..64, default 1) sharing the port. SIGINT/SIGTERM stop it.\n";
 
+/* The read buffer: big enough that a message of up to 256 KiB that has
+ * arrived whole is read with one read and echoed with one write (with
+ * 64 KiB, a 100 KiB message took two of each and two loop turns). */
+#define BUF_SIZE (256 * 1024)
+
 typedef struct conn {
   weft_lgroup_conn lc; /* first: its tcp is the connection */
   weft_write_req wr;
-  char buf[64 * 1024];
+  char buf[BUF_SIZE];
 } conn;
 
 static void on_alloc(weft_stream *s, size_t suggested, weft_buf *buf) {

@@ -1,5 +1,6 @@
-/* httpd --port P --root DIR [--loops N] [--host ADDR]
+/* httpd --port P --root DIR [--loops N] [--handoff] [--host ADDR]
  *       [--idle-ms MS] [--header-ms MS] [--send-ms MS] [--cache-ms MS]
+ *       [--stats]
  * — an HTTP/1.1 static file server on weft (docs/httpd.md).
  *
  * GET and HEAD of regular files under DIR (a path ending in "/" serves its
@@ -22,7 +23,10 @@
  *
  * N loops run on N threads as one loop group (weft/loopgroup.h), each with
  * its own listening socket on the same port (SO_REUSEPORT: the kernel
- * spreads connections). Port 0 picks a free port; the server prints
+ * spreads connections), or with --handoff one listening socket on loop 0,
+ * which hands each connection to the loop with the fewest live ones.
+ * --stats prints each loop's connection counts and metrics on SIGUSR1.
+ * Port 0 picks a free port; the server prints
  * "listening on PORT" once it accepts connections. SIGTERM or SIGINT stops
  * it cleanly (exit status 0): the group stops accepting, closes every
  * connection, lets file requests in flight finish and joins its threads.
@@ -32,6 +36,7 @@
  * arrived --header-ms (default 10000) after its first byte is closed (slow
  * clients); a reply that makes no progress for --send-ms (default 30000)
  * is abandoned. */
+#include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
 #include <signal.h>
@@ -60,6 +65,8 @@ typedef struct options {
   const char *host, *root;
   unsigned port, loops;
   uint64_t idle_ms, header_ms, send_ms, cache_ms;
+  bool stats;   /* --stats: per-loop metrics on SIGUSR1 */
+  bool handoff; /* --handoff: WEFT_LGROUP_HANDOFF, not SO_REUSEPORT */
 } options;
 
 typedef struct server { /* one per loop */
@@ -68,6 +75,8 @@ typedef struct server { /* one per loop */
   fcache cache;    /* open files, trusted for --cache-ms */
   time_t date_sec; /* the cached Date header value is for this second */
   char date[40];
+  weft_lgroup *g;   /* --stats: loop 0 broadcasts on SIGUSR1 */
+  weft_signal usr1; /* loop 0 only */
 } server;
 
 typedef struct conn {
@@ -600,10 +609,71 @@ static void on_conn(weft_lgroup_conn *lc, void *arg) {
 /* ---- the loop group, main -------------------------------------------------
  */
 
-static int loop_init(weft_lgroup *g, unsigned i, weft_loop *loop, void *arg) {
-  (void)g;
-  ((server *)arg)[i].loop = loop;
+/* This thread's time on a CPU and waiting for one (runnable, not running)
+ * in ms, from /proc/thread-self/schedstat; false if the kernel has none. */
+static bool sched_times(unsigned long long *run_ms,
+                        unsigned long long *wait_ms) {
+  FILE *f = fopen("/proc/thread-self/schedstat", "r");
+  if (f == NULL) return false;
+  unsigned long long run, wait;
+  bool ok = fscanf(f, "%llu %llu", &run, &wait) == 2;
+  fclose(f);
+  *run_ms = run / 1000000u;
+  *wait_ms = wait / 1000000u;
+  return ok;
+}
+
+/* --stats: each loop prints one line of its metrics (one write, so the
+ * loops' lines do not interleave). */
+static int print_stats(weft_lgroup *g, unsigned i, void *local, void *arg,
+                       weft_lgroup_result *res) {
+  (void)local, (void)arg, (void)res;
+  weft_loop_metrics m;
+  weft_lgroup_stats st;
+  int err = weft_loop_get_metrics(weft_lgroup_loop(g, i), &m, sizeof m);
+  if (err == 0) err = weft_lgroup_get_stats(g, i, &st);
+  if (err < 0) return err;
+  char line[480];
+  int n = snprintf(
+      line, sizeof line,
+      "stats loop=%u accepted=%llu live=%llu turns=%llu callbacks=%llu "
+      "io_events=%llu timers=%llu busy_ms=%llu wait_ms=%llu "
+      "longest_turn_us=%llu deferred_max=%llu",
+      i, (unsigned long long)st.accepted, (unsigned long long)st.live,
+      (unsigned long long)m.turns, (unsigned long long)m.callbacks,
+      (unsigned long long)m.io_events, (unsigned long long)m.timers_fired,
+      (unsigned long long)(m.busy_ns / 1000000u),
+      (unsigned long long)(m.wait_ns / 1000000u),
+      (unsigned long long)(m.longest_turn_ns / 1000u),
+      (unsigned long long)m.deferred_max_depth);
+  unsigned long long run_ms, wait_ms;
+  if (sched_times(&run_ms, &wait_ms))
+    n += snprintf(line + n, sizeof line - (size_t)n,
+                  " cpu_ms=%llu runq_wait_ms=%llu", run_ms, wait_ms);
+  n += snprintf(line + n, sizeof line - (size_t)n, "\n");
+  if (write(STDOUT_FILENO, line, (size_t)n) < 0) return -errno;
   return 0;
+}
+
+static void on_usr1(weft_signal *s, int signum) {
+  (void)signum;
+  server *srv = s->base.data;
+  weft_future *f;
+  if (weft_lgroup_broadcast(srv->g, srv->loop, print_stats, NULL, NULL, &f) ==
+      0)
+    weft_future_unref(f); /* the lines are the result */
+}
+
+static int loop_init(weft_lgroup *g, unsigned i, weft_loop *loop, void *arg) {
+  server *srv = &((server *)arg)[i];
+  srv->loop = loop;
+  srv->g = g;
+  if (i != 0 || !srv->opt->stats) return 0;
+  int err = weft_signal_init(loop, &srv->usr1);
+  srv->usr1.base.data = srv;
+  if (err == 0) err = weft_signal_start(&srv->usr1, on_usr1, SIGUSR1);
+  if (err == 0) weft_unref(&srv->usr1.base); /* never keeps the loop up */
+  return err;
 }
 
 static int parse_addr(const options *o, struct sockaddr_storage *ss) {
@@ -613,13 +683,20 @@ static int parse_addr(const options *o, struct sockaddr_storage *ss) {
 }
 
 static const char usage_text[] =
-    "usage: httpd --port P --root DIR [--loops N] [--host ADDR]\n"
+    "usage: httpd --port P --root DIR [--loops N] [--handoff] [--host ADDR]\n"
     "             [--idle-ms MS] [--header-ms MS] [--send-ms MS] "
-    "[--cache-ms MS]\n"
+    "[--cache-ms MS] [--stats]\n"
     "  Serves the files under DIR over HTTP/1.1 on ADDR (default 127.0.0.1)\n"
     "  port P (0..65535; 0: any free port), printing \"listening on PORT\";\n"
-    "  N loops (1..256, default 1). Timeouts in ms (> 0): idle 15000,\n"
-    "  header 10000, send 30000; --cache-ms 1000 (0: no descriptor cache).\n";
+    "  N loops (1..256, default 1), each with its own listening socket\n"
+    "  (SO_REUSEPORT: the kernel spreads connections); --handoff: loop 0\n"
+    "  accepts them all and hands each to the loop with the fewest live\n"
+    "  connections. Timeouts in ms (> 0): idle 15000,\n"
+    "  header 10000, send 30000; --cache-ms 1000 (0: no descriptor cache).\n"
+    "  --stats: on SIGUSR1 each loop prints a line \"stats loop=I accepted=..\n"
+    "  live=.. turns=.. ...\" (its weft_loop_metrics and connections; then\n"
+    "  cpu_ms, runq_wait_ms: its thread's time on a CPU and waiting for "
+    "one).\n";
 
 /* Says what is wrong, then the usage on stderr; returns 2. */
 static int usage(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
@@ -648,6 +725,14 @@ static int parse_args(int argc, char **argv, options *o, char *root) {
     if (strcmp(k, "-h") == 0 || strcmp(k, "--help") == 0) {
       fputs(usage_text, stdout);
       exit(0);
+    }
+    if (strcmp(k, "--stats") == 0) {
+      o->stats = true;
+      continue;
+    }
+    if (strcmp(k, "--handoff") == 0) {
+      o->handoff = true;
+      continue;
     }
     static const char *const opts[] = {"--root",    "--host",    "--port",
                                        "--loops",   "--idle-ms", "--header-ms",
@@ -714,8 +799,9 @@ static int start_group(weft_lgroup **g, server *srv, options *o) {
   socklen_t len = sizeof ss;
   int err = parse_addr(o, &ss);
   if (err == 0 && (err = weft_lgroup_new(g, &go)) == 0) {
-    err = weft_lgroup_listen(*g, (struct sockaddr *)&ss, WEFT_LGROUP_REUSEPORT,
-                             1024);
+    err = weft_lgroup_listen(
+        *g, (struct sockaddr *)&ss,
+        o->handoff ? WEFT_LGROUP_HANDOFF : WEFT_LGROUP_REUSEPORT, 1024);
     if (err == 0)
       err = weft_lgroup_getsockname(*g, (struct sockaddr *)&ss, &len);
     if (err == 0)

@@ -1,14 +1,15 @@
 /* kvd — an in-memory key-value server speaking the Redis protocol (RESP2
  * and inline commands, pipelining) on weft's TCP streams and timers.
  *
- *   kvd --port P [--loops N] [--bind ADDR] [--proto-max-bulk-len BYTES]
- *       [--stats]
+ *   kvd --port P [--loops N] [--bind ADDR] [--handoff]
+ *       [--proto-max-bulk-len BYTES] [--stats]
  *
  * Prints "listening on PORT" once it accepts connections (--port 0 picks a
  * free port), and exits cleanly on SIGTERM or SIGINT. With --loops N, N
  * loops on N threads (one weft loop group, weft/loopgroup.h) listen on the
- * same port (SO_REUSEPORT) and share one store, sharded by key hash with a
- * lock per shard (see kvd/kvd.h).
+ * same port (SO_REUSEPORT; with --handoff loop 0 accepts and hands each
+ * connection to the loop with the fewest live ones) and share one store,
+ * sharded by key hash with a lock per shard (see kvd/kvd.h).
  *
  * Each connection reads into its own buffer (bounded: KVD_MAX_QUERY bytes
  * of one request), runs every complete command in it, and writes all the
@@ -18,10 +19,12 @@
  * per loop, armed at the earliest deadline of the shards that loop owns. */
 #include <errno.h>
 #include <limits.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "args.h"
 #include "kvd/kvd.h"
@@ -403,6 +406,13 @@ static int parse_multibulk(kvd_conn *c, size_t *argc) {
         protocol_error(c, "invalid bulk length");
         return -1;
       }
+      /* the whole request's bound, checked on its size and not on how
+       * much of it one read brought: a request that ends in the same
+       * read that crosses the bound is refused too */
+      if (c->ppos + (size_t)v + 2 > KVD_MAX_QUERY) {
+        protocol_error(c, "request too large");
+        return -1;
+      }
       c->bulk = v;
     }
     if (c->ilen - c->ipos - c->ppos < (size_t)c->bulk + 2) return 0;
@@ -750,12 +760,55 @@ static void on_conn(weft_lgroup_conn *lc, void *arg) {
     conn_close(c);
 }
 
-/* ---- the loops ------------------------------------------------------------
- */
+/* ---- the loops ----------------------------------------------------------- */
 
 /* On loop i's thread, before it runs: its expiry timer. */
+/* --stats, on SIGUSR1: each loop prints one line of its metrics (one write,
+ * so the loops' lines do not interleave). */
+static weft_lgroup *stats_group;
+static weft_signal stats_usr1; /* on loop 0 */
+
+static int print_loop_stats(weft_lgroup *g, unsigned i, void *local, void *arg,
+                            weft_lgroup_result *res) {
+  (void)local, (void)arg, (void)res;
+  weft_loop_metrics m;
+  weft_lgroup_stats st;
+  int err = weft_loop_get_metrics(weft_lgroup_loop(g, i), &m, sizeof m);
+  if (err == 0) err = weft_lgroup_get_stats(g, i, &st);
+  if (err < 0) return err;
+  char line[400];
+  int n = snprintf(
+      line, sizeof line,
+      "stats loop=%u accepted=%llu live=%llu turns=%llu callbacks=%llu "
+      "io_events=%llu timers=%llu busy_ms=%llu wait_ms=%llu "
+      "longest_turn_us=%llu deferred_max=%llu\n",
+      i, (unsigned long long)st.accepted, (unsigned long long)st.live,
+      (unsigned long long)m.turns, (unsigned long long)m.callbacks,
+      (unsigned long long)m.io_events, (unsigned long long)m.timers_fired,
+      (unsigned long long)(m.busy_ns / 1000000u),
+      (unsigned long long)(m.wait_ns / 1000000u),
+      (unsigned long long)(m.longest_turn_ns / 1000u),
+      (unsigned long long)m.deferred_max_depth);
+  if (n > 0 && write(STDOUT_FILENO, line, (size_t)n) < 0) return -errno;
+  return 0;
+}
+
+static void on_usr1(weft_signal *s, int signum) {
+  (void)signum;
+  weft_future *f;
+  if (weft_lgroup_broadcast(stats_group, weft_handle_loop(&s->base),
+                            print_loop_stats, NULL, NULL, &f) == 0)
+    weft_future_unref(f); /* the lines are the result */
+}
+
 static int loop_init(weft_lgroup *g, unsigned i, weft_loop *loop, void *arg) {
-  (void)g;
+  if (i == 0 && print_stats) {
+    stats_group = g;
+    int err = weft_signal_init(loop, &stats_usr1);
+    if (err == 0) err = weft_signal_start(&stats_usr1, on_usr1, SIGUSR1);
+    if (err < 0) return err;
+    weft_unref(&stats_usr1.base); /* never keeps the loop up */
+  }
   kvd_server *srv = arg;
   kvd_loop *kl = &srv->loops[i];
   kl->srv = srv;
@@ -787,14 +840,20 @@ static int parse_addr(const char *host, unsigned port,
 }
 
 static const char usage[] =
-    "usage: kvd --port P [--loops N] [--bind ADDR] "
+    "usage: kvd --port P [--loops N] [--bind ADDR] [--handoff] "
     "[--proto-max-bulk-len BYTES] [--stats]\n"
     "  A Redis-protocol key-value server on ADDR (default 127.0.0.1) port P\n"
     "  (0..65535; 0: any free port), printing \"listening on PORT\"; N loops\n"
-    "  (1..64, default 1) share one store. --proto-max-bulk-len: at least\n"
-    "  1 MiB. --stats: print counters on exit. SIGTERM/SIGINT stop it.\n";
+    "  (1..64, default 1) share one store, each with its own listening\n"
+    "  socket (SO_REUSEPORT: the kernel spreads connections); --handoff:\n"
+    "  loop 0 accepts them all and hands each to the loop with the fewest\n"
+    "  live connections. --proto-max-bulk-len: at least\n"
+    "  1 MiB. --stats: print counters on exit, and on SIGUSR1 one line per\n"
+    "  loop (\"stats loop=I accepted=.. live=.. turns=.. ...\", its\n"
+    "  weft_loop_metrics and connections). SIGTERM/SIGINT stop it.\n";
 
-static int serve(kvd_server *srv, struct sockaddr_storage *addr) {
+static int serve(kvd_server *srv, struct sockaddr_storage *addr,
+                 weft_lgroup_dist dist) {
   weft_lgroup_options o = {.loops = (unsigned)srv->nloops,
                            .stop_signals = true,
                            .on_loop_init = loop_init,
@@ -808,8 +867,7 @@ static int serve(kvd_server *srv, struct sockaddr_storage *addr) {
   int r = weft_lgroup_new(&g, &o);
   if (r < 0) return r;
   socklen_t len = sizeof *addr;
-  r = weft_lgroup_listen(g, (struct sockaddr *)addr, WEFT_LGROUP_REUSEPORT,
-                         511);
+  r = weft_lgroup_listen(g, (struct sockaddr *)addr, dist, 511);
   if (r == 0) r = weft_lgroup_getsockname(g, (struct sockaddr *)addr, &len);
   if (r == 0) r = weft_lgroup_start(g);
   if (r == 0) {
@@ -826,11 +884,14 @@ static int serve(kvd_server *srv, struct sockaddr_storage *addr) {
 int main(int argc, char **argv) {
   long port = -1, loops = 1;
   const char *host = "127.0.0.1";
+  weft_lgroup_dist dist = WEFT_LGROUP_REUSEPORT;
   for (int i = 1; i < argc; i++) {
     if (ex_is_help(argv[i]))
       ex_usage(usage, 0);
     else if (strcmp(argv[i], "--stats") == 0)
       print_stats = true;
+    else if (strcmp(argv[i], "--handoff") == 0)
+      dist = WEFT_LGROUP_HANDOFF;
     else if (strcmp(argv[i], "--bind") == 0)
       host = ex_str(argc, argv, &i, usage);
     else if (strcmp(argv[i], "--port") == 0)
@@ -856,7 +917,7 @@ int main(int argc, char **argv) {
     return 1;
   }
   srv.store.server = &srv;
-  int r = serve(&srv, &addr);
+  int r = serve(&srv, &addr, dist);
   kvd_store_destroy(&srv.store);
   free(srv.loops);
   if (r < 0) fprintf(stderr, "kvd: %s\n", weft_strerror(r));

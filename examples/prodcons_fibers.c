@@ -4,8 +4,6 @@
  * ends production. Checks the count and the sum. The asyncio twin is
  * examples/python/prodcons.py; the thread-to-loop version is prodcons.c. */
 #include <stdio.h>
-#include <stdlib.h>
-#include <string.h>
 #include <weft.h>
 
 #include "args.h"
@@ -30,35 +28,23 @@ static int consumer(weft_fiber *self, void *q) {
   }
 }
 
-static int run(weft_fiber *self, void *q) {
-  (void)self;
-  weft_future *f[2];
-  int err = weft_fiber_create_task(producer, q, &f[0]);
-  if (err == 0) err = weft_fiber_create_task(consumer, q, &f[1]);
-  int gathered = weft_fiber_gather(f, err == 0 ? 2 : 1);
-  return err != 0 ? err : gathered;
+static int run(weft_fiber *self, void *arg) {
+  weft_queue *q;
+  (void)arg;
+  int err = weft_queue_new(weft_fiber_loop(self), 64, NULL, &q);
+  if (err != 0) return err;
+  err = weft_fiber_gather_calls(
+      (weft_fiber_call[]){{producer, q}, {consumer, q}}, 2);
+  weft_queue_free(q);
+  return err;
 }
 
 int main(int argc, char **argv) {
-  for (int i = 1; i < argc; i++) {
-    if (ex_is_help(argv[i]))
-      ex_usage(usage, 0);
-    else if (strcmp(argv[i], "-n") == 0)
-      n = ex_long(argc, argv, &i, 0, 100000000, usage);
-    else
-      ex_bad(usage, "unknown argument '%s'", argv[i]);
-  }
-  weft_loop *loop;
-  weft_queue *q;
-  int err = weft_loop_new(&loop, NULL);
-  if (err == 0) err = weft_queue_new(loop, 64, NULL, &q);
-  if (err == 0) err = weft_fiber_run(loop, run, q, NULL, NULL);
-  if (err != 0) {
+  ex_parse(argc, argv, (ex_opt[]){{"-n", &n, 0, 100000000}, {0}}, 0, 0, usage);
+  int err = weft_fiber_main(run, NULL, NULL, NULL);
+  if (err != 0)
     fprintf(stderr, "prodcons_fibers: %s\n", weft_strerror(err));
-    return 1;
-  }
-  printf("consumed %ld items, sum %ld\n", count, sum);
-  weft_queue_free(q);
-  weft_loop_free(loop);
-  return count == n && sum == n * (n + 1) / 2 ? 0 : 1;
+  else
+    printf("consumed %ld items, sum %ld\n", count, sum);
+  return err == 0 && count == n && sum == n * (n + 1) / 2 ? 0 : 1;
 }

@@ -3,8 +3,6 @@
  * sleep standing for I/O), so at most N run at once. Prints the peak and
  * checks it. The asyncio twin is examples/python/workers.py. */
 #include <stdio.h>
-#include <stdlib.h>
-#include <string.h>
 #include <weft.h>
 
 #include "args.h"
@@ -25,34 +23,23 @@ static int worker(weft_fiber *self, void *arg) {
 }
 
 static int run(weft_fiber *self, void *arg) {
-  (void)self, (void)arg;
-  weft_future *fs[jobs];
-  for (long i = 0; i < jobs; i++)
-    if (weft_fiber_create_task(worker, (void *)i, &fs[i]) != 0) return -ENOMEM;
-  return weft_fiber_gather(fs, (size_t)jobs);
+  (void)arg;
+  int err =
+      weft_semaphore_new(weft_fiber_loop(self), (unsigned)width, &permits);
+  if (err != 0) return err;
+  err = weft_fiber_map(worker, NULL, (size_t)jobs, 0);
+  weft_semaphore_free(permits);
+  return err;
 }
 
 int main(int argc, char **argv) {
-  for (int i = 1; i < argc; i++) {
-    if (ex_is_help(argv[i]))
-      ex_usage(usage, 0);
-    else if (strcmp(argv[i], "-n") == 0)
-      jobs = ex_long(argc, argv, &i, 0, 100000, usage);
-    else if (strcmp(argv[i], "-j") == 0)
-      width = ex_long(argc, argv, &i, 1, 100000, usage);
-    else
-      ex_bad(usage, "unknown argument '%s'", argv[i]);
-  }
-  weft_loop *loop;
-  int err = weft_loop_new(&loop, NULL);
-  if (err == 0) err = weft_semaphore_new(loop, (unsigned)width, &permits);
-  if (err == 0) err = weft_fiber_run(loop, run, NULL, NULL, NULL);
+  ex_opt opts[] = {{"-n", &jobs, 0, 100000}, {"-j", &width, 1, 100000}, {NULL}};
+  ex_parse(argc, argv, opts, 0, 0, usage);
+  int err = weft_fiber_main(run, NULL, NULL, NULL);
   if (err != 0) {
     fprintf(stderr, "workers_fibers: %s\n", weft_strerror(err));
     return 1;
   }
   printf("%ld jobs done, at most %ld at once (limit %ld)\n", done, peak, width);
-  weft_semaphore_free(permits);
-  weft_loop_free(loop);
   return done == jobs && peak <= width ? 0 : 1;
 }

@@ -16,10 +16,13 @@
 #include "weft/stream.h"
 #include "weft/tcp.h"
 #include "weft/pipe.h"
+#include "weft/tty.h"
 #include "weft/poll.h"
+#include "weft/watch.h"
 #include "weft/udp.h"
 #include "weft/dns.h"
 #include "weft/process.h"
+#include "weft/shm.h"
 #include "weft/fiber.h"
 #include "weft/loopgroup.h"
 

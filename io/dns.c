@@ -117,8 +117,7 @@ static void idle_check(weft__dns_state *st) {
     weft_close(&st->timer.base, on_timer_closed);
 }
 
-/* ---- sockets ----------------------------------------------------------------
- */
+/* ---- sockets ------------------------------------------------------------- */
 
 /* Answers are delivered from inside ares_process_fd, where c-ares forbids
  * destroying the channel: `processing` makes the settings calls (which
@@ -133,7 +132,8 @@ static void process(weft__dns_state *st, int rfd, int wfd) {
 static void on_io(struct ev_loop *ev, ev_io *w, int revents) {
   WEFT__UNUSED(ev);
   weft__dns_sock *s = w->data;
-  int fd = w->fd; /* s may be freed inside ares_process_fd */
+  int fd = w->fd;             /* s may be freed inside ares_process_fd */
+  s->st->loop->m.io_events++; /* metrics (weft_loop_get_metrics) */
   process(s->st, (revents & EV_READ) ? fd : ARES_SOCKET_BAD,
           (revents & EV_WRITE) ? fd : ARES_SOCKET_BAD);
 }
@@ -203,8 +203,7 @@ static int reserve_sock(weft__dns_state *st) {
   return 0;
 }
 
-/* ---- the channel and the per-loop state ------------------------------------
- */
+/* ---- the channel and the per-loop state ---------------------------------- */
 
 /* c-ares' own sockets, made through these so that weft sees why socket()
  * failed: c-ares reports every failure as "no server reachable", but fd

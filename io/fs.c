@@ -8,6 +8,7 @@
  * (WEFT__MOD_FS). */
 #include <limits.h>
 #include <math.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include <unistd.h>
@@ -16,6 +17,7 @@
 
 #include "core/pool_internal.h"
 #include "fs_internal.h"
+#include "uring_internal.h"
 
 /* A future-form request: the request, then the future it settles. */
 typedef struct fs_fut {
@@ -26,7 +28,18 @@ typedef struct fs_fut {
 
 typedef struct fs_state {
   fs_fut *free;
+  /* the backend (docs/fs.md "Backends") */
+  int backend;       /* weft_fs_backend */
+  weft__uring *ring; /* NULL: none (yet, or the kernel refused) */
+  int ring_error;    /* why there is none, or 0 */
+  unsigned retry_in; /* -EMFILE/-ENFILE/-ENOMEM: ops before trying again */
+  weft_fs_stats st;
 } fs_state;
+
+/* uslot of a request that completed on the ring (weft_fs_cancel: -EALREADY) */
+#define USLOT_DONE UINT_MAX
+
+static fs_state *fs_st(weft_loop *loop);
 
 /* ---- request lifecycle -------------------------------------------------- */
 
@@ -56,6 +69,11 @@ static void unclaim(weft_fs_req *req) {
 
 int weft_fs_cancel(weft_fs_req *req) {
   if (req == NULL) return -EINVAL;
+  if (req->uslot == USLOT_DONE) return -EALREADY;
+  if (req->uslot != 0) {
+    fs_state *st = weft__module_get(req->work.loop, WEFT__MOD_FS);
+    return weft__uring_cancel(st->ring, req);
+  }
   if (req->step == WEFT__FS_CLOSE_KEEP)
     return -EBUSY; /* only the close is left */
   if (req->chunks == NULL) return weft_work_cancel(&req->work);
@@ -85,6 +103,12 @@ static void fs_complete(weft_fs_req *req) {
     req->dir = NULL;
   }
   req->cb(req);
+}
+
+/* A ring request is over (io/uring.c). */
+static void ring_done(weft_fs_req *req) {
+  req->uslot = USLOT_DONE;
+  fs_complete(req);
 }
 
 /* A large read_file's next step runs as req's own job again; if it cannot
@@ -204,8 +228,86 @@ static bool cached_read(weft_loop *loop, weft_fs_req *req) {
   return true;
 }
 
+static int opkind(int op) {
+  switch (op) {
+  case WEFT__FS_OPEN:
+    return WEFT_FS_OPK_OPEN;
+  case WEFT__FS_CLOSE:
+    return WEFT_FS_OPK_CLOSE;
+  case WEFT__FS_READ:
+    return WEFT_FS_OPK_READ;
+  case WEFT__FS_WRITE:
+    return WEFT_FS_OPK_WRITE;
+  case WEFT__FS_STAT:
+  case WEFT__FS_LSTAT:
+  case WEFT__FS_FSTAT:
+    return WEFT_FS_OPK_STAT;
+  case WEFT__FS_FSYNC:
+  case WEFT__FS_FDATASYNC:
+    return WEFT_FS_OPK_FSYNC;
+  case WEFT__FS_RENAME:
+    return WEFT_FS_OPK_RENAME;
+  case WEFT__FS_UNLINK:
+    return WEFT_FS_OPK_UNLINK;
+  case WEFT__FS_MKDIR:
+    return WEFT_FS_OPK_MKDIR;
+  case WEFT__FS_RMDIR:
+    return WEFT_FS_OPK_RMDIR;
+  case WEFT__FS_LINK:
+  case WEFT__FS_SYMLINK:
+    return WEFT_FS_OPK_LINK;
+  case WEFT__FS_FALLOCATE:
+    return WEFT_FS_OPK_FALLOCATE;
+  default:
+    return WEFT_FS_OPK_OTHER;
+  }
+}
+
+/* Makes the ring if there is none and the backend wants one. */
+static weft__uring *ring_of(weft_loop *loop, fs_state *st) {
+  if (st->ring != NULL || st->backend == WEFT_FS_BACKEND_POOL) return st->ring;
+  if (st->ring_error != 0) {
+    if (st->retry_in == 0 || --st->retry_in != 0) return NULL;
+  }
+  int err = weft__uring_new(loop, ring_done, &st->ring);
+  st->ring_error = err;
+  /* out of fds or memory may pass; the kernel's refusal does not */
+  st->retry_in = err == -EMFILE || err == -ENFILE || err == -ENOMEM ? 256 : 0;
+  return st->ring;
+}
+
+/* On the ring if it can take req: true when started there. */
+static bool ring_submit(weft_loop *loop, weft_fs_req *req) {
+  fs_state *st = fs_st(loop);
+  if (st == NULL) return false;
+  int k = opkind(req->op);
+  if (!weft__uring_knows(req) || st->backend == WEFT_FS_BACKEND_POOL) {
+    st->st.pool[k]++;
+    return false;
+  }
+  weft__uring *u = ring_of(loop, st);
+  if (u == NULL || !weft__uring_can(u, req)) {
+    st->st.fallback_unsupported++;
+    st->st.pool[k]++;
+    return false;
+  }
+  req->work.loop = loop;
+  if (weft__uring_start(u, req) != 0) {
+    st->st.fallback_full++;
+    st->st.pool[k]++;
+    return false;
+  }
+  st->st.ring[k]++;
+  return true;
+}
+
 static int req_submit(weft_loop *loop, weft_fs_req *req, int err) {
-  if (err == 0 && req->op == WEFT__FS_READ && cached_read(loop, req)) return 0;
+  if (err == 0 && req->op == WEFT__FS_READ && cached_read(loop, req)) {
+    fs_state *st = fs_st(loop);
+    if (st != NULL) st->st.pool[WEFT_FS_OPK_READ]++;
+    return 0;
+  }
+  if (err == 0 && ring_submit(loop, req)) return 0;
   if (err == 0)
     err =
         weft_work_submit(loop, &req->work, WEFT_LANE_IO, weft__fs_run, fs_done);
@@ -228,6 +330,7 @@ static int set_path(char **dst, const char *src) {
 static void fs_state_teardown(weft_loop *loop, void *arg) {
   WEFT__UNUSED(loop);
   fs_state *st = arg;
+  weft__uring_free(st->ring);
   while (st->free != NULL) {
     fs_fut *ff = st->free;
     st->free = ff->free_next;
@@ -236,13 +339,68 @@ static void fs_state_teardown(weft_loop *loop, void *arg) {
   weft__free(st);
 }
 
-static fs_fut *fut_get(weft_loop *loop) {
+/* Loop teardown with ring requests in flight: they are cancelled, the
+ * kernel is waited for and their callbacks run. */
+static void fs_state_before_free(weft_loop *loop, void *arg,
+                                 unsigned requests) {
+  WEFT__UNUSED(requests);
+  fs_state *st = arg;
+  if (weft__uring_inflight(st->ring) == 0) return;
+  weft__uring_drain(st->ring);
+  /* The pool's hook ran first (module order) and left its jobs alone while
+   * ring requests were outstanding too: give it its turn again now. */
+  weft__module *pm = &loop->modules[WEFT__MOD_POOL];
+  unsigned left = loop->alive - loop->user_refs;
+  if (pm->before_free != NULL && left != 0 && loop->handle_count == 0 &&
+      loop->cs_count == 0)
+    pm->before_free(loop, pm->state, left);
+}
+
+static int backend_from_env(void) {
+  const char *e = getenv("WEFT_FS_BACKEND");
+  if (e == NULL) return WEFT_FS_BACKEND_AUTO;
+  if (strcmp(e, "pool") == 0) return WEFT_FS_BACKEND_POOL;
+  if (strcmp(e, "uring") == 0) return WEFT_FS_BACKEND_URING;
+  return WEFT_FS_BACKEND_AUTO;
+}
+
+/* The loop's fs state, made on first use; NULL if out of memory. */
+static fs_state *fs_st(weft_loop *loop) {
   fs_state *st = weft__module_get(loop, WEFT__MOD_FS);
-  if (st == NULL) {
-    st = weft__calloc(1, sizeof *st);
-    if (st == NULL) return NULL;
-    weft__module_set(loop, WEFT__MOD_FS, st, fs_state_teardown);
-  }
+  if (WEFT__LIKELY(st != NULL)) return st;
+  st = weft__calloc(1, sizeof *st);
+  if (st == NULL) return NULL;
+  st->backend = backend_from_env();
+  weft__module_set(loop, WEFT__MOD_FS, st, fs_state_teardown);
+  weft__module_set_before_free(loop, WEFT__MOD_FS, fs_state_before_free);
+  return st;
+}
+
+int weft_fs_set_backend(weft_loop *loop, weft_fs_backend backend) {
+  if (loop == NULL || (unsigned)backend > WEFT_FS_BACKEND_URING) return -EINVAL;
+  fs_state *st = fs_st(loop);
+  if (st == NULL) return -ENOMEM;
+  st->backend = (int)backend;
+  if (backend != WEFT_FS_BACKEND_URING) return 0;
+  st->retry_in = st->ring_error != 0 ? 1 : 0; /* ask the kernel again */
+  return ring_of(loop, st) != NULL ? 0 : st->ring_error;
+}
+
+int weft_fs_get_stats(weft_loop *loop, weft_fs_stats *out) {
+  if (loop == NULL || out == NULL) return -EINVAL;
+  fs_state *st = fs_st(loop);
+  if (st == NULL) return -ENOMEM;
+  *out = st->st;
+  out->backend = st->backend;
+  out->ring_active = st->ring != NULL;
+  out->ring_error = st->ring_error;
+  out->ring_inflight = weft__uring_inflight(st->ring);
+  return 0;
+}
+
+static fs_fut *fut_get(weft_loop *loop) {
+  fs_state *st = fs_st(loop);
+  if (st == NULL) return NULL;
   fs_fut *ff = st->free;
   if (ff != NULL)
     st->free = ff->free_next;

@@ -147,6 +147,11 @@ typedef struct weft__net {
   weft__req_pool rdreqs;   /* weft__rd_req: read, accept, shutdown futures */
   weft__list paused;       /* listeners paused by EMFILE */
   weft_timer accept_timer; /* retries paused listeners (internal, unref'd) */
+  /* The per-turn write cap (weft/stream.h) of the stream that wrote last:
+   * compared, never dereferenced. */
+  const weft_stream *w_stream;
+  uint64_t w_turn;
+  size_t w_bytes;
 } weft__net;
 
 /* The state of `loop`, created on first use; NULL if out of memory. */
@@ -224,6 +229,9 @@ void weft__stream_init(weft_loop *loop, weft_stream *s,
 /* Takes `fd` (made non-blocking) with extra flags (WEFT__S_SOCKET,
  * WEFT__S_CONNECTED, ...). */
 int weft__stream_set_fd(weft_stream *s, int fd, unsigned flags);
+/* The same for an fd its maker already made non-blocking (socket() or
+ * accept4() with SOCK_NONBLOCK): no fcntl, cannot fail. */
+void weft__stream_adopt_fd(weft_stream *s, int fd, unsigned flags);
 /* Closes the fd (if any) and resets the stream to its initial state. */
 void weft__stream_reset(weft_stream *s);
 void weft__stream_close(weft_handle *h);

@@ -24,6 +24,7 @@ static bool usable(const weft_pipe *p) {
 
 int weft_pipe_init(weft_loop *loop, weft_pipe *p) {
   if (loop == NULL || p == NULL) return -EINVAL;
+  WEFT__CHECK_INIT(loop, &p->stream.base);
   weft__stream_init(loop, &p->stream, &pipe_ops);
   p->fdq = NULL;
   return 0;

@@ -1,16 +1,27 @@
 /* weft — passing fds over Unix stream sockets (SCM_RIGHTS), peer
  * credentials (SO_PEERCRED), and detaching a stream's fd from its handle.
  *
- * Sending: weft_pipe_write_fds() dups the caller's fds (F_DUPFD_CLOEXEC)
- * into one block allocated with the request: the copy of the buffer array
- * first (req->bufs points at it, so stream.c's write_release frees the
- * block), then the fd count and the dups. The request is an ordinary write
- * with WEFT__REQ_FDS set: req_write sends it through weft__pipe_sendmsg,
- * whose first sendmsg that the kernel takes any byte of carries every dup
- * in one SCM_RIGHTS message (the kernel attaches them to that skb, so the
+ * Sending: when the pipe's write queue is empty and the write has at most
+ * WEFT__WRITE_INLINE_BUFS buffers (the common case), weft_pipe_write_fds()
+ * sends at once, with the caller's own fds in the SCM_RIGHTS message of
+ * its sendmsg: once the kernel took a byte the peer holds its own
+ * references, so nothing is dup'd, closed or allocated, and the rest of
+ * the bytes (if any) is an ordinary write in the request's inline
+ * buffers. Otherwise (bytes queued before it, the socket full, more
+ * buffers) it dups the caller's fds (F_DUPFD_CLOEXEC) into one block
+ * allocated with the request: the copy of the buffer array first
+ * (req->bufs points at it, so stream.c's write_release frees the block),
+ * then the fd count and the dups. That request is an ordinary write with
+ * WEFT__REQ_FDS set: req_write sends it through weft__pipe_sendmsg, whose
+ * first sendmsg that the kernel takes any byte of carries every dup in one
+ * SCM_RIGHTS message (the kernel attaches them to that skb, so the
  * receiver gets them with the first byte); the dups are closed then. A
  * request released with its dups unsent (cancelled, failed, closed) closes
- * them (weft__pipe_fds_release, from write_release).
+ * them (weft__pipe_fds_release, from write_release). Either way the caller
+ * may close its fds as soon as the call returns.
+ *
+ * The socket's domain (AF_UNIX or not) is asked once per opened pipe and
+ * remembered in the pipe's fd queue (p->fdq, allocated for it).
  *
  * Receiving: a pipe on a socket reads with recvmsg (weft__pipe_recv, from
  * the read paths of stream.c and stream_read.c) and a control buffer for
@@ -38,6 +49,7 @@ typedef struct fds_tail {
 /* The received fds of a pipe, oldest first. */
 typedef struct fdq {
   size_t len, cap;
+  bool unix_checked; /* the socket was seen to be AF_UNIX */
   int fds[];
 } fdq;
 
@@ -103,15 +115,75 @@ static int fds_check(weft_pipe *p, const weft_buf *bufs, unsigned nbufs,
   int err = weft__stream_writable(&p->stream);
   if (err != 0) return err;
   if (!(p->stream.flags & WEFT__S_SOCKET)) return -ENOTSUP;
-  int domain;
-  socklen_t len = sizeof domain;
-  if (getsockopt(weft__stream_fd(&p->stream), SOL_SOCKET, SO_DOMAIN, &domain,
-                 &len) < 0)
-    return -errno;
-  if (domain != AF_UNIX) return -ENOTSUP;
-  for (unsigned i = 0; i < nfds; i++)
-    if (fds[i] < 0 || fcntl(fds[i], F_GETFD) < 0) return -EBADF;
+  fdq *q = p->fdq;
+  if (q == NULL || !q->unix_checked) {
+    int domain;
+    socklen_t len = sizeof domain;
+    if (getsockopt(weft__stream_fd(&p->stream), SOL_SOCKET, SO_DOMAIN, &domain,
+                   &len) < 0)
+      return -errno;
+    if (domain != AF_UNIX) return -ENOTSUP;
+    if (q == NULL) { /* remembered; without memory, asked again next time */
+      q = weft__malloc(sizeof *q);
+      if (q != NULL) {
+        q->len = q->cap = 0;
+        p->fdq = q;
+      }
+    }
+    if (q != NULL) q->unix_checked = true;
+  }
+  for (unsigned i = 0; i < nfds; i++) /* a closed fd: dup or sendmsg says */
+    if (fds[i] < 0) return -EBADF;
   return 0;
+}
+
+/* The fast path: the queue is empty, so this write goes out now. One
+ * sendmsg with the caller's fds. > 0: the bytes the kernel took (and the
+ * fds with them); -1 with errno: nothing was sent. */
+static ssize_t send_direct(weft_stream *s, const weft_buf *bufs, unsigned nbufs,
+                           const int *fds, unsigned nfds) {
+  union {
+    char buf[CMSG_SPACE(sizeof(int) * WEFT_PIPE_FDS_MAX)];
+    struct cmsghdr align;
+  } ctl;
+  struct msghdr msg = {0};
+  msg.msg_iov = (struct iovec *)(void *)bufs;
+  msg.msg_iovlen = nbufs;
+  msg.msg_control = ctl.buf;
+  msg.msg_controllen = CMSG_SPACE(sizeof(int) * nfds);
+  struct cmsghdr *c = CMSG_FIRSTHDR(&msg);
+  memset(c, 0, msg.msg_controllen);
+  c->cmsg_level = SOL_SOCKET;
+  c->cmsg_type = SCM_RIGHTS;
+  c->cmsg_len = CMSG_LEN(sizeof(int) * nfds);
+  memcpy(CMSG_DATA(c), fds, sizeof(int) * nfds);
+  ssize_t r;
+  do
+    r = sendmsg(weft__stream_fd(s), &msg, MSG_NOSIGNAL);
+  while (r < 0 && errno == EINTR);
+  return r;
+}
+
+/* After send_direct took `sent` bytes: `req` becomes an ordinary write of
+ * what is left, in its inline buffers (nbufs <= WEFT__WRITE_INLINE_BUFS). */
+static void direct_setup(weft_write_req *req, weft_stream *s,
+                         const weft_buf *bufs, unsigned nbufs, size_t sent) {
+  memcpy(req->inline_bufs, bufs, sizeof *bufs * nbufs);
+  req->bufs = req->inline_bufs;
+  req->nbufs = nbufs;
+  req->idx = 0;
+  req->stream = s;
+  while (req->idx < nbufs && sent > 0) {
+    weft_buf *b = &req->bufs[req->idx];
+    size_t take = sent < b->len ? sent : b->len;
+    b->base += take;
+    b->len -= take;
+    sent -= take;
+    if (b->len == 0) req->idx++;
+  }
+  while (req->idx < nbufs && req->bufs[req->idx].len == 0)
+    req->idx++;
+  req->req.status = 1; /* bytes are on the wire: no longer cancellable */
 }
 
 /* Sets up `req` (header reset) as a fd write: the block with the buffers
@@ -148,9 +220,23 @@ static int fds_write(weft_write_req *req, weft_pipe *p, const weft_buf *bufs,
   weft__net *net = weft__net_get(p->stream.base.loop);
   if (net == NULL) return -ENOMEM;
   int err = weft__net_reserve(net);
-  if (err == 0) err = fds_setup(req, &p->stream, bufs, nbufs, fds, nfds);
   if (err != 0) return err;
-  weft__stream_write_queue(net, &p->stream, req);
+  weft_stream *s = &p->stream;
+  if (nbufs <= WEFT__WRITE_INLINE_BUFS && (s->flags & WEFT__S_CONNECTED) &&
+      weft__list_empty(WEFT__REQQ(s->wq))) {
+    ssize_t n = send_direct(s, bufs, nbufs, fds, nfds);
+    if (n > 0) {
+      direct_setup(req, s, bufs, nbufs, (size_t)n);
+      weft__stream_write_queue(net, s, req); /* the rest, or completes */
+      return 0;
+    }
+    if (errno == EBADF) return -EBADF; /* a caller's fd: nothing was sent */
+    /* full (EAGAIN) or failing: the queued path below retries, and reports
+     * a failure through the callback or future as any write does */
+  }
+  err = fds_setup(req, s, bufs, nbufs, fds, nfds);
+  if (err != 0) return err;
+  weft__stream_write_queue(net, s, req);
   return 0;
 }
 
@@ -199,12 +285,15 @@ int weft_pipe_write_fds_future(weft_pipe *p, const weft_buf *bufs,
 static int fdq_push(weft_pipe *p, const int *fds, size_t n) {
   fdq *q = p->fdq;
   if (q == NULL || q->cap - q->len < n) {
-    size_t cap = q ? q->cap * 2 : WEFT_PIPE_FDS_MAX;
+    size_t cap = q && q->cap > 0 ? q->cap * 2 : WEFT_PIPE_FDS_MAX;
     while (cap - (q ? q->len : 0) < n)
       cap *= 2;
     fdq *nq = weft__realloc(q, sizeof *nq + sizeof(int) * cap);
     if (nq == NULL) return -ENOMEM;
-    if (q == NULL) nq->len = 0;
+    if (q == NULL) {
+      nq->len = 0;
+      nq->unix_checked = false;
+    }
     nq->cap = cap;
     p->fdq = q = nq;
   }

@@ -68,6 +68,7 @@ static void ev_error_stopped(struct ev_loop *ev, ev_io *w, int revents) {
 
 static void on_poll_io(struct ev_loop *ev, ev_io *w, int revents) {
   weft_poll *p = w->data;
+  p->base.loop->m.io_events++; /* metrics (weft_loop_get_metrics) */
   ev_error_stopped(ev, w, revents);
   int ready = ready_mask(p->fd, p->events, revents);
   if (revents & EV_ERROR) {
@@ -90,6 +91,7 @@ static void req_free(poll_req *r) {
 
 static void on_req_io(struct ev_loop *ev, ev_io *w, int revents) {
   poll_req *r = w->data;
+  r->loop->m.io_events++; /* metrics (weft_loop_get_metrics) */
   ev_error_stopped(ev, w, revents);
   int ready = ready_mask(w->fd, r->events, revents);
   if (revents & EV_ERROR)
@@ -160,6 +162,7 @@ static bool is_poll(const weft_poll *p) {
 int weft_poll_init(weft_loop *loop, weft_poll *p, int fd) {
   if (loop == NULL || p == NULL) return -EINVAL;
   if (!fd_open(fd)) return -EBADF;
+  WEFT__CHECK_INIT(loop, &p->base);
   weft__handle_init(loop, &p->base, &poll_ops);
   p->cb = NULL;
   p->arg = NULL;

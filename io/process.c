@@ -30,8 +30,7 @@ static void process_finish(weft_handle *h);
 static const weft__handle_ops process_ops = {WEFT_HANDLE_PROCESS, process_close,
                                              process_finish};
 
-/* ---- exit -------------------------------------------------------------------
- */
+/* ---- exit ---------------------------------------------------------------- */
 
 static int64_t encode_exit(const siginfo_t *si) {
   if (si->si_code == CLD_EXITED) return si->si_status;
@@ -53,7 +52,9 @@ void weft__process_exited(weft_process *p, const siginfo_t *si) {
 static void process_close(weft_handle *h) {
   weft_process *p = (weft_process *)h;
   if (p->child == NULL) return;
-  /* the child keeps running; the loop reaps it when it exits */
+  if (p->flags & WEFT_PROCESS_KILL_ON_CLOSE)
+    weft__child_kill(p->child, SIGKILL);
+  /* the child keeps running (or dies); the loop reaps it when it exits */
   weft__child_orphan(p->child);
   p->child = NULL;
 }
@@ -373,6 +374,7 @@ static void process_start(weft_loop *loop, weft_process *p,
   p->exit_future = NULL;
   p->exit_value = 0;
   p->exited = false;
+  p->flags = o->flags;
   weft__handle_start(&p->base);
   if (o->flags & WEFT_PROCESS_DETACHED) weft_unref(&p->base);
 }
@@ -418,6 +420,14 @@ int weft_process_kill(weft_process *p, int signum) {
   if (!process_usable(p) || signum < 0 || signum >= NSIG) return -EINVAL;
   if (p->child == NULL) return -ESRCH;
   return weft__child_kill(p->child, signum);
+}
+
+int weft_process_kill_group(weft_process *p, int signum) {
+  const unsigned leads = WEFT_PROCESS_NEW_PGROUP | WEFT_PROCESS_NEW_SESSION |
+                         WEFT_PROCESS_DETACHED;
+  if (!process_usable(p) || signum < 0 || signum >= NSIG || !(p->flags & leads))
+    return -EINVAL;
+  return killpg(p->pid, signum) < 0 ? -errno : 0;
 }
 
 int weft_process_exit_future(weft_process *p, weft_future **out) {

@@ -47,6 +47,7 @@ static int sig_start(procmod *m) {
   m->loop->fd_dirty = true; /* with EVFLAG_SIGNALFD libev adds an fd */
   WEFT__EV_START(signal, m->loop,
                  &m->sigchld); /* the process handles keep the loop alive */
+  weft__signal_wrap(m->loop, SIGCHLD);
   m->sig_on = true;
   return 0;
 }
@@ -97,6 +98,7 @@ static int try_reap(weft__child *c, siginfo_t *si) {
 static void on_pidfd(struct ev_loop *ev, ev_io *w, int revents) {
   WEFT__UNUSED(ev);
   WEFT__UNUSED(revents);
+  ((weft__child *)w->data)->loop->m.io_events++; /* metrics */
   siginfo_t si;
   if (try_reap(w->data, &si)) child_reaped(w->data, &si);
 }

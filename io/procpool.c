@@ -1,72 +1,41 @@
 /* weft — the process pool: multiprocessing.Pool for C.
  *
- * N workers, each a child process whose stdin and stdout are pipes. A job
- * is one frame to the worker's stdin, its reply one frame from its stdout:
- *   job:   u32 length (big-endian), payload
- *   reply: u32 length, i32 status (big-endian), payload
- * A worker runs one job at a time (bounded concurrency: N jobs run); the
- * rest wait in a FIFO queue.
+ * N workers, each a child process whose stdin and stdout are pipes; the
+ * wire is in io/procpool_internal.h. A worker runs one message at a time
+ * (a single job, or a batch of a map's items: io/procpool_map.c); the rest
+ * wait in one FIFO queue. Job futures are their own kind
+ * (io/procpool_job.c), so that a failure can carry the worker's message;
+ * the worker side is io/procpool_worker.c, and reading the workers'
+ * replies io/procpool_reply.c (io/procpool_pool.h has the state they
+ * share).
  *
- * Worker lifecycle: spawned -> idle <-> busy -> exited -> its three handles
- * close -> replaced (unless the pool is closing, or it died before doing
- * any work, which would make a broken command respawn in a tight loop).
- * A worker that dies during a job rejects it with WEFT_EWORKER. */
+ * Worker lifecycle: spawned -> [starting: initializer sent, its reply
+ * awaited] -> idle <-> busy -> exited -> its three handles close ->
+ * replaced (unless the pool is closing, it was retired by a resize, or it
+ * died before doing any work, which would make a broken command respawn in
+ * a tight loop). Retiring (resize) and recycling (max_jobs_per_worker)
+ * close the worker's stdin once it is idle; a recycled worker is replaced.
+ * A worker that dies with work in hand fails it with WEFT_EWORKER (never
+ * re-runs it: the job may have run). `members` counts the workers that
+ * make up the pool's size: running ones and exited ones awaiting their
+ * replacement, not retiring ones. */
+#include <fcntl.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
-#include "internal.h"
-#include "weft/process.h"
+#include "procpool_pool.h"
+
+extern char **environ;
 
 #define MAX_WORKERS 1024u
-#define MAX_FRAME ((size_t)1 << 30)
-#define REPLY_HDR 8u
-
-typedef struct worker worker;
-
-typedef struct job {
-  weft__list node; /* the pool's queue */
-  weft_procpool *pool;
-  weft_future *future; /* the producer's reference */
-  worker *w;           /* running on it */
-  bool dropped;        /* taken off the queue by the pool itself */
-  size_t frame_len;
-  char frame[]; /* header + payload */
-} job;
-
-struct worker {
-  weft_procpool *pool;
-  weft_process proc;
-  weft_pipe in, out;
-  weft_write_req wreq;
-  job *job;
-  char *rbuf;
-  size_t rlen, rcap;
-  unsigned open; /* handles whose close callback is to come */
-  unsigned done; /* jobs completed */
-  bool exited, crashed;
-  bool replace; /* to be replaced once its handles closed */
-  bool writing; /* wreq is in use */
-  int fail;     /* why we killed it mid-job (0: it died by itself) */
-};
-
-struct weft_procpool {
-  weft_loop *loop;
-  char **argv, **env, *cwd; /* copies, for respawns */
-  unsigned target, live;    /* wanted and running workers */
-  unsigned respawning;      /* exited workers that will be replaced */
-  unsigned alive;           /* worker structs not yet freed */
-  worker **ws;              /* target slots; NULL when empty */
-  weft__list queue;
-  size_t queued, max_queue;
-  bool closing;
-  weft_procpool_close_cb close_cb;
-  void *close_arg;
-};
 
 static void dispatch(weft_procpool *pool);
-static int worker_spawn(weft_procpool *pool, unsigned slot);
+static int worker_spawn(weft_procpool *pool);
+static void on_worker_closed(weft_handle *h);
+
+weft_loop *weft__procpool_loop(const weft_procpool *pool) { return pool->loop; }
 
 /* ---- copies
  * ------------------------------------------------------------------ */
@@ -99,116 +68,150 @@ static void pool_free(weft_procpool *pool) {
   strv_free(pool->argv);
   strv_free(pool->env);
   weft__free(pool->cwd);
-  weft__free(pool->ws);
+  weft__free(pool->init_frame);
+  weft__free(pool->init_msg);
   weft__free(pool);
 }
 
 /* ---- jobs
  * ---------------------------------------------------------------------- */
 
-static void job_free(job *j) {
+void weft__ppjob_free(job *j) {
   weft_future_unref(j->future);
   weft__free(j);
 }
 
-static void on_job_cancel(weft_future *f, void *arg) {
-  WEFT__UNUSED(f);
+void weft__ppjob_cancelled(void *arg) {
   job *j = arg;
   if (j->dropped) return; /* reject_queue() frees it */
   if (j->w == NULL) {     /* queued: drop it */
-    weft__list_unlink(&j->node);
+    weft__list_unlink(&j->src.node);
     j->pool->queued--;
-    job_free(j);
+    weft__ppjob_free(j);
     return;
   }
   /* running: stop the work; the worker's exit frees the job unsettled */
   weft_process_kill(&j->w->proc, SIGKILL);
 }
 
-static void put_be32(char *p, uint32_t v) {
-  p[0] = (char)(v >> 24);
-  p[1] = (char)(v >> 16);
-  p[2] = (char)(v >> 8);
-  p[3] = (char)v;
-}
-
-static uint32_t get_be32(const char *p) {
-  const unsigned char *u = (const unsigned char *)p;
-  return (uint32_t)u[0] << 24 | (uint32_t)u[1] << 16 | (uint32_t)u[2] << 8 |
-         u[3];
-}
-
 static int job_new(weft_procpool *pool, const void *data, size_t len,
                    job **out) {
   job *j = weft__malloc(sizeof *j + 4 + len);
   if (j == NULL) return -ENOMEM;
-  int err = weft_future_new_op(pool->loop, "weft_procpool_submit", &j->future);
+  int err = weft__ppjob_new(pool->loop, j, &j->future);
   if (err != 0) {
     weft__free(j);
     return err;
   }
-  weft__list_init(&j->node);
+  weft__list_init(&j->src.node);
+  j->src.is_map = false;
   j->pool = pool;
   j->w = NULL;
   j->dropped = false;
   j->frame_len = 4 + len;
-  put_be32(j->frame, (uint32_t)len);
+  weft__put_be32(j->frame, (uint32_t)len);
   if (len) memcpy(j->frame + 4, data, len);
-  weft_future_on_cancel(j->future, on_job_cancel, j);
   *out = j;
   return 0;
 }
 
-/* The pool cannot run jobs any more: reject what waits. */
+/* A copy of the initializer's failure, for one more job (may be NULL). */
+static weft_procpool_result *init_detail(const weft_procpool *pool) {
+  const weft_procpool_result *m = pool->init_msg;
+  if (m == NULL) return NULL;
+  return weft__ppresult_new(m->status, m->data, m->len, NULL, 0, NULL, 0);
+}
+
+/* The pool cannot run what waits any more: settle it with `err`. */
 static void reject_queue(weft_procpool *pool, int err) {
   weft__list *n;
   while ((n = weft__list_pop_front(&pool->queue)) != NULL) {
-    job *j = WEFT__CONTAINER_OF(n, job, node);
+    weft__ppsrc *s = WEFT__CONTAINER_OF(n, weft__ppsrc, node);
+    if (s->is_map) {
+      weft__ppmap *m = weft__ppmap_of(s);
+      pool->queued -= weft__ppmap_left(m);
+      weft__ppmap_drop_rest(m, err);
+      continue;
+    }
+    job *j = WEFT__CONTAINER_OF(s, job, src);
     pool->queued--;
     j->dropped = true;
     if (err == -ECANCELED)
       weft_future_cancel(j->future);
     else
-      weft_future_reject(j->future, err);
-    job_free(j);
+      weft__ppjob_fail(j->future, err,
+                       err == pool->init_err ? init_detail(pool) : NULL);
+    weft__ppjob_free(j);
+  }
+}
+
+/* ---- the map's hooks
+ * ------------------------------------------------------------ */
+
+int weft__procpool_enqueue_map(weft_procpool *pool, weft__ppmap *m, size_t n) {
+  if (pool->closing) return WEFT_ECLOSED;
+  if (pool->max_queue && pool->queued + n > pool->max_queue + pool->members)
+    return -EAGAIN;
+  if (pool->members == 0) return WEFT_EWORKER;
+  weft__ppsrc *s = (weft__ppsrc *)m; /* the first member */
+  s->is_map = true;
+  weft__list_push_back(&pool->queue, &s->node);
+  pool->queued += n;
+  dispatch(pool);
+  return 0;
+}
+
+void weft__procpool_unqueue_map(weft_procpool *pool, weft__ppmap *m) {
+  weft__ppsrc *s = (weft__ppsrc *)m;
+  weft__list_unlink(&s->node);
+  pool->queued -= weft__ppmap_left(m);
+}
+
+void weft__procpool_kill_map(weft_procpool *pool, weft__ppmap *m) {
+  WEFT__LIST_FOREACH(it, &pool->workers) {
+    worker *w = WEFT__CONTAINER_OF(it, worker, node);
+    if ((w->map == m || w->map2 == m) && !w->exited)
+      weft_process_kill(&w->proc, SIGKILL);
   }
 }
 
 /* ---- workers: closing and replacing
  * ------------------------------------------ */
 
-static void worker_gone(weft_procpool *pool, unsigned slot, bool replace) {
-  pool->ws[slot] = NULL;
-  pool->alive--;
-  if (replace && !pool->closing && worker_spawn(pool, slot) == 0) {
-    dispatch(pool);
-    return;
-  }
-  /* no worker runs and none is coming: nothing can run the queue */
-  if (pool->live == 0 && pool->respawning == 0 && !pool->closing)
-    reject_queue(pool, WEFT_EWORKER);
-  if (pool->alive == 0 && pool->closing) {
-    if (pool->close_cb) pool->close_cb(pool, pool->close_arg);
-    pool_free(pool);
-  }
+static void stdin_close(worker *w) {
+  if (!weft_is_closing(&w->in.stream.base))
+    weft_close(&w->in.stream.base, on_worker_closed);
 }
 
-static unsigned slot_of(const worker *w) {
-  for (unsigned i = 0; i < w->pool->target; i++)
-    if (w->pool->ws[i] == w) return i;
-  return 0;
+static void finish_close(weft_procpool *pool) {
+  if (pool->close_cb) pool->close_cb(pool, pool->close_arg);
+  pool_free(pool);
+}
+
+static void worker_gone(weft_procpool *pool, bool replace) {
+  pool->alive--;
+  if (replace && !pool->closing) { /* a new worker takes its place */
+    if (worker_spawn(pool) == 0) {
+      dispatch(pool);
+      return;
+    }
+  }
+  /* no worker runs and none is coming: nothing can run the queue */
+  if (pool->members == 0 && !pool->closing)
+    reject_queue(pool, pool->init_err ? pool->init_err : WEFT_EWORKER);
+  if (pool->alive == 0 && pool->closing) finish_close(pool);
 }
 
 static void on_worker_closed(weft_handle *h) {
   worker *w = h->data;
   if (--w->open != 0) return;
   weft_procpool *pool = w->pool;
-  unsigned slot = slot_of(w);
   bool replace = w->replace;
-  if (replace) pool->respawning--;
+  if (w->member) pool->members--;
+  weft__list_unlink(&w->node);
   weft__free(w->rbuf);
   weft__free(w);
-  worker_gone(pool, slot, replace);
+  worker_gone(pool, replace);
 }
 
 static void worker_close(worker *w) {
@@ -217,188 +220,268 @@ static void worker_close(worker *w) {
     if (!weft_is_closing(hs[i])) weft_close(hs[i], on_worker_closed);
 }
 
-static void drain_replies(worker *w);
+/* The message sent ahead to a worker that died before answering the one
+ * in front of it: the worker runs messages in order, so it never started
+ * it; its items go back to the map (in front), unless the pool is
+ * stopping. */
+static void give_back(worker *w) {
+  weft_procpool *pool = w->pool;
+  weft__ppmap *m = w->map2;
+  w->map2 = NULL;
+  int rc = pool->closing || weft__ppmap_cancelled(m)
+               ? -ECANCELED
+               : weft__ppmap_give_back(m, w->first2, w->count2);
+  if (rc >= 0) {
+    weft__ppsrc *s = (weft__ppsrc *)m;
+    if (rc == 0) weft__list_push_front(&pool->queue, &s->node);
+    pool->queued += w->count2;
+    return;
+  }
+  int code = pool->closing ? -ECANCELED : WEFT_EWORKER;
+  for (size_t i = 0; i < w->count2; i++)
+    weft__ppmap_item(m, w->first2 + i, code, "", 0, NULL, 0, NULL, 0);
+  weft__ppmap_msg_done(m);
+}
+
+/* The worker died with work in hand: settle it. Never re-run: it may have
+ * run, and its reply may have been on its way. */
+static void fail_work(worker *w) {
+  weft_procpool *pool = w->pool;
+  int code = pool->terminating ? -ECANCELED : w->fail ? w->fail : WEFT_EWORKER;
+  if (w->job != NULL) {
+    w->crashed = true;
+    if (code == -ECANCELED)
+      weft_future_cancel(w->job->future);
+    else /* -EALREADY if the job was cancelled */
+      weft__ppjob_fail(w->job->future, code, NULL);
+    weft__ppjob_free(w->job);
+    w->job = NULL;
+  } else if (w->map != NULL) {
+    w->crashed = true;
+    for (size_t i = w->replied; i < w->count; i++)
+      weft__ppmap_item(w->map, w->first + i, code, "", 0, NULL, 0, NULL, 0);
+    weft__ppmap *m = w->map;
+    w->map = NULL;
+    weft__ppmap_msg_done(m);
+  }
+  if (w->map2 != NULL) give_back(w);
+}
 
 static void on_worker_exit(weft_process *p, int64_t status, int sig) {
   WEFT__UNUSED(status);
   WEFT__UNUSED(sig);
   worker *w = p->base.data;
+  weft_procpool *pool = w->pool;
   w->exited = true; /* no more dispatching to it */
-  w->pool->live--;
-  drain_replies(w);
-  if (w->job != NULL) {
-    w->crashed = true;
-    /* -EALREADY if the job was cancelled */
-    weft_future_reject(w->job->future, w->fail ? w->fail : WEFT_EWORKER);
-    job_free(w->job);
-    w->job = NULL;
-  }
+  weft__ppw_drain(w);
+  fail_work(w);
   /* one that dies before doing any work is not replaced: a broken command
    * would respawn in a tight loop */
-  w->replace = w->crashed || w->done > 0;
-  if (w->replace) w->pool->respawning++;
+  w->replace = w->member && !pool->closing && !w->starting &&
+               (w->crashed || w->done > 0 || w->inited);
+  if (w->member && !w->replace) {
+    w->member = false;
+    pool->members--;
+  }
   worker_close(w);
+  dispatch(pool); /* items given back may go to another worker now */
 }
 
-/* A broken reply or pipe: the worker cannot be trusted any more. */
-static void worker_kill(worker *w) {
+void weft__ppw_kill(worker *w) {
   if (!w->exited) weft_process_kill(&w->proc, SIGKILL);
 }
 
-/* ---- replies
- * ---------------------------------------------------------------------- */
-
-static void result_dtor(void *v) {
-  weft_procpool_result *r = v;
-  weft__free(r);
-}
-
-static void job_reply(worker *w, const char *payload, size_t len,
-                      int32_t status) {
-  job *j = w->job;
-  w->job = NULL;
-  w->done++;
-  if (status < 0) {
-    weft_future_reject(j->future, status);
+/* The worker's message is fully answered. */
+void weft__ppw_done(worker *w, size_t jobs) {
+  weft_procpool *pool = w->pool;
+  w->done += jobs;
+  if (pool->max_jobs && w->done >= pool->max_jobs) w->recycle = true;
+  if (pool->closing || w->retiring || w->recycle) {
+    if (!w->writing && !weft__ppw_busy(w)) stdin_close(w);
   } else {
-    weft_procpool_result *r = weft__malloc(sizeof *r + len + 1);
-    if (r == NULL) {
-      weft_future_reject(j->future, -ENOMEM);
-    } else {
-      r->data = (char *)(r + 1);
-      r->len = len;
-      memcpy(r->data, payload, len);
-      r->data[len] = '\0';
-      if (weft_future_resolve(j->future, r, result_dtor) != 0) weft__free(r);
-    }
+    dispatch(pool);
   }
-  job_free(j);
-  if (!w->pool->closing)
-    dispatch(w->pool);
-  else if (!weft_is_closing(&w->in.stream.base))
-    weft_close(&w->in.stream.base, on_worker_closed);
-}
-
-/* Consumes the complete reply frames in rbuf. */
-static void parse_replies(worker *w) {
-  size_t off = 0;
-  while (w->rlen - off >= REPLY_HDR) {
-    size_t len = get_be32(w->rbuf + off);
-    int32_t status = (int32_t)get_be32(w->rbuf + off + 4);
-    if (len > MAX_FRAME || w->job == NULL) {
-      worker_kill(w);
-      return;
-    }
-    if (w->rlen - off - REPLY_HDR < len) break;
-    job_reply(w, w->rbuf + off + REPLY_HDR, len, status);
-    off += REPLY_HDR + len;
-  }
-  if (off == 0) return;
-  memmove(w->rbuf, w->rbuf + off, w->rlen - off);
-  w->rlen -= off;
-}
-
-static int rbuf_append(worker *w, const char *data, size_t n) {
-  if (w->rlen + n > w->rcap) {
-    size_t cap = w->rcap ? w->rcap : 4096;
-    while (cap < w->rlen + n)
-      cap *= 2;
-    char *b = weft__realloc(w->rbuf, cap);
-    if (b == NULL) return -ENOMEM;
-    w->rbuf = b;
-    w->rcap = cap;
-  }
-  memcpy(w->rbuf + w->rlen, data, n);
-  w->rlen += n;
-  return 0;
-}
-
-/* The exit can be seen before the last reply is read (both are ready in
- * the same poll): a worker that replied and then exited did its job. Its
- * stdout has no writer left, so this read ends at once. */
-static void drain_replies(worker *w) {
-  int fd = weft_stream_fileno(&w->out.stream);
-  if (fd < 0 || weft_is_closing(&w->out.stream.base)) return;
-  char buf[4096];
-  ssize_t n;
-  while ((n = read(fd, buf, sizeof buf)) > 0 || (n < 0 && errno == EINTR))
-    if (n > 0 && rbuf_append(w, buf, (size_t)n) != 0) return;
-  parse_replies(w);
-}
-
-static void on_worker_read(weft_stream *s, ssize_t nread, const weft_buf *buf) {
-  worker *w = s->base.data;
-  if (nread == 0) return;
-  int err = nread < 0 ? 0 : rbuf_append(w, buf->base, (size_t)nread);
-  if (nread < 0 || err != 0) {
-    weft_stream_read_stop(s);
-    if (w->fail == 0) w->fail = err;
-    worker_kill(w); /* end of replies: its exit cleans up */
-    return;
-  }
-  parse_replies(w);
 }
 
 /* ---- dispatch
  * ------------------------------------------------------------------------ */
 
-static void on_job_written(weft_write_req *req, int status) {
+static void on_written(weft_write_req *req, int status) {
   worker *w = req->data;
   w->writing = false;
   if (status == -ECANCELED) return; /* closing */
   /* a failed write means the worker is gone or going: its exit handles it */
-  if (status != 0)
-    worker_kill(w);
-  else if (!w->pool->closing)
-    dispatch(w->pool);
+  if (status != 0) {
+    weft__ppw_kill(w);
+  } else if (!weft__ppw_busy(w) && !w->starting) {
+    if (w->pool->closing || w->retiring || w->recycle)
+      stdin_close(w);
+    else
+      dispatch(w->pool);
+  } else if (weft__ppw_busy(w)) {
+    dispatch(w->pool); /* it may take a message ahead */
+  }
 }
 
-static void dispatch(weft_procpool *pool) {
-  for (unsigned i = 0; i < pool->target && pool->queued > 0; i++) {
-    worker *w = pool->ws[i];
-    if (w == NULL || w->exited || w->job != NULL || w->writing) continue;
-    job *j = WEFT__CONTAINER_OF(weft__list_pop_front(&pool->queue), job, node);
+static bool idle(const worker *w) {
+  return !w->exited && !weft__ppw_busy(w) && !w->writing && !w->starting &&
+         !w->retiring && !w->recycle;
+}
+
+static int send_bufs(worker *w, const weft_buf *b, unsigned nb) {
+  w->writing = true;
+  int err = weft_stream_write(&w->wreq, &w->in.stream, b, nb, on_written);
+  if (err != 0) w->writing = false;
+  return err;
+}
+
+static int send_frame(worker *w, const char *frame, size_t len) {
+  weft_buf b = weft_buf_init((char *)frame, len);
+  return send_bufs(w, &b, 1);
+}
+
+/* A worker running a map's message may be sent the next one ahead, so that
+ * it finds it in its pipe when done instead of waiting a round trip. */
+static bool can_prefetch(const worker *w) {
+  return !w->exited && w->map != NULL && w->map2 == NULL && !w->writing &&
+         !w->starting && !w->retiring && !w->recycle;
+}
+
+/* Hands w the next message of the map `m` at the queue's head (at most
+ * `max` items): into w->map, or with `ahead` into w->map2. */
+static void send_map(weft_procpool *pool, worker *w, weft__ppmap *m, size_t max,
+                     bool ahead) {
+  weft_buf b[2];
+  size_t *first = ahead ? &w->first2 : &w->first;
+  size_t *count = ahead ? &w->count2 : &w->count;
+  unsigned nb = weft__ppmap_take(m, max, w->hdr, b, first, count);
+  pool->queued -= *count;
+  if (weft__ppmap_left(m) == 0) weft__list_unlink(&((weft__ppsrc *)m)->node);
+  if (ahead) {
+    w->map2 = m;
+  } else {
+    w->map = m;
+    w->replied = 0;
+  }
+  if (send_bufs(w, b, nb) != 0) weft__ppw_kill(w);
+}
+
+/* Sends the map `m` at the queue's head ahead to w, unless that would
+ * exceed max_jobs_per_worker. */
+static void send_ahead(weft_procpool *pool, worker *w, weft__ppmap *m) {
+  size_t max = SIZE_MAX;
+  if (pool->max_jobs) {
+    size_t used = w->done + w->count;
+    if (used >= pool->max_jobs) return;
+    max = pool->max_jobs - used;
+  }
+  send_map(pool, w, m, max, true);
+}
+
+/* Hands the queue's next message to the idle w. */
+static void send_next(weft_procpool *pool, worker *w) {
+  weft__ppsrc *s =
+      WEFT__CONTAINER_OF(weft__list_front(&pool->queue), weft__ppsrc, node);
+  if (!s->is_map) {
+    job *j = WEFT__CONTAINER_OF(s, job, src);
+    weft__list_unlink(&s->node);
     pool->queued--;
     j->w = w;
     w->job = j;
-    weft_buf b = weft_buf_init(j->frame, j->frame_len);
-    w->writing = true;
-    if (weft_stream_write(&w->wreq, &w->in.stream, &b, 1, on_job_written) !=
-        0) {
-      w->writing = false;
-      worker_kill(w);
-    }
+    if (send_frame(w, j->frame, j->frame_len) != 0) weft__ppw_kill(w);
+    return;
+  }
+  size_t max = pool->max_jobs ? pool->max_jobs - w->done : SIZE_MAX;
+  send_map(pool, w, weft__ppmap_of(s), max, false);
+}
+
+static void dispatch(weft_procpool *pool) {
+  if (pool->closing) return;
+  WEFT__LIST_FOREACH(it, &pool->workers) {
+    if (weft__list_empty(&pool->queue)) return;
+    worker *w = WEFT__CONTAINER_OF(it, worker, node);
+    if (idle(w)) send_next(pool, w);
+  }
+  /* every idle worker has work: send maps' messages ahead */
+  WEFT__LIST_FOREACH(it, &pool->workers) {
+    if (weft__list_empty(&pool->queue)) return;
+    worker *w = WEFT__CONTAINER_OF(it, worker, node);
+    weft__ppsrc *s =
+        WEFT__CONTAINER_OF(weft__list_front(&pool->queue), weft__ppsrc, node);
+    if (s->is_map && can_prefetch(w)) send_ahead(pool, w, weft__ppmap_of(s));
   }
 }
 
 /* ---- spawning
  * ---------------------------------------------------------------------- */
 
-static int worker_spawn(weft_procpool *pool, unsigned slot) {
+/* The environment of a new worker: the pool's (or ours) and WEFT__PP_ENV.
+ * Pointers only (the spawn copies them). */
+static char **worker_env(const weft_procpool *pool) {
+  static char *const modes[] = {WEFT__PP_ENV "=inherit",
+                                WEFT__PP_ENV "=discard",
+                                WEFT__PP_ENV "=capture"};
+  char *const *base = pool->env ? pool->env : environ;
+  size_t n = 0, k = 0, pre = strlen(WEFT__PP_ENV "=");
+  while (base && base[n])
+    n++;
+  char **e = weft__malloc((n + 2) * sizeof *e);
+  if (e == NULL) return NULL;
+  for (size_t i = 0; i < n; i++)
+    if (strncmp(base[i], WEFT__PP_ENV "=", pre) != 0) e[k++] = base[i];
+  e[k++] = modes[pool->output];
+  e[k] = NULL;
+  return e;
+}
+
+static void worker_stdio(const weft_procpool *pool, worker *w,
+                         weft_stdio st[4]) {
+  st[0] = (weft_stdio){WEFT_STDIO_PIPE, -1, &w->in};
+  st[1] = (weft_stdio){WEFT_STDIO_PIPE, -1, &w->out};
+  st[2] = (weft_stdio){WEFT_STDIO_INHERIT, -1, NULL};
+  st[3] = (weft_stdio){WEFT_STDIO_IGNORE, -1, NULL};
+  if (pool->output == WEFT_PROCPOOL_OUTPUT_DISCARD)
+    st[2].kind = WEFT_STDIO_IGNORE;
+  if (pool->output == WEFT_PROCPOOL_OUTPUT_INHERIT && fcntl(1, F_GETFD) >= 0)
+    st[3] = (weft_stdio){WEFT_STDIO_FD, 1, NULL}; /* where stdout goes */
+}
+
+static int worker_start(weft_procpool *pool, worker *w) {
+  weft_stdio st[4];
+  worker_stdio(pool, w, st);
+  char **env = worker_env(pool);
+  if (env == NULL) return -ENOMEM;
+  weft_process_options o = {.argv = pool->argv,
+                            .env = env,
+                            .cwd = pool->cwd,
+                            .stdio = st,
+                            .stdio_count = 4,
+                            .exit_cb = on_worker_exit};
+  int err = weft_spawn(pool->loop, &w->proc, &o);
+  weft__free(env);
+  if (err == 0)
+    err = weft_stream_read_start(&w->out.stream, NULL, weft__ppw_on_read);
+  if (err == 0 && pool->init_frame != NULL) {
+    w->starting = true;
+    err = send_frame(w, pool->init_frame, pool->init_len);
+  }
+  return err;
+}
+
+static int worker_spawn(weft_procpool *pool) {
   worker *w = weft__calloc(1, sizeof *w);
   if (w == NULL) return -ENOMEM;
   w->pool = pool;
   w->wreq.data = w;
   weft_pipe_init(pool->loop, &w->in);
   weft_pipe_init(pool->loop, &w->out);
-  weft_stdio st[3] = {{WEFT_STDIO_PIPE, -1, &w->in},
-                      {WEFT_STDIO_PIPE, -1, &w->out},
-                      {WEFT_STDIO_INHERIT, -1, NULL}};
-  weft_process_options o = {.argv = pool->argv,
-                            .env = pool->env,
-                            .cwd = pool->cwd,
-                            .stdio = st,
-                            .stdio_count = 3,
-                            .exit_cb = on_worker_exit};
   w->proc.base.data = w->in.stream.base.data = w->out.stream.base.data = w;
-  int err = weft_spawn(pool->loop, &w->proc, &o);
-  if (err == 0)
-    err = weft_stream_read_start(&w->out.stream, NULL, on_worker_read);
-  pool->ws[slot] = w;
+  int err = worker_start(pool, w);
+  weft__list_push_back(&pool->workers, &w->node);
   pool->alive++;
   w->open = 2;
   if (err != 0) {
-    /* the pipes (and the child, if any) close; the slot stays empty */
+    /* the pipes (and the child, if any) close; nothing is replaced */
     w->exited = true;
     if (w->proc.base.ops != NULL) {
       w->open = 3;
@@ -408,7 +491,8 @@ static int worker_spawn(weft_procpool *pool, unsigned slot) {
     return err;
   }
   w->open = 3;
-  pool->live++;
+  w->member = true;
+  pool->members++;
   return 0;
 }
 
@@ -417,27 +501,45 @@ static int pool_copy(weft_procpool *pool, const weft_procpool_options *o) {
   if (err == 0) err = strv_dup(o->env, &pool->env);
   if (err == 0 && o->cwd && (pool->cwd = weft__strdup(o->cwd)) == NULL)
     err = -ENOMEM;
-  if (err == 0 &&
-      (pool->ws = weft__calloc(pool->target, sizeof *pool->ws)) == NULL)
-    err = -ENOMEM;
+  if (err == 0 && o->init != NULL) {
+    pool->init_len = 5 + o->init_len;
+    if ((pool->init_frame = weft__malloc(pool->init_len)) == NULL) {
+      err = -ENOMEM;
+    } else {
+      weft__put_be32(pool->init_frame,
+                     (uint32_t)(1 + o->init_len) | WEFT__PP_CTRL);
+      pool->init_frame[4] = 'I';
+      if (o->init_len) memcpy(pool->init_frame + 5, o->init, o->init_len);
+    }
+  }
   return err;
+}
+
+static bool options_ok(const weft_procpool_options *o) {
+  return o->argv != NULL && o->argv[0] != NULL && o->workers <= MAX_WORKERS &&
+         !(o->init_len && o->init == NULL) &&
+         o->init_len < WEFT__PP_MAX_FRAME &&
+         (unsigned)o->output <= WEFT_PROCPOOL_OUTPUT_CAPTURE;
 }
 
 int weft_procpool_new(weft_loop *loop, const weft_procpool_options *o,
                       weft_procpool **out) {
-  if (loop == NULL || o == NULL || out == NULL || o->argv == NULL ||
-      o->argv[0] == NULL || o->workers > MAX_WORKERS)
+  if (loop == NULL || o == NULL || out == NULL || !options_ok(o))
     return -EINVAL;
   weft_procpool *pool = weft__calloc(1, sizeof *pool);
   if (pool == NULL) return -ENOMEM;
   pool->loop = loop;
   long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
   pool->target = o->workers ? o->workers : (unsigned)(ncpu > 0 ? ncpu : 1);
+  if (pool->target > MAX_WORKERS) pool->target = MAX_WORKERS;
   pool->max_queue = o->max_queue;
+  pool->max_jobs = o->max_jobs_per_worker;
+  pool->output = o->output;
   weft__list_init(&pool->queue);
+  weft__list_init(&pool->workers);
   int err = pool_copy(pool, o);
   for (unsigned i = 0; err == 0 && i < pool->target; i++)
-    err = worker_spawn(pool, i);
+    err = worker_spawn(pool);
   if (err == 0) {
     *out = pool;
     return 0;
@@ -457,15 +559,16 @@ int weft_procpool_new(weft_loop *loop, const weft_procpool_options *o,
 
 int weft_procpool_submit(weft_procpool *pool, const void *data, size_t len,
                          weft_future **out) {
-  if (pool == NULL || out == NULL || (len && data == NULL) || len > MAX_FRAME)
+  if (pool == NULL || out == NULL || (len && data == NULL) ||
+      len > WEFT__PP_MAX_FRAME)
     return -EINVAL;
   if (pool->closing) return WEFT_ECLOSED;
   if (pool->max_queue && pool->queued >= pool->max_queue) return -EAGAIN;
-  if (pool->live == 0 && pool->respawning == 0) return WEFT_EWORKER;
+  if (pool->members == 0) return WEFT_EWORKER;
   job *j;
   int err = job_new(pool, data, len, &j);
   if (err != 0) return err;
-  weft__list_push_back(&pool->queue, &j->node);
+  weft__list_push_back(&pool->queue, &j->src.node);
   pool->queued++;
   *out = weft_future_ref(j->future);
   dispatch(pool);
@@ -476,7 +579,7 @@ int weft_procpool_map(weft_procpool *pool, const weft_buf *inputs, size_t n,
                       weft_future **futs, weft_future **all) {
   if (pool == NULL || (n > 0 && (inputs == NULL || futs == NULL)))
     return -EINVAL;
-  if (pool->max_queue && pool->queued + n > pool->max_queue + pool->live)
+  if (pool->max_queue && pool->queued + n > pool->max_queue + pool->members)
     return -EAGAIN;
   size_t i;
   int err = 0;
@@ -494,16 +597,10 @@ int weft_procpool_map(weft_procpool *pool, const weft_buf *inputs, size_t n,
 }
 
 /* Closing a pool that has no worker left: the callback still runs later. */
-static void close_empty(void *arg) {
-  weft_procpool *pool = arg;
-  if (pool->close_cb) pool->close_cb(pool, pool->close_arg);
-  pool_free(pool);
-}
+static void close_empty(void *arg) { finish_close(arg); }
 
-int weft_procpool_close(weft_procpool *pool, weft_procpool_close_cb cb,
-                        void *arg) {
-  if (pool == NULL) return -EINVAL;
-  if (pool->closing) return -EALREADY;
+static int begin_close(weft_procpool *pool, weft_procpool_close_cb cb,
+                       void *arg) {
   if (pool->alive == 0) {
     int err = weft_call_soon(pool->loop, close_empty, pool);
     if (err != 0) return err;
@@ -512,81 +609,91 @@ int weft_procpool_close(weft_procpool *pool, weft_procpool_close_cb cb,
   pool->close_cb = cb;
   pool->close_arg = arg;
   reject_queue(pool, -ECANCELED);
-  for (unsigned i = 0; i < pool->target; i++) {
-    worker *w = pool->ws[i];
-    if (w != NULL && w->job == NULL && !weft_is_closing(&w->in.stream.base))
-      weft_close(&w->in.stream.base, on_worker_closed);
+  return 0;
+}
+
+int weft_procpool_close(weft_procpool *pool, weft_procpool_close_cb cb,
+                        void *arg) {
+  if (pool == NULL) return -EINVAL;
+  if (pool->closing) return -EALREADY;
+  int err = begin_close(pool, cb, arg);
+  if (err != 0) return err;
+  WEFT__LIST_FOREACH(it, &pool->workers) {
+    worker *w = WEFT__CONTAINER_OF(it, worker, node);
+    if (!weft__ppw_busy(w) && !w->writing) stdin_close(w);
   }
+  return 0;
+}
+
+int weft_procpool_terminate(weft_procpool *pool, weft_procpool_close_cb cb,
+                            void *arg) {
+  if (pool == NULL) return -EINVAL;
+  if (pool->terminating) return -EALREADY;
+  if (!pool->closing) {
+    int err = begin_close(pool, cb, arg);
+    if (err != 0) return err;
+  } else if (cb != NULL) {
+    pool->close_cb = cb;
+    pool->close_arg = arg;
+  }
+  pool->terminating = true;
+  WEFT__LIST_FOREACH(it, &pool->workers) {
+    worker *w = WEFT__CONTAINER_OF(it, worker, node);
+    weft__ppw_kill(w);
+  }
+  return 0;
+}
+
+/* Takes one worker out of the pool's size: one awaiting its replacement
+ * first, then an idle one, then one still starting, then a busy one. */
+static void retire_one(weft_procpool *pool) {
+  worker *pick = NULL;
+  int best = 5;
+  WEFT__LIST_FOREACH(it, &pool->workers) {
+    worker *w = WEFT__CONTAINER_OF(it, worker, node);
+    if (!w->member) continue;
+    int rank = w->exited ? 0 : idle(w) ? 1 : w->starting ? 2 : 3;
+    if (rank < best) {
+      best = rank;
+      pick = w;
+    }
+  }
+  pick->member = false;
+  pool->members--;
+  if (pick->exited) {
+    pick->replace = false;
+    return;
+  }
+  pick->retiring = true;
+  if (!weft__ppw_busy(pick) && !pick->writing) stdin_close(pick);
+}
+
+int weft_procpool_resize(weft_procpool *pool, unsigned n) {
+  if (pool == NULL || n == 0 || n > MAX_WORKERS) return -EINVAL;
+  if (pool->closing) return WEFT_ECLOSED;
+  pool->target = n;
+  while (pool->members > n)
+    retire_one(pool);
+  while (pool->members < n) {
+    int err = worker_spawn(pool);
+    if (err != 0) return err;
+  }
+  dispatch(pool);
   return 0;
 }
 
 unsigned weft_procpool_workers(const weft_procpool *pool) {
-  return pool ? pool->live + pool->respawning : 0;
+  return pool ? pool->members : 0;
 }
 
-/* ---- the worker side
- * -------------------------------------------------------------- */
-
-/* Reads exactly n bytes: 1 done, 0 at end of input before any byte, < 0
- * on an error or a frame cut short. */
-static int read_full(int fd, void *buf, size_t n) {
-  size_t got = 0;
-  while (got < n) {
-    ssize_t r = read(fd, (char *)buf + got, n - got);
-    if (r < 0 && errno == EINTR) continue;
-    if (r < 0) return -errno;
-    if (r == 0) return got == 0 ? 0 : -EPROTO;
-    got += (size_t)r;
+int weft_procpool_pids(const weft_procpool *pool, pid_t *pids, unsigned cap) {
+  if (pool == NULL || (pids == NULL && cap > 0)) return -EINVAL;
+  unsigned n = 0;
+  WEFT__LIST_FOREACH(it, &pool->workers) {
+    const worker *w = WEFT__CONTAINER_OF(it, worker, node);
+    if (w->exited || w->proc.base.ops == NULL) continue;
+    if (n < cap) pids[n] = w->proc.pid;
+    n++;
   }
-  return 1;
-}
-
-static int write_full(int fd, const void *buf, size_t n) {
-  size_t put = 0;
-  while (put < n) {
-    ssize_t r = write(fd, (const char *)buf + put, n - put);
-    if (r < 0 && errno == EINTR) continue;
-    if (r < 0) return -errno;
-    put += (size_t)r;
-  }
-  return 0;
-}
-
-static int worker_one(weft_procpool_handler fn, void *arg, size_t len) {
-  char *in = weft__malloc(len ? len : 1);
-  if (in == NULL) return -ENOMEM;
-  int err = read_full(0, in, len);
-  if (len > 0 && err != 1) {
-    weft__free(in);
-    return err < 0 ? err : -EPROTO;
-  }
-  weft_buf out = {NULL, 0};
-  int status = fn(in, len, &out, arg);
-  weft__free(in);
-  if (status < 0 || out.len > MAX_FRAME) {
-    free(out.base);
-    out = (weft_buf){NULL, 0};
-    if (status >= 0) status = -EMSGSIZE;
-  }
-  char hdr[REPLY_HDR];
-  put_be32(hdr, (uint32_t)out.len);
-  put_be32(hdr + 4, (uint32_t)(status < 0 ? status : 0));
-  err = write_full(1, hdr, sizeof hdr);
-  if (err == 0 && out.len) err = write_full(1, out.base, out.len);
-  free(out.base);
-  return err;
-}
-
-int weft_procpool_worker_main(weft_procpool_handler fn, void *arg) {
-  if (fn == NULL) return -EINVAL;
-  signal(SIGPIPE, SIG_IGN); /* a gone parent: fail the write, exit */
-  for (;;) {
-    char hdr[4];
-    int r = read_full(0, hdr, sizeof hdr);
-    if (r <= 0) return r;
-    size_t len = get_be32(hdr);
-    if (len > MAX_FRAME) return -EPROTO;
-    int err = worker_one(fn, arg, len);
-    if (err != 0) return err;
-  }
+  return (int)n;
 }

@@ -105,9 +105,13 @@ int weft__stream_set_fd(weft_stream *s, int fd, unsigned flags) {
   if (fl < 0) return -errno;
   if (!(fl & O_NONBLOCK) && fcntl(fd, F_SETFL, fl | O_NONBLOCK) < 0)
     return -errno;
+  weft__stream_adopt_fd(s, fd, flags);
+  return 0;
+}
+
+void weft__stream_adopt_fd(weft_stream *s, int fd, unsigned flags) {
   ev_io_set(io_watcher(s), fd, 0);
   s->flags |= flags;
-  return 0;
 }
 
 void weft__stream_reset(weft_stream *s) {
@@ -276,9 +280,28 @@ static void check_low(weft_stream *s) {
   }
 }
 
+/* What `s` may still write in this turn: the cap of weft/stream.h spans
+ * every write of the turn, the ones its write callbacks make included (a
+ * writer that refills from its callbacks would otherwise fill the socket
+ * buffer, megabytes, before its reads or any other stream ran). The loop
+ * counts for the stream that wrote last; a stream past the cap queues
+ * and goes on from EV_WRITE after the next poll. */
+static size_t turn_budget(weft__net *net, const weft_stream *s) {
+  uint64_t turn = s->base.loop->m.turns;
+  if (net->w_stream != s || net->w_turn != turn) {
+    net->w_stream = s;
+    net->w_turn = turn;
+    net->w_bytes = 0;
+  }
+  return net->w_bytes < WEFT_STREAM_WRITE_CAP
+             ? WEFT_STREAM_WRITE_CAP - net->w_bytes
+             : 0;
+}
+
 /* EV_WRITE: drain the queue within the fairness cap. */
 static void on_writable(weft_stream *s) {
-  size_t budget = WEFT_STREAM_WRITE_CAP;
+  weft__net *net = weft__net_get(s->base.loop);
+  size_t budget = turn_budget(net, s), start = budget;
   weft__req_hdr *h;
   while ((h = weft__reqq_front(WQ(s))) != NULL) {
     weft_write_req *req = write_of(h);
@@ -287,6 +310,7 @@ static void on_writable(weft_stream *s) {
     s->wq_size -= req_remaining(req);
     weft__reqq_complete(DONE(s), h, r);
   }
+  net->w_bytes += start - budget;
   if (weft__list_empty(WQ(s)) && s->shutdown_req &&
       !(s->flags & WEFT__S_SHUT_DONE))
     do_shutdown(s);
@@ -322,6 +346,7 @@ int weft__stream_writable(const weft_stream *s) {
 
 static int write_check(weft_stream *s, const weft_buf *bufs, unsigned nbufs) {
   if (s == NULL || bufs == NULL || nbufs == 0) return -EINVAL;
+  if (s->base.ops != NULL) WEFT__CHECK_THREAD(s->base.loop);
   return weft__stream_writable(s);
 }
 
@@ -338,9 +363,12 @@ static int stream_write(weft_write_req *req, weft_stream *s,
 
 void weft__stream_write_queue(weft__net *net, weft_stream *s,
                               weft_write_req *req) {
-  if (weft__list_empty(WQ(s)) && (s->flags & WEFT__S_CONNECTED)) {
-    size_t budget = WEFT_STREAM_WRITE_CAP;
+  size_t budget = 0, start = 0;
+  if (weft__list_empty(WQ(s)) && (s->flags & WEFT__S_CONNECTED))
+    budget = start = turn_budget(net, s);
+  if (budget > 0) { /* try at once; past the turn's cap, queue */
     int r = req_write(s, req, &budget, false);
+    net->w_bytes += start - budget;
     if (r <= 0) { /* all written, or failed: complete from the loop */
       weft__reqq_complete(DONE(s), &req->req, r);
       weft__net_schedule(net, &s->base);
@@ -441,6 +469,7 @@ int weft_stream_shutdown(weft_shutdown_req *req, weft_stream *s,
                          weft_shutdown_cb cb) {
   if (req == NULL || s == NULL || !weft__handle_usable(&s->base))
     return -EINVAL;
+  WEFT__CHECK_THREAD(s->base.loop);
   if (!(s->flags & (WEFT__S_CONNECTED | WEFT__S_CONNECTING))) return -ENOTCONN;
   if (s->flags & WEFT__S_SHUT_REQ) return -EALREADY;
   if (!(s->flags & WEFT__S_SOCKET)) {
@@ -508,6 +537,7 @@ static void on_readable(weft_stream *s) {
 
 int weft_stream_read_start(weft_stream *s, weft_alloc_cb alloc_cb,
                            weft_read_cb read_cb) {
+  if (s != NULL && s->base.ops != NULL) WEFT__CHECK_THREAD(s->base.loop);
   if (s == NULL || read_cb == NULL || !weft__handle_usable(&s->base) ||
       (s->flags & WEFT__S_LISTENING))
     return -EINVAL;
@@ -531,6 +561,7 @@ int weft_stream_read_start(weft_stream *s, weft_alloc_cb alloc_cb,
 
 int weft_stream_read_stop(weft_stream *s) {
   if (s == NULL || s->base.ops == NULL) return -EINVAL;
+  WEFT__CHECK_THREAD(s->base.loop);
   if (!(s->flags & WEFT__S_READING)) return 0;
   s->flags &= ~WEFT__S_READING;
   update(s);
@@ -613,6 +644,7 @@ static void on_connected(weft_stream *s) {
  */
 
 int weft__stream_listen(weft_stream *s, int backlog, weft_connection_cb cb) {
+  if (s != NULL && s->base.ops != NULL) WEFT__CHECK_THREAD(s->base.loop);
   if (s == NULL || !weft__handle_usable(&s->base) || weft__stream_fd(s) < 0 ||
       (s->flags & (WEFT__S_LISTENING | WEFT__S_READING | WEFT__S_CONNECTED |
                    WEFT__S_CONNECTING)))
@@ -661,15 +693,17 @@ static void on_acceptable(weft_stream *s) {
 }
 
 int weft_stream_accept(weft_stream *server, weft_stream *client) {
+  if (server != NULL && server->base.ops != NULL)
+    WEFT__CHECK_THREAD(server->base.loop);
   if (server == NULL || client == NULL || !weft__handle_usable(&server->base) ||
       !weft__handle_usable(&client->base) ||
       server->base.ops != client->base.ops ||
       !(server->flags & WEFT__S_LISTENING) || weft__stream_fd(client) >= 0)
     return -EINVAL;
   if (!(server->flags & WEFT__S_ACCEPT_WAIT)) return -EAGAIN;
-  int err = weft__stream_set_fd(client, server->accepted_fd,
-                                WEFT__S_SOCKET | WEFT__S_CONNECTED);
-  if (err != 0) return err;
+  /* accept4 made it non-blocking */
+  weft__stream_adopt_fd(client, server->accepted_fd,
+                        WEFT__S_SOCKET | WEFT__S_CONNECTED);
   server->accepted_fd = -1;
   server->flags &= ~WEFT__S_ACCEPT_WAIT;
   update(server);
@@ -687,14 +721,19 @@ static void on_io(struct ev_loop *ev, ev_io *w, int revents) {
   if (s->flags & WEFT__S_LISTENING) {
     on_acceptable(s);
   } else {
-    if ((revents & EV_WRITE) && (s->flags & WEFT__S_CONNECTING))
+    if ((revents & EV_WRITE) && (s->flags & WEFT__S_CONNECTING)) {
       on_connected(s);
-    else if (revents & EV_WRITE)
-      on_writable(s);
+      revents &= ~EV_WRITE;
+    }
+    /* Read before writing: draining the receive queue first lets the peer
+     * (often blocked on a full window) resume while we copy our writes. */
     if ((revents & EV_READ) && (s->flags & WEFT__S_READING))
       on_readable(s);
     else if ((revents & EV_READ) && weft__stream_rq_busy(s))
       weft__stream_rd_pump(s);
+    if ((revents & EV_WRITE) && !weft_is_closing(&s->base) &&
+        weft__stream_fd(s) >= 0)
+      on_writable(s);
   }
   weft__net_io_leave(net);
 }

@@ -275,6 +275,7 @@ static void rd_cancel(weft_future *f, void *arg) {
 
 static int rd_check(weft_stream *s, const void *buf, size_t n,
                     weft_future **out) {
+  if (s != NULL && s->base.ops != NULL) WEFT__CHECK_THREAD(s->base.loop);
   if (!is_stream(s) || buf == NULL || n == 0 || out == NULL ||
       (s->flags & WEFT__S_LISTENING))
     return -EINVAL;
@@ -402,9 +403,9 @@ bool weft__stream_rd_accept(weft_stream *s, int fd) {
       weft__req_settle(pool_of(s), h, -EINVAL); /* the next one gets fd */
       continue;
     }
-    int err = weft__stream_set_fd(c, fd, WEFT__S_SOCKET | WEFT__S_CONNECTED);
-    if (err != 0) close(fd);
-    weft__req_settle(pool_of(s), h, err);
+    /* accept4 made it non-blocking */
+    weft__stream_adopt_fd(c, fd, WEFT__S_SOCKET | WEFT__S_CONNECTED);
+    weft__req_settle(pool_of(s), h, 0);
     return true;
   }
   return false;
@@ -444,6 +445,8 @@ void weft__stream_rd_deliver(weft_stream *s) {
 
 int weft_stream_accept_future(weft_stream *server, weft_stream *client,
                               weft_future **out) {
+  if (server != NULL && server->base.ops != NULL)
+    WEFT__CHECK_THREAD(server->base.loop);
   if (!is_stream(server) || !is_stream(client) || out == NULL ||
       server == client || server->base.ops != client->base.ops ||
       !(server->flags & WEFT__S_LISTENING) || weft__stream_fd(client) >= 0)
@@ -497,6 +500,7 @@ static void shutdown_cancel(weft_future *f, void *arg) {
 
 int weft_stream_shutdown_future(weft_stream *s, weft_future **out) {
   if (out == NULL || !is_stream(s)) return -EINVAL;
+  WEFT__CHECK_THREAD(s->base.loop);
   weft__net *net = weft__net_get(s->base.loop);
   if (net == NULL) return -ENOMEM;
   weft__req_hdr *r;

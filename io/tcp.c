@@ -22,6 +22,7 @@ static bool usable(const weft_tcp *t) {
 
 int weft_tcp_init(weft_loop *loop, weft_tcp *t) {
   if (loop == NULL || t == NULL) return -EINVAL;
+  WEFT__CHECK_INIT(loop, &t->stream.base);
   weft__stream_init(loop, &t->stream, &tcp_ops);
   return 0;
 }
@@ -52,10 +53,8 @@ static int ensure_socket(weft_tcp *t, int family) {
   if (weft__stream_fd(&t->stream) >= 0) return 0;
   int fd = socket(family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
   if (fd < 0) return -errno;
-  int err =
-      weft__stream_set_fd(&t->stream, fd, WEFT__S_SOCKET | WEFT__S_OWN_SOCKET);
-  if (err != 0) close(fd);
-  return err;
+  weft__stream_adopt_fd(&t->stream, fd, WEFT__S_SOCKET | WEFT__S_OWN_SOCKET);
+  return 0;
 }
 
 /* Undoes ensure_socket() after a failed call that made the socket. */
@@ -179,6 +178,25 @@ int weft_tcp_keepalive(weft_tcp *t, bool enable, unsigned delay_s) {
   int err = weft__sock_setopt(fd, SOL_SOCKET, SO_KEEPALIVE, enable);
   if (err == 0 && enable)
     err = weft__sock_setopt(fd, IPPROTO_TCP, TCP_KEEPIDLE, (int)delay_s);
+  return err;
+}
+
+int weft_tcp_keepalive_ex(weft_tcp *t, bool enable, unsigned idle_s,
+                          unsigned interval_s, unsigned count) {
+  if (!usable(t) || weft__stream_fd(&t->stream) < 0) return -EINVAL;
+  int fd = weft__stream_fd(&t->stream);
+  if (!enable) return weft__sock_setopt(fd, SOL_SOCKET, SO_KEEPALIVE, 0);
+  if (idle_s == 0 || idle_s > WEFT_TCP_KEEPALIVE_TIME_MAX || interval_s == 0 ||
+      interval_s > WEFT_TCP_KEEPALIVE_TIME_MAX || count == 0 ||
+      count > WEFT_TCP_KEEPALIVE_COUNT_MAX)
+    return -EINVAL;
+  /* the timings first: a socket is never left keepalive with stale ones */
+  int err = weft__sock_setopt(fd, IPPROTO_TCP, TCP_KEEPIDLE, (int)idle_s);
+  if (err == 0)
+    err = weft__sock_setopt(fd, IPPROTO_TCP, TCP_KEEPINTVL, (int)interval_s);
+  if (err == 0)
+    err = weft__sock_setopt(fd, IPPROTO_TCP, TCP_KEEPCNT, (int)count);
+  if (err == 0) err = weft__sock_setopt(fd, SOL_SOCKET, SO_KEEPALIVE, 1);
   return err;
 }
 

@@ -1,19 +1,36 @@
 /* weft — UDP handles: recvmmsg batching into the loop's buffer, sends tried
- * at once and queued only when the socket buffer is full. */
-#include <arpa/inet.h>
-#include <net/if.h>
+ * at once and queued only when the socket buffer is full, sendmmsg batches
+ * and the synchronous try forms, and Unix datagram sockets (the same
+ * handle with an AF_UNIX socket). Socket options and names are in
+ * io/udp_opt.c. */
 #include <limits.h>
-#include <stdlib.h>
 #include <string.h>
+#include <sys/un.h>
 #include <unistd.h>
 
-#include "internal.h"
+#include "udp_internal.h"
 
 #define BATCH_MAX 64u
 #define BATCH_DEFAULT 16u
 #define RECV_ROUNDS 8 /* recvmmsg calls per turn per handle (fairness) */
 
-enum { U_RECEIVING = 1u << 0, U_CONNECTED = 1u << 1, U_BOUND = 1u << 2 };
+enum {
+  U_RECEIVING = 1u << 0,
+  U_CONNECTED = 1u << 1,
+  U_BOUND = 1u << 2,
+  U_UNIX = 1u << 3 /* an AF_UNIX socket */
+};
+
+/* A queued request that is a weft_udp_batch_req (weft__req_hdr.flags; the
+ * io layer's own flags use the low bits). */
+#define REQ_BATCH (1u << 8)
+/* sendmmsg headers built per call (on the stack) */
+#define MMSG_CHUNK 64u
+
+/* The future form of a batch draws its request from the send pool. */
+_Static_assert(sizeof(weft_udp_batch_req) <= sizeof(weft_udp_send_req) &&
+                   offsetof(weft_udp_batch_req, req) == sizeof(void *),
+               "a batch request fits a pooled send request");
 
 _Static_assert(sizeof(ev_io) <= sizeof(((weft_udp *)0)->io), "ev_io storage");
 _Static_assert(offsetof(weft_udp, pend) == sizeof(weft_handle),
@@ -24,8 +41,8 @@ static void udp_close(weft_handle *h);
 static void udp_finish(weft_handle *h);
 static void udp_deliver(weft_handle *h);
 
-static const weft__handle_ops udp_ops = {WEFT_HANDLE_UDP, udp_close, udp_finish,
-                                         udp_deliver};
+const weft__handle_ops weft__udp_ops = {WEFT_HANDLE_UDP, udp_close, udp_finish,
+                                        udp_deliver};
 
 #define SQ(u) WEFT__REQQ((u)->sq)
 #define DONE(u) WEFT__REQQ((u)->done)
@@ -35,19 +52,11 @@ static inline weft_udp_send_req *send_of(weft__req_hdr *r) {
 }
 
 static inline ev_io *io_watcher(weft_udp *u) { return (ev_io *)(void *)&u->io; }
-static inline int fd_of(const weft_udp *u) {
-  const void *storage = &u->io;
-  const ev_io *w = storage;
-  return w->fd;
-}
-
-static bool usable(const weft_udp *u) {
-  return u != NULL && u->base.ops == &udp_ops && weft__handle_usable(&u->base);
-}
 
 int weft_udp_init(weft_loop *loop, weft_udp *u) {
   if (loop == NULL || u == NULL) return -EINVAL;
-  weft__handle_init(loop, &u->base, &udp_ops);
+  WEFT__CHECK_INIT(loop, &u->base);
+  weft__handle_init(loop, &u->base, &weft__udp_ops);
   weft__list_init(weft__pend_node(&u->base));
   memset(&u->io, 0, sizeof u->io);
   ev_io_init(io_watcher(u), on_io, -1, 0);
@@ -82,29 +91,99 @@ static void update(weft_udp *u) {
 }
 
 static int ensure_socket(weft_udp *u, int family) {
-  if (fd_of(u) >= 0) return 0;
+  if (weft__udp_fd(u) >= 0) return 0;
   int fd = socket(family, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
   if (fd < 0) return -errno;
   ev_io_set(io_watcher(u), fd, 0);
+  if (family == AF_UNIX) u->flags |= U_UNIX;
   return 0;
 }
 
 static void drop_socket(weft_udp *u) {
-  close(fd_of(u));
+  close(weft__udp_fd(u));
   ev_io_set(io_watcher(u), -1, 0);
+  u->flags &= ~(unsigned)U_UNIX;
   weft__net_fd_freed(u->base.loop);
+}
+
+/* The length of a destination of `u`: an IP address's on an IP handle, on
+ * a Unix one an AF_UNIX path up to its NUL or an abstract name up to the
+ * next NUL (udp.h); 0 if bad or NULL. The family is checked before
+ * anything past it is read (a struct sockaddr is shorter than a
+ * sockaddr_un). */
+static socklen_t dest_len(const weft_udp *u, const struct sockaddr *addr) {
+  if (addr == NULL) return 0;
+  if ((addr->sa_family == AF_UNIX) != !!(u->flags & U_UNIX)) return 0;
+  if (addr->sa_family != AF_UNIX) return weft_sockaddr_len(addr);
+  const struct sockaddr_un *sun = (const void *)addr;
+  size_t base = offsetof(struct sockaddr_un, sun_path);
+  size_t cap = sizeof sun->sun_path;
+  if (sun->sun_path[0] != '\0') {
+    size_t n = strnlen(sun->sun_path, cap);
+    return (socklen_t)(base + n + (n < cap));
+  }
+  size_t n = strnlen(sun->sun_path + 1, cap - 1);
+  return n == 0 ? 0 : (socklen_t)(base + 1 + n);
+}
+
+/* Fills a sockaddr_un from a name as weft_pipe_bind() takes it; returns
+ * its length or a negative error. */
+static int unix_addr(struct sockaddr_un *sun, const char *name, size_t len) {
+  if (name == NULL) return -EINVAL;
+  if (len == 0) len = strlen(name);
+  if (len == 0) return -EINVAL;
+  if (len > sizeof sun->sun_path - (name[0] != '\0')) return -ENAMETOOLONG;
+  memset(sun, 0, sizeof *sun);
+  sun->sun_family = AF_UNIX;
+  memcpy(sun->sun_path, name, len);
+  return (int)(offsetof(struct sockaddr_un, sun_path) + len +
+               (name[0] != '\0'));
+}
+
+int weft_udp_bind_unix(weft_udp *u, const char *name, size_t len) {
+  if (!weft__udp_usable(u) || weft__udp_fd(u) >= 0) return -EINVAL;
+  struct sockaddr_un sun;
+  int alen = unix_addr(&sun, name, len);
+  if (alen < 0) return alen;
+  int err = ensure_socket(u, AF_UNIX);
+  if (err != 0) return err;
+  if (bind(weft__udp_fd(u), (struct sockaddr *)&sun, (socklen_t)alen) < 0) {
+    err = -errno;
+    drop_socket(u);
+    return err;
+  }
+  u->flags |= U_BOUND;
+  return 0;
+}
+
+int weft_udp_connect_unix(weft_udp *u, const char *name, size_t len) {
+  if (!weft__udp_usable(u) || (weft__udp_fd(u) >= 0 && !(u->flags & U_UNIX)))
+    return -EINVAL;
+  struct sockaddr_un sun;
+  int alen = unix_addr(&sun, name, len);
+  if (alen < 0) return alen;
+  bool fresh = weft__udp_fd(u) < 0;
+  int err = ensure_socket(u, AF_UNIX);
+  if (err != 0) return err;
+  if (connect(weft__udp_fd(u), (struct sockaddr *)&sun, (socklen_t)alen) < 0) {
+    err = -errno;
+    if (fresh) drop_socket(u);
+    return err;
+  }
+  u->flags |= U_CONNECTED | U_BOUND;
+  return 0;
 }
 
 int weft_udp_bind(weft_udp *u, const struct sockaddr *addr, unsigned flags) {
   socklen_t len;
-  if (!usable(u) || weft__sockaddr_check(addr, &len) != 0 ||
+  if (!weft__udp_usable(u) || weft__sockaddr_check(addr, &len) != 0 ||
       (flags & ~(unsigned)(WEFT_UDP_IPV6ONLY | WEFT_UDP_REUSEADDR)) ||
       ((flags & WEFT_UDP_IPV6ONLY) && addr->sa_family != AF_INET6) ||
-      (u->flags & U_BOUND) || fd_of(u) >= 0)
+      (u->flags & U_BOUND) || weft__udp_fd(u) >= 0)
     return -EINVAL;
   int err = ensure_socket(u, addr->sa_family);
   if (err != 0) return err;
-  int fd = fd_of(u);
+  int fd = weft__udp_fd(u);
   if (addr->sa_family == AF_INET6)
     err = weft__sock_setopt(fd, IPPROTO_IPV6, IPV6_V6ONLY,
                             !!(flags & WEFT_UDP_IPV6ONLY));
@@ -121,21 +200,22 @@ int weft_udp_bind(weft_udp *u, const struct sockaddr *addr, unsigned flags) {
 }
 
 int weft_udp_connect(weft_udp *u, const struct sockaddr *addr) {
-  if (!usable(u)) return -EINVAL;
+  if (!weft__udp_usable(u)) return -EINVAL;
   if (addr == NULL) { /* dissolve the association */
     if (!(u->flags & U_CONNECTED)) return -ENOTCONN;
     struct sockaddr unspec = {.sa_family = AF_UNSPEC};
-    if (connect(fd_of(u), &unspec, sizeof unspec) < 0 && errno != EAFNOSUPPORT)
+    if (connect(weft__udp_fd(u), &unspec, sizeof unspec) < 0 &&
+        errno != EAFNOSUPPORT)
       return -errno;
     u->flags &= ~U_CONNECTED;
     return 0;
   }
   socklen_t len;
   if (weft__sockaddr_check(addr, &len) != 0) return -EINVAL;
-  bool fresh = fd_of(u) < 0;
+  bool fresh = weft__udp_fd(u) < 0;
   int err = ensure_socket(u, addr->sa_family);
   if (err != 0) return err;
-  if (connect(fd_of(u), addr, len) < 0) {
+  if (connect(weft__udp_fd(u), addr, len) < 0) {
     err = -errno;
     if (fresh) drop_socket(u);
     return err;
@@ -154,14 +234,21 @@ static int try_send(weft_udp *u, weft_udp_send_req *req) {
   msg.msg_iov = (struct iovec *)(void *)req->bufs;
   msg.msg_iovlen = req->nbufs;
   for (;;) {
-    if (sendmsg(fd_of(u), &msg, MSG_NOSIGNAL | MSG_DONTWAIT) >= 0) return 0;
+    if (sendmsg(weft__udp_fd(u), &msg, MSG_NOSIGNAL | MSG_DONTWAIT) >= 0)
+      return 0;
     if (errno == EINTR) continue;
     if (errno == EAGAIN || errno == EWOULDBLOCK || errno == ENOBUFS) return 1;
     return -errno;
   }
 }
 
+static void batch_run(weft__req_hdr *r);
+
 static void send_run(weft__req_hdr *r) {
+  if (r->flags & REQ_BATCH) {
+    batch_run(r);
+    return;
+  }
   weft_udp_send_req *req = send_of(r);
   if (req->bufs != req->inline_bufs) weft__free(req->bufs);
   req->bufs = NULL;
@@ -177,10 +264,13 @@ static void udp_deliver(weft_handle *h) {
   weft__reqq_deliver(h, DONE((weft_udp *)h), update_handle, send_run);
 }
 
+static int batch_step(weft_udp *u, weft_udp_batch_req *b);
+
 static void on_writable(weft_udp *u) {
   weft__req_hdr *r;
   while ((r = weft__reqq_front(SQ(u))) != NULL) {
-    int st = try_send(u, send_of(r));
+    int st = (r->flags & REQ_BATCH) ? batch_step(u, weft__req_outer(r))
+                                    : try_send(u, send_of(r));
     if (st == 1) break;
     u->sq_count--;
     weft__reqq_complete(DONE(u), r, st);
@@ -191,12 +281,12 @@ static void on_writable(weft_udp *u) {
 
 static int send_check(weft_udp *u, const weft_buf *bufs, unsigned nbufs,
                       const struct sockaddr *addr) {
-  socklen_t len;
-  if (!usable(u) || bufs == NULL || nbufs == 0 || nbufs > IOV_MAX)
+  if (u != NULL && u->base.ops == &weft__udp_ops)
+    WEFT__CHECK_THREAD(u->base.loop);
+  if (!weft__udp_usable(u) || bufs == NULL || nbufs == 0 || nbufs > IOV_MAX)
     return -EINVAL;
   if (addr == NULL) return (u->flags & U_CONNECTED) ? 0 : -EINVAL;
-  if ((u->flags & U_CONNECTED) || weft__sockaddr_check(addr, &len) != 0)
-    return -EINVAL;
+  if ((u->flags & U_CONNECTED) || dest_len(u, addr) == 0) return -EINVAL;
   return 0;
 }
 
@@ -214,7 +304,7 @@ static int udp_send(weft_udp_send_req *req, weft_udp *u, const weft_buf *bufs,
   memcpy(req->bufs, bufs, sizeof *bufs * nbufs);
   req->nbufs = nbufs;
   req->udp = u;
-  req->addrlen = addr ? weft_sockaddr_len(addr) : 0;
+  req->addrlen = dest_len(u, addr);
   if (addr) memcpy(&req->addr, addr, req->addrlen);
   u->flags |= U_BOUND; /* the kernel binds an ephemeral port on send */
   int r = weft__list_empty(SQ(u)) ? try_send(u, req) : 1;
@@ -281,6 +371,168 @@ size_t weft_udp_send_queue_count(const weft_udp *u) {
   return u ? u->sq_count : 0;
 }
 
+/* ---- batches (sendmmsg) and the try forms ------------------------------- */
+
+/* Sends d[0..n) with as few sendmmsg calls as the socket takes. Returns
+ * how many went; *why says why it stopped: 0 all sent, 1 the socket
+ * buffer is full, else the negative errno of datagram number <returned>. */
+static unsigned send_many(weft_udp *u, const weft_udp_dgram *d, unsigned n,
+                          int *why) {
+  struct mmsghdr m[MMSG_CHUNK];
+  unsigned sent = 0;
+  *why = 0;
+  while (sent < n) {
+    unsigned k = n - sent < MMSG_CHUNK ? n - sent : MMSG_CHUNK;
+    memset(m, 0, sizeof m[0] * k);
+    for (unsigned i = 0; i < k; i++) {
+      const weft_udp_dgram *g = &d[sent + i];
+      m[i].msg_hdr.msg_name = (void *)(uintptr_t)g->addr;
+      m[i].msg_hdr.msg_namelen = dest_len(u, g->addr);
+      m[i].msg_hdr.msg_iov = (struct iovec *)(uintptr_t)g->bufs;
+      m[i].msg_hdr.msg_iovlen = g->nbufs;
+    }
+    int r = sendmmsg(weft__udp_fd(u), m, k, MSG_NOSIGNAL | MSG_DONTWAIT);
+    if (r > 0) {
+      sent += (unsigned)r;
+      continue; /* a short count: the next call says why */
+    }
+    if (r < 0 && errno == EINTR) continue;
+    bool full =
+        r == 0 || errno == EAGAIN || errno == EWOULDBLOCK || errno == ENOBUFS;
+    *why = full ? 1 : -errno;
+    break;
+  }
+  return sent;
+}
+
+/* Checks a batch and makes the socket; 0 or the error to return. */
+static int batch_check(weft_udp *u, const weft_udp_dgram *d, unsigned n) {
+  if (d == NULL || n == 0 || n > WEFT_UDP_BATCH_MAX) return -EINVAL;
+  for (unsigned i = 0; i < n; i++) {
+    int err = send_check(u, d[i].bufs, d[i].nbufs, d[i].addr);
+    if (err != 0) return err;
+  }
+  int err = d[0].addr ? ensure_socket(u, d[0].addr->sa_family) : 0;
+  if (err == 0) u->flags |= U_BOUND; /* the kernel binds on send */
+  return err;
+}
+
+int weft_udp_try_send(weft_udp *u, const weft_buf *bufs, unsigned nbufs,
+                      const struct sockaddr *addr) {
+  weft_udp_dgram d = {bufs, nbufs, addr};
+  int err = batch_check(u, &d, 1);
+  if (err != 0) return err;
+  if (!weft__list_empty(SQ(u))) return -EAGAIN;
+  struct msghdr msg = {0};
+  msg.msg_name = (void *)(uintptr_t)addr;
+  msg.msg_namelen = dest_len(u, addr);
+  msg.msg_iov = (struct iovec *)(uintptr_t)bufs;
+  msg.msg_iovlen = nbufs;
+  for (;;) {
+    ssize_t r = sendmsg(weft__udp_fd(u), &msg, MSG_NOSIGNAL | MSG_DONTWAIT);
+    if (r >= 0) return r > INT_MAX ? INT_MAX : (int)r;
+    if (errno == EINTR) continue;
+    return errno == EWOULDBLOCK || errno == ENOBUFS ? -EAGAIN : -errno;
+  }
+}
+
+int weft_udp_try_send_batch(weft_udp *u, const weft_udp_dgram *dgrams,
+                            unsigned n) {
+  int err = batch_check(u, dgrams, n);
+  if (err != 0) return err;
+  if (!weft__list_empty(SQ(u))) return -EAGAIN;
+  int why;
+  unsigned sent = send_many(u, dgrams, n, &why);
+  if (sent > 0) return (int)sent;
+  return why == 1 ? -EAGAIN : why;
+}
+
+/* Sends what the socket takes of a batch's rest: 0 done, 1 blocked, or
+ * the error of the datagram it stopped at. */
+static int batch_step(weft_udp *u, weft_udp_batch_req *b) {
+  int why;
+  b->sent += send_many(u, b->dgrams + b->sent, b->n - b->sent, &why);
+  return why;
+}
+
+static void batch_run(weft__req_hdr *r) {
+  weft_udp_batch_req *b = weft__req_outer(r);
+  if (r->future != NULL)
+    weft__req_settle(&weft__net_get(b->udp->base.loop)->sreqs, r, r->status);
+  else if (b->cb)
+    b->cb(b, r->status, b->sent);
+}
+
+static int batch_start(weft_udp_batch_req *b, weft_udp *u,
+                       const weft_udp_dgram *d, unsigned n) {
+  weft__net *net = weft__net_get(u->base.loop);
+  if (net == NULL) return -ENOMEM;
+  int err = weft__net_reserve(net);
+  if (err != 0) return err;
+  b->udp = u;
+  b->dgrams = d;
+  b->n = n;
+  b->sent = 0;
+  b->req.flags |= REQ_BATCH;
+  int st = weft__list_empty(SQ(u)) ? batch_step(u, b) : 1;
+  if (st <= 0) {
+    weft__reqq_complete(DONE(u), &b->req, st);
+    weft__net_schedule(net, &u->base);
+  } else {
+    weft__reqq_push(SQ(u), &b->req);
+    u->sq_count++;
+  }
+  update(u);
+  return 0;
+}
+
+int weft_udp_send_batch(weft_udp_batch_req *req, weft_udp *u,
+                        const weft_udp_dgram *dgrams, unsigned n,
+                        weft_udp_batch_cb cb) {
+  if (req == NULL || !weft__udp_usable(u)) return -EINVAL;
+  int err = batch_check(u, dgrams, n);
+  if (err != 0) return err;
+  weft__req_init(&req->req);
+  req->req.future = NULL;
+  req->cb = cb;
+  return batch_start(req, u, dgrams, n);
+}
+
+/* A batch future was cancelled: a batch still queued leaves the queue. */
+static void batch_cancel(weft_future *f, void *arg) {
+  WEFT__UNUSED(f);
+  weft_udp_batch_req *b = arg;
+  if (!weft__reqq_cancel(&b->req)) return; /* already complete */
+  b->udp->sq_count--;
+  update(b->udp);
+  b->req.status = -ECANCELED;
+  batch_run(&b->req); /* settle fails harmlessly; recycles */
+}
+
+int weft_udp_send_batch_future(weft_udp *u, const weft_udp_dgram *dgrams,
+                               unsigned n, weft_future **out) {
+  if (out == NULL || !weft__udp_usable(u)) return -EINVAL;
+  int err = batch_check(u, dgrams, n);
+  if (err != 0) return err;
+  weft__net *net = weft__net_get(u->base.loop);
+  if (net == NULL) return -ENOMEM;
+  weft__req_hdr *r;
+  err = weft__req_future_new_op(u->base.loop, &net->sreqs,
+                                "weft_udp_send_batch_future", &r);
+  if (err != 0) return err;
+  weft_udp_batch_req *b = weft__req_outer(r);
+  r->bytes = n;
+  b->cb = NULL;
+  err = batch_start(b, u, dgrams, n);
+  if (err != 0) {
+    weft__req_future_undo(&net->sreqs, r);
+    return err;
+  }
+  weft_future_on_cancel(r->future, batch_cancel, b);
+  *out = weft_future_ref(r->future);
+  return 0;
+}
+
 /* ---- receiving -------------------------------------------------------------
  */
 
@@ -289,6 +541,14 @@ size_t weft_udp_send_queue_count(const weft_udp *u) {
  * A request-reply peer thus makes one recvmmsg of 1 per datagram, while a
  * flood gets full batches; the watcher is level-triggered, so returning
  * after a call that was not a full batch loses nothing. */
+static const struct sockaddr *sender(struct sockaddr_storage *ss,
+                                     socklen_t len) {
+  if (len == 0) return NULL; /* an unnamed Unix socket */
+  if (ss->ss_family == AF_UNIX && len < sizeof *ss)
+    memset((char *)ss + len, 0, sizeof *ss - len); /* udp.h: zero-padded */
+  return (const struct sockaddr *)ss;
+}
+
 static void on_readable(weft_udp *u) {
   weft__net *net = weft__net_get(u->base.loop);
   size_t slot = WEFT_STREAM_SLAB_SIZE / u->batch;
@@ -306,7 +566,7 @@ static void on_readable(weft_udp *u) {
       msgs[i].msg_hdr.msg_name = &addrs[i];
       msgs[i].msg_hdr.msg_namelen = sizeof addrs[i];
     }
-    int r = recvmmsg(fd_of(u), msgs, n, MSG_DONTWAIT, NULL);
+    int r = recvmmsg(weft__udp_fd(u), msgs, n, MSG_DONTWAIT, NULL);
     if (r < 0) {
       if (errno == EINTR) continue;
       if (errno != EAGAIN && errno != EWOULDBLOCK)
@@ -318,7 +578,7 @@ static void on_readable(weft_udp *u) {
       unsigned fl =
           (msgs[i].msg_hdr.msg_flags & MSG_TRUNC) ? WEFT_UDP_TRUNCATED : 0;
       u->recv_cb(u, (ssize_t)msgs[i].msg_len, &b,
-                 (const struct sockaddr *)&addrs[i], fl);
+                 sender(&addrs[i], msgs[i].msg_hdr.msg_namelen), fl);
     }
     u->vlen = (unsigned)r < n ? (r > 0 ? (unsigned)r : 1)
                               : (n * 2 < u->batch ? n * 2 : u->batch);
@@ -345,7 +605,7 @@ static void on_readable_future(weft_udp *u) {
   struct sockaddr_storage ss;
   for (;;) {
     socklen_t alen = sizeof ss;
-    ssize_t n = recvfrom(fd_of(u), u->rf_base, u->rf_len, MSG_DONTWAIT,
+    ssize_t n = recvfrom(weft__udp_fd(u), u->rf_base, u->rf_len, MSG_DONTWAIT,
                          (struct sockaddr *)&ss, &alen);
     if (n < 0 && errno == EINTR) continue;
     if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) return;
@@ -375,8 +635,8 @@ static void recv_future_cancel(weft_future *f, void *arg) {
 
 int weft_udp_recv_future(weft_udp *u, void *base, size_t len,
                          struct sockaddr_storage *from, weft_future **out) {
-  if (!usable(u) || out == NULL || (base == NULL && len > 0) || fd_of(u) < 0 ||
-      !(u->flags & U_BOUND))
+  if (!weft__udp_usable(u) || out == NULL || (base == NULL && len > 0) ||
+      weft__udp_fd(u) < 0 || !(u->flags & U_BOUND))
     return -EINVAL;
   if ((u->flags & U_RECEIVING) || u->rf != NULL) return -EBUSY;
   weft_future *f;
@@ -393,7 +653,10 @@ int weft_udp_recv_future(weft_udp *u, void *base, size_t len,
 }
 
 int weft_udp_recv_start(weft_udp *u, weft_udp_recv_cb cb) {
-  if (!usable(u) || cb == NULL || fd_of(u) < 0 || !(u->flags & U_BOUND))
+  if (u != NULL && u->base.ops == &weft__udp_ops)
+    WEFT__CHECK_THREAD(u->base.loop);
+  if (!weft__udp_usable(u) || cb == NULL || weft__udp_fd(u) < 0 ||
+      !(u->flags & U_BOUND))
     return -EINVAL;
   if (u->rf != NULL) return -EBUSY;
   weft__net *net = weft__net_get(u->base.loop);
@@ -408,14 +671,16 @@ int weft_udp_recv_start(weft_udp *u, weft_udp_recv_cb cb) {
 }
 
 int weft_udp_recv_stop(weft_udp *u) {
-  if (u == NULL || u->base.ops != &udp_ops) return -EINVAL;
+  if (u == NULL || u->base.ops != &weft__udp_ops) return -EINVAL;
+  WEFT__CHECK_THREAD(u->base.loop);
   u->flags &= ~U_RECEIVING;
   update(u);
   return 0;
 }
 
 int weft_udp_set_batch(weft_udp *u, unsigned batch) {
-  if (u == NULL || u->base.ops != &udp_ops || batch == 0 || batch > BATCH_MAX)
+  if (u == NULL || u->base.ops != &weft__udp_ops || batch == 0 ||
+      batch > BATCH_MAX)
     return -EINVAL;
   u->batch = u->vlen = batch;
   return 0;
@@ -436,7 +701,7 @@ static void udp_close(weft_handle *h) {
   weft_udp *u = (weft_udp *)h;
   weft__io_stop(h->loop, io_watcher(u));
   u->flags &= ~U_RECEIVING;
-  if (fd_of(u) >= 0) drop_socket(u);
+  if (weft__udp_fd(u) >= 0) drop_socket(u);
   weft_future *f = u->rf; /* no update(): the watcher is stopped */
   if (f != NULL) {
     u->rf = NULL;
@@ -454,104 +719,4 @@ static void udp_finish(weft_handle *h) {
   weft__reqq_cancel_all(SQ(u), DONE(u), -ECANCELED);
   u->sq_count = 0;
   weft__reqq_flush(DONE(u), send_run);
-}
-
-/* ---- options
- * ----------------------------------------------------------------- */
-
-static int sock_family(const weft_udp *u) {
-  struct sockaddr_storage ss;
-  socklen_t len = sizeof ss;
-  if (getsockname(fd_of(u), (struct sockaddr *)&ss, &len) < 0) return -errno;
-  return ss.ss_family;
-}
-
-int weft_udp_set_broadcast(weft_udp *u, bool on) {
-  if (!usable(u) || fd_of(u) < 0) return -EINVAL;
-  return weft__sock_setopt(fd_of(u), SOL_SOCKET, SO_BROADCAST, on);
-}
-
-int weft_udp_set_multicast_ttl(weft_udp *u, int ttl) {
-  if (!usable(u) || fd_of(u) < 0 || ttl < 0 || ttl > 255) return -EINVAL;
-  if (sock_family(u) == AF_INET6)
-    return weft__sock_setopt(fd_of(u), IPPROTO_IPV6, IPV6_MULTICAST_HOPS, ttl);
-  return weft__sock_setopt(fd_of(u), IPPROTO_IP, IP_MULTICAST_TTL, ttl);
-}
-
-int weft_udp_set_multicast_loop(weft_udp *u, bool on) {
-  if (!usable(u) || fd_of(u) < 0) return -EINVAL;
-  if (sock_family(u) == AF_INET6)
-    return weft__sock_setopt(fd_of(u), IPPROTO_IPV6, IPV6_MULTICAST_LOOP, on);
-  return weft__sock_setopt(fd_of(u), IPPROTO_IP, IP_MULTICAST_LOOP, on);
-}
-
-/* An IPv6 interface: a decimal index or a name; 0 for NULL. */
-static int if_index(const char *iface, unsigned *out) {
-  *out = 0;
-  if (iface == NULL) return 0;
-  char *end;
-  unsigned long v = strtoul(iface, &end, 10);
-  if (*iface != '\0' && *end == '\0')
-    *out = (unsigned)v;
-  else
-    *out = if_nametoindex(iface);
-  return *out != 0 ? 0 : -EINVAL;
-}
-
-int weft_udp_set_multicast_interface(weft_udp *u, const char *iface) {
-  if (!usable(u) || fd_of(u) < 0) return -EINVAL;
-  if (sock_family(u) == AF_INET6) {
-    unsigned idx;
-    if (if_index(iface, &idx) != 0) return -EINVAL;
-    return weft__sock_setopt(fd_of(u), IPPROTO_IPV6, IPV6_MULTICAST_IF,
-                             (int)idx);
-  }
-  struct in_addr a = {htonl(INADDR_ANY)};
-  if (iface != NULL && inet_pton(AF_INET, iface, &a) != 1) return -EINVAL;
-  return setsockopt(fd_of(u), IPPROTO_IP, IP_MULTICAST_IF, &a, sizeof a) < 0
-             ? -errno
-             : 0;
-}
-
-static int membership6(weft_udp *u, const char *group, const char *iface,
-                       bool join) {
-  struct ipv6_mreq m;
-  memset(&m, 0, sizeof m);
-  unsigned idx;
-  if (inet_pton(AF_INET6, group, &m.ipv6mr_multiaddr) != 1 ||
-      if_index(iface, &idx) != 0)
-    return -EINVAL;
-  m.ipv6mr_interface = idx;
-  int opt = join ? IPV6_ADD_MEMBERSHIP : IPV6_DROP_MEMBERSHIP;
-  return setsockopt(fd_of(u), IPPROTO_IPV6, opt, &m, sizeof m) < 0 ? -errno : 0;
-}
-
-int weft_udp_set_membership(weft_udp *u, const char *group, const char *iface,
-                            bool join) {
-  if (!usable(u) || fd_of(u) < 0 || group == NULL) return -EINVAL;
-  if (sock_family(u) == AF_INET6) return membership6(u, group, iface, join);
-  struct ip_mreq m;
-  memset(&m, 0, sizeof m);
-  m.imr_interface.s_addr = htonl(INADDR_ANY);
-  if (inet_pton(AF_INET, group, &m.imr_multiaddr) != 1 ||
-      (iface != NULL && inet_pton(AF_INET, iface, &m.imr_interface) != 1))
-    return -EINVAL;
-  int opt = join ? IP_ADD_MEMBERSHIP : IP_DROP_MEMBERSHIP;
-  return setsockopt(fd_of(u), IPPROTO_IP, opt, &m, sizeof m) < 0 ? -errno : 0;
-}
-
-static int name_of(const weft_udp *u, struct sockaddr *addr, socklen_t *len,
-                   int (*fn)(int, struct sockaddr *, socklen_t *)) {
-  if (u == NULL || u->base.ops != &udp_ops) return -EINVAL;
-  return weft__sock_name(fd_of(u), addr, len, fn);
-}
-
-int weft_udp_getsockname(const weft_udp *u, struct sockaddr *addr,
-                         socklen_t *len) {
-  return name_of(u, addr, len, getsockname);
-}
-
-int weft_udp_getpeername(const weft_udp *u, struct sockaddr *addr,
-                         socklen_t *len) {
-  return name_of(u, addr, len, getpeername);
 }

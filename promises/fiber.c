@@ -6,16 +6,22 @@
  * it ever registers: weft_await puts the node in the awaited future's list
  * of continuations (or, for a settled future, straight on the loop's ready
  * queue), and when the node comes off the ready queue its fire hook
- * switches to the fiber. The node is made once at spawn and reused by
- * every await, yield and sleep, so steady state allocates nothing; the
- * fiber struct itself lives at the top of its own stack.
+ * switches to the fiber. The node is reused by every await, yield and
+ * sleep, and stays with the struct when the fiber finishes, for the next
+ * fiber that gets the struct: steady state allocates nothing.
  *
- * Control flow: the drain of the ready queue (a weft_call_soon task) calls
- * resume(), which switches to the fiber; the fiber runs until it suspends
- * (switching back to resume's context) or its body returns (it settles its
- * future, marks itself done and switches back for good, and resume, on the
- * loop's stack, gives the stack back to the cache). A fiber thus only ever
- * runs from a deferred callback, never inline in the call that woke it.
+ * Where the memory comes from, and spawning: fiber_spawn.c. The struct and
+ * the per-loop module: fiber_mod_internal.h.
+ *
+ * Control flow: the drain of the ready queue (a weft_call_soon task) fires
+ * a wake node; wake_fire resumes its fiber, then the fibers whose nodes
+ * come next in the queue (a run of ready fibers is one drain entry); each
+ * resume() switches to the fiber; the fiber runs until it suspends
+ * (switching to the next fiber of the run if its wake is next in the
+ * queue, hand_over, else back to resume's context) or its body returns (it
+ * settles its future, marks itself done and switches back for good, and resume,
+ * on the loop's stack, gives the stack back to the cache). A fiber thus only
+ * ever runs from a deferred callback, never inline in the call that woke it.
  *
  * Cancelling the fiber's future (fiber_cancel) raises `cancel_pending`;
  * if the fiber is waiting, its node is taken out of the awaited future's
@@ -29,15 +35,9 @@
 #include <string.h>
 
 #include "fiber_internal.h"
+#include "fiber_mod_internal.h"
 #include "internal.h"
 
-#if defined(__SANITIZE_ADDRESS__)
-#define WEFT_ASAN 1
-#elif defined(__has_feature)
-#if __has_feature(address_sanitizer)
-#define WEFT_ASAN 1
-#endif
-#endif
 #ifdef WEFT_ASAN
 #include <sanitizer/common_interface_defs.h>
 #endif
@@ -45,116 +45,18 @@
 #include <sanitizer/tsan_interface.h>
 #endif
 
-/* Idle stacks kept per loop: as many as a batch of fibers that is spawned,
- * run and finished over and over (so a steady state maps nothing), and at
- * most a few MiB of touched pages. */
-#define CACHE_MAX 1024
 /* Wakes that did not wait (yields, awaits of settled futures) per loop
  * iteration; past it they wait behind a 0 ms sleep, which fires only after
  * the loop has polled for I/O, so a fiber awaiting settled futures in a
  * loop cannot keep I/O and timers waiting (the ready queue alone would let
  * it run on for call_soon_budget x 4096 wakes). */
 #define TURN_BUDGET 1024
-
-enum { S_NEW, S_RUNNING, S_AWAIT, S_YIELD, S_DONE };
-
-struct weft_fiber {
-  weft__fctx ctx;     /* the fiber's registers while it is suspended */
-  weft__fctx *caller; /* resume()'s, to switch back to */
-  weft_loop *loop;
-  struct fmodule *mod; /* the loop's fiber module */
-  weft_future *f;      /* its own future: a reference */
-  weft_future *node;   /* its wake node: a reference */
-  weft__fstack stack;
-  weft_fiber_fn fn;
-  void *arg;
-  uint8_t state;
-  bool cancelled;      /* its future was cancelled */
-  bool cancel_pending; /* ... and no await has returned -ECANCELED yet */
-  bool shielded;       /* a cancel leaves the awaited future alone */
-  /* the result set by weft_fiber_return* */
-  bool is_ptr;
-  void *p;
-  int64_t i;
-  weft_dtor dtor;
-#ifdef WEFT_ASAN
-  void *fake;                /* ASan's fake stack while suspended */
-  const void *caller_bottom; /* the stack it came from */
-  size_t caller_size;
-#endif
-#ifdef WEFT_TSAN
-  void *tsan, *caller_tsan;
-#endif
-  char name[64];
-};
-
-/* An idle stack, kept in its own top bytes. */
-typedef struct idle_stack {
-  weft__fstack st;
-  struct idle_stack *next;
-} idle_stack;
-
-/* The per-loop state: idle stacks (LIFO) and the live count. */
-typedef struct fmodule {
-  idle_stack *idle;
-  unsigned nidle;
-  size_t live;
-  unsigned iter;  /* the libev iteration `quick` counts in */
-  unsigned quick; /* wakes that did not wait, in that iteration */
-} fmodule;
+/* Fibers resumed per loop iteration straight from another's wake (see
+ * wake_fire) before the rest go back to the ready queue's own drain, which
+ * then applies its budget: the drain's figure. */
+#define RUN_BUDGET 4096
 
 static _Thread_local weft_fiber *tl_current;
-
-/* ---- the per-loop module ------------------------------------------------ */
-
-static void mod_teardown(weft_loop *loop, void *state) {
-  WEFT__UNUSED(loop);
-  fmodule *m = state;
-  while (m->idle != NULL) {
-    idle_stack *c = m->idle;
-    weft__fstack st = c->st;
-    m->idle = c->next;
-    weft__fstack_unmap(&st);
-  }
-  weft__free(m);
-}
-
-static fmodule *mod_get(weft_loop *loop) {
-  fmodule *m = weft__module_get(loop, WEFT__MOD_FIBER);
-  if (m != NULL) return m;
-  m = weft__calloc(1, sizeof *m);
-  if (m == NULL) return NULL;
-  weft__module_set(loop, WEFT__MOD_FIBER, m, mod_teardown);
-  return m;
-}
-
-/* The most recently idled stack of that size (its pages are warm), or a
- * new mapping. */
-static int stack_get(fmodule *m, size_t size, weft__fstack *out) {
-  for (idle_stack **p = &m->idle; *p != NULL; p = &(*p)->next) {
-    if ((*p)->st.size == size) {
-      idle_stack *c = *p;
-      *p = c->next;
-      *out = c->st;
-      m->nidle--;
-      return 0;
-    }
-  }
-  return weft__fstack_map(out, size);
-}
-
-static void stack_put(fmodule *m, weft__fstack *s) {
-  if (m->nidle >= CACHE_MAX) {
-    weft__fstack_unmap(s);
-    return;
-  }
-  char *top = weft__fstack_lo(s) + s->size;
-  idle_stack *c = (idle_stack *)(top - sizeof(idle_stack));
-  c->st = *s;
-  c->next = m->idle;
-  m->idle = c;
-  m->nidle++;
-}
 
 /* ---- switching ------------------------------------------------------------
  * resume() runs on the loop's side, suspend() and leave() on the fiber's;
@@ -162,7 +64,16 @@ static void stack_put(fmodule *m, weft__fstack *s) {
 
 static void san_arrive(weft_fiber *fb, void *fake) {
 #ifdef WEFT_ASAN
-  __sanitizer_finish_switch_fiber(fake, &fb->caller_bottom, &fb->caller_size);
+  /* from wake_fire, the stack it reports is home; from another fiber (a
+   * direct handoff) it is that fiber's, and home stays what it was */
+  fmodule *m = fb->mod;
+  const void *bottom;
+  size_t size;
+  __sanitizer_finish_switch_fiber(fake, &bottom, &size);
+  if (!m->from_fiber) m->home_bottom = bottom, m->home_size = size;
+  m->from_fiber = false;
+  fb->caller_bottom = m->home_bottom;
+  fb->caller_size = m->home_size;
 #else
   WEFT__UNUSED(fb);
   WEFT__UNUSED(fake);
@@ -182,11 +93,32 @@ static void san_leave(weft_fiber *fb, void **fake) {
 #endif
 }
 
-static void reap(weft_fiber *fb);
+static void entry(void *arg);
 
-static void resume(weft_fiber *fb) {
+/* At a fiber's start: if the last idled stack has its size, the fiber runs
+ * on that one (warm) and the stack it took at spawn (cold) idles instead. */
+static void stack_warm(fmodule *m, weft_fiber *fb) {
+  weft__fstack *last = m->nidle > 0 ? &m->idle[m->nidle - 1] : NULL;
+  if (last == NULL || last->size != fb->stack.size) return;
+  weft__fstack t = *last;
+  *last = fb->stack;
+  fb->stack = t;
+}
+
+/* Its first resume: the stack is chosen (stack_warm) and gets the frame
+ * that enters entry(fb). */
+static void start(weft_fiber *fb) {
+  stack_warm(fb->mod, fb);
+  weft__fctx_make(&fb->ctx, weft__fstack_lo(&fb->stack), fb->stack.size, entry,
+                  fb);
+}
+
+/* Inlined in wake_fire, so that the switch back from the fiber lands in
+ * wake_fire's loop and not in a return (see wake_fire). */
+static inline __attribute__((always_inline)) void resume(weft_fiber *fb) {
   weft__fctx here;
   weft_fiber *prev = tl_current;
+  if (fb->state == S_NEW) start(fb);
   fb->caller = &here;
   fb->state = S_RUNNING;
   tl_current = fb;
@@ -204,12 +136,60 @@ static void resume(weft_fiber *fb) {
   __sanitizer_finish_switch_fiber(fake, NULL, NULL);
 #endif
   tl_current = prev;
-  if (fb->state == S_DONE) reap(fb);
+  weft_fiber *back = fb->mod->back; /* fb, or one it handed over to */
+  if (back->state == S_DONE) weft__fiber_reap(back);
 }
 
-/* The fiber's side: back to whoever resumed it, until it is resumed. */
+/* The next entry of the ready queue if it is a fiber's wake node and the
+ * run may go on (see wake_fire), taken off the queue; else NULL. */
+static weft_fiber *take_next(fmodule *m, weft_loop *loop) {
+  weft__fmod *fm = weft__fmod_get(loop);
+  weft_future *w = fm->rq_head;
+  if (w == NULL || w->kind != WEFT__K_FIBER_WAKE || ++m->run > RUN_BUDGET)
+    return NULL;
+  fm->rq_head = w->next;
+  if (fm->rq_head == NULL) fm->rq_tail = NULL;
+  w->next = NULL;
+  w->refs--; /* the queue's; its fiber holds another */
+  return w->u.call.arg;
+}
+
+/* fb suspends and `to`, whose wake was next in the queue, runs at once:
+ * one switch instead of two through wake_fire, which `to` inherits. */
+static void hand_over(weft_fiber *fb, weft_fiber *to) {
+  if (to->state == S_NEW) start(to);
+  to->caller = fb->caller;
+  to->state = S_RUNNING;
+  tl_current = to;
+#ifdef WEFT_ASAN
+  fb->mod->from_fiber = true;
+  __sanitizer_start_switch_fiber(&fb->fake, weft__fstack_lo(&to->stack),
+                                 to->stack.size);
+#endif
+#ifdef WEFT_TSAN
+  to->caller_tsan = fb->caller_tsan;
+  __tsan_switch_to_fiber(to->tsan, 0);
+#endif
+  weft__fctx_switch(&fb->ctx, &to->ctx);
+#ifdef WEFT_ASAN
+  san_arrive(fb, fb->fake);
+#endif
+}
+
+/* The fiber's side: to the next ready fiber if its wake is next in the
+ * queue, else back to wake_fire; returns once the fiber is resumed. */
 static void suspend(weft_fiber *fb, uint8_t state) {
   fb->state = state;
+  weft_fiber *to = take_next(fb->mod, fb->loop);
+  if (to == fb) { /* its own wake: nothing ran in between */
+    fb->state = S_RUNNING;
+    return;
+  }
+  if (to != NULL) {
+    hand_over(fb, to);
+    return;
+  }
+  fb->mod->back = fb;
 #ifdef WEFT_ASAN
   san_leave(fb, &fb->fake);
   weft__fctx_switch(&fb->ctx, fb->caller);
@@ -255,33 +235,48 @@ static void entry(void *arg) {
   int rc = fb->fn(fb, fb->arg);
   settle(fb, rc > 0 ? 0 : rc);
   fb->state = S_DONE;
-  san_leave(fb, NULL); /* for ASan, NULL: this stack is finished */
-  weft__fctx_switch(&fb->ctx, fb->caller);
-  __builtin_unreachable();
+  fb->mod->back = fb;          /* wake_fire reaps it */
+  san_leave(fb, NULL);         /* for ASan, NULL: this stack is finished */
+  weft__fctx_exit(fb->caller); /* nothing to save: never resumed */
 }
 
-/* The loop's side, after the body returned: the stack goes back to the
- * cache (fb lives on it, so copy first), the references go. */
-static void reap(weft_fiber *fb) {
+/* ---- the two kinds ------------------------------------------------------- */
+
+/* Fibers run only from wake_fire: it notes the libev iteration once for
+ * the counters that fibers and its run keep per iteration. */
+static void note_iteration(fmodule *m, weft_loop *loop) {
+  unsigned it = ev_iteration(loop->ev);
+  if (it != m->iter) {
+    m->iter = it;
+    m->quick = 0;
+    m->run = 0;
+  }
+}
+
+/* The wake node came off the ready queue: its fiber runs, then, as long as
+ * the queue's next entry is another fiber's wake node, that fiber, in
+ * queue order, without going back to the drain: a run of ready fibers is
+ * one deferred callback, and each fiber switches back into this loop
+ * rather than into a chain of returns (which the CPU's return predictor,
+ * fooled by the stack switch, mispredicts). Bounded per iteration by
+ * RUN_BUDGET; past it the drain takes the rest with its own budget. */
+static void wake_fire(weft_future *n) {
+  weft_fiber *fb = n->u.call.arg;
   weft_loop *loop = fb->loop;
-  weft_future *f = fb->f, *n = fb->node;
-  weft__fstack st = fb->stack;
-#ifdef WEFT_TSAN
-  __tsan_destroy_fiber(fb->tsan);
-#endif
   fmodule *m = fb->mod;
-  stack_put(m, &st);
-  m->live--;
-  weft_future_unref(n);
-  weft_future_unref(f);
-  weft__req_done(loop);
+  weft__fmod *fm = weft__fmod_get(loop);
+  note_iteration(m, loop);
+  resume(fb); /* may reap fb: m and fm are the loop's */
+  weft_future *w;
+  while ((w = fm->rq_head) != NULL && w->kind == WEFT__K_FIBER_WAKE &&
+         ++m->run <= RUN_BUDGET) {
+    fm->rq_head = w->next;
+    if (fm->rq_head == NULL) fm->rq_tail = NULL;
+    w->next = NULL;
+    resume(w->u.call.arg);
+    weft_future_unref(w); /* the queue's reference */
+  }
 }
-
-/* ---- the two kinds --------------------------------------------------------
- */
-
-/* The wake node came off the ready queue. */
-static void wake_fire(weft_future *n) { resume(n->u.call.arg); }
 
 /* The fiber's future was cancelled (see the top of the file). */
 static weft_future *fiber_cancel(weft_future *f) {
@@ -293,7 +288,7 @@ static weft_future *fiber_cancel(weft_future *f) {
     return NULL; /* running, or its wake is already queued */
   bool sole = weft__future_sole(s, n);
   weft__future_unwait(s, n); /* the fiber still holds n */
-  weft__future_enqueue(s, weft_future_ref(n));
+  weft__future_enqueue(s, weft__node_ref(n));
   return sole && !fb->shielded ? weft_future_ref(s) : NULL;
 }
 
@@ -301,105 +296,6 @@ static const weft__kind fiber_kind = {.name = "fiber", .cancel = fiber_cancel};
 static const weft__kind wake_kind = {.name = "fiber_wake", .fire = wake_fire};
 WEFT__KIND(WEFT__K_FIBER, fiber_kind)
 WEFT__KIND(WEFT__K_FIBER_WAKE, wake_kind)
-
-/* ---- spawning --------------------------------------------------------------
- */
-
-/* Lays the fiber struct out at the top of its stack. */
-static weft_fiber *place(const weft__fstack *st) {
-  char *lo = weft__fstack_lo(st);
-  uintptr_t at =
-      ((uintptr_t)lo + st->size - sizeof(weft_fiber)) & ~(uintptr_t)63;
-  weft_fiber *fb = (weft_fiber *)at;
-  /* field by field: a memset of the whole struct (name included) was a
-   * third of a spawn */
-  fb->caller = NULL;
-  fb->cancelled = fb->cancel_pending = fb->is_ptr = fb->shielded = false;
-  fb->p = NULL;
-  fb->i = 0;
-  fb->dtor = NULL;
-#ifdef WEFT_ASAN
-  fb->fake = NULL;
-  fb->caller_bottom = NULL;
-  fb->caller_size = 0;
-#endif
-#ifdef WEFT_TSAN
-  fb->tsan = fb->caller_tsan = NULL;
-#endif
-  fb->stack = *st;
-  weft__fctx_make(&fb->ctx, lo, (size_t)((char *)fb - lo), entry, fb);
-  return fb;
-}
-
-static int alloc_parts(weft_loop *loop, size_t size, weft_future **f,
-                       weft_future **n, weft__fstack *st) {
-  fmodule *m = mod_get(loop);
-  if (m == NULL) return -ENOMEM;
-  if (weft__future_alloc(loop, WEFT__K_FIBER, f) != 0) return -ENOMEM;
-  if (weft__future_alloc(loop, WEFT__K_FIBER_WAKE, n) != 0) {
-    weft_future_unref(*f);
-    return -ENOMEM;
-  }
-  if (stack_get(m, size, st) != 0) {
-    weft_future_unref(*n);
-    weft_future_unref(*f);
-    return -ENOMEM;
-  }
-  return 0;
-}
-
-int weft_fiber_spawn(weft_loop *loop, weft_fiber_fn fn, void *arg,
-                     const weft_fiber_options *opts, weft_future **out) {
-  if (loop == NULL || fn == NULL) return -EINVAL;
-  size_t size = weft__fstack_round(opts != NULL ? opts->stack_size : 0);
-  if (size == 0) return -EINVAL;
-  weft_future *f, *n;
-  weft__fstack st;
-  int err = alloc_parts(loop, size, &f, &n, &st);
-  if (err != 0) return err;
-  weft_fiber *fb = place(&st);
-  fb->loop = loop;
-  fb->mod = weft__module_get(loop, WEFT__MOD_FIBER);
-  fb->f = f;
-  fb->node = n;
-  fb->fn = fn;
-  fb->arg = arg;
-  fb->state = S_NEW;
-  const char *name = opts != NULL && opts->name != NULL ? opts->name : "fiber";
-  size_t len = strnlen(name, sizeof fb->name - 1);
-  memcpy(fb->name, name, len);
-  fb->name[len] = '\0';
-#ifdef WEFT_TSAN
-  fb->tsan = __tsan_create_fiber(0);
-#endif
-  f->u.call.arg = fb;
-  n->u.call.arg = fb;
-  weft__future_enqueue(n, weft_future_ref(n)); /* it starts from the queue */
-  fb->mod->live++;
-  weft__req_start(loop);
-  if (out != NULL) *out = weft_future_ref(f);
-  return 0;
-}
-
-int weft_fiber_run(weft_loop *loop, weft_fiber_fn fn, void *arg,
-                   const weft_fiber_options *opts, int64_t *result) {
-  if (result != NULL) *result = 0;
-  if (loop == NULL || fn == NULL) return -EINVAL;
-  if (loop->running) return -EBUSY;
-  weft_future *f;
-  int err = weft_fiber_spawn(loop, fn, arg, opts, &f);
-  if (err != 0) return err;
-  while (f->state == WEFT_FUTURE_PENDING) {
-    err = weft_loop_run(loop, WEFT_RUN_ONCE);
-    if (err < 0) break;
-  }
-  if (f->state != WEFT_FUTURE_PENDING) {
-    err = weft_future_error(f);
-    if (err == 0 && result != NULL) *result = weft_future_value_i64(f);
-  }
-  weft_future_unref(f);
-  return err;
-}
 
 void weft_fiber_return(weft_fiber *self, void *value, weft_dtor dtor) {
   if (self == NULL) return;
@@ -427,13 +323,7 @@ static int take_cancel(weft_fiber *fb) {
 /* True once this loop iteration has had TURN_BUDGET wakes that did not
  * wait. */
 static bool turn_spent(weft_fiber *fb) {
-  fmodule *m = fb->mod;
-  unsigned it = ev_iteration(fb->loop->ev);
-  if (it != m->iter) {
-    m->iter = it;
-    m->quick = 0;
-  }
-  return ++m->quick > TURN_BUDGET;
+  return ++fb->mod->quick > TURN_BUDGET; /* iteration: note_iteration */
 }
 
 /* True when nothing but this fiber could run before it resumes: no
@@ -455,9 +345,9 @@ static int yield_now(weft_fiber *fb) {
   if (!spent && alone(fb)) return take_cancel(fb);
   if (spent && weft_sleep(fb->loop, 0, &s) == 0) {
     n->src = s; /* the sleep's reference */
-    weft__future_wait(s, weft_future_ref(n));
+    weft__future_wait(s, weft__node_ref(n));
   } else {
-    weft__future_enqueue(n, weft_future_ref(n));
+    weft__future_enqueue(n, weft__node_ref(n));
   }
   suspend(fb, S_YIELD);
   s = n->src;
@@ -486,7 +376,7 @@ int weft_await(weft_future *f) {
   }
   weft_future *n = fb->node;
   n->src = weft_future_ref(f);
-  weft__future_wait(f, weft_future_ref(n));
+  weft__future_wait(f, weft__node_ref(n));
   suspend(fb, S_AWAIT);
   n->src = NULL;
   weft_future_unref(f); /* the caller still holds f */
@@ -552,4 +442,33 @@ int weft__await_shielded(weft_future *f) {
 
 void weft__fiber_recancel(weft_fiber *f) {
   if (f != NULL && f->cancelled) f->cancel_pending = true;
+}
+
+/* ---- waiting for a close ------------------------------------------------
+ * The handle's close callback is taken over (the one it had runs first);
+ * when the close phase calls it, the waiting fiber's node is queued: one
+ * suspension, one wake, nothing allocated, nothing polled. Two fibers on
+ * one handle chain: the second's record keeps the first's callback. */
+
+static void closed_cb(weft_handle *h) {
+  fmodule *m = weft__module_get(h->loop, WEFT__MOD_FIBER);
+  closer **p = &m->closers;
+  while ((*p)->h != h) /* there: its record set this callback */
+    p = &(*p)->next;
+  closer *c = *p;
+  *p = c->next;
+  weft_close_cb cb = c->cb;
+  weft_fiber *fb = c->fb;
+  weft__future_enqueue(fb->node, weft__node_ref(fb->node));
+  if (cb != NULL) cb(h); /* may free h; c stays valid: fb has not run */
+}
+
+void weft__fiber_wait_closed(weft_handle *h) {
+  weft_fiber *fb = tl_current;
+  if (h->flags & WEFT__H_CLOSED) return;
+  fmodule *m = fb->mod;
+  closer c = {.next = m->closers, .h = h, .cb = h->close_cb, .fb = fb};
+  m->closers = &c;
+  h->close_cb = closed_cb;
+  suspend(fb, S_PARK);
 }

@@ -35,12 +35,22 @@ void weft__fctx_make(weft__fctx *c, void *lo, size_t size,
 /* Saves the running context in from and continues to. */
 #ifdef WEFT_FIBER_UCONTEXT
 void weft__fctx_switch(weft__fctx *from, weft__fctx *to);
+/* Continues to, saving nothing: for a context that is finished. */
+__attribute__((noreturn)) void weft__fctx_exit(weft__fctx *to);
 #else
 /* Pushes the callee-saved state, stores the stack pointer in *save, loads
  * new_sp and pops what is saved there. */
 void weft__fctx_jump(void **save, void *new_sp);
 static inline void weft__fctx_switch(weft__fctx *from, weft__fctx *to) {
   weft__fctx_jump(&from->sp, to->sp);
+}
+/* The restoring half of weft__fctx_jump: loads sp and pops what is saved
+ * there, saving nothing. */
+__attribute__((noreturn)) void weft__fctx_leave(void *sp);
+/* Continues to, saving nothing: for a context that is finished (a fiber
+ * whose body returned). */
+__attribute__((noreturn)) static inline void weft__fctx_exit(weft__fctx *to) {
+  weft__fctx_leave(to->sp);
 }
 #endif
 /* "asm-x86_64", "asm-aarch64" or "ucontext": for the bench and reports. */
@@ -80,5 +90,12 @@ void weft__fiber_recancel(weft_fiber *f);
  * cancel f (the await still returns -ECANCELED): for an operation that
  * must not be cut off, such as a write sending from the caller's buffer. */
 int weft__await_shielded(weft_future *f);
+/* From a fiber (asserted by the callers): returns once `h`, whose close
+ * was requested (weft_close), has fully closed and its own close callback
+ * has run; at once if it is closed. Allocates nothing and suspends once:
+ * the handle's close callback wakes the fiber. A cancellation meanwhile
+ * does not cut the wait short (the caller may free h afterwards): it stays
+ * raised for the fiber's next await. */
+void weft__fiber_wait_closed(weft_handle *h);
 
 #endif

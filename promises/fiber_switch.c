@@ -45,6 +45,11 @@ void weft__fctx_switch(weft__fctx *from, weft__fctx *to) {
   swapcontext(&from->uc, &to->uc);
 }
 
+void weft__fctx_exit(weft__fctx *to) {
+  setcontext(&to->uc);
+  __builtin_unreachable();
+}
+
 const char *weft__fctx_impl(void) { return "ucontext"; }
 
 #else
@@ -70,6 +75,7 @@ __asm__(".text\n"
         "  fnstcw 4(%rsp)\n"
         "  movq %rsp, (%rdi)\n"
         "  movq %rsi, %rsp\n"
+        ".Lweft_fctx_restore:\n"
         "  ldmxcsr (%rsp)\n"
         "  fldcw 4(%rsp)\n"
         "  addq $8, %rsp\n"
@@ -84,8 +90,18 @@ __asm__(".text\n"
         "  popq %r8\n"
         "  jmpq *%r8\n"
         ".size weft__fctx_jump,.-weft__fctx_jump\n"
+        /* the second half of the jump alone: nothing is saved */
+        ".globl weft__fctx_leave\n"
+        ".hidden weft__fctx_leave\n"
+        ".type weft__fctx_leave,@function\n"
+        "weft__fctx_leave:\n"
+        "  movq %rdi, %rsp\n"
+        "  jmp .Lweft_fctx_restore\n"
+        ".size weft__fctx_leave,.-weft__fctx_leave\n"
         /* entered by the jump above with rsp 16-byte aligned: r12 is the
          * entry, rbx its argument; entry never returns */
+        ".globl weft__fctx_start\n"
+        ".hidden weft__fctx_start\n"
         ".type weft__fctx_start,@function\n"
         "weft__fctx_start:\n"
         "  movq %rbx, %rdi\n"
@@ -93,7 +109,11 @@ __asm__(".text\n"
         "  ud2\n"
         ".size weft__fctx_start,.-weft__fctx_start\n");
 
-void weft__fctx_start(void);
+/* Global and hidden, in the asm and here: taken as a local asm symbol
+ * through the GOT (what GCC does for an extern function on aarch64), its
+ * address came out as the start of the asm's section, weft__fctx_jump,
+ * and a fresh context jumped into the jump (found by make check-aarch64). */
+__attribute__((visibility("hidden"))) void weft__fctx_start(void);
 
 void weft__fctx_make(weft__fctx *c, void *lo, size_t size,
                      void (*entry)(void *), void *arg) {
@@ -103,10 +123,12 @@ void weft__fctx_make(weft__fctx *c, void *lo, size_t size,
   uint16_t fpucw;
   __asm__ volatile("stmxcsr %0" : "=m"(mxcsr));
   __asm__ volatile("fnstcw %0" : "=m"(fpucw));
-  memset(sp, 0, 80);
+  /* r13-r15 are left as they are (whatever is there is popped and never
+   * read); rbp is 0 so that a backtrace ends at the fiber's entry */
   sp[0] = (uint64_t)mxcsr | ((uint64_t)fpucw << 32);
   sp[4] = (uint64_t)(uintptr_t)entry;
   sp[5] = (uint64_t)(uintptr_t)arg;
+  sp[6] = 0;
   sp[7] = (uint64_t)(uintptr_t)weft__fctx_start;
   c->sp = sp;
 }
@@ -138,6 +160,7 @@ __asm__(".text\n"
         "  mov x9, sp\n"
         "  str x9, [x0]\n"
         "  mov sp, x1\n"
+        ".Lweft_fctx_restore:\n"
         "  ldr x9, [sp, #160]\n"
         "  msr fpcr, x9\n"
         "  ldp x19, x20, [sp, #0]\n"
@@ -153,7 +176,17 @@ __asm__(".text\n"
         "  add sp, sp, #176\n"
         "  ret\n"
         ".size weft__fctx_jump,.-weft__fctx_jump\n"
+        /* the second half of the jump alone: nothing is saved */
+        ".globl weft__fctx_leave\n"
+        ".hidden weft__fctx_leave\n"
+        ".type weft__fctx_leave,%function\n"
+        "weft__fctx_leave:\n"
+        "  mov sp, x0\n"
+        "  b .Lweft_fctx_restore\n"
+        ".size weft__fctx_leave,.-weft__fctx_leave\n"
         /* x20 is the entry, x19 its argument; entry never returns */
+        ".globl weft__fctx_start\n"
+        ".hidden weft__fctx_start\n"
         ".type weft__fctx_start,%function\n"
         "weft__fctx_start:\n"
         "  mov x0, x19\n"
@@ -161,7 +194,11 @@ __asm__(".text\n"
         "  brk #0\n"
         ".size weft__fctx_start,.-weft__fctx_start\n");
 
-void weft__fctx_start(void);
+/* Global and hidden, in the asm and here: taken as a local asm symbol
+ * through the GOT (what GCC does for an extern function on aarch64), its
+ * address came out as the start of the asm's section, weft__fctx_jump,
+ * and a fresh context jumped into the jump (found by make check-aarch64). */
+__attribute__((visibility("hidden"))) void weft__fctx_start(void);
 
 void weft__fctx_make(weft__fctx *c, void *lo, size_t size,
                      void (*entry)(void *), void *arg) {

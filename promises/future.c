@@ -47,6 +47,29 @@ static void teardown(weft_loop *loop, void *state) {
   weft__free(m);
 }
 
+/* weft_loop_debug_dump(): one line per pending future, slab by slab (a
+ * future on the free list has no reference). */
+static long dump(weft_loop *loop, void *state, int fd) {
+  WEFT__UNUSED(loop);
+  const fmod *m = state;
+  long n = 0;
+  for (const slab *s = m->slabs; s != NULL; s = s->next)
+    for (unsigned i = 0; i < SLAB_N; i++) {
+      const weft_future *f = &s->f[i];
+      if (f->refs == 0 || f->state != WEFT_FUTURE_PENDING) continue;
+      const char *name = weft_future_get_name(f);
+      int w = name != NULL ? dprintf(fd, "future %s %p pending op=%s \"%s\"\n",
+                                     weft__kind_of(f)->name, (const void *)f,
+                                     weft_future_get_op(f), name)
+                           : dprintf(fd, "future %s %p pending op=%s\n",
+                                     weft__kind_of(f)->name, (const void *)f,
+                                     weft_future_get_op(f));
+      if (w < 0) return -errno;
+      n++;
+    }
+  return n;
+}
+
 static fmod *mod_get(weft_loop *loop) {
   fmod *m = weft__module_get(loop, WEFT__MOD_FUTURE);
   if (m != NULL) return m;
@@ -55,6 +78,7 @@ static fmod *mod_get(weft_loop *loop) {
   m->loop = loop;
   m->owner = pthread_self();
   weft__module_set(loop, WEFT__MOD_FUTURE, m, teardown);
+  weft__module_set_dump(loop, WEFT__MOD_FUTURE, dump);
   return m;
 }
 
@@ -64,6 +88,7 @@ static int refill(fmod *m) {
   s->next = m->slabs;
   m->slabs = s;
   for (unsigned i = SLAB_N; i-- > 0;) {
+    s->f[i].refs = 0; /* free: what the debug dump skips */
     s->f[i].next = m->free;
     m->free = &s->f[i];
   }
@@ -470,14 +495,17 @@ static void drain(void *arg) {
 
 /* ---- producer side ----------------------------------------------------- */
 
-static int settle_check(const weft_future *f) {
+/* `fn`: the public caller, named by the debug mode's thread check. */
+static int settle_check(const weft_future *f, const char *fn) {
   if (f == NULL) return -EINVAL;
+  int err = weft__debug_thread(f->loop, fn);
+  if (WEFT__UNLIKELY(err != 0)) return err;
   if (f->state != WEFT_FUTURE_PENDING) return -EALREADY;
   return weft__settle_by_hand(f);
 }
 
 int weft_future_resolve(weft_future *f, void *value, weft_dtor dtor) {
-  int err = settle_check(f);
+  int err = settle_check(f, __func__);
   if (err != 0) return err;
   f->v.p = value;
   f->flags = (uint8_t)((f->flags & ~WEFT__F_VALUE) | WEFT__F_PTR);
@@ -487,7 +515,7 @@ int weft_future_resolve(weft_future *f, void *value, weft_dtor dtor) {
 }
 
 int weft_future_resolve_i64(weft_future *f, int64_t v) {
-  int err = settle_check(f);
+  int err = settle_check(f, __func__);
   if (err != 0) return err;
   f->v.i = v;
   f->flags &= (uint8_t)~WEFT__F_VALUE;
@@ -497,7 +525,7 @@ int weft_future_resolve_i64(weft_future *f, int64_t v) {
 }
 
 int weft_future_resolve_f64(weft_future *f, double v) {
-  int err = settle_check(f);
+  int err = settle_check(f, __func__);
   if (err != 0) return err;
   f->v.d = v;
   f->flags = (uint8_t)((f->flags & ~WEFT__F_VALUE) | WEFT__F_F64);
@@ -508,7 +536,7 @@ int weft_future_resolve_f64(weft_future *f, double v) {
 
 int weft_future_reject(weft_future *f, int err) {
   if (f == NULL || err >= 0) return -EINVAL;
-  int rc = settle_check(f);
+  int rc = settle_check(f, __func__);
   if (rc != 0) return rc;
   f->v.i = err;
   f->flags &= (uint8_t)~WEFT__F_VALUE;
@@ -526,6 +554,7 @@ static weft_future *cancel_one(weft_future *f) {
 
 int weft_future_cancel(weft_future *f) {
   if (f == NULL) return -EINVAL;
+  WEFT__CHECK_THREAD(f->loop);
   if (f->state != WEFT_FUTURE_PENDING) return -EALREADY;
   weft_future_ref(f);
   /* iterative along a chain of sole consumers */

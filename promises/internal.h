@@ -44,6 +44,7 @@ enum {
   WEFT__K_SHIELD,     /* shield.c: takes src's outcome, never cancels it */
   WEFT__K_FIBER,      /* fiber.c: a fiber's own future */
   WEFT__K_FIBER_WAKE, /* fiber.c: the node that wakes a fiber */
+  WEFT__K_PROCJOB,    /* io/procpool_job.c: a process pool job */
   WEFT__K_COUNT
 };
 

@@ -27,8 +27,15 @@ if [ $# -gt 0 ] && [ -n "$1" ]; then
   bins=("$O/bench/bench_$1")
 else
   bins=("$O"/bench/bench_*)
+  # a bench that is only a script (bench/NAME/run.sh, no bench_NAME.c)
+  for r in "$root"/bench/*/run.sh; do
+    n=${r%/run.sh}; n=${n##*/}
+    [ -e "$root/bench/bench_$n.c" ] || bins+=("$O/bench/bench_$n")
+  done
 fi
 for b in "${bins[@]}"; do
+  n=${b##*/bench_}
+  [ -x "$root/bench/$n/run.sh" ] && [ ! -e "$root/bench/bench_$n.c" ] && continue
   if [ ! -x "$b" ]; then
     echo "bench: no benchmark program $b (run 'make O=... benches')" >&2
     exit 2

@@ -19,9 +19,12 @@ table=$(cat <<'TABLE'
 10 core/xpost       loopcore
 10 core/backend     loopcore
 10 core/hooks       loopcore
+10 core/debug       loopcore
 10 timers/timer     loopcore
 11 core/signal
 20 core/pool
+20 core/pool_clock
+20 core/pool_control
 21 promises/future
 22 promises/then
 22 promises/combinators
@@ -36,11 +39,13 @@ table=$(cat <<'TABLE'
 22 promises/thread
 22 promises/signal_future
 22 promises/fiber
+22 promises/fiber_spawn
 22 promises/fiber_stack
 22 promises/fiber_switch
 22 promises/fiber_ops
 30 io/sockaddr
 30 io/fs_ops
+30 io/uring
 30 io/poll
 31 io/iostate
 32 io/dns
@@ -49,20 +54,32 @@ table=$(cat <<'TABLE'
 32 io/stream_sendfile
 32 io/stream_read
 32 io/udp
+32 io/udp_opt
 32 io/dns_query
 33 io/tcp
 33 io/pipe
+33 io/tty
 32 io/pipe_fds
+32 io/watch
+32 io/watch_tree
+32 io/fs_poll
 34 io/process
 34 io/process_watch
+34 io/shm
+34 io/shm_sync
 40 promises/pool_future
 40 io/fiber_stream
 40 io/connect_host
 40 io/process_run
 40 io/procpool
+40 io/procpool_job
+40 io/procpool_map
+40 io/procpool_reply
+40 io/procpool_worker
 41 io/loopgroup
 41 io/loopgroup_call
 42 io/fiber_io_ops
+42 io/fiber_net
 TABLE
 )
 declare -A rank knot def

@@ -10,17 +10,20 @@
 #                             (make check, check-format, fuzz, CI's clang build)
 #   scripts/deps.sh bench     examples + every benchmark's peers (make bench)
 #   scripts/deps.sh docs      the API reference (make docs, check-docs)
+#   scripts/deps.sh cross     the aarch64 cross compiler and qemu-user
+#                             (make check-aarch64)
 #   scripts/deps.sh --list STEP   prints the packages of STEP, installs nothing
 # The compiler (gcc, libc6-dev) and make are taken as given.
 set -euo pipefail
 
-usage() { sed -n '2,14p' "$0" | sed 's/^# \{0,1\}//'; }
+usage() { sed -n '2,16p' "$0" | sed 's/^# \{0,1\}//'; }
 
 pkgs() {
   case $1 in
     lib) echo libev-dev libc-ares-dev pkg-config ;;
-    # examples/httpd parses HTTP with http-parser
-    examples) echo "$(pkgs lib)" libhttp-parser-dev ;;
+    # examples/httpd parses HTTP with http-parser; examples/tree_sum takes
+    # zlib's crc32 (as its asyncio twin's zlib.crc32)
+    examples) echo "$(pkgs lib)" libhttp-parser-dev zlib1g-dev ;;
     # criterion: the suites; dnsmasq: the DNS suites' name server; curl:
     # test_httpd; redis-tools/redis-server: test_kvd and make fuzz; nginx:
     # make fuzz's HTTP differential; python3: the HTTP fuzzer; g++/clang:
@@ -36,6 +39,9 @@ pkgs() {
         redis-server nodejs python3 python3-uvloop g++ libboost-context-dev gnuplot-nox ;;
     # doxygen: make docs; python3 + binutils (nm): scripts/check-docs.sh
     docs) echo doxygen python3 binutils ;;
+    # make check-aarch64: the fiber switch test built for aarch64
+    # (static) and run under qemu-user
+    cross) echo gcc-aarch64-linux-gnu libc6-dev-arm64-cross qemu-user ;;
     *) return 1 ;;
   esac
 }

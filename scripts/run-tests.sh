@@ -3,7 +3,7 @@
 # and prints the totals. Usage: run-tests.sh LABEL BINARY...
 set -uo pipefail
 label=$1; shift
-pass=0; fail=0; failed=()
+pass=0; fail=0; failed=(); digest=$(mktemp)
 for t in "$@"; do
   name=$(basename "$t")
   out=$(mktemp)
@@ -21,8 +21,21 @@ for t in "$@"; do
   if [ "$status" != ok ] && [ "$nf" -eq 0 ]; then nf=1; fi
   pass=$((pass + p)); fail=$((fail + nf))
   printf '[%s] %-28s %s  %s\n' "$label" "$name" "$status" "${line##*] }"
-  if [ "$status" != ok ]; then failed+=("$name"); cat "$out"; fi
+  if [ "$status" != ok ]; then
+    failed+=("$name")
+    cat "$out"
+    # The lines that say what failed, again at the end: a CI log that keeps
+    # only its tail still names the test and the assertion.
+    { echo "  $name:"
+      grep -aE 'assertion failed|FAIL|Crash|crash|timed out|Timeout|ERROR|WARNING: ThreadSanitizer|SUMMARY|\[----\].*:[0-9]+' "$out" |
+        head -n 12 | sed 's/^/    /'; } >>"$digest"
+  fi
   rm -f "$out"
 done
+if [ ${#failed[@]} -ne 0 ]; then
+  echo "$label: what failed"
+  cat "$digest"
+fi
+rm -f "$digest"
 echo "$label: $pass passed, $fail failed"
 [ ${#failed[@]} -eq 0 ]

@@ -65,6 +65,13 @@ if [ -x "$ex/httpd" ]; then
     cat "$tmp/err" >&2
   fi
 fi
+if [ -x "$ex/wload" ]; then
+  run "$ex/wload" -R x http://127.0.0.1:1/
+  if [ $rc -eq 2 ] && grep -q -- '-R x' "$tmp/err"; then ok; else
+    bad "wload -R x: exit $rc, want 2 and a message naming -R x"
+    cat "$tmp/err" >&2
+  fi
+fi
 
 # echo_port LOOPS: starts echo on port 0, reads the port it reports.
 echo_check() {
@@ -91,6 +98,22 @@ echo_check() {
 }
 if [ -x "$ex/echo" ]; then echo_check 1; echo_check 2; fi
 
-echo "examples: $n programs: -h/--help exit 0 (stdout), bad flag exit 2 (stderr); resolve, httpd, echo --port 0"
+# watch -r -n 1 DIR prints the first thing made in a new subdirectory (the
+# files are made until it has started and exits, at most 5 s)
+if [ -x "$ex/watch" ]; then
+  mkdir -p "$tmp/w"
+  timeout 10 "$ex/watch" -r -n 1 "$tmp/w" >"$tmp/wout" 2>&1 &
+  wpid=$!; pids+=("$wpid")
+  for i in $(seq 50); do
+    kill -0 "$wpid" 2>/dev/null || break
+    mkdir -p "$tmp/w/d$i"; : >"$tmp/w/d$i/f"; sleep 0.1
+  done
+  wait "$wpid"; rc=$?
+  if [ $rc -eq 0 ] && grep -q '^create d[0-9]*/$' "$tmp/wout"; then ok; else
+    bad "watch -r -n 1: exit $rc, printed '$(head -3 "$tmp/wout")'"
+  fi
+fi
+
+echo "examples: $n programs: -h/--help exit 0 (stdout), bad flag exit 2 (stderr); resolve, httpd, wload, echo --port 0, watch"
 echo "examples: $pass passed, $fail failed"
 [ $fail -eq 0 ]

@@ -6,7 +6,10 @@
 #include <ev.h>
 #include <pthread.h>
 #include <signal.h>
+#include <fcntl.h>
+#include <stdlib.h>
 #include <sys/epoll.h>
+#include <sys/ioctl.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -357,6 +360,69 @@ Test(embed, signal_wakes_a_host_blocked_on_the_backend_fd, .timeout = 10) {
   cr_assert_eq(fired, 1);
   close(ep);
   th_loop_finish(loop);
+}
+
+/* Likewise for a terminal's SIGWINCH (weft_tty_on_resize watches it with
+ * the signal module's handler, which wakes the host too). The pty is not
+ * the process's controlling terminal, so the thread resizes it and sends
+ * the signal itself. */
+typedef struct winch_host {
+  int master, calls, cols, rows;
+} winch_host;
+
+static void host_resized(weft_tty *t, int cols, int rows) {
+  winch_host *w = t->stream.base.data;
+  w->calls++;
+  w->cols = cols;
+  w->rows = rows;
+}
+
+static void *resize_thread(void *arg) {
+  winch_host *w = arg;
+  struct winsize ws = {.ws_row = 40, .ws_col = 100};
+  if (ioctl(w->master, TIOCSWINSZ, &ws) != 0) return (void *)(intptr_t)-errno;
+  return (void *)(intptr_t)kill(getpid(), SIGWINCH);
+}
+
+Test(embed, tty_resize_wakes_a_host_blocked_on_the_backend_fd, .timeout = 10) {
+  weft_loop *loop = th_loop();
+  static winch_host w;
+  w.master = posix_openpt(O_RDWR | O_NOCTTY | O_CLOEXEC);
+  cr_assert_geq(w.master, 0);
+  char name[64];
+  cr_assert_eq(grantpt(w.master), 0);
+  cr_assert_eq(unlockpt(w.master), 0);
+  cr_assert_eq(ptsname_r(w.master, name, sizeof name), 0);
+  int slave = open(name, O_RDWR | O_NOCTTY | O_CLOEXEC);
+  cr_assert_geq(slave, 0);
+  struct winsize ws = {.ws_row = 24, .ws_col = 80};
+  cr_assert_eq(ioctl(w.master, TIOCSWINSZ, &ws), 0);
+  weft_tty t;
+  cr_assert_eq(weft_tty_init(loop, &t), 0);
+  cr_assert_eq(weft_tty_open(&t, slave), 0);
+  t.stream.base.data = &w;
+  cr_assert_eq(weft_tty_on_resize(&t, host_resized), 0);
+  int ep = epoll_create1(EPOLL_CLOEXEC);
+  struct epoll_event e = {.events = EPOLLIN};
+  epoll_ctl(ep, EPOLL_CTL_ADD, weft_loop_backend_fd(loop), &e);
+  while (weft_loop_backend_timeout(loop) == 0)
+    weft_loop_run(loop, WEFT_RUN_NOWAIT);
+  cr_assert_eq(weft_loop_backend_timeout(loop), -1);
+  pthread_t th;
+  cr_assert_eq(pthread_create(&th, NULL, resize_thread, &w), 0);
+  cr_assert_eq(host_wait(ep, 5000), 1);
+  cr_assert_eq(weft_loop_run(loop, WEFT_RUN_NOWAIT), 1); /* tty watched */
+  void *err;
+  pthread_join(th, &err);
+  cr_assert_null(err);
+  cr_assert_eq(w.calls, 1);
+  cr_assert_eq(w.cols, 100);
+  cr_assert_eq(w.rows, 40);
+  cr_assert_eq(weft_close(&t.stream.base, NULL), 0);
+  close(ep);
+  th_loop_finish(loop);
+  close(slave);
+  close(w.master);
 }
 
 /* Likewise for a thread-pool job that completes while the host blocks. */

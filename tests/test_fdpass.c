@@ -720,7 +720,9 @@ Test(fdpass, accepted_tcp_connection_served_by_worker_process, .timeout = 20) {
 /* The process runs out of fds (RLIMIT_NOFILE; each test has its own
  * process) while fds arrive: the kernel installs what fits and truncates
  * the control message, the read fails with -ENOBUFS and the fds that came
- * are closed. A fd write that cannot dup fails with -EMFILE, holding none. */
+ * are closed. A fd write that goes out at once needs no free fd (no dup);
+ * one queued behind another write must dup, and fails with -EMFILE,
+ * holding none. */
 Test(fdpass, out_of_fds, .timeout = 10) {
   int before = fd_count();
   weft_loop *loop = th_loop();
@@ -752,12 +754,34 @@ Test(fdpass, out_of_fds, .timeout = 10) {
                "the one that came "
                "is closed again"); /* and taken back */
   n++;
+  /* not one fd free: a fd write that goes out at once (queue empty)
+   * needs none, its sendmsg carries the caller's fd itself */
   int one = 0;
   weft_buf x = weft_buf_init("x", 1);
+  cr_assert_eq(weft_pipe_write_fds_future(&a, &x, 1, &one, 1, &f), 0);
+  expect_i64(loop, f, 1);
+  /* behind a queued write it must wait, so it dups: -EMFILE, none held */
+  static char big[4 << 20];
+  weft_buf bb = weft_buf_init(big, sizeof big);
+  weft_future *fbig;
+  cr_assert_eq(weft_stream_write_future(&a.stream, &bb, 1, &fbig), 0);
+  cr_assert_gt(weft_stream_write_queue_size(&a.stream), 0);
   cr_assert_eq(weft_pipe_write_fds_future(&a, &x, 1, &one, 1, &f), -EMFILE);
   while (n > 0)
     close(fill[--n]);
   cr_assert_eq(setrlimit(RLIMIT_NOFILE, &old), 0);
+  static char got[1 + (4 << 20)];
+  weft_future *fr;
+  cr_assert_eq(weft_stream_read_exact_future(&b.stream, got, sizeof got, &fr),
+               0);
+  expect_i64(loop, fbig, (int64_t)sizeof big);
+  expect_i64(loop, fr, (int64_t)sizeof got);
+  cr_assert_eq(got[0], 'x');
+  int came;
+  cr_assert_eq(weft_pipe_take_fds(&b, &came, 1), 1);
+  cr_assert(cloexec(came));
+  cr_assert_eq(ino(came), ino(0), "the caller's fd itself went");
+  close(came);
   th_loop_usable(loop);
   close(sv[0]);
   th_loop_finish(loop);

@@ -404,8 +404,7 @@ Test(fiber, settled_awaits_of_two_fibers_alternate, .timeout = 10) {
   th_loop_finish(loop);
 }
 
-/* ---- a loop of yields cannot keep the loop from polling -------------------
- */
+/* ---- a loop of yields cannot keep the loop from polling ------------------ */
 
 static void set_flag(weft_future *f, void *arg) {
   (void)f;
@@ -491,7 +490,9 @@ Test(fiber, awaits_and_yields_allocate_nothing, .timeout = 20) {
     weft_future_unref(f[i]);
   }
   cr_assert(weft__future_slabs_validate(loop, &in_use1));
-  cr_assert_eq(in_use1, 1); /* only `settled`: the fibers' futures are back */
+  /* `settled`, and the two wake nodes the spare structs keep for the next
+   * spawns: the fibers' own futures are back */
+  cr_assert_eq(in_use1, 3);
   cr_assert_lt(in_use1, in_use0);
   weft_future_unref(settled);
   th_loop_finish(loop);
@@ -512,6 +513,67 @@ Test(fiber, awaits_alone_allocate_nothing, .timeout = 20) {
                (long long)weft_future_value_i64(f));
   weft_future_unref(f);
   weft_future_unref(settled);
+  th_loop_finish(loop);
+  th_alloc_restore();
+}
+
+/* ---- spawn and finish: warm stacks, spare structs ------------------------ */
+
+enum { BATCH = 64 };
+static void *batch_guard[BATCH];
+static int batch_ran;
+
+static int note_guard(weft_fiber *self, void *arg) {
+  batch_guard[(intptr_t)arg] = weft__fiber_guard(self);
+  batch_ran++;
+  return 0;
+}
+
+static void run_batch(weft_loop *loop, const weft_fiber_options *o) {
+  batch_ran = 0;
+  for (intptr_t i = 0; i < BATCH; i++)
+    ASSERT_ERR(weft_fiber_spawn(loop, note_guard, (void *)i, o, NULL), 0);
+  th_run(loop);
+  cr_assert_eq(batch_ran, BATCH);
+}
+
+/* Fibers that start and finish one after the other all run on the stack
+ * idled last (warm), although each took a stack at spawn. */
+Test(fiber, a_batch_runs_on_the_warmest_stack, .timeout = 10) {
+  weft_loop *loop = th_loop();
+  run_batch(loop, NULL); /* BATCH stacks idle now */
+  run_batch(loop, NULL);
+  for (int i = 1; i < BATCH; i++)
+    cr_assert_eq(batch_guard[i], batch_guard[0], "fiber %d ran on another", i);
+  /* another size: its own stack, the default ones are not taken */
+  weft_fiber_options big = {.stack_size = 256 * 1024};
+  run_batch(loop, &big);
+  for (int i = 1; i < BATCH; i++)
+    cr_assert_eq(batch_guard[i], batch_guard[0]);
+  void *big_guard = batch_guard[0];
+  /* the default stacks are found under the big ones, and run warm again */
+  run_batch(loop, NULL);
+  cr_assert_neq(batch_guard[0], big_guard);
+  for (int i = 1; i < BATCH; i++)
+    cr_assert_eq(batch_guard[i], batch_guard[0]);
+  th_loop_finish(loop);
+}
+
+static int count_allocs(weft_loop *loop, int rounds) {
+  size_t before = th_alloc_calls();
+  for (int r = 0; r < rounds; r++)
+    run_batch(loop, NULL);
+  return (int)(th_alloc_calls() - before);
+}
+
+/* Once a loop has run a batch, spawning and finishing the same number of
+ * fibers again allocates nothing: structs, stacks and futures are reused. */
+Test(fiber, spawn_and_finish_allocate_nothing_in_steady_state, .timeout = 20) {
+  th_alloc_install(0);
+  weft_loop *loop = th_loop();
+  count_allocs(loop, 2);
+  int n = count_allocs(loop, 3);
+  cr_assert_eq(n, 0, "%d allocations in 3 batches of %d fibers", n, BATCH);
   th_loop_finish(loop);
   th_alloc_restore();
 }
@@ -727,8 +789,7 @@ Test(fiber, ten_thousand_fibers_alive_at_once, .timeout = 30) {
   th_loop_finish(loop);
 }
 
-/* ---- outside a fiber, bad inputs ------------------------------------------
- */
+/* ---- outside a fiber, bad inputs ----------------------------------------- */
 
 Test(fiber, outside_a_fiber_is_eperm, .timeout = 10) {
   weft_loop *loop = th_loop();
@@ -854,8 +915,7 @@ Test(fiber, run_returns_the_result, .timeout = 10) {
   th_loop_finish(loop);
 }
 
-/* ---- loop free with live fibers ---------------------------------------------
- */
+/* ---- loop free with live fibers ------------------------------------------ */
 
 Test(fiber, loop_free_is_ebusy_while_a_fiber_lives, .timeout = 10) {
   weft_loop *loop = th_loop();
@@ -870,8 +930,7 @@ Test(fiber, loop_free_is_ebusy_while_a_fiber_lives, .timeout = 10) {
   th_loop_finish(loop); /* now it frees */
 }
 
-/* ---- allocation failures --------------------------------------------------
- */
+/* ---- allocation failures ------------------------------------------------- */
 
 /* A failure inside the fiber (its sleep) rejects its future. */
 static int sweep_fiber(weft_fiber *self, void *arg) {

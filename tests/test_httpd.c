@@ -34,6 +34,7 @@ typedef struct fixture {
   pid_t pid;
   unsigned port;
   weft_loop *loop;
+  FILE *out; /* the server's stdout, after "listening on" */
 } fixture;
 
 /* The server binary: $(O)/examples/httpd, next to the tests' directory
@@ -117,7 +118,8 @@ static void start(fixture *f, const char *const *extra) {
   FILE *out = fdopen(p[0], "r");
   cr_assert_not_null(out);
   cr_assert_eq(fscanf(out, "listening on %u", &f->port), 1);
-  fclose(out);
+  cr_assert_eq(fgetc(out), '\n'); /* the rest of the line, no more */
+  f->out = out;
   cr_assert_gt(f->port, 0);
   f->loop = th_loop();
 }
@@ -133,6 +135,7 @@ static void stop(fixture *f) {
   int status = -1;
   cr_assert_eq(kill(f->pid, SIGTERM), 0);
   cr_assert_eq(waitpid(f->pid, &status, 0), f->pid);
+  fclose(f->out);
   cr_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0, "httpd status %d",
             status);
   rm_tree(f);
@@ -241,8 +244,7 @@ static int count(const char *hay, const char *needle) {
   return n;
 }
 
-/* ---- tests ----------------------------------------------------------------
- */
+/* ---- tests --------------------------------------------------------------- */
 
 Test(httpd, get_small_file_exact_bytes, .timeout = 30) {
   fixture f;
@@ -591,6 +593,41 @@ Test(httpd, cache_off_sees_changes_at_once, .timeout = 30) {
 }
 
 /* Bad command lines: usage, exit status 2, nothing served. */
+/* --stats: SIGUSR1 makes each loop print one line; the accepted counts add
+ * up to the connections made. */
+Test(httpd, stats_on_sigusr1_one_line_per_loop, .timeout = 30) {
+  fixture f;
+  start(&f, (const char *[]){"--loops", "2", "--stats", NULL});
+  for (int i = 0; i < 3; i++)
+    cr_assert_str_eq(
+        curl(&f, (const char *[]){"-o", "/dev/null", "-w", "%{http_code}",
+                                  url(&f, "/small.txt"), NULL}),
+        "200");
+  cr_assert_eq(kill(f.pid, SIGUSR1), 0);
+  bool seen[2] = {false, false};
+  unsigned long long accepted = 0;
+  for (int k = 0; k < 2; k++) {
+    char line[512];
+    cr_assert_not_null(fgets(line, sizeof line, f.out));
+    unsigned idx;
+    unsigned long long acc, live, turns;
+    cr_assert_eq(sscanf(line,
+                        "stats loop=%u accepted=%llu live=%llu turns=%llu",
+                        &idx, &acc, &live, &turns),
+                 4, "line: %s", line);
+    cr_assert_lt(idx, 2u, "line: %s", line);
+    cr_assert(!seen[idx], "loop %u twice", idx);
+    seen[idx] = true;
+    cr_assert_leq(live, acc);
+    cr_assert_gt(turns, 0);
+    cr_assert(strstr(line, " io_events=") && strstr(line, " busy_ms="),
+              "line: %s", line);
+    accepted += acc;
+  }
+  cr_assert_eq(accepted, 3);
+  stop(&f);
+}
+
 static int run_bad(const char *const *args) {
   char bin[PATH_MAX];
   server_path(bin, sizeof bin);
@@ -632,8 +669,7 @@ Test(httpd, bad_command_lines_exit_2, .timeout = 30) {
                2);
 }
 
-/* ---- item 3: requests larger than the input buffer --------------------------
- */
+/* ---- item 3: requests larger than the input buffer ----------------------- */
 
 #define ETAG "\"3b9aca00-6\"" /* small.txt: MTIME and size in hex, as nginx */
 

@@ -19,6 +19,7 @@
 #include <string.h>
 #include <sys/prctl.h>
 #include <sys/socket.h>
+#include <sys/time.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -142,6 +143,9 @@ static int raw_connect(server s) {
                           .sin_port = htons((uint16_t)s.port)};
   a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
   cr_assert_eq(connect(fd, (struct sockaddr *)&a, sizeof a), 0);
+  /* a server that never replies fails the read, not the test's timeout */
+  struct timeval tv = {.tv_sec = 20};
+  cr_assert_eq(setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv), 0);
   return fd;
 }
 
@@ -1274,4 +1278,56 @@ Test(kvd, bulk_limit_is_an_option, .timeout = 30) {
                                          "--proto-max-bulk-len", "1000", NULL},
                    NULL, out, sizeof out),
                2, "%s", out); /* below Redis's 1 MiB minimum */
+}
+
+/* --stats: SIGUSR1 makes each loop print one line on stdout; the accepted
+ * counts add up to the connections made. */
+Test(kvd, stats_on_sigusr1_one_line_per_loop, .timeout = 20) {
+  char path[PATH_MAX];
+  kvd_path(path, sizeof path);
+  int o[2];
+  cr_assert_eq(pipe(o), 0);
+  server s;
+  s.pid = fork();
+  cr_assert_geq(s.pid, 0);
+  if (s.pid == 0) {
+    prctl(PR_SET_PDEATHSIG, SIGTERM);
+    dup2(o[1], 1);
+    close(o[0]), close(o[1]);
+    execl(path, path, "--port", "0", "--loops", "2", "--stats", (char *)NULL);
+    _exit(127);
+  }
+  close(o[1]);
+  FILE *out = fdopen(o[0], "r");
+  cr_assert_not_null(out);
+  cr_assert_eq(fscanf(out, "listening on %d", &s.port), 1);
+  cr_assert_eq(fgetc(out), '\n');
+  for (int i = 0; i < 3; i++) {
+    int fd = raw_connect(s);
+    raw_expect(fd, "PING\r\n", "+PONG\r\n");
+    close(fd);
+  }
+  cr_assert_eq(kill(s.pid, SIGUSR1), 0);
+  bool seen[2] = {false, false};
+  unsigned long long accepted = 0;
+  for (int k = 0; k < 2; k++) {
+    char line[512];
+    cr_assert_not_null(fgets(line, sizeof line, out));
+    unsigned idx;
+    unsigned long long acc, live, turns;
+    cr_assert_eq(sscanf(line,
+                        "stats loop=%u accepted=%llu live=%llu turns=%llu",
+                        &idx, &acc, &live, &turns),
+                 4, "line: %s", line);
+    cr_assert_lt(idx, 2u, "line: %s", line);
+    cr_assert(!seen[idx], "loop %u twice", idx);
+    seen[idx] = true;
+    cr_assert_leq(live, acc);
+    cr_assert(strstr(line, " io_events=") && strstr(line, " busy_ms="),
+              "line: %s", line);
+    accepted += acc;
+  }
+  cr_assert_eq(accepted, 3);
+  stop(s);
+  fclose(out);
 }

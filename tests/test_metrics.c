@@ -2,10 +2,14 @@
  * (weft_loop_set_slow_callback): exact counts in small scenarios. */
 #include "support/test.h"
 
+#include "support/dnsmasq.h"
+
 #include <ev.h>
+#include <netdb.h>
 #include <pthread.h>
 #include <sched.h>
 #include <string.h>
+#include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -160,6 +164,63 @@ Test(metrics, a_lone_timer_shows_as_waiting_in_the_poll, .timeout = 5) {
   th_loop_finish(loop);
 }
 
+static uint64_t mono_ns(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+/* weft_now() in the timer's callback, and CLOCK_MONOTONIC (ns) right then */
+static uint64_t fired_now_ms, fired_mono_ns;
+static void on_timer_clock(weft_timer *t) {
+  fired_now_ms = weft_now(t->base.loop);
+  fired_mono_ns = mono_ns();
+  ran++;
+  weft_close(&t->base, NULL);
+}
+
+/* The turn's stamps come from libev's own clock reads (core/loop.c): they
+ * must be CLOCK_MONOTONIC, within the run and adding up to most of it. */
+static void check_stamps_are_monotonic(weft_loop *loop, bool host) {
+  static weft_timer t;
+  ran = 0;
+  cr_assert_eq(weft_timer_init(loop, &t), 0);
+  uint64_t start_ms = weft_now(loop);
+  cr_assert_eq(weft_timer_start(&t, on_timer_clock, 40, 0), 0);
+  uint64_t t0 = mono_ns();
+  if (host)
+    ev_run(weft_loop_ev(loop), 0);
+  else
+    th_run(loop);
+  uint64_t t1 = mono_ns();
+  cr_assert_eq(ran, 1);
+  cr_assert_geq(fired_now_ms, start_ms + 40);
+  cr_assert_leq(fired_now_ms, fired_mono_ns / 1000000u);
+  weft_loop_metrics m = get(loop);
+  cr_assert_leq(m.busy_ns + m.wait_ns, t1 - t0, "busy %llu wait %llu run %llu",
+                (unsigned long long)m.busy_ns, (unsigned long long)m.wait_ns,
+                (unsigned long long)(t1 - t0));
+  cr_assert_geq(m.busy_ns + m.wait_ns, 30000000u);
+}
+
+Test(metrics, turn_stamps_are_the_monotonic_clock, .timeout = 5) {
+  weft_loop *loop = th_loop();
+  check_stamps_are_monotonic(loop, false);
+  th_loop_finish(loop);
+}
+
+Test(metrics, turn_stamps_are_the_monotonic_clock_on_a_host_loop,
+     .timeout = 5) {
+  struct ev_loop *ev = ev_loop_new(EVFLAG_AUTO);
+  cr_assert_not_null(ev);
+  weft_loop *loop;
+  cr_assert_eq(weft_loop_from_ev(&loop, ev, NULL), 0);
+  check_stamps_are_monotonic(loop, true);
+  cr_assert_eq(weft_loop_free(loop), 0);
+  ev_loop_destroy(ev);
+  cr_assert_eq(weft_alloc_live(), 0);
+}
+
 /* ---- I/O ---------------------------------------------------------------- */
 
 static void on_read(weft_stream *s, ssize_t nread, const weft_buf *buf) {
@@ -188,6 +249,99 @@ Test(metrics, one_byte_on_a_pipe_is_one_io_event, .timeout = 5) {
                (unsigned long long)(m.io_events - m0.io_events));
   close(fds[1]);
   th_loop_finish(loop);
+}
+
+static int poll_calls;
+static void on_poll(weft_poll *p, int status, int events, void *arg) {
+  (void)status, (void)events, (void)arg;
+  poll_calls++;
+  weft_poll_stop(p);
+}
+
+Test(metrics, a_poll_handle_and_a_poll_future_count_io_events, .timeout = 5) {
+  weft_loop *loop = th_loop();
+  int fds[2];
+  cr_assert_eq(pipe(fds), 0);
+  weft_poll p;
+  cr_assert_eq(weft_poll_init(loop, &p, fds[0]), 0);
+  int err = weft_poll_start(&p, WEFT_POLL_READABLE, on_poll, NULL);
+  cr_assert_eq(err, 0, "%s", weft_err_name(err));
+  weft_loop_metrics m0 = get(loop);
+  cr_assert_eq(write(fds[1], "x", 1), 1);
+  th_run(loop);
+  cr_assert_eq(poll_calls, 1);
+  weft_loop_metrics m1 = get(loop);
+  cr_assert_eq(m1.io_events - m0.io_events, 1, "%llu io events",
+               (unsigned long long)(m1.io_events - m0.io_events));
+  weft_future *f;
+  err = weft_poll_future(&p, WEFT_POLL_READABLE, &f);
+  cr_assert_eq(err, 0, "%s", weft_err_name(err));
+  th_run(loop);
+  cr_assert_eq(weft_future_get_state(f), WEFT_FUTURE_FULFILLED);
+  weft_future_unref(f);
+  weft_loop_metrics m2 = get(loop);
+  cr_assert_eq(m2.io_events - m1.io_events, 1, "%llu io events",
+               (unsigned long long)(m2.io_events - m1.io_events));
+  cr_assert_eq(weft_close(&p.base, NULL), 0);
+  close(fds[0]);
+  close(fds[1]);
+  th_loop_finish(loop);
+}
+
+static int exits;
+static void on_exit_cb(weft_process *p, int64_t status, int sig) {
+  (void)status, (void)sig;
+  exits++;
+  weft_close(&p->base, NULL);
+}
+
+Test(metrics, a_child_exit_is_one_io_event_on_its_pidfd, .timeout = 10) {
+  weft_loop *loop = th_loop();
+  char *argv[] = {"true", NULL};
+  weft_process_options o = {0};
+  o.argv = argv;
+  o.exit_cb = on_exit_cb;
+  weft_process p;
+  weft_loop_metrics m0 = get(loop);
+  int err = weft_spawn(loop, &p, &o);
+  cr_assert_eq(err, 0, "%s", weft_err_name(err));
+  th_run(loop);
+  cr_assert_eq(exits, 1);
+  weft_loop_metrics m = get(loop);
+  /* pidfd_open exists on every kernel this runs on (>= 5.3); without it
+   * children are reaped on SIGCHLD, which is not an I/O event */
+  int pfd = (int)syscall(SYS_pidfd_open, getpid(), 0);
+  cr_assert_geq(pfd, 0, "no pidfd_open: the count below does not apply");
+  close(pfd);
+  cr_assert_eq(m.io_events - m0.io_events, 1, "%llu io events",
+               (unsigned long long)(m.io_events - m0.io_events));
+  th_loop_finish(loop);
+}
+
+Test(metrics, a_dns_answer_is_one_io_event_on_its_socket, .timeout = 20) {
+  th_dnsmasq d;
+  int started = th_dnsmasq_start(&d, "127.0.0.2 a.test\n");
+  cr_assert_eq(started, 0, "dnsmasq did not start: %s", strerror(-started));
+  weft_loop *loop = th_loop();
+  int err = weft_dns_set_servers(loop, d.server);
+  cr_assert_eq(err, 0, "%s", weft_err_name(err));
+  err = weft_dns_use_hosts_file(loop, false);
+  cr_assert_eq(err, 0, "%s", weft_err_name(err));
+  struct addrinfo hints = {0};
+  hints.ai_family = AF_INET; /* one query (A), one answer, one wake-up */
+  weft_loop_metrics m0 = get(loop);
+  weft_future *f;
+  err = weft_getaddrinfo_future(loop, "a.test", NULL, &hints, &f);
+  cr_assert_eq(err, 0, "%s", weft_err_name(err));
+  th_run(loop);
+  cr_assert_eq(weft_future_get_state(f), WEFT_FUTURE_FULFILLED, "%s",
+               weft_err_name(weft_future_error(f)));
+  weft_future_unref(f);
+  weft_loop_metrics m = get(loop);
+  cr_assert_eq(m.io_events - m0.io_events, 1, "%llu io events",
+               (unsigned long long)(m.io_events - m0.io_events));
+  th_loop_finish(loop);
+  th_dnsmasq_stop(&d);
 }
 
 /* ---- cross-thread posts ------------------------------------------------- */

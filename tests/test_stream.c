@@ -1,6 +1,7 @@
 /* Streams: completions never inline, backpressure with watermarks (64 MiB
  * through a slow reader), half-close both ways, close cancelling queued
- * writes before the close callback, the per-turn fairness cap, buffers
+ * writes before the close callback, the per-turn fairness cap (reads, and
+ * writes made from write callbacks), buffers
  * from the caller, write futures and their cancellation, sendfile (order
  * with writes, a large file to a slow reader, cancel, bad input). */
 #include "support/test.h"
@@ -401,6 +402,77 @@ Test(stream, busy_peer_is_capped_per_turn, .timeout = 20) {
   while (f.a_bytes < pushed)
     weft_loop_run(loop, WEFT_RUN_ONCE);
   cr_assert_eq(f.a_bytes, pushed);
+  th_loop_finish(loop);
+}
+
+/* A writer that refills from its own write callbacks: each write is
+ * 64 KiB; `sync` counts the bytes the kernel took at once in the turn the
+ * test watches, `queued` says a write had to wait. */
+typedef struct refill {
+  weft_stream *s;
+  weft_write_req w[2];
+  unsigned next;
+  size_t sent, target, sync, got;
+  bool queued;
+} refill;
+
+static char refill_data[64 << 10];
+
+static void refill_write(refill *r);
+
+static void refill_written(weft_write_req *w, int status) {
+  cr_assert_eq(status, 0);
+  refill *r = w->data;
+  if (r->sent < r->target) refill_write(r);
+}
+
+static void refill_write(refill *r) {
+  weft_write_req *w = &r->w[r->next++ % 2];
+  w->data = r;
+  weft_buf b = weft_buf_init(refill_data, sizeof refill_data);
+  cr_assert_eq(weft_stream_write(w, r->s, &b, 1, refill_written), 0);
+  r->sent += sizeof refill_data;
+  if (weft_stream_write_queue_size(r->s) > 0)
+    r->queued = true;
+  else if (!r->queued)
+    r->sync += sizeof refill_data;
+}
+
+static void refill_read(weft_stream *s, ssize_t n, const weft_buf *buf) {
+  (void)buf;
+  cr_assert_gt(n, 0);
+  ((refill *)s->base.data)->got += (size_t)n;
+}
+
+Test(stream, writes_from_write_callbacks_are_capped_per_turn, .timeout = 20) {
+  weft_loop *loop = th_loop();
+  tpair p;
+  tpair_open(loop, &p);
+  /* room for several MiB: only the cap can stop the writer in one turn */
+  int big = 8 << 20;
+  setsockopt(weft_stream_fileno(&p.a.stream), SOL_SOCKET, SO_SNDBUFFORCE, &big,
+             sizeof big);
+  setsockopt(weft_stream_fileno(&p.b.stream), SOL_SOCKET, SO_RCVBUFFORCE, &big,
+             sizeof big);
+  refill r = {.s = &p.a.stream, .target = 6u << 20};
+  refill_write(&r); /* before the run: its callback starts the chain */
+  cr_assert_eq(r.sync, sizeof refill_data);
+  r.sync = 0;
+  weft_loop_run(loop, WEFT_RUN_ONCE);
+  /* one turn: the chain stopped at the cap and queued the next write */
+  cr_assert(r.queued);
+  cr_assert_geq(r.sync, WEFT_STREAM_WRITE_CAP - sizeof refill_data);
+  cr_assert_leq(r.sync, WEFT_STREAM_WRITE_CAP);
+  cr_assert_lt(r.sent, r.target);
+  p.b.stream.base.data = &r;
+  cr_assert_eq(weft_stream_read_start(&p.b.stream, NULL, refill_read), 0);
+  while (r.got < r.target)
+    weft_loop_run(loop, WEFT_RUN_ONCE);
+  cr_assert_eq(r.sent, r.target);
+  cr_assert_eq(r.got, r.target);
+  cr_assert_eq(weft_stream_write_queue_size(&p.a.stream), 0);
+  weft_close(&p.a.stream.base, NULL);
+  weft_close(&p.b.stream.base, NULL);
   th_loop_finish(loop);
 }
 

@@ -5,6 +5,8 @@
 #include "support/echo.h"
 
 #include <arpa/inet.h>
+#include <fcntl.h>
+#include <netinet/tcp.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
@@ -751,4 +753,77 @@ Test(tcp, shutdown_while_connecting, .timeout = 10) {
   weft_close(&t.stream.base, NULL);
   server_finish(loop, &srv);
   th_loop_finish(loop);
+}
+
+/* ---- keepalive with idle, interval and count ------------------------------
+ */
+
+static int open_fd_count(void) {
+  int n = 0;
+  for (int fd = 0; fd < 1024; fd++)
+    if (fcntl(fd, F_GETFD) >= 0) n++;
+  return n;
+}
+
+static int tcp_opt(int fd, int level, int name) {
+  int v = -1;
+  socklen_t len = sizeof v;
+  cr_assert_eq(getsockopt(fd, level, name, &v, &len), 0);
+  return v;
+}
+
+Test(tcp, keepalive_ex_sets_idle_interval_and_count, .timeout = 10) {
+  int fds_before = open_fd_count();
+  weft_loop *loop = th_loop();
+  weft_tcp t;
+  cr_assert_eq(weft_tcp_init(loop, &t), 0);
+  /* no socket yet */
+  cr_assert_eq(weft_tcp_keepalive_ex(&t, true, 10, 5, 3), -EINVAL);
+  struct sockaddr_in a;
+  cr_assert_eq(weft_ip4_addr("127.0.0.1", 0, &a), 0);
+  cr_assert_eq(weft_tcp_bind(&t, (struct sockaddr *)&a, 0), 0);
+  int fd = weft_stream_fileno(&t.stream);
+  cr_assert_eq(weft_tcp_keepalive_ex(&t, true, 10, 5, 3), 0);
+  cr_assert_eq(tcp_opt(fd, SOL_SOCKET, SO_KEEPALIVE), 1);
+  cr_assert_eq(tcp_opt(fd, IPPROTO_TCP, TCP_KEEPIDLE), 10);
+  cr_assert_eq(tcp_opt(fd, IPPROTO_TCP, TCP_KEEPINTVL), 5);
+  cr_assert_eq(tcp_opt(fd, IPPROTO_TCP, TCP_KEEPCNT), 3);
+  /* the limits themselves are taken */
+  cr_assert_eq(weft_tcp_keepalive_ex(&t, true, WEFT_TCP_KEEPALIVE_TIME_MAX,
+                                     WEFT_TCP_KEEPALIVE_TIME_MAX,
+                                     WEFT_TCP_KEEPALIVE_COUNT_MAX),
+               0);
+  cr_assert_eq(tcp_opt(fd, IPPROTO_TCP, TCP_KEEPIDLE), 32767);
+  cr_assert_eq(tcp_opt(fd, IPPROTO_TCP, TCP_KEEPINTVL), 32767);
+  cr_assert_eq(tcp_opt(fd, IPPROTO_TCP, TCP_KEEPCNT), 127);
+  cr_assert_eq(weft_tcp_keepalive_ex(&t, true, 1, 1, 1), 0);
+  /* disabling clears SO_KEEPALIVE, ignores the rest, keeps the timings */
+  cr_assert_eq(weft_tcp_keepalive_ex(&t, false, 0, 0, 0), 0);
+  cr_assert_eq(tcp_opt(fd, SOL_SOCKET, SO_KEEPALIVE), 0);
+  cr_assert_eq(tcp_opt(fd, IPPROTO_TCP, TCP_KEEPIDLE), 1);
+  cr_assert_eq(tcp_opt(fd, IPPROTO_TCP, TCP_KEEPCNT), 1);
+  /* each bad value, and none of the good ones is set on the way */
+  cr_assert_eq(weft_tcp_keepalive_ex(&t, true, 20, 9, 9), 0);
+  unsigned bad[][3] = {{0, 5, 3},      {32768, 5, 3}, {10, 0, 3},
+                       {10, 32768, 3}, {10, 5, 0},    {10, 5, 128}};
+  for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+    int r = weft_tcp_keepalive_ex(&t, true, bad[i][0], bad[i][1], bad[i][2]);
+    cr_assert_eq(r, -EINVAL, "case %zu: %s", i, weft_err_name(r));
+  }
+  cr_assert_eq(tcp_opt(fd, IPPROTO_TCP, TCP_KEEPIDLE), 20);
+  cr_assert_eq(tcp_opt(fd, IPPROTO_TCP, TCP_KEEPINTVL), 9);
+  cr_assert_eq(tcp_opt(fd, IPPROTO_TCP, TCP_KEEPCNT), 9);
+  cr_assert_eq(tcp_opt(fd, SOL_SOCKET, SO_KEEPALIVE), 1);
+  cr_assert_eq(weft_tcp_keepalive_ex(NULL, true, 10, 5, 3), -EINVAL);
+  weft_udp u; /* a handle of another kind */
+  cr_assert_eq(weft_udp_init(loop, &u), 0);
+  cr_assert_eq(weft_tcp_keepalive_ex((weft_tcp *)(void *)&u, true, 10, 5, 3),
+               -EINVAL);
+  cr_assert_eq(weft_close(&u.base, NULL), 0);
+  cr_assert_eq(weft_close(&t.stream.base, NULL), 0);
+  cr_assert_eq(weft_tcp_keepalive_ex(&t, true, 10, 5, 3),
+               -EINVAL); /* closing */
+  th_run(loop);
+  th_loop_finish(loop);
+  cr_assert_eq(open_fd_count(), fds_before);
 }

@@ -715,3 +715,10 @@ Test(timer, validate_catches_a_broken_heap, .timeout = 5) {
   weft_close(&b.base, NULL);
   th_loop_finish(loop);
 }
+
+/* Bytes per timer (issue 16 §3): the handle base plus callback, repeat,
+ * bucket link and bucket; the deadline lives in the bucket only. */
+Test(timer, a_timer_is_its_handle_plus_40_bytes, .timeout = 5) {
+  cr_assert_eq(sizeof(weft_timer), sizeof(weft_handle) + 40);
+  cr_assert_leq(sizeof(weft_timer), 104);
+}

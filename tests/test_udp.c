@@ -2,7 +2,10 @@
  * default peer, send futures, options, and bad input. */
 #include "support/test.h"
 
+#include <fcntl.h>
+#include <stdio.h>
 #include <string.h>
+#include <sys/un.h>
 #include <unistd.h>
 
 typedef struct peer {
@@ -520,4 +523,528 @@ Test(udp, recv_future_allocation_failures_are_clean, .timeout = 20) {
   weft_udp u[2];
   th_alloc_sweep_run(
       &(th_sweep){.op = recv_future_alloc_round, .arg = u, .max_rounds = 200});
+}
+
+/* ---- batches (sendmmsg), try_send, Unix datagram sockets ------------------
+ */
+
+static int open_fd_count(void) {
+  int n = 0;
+  for (int fd = 0; fd < 1024; fd++)
+    if (fcntl(fd, F_GETFD) >= 0) n++;
+  return n;
+}
+
+typedef struct batch_done {
+  int calls, status;
+  unsigned sent;
+} batch_done;
+
+static void on_batch(weft_udp_batch_req *req, int status, unsigned sent) {
+  batch_done *d = req->data;
+  d->calls++;
+  d->status = status;
+  d->sent = sent;
+}
+
+#define NDG 50
+static char dg_data[NDG][1024];
+static weft_buf dg_bufs[NDG];
+static weft_udp_dgram dgs[NDG];
+
+/* NDG datagrams of 1 KiB, datagram i starting with byte i, to `to`. */
+static void make_dgrams(const struct sockaddr *to) {
+  for (int i = 0; i < NDG; i++) {
+    memset(dg_data[i], 'a' + i % 26, sizeof dg_data[i]);
+    dg_data[i][0] = (char)i;
+    dg_bufs[i] = weft_buf_init(dg_data[i], sizeof dg_data[i]);
+    dgs[i] = (weft_udp_dgram){&dg_bufs[i], 1, to};
+  }
+}
+
+typedef struct seq_peer {
+  weft_udp u;
+  int got, in_order, nulls;
+  size_t bytes;
+  struct sockaddr_un from;
+} seq_peer;
+
+static void on_seq(weft_udp *u, ssize_t n, const weft_buf *buf,
+                   const struct sockaddr *addr, unsigned flags) {
+  seq_peer *p = (seq_peer *)u;
+  cr_assert_geq(n, 0, "%s", weft_err_name((int)n));
+  cr_assert_eq(flags, 0);
+  if (n > 0 && (unsigned char)buf->base[0] == (unsigned)p->got) p->in_order++;
+  p->got++;
+  p->bytes += (size_t)n;
+  if (addr == NULL)
+    p->nulls++;
+  else if (addr->sa_family == AF_UNIX)
+    memcpy(&p->from, addr, sizeof p->from);
+}
+
+Test(udp, send_batch_sends_every_datagram_in_order, .timeout = 10) {
+  int fds = open_fd_count();
+  weft_loop *loop = th_loop();
+  seq_peer srv = {0};
+  weft_udp cli;
+  struct sockaddr_storage sa, ca;
+  bind_plain(loop, &srv.u, "127.0.0.1", &sa);
+  cr_assert_eq(weft_udp_recv_start(&srv.u, on_seq), 0);
+  cr_assert_eq(weft_udp_init(loop, &cli), 0); /* binds on the first send */
+  make_dgrams((struct sockaddr *)&sa);
+  batch_done d = {0};
+  weft_udp_batch_req req;
+  req.data = &d;
+  cr_assert_eq(weft_udp_send_batch(&req, &cli, dgs, NDG, on_batch), 0);
+  cr_assert_eq(d.calls, 0); /* never inline */
+  while (srv.got < NDG)
+    weft_loop_run(loop, WEFT_RUN_ONCE);
+  cr_assert_eq(d.calls, 1);
+  cr_assert_eq(d.status, 0, "%s", weft_err_name(d.status));
+  cr_assert_eq(d.sent, NDG);
+  cr_assert_eq(srv.in_order, NDG);
+  cr_assert_eq(srv.bytes, NDG * 1024u);
+  socklen_t len = sizeof ca;
+  cr_assert_eq(weft_udp_getsockname(&cli, (struct sockaddr *)&ca, &len), 0);
+  cr_assert_neq(weft_sockaddr_port((struct sockaddr *)&ca), 0);
+  /* the future form fulfils with the count */
+  weft_future *f;
+  cr_assert_eq(weft_udp_send_batch_future(&cli, dgs, 10, &f), 0);
+  while (weft_future_get_state(f) == WEFT_FUTURE_PENDING)
+    weft_loop_run(loop, WEFT_RUN_ONCE);
+  cr_assert_eq(weft_future_value_i64(f), 10, "%s",
+               weft_err_name(weft_future_error(f)));
+  weft_future_unref(f);
+  while (srv.got < NDG + 10)
+    weft_loop_run(loop, WEFT_RUN_ONCE);
+  /* the synchronous form: all of them fit */
+  cr_assert_eq(weft_udp_try_send_batch(&cli, dgs, 5), 5);
+  cr_assert_eq(weft_udp_try_send(&cli, &dg_bufs[7], 1, (struct sockaddr *)&sa),
+               1024);
+  while (srv.got < NDG + 16)
+    weft_loop_run(loop, WEFT_RUN_ONCE);
+  cr_assert_eq(srv.bytes, (NDG + 16) * 1024u);
+  th_loop_finish(loop);
+  cr_assert_eq(open_fd_count(), fds);
+}
+
+/* A Unix datagram receiver holds max_dgram_qlen datagrams (10 by default)
+ * while it does not read: a sender connected to it then blocks. */
+static void unix_pair(weft_loop *loop, seq_peer *srv, weft_udp *cli,
+                      const char *path) {
+  unlink(path);
+  memset(srv, 0, sizeof *srv);
+  cr_assert_eq(weft_udp_init(loop, &srv->u), 0);
+  cr_assert_eq(weft_udp_bind_unix(&srv->u, path, 0), 0);
+  cr_assert_eq(weft_udp_init(loop, cli), 0);
+  cr_assert_eq(weft_udp_connect_unix(cli, path, 0), 0);
+}
+
+static void tmp_path(char *buf, size_t n, const char *what) {
+  snprintf(buf, n, "/tmp/weft-udp-%d-%s.sock", (int)getpid(), what);
+}
+
+Test(udp, send_batch_queues_what_the_socket_does_not_take, .timeout = 10) {
+  int fds = open_fd_count();
+  weft_loop *loop = th_loop();
+  char path[108];
+  tmp_path(path, sizeof path, "q");
+  seq_peer srv;
+  weft_udp cli;
+  unix_pair(loop, &srv, &cli, path);
+  make_dgrams(NULL);
+  batch_done d = {0};
+  weft_udp_batch_req req;
+  req.data = &d;
+  cr_assert_eq(weft_udp_send_batch(&req, &cli, dgs, NDG, on_batch), 0);
+  cr_assert_eq(weft_udp_send_queue_count(&cli), 1); /* the receiver is full */
+  cr_assert(weft_is_active(&cli.base));
+  /* while it waits, the try forms say -EAGAIN (order is kept) */
+  cr_assert_eq(weft_udp_try_send(&cli, &dg_bufs[0], 1, NULL), -EAGAIN);
+  cr_assert_eq(weft_udp_try_send_batch(&cli, dgs, 2), -EAGAIN);
+  weft_loop_run(loop, WEFT_RUN_NOWAIT);
+  cr_assert_eq(d.calls, 0);
+  cr_assert_eq(weft_udp_recv_start(&srv.u, on_seq), 0);
+  while (d.calls == 0 || srv.got < NDG)
+    weft_loop_run(loop, WEFT_RUN_ONCE);
+  cr_assert_eq(d.status, 0, "%s", weft_err_name(d.status));
+  cr_assert_eq(d.sent, NDG);
+  cr_assert_eq(srv.in_order, NDG); /* nothing lost, nothing reordered */
+  cr_assert_eq(srv.nulls, NDG);    /* the sender has no name */
+  cr_assert_eq(weft_udp_send_queue_count(&cli), 0);
+  th_loop_finish(loop);
+  unlink(path);
+  cr_assert_eq(open_fd_count(), fds);
+}
+
+Test(udp, try_send_says_eagain_when_the_socket_is_full, .timeout = 10) {
+  int fds = open_fd_count();
+  weft_loop *loop = th_loop();
+  char path[108];
+  tmp_path(path, sizeof path, "t");
+  seq_peer srv;
+  weft_udp cli;
+  unix_pair(loop, &srv, &cli, path);
+  make_dgrams(NULL);
+  int sent = 0, r;
+  while ((r = weft_udp_try_send(&cli, &dg_bufs[sent], 1, NULL)) == 1024)
+    sent++;
+  cr_assert_eq(r, -EAGAIN, "%s", weft_err_name(r));
+  cr_assert_gt(sent, 0);
+  cr_assert_lt(sent, NDG);
+  cr_assert_eq(weft_udp_send_queue_count(&cli), 0); /* nothing queued */
+  /* the batch form sends what fits, then says -EAGAIN */
+  cr_assert_eq(weft_udp_try_send_batch(&cli, dgs, 3), -EAGAIN);
+  cr_assert_eq(weft_udp_recv_start(&srv.u, on_seq), 0);
+  while (srv.got < sent)
+    weft_loop_run(loop, WEFT_RUN_ONCE);
+  cr_assert_eq(srv.in_order, sent);
+  r = weft_udp_try_send_batch(&cli, dgs + sent, (unsigned)(NDG - sent));
+  cr_assert_gt(r, 0, "%s", weft_err_name(r));
+  cr_assert_leq(r, NDG - sent);
+  int total = sent + r;
+  while (srv.got < total)
+    weft_loop_run(loop, WEFT_RUN_ONCE);
+  cr_assert_eq(srv.in_order, total);
+  th_loop_finish(loop);
+  unlink(path);
+  cr_assert_eq(open_fd_count(), fds);
+}
+
+Test(udp, batch_cancel_and_close_report_what_was_sent, .timeout = 10) {
+  int fds = open_fd_count();
+  weft_loop *loop = th_loop();
+  char path[108];
+  tmp_path(path, sizeof path, "c");
+  seq_peer srv;
+  weft_udp cli;
+  unix_pair(loop, &srv, &cli, path);
+  make_dgrams(NULL);
+  /* a queued batch future, cancelled: out of the queue, -ECANCELED */
+  weft_future *f;
+  cr_assert_eq(weft_udp_send_batch_future(&cli, dgs, NDG, &f), 0);
+  cr_assert_eq(weft_udp_send_queue_count(&cli), 1);
+  cr_assert_eq(weft_future_cancel(f), 0);
+  cr_assert_eq(weft_udp_send_queue_count(&cli), 0);
+  weft_loop_run(loop, WEFT_RUN_NOWAIT);
+  cr_assert_eq(weft_future_error(f), -ECANCELED);
+  weft_future_unref(f);
+  /* a queued batch when the handle closes: -ECANCELED with the count */
+  batch_done d = {0};
+  weft_udp_batch_req req;
+  req.data = &d;
+  cr_assert_eq(weft_udp_send_batch(&req, &cli, dgs, 5, on_batch), 0);
+  cr_assert_eq(weft_udp_send_queue_count(&cli), 1);
+  cr_assert_eq(weft_close(&cli.base, NULL), 0);
+  cr_assert_eq(d.calls, 0);
+  weft_loop_run(loop, WEFT_RUN_NOWAIT);
+  cr_assert_eq(d.calls, 1);
+  cr_assert_eq(d.status, -ECANCELED, "%s", weft_err_name(d.status));
+  cr_assert_eq(d.sent, 0); /* the receiver was full from the future's */
+  th_loop_finish(loop);
+  unlink(path);
+  cr_assert_eq(open_fd_count(), fds);
+}
+
+Test(udp, batch_error_stops_at_the_failing_datagram, .timeout = 10) {
+  weft_loop *loop = th_loop();
+  seq_peer srv = {0};
+  weft_udp cli;
+  struct sockaddr_storage sa;
+  bind_plain(loop, &srv.u, "127.0.0.1", &sa);
+  cr_assert_eq(weft_udp_recv_start(&srv.u, on_seq), 0);
+  cr_assert_eq(weft_udp_init(loop, &cli), 0);
+  make_dgrams((struct sockaddr *)&sa);
+  static char huge[70000]; /* above the 65507-byte IPv4 limit */
+  weft_buf hb = weft_buf_init(huge, sizeof huge);
+  dgs[3] = (weft_udp_dgram){&hb, 1, (struct sockaddr *)&sa};
+  batch_done d = {0};
+  weft_udp_batch_req req;
+  req.data = &d;
+  cr_assert_eq(weft_udp_send_batch(&req, &cli, dgs, 6, on_batch), 0);
+  while (d.calls == 0 || srv.got < 3)
+    weft_loop_run(loop, WEFT_RUN_ONCE);
+  cr_assert_eq(d.status, -EMSGSIZE, "%s", weft_err_name(d.status));
+  cr_assert_eq(d.sent, 3);
+  cr_assert_eq(weft_udp_try_send_batch(&cli, dgs, 6), 3); /* the good ones */
+  cr_assert_eq(weft_udp_try_send_batch(&cli, dgs + 3, 3), -EMSGSIZE);
+  cr_assert_eq(weft_udp_try_send(&cli, &hb, 1, (struct sockaddr *)&sa),
+               -EMSGSIZE);
+  weft_future *f;
+  cr_assert_eq(weft_udp_send_batch_future(&cli, dgs + 3, 1, &f), 0);
+  while (weft_future_get_state(f) == WEFT_FUTURE_PENDING)
+    weft_loop_run(loop, WEFT_RUN_ONCE);
+  cr_assert_eq(weft_future_error(f), -EMSGSIZE);
+  weft_future_unref(f);
+  th_loop_finish(loop);
+}
+
+Test(udp, batch_and_try_send_bad_input, .timeout = 10) {
+  int fds = open_fd_count();
+  weft_loop *loop = th_loop();
+  seq_peer srv = {0};
+  weft_udp cli, tcp_like;
+  struct sockaddr_storage sa;
+  bind_plain(loop, &srv.u, "127.0.0.1", &sa);
+  cr_assert_eq(weft_udp_recv_start(&srv.u, on_seq), 0);
+  cr_assert_eq(weft_udp_init(loop, &cli), 0);
+  make_dgrams((struct sockaddr *)&sa);
+  weft_udp_batch_req req;
+  weft_future *f = NULL;
+  struct sockaddr bad = {.sa_family = AF_UNIX};
+  cr_assert_eq(weft_udp_send_batch(NULL, &cli, dgs, 1, NULL), -EINVAL);
+  cr_assert_eq(weft_udp_send_batch(&req, NULL, dgs, 1, NULL), -EINVAL);
+  cr_assert_eq(weft_udp_send_batch(&req, &cli, NULL, 1, NULL), -EINVAL);
+  cr_assert_eq(weft_udp_send_batch(&req, &cli, dgs, 0, NULL), -EINVAL);
+  cr_assert_eq(
+      weft_udp_send_batch(&req, &cli, dgs, WEFT_UDP_BATCH_MAX + 1, NULL),
+      -EINVAL);
+  cr_assert_eq(weft_udp_send_batch_future(&cli, dgs, 1, NULL), -EINVAL);
+  cr_assert_eq(weft_udp_send_batch_future(NULL, dgs, 1, &f), -EINVAL);
+  cr_assert_eq(weft_udp_send_batch_future(&cli, dgs, 0, &f), -EINVAL);
+  cr_assert_eq(weft_udp_try_send_batch(NULL, dgs, 1), -EINVAL);
+  cr_assert_eq(weft_udp_try_send_batch(&cli, NULL, 1), -EINVAL);
+  cr_assert_eq(weft_udp_try_send_batch(&cli, dgs, 0), -EINVAL);
+  cr_assert_eq(weft_udp_try_send_batch(&cli, dgs, WEFT_UDP_BATCH_MAX + 1),
+               -EINVAL);
+  /* one bad datagram anywhere: none is sent */
+  weft_udp_dgram keep[3] = {dgs[4], dgs[5], dgs[6]};
+  dgs[5].nbufs = 0;
+  cr_assert_eq(weft_udp_send_batch(&req, &cli, dgs, 10, NULL), -EINVAL);
+  cr_assert_eq(weft_udp_try_send_batch(&cli, dgs, 10), -EINVAL);
+  dgs[5] = keep[1];
+  dgs[6].bufs = NULL;
+  cr_assert_eq(weft_udp_send_batch_future(&cli, dgs, 10, &f), -EINVAL);
+  dgs[6] = keep[2];
+  dgs[4].addr = NULL; /* unconnected: an address is needed */
+  cr_assert_eq(weft_udp_try_send_batch(&cli, dgs, 10), -EINVAL);
+  dgs[4].addr = &bad; /* AF_UNIX on an IP handle */
+  cr_assert_eq(weft_udp_send_batch(&req, &cli, dgs, 10, NULL), -EINVAL);
+  dgs[4] = keep[0];
+  cr_assert_eq(weft_udp_try_send(NULL, dg_bufs, 1, (struct sockaddr *)&sa),
+               -EINVAL);
+  cr_assert_eq(weft_udp_try_send(&cli, NULL, 1, (struct sockaddr *)&sa),
+               -EINVAL);
+  cr_assert_eq(weft_udp_try_send(&cli, dg_bufs, 0, (struct sockaddr *)&sa),
+               -EINVAL);
+  cr_assert_eq(weft_udp_try_send(&cli, dg_bufs, 1, NULL), -EINVAL);
+  cr_assert_eq(weft_udp_try_send(&cli, dg_bufs, 1, &bad), -EINVAL);
+  weft_loop_run(loop, WEFT_RUN_NOWAIT);
+  cr_assert_eq(srv.got, 0);
+  /* a connected handle takes no address; a closing one nothing */
+  cr_assert_eq(weft_udp_connect(&cli, (struct sockaddr *)&sa), 0);
+  cr_assert_eq(weft_udp_try_send(&cli, dg_bufs, 1, (struct sockaddr *)&sa),
+               -EINVAL);
+  cr_assert_eq(weft_udp_try_send_batch(&cli, dgs, 2), -EINVAL);
+  dgs[0].addr = dgs[1].addr = NULL;
+  cr_assert_eq(weft_udp_try_send_batch(&cli, dgs, 2), 2);
+  cr_assert_eq(weft_udp_init(loop, &tcp_like), 0);
+  cr_assert_eq(weft_close(&tcp_like.base, NULL), 0);
+  cr_assert_eq(weft_udp_try_send_batch(&tcp_like, dgs, 1), -EINVAL);
+  cr_assert_eq(weft_udp_send_batch(&req, &tcp_like, dgs, 1, NULL), -EINVAL);
+  cr_assert_eq(weft_udp_try_send(&tcp_like, dg_bufs, 1, NULL), -EINVAL);
+  while (srv.got < 2)
+    weft_loop_run(loop, WEFT_RUN_ONCE);
+  th_loop_usable(loop);
+  th_loop_finish(loop);
+  cr_assert_eq(open_fd_count(), fds);
+}
+
+static int batch_alloc_round(weft_loop *loop, void *arg) {
+  weft_udp *u = arg;
+  struct sockaddr_storage a;
+  bind_plain(loop, u, "127.0.0.1", &a);
+  weft_buf b = weft_buf_init("hi", 2);
+  weft_udp_dgram d[2] = {{&b, 1, (struct sockaddr *)&a},
+                         {&b, 1, (struct sockaddr *)&a}};
+  weft_future *f;
+  int err = weft_udp_send_batch_future(u, d, 2, &f);
+  if (err != 0) return err;
+  while (weft_future_get_state(f) == WEFT_FUTURE_PENDING)
+    weft_loop_run(loop, WEFT_RUN_ONCE);
+  cr_assert_eq(weft_future_value_i64(f), 2);
+  weft_future_unref(f);
+  return 0;
+}
+
+Test(udp, batch_future_allocation_failures_are_clean, .timeout = 20) {
+  weft_udp u;
+  th_alloc_sweep_run(
+      &(th_sweep){.op = batch_alloc_round, .arg = &u, .max_rounds = 200});
+}
+
+/* ---- Unix datagram sockets ---------------------------------------------- */
+
+Test(udp, unix_datagrams_carry_the_senders_path, .timeout = 10) {
+  int fds = open_fd_count();
+  weft_loop *loop = th_loop();
+  char spath[108], cpath[108];
+  tmp_path(spath, sizeof spath, "srv");
+  tmp_path(cpath, sizeof cpath, "cli");
+  unlink(spath);
+  unlink(cpath);
+  seq_peer srv = {0}, cli = {0};
+  cr_assert_eq(weft_udp_init(loop, &srv.u), 0);
+  cr_assert_eq(weft_udp_bind_unix(&srv.u, spath, 0), 0);
+  cr_assert_eq(weft_udp_recv_start(&srv.u, on_seq), 0);
+  cr_assert_eq(weft_udp_init(loop, &cli.u), 0);
+  cr_assert_eq(weft_udp_bind_unix(&cli.u, cpath, 0), 0);
+  cr_assert_eq(weft_udp_recv_start(&cli.u, on_seq), 0);
+  struct sockaddr_un to = {.sun_family = AF_UNIX};
+  strcpy(to.sun_path, spath);
+  /* every send form, to a path */
+  make_dgrams((struct sockaddr *)&to);
+  weft_udp_send_req sr;
+  int c[2] = {0, 0};
+  sr.data = c;
+  cr_assert_eq(weft_udp_send(&sr, &cli.u, &dg_bufs[0], 1,
+                             (struct sockaddr *)&to, sent_count),
+               0);
+  cr_assert_eq(
+      weft_udp_try_send(&cli.u, &dg_bufs[1], 1, (struct sockaddr *)&to), 1024);
+  cr_assert_eq(weft_udp_try_send_batch(&cli.u, dgs + 2, 2), 2);
+  while (srv.got < 4)
+    weft_loop_run(loop, WEFT_RUN_ONCE);
+  cr_assert_eq(c[0], 1);
+  cr_assert_eq(c[1], 0);
+  cr_assert_eq(srv.in_order, 4);
+  cr_assert_eq(srv.nulls, 0);
+  cr_assert_eq(srv.from.sun_family, AF_UNIX);
+  cr_assert_str_eq(srv.from.sun_path, cpath); /* NUL-terminated */
+  /* reply to the address the callback gave */
+  struct sockaddr_un back = srv.from;
+  cr_assert_eq(
+      weft_udp_try_send(&srv.u, &dg_bufs[0], 1, (struct sockaddr *)&back),
+      1024);
+  while (cli.got < 1)
+    weft_loop_run(loop, WEFT_RUN_ONCE);
+  cr_assert_str_eq(cli.from.sun_path, spath);
+  /* the receive future gives the sender too */
+  cr_assert_eq(weft_udp_recv_stop(&srv.u), 0);
+  char buf[2048];
+  struct sockaddr_storage from;
+  weft_future *f;
+  cr_assert_eq(weft_udp_recv_future(&srv.u, buf, sizeof buf, &from, &f), 0);
+  cr_assert_eq(
+      weft_udp_try_send(&cli.u, &dg_bufs[9], 1, (struct sockaddr *)&to), 1024);
+  while (weft_future_get_state(f) == WEFT_FUTURE_PENDING)
+    weft_loop_run(loop, WEFT_RUN_ONCE);
+  cr_assert_eq(weft_future_value_i64(f), 1024);
+  weft_future_unref(f);
+  cr_assert_eq(buf[0], 9);
+  cr_assert_eq(from.ss_family, AF_UNIX);
+  cr_assert_str_eq(((struct sockaddr_un *)&from)->sun_path, cpath);
+  /* names */
+  struct sockaddr_un me;
+  socklen_t len = sizeof me;
+  cr_assert_eq(weft_udp_getsockname(&srv.u, (struct sockaddr *)&me, &len), 0);
+  cr_assert_str_eq(me.sun_path, spath);
+  /* an unnamed sender: receive future's `from` is AF_UNSPEC */
+  weft_udp anon;
+  cr_assert_eq(weft_udp_init(loop, &anon), 0);
+  cr_assert_eq(weft_udp_connect_unix(&anon, spath, 0), 0);
+  cr_assert_eq(weft_udp_recv_future(&srv.u, buf, sizeof buf, &from, &f), 0);
+  cr_assert_eq(weft_udp_try_send(&anon, &dg_bufs[8], 1, NULL), 1024);
+  while (weft_future_get_state(f) == WEFT_FUTURE_PENDING)
+    weft_loop_run(loop, WEFT_RUN_ONCE);
+  cr_assert_eq(weft_future_value_i64(f), 1024);
+  weft_future_unref(f);
+  cr_assert_eq(from.ss_family, AF_UNSPEC);
+  th_loop_finish(loop);
+  unlink(spath);
+  unlink(cpath);
+  cr_assert_eq(open_fd_count(), fds);
+}
+
+Test(udp, unix_abstract_names, .timeout = 10) {
+  int fds = open_fd_count();
+  weft_loop *loop = th_loop();
+  char sname[64], cname[64];
+  int sl = snprintf(sname, sizeof sname, "%cweft-udp-%d-s", 0, (int)getpid());
+  int cl = snprintf(cname, sizeof cname, "%cweft-udp-%d-c", 0, (int)getpid());
+  seq_peer srv = {0}, cli = {0};
+  cr_assert_eq(weft_udp_init(loop, &srv.u), 0);
+  cr_assert_eq(weft_udp_bind_unix(&srv.u, sname, (size_t)sl), 0);
+  cr_assert_eq(weft_udp_recv_start(&srv.u, on_seq), 0);
+  cr_assert_eq(weft_udp_init(loop, &cli.u), 0);
+  cr_assert_eq(weft_udp_bind_unix(&cli.u, cname, (size_t)cl), 0);
+  cr_assert_eq(weft_udp_recv_start(&cli.u, on_seq), 0);
+  /* a sockaddr_un with the abstract name, zero-padded */
+  struct sockaddr_un to = {.sun_family = AF_UNIX};
+  memcpy(to.sun_path, sname, (size_t)sl);
+  make_dgrams((struct sockaddr *)&to);
+  cr_assert_eq(weft_udp_try_send_batch(&cli.u, dgs, 3), 3);
+  while (srv.got < 3)
+    weft_loop_run(loop, WEFT_RUN_ONCE);
+  cr_assert_eq(srv.in_order, 3);
+  cr_assert_eq(srv.from.sun_path[0], '\0');
+  cr_assert_eq(memcmp(srv.from.sun_path, cname, (size_t)cl), 0);
+  for (size_t i = (size_t)cl; i < sizeof srv.from.sun_path; i++)
+    cr_assert_eq(srv.from.sun_path[i], '\0'); /* padded */
+  /* and back, through connect_unix with the abstract name */
+  cr_assert_eq(weft_udp_connect_unix(&srv.u, cname, (size_t)cl), 0);
+  cr_assert_eq(weft_udp_try_send(&srv.u, &dg_bufs[0], 1, NULL), 1024);
+  while (cli.got < 1)
+    weft_loop_run(loop, WEFT_RUN_ONCE);
+  cr_assert_eq(memcmp(cli.from.sun_path, sname, (size_t)sl), 0);
+  th_loop_finish(loop);
+  cr_assert_eq(open_fd_count(), fds);
+}
+
+Test(udp, unix_bad_input, .timeout = 10) {
+  int fds = open_fd_count();
+  weft_loop *loop = th_loop();
+  char path[108], missing[108];
+  tmp_path(path, sizeof path, "bad");
+  tmp_path(missing, sizeof missing, "missing");
+  unlink(path);
+  unlink(missing);
+  weft_udp u, ip;
+  cr_assert_eq(weft_udp_init(loop, &u), 0);
+  char longname[200];
+  memset(longname, 'x', sizeof longname - 1);
+  longname[sizeof longname - 1] = '\0';
+  cr_assert_eq(weft_udp_bind_unix(NULL, path, 0), -EINVAL);
+  cr_assert_eq(weft_udp_bind_unix(&u, NULL, 0), -EINVAL);
+  cr_assert_eq(weft_udp_bind_unix(&u, "", 0), -EINVAL);
+  cr_assert_eq(weft_udp_bind_unix(&u, longname, 0), -ENAMETOOLONG);
+  cr_assert_eq(weft_udp_bind_unix(&u, "/nonexistent-dir/x.sock", 0), -ENOENT);
+  cr_assert_eq(weft_udp_connect_unix(NULL, path, 0), -EINVAL);
+  cr_assert_eq(weft_udp_connect_unix(&u, NULL, 0), -EINVAL);
+  cr_assert_eq(weft_udp_connect_unix(&u, "", 0), -EINVAL);
+  cr_assert_eq(weft_udp_connect_unix(&u, longname, 0), -ENAMETOOLONG);
+  cr_assert_eq(weft_udp_connect_unix(&u, missing, 0), -ENOENT);
+  cr_assert_eq(weft_udp_recv_start(&u, never_recv), -EINVAL); /* no socket */
+  cr_assert_eq(weft_udp_bind_unix(&u, path, 0), 0);
+  cr_assert_eq(weft_udp_bind_unix(&u, path, 0), -EINVAL); /* has a socket */
+  weft_udp other;
+  cr_assert_eq(weft_udp_init(loop, &other), 0);
+  cr_assert_eq(weft_udp_bind_unix(&other, path, 0), -EADDRINUSE);
+  cr_assert_eq(weft_udp_connect_unix(&other, missing, 0), -ENOENT);
+  cr_assert_eq(weft_udp_connect_unix(&other, path, 0), 0); /* still usable */
+  /* IP addresses on a Unix handle and Unix calls on an IP handle */
+  struct sockaddr_in a;
+  weft_ip4_addr("127.0.0.1", 9, &a);
+  weft_buf b = weft_buf_init("x", 1);
+  cr_assert_eq(weft_udp_try_send(&u, &b, 1, (struct sockaddr *)&a), -EINVAL);
+  struct sockaddr_un empty_abstract = {.sun_family = AF_UNIX};
+  cr_assert_eq(weft_udp_try_send(&u, &b, 1, (struct sockaddr *)&empty_abstract),
+               -EINVAL);
+  struct sockaddr_un gone = {.sun_family = AF_UNIX};
+  strcpy(gone.sun_path, missing);
+  cr_assert_eq(weft_udp_try_send(&u, &b, 1, (struct sockaddr *)&gone), -ENOENT);
+  cr_assert_eq(weft_udp_init(loop, &ip), 0);
+  weft_ip4_addr("127.0.0.1", 0, &a);
+  cr_assert_eq(weft_udp_bind(&ip, (struct sockaddr *)&a, 0), 0);
+  cr_assert_eq(weft_udp_connect_unix(&ip, path, 0), -EINVAL);
+  cr_assert_eq(weft_udp_bind_unix(&ip, path, 0), -EINVAL);
+  cr_assert_eq(weft_close(&u.base, NULL), 0);
+  cr_assert_eq(weft_udp_bind_unix(&u, missing, 0), -EINVAL); /* closing */
+  cr_assert_eq(weft_udp_connect_unix(&u, path, 0), -EINVAL);
+  th_run(loop);
+  th_loop_usable(loop);
+  th_loop_finish(loop);
+  unlink(path);
+  cr_assert_eq(open_fd_count(), fds);
 }

@@ -45,6 +45,10 @@ typedef struct slab {
 
 static const weft__handle_ops timer_ops;
 
+/* tests/test_timer.c and the CHANGELOG state this size: keep them true */
+_Static_assert(sizeof(weft_timer) == sizeof(weft_handle) + 40,
+               "weft_timer: base + cb, repeat, node, bucket");
+
 /* ---- the heap of buckets ------------------------------------------------ */
 
 static inline void place(weft__timers *ts, uint32_t i, weft__theap_entry e) {
@@ -258,7 +262,6 @@ static void timer_link(weft__timers *ts, weft_timer *t, uint64_t deadline) {
     if (b == NULL) b = bucket_new(ts, deadline);
     ts->last = b;
   }
-  t->deadline = deadline;
   t->bucket = b;
   weft__list_insert(&b->timers, &t->node);
   ts->linked++;
@@ -298,8 +301,8 @@ void weft__timers_run(weft_loop *loop) {
   while ((d = weft__list_front(&ts->due)) != NULL) {
     weft__tbucket *b = WEFT__CONTAINER_OF(d, weft__tbucket, due);
     weft_timer *t = WEFT__CONTAINER_OF(b->timers.next, weft_timer, node);
-    if (WEFT__UNLIKELY(t->deadline != lag_deadline)) {
-      lag_deadline = t->deadline;
+    if (WEFT__UNLIKELY(b->deadline != lag_deadline)) {
+      lag_deadline = b->deadline;
       lag = lag_slot(loop, lag_deadline);
     }
     (*lag)++;
@@ -352,8 +355,9 @@ void weft__timers_free(weft_loop *loop) {
     }                                                                          \
   } while (0)
 
-/* A bucket's timers: linked both ways, pointing back at it, on its deadline,
- * at least one. Adds them to *timers and the repeating ones to *rep. */
+/* A bucket's timers: linked both ways, pointing back at it (so on its
+ * deadline), at least one. Adds them to *timers and the repeating ones to *rep.
+ */
 static bool check_bucket(const weft__tbucket *b, size_t *timers, size_t *rep) {
   size_t n = 0;
   CHECK(!weft__list_empty(&b->timers), "empty bucket %p in use", (void *)b);
@@ -361,8 +365,6 @@ static bool check_bucket(const weft__tbucket *b, size_t *timers, size_t *rep) {
     const weft_timer *t = WEFT__CONTAINER_OF(it, weft_timer, node);
     CHECK(it->next->prev == it && it->prev->next == it, "broken bucket list");
     CHECK(t->bucket == b, "timer %p not pointing at its bucket", (void *)t);
-    CHECK(t->deadline == b->deadline, "timer deadline %llu in bucket %llu",
-          (unsigned long long)t->deadline, (unsigned long long)b->deadline);
     CHECK(weft__handle_usable(&t->base) && (t->base.flags & WEFT__H_ACTIVE),
           "linked timer %p not active", (void *)t);
     if (t->repeat != 0) (*rep)++;
@@ -465,16 +467,23 @@ bool weft__timers_validate(const weft_loop *loop) {
 
 /* ---- the public API ------------------------------------------------------ */
 
-static void timer_close(weft_handle *h) { weft_timer_stop((weft_timer *)h); }
+static void timer_stop(weft_timer *t) {
+  if (t->bucket != NULL) timer_unlink(&t->base.loop->timers, t);
+  weft__handle_stop(&t->base);
+}
+
+/* weft_close checked the thread already */
+static void timer_close(weft_handle *h) { timer_stop((weft_timer *)h); }
 
 static const weft__handle_ops timer_ops = {WEFT_HANDLE_TIMER, timer_close,
                                            NULL};
 
 int weft_timer_init(weft_loop *loop, weft_timer *t) {
   if (loop == NULL || t == NULL) return -EINVAL;
+  WEFT__CHECK_INIT(loop, &t->base);
   weft__handle_init(loop, &t->base, &timer_ops);
   t->cb = NULL;
-  t->deadline = t->repeat = 0;
+  t->repeat = 0;
   weft__list_init(&t->node);
   t->bucket = NULL;
   return 0;
@@ -482,8 +491,9 @@ int weft_timer_init(weft_loop *loop, weft_timer *t) {
 
 int weft_timer_start(weft_timer *t, weft_timer_cb cb, uint64_t timeout_ms,
                      uint64_t repeat_ms) {
-  if (t == NULL || cb == NULL || !weft__handle_usable(&t->base) ||
-      t->base.ops != &timer_ops || timeout_ms > WEFT_TIMEOUT_MAX ||
+  if (t == NULL || cb == NULL || t->base.ops != &timer_ops) return -EINVAL;
+  WEFT__CHECK_THREAD(t->base.loop);
+  if (!weft__handle_usable(&t->base) || timeout_ms > WEFT_TIMEOUT_MAX ||
       repeat_ms > WEFT_TIMEOUT_MAX)
     return -EINVAL;
   weft_loop *loop = t->base.loop;
@@ -502,13 +512,15 @@ int weft_timer_start(weft_timer *t, weft_timer_cb cb, uint64_t timeout_ms,
 
 int weft_timer_stop(weft_timer *t) {
   if (t == NULL || t->base.ops != &timer_ops) return -EINVAL;
-  if (t->bucket != NULL) timer_unlink(&t->base.loop->timers, t);
-  weft__handle_stop(&t->base);
+  WEFT__CHECK_THREAD(t->base.loop);
+  timer_stop(t);
   return 0;
 }
 
 int weft_timer_again(weft_timer *t) {
-  if (t == NULL || t->cb == NULL || t->base.ops != &timer_ops) return -EINVAL;
+  if (t == NULL || t->base.ops != &timer_ops) return -EINVAL;
+  WEFT__CHECK_THREAD(t->base.loop);
+  if (t->cb == NULL) return -EINVAL;
   if (t->repeat == 0) return weft_timer_stop(t);
   return weft_timer_start(t, t->cb, t->repeat, t->repeat);
 }
@@ -516,6 +528,7 @@ int weft_timer_again(weft_timer *t) {
 int weft_timer_set_repeat(weft_timer *t, uint64_t repeat_ms) {
   if (t == NULL || t->base.ops != &timer_ops || repeat_ms > WEFT_TIMEOUT_MAX)
     return -EINVAL;
+  WEFT__CHECK_THREAD(t->base.loop);
   weft__timers *ts = &t->base.loop->timers;
   if (t->bucket != NULL && (t->repeat != 0) != (repeat_ms != 0)) {
     if (repeat_ms != 0) {
@@ -537,5 +550,6 @@ uint64_t weft_timer_get_repeat(const weft_timer *t) {
 uint64_t weft_timer_due_in(const weft_timer *t) {
   if (t == NULL || t->bucket == NULL) return 0;
   uint64_t now = t->base.loop->now;
-  return t->deadline > now ? t->deadline - now : 0;
+  uint64_t deadline = ((const weft__tbucket *)t->bucket)->deadline;
+  return deadline > now ? deadline - now : 0;
 }

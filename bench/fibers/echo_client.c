@@ -5,7 +5,19 @@
  * CONNS round trips) and prints round trips/s as one JSON line (bench BENCH,
  * impl IMPL). One thread, epoll, edge-triggered, so the client costs the
  * same for every server.
- * Usage: echo_client PORT CONNS SIZE SECONDS BENCH IMPL */
+ *
+ * Warm-up: connections are made in batches of 500, and a connection that
+ * has made its first round trip waits (sends nothing more) until every
+ * connection has: the server then only accepts during the warm-up, instead
+ * of echoing for the connections already made while the new ones wait to
+ * be accepted (10,000 connections took minutes that way on a loaded VM).
+ *
+ * With SERVER_PID, two more lines: BENCH_srv_us, the server's CPU time
+ * (user + system, /proc/PID/stat) per round trip in microseconds over the
+ * timed run, and BENCH_cli_us, the client's own (getrusage): a client
+ * whose CPU per round trip times the rate is near one CPU was the limit,
+ * not the server.
+ * Usage: echo_client PORT CONNS SIZE SECONDS BENCH IMPL [SERVER_PID] */
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE
 #endif
@@ -18,6 +30,7 @@
 #include <string.h>
 #include <sys/epoll.h>
 #include <sys/ioctl.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
@@ -30,6 +43,8 @@ typedef struct conn {
 
 static char *msg, scratch[256 * 1024];
 static size_t size;
+static int warming = 1;      /* a finished round trip does not send again */
+static unsigned long trips; /* round trips of all connections */
 
 static double now(void) {
   struct timespec ts;
@@ -73,10 +88,35 @@ static int pump_in(conn *c) {
     c->got += (size_t)r;
     if (c->got == size) { /* a round trip: send again */
       c->trips++;
+      trips++;
       c->got = c->sent = 0;
-      if (pump_out(c) < 0) return -1;
+      if (!warming && pump_out(c) < 0) return -1;
     }
   }
+}
+
+/* CPU seconds (user + system) of process pid so far, from /proc. */
+static double cpu_of(long pid) {
+  char path[64], buf[1024];
+  snprintf(path, sizeof path, "/proc/%ld/stat", pid);
+  FILE *f = fopen(path, "r");
+  if (f == NULL) return 0;
+  size_t k = fread(buf, 1, sizeof buf - 1, f);
+  fclose(f);
+  buf[k] = '\0';
+  const char *p = strrchr(buf, ')'); /* the name may hold spaces */
+  unsigned long ut = 0, st = 0;
+  if (p == NULL || sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u "
+                                 "%lu %lu", &ut, &st) != 2)
+    return 0;
+  return (double)(ut + st) / (double)sysconf(_SC_CLK_TCK);
+}
+
+static double self_cpu(void) {
+  struct rusage ru;
+  getrusage(RUSAGE_SELF, &ru);
+  return (double)ru.ru_utime.tv_sec + (double)ru.ru_utime.tv_usec * 1e-6 +
+         (double)ru.ru_stime.tv_sec + (double)ru.ru_stime.tv_usec * 1e-6;
 }
 
 /* One epoll_wait and its events: 0, or -1 when a connection failed. */
@@ -94,10 +134,12 @@ static int run(int ep) {
 }
 
 int main(int argc, char **argv) {
-  if (argc != 7) {
-    fprintf(stderr, "usage: echo_client PORT CONNS SIZE SECONDS BENCH IMPL\n");
+  if (argc != 7 && argc != 8) {
+    fprintf(stderr, "usage: echo_client PORT CONNS SIZE SECONDS BENCH IMPL "
+                    "[SERVER_PID]\n");
     return 2;
   }
+  long srv_pid = argc == 8 ? atol(argv[7]) : 0;
   int port = atoi(argv[1]);
   impl = argv[6];
   size_t n = strtoul(argv[2], NULL, 10);
@@ -139,24 +181,26 @@ int main(int argc, char **argv) {
         live++;
     }
   }
-  unsigned long before = 0;
-  for (size_t i = 0; i < n; i++)
-    before += cs[i].trips;
+  fprintf(stderr, "echo_client: %s: %zu connections warm in %.1f s\n", impl,
+          n, now() - t0);
+  warming = 0;
+  unsigned long before = trips;
+  double srv0 = srv_pid > 0 ? cpu_of(srv_pid) : 0, cli0 = self_cpu();
   t0 = now();
   end = t0 + secs;
+  for (size_t i = 0; i < n; i++) /* every connection sends again */
+    if (pump_out(&cs[i]) < 0) fail("send");
   /* SECONDS, and at least as many round trips as connections (one each on
    * average), so that big messages over many connections still count whole
    * round trips; at most 120 s. */
-  unsigned long trips = 0;
-  while ((t = now()) < end || trips < n) {
+  while ((t = now()) < end || trips - before < n) {
     if (t > end + 120)
       fail("timed run: fewer round trips than connections in 120 s");
     if (run(ep) < 0) fail("echo");
-    trips = 0;
-    for (size_t i = 0; i < n; i++)
-      trips += cs[i].trips;
-    trips -= before;
   }
+  unsigned long done = trips - before;
+  double srv_cpu = srv_pid > 0 ? cpu_of(srv_pid) - srv0 : 0,
+         cli_cpu = self_cpu() - cli0;
   /* Reset, not FIN: no TIME_WAIT left behind, which would slow the next
    * run's connect()s (the kernel's port search walks them). */
   struct linger lg = {.l_onoff = 1, .l_linger = 0};
@@ -166,6 +210,21 @@ int main(int argc, char **argv) {
   }
   printf("{\"bench\":\"%s\",\"impl\":\"%s\",\"value\":%.1f,\"unit\":\"rt/s\","
          "\"better\":\"higher\",\"runs\":1}\n",
-         argv[5], argv[6], (double)trips / (t - t0));
+         argv[5], argv[6], (double)done / (t - t0));
+  if (srv_pid > 0) {
+    printf("{\"bench\":\"%s_srv_us\",\"impl\":\"%s\",\"value\":%.2f,"
+           "\"unit\":\"us/rt\",\"better\":\"lower\",\"runs\":1}\n",
+           argv[5], argv[6], srv_cpu * 1e6 / (double)done);
+    printf("{\"bench\":\"%s_cli_us\",\"impl\":\"%s\",\"value\":%.2f,"
+           "\"unit\":\"us/rt\",\"better\":\"lower\",\"runs\":1}\n",
+           argv[5], argv[6], cli_cpu * 1e6 / (double)done);
+  }
+  fprintf(stderr,
+          "echo_client: %s: %lu round trips in %.2f s; CPU per round trip: "
+          "server %.2f us, client %.2f us (busy: server %.0f%%, client "
+          "%.0f%% of a CPU)\n",
+          impl, done, t - t0, srv_cpu * 1e6 / (double)done,
+          cli_cpu * 1e6 / (double)done, 100 * srv_cpu / (t - t0),
+          100 * cli_cpu / (t - t0));
   return 0;
 }

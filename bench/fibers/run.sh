@@ -9,7 +9,14 @@
 #                            uvloop-streams, uvloop-proto, node: C = 100 / 10000
 #                            connections, S = 1k / 100k messages, round trips/s
 #                            from bench/fibers/echo_client.c (server on CPU 0,
-#                            client on CPU 1)
+#                            client on CPU 1); fibers_echo_cC_S_srv_us and
+#                            _cli_us: the server's and the client's CPU time
+#                            per round trip (us), which say which side was the
+#                            limit and compare servers whatever the load
+#   fibers_*_instr           instructions per op (bench/fibers/icount.sh,
+#                            callgrind; FIBERS_ICOUNT=0 skips it)
+# The single-thread rows (switch, await, spawn, mem) run pinned to CPU 1
+# (taskset), every impl alike, alternating within each repetition.
 # Prints the medians as the harness's JSON lines on stdout; a peer that
 # cannot run prints {"bench":...,"impl":...,"skipped":REASON,...} instead
 # (shown as "skipped: REASON" in the table; the reason also on stderr).
@@ -18,6 +25,9 @@
 # Environment: BENCH_RUNS, BENCH_QUICK (as for every program; quick runs
 # the echo rows with 100 connections only), FIBERS_ECHO_CONNS ("100 10000").
 set -uo pipefail
+# 10,000 connections: the client and each server need more than the usual
+# 1024 descriptors
+ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
 here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/../.." && pwd)
 O=${O:-build}
@@ -80,14 +90,18 @@ done
 have_weft=1
 [ -x "$prog" ] || { have_weft=; echo "bench: fibers: $prog missing: no weft figures" >&2; }
 
+pin=()
+command -v taskset >/dev/null && pin=(taskset -c 1)
+
 # ---- echo servers: started once, each pinned to CPU 0 -----------------------
-declare -A port failed
+declare -A port failed spid
 start_server() { # impl command...: the command prints its port first
   local impl=$1
   shift
   exec {fd}< <(exec taskset -c 0 "$@" 2>/dev/null)
   local p=$!
   pids+=("$p")
+  spid[$impl]=$p # taskset and the command exec: the server itself
   local line=
   read -r -t 10 line <&"$fd"
   line=${line##*:} # "echo_fibers: listening on 127.0.0.1:PORT" or "PORT"
@@ -108,6 +122,7 @@ if [ -x "$O/examples/echo" ]; then
   pids+=("$!")
   if read -r -t 10 line <&"$cbfd" && [[ $line == *listening* ]]; then
     port[weft-cb]=$cbport
+    spid[weft-cb]=${pids[-1]}
     echo_impls+=(weft-cb)
   else skipped+=("ECHO|weft-cb|examples/echo did not start: $line"); fi
 else skipped+=("ECHO|weft-cb|examples/echo not built"); fi
@@ -124,15 +139,15 @@ else skipped+=("ECHO|node|node not installed"); fi
 # ---- the repetitions ----------------------------------------------------------
 for ((r = 1; r <= runs; r++)); do
   echo "bench: fibers: repetition $r of $runs" >&2
-  [ -n "$have_weft" ] && { BENCH_RUNS=1 "$prog" >>"$raw" || exit 1; }
-  [ -n "$have_boost" ] && { "$bin/switch_boost" "$n_switch" >>"$raw" || exit 1; }
-  "$bin/switch_ucontext" "$((n_switch / 10))" >>"$raw" || exit 1
+  [ -n "$have_weft" ] && { BENCH_RUNS=1 "${pin[@]}" "$prog" >>"$raw" || exit 1; }
+  [ -n "$have_boost" ] && { "${pin[@]}" "$bin/switch_boost" "$n_switch" >>"$raw" || exit 1; }
+  "${pin[@]}" "$bin/switch_ucontext" "$((n_switch / 10))" >>"$raw" || exit 1
   for w in await spawn mem; do
     n=$n_ops
     [ $w = mem ] && n=$n_mem
-    [ -n "$have_node" ] && { node --expose-gc "$here/peers.js" $w "$n" >>"$raw" || exit 1; }
-    "$py" "$here/peers.py" asyncio $w "$n" >>"$raw" || exit 1
-    [ -n "$have_uvloop" ] && { "$py" "$here/peers.py" uvloop $w "$n" >>"$raw" || exit 1; }
+    [ -n "$have_node" ] && { "${pin[@]}" node --expose-gc "$here/peers.js" $w "$n" >>"$raw" || exit 1; }
+    "${pin[@]}" "$py" "$here/peers.py" asyncio $w "$n" >>"$raw" || exit 1
+    [ -n "$have_uvloop" ] && { "${pin[@]}" "$py" "$here/peers.py" uvloop $w "$n" >>"$raw" || exit 1; }
   done
   for c in $echo_conns; do
     for s in 1k 100k; do
@@ -140,7 +155,7 @@ for ((r = 1; r <= runs; r++)); do
       for im in "${echo_impls[@]}"; do
         [ -n "${failed[$im $c $s]:-}" ] && continue
         taskset -c 1 "$bin/echo_client" "${port[$im]}" $c $size "$secs" \
-          "fibers_echo_c${c}_$s" "$im" >>"$raw" && continue
+          "fibers_echo_c${c}_$s" "$im" "${spid[$im]:-0}" >>"$raw" && continue
         case $im in weft | weft-cb) exit 1 ;; esac # a peer's failure is reported, not fatal
         failed[$im $c $s]=1
         skipped+=("fibers_echo_c${c}_$s|$im|the server failed under this load (see stderr)")
@@ -148,6 +163,13 @@ for ((r = 1; r <= runs; r++)); do
     done
   done
 done
+
+# ---- instruction counts (load-independent), once --------------------------------
+if [ -n "$have_weft" ] && [ "${FIBERS_ICOUNT:-1}" != 0 ] && command -v valgrind >/dev/null; then
+  echo "bench: fibers: instruction counts (callgrind)" >&2
+  O=$O "$here/icount.sh" "$prog" "$bin/switch_boost" >>"$raw" ||
+    echo "bench: fibers: icount.sh failed" >&2
+fi
 
 # ---- medians, in first-seen order ----------------------------------------------
 awk -f "$root/scripts/bench-lib.awk" -f /dev/stdin "$raw" <<'AWK'

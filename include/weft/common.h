@@ -64,6 +64,8 @@ WEFT_API const char *weft_version(void);
   X(WEFT_ELIMIT, WEFT__ERR_BASE - 5, "output limit exceeded")                  \
   X(WEFT_EUNOBSERVED, WEFT__ERR_BASE - 6, "rejection never observed")          \
   X(WEFT_EBROKEN, WEFT__ERR_BASE - 7, "barrier broken")                        \
+  X(WEFT_EWRONGTHREAD, WEFT__ERR_BASE - 8,                                     \
+    "called off the loop's thread (debug mode)")                               \
   X(WEFT_EDNS_NODATA, WEFT__DNS_BASE - 1,                                      \
     "DNS: no data of the requested type")                                      \
   X(WEFT_EDNS_FORMERR, WEFT__DNS_BASE - 2, "DNS: query format error")          \

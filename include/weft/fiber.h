@@ -306,6 +306,178 @@ WEFT_API int weft_fiber_connect(weft_tcp *t, const struct sockaddr *addr);
  * left for the next accept), -EPERM. */
 WEFT_API int weft_fiber_accept(weft_stream *server, weft_stream *client);
 
+/* ---- programs, task sets and deadlines ------------------------------------
+ * (promises/fiber_ops.c) */
+
+/** asyncio.run() with a loop of its own: makes a loop (default options),
+ * runs fn(self, arg) on it as weft_fiber_run does, then runs the loop on
+ * until nothing is left on it (fibers fn spawned and did not await finish,
+ * handles being closed finish closing), and frees it. Returns the fiber's
+ * error as weft_fiber_run (0 if fulfilled; its int64 result in *result,
+ * which may be NULL); else -EINVAL (NULL fn, bad options), -EBUSY (called
+ * from inside a fiber), the errors of weft_loop_new (-ENOMEM, -EMFILE) or
+ * -ENOMEM from the spawn. A fiber left running forever (a server never
+ * closed) keeps it from returning, as it would keep the loop alive. If
+ * the loop still cannot be freed afterwards (a handle initialised but never
+ * closed, an unmatched weft_loop_ref) it is left allocated and -EBUSY is
+ * returned unless the fiber failed first. Not for a thread that runs
+ * another loop's callbacks at the time (-EBUSY inside a fiber). */
+WEFT_API int weft_fiber_main(weft_fiber_fn fn, void *arg,
+                             const weft_fiber_options *opts, int64_t *result);
+
+/** A task group, asyncio.TaskGroup with an optional limit on how many of
+ * its fibers run at once (weft_fiber_group_new). Opaque. */
+typedef struct weft_fiber_group weft_fiber_group;
+
+/** Inside a fiber: makes a task group on the fiber's loop whose fibers
+ * run at most `limit` at a time (0: no limit; asyncio's Semaphore around
+ * each task). It must be waited for (weft_fiber_group_wait), which frees
+ * it. Returns 0, -EINVAL (NULL out), -ENOMEM, -EPERM outside a fiber; on
+ * an error *out is NULL. */
+WEFT_API int weft_fiber_group_new(unsigned limit, weft_fiber_group **out);
+
+/** `tg.create_task(fn(arg))`: spawns fn(self, arg) as a fiber of `g`
+ * (default options), first waiting while `limit` of g's fibers are running
+ * (so a loop of spawns is throttled: at most `limit` fibers exist).
+ * Returns 0, -ECANCELED (the calling fiber was cancelled while it waited:
+ * nothing spawned), -ENOMEM, -EINVAL (NULL g or fn, g of another loop or
+ * already waited for), -EPERM outside a fiber. A fiber's negative return
+ * is recorded in the group, not reported as an unobserved rejection. */
+WEFT_API int weft_fiber_group_spawn(weft_fiber_group *g, weft_fiber_fn fn,
+                                    void *arg);
+
+/** The end of `async with TaskGroup()`: waits until the body of every
+ * fiber spawned in `g` has returned, then frees g. Returns 0, or the first
+ * error one of them returned (in the order they returned). If the calling
+ * fiber is cancelled meanwhile, every fiber of g still running is
+ * cancelled and still waited for (so their arguments may be freed once
+ * this returns), and -ECANCELED is returned. -EINVAL (NULL g, already
+ * waited for, g of another loop), -EPERM outside a fiber (g untouched). */
+WEFT_API int weft_fiber_group_wait(weft_fiber_group *g);
+
+/** `await asyncio.gather(*(fn(a) for a in args))`, at most `limit` at a
+ * time (0: all at once): spawns n fibers in a task group on the calling
+ * fiber's loop, fiber i running fn(self, args[i]) (with args NULL:
+ * fn(self, (void *)(uintptr_t)i), the index), in index order, and waits
+ * for all of them as weft_fiber_group_wait. Returns 0 if every one
+ * returned 0, else the first error one returned. If spawning fails
+ * (-ENOMEM), those already spawned are still waited for and the spawn's
+ * error is returned. Cancelling the calling fiber meanwhile cancels the
+ * fibers not yet finished (the later ones are not spawned), waits for them
+ * and returns -ECANCELED. -EINVAL for NULL fn, -EPERM outside a fiber
+ * (nothing spawned); n 0 returns 0 at once. */
+WEFT_API int weft_fiber_map(weft_fiber_fn fn, void *const *args, size_t n,
+                            unsigned limit);
+
+/** A fiber to spawn: its body and argument (weft_fiber_gather_calls). */
+typedef struct weft_fiber_call {
+  weft_fiber_fn fn;
+  void *arg;
+} weft_fiber_call;
+
+/** `await asyncio.gather(f(a), g(b), ...)`: as weft_fiber_map without a
+ * limit, fiber i running calls[i].fn(self, calls[i].arg). -EINVAL (nothing
+ * spawned) for NULL calls with n > 0 or a NULL fn in any entry. */
+WEFT_API int weft_fiber_gather_calls(const weft_fiber_call *calls, size_t n);
+
+/** asyncio.wait_for(f, timeout): as weft_await(f), but gives up after
+ * `ms` milliseconds: then f is cancelled (if the caller's await was its
+ * only consumer, as weft_future_timeout does; for a fiber's future this
+ * cancels the fiber, which runs on to clean up) and -ETIMEDOUT returned.
+ * Returns 0 (read the value with weft_future_value*(f)), f's error,
+ * -ETIMEDOUT, -ECANCELED (the calling fiber was cancelled: f is cancelled
+ * too, as by weft_await), -EINVAL (NULL f, a future of another loop, ms >
+ * WEFT_TIMEOUT_MAX), -ENOMEM (the timer: f untouched), -EPERM outside a
+ * fiber. The caller keeps its reference to f. */
+WEFT_API int weft_fiber_wait_for(weft_future *f, uint64_t ms);
+
+/* ---- servers and connections: asyncio.start_server / open_connection -----
+ * (io/fiber_net.c) */
+
+/** Closes the handle `h` (weft_close) and waits until it is fully closed
+ * (its pending operations failed with -ECANCELED), so that its memory may
+ * be freed or go out of scope when this returns: `writer.close(); await
+ * writer.wait_closed()`. The fiber is suspended once and woken by the
+ * close itself, in the close phase of the turn (no timer, no polling, no
+ * allocation); it runs again on the next turn. A cancellation of the fiber
+ * meanwhile does not cut the wait short (the handle may not be freed before):
+ * it is raised again for the fiber's next await. Returns 0, -EINVAL (NULL or an
+ * uninitialised handle), -EALREADY (already closing or closed: nothing
+ * waited for), -EPERM outside a fiber (h untouched). */
+WEFT_API int weft_fiber_close(weft_handle *h);
+
+/** `await asyncio.open_connection(host, port)`: initialises `t` on the
+ * calling fiber's loop and connects it to `host` (a name, resolved as
+ * weft_tcp_connect_host does, or a numeric IPv4 / IPv6 address) and
+ * `port`, trying each address in turn. On 0 `t` is a connected stream the
+ * caller owns (read and write it with weft_fiber_read/write, then close it,
+ * e.g. with weft_fiber_close(&t->stream.base)). On an error `t` is a
+ * closed handle (nothing to free; weft_fiber_close(&t->stream.base)
+ * returns -EALREADY): the connect's error (-ECONNREFUSED, ...), a DNS
+ * error (WEFT_EDNS_*), -EINVAL (NULL host, port > 65535), -ENOMEM,
+ * -ECANCELED (the fiber was cancelled: the lookup or connect is stopped).
+ * Except: -EINVAL for NULL t, and -EPERM outside a fiber (t untouched). */
+WEFT_API int weft_fiber_open_connection(weft_tcp *t, const char *host,
+                                        unsigned port);
+
+/** A server started by weft_fiber_start_server. Opaque. */
+typedef struct weft_fiber_server weft_fiber_server;
+
+/** A connection handler: runs in a fiber of its own for each accepted
+ * connection `conn` (TCP, TCP_NODELAY set, as asyncio does). When it
+ * returns the server closes `conn` (unless the handler did) and frees it:
+ * the handler must not keep it. A negative return rejects the handler fiber's
+ * future, which nobody holds: it is reported as an unobserved rejection. `arg`
+ * is the one given to weft_fiber_start_server. */
+typedef int (*weft_fiber_conn_fn)(weft_fiber *self, weft_stream *conn,
+                                  void *arg);
+
+/** Options of weft_fiber_start_server; a zeroed struct (or NULL) means the
+ * defaults. */
+typedef struct weft_fiber_server_options {
+  int backlog;       /**< listen(2) backlog; 0 or less: SOMAXCONN */
+  size_t stack_size; /**< stack of each handler fiber (weft_fiber_options) */
+} weft_fiber_server_options;
+
+/** `await asyncio.start_server(fn, host, port)`: listens on `host` (a
+ * numeric IPv4 or IPv6 address; NULL: "0.0.0.0") and `port` (0: a free
+ * port, read it with weft_fiber_server_port), on the calling fiber's loop,
+ * and accepts connections from now on in a fiber of the server's, running
+ * fn(self, conn, arg) in a new fiber for each (see weft_fiber_conn_fn).
+ * Each wake-up takes in the connections already queued (up to 64) in the
+ * same loop turn. When a connection cannot be taken in (no memory for it,
+ * EMFILE, any other accept error), the server waits 100 ms and accepts again,
+ * as asyncio does. *out is the server, valid until weft_fiber_server_close. The
+ * server keeps the loop alive until closed. Returns 0; -EINVAL (NULL fn or out,
+ * a host that is not a numeric address, port > 65535, a stack size over
+ * WEFT_FIBER_STACK_MAX); the errors of bind and listen (-EADDRINUSE, ...);
+ * -ENOMEM; -EPERM outside a fiber. On an error *out is NULL and nothing is left
+ * open. */
+WEFT_API int weft_fiber_start_server(const char *host, unsigned port,
+                                     weft_fiber_conn_fn fn, void *arg,
+                                     const weft_fiber_server_options *opts,
+                                     weft_fiber_server **out);
+
+/** The port the server listens on (the one picked for port 0); -EINVAL
+ * for NULL. */
+WEFT_API int weft_fiber_server_port(const weft_fiber_server *srv);
+
+/** `server.close()`: stops accepting and closes the listening socket.
+ * Connections already accepted go on until their handlers return. The
+ * server frees itself once its listener has closed (on a later turn):
+ * `srv` must not be used after this call. Loop thread, in a fiber or
+ * not. Returns 0, -EINVAL for NULL, -EALREADY if already closed. */
+WEFT_API int weft_fiber_server_close(weft_fiber_server *srv);
+
+/** `await server.serve_forever()`: waits until `srv` is closed (by
+ * weft_fiber_server_close, from a handler or another fiber) and returns
+ * 0 then. If the calling fiber is cancelled meanwhile, the server is
+ * closed (as asyncio's serve_forever does) and -ECANCELED returned; in
+ * both cases `srv` is no longer valid afterwards. Several fibers may
+ * wait on one server. -EINVAL for NULL srv, -EPERM outside a fiber (srv
+ * untouched). */
+WEFT_API int weft_fiber_serve_forever(weft_fiber_server *srv);
+
 #ifdef __cplusplus
 }
 #endif

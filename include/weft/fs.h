@@ -1,4 +1,7 @@
-/* weft — asynchronous file-system operations on the pool's io lane.
+/* weft — asynchronous file-system operations: on an io_uring ring of the
+ * loop's own where the kernel has one (open, close, read, write, stat,
+ * fsync, rename, unlink, mkdir, rmdir, link, symlink, fallocate), else on
+ * the pool's io lane (weft_fs_set_backend(); docs/fs.md "Backends").
  *
  * Every operation has two forms:
  *  - callback: weft_fs_X(loop, req, ..., cb) fills a caller-owned
@@ -117,6 +120,7 @@ struct weft_fs_req {
   gid_t gid;
   weft_dirent *dirents; /* readdir: the caller's array (nbufs long) */
   void *dir;            /* readdir, closedir: the weft_fs_dirstream */
+  unsigned uslot;       /* on the io_uring backend: its slot + 1, or 0 */
 };
 
 /** Frees what a completed request owns (req->ptr). Safe to call twice;
@@ -124,9 +128,79 @@ struct weft_fs_req {
 WEFT_API void weft_fs_req_cleanup(weft_fs_req *req);
 
 /** Cancels a request: 0 if it was queued (cb gets -ECANCELED), -EBUSY if
- * it is running (it completes normally), -EALREADY if it has finished,
- * -EINVAL for NULL or a request never started. */
+ * it is running on the pool (it completes normally), -EALREADY if it has
+ * finished, -EINVAL for NULL or a request never started. A request on the
+ * io_uring backend is cancelled in the kernel: 0 once the kernel has let
+ * go of it (cb gets -ECANCELED, or the result of an operation with a side
+ * effect, all but open, read and the stats, that had already happened). */
 WEFT_API int weft_fs_cancel(weft_fs_req *req);
+
+/** Backends of the fs operations (docs/fs.md "Backends"). */
+typedef enum weft_fs_backend {
+  /** io_uring where the kernel has it and the operation, else the pool
+   * (the default) */
+  WEFT_FS_BACKEND_AUTO = 0,
+  /** every operation on the pool's io lane */
+  WEFT_FS_BACKEND_POOL = 1,
+  /** io_uring; operations the ring lacks still run on the pool */
+  WEFT_FS_BACKEND_URING = 2
+} weft_fs_backend;
+
+/** Chooses the backend of `loop`'s fs operations from now on (requests
+ * already started finish where they are). A loop starts with
+ * $WEFT_FS_BACKEND ("pool", "uring" or "auto") if set, else AUTO. Returns
+ * 0; -EINVAL (NULL loop, bad value); -ENOMEM; for WEFT_FS_BACKEND_URING,
+ * the reason the kernel refused a ring (-ENOSYS, -EPERM when
+ * /proc/sys/kernel/io_uring_disabled forbids it, -EMFILE, ...): then the
+ * loop stays on the pool. Loop thread only. */
+WEFT_API int weft_fs_set_backend(weft_loop *loop, weft_fs_backend backend);
+
+/** Operation kinds counted by weft_fs_stats. */
+enum {
+  WEFT_FS_OPK_OPEN,
+  WEFT_FS_OPK_CLOSE,
+  WEFT_FS_OPK_READ,
+  WEFT_FS_OPK_WRITE,
+  WEFT_FS_OPK_STAT,  /**< stat, lstat and fstat */
+  WEFT_FS_OPK_FSYNC, /**< fsync and fdatasync */
+  WEFT_FS_OPK_RENAME,
+  WEFT_FS_OPK_UNLINK,
+  WEFT_FS_OPK_MKDIR,
+  WEFT_FS_OPK_OTHER, /**< every operation without a kind of its own (the
+                        pool's only) */
+  WEFT_FS_OPK_RMDIR,
+  WEFT_FS_OPK_LINK, /**< link and symlink */
+  WEFT_FS_OPK_FALLOCATE,
+  WEFT_FS_OPK_COUNT
+};
+
+/** Where a loop's fs operations ran (weft_fs_get_stats()). */
+typedef struct weft_fs_stats {
+  /** the backend chosen (WEFT_FS_BACKEND_*) */
+  int backend;
+  /** 1 if this loop has an io_uring ring */
+  int ring_active;
+  /** 0, or the negative errno the kernel gave when a ring was asked for
+   * (then everything runs on the pool) */
+  int ring_error;
+  /** started on the ring, per WEFT_FS_OPK_* */
+  uint64_t ring[WEFT_FS_OPK_COUNT];
+  /** started on the pool (or done on the loop's thread: a cached read),
+   * per WEFT_FS_OPK_* */
+  uint64_t pool[WEFT_FS_OPK_COUNT];
+  /** of those, ones that would have used the ring but fell back: the ring
+   * lacks the operation (IORING_REGISTER_PROBE) or has no ring */
+  uint64_t fallback_unsupported;
+  /** ... or the ring was full (every slot in flight, SQ full) */
+  uint64_t fallback_full;
+  /** requests in flight on the ring now */
+  unsigned ring_inflight;
+} weft_fs_stats;
+
+/** Fills *out with `loop`'s fs counters (since the loop's first fs
+ * operation). Returns 0 or -EINVAL (NULL loop or out), -ENOMEM. Loop
+ * thread only. */
+WEFT_API int weft_fs_get_stats(weft_loop *loop, weft_fs_stats *out);
 
 /** open(2): result is the new fd. */
 WEFT_API int weft_fs_open(weft_loop *loop, weft_fs_req *req, const char *path,

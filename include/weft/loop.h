@@ -46,6 +46,14 @@ typedef struct weft_loop_options {
   /** libev backend flags for weft_loop_new() (EVBACKEND_*; default: libev's
    * choice, epoll on Linux). Ignored by weft_loop_from_ev(). */
   unsigned ev_flags;
+  /** Nonzero: debug mode for this loop (docs/debug.md). Setting the
+   * environment variable WEFT_DEBUG to anything but "" or "0" turns it on
+   * for every loop created while it is set. Off by default. In debug mode a
+   * loop-thread-only call made while weft_loop_run() runs the loop on
+   * another thread fails with WEFT_EWRONGTHREAD (see weft_loop_is_debug())
+   * and a handle init on a handle still open or closing on the loop fails
+   * with -EBUSY. */
+  unsigned debug;
 } weft_loop_options;
 
 /** How weft_loop_run() runs. */
@@ -84,7 +92,10 @@ WEFT_API int weft_loop_from_ev(weft_loop **out, struct ev_loop *ev,
  * on this thread) before the loop is freed (see weft/pool.h). */
 WEFT_API int weft_loop_free(weft_loop *loop);
 
-/** The libev loop underneath. */
+/** The libev loop underneath. On a loop weft_loop_new() made, weft owns
+ * its userdata and its release callback (ev_set_userdata(),
+ * ev_set_loop_release_cb(): the metrics' stamp of each poll's start):
+ * leave them; a loop from weft_loop_from_ev() leaves both to the host. */
 WEFT_API struct ev_loop *weft_loop_ev(weft_loop *loop);
 
 /** Runs the loop in `mode`. Returns 1 if the loop is still alive (handles
@@ -177,6 +188,9 @@ typedef enum weft_handle_type {
   WEFT_HANDLE_PREPARE, /**< loop phase hooks (weft/hooks.h) */
   WEFT_HANDLE_CHECK,
   WEFT_HANDLE_IDLE,
+  WEFT_HANDLE_WATCH,   /**< file-system watches (weft/watch.h) */
+  WEFT_HANDLE_FS_POLL, /**< stat-polling watches (weft/watch.h) */
+  WEFT_HANDLE_TTY,     /**< terminals (weft/tty.h) */
   WEFT_HANDLE_TYPE_MAX
 } weft_handle_type;
 
@@ -211,8 +225,8 @@ struct weft_handle {
   const struct weft__handle_ops *ops;
   weft_close_cb close_cb;
   struct weft__list all;     /* the loop's list of handles */
-  struct weft__list closing; /* the loop's closing queue */
-  unsigned flags;
+  weft_handle *closing_next; /* the loop's closing queue (singly linked) */
+  unsigned flags; /* and the slot of weft_handle_set_name's name, if any */
 };
 
 /** Starts closing `h`: its watchers stop at once, pending operations fail
@@ -241,6 +255,19 @@ WEFT_API void weft_unref(weft_handle *h);
 /** True if the handle is referenced. */
 WEFT_API bool weft_has_ref(const weft_handle *h);
 
+/** Names a handle for weft_loop_debug_dump(). The string is borrowed, not
+ * copied: it must stay valid until the handle is renamed, re-initialised or
+ * freed. NULL removes the name. An init function clears the name, so name
+ * a handle after its init. The name is forgotten when the handle's close
+ * finishes (before its close callback runs). Names are kept on the loop,
+ * not in the handle. Returns 0, -EINVAL for a NULL or uninitialised
+ * handle, -ENOMEM if the loop's table of names cannot grow. Loop thread
+ * only. */
+WEFT_API int weft_handle_set_name(weft_handle *h, const char *name);
+/** The handle's name (weft_handle_set_name()), or NULL. Loop thread only
+ * (or while no weft_loop_run() is in progress). */
+WEFT_API const char *weft_handle_get_name(const weft_handle *h);
+
 /** Visitor for weft_walk(). */
 typedef void (*weft_walk_cb)(weft_handle *h, void *arg);
 /** Calls cb for every handle of the loop that is not yet fully closed, in
@@ -261,9 +288,13 @@ WEFT_API void weft_walk(weft_loop *loop, weft_walk_cb cb, void *arg);
  *
  * A turn, here, is one iteration of libev's loop: prepare, poll, then the
  * callbacks of what the poll found. Time is the monotonic clock, in
- * nanoseconds, read twice per turn: right after the poll returns (the
- * turn starts) and at the end of weft's prepare phase, right before the
- * poll (the turn ends); weft_loop_run() also reads it when it starts and
+ * nanoseconds, at two instants per turn: right after the poll returns (the
+ * turn starts) and right before the poll (the turn ends). Both are the
+ * clock reads libev makes there anyway (where its clock is CLOCK_MONOTONIC,
+ * as on Linux; elsewhere weft reads the clock itself), so the metrics read
+ * no clock of their own per turn; on a libev loop a host runs
+ * (weft_loop_from_ev) weft reads it once per turn, at the end of its prepare
+ * phase, for the turn's end. weft_loop_run() also reads it when it starts and
  * returns. */
 typedef struct weft_loop_metrics {
   /** Bytes of this struct that weft_loop_get_metrics() filled: the smaller
@@ -291,21 +322,24 @@ typedef struct weft_loop_metrics {
    * internal timers weft starts for itself (timeouts of futures, DNS,
    * accept back-off) count too. */
   uint64_t timers_fired;
-  /** I/O readiness callbacks of stream (TCP, pipe) and UDP handles: one
-   * per wake-up of a handle's watcher, whatever it then reads, writes or
-   * accepts. Poll handles, DNS sockets, child-process fds and the loop's
-   * own wake-up fd are not counted. */
+  /** I/O readiness callbacks: one per wake-up of the watcher of a stream
+   * (TCP, pipe), UDP or poll handle, of a weft_poll_future, of a DNS
+   * socket or of a child process's pidfd, whatever weft then reads,
+   * writes, accepts or reaps. The loop's own wake-up fd (cross-thread
+   * posts, weft_loop_stop) is not counted. */
   uint64_t io_events;
   /** Prepare, check and idle handle callbacks run (weft/hooks.h). */
   uint64_t hooks;
-  /** Nanoseconds spent turning: from each poll's return to the end of the
-   * next prepare phase (or to weft_loop_run() returning, or from its start
-   * to the first poll). For a libev loop a host runs itself
-   * (weft_loop_from_ev) between ev_run() calls, the host's own time between
-   * a turn's callbacks and its next ev_run() counts as busy. */
+  /** Nanoseconds spent turning: from each poll's return to the start of
+   * the next poll (on a host's loop, the end of the next prepare phase), or
+   * to weft_loop_run() returning, or from its start to the first poll. For a
+   * libev loop a host runs itself (weft_loop_from_ev) between ev_run() calls,
+   * the host's own time between a turn's callbacks and its next ev_run() counts
+   * as busy. */
   uint64_t busy_ns;
   /** Nanoseconds spent in libev's poll (blocked in the kernel, or not):
-   * from the end of a prepare phase to the poll's return. The time between
+   * from the start of a poll (a host's loop: the end of the prepare phase
+   * before it) to the poll's return. The time between
    * weft_loop_run() calls counts in neither field. */
   uint64_t wait_ns;
   /** The longest single busy stretch of busy_ns (one turn), in ns. */
@@ -359,6 +393,44 @@ typedef void (*weft_slow_callback_cb)(weft_loop *loop, weft_any_fn fn,
  * loop. Loop thread only. */
 WEFT_API int weft_loop_set_slow_callback(weft_loop *loop, uint64_t threshold_us,
                                          weft_slow_callback_cb cb, void *arg);
+
+/* ---- debug mode ---------------------------------------------------------- */
+
+/** True if the loop runs in debug mode (weft_loop_options.debug or
+ * $WEFT_DEBUG when it was created). In debug mode:
+ *  - the loop-thread-only calls of the loop, handles, timers, streams (TCP,
+ *    pipes), UDP and the future-settling calls (weft_future_resolve*,
+ *    weft_future_reject, weft_future_cancel) check the calling thread:
+ *    made while weft_loop_run() runs the loop on another thread, they print
+ *    one line on stderr naming the function and return WEFT_EWRONGTHREAD,
+ *    changing nothing (those that return nothing just return);
+ *  - the init of a timer, signal, hook, TCP, pipe, UDP or poll handle that
+ *    is still open or closing on the same loop (its close callback has not
+ *    run yet) returns -EBUSY and leaves the handle as it was.
+ * When no weft_loop_run() is in progress (before the first, between runs,
+ * or for a libev loop its host runs with ev_run()), the thread is not
+ * checked: the program hands the loop from thread to thread itself. False
+ * for NULL. */
+WEFT_API bool weft_loop_is_debug(const weft_loop *loop);
+
+/** Writes what is live on the loop to `fd`, one line each (works whether
+ * or not the loop is in debug mode):
+ *
+ *     weft loop <address>
+ *     handle <type> <address> <state>[ "<name>"]
+ *     future <kind> <address> pending op=<op>[ "<name>"]
+ *     end: <n> handles, <m> pending futures
+ *
+ * Handles come in creation order, every one not yet fully closed; <type>
+ * is weft_handle_type_name(), <state> one of "active", "inactive" and
+ * "closing", followed by " unref" for an unreferenced handle; <name> is
+ * weft_handle_set_name()'s. Futures are the loop's pending ones, in no
+ * particular order; <kind> is how the future was made (plain, then, all,
+ * sleep, ...), <op> weft_future_get_op(), <name>
+ * weft_future_set_name()'s. Addresses are printed with %p. Returns 0,
+ * -EINVAL for a NULL loop or a negative fd, or the negative errno of a
+ * failed write (the output then stops). Loop thread only. */
+WEFT_API int weft_loop_debug_dump(weft_loop *loop, int fd);
 
 #ifdef __cplusplus
 }

@@ -94,10 +94,15 @@ WEFT_API int weft_pipe_pair(weft_loop *loop, weft_pipe *a, weft_pipe *b);
  * control message (never split), and a partial write sends the rest of
  * the bytes without fds.
  *
- * Ownership on the sending side: the fds are dup'd (close-on-exec) when
- * weft_pipe_write_fds() is called; the caller's own fds stay the caller's
- * (close them when you like, even at once). weft closes its dups once the
- * kernel took them (the peer then holds its own), or when the write ends
+ * Ownership on the sending side: the caller's fds stay the caller's;
+ * close them when you like, even as soon as weft_pipe_write_fds() returns.
+ * When the pipe's write queue is empty and the write has at most 4
+ * buffers, the call sends at once and its sendmsg carries the caller's
+ * fds themselves: if the kernel takes a byte the peer holds its own
+ * references before the call returns, and nothing is dup'd (so it works
+ * with no fd free). Otherwise (writes queued before it, the socket full,
+ * more buffers) the fds are dup'd (close-on-exec) during the call; weft
+ * closes its dups once the kernel took them, or when the write ends
  * without sending them (cancelled, failed, the handle closed): none leak.
  *
  * Receiving, shaped like libuv's uv_pipe_pending_count: every read of a
@@ -121,8 +126,8 @@ WEFT_API int weft_pipe_pair(weft_loop *loop, weft_pipe *a, weft_pipe *b);
 #define WEFT_PIPE_FDS_MAX 64u
 
 /** Writes `nbufs` buffers like weft_stream_write(), carrying `nfds` fds
- * (1..WEFT_PIPE_FDS_MAX) with their first byte (see above; the fds are
- * dup'd now, yours stay yours). Keep the buffers and `req` alive until
+ * (1..WEFT_PIPE_FDS_MAX) with their first byte (see above; sent or dup'd
+ * before it returns, yours stay yours). Keep the buffers and `req` alive until
  * `cb` (may be NULL) runs, later, exactly once: 0 once every byte (and so
  * every fd) is handed to the kernel, a negative errno, or -ECANCELED (the
  * handle closed; unsent fds are closed). Returns 0 if accepted; -EINVAL
@@ -130,8 +135,9 @@ WEFT_API int weft_pipe_pair(weft_loop *loop, weft_pipe *a, weft_pipe *b);
  * (fds ride on a byte), nfds 0 or above WEFT_PIPE_FDS_MAX, a handle that is
  * not a pipe, closing or listening; -ENOTCONN, -EPIPE as
  * weft_stream_write(); -ENOTSUP if the pipe is not a Unix-domain socket
- * (a pipe(2) end, a tty); -EBADF if an fd is not open; -EMFILE if it could
- * not be dup'd; -ENOMEM. Then nothing was written and no fd is held. */
+ * (a pipe(2) end, a tty); -EBADF if an fd is not open; -EMFILE if one had
+ * to be dup'd (see above) and could not be; -ENOMEM. Then nothing was written
+ * and no fd is held. */
 WEFT_API int weft_pipe_write_fds(weft_write_req *req, weft_pipe *p,
                                  const weft_buf *bufs, unsigned nbufs,
                                  const int *fds, unsigned nfds,

@@ -69,6 +69,7 @@ struct weft_work {
   int status;
   unsigned char lane;
   unsigned char queued; /* linked in the lane queue (pool lock) */
+  uint64_t submit_ns;   /* when it was queued (weft_pool_get_metrics) */
 };
 
 /** Submits `w` to `lane`: work_fn(w) runs on a worker, then done_cb(w,
@@ -244,6 +245,47 @@ typedef struct weft_pool_stats {
    * (set by pool_size, $WEFT_POOL_SIZE, weft_pool_resize()). */
   unsigned target;
 } weft_pool_stats;
+
+/** Buckets of the histograms in weft_pool_lane_metrics, as for the loop's
+ * lag (weft/loop.h): bucket 0 counts durations under 1 µs; bucket i
+ * (1 <= i < 31) those in [2^(i-1), 2^i) µs; bucket 31 those of 2^30 µs
+ * (about 18 minutes) or more. */
+#define WEFT_POOL_HIST_BUCKETS 32
+
+/** One lane's time histograms (weft_pool_metrics). */
+typedef struct weft_pool_lane_metrics {
+  /** Jobs whose work function has returned: each histogram's buckets add
+   * up to this. A job cancelled before it started is in neither. */
+  uint64_t jobs;
+  /** Queue wait: from the submit (weft_work_submit() and every form built
+   * on it: futures, fs calls, maps, jobs) to a worker starting the job,
+   * monotonic clock, in log2 µs buckets. */
+  uint64_t queue_wait[WEFT_POOL_HIST_BUCKETS];
+  /** Run time: how long the work function ran, in log2 µs buckets. */
+  uint64_t run_time[WEFT_POOL_HIST_BUCKETS];
+} weft_pool_lane_metrics;
+
+/** What the pool's lanes have done since the pool was created (the pool is
+ * process-wide, so these count every loop's jobs). Counters only grow;
+ * filled by weft_pool_get_metrics(). */
+typedef struct weft_pool_metrics {
+  /** Bytes filled: the smaller of the size given and the library's
+   * sizeof (a later version only appends fields). */
+  size_t size;
+  /** Indexed by weft_pool_lane. */
+  weft_pool_lane_metrics lanes[WEFT_LANE_COUNT];
+} weft_pool_metrics;
+
+/** Fills *m with both lanes' histograms; `size` is sizeof *m as the caller
+ * was compiled (the rest of a larger struct is zeroed). A worker counts
+ * a job before handing its completion to the loop, so a job whose done
+ * callback has run is counted. Each bucket is read on its own (workers
+ * keep counting meanwhile): read while jobs run, the histograms and
+ * `jobs` may differ by the jobs finishing at that moment. Returns 0,
+ * -EINVAL (NULL loop or m, a size smaller than this version's struct),
+ * -ENOMEM (first use: the pool could not be created). Loop thread only. */
+WEFT_API int weft_pool_get_metrics(weft_loop *loop, weft_pool_metrics *m,
+                                   size_t size);
 
 /** Fills *out with `lane`'s counters (process-wide). Returns 0, -EINVAL
  * (NULL, bad lane), -ENOMEM (first use: the pool could not be created). */

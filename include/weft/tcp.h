@@ -86,6 +86,27 @@ WEFT_API int weft_tcp_nodelay(weft_tcp *t, bool enable);
  * (NULL, no socket yet, enable with delay 0), or a kernel error. */
 WEFT_API int weft_tcp_keepalive(weft_tcp *t, bool enable, unsigned delay_s);
 
+/** Most seconds weft_tcp_keepalive_ex() takes for `idle_s` and
+ * `interval_s` (the kernel's limit, MAX_TCP_KEEPIDLE/MAX_TCP_KEEPINTVL). */
+#define WEFT_TCP_KEEPALIVE_TIME_MAX 32767u
+/** Most probes weft_tcp_keepalive_ex() takes for `count` (MAX_TCP_KEEPCNT). */
+#define WEFT_TCP_KEEPALIVE_COUNT_MAX 127u
+
+/** Keepalive with every knob, like libuv's uv_tcp_keepalive_ex(): enabling
+ * sets SO_KEEPALIVE, the idle time before the first probe (`idle_s`,
+ * TCP_KEEPIDLE), the time between probes (`interval_s`, TCP_KEEPINTVL) and
+ * the probes that go unanswered before the connection is dropped (`count`,
+ * TCP_KEEPCNT); the peer is then declared dead after about idle + interval
+ * * count seconds and reads fail with -ETIMEDOUT. Disabling clears
+ * SO_KEEPALIVE and ignores the other three (the values set before stay in
+ * the socket and apply if keepalive is enabled again). Every value is
+ * checked before any is set, so an error changes nothing. Returns 0;
+ * -EINVAL for NULL, a handle with no socket yet or closing, or, when
+ * enabling, `idle_s` or `interval_s` outside 1..WEFT_TCP_KEEPALIVE_TIME_MAX
+ * or `count` outside 1..WEFT_TCP_KEEPALIVE_COUNT_MAX; a kernel error. */
+WEFT_API int weft_tcp_keepalive_ex(weft_tcp *t, bool enable, unsigned idle_s,
+                                   unsigned interval_s, unsigned count);
+
 /** The local address into `*addr`; `*len` in: its size, out: the length
  * used. Returns 0, -EINVAL (NULL, no socket), or a kernel error. */
 WEFT_API int weft_tcp_getsockname(const weft_tcp *t, struct sockaddr *addr,

@@ -28,10 +28,9 @@ struct weft_timer {
   weft_handle base;
   /* private */
   weft_timer_cb cb;
-  uint64_t deadline;
   uint64_t repeat;
   struct weft__list node; /* in its deadline's bucket, start order */
-  void *bucket;           /* NULL while stopped */
+  void *bucket; /* NULL while stopped; holds the deadline while active */
 };
 
 /** Initialises `t` on `loop` (inactive). Returns 0 or -EINVAL. The handle

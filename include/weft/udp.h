@@ -7,7 +7,24 @@
  * batch to 1 (weft_udp_set_batch). Data is valid during the callback only.
  *
  * Sends are tried at once and queued only when the socket buffer is full;
- * their completion still comes later, from the loop. Loop thread only. */
+ * their completion still comes later, from the loop. Batches of datagrams
+ * go out with sendmmsg(2), one system call for up to WEFT_UDP_BATCH_MAX
+ * of them (weft_udp_send_batch, weft_udp_try_send_batch);
+ * weft_udp_try_send() sends now or says -EAGAIN, never queueing.
+ *
+ * Unix datagram sockets: weft_udp_bind_unix() and weft_udp_connect_unix()
+ * make the handle an AF_UNIX SOCK_DGRAM socket, named by a path or by an
+ * abstract name (a leading NUL). Everything else works as for IP: sends
+ * take a whole struct sockaddr_un as the address (an AF_UNIX address on an
+ * IP handle, or an IP one on a Unix handle, is -EINVAL), and the receive
+ * callback and
+ * weft_udp_recv_future() give the sender's struct sockaddr_un, its name
+ * zero-padded to the end of the struct (so a path is a NUL-terminated
+ * string). An abstract name is the bytes after the leading NUL up to the
+ * next NUL, on sends and receives alike: it cannot hold a NUL byte. A
+ * datagram from a socket that has no name (never bound) comes with a NULL
+ * address (the receive future's `from` has ss_family AF_UNSPEC).
+ * Loop thread only. */
 #ifndef WEFT_UDP_H
 #define WEFT_UDP_H
 
@@ -37,7 +54,8 @@ enum {
 };
 
 /** A datagram arrived: `nread` >= 0 bytes at buf->base (0 is an empty
- * datagram) from `addr`, with `flags` (WEFT_UDP_TRUNCATED). `nread` < 0 is
+ * datagram) from `addr` (NULL from an unnamed Unix socket), with `flags`
+ * (WEFT_UDP_TRUNCATED). `nread` < 0 is
  * a receive error (e.g. -ECONNREFUSED after sending to a closed port on a
  * connected socket), with `buf` and `addr` NULL; receiving goes on. */
 typedef void (*weft_udp_recv_cb)(weft_udp *u, ssize_t nread,
@@ -60,6 +78,40 @@ struct weft_udp_send_req {
   struct sockaddr_storage addr;
   socklen_t addrlen;
   weft_buf inline_bufs[WEFT__WRITE_INLINE_BUFS];
+};
+
+/** Most datagrams one batch call takes (the kernel's UIO_MAXIOV). */
+#define WEFT_UDP_BATCH_MAX 1024u
+
+/** One datagram of a batch: `nbufs` (1..IOV_MAX) buffers sent as one
+ * datagram to `addr` (NULL on a connected handle, else an AF_INET,
+ * AF_INET6 or, on a Unix handle, AF_UNIX address). */
+typedef struct weft_udp_dgram {
+  const weft_buf *bufs;
+  unsigned nbufs;
+  const struct sockaddr *addr;
+} weft_udp_dgram;
+
+typedef struct weft_udp_batch_req weft_udp_batch_req;
+
+/** A batch finished: `sent` datagrams (the first ones, in order) went to
+ * the kernel. `status` is 0 when all did, else the error of datagram
+ * number `sent` (a negative errno; the rest were not tried) or -ECANCELED
+ * (the handle closed first: `sent` tells what went before). */
+typedef void (*weft_udp_batch_cb)(weft_udp_batch_req *req, int status,
+                                  unsigned sent);
+
+/** A batch request; embed it anywhere; keep it, the weft_udp_dgram array,
+ * its buffer arrays, buffers and addresses alive until its callback.
+ * `data` is yours; the rest is private. */
+struct weft_udp_batch_req {
+  void *data;
+  /* private */
+  weft__req_hdr req;
+  weft_udp *udp;
+  weft_udp_batch_cb cb;
+  const weft_udp_dgram *dgrams;
+  unsigned n, sent;
 };
 
 /** A UDP handle; embed it anywhere. Fields after `base` are private. */
@@ -121,6 +173,65 @@ WEFT_API int weft_udp_send(weft_udp_send_req *req, weft_udp *u,
 WEFT_API int weft_udp_send_future(weft_udp *u, const weft_buf *bufs,
                                   unsigned nbufs, const struct sockaddr *addr,
                                   weft_future **out);
+
+/** Sends `n` datagrams (1..WEFT_UDP_BATCH_MAX) in order, as many per
+ * sendmmsg(2) call as the socket buffer takes; what does not fit waits in
+ * the send queue (behind earlier sends) until the socket is writable.
+ * Binds to an ephemeral port first if needed. `cb` (may be NULL) runs
+ * later, once, with how many were sent (see weft_udp_batch_cb). Returns 0
+ * if accepted; -EINVAL (NULL req, u or dgrams, n 0 or above the maximum,
+ * any datagram invalid as for weft_udp_send(): then none is sent,
+ * closing); -ENOMEM; a kernel error making the socket. */
+WEFT_API int weft_udp_send_batch(weft_udp_batch_req *req, weft_udp *u,
+                                 const weft_udp_dgram *dgrams, unsigned n,
+                                 weft_udp_batch_cb cb);
+
+/** Batch, future form: like weft_udp_send_batch() without a request; the
+ * array and what it points to stay the caller's and must live until the
+ * future settles. *out (one reference for the caller) fulfils with `n`
+ * (an int64) once all are sent, or rejects with the error of the first
+ * that failed (the count is then in the callback form only) or
+ * -ECANCELED; cancelling takes a batch still queued out of the queue (the
+ * datagrams already sent stay sent). Errors as weft_udp_send_batch(),
+ * plus -EINVAL for NULL out. */
+WEFT_API int weft_udp_send_batch_future(weft_udp *u,
+                                        const weft_udp_dgram *dgrams,
+                                        unsigned n, weft_future **out);
+
+/** Sends one datagram now or not at all, like libuv's uv_udp_try_send():
+ * no request, no callback, no queueing. Returns the bytes sent; -EAGAIN
+ * if the socket buffer is full or sends are queued (they go first: order
+ * is kept); -EINVAL as weft_udp_send(); kernel errors (-EMSGSIZE,
+ * -ECONNREFUSED, ...). Binds to an ephemeral port first if needed. */
+WEFT_API int weft_udp_try_send(weft_udp *u, const weft_buf *bufs,
+                               unsigned nbufs, const struct sockaddr *addr);
+
+/** Sends what fits now of `n` datagrams (1..WEFT_UDP_BATCH_MAX) with
+ * sendmmsg(2), never queueing. Returns how many were sent, the first ones
+ * in order (fewer than `n` when the socket buffer filled or datagram
+ * number <return> failed: calling again with the rest gives its error);
+ * -EAGAIN if none could be sent now (or sends are queued); the first
+ * datagram's error if it failed; -EINVAL as weft_udp_send_batch() (then
+ * none is sent). */
+WEFT_API int weft_udp_try_send_batch(weft_udp *u, const weft_udp_dgram *dgrams,
+                                     unsigned n);
+
+/** Binds the handle as a Unix datagram socket (AF_UNIX, SOCK_DGRAM) to
+ * `name`, `len` bytes as weft_pipe_bind() takes them (0: strlen(name); a
+ * leading NUL makes it an abstract name, which then needs `len`). The
+ * file a path name creates is not removed at close. Returns 0; -EINVAL
+ * (NULL u or name, empty name, a socket already there, closing);
+ * -ENAMETOOLONG; -EADDRINUSE and other kernel errors (the handle is then
+ * as before). */
+WEFT_API int weft_udp_bind_unix(weft_udp *u, const char *name, size_t len);
+
+/** Sets the default peer of a Unix datagram handle to the socket bound at
+ * `name` (`len` as weft_udp_bind_unix()); makes an unbound AF_UNIX socket
+ * first if the handle has none (then no peer can reply to it). Returns 0;
+ * -EINVAL (NULL, empty name, a socket that is not AF_UNIX, closing);
+ * -ENAMETOOLONG; -ENOENT, -ECONNREFUSED, -EPERM (the peer connected
+ * elsewhere) and other kernel errors. */
+WEFT_API int weft_udp_connect_unix(weft_udp *u, const char *name, size_t len);
 
 /** Starts receiving into the loop's buffer; `cb` runs per datagram.
  * Returns 0; -EINVAL (NULL, closing, not bound); -EBUSY while a

@@ -1,6 +1,7 @@
 /* The thread pool's submit path in bulk: jobs pushed while every worker is
  * busy wait in the lane's inbox (no lock), and cancel, stats and metrics
- * see them exactly; several loops on their own threads submit to one lane
+ * see them exactly, also a job a worker took in its batch but has not
+ * started; several loops on their own threads submit to one lane
  * at once, each job running or being cancelled exactly once. */
 #include <pthread.h>
 #include <sched.h>
@@ -79,6 +80,67 @@ Test(pool_bulk, jobs_waiting_behind_busy_workers_are_counted_and_cancelled,
   cr_assert_eq(waits, cpu->jobs);
   cr_assert_eq(runs, cpu->jobs);
   free(j);
+  th_loop_finish(loop);
+}
+
+/* A second gate: the job a worker runs first out of a batch it took. */
+static atomic_int hold_started, hold_open;
+static void hold_work(weft_work *w) {
+  (void)w;
+  atomic_store(&hold_started, 1);
+  while (!atomic_load(&hold_open))
+    sched_yield();
+}
+
+/* One cpu worker, held by a gate while a second gate and three jobs queue
+ * up (4 queued): released, it takes half the queue as its batch, the
+ * second gate and the first job. That job is counted as running (2 running
+ * on 1 thread) and, not started, is cancelled with 0 and never runs. */
+Test(pool_bulk, a_job_taken_in_a_batch_but_not_started_is_cancelled,
+     .timeout = 30) {
+  weft_loop *loop = th_loop();
+  cr_assert_eq(weft_pool_resize(loop, 1, 0), 0);
+  atomic_store(&gate_started, 0);
+  atomic_store(&gate_open, 0);
+  atomic_store(&hold_started, 0);
+  atomic_store(&hold_open, 0);
+  job gate = {0}, hold = {0}, j[3] = {0};
+  cr_assert_eq(
+      weft_work_submit(loop, &gate.w, WEFT_LANE_CPU, gate_work, job_done), 0);
+  while (atomic_load(&gate_started) < 1)
+    sched_yield();
+  cr_assert_eq(
+      weft_work_submit(loop, &hold.w, WEFT_LANE_CPU, hold_work, job_done), 0);
+  for (int i = 0; i < 3; i++)
+    cr_assert_eq(
+        weft_work_submit(loop, &j[i].w, WEFT_LANE_CPU, job_work, job_done), 0);
+  weft_pool_stats s;
+  cr_assert_eq(weft_pool_get_stats(loop, WEFT_LANE_CPU, &s), 0);
+  cr_assert_eq(s.queued, 4);
+  cr_assert_eq(s.running, 1);
+  atomic_store(&gate_open, 1);
+  while (!atomic_load(&hold_started))
+    sched_yield();
+  cr_assert_eq(weft_pool_get_stats(loop, WEFT_LANE_CPU, &s), 0);
+  cr_assert_eq(s.threads, 1);
+  cr_assert_eq(s.queued, 2, "the batch was the hold and one job");
+  cr_assert_eq(s.running, 2);
+  cr_assert_eq(weft_work_cancel(&j[0].w), 0); /* in the batch, not started */
+  cr_assert_eq(weft_work_cancel(&j[1].w), 0); /* still queued */
+  cr_assert_eq(weft_work_cancel(&j[0].w), -EALREADY);
+  cr_assert_eq(weft_pool_get_stats(loop, WEFT_LANE_CPU, &s), 0);
+  cr_assert_eq(s.queued, 1);
+  atomic_store(&hold_open, 1);
+  weft_loop_run(loop, WEFT_RUN_DEFAULT);
+  cr_assert_eq(gate.done, 1);
+  cr_assert_eq(gate.status, 0);
+  cr_assert_eq(hold.done, 1);
+  cr_assert_eq(hold.status, 0);
+  for (int i = 0; i < 3; i++) {
+    cr_assert_eq(j[i].done, 1, "job %d", i);
+    cr_assert_eq(j[i].status, i < 2 ? -ECANCELED : 0, "job %d", i);
+    cr_assert_eq(atomic_load(&j[i].ran), i < 2 ? 0 : 1, "job %d", i);
+  }
   th_loop_finish(loop);
 }
 

@@ -234,9 +234,14 @@ WEFT_API int weft_pool_resize(weft_loop *loop, unsigned cpu, unsigned io);
 
 /** A lane's counters. */
 typedef struct weft_pool_stats {
-  uint64_t queued;  /**< waiting for a worker, now */
-  uint64_t running; /**< on a worker, now */
-  uint64_t done;    /**< finished or cancelled since the pool started */
+  uint64_t queued; /**< waiting for a worker, now */
+  /** Taken by a worker, now: the job it runs and the rest of the batch it
+   * took with it (a worker takes about queued / (2 x threads) jobs at
+   * once, at least one), so this can exceed `threads`. A job of the batch
+   * that has not started yet can still be cancelled (weft_work_cancel()
+   * returns 0). */
+  uint64_t running;
+  uint64_t done; /**< finished or cancelled since the pool started */
   /** Worker threads alive now: 0 until the lane's first job; after a
    * shrink, above `target` until the extra threads finish their current
    * job and exit. */

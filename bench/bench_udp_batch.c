@@ -12,6 +12,11 @@
  *   libuv-try_send   uv_udp_try_send(), one per datagram
  *   libuv-try_send2  uv_udp_try_send2() (libuv >= 1.50: sendmmsg), BATCH
  *                    per call; a "skipped" row with an older libuv.
+ *   raw-sendmmsg     sendmmsg(2) by hand, BATCH per call, no library: the
+ *                    ceiling any batched sender reaches on this kernel
+ *   raw-sendto       sendto(2) by hand, one per datagram: the per-datagram
+ *                    floor; raw-sendmmsg / raw-sendto is the most batching
+ *                    can gain here
  * The receiver is a bound socket nobody reads, with a small receive
  * buffer: the kernel drops what does not fit (after the whole send path
  * ran), so the figure is the sender's cost alone and does not depend on a
@@ -242,6 +247,59 @@ static void u_try_batch(double *v, void *arg) {
 #endif
 }
 
+/* ---- raw system calls ------------------------------------------------------
+ */
+
+static int raw_socket(void) {
+  int fd = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+  if (fd < 0) bench_fail("socket");
+  struct sockaddr_in any;
+  weft_ip4_addr("127.0.0.1", 0, &any);
+  if (bind(fd, (struct sockaddr *)&any, sizeof any) != 0) bench_fail("bind");
+  return fd;
+}
+
+static void raw_mmsg(double *v, void *arg) {
+  (void)arg;
+  int fd = raw_socket();
+  static struct iovec iov;
+  static struct mmsghdr msgs[BATCH];
+  iov = (struct iovec){payload, SIZE};
+  for (unsigned i = 0; i < BATCH; i++)
+    msgs[i].msg_hdr = (struct msghdr){.msg_name = &sink,
+                                      .msg_namelen = sizeof sink,
+                                      .msg_iov = &iov,
+                                      .msg_iovlen = 1};
+  size_t sent = 0;
+  double t0 = bench_wall();
+  while (sent < n) {
+    unsigned k = n - sent < BATCH ? (unsigned)(n - sent) : BATCH;
+    int r = sendmmsg(fd, msgs, k, 0);
+    if (r < 0 && errno == EAGAIN) continue;
+    BENCH_CHECK(r > 0, "sendmmsg: %s", strerror(errno));
+    sent += (size_t)r;
+  }
+  v[0] = (double)n / (bench_wall() - t0);
+  BENCH_CHECK(sent == n, "%zu of %zu sent", sent, n);
+  close(fd);
+}
+
+static void raw_sendto(double *v, void *arg) {
+  (void)arg;
+  int fd = raw_socket();
+  size_t sent = 0;
+  double t0 = bench_wall();
+  while (sent < n) {
+    ssize_t r =
+        sendto(fd, payload, SIZE, 0, (struct sockaddr *)&sink, sizeof sink);
+    if (r < 0 && errno == EAGAIN) continue;
+    BENCH_CHECK(r == SIZE, "sendto: %s", strerror(errno));
+    sent++;
+  }
+  v[0] = (double)n / (bench_wall() - t0);
+  close(fd);
+}
+
 int main(int argc, char **argv) {
   n = bench_n(200000, 10000);
   memset(payload, 'u', sizeof payload);
@@ -252,7 +310,9 @@ int main(int argc, char **argv) {
                           {"weft-try_send", w_try_one, NULL},
                           {"weft-send", w_send_one, NULL},
                           {"libuv-try_send", u_try_one, NULL},
-                          {"libuv-try_send2", u_try_batch, NULL}};
+                          {"libuv-try_send2", u_try_batch, NULL},
+                          {"raw-sendmmsg", raw_mmsg, NULL},
+                          {"raw-sendto", raw_sendto, NULL}};
   const bench_group g[] = {{"udp_batch", m, BENCH_LEN(m), i, BENCH_LEN(i)}};
   int rc = bench_main(argc, argv, g, BENCH_LEN(g));
   close(sink_fd);

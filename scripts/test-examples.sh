@@ -98,19 +98,22 @@ echo_check() {
 }
 if [ -x "$ex/echo" ]; then echo_check 1; echo_check 2; fi
 
-# watch -r -n 1 DIR prints the first thing made in a new subdirectory (the
-# files are made until it has started and exits, at most 5 s)
+# watch -r -n 2 DIR reports a file made in a new subdirectory: dN/ and
+# dN/f are made, one pair every 0.1 s, until it exits (at most 5 s). Its
+# two events are 'create dN/' and 'create dN/f' when it started between two
+# pairs, or 'create dN/f' first when it started between a mkdir and the
+# file; either way one line is a file in a subdirectory.
 if [ -x "$ex/watch" ]; then
   mkdir -p "$tmp/w"
-  timeout 10 "$ex/watch" -r -n 1 "$tmp/w" >"$tmp/wout" 2>&1 &
+  timeout 10 "$ex/watch" -r -n 2 "$tmp/w" >"$tmp/wout" 2>&1 &
   wpid=$!; pids+=("$wpid")
   for i in $(seq 50); do
     kill -0 "$wpid" 2>/dev/null || break
     mkdir -p "$tmp/w/d$i"; : >"$tmp/w/d$i/f"; sleep 0.1
   done
   wait "$wpid"; rc=$?
-  if [ $rc -eq 0 ] && grep -q '^create d[0-9]*/$' "$tmp/wout"; then ok; else
-    bad "watch -r -n 1: exit $rc, printed '$(head -3 "$tmp/wout")'"
+  if [ $rc -eq 0 ] && grep -q '^create d[0-9]*/f$' "$tmp/wout"; then ok; else
+    bad "watch -r -n 2: exit $rc, printed '$(head -3 "$tmp/wout")'"
   fi
 fi
 

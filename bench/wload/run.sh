@@ -6,6 +6,14 @@
 #                            file, -t1 -c50, requests/s (higher is better)
 #   wload_http_1k_cpu        the same runs: client CPU (user+sys, from the
 #                            shell's `time`) per request, us (lower)
+#   wload_http_1k_srv        the same runs: nginx's worker CPU per request
+#                            (/proc/PID/stat), us: equal means the same work
+#   wload_http_1k_srv_busy   the same runs: the share of the run's wall time
+#                            nginx's worker spent on its CPU, %; near 100
+#                            for both tools means nginx, not the client,
+#                            set the requests/s, and no client can drive
+#                            more (the two tools alternate, order swapped
+#                            every repetition)
 #   wload_redis_{set,get}[_p16]_rps
 #                            weft vs redis-benchmark against redis-server
 #                            (persistence off): 50 clients, random keys in
@@ -83,8 +91,9 @@ wait_port() { # up to 5 s for a listener
 }
 # json FIELD: the number after "FIELD": in $tmp/out (first match)
 json() { sed -n "s/.*\"$1\":\([-0-9.e+]*\).*/\1/p" "$tmp/out" | head -1; }
-# cpu: user+sys seconds of the last timed command ($tmp/time)
+# cpu: user+sys seconds of the last timed command ($tmp/time); wall: its real
 cpu() { awk '{print $1 + $2}' "$tmp/time"; }
+wall() { awk '{print $3}' "$tmp/time"; }
 # pcpu PID: user+sys clock ticks of a process so far
 pcpu() { awk '{print $14 + $15}' "/proc/$1/stat"; }
 tck=$(getconf CLK_TCK)
@@ -96,7 +105,7 @@ emit() { # bench impl unit better values...
     END { m = NR % 2 ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2
           printf "{\"bench\":\"%s\",\"impl\":\"%s\",\"value\":%.6g,\"unit\":\"%s\",\"better\":\"%s\",\"runs\":%d}\n", b, im, m, u, bt, NR }'
 }
-TIMEFORMAT='%U %S'
+TIMEFORMAT='%U %S %R'
 
 # ---- servers ------------------------------------------------------------------
 mkdir -p "$tmp/www"
@@ -121,8 +130,10 @@ EOF
 have_nginx= have_wrk= have_redis=
 if command -v nginx >/dev/null; then
   "${srv[@]}" nginx -p "$tmp" -e "$tmp/error.log" -c "$tmp/nginx.conf" >/dev/null 2>&1 &
-  pids+=($!)
+  pids+=($!) npid=$!
   wait_port "$nport"
+  nwpid=$(pgrep -P "$npid" | head -1)
+  [ -n "$nwpid" ] || fail "no nginx worker process"
   have_nginx=1
 fi
 command -v wrk >/dev/null && have_wrk=1
@@ -159,18 +170,27 @@ add() { v[$1]="${v[$1]:-} $2"; }
 for r in $(seq "$runs"); do
   echo "bench: wload: run $r/$runs (load $(cut -d' ' -f1-3 /proc/loadavg))" >&2
   if [ -n "$have_nginx" ]; then
-    if [ -n "$have_wrk" ]; then
-      { time "${cli[@]}" wrk -t1 -c50 -d"${secs}s" "$url" >"$tmp/out"; } 2>"$tmp/time"
-      grep -q -e 'Non-2xx' -e 'Socket errors' "$tmp/out" && fail "wrk: errors: $(cat "$tmp/out")"
-      n=$(awk '/requests in/ {print $1}' "$tmp/out")
-      [ -n "$n" ] && [ "$n" -gt 0 ] || fail "wrk: no requests"
-      add http_rps_wrk "$(awk '/Requests\/sec/ {print $2}' "$tmp/out")"
-      add http_cpu_wrk "$(awk -v c="$(cpu)" -v n="$n" 'BEGIN {print c * 1e6 / n}')"
-    fi
-    { time "${cli[@]}" "$wload" -t1 -c50 -d"${secs}s" -q --json "$url" >"$tmp/out"; } 2>"$tmp/time"
-    [ "$(json errors_total)" = 0 ] || fail "wload: errors: $(cat "$tmp/out")"
-    add http_rps_weft "$(json requests_per_s)"
-    add http_cpu_weft "$(awk -v c="$(cpu)" -v n="$(json requests)" 'BEGIN {print c * 1e6 / n}')"
+    order="wrk weft"; [ $((r % 2)) = 0 ] && order="weft wrk"
+    [ -n "$have_wrk" ] || order=weft
+    for who in $order; do
+      s0=$(pcpu "$nwpid")
+      if [ $who = wrk ]; then
+        { time "${cli[@]}" wrk -t1 -c50 -d"${secs}s" "$url" >"$tmp/out"; } 2>"$tmp/time"
+        grep -q -e 'Non-2xx' -e 'Socket errors' "$tmp/out" && fail "wrk: errors: $(cat "$tmp/out")"
+        n=$(awk '/requests in/ {print $1}' "$tmp/out")
+        [ -n "$n" ] && [ "$n" -gt 0 ] || fail "wrk: no requests"
+        rps=$(awk '/Requests\/sec/ {print $2}' "$tmp/out")
+      else
+        { time "${cli[@]}" "$wload" -t1 -c50 -d"${secs}s" -q --json "$url" >"$tmp/out"; } 2>"$tmp/time"
+        [ "$(json errors_total)" = 0 ] || fail "wload: errors: $(cat "$tmp/out")"
+        n=$(json requests) rps=$(json requests_per_s)
+      fi
+      s1=$(pcpu "$nwpid")
+      add "http_rps_$who" "$rps"
+      add "http_cpu_$who" "$(awk -v c="$(cpu)" -v n="$n" 'BEGIN {print c * 1e6 / n}')"
+      add "http_srv_$who" "$(awk -v a="$s0" -v b="$s1" -v t="$tck" -v n="$n" 'BEGIN {print (b - a) / t * 1e6 / n}')"
+      add "http_busy_$who" "$(awk -v a="$s0" -v b="$s1" -v t="$tck" -v w="$(wall)" 'BEGIN {print (b - a) / t / w * 100}')"
+    done
   fi
   if [ -n "$have_redis" ]; then
     for p in 1 16; do
@@ -233,9 +253,13 @@ skip() { printf '{"bench":"%s","impl":"%s","skipped":"%s"}\n' "$1" "$2" "$3"; }
 if [ -n "$have_nginx" ]; then
   emit wload_http_1k_rps weft req/s higher ${v[http_rps_weft]}
   emit wload_http_1k_cpu weft us lower ${v[http_cpu_weft]}
+  emit wload_http_1k_srv weft us lower ${v[http_srv_weft]}
+  emit wload_http_1k_srv_busy weft % higher ${v[http_busy_weft]}
   if [ -n "$have_wrk" ]; then
     emit wload_http_1k_rps wrk req/s higher ${v[http_rps_wrk]}
     emit wload_http_1k_cpu wrk us lower ${v[http_cpu_wrk]}
+    emit wload_http_1k_srv wrk us lower ${v[http_srv_wrk]}
+    emit wload_http_1k_srv_busy wrk % higher ${v[http_busy_wrk]}
   else
     skip wload_http_1k_rps wrk "wrk not installed"
   fi

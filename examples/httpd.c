@@ -250,9 +250,9 @@ static void send_simple(conn *c, int status, const char *extra) {
  * sends the whole reply as one packet, not two: 1.22x the requests/s for
  * a 1 KiB file. A large body's head goes alone, as nginx sends it: with
  * MSG_MORE, about 1% of 1 MiB replies stalled 10 ms and then 20 ms at the
- * first segment boundaries under this machine's BBR pacing (none without
- * it; docs/httpd.md). What the socket does not take goes through the
- * stream, which also reports any error. */
+ * first segment boundaries under this machine's BBR pacing (1 in 1,600
+ * without it, as with nginx; docs/httpd.md). What the socket does not take
+ * goes through the stream, which also reports any error. */
 static void write_head_and_body(conn *c, size_t len) {
   ssize_t n = -1;
   if (c->off < c->end && weft_stream_write_queue_size(&c->lc.tcp.stream) == 0)

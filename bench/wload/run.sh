@@ -94,6 +94,18 @@ json() { sed -n "s/.*\"$1\":\([-0-9.e+]*\).*/\1/p" "$tmp/out" | head -1; }
 # cpu: user+sys seconds of the last timed command ($tmp/time); wall: its real
 cpu() { awk '{print $1 + $2}' "$tmp/time"; }
 wall() { awk '{print $3}' "$tmp/time"; }
+# worker_of PID: the first child of PID (up to 5 s: nginx forks its worker
+# after it listens); from /proc alone, as a fresh root may lack procps
+worker_of() {
+  local i c
+  for i in $(seq 500); do
+    read -r c _ <"/proc/$1/task/$1/children" 2>/dev/null ||
+      c=$(awk -v p="$1" '$4 == p {print $1; exit}' /proc/[0-9]*/stat 2>/dev/null)
+    [ -n "$c" ] && echo "$c" && return 0
+    sleep 0.01
+  done
+  return 1
+}
 # pcpu PID: user+sys clock ticks of a process so far
 pcpu() { awk '{print $14 + $15}' "/proc/$1/stat"; }
 tck=$(getconf CLK_TCK)
@@ -132,8 +144,7 @@ if command -v nginx >/dev/null; then
   "${srv[@]}" nginx -p "$tmp" -e "$tmp/error.log" -c "$tmp/nginx.conf" >/dev/null 2>&1 &
   pids+=($!) npid=$!
   wait_port "$nport"
-  nwpid=$(pgrep -P "$npid" | head -1)
-  [ -n "$nwpid" ] || fail "no nginx worker process"
+  nwpid=$(worker_of "$npid") || fail "no nginx worker process"
   have_nginx=1
 fi
 command -v wrk >/dev/null && have_wrk=1

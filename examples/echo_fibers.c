@@ -35,9 +35,8 @@ static int server(weft_fiber *self, void *arg) {
   int err = weft_fiber_start_server("127.0.0.1", (unsigned)port, serve, NULL,
                                     &o, &srv);
   if (err != 0) return err;
-  printf("echo_fibers: listening on 127.0.0.1:%d\n",
-         weft_fiber_server_port(srv));
-  fflush(stdout);
+  dprintf(fileno(stdout), "echo_fibers: listening on 127.0.0.1:%d\n",
+          weft_fiber_server_port(srv)); /* unbuffered: print(flush=True) */
   return weft_fiber_serve_forever(srv);
 }
 

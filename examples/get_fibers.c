@@ -24,29 +24,26 @@ static unsigned long long total;
 typedef struct fetch {
   const char *url;
   char host[256], path[1024], name[300];
-  unsigned port;
-  int status;
+  int port, status;
   unsigned long long size;
 } fetch;
 static fetch *fs;
 
-/* Splits fs[i].url, "http://host[:port][/path]" (host[0] stays NUL if it
- * is not one), and names its file after the path's last segment. */
-static void parse(long i) {
+/* Splits URL i, "http://host[:port][/path]" (host[0] stays NUL if it is
+ * not one), and names its file after the path's last segment. */
+static void parse(long i, const char *url) {
   fetch *f = &fs[i];
   int n = 0;
-  f->port = 80;
-  sscanf(f->url, "http://%255[^:/?#]%n:%5u%n", f->host, &n, &f->port, &n);
-  if (sscanf(f->url + n, "%1023[^?#]", f->path) < 1) strcpy(f->path, "/");
+  *f = (fetch){.url = url, .path = "/", .port = 80};
+  sscanf(url, "http://%255[^:/?#]%n:%5d%n", f->host, &n, &f->port, &n);
+  sscanf(url + n, "%1023[^?#]", f->path);
   if (f->path[0] != '/') f->host[0] = '\0'; /* not an http:// URL */
   const char *slash = strrchr(f->path, '/');
-  snprintf(f->name, sizeof f->name, "%s",
-           slash && slash[1] ? slash + 1 : "index.html");
-  long j = 0;
-  while (j < i && strcmp(fs[j].name, f->name) != 0)
-    j++;
-  size_t len = strlen(f->name);
-  if (j < i) snprintf(f->name + len, sizeof f->name - len, ".%ld", i + 1);
+  const char *base = slash && slash[1] ? slash + 1 : "index.html";
+  snprintf(f->name, sizeof f->name, "%s", base);
+  for (long j = 0; j < i; j++)
+    if (strcmp(fs[j].name, base) == 0)
+      snprintf(f->name, sizeof f->name, "%s.%ld", base, i + 1);
 }
 
 static int download(weft_fiber *self, void *arg) {
@@ -56,8 +53,8 @@ static int download(weft_fiber *self, void *arg) {
   FILE *out = NULL;
   (void)self;
   if (f->host[0] == '\0') return -EINVAL; /* not an http:// URL */
-  ssize_t err = weft_fiber_open_connection(&t, f->host, f->port);
-  int n = snprintf(buf, sizeof buf, "GET %s HTTP/1.0\r\nHost: %s:%u\r\n\r\n",
+  ssize_t err = weft_fiber_open_connection(&t, f->host, (unsigned)f->port);
+  int n = snprintf(buf, sizeof buf, "GET %s HTTP/1.0\r\nHost: %s:%d\r\n\r\n",
                    f->path, f->host, f->port);
   if (err == 0) err = weft_fiber_write(&t.stream, buf, (size_t)n);
   if (err > 0)
@@ -73,8 +70,8 @@ static int download(weft_fiber *self, void *arg) {
 
 static int get_one(weft_fiber *self, void *i) {
   fetch *f = &fs[(uintptr_t)i];
-  weft_future *task;
   (void)self;
+  weft_future *task;
   int err = weft_fiber_create_task(download, f, &task);
   if (err == 0) err = weft_fiber_wait_for(task, (uint64_t)(timeout_s * 1000));
   weft_future_unref(task);
@@ -90,9 +87,11 @@ static int get_one(weft_fiber *self, void *i) {
   return 0;
 }
 
-static int get_all(weft_fiber *self, void *arg) {
+static int get_all(weft_fiber *self, void *argv) {
+  if ((fs = calloc((size_t)n_urls, sizeof *fs)) == NULL) return -ENOMEM;
+  for (long i = 0; i < n_urls; i++)
+    parse(i, ((char **)argv)[i + 1]);
   uint64_t t0 = weft_now(weft_fiber_loop(self));
-  (void)arg;
   int err = weft_fiber_map(get_one, NULL, (size_t)n_urls, (unsigned)jobs);
   double secs = (double)(weft_now(weft_fiber_loop(self)) - t0) / 1000;
   printf("%ld URLs, %ld ok, %ld failed, %llu bytes in %.2f s\n", n_urls,
@@ -105,13 +104,8 @@ int main(int argc, char **argv) {
                    {"-t", .real = &timeout_s, .min = 0, .max = 1000000},
                    {NULL}};
   n_urls = ex_parse(argc, argv, opts, 1, -1, usage);
-  int err = (fs = calloc((size_t)n_urls, sizeof *fs)) == NULL ? -ENOMEM : 0;
-  for (long i = 0; err == 0 && i < n_urls; i++) {
-    fs[i].url = argv[i + 1];
-    parse(i);
-  }
   setvbuf(stdout, NULL, _IOLBF, 0);
-  if (err == 0) err = weft_fiber_main(get_all, NULL, NULL, NULL);
+  int err = weft_fiber_main(get_all, argv, NULL, NULL);
   if (err != 0) fprintf(stderr, "get_fibers: %s\n", weft_strerror(err));
   free(fs);
   return err != 0 || failed != 0;

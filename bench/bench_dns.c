@@ -2,9 +2,10 @@
  * glibc's getaddrinfo on libuv's thread pool). 10 chains run concurrently;
  * each starts its next lookup from the previous one's callback.
  *
- * dns_localhost: both resolve "localhost", which both answer from
- * /etc/hosts (c-ares' "files" lookup, glibc's nss files): the same work,
- * directly comparable.
+ * dns_localhost: both resolve "localhost" from /etc/hosts: weft from its
+ * per-loop table of the file (no system call; see docs/dns.md, "The hosts
+ * file"), libuv through glibc's nss files, which re-reads the file per
+ * lookup. The same answer, but no longer the same work.
  *
  * dns_names: weft resolves names served by a dnsmasq the benchmark starts
  * on 127.0.0.1, over real UDP DNS. libuv cannot be pointed at that server

@@ -1,6 +1,11 @@
-/* weft — asynchronous DNS through c-ares: one channel per loop.
+/* weft — asynchronous DNS through c-ares: channels per loop.
  *
- * The channel is created on first use. c-ares tells us which sockets it
+ * The DNS channel (lookups "b") is created on first use; forward lookups
+ * first go through weft's own hosts-file table (io/dns_hosts.c), so that
+ * c-ares never re-reads the file for them. A second channel (lookups "fb",
+ * c-ares reading the file itself) opens on first need for what the table
+ * does not cover: reverse lookups, and forward ones when the file is over
+ * the table's caps or HOSTALIASES applies. c-ares tells us which sockets it
  * wants watched through its socket-state callback: each becomes an ev_io.
  * Its retransmission deadlines become one weft timer re-armed from
  * ares_timeout() after every call into c-ares (a weft timer, so that hosts
@@ -33,6 +38,7 @@ typedef struct weft__dns_sock {
   weft__list node;
   ev_io io;
   weft__dns_state *st;
+  weft__dns_chan *chan; /* the channel that opened the socket */
 } weft__dns_sock;
 
 static pthread_once_t ares_once = PTHREAD_ONCE_INIT;
@@ -71,10 +77,13 @@ int weft__dns_answer_status(const weft__dns_state *st, int ares_status) {
  * answer, and closed when the last one has been answered (idle_check).
  * Cancelled queries c-ares still holds need no deadline: destroying the
  * channel reaps them. */
-static void process(weft__dns_state *st, int rfd, int wfd);
+static void process(weft__dns_chan *c, int rfd, int wfd);
 
 static void on_timer(weft_timer *t) {
-  process(t->base.data, ARES_SOCKET_BAD, ARES_SOCKET_BAD);
+  weft__dns_state *st = t->base.data;
+  if (st->files.ch != NULL)
+    process(&st->files, ARES_SOCKET_BAD, ARES_SOCKET_BAD);
+  if (st->dns.ch != NULL) process(&st->dns, ARES_SOCKET_BAD, ARES_SOCKET_BAD);
 }
 
 static void on_timer_closed(weft_handle *h) {
@@ -97,9 +106,10 @@ static bool timer_ready(weft__dns_state *st) {
  * If the timer heap cannot grow (-ENOMEM) the query keeps no deadline of
  * its own until the next call into c-ares. */
 void weft__dns_rearm(weft__dns_state *st) {
-  if (weft__list_empty(&st->queries) || st->ch == NULL || !timer_ready(st))
+  if (weft__list_empty(&st->queries) || st->dns.ch == NULL || !timer_ready(st))
     return;
-  struct timeval tv, *next = ares_timeout(st->ch, NULL, &tv);
+  struct timeval tv, tv2, *next = ares_timeout(st->dns.ch, NULL, &tv);
+  if (st->files.ch != NULL) next = ares_timeout(st->files.ch, next, &tv2);
   if (next == NULL) {
     weft_timer_stop(&st->timer);
     return;
@@ -122,9 +132,10 @@ static void idle_check(weft__dns_state *st) {
 /* Answers are delivered from inside ares_process_fd, where c-ares forbids
  * destroying the channel: `processing` makes the settings calls (which
  * replace the channel) return -EBUSY from DNS callbacks. */
-static void process(weft__dns_state *st, int rfd, int wfd) {
+static void process(weft__dns_chan *c, int rfd, int wfd) {
+  weft__dns_state *st = c->st;
   st->processing++;
-  ares_process_fd(st->ch, rfd, wfd);
+  ares_process_fd(c->ch, rfd, wfd);
   st->processing--;
   weft__dns_rearm(st);
 }
@@ -134,7 +145,7 @@ static void on_io(struct ev_loop *ev, ev_io *w, int revents) {
   weft__dns_sock *s = w->data;
   int fd = w->fd;             /* s may be freed inside ares_process_fd */
   s->st->loop->m.io_events++; /* metrics (weft_loop_get_metrics) */
-  process(s->st, (revents & EV_READ) ? fd : ARES_SOCKET_BAD,
+  process(s->chan, (revents & EV_READ) ? fd : ARES_SOCKET_BAD,
           (revents & EV_WRITE) ? fd : ARES_SOCKET_BAD);
 }
 
@@ -172,7 +183,8 @@ static weft__dns_sock *sock_take(weft__dns_state *st) {
  * a query never depends on this. */
 static void on_sock_state(void *data, ares_socket_t fd, int readable,
                           int writable) {
-  weft__dns_state *st = data;
+  weft__dns_chan *c = data;
+  weft__dns_state *st = c->st;
   weft__dns_sock *s = sock_find(st, fd);
   if (!readable && !writable) {
     if (s != NULL) sock_release(st, s);
@@ -182,6 +194,7 @@ static void on_sock_state(void *data, ares_socket_t fd, int readable,
   if (s == NULL) {
     if ((s = sock_take(st)) == NULL) return;
     s->st = st;
+    s->chan = c;
     ev_io_init(&s->io, on_io, fd, events);
     s->io.data = s;
     weft__list_push_back(&st->socks, &s->node);
@@ -242,15 +255,19 @@ static ares_ssize_t sock_sendv(ares_socket_t fd, const struct iovec *iov, int n,
 static const struct ares_socket_functions sock_funcs = {
     sock_open, sock_close, sock_connect, sock_recvfrom, sock_sendv};
 
-static int channel_open(weft__dns_state *st) {
+/* Opens a channel for c (its sockets' data) into *out: DNS only ("b"), or
+ * c-ares' own hosts-file read, then DNS. */
+static int channel_open(weft__dns_state *st, weft__dns_chan *c, bool files,
+                        ares_channel *out) {
   static char files_then_dns[] = "fb", dns_only[] = "b";
   struct ares_options o;
   memset(&o, 0, sizeof o);
+  c->st = st;
   o.sock_state_cb = on_sock_state;
-  o.sock_state_cb_data = st;
+  o.sock_state_cb_data = c;
   o.timeout = st->timeout_ms;
   o.tries = st->tries;
-  o.lookups = st->no_hosts_file ? dns_only : files_then_dns;
+  o.lookups = files ? files_then_dns : dns_only;
   int mask = ARES_OPT_SOCK_STATE_CB | ARES_OPT_TIMEOUTMS | ARES_OPT_TRIES |
              ARES_OPT_LOOKUPS;
   ares_channel ch;
@@ -262,19 +279,37 @@ static int channel_open(weft__dns_state *st) {
     return s == ARES_ENOMEM ? -ENOMEM : -EINVAL;
   }
   ares_set_socket_functions(ch, &sock_funcs, st);
-  st->ch = ch;
+  *out = ch;
   return 0;
+}
+
+int weft__dns_files_channel(weft__dns_state *st, ares_channel *out) {
+  int err = 0;
+  if (st->files.ch == NULL)
+    err = channel_open(st, &st->files, true, &st->files.ch);
+  *out = st->files.ch;
+  return err;
 }
 
 /* Destroying the channel makes c-ares call back every query it still holds
  * (ARES_EDESTRUCTION, ignored: they were all cancelled) and close its
  * sockets through on_sock_state. */
+static void chan_close(weft__dns_state *st, weft__dns_chan *c) {
+  if (c->ch == NULL) return;
+  ares_destroy(c->ch);
+  c->ch = NULL;
+  weft__list *it = st->socks.next;
+  while (it != &st->socks) {
+    weft__dns_sock *s = WEFT__CONTAINER_OF(it, weft__dns_sock, node);
+    it = it->next;
+    if (s->chan == c) sock_release(st, s);
+  }
+}
+
 static void channel_close(weft__dns_state *st) {
-  if (st->ch == NULL) return;
-  ares_destroy(st->ch);
-  st->ch = NULL;
-  while (!weft__list_empty(&st->socks))
-    sock_release(st, WEFT__CONTAINER_OF(st->socks.next, weft__dns_sock, node));
+  chan_close(st, &st->files);
+  if (st->dns.ch == NULL) return;
+  chan_close(st, &st->dns);
   if (weft__handle_usable(&st->timer.base)) weft_timer_stop(&st->timer);
 }
 
@@ -286,6 +321,7 @@ static void dns_teardown(weft_loop *loop, void *state) {
   while ((n = weft__list_pop_front(&st->spare)) != NULL)
     weft__free(WEFT__CONTAINER_OF(n, weft__dns_sock, node));
   weft__free(st->servers);
+  weft__dns_hosts_free(&st->hosts);
   weft__free(st);
 }
 
@@ -307,7 +343,8 @@ int weft__dns_get_state(weft_loop *loop, weft__dns_state **out) {
     weft__module_set(loop, WEFT__MOD_DNS, st, dns_teardown);
   }
   *out = st;
-  return st->ch != NULL ? 0 : channel_open(st);
+  return st->dns.ch != NULL ? 0
+                            : channel_open(st, &st->dns, false, &st->dns.ch);
 }
 
 /* c-ares 1.18 reads options only at init (no ares_reinit) and refuses new
@@ -315,14 +352,11 @@ int weft__dns_get_state(weft_loop *loop, weft__dns_state **out) {
  * is opened first, so that a failure leaves the old one in place.
  * Destroying the old one reaps the cancelled queries it still held. */
 static int channel_reopen(weft__dns_state *st) {
-  ares_channel old = st->ch;
-  st->ch = NULL;
-  int err = channel_open(st);
-  ares_channel fresh = st->ch;
-  st->ch = old;
+  ares_channel fresh;
+  int err = channel_open(st, &st->dns, false, &fresh);
   if (err != 0) return err;
-  channel_close(st);
-  st->ch = fresh;
+  channel_close(st); /* the "fb" one reopens, with the new settings, on need */
+  st->dns.ch = fresh;
   return 0;
 }
 
@@ -373,10 +407,18 @@ int weft_dns_use_hosts_file(weft_loop *loop, bool use) {
   weft__dns_state *st;
   int err = settings_state(loop, &st);
   if (err != 0) return err;
-  bool old = st->no_hosts_file;
+  /* the DNS channel asks DNS only either way: only the "fb" one goes */
   st->no_hosts_file = !use;
-  if ((err = channel_reopen(st)) != 0) st->no_hosts_file = old;
-  return err;
+  chan_close(st, &st->files);
+  return 0;
+}
+
+int weft_dns_set_hosts_file(weft_loop *loop, const char *path) {
+  if (loop == NULL || path == NULL || path[0] != '/') return -EINVAL;
+  if (strnlen(path, PATH_MAX) >= PATH_MAX) return -ENAMETOOLONG;
+  weft__dns_state *st;
+  int err = weft__dns_get_state(loop, &st);
+  return err != 0 ? err : weft__dns_hosts_set_path(&st->hosts, path);
 }
 
 /* ---- queries

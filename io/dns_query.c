@@ -6,6 +6,7 @@
 #include <net/if.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include "io/dns_internal.h"
 
@@ -305,6 +306,144 @@ static weft_addrinfo *numeric_list(const gai_args *a) {
   return &e->ai;
 }
 
+/* ---- the hosts file
+ * ------------------------------------------------------------ */
+
+/* With the hosts file on, weft does c-ares' "files" step itself, from the
+ * loop's table (io/dns_hosts.c), and sends only the names it does not know
+ * to the DNS channel: c-ares 1.18 would re-read the file for every lookup.
+ * An answer from the table is what c-ares' file_lookup gives: the
+ * addresses of every line naming the host (canonical name or alias,
+ * case-insensitively) in file order and of the asked family, with c-ares'
+ * port; "localhost", when a file that exists lacks it, is ::1 and
+ * 127.0.0.1 (RFC 6761). A name the table holds no address of the asked
+ * family for goes to DNS, as in c-ares. What c-ares decides before its
+ * files step (service names, ".onion", numeric-looking hosts) is left to
+ * c-ares, on the DNS channel, which reads no file for it. */
+
+/* c-ares 1.18's port for `service` (a name looked up as tcp, else strtoul
+ * base 0, cut to 16 bits; 0 is refused): false when c-ares would fail the
+ * lookup with ARES_ESERVICE. */
+static bool ares_port(const char *service, int flags, uint16_t *port) {
+  unsigned short p = 0;
+  *port = 0;
+  if (service == NULL) return true;
+  /* digits only: no service is named so, skip reading /etc/services */
+  bool digits = service[0] != '\0';
+  for (const char *c = service; *c && digits; c++)
+    digits = *c >= '0' && *c <= '9';
+  if (!digits && !(flags & ARES_AI_NUMERICSERV)) {
+    struct servent se, *found = NULL;
+    char buf[4096];
+    if (getservbyname_r(service, "tcp", &se, buf, sizeof buf, &found) == 0 &&
+        found != NULL)
+      p = ntohs((uint16_t)found->s_port);
+  }
+  if (p == 0) p = (unsigned short)strtoul(service, NULL, 0);
+  *port = htons(p);
+  return p != 0;
+}
+
+static bool ends_with(const char *s, size_t n, const char *tail) {
+  size_t t = strlen(tail);
+  return n >= t && strcasecmp(s + n - t, tail) == 0;
+}
+
+/* What c-ares answers before its files step: ".onion" names (refused) and
+ * what its fake_addrinfo takes for an address. */
+static bool ares_decides_first(const char *name, int family) {
+  size_t n = strlen(name), dots = 0;
+  if (ends_with(name, n, ".onion") || ends_with(name, n, ".onion."))
+    return true;
+  bool digits = true;
+  for (const char *p = name; *p && digits; p++) {
+    dots += *p == '.';
+    digits = (*p >= '0' && *p <= '9') || *p == '.';
+  }
+  uint8_t a6[16];
+  if (digits && dots == 3) return true;
+  return family != AF_INET && ares_inet_pton(AF_INET6, name, a6) == 1;
+}
+
+typedef struct hosts_fill {
+  addr_entry *e;
+  size_t n;
+  uint16_t port;
+  const struct ares_addrinfo_hints *hints;
+} hosts_fill;
+
+static void hosts_add(void *arg, int family, const uint8_t *addr) {
+  hosts_fill *f = arg;
+  addr_entry *e = &f->e[f->n++];
+  memset(e, 0, sizeof *e);
+  if (family == AF_INET) {
+    e->u.in.sin_family = AF_INET;
+    e->u.in.sin_port = f->port;
+    memcpy(&e->u.in.sin_addr, addr, 4);
+    e->ai.addrlen = sizeof e->u.in;
+  } else {
+    e->u.in6.sin6_family = AF_INET6;
+    e->u.in6.sin6_port = f->port;
+    memcpy(&e->u.in6.sin6_addr, addr, 16);
+    e->ai.addrlen = sizeof e->u.in6;
+  }
+  e->ai.family = family;
+  e->ai.socktype = f->hints->ai_socktype;
+  e->ai.protocol = f->hints->ai_protocol;
+}
+
+/* RFC 6761's answer, as c-ares 1.18 gives it when the file lacks it. */
+static size_t localhost_fill(hosts_fill *f, int family) {
+  static const uint8_t v6[16] = {[15] = 1}, v4[4] = {127, 0, 0, 1};
+  if (f->e == NULL) return family == AF_UNSPEC ? 2 : 1;
+  if (family != AF_INET) hosts_add(f, AF_INET6, v6);
+  if (family != AF_INET6) hosts_add(f, AF_INET, v4);
+  return f->n;
+}
+
+/* The table's answer for a->host into q->res: 1 if answered, 0 if the
+ * table has no address for it, or -ENOMEM. */
+static int hosts_answer(weft__dns_query *q, const gai_args *a, uint16_t port) {
+  const weft__dns_hosts *h = &q->st->hosts;
+  int family = a->hints.ai_family;
+  hosts_fill f = {NULL, 0, port, &a->hints};
+  size_t n = weft__dns_hosts_find(h, a->host, family, NULL, NULL);
+  bool localhost = n == 0 && h->state == WEFT__HOSTS_LOADED &&
+                   strcmp(a->host, "localhost") == 0;
+  if (localhost) n = localhost_fill(&f, family);
+  if (n == 0) return 0;
+  if ((f.e = weft__calloc(n, sizeof *f.e)) == NULL) return -ENOMEM;
+  if (localhost)
+    localhost_fill(&f, family);
+  else
+    weft__dns_hosts_find(h, a->host, family, hosts_add, &f);
+  sort_by_precedence(f.e, n);
+  q->res = &f.e[0].ai;
+  return 1;
+}
+
+/* The files step of a forward lookup: 1 when q was answered from the
+ * table; 0 with *via the channel to ask; or -ENOMEM, or -EFBIG for a file
+ * set with weft_dns_set_hosts_file() that is over a cap. */
+static int hosts_step(weft__dns_query *q, const gai_args *a,
+                      ares_channel *via) {
+  weft__dns_state *st = q->st;
+  uint16_t port;
+  *via = st->dns.ch;
+  if (ares_decides_first(a->host, a->hints.ai_family) ||
+      !ares_port(a->service, a->hints.ai_flags, &port))
+    return 0;
+  bool custom = st->hosts.path != NULL;
+  /* HOSTALIASES renames a dotless name before c-ares' files step */
+  if (!custom && strchr(a->host, '.') == NULL && getenv("HOSTALIASES"))
+    return weft__dns_files_channel(st, via);
+  int err = weft__dns_hosts_refresh(&st->hosts, weft_now(st->loop));
+  if (err != 0) return err;
+  if (st->hosts.state == WEFT__HOSTS_TOO_BIG)
+    return custom ? -EFBIG : weft__dns_files_channel(st, via);
+  return hosts_answer(q, a, port);
+}
+
 /* ---- starting
  * ---------------------------------------------------------------- */
 
@@ -314,24 +453,44 @@ typedef struct gni_args {
   int flags;
 } gni_args;
 
-/* Starts q in c-ares; 0 or -ENOMEM (q freed). */
+/* Starts a forward lookup: answered by weft (numeric host, hosts-file
+ * table) or handed to c-ares. 0, or a negative code. */
+static int start_addr(weft__dns_query *q, const gai_args *a) {
+  weft__dns_state *st = q->st;
+  ares_channel via = st->dns.ch;
+  int r = 0;
+  if (a->numeric) {
+    if (a->status == 0 && (q->res = numeric_list(a)) == NULL) return -ENOMEM;
+    weft__dns_answered(q, a->status); /* delivered later, like c-ares' */
+    return 0;
+  }
+  if (!st->no_hosts_file && (r = hosts_step(q, a, &via)) < 0) return r;
+  if (r == 1)
+    weft__dns_answered(q, 0);
+  else
+    ares_getaddrinfo(via, a->host, a->service, &a->hints, on_addrinfo, q);
+  return 0;
+}
+
+/* Starts q; 0, or a negative code (q freed). */
 static int start_query(weft__dns_query *q, const void *args) {
-  q->st->sock_errno = 0; /* a socket() failure is news only from here on */
+  weft__dns_state *st = q->st;
+  int err = 0;
+  st->sock_errno = 0; /* a socket() failure is news only from here on */
   if (q->kind == WEFT__DNS_ADDR) {
-    const gai_args *a = args;
-    if (!a->numeric) {
-      ares_getaddrinfo(q->st->ch, a->host, a->service, &a->hints, on_addrinfo,
-                       q);
-    } else if (a->status == 0 && (q->res = numeric_list(a)) == NULL) {
-      weft__dns_query_discard(q);
-      return -ENOMEM;
-    } else {
-      weft__dns_answered(q, a->status); /* delivered later, like c-ares' */
-    }
+    err = start_addr(q, args);
   } else {
     const gni_args *a = args;
-    ares_getnameinfo(q->st->ch, (const struct sockaddr *)&a->sa,
-                     (ares_socklen_t)a->len, a->flags, on_nameinfo, q);
+    ares_channel via = st->dns.ch;
+    /* reverse lookups keep c-ares' own hosts-file step */
+    if (!st->no_hosts_file) err = weft__dns_files_channel(st, &via);
+    if (err == 0)
+      ares_getnameinfo(via, (const struct sockaddr *)&a->sa,
+                       (ares_socklen_t)a->len, a->flags, on_nameinfo, q);
+  }
+  if (err != 0) {
+    weft__dns_query_discard(q);
+    return err;
   }
   return weft__dns_query_accept(q);
 }
@@ -391,15 +550,17 @@ static int query_run(weft_loop *loop, weft__dns_kind kind, const void *args,
     q->cb.name = (weft_getnameinfo_cb)cb;
   }
   q->arg = arg;
-  if (start_query(q, args) != 0) {
+  if ((err = start_query(q, args)) != 0) {
     if (f != NULL) weft_future_unref(f); /* the producer's */
-    goto nomem;
+    goto fail;
   }
   if (out != NULL) *out = f;
   return 0;
 nomem:
+  err = -ENOMEM;
+fail:
   if (f != NULL) weft_future_unref(f);
-  return -ENOMEM;
+  return err;
 }
 
 static int gai_prepare(const char *host, const char *service,

@@ -56,6 +56,7 @@ table=$(cat <<'TABLE'
 32 io/udp
 32 io/udp_opt
 32 io/dns_query
+32 io/dns_hosts
 33 io/tcp
 33 io/pipe
 33 io/tty

@@ -9,7 +9,9 @@
  * ("127.0.0.1", "::1", "fe80::1%lo") are answered by weft itself, without
  * a name server, still never inline. Names are looked up in /etc/hosts
  * first, then through DNS (weft_dns_use_hosts_file() can turn the first
- * step off). Results are weft-owned lists of
+ * step off); forward lookups read the hosts file from a per-loop table,
+ * re-checked at most every WEFT_DNS_HOSTS_RECHECK_MS (see
+ * weft_dns_set_hosts_file()). Results are weft-owned lists of
  * socket addresses. Failures are negative codes: -EINVAL and -ENOMEM as
  * usual, -ECANCELED for cancelled queries, and WEFT_EDNS_* (see common.h)
  * for what the resolver reports (WEFT_EDNS_NOTFOUND, WEFT_EDNS_TIMEOUT, ...).
@@ -140,10 +142,46 @@ WEFT_API int weft_dns_set_options(weft_loop *loop, uint64_t timeout_ms,
  * /etc/hosts; c-ares 1.18 never sends "localhost" to a name server, so
  * it then fails with WEFT_EDNS_CONNREFUSED: use 127.0.0.1). Numeric
  * hosts are answered by weft either way. Applies to queries started
- * afterwards; like weft_dns_set_options() it re-creates the channel,
- * keeping the servers and options set before. Returns 0; -EINVAL for a
- * NULL loop; -EBUSY as weft_dns_set_servers(); -ENOMEM. */
+ * afterwards; servers and options set before are kept. Returns 0;
+ * -EINVAL for a NULL loop; -EBUSY as weft_dns_set_servers(); -ENOMEM. */
 WEFT_API int weft_dns_use_hosts_file(weft_loop *loop, bool use);
+
+/** How stale a forward lookup's view of the hosts file may be, in ms of
+ * loop time (weft_now()): the loop's table is re-validated (one stat() of
+ * the file: device, inode, size, mtime, ctime) by the first forward lookup
+ * that starts at least this long after the previous check, and re-read if
+ * any of them changed. So an edit is seen by every lookup that starts
+ * WEFT_DNS_HOSTS_RECHECK_MS or more after it (an edit that keeps all five
+ * unchanged is not seen until another one changes them). */
+#define WEFT_DNS_HOSTS_RECHECK_MS 1000
+
+/** The caps of the hosts-file table: a file larger than
+ * WEFT_DNS_HOSTS_MAX_BYTES, or naming more than WEFT_DNS_HOSTS_MAX_NAMES
+ * names (canonical names and aliases, counted per line), is not loaded.
+ * Forward lookups then fall back to c-ares reading /etc/hosts itself on
+ * each lookup (the cost before the table existed); for a file set with
+ * weft_dns_set_hosts_file() they fail with -EFBIG instead. A loaded
+ * table takes the file's size plus at most 52 bytes per name (3.75 MiB at
+ * most). */
+#define WEFT_DNS_HOSTS_MAX_BYTES (1024 * 1024)
+#define WEFT_DNS_HOSTS_MAX_NAMES 65536 /**< see WEFT_DNS_HOSTS_MAX_BYTES */
+
+/** Makes `loop`'s forward lookups (weft_getaddrinfo() and its future
+ * form, weft_tcp_connect_host()) read their hosts-file step from `path`
+ * instead of /etc/hosts, like c-ares' CARES_HOSTS but per loop: for
+ * tests, and for programs that ship their own file. `path` must be
+ * absolute; "/etc/hosts" restores the default. The file is (re)read on
+ * the next forward lookup and then re-validated as for /etc/hosts
+ * (WEFT_DNS_HOSTS_RECHECK_MS); a missing or unreadable file holds no
+ * names, and then "localhost" fails as c-ares fails it without a file.
+ * Reverse lookups (weft_getnameinfo()) are not affected: c-ares reads
+ * /etc/hosts for them. Has no effect while weft_dns_use_hosts_file(loop,
+ * false) is in force, and takes effect again when it is undone. May be
+ * called with queries outstanding (they keep the answers they have).
+ * Returns 0; -EINVAL for a NULL loop or path, or a path that is empty or
+ * not absolute; -ENAMETOOLONG for a path of PATH_MAX bytes or more;
+ * -ENOMEM (the previous path stays). */
+WEFT_API int weft_dns_set_hosts_file(weft_loop *loop, const char *path);
 
 /** Completes every outstanding query of `loop` with -ECANCELED (callbacks
  * run later, in this turn's deferred phase; futures are cancelled at once).

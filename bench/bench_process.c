@@ -2,7 +2,8 @@
  * to end of file and wait for the exit, then the next one: 1,000 sequential
  * spawns, in spawns per second.
  *
- * weft: weft_spawn() (posix_spawn, a pidfd per child) with a
+ * weft: weft_spawn() (clone(CLONE_VM|CLONE_VFORK|CLONE_PIDFD) on a stack
+ * the loop keeps, a pidfd per child) with a
  * WEFT_STDIO_PIPE stdout read by weft_stream_read_start(). libuv:
  * uv_spawn() with UV_CREATE_PIPE | UV_WRITABLE_PIPE stdout read by
  * uv_read_start(), the way a libuv user writes it. In both, a spawn is done

@@ -2,10 +2,13 @@
  * future, kill.
  *
  * Spawning: the stdio plan (which fd becomes the child's fd i) is computed
- * in the parent, then carried out either by glibc's posix_spawn (clone with
- * CLONE_VM|CLONE_VFORK: fast, and it reports exec failure's errno) or, when
- * a uid or gid is asked for (posix_spawn cannot), by fork() with a
- * close-on-exec pipe that carries exec failure's errno back.
+ * in the parent, then carried out by io/process_clone.c (clone with
+ * CLONE_VM|CLONE_VFORK|CLONE_PIDFD on a stack the loop keeps; the child
+ * reports exec failure's errno through the shared memory). Where that is
+ * refused (TSan builds, kernels without close_range or that reject the
+ * flags) glibc's posix_spawn does it, or, when a uid or gid is asked for
+ * (posix_spawn cannot), fork() with a close-on-exec pipe that carries exec
+ * failure's errno back.
  *
  * Watching (io/process_watch.c): a pidfd per child, polled by one ev_io;
  * the record is allocated before spawning so that nothing can fail once
@@ -71,7 +74,8 @@ static void process_finish(weft_handle *h) {
  * ----------------------------------------------------------- */
 
 typedef struct plan {
-  int src[WEFT_PROCESS_MAX_STDIO]; /* child's fd i = dup of src[i]; -1: keep */
+  int src[WEFT_PROCESS_MAX_STDIO];    /* child's fd i = dup of src[i], or a
+                                         WEFT__SRC_* (process_internal.h) */
   int parent[WEFT_PROCESS_MAX_STDIO]; /* our pipe end (opened into the pipe) */
   /* fds to close after spawning: /dev/null, the child's pipe ends, lifted
    * copies (at most one per slot each) */
@@ -85,7 +89,7 @@ static void plan_init(plan *pl, unsigned n) {
   pl->ntemp = 0;
   pl->devnull = -1;
   for (unsigned i = 0; i < WEFT_PROCESS_MAX_STDIO; i++)
-    pl->src[i] = pl->parent[i] = -1;
+    pl->src[i] = pl->parent[i] = WEFT__SRC_KEEP;
 }
 
 static void plan_close_temps(plan *pl) {
@@ -135,13 +139,8 @@ static int plan_slot(plan *pl, unsigned i, const weft_stdio *s,
       return i > 2 ? -EBADF : 0;
     pl->src[i] = (int)i;
     return 0;
-  case WEFT_STDIO_IGNORE:
-    if (pl->devnull < 0) {
-      pl->devnull = open("/dev/null", O_RDWR | O_CLOEXEC);
-      if (pl->devnull < 0) return -errno;
-      plan_temp(pl, pl->devnull);
-    }
-    pl->src[i] = pl->devnull;
+  case WEFT_STDIO_IGNORE: /* the clone child opens it: plan_devnull() */
+    pl->src[i] = WEFT__SRC_DEVNULL;
     return 0;
   case WEFT_STDIO_FD:
     if (s->fd < 0 || fcntl(s->fd, F_GETFD) < 0) return -EBADF;
@@ -198,6 +197,21 @@ static int plan_make(plan *pl, const weft_process_options *o, weft_loop *loop) {
       if (err != 0) return err;
     }
   return plan_lift(pl);
+}
+
+/* For posix_spawn and fork: /dev/null opened here, in the slots that
+ * want it, and lifted like any source. */
+static int plan_devnull(plan *pl) {
+  for (unsigned i = 0; i < pl->n; i++) {
+    if (pl->src[i] != WEFT__SRC_DEVNULL) continue;
+    if (pl->devnull < 0) {
+      pl->devnull = open("/dev/null", O_RDWR | O_CLOEXEC);
+      if (pl->devnull < 0) return -errno;
+      plan_temp(pl, pl->devnull);
+    }
+    pl->src[i] = pl->devnull;
+  }
+  return pl->devnull >= 0 ? plan_lift(pl) : 0;
 }
 
 /* ---- posix_spawn
@@ -379,7 +393,12 @@ static void process_start(weft_loop *loop, weft_process *p,
   if (o->flags & WEFT_PROCESS_DETACHED) weft_unref(&p->base);
 }
 
-static int do_spawn(const weft_process_options *o, const plan *pl, pid_t *pid) {
+static int do_spawn(weft_loop *loop, const weft_process_options *o, plan *pl,
+                    pid_t *pid, int *pidfd) {
+  int err = weft__spawn_clone(loop, o, pl->src, pl->n, pid, pidfd);
+  if (err != WEFT__SPAWN_REFUSED) return err;
+  *pidfd = -1;
+  if ((err = plan_devnull(pl)) != 0) return err;
   if (o->flags & (WEFT_PROCESS_SETUID | WEFT_PROCESS_SETGID))
     return spawn_fork(o, pl, pid);
   return spawn_posix(o, pl, pid);
@@ -393,15 +412,16 @@ int weft_spawn(weft_loop *loop, weft_process *p,
   if ((err = weft__child_prepare(loop, &c)) != 0) return err;
   plan pl;
   pid_t pid = -1;
+  int pidfd = -1;
   err = plan_make(&pl, o, loop);
-  if (err == 0) err = do_spawn(o, &pl, &pid);
+  if (err == 0) err = do_spawn(loop, o, &pl, &pid, &pidfd);
   if (err != 0) {
     plan_abort(&pl, o);
     weft__child_discard(c);
     return err;
   }
   plan_close_temps(&pl);
-  if ((err = weft__child_attach(c, p, pid)) != 0) {
+  if ((err = weft__child_attach(c, p, pid, pidfd)) != 0) {
     child_abandon(pid);
     plan_abort(&pl, o);
     return err;

@@ -32,6 +32,7 @@ typedef struct procmod {
   bool no_pidfd;
   bool sig_on; /* `sigchld` started and SIGCHLD claimed */
   ev_signal sigchld;
+  weft__spawn_stack stack; /* io/process_clone.c's */
 } procmod;
 
 /* ---- the SIGCHLD fallback ------------------------------------------------ */
@@ -139,6 +140,7 @@ static void procmod_teardown(weft_loop *loop, void *state) {
   reap_or_drop(&m->swept);
   m->prepared = 0;
   sig_maybe_stop(m);
+  weft__spawn_stack_free(&m->stack);
   weft__free(m);
 }
 
@@ -201,12 +203,21 @@ static int attach_fallback(procmod *m, weft__child *c, bool was_prepared) {
   return 0;
 }
 
-int weft__child_attach(weft__child *c, weft_process *p, pid_t pid) {
+weft__spawn_stack *weft__process_spawn_stack(weft_loop *loop) {
+  procmod *m = weft__module_get(loop, WEFT__MOD_PROCESS);
+  return m != NULL ? &m->stack : NULL;
+}
+
+int weft__child_attach(weft__child *c, weft_process *p, pid_t pid, int pidfd) {
   procmod *m = weft__module_get(c->loop, WEFT__MOD_PROCESS);
   c->proc = p;
   c->pid = pid;
   bool was_prepared = m->no_pidfd;
-  int fd = m->no_pidfd ? -1 : pidfd_open(pid, 0);
+  if (m->no_pidfd && pidfd >= 0) { /* forced fallback: sweep instead */
+    close(pidfd);
+    pidfd = -1;
+  }
+  int fd = pidfd >= 0 || m->no_pidfd ? pidfd : pidfd_open(pid, 0);
   if (fd < 0 && !m->no_pidfd && errno != ENOSYS) {
     int err = -errno;
     weft__child_discard(c);

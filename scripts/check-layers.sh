@@ -66,6 +66,7 @@ table=$(cat <<'TABLE'
 32 io/fs_poll
 34 io/process
 34 io/process_watch
+34 io/process_clone
 34 io/shm
 34 io/shm_sync
 40 promises/pool_future

@@ -3,11 +3,12 @@
  * processes fed over pipes (multiprocessing.Pool).
  *
  * A child's stdio slots are inherited, /dev/null, a given fd, or a pipe
- * that is a weft stream (a weft_pipe the caller initialised). Spawning goes
- * through posix_spawn (glibc's clone(CLONE_VM|CLONE_VFORK)), so a failed
- * exec is reported by weft_spawn() itself (-ENOENT, -EACCES, ...), never as
- * a puzzling exit 127. Requests for a uid or gid take a fork() path that
- * reports exec failure through a close-on-exec pipe in the same way.
+ * that is a weft stream (a weft_pipe the caller initialised). Spawning is
+ * a clone(CLONE_VM|CLONE_VFORK|CLONE_PIDFD) on a stack each loop keeps
+ * (posix_spawn's way without its per-spawn stack mapping; posix_spawn
+ * itself, or fork() for a uid or gid, where the kernel refuses that and
+ * in TSan builds), so a failed exec is reported by weft_spawn() itself
+ * (-ENOENT, -EACCES, ...), never as a puzzling exit 127.
  *
  * Children are watched through a pidfd (one ev_io each), so any loop can
  * own processes; where the kernel lacks pidfd_open (Linux < 5.3) a loop

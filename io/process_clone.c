@@ -293,6 +293,14 @@ int weft__spawn_clone(weft_loop *loop, const weft_process_options *o,
   pid_t child = clone(child_main, top,
                       CLONE_VM | CLONE_VFORK | CLONE_PIDFD | SIGCHLD, &a, &fd);
   int cerr = errno;
+  if (child < 0 && (cerr == EMFILE || cerr == ENFILE)) {
+    /* no fd for the pidfd now: without it, weft__child_attach() opens one
+     * after the temporary child ends are closed (one of their numbers), or
+     * watches through SIGCHLD, so a spawn with just enough fds succeeds */
+    fd = -1;
+    child = clone(child_main, top, CLONE_VM | CLONE_VFORK | SIGCHLD, &a);
+    cerr = errno;
+  }
   mask_restore(old);
   if (child < 0) {
     if (cerr != EINVAL && cerr != ENOSYS) return -cerr;

@@ -27,7 +27,16 @@ enum {
   WEFT__S_CONNECT_DONE = 1u << 10, /* connect settled, callback pending */
   WEFT__S_OWN_SOCKET = 1u << 11,   /* socket created by this call (for undo) */
   WEFT__S_RQ = 1u << 12, /* u.q.rq is a live list (read futures, listener) */
+  /* the last recvmsg stopped at a message carrying fds (the kernel returns
+   * one such message per call): a short read does not mean drained */
+  WEFT__S_FDS_CUT = 1u << 13,
 };
+
+/* Reads a stream goes on with past short reads that stopped at a message
+ * carrying fds, per readiness (on top of WEFT_STREAM_READ_CAP's bytes):
+ * a batch of fd messages costs one wake-up, not one each, and a flood of
+ * them still yields to the rest of the loop. */
+#define WEFT__STREAM_FDS_READS 64u
 
 /* How often a listener paused by EMFILE tries again (ms). */
 #define WEFT__ACCEPT_RETRY_MS 20u

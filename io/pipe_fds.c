@@ -29,7 +29,11 @@
  * pipe's queue (p->fdq, allocated on the first fd), which
  * weft_pipe_take_fds() empties oldest first and the close op closes. A
  * truncated control message, or a queue that cannot grow, closes the fds
- * that came and fails the read (-ENOBUFS, -ENOMEM). */
+ * that came and fails the read (-ENOBUFS, -ENOMEM). The kernel ends a
+ * recvmsg at a message that carries fds, so a read that got fds marks the
+ * stream (WEFT__S_FDS_CUT) and the read paths read again instead of taking
+ * the short read for an empty socket, up to WEFT__STREAM_FDS_READS times
+ * per readiness: a window of fd messages is one wake-up, not one each. */
 #include <fcntl.h>
 #include <limits.h>
 #include <string.h>
@@ -314,6 +318,7 @@ ssize_t weft__pipe_recv(weft_stream *s, void *buf, size_t len) {
   msg.msg_control = ctl.buf;
   msg.msg_controllen = sizeof ctl.buf;
   ssize_t r = recvmsg(weft__stream_fd(s), &msg, MSG_CMSG_CLOEXEC);
+  s->flags &= ~WEFT__S_FDS_CUT;
   if (r < 0 || msg.msg_controllen == 0) {
     if (r >= 0 && (msg.msg_flags & MSG_CTRUNC)) { /* all fds were dropped */
       errno = ENOBUFS;
@@ -335,6 +340,7 @@ ssize_t weft__pipe_recv(weft_stream *s, void *buf, size_t len) {
     errno = err;
     return -1;
   }
+  s->flags |= WEFT__S_FDS_CUT; /* more may be waiting behind this one */
   return r;
 }
 

@@ -507,6 +507,7 @@ static void read_error(weft_stream *s, ssize_t err, const weft_buf *buf) {
 static void on_readable(weft_stream *s) {
   weft__net *net = weft__net_get(s->base.loop);
   size_t budget = WEFT_STREAM_READ_CAP;
+  unsigned cuts = WEFT__STREAM_FDS_READS;
   if (s->rb != NULL && !weft__stream_rb_to_cb(s)) return; /* buffered first */
   while ((s->flags & WEFT__S_READING) && budget > 0) {
     weft_buf buf = {net->slab, WEFT_STREAM_SLAB_SIZE};
@@ -523,7 +524,9 @@ static void on_readable(weft_stream *s) {
     if (n > 0) {
       budget = (size_t)n >= budget ? 0 : budget - (size_t)n;
       s->u.r.read_cb(s, n, &buf);
-      if ((size_t)n < buf.len) return; /* drained: skip the EAGAIN read */
+      if ((size_t)n < buf.len && /* drained: skip the EAGAIN read */
+          (!(s->flags & WEFT__S_FDS_CUT) || --cuts == 0))
+        return;
     } else if (n == 0) {
       read_error(s, WEFT_EOF, &buf);
     } else if (errno == EAGAIN || errno == EWOULDBLOCK) {

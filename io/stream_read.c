@@ -157,8 +157,13 @@ static int from_buffer(weft_stream *s, weft__rd_req *q) {
   return q->got == q->n ? -EMSGSIZE : 1;
 }
 
+/* What a short read that stopped at a message carrying fds takes from the
+ * per-turn budget (io/internal.h, WEFT__STREAM_FDS_READS). */
+#define FDS_READ_COST (WEFT_STREAM_READ_CAP / WEFT__STREAM_FDS_READS)
+
 /* Reads the fd into the oldest read's buffer: 0 done, 1 wait for the fd,
- * < 0 failed. *drained is set once the fd gave less than asked. */
+ * < 0 failed. *drained is set once the fd gave less than asked (unless it
+ * stopped at a message carrying fds: more may wait behind it). */
 static int from_fd(weft_stream *s, weft__rd_req *q, size_t *budget,
                    bool *drained) {
   for (;;) {
@@ -178,9 +183,11 @@ static int from_fd(weft_stream *s, weft__rd_req *q, size_t *budget,
       q->req.bytes = 0; /* read(2)'s end of file */
       return 0;
     }
-    size_t got = (size_t)r;
-    if (got < want) *drained = true;
-    *budget = got >= *budget ? 0 : *budget - got;
+    size_t got = (size_t)r, cost = got;
+    if (got < want && !(s->flags & WEFT__S_FDS_CUT)) *drained = true;
+    if (got < want && (s->flags & WEFT__S_FDS_CUT) && cost < FDS_READ_COST)
+      cost = FDS_READ_COST; /* at most WEFT__STREAM_FDS_READS such reads */
+    *budget = cost >= *budget ? 0 : *budget - cost;
     if (q->mode == RD_SOME) {
       q->req.bytes = got;
       return 0;

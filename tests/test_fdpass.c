@@ -322,6 +322,74 @@ static void ctrunc(bool future) {
 Test(fdpass, ctrunc_is_an_error_read_start, .timeout = 10) { ctrunc(false); }
 Test(fdpass, ctrunc_is_an_error_read_future, .timeout = 10) { ctrunc(true); }
 
+/* ---- a window of fd messages: one wake-up per 64, not one each ---------- */
+
+static uint64_t io_events(weft_loop *loop) {
+  weft_loop_metrics m;
+  cr_assert_eq(weft_loop_get_metrics(loop, &m, sizeof m), 0);
+  return m.io_events;
+}
+
+/* 100 one-byte messages with one fd each wait in the socket; the kernel
+ * ends every recvmsg at one of them. The reads go on past those short
+ * reads, 64 per readiness (WEFT__STREAM_FDS_READS), so all 100 bytes and
+ * fds arrive in exactly two I/O events. */
+static void fd_window(bool future) {
+  int before = fd_count();
+  weft_loop *loop = th_loop();
+  int sv[2];
+  cr_assert_eq(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv), 0);
+  weft_pipe b;
+  cr_assert_eq(weft_pipe_init(loop, &b), 0);
+  cr_assert_eq(weft_pipe_open(&b, sv[1]), 0);
+  for (int i = 0; i < 100; i++)
+    raw_send_fds(sv[0], 0, 1);
+  uint64_t ev0 = io_events(loop);
+  rd r = {0};
+  char buf[100][8]; /* room for more than a message: every read is short */
+  weft_future *f[100];
+  if (future) {
+    for (int i = 0; i < 100; i++)
+      cr_assert_eq(
+          weft_stream_read_some_future(&b.stream, buf[i], sizeof buf[i], &f[i]),
+          0);
+    for (int i = 0;
+         i < 100 && weft_future_get_state(f[99]) == WEFT_FUTURE_PENDING; i++)
+      weft_loop_run(loop, WEFT_RUN_ONCE);
+    for (int i = 0; i < 100; i++)
+      expect_i64(loop, f[i], 1);
+    r.got = 100;
+  } else {
+    b.stream.base.data = &r;
+    cr_assert_eq(weft_stream_read_start(&b.stream, NULL, on_read), 0);
+    for (int i = 0; i < 100 && r.got < 100; i++)
+      weft_loop_run(loop, WEFT_RUN_ONCE);
+    cr_assert_eq(r.calls, 100); /* one callback per message */
+  }
+  cr_assert_eq(r.got, 100);
+  cr_assert_eq(io_events(loop) - ev0, 2, "%llu I/O events",
+               (unsigned long long)(io_events(loop) - ev0));
+  cr_assert_eq(weft_pipe_get_pending_fds(&b), 100);
+  int got[100];
+  cr_assert_eq(weft_pipe_take_fds(&b, got, 100), 100);
+  for (int i = 0; i < 100; i++) {
+    cr_assert_eq(ino(got[i]), ino(0));
+    close(got[i]);
+  }
+  if (!future) weft_stream_read_stop(&b.stream);
+  th_loop_usable(loop);
+  close(sv[0]);
+  th_loop_finish(loop);
+  cr_assert_eq(fd_count(), before);
+}
+
+Test(fdpass, fd_window_one_wakeup_per_64_read_start, .timeout = 10) {
+  fd_window(false);
+}
+Test(fdpass, fd_window_one_wakeup_per_64_read_future, .timeout = 10) {
+  fd_window(true);
+}
+
 /* ---- peer credentials ---------------------------------------------------- */
 
 Test(fdpass, peercred, .timeout = 10) {

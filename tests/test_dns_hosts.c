@@ -292,9 +292,12 @@ Test(dns_hosts, agrees_with_c_ares, .timeout = 20) {
         for (int k = 0; k < 2; k++)
           cr_assert_str_eq(got.list[k], want.list[k], "%s %s %d", what,
                            services[s] ? services[s] : "-", families[f]);
-        compared++;
+        /* "http" needs /etc/services, which a fresh root may lack: those
+         * answers are compared when c-ares has them, and not counted */
+        compared += services[s] == NULL || strcmp(services[s], "http") != 0;
       }
-  cr_assert_geq(compared, 100); /* most of the 228 have addresses */
+  /* of the 171 other lookups, those c-ares answers from the file */
+  cr_assert_eq(compared, 87, "%d compared", compared);
   ares_destroy(ch);
   ares_library_cleanup();
   finish(loop, &d, &h);

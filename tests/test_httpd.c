@@ -11,6 +11,7 @@
 #include "support/test.h"
 
 #include <arpa/inet.h>
+#include <errno.h>
 #include <fcntl.h>
 #include <libgen.h>
 #include <limits.h>
@@ -23,6 +24,7 @@
 #include <sys/stat.h>
 #include <sys/time.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #define BIG_SIZE ((1u << 20) + 7) /* not a multiple of any buffer size */
@@ -989,5 +991,52 @@ Test(httpd, directories_redirected_or_refused, .timeout = 30) {
   cr_assert_not_null(strstr(r, "\r\nLocation: /sub/?0000"));
   cr_assert_not_null(strstr(r, "0000\r\n"));
   cr_assert_not_null(strstr(r, "\r\n\r\nMoved Permanently\n"));
+  stop(&f);
+}
+
+/* --send-ms counts from the last bytes sent, as nginx's send_timeout: a
+ * client that reads slowly but steadily (about 3 MB/s, the whole file
+ * taking several times --send-ms) keeps its reply to the last byte. The
+ * socket buffers take a few MiB at once, so the file is 12 MiB. */
+#define SLOW_SIZE (12u << 20)
+
+static int slow_client(const fixture *f) {
+  int s = socket(AF_INET, SOCK_STREAM, 0);
+  cr_assert_geq(s, 0);
+  int small = 64 << 10;
+  cr_assert_eq(setsockopt(s, SOL_SOCKET, SO_RCVBUF, &small, sizeof small), 0);
+  struct sockaddr_in a = {.sin_family = AF_INET,
+                          .sin_port = htons((uint16_t)f->port)};
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  cr_assert_eq(connect(s, (struct sockaddr *)&a, sizeof a), 0);
+  static const char req[] = "GET /slow.bin HTTP/1.1\r\nHost: x\r\n"
+                            "Connection: close\r\n\r\n";
+  cr_assert_eq(send(s, req, sizeof req - 1, 0), (ssize_t)sizeof req - 1);
+  return s;
+}
+
+static void slow_file(const fixture *f) {
+  char *b = calloc(1, SLOW_SIZE);
+  cr_assert_not_null(b);
+  write_file(f->root, "slow.bin", b, SLOW_SIZE);
+  free(b);
+}
+
+Test(httpd, send_timeout_spares_a_slow_steady_reader, .timeout = 60) {
+  fixture f;
+  start(&f, (const char *[]){"--send-ms", "1500", NULL});
+  slow_file(&f);
+  int s = slow_client(&f);
+  /* 32 KiB every 10 ms: the reply takes about 4 s */
+  static char buf[32 << 10];
+  size_t got = 0;
+  ssize_t n;
+  while ((n = recv(s, buf, sizeof buf, 0)) > 0) {
+    got += (size_t)n;
+    nanosleep(&(struct timespec){.tv_nsec = 10 * 1000 * 1000}, NULL);
+  }
+  close(s);
+  cr_assert_gt(got, SLOW_SIZE, "got %zu bytes: cut off", got); /* + head */
+  cr_assert_lt(got, SLOW_SIZE + 1024);
   stop(&f);
 }

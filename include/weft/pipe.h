@@ -119,7 +119,11 @@ WEFT_API int weft_pipe_pair(weft_loop *loop, weft_pipe *a, weft_pipe *b);
  * or the process ran out of fds, RLIMIT_NOFILE, as the kernel installed
  * them) fails the read with -ENOBUFS, and if the queue cannot grow the read
  * fails with -ENOMEM: the fds of that read are closed and its bytes are
- * lost (the byte stream is then broken: close the connection). Reads of a
+ * lost (the byte stream is then broken: close the connection). The kernel
+ * ends each receive at a message that carries fds; weft does not take that
+ * short read for an empty socket and reads on, up to 64 such messages per
+ * readiness, so a run of fd messages costs one wake-up per 64 (the
+ * per-turn byte cap, WEFT_STREAM_READ_CAP, still applies). Reads of a
  * pipe on anything but a socket are unchanged. */
 
 /** Most fds one write carries, and the most one read takes in. */

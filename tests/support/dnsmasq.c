@@ -62,6 +62,9 @@ static int write_hosts(th_dnsmasq *d, const char *hosts) {
   snprintf(d->hosts, sizeof d->hosts, "%s/hosts", d->dir);
   FILE *f = fopen(d->hosts, "w");
   if (f == NULL) return -errno;
+  /* the readiness name, this instance's own (wait_ready), at an address
+   * (TEST-NET-2) that no reverse lookup of a test asks for */
+  fprintf(f, "198.51.100.7 ready-%s.test\n", strrchr(d->dir, '-') + 1);
   fputs(hosts, f);
   return fclose(f) == 0 ? 0 : -EIO;
 }
@@ -85,12 +88,28 @@ static pid_t spawn(const th_dnsmasq *d) {
   _exit(127);
 }
 
-/* Asks "ready.test" until an answer (any rcode) comes back, or dnsmasq
- * exits (port taken: the caller retries), or READY_POLLS run out. */
+/* Asks "ready-XXXXXX.test", a name only this instance's hosts file holds
+ * (XXXXXX from its private directory), until an answer with an address
+ * comes back, or dnsmasq exits (port taken: the caller retries), or
+ * READY_POLLS run out. Any answer would not do: when two tests pick the
+ * same free port, the dnsmasq that lost the bind is still starting while
+ * the other one answers on the port, and the test would then talk to the
+ * other test's server, until it stops (ECONNREFUSED). */
 static int wait_ready(const th_dnsmasq *d) {
-  static const unsigned char query[] = {
-      0x7e, 0x57, 0x01, 0x00, 0, 1,   0,   0,   0,   0, 0, 0, 5, 'r',
-      'e',  'a',  'd',  'y',  4, 't', 'e', 's', 't', 0, 0, 1, 0, 1};
+  unsigned char query[64] = {0x7e, 0x57, 0x01, 0x00, 0, 1};
+  size_t len = 12;
+  const char *tag = strrchr(d->dir, '-') + 1;
+  char label[32];
+  int n = snprintf(label, sizeof label, "ready-%s", tag);
+  query[len++] = (unsigned char)n;
+  memcpy(query + len, label, (size_t)n);
+  len += (size_t)n;
+  query[len++] = 4;
+  memcpy(query + len, "test", 4);
+  len += 4;
+  static const unsigned char tail[] = {0, 0, 1, 0, 1}; /* root, A, IN */
+  memcpy(query + len, tail, sizeof tail);
+  len += sizeof tail;
   int fd = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
   if (fd < 0) return -errno;
   struct sockaddr_in a = {.sin_family = AF_INET,
@@ -102,12 +121,13 @@ static int wait_ready(const th_dnsmasq *d) {
       err = -EADDRINUSE;
       break;
     }
-    sendto(fd, query, sizeof query, 0, (struct sockaddr *)&a, sizeof a);
+    sendto(fd, query, len, 0, (struct sockaddr *)&a, sizeof a);
     struct pollfd p = {fd, POLLIN, 0};
     unsigned char reply[512];
-    if (poll(&p, 1, 50) == 1 && recv(fd, reply, sizeof reply, 0) >= 2 &&
-        reply[0] == query[0] && reply[1] == query[1]) {
-      err = 0;
+    if (poll(&p, 1, 50) == 1 && recv(fd, reply, sizeof reply, 0) >= 12 &&
+        reply[0] == query[0] && reply[1] == query[1] &&
+        (reply[3] & 0x0f) == 0 && (reply[6] | reply[7]) != 0) {
+      err = 0; /* NOERROR with an answer: our own dnsmasq */
       break;
     }
   }

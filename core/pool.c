@@ -493,7 +493,9 @@ static void on_completions(struct ev_loop *ev, ev_async *a, int revents) {
   pthread_mutex_unlock(&st->lock);
   if (shut) weft__pool_shut_deliver(st);
   pthread_mutex_lock(&st->lock);
-  if (!weft__list_empty(&st->cq)) {
+  /* a shutdown notice that came after shut_done was read above found
+   * `armed` still set and sent nothing: it needs this wake-up too */
+  if (!weft__list_empty(&st->cq) || st->shut_done) {
     ev_async_send(st->loop->ev, &st->async);
     weft__loop_wake(st->loop); /* see weft__pool_cq_push */
   } else {

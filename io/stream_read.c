@@ -184,8 +184,9 @@ static int from_fd(weft_stream *s, weft__rd_req *q, size_t *budget,
       return 0;
     }
     size_t got = (size_t)r, cost = got;
-    if (got < want && !(s->flags & WEFT__S_FDS_CUT)) *drained = true;
-    if (got < want && (s->flags & WEFT__S_FDS_CUT) && cost < FDS_READ_COST)
+    if (got < want && !(s->flags & WEFT__S_FDS_CUT))
+      *drained = true;
+    else if (got < want && cost < FDS_READ_COST)
       cost = FDS_READ_COST; /* at most WEFT__STREAM_FDS_READS such reads */
     *budget = cost >= *budget ? 0 : *budget - cost;
     if (q->mode == RD_SOME) {

@@ -8,18 +8,6 @@
 
 #include "support/procpool_worker.h"
 
-/* The entries of a /proc/PID/fd directory. */
-static int fds_in(const char *dir) {
-  DIR *d = opendir(dir);
-  cr_assert_not_null(d);
-  int k = 0;
-  struct dirent *e;
-  while ((e = readdir(d)) != NULL)
-    k += e->d_name[0] != '.';
-  closedir(d);
-  return k;
-}
-
 Test(procpool_kill, fds_in_parent_and_workers, .timeout = 30) {
   int before = count_fds();
   weft_loop *loop = th_loop();
@@ -43,7 +31,7 @@ Test(procpool_kill, fds_in_parent_and_workers, .timeout = 30) {
      * once it settles, so it is read again for up to 10 s. */
     int k = 0;
     for (int tries = 0; tries < 1000; tries++) {
-      if ((k = fds_in(dir)) <= 5) break;
+      if ((k = th_fds_in(dir)) <= 5) break;
       nanosleep(&(struct timespec){.tv_nsec = 10 * 1000 * 1000}, NULL);
     }
     cr_assert_leq(k, 5, "%s has %d fds", dir, k);

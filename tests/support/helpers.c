@@ -75,6 +75,17 @@ void th_loop_close(weft_loop *loop) {
   cr_assert_eq(err, 0, "weft_loop_free: %s", weft_err_name(err));
 }
 
+int th_fds_in(const char *dir) {
+  DIR *d = opendir(dir);
+  cr_assert_not_null(d, "%s", dir);
+  int n = 0;
+  struct dirent *e;
+  while ((e = readdir(d)) != NULL)
+    n += e->d_name[0] != '.';
+  closedir(d);
+  return strcmp(dir, "/proc/self/fd") == 0 ? n - 1 : n;
+}
+
 void th_loop_finish(weft_loop *loop) {
   th_loop_close(loop);
   cr_assert_eq(weft_alloc_live(), 0, "weft leaked %zu blocks",

@@ -48,6 +48,10 @@ weft_loop *th_loop(void);
 void th_loop_close(weft_loop *loop);
 /* th_loop_close(), then asserts that weft holds no memory afterwards. */
 void th_loop_finish(weft_loop *loop);
+/* The entries of a /proc/PID/fd directory (asserts it opens); for this
+ * process, pass "/proc/self/fd": the count leaves out the directory's own
+ * fd. */
+int th_fds_in(const char *dir);
 /* weft_loop_run(loop, WEFT_RUN_DEFAULT): runs until nothing is left,
  * asserting that it returns 0 (not stopped with work left, no error). */
 void th_run(weft_loop *loop);

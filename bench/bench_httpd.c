@@ -374,13 +374,40 @@ static void sched_report(const target *t, const char *tool, sched_times a,
       100 * (b.run[1] - a.run[1]) / wall, 100 * (b.wait[1] - a.wait[1]) / wall);
 }
 
+/* The load generator's threads together: ns on a CPU and waiting for one,
+ * summed over /proc/PID/task/.../schedstat. */
+static void client_times(pid_t pid, double *run, double *wait) {
+  char path[64];
+  *run = *wait = 0;
+  snprintf(path, sizeof path, "/proc/%d/task", (int)pid);
+  DIR *d = opendir(path);
+  if (d == NULL) return;
+  struct dirent *e;
+  while ((e = readdir(d)) != NULL) {
+    char file[sizeof path + sizeof e->d_name + 16];
+    double r, w;
+    snprintf(file, sizeof file, "%s/%s/schedstat", path, e->d_name);
+    if (e->d_name[0] != '.' && read_schedstat(file, &r, &w))
+      *run += r, *wait += w;
+  }
+  closedir(d);
+}
+
+static void nap_ms(long ms) {
+  nanosleep(&(struct timespec){ms / 1000, (ms % 1000) * 1000000}, NULL);
+}
+
 /* Sleeps half of the run, then samples the per-loop counts into
- * values[3..] (2-loop servers only) and prints them. */
-static void sample_counts(const target *t, double *values, const char *tool) {
+ * values[3..] (2-loop servers only) and prints them; then prints how many
+ * CPUs' worth of time the load generator `pid` spent running and waiting
+ * for a CPU over the next 30% of the run (the client's own waits are in
+ * every latency it reports). */
+static void sample_counts(const target *t, double *values, const char *tool,
+                          pid_t pid) {
   server *s = t->srv;
   if (s->loops < 2) return;
   long ms = bench_quick() ? 500 : 2500;
-  nanosleep(&(struct timespec){ms / 1000, (ms % 1000) * 1000000}, NULL);
+  nap_ms(ms);
   if (s->nginx)
     nginx_counts(s, values + 3);
   else
@@ -388,6 +415,15 @@ static void sample_counts(const target *t, double *values, const char *tool) {
   fprintf(stderr, "bench_httpd: %s+%s %s: live connections per %s: %g %g\n",
           s->name, tool, t->file, s->nginx ? "worker" : "loop", values[3],
           values[4]);
+  double r0, w0, r1, w1, t0 = bench_wall();
+  client_times(pid, &r0, &w0);
+  nap_ms(ms * 3 / 5);
+  client_times(pid, &r1, &w1);
+  double wall = (bench_wall() - t0) * 1e9;
+  fprintf(stderr,
+          "bench_httpd: %s+%s %s: %s's threads, in CPUs: %.2f running, "
+          "%.2f waiting for one\n",
+          s->name, tool, t->file, tool, (r1 - r0) / wall, (w1 - w0) / wall);
 }
 
 /* ---- load generators ------------------------------------------------------
@@ -404,7 +440,7 @@ static void run_wrk(double *values, void *arg) {
   if (t->srv->loops == 2) st0 = sched_sample(t->srv);
   double t0 = bench_wall();
   pid_t pid = spawn(argv, &out);
-  sample_counts(t, values, "wrk");
+  sample_counts(t, values, "wrk", pid);
   char line[512], unit[8];
   double rps = -1, p50 = -1, p99 = -1, v;
   bool bad = false;
@@ -464,7 +500,7 @@ static void run_wload(double *values, void *arg) {
   if (t->srv->loops == 2) st0 = sched_sample(t->srv);
   double t0 = bench_wall();
   pid_t pid = spawn(argv, &out);
-  sample_counts(t, values, "wload");
+  sample_counts(t, values, "wload", pid);
   static char js[8192];
   size_t len = fread(js, 1, sizeof js - 1, out);
   js[len] = '\0';

@@ -47,6 +47,7 @@
 #include <poll.h>
 #include <limits.h>
 #include <signal.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -80,7 +81,10 @@ static char dir[64];
 static server httpd1 = {.name = "weft"}, httpd2 = {.name = "weft"},
               httpd2h = {.name = "weft-handoff"}, nginx1 = {.name = "nginx"},
               nginx2 = {.name = "nginx"};
-static server *const servers[] = {&httpd1, &httpd2, &httpd2h, &nginx1, &nginx2};
+/* bench group httpd_idle: a fresh server per run */
+static server idle_srv = {.name = "idle"};
+static server *const servers[] = {&httpd1, &httpd2, &httpd2h,
+                                  &nginx1, &nginx2, &idle_srv};
 /* 1 loop/worker: weft 1k, nginx 1k, weft 1m, nginx 1m; 2: the same with
  * weft-handoff after weft. */
 static target t1[4], t2[6], t2r[3], t2r60[3];
@@ -174,16 +178,16 @@ static void start_httpd(server *s, unsigned loops, bool handoff) {
 
 /* nginx cannot report a port it picked, so it gets one that was free a
  * moment ago; the bench waits until it accepts connections. */
-static void start_nginx(server *s, unsigned workers) {
+static void start_nginx(server *s, unsigned workers, const char *tag) {
   unsigned port = free_port();
   char conf[160], errlog[160];
-  snprintf(conf, sizeof conf, "%s/nginx%u.conf", dir, workers);
-  snprintf(errlog, sizeof errlog, "%s/error%u.log", dir, workers);
+  snprintf(conf, sizeof conf, "%s/nginx%s.conf", dir, tag);
+  snprintf(errlog, sizeof errlog, "%s/error%s.log", dir, tag);
   FILE *c = fopen(conf, "w");
   BENCH_CHECK(c != NULL, "cannot write %s\n", conf);
   fprintf(
       c,
-      "%sworker_processes %u;\ndaemon off;\npid %s/nginx%u.pid;\nerror_log "
+      "%sworker_processes %u;\ndaemon off;\npid %s/nginx%s.pid;\nerror_log "
       "%s;\n"
       "events { worker_connections 4096; }\n"
       "http {\n  access_log off;\n  sendfile on;\n  tcp_nopush off;\n"
@@ -192,7 +196,7 @@ static void start_nginx(server *s, unsigned workers) {
       "  client_body_temp_path %s;\n"
       "  default_type application/octet-stream;\n"
       "  server { listen 127.0.0.1:%u; root %s/www; }\n}\n",
-      geteuid() == 0 ? "user root;\n" : "", workers, dir, workers, errlog, dir,
+      geteuid() == 0 ? "user root;\n" : "", workers, dir, tag, errlog, dir,
       port, dir);
   fclose(c);
   char *argv[] = {"nginx", "-p", dir, "-e", errlog, "-c", conf, NULL};
@@ -541,6 +545,88 @@ static void cleanup(void) {
     fprintf(stderr, "bench_httpd: cannot remove %s\n", dir);
 }
 
+/* ---- memory per idle connection ----------------------------------------- */
+
+/* A fresh server per run (freed memory stays in a process's heap, so a
+ * second run on the same server would measure nothing): httpd with one
+ * loop or nginx with one worker, otherwise configured as above. */
+#define IDLE_CONNS 2000u
+
+/* The resident set of `pid` in bytes (VmRSS), or a negative value. */
+static double rss_bytes(pid_t pid) {
+  char path[64], line[128];
+  double kb = -1;
+  snprintf(path, sizeof path, "/proc/%d/status", (int)pid);
+  FILE *f = fopen(path, "r");
+  while (f != NULL && fgets(line, sizeof line, f) != NULL)
+    if (sscanf(line, "VmRSS: %lf", &kb) == 1) break;
+  if (f != NULL) fclose(f);
+  return kb * 1024;
+}
+
+/* Opens n connections to `port` one after another, makes one keep-alive
+ * request for /1k.bin on each and reads its whole reply before the next
+ * connection opens, and leaves them open (their fds in fds[]): the server
+ * then holds n idle keep-alive connections that have each served a
+ * request. One at a time, so that the figure is what an idle connection
+ * keeps, not the peak of n requests in flight at once. */
+static void open_idle(unsigned port, int *fds, unsigned n) {
+  static const char req[] = "GET /1k.bin HTTP/1.1\r\nHost: bench\r\n\r\n";
+  struct sockaddr_in a = {.sin_family = AF_INET,
+                          .sin_port = htons((uint16_t)port)};
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  struct timeval tmo = {10, 0};
+  for (unsigned i = 0; i < n; i++) {
+    fds[i] = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    BENCH_CHECK(
+        fds[i] >= 0 &&
+            setsockopt(fds[i], SOL_SOCKET, SO_RCVTIMEO, &tmo, sizeof tmo) ==
+                0 &&
+            connect(fds[i], (struct sockaddr *)&a, sizeof a) == 0 &&
+            write(fds[i], req, sizeof req - 1) == (ssize_t)(sizeof req - 1),
+        "idle connection %u: %s\n", i, strerror(errno));
+    char buf[4096]; /* the head, then its 1024 bytes */
+    size_t got = 0, want = SIZE_MAX;
+    while (got < want) {
+      ssize_t k = read(fds[i], buf + got, sizeof buf - got);
+      BENCH_CHECK(k > 0, "idle connection %u: no reply\n", i);
+      got += (size_t)k;
+      const char *end = memmem(buf, got, "\r\n\r\n", 4);
+      if (end != NULL) want = (size_t)(end + 4 - buf) + 1024;
+    }
+    BENCH_CHECK(got == want && memcmp(buf, "HTTP/1.1 200 ", 13) == 0,
+                "idle connection %u: not one 200 reply\n", i);
+  }
+}
+
+/* values[0]: the server's resident set growth per idle connection. */
+static void run_idle(double *values, void *arg) {
+  bool nginx = arg != NULL;
+  server *s = &idle_srv;
+  if (nginx)
+    start_nginx(s, 1, "-idle");
+  else
+    start_httpd(s, 1, false);
+  int warm; /* one request first: what a server makes once is made */
+  open_idle(s->port, &warm, 1);
+  close(warm);
+  pid_t pid = s->pid, w[2] = {0, 0};
+  if (nginx) nginx_workers(s, w), pid = w[0];
+  nap_ms(100);
+  double before = rss_bytes(pid);
+  static int fds[IDLE_CONNS];
+  open_idle(s->port, fds, IDLE_CONNS);
+  nap_ms(200); /* each reply's end is handled after its last byte is sent */
+  double after = rss_bytes(pid);
+  for (unsigned i = 0; i < IDLE_CONNS; i++)
+    close(fds[i]);
+  stop(s->pid, nginx ? SIGQUIT : SIGTERM);
+  if (!nginx) close(s->stats_fd);
+  *s = (server){.name = "idle"};
+  BENCH_CHECK(before > 0 && after > 0, "no VmRSS for %d\n", (int)pid);
+  values[0] = (after - before) / IDLE_CONNS;
+}
+
 static const bench_metric m1k[] = {{"httpd_1k_rps", "req/s", true},
                                    {"httpd_1k_p50", "ms", false},
                                    {"httpd_1k_p99", "ms", false}};
@@ -602,10 +688,12 @@ static const bench_metric m2r60[] = {
     {"httpd2_1k_r60k_p99", "ms", false},
     {"httpd2_1k_r60k_conns_loop0", "conns", true},
     {"httpd2_1k_r60k_conns_loop1", "conns", true}};
-static const bench_impl i2r60[] = {
-    {"weft+wload", run_wload, &t2r60[0]},
-    {"weft-handoff+wload", run_wload, &t2r60[1]},
-    {"nginx+wload", run_wload, &t2r60[2]}};
+static const bench_impl i2r60[] = {{"weft+wload", run_wload, &t2r60[0]},
+                                   {"weft-handoff+wload", run_wload, &t2r60[1]},
+                                   {"nginx+wload", run_wload, &t2r60[2]}};
+static const bench_metric m_idle[] = {{"httpd_idle_conn_bytes", "B", false}};
+static const bench_impl i_idle[] = {{"weft", run_idle, NULL},
+                                    {"nginx", run_idle, &nginx1}};
 static const bench_group groups[] = {
     {"httpd_1k", m1k, BENCH_LEN(m1k), i1k, BENCH_LEN(i1k)},
     {"httpd_1m", m1m, BENCH_LEN(m1m), i1m, BENCH_LEN(i1m)},
@@ -613,6 +701,7 @@ static const bench_group groups[] = {
     {"httpd2_1m", m2_1m, BENCH_LEN(m2_1m), i2_1m, BENCH_LEN(i2_1m)},
     {"httpd2_1k_r20k", m2r, BENCH_LEN(m2r), i2r, BENCH_LEN(i2r)},
     {"httpd2_1k_r60k", m2r60, BENCH_LEN(m2r60), i2r60, BENCH_LEN(i2r60)},
+    {"httpd_idle", m_idle, BENCH_LEN(m_idle), i_idle, BENCH_LEN(i_idle)},
 };
 
 int main(int argc, char **argv) {
@@ -630,8 +719,8 @@ int main(int argc, char **argv) {
   start_httpd(&httpd1, 1, false);
   start_httpd(&httpd2, 2, false);
   start_httpd(&httpd2h, 2, true);
-  start_nginx(&nginx1, 1);
-  start_nginx(&nginx2, 2);
+  start_nginx(&nginx1, 1, "1");
+  start_nginx(&nginx2, 2, "2");
   server *one[] = {&httpd1, &nginx1}, *two[] = {&httpd2, &httpd2h, &nginx2};
   for (unsigned k = 0; k < 2; k++) {
     t1[k] = (target){one[k], "/1k.bin"};

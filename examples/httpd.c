@@ -55,6 +55,7 @@
 
 #define IN_MAX 16384 /* per-connection input buffer: > any line accepted */
 #define SEND_CHUNK (1024u << 10) /* body bytes per sendfile request */
+#define WORK_SPARE 64  /* work areas a loop keeps for its next requests */
 #define LINGER_MS 2000 /* how long to drain input after an error reply */
 #define HEAD_MORE_MAX                                                          \
   (16 << 10) /* bodies up to this go out in one packet with their head */
@@ -76,14 +77,36 @@ typedef struct server { /* one per loop */
   fcache cache;    /* open files, trusted for --cache-ms */
   time_t date_sec; /* the cached Date header value is for this second */
   char date[40];
-  weft_lgroup *g;   /* --stats: loop 0 broadcasts on SIGUSR1 */
-  weft_signal usr1; /* loop 0 only */
+  weft_lgroup *g;     /* --stats: loop 0 broadcasts on SIGUSR1 */
+  weft_signal usr1;   /* loop 0 only */
+  struct work *spare; /* work areas idle connections gave back */
+  unsigned n_spare;   /* at most WORK_SPARE */
+  unsigned n_work;    /* work areas this loop's connections hold */
 } server;
+
+/* What a connection needs only while it has a request to read or answer:
+ * the input buffer, the parser, the reply's head and requests. A
+ * keep-alive connection gives it back when it goes idle (nothing buffered,
+ * no reply in progress), as nginx frees a request's memory, so an idle
+ * connection holds only its conn (about 480 bytes); each loop keeps up to
+ * WORK_SPARE of them for the next request. */
+typedef struct work {
+  struct work *next; /* on the server's spare list */
+  weft_fs_req fs;
+  weft_write_req wreq, creq; /* the reply; a 100 Continue */
+  weft_sendfile_req body;    /* the current chunk of the reply's body */
+  weft_shutdown_req sreq;
+  httpd_req req;
+  char head[HTTPD_URL_MAX + 1024]; /* room for a Location as long as a target */
+  char path[PATH_MAX];
+  char in[IN_MAX];
+} work;
 
 typedef struct conn {
   weft_lgroup_conn lc; /* first: lc.tcp is the connection */
   weft_timer timer;
   server *srv;
+  work *w;  /* NULL while idle */
   int refs; /* tcp handle + timer handle + fs request in flight */
   bool closing, serving, peer_eof, keep_alive, lingering, started, index;
   int reject; /* the parser's error status, once the reply is due */
@@ -94,23 +117,58 @@ typedef struct conn {
   off_t off, end;   /* body bytes [off, end) still to send */
   size_t sent_mark; /* write queue size when the send timer was set, or
                        SIZE_MAX: a timer that is not a body's */
-  weft_fs_req fs;
-  weft_write_req wreq, creq; /* the reply; a 100 Continue */
-  weft_sendfile_req body;    /* the current chunk of the reply's body */
-  weft_shutdown_req sreq;
-  httpd_req req;
-  char head[HTTPD_URL_MAX + 1024]; /* room for a Location as long as a target */
-  char path[PATH_MAX];
-  char in[IN_MAX];
 } conn;
 
 /* ---- connection lifetime ------------------------------------------------ */
 
 static void release_file(conn *c);
 
+/* Gives the connection a work area, its loop's last spare one or a new
+ * one (not zeroed: each field is set before it is read); false without
+ * memory. */
+static bool work_take(conn *c) {
+  server *s = c->srv;
+  work *w = s->spare;
+  if (w != NULL) {
+    s->spare = w->next;
+    s->n_spare--;
+  } else if ((w = malloc(sizeof *w)) == NULL) {
+    return false;
+  }
+  httpd_req_init(&w->req);
+  c->w = w;
+  s->n_work++;
+  return true;
+}
+
+/* The connection needs its work area no more (idle, or gone). */
+static void work_give(conn *c) {
+  work *w = c->w;
+  server *s = c->srv;
+  if (w == NULL) return;
+  c->w = NULL;
+  s->n_work--;
+  if (s->n_spare < WORK_SPARE) {
+    w->next = s->spare;
+    s->spare = w;
+    s->n_spare++;
+  } else {
+    free(w);
+  }
+}
+
+/* An idle keep-alive connection (no reply in progress, no byte of a next
+ * request read) gives its work area back. */
+static void maybe_idle(conn *c) {
+  if (!c->serving && !c->started && !c->lingering && !c->closing &&
+      c->in_len == 0)
+    work_give(c);
+}
+
 static void conn_unref(conn *c) {
   if (--c->refs > 0) return;
   release_file(c);
+  work_give(c);
   free(c);
 }
 
@@ -164,7 +222,7 @@ static void reset_request(conn *c) {
   c->reject = 0;
   c->started = c->index = false;
   c->off = c->end = 0;
-  httpd_req_init(&c->req);
+  if (c->w != NULL) httpd_req_init(&c->w->req);
 }
 
 /* ---- replies ----------------------------------------------------------------
@@ -181,11 +239,11 @@ static const char *http_date(server *s) {
 
 /* Starts the reply head: status line, Date, Server, Connection. */
 static size_t head_begin(conn *c, int status) {
-  const char *conn_hdr = !c->keep_alive      ? "Connection: close\r\n"
-                         : c->req.minor == 0 ? "Connection: keep-alive\r\n"
-                                             : "";
+  const char *conn_hdr = !c->keep_alive         ? "Connection: close\r\n"
+                         : c->w->req.minor == 0 ? "Connection: keep-alive\r\n"
+                                                : "";
   return (size_t)snprintf(
-      c->head, sizeof c->head,
+      c->w->head, sizeof c->w->head,
       "HTTP/1.1 %d %s\r\nServer: weft-httpd\r\nDate: %s\r\n%s", status,
       httpd_status_text(status), http_date(c->srv), conn_hdr);
 }
@@ -195,8 +253,9 @@ static void head_add(conn *c, size_t *len, const char *fmt, ...)
 static void head_add(conn *c, size_t *len, const char *fmt, ...) {
   va_list ap;
   va_start(ap, fmt);
-  if (*len < sizeof c->head)
-    *len += (size_t)vsnprintf(c->head + *len, sizeof c->head - *len, fmt, ap);
+  if (*len < sizeof c->w->head)
+    *len +=
+        (size_t)vsnprintf(c->w->head + *len, sizeof c->w->head - *len, fmt, ap);
   va_end(ap);
 }
 
@@ -215,9 +274,9 @@ static void on_shutdown(weft_shutdown_req *req, int status) {
 static void linger(conn *c) {
   c->lingering = true;
   c->in_len = 0;
-  c->sreq.data = c;
+  c->w->sreq.data = c;
   if (c->peer_eof ||
-      weft_stream_shutdown(&c->sreq, &c->lc.tcp.stream, on_shutdown) < 0) {
+      weft_stream_shutdown(&c->w->sreq, &c->lc.tcp.stream, on_shutdown) < 0) {
     conn_close(c);
     return;
   }
@@ -238,12 +297,12 @@ static void on_head_written(weft_write_req *req, int status) {
 }
 
 static void write_head(conn *c, size_t len) {
-  if (len >= sizeof c->head) len = sizeof c->head - 1; /* cannot happen */
-  weft_buf b = weft_buf_init(c->head, len);
-  c->wreq.data = c;
+  if (len >= sizeof c->w->head) len = sizeof c->w->head - 1; /* cannot happen */
+  weft_buf b = weft_buf_init(c->w->head, len);
+  c->w->wreq.data = c;
   arm(c, c->srv->opt->send_ms);
-  if (weft_stream_write(&c->wreq, &c->lc.tcp.stream, &b, 1, on_head_written) <
-      0)
+  if (weft_stream_write(&c->w->wreq, &c->lc.tcp.stream, &b, 1,
+                        on_head_written) < 0)
     conn_close(c);
 }
 
@@ -257,7 +316,8 @@ static void send_simple(conn *c, int status, const char *extra) {
   if (status == 405) head_add(c, &len, "Allow: GET, HEAD\r\n");
   head_add(c, &len, "%sContent-Type: text/plain\r\nContent-Length: %zu\r\n\r\n",
            extra, strlen(text) + 1);
-  if (c->req.method != HTTPD_HEAD || c->reject) head_add(c, &len, "%s\n", text);
+  if (c->w->req.method != HTTPD_HEAD || c->reject)
+    head_add(c, &len, "%s\n", text);
   write_head(c, len);
 }
 
@@ -273,7 +333,7 @@ static void send_simple(conn *c, int status, const char *extra) {
 static void write_head_and_body(conn *c, size_t len) {
   ssize_t n = -1;
   if (c->off < c->end && weft_stream_write_queue_size(&c->lc.tcp.stream) == 0)
-    n = send(weft_stream_fileno(&c->lc.tcp.stream), c->head, len,
+    n = send(weft_stream_fileno(&c->lc.tcp.stream), c->w->head, len,
              (c->end - c->off <= HEAD_MORE_MAX ? MSG_MORE : 0) | MSG_NOSIGNAL |
                  MSG_DONTWAIT);
   if (n == (ssize_t)len) {
@@ -282,7 +342,7 @@ static void write_head_and_body(conn *c, size_t len) {
     return;
   }
   size_t done = n > 0 ? (size_t)n : 0;
-  memmove(c->head, c->head + done, len - done);
+  memmove(c->w->head, c->w->head + done, len - done);
   write_head(c, len - done);
 }
 
@@ -290,21 +350,22 @@ static void write_head_and_body(conn *c, size_t len) {
  * Range, which only a GET honours, and only if If-Range allows. */
 static int file_status(conn *c, const char *etag, off_t *from, off_t *to) {
   const struct stat *st = c->st;
-  int pre = httpd_preconditions(&c->req, etag, st->st_mtime);
+  int pre = httpd_preconditions(&c->w->req, etag, st->st_mtime);
   if (pre != 0) return pre;
   *from = 0;
   *to = st->st_size;
-  if (c->req.method != HTTPD_GET || c->req.vlen[HTTPD_F_RANGE] < 0 ||
-      !httpd_if_range_ok(&c->req, etag, st->st_mtime))
+  if (c->w->req.method != HTTPD_GET || c->w->req.vlen[HTTPD_F_RANGE] < 0 ||
+      !httpd_if_range_ok(&c->w->req, etag, st->st_mtime))
     return 200;
-  int rs = httpd_parse_range(c->req.val[HTTPD_F_RANGE], st->st_size, from, to);
+  int rs =
+      httpd_parse_range(c->w->req.val[HTTPD_F_RANGE], st->st_size, from, to);
   return rs == 0 ? 206 : rs == 416 ? 416 : 200;
 }
 
 /* The file is open and stat'ed: pick the status and send the head. */
 static void respond_file(conn *c) {
   const struct stat *st = c->st;
-  if (c->req.method == HTTPD_POST) {
+  if (c->w->req.method == HTTPD_POST) {
     send_simple(c, 405, "");
     return;
   }
@@ -336,8 +397,8 @@ static void respond_file(conn *c) {
     head_add(c, &len, "Content-Range: bytes %lld-%lld/%lld\r\n",
              (long long)from, (long long)to - 1, (long long)st->st_size);
   head_add(c, &len, "Content-Type: %s\r\nContent-Length: %lld\r\n\r\n",
-           httpd_content_type(c->path), (long long)(to - from));
-  if (c->req.method == HTTPD_GET) {
+           httpd_content_type(c->w->path), (long long)(to - from));
+  if (c->w->req.method == HTTPD_GET) {
     c->off = from;
     c->end = to;
   }
@@ -375,8 +436,8 @@ static int fs_error_status(int64_t err) {
 static void redirect_dir(conn *c) {
   /* The head buffer holds the Location with room for the other fields;
    * a longer one is refused rather than truncated. */
-  char loc[sizeof c->head - 256], extra[sizeof loc + 16];
-  if (!httpd_dir_location(c->req.url, c->req.url_len, loc, sizeof loc)) {
+  char loc[sizeof c->w->head - 256], extra[sizeof loc + 16];
+  if (!httpd_dir_location(c->w->req.url, c->w->req.url_len, loc, sizeof loc)) {
     send_simple(c, 414, "");
     return;
   }
@@ -399,8 +460,8 @@ static void on_fstat(weft_fs_req *req) {
     send_simple(c, 403, "");
   else {
     c->st = &req->statbuf;
-    fcache_entry *e = fcache_put(&c->srv->cache, c->path, c->fd, &req->statbuf,
-                                 weft_now(c->srv->loop));
+    fcache_entry *e = fcache_put(&c->srv->cache, c->w->path, c->fd,
+                                 &req->statbuf, weft_now(c->srv->loop));
     if (e != NULL) use_entry(c, e);
     respond_file(c);
   }
@@ -427,13 +488,14 @@ static void on_open(weft_fs_req *req) {
     return;
   }
   if (req->result == -ENOENT && c->index) {
-    c->path[strlen(c->path) - strlen("index.html")] = '\0';
-    if (weft_fs_stat(c->srv->loop, &c->fs, c->path, on_dir_stat) == 0) return;
+    c->w->path[strlen(c->w->path) - strlen("index.html")] = '\0';
+    if (weft_fs_stat(c->srv->loop, &c->w->fs, c->w->path, on_dir_stat) == 0)
+      return;
   }
   if (req->result < 0) {
     c->refs--;
     send_simple(c, fs_error_status(req->result), "");
-  } else if (weft_fs_fstat(c->srv->loop, &c->fs, c->fd, on_fstat) < 0) {
+  } else if (weft_fs_fstat(c->srv->loop, &c->w->fs, c->fd, on_fstat) < 0) {
     c->refs--;
     send_simple(c, 500, "");
   }
@@ -467,8 +529,8 @@ static void send_body(conn *c) {
                     : SEND_CHUNK;
   off_t from = c->off;
   c->off += (off_t)want;
-  c->body.data = c;
-  if (weft_stream_sendfile(&c->body, &c->lc.tcp.stream, c->fd, from, want,
+  c->w->body.data = c;
+  if (weft_stream_sendfile(&c->w->body, &c->lc.tcp.stream, c->fd, from, want,
                            on_body_sent) < 0) {
     conn_close(c);
     return;
@@ -480,27 +542,29 @@ static void send_body(conn *c) {
 /* A complete request is parsed: answer it. */
 static void start_request(conn *c) {
   c->serving = true;
-  c->keep_alive = c->req.keep_alive;
+  c->keep_alive = c->w->req.keep_alive;
   /* POST is looked up as nginx does: 405 only for a file that exists. */
-  if (c->req.method == HTTPD_OTHER) {
+  if (c->w->req.method == HTTPD_OTHER) {
     send_simple(c, 405, "");
     return;
   }
-  int status = httpd_map_path(c->req.url, c->req.url_len, c->srv->opt->root,
-                              c->path, sizeof c->path, &c->index);
+  int status =
+      httpd_map_path(c->w->req.url, c->w->req.url_len, c->srv->opt->root,
+                     c->w->path, sizeof c->w->path, &c->index);
   if (status != 0) {
     send_simple(c, status, "");
     return;
   }
-  fcache_entry *e = fcache_get(&c->srv->cache, c->path, weft_now(c->srv->loop));
+  fcache_entry *e =
+      fcache_get(&c->srv->cache, c->w->path, weft_now(c->srv->loop));
   if (e != NULL) { /* a hot file: no trip to the pool */
     use_entry(c, e);
     respond_file(c);
     return;
   }
-  c->fs.data = c;
+  c->w->fs.data = c;
   arm(c, c->srv->opt->send_ms);
-  if (weft_fs_open(c->srv->loop, &c->fs, c->path, O_RDONLY | O_CLOEXEC, 0,
+  if (weft_fs_open(c->srv->loop, &c->w->fs, c->w->path, O_RDONLY | O_CLOEXEC, 0,
                    on_open) < 0)
     send_simple(c, 500, "");
   else
@@ -517,10 +581,11 @@ static void on_continue_written(weft_write_req *req, int status) {
  * the body is read (and skipped) before the final reply. */
 static void on_head(conn *c) {
   static const char msg[] = "HTTP/1.1 100 Continue\r\n\r\n";
-  if (!c->req.has_body || !c->req.expect_continue || c->req.minor == 0) return;
+  if (!c->w->req.has_body || !c->w->req.expect_continue || c->w->req.minor == 0)
+    return;
   weft_buf b = weft_buf_init((char *)msg, sizeof msg - 1);
-  c->creq.data = c;
-  if (weft_stream_write(&c->creq, &c->lc.tcp.stream, &b, 1,
+  c->w->creq.data = c;
+  if (weft_stream_write(&c->w->creq, &c->lc.tcp.stream, &b, 1,
                         on_continue_written) < 0)
     conn_close(c);
 }
@@ -540,8 +605,8 @@ static void process_input(conn *c) {
       arm(c, c->srv->opt->header_ms);
     }
     size_t n = 0;
-    ev = httpd_req_feed(&c->req, c->in, c->in_len, &n);
-    memmove(c->in, c->in + n, c->in_len - n);
+    ev = httpd_req_feed(&c->w->req, c->w->in, c->in_len, &n);
+    memmove(c->w->in, c->w->in + n, c->in_len - n);
     c->in_len -= n;
     if (ev == HTTPD_EV_HEAD)
       on_head(c);
@@ -549,7 +614,7 @@ static void process_input(conn *c) {
       start_request(c);
     else if (ev == HTTPD_EV_ERROR) {
       c->serving = true;
-      c->reject = c->req.status;
+      c->reject = c->w->req.status;
       c->keep_alive = false;
       c->in_len = 0;
       send_simple(c, c->reject, "");
@@ -578,6 +643,8 @@ static void finish_request(conn *c) {
     conn_close(c); /* a partial request that cannot complete */
   else if (!weft_stream_is_reading(&c->lc.tcp.stream) && start_reading(c) < 0)
     conn_close(c);
+  else
+    maybe_idle(c);
 }
 
 /* ---- socket input ----------------------------------------------------------
@@ -586,8 +653,12 @@ static void finish_request(conn *c) {
 static void on_alloc(weft_stream *s, size_t suggested, weft_buf *buf) {
   conn *c = s->base.data;
   (void)suggested;
+  if (c->w == NULL && !work_take(c)) { /* the read gets -ENOBUFS: closed */
+    *buf = weft_buf_init(NULL, 0);
+    return;
+  }
   if (c->lingering) c->in_len = 0; /* drained input is dropped */
-  *buf = weft_buf_init(c->in + c->in_len, IN_MAX - c->in_len);
+  *buf = weft_buf_init(c->w->in + c->in_len, IN_MAX - c->in_len);
 }
 
 static void on_read(weft_stream *s, ssize_t nread, const weft_buf *buf) {
@@ -606,6 +677,7 @@ static void on_read(weft_stream *s, ssize_t nread, const weft_buf *buf) {
    * every complete line and fails on a longer one): finish_request()
    * resumes reading. */
   if (!c->closing && c->in_len == IN_MAX) weft_stream_read_stop(s);
+  maybe_idle(c); /* e.g. a read that found nothing */
 }
 
 static int start_reading(conn *c) {
@@ -657,7 +729,8 @@ static bool sched_times(unsigned long long *run_ms,
  * loops' lines do not interleave). */
 static int print_stats(weft_lgroup *g, unsigned i, void *local, void *arg,
                        weft_lgroup_result *res) {
-  (void)local, (void)arg, (void)res;
+  (void)local, (void)res;
+  const server *srv = &((const server *)arg)[i]; /* loop i's: we run on it */
   weft_loop_metrics m;
   weft_lgroup_stats st;
   int err = weft_loop_get_metrics(weft_lgroup_loop(g, i), &m, sizeof m);
@@ -680,6 +753,8 @@ static int print_stats(weft_lgroup *g, unsigned i, void *local, void *arg,
   if (sched_times(&run_ms, &wait_ms))
     n += snprintf(line + n, sizeof line - (size_t)n,
                   " cpu_ms=%llu runq_wait_ms=%llu", run_ms, wait_ms);
+  n += snprintf(line + n, sizeof line - (size_t)n, " work=%u spare=%u",
+                srv->n_work, srv->n_spare);
   n += snprintf(line + n, sizeof line - (size_t)n, "\n");
   if (write(STDOUT_FILENO, line, (size_t)n) < 0) return -errno;
   return 0;
@@ -689,8 +764,7 @@ static void on_usr1(weft_signal *s, int signum) {
   (void)signum;
   server *srv = s->base.data;
   weft_future *f;
-  if (weft_lgroup_broadcast(srv->g, srv->loop, print_stats, NULL, NULL, &f) ==
-      0)
+  if (weft_lgroup_broadcast(srv->g, srv->loop, print_stats, srv, NULL, &f) == 0)
     weft_future_unref(f); /* the lines are the result */
 }
 
@@ -872,8 +946,11 @@ int main(int argc, char **argv) {
     weft_lgroup_wait(g, WEFT_WAIT_FOREVER); /* -EINVAL if never started */
     weft_lgroup_free(g);
   }
-  for (unsigned i = 0; i < o.loops; i++) /* the loops are gone: no race */
+  for (unsigned i = 0; i < o.loops; i++) { /* the loops are gone: no race */
     fcache_clear(&srv[i].cache);
+    for (work *w; (w = srv[i].spare) != NULL; free(w))
+      srv[i].spare = w->next;
+  }
   free(srv);
   if (err < 0) return 1;
   return 0;

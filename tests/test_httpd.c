@@ -630,6 +630,82 @@ Test(httpd, stats_on_sigusr1_one_line_per_loop, .timeout = 30) {
   stop(&f);
 }
 
+/* Loop 0's " work=N spare=N" (--stats, SIGUSR1, one loop). */
+static void work_counts(fixture *f, unsigned *work, unsigned *spare) {
+  char line[512];
+  cr_assert_eq(kill(f->pid, SIGUSR1), 0);
+  cr_assert_not_null(fgets(line, sizeof line, f->out));
+  const char *w = strstr(line, " work=");
+  cr_assert_not_null(w, "line: %s", line);
+  cr_assert_eq(sscanf(w, " work=%u spare=%u", work, spare), 2, "line: %s",
+               line);
+}
+
+/* Polls loop 0's counts until they are (work, spare): the server reads
+ * the client's bytes in its own time (bounded: 500 polls, 10 ms apart). */
+static void await_work(fixture *f, unsigned work, unsigned spare) {
+  unsigned w = ~0u, s = ~0u;
+  for (int i = 0; i < 500 && (w != work || s != spare); i++) {
+    if (i > 0) nanosleep(&(struct timespec){0, 10 * 1000 * 1000}, NULL);
+    work_counts(f, &w, &s);
+  }
+  cr_assert_eq(w, work);
+  cr_assert_eq(s, spare);
+}
+
+static int dial(const fixture *f) {
+  int s = socket(AF_INET, SOCK_STREAM, 0);
+  struct sockaddr_in a = {.sin_family = AF_INET,
+                          .sin_port = htons((uint16_t)f->port)};
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  cr_assert_geq(s, 0);
+  cr_assert_eq(connect(s, (struct sockaddr *)&a, sizeof a), 0);
+  return s;
+}
+
+/* Reads one reply to GET /small.txt ("hello\n") from s: head and body. */
+static void read_small_reply(int s) {
+  char buf[2048];
+  size_t got = 0;
+  const char *end = NULL;
+  while (end == NULL || got < (size_t)(end + 4 - buf) + 6) {
+    ssize_t n = recv(s, buf + got, sizeof buf - 1 - got, 0);
+    cr_assert_gt(n, 0);
+    got += (size_t)n;
+    buf[got] = '\0';
+    end = strstr(buf, "\r\n\r\n");
+  }
+  cr_assert_eq(strncmp(buf, "HTTP/1.1 200 ", 13), 0, "reply: %s", buf);
+  cr_assert_str_eq(end + 4, "hello\n");
+}
+
+/* An idle keep-alive connection holds no work area (input buffer, parser,
+ * reply head): it gives it back when its reply is out and takes one again
+ * when the next request's first bytes come; a half-sent request keeps
+ * its own. */
+Test(httpd, idle_keepalive_connections_hold_no_work_area, .timeout = 30) {
+  static const char req[] = "GET /small.txt HTTP/1.1\r\nHost: t\r\n\r\n";
+  fixture f;
+  start(&f, (const char *[]){"--stats", NULL});
+  await_work(&f, 0, 0);
+  int a = dial(&f), b = dial(&f);
+  cr_assert_eq(send(a, req, sizeof req - 1, 0), (ssize_t)(sizeof req - 1));
+  read_small_reply(a);
+  await_work(&f, 0, 1); /* a is idle, its area is the loop's spare */
+  cr_assert_eq(send(b, req, 10, 0), 10); /* half a request */
+  await_work(&f, 1, 0);                  /* b took the spare */
+  cr_assert_eq(send(a, req, sizeof req - 1, 0), (ssize_t)(sizeof req - 1));
+  read_small_reply(a); /* a needed a new one, and gave it back */
+  await_work(&f, 1, 1);
+  cr_assert_eq(send(b, req + 10, sizeof req - 11, 0),
+               (ssize_t)(sizeof req - 11));
+  read_small_reply(b);
+  await_work(&f, 0, 2); /* both idle */
+  close(a);
+  close(b);
+  stop(&f);
+}
+
 static int run_bad(const char *const *args) {
   char bin[PATH_MAX];
   server_path(bin, sizeof bin);

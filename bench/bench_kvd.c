@@ -17,15 +17,23 @@
  * Each table also has "weft+wload" and "redis-server+wload" rows: the same
  * tests driven by examples/wload --resp instead (see run_wload), alternating
  * with the redis-benchmark rows ("weft", "redis-server": the reference) in
- * the same run. */
+ * the same run.
+ *
+ * The group "kvd_idle" (issue 16) measures memory per idle client: a fresh
+ * kvd (one loop) or redis-server per run, 2,000 clients that each ran a
+ * PING, one after another, and the growth of the server's resident set
+ * divided by 2,000. */
 #include <libgen.h>
 #include <limits.h>
 #include <math.h>
 #include <netinet/in.h>
 #include <signal.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/time.h>
+#include <time.h>
 #include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
@@ -158,13 +166,83 @@ static void run_wload(int port, int pipeline, double *rps) {
 }
 
 static bool use_wload; /* the client of the impl being run */
+static bool use_idle;  /* group kvd_idle: memory per idle connection */
+
+/* ---- memory per idle connection (group kvd_idle) ------------------------- */
+
+#define IDLE_CONNS 2000u
+
+/* The resident set of `pid` in bytes (VmRSS), or a negative value. */
+static double rss_bytes(pid_t pid) {
+  char path[64], line[128];
+  double kb = -1;
+  snprintf(path, sizeof path, "/proc/%d/status", (int)pid);
+  FILE *f = fopen(path, "r");
+  while (f != NULL && fgets(line, sizeof line, f) != NULL)
+    if (sscanf(line, "VmRSS: %lf", &kb) == 1) break;
+  if (f != NULL) fclose(f);
+  return kb * 1024;
+}
+
+/* Opens n connections to `port` one after another, sends PING on each and
+ * reads its +PONG before the next one opens, and leaves them open (fds in
+ * fds[]): n idle clients that have each run a command, one at a time, so
+ * that the figure is what an idle client keeps, not a peak. */
+static void open_idle(int port, int *fds, unsigned n) {
+  static const char ping[] = "*1\r\n$4\r\nPING\r\n";
+  struct sockaddr_in a = {.sin_family = AF_INET,
+                          .sin_port = htons((uint16_t)port),
+                          .sin_addr = {htonl(INADDR_LOOPBACK)}};
+  struct timeval tmo = {10, 0};
+  for (unsigned i = 0; i < n; i++) {
+    char buf[16];
+    size_t got = 0;
+    fds[i] = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    BENCH_CHECK(
+        fds[i] >= 0 &&
+            setsockopt(fds[i], SOL_SOCKET, SO_RCVTIMEO, &tmo, sizeof tmo) ==
+                0 &&
+            connect(fds[i], (struct sockaddr *)&a, sizeof a) == 0 &&
+            write(fds[i], ping, sizeof ping - 1) == (ssize_t)(sizeof ping - 1),
+        "idle client %u", i);
+    while (got < 7) {
+      ssize_t k = read(fds[i], buf + got, sizeof buf - got);
+      BENCH_CHECK(k > 0, "idle client %u: no reply", i);
+      got += (size_t)k;
+    }
+    BENCH_CHECK(got == 7 && memcmp(buf, "+PONG\r\n", 7) == 0,
+                "idle client %u: not +PONG", i);
+  }
+}
+
+/* values[0]: the fresh server's resident set growth per idle client. */
+static void measure_idle(server s, double *values) {
+  int warm; /* one client first: what a server makes once is made */
+  open_idle(s.port, &warm, 1);
+  close(warm);
+  nanosleep(&(struct timespec){0, 100 * 1000 * 1000}, NULL);
+  double before = rss_bytes(s.pid);
+  static int fds[IDLE_CONNS];
+  open_idle(s.port, fds, IDLE_CONNS);
+  nanosleep(&(struct timespec){0, 200 * 1000 * 1000}, NULL);
+  double after = rss_bytes(s.pid);
+  for (unsigned i = 0; i < IDLE_CONNS; i++)
+    close(fds[i]);
+  BENCH_CHECK(before > 0 && after > 0, "no VmRSS for %d", (int)s.pid);
+  values[0] = (after - before) / IDLE_CONNS;
+}
 
 /* values: the 3 tests without pipelining, then the 3 with -P 16, from
- * redis-benchmark or (use_wload) examples/wload. */
+ * redis-benchmark or (use_wload) examples/wload; or (use_idle) the bytes
+ * per idle client. */
 static void measure(server s, double *values) {
   void (*client)(int, int, double *) = use_wload ? run_wload : run_benchmark;
-  client(s.port, 1, values);
-  client(s.port, 16, values + NTESTS);
+  if (use_idle) {
+    measure_idle(s, values);
+  } else {
+    client(s.port, 1, values);
+    client(s.port, 16, values + NTESTS);
+  }
   stop(s);
 }
 
@@ -222,6 +300,17 @@ static void run_redis_wload(double *values, void *arg) {
   run_redis(values, arg);
 }
 
+static void run_kvd_idle(double *values, void *arg) {
+  use_wload = false, use_idle = true;
+  run_kvd(values, arg);
+  use_idle = false;
+}
+static void run_redis_idle(double *values, void *arg) {
+  use_wload = false, use_idle = true;
+  run_redis(values, arg);
+  use_idle = false;
+}
+
 static const bench_metric metrics[] = {
     {"kvd_ping_inline", "req/s", true}, {"kvd_set", "req/s", true},
     {"kvd_get", "req/s", true},         {"kvd_ping_inline_p16", "req/s", true},
@@ -242,9 +331,17 @@ static const bench_impl impls2[] = {
     {"redis-server", run_redis_rb, "2"},
     {"weft+wload", run_kvd_wload, "2"},
     {"redis-server+wload", run_redis_wload, "2"}};
+/* A fresh server per run (freed memory stays in a process's heap); one
+ * kvd loop against redis-server without I/O threads. */
+static const bench_metric metrics_idle[] = {
+    {"kvd_idle_conn_bytes", "B", false}};
+static const bench_impl impls_idle[] = {{"weft", run_kvd_idle, "1"},
+                                        {"redis-server", run_redis_idle, "1"}};
 static const bench_group groups[] = {
     {"kvd", metrics, BENCH_LEN(metrics), impls, BENCH_LEN(impls)},
-    {"kvd2", metrics2, BENCH_LEN(metrics2), impls2, BENCH_LEN(impls2)}};
+    {"kvd2", metrics2, BENCH_LEN(metrics2), impls2, BENCH_LEN(impls2)},
+    {"kvd_idle", metrics_idle, BENCH_LEN(metrics_idle), impls_idle,
+     BENCH_LEN(impls_idle)}};
 
 int main(int argc, char **argv) {
   setenv("BENCH_RUNS", "3", 0); /* each run is seconds long: 3 by default */

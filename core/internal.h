@@ -76,6 +76,10 @@ static inline bool weft__handle_usable(const weft_handle *h) {
   return h != NULL && h->ops != NULL &&
          !(h->flags & (WEFT__H_CLOSING | WEFT__H_CLOSED));
 }
+/* weft_is_closing() for a handle known to be there (no call). */
+static inline bool weft__handle_closing(const weft_handle *h) {
+  return (h->flags & (WEFT__H_CLOSING | WEFT__H_CLOSED)) != 0;
+}
 
 /* ---- aliveness --------------------------------------------------------- */
 

@@ -115,8 +115,9 @@ typedef void (*weft__req_run_fn)(weft__req_hdr *r);
 /* Every queued request completes with `status`, in order. */
 void weft__reqq_cancel_all(weft__list *q, weft__list *done, int status);
 /* Runs the done list in order, stopping if a completion closes `h` (its
- * finish op then runs the rest); `update` runs before each completion (the
- * handle's watcher and active state follow the lists). */
+ * finish op then runs the rest); `update` runs before the completion that
+ * empties the list (the handle's watcher and active state follow the
+ * lists: until then the handle is busy with the rest). */
 void weft__reqq_deliver(weft_handle *h, weft__list *done,
                         void (*update)(weft_handle *h), weft__req_run_fn run);
 /* Runs the whole done list (the close phase). */

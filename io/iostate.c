@@ -30,8 +30,10 @@ void weft__reqq_cancel_all(weft__list *q, weft__list *done, int status) {
 void weft__reqq_deliver(weft_handle *h, weft__list *done,
                         void (*update)(weft_handle *h), weft__req_run_fn run) {
   weft__list *n;
-  while (!weft_is_closing(h) && (n = weft__list_pop_front(done)) != NULL) {
-    update(h);
+  while (!weft__handle_closing(h) && (n = weft__list_pop_front(done)) != NULL) {
+    /* while more wait the handle stays busy and its watcher unchanged (a
+     * completion that changes either calls the handle's update itself) */
+    if (weft__list_empty(done)) update(h);
     run(weft__req_of(n));
   }
 }

@@ -257,11 +257,25 @@ int weft__stream_connect(weft_stream *s, weft_connect_req *req,
 /* Fails every queued write with `status` (delivered from the loop). */
 void weft__stream_abort_writes(weft_stream *s, int status);
 /* Whether `s` takes writes now: 0, -EINVAL, -EPIPE or -ENOTCONN. */
-int weft__stream_writable(const weft_stream *s);
+static inline int weft__stream_writable(const weft_stream *s) {
+  if (s == NULL || !weft__handle_usable(&s->base) ||
+      (s->flags & WEFT__S_LISTENING))
+    return -EINVAL;
+  if (s->flags & WEFT__S_SHUT_REQ) return -EPIPE;
+  if (!(s->flags & (WEFT__S_CONNECTED | WEFT__S_CONNECTING))) return -ENOTCONN;
+  return 0;
+}
 /* Queues a set-up write request (or writes it at once), after
  * weft__net_reserve() succeeded: the second half of weft_stream_write(). */
 void weft__stream_write_queue(weft__net *net, weft_stream *s,
                               weft_write_req *req);
+/* The kernel took `sent` bytes of the set-up write `req` inside its start
+ * call, with the queue empty (fd passing's direct send, after
+ * weft__net_reserve()): they count in the turn's write cap; the request
+ * completes from the loop, or goes on as weft__stream_write_queue() with
+ * the bytes it has left. */
+void weft__stream_write_sent(weft__net *net, weft_stream *s,
+                             weft_write_req *req, size_t sent);
 /* Takes a queued write with no byte on the wire out of the queue (a
  * cancelled future); false if it is partly written or complete. */
 bool weft__stream_write_unqueue(weft_write_req *req);

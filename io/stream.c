@@ -335,15 +335,6 @@ static int req_setup(weft_write_req *req, weft_stream *s, const weft_buf *bufs,
   return 0;
 }
 
-int weft__stream_writable(const weft_stream *s) {
-  if (s == NULL || !weft__handle_usable(&s->base) ||
-      (s->flags & WEFT__S_LISTENING))
-    return -EINVAL;
-  if (s->flags & WEFT__S_SHUT_REQ) return -EPIPE;
-  if (!(s->flags & (WEFT__S_CONNECTED | WEFT__S_CONNECTING))) return -ENOTCONN;
-  return 0;
-}
-
 static int write_check(weft_stream *s, const weft_buf *bufs, unsigned nbufs) {
   if (s == NULL || bufs == NULL || nbufs == 0) return -EINVAL;
   if (s->base.ops != NULL) WEFT__CHECK_THREAD(s->base.loop);
@@ -383,6 +374,21 @@ void weft__stream_write_queue(weft__net *net, weft_stream *s,
     s->flags |= WEFT__S_WM_ABOVE;
     s->wm_cb(s, WEFT_WATERMARK_HIGH);
   }
+}
+
+void weft__stream_write_sent(weft__net *net, weft_stream *s,
+                             weft_write_req *req, size_t sent) {
+  turn_budget(net, s); /* the turn's count, started if this is a new turn */
+  net->w_bytes += sent;
+  if (req->idx < req->nbufs) {
+    weft__stream_write_queue(net, s, req);
+    return;
+  }
+  weft__reqq_complete(DONE(s), &req->req, 0);
+  weft__net_schedule(net, &s->base);
+  /* what update() would do: the queue was empty and stays so (the watcher
+   * keeps its events); a completion to deliver makes the handle active */
+  weft__handle_start(&s->base);
 }
 
 int weft_stream_write(weft_write_req *req, weft_stream *s, const weft_buf *bufs,

@@ -390,6 +390,107 @@ Test(fdpass, fd_window_one_wakeup_per_64_read_future, .timeout = 10) {
   fd_window(true);
 }
 
+/* The received-fd queue hands fds out oldest first while it is taken from
+ * the front, refilled behind, moved down (room at its end used up, room at
+ * its front free) and grown past its first 64 slots. Each fd is a memfd
+ * of its own, so the order is checked fd by fd. */
+Test(fdpass, fd_queue_order_across_takes_and_growth, .timeout = 10) {
+  int before = fd_count();
+  weft_loop *loop = th_loop();
+  weft_pipe a, b;
+  pair(loop, &a, &b);
+  enum { N = 3 * WEFT_PIPE_FDS_MAX };
+  static ino_t want[N];
+  weft_buf one = weft_buf_init("M", 1);
+  unsigned sent = 0, taken = 0;
+  /* sent, then taken, before each step's reads: 64 fill the queue, one
+   * taken frees its front, one more is moved down, 128 grow it */
+  const unsigned send_n[] = {WEFT_PIPE_FDS_MAX, 1, 2 * WEFT_PIPE_FDS_MAX - 1};
+  const unsigned take_n[] = {1, 0, N - 1};
+  for (int step = 0; step < 3; step++) {
+    for (unsigned i = 0; i < send_n[step]; i++, sent++) {
+      int fd = memfd_create("fdq", MFD_CLOEXEC);
+      cr_assert_geq(fd, 0);
+      want[sent] = ino(fd);
+      weft_future *w;
+      cr_assert_eq(weft_pipe_write_fds_future(&a, &one, 1, &fd, 1, &w), 0);
+      close(fd);
+      expect_i64(loop, w, 1);
+    }
+    char buf[N];
+    for (size_t got = 0; got < send_n[step];) {
+      weft_future *f;
+      cr_assert_eq(weft_stream_read_some_future(&b.stream, buf, sizeof buf, &f),
+                   0);
+      settle(loop, f);
+      got += (size_t)weft_future_value_i64(f);
+      weft_future_unref(f);
+    }
+    cr_assert_eq(weft_pipe_get_pending_fds(&b), sent - taken);
+    for (unsigned k = 0; k < take_n[step]; k++, taken++) {
+      int fd;
+      cr_assert_eq(weft_pipe_take_fds(&b, &fd, 1), 1);
+      cr_assert_eq(ino(fd), want[taken], "fd %u out of order", taken);
+      close(fd);
+    }
+  }
+  cr_assert_eq(taken, N);
+  cr_assert_eq(weft_pipe_get_pending_fds(&b), 0);
+  th_loop_finish(loop);
+  cr_assert_eq(fd_count(), before);
+}
+
+/* A fd write that goes out within its call (the queue empty) still counts
+ * in the turn's write cap (weft/stream.h): after 16 such writes of 64 KiB
+ * in one turn, an ordinary write of the same turn finds the cap spent and
+ * queues, all of its 64 KiB, until the next turn. */
+Test(fdpass, direct_fd_writes_count_in_the_write_cap, .timeout = 10) {
+  int before = fd_count();
+  weft_loop *loop = th_loop();
+  weft_pipe a, b;
+  pair(loop, &a, &b);
+  int big = 8 << 20; /* room for the whole turn: only the cap can queue */
+  setsockopt(weft_stream_fileno(&a.stream), SOL_SOCKET, SO_SNDBUFFORCE, &big,
+             sizeof big);
+  setsockopt(weft_stream_fileno(&b.stream), SOL_SOCKET, SO_RCVBUFFORCE, &big,
+             sizeof big);
+  static char data[64 << 10];
+  weft_buf chunk = weft_buf_init(data, sizeof data);
+  unsigned n = WEFT_STREAM_WRITE_CAP / sizeof data;
+  weft_write_req w[16 + 1];
+  wstat ws = {0};
+  int fd = dup(0);
+  cr_assert_eq(n, 16);
+  for (unsigned i = 0; i < n; i++) {
+    w[i].data = &ws;
+    cr_assert_eq(weft_pipe_write_fds(&w[i], &a, &chunk, 1, &fd, 1, on_write),
+                 0);
+    cr_assert_eq(weft_stream_write_queue_size(&a.stream), 0); /* sent */
+  }
+  close(fd);
+  w[n].data = &ws;
+  cr_assert_eq(weft_stream_write(&w[n], &a.stream, &chunk, 1, on_write), 0);
+  cr_assert_eq(weft_stream_write_queue_size(&a.stream), sizeof data);
+  cr_assert_eq(ws.calls, 0); /* never inline */
+  for (int i = 0; i < 1000 && ws.calls < (int)n + 1; i++)
+    weft_loop_run(loop, WEFT_RUN_ONCE);
+  cr_assert_eq(ws.calls, (int)n + 1);
+  cr_assert_eq(ws.status, 0);
+  cr_assert_eq(weft_stream_write_queue_size(&a.stream), 0);
+  static char sink[(16 + 1) * sizeof data];
+  weft_future *f;
+  cr_assert_eq(weft_stream_read_exact_future(&b.stream, sink, sizeof sink, &f),
+               0);
+  expect_i64(loop, f, (int64_t)sizeof sink);
+  cr_assert_eq(weft_pipe_get_pending_fds(&b), n);
+  int got[16];
+  cr_assert_eq(weft_pipe_take_fds(&b, got, n), (int)n);
+  for (unsigned i = 0; i < n; i++)
+    close(got[i]);
+  th_loop_finish(loop);
+  cr_assert_eq(fd_count(), before);
+}
+
 /* ---- peer credentials ---------------------------------------------------- */
 
 Test(fdpass, peercred, .timeout = 10) {

@@ -95,22 +95,16 @@ static void san_leave(weft_fiber *fb, void **fake) {
 
 static void entry(void *arg);
 
-/* At a fiber's start: if the last idled stack has its size, the fiber runs
- * on that one (warm) and the stack it took at spawn (cold) idles instead. */
-static void stack_warm(fmodule *m, weft_fiber *fb) {
-  weft__fstack *last = m->nidle > 0 ? &m->idle[m->nidle - 1] : NULL;
-  if (last == NULL || last->size != fb->stack.size) return;
-  weft__fstack t = *last;
-  *last = fb->stack;
-  fb->stack = t;
-}
-
-/* Its first resume: the stack is chosen (stack_warm) and gets the frame
- * that enters entry(fb). */
-static void start(weft_fiber *fb) {
-  stack_warm(fb->mod, fb);
-  weft__fctx_make(&fb->ctx, weft__fstack_lo(&fb->stack), fb->stack.size, entry,
-                  fb);
+/* Switches from `from` to `to`: at its first resume (fresh, its stack
+ * bound by weft__fiber_bind_stack) straight into entry(to) on its stack,
+ * else to where it suspended. */
+static inline __attribute__((always_inline)) void
+switch_to(weft__fctx *from, weft_fiber *to, bool fresh) {
+  if (fresh)
+    weft__fctx_begin(from, &to->ctx, weft__fstack_lo(&to->stack),
+                     to->stack.size, entry, to);
+  else
+    weft__fctx_switch(from, &to->ctx);
 }
 
 /* Inlined in wake_fire, so that the switch back from the fiber lands in
@@ -118,7 +112,8 @@ static void start(weft_fiber *fb) {
 static inline __attribute__((always_inline)) void resume(weft_fiber *fb) {
   weft__fctx here;
   weft_fiber *prev = tl_current;
-  if (fb->state == S_NEW) start(fb);
+  bool fresh = fb->state == S_NEW;
+  if (fresh) weft__fiber_bind_stack(fb->mod, fb);
   fb->caller = &here;
   fb->state = S_RUNNING;
   tl_current = fb;
@@ -131,7 +126,7 @@ static inline __attribute__((always_inline)) void resume(weft_fiber *fb) {
   fb->caller_tsan = __tsan_get_current_fiber();
   __tsan_switch_to_fiber(fb->tsan, 0);
 #endif
-  weft__fctx_switch(&here, &fb->ctx);
+  switch_to(&here, fb, fresh);
 #ifdef WEFT_ASAN
   __sanitizer_finish_switch_fiber(fake, NULL, NULL);
 #endif
@@ -157,7 +152,8 @@ static weft_fiber *take_next(fmodule *m, weft_loop *loop) {
 /* fb suspends and `to`, whose wake was next in the queue, runs at once:
  * one switch instead of two through wake_fire, which `to` inherits. */
 static void hand_over(weft_fiber *fb, weft_fiber *to) {
-  if (to->state == S_NEW) start(to);
+  bool fresh = to->state == S_NEW;
+  if (fresh) weft__fiber_bind_stack(to->mod, to);
   to->caller = fb->caller;
   to->state = S_RUNNING;
   tl_current = to;
@@ -170,7 +166,7 @@ static void hand_over(weft_fiber *fb, weft_fiber *to) {
   to->caller_tsan = fb->caller_tsan;
   __tsan_switch_to_fiber(to->tsan, 0);
 #endif
-  weft__fctx_switch(&fb->ctx, &to->ctx);
+  switch_to(&fb->ctx, to, fresh);
 #ifdef WEFT_ASAN
   san_arrive(fb, fb->fake);
 #endif
@@ -273,8 +269,8 @@ static void wake_fire(weft_future *n) {
     fm->rq_head = w->next;
     if (fm->rq_head == NULL) fm->rq_tail = NULL;
     w->next = NULL;
+    w->refs--; /* the queue's; its fiber holds another until it is reaped */
     resume(w->u.call.arg);
-    weft_future_unref(w); /* the queue's reference */
   }
 }
 

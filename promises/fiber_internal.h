@@ -4,6 +4,7 @@
 #define WEFT_PROMISES_FIBER_INTERNAL_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 #include "weft/fiber.h"
 
@@ -53,6 +54,30 @@ __attribute__((noreturn)) static inline void weft__fctx_exit(weft__fctx *to) {
   weft__fctx_leave(to->sp);
 }
 #endif
+/* Saves the running context in from and runs entry(arg) on the stack [lo,
+ * lo + size), with the running thread's MXCSR and x87 control word (its
+ * FPCR on aarch64): a fresh context's first switch, as weft__fctx_make and
+ * weft__fctx_switch to `to` would do it. `to` gets the context's registers
+ * when it next switches away; entry must never return. On x86-64 nothing
+ * is written on the new stack first and nothing popped from it: the
+ * registers are saved and the call is made in one step. */
+#if !defined(WEFT_FIBER_UCONTEXT) && defined(__x86_64__)
+void weft__fctx_enter(void **save, void *top, void (*entry)(void *), void *arg);
+static inline void weft__fctx_begin(weft__fctx *from, weft__fctx *to,
+                                    void *lo, size_t size,
+                                    void (*entry)(void *), void *arg) {
+  (void)to;
+  uintptr_t top = ((uintptr_t)lo + size) & ~(uintptr_t)15;
+  weft__fctx_enter(&from->sp, (void *)top, entry, arg);
+}
+#else
+static inline void weft__fctx_begin(weft__fctx *from, weft__fctx *to,
+                                    void *lo, size_t size,
+                                    void (*entry)(void *), void *arg) {
+  weft__fctx_make(to, lo, size, entry, arg);
+  weft__fctx_switch(from, to);
+}
+#endif
 /* "asm-x86_64", "asm-aarch64" or "ucontext": for the bench and reports. */
 const char *weft__fctx_impl(void);
 
@@ -74,9 +99,12 @@ int weft__fstack_map(weft__fstack *s, size_t size);
 void weft__fstack_unmap(weft__fstack *s);
 /* Bytes of the guard page (the page size). */
 size_t weft__fstack_guard(void);
-/* The lowest usable byte of s. */
+/* The page size once weft__fstack_guard has run (it has, once a stack is
+ * mapped): read inline on the way into a fiber. */
+extern size_t weft__fstack_page;
+/* The lowest usable byte of s (a mapped stack). */
 static inline char *weft__fstack_lo(const weft__fstack *s) {
-  return (char *)s->map + weft__fstack_guard();
+  return (char *)s->map + weft__fstack_page;
 }
 
 /* For tests: the guard page of a running fiber's stack. */

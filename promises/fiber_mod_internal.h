@@ -62,9 +62,17 @@ typedef struct closer {
   struct weft_fiber *fb;
 } closer;
 
-/* The per-loop state: idle stacks, spare fiber structs, the live count. */
+/* The per-loop state: idle stacks, spare fiber structs, the live count.
+ * Idle stacks of the default size are in `pool`, of other sizes in
+ * `idle`. A fiber of the default size spawned while the pool holds more
+ * stacks than fibers already count on (`owed`) counts on one too and takes
+ * the pool's last (warmest) at its start (stack.map NULL until then), so
+ * that spawn neither maps nor touches a stack yet cannot fail at start. */
 typedef struct fmodule {
-  weft__fstack *idle; /* a LIFO: idle[nidle - 1] was idled last */
+  weft__fstack *pool; /* a LIFO: pool[npool - 1] was idled last */
+  unsigned npool, pcap;
+  unsigned owed;      /* unstarted fibers that will take a pool stack */
+  weft__fstack *idle; /* other sizes, a LIFO like the pool */
   unsigned nidle, cap;
   weft_fiber *spare; /* finished fibers' structs, through next_spare */
   unsigned nspare;
@@ -91,5 +99,24 @@ static inline weft_future *weft__node_ref(weft_future *n) {
 /* The loop's side, after the body returned (fiber.c's resume): the stack
  * and the struct go back to the module, the references go. */
 void weft__fiber_reap(weft_fiber *fb);
+
+/* At a fiber's start: one that counts on a pool stack takes the last
+ * idled; one that took its own at spawn (a cold one, mapped then) runs on
+ * the last idled of its size if there is one (warm), which leaves its own
+ * in that one's place. */
+static inline void weft__fiber_bind_stack(fmodule *m, weft_fiber *fb) {
+  if (fb->stack.map == NULL) {
+    fb->stack = m->pool[--m->npool];
+    m->owed--;
+    return;
+  }
+  bool dflt = fb->stack.size == m->default_size;
+  weft__fstack *a = dflt ? m->pool : m->idle;
+  unsigned n = dflt ? m->npool : m->nidle;
+  if (n == 0 || a[n - 1].size != fb->stack.size) return;
+  weft__fstack t = a[n - 1];
+  a[n - 1] = fb->stack;
+  fb->stack = t;
+}
 
 #endif

@@ -4,13 +4,17 @@
  * Where the memory comes from (docs/internals.md, "Fibers, inside"): the
  * fiber struct from the loop's list of spare structs, its stack from the
  * loop's idle stacks (an array, the most recently idled last), else a new
- * malloc / mapping; a finished fiber gives both back. Spawn takes a stack,
- * so that running out of memory is spawn's -ENOMEM, but the fiber starts
- * on the warmest idle stack of its size if there is one, leaving the one
- * it took in its place: a batch of fibers that start and finish one after
- * the other then all run on one stack whose pages and cache lines are
- * warm, instead of touching a cold stack each (a third of a spawn's cost
- * when the struct lived at the top of its own stack).
+ * malloc / mapping; a finished fiber gives both back. Running out of
+ * memory is spawn's -ENOMEM, never a failure at start: a fiber of the
+ * default size either counts on an idle stack of the pool that no other
+ * fiber counts on yet (fmodule's `owed`) and takes the warmest one at its
+ * start, or maps its own at spawn; a fiber of another size takes its stack
+ * at spawn. Either way the fiber starts on the warmest idle stack of its
+ * size if there is one (weft__fiber_bind_stack): a batch of fibers that
+ * start and finish one after the other then all run on one stack whose
+ * pages and cache lines are warm, instead of touching a cold stack each (a
+ * third of a spawn's cost when the struct lived at the top of its own
+ * stack).
  */
 #include <string.h>
 
@@ -31,8 +35,11 @@
 static void mod_teardown(weft_loop *loop, void *state) {
   WEFT__UNUSED(loop);
   fmodule *m = state;
+  while (m->npool > 0)
+    weft__fstack_unmap(&m->pool[--m->npool]);
   while (m->nidle > 0)
     weft__fstack_unmap(&m->idle[--m->nidle]);
+  weft__free(m->pool);
   weft__free(m->idle);
   while (m->spare != NULL) {
     weft_fiber *fb = m->spare;
@@ -50,10 +57,13 @@ static fmodule *mod_get(weft_loop *loop) {
   if (m == NULL) return NULL;
   /* room for the first idle stacks now, so that a few fibers finishing
    * never allocate */
-  m->cap = 16;
+  m->cap = m->pcap = 16;
   m->default_size = weft__fstack_round(0);
+  m->pool = weft__malloc(m->pcap * sizeof *m->pool);
   m->idle = weft__malloc(m->cap * sizeof *m->idle);
-  if (m->idle == NULL) {
+  if (m->pool == NULL || m->idle == NULL) {
+    weft__free(m->pool);
+    weft__free(m->idle);
     weft__free(m);
     return NULL;
   }
@@ -61,13 +71,10 @@ static fmodule *mod_get(weft_loop *loop) {
   return m;
 }
 
-/* The most recently idled stack of that size (its pages are warm), or a
- * new mapping. Only the array is read: an idle stack's memory stays cold. */
+/* A stack of a size other than the default: the most recently idled one
+ * of that size (its pages are warm), or a new mapping. Only the array is
+ * read: an idle stack's memory stays cold. */
 static int stack_get(fmodule *m, size_t size, weft__fstack *out) {
-  if (m->nidle > 0 && m->idle[m->nidle - 1].size == size) {
-    *out = m->idle[--m->nidle]; /* the usual case: one size */
-    return 0;
-  }
   for (unsigned i = m->nidle; i-- > 0;) {
     if (m->idle[i].size == size) {
       *out = m->idle[i];
@@ -80,21 +87,54 @@ static int stack_get(fmodule *m, size_t size, weft__fstack *out) {
   return weft__fstack_map(out, size);
 }
 
-/* Keeps s idle, growing the array up to CACHE_MAX; past it, or if the
- * array cannot grow, s is unmapped (nothing fails). */
+/* Doubles the array *a of *cap entries up to CACHE_MAX; false if it may
+ * not or cannot. */
+static bool grow(weft__fstack **a, unsigned *cap) {
+  unsigned c = *cap * 2;
+  weft__fstack *b = c <= CACHE_MAX ? weft__realloc(*a, c * sizeof *b) : NULL;
+  if (b == NULL) return false;
+  *a = b;
+  *cap = c;
+  return true;
+}
+
+/* Keeps s idle, in the pool (default size) or the other array, growing it
+ * up to CACHE_MAX; past it, or if the array cannot grow, s is unmapped
+ * (nothing fails). The pool never holds fewer than `owed` stacks: owed
+ * grows only while the pool holds more. */
 static void stack_put(fmodule *m, weft__fstack *s) {
-  if (m->nidle == m->cap) {
-    unsigned cap = m->cap * 2;
-    weft__fstack *a =
-        cap <= CACHE_MAX ? weft__realloc(m->idle, cap * sizeof *a) : NULL;
-    if (a == NULL) {
+  if (s->size == m->default_size) {
+    if (WEFT__LIKELY(m->npool < m->pcap) || grow(&m->pool, &m->pcap))
+      m->pool[m->npool++] = *s;
+    else
       weft__fstack_unmap(s);
-      return;
-    }
-    m->idle = a;
-    m->cap = cap;
+    return;
   }
-  m->idle[m->nidle++] = *s;
+  if (m->nidle < m->cap || grow(&m->idle, &m->cap))
+    m->idle[m->nidle++] = *s;
+  else
+    weft__fstack_unmap(s);
+}
+
+/* The fiber's stack at spawn: a default-size fiber counts on one of the
+ * pool's, taken at start, if the pool has one that no fiber counts on yet;
+ * else it gets its own now (0 or -ENOMEM). */
+static int stack_take(fmodule *m, size_t size, weft_fiber *fb) {
+  if (size != m->default_size) return stack_get(m, size, &fb->stack);
+  if (WEFT__LIKELY(m->npool > m->owed)) {
+    m->owed++;
+    fb->stack.map = NULL; /* weft__fiber_bind_stack takes it */
+    return 0;
+  }
+  return weft__fstack_map(&fb->stack, size);
+}
+
+/* Undoes stack_take (for a spawn that fails later). */
+static void stack_untake(fmodule *m, weft_fiber *fb) {
+  if (fb->stack.map == NULL)
+    m->owed--;
+  else
+    stack_put(m, &fb->stack);
 }
 
 /* A fiber struct: a spare one (with its wake node, fb->node), else a new
@@ -132,16 +172,19 @@ void weft__fiber_reap(weft_fiber *fb) {
   __tsan_destroy_fiber(fb->tsan);
 #endif
   fmodule *m = fb->mod;
-  stack_put(m, &fb->stack);
+  if (WEFT__LIKELY(fb->stack.size == m->default_size && m->npool < m->pcap))
+    m->pool[m->npool++] = fb->stack; /* stack_put's usual case */
+  else
+    stack_put(m, &fb->stack);
   fiber_put(m, fb); /* with its node */
-  weft_future_unref(f);
+  weft__future_unref_norelease(f); /* the fiber kind has no release hook */
   if (--m->live == 0) weft__req_done(loop); /* the module's one reference */
 }
 
 /* ---- spawning ------------------------------------------------------------ */
 
-/* Fills in a fiber struct (its stack is chosen at start). */
-static void init(weft_fiber *fb, const weft__fstack *st) {
+/* Fills in a fiber struct (its stack: stack_take). */
+static void init(weft_fiber *fb) {
   /* field by field: a memset of the whole struct (name included) was a
    * third of a spawn */
   fb->caller = NULL;
@@ -157,7 +200,6 @@ static void init(weft_fiber *fb, const weft__fstack *st) {
 #ifdef WEFT_TSAN
   fb->tsan = fb->caller_tsan = NULL;
 #endif
-  fb->stack = *st;
 }
 
 /* The fiber's struct and stack (mod_get and the stack may fail). */
@@ -166,12 +208,11 @@ static int take_memory(weft_loop *loop, size_t size, weft_fiber **out) {
   if (m == NULL) return -ENOMEM;
   weft_fiber *fb = fiber_get(m);
   if (fb == NULL) return -ENOMEM;
-  weft__fstack st;
-  if (stack_get(m, size, &st) != 0) {
+  if (stack_take(m, size, fb) != 0) {
     fiber_put(m, fb);
     return -ENOMEM;
   }
-  init(fb, &st);
+  init(fb);
   fb->mod = m;
   *out = fb;
   return 0;
@@ -203,8 +244,7 @@ static int alloc_parts(weft_loop *loop, size_t size, weft_future **f,
     return -ENOMEM;
   }
   if (node_get(loop, *fb) != 0) {
-    weft__fstack st = (*fb)->stack;
-    stack_put((*fb)->mod, &st);
+    stack_untake((*fb)->mod, *fb);
     fiber_put((*fb)->mod, *fb);
     weft_future_unref(*f);
     return -ENOMEM;

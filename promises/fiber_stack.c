@@ -25,10 +25,12 @@
 #define MADV_GUARD_INSTALL 102
 #endif
 
+size_t weft__fstack_page; /* the same for every thread: a benign race */
+
 size_t weft__fstack_guard(void) {
-  static size_t page; /* the same for every thread: a benign race */
-  if (page == 0) page = (size_t)sysconf(_SC_PAGESIZE);
-  return page;
+  if (weft__fstack_page == 0)
+    weft__fstack_page = (size_t)sysconf(_SC_PAGESIZE);
+  return weft__fstack_page;
 }
 
 size_t weft__fstack_round(size_t want) {

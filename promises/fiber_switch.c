@@ -98,6 +98,31 @@ __asm__(".text\n"
         "  movq %rdi, %rsp\n"
         "  jmp .Lweft_fctx_restore\n"
         ".size weft__fctx_leave,.-weft__fctx_leave\n"
+        /* a fresh context's first switch: the jump's saving half, then
+         * rsp = rsi (16-byte aligned), rbp = 0 (a backtrace ends at the
+         * entry) and entry = rdx called with arg = rcx; the control words
+         * stay the thread's; entry never returns */
+        ".globl weft__fctx_enter\n"
+        ".hidden weft__fctx_enter\n"
+        ".type weft__fctx_enter,@function\n"
+        ".p2align 4\n"
+        "weft__fctx_enter:\n"
+        "  pushq %rbp\n"
+        "  pushq %rbx\n"
+        "  pushq %r12\n"
+        "  pushq %r13\n"
+        "  pushq %r14\n"
+        "  pushq %r15\n"
+        "  subq $8, %rsp\n"
+        "  stmxcsr (%rsp)\n"
+        "  fnstcw 4(%rsp)\n"
+        "  movq %rsp, (%rdi)\n"
+        "  movq %rsi, %rsp\n"
+        "  xorl %ebp, %ebp\n"
+        "  movq %rcx, %rdi\n"
+        "  callq *%rdx\n"
+        "  ud2\n"
+        ".size weft__fctx_enter,.-weft__fctx_enter\n"
         /* entered by the jump above with rsp 16-byte aligned: r12 is the
          * entry, rbx its argument; entry never returns */
         ".globl weft__fctx_start\n"

@@ -231,6 +231,21 @@ static inline void weft__future_drop(weft_future *f, weft_future **todo) {
     *todo = f;
   }
 }
+/* weft_future_unref for a future whose kind has no release hook, with
+ * the common last reference inline: a future holding nothing to report or
+ * let go of (no source, not rejected, no pointer value, no name) goes
+ * straight back to the free list, as weft_future_unref would put it. */
+static inline void weft__future_unref_norelease(weft_future *f) {
+  if (f->refs == 1 && f->src == NULL && f->state != WEFT_FUTURE_REJECTED &&
+      !(f->flags & (WEFT__F_PTR | WEFT__F_NAMED))) {
+    weft__fmod *m = (weft__fmod *)weft__module_get(f->loop, WEFT__MOD_FUTURE);
+    f->refs = 0;
+    f->next = m->free;
+    m->free = f;
+    return;
+  }
+  weft_future_unref(f);
+}
 /* Settles f (pending) with (state, value) and queues its continuations. */
 void weft__future_settle(weft_future *f, uint8_t state);
 /* Settles f (pending) as rejected with err, or fulfilled with int64 v. */

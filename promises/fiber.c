@@ -198,7 +198,7 @@ static void suspend(weft_fiber *fb, uint8_t state) {
 
 /* ---- results ------------------------------------------------------------- */
 
-static void drop_value(weft_fiber *fb) {
+static __attribute__((noinline)) void drop_value(weft_fiber *fb) {
   if (fb->is_ptr && fb->dtor != NULL) fb->dtor(fb->p);
   fb->is_ptr = false;
   fb->i = 0;
@@ -303,7 +303,7 @@ void weft_fiber_return(weft_fiber *self, void *value, weft_dtor dtor) {
 
 void weft_fiber_return_i64(weft_fiber *self, int64_t v) {
   if (self == NULL) return;
-  drop_value(self);
+  if (WEFT__UNLIKELY(self->is_ptr)) drop_value(self); /* out of line */
   self->i = v;
 }
 

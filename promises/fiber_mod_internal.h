@@ -7,6 +7,10 @@
 #include "fiber_internal.h"
 #include "internal.h"
 
+#ifdef WEFT_TSAN
+#include <sanitizer/tsan_interface.h>
+#endif
+
 /* The struct's layout depends on it: every file that includes this header
  * must agree. */
 #if defined(__SANITIZE_ADDRESS__)
@@ -96,9 +100,36 @@ static inline weft_future *weft__node_ref(weft_future *n) {
   return n;
 }
 
+/* Idle stacks of each array and spare structs kept per loop: as many as a
+ * batch of fibers that is spawned, run and finished over and over (so a
+ * steady state maps nothing), and at most a few MiB of touched pages. */
+#define WEFT__FIBER_CACHE_MAX 1024
+
 /* The loop's side, after the body returned (fiber.c's resume): the stack
  * and the struct go back to the module, the references go. */
-void weft__fiber_reap(weft_fiber *fb);
+void weft__fiber_reap_slow(weft_fiber *fb);
+/* weft__fiber_reap_slow with its usual case inline (resume, which calls it,
+ * is inlined into wake_fire's loop): a default-size stack onto the pool,
+ * the struct onto the spare list, both with room, and not the last live
+ * fiber; the future as weft__future_unref_norelease puts it. */
+static inline void weft__fiber_reap(weft_fiber *fb) {
+  fmodule *m = fb->mod;
+  weft_future *f = fb->f;
+  if (!(fb->stack.size == m->default_size && m->npool < m->pcap &&
+        m->nspare < WEFT__FIBER_CACHE_MAX && m->live > 1)) {
+    weft__fiber_reap_slow(fb);
+    return;
+  }
+#ifdef WEFT_TSAN
+  __tsan_destroy_fiber(fb->tsan);
+#endif
+  m->pool[m->npool++] = fb->stack;
+  fb->next_spare = m->spare; /* with its node */
+  m->spare = fb;
+  m->nspare++;
+  m->live--;
+  weft__future_unref_norelease(f); /* the fiber kind has no release hook */
+}
 
 /* At a fiber's start: one that counts on a pool stack takes the last
  * idled; one that took its own at spawn (a cold one, mapped then) runs on

@@ -26,10 +26,7 @@
 #include <sanitizer/tsan_interface.h>
 #endif
 
-/* Idle stacks kept per loop: as many as a batch of fibers that is spawned,
- * run and finished over and over (so a steady state maps nothing), and at
- * most a few MiB of touched pages. */
-#define CACHE_MAX 1024
+#define CACHE_MAX WEFT__FIBER_CACHE_MAX
 /* ---- the per-loop module ------------------------------------------------ */
 
 static void mod_teardown(weft_loop *loop, void *state) {
@@ -104,7 +101,7 @@ static bool grow(weft__fstack **a, unsigned *cap) {
  * grows only while the pool holds more. */
 static void stack_put(fmodule *m, weft__fstack *s) {
   if (s->size == m->default_size) {
-    if (WEFT__LIKELY(m->npool < m->pcap) || grow(&m->pool, &m->pcap))
+    if (m->npool < m->pcap || grow(&m->pool, &m->pcap))
       m->pool[m->npool++] = *s;
     else
       weft__fstack_unmap(s);
@@ -165,17 +162,14 @@ static void fiber_put(fmodule *m, weft_fiber *fb) {
 }
 /* The loop's side, after the body returned: the stack and the struct go
  * back to the module, the references go. */
-void weft__fiber_reap(weft_fiber *fb) {
+void weft__fiber_reap_slow(weft_fiber *fb) {
   weft_loop *loop = fb->loop;
   weft_future *f = fb->f;
 #ifdef WEFT_TSAN
   __tsan_destroy_fiber(fb->tsan);
 #endif
   fmodule *m = fb->mod;
-  if (WEFT__LIKELY(fb->stack.size == m->default_size && m->npool < m->pcap))
-    m->pool[m->npool++] = fb->stack; /* stack_put's usual case */
-  else
-    stack_put(m, &fb->stack);
+  stack_put(m, &fb->stack);
   fiber_put(m, fb); /* with its node */
   weft__future_unref_norelease(f); /* the fiber kind has no release hook */
   if (--m->live == 0) weft__req_done(loop); /* the module's one reference */
@@ -286,7 +280,7 @@ int weft_fiber_spawn(weft_loop *loop, weft_fiber_fn fn, void *arg,
   fb->tsan = __tsan_create_fiber(0);
 #endif
   f->u.call.arg = fb;
-  weft__future_enqueue(n, weft__node_ref(n)); /* it starts from the queue */
+  weft__future_ready(loop, weft__node_ref(n)); /* it starts from the queue */
   /* one loop reference while any fiber lives (as good as one each for
    * weft_loop_alive and weft_loop_free's -EBUSY, and two calls fewer per
    * spawn and finish) */

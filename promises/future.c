@@ -415,6 +415,8 @@ static void schedule(fmod *m) {
     m->scheduled = true;
 }
 
+void weft__future_schedule(weft__fmod *m) { schedule(m); }
+
 /* Appends a newest-first list (not empty), in registration order. */
 static void enqueue_list(weft_loop *loop, weft_future *list) {
   fmod *m = weft__module_get(loop, WEFT__MOD_FUTURE);
@@ -459,12 +461,6 @@ void weft__future_settle(weft_future *f, uint8_t state) {
   if (list == NULL) return;
   f->waiters = NULL;
   enqueue_list(f->loop, list);
-}
-
-void weft__future_finish(weft_future *f, uint8_t state, int64_t v) {
-  f->v.i = v;
-  f->flags &= (uint8_t)~WEFT__F_VALUE;
-  weft__future_settle(f, state);
 }
 
 void weft__future_pass(weft_future *f, weft_future *src) {

@@ -248,12 +248,37 @@ static inline void weft__future_unref_norelease(weft_future *f) {
 }
 /* Settles f (pending) with (state, value) and queues its continuations. */
 void weft__future_settle(weft_future *f, uint8_t state);
-/* Settles f (pending) as rejected with err, or fulfilled with int64 v. */
-void weft__future_finish(weft_future *f, uint8_t state, int64_t v);
+/* Settles f (pending) as rejected with err, or fulfilled with int64 v;
+ * inline when nothing waits on f. */
+static inline void weft__future_finish(weft_future *f, uint8_t state,
+                                       int64_t v) {
+  f->v.i = v;
+  f->flags &= (uint8_t)~WEFT__F_VALUE;
+  if (f->waiters == NULL) {
+    f->state = state; /* weft__future_settle with no list to queue */
+    return;
+  }
+  weft__future_settle(f, state);
+}
 /* f takes src's outcome (src settled). */
 void weft__future_pass(weft_future *f, weft_future *src);
 /* Queues w (one reference given) to run soon: f has settled. */
 void weft__future_enqueue(weft_future *f, weft_future *w);
+/* Queues a drain task for m's ready queue (future.c), unless one is. */
+void weft__future_schedule(weft__fmod *m);
+/* weft__future_enqueue of a single w (one reference given) on loop's ready
+ * queue, inline: for a node that is queued on its own, such as a fiber's
+ * wake at spawn. */
+static inline void weft__future_ready(weft_loop *loop, weft_future *w) {
+  weft__fmod *m = (weft__fmod *)weft__module_get(loop, WEFT__MOD_FUTURE);
+  w->next = NULL;
+  if (m->rq_tail != NULL)
+    m->rq_tail->next = w;
+  else
+    m->rq_head = w;
+  m->rq_tail = w;
+  if (!m->scheduled) weft__future_schedule(m);
+}
 /* Registers w (one reference given) as a continuation of f. */
 static inline void weft__future_wait(weft_future *f, weft_future *w) {
   weft__observe(f);

@@ -63,17 +63,17 @@ __attribute__((noreturn)) static inline void weft__fctx_exit(weft__fctx *to) {
  * registers are saved and the call is made in one step. */
 #if !defined(WEFT_FIBER_UCONTEXT) && defined(__x86_64__)
 void weft__fctx_enter(void **save, void *top, void (*entry)(void *), void *arg);
-static inline void weft__fctx_begin(weft__fctx *from, weft__fctx *to,
-                                    void *lo, size_t size,
-                                    void (*entry)(void *), void *arg) {
+static inline void weft__fctx_begin(weft__fctx *from, weft__fctx *to, void *lo,
+                                    size_t size, void (*entry)(void *),
+                                    void *arg) {
   (void)to;
   uintptr_t top = ((uintptr_t)lo + size) & ~(uintptr_t)15;
   weft__fctx_enter(&from->sp, (void *)top, entry, arg);
 }
 #else
-static inline void weft__fctx_begin(weft__fctx *from, weft__fctx *to,
-                                    void *lo, size_t size,
-                                    void (*entry)(void *), void *arg) {
+static inline void weft__fctx_begin(weft__fctx *from, weft__fctx *to, void *lo,
+                                    size_t size, void (*entry)(void *),
+                                    void *arg) {
   weft__fctx_make(to, lo, size, entry, arg);
   weft__fctx_switch(from, to);
 }

@@ -170,7 +170,7 @@ void weft__fiber_reap_slow(weft_fiber *fb) {
 #endif
   fmodule *m = fb->mod;
   stack_put(m, &fb->stack);
-  fiber_put(m, fb); /* with its node */
+  fiber_put(m, fb);                /* with its node */
   weft__future_unref_norelease(f); /* the fiber kind has no release hook */
   if (--m->live == 0) weft__req_done(loop); /* the module's one reference */
 }

@@ -28,8 +28,7 @@
 size_t weft__fstack_page; /* the same for every thread: a benign race */
 
 size_t weft__fstack_guard(void) {
-  if (weft__fstack_page == 0)
-    weft__fstack_page = (size_t)sysconf(_SC_PAGESIZE);
+  if (weft__fstack_page == 0) weft__fstack_page = (size_t)sysconf(_SC_PAGESIZE);
   return weft__fstack_page;
 }
 

@@ -10,7 +10,9 @@
  * address is a trampoline, which calls entry(arg) with arg and entry taken
  * from two of the restored registers. The control words of a fresh context
  * are copied from the thread that makes it, as the thread's own code would
- * see them.
+ * see them. On x86-64 a fiber's first switch is weft__fctx_enter instead
+ * (fiber_internal.h's weft__fctx_begin): the saving half, then a call of
+ * entry(arg) on the new stack, with nothing written there first.
  *
  * Elsewhere (or built with -DWEFT_FIBER_UCONTEXT) it is ucontext:
  * makecontext/swapcontext, which also saves the signal mask with a system

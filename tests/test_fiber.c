@@ -520,7 +520,7 @@ Test(fiber, awaits_alone_allocate_nothing, .timeout = 20) {
 /* ---- spawn and finish: warm stacks, spare structs ------------------------ */
 
 enum { BATCH = 64 };
-static void *batch_guard[BATCH];
+static void *batch_guard[2 * BATCH];
 static int batch_ran;
 
 static int note_guard(weft_fiber *self, void *arg) {
@@ -538,7 +538,7 @@ static void run_batch(weft_loop *loop, const weft_fiber_options *o) {
 }
 
 /* Fibers that start and finish one after the other all run on the stack
- * idled last (warm), although each took a stack at spawn. */
+ * idled last (warm). */
 Test(fiber, a_batch_runs_on_the_warmest_stack, .timeout = 10) {
   weft_loop *loop = th_loop();
   run_batch(loop, NULL); /* BATCH stacks idle now */
@@ -551,12 +551,41 @@ Test(fiber, a_batch_runs_on_the_warmest_stack, .timeout = 10) {
   for (int i = 1; i < BATCH; i++)
     cr_assert_eq(batch_guard[i], batch_guard[0]);
   void *big_guard = batch_guard[0];
-  /* the default stacks are found under the big ones, and run warm again */
+  /* the default stacks are still idle beside the big ones, and run warm
+   * again */
   run_batch(loop, NULL);
   cr_assert_neq(batch_guard[0], big_guard);
   for (int i = 1; i < BATCH; i++)
     cr_assert_eq(batch_guard[i], batch_guard[0]);
   th_loop_finish(loop);
+}
+
+static void run_n(weft_loop *loop, int n) {
+  batch_ran = 0;
+  for (intptr_t i = 0; i < n; i++)
+    ASSERT_ERR(weft_fiber_spawn(loop, note_guard, (void *)i, NULL, NULL), 0);
+  th_run(loop);
+  cr_assert_eq(batch_ran, n);
+}
+
+/* More fibers than idle stacks: the first BATCH count on the idle ones
+ * (taken at start), the other BATCH map their own at spawn; all of them
+ * still run on the stack idled last, and afterwards all 2 x BATCH stacks
+ * idle, so the same spawn again allocates nothing. */
+Test(fiber, a_batch_larger_than_the_idle_stacks_runs_warm, .timeout = 10) {
+  th_alloc_install(0);
+  weft_loop *loop = th_loop();
+  run_n(loop, BATCH); /* BATCH stacks idle now */
+  run_n(loop, 2 * BATCH);
+  for (int i = 1; i < 2 * BATCH; i++)
+    cr_assert_eq(batch_guard[i], batch_guard[0], "fiber %d ran on another", i);
+  size_t before = th_alloc_calls();
+  run_n(loop, 2 * BATCH);
+  cr_assert_eq(th_alloc_calls() - before, 0);
+  for (int i = 1; i < 2 * BATCH; i++)
+    cr_assert_eq(batch_guard[i], batch_guard[0]);
+  th_loop_finish(loop);
+  th_alloc_restore();
 }
 
 static int count_allocs(weft_loop *loop, int rounds) {

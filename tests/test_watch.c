@@ -53,6 +53,23 @@ static void put(const char *rel, const char *s) {
   close(fd);
 }
 
+/* Replaces `rel` by a new file holding `s`, whole at once (written aside,
+ * then renamed over it): a poll's stat on a pool thread, which may run
+ * while the test writes, sees either the old file or the complete new
+ * one, never a half-made change (one such stat once saw st_size 0 after
+ * put()'s write had begun, under load). */
+static void put_whole(const char *rel, const char *s) {
+  char tmp[64];
+  snprintf(tmp, sizeof tmp, "%s.new", rel);
+  int fd = open(P(tmp), O_CREAT | O_TRUNC | O_WRONLY | O_CLOEXEC, 0644);
+  cr_assert_geq(fd, 0);
+  cr_assert_eq(write(fd, s, strlen(s)), (ssize_t)strlen(s));
+  close(fd);
+  char to[PATH_MAX];
+  snprintf(to, sizeof to, "%s", P(rel));
+  cr_assert_eq(rename(P(tmp), to), 0, "%s", strerror(errno));
+}
+
 static int fd_count(void) {
   DIR *d = opendir("/proc/self/fd");
   int n = 0;
@@ -1016,7 +1033,7 @@ Test(watch, fs_poll_reports_changes_missing_once_and_recovery, FIX,
   weft_timer_start(&t, on_flag, 50, 0);
   run_until(loop, &flag_set);
   cr_assert_eq(r.calls, 0, "the baseline reports nothing");
-  put("f", "hello");
+  put_whole("f", "hello");
   run_calls(loop, &r, 1);
   cr_assert_eq(r.last_status, 0);
   cr_assert_eq(r.prev.st_size, 0);
@@ -1102,7 +1119,7 @@ Test(watch, fs_poll_future_gets_the_next_change_or_its_error, FIX,
   cr_assert_eq(weft_fs_poll_future(&p, &c), 0);
   cr_assert_eq(weft_future_cancel(c), 0);
   weft_future_unref(c);
-  put("f", "hello");
+  put_whole("f", "hello");
   run_calls(loop, &r, 1);
   const weft_fs_poll_change *ch = change_of(f);
   cr_assert_eq(ch->prev.st_size, 0);

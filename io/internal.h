@@ -30,7 +30,26 @@ enum {
   /* the last recvmsg stopped at a message carrying fds (the kernel returns
    * one such message per call): a short read does not mean drained */
   WEFT__S_FDS_CUT = 1u << 13,
+  /* weft_stream.x holds the listener's fields (x.l), from the listen on;
+   * never cleared, unlike WEFT__S_LISTENING, which a close clears */
+  WEFT__S_X_LISTENER = 1u << 14,
 };
+
+/* weft_stream_set_watermarks' state (weft_stream.x.c.wm), made on its first
+ * call. */
+typedef struct weft__wm {
+  uint32_t high, low;
+  weft_watermark_cb cb;
+} weft__wm;
+
+/* A connection's watermarks and read-back buffer (NULL for a listener,
+ * whose weft_stream.x holds its own fields). */
+static inline weft__wm *weft__stream_wm(const weft_stream *s) {
+  return (s->flags & WEFT__S_X_LISTENER) ? NULL : (weft__wm *)s->x.c.wm;
+}
+static inline void *weft__stream_rb(const weft_stream *s) {
+  return (s->flags & WEFT__S_X_LISTENER) ? NULL : s->x.c.rb;
+}
 
 /* Reads a stream goes on with past short reads that stopped at a message
  * carrying fds, per readiness (on top of WEFT_STREAM_READ_CAP's bytes):

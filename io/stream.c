@@ -58,13 +58,10 @@ void weft__stream_init(weft_loop *loop, weft_stream *s,
   weft__list_init(WQ(s));
   weft__list_init(DONE(s));
   s->wq_size = 0;
-  s->high_wm = s->low_wm = 0;
-  s->wm_cb = NULL;
+  s->x.c.wm = s->x.c.rb = NULL;
   s->connect_req = NULL;
   s->shutdown_req = NULL;
   s->flags = 0;
-  s->accepted_fd = -1;
-  s->rb = NULL;
 }
 
 /* Which events the watcher should ask for, given the state. */
@@ -72,7 +69,7 @@ static int wanted_events(const weft_stream *s) {
   int ev = 0;
   if (((s->flags & WEFT__S_READING) && (s->flags & WEFT__S_CONNECTED)) ||
       ((s->flags & WEFT__S_LISTENING) &&
-       (s->u.q.connection_cb != NULL || weft__stream_rq_busy(s)) &&
+       (s->x.l.connection_cb != NULL || weft__stream_rq_busy(s)) &&
        !(s->flags & (WEFT__S_ACCEPT_WAIT | WEFT__S_ACCEPT_PAUSED))) ||
       (!(s->flags & WEFT__S_LISTENING) && (s->flags & WEFT__S_CONNECTED) &&
        weft__stream_rq_busy(s)))
@@ -89,7 +86,7 @@ static void update(weft_stream *s) {
   weft__io_want(s->base.loop, w, w->fd >= 0 ? wanted_events(s) : 0);
   bool busy =
       (s->flags & (WEFT__S_READING | WEFT__S_CONNECTING)) ||
-      ((s->flags & WEFT__S_LISTENING) && s->u.q.connection_cb != NULL) ||
+      ((s->flags & WEFT__S_LISTENING) && s->x.l.connection_cb != NULL) ||
       !weft__list_empty(WQ(s)) || !weft__list_empty(DONE(s)) ||
       s->connect_req || s->shutdown_req || weft__stream_rq_busy(s);
   if (weft__handle_usable(&s->base) && busy)
@@ -274,9 +271,10 @@ static void do_shutdown(weft_stream *s) {
 }
 
 static void check_low(weft_stream *s) {
-  if ((s->flags & WEFT__S_WM_ABOVE) && s->wq_size <= s->low_wm) {
+  const weft__wm *wm = weft__stream_wm(s);
+  if ((s->flags & WEFT__S_WM_ABOVE) && wm != NULL && s->wq_size <= wm->low) {
     s->flags &= ~WEFT__S_WM_ABOVE;
-    if (s->wm_cb) s->wm_cb(s, WEFT_WATERMARK_LOW);
+    wm->cb(s, WEFT_WATERMARK_LOW);
   }
 }
 
@@ -370,9 +368,10 @@ void weft__stream_write_queue(weft__net *net, weft_stream *s,
   weft__reqq_push(WQ(s), &req->req);
   s->wq_size += req_remaining(req);
   update(s);
-  if (s->wm_cb && !(s->flags & WEFT__S_WM_ABOVE) && s->wq_size > s->high_wm) {
+  const weft__wm *wm = weft__stream_wm(s);
+  if (wm != NULL && !(s->flags & WEFT__S_WM_ABOVE) && s->wq_size > wm->high) {
     s->flags |= WEFT__S_WM_ABOVE;
-    s->wm_cb(s, WEFT_WATERMARK_HIGH);
+    wm->cb(s, WEFT_WATERMARK_HIGH);
   }
 }
 
@@ -456,12 +455,19 @@ size_t weft_stream_write_queue_size(const weft_stream *s) {
 
 int weft_stream_set_watermarks(weft_stream *s, size_t high, size_t low,
                                weft_watermark_cb cb) {
-  if (s == NULL || s->base.ops == NULL || low > high || high > UINT32_MAX)
+  if (s == NULL || !weft__handle_usable(&s->base) || low > high ||
+      high > UINT32_MAX || (s->flags & WEFT__S_X_LISTENER))
     return -EINVAL;
-  s->high_wm = (uint32_t)high;
-  s->low_wm = (uint32_t)low;
-  s->wm_cb = cb;
-  if (cb == NULL) s->flags &= ~WEFT__S_WM_ABOVE;
+  weft__wm *wm = s->x.c.wm;
+  if (cb == NULL) { /* removed: the state goes too */
+    weft__free(wm);
+    s->x.c.wm = NULL;
+    s->flags &= ~WEFT__S_WM_ABOVE;
+    return 0;
+  }
+  if (wm == NULL && (wm = weft__malloc(sizeof *wm)) == NULL) return -ENOMEM;
+  *wm = (weft__wm){(uint32_t)high, (uint32_t)low, cb};
+  s->x.c.wm = wm;
   return 0;
 }
 
@@ -514,7 +520,8 @@ static void on_readable(weft_stream *s) {
   weft__net *net = weft__net_get(s->base.loop);
   size_t budget = WEFT_STREAM_READ_CAP;
   unsigned cuts = WEFT__STREAM_FDS_READS;
-  if (s->rb != NULL && !weft__stream_rb_to_cb(s)) return; /* buffered first */
+  if (weft__stream_rb(s) != NULL && !weft__stream_rb_to_cb(s))
+    return; /* buffered first */
   while ((s->flags & WEFT__S_READING) && budget > 0) {
     weft_buf buf = {net->slab, WEFT_STREAM_SLAB_SIZE};
     if (s->u.r.alloc_cb) {
@@ -661,9 +668,14 @@ int weft__stream_listen(weft_stream *s, int backlog, weft_connection_cb cb) {
   if (weft__net_get(s->base.loop) == NULL) return -ENOMEM;
   if (listen(weft__stream_fd(s), backlog > 0 ? backlog : SOMAXCONN) < 0)
     return -errno;
-  s->u.q.connection_cb = cb;
+  /* a listener writes and reads no bytes: x now holds its own fields */
+  weft__free(s->x.c.wm);
+  weft__free(s->x.c.rb);
+  s->flags &= ~WEFT__S_WM_ABOVE;
+  s->x.l.connection_cb = cb;
+  s->x.l.accepted_fd = -1;
   weft__list_init(WEFT__REQQ(s->u.q.rq)); /* accept futures */
-  s->flags |= WEFT__S_LISTENING | WEFT__S_RQ;
+  s->flags |= WEFT__S_LISTENING | WEFT__S_RQ | WEFT__S_X_LISTENER;
   update(s);
   return 0;
 }
@@ -678,7 +690,7 @@ static void on_acceptable(weft_stream *s) {
   int fd = weft__stream_fd(s);
   for (int i = 0; i < ACCEPT_CAP && (s->flags & WEFT__S_LISTENING) &&
                   !(s->flags & WEFT__S_ACCEPT_WAIT) &&
-                  (s->u.q.connection_cb || weft__stream_rq_busy(s));
+                  (s->x.l.connection_cb || weft__stream_rq_busy(s));
        i++) {
     int c = accept4(fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
     if (c < 0) {
@@ -689,14 +701,14 @@ static void on_acceptable(weft_stream *s) {
         break;
       }
       if (weft__stream_rd_accept_error(s, -errno)) continue;
-      if (s->u.q.connection_cb == NULL) break;
-      s->u.q.connection_cb(s, -errno);
+      if (s->x.l.connection_cb == NULL) break;
+      s->x.l.connection_cb(s, -errno);
       continue;
     }
     if (weft__stream_rd_accept(s, c)) continue; /* an accept future took it */
-    s->accepted_fd = c;
+    s->x.l.accepted_fd = c;
     s->flags |= WEFT__S_ACCEPT_WAIT;
-    if (s->u.q.connection_cb) s->u.q.connection_cb(s, 0);
+    if (s->x.l.connection_cb) s->x.l.connection_cb(s, 0);
   }
   update(s);
 }
@@ -711,9 +723,9 @@ int weft_stream_accept(weft_stream *server, weft_stream *client) {
     return -EINVAL;
   if (!(server->flags & WEFT__S_ACCEPT_WAIT)) return -EAGAIN;
   /* accept4 made it non-blocking */
-  weft__stream_adopt_fd(client, server->accepted_fd,
+  weft__stream_adopt_fd(client, server->x.l.accepted_fd,
                         WEFT__S_SOCKET | WEFT__S_CONNECTED);
-  server->accepted_fd = -1;
+  server->x.l.accepted_fd = -1;
   server->flags &= ~WEFT__S_ACCEPT_WAIT;
   update(server);
   return 0;
@@ -751,8 +763,10 @@ void weft__stream_close(weft_handle *h) {
   weft_stream *s = (weft_stream *)h;
   weft__io_stop(h->loop, io_watcher(s));
   s->flags &= ~(WEFT__S_READING | WEFT__S_LISTENING);
-  if (s->accepted_fd >= 0) close(s->accepted_fd);
-  s->accepted_fd = -1;
+  if ((s->flags & WEFT__S_X_LISTENER) && s->x.l.accepted_fd >= 0) {
+    close(s->x.l.accepted_fd);
+    s->x.l.accepted_fd = -1;
+  }
   if (io_watcher(s)->fd >= 0) close(io_watcher(s)->fd);
   ev_io_set(io_watcher(s), -1, 0);
   weft__list *node = weft__pend_node(h);
@@ -778,6 +792,10 @@ void weft__stream_finish(weft_handle *h) {
   weft__reqq_flush(DONE(s), write_run);
   if (s->shutdown_req) shutdown_complete(s);
   weft__stream_rd_finish(s);
+  if (!(s->flags & WEFT__S_X_LISTENER)) {
+    weft__free(s->x.c.wm);
+    s->x.c.wm = NULL;
+  }
 }
 
 /* A connect future was cancelled: abort the connect (close the socket,

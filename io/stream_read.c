@@ -38,15 +38,16 @@ static inline weft__rd_req *rd_of(weft__req_hdr *r) {
   return weft__req_outer(r);
 }
 static size_t rb_len(const weft_stream *s) {
-  return s->rb ? ((const rbuf *)s->rb)->len : 0;
+  const rbuf *b = weft__stream_rb(s);
+  return b ? b->len : 0;
 }
 static char *rb_data(const weft_stream *s) {
-  rbuf *b = s->rb;
+  rbuf *b = s->x.c.rb;
   return b->data + b->off;
 }
 static void rb_consume(weft_stream *s, size_t k) {
   if (k == 0) return;
-  rbuf *b = s->rb;
+  rbuf *b = s->x.c.rb;
   b->off += k;
   b->len -= k;
   if (b->len == 0) b->off = 0;
@@ -54,7 +55,7 @@ static void rb_consume(weft_stream *s, size_t k) {
 
 /* Grows the read-back buffer to `cap` bytes, keeping what it holds. */
 static int rb_reserve(weft_stream *s, size_t cap) {
-  rbuf *b = s->rb;
+  rbuf *b = s->x.c.rb;
   if (b != NULL && b->cap >= cap) return 0;
   if (cap > SIZE_MAX - sizeof *b) return -ENOMEM;
   rbuf *nb = weft__malloc(sizeof *nb + cap);
@@ -67,14 +68,14 @@ static int rb_reserve(weft_stream *s, size_t cap) {
     nb->len = b->len;
     weft__free(b);
   }
-  s->rb = nb;
+  s->x.c.rb = nb;
   return 0;
 }
 
 /* Appends bytes given back; the room was reserved when the read started. */
 static void rb_append(weft_stream *s, const char *p, size_t k) {
   if (k == 0) return;
-  rbuf *b = s->rb;
+  rbuf *b = s->x.c.rb;
   assert(b != NULL && b->len + k <= b->cap);
   if (b->off + b->len + k > b->cap) {
     memmove(b->data, b->data + b->off, b->len);
@@ -255,13 +256,16 @@ static void reject_all(weft_stream *s, int status) {
 void weft__stream_rd_abort(weft_stream *s, int status) {
   if (s->flags & WEFT__S_LISTENING) return;
   reject_all(s, status);
-  if (s->rb != NULL) ((rbuf *)s->rb)->len = ((rbuf *)s->rb)->off = 0;
+  rbuf *b = weft__stream_rb(s);
+  if (b != NULL) b->len = b->off = 0;
 }
 
 void weft__stream_rd_finish(weft_stream *s) {
   reject_all(s, -ECANCELED);
-  weft__free(s->rb);
-  s->rb = NULL;
+  if (!(s->flags & WEFT__S_X_LISTENER)) {
+    weft__free(s->x.c.rb);
+    s->x.c.rb = NULL;
+  }
 }
 
 /* A read or accept future was cancelled: it leaves the queue, consuming
@@ -432,11 +436,11 @@ bool weft__stream_rd_accept_error(weft_stream *s, int err) {
  * future. */
 static void accept_waiting(weft_stream *s) {
   if (!(s->flags & WEFT__S_ACCEPT_WAIT) || !weft__stream_rq_busy(s)) return;
-  int fd = s->accepted_fd;
-  s->accepted_fd = -1;
+  int fd = s->x.l.accepted_fd;
+  s->x.l.accepted_fd = -1;
   s->flags &= ~(unsigned)WEFT__S_ACCEPT_WAIT;
   if (!weft__stream_rd_accept(s, fd)) { /* every client was unusable */
-    s->accepted_fd = fd;
+    s->x.l.accepted_fd = fd;
     s->flags |= WEFT__S_ACCEPT_WAIT;
   }
   weft__stream_update(s);

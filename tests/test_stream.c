@@ -672,6 +672,46 @@ Test(stream, bad_input, .timeout = 10) {
   th_loop_finish(loop);
 }
 
+/* Watermarks live outside the stream (made by the first call, freed by
+ * removing them or by the close): a listener has none (its fields take
+ * their place), a closing stream takes none, and a failed allocation is
+ * -ENOMEM with the stream as it was. ASan's leak check covers the frees. */
+Test(stream, watermarks_state_listener_close_and_enomem, .timeout = 10) {
+  th_alloc_install(0); /* counts, fails nothing until armed */
+  weft_loop *loop = th_loop();
+  weft_tcp srv, c;
+  struct sockaddr_in a = {.sin_family = AF_INET};
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  cr_assert_eq(weft_tcp_init(loop, &srv), 0);
+  cr_assert_eq(weft_tcp_bind(&srv, (struct sockaddr *)&a, 0), 0);
+  /* set before listen: dropped by the listen, then refused */
+  cr_assert_eq(weft_stream_set_watermarks(&srv.stream, 8, 4, noop_mark), 0);
+  cr_assert_eq(weft_tcp_listen(&srv, 16, NULL), 0);
+  cr_assert_eq(weft_stream_set_watermarks(&srv.stream, 8, 4, noop_mark),
+               -EINVAL);
+  cr_assert_eq(weft_stream_set_watermarks(&srv.stream, 0, 0, NULL), -EINVAL);
+  cr_assert_eq(weft_stream_write_queue_size(&srv.stream), 0);
+  /* set, changed, removed, set again: one allocation in all */
+  cr_assert_eq(weft_tcp_init(loop, &c), 0);
+  size_t calls = th_alloc_calls();
+  cr_assert_eq(weft_stream_set_watermarks(&c.stream, 8, 4, noop_mark), 0);
+  cr_assert_eq(weft_stream_set_watermarks(&c.stream, 16, 2, noop_mark), 0);
+  cr_assert_eq(th_alloc_calls() - calls, 1);
+  cr_assert_eq(weft_stream_set_watermarks(&c.stream, 0, 0, NULL), 0);
+  /* without memory: -ENOMEM, nothing set; then it works */
+  th_alloc_arm(1);
+  cr_assert_eq(weft_stream_set_watermarks(&c.stream, 8, 4, noop_mark), -ENOMEM);
+  cr_assert_eq(th_alloc_failed(), 1);
+  cr_assert_eq(weft_stream_set_watermarks(&c.stream, 8, 4, noop_mark), 0);
+  /* the close frees them; a closing stream takes none */
+  cr_assert_eq(weft_close(&c.stream.base, NULL), 0);
+  cr_assert_eq(weft_stream_set_watermarks(&c.stream, 8, 4, noop_mark), -EINVAL);
+  cr_assert_eq(weft_close(&srv.stream.base, NULL), 0);
+  weft_loop_run(loop, WEFT_RUN_DEFAULT);
+  th_loop_finish(loop);
+  th_alloc_restore();
+}
+
 /* ---- sendfile
  * ------------------------------------------------------------------ */
 

@@ -180,7 +180,6 @@ struct weft_stream {
       struct {
         void *p_[2];
       } rq; /* pending read or accept futures (weft__list) */
-      weft_connection_cb connection_cb; /* a listener's */
     } q;
   } u;
   struct {
@@ -190,13 +189,19 @@ struct weft_stream {
     void *p_[2];
   } done; /* writes written, callback not yet run */
   size_t wq_size;
-  uint32_t high_wm, low_wm;
-  weft_watermark_cb wm_cb;
+  union {
+    struct {
+      void *wm; /* weft_stream_set_watermarks' levels and callback, or NULL */
+      void *rb; /* bytes read from the fd, not yet delivered */
+    } c;        /* a connection's (or a stream's before it listens) */
+    struct {
+      weft_connection_cb connection_cb;
+      int accepted_fd; /* accepted, not yet taken by weft_stream_accept */
+    } l;               /* a listener's, from weft_*_listen on */
+  } x;
   weft_connect_req *connect_req;
   weft_shutdown_req *shutdown_req;
   unsigned flags;
-  int accepted_fd;
-  void *rb; /* bytes read from the fd, not yet delivered (io/stream_read.c) */
 };
 
 /** Starts reading: `read_cb` runs for each chunk of data, at EOF and on
@@ -273,8 +278,11 @@ WEFT_API size_t weft_stream_write_queue_size(const weft_stream *s);
 /** Sets watermarks on the write-queue size: `cb` gets WEFT_WATERMARK_HIGH
  * (from inside weft_stream_write()) when the queue grows above `high`,
  * and later WEFT_WATERMARK_LOW (from the loop) once it drains to `low` or
- * below. `cb` NULL removes them. Returns 0; -EINVAL for NULL stream, or
- * low > high, or a value above UINT32_MAX. */
+ * below. `cb` NULL removes them. Their state is made by the first call
+ * and freed when they are removed or the stream closes; a listen drops
+ * them (a listener writes nothing). Returns 0; -EINVAL for a NULL,
+ * closing or listening stream, low > high, or a value above UINT32_MAX;
+ * -ENOMEM if the state could not be made (nothing changed). */
 WEFT_API int weft_stream_set_watermarks(weft_stream *s, size_t high, size_t low,
                                         weft_watermark_cb cb);
 

@@ -152,7 +152,8 @@ WEFT_API int weft_sockaddr_port(const struct sockaddr *addr);
 WEFT_API socklen_t weft_sockaddr_len(const struct sockaddr *addr);
 
 /** Bytes of one idle TCP handle (sizeof(weft_tcp); weft allocates nothing
- * more per handle). */
+ * more per handle, but 16 bytes while weft_stream_set_watermarks() has
+ * watermarks set on it). */
 WEFT_API size_t weft_tcp_handle_size(void);
 
 #ifdef __cplusplus

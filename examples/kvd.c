@@ -810,12 +810,7 @@ static int loop_init(weft_lgroup *g, unsigned i, weft_loop *loop, void *arg) {
     weft_unref(&stats_usr1.base); /* never keeps the loop up */
   }
   kvd_server *srv = arg;
-  kvd_loop *kl = &srv->loops[i];
-  kl->srv = srv;
-  kl->index = i;
-  kl->loop = loop;
-  atomic_init(&kl->armed, INT64_MAX);
-  atomic_init(&kl->rearm_posted, false);
+  kvd_loop *kl = &srv->loops[i]; /* its shared fields: set by serve() */
   weft_timer_init(loop, &kl->expire_timer);
   kl->expire_timer.base.data = kl;
   cur_loop = kl;
@@ -866,6 +861,18 @@ static int serve(kvd_server *srv, struct sockaddr_storage *addr,
   weft_lgroup *g;
   int r = weft_lgroup_new(&g, &o);
   if (r < 0) return r;
+  /* What other loops read of a loop (kvd_expiry_moved: its weft_loop for
+   * the post, its deadline and post flags) is set here, before any loop
+   * thread starts: a loop may serve a client that moves a deadline of
+   * another loop's shard before that loop has run its init. */
+  for (size_t i = 0; i < srv->nloops; i++) {
+    kvd_loop *kl = &srv->loops[i];
+    kl->srv = srv;
+    kl->index = i;
+    kl->loop = weft_lgroup_loop(g, (unsigned)i);
+    atomic_init(&kl->armed, INT64_MAX);
+    atomic_init(&kl->rearm_posted, false);
+  }
   socklen_t len = sizeof *addr;
   r = weft_lgroup_listen(g, (struct sockaddr *)addr, dist, 511);
   if (r == 0) r = weft_lgroup_getsockname(g, (struct sockaddr *)addr, &len);
